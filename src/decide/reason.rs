@@ -1,0 +1,271 @@
+//! Why a scaling decision came out as it did: the numbers behind it, kept as data and rendered
+//! to one sentence that logs, Events, `plan` and the HTTP API all show.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::policy::Step;
+
+/// Everything that shaped one scaling decision, in the order it was applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingReason {
+    pub current: u16,
+    pub ready: u16,
+    /// One per metric, in policy order.
+    pub readings: Vec<Reading>,
+    /// What the metrics alone asked for (before windows, limits and bounds).
+    pub proposed: u16,
+    /// Each rule that moved the number after the metrics, in order.
+    pub adjustments: Vec<Adjustment>,
+    pub result: u16,
+}
+
+/// One metric's evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reading {
+    /// e.g. `p95 of mean instantaneous_ops_per_sec over 2m`.
+    pub metric: String,
+    /// The statistic over the window, or why it is missing.
+    #[serde(serialize_with = "serialize_result")]
+    pub value: Result<f64, String>,
+    /// The trend's value one warm-up ahead, when a forecast raised the value.
+    pub forecast: Option<f64>,
+    /// Load per replica the value implies (equal to `value` for mean/max aggregates).
+    pub per_replica: Option<f64>,
+    pub target: f64,
+    pub tolerance: f64,
+    /// Replicas this metric asks for; `None` when missing.
+    pub desired: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "rule", rename_all = "camelCase")]
+pub enum Adjustment {
+    /// A metric was missing, and missing data never scales down.
+    MissingNoScaleDown {
+        to: u16,
+    },
+    /// Some instances are not ready (syncing or unreachable): their load is unknown.
+    UnreadyNoScaleDown {
+        unready: u16,
+        to: u16,
+    },
+    /// The stabilization window held the count at the extreme recommendation it saw.
+    Stabilized {
+        direction: Direction,
+        window: Duration,
+        to: u16,
+    },
+    /// `maxStep` per `period` capped the change.
+    MaxStep {
+        direction: Direction,
+        step: String,
+        period: Duration,
+        to: u16,
+    },
+    /// Too soon after the last scale event.
+    Cooldown {
+        direction: Direction,
+        cooldown: Duration,
+        remaining: Duration,
+        to: u16,
+    },
+    MinReplicas {
+        min: u16,
+        to: u16,
+    },
+    MaxReplicas {
+        max: u16,
+        to: u16,
+    },
+    CronFloor {
+        cron: String,
+        min: u16,
+        to: u16,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Up => "scale-up",
+            Direction::Down => "scale-down",
+        })
+    }
+}
+
+fn serialize_result<S: serde::Serializer>(
+    value: &Result<f64, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    enum Value<'a> {
+        Ok(f64),
+        Missing(&'a str),
+    }
+    match value {
+        Ok(v) => Value::Ok(*v).serialize(s),
+        Err(e) => Value::Missing(e).serialize(s),
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Pods(n) => write!(f, "{n}"),
+            Step::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// `41200.4` -> `41,200`; small values keep one decimal so `0.4` does not read as `0`.
+pub fn number(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    if v.abs() < 100.0 && v.fract() != 0.0 {
+        return format!("{v:.1}");
+    }
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if v < -0.5 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn dur(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(d)
+}
+
+impl fmt::Display for Reading {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = match &self.value {
+            Err(why) => return write!(f, "{} missing ({why})", self.metric),
+            Ok(v) => *v,
+        };
+        write!(f, "{} {}", self.metric, number(value))?;
+        if let Some(forecast) = self.forecast {
+            write!(f, " (trend {} after warm-up)", number(forecast))?;
+        }
+        let Some(per_replica) = self.per_replica else {
+            return write!(f, " with no ready replica to divide it");
+        };
+        if self.per_replica != Some(value) || self.forecast.is_some() {
+            write!(f, " = {} per replica", number(per_replica))?;
+        }
+        let ratio = per_replica / self.target;
+        let cmp = if ratio > 1.0 + self.tolerance {
+            ">"
+        } else if ratio < 1.0 - self.tolerance {
+            "<"
+        } else {
+            "within"
+        };
+        if cmp == "within" {
+            write!(f, " within {} of target {}", self.tolerance, number(self.target))
+        } else {
+            write!(
+                f,
+                " {cmp} target {} x {}",
+                number(self.target),
+                1.0 + if cmp == ">" { self.tolerance } else { -self.tolerance }
+            )?;
+            match self.desired {
+                Some(d) => write!(f, " -> {d}"),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+impl fmt::Display for Adjustment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Adjustment::MissingNoScaleDown { to } => {
+                write!(f, "kept at {to}: missing data never scales down")
+            }
+            Adjustment::UnreadyNoScaleDown { unready, to } => {
+                write!(f, "kept at {to}: {unready} instance(s) not ready, their load unknown")
+            }
+            Adjustment::Stabilized { direction, window, to } => {
+                write!(f, "held at {to} by the {direction} stabilization window {}", dur(*window))
+            }
+            Adjustment::MaxStep { direction, step, period, to } => {
+                write!(f, "capped at {to} by {direction} maxStep {step} per {}", dur(*period))
+            }
+            Adjustment::Cooldown { direction, cooldown, remaining, to } => write!(
+                f,
+                "kept at {to} by {direction} cooldown {} ({} left)",
+                dur(*cooldown),
+                dur(*remaining)
+            ),
+            Adjustment::MinReplicas { min, to } => write!(f, "raised to {to} by minReplicas {min}"),
+            Adjustment::MaxReplicas { max, to } => {
+                write!(f, "lowered to {to} by maxReplicas {max}")
+            }
+            Adjustment::CronFloor { cron, min, to } => {
+                write!(f, "raised to {to} by schedule `{cron}` (at least {min})")
+            }
+        }
+    }
+}
+
+impl fmt::Display for ScalingReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, reading) in self.readings.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{reading}")?;
+        }
+        if self.readings.is_empty() {
+            f.write_str("no metrics")?;
+        }
+        if self.ready != self.current {
+            write!(f, "; {} of {} ready", self.ready, self.current)?;
+        }
+        write!(f, "; {} -> {}", self.current, self.proposed)?;
+        for adjustment in &self.adjustments {
+            write!(f, ", {adjustment}")?;
+        }
+        if self.result == self.current {
+            write!(f, "; hold at {}", self.result)
+        } else {
+            write!(f, "; scale {} -> {}", self.current, self.result)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number;
+
+    #[test]
+    fn numbers_read_like_a_person_wrote_them() {
+        assert_eq!(number(41_200.4), "41,200");
+        assert_eq!(number(1_234_567.0), "1,234,567");
+        assert_eq!(number(999.0), "999");
+        assert_eq!(number(0.37), "0.4");
+        assert_eq!(number(12.0), "12");
+        assert_eq!(number(-2500.0), "-2,500");
+    }
+}

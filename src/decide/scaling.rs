@@ -1,0 +1,331 @@
+//! Replica-count decisions. The steps follow the Kubernetes HPA where it has an answer
+//! (usage ratio with a tolerance band, recommendations stabilized over a window, change per
+//! period limited by the count at the period's start) and add what Redis operators ask for:
+//! windowed statistics, cooldowns, cron floors, a trend forecast, and the rule that missing
+//! or unready data never scales down.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::reason::{Adjustment, Direction, Reading, ScalingReason};
+use super::series;
+use super::{Decision, Fleet};
+use crate::observe::{History, Timestamp};
+use crate::policy::{Aggregate, Behavior, Metric, MetricSource, Scaling, Statistic, Step};
+
+/// Scaling's memory of its own past: raw recommendations (for stabilization) and applied
+/// scale events (for step limits and cooldowns), pruned to the longest window that reads them.
+#[derive(Debug, Clone, Default)]
+pub struct ScalingMemory {
+    recommendations: VecDeque<(Timestamp, u16)>,
+    events: VecDeque<ScaleEvent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ScaleEvent {
+    at: Timestamp,
+    from: u16,
+    to: u16,
+}
+
+impl ScalingMemory {
+    /// Records a scale the cluster actually performed.
+    pub fn record_scale(&mut self, at: Timestamp, from: u16, to: u16) {
+        self.events.push_back(ScaleEvent { at, from, to });
+    }
+
+    fn prune(&mut self, scaling: &Scaling, now: Timestamp) {
+        let keep_recommendations =
+            scaling.scale_up.stabilization.max(scaling.scale_down.stabilization);
+        let keep_events = [&scaling.scale_up, &scaling.scale_down]
+            .iter()
+            .map(|b| b.period.max(b.cooldown))
+            .max()
+            .unwrap_or_default();
+        let rec_cutoff = before(now, keep_recommendations);
+        while self.recommendations.front().is_some_and(|(at, _)| *at <= rec_cutoff) {
+            self.recommendations.pop_front();
+        }
+        let event_cutoff = before(now, keep_events);
+        // The newest event stays: cooldowns measure from it.
+        while self.events.len() > 1 && self.events.front().is_some_and(|e| e.at <= event_cutoff) {
+            self.events.pop_front();
+        }
+    }
+}
+
+fn before(now: Timestamp, d: Duration) -> Timestamp {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(Timestamp::MIN_UTC)
+}
+
+pub(super) fn decide(
+    scaling: &Scaling,
+    history: &History,
+    fleet: Fleet,
+    memory: &mut ScalingMemory,
+    now: Timestamp,
+) -> Decision {
+    let current = fleet.replicas;
+    let latest = history.latest();
+    let ready = latest.map_or(0, |o| o.ready_count()) as u16;
+    let readings: Vec<Reading> = scaling
+        .metrics
+        .iter()
+        .map(|m| read_metric(m, scaling, history, current, ready, now))
+        .collect();
+
+    let mut adjustments = Vec::new();
+    let asked = readings.iter().filter_map(|r| r.desired).max();
+    let proposed = asked.unwrap_or(current);
+    let mut recommendation = proposed;
+    if recommendation < current {
+        if readings.iter().any(|r| r.desired.is_none()) {
+            recommendation = current;
+            adjustments.push(Adjustment::MissingNoScaleDown { to: current });
+        } else if ready < current {
+            recommendation = current;
+            adjustments
+                .push(Adjustment::UnreadyNoScaleDown { unready: current - ready, to: current });
+        }
+    }
+
+    memory.prune(scaling, now);
+    memory.recommendations.push_back((now, recommendation));
+    let mut result = stabilize(scaling, memory, current, recommendation, now, &mut adjustments);
+    result = limit_rate(scaling, memory, current, result, now, &mut adjustments);
+    result = bound(scaling, result, now, &mut adjustments);
+
+    let reason = ScalingReason { current, ready, readings, proposed, adjustments, result };
+    if result == current {
+        Decision::Hold { replicas: current, reason }
+    } else {
+        Decision::Scale { from: current, to: result, reason }
+    }
+}
+
+fn read_metric(
+    metric: &Metric,
+    scaling: &Scaling,
+    history: &History,
+    current: u16,
+    ready: u16,
+    now: Timestamp,
+) -> Reading {
+    let mut reading = Reading {
+        metric: metric_label(metric),
+        value: Err(String::new()),
+        forecast: None,
+        per_replica: None,
+        target: metric.target,
+        tolerance: scaling.tolerance,
+        desired: None,
+    };
+    let points = match series::series(metric, history, now, metric.window) {
+        Ok(points) => points,
+        Err(why) => {
+            reading.value = Err(why);
+            return reading;
+        }
+    };
+    let value = series::statistic(metric.statistic, &points, now);
+    reading.value = Ok(value);
+    let mut load = value;
+    if let Some(forecast) = &scaling.forecast {
+        // The trend only brings a scale-up forward; it never argues for fewer replicas.
+        let trend_points = series::series(metric, history, now, forecast.window).ok();
+        if let Some(predicted) =
+            trend_points.and_then(|p| series::linear_forecast(&p, now, scaling.warmup))
+        {
+            if predicted > value {
+                reading.forecast = Some(predicted);
+                load = predicted;
+            }
+        }
+    }
+    let per_replica = match metric.aggregate {
+        Aggregate::Mean | Aggregate::Max => Some(load),
+        Aggregate::Sum => (ready > 0).then(|| load / f64::from(ready)),
+    };
+    reading.per_replica = per_replica;
+    reading.desired = Some(match per_replica {
+        Some(per_replica) => {
+            let ratio = per_replica / metric.target;
+            if (ratio - 1.0).abs() <= scaling.tolerance {
+                current
+            } else {
+                to_replicas(ratio * f64::from(ready))
+            }
+        }
+        // A total with nobody ready to share it: size for the total directly.
+        None => to_replicas(load / metric.target),
+    });
+    reading
+}
+
+fn to_replicas(x: f64) -> u16 {
+    // Clamped first so a wild value cannot wrap; bounds apply later.
+    x.ceil().clamp(0.0, f64::from(u16::MAX)) as u16
+}
+
+fn metric_label(metric: &Metric) -> String {
+    let statistic = match metric.statistic {
+        Statistic::Mean => "mean".to_owned(),
+        Statistic::Max => "max".to_owned(),
+        Statistic::Min => "min".to_owned(),
+        Statistic::Last => "last".to_owned(),
+        Statistic::Percentile(p) => format!("p{p}"),
+        Statistic::Ewma { half_life } => {
+            format!("ewma(half-life {})", humantime::format_duration(half_life))
+        }
+    };
+    let window = humantime::format_duration(metric.window);
+    match &metric.source {
+        MetricSource::Redis { field, rate } => {
+            let aggregate = match metric.aggregate {
+                Aggregate::Mean => "mean",
+                Aggregate::Max => "max",
+                Aggregate::Sum => "sum",
+            };
+            let rate = if *rate { " rate" } else { "" };
+            format!("{statistic} of {aggregate} {field}{rate} over {window}")
+        }
+        MetricSource::Prometheus { query } => format!("{statistic} of `{query}` over {window}"),
+    }
+}
+
+/// HPA's stabilization: never above the highest recommendation in the scale-down window,
+/// never below the lowest in the scale-up window.
+fn stabilize(
+    scaling: &Scaling,
+    memory: &ScalingMemory,
+    current: u16,
+    recommendation: u16,
+    now: Timestamp,
+    adjustments: &mut Vec<Adjustment>,
+) -> u16 {
+    let in_window = |window: Duration| {
+        let cutoff = before(now, window);
+        memory
+            .recommendations
+            .iter()
+            .filter(move |(at, _)| *at > cutoff || *at == now)
+            .map(|(_, r)| *r)
+    };
+    let up_floor = in_window(scaling.scale_up.stabilization).min().unwrap_or(recommendation);
+    let down_ceiling = in_window(scaling.scale_down.stabilization).max().unwrap_or(recommendation);
+    if recommendation > current && up_floor < recommendation {
+        let to = up_floor.max(current);
+        adjustments.push(Adjustment::Stabilized {
+            direction: Direction::Up,
+            window: scaling.scale_up.stabilization,
+            to,
+        });
+        return to;
+    }
+    if recommendation < current && down_ceiling > recommendation {
+        let to = down_ceiling.min(current);
+        adjustments.push(Adjustment::Stabilized {
+            direction: Direction::Down,
+            window: scaling.scale_down.stabilization,
+            to,
+        });
+        return to;
+    }
+    recommendation
+}
+
+/// Cooldown since the last scale event, then at most `maxStep` per `period`, counted from the
+/// replicas at the period's start as HPA does.
+fn limit_rate(
+    scaling: &Scaling,
+    memory: &ScalingMemory,
+    current: u16,
+    wanted: u16,
+    now: Timestamp,
+    adjustments: &mut Vec<Adjustment>,
+) -> u16 {
+    if wanted == current {
+        return current;
+    }
+    let (direction, behavior) = if wanted > current {
+        (Direction::Up, &scaling.scale_up)
+    } else {
+        (Direction::Down, &scaling.scale_down)
+    };
+    if let Some(last) = memory.events.back() {
+        let since = (now - last.at).to_std().unwrap_or_default();
+        if since < behavior.cooldown {
+            adjustments.push(Adjustment::Cooldown {
+                direction,
+                cooldown: behavior.cooldown,
+                remaining: behavior.cooldown - since,
+                to: current,
+            });
+            return current;
+        }
+    }
+    let cutoff = before(now, behavior.period);
+    let (mut added, mut removed) = (0i32, 0i32);
+    for e in memory.events.iter().filter(|e| e.at > cutoff) {
+        let change = i32::from(e.to) - i32::from(e.from);
+        if change > 0 { added += change } else { removed -= change }
+    }
+    let period_start = (i32::from(current) - added + removed).max(0);
+    let limit = step_limit(behavior, direction, period_start);
+    let capped = match direction {
+        Direction::Up => wanted.min(limit.max(current)),
+        Direction::Down => wanted.max(limit.min(current)),
+    };
+    if capped != wanted {
+        adjustments.push(Adjustment::MaxStep {
+            direction,
+            step: behavior.max_step.to_string(),
+            period: behavior.period,
+            to: capped,
+        });
+    }
+    capped
+}
+
+fn step_limit(behavior: &Behavior, direction: Direction, period_start: i32) -> u16 {
+    let start = f64::from(period_start);
+    let limit = match (behavior.max_step, direction) {
+        (Step::Pods(n), Direction::Up) => start + f64::from(n),
+        (Step::Pods(n), Direction::Down) => start - f64::from(n),
+        (Step::Percent(p), Direction::Up) => (start * (1.0 + f64::from(p) / 100.0)).ceil(),
+        (Step::Percent(p), Direction::Down) => (start * (1.0 - f64::from(p) / 100.0)).floor(),
+    };
+    limit.clamp(0.0, f64::from(u16::MAX)) as u16
+}
+
+/// Hard bounds last: `maxReplicas`, then `minReplicas` and any active cron floor.
+fn bound(scaling: &Scaling, wanted: u16, now: Timestamp, adjustments: &mut Vec<Adjustment>) -> u16 {
+    let mut result = wanted;
+    if result > scaling.max_replicas {
+        result = scaling.max_replicas;
+        adjustments.push(Adjustment::MaxReplicas { max: scaling.max_replicas, to: result });
+    }
+    if result < scaling.min_replicas {
+        result = scaling.min_replicas;
+        adjustments.push(Adjustment::MinReplicas { min: scaling.min_replicas, to: result });
+    }
+    for floor in &scaling.schedule {
+        let active = floor
+            .cron
+            .last_at_or_before(now)
+            .is_some_and(|fired| (now - fired).to_std().is_ok_and(|age| age < floor.duration));
+        let min = floor.min_replicas.min(scaling.max_replicas);
+        if active && result < min {
+            result = min;
+            adjustments.push(Adjustment::CronFloor {
+                cron: floor.cron.to_string(),
+                min,
+                to: result,
+            });
+        }
+    }
+    result
+}

@@ -1,0 +1,27 @@
+//! redis-autopilot keeps Redis deployments healthy, right-sized and backed up.
+//!
+//! # The pipeline: sample -> decide -> act
+//!
+//! Every evaluation runs the same three stages, and only the first and last touch the world:
+//!
+//! - **sample** (edges, I/O): read every instance's `INFO` and the policy's PromQL queries
+//!   into an [`observe::Observation`]. The simulator is one such edge: it synthesizes
+//!   observations from a recorded load trace.
+//! - **decide** ([`decide`], pure): policy + [`observe::History`] + fleet + memory + `now` in,
+//!   [`decide::Decision`]s with reasons out. No I/O, no clock, no async.
+//! - **act** (edges, I/O): apply decisions to a cluster, or only report them.
+//!
+//! # Layout
+//!
+//! - [`policy`]: the YAML policy language, parsed into a validated [`policy::Policy`], with
+//!   positioned diagnostics for every problem.
+//! - [`observe`]: observations, instance samples and the bounded history.
+//! - [`decide`]: the pure decision core (scaling today).
+//! - [`sim`]: replays a load trace against a policy and against the Kubernetes HPA baseline.
+//! - [`cli`]: the `redis-autopilot` subcommands; `main.rs` only calls [`cli::run`].
+
+pub mod cli;
+pub mod decide;
+pub mod observe;
+pub mod policy;
+pub mod sim;

@@ -1,0 +1,110 @@
+//! A bounded ring of recent observations, sized from the longest window a policy reads, so
+//! memory stays flat however long the daemon runs.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::{Observation, Timestamp};
+
+#[derive(Debug, Clone)]
+pub struct History {
+    observations: VecDeque<Observation>,
+    capacity: usize,
+}
+
+impl History {
+    /// Room for `span` worth of rounds taken every `interval`, plus one older round so that
+    /// rates over the first round of a window have a predecessor.
+    pub fn new(span: Duration, interval: Duration) -> Self {
+        let rounds = span.as_secs_f64() / interval.as_secs_f64().max(1e-3);
+        let capacity = (rounds.ceil() as usize).saturating_add(2).max(2);
+        Self { observations: VecDeque::with_capacity(capacity), capacity }
+    }
+
+    pub fn push(&mut self, observation: Observation) {
+        if self.observations.len() == self.capacity {
+            self.observations.pop_front();
+        }
+        self.observations.push_back(observation);
+    }
+
+    pub fn latest(&self) -> Option<&Observation> {
+        self.observations.back()
+    }
+
+    pub fn len(&self) -> usize {
+        self.observations.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.observations.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Oldest first, every observation held.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Observation> + ExactSizeIterator {
+        self.observations.iter()
+    }
+
+    /// The rounds taken in `(now - window, now]`, oldest first, and the round just before
+    /// them (if still held), which a counter's rate over the first round needs.
+    pub fn window(&self, now: Timestamp, window: Duration) -> Window<'_> {
+        let start = chrono::Duration::from_std(window)
+            .ok()
+            .and_then(|w| now.checked_sub_signed(w))
+            .unwrap_or(Timestamp::MIN_UTC);
+        let first = self.observations.partition_point(|o| o.at <= start);
+        let end = self.observations.partition_point(|o| o.at <= now);
+        Window {
+            before: first.checked_sub(1).and_then(|i| self.observations.get(i)),
+            rounds: self.observations.range(first..end.max(first)),
+        }
+    }
+}
+
+/// A slice of history: see [`History::window`].
+#[derive(Debug, Clone)]
+pub struct Window<'a> {
+    pub before: Option<&'a Observation>,
+    pub rounds: std::collections::vec_deque::Iter<'a, Observation>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn round(second: i64) -> Observation {
+        Observation {
+            at: Utc.timestamp_opt(1_700_000_000 + second, 0).unwrap(),
+            instances: vec![],
+            queries: vec![],
+        }
+    }
+
+    #[test]
+    fn stays_bounded_and_keeps_the_newest() {
+        let mut history = History::new(Duration::from_secs(60), Duration::from_secs(10));
+        for s in (0..1000).step_by(10) {
+            history.push(round(s));
+        }
+        assert_eq!(history.len(), history.capacity());
+        assert_eq!(history.capacity(), 8);
+        assert_eq!(history.latest().map(|o| o.at), Some(round(990).at));
+    }
+
+    #[test]
+    fn window_holds_rounds_inside_and_the_one_before() {
+        let mut history = History::new(Duration::from_secs(60), Duration::from_secs(10));
+        for s in (0..100).step_by(10) {
+            history.push(round(s));
+        }
+        let w = history.window(round(90).at, Duration::from_secs(30));
+        let inside: Vec<_> = w.rounds.map(|o| o.at).collect();
+        assert_eq!(inside, vec![round(70).at, round(80).at, round(90).at]);
+        assert_eq!(w.before.map(|o| o.at), Some(round(60).at));
+    }
+}

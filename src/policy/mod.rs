@@ -1,0 +1,207 @@
+//! Policies: the declarative YAML a user writes, and the validated form the rest of the
+//! program consumes.
+//!
+//! The pipeline is *parse, don't validate*: [`spec`] mirrors the YAML with serde (unknown
+//! fields rejected), [`validate`] turns a spec into a [`Policy`] whose invariants hold
+//! (`min <= max`, durations positive, cron lines parse) or into every problem it found, and
+//! [`load`] ties the two to files and positions (`FILE:LINE:COL: field.path: message`).
+//! Nothing downstream re-checks what a `Policy` guarantees.
+
+pub mod cron;
+pub mod load;
+pub mod spec;
+pub mod validate;
+
+use std::time::Duration;
+
+pub use cron::CronSchedule;
+pub use load::{Diagnostic, load_policy, load_policy_str};
+
+/// A validated policy for one Redis deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    pub target: Target,
+    pub sampling: Sampling,
+    pub scaling: Option<Scaling>,
+    pub health: Health,
+    pub snapshots: Option<Snapshots>,
+    pub alerts: Vec<AlertRule>,
+}
+
+/// Where the Redis instances of a deployment are found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Kubernetes { namespace: String, stateful_set: String, port: u16 },
+    Endpoints(Vec<String>),
+    Local { redis_server: String, base_port: u16, data_dir: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// How often every instance (and every PromQL query) is sampled.
+    pub interval: Duration,
+    /// Per-instance deadline for one sample.
+    pub timeout: Duration,
+}
+
+/// Replica-count policy. `replicas` everywhere means Redis instances in the deployment
+/// (the StatefulSet's `spec.replicas`): the master and its read replicas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scaling {
+    pub min_replicas: u16,
+    pub max_replicas: u16,
+    pub metrics: Vec<Metric>,
+    /// Relative band around 1.0 in which the usage ratio changes nothing (HPA's 0.1).
+    pub tolerance: f64,
+    pub scale_up: Behavior,
+    pub scale_down: Behavior,
+    pub schedule: Vec<CronFloor>,
+    pub forecast: Option<Forecast>,
+    /// How long a new replica takes to sync and serve; the forecast looks this far ahead.
+    pub warmup: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    pub source: MetricSource,
+    /// How per-instance values combine at one sample time.
+    pub aggregate: Aggregate,
+    /// How the aggregated series over `window` becomes one number.
+    pub statistic: Statistic,
+    pub window: Duration,
+    /// Load one replica should carry. A `mean`/`max` value is compared per replica; a `sum`
+    /// value is a total and is divided by the target.
+    pub target: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricSource {
+    /// A numeric field of Redis `INFO`; with `rate`, a counter turned into a per-second rate
+    /// between consecutive samples.
+    Redis { field: String, rate: bool },
+    /// A PromQL instant query evaluated against the policy's Prometheus.
+    Prometheus { query: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    Mean,
+    Max,
+    Sum,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Statistic {
+    Mean,
+    Max,
+    Min,
+    Last,
+    /// Percentile 1..=99.
+    Percentile(u8),
+    /// Exponentially weighted mean: a sample `half_life` old weighs half a fresh one.
+    Ewma {
+        half_life: Duration,
+    },
+}
+
+/// How fast replicas may change in one direction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Behavior {
+    /// Scale-down: act on the highest recommendation seen in this window; scale-up: the lowest.
+    pub stabilization: Duration,
+    /// At most this change per `period` (counted from the replicas at the period's start).
+    pub max_step: Step,
+    pub period: Duration,
+    /// Minimum time since the last scale event (either direction) before moving this way.
+    pub cooldown: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Step {
+    Pods(u16),
+    Percent(u16),
+}
+
+/// At the times `cron` fires, keep at least `min_replicas` for `duration`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CronFloor {
+    pub cron: CronSchedule,
+    pub min_replicas: u16,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forecast {
+    pub method: ForecastMethod,
+    /// The history the trend is fitted over.
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForecastMethod {
+    /// Least-squares line through the aggregated series, extrapolated by the warm-up time.
+    Linear,
+}
+
+/// Master and replica health (filled in by the failover work).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Health {
+    pub down_after: Duration,
+    pub confirm_with_replicas: bool,
+    pub failover: FailoverMode,
+    pub max_failovers_per_hour: u32,
+    pub replica_max_lag: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverMode {
+    Auto,
+    Manual,
+    Off,
+}
+
+/// Scheduled RDB snapshots (filled in by the snapshot work).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshots {
+    pub schedule: CronSchedule,
+    pub source: SnapshotSource,
+    pub destination: String,
+    pub compression: Compression,
+    pub retention: Retention,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotSource {
+    Replica,
+    ReplicaOrMaster,
+    Master,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Zstd { level: i32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Retention {
+    pub keep_last: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+}
+
+/// Maps an Alertmanager alert name to an action the policy already knows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRule {
+    pub alert_name: String,
+    pub action: AlertAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertAction {
+    Evaluate,
+    ScaleUp(u16),
+    Snapshot,
+}

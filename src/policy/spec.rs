@@ -1,0 +1,1 @@
+//! Raw policy spec (serde).

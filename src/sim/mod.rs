@@ -1,0 +1,1 @@
+//! Trace replay against a policy and the HPA baseline.
