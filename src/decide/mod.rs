@@ -7,6 +7,11 @@ mod reason;
 mod scaling;
 mod series;
 
+#[cfg(test)]
+mod fixture;
+#[cfg(test)]
+mod tests;
+
 use serde::Serialize;
 
 use crate::observe::{History, Timestamp};

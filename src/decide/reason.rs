@@ -152,6 +152,12 @@ pub fn number(v: f64) -> String {
     out
 }
 
+/// Whether a usage ratio is close enough to 1 to change nothing. The epsilon keeps a ratio
+/// of exactly `1 + tolerance` (1,100 against 1,000 x 1.1) inside the band despite rounding.
+pub fn within_tolerance(ratio: f64, tolerance: f64) -> bool {
+    (ratio - 1.0).abs() <= tolerance + 1e-9
+}
+
 fn dur(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(d)
 }
@@ -173,12 +179,12 @@ impl fmt::Display for Reading {
             write!(f, " = {} per replica", number(per_replica))?;
         }
         let ratio = per_replica / self.target;
-        let cmp = if ratio > 1.0 + self.tolerance {
-            ">"
-        } else if ratio < 1.0 - self.tolerance {
-            "<"
-        } else {
+        let cmp = if within_tolerance(ratio, self.tolerance) {
             "within"
+        } else if ratio > 1.0 {
+            ">"
+        } else {
+            "<"
         };
         if cmp == "within" {
             write!(f, " within {} of target {}", self.tolerance, number(self.target))

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::reason::{Adjustment, Direction, Reading, ScalingReason};
+use super::reason::{Adjustment, Direction, Reading, ScalingReason, within_tolerance};
 use super::series;
 use super::{Decision, Fleet};
 use crate::observe::{History, Timestamp};
@@ -32,6 +32,12 @@ impl ScalingMemory {
     /// Records a scale the cluster actually performed.
     pub fn record_scale(&mut self, at: Timestamp, from: u16, to: u16) {
         self.events.push_back(ScaleEvent { at, from, to });
+    }
+
+    /// Recommendations and events held: bounded by the policy's windows, not by uptime.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.recommendations.len() + self.events.len()
     }
 
     fn prune(&mut self, scaling: &Scaling, now: Timestamp) {
@@ -135,14 +141,12 @@ fn read_metric(
     let mut load = value;
     if let Some(forecast) = &scaling.forecast {
         // The trend only brings a scale-up forward; it never argues for fewer replicas.
-        let trend_points = series::series(metric, history, now, forecast.window).ok();
-        if let Some(predicted) =
-            trend_points.and_then(|p| series::linear_forecast(&p, now, scaling.warmup))
-        {
-            if predicted > value {
-                reading.forecast = Some(predicted);
-                load = predicted;
-            }
+        let predicted = series::series(metric, history, now, forecast.window)
+            .ok()
+            .and_then(|p| series::linear_forecast(&p, now, scaling.warmup));
+        if let Some(predicted) = predicted.filter(|p| *p > value) {
+            reading.forecast = Some(predicted);
+            load = predicted;
         }
     }
     let per_replica = match metric.aggregate {
@@ -153,7 +157,7 @@ fn read_metric(
     reading.desired = Some(match per_replica {
         Some(per_replica) => {
             let ratio = per_replica / metric.target;
-            if (ratio - 1.0).abs() <= scaling.tolerance {
+            if within_tolerance(ratio, scaling.tolerance) {
                 current
             } else {
                 to_replicas(ratio * f64::from(ready))

@@ -1,0 +1,384 @@
+//! Behaviour of the scaling core, one rule per test, through the public `decide` entry point.
+
+use std::time::Duration;
+
+use super::fixture::{RoundBuilder, round, scaling, secs, t};
+use super::{Decision, Fleet, Memory, decide};
+use crate::observe::{History, Outcome};
+use crate::policy::{Aggregate, MetricSource, Policy, Statistic, Step};
+
+/// Drives the core the way every caller does: push a round, decide, apply what was decided.
+struct Run {
+    policy: Policy,
+    history: History,
+    memory: Memory,
+    replicas: u16,
+}
+
+impl Run {
+    fn new(policy: Policy, replicas: u16) -> Self {
+        let history = History::new(Duration::from_secs(3600), policy.sampling.interval);
+        Self { policy, history, memory: Memory::default(), replicas }
+    }
+
+    fn tick(&mut self, round: RoundBuilder) -> Decision {
+        let at = round.0.at;
+        self.history.push(round.0);
+        let mut decisions = decide(
+            &self.policy,
+            &self.history,
+            Fleet { replicas: self.replicas },
+            &mut self.memory,
+            at,
+        );
+        assert_eq!(decisions.len(), 1, "one scaling decision per evaluation");
+        let decision = decisions.remove(0);
+        if let Decision::Scale { from, to, .. } = decision {
+            self.memory.scaling.record_scale(at, from, to);
+            self.replicas = to;
+        }
+        decision
+    }
+
+    /// Ticks every 10 s from `from` to `to` (inclusive) with `replicas` ready instances each at
+    /// `ops`; returns the replica count after each tick.
+    fn steady(&mut self, from: i64, to: i64, ops: f64) -> Vec<u16> {
+        (from..=to)
+            .step_by(10)
+            .map(|s| {
+                let n = usize::from(self.replicas);
+                self.tick(round(t(s)).ready_ops(&vec![ops; n]));
+                self.replicas
+            })
+            .collect()
+    }
+}
+
+fn scaled_to(d: &Decision) -> Option<u16> {
+    match d {
+        Decision::Scale { to, .. } => Some(*to),
+        Decision::Hold { .. } => None,
+    }
+}
+
+#[test]
+fn load_above_target_scales_up_to_the_usage_ratio_and_says_why() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 30_000.0).policy();
+    let mut run = Run::new(policy, 3);
+    let d = run.tick(round(t(0)).ready_ops(&[41_200.0, 41_200.0, 41_200.0]));
+    // ratio 41,200 / 30,000 = 1.373; ceil(1.373 x 3) = 5
+    assert_eq!(scaled_to(&d), Some(5));
+    assert_eq!(
+        d.reason(),
+        "mean of mean instantaneous_ops_per_sec over 30s 41,200 > target 30,000 x 1.1 -> 5; \
+         3 -> 5; scale 3 -> 5"
+    );
+}
+
+#[test]
+fn load_inside_the_tolerance_band_holds() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 1000.0).policy();
+    let mut run = Run::new(policy, 4);
+    let d = run.tick(round(t(0)).ready_ops(&[1090.0, 1090.0, 1090.0, 1090.0]));
+    assert_eq!(scaled_to(&d), None);
+    assert!(d.reason().contains("within 0.1 of target 1,000"), "{}", d.reason());
+}
+
+#[test]
+fn low_load_scales_down_to_what_the_load_needs() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 1000.0).policy();
+    let mut run = Run::new(policy, 6);
+    let d = run.tick(round(t(0)).ready_ops(&[200.0; 6]));
+    // total 1,200 needs ceil(0.2 x 6) = 2 replicas
+    assert_eq!(scaled_to(&d), Some(2));
+}
+
+#[test]
+fn a_missing_metric_never_scales_down_and_the_reason_says_what_is_missing() {
+    let query = "sum(rate(app_requests_total[1m]))";
+    let policy = scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .metric(MetricSource::Prometheus { query: query.into() }, Aggregate::Sum, 1000.0)
+        .policy();
+    let mut run = Run::new(policy, 5);
+    let d = run.tick(round(t(0)).ready_ops(&[100.0; 5]).query(query, Err("empty result".into())));
+    assert_eq!(scaled_to(&d), None, "{}", d.reason());
+    let reason = d.reason();
+    assert!(
+        reason.contains(&format!("`{query}` over 30s missing (empty result in the last 30s)")),
+        "{reason}"
+    );
+    assert!(reason.contains("missing data never scales down"), "{reason}");
+}
+
+#[test]
+fn a_missing_metric_still_lets_another_metric_scale_up() {
+    let query = "sum(rate(app_requests_total[1m]))";
+    let policy = scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .metric(MetricSource::Prometheus { query: query.into() }, Aggregate::Sum, 1000.0)
+        .policy();
+    let mut run = Run::new(policy, 2);
+    let d = run.tick(round(t(0)).ready_ops(&[2000.0, 2000.0]));
+    assert_eq!(scaled_to(&d), Some(4), "{}", d.reason());
+}
+
+#[test]
+fn no_instance_answering_is_missing_not_zero() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 1000.0).policy();
+    let mut run = Run::new(policy, 3);
+    let d = run.tick(
+        round(t(0))
+            .unreachable(Outcome::Refused)
+            .unreachable(Outcome::Timeout)
+            .unreachable(Outcome::Timeout),
+    );
+    assert_eq!(scaled_to(&d), None);
+    assert!(d.reason().contains("missing (no ready instance in the last 30s)"), "{}", d.reason());
+}
+
+#[test]
+fn unready_instances_block_scale_down_but_not_scale_up() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 1000.0).policy();
+    let mut run = Run::new(policy.clone(), 4);
+    let d = run.tick(round(t(0)).ready_ops(&[100.0, 100.0, 100.0]).syncing());
+    assert_eq!(scaled_to(&d), None);
+    assert!(d.reason().contains("1 instance(s) not ready"), "{}", d.reason());
+
+    let mut run = Run::new(policy, 4);
+    let d = run.tick(round(t(0)).ready_ops(&[3000.0, 3000.0, 3000.0]).syncing());
+    // 9,000 ops over 3 ready instances needs 9 replicas.
+    assert_eq!(scaled_to(&d), Some(9));
+}
+
+#[test]
+fn a_sum_is_a_total_divided_by_the_per_replica_target() {
+    let query = "sum(rate(app_requests_total[1m]))";
+    let policy = scaling()
+        .metric(MetricSource::Prometheus { query: query.into() }, Aggregate::Sum, 1000.0)
+        .policy();
+    let mut run = Run::new(policy, 2);
+    let d = run.tick(round(t(0)).ready_ops(&[0.0, 0.0]).query(query, Ok(5500.0)));
+    assert_eq!(scaled_to(&d), Some(6));
+    assert!(d.reason().contains("5,500 = 2,750 per replica > target 1,000"), "{}", d.reason());
+}
+
+#[test]
+fn max_aggregate_follows_the_hottest_instance() {
+    let policy = scaling()
+        .metric(MetricSource::Redis { field: "used_cpu".into(), rate: false }, Aggregate::Max, 50.0)
+        .policy();
+    let mut run = Run::new(policy, 2);
+    let d = run.tick(round(t(0)).ready("used_cpu", &[10.0, 90.0]));
+    // 90 / 50 = 1.8 -> ceil(3.6) = 4
+    assert_eq!(scaled_to(&d), Some(4));
+}
+
+#[test]
+fn a_counter_becomes_a_rate_and_a_reset_is_skipped() {
+    let policy = scaling()
+        .metric(
+            MetricSource::Redis { field: "total_commands_processed".into(), rate: true },
+            Aggregate::Mean,
+            1000.0,
+        )
+        .statistic(Statistic::Last, secs(60))
+        .policy();
+    let mut run = Run::new(policy, 2);
+    let field = "total_commands_processed";
+    let first = run.tick(round(t(0)).ready(field, &[0.0, 0.0]));
+    assert!(first.reason().contains("missing"), "one round has no rate yet: {}", first.reason());
+    // 30,000 commands in 10 s on each = 3,000/s -> 6 replicas
+    let d = run.tick(round(t(10)).ready(field, &[30_000.0, 30_000.0]));
+    assert_eq!(scaled_to(&d), Some(6), "{}", d.reason());
+    // redis-1 restarted and its counter went back to 5: only redis-0's 1,000/s counts.
+    run.replicas = 2;
+    let d = run.tick(round(t(20)).ready(field, &[40_000.0, 5.0]));
+    assert!(d.reason().contains("rate over 1m 1,000 within"), "{}", d.reason());
+}
+
+#[test]
+fn percentiles_and_ewma_follow_their_definitions() {
+    let window = secs(100);
+    let p90 = scaling()
+        .redis("instantaneous_ops_per_sec", 1.0)
+        .statistic(Statistic::Percentile(90), window)
+        .max(1000)
+        .policy();
+    let mut run = Run::new(p90, 1);
+    for i in 1..=10 {
+        run.replicas = 1;
+        run.tick(round(t(i * 10)).ready_ops(&[f64::from(i as u32) * 100.0]));
+    }
+    run.replicas = 1;
+    let d = run.tick(round(t(101)).ready_ops(&[100.0]));
+    // Window (1 s, 101 s] holds 100, 100, 200, ..., 1,000. statrs uses the R-8 estimator:
+    // h = (11 + 1/3) x 0.9 + 1/3 = 10.53 -> 900 + 0.53 x (1,000 - 900) = 953.
+    assert!(
+        d.reason().starts_with("p90 of mean instantaneous_ops_per_sec over 1m 40s 953 "),
+        "{}",
+        d.reason()
+    );
+
+    let ewma = scaling()
+        .redis("instantaneous_ops_per_sec", 1.0)
+        .statistic(Statistic::Ewma { half_life: secs(10) }, window)
+        .max(1000)
+        .policy();
+    let mut run = Run::new(ewma, 1);
+    run.tick(round(t(0)).ready_ops(&[0.0]));
+    run.replicas = 1;
+    let d = run.tick(round(t(10)).ready_ops(&[300.0]));
+    // weights 0.5 (10 s old) and 1: (0 x 0.5 + 300) / 1.5 = 200
+    assert!(d.reason().contains("over 1m 40s 200 "), "{}", d.reason());
+}
+
+#[test]
+fn scale_down_waits_for_the_stabilization_window() {
+    let policy = scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .down(60, Step::Percent(100), 15, 0)
+        .policy();
+    let mut run = Run::new(policy, 4);
+    run.steady(0, 0, 1000.0);
+    let replicas = run.steady(10, 90, 200.0);
+    // The 30 s mean falls 600 -> 467 -> 200, recommending 3, 2, then 1 from t=10, 20, 30;
+    // each is acted on only once the higher ones before it are a full minute old.
+    assert_eq!(replicas, [4, 4, 4, 4, 4, 3, 2, 1, 1]);
+}
+
+#[test]
+fn max_step_caps_the_change_per_period_from_the_period_start() {
+    let policy = scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .max(20)
+        .up(0, Step::Pods(2), 30, 0)
+        .policy();
+    let mut run = Run::new(policy, 2);
+    let d = run.tick(round(t(0)).ready_ops(&[5000.0, 5000.0]));
+    assert_eq!(scaled_to(&d), Some(4));
+    assert!(d.reason().contains("capped at 4 by scale-up maxStep 2 per 30s"), "{}", d.reason());
+    // Still inside the 30 s period that began at 2: no further step allowed.
+    let d = run.tick(round(t(10)).ready_ops(&[5000.0; 4]));
+    assert_eq!(scaled_to(&d), None, "{}", d.reason());
+    // The period has rolled: 4 + 2.
+    let d = run.tick(round(t(31)).ready_ops(&[5000.0; 4]));
+    assert_eq!(scaled_to(&d), Some(6));
+}
+
+#[test]
+fn percent_steps_round_like_the_hpa() {
+    let policy = scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .max(100)
+        .up(0, Step::Percent(50), 60, 0)
+        .down(0, Step::Percent(50), 60, 0)
+        .policy();
+    let mut run = Run::new(policy.clone(), 3);
+    let d = run.tick(round(t(0)).ready_ops(&[10_000.0; 3]));
+    assert_eq!(scaled_to(&d), Some(5), "ceil(3 x 1.5)");
+    let mut run = Run::new(policy, 5);
+    let d = run.tick(round(t(0)).ready_ops(&[10.0; 5]));
+    assert_eq!(scaled_to(&d), Some(2), "floor(5 x 0.5)");
+}
+
+#[test]
+fn cooldown_after_a_scale_event_holds_and_counts_down() {
+    let policy = scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .down(0, Step::Percent(100), 15, 120)
+        .policy();
+    let mut run = Run::new(policy, 2);
+    assert_eq!(scaled_to(&run.tick(round(t(0)).ready_ops(&[2000.0, 2000.0]))), Some(4));
+    let d = run.tick(round(t(30)).ready_ops(&[100.0; 4]));
+    assert_eq!(scaled_to(&d), None);
+    assert!(d.reason().contains("scale-down cooldown 2m (1m 30s left)"), "{}", d.reason());
+    let d = run.tick(round(t(120)).ready_ops(&[100.0; 4]));
+    assert_eq!(scaled_to(&d), Some(1));
+}
+
+#[test]
+fn bounds_override_everything() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 1000.0).min(2).max(5).policy();
+    let mut run = Run::new(policy.clone(), 3);
+    let d = run.tick(round(t(0)).ready_ops(&[100_000.0; 3]));
+    assert_eq!(scaled_to(&d), Some(5));
+    assert!(d.reason().contains("lowered to 5 by maxReplicas 5"), "{}", d.reason());
+    let mut run = Run::new(policy, 3);
+    let d = run.tick(round(t(0)).ready_ops(&[0.0; 3]));
+    assert_eq!(scaled_to(&d), Some(2));
+    assert!(d.reason().contains("raised to 2 by minReplicas 2"), "{}", d.reason());
+}
+
+#[test]
+fn a_cron_floor_holds_replicas_for_its_duration() {
+    let policy = scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .floor("0 0 8 * * Mon-Fri", 4, secs(3600))
+        .policy();
+    let eight = 8 * 3600;
+    let mut run = Run::new(policy, 1);
+    assert_eq!(scaled_to(&run.tick(round(t(eight - 10)).ready_ops(&[10.0]))), None);
+    let d = run.tick(round(t(eight)).ready_ops(&[10.0]));
+    assert_eq!(scaled_to(&d), Some(4));
+    assert!(
+        d.reason().contains("raised to 4 by schedule `0 0 8 * * Mon-Fri` (at least 4)"),
+        "{}",
+        d.reason()
+    );
+    assert_eq!(scaled_to(&run.tick(round(t(eight + 3599)).ready_ops(&[10.0; 4]))), None);
+    assert_eq!(scaled_to(&run.tick(round(t(eight + 3600)).ready_ops(&[10.0; 4]))), Some(1));
+}
+
+#[test]
+fn a_rising_trend_scales_up_before_the_load_arrives() {
+    let with_forecast =
+        scaling().redis("instantaneous_ops_per_sec", 1000.0).forecast(secs(60), secs(60)).policy();
+    let without = scaling().redis("instantaneous_ops_per_sec", 1000.0).policy();
+    // Load per instance climbs 50 ops/s every 10 s, from 700 to 950: still under target.
+    let ramp = |run: &mut Run| -> Vec<Decision> {
+        (0..6)
+            .map(|i| run.tick(round(t(i * 10)).ready_ops(&[700.0 + 50.0 * i as f64; 2])))
+            .collect()
+    };
+    let mut plain = Run::new(without, 2);
+    assert!(ramp(&mut plain).iter().all(|d| scaled_to(d).is_none()));
+    let mut ahead = Run::new(with_forecast, 2);
+    let first_scale = (0..6)
+        .map(|i| (i, ahead.tick(round(t(i * 10)).ready_ops(&[700.0 + 50.0 * i as f64; 2]))))
+        .find(|(_, d)| scaled_to(d).is_some());
+    // At t=30 the 30 s mean is 800, but the line through 700..850 reaches 1,150 one warm-up
+    // (60 s) ahead: 2 x 1.15 -> 3. (At t=20 the trend, 1,100, sat exactly on the band's edge.)
+    let (i, d) = first_scale.expect("the forecast scales up");
+    assert_eq!((i, scaled_to(&d)), (3, Some(3)), "{}", d.reason());
+    assert!(d.reason().contains("over 30s 800 (trend 1,150 after warm-up)"), "{}", d.reason());
+}
+
+#[test]
+fn a_falling_trend_never_argues_for_fewer_replicas() {
+    let policy =
+        scaling().redis("instantaneous_ops_per_sec", 1000.0).forecast(secs(60), secs(60)).policy();
+    let mut run = Run::new(policy, 2);
+    let mut last = None;
+    for i in 0..6 {
+        last = Some(run.tick(round(t(i * 10)).ready_ops(&[1000.0 - 20.0 * i as f64; 2])));
+    }
+    let d = last.unwrap();
+    assert_eq!(scaled_to(&d), None, "{}", d.reason());
+    assert!(!d.reason().contains("trend"), "{}", d.reason());
+}
+
+#[test]
+fn memory_stays_bounded_over_a_long_run() {
+    let policy = scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .down(300, Step::Percent(100), 60, 0)
+        .policy();
+    let mut run = Run::new(policy, 3);
+    for i in 0..10_000 {
+        let ops = if i % 50 < 25 { 2500.0 } else { 300.0 };
+        let n = usize::from(run.replicas);
+        run.tick(round(t(i * 10)).ready_ops(&vec![ops; n]));
+    }
+    assert!(run.memory.scaling.held() <= 31 + 7, "held {}", run.memory.scaling.held());
+}
