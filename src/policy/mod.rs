@@ -9,6 +9,7 @@
 
 pub mod cron;
 pub mod load;
+pub mod source_map;
 pub mod spec;
 pub mod validate;
 

@@ -1,1 +1,438 @@
-//! Raw policy spec (serde).
+//! The policy file as written: serde types that mirror the YAML field for field (camelCase).
+//!
+//! These types check YAML types only. Every field the language requires or defaults is an
+//! `Option`, and enum-like words, durations and cron lines stay strings, so that a missing
+//! field or a bad word becomes one more positioned problem in [`super::validate`] instead of
+//! ending deserialization at the first. Unknown fields are not rejected here either
+//! (`deny_unknown_fields` stops at the first): the loader collects them all and names the
+//! fields allowed in their place from the `FIELDS` lists below, via [`fields_at`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use super::source_map::Segment;
+
+/// The whole document: `apiVersion`, `kind`, `metadata`, `spec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyDocument {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub metadata: Option<Metadata>,
+    pub spec: Option<PolicySpec>,
+}
+
+impl PolicyDocument {
+    pub const FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+}
+
+/// `metadata`. Labels and annotations are accepted for tools that manage policies like
+/// Kubernetes objects; the daemon does not read them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    pub name: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+impl Metadata {
+    pub const FIELDS: &[&str] = &["name", "labels", "annotations"];
+}
+
+/// `spec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySpec {
+    pub target: Option<TargetSpec>,
+    pub sampling: Option<SamplingSpec>,
+    pub scaling: Option<ScalingSpec>,
+    pub health: Option<HealthSpec>,
+    pub snapshots: Option<SnapshotsSpec>,
+    pub alerts: Option<Vec<AlertSpec>>,
+}
+
+impl PolicySpec {
+    pub const FIELDS: &[&str] = &["target", "sampling", "scaling", "health", "snapshots", "alerts"];
+}
+
+/// `spec.target`: exactly one of the three is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetSpec {
+    pub kubernetes: Option<KubernetesSpec>,
+    pub endpoints: Option<Vec<String>>,
+    pub local: Option<LocalSpec>,
+}
+
+impl TargetSpec {
+    pub const FIELDS: &[&str] = &["kubernetes", "endpoints", "local"];
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesSpec {
+    pub namespace: Option<String>,
+    pub stateful_set: Option<String>,
+    pub port: Option<i64>,
+}
+
+impl KubernetesSpec {
+    pub const FIELDS: &[&str] = &["namespace", "statefulSet", "port"];
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalSpec {
+    pub redis_server: Option<String>,
+    pub base_port: Option<i64>,
+    pub data_dir: Option<String>,
+}
+
+impl LocalSpec {
+    pub const FIELDS: &[&str] = &["redisServer", "basePort", "dataDir"];
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SamplingSpec {
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+}
+
+impl SamplingSpec {
+    pub const FIELDS: &[&str] = &["interval", "timeout"];
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingSpec {
+    pub min_replicas: Option<i64>,
+    pub max_replicas: Option<i64>,
+    pub metrics: Option<Vec<MetricSpec>>,
+    pub tolerance: Option<f64>,
+    pub warmup: Option<String>,
+    pub scale_up: Option<BehaviorSpec>,
+    pub scale_down: Option<BehaviorSpec>,
+    pub schedule: Option<Vec<CronFloorSpec>>,
+    pub forecast: Option<ForecastSpec>,
+}
+
+impl ScalingSpec {
+    pub const FIELDS: &[&str] = &[
+        "minReplicas",
+        "maxReplicas",
+        "metrics",
+        "tolerance",
+        "warmup",
+        "scaleUp",
+        "scaleDown",
+        "schedule",
+        "forecast",
+    ];
+}
+
+/// One metric: exactly one of `redis` (an INFO field) or `prometheus` (a PromQL query).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricSpec {
+    pub redis: Option<String>,
+    pub prometheus: Option<String>,
+    pub rate: Option<bool>,
+    pub aggregate: Option<String>,
+    pub statistic: Option<String>,
+    pub half_life: Option<String>,
+    pub window: Option<String>,
+    pub target: Option<f64>,
+}
+
+impl MetricSpec {
+    pub const FIELDS: &[&str] =
+        &["redis", "prometheus", "rate", "aggregate", "statistic", "halfLife", "window", "target"];
+}
+
+/// `scaleUp` / `scaleDown`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BehaviorSpec {
+    pub stabilization: Option<String>,
+    pub max_step: Option<StepSpec>,
+    pub period: Option<String>,
+    pub cooldown: Option<String>,
+}
+
+impl BehaviorSpec {
+    pub const FIELDS: &[&str] = &["stabilization", "maxStep", "period", "cooldown"];
+}
+
+/// `maxStep`: a number of pods (`4`) or a percentage string (`"50%"`), told apart by YAML
+/// type; the percentage is parsed in validation so a bad one is reported with the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepSpec {
+    Pods(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for StepSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StepVisitor;
+
+        impl Visitor<'_> for StepVisitor {
+            type Value = StepSpec;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number of pods like 4, or a percentage like \"50%\"")
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StepSpec, E> {
+                Ok(StepSpec::Pods(v))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StepSpec, E> {
+                // Beyond i64 it is far beyond any limit: saturate and let validation say so.
+                Ok(StepSpec::Pods(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StepSpec, E> {
+                Ok(StepSpec::Text(v.to_owned()))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<StepSpec, E> {
+                // `2.5` is a mistake validation words better than a type error, and it then
+                // does not hide the other problems in the file.
+                Ok(StepSpec::Text(v.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(StepVisitor)
+    }
+}
+
+/// One `schedule` entry: from each firing of `cron`, keep `minReplicas` for `for`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CronFloorSpec {
+    pub cron: Option<String>,
+    pub min_replicas: Option<i64>,
+    #[serde(rename = "for")]
+    pub duration: Option<String>,
+}
+
+impl CronFloorSpec {
+    pub const FIELDS: &[&str] = &["cron", "minReplicas", "for"];
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastSpec {
+    pub method: Option<String>,
+    pub window: Option<String>,
+}
+
+impl ForecastSpec {
+    pub const FIELDS: &[&str] = &["method", "window"];
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthSpec {
+    pub down_after: Option<String>,
+    pub confirm_with_replicas: Option<bool>,
+    pub failover: Option<String>,
+    pub max_failovers_per_hour: Option<i64>,
+    pub replica_max_lag: Option<String>,
+}
+
+impl HealthSpec {
+    pub const FIELDS: &[&str] =
+        &["downAfter", "confirmWithReplicas", "failover", "maxFailoversPerHour", "replicaMaxLag"];
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotsSpec {
+    pub schedule: Option<String>,
+    pub source: Option<String>,
+    pub destination: Option<String>,
+    pub compression: Option<String>,
+    pub compression_level: Option<i64>,
+    pub retention: Option<RetentionSpec>,
+}
+
+impl SnapshotsSpec {
+    pub const FIELDS: &[&str] =
+        &["schedule", "source", "destination", "compression", "compressionLevel", "retention"];
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    pub keep_last: Option<i64>,
+    pub daily: Option<i64>,
+    pub weekly: Option<i64>,
+    pub monthly: Option<i64>,
+}
+
+impl RetentionSpec {
+    pub const FIELDS: &[&str] = &["keepLast", "daily", "weekly", "monthly"];
+}
+
+/// One `alerts` entry. `alertname` is spelled as Alertmanager spells the label.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AlertSpec {
+    pub alertname: Option<String>,
+    pub action: Option<AlertActionSpec>,
+}
+
+impl AlertSpec {
+    pub const FIELDS: &[&str] = &["alertname", "action"];
+}
+
+/// `action: evaluate`, `action: snapshot` or `action: {scaleUp: N}` (serde's external tagging:
+/// unit variants are plain words, the others one-key mappings).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AlertActionSpec {
+    Evaluate,
+    Snapshot,
+    ScaleUp(i64),
+}
+
+/// The fields allowed in the mapping at `path`, for "unknown field" messages. `None` where
+/// the document has no fixed fields (labels, say) or no mapping is expected.
+pub fn fields_at(path: &[Segment]) -> Option<&'static [&'static str]> {
+    use Segment::{Index, Key};
+
+    let keys: Vec<Option<&str>> = path
+        .iter()
+        .map(|segment| match segment {
+            Key(key) => Some(key.as_str()),
+            Index(_) => None,
+        })
+        .collect();
+    let fields = match keys.as_slice() {
+        [] => PolicyDocument::FIELDS,
+        [Some("metadata")] => Metadata::FIELDS,
+        [Some("spec")] => PolicySpec::FIELDS,
+        [Some("spec"), Some("target")] => TargetSpec::FIELDS,
+        [Some("spec"), Some("target"), Some("kubernetes")] => KubernetesSpec::FIELDS,
+        [Some("spec"), Some("target"), Some("local")] => LocalSpec::FIELDS,
+        [Some("spec"), Some("sampling")] => SamplingSpec::FIELDS,
+        [Some("spec"), Some("scaling")] => ScalingSpec::FIELDS,
+        [Some("spec"), Some("scaling"), Some("metrics"), None] => MetricSpec::FIELDS,
+        [Some("spec"), Some("scaling"), Some("scaleUp" | "scaleDown")] => BehaviorSpec::FIELDS,
+        [Some("spec"), Some("scaling"), Some("schedule"), None] => CronFloorSpec::FIELDS,
+        [Some("spec"), Some("scaling"), Some("forecast")] => ForecastSpec::FIELDS,
+        [Some("spec"), Some("health")] => HealthSpec::FIELDS,
+        [Some("spec"), Some("snapshots")] => SnapshotsSpec::FIELDS,
+        [Some("spec"), Some("snapshots"), Some("retention")] => RetentionSpec::FIELDS,
+        [Some("spec"), Some("alerts"), None] => AlertSpec::FIELDS,
+        _ => return None,
+    };
+    Some(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::source_map::{FieldPath, Node, NodeKind, SourceMap};
+
+    /// Every field of every struct, once (the values need only the right YAML type).
+    const EVERY_FIELD: &str = r#"
+apiVersion: x
+kind: x
+metadata: {name: x, labels: {a: b}, annotations: {a: b}}
+spec:
+  target:
+    kubernetes: {namespace: x, statefulSet: x, port: 1}
+    endpoints: [x]
+    local: {redisServer: x, basePort: 1, dataDir: x}
+  sampling: {interval: x, timeout: x}
+  scaling:
+    minReplicas: 1
+    maxReplicas: 1
+    metrics:
+      - {redis: x, prometheus: x, rate: true, aggregate: x, statistic: x, halfLife: x, window: x, target: 1}
+    tolerance: 0
+    warmup: x
+    scaleUp: {stabilization: x, maxStep: 1, period: x, cooldown: x}
+    scaleDown: {stabilization: x, maxStep: "1%", period: x, cooldown: x}
+    schedule: [{cron: x, minReplicas: 1, for: x}]
+    forecast: {method: x, window: x}
+  health: {downAfter: x, confirmWithReplicas: true, failover: x, maxFailoversPerHour: 1, replicaMaxLag: x}
+  snapshots:
+    schedule: x
+    source: x
+    destination: x
+    compression: x
+    compressionLevel: 1
+    retention: {keepLast: 1, daily: 1, weekly: 1, monthly: 1}
+  alerts: [{alertname: x, action: evaluate}]
+"#;
+
+    /// Checks each mapping with fixed fields against its `FIELDS`; returns how many it checked.
+    fn check_fields(node: &Node, path: &FieldPath) -> usize {
+        match &node.kind {
+            NodeKind::Map(entries) => {
+                let mut checked = 0;
+                if let Some(expected) = fields_at(path.segments()) {
+                    let mut keys: Vec<&str> =
+                        entries.iter().filter_map(|e| e.key.as_deref()).collect();
+                    let mut expected = expected.to_vec();
+                    keys.sort_unstable();
+                    expected.sort_unstable();
+                    assert_eq!(keys, expected, "fields of {path}");
+                    checked += 1;
+                }
+                for entry in entries {
+                    let key = entry.key.as_deref().unwrap_or_default();
+                    checked += check_fields(&entry.value, &path.key(key));
+                }
+                checked
+            }
+            NodeKind::Seq(items) => {
+                items.iter().enumerate().map(|(i, item)| check_fields(item, &path.index(i))).sum()
+            }
+            NodeKind::Null | NodeKind::Scalar(_) => 0,
+        }
+    }
+
+    #[test]
+    fn field_lists_match_the_structs() {
+        // Every listed name is a real field: none of them is ignored as unknown...
+        let mut unknown = Vec::new();
+        let parsed: Result<PolicyDocument, _> =
+            serde_saphyr::with_deserializer_from_str(EVERY_FIELD, |de| {
+                serde_ignored::deserialize(de, |path| unknown.push(path.to_string()))
+            });
+        assert!(parsed.is_ok(), "{:?}", parsed.err());
+        assert!(unknown.is_empty(), "{unknown:?}");
+        // ...and every mapping in the document lists exactly its struct's fields (17 structs:
+        // scaleUp and scaleDown share one).
+        let map = SourceMap::parse(EVERY_FIELD, serde_saphyr::Options::default()).expect("YAML");
+        assert_eq!(check_fields(map.root(), &FieldPath::root()), 17);
+    }
+
+    #[test]
+    fn max_step_is_pods_or_text_by_yaml_type() {
+        let parse = |text: &str| serde_saphyr::from_str::<StepSpec>(text).expect("a step");
+        assert_eq!(parse("4"), StepSpec::Pods(4));
+        assert_eq!(parse("\"50%\""), StepSpec::Text("50%".to_owned()));
+        assert_eq!(parse("2.5"), StepSpec::Text("2.5".to_owned()));
+        assert_eq!(parse("18446744073709551615"), StepSpec::Pods(i64::MAX));
+        assert!(serde_saphyr::from_str::<StepSpec>("[1]").is_err());
+    }
+
+    #[test]
+    fn alert_actions_are_words_or_one_key_mappings() {
+        let parse = |text: &str| serde_saphyr::from_str::<AlertActionSpec>(text);
+        assert_eq!(parse("evaluate").ok(), Some(AlertActionSpec::Evaluate));
+        assert_eq!(parse("snapshot").ok(), Some(AlertActionSpec::Snapshot));
+        assert_eq!(parse("{scaleUp: 2}").ok(), Some(AlertActionSpec::ScaleUp(2)));
+        assert!(parse("scaleUp").is_err());
+        assert!(parse("{scaleUp: 1, snapshot: ~}").is_err());
+    }
+}

@@ -1,1 +1,1480 @@
-//! Spec -> Policy.
+//! Spec -> [`Policy`]: fills in defaults and checks every rule of the policy language,
+//! collecting *all* problems (each with its field path) rather than stopping at the first.
+//!
+//! Each section is checked even when another one is broken, and a cross-field rule
+//! (`maxReplicas >= minReplicas`) runs only when both sides are valid on their own, so one
+//! mistake is reported once. Every helper that yields `None` has recorded a problem first;
+//! that is what lets [`validate`] assemble a `Policy` exactly when the list is empty.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::source_map::{Anchor, FieldPath};
+use super::spec::{
+    AlertActionSpec, AlertSpec, BehaviorSpec, CronFloorSpec, ForecastSpec, HealthSpec,
+    KubernetesSpec, LocalSpec, MetricSpec, PolicyDocument, PolicySpec, RetentionSpec, SamplingSpec,
+    ScalingSpec, SnapshotsSpec, StepSpec, TargetSpec,
+};
+use super::{
+    Aggregate, AlertAction, AlertRule, Behavior, Compression, CronFloor, CronSchedule,
+    FailoverMode, Forecast, ForecastMethod, Health, Metric, MetricSource, Policy, Retention,
+    Sampling, Scaling, SnapshotSource, Snapshots, Statistic, Step, Target,
+};
+
+pub const API_VERSION: &str = "autopilot.redis.io/v1alpha1";
+pub const KIND: &str = "RedisPolicy";
+
+/// Replica counts above this are almost certainly a typo (and would not fit a StatefulSet
+/// one operator can reason about).
+pub const MAX_REPLICAS_LIMIT: i64 = 1000;
+
+/// One rule a spec breaks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub path: FieldPath,
+    /// Which position of the field the problem points at.
+    pub anchor: Anchor,
+    pub message: String,
+}
+
+/// Converts a deserialized document into a policy, or returns every problem found.
+pub fn validate(doc: &PolicyDocument) -> Result<Policy, Vec<Problem>> {
+    let mut c = Checker::default();
+    let root = FieldPath::root();
+
+    c.exact(doc.api_version.as_deref(), &root.key("apiVersion"), API_VERSION);
+    c.exact(doc.kind.as_deref(), &root.key("kind"), KIND);
+    let name = c.required(doc.metadata.as_ref(), &root.key("metadata")).and_then(|metadata| {
+        let path = root.key("metadata").key("name");
+        let name = c.required(metadata.name.as_ref(), &path)?;
+        c.check(dns_label(name), &path)?;
+        Some(name.clone())
+    });
+    let path = root.key("spec");
+    let Some(spec) = c.required(doc.spec.as_ref(), &path) else {
+        return Err(c.problems);
+    };
+    let policy = check_spec(&mut c, spec, &path, name);
+    match policy {
+        Some(policy) if c.problems.is_empty() => Ok(policy),
+        _ => {
+            debug_assert!(!c.problems.is_empty(), "a section failed without saying why");
+            Err(c.problems)
+        }
+    }
+}
+
+fn check_spec(
+    c: &mut Checker,
+    spec: &PolicySpec,
+    path: &FieldPath,
+    name: Option<String>,
+) -> Option<Policy> {
+    let target = c
+        .required(spec.target.as_ref(), &path.key("target"))
+        .and_then(|target| check_target(c, target, &path.key("target")));
+    let sampling = check_sampling(c, spec.sampling.as_ref(), &path.key("sampling"));
+    let scaling = match &spec.scaling {
+        Some(scaling) => {
+            check_scaling(c, scaling, &path.key("scaling"), sampling.as_ref()).map(Some)
+        }
+        None => Some(None),
+    };
+    let health = check_health(c, spec.health.as_ref(), &path.key("health"));
+    let snapshots = match &spec.snapshots {
+        Some(snapshots) => check_snapshots(c, snapshots, &path.key("snapshots")).map(Some),
+        None => Some(None),
+    };
+    let alerts = check_alerts(c, spec, &path.key("alerts"));
+
+    // A local fleet listens on basePort, basePort + 1, ...: the top one must be a port.
+    if let (Some(Target::Local { base_port, .. }), Some(Some(scaling))) = (&target, &scaling) {
+        let top = u32::from(*base_port) + u32::from(scaling.max_replicas) - 1;
+        if top > u32::from(u16::MAX) {
+            c.bad(
+                &path.key("target").key("local").key("basePort"),
+                format!(
+                    "basePort {base_port} + maxReplicas {} - 1 = {top} is beyond port 65535",
+                    scaling.max_replicas
+                ),
+            );
+        }
+    }
+
+    Some(Policy {
+        name: name?,
+        target: target?,
+        sampling: sampling?,
+        scaling: scaling?,
+        health: health?,
+        snapshots: snapshots?,
+        alerts: alerts?,
+    })
+}
+
+fn check_target(c: &mut Checker, target: &TargetSpec, path: &FieldPath) -> Option<Target> {
+    match (&target.kubernetes, &target.endpoints, &target.local) {
+        (Some(kubernetes), None, None) => check_kubernetes(c, kubernetes, &path.key("kubernetes")),
+        (None, Some(endpoints), None) => check_endpoints(c, endpoints, &path.key("endpoints")),
+        (None, None, Some(local)) => check_local(c, local, &path.key("local")),
+        (None, None, None) => {
+            c.bad(path, "needs exactly one of `kubernetes`, `endpoints` or `local`");
+            None
+        }
+        (kubernetes, endpoints, local) => {
+            let set = [
+                kubernetes.is_some().then_some("kubernetes"),
+                endpoints.is_some().then_some("endpoints"),
+                local.is_some().then_some("local"),
+            ];
+            let mut set = set.into_iter().flatten();
+            let first = set.next().unwrap_or_default();
+            for extra in set {
+                c.unexpected(
+                    &path.key(extra),
+                    format!(
+                        "a target is one of `kubernetes`, `endpoints` or `local`; \
+                         `{first}` is already set"
+                    ),
+                );
+            }
+            None
+        }
+    }
+}
+
+fn check_kubernetes(c: &mut Checker, spec: &KubernetesSpec, path: &FieldPath) -> Option<Target> {
+    let namespace = c.required(spec.namespace.as_ref(), &path.key("namespace")).and_then(|ns| {
+        c.check(dns_label(ns), &path.key("namespace"))?;
+        Some(ns.clone())
+    });
+    let stateful_set =
+        c.required(spec.stateful_set.as_ref(), &path.key("statefulSet")).and_then(|name| {
+            c.check(dns_subdomain(name), &path.key("statefulSet"))?;
+            Some(name.clone())
+        });
+    let port = c.int(spec.port, &path.key("port"), Some(6379_u16), 1, 65535);
+    Some(Target::Kubernetes { namespace: namespace?, stateful_set: stateful_set?, port: port? })
+}
+
+fn check_endpoints(c: &mut Checker, endpoints: &[String], path: &FieldPath) -> Option<Target> {
+    if endpoints.is_empty() {
+        c.bad(path, "needs at least one `host:port`");
+        return None;
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut ok = true;
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let item = path.index(i);
+        if c.check(host_port(endpoint), &item).is_none() {
+            ok = false;
+        } else if let Some(first) = seen.insert(endpoint, i) {
+            c.bad(&item, format!("`{endpoint}` is listed twice (also at index {first})"));
+            ok = false;
+        }
+    }
+    ok.then(|| Target::Endpoints(endpoints.to_vec()))
+}
+
+fn check_local(c: &mut Checker, spec: &LocalSpec, path: &FieldPath) -> Option<Target> {
+    let redis_server = match &spec.redis_server {
+        Some(server) if server.trim().is_empty() => {
+            c.bad(&path.key("redisServer"), "must name a redis-server executable");
+            None
+        }
+        Some(server) => Some(server.clone()),
+        None => Some("redis-server".to_owned()),
+    };
+    let base_port = c.int(spec.base_port, &path.key("basePort"), Some(7000_u16), 1, 65535);
+    let data_dir = c.required(spec.data_dir.as_ref(), &path.key("dataDir")).and_then(|dir| {
+        if dir.trim().is_empty() {
+            c.bad(&path.key("dataDir"), "must be a directory path");
+            return None;
+        }
+        Some(dir.clone())
+    });
+    Some(Target::Local { redis_server: redis_server?, base_port: base_port?, data_dir: data_dir? })
+}
+
+fn check_sampling(
+    c: &mut Checker,
+    spec: Option<&SamplingSpec>,
+    path: &FieldPath,
+) -> Option<Sampling> {
+    let default = SamplingSpec::default();
+    let spec = spec.unwrap_or(&default);
+    let interval =
+        c.duration(spec.interval.as_deref(), &path.key("interval"), Some(secs(10)), Zero::Rejected);
+    let timeout =
+        c.duration(spec.timeout.as_deref(), &path.key("timeout"), Some(secs(2)), Zero::Rejected);
+    let (interval, timeout) = (interval?, timeout?);
+    if timeout >= interval {
+        c.bad(
+            &path.key("timeout"),
+            format!(
+                "must be shorter than sampling.interval ({}), found {}",
+                show(interval),
+                show(timeout)
+            ),
+        );
+        return None;
+    }
+    Some(Sampling { interval, timeout })
+}
+
+fn check_scaling(
+    c: &mut Checker,
+    spec: &ScalingSpec,
+    path: &FieldPath,
+    sampling: Option<&Sampling>,
+) -> Option<Scaling> {
+    let interval = sampling.map(|s| s.interval);
+    let min_path = path.key("minReplicas");
+    let max_path = path.key("maxReplicas");
+    let min: Option<u16> = c
+        .required(spec.min_replicas.as_ref(), &min_path)
+        .and_then(|&min| c.int(Some(min), &min_path, None, 1, MAX_REPLICAS_LIMIT));
+    let mut max: Option<u16> = c
+        .required(spec.max_replicas.as_ref(), &max_path)
+        .and_then(|&max| c.int(Some(max), &max_path, None, 1, MAX_REPLICAS_LIMIT));
+    if let (Some(min), Some(found)) = (min, max)
+        && found < min
+    {
+        c.bad(&max_path, format!("must be >= minReplicas ({min}), found {found}"));
+        max = None;
+    }
+
+    let metrics_path = path.key("metrics");
+    let metrics = c.required(spec.metrics.as_ref(), &metrics_path).and_then(|metrics| {
+        if metrics.is_empty() {
+            c.bad(&metrics_path, "needs at least one metric");
+            return None;
+        }
+        let checked: Vec<Option<Metric>> = metrics
+            .iter()
+            .enumerate()
+            .map(|(i, metric)| check_metric(c, metric, &metrics_path.index(i), interval))
+            .collect();
+        checked.into_iter().collect::<Option<Vec<_>>>()
+    });
+
+    let tolerance = match spec.tolerance {
+        None => Some(0.1),
+        Some(t) if t.is_finite() && (0.0..1.0).contains(&t) => Some(t),
+        Some(t) => {
+            c.bad(&path.key("tolerance"), format!("must be >= 0 and < 1, found {t}"));
+            None
+        }
+    };
+    let warmup =
+        c.duration(spec.warmup.as_deref(), &path.key("warmup"), Some(secs(30)), Zero::Allowed);
+    let scale_up = check_behavior(
+        c,
+        spec.scale_up.as_ref(),
+        &path.key("scaleUp"),
+        Behavior {
+            stabilization: Duration::ZERO,
+            max_step: Step::Percent(100),
+            period: secs(15),
+            cooldown: Duration::ZERO,
+        },
+    );
+    let scale_down = check_behavior(
+        c,
+        spec.scale_down.as_ref(),
+        &path.key("scaleDown"),
+        Behavior {
+            stabilization: secs(300),
+            max_step: Step::Percent(100),
+            period: secs(15),
+            cooldown: Duration::ZERO,
+        },
+    );
+    let schedule = match &spec.schedule {
+        None => Some(Vec::new()),
+        Some(floors) => {
+            let checked: Vec<Option<CronFloor>> = floors
+                .iter()
+                .enumerate()
+                .map(|(i, floor)| check_floor(c, floor, &path.key("schedule").index(i), max))
+                .collect();
+            checked.into_iter().collect::<Option<Vec<_>>>()
+        }
+    };
+    let forecast = match &spec.forecast {
+        None => Some(None),
+        Some(forecast) => check_forecast(c, forecast, &path.key("forecast"), interval).map(Some),
+    };
+
+    Some(Scaling {
+        min_replicas: min?,
+        max_replicas: max?,
+        metrics: metrics?,
+        tolerance: tolerance?,
+        scale_up: scale_up?,
+        scale_down: scale_down?,
+        schedule: schedule?,
+        forecast: forecast?,
+        warmup: warmup?,
+    })
+}
+
+fn check_metric(
+    c: &mut Checker,
+    spec: &MetricSpec,
+    path: &FieldPath,
+    interval: Option<Duration>,
+) -> Option<Metric> {
+    let source = match (&spec.redis, &spec.prometheus) {
+        (None, None) => {
+            c.bad(path, "needs a source: `redis: INFO_FIELD` or `prometheus: QUERY`");
+            None
+        }
+        (Some(_), Some(_)) => {
+            c.unexpected(
+                &path.key("prometheus"),
+                "a metric has one source; `redis` is already set",
+            );
+            None
+        }
+        (Some(field), None) => {
+            let valid = !field.is_empty()
+                && field.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+            if valid {
+                Some(MetricSource::Redis { field: field.clone(), rate: spec.rate.unwrap_or(false) })
+            } else {
+                c.bad(
+                    &path.key("redis"),
+                    format!(
+                        "must be a field of Redis INFO like `instantaneous_ops_per_sec` \
+                         (letters, digits, `_`), found `{field}`"
+                    ),
+                );
+                None
+            }
+        }
+        (None, Some(query)) => {
+            if spec.rate.is_some() {
+                c.unexpected(
+                    &path.key("rate"),
+                    "applies to `redis` metrics only; a PromQL query takes rate() itself",
+                );
+                None
+            } else if query.trim().is_empty() {
+                c.bad(&path.key("prometheus"), "must be a PromQL query");
+                None
+            } else {
+                Some(MetricSource::Prometheus { query: query.clone() })
+            }
+        }
+    };
+    // A Prometheus query usually sums the whole deployment already; a Redis field is per
+    // instance, and the mean load per replica is what a per-replica target compares with.
+    let default_aggregate = if spec.prometheus.is_some() && spec.redis.is_none() {
+        Aggregate::Sum
+    } else {
+        Aggregate::Mean
+    };
+    let aggregate = c.word(
+        spec.aggregate.as_deref(),
+        &path.key("aggregate"),
+        default_aggregate,
+        &[("mean", Aggregate::Mean), ("max", Aggregate::Max), ("sum", Aggregate::Sum)],
+    );
+    let window_path = path.key("window");
+    let window = c
+        .duration(spec.window.as_deref(), &window_path, Some(secs(60)), Zero::Rejected)
+        .and_then(|window| c.at_least_intervals(window, &window_path, interval, 1));
+    let statistic = check_statistic(c, spec, path, window);
+    let target = c.required(spec.target.as_ref(), &path.key("target")).and_then(|&target| {
+        if target.is_finite() && target > 0.0 {
+            Some(target)
+        } else {
+            c.bad(
+                &path.key("target"),
+                format!("must be a finite number greater than 0, found {target}"),
+            );
+            None
+        }
+    });
+    Some(Metric {
+        source: source?,
+        aggregate: aggregate?,
+        statistic: statistic?,
+        window: window?,
+        target: target?,
+    })
+}
+
+fn check_statistic(
+    c: &mut Checker,
+    spec: &MetricSpec,
+    path: &FieldPath,
+    window: Option<Duration>,
+) -> Option<Statistic> {
+    let stat_path = path.key("statistic");
+    let half_life_path = path.key("halfLife");
+    let text = spec.statistic.as_deref().unwrap_or("mean");
+    let statistic = match text {
+        "mean" => Statistic::Mean,
+        "max" => Statistic::Max,
+        "min" => Statistic::Min,
+        "last" => Statistic::Last,
+        "ewma" => {
+            // A quarter of the window: the oldest sample in the window then weighs 1/16.
+            let half_life = c.duration(
+                spec.half_life.as_deref(),
+                &half_life_path,
+                window.map(|w| w / 4),
+                Zero::Rejected,
+            );
+            // Without a window there is no default to fall back on; the window's own
+            // problem has been reported.
+            return half_life.map(|half_life| Statistic::Ewma { half_life });
+        }
+        other => match percentile(other) {
+            Some(n @ 1..=99) => Statistic::Percentile(n),
+            _ => {
+                c.bad(
+                    &stat_path,
+                    format!(
+                        "unknown statistic `{other}`, expected one of mean, max, min, last, \
+                         p1..p99 (e.g. p95), ewma"
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    if spec.half_life.is_some() {
+        c.unexpected(&half_life_path, "applies only with `statistic: ewma`");
+        return None;
+    }
+    Some(statistic)
+}
+
+/// `p95` -> 95; digits only, without a leading zero, so each percentile has one spelling.
+fn percentile(text: &str) -> Option<u8> {
+    let digits = text.strip_prefix('p')?;
+    let plain = digits.chars().all(|ch| ch.is_ascii_digit()) && !digits.starts_with('0');
+    if plain { digits.parse().ok() } else { None }
+}
+
+fn check_behavior(
+    c: &mut Checker,
+    spec: Option<&BehaviorSpec>,
+    path: &FieldPath,
+    default: Behavior,
+) -> Option<Behavior> {
+    let Some(spec) = spec else { return Some(default) };
+    let stabilization = c.duration(
+        spec.stabilization.as_deref(),
+        &path.key("stabilization"),
+        Some(default.stabilization),
+        Zero::Allowed,
+    );
+    let max_step = match &spec.max_step {
+        None => Some(default.max_step),
+        Some(step) => check_step(c, step, &path.key("maxStep")),
+    };
+    let period = c.duration(
+        spec.period.as_deref(),
+        &path.key("period"),
+        Some(default.period),
+        Zero::Rejected,
+    );
+    let cooldown = c.duration(
+        spec.cooldown.as_deref(),
+        &path.key("cooldown"),
+        Some(default.cooldown),
+        Zero::Allowed,
+    );
+    Some(Behavior {
+        stabilization: stabilization?,
+        max_step: max_step?,
+        period: period?,
+        cooldown: cooldown?,
+    })
+}
+
+fn check_step(c: &mut Checker, step: &StepSpec, path: &FieldPath) -> Option<Step> {
+    match step {
+        StepSpec::Pods(pods) => {
+            c.int(Some(*pods), path, None, 1, MAX_REPLICAS_LIMIT).map(Step::Pods)
+        }
+        StepSpec::Text(text) => {
+            let percent = text.trim().strip_suffix('%').and_then(|n| n.trim().parse::<i64>().ok());
+            match percent {
+                Some(p @ 1..=1000) => u16::try_from(p).ok().map(Step::Percent),
+                Some(p) => {
+                    c.bad(path, format!("a percentage step must be 1% to 1000%, found {p}%"));
+                    None
+                }
+                None => {
+                    c.bad(
+                        path,
+                        format!(
+                            "expected a whole number of pods like 4 or a percentage like \
+                             \"50%\", found `{text}`"
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+    }
+}
+
+fn check_floor(
+    c: &mut Checker,
+    spec: &CronFloorSpec,
+    path: &FieldPath,
+    max_replicas: Option<u16>,
+) -> Option<CronFloor> {
+    let cron = c.cron(spec.cron.as_deref(), &path.key("cron"));
+    let min_path = path.key("minReplicas");
+    let min_replicas = c
+        .required(spec.min_replicas.as_ref(), &min_path)
+        .and_then(|&min| c.int::<u16>(Some(min), &min_path, None, 1, MAX_REPLICAS_LIMIT))
+        .and_then(|min| match max_replicas {
+            Some(max) if min > max => {
+                c.bad(&min_path, format!("must be <= maxReplicas ({max}), found {min}"));
+                None
+            }
+            _ => Some(min),
+        });
+    let duration = c.duration(spec.duration.as_deref(), &path.key("for"), None, Zero::Rejected);
+    Some(CronFloor { cron: cron?, min_replicas: min_replicas?, duration: duration? })
+}
+
+fn check_forecast(
+    c: &mut Checker,
+    spec: &ForecastSpec,
+    path: &FieldPath,
+    interval: Option<Duration>,
+) -> Option<Forecast> {
+    let method = c.word(
+        spec.method.as_deref(),
+        &path.key("method"),
+        ForecastMethod::Linear,
+        &[("linear", ForecastMethod::Linear)],
+    );
+    let window_path = path.key("window");
+    // Two samples is the least a line can be fitted through.
+    let window = c
+        .duration(spec.window.as_deref(), &window_path, None, Zero::Rejected)
+        .and_then(|window| c.at_least_intervals(window, &window_path, interval, 2));
+    Some(Forecast { method: method?, window: window? })
+}
+
+fn check_health(c: &mut Checker, spec: Option<&HealthSpec>, path: &FieldPath) -> Option<Health> {
+    let default = HealthSpec::default();
+    let spec = spec.unwrap_or(&default);
+    let down_after = c.duration(
+        spec.down_after.as_deref(),
+        &path.key("downAfter"),
+        Some(secs(5)),
+        Zero::Rejected,
+    );
+    let failover = c.word(
+        spec.failover.as_deref(),
+        &path.key("failover"),
+        FailoverMode::Auto,
+        &[
+            ("auto", FailoverMode::Auto),
+            ("manual", FailoverMode::Manual),
+            ("off", FailoverMode::Off),
+        ],
+    );
+    let max_failovers_per_hour = c.int(
+        spec.max_failovers_per_hour,
+        &path.key("maxFailoversPerHour"),
+        Some(3_u32),
+        0,
+        i64::from(u32::MAX),
+    );
+    let replica_max_lag = c.duration(
+        spec.replica_max_lag.as_deref(),
+        &path.key("replicaMaxLag"),
+        Some(secs(10)),
+        Zero::Rejected,
+    );
+    Some(Health {
+        down_after: down_after?,
+        confirm_with_replicas: spec.confirm_with_replicas.unwrap_or(true),
+        failover: failover?,
+        max_failovers_per_hour: max_failovers_per_hour?,
+        replica_max_lag: replica_max_lag?,
+    })
+}
+
+fn check_snapshots(c: &mut Checker, spec: &SnapshotsSpec, path: &FieldPath) -> Option<Snapshots> {
+    let schedule_path = path.key("schedule");
+    let schedule = c
+        .required(spec.schedule.as_ref(), &schedule_path)
+        .and_then(|text| c.cron(Some(text), &schedule_path));
+    let source = c.word(
+        spec.source.as_deref(),
+        &path.key("source"),
+        SnapshotSource::Replica,
+        &[
+            ("replica", SnapshotSource::Replica),
+            ("replicaOrMaster", SnapshotSource::ReplicaOrMaster),
+            ("master", SnapshotSource::Master),
+        ],
+    );
+    let destination_path = path.key("destination");
+    let destination = c
+        .required(spec.destination.as_ref(), &destination_path)
+        .and_then(|url| c.check(destination_url(url), &destination_path).map(|()| url.clone()));
+    let level_path = path.key("compressionLevel");
+    let zstd = c.word(
+        spec.compression.as_deref(),
+        &path.key("compression"),
+        true,
+        &[("none", false), ("zstd", true)],
+    );
+    let compression = match (zstd, spec.compression_level) {
+        (None, _) => None,
+        (Some(false), Some(_)) => {
+            c.unexpected(&level_path, "applies only to `compression: zstd`");
+            None
+        }
+        (Some(false), None) => Some(Compression::None),
+        (Some(true), level) => {
+            c.int(level, &level_path, Some(3_i32), 1, 22).map(|level| Compression::Zstd { level })
+        }
+    };
+    let retention = check_retention(c, spec.retention.as_ref(), &path.key("retention"));
+    Some(Snapshots {
+        schedule: schedule?,
+        source: source?,
+        destination: destination?,
+        compression: compression?,
+        retention: retention?,
+    })
+}
+
+fn check_retention(
+    c: &mut Checker,
+    spec: Option<&RetentionSpec>,
+    path: &FieldPath,
+) -> Option<Retention> {
+    let default = RetentionSpec::default();
+    let spec = spec.unwrap_or(&default);
+    let max = i64::from(u32::MAX);
+    let keep_last = c.int(spec.keep_last, &path.key("keepLast"), Some(7_u32), 1, max);
+    let daily = c.int(spec.daily, &path.key("daily"), Some(0_u32), 0, max);
+    let weekly = c.int(spec.weekly, &path.key("weekly"), Some(0_u32), 0, max);
+    let monthly = c.int(spec.monthly, &path.key("monthly"), Some(0_u32), 0, max);
+    Some(Retention { keep_last: keep_last?, daily: daily?, weekly: weekly?, monthly: monthly? })
+}
+
+fn check_alerts(c: &mut Checker, spec: &PolicySpec, path: &FieldPath) -> Option<Vec<AlertRule>> {
+    let Some(alerts) = &spec.alerts else { return Some(Vec::new()) };
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut rules = Some(Vec::with_capacity(alerts.len()));
+    for (i, alert) in alerts.iter().enumerate() {
+        let rule = check_alert(c, alert, (path, i), spec, &mut seen);
+        match (rule, rules.as_mut()) {
+            (Some(rule), Some(rules)) => rules.push(rule),
+            _ => rules = None,
+        }
+    }
+    rules
+}
+
+fn check_alert<'a>(
+    c: &mut Checker,
+    alert: &'a AlertSpec,
+    (alerts_path, index): (&FieldPath, usize),
+    spec: &PolicySpec,
+    seen: &mut HashMap<&'a str, usize>,
+) -> Option<AlertRule> {
+    let path = alerts_path.index(index);
+    let name_path = path.key("alertname");
+    let alert_name = c.required(alert.alertname.as_ref(), &name_path).and_then(|name| {
+        if name.trim().is_empty() {
+            c.bad(&name_path, "must be an Alertmanager alert name");
+            return None;
+        }
+        if let Some(first) = seen.insert(name, index) {
+            c.bad(&name_path, format!("`{name}` is mapped twice (also at alerts[{first}])"));
+            return None;
+        }
+        Some(name.clone())
+    });
+    let action_path = path.key("action");
+    let action = c.required(alert.action.as_ref(), &action_path).and_then(|action| match action {
+        AlertActionSpec::Evaluate => Some(AlertAction::Evaluate),
+        AlertActionSpec::Snapshot if spec.snapshots.is_none() => {
+            c.bad(&action_path, "`snapshot` needs a `spec.snapshots` section to take one");
+            None
+        }
+        AlertActionSpec::Snapshot => Some(AlertAction::Snapshot),
+        AlertActionSpec::ScaleUp(_) if spec.scaling.is_none() => {
+            c.bad(&action_path, "`scaleUp` needs a `spec.scaling` section to scale within");
+            None
+        }
+        AlertActionSpec::ScaleUp(n) => c
+            .int(Some(*n), &action_path.key("scaleUp"), None, 1, MAX_REPLICAS_LIMIT)
+            .map(AlertAction::ScaleUp),
+    });
+    Some(AlertRule { alert_name: alert_name?, action: action? })
+}
+
+/// Whether a zero duration means something for a field (no stabilization) or is a mistake
+/// (a zero sampling interval).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Zero {
+    Allowed,
+    Rejected,
+}
+
+/// Collects problems; its helpers return `None` only after recording one.
+#[derive(Debug, Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    /// A bad value.
+    fn bad(&mut self, path: &FieldPath, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.clone(),
+            anchor: Anchor::Value,
+            message: message.into(),
+        });
+    }
+
+    /// A field that must not be there in this combination.
+    fn unexpected(&mut self, path: &FieldPath, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.clone(),
+            anchor: Anchor::Key,
+            message: message.into(),
+        });
+    }
+
+    /// Records `result`'s error at `path`.
+    fn check(&mut self, result: Result<(), String>, path: &FieldPath) -> Option<()> {
+        result.map_err(|message| self.bad(path, message)).ok()
+    }
+
+    fn required<'a, T: ?Sized>(&mut self, value: Option<&'a T>, path: &FieldPath) -> Option<&'a T> {
+        if value.is_none() {
+            let name = path.last_key().unwrap_or("value");
+            self.problems.push(Problem {
+                path: path.clone(),
+                anchor: Anchor::Parent,
+                message: format!("missing required field `{name}`"),
+            });
+        }
+        value
+    }
+
+    fn exact(&mut self, value: Option<&str>, path: &FieldPath, expected: &str) {
+        if let Some(found) = self.required(value, path)
+            && found != expected
+        {
+            self.bad(path, format!("must be `{expected}`, found `{found}`"));
+        }
+    }
+
+    /// An integer in `min..=max` (a range `T` holds), or `default` when absent (`None`:
+    /// required).
+    fn int<T: TryFrom<i64> + Copy>(
+        &mut self,
+        value: Option<i64>,
+        path: &FieldPath,
+        default: Option<T>,
+        min: i64,
+        max: i64,
+    ) -> Option<T> {
+        let Some(value) = value else {
+            return match default {
+                Some(default) => Some(default),
+                None => self.required(None::<&T>, path).copied(),
+            };
+        };
+        let message = if value < min {
+            format!("must be at least {min}, found {value}")
+        } else if value > max {
+            format!("must be at most {max}, found {value}")
+        } else if let Ok(value) = T::try_from(value) {
+            return Some(value);
+        } else {
+            format!("{value} is out of range")
+        };
+        self.bad(path, message);
+        None
+    }
+
+    /// A word out of `choices`, or `default` when absent.
+    fn word<T: Copy>(
+        &mut self,
+        value: Option<&str>,
+        path: &FieldPath,
+        default: T,
+        choices: &[(&str, T)],
+    ) -> Option<T> {
+        let Some(text) = value else { return Some(default) };
+        if let Some((_, chosen)) = choices.iter().find(|(word, _)| *word == text) {
+            return Some(*chosen);
+        }
+        let words: Vec<&str> = choices.iter().map(|(word, _)| *word).collect();
+        self.bad(path, format!("unknown value `{text}`, expected one of {}", words.join(", ")));
+        None
+    }
+
+    /// A duration like `30s`, or `default` when absent (`None`: required).
+    fn duration(
+        &mut self,
+        value: Option<&str>,
+        path: &FieldPath,
+        default: Option<Duration>,
+        zero: Zero,
+    ) -> Option<Duration> {
+        let Some(text) = value else {
+            return match default {
+                Some(default) => Some(default),
+                None => self.required(None::<&Duration>, path).copied(),
+            };
+        };
+        match parse_duration(text) {
+            Ok(d) if d.is_zero() && zero == Zero::Rejected => {
+                self.bad(path, format!("must be longer than 0, found `{text}`"));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(message) => {
+                self.bad(path, message);
+                None
+            }
+        }
+    }
+
+    /// `window` when it spans at least `count` sampling intervals: a window shorter than
+    /// that never holds enough samples to compute anything.
+    fn at_least_intervals(
+        &mut self,
+        window: Duration,
+        path: &FieldPath,
+        interval: Option<Duration>,
+        count: u32,
+    ) -> Option<Duration> {
+        let Some(interval) = interval else { return Some(window) };
+        let least = interval.saturating_mul(count);
+        if window >= least {
+            return Some(window);
+        }
+        let what = if count == 1 {
+            format!("sampling.interval ({})", show(interval))
+        } else {
+            format!("{count} x sampling.interval ({})", show(least))
+        };
+        self.bad(path, format!("must be at least {what}, found {}", show(window)));
+        None
+    }
+
+    fn cron(&mut self, value: Option<&str>, path: &FieldPath) -> Option<CronSchedule> {
+        let text = self.required(value, path)?;
+        CronSchedule::parse(text).map_err(|message| self.bad(path, message)).ok()
+    }
+}
+
+/// Parses `30s`, `5m`, `1h30m`. A bare number is the common mistake, so it gets its own
+/// message rather than humantime's.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    let bare_number = trimmed.chars().any(|ch| ch.is_ascii_digit())
+        && trimmed.chars().all(|ch| ch.is_ascii_digit() || matches!(ch, '.' | '-' | '+'));
+    if bare_number {
+        return Err(format!("durations need a unit, e.g. `30s` (found `{trimmed}`)"));
+    }
+    humantime::parse_duration(trimmed)
+        .map_err(|e| format!("invalid duration `{trimmed}` ({e}); use e.g. `30s`, `5m`, `1h30m`"))
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn show(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// A Kubernetes name that must be a DNS-1123 label: `session-cache`.
+fn dns_label(name: &str) -> Result<(), String> {
+    let valid_chars =
+        name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+    let valid_ends = name.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+        && name.ends_with(|ch: char| ch.is_ascii_alphanumeric());
+    if valid_chars && valid_ends && name.len() <= 63 {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be a DNS-1123 label (at most 63 of a-z, 0-9 and `-`, starting and ending \
+             with a letter or digit), found `{name}`"
+        ))
+    }
+}
+
+/// A Kubernetes object name that must be a DNS-1123 subdomain: labels joined by dots.
+fn dns_subdomain(name: &str) -> Result<(), String> {
+    if name.len() <= 253 && name.split('.').all(|label| dns_label(label).is_ok()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be a DNS-1123 subdomain (lowercase letters, digits, `-` and `.`), found `{name}`"
+        ))
+    }
+}
+
+/// `host:port`, with IPv6 hosts in brackets (`[::1]:6379`).
+fn host_port(endpoint: &str) -> Result<(), String> {
+    let bad = || format!("expected `host:port` like `redis-1:6379`, found `{endpoint}`");
+    let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => !host.is_empty() && !host.contains(|ch: char| ch == ':' || ch.is_whitespace()),
+    };
+    match port.parse::<u16>() {
+        Ok(port) if host_ok && port > 0 => Ok(()),
+        _ => Err(bad()),
+    }
+}
+
+/// Where snapshots go: an object-store or file URL.
+fn destination_url(url: &str) -> Result<(), String> {
+    const SCHEMES: [&str; 4] = ["s3", "gs", "az", "file"];
+    match url.split_once("://") {
+        Some((scheme, rest)) if SCHEMES.contains(&scheme) && !rest.trim().is_empty() => Ok(()),
+        _ => Err(format!(
+            "must be a URL starting with s3://, gs://, az:// or file://, found `{url}`"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::policy::load_policy_str;
+
+    /// Lines 1-4; a case's body starts on line 5, and a target is added after it unless the
+    /// case is about the target.
+    const HEAD: &str = "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\n\
+                        metadata: {name: t}\nspec:\n";
+    const TARGET: &str = "  target: {endpoints: [\"redis-0:6379\"]}\n";
+
+    /// A valid scaling section (lines 5-10) followed by `extra`, from line 11.
+    fn scaling(extra: &str) -> String {
+        format!(
+            "  scaling:\n    minReplicas: 1\n    maxReplicas: 10\n    metrics:\n      \
+             - redis: instantaneous_ops_per_sec\n        target: 100\n{extra}"
+        )
+    }
+
+    fn problems_in(text: &str) -> Vec<crate::policy::Diagnostic> {
+        load_policy_str("t.yaml", text).expect_err("the policy has a problem")
+    }
+
+    /// Asserts the one problem at `path`: its position and (part of) its message.
+    fn assert_problem(text: &str, path: &str, line: usize, column: usize, message: &str) {
+        let problems = problems_in(text);
+        let listing: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let at_path: Vec<_> = problems.iter().filter(|d| d.path == path).collect();
+        assert_eq!(at_path.len(), 1, "one problem at {path} in:\n{}", listing.join("\n"));
+        let found = at_path[0];
+        assert_eq!((found.line, found.column), (line, column), "position of {found}");
+        assert!(found.message.contains(message), "`{message}` not in {found}");
+    }
+
+    #[rstest]
+    #[case::max_below_min(
+        "  scaling:\n    minReplicas: 4\n    maxReplicas: 2\n    metrics: [{redis: x, target: 1}]\n",
+        "spec.scaling.maxReplicas",
+        7,
+        18,
+        "must be >= minReplicas (4), found 2"
+    )]
+    #[case::min_zero(
+        "  scaling:\n    minReplicas: 0\n    maxReplicas: 2\n    metrics: [{redis: x, target: 1}]\n",
+        "spec.scaling.minReplicas",
+        6,
+        18,
+        "must be at least 1, found 0"
+    )]
+    #[case::max_over_limit(
+        "  scaling:\n    minReplicas: 1\n    maxReplicas: 1001\n    metrics: [{redis: x, target: 1}]\n",
+        "spec.scaling.maxReplicas",
+        7,
+        18,
+        "must be at most 1000"
+    )]
+    #[case::max_missing(
+        "  scaling:\n    minReplicas: 1\n    metrics: [{redis: x, target: 1}]\n",
+        "spec.scaling.maxReplicas",
+        6,
+        5,
+        "missing required field `maxReplicas`"
+    )]
+    #[case::metrics_empty(
+        "  scaling:\n    minReplicas: 1\n    maxReplicas: 2\n    metrics: []\n",
+        "spec.scaling.metrics",
+        8,
+        14,
+        "needs at least one metric"
+    )]
+    #[case::metric_without_source(
+        &scaling("      - target: 5\n"),
+        "spec.scaling.metrics[1]", 11, 9, "needs a source"
+    )]
+    #[case::metric_with_two_sources(
+        &scaling("      - {redis: x, prometheus: 'up', target: 5}\n"),
+        "spec.scaling.metrics[1].prometheus", 11, 20, "one source; `redis` is already set"
+    )]
+    #[case::rate_on_prometheus(
+        &scaling("      - {prometheus: 'up', rate: true, target: 5}\n"),
+        "spec.scaling.metrics[1].rate", 11, 28, "applies to `redis` metrics only"
+    )]
+    #[case::redis_field_with_spaces(
+        &scaling("      - {redis: 'used memory', target: 5}\n"),
+        "spec.scaling.metrics[1].redis", 11, 17, "must be a field of Redis INFO"
+    )]
+    #[case::statistic_p100(
+        &scaling("        statistic: p100\n"),
+        "spec.scaling.metrics[0].statistic", 11, 20, "unknown statistic `p100`"
+    )]
+    #[case::half_life_without_ewma(
+        &scaling("        halfLife: 30s\n"),
+        "spec.scaling.metrics[0].halfLife", 11, 9, "applies only with `statistic: ewma`"
+    )]
+    #[case::aggregate_unknown(
+        &scaling("        aggregate: avg\n"),
+        "spec.scaling.metrics[0].aggregate", 11, 20, "unknown value `avg`, expected one of mean, max, sum"
+    )]
+    #[case::window_shorter_than_interval(
+        &scaling("        window: 5s\n"),
+        "spec.scaling.metrics[0].window", 11, 17, "must be at least sampling.interval (10s), found 5s"
+    )]
+    #[case::target_zero(
+        "  scaling:\n    minReplicas: 1\n    maxReplicas: 2\n    metrics: [{redis: x, target: 0}]\n",
+        "spec.scaling.metrics[0].target",
+        8,
+        34,
+        "must be a finite number greater than 0, found 0"
+    )]
+    #[case::target_nan(
+        "  scaling:\n    minReplicas: 1\n    maxReplicas: 2\n    metrics: [{redis: x, target: .nan}]\n",
+        "spec.scaling.metrics[0].target",
+        8,
+        34,
+        "found NaN"
+    )]
+    #[case::target_missing(
+        "  scaling:\n    minReplicas: 1\n    maxReplicas: 2\n    metrics: [{redis: x}]\n",
+        "spec.scaling.metrics[0].target",
+        8,
+        15,
+        "missing required field `target`"
+    )]
+    #[case::tolerance_one(
+        &scaling("    tolerance: 1\n"),
+        "spec.scaling.tolerance", 11, 16, "must be >= 0 and < 1, found 1"
+    )]
+    #[case::duration_without_unit(
+        &scaling("    warmup: 30\n"),
+        "spec.scaling.warmup", 11, 13, "durations need a unit, e.g. `30s`"
+    )]
+    #[case::duration_garbage(
+        &scaling("    warmup: soon\n"),
+        "spec.scaling.warmup", 11, 13, "invalid duration `soon`"
+    )]
+    #[case::max_step_zero_percent(
+        &scaling("    scaleUp: {maxStep: \"0%\"}\n"),
+        "spec.scaling.scaleUp.maxStep", 11, 24, "must be 1% to 1000%, found 0%"
+    )]
+    #[case::max_step_fraction(
+        &scaling("    scaleUp: {maxStep: 2.5}\n"),
+        "spec.scaling.scaleUp.maxStep", 11, 24, "found `2.5`"
+    )]
+    #[case::max_step_zero_pods(
+        &scaling("    scaleDown: {maxStep: 0}\n"),
+        "spec.scaling.scaleDown.maxStep", 11, 26, "must be at least 1, found 0"
+    )]
+    #[case::period_zero(
+        &scaling("    scaleDown: {period: 0s}\n"),
+        "spec.scaling.scaleDown.period", 11, 25, "must be longer than 0"
+    )]
+    #[case::floor_above_max(
+        &scaling("    schedule:\n      - {cron: '0 0 8 * * *', minReplicas: 11, for: 1h}\n"),
+        "spec.scaling.schedule[0].minReplicas", 12, 44, "must be <= maxReplicas (10), found 11"
+    )]
+    #[case::floor_five_field_cron(
+        &scaling("    schedule:\n      - {cron: '0 8 * * *', minReplicas: 2, for: 1h}\n"),
+        "spec.scaling.schedule[0].cron", 12, 16, "invalid cron `0 8 * * *`"
+    )]
+    #[case::floor_without_for(
+        &scaling("    schedule:\n      - {cron: '0 0 8 * * *', minReplicas: 2}\n"),
+        "spec.scaling.schedule[0].for", 12, 9, "missing required field `for`"
+    )]
+    #[case::forecast_window_too_short(
+        &scaling("    forecast: {window: 15s}\n"),
+        "spec.scaling.forecast.window", 11, 24, "must be at least 2 x sampling.interval (20s)"
+    )]
+    #[case::forecast_method_unknown(
+        &scaling("    forecast: {method: holt, window: 15m}\n"),
+        "spec.scaling.forecast.method", 11, 24, "unknown value `holt`, expected one of linear"
+    )]
+    #[case::timeout_not_below_interval(
+        "  sampling: {interval: 2s, timeout: 2s}\n",
+        "spec.sampling.timeout",
+        5,
+        37,
+        "must be shorter than sampling.interval (2s)"
+    )]
+    #[case::failover_unknown(
+        "  health: {failover: yes-please}\n",
+        "spec.health.failover",
+        5,
+        22,
+        "expected one of auto, manual, off"
+    )]
+    #[case::down_after_zero(
+        "  health: {downAfter: 0s}\n",
+        "spec.health.downAfter",
+        5,
+        23,
+        "must be longer than 0"
+    )]
+    #[case::snapshot_destination_http(
+        "  snapshots: {schedule: '0 0 3 * * *', destination: 'http://x/y'}\n",
+        "spec.snapshots.destination",
+        5,
+        53,
+        "s3://, gs://, az:// or file://"
+    )]
+    #[case::snapshot_schedule_missing(
+        "  snapshots: {destination: 's3://b/p'}\n",
+        "spec.snapshots.schedule",
+        5,
+        14,
+        "missing required field `schedule`"
+    )]
+    #[case::level_without_zstd(
+        "  snapshots: {schedule: '0 0 3 * * *', destination: 's3://b', compression: none, compressionLevel: 5}\n",
+        "spec.snapshots.compressionLevel",
+        5,
+        82,
+        "applies only to `compression: zstd`"
+    )]
+    #[case::level_too_high(
+        "  snapshots: {schedule: '0 0 3 * * *', destination: 's3://b', compressionLevel: 23}\n",
+        "spec.snapshots.compressionLevel",
+        5,
+        81,
+        "must be at most 22"
+    )]
+    #[case::keep_last_zero(
+        "  snapshots: {schedule: '0 0 3 * * *', destination: 's3://b', retention: {keepLast: 0}}\n",
+        "spec.snapshots.retention.keepLast",
+        5,
+        85,
+        "must be at least 1"
+    )]
+    #[case::alert_snapshot_without_snapshots(
+        "  alerts: [{alertname: A, action: snapshot}]\n",
+        "spec.alerts[0].action",
+        5,
+        35,
+        "needs a `spec.snapshots` section"
+    )]
+    #[case::alert_scale_up_without_scaling(
+        "  alerts: [{alertname: A, action: {scaleUp: 1}}]\n",
+        "spec.alerts[0].action",
+        5,
+        35,
+        "needs a `spec.scaling` section"
+    )]
+    #[case::alertname_twice(
+        "  alerts:\n    - {alertname: A, action: evaluate}\n    - {alertname: A, action: evaluate}\n",
+        "spec.alerts[1].alertname",
+        7,
+        19,
+        "`A` is mapped twice (also at alerts[0])"
+    )]
+    #[case::alert_action_unknown(
+        "  alerts: [{alertname: A, action: page}]\n",
+        "spec.alerts[0].action",
+        5,
+        35,
+        "unknown variant `page`, expected one of evaluate, snapshot, scaleUp"
+    )]
+    fn a_broken_rule_is_reported_at_its_field(
+        #[case] body: &str,
+        #[case] path: &str,
+        #[case] line: usize,
+        #[case] column: usize,
+        #[case] message: &str,
+    ) {
+        assert_problem(&format!("{HEAD}{body}{TARGET}"), path, line, column, message);
+    }
+
+    #[rstest]
+    #[case::api_version(
+        "apiVersion: v1\nkind: RedisPolicy\nmetadata: {name: t}\nspec:\n  target: {endpoints: ['a:1']}\n",
+        "apiVersion",
+        1,
+        13,
+        "must be `autopilot.redis.io/v1alpha1`, found `v1`"
+    )]
+    #[case::kind_missing(
+        "apiVersion: autopilot.redis.io/v1alpha1\nmetadata: {name: t}\nspec:\n  target: {endpoints: ['a:1']}\n",
+        "kind",
+        1,
+        1,
+        "missing required field `kind`"
+    )]
+    #[case::name_not_a_dns_label(
+        "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {name: Session_Cache}\nspec:\n  target: {endpoints: ['a:1']}\n",
+        "metadata.name",
+        3,
+        18,
+        "must be a DNS-1123 label"
+    )]
+    #[case::spec_missing(
+        "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {name: t}\n",
+        "spec",
+        1,
+        1,
+        "missing required field `spec`"
+    )]
+    #[case::target_missing(
+        &format!("{HEAD}  sampling: {{interval: 10s}}\n"),
+        "spec.target", 5, 3, "missing required field `target`"
+    )]
+    #[case::target_empty(
+        &format!("{HEAD}  target: {{}}\n"),
+        "spec.target", 5, 11, "needs exactly one of `kubernetes`, `endpoints` or `local`"
+    )]
+    #[case::two_targets(
+        &format!("{HEAD}  target:\n    endpoints: ['a:1']\n    local: {{dataDir: ./d}}\n"),
+        "spec.target.local", 7, 5, "`endpoints` is already set"
+    )]
+    #[case::endpoint_port_out_of_range(
+        &format!("{HEAD}  target: {{endpoints: ['a:1', 'b:70000']}}\n"),
+        "spec.target.endpoints[1]", 5, 31, "expected `host:port`"
+    )]
+    #[case::endpoints_empty(
+        &format!("{HEAD}  target: {{endpoints: []}}\n"),
+        "spec.target.endpoints", 5, 23, "needs at least one `host:port`"
+    )]
+    #[case::namespace_missing(
+        &format!("{HEAD}  target:\n    kubernetes: {{statefulSet: redis}}\n"),
+        "spec.target.kubernetes.namespace", 6, 17, "missing required field `namespace`"
+    )]
+    #[case::stateful_set_uppercase(
+        &format!("{HEAD}  target:\n    kubernetes: {{namespace: cache, statefulSet: Redis}}\n"),
+        "spec.target.kubernetes.statefulSet", 6, 49, "must be a DNS-1123 subdomain"
+    )]
+    #[case::local_ports_beyond_65535(
+        &format!("{HEAD}  target:\n    local: {{basePort: 65530, dataDir: ./d}}\n{}", scaling("")),
+        "spec.target.local.basePort", 6, 23, "= 65539 is beyond port 65535"
+    )]
+    #[case::local_without_data_dir(
+        &format!("{HEAD}  target:\n    local: {{basePort: 7000}}\n"),
+        "spec.target.local.dataDir", 6, 12, "missing required field `dataDir`"
+    )]
+    #[case::unknown_field_with_hint(
+        &format!("{HEAD}{TARGET}  scaling:\n    minReplicas: 1\n    maxReplica: 3\n"),
+        "spec.scaling.maxReplica", 8, 5, "unknown field `maxReplica` (did you mean `maxReplicas`?), expected one of minReplicas, maxReplicas, metrics"
+    )]
+    #[case::duplicate_key(
+        &format!("{HEAD}{TARGET}  sampling:\n    interval: 5s\n    interval: 10s\n"),
+        "spec.sampling.interval", 8, 5, "duplicate key (first at 7:5"
+    )]
+    #[case::type_error(
+        &format!("{HEAD}{TARGET}  scaling:\n    minReplicas: ten\n"),
+        "spec.scaling.minReplicas", 7, 18, "expected a whole number, found `ten`"
+    )]
+    fn a_document_level_problem_is_reported_at_its_field(
+        #[case] text: &str,
+        #[case] path: &str,
+        #[case] line: usize,
+        #[case] column: usize,
+        #[case] message: &str,
+    ) {
+        assert_problem(text, path, line, column, message);
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_just_the_first() {
+        let text = format!(
+            "{HEAD}{TARGET}  sampling: {{interval: 10}}\n{}",
+            "  scaling:\n    minReplicas: 5\n    maxReplicas: 3\n    metrics: [{redis: x}]\n"
+        );
+        let paths: Vec<String> = problems_in(&text).into_iter().map(|d| d.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.sampling.interval",
+                "spec.scaling.maxReplicas",
+                "spec.scaling.metrics[0].target"
+            ]
+        );
+    }
+
+    #[test]
+    fn omitted_fields_take_their_documented_defaults() {
+        let text = format!(
+            "{HEAD}{TARGET}{}    schedule: [{{cron: '0 0 8 * * *', minReplicas: 2, for: 1h}}]\n\
+             \x20 snapshots: {{schedule: '0 0 3 * * *', destination: 'file:///backups'}}\n",
+            scaling("      - {prometheus: 'sum(up)', statistic: ewma, window: 2m, target: 5}\n")
+        );
+        let policy = load_policy_str("t.yaml", &text).expect("valid");
+        assert_eq!(policy.sampling, Sampling { interval: secs(10), timeout: secs(2) });
+        let scaling = policy.scaling.expect("scaling");
+        assert_eq!(scaling.tolerance, 0.1);
+        assert_eq!(scaling.warmup, secs(30));
+        assert_eq!(
+            scaling.scale_up,
+            Behavior {
+                stabilization: Duration::ZERO,
+                max_step: Step::Percent(100),
+                period: secs(15),
+                cooldown: Duration::ZERO
+            }
+        );
+        assert_eq!(
+            scaling.scale_down,
+            Behavior {
+                stabilization: secs(300),
+                max_step: Step::Percent(100),
+                period: secs(15),
+                cooldown: Duration::ZERO
+            }
+        );
+        assert_eq!(
+            scaling.metrics[0],
+            Metric {
+                source: MetricSource::Redis {
+                    field: "instantaneous_ops_per_sec".to_owned(),
+                    rate: false
+                },
+                aggregate: Aggregate::Mean,
+                statistic: Statistic::Mean,
+                window: secs(60),
+                target: 100.0,
+            }
+        );
+        // A Prometheus metric sums by default; ewma's half-life defaults to window / 4.
+        assert_eq!(scaling.metrics[1].aggregate, Aggregate::Sum);
+        assert_eq!(scaling.metrics[1].statistic, Statistic::Ewma { half_life: secs(30) });
+        assert_eq!(scaling.forecast, None);
+        assert_eq!(
+            policy.health,
+            Health {
+                down_after: secs(5),
+                confirm_with_replicas: true,
+                failover: FailoverMode::Auto,
+                max_failovers_per_hour: 3,
+                replica_max_lag: secs(10),
+            }
+        );
+        let snapshots = policy.snapshots.expect("snapshots");
+        assert_eq!(snapshots.source, SnapshotSource::Replica);
+        assert_eq!(snapshots.compression, Compression::Zstd { level: 3 });
+        assert_eq!(
+            snapshots.retention,
+            Retention { keep_last: 7, daily: 0, weekly: 0, monthly: 0 }
+        );
+        assert!(policy.alerts.is_empty());
+    }
+
+    #[test]
+    fn the_local_demo_reads_as_written() {
+        let text = include_str!("../../policies/local-demo.yaml");
+        let policy = load_policy_str("local-demo.yaml", text).expect("valid");
+        assert_eq!(policy.name, "local-demo");
+        assert_eq!(
+            policy.target,
+            Target::Local {
+                redis_server: "redis-server".to_owned(),
+                base_port: 7000,
+                data_dir: "./data/local-demo".to_owned()
+            }
+        );
+        assert_eq!(
+            policy.sampling,
+            Sampling { interval: secs(1), timeout: Duration::from_millis(500) }
+        );
+        let scaling = policy.scaling.expect("scaling");
+        assert_eq!((scaling.min_replicas, scaling.max_replicas), (1, 6));
+        assert_eq!(scaling.metrics[0].statistic, Statistic::Percentile(95));
+        assert_eq!(scaling.metrics[0].window, secs(10));
+        assert_eq!(scaling.scale_up.max_step, Step::Pods(2));
+        assert_eq!(scaling.scale_down.stabilization, secs(20));
+    }
+
+    #[test]
+    fn alert_actions_map_to_policy_actions() {
+        let text = include_str!("../../policies/checkout-scheduled.yaml");
+        let policy = load_policy_str("checkout.yaml", text).expect("valid");
+        let actions: Vec<AlertAction> = policy.alerts.iter().map(|rule| rule.action).collect();
+        assert_eq!(
+            actions,
+            [AlertAction::ScaleUp(2), AlertAction::Evaluate, AlertAction::Snapshot]
+        );
+        let scaling = policy.scaling.expect("scaling");
+        assert_eq!(scaling.schedule[0].cron.as_str(), "0 30 7 * * Mon-Fri");
+        assert_eq!(scaling.schedule[0].duration, secs(11 * 3600));
+        assert_eq!(
+            scaling.forecast,
+            Some(Forecast { method: ForecastMethod::Linear, window: secs(15 * 60) })
+        );
+    }
+
+    #[rstest]
+    #[case::seconds("30s", Ok(secs(30)))]
+    #[case::compound("1h30m", Ok(secs(5400)))]
+    #[case::millis("500ms", Ok(Duration::from_millis(500)))]
+    #[case::bare_integer("30", Err("durations need a unit"))]
+    #[case::bare_fraction("1.5", Err("durations need a unit"))]
+    #[case::negative("-5s", Err("invalid duration"))]
+    #[case::empty("", Err("invalid duration"))]
+    fn durations_parse_with_units_only(
+        #[case] text: &str,
+        #[case] expected: Result<Duration, &str>,
+    ) {
+        match (parse_duration(text), expected) {
+            (Ok(found), Ok(expected)) => assert_eq!(found, expected),
+            (Err(found), Err(expected)) => assert!(found.contains(expected), "{found}"),
+            (found, expected) => panic!("{text}: {found:?}, expected {expected:?}"),
+        }
+    }
+
+    #[rstest]
+    #[case::p1("p1", Some(1))]
+    #[case::p99("p99", Some(99))]
+    #[case::leading_zero("p05", None)]
+    #[case::signed("p+5", None)]
+    #[case::bare("p", None)]
+    fn percentiles_have_one_spelling(#[case] text: &str, #[case] expected: Option<u8>) {
+        assert_eq!(percentile(text), expected);
+    }
+
+    #[rstest]
+    #[case::name("redis-1:6379", true)]
+    #[case::ipv4("10.0.0.1:6379", true)]
+    #[case::ipv6("[::1]:6379", true)]
+    #[case::bare_ipv6("::1:6379", false)]
+    #[case::no_port("redis-1", false)]
+    #[case::port_zero("redis-1:0", false)]
+    #[case::empty_host(":6379", false)]
+    fn endpoints_are_host_and_port(#[case] endpoint: &str, #[case] valid: bool) {
+        assert_eq!(host_port(endpoint).is_ok(), valid, "{endpoint}");
+    }
+}
