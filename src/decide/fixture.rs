@@ -167,7 +167,7 @@ impl RoundBuilder {
         self.0.instances.push(InstanceSample { id: format!("redis-{n}"), outcome, info: None });
         self
     }
-    pub fn query(mut self, query: &str, value: Result<f64, String>) -> Self {
+    pub fn query(mut self, query: &str, value: Result<Vec<f64>, String>) -> Self {
         self.0.queries.push(QueryResult { query: query.into(), value });
         self
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use statrs::statistics::{Data, OrderStatistics, Statistics};
 
-use crate::observe::{History, InstanceSample, Observation, Timestamp};
+use crate::observe::{History, InstanceSample, Observation, QueryResult, Timestamp};
 use crate::policy::{Aggregate, Metric, MetricSource, Statistic};
 
 /// One aggregated value per round, oldest first, or why there is none.
@@ -34,7 +34,7 @@ pub fn series(
     Ok(points)
 }
 
-/// The metric's value in one round, aggregated across ready instances.
+/// The metric's value in one round, aggregated across ready instances (or a query's series).
 fn round_value(
     metric: &Metric,
     round: &Observation,
@@ -42,35 +42,44 @@ fn round_value(
 ) -> Result<f64, String> {
     match &metric.source {
         MetricSource::Prometheus { query } => match round.query(query) {
-            Some(result) => result.value.clone(),
+            Some(QueryResult { value: Ok(series), .. }) => {
+                aggregate(metric.aggregate, series.iter().copied())
+                    .ok_or_else(|| "empty result".to_owned())
+            }
+            Some(QueryResult { value: Err(e), .. }) => Err(e.clone()),
             None => Err("query not evaluated".to_owned()),
         },
         MetricSource::Redis { field, rate } => {
-            let mut values = round
+            let values = round
                 .instances
                 .iter()
                 .filter(|s| s.ready())
                 .filter_map(|s| instance_value(s, field, *rate, round.at, previous));
-            let first = values.next().ok_or_else(|| {
+            aggregate(metric.aggregate, values).ok_or_else(|| {
                 if round.instances.iter().any(InstanceSample::ready) {
                     format!("no ready instance reports `{field}`")
                 } else {
                     "no ready instance".to_owned()
                 }
-            })?;
-            let (mut sum, mut max, mut n) = (first, first, 1.0);
-            for v in values {
-                sum += v;
-                max = max.max(v);
-                n += 1.0;
-            }
-            Ok(match metric.aggregate {
-                Aggregate::Mean => sum / n,
-                Aggregate::Max => max,
-                Aggregate::Sum => sum,
             })
         }
     }
+}
+
+/// `None` for no values: an empty aggregate is missing, not zero.
+fn aggregate(aggregate: Aggregate, mut values: impl Iterator<Item = f64>) -> Option<f64> {
+    let first = values.next()?;
+    let (mut sum, mut max, mut n) = (first, first, 1.0);
+    for v in values {
+        sum += v;
+        max = max.max(v);
+        n += 1.0;
+    }
+    Some(match aggregate {
+        Aggregate::Mean => sum / n,
+        Aggregate::Max => max,
+        Aggregate::Sum => sum,
+    })
 }
 
 fn instance_value(

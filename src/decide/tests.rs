@@ -158,9 +158,24 @@ fn a_sum_is_a_total_divided_by_the_per_replica_target() {
         .metric(MetricSource::Prometheus { query: query.into() }, Aggregate::Sum, 1000.0)
         .policy();
     let mut run = Run::new(policy, 2);
-    let d = run.tick(round(t(0)).ready_ops(&[0.0, 0.0]).query(query, Ok(5500.0)));
+    let d = run.tick(round(t(0)).ready_ops(&[0.0, 0.0]).query(query, Ok(vec![5000.0, 500.0])));
     assert_eq!(scaled_to(&d), Some(6));
     assert!(d.reason().contains("5,500 = 2,750 per replica > target 1,000"), "{}", d.reason());
+}
+
+#[test]
+fn an_empty_query_result_is_missing_and_several_series_follow_the_aggregate() {
+    let query = "rate(redis_commands_processed_total[1m])";
+    let policy = scaling()
+        .metric(MetricSource::Prometheus { query: query.into() }, Aggregate::Max, 1000.0)
+        .policy();
+    let mut run = Run::new(policy.clone(), 3);
+    let d = run.tick(round(t(0)).ready_ops(&[0.0; 3]).query(query, Ok(vec![])));
+    assert!(d.reason().contains("missing (empty result in the last 30s)"), "{}", d.reason());
+    let mut run = Run::new(policy, 3);
+    let d = run.tick(round(t(0)).ready_ops(&[0.0; 3]).query(query, Ok(vec![400.0, 2500.0, 900.0])));
+    // The hottest series, 2,500 per replica: ceil(2.5 x 3) = 8.
+    assert_eq!(scaled_to(&d), Some(8), "{}", d.reason());
 }
 
 #[test]

@@ -92,12 +92,13 @@ impl InstanceSample {
     }
 }
 
-/// The value of one PromQL query in a round: a number, or why there is none. An empty
-/// result is missing, never zero.
+/// The value of one PromQL query in a round: every series' value (a scalar is one), or why
+/// there is none. The metric's `aggregate` combines several series; an empty result is
+/// missing, never zero.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryResult {
     pub query: String,
-    pub value: Result<f64, String>,
+    pub value: Result<Vec<f64>, String>,
 }
 
 impl Observation {
