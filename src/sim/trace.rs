@@ -1,0 +1,445 @@
+//! Load traces: a CSV of `time,load` rows read into a piecewise-constant demand curve.
+//!
+//! Column 1 is a time in one of three spellings (RFC 3339, `YYYY-MM-DD HH:MM:SS` read as UTC,
+//! or seconds from the trace's start), column 2 the load. Each row's load holds from its time
+//! until the next row's; the last row holds for as long as the step before it, so a trace of
+//! per-minute counts ends one minute after its last timestamp. Every problem names the CSV
+//! line it was found on.
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDateTime};
+
+use crate::observe::Timestamp;
+
+/// Simulation time: milliseconds since the Unix epoch. Integer so that event times compare
+/// exactly and integrals over them are sums of whole steps; sub-millisecond detail is rounded.
+pub type Millis = i64;
+
+/// One row: `load` from `at` until the next row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row {
+    pub at: Millis,
+    pub load: f64,
+}
+
+/// How a trace spells its times. Slice bounds must be spelled the same way, since seconds
+/// from the start and calendar dates cannot be compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeKind {
+    /// RFC 3339 or `YYYY-MM-DD HH:MM:SS` (UTC).
+    Calendar,
+    /// Seconds from the trace's start; placed on the Unix epoch so cron floors still resolve.
+    Seconds,
+}
+
+/// A validated trace: at least one row, times strictly increasing, loads finite and >= 0,
+/// every time (and the end) representable as a [`Timestamp`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    name: String,
+    kind: TimeKind,
+    rows: Vec<Row>,
+    end: Millis,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {source}")]
+    Csv {
+        file: String,
+        line: u64,
+        #[source]
+        source: csv::Error,
+    },
+    #[error(
+        "{file}:1: the first line looks like data (`{first}`); a trace starts with a header line such as `time,load`"
+    )]
+    MissingHeader { file: String, first: String },
+    #[error("{file}:{line}: expected two columns, time and load; found {found}")]
+    MissingColumn { file: String, line: u64, found: usize },
+    #[error(
+        "{file}:{line}: time `{value}` is neither RFC 3339, `YYYY-MM-DD HH:MM:SS` nor seconds from the start"
+    )]
+    BadTime { file: String, line: u64, value: String },
+    #[error("{file}:{line}: time `{value}` is {found} but the trace's first row is {expected}")]
+    MixedTimes { file: String, line: u64, value: String, found: TimeKind, expected: TimeKind },
+    #[error("{file}:{line}: load `{value}` is not a finite number >= 0")]
+    BadLoad { file: String, line: u64, value: String },
+    #[error("{file}:{line}: time `{value}` is not after the previous row's; times must increase")]
+    NotIncreasing { file: String, line: u64, value: String },
+    #[error("{file}: no data rows after the header")]
+    Empty { file: String },
+    #[error("{file}: row {index} (counting from 0) does not come after the row before it")]
+    UnorderedRows { file: String, index: usize },
+    #[error("{file}: row {index} (counting from 0) has a load that is not a finite number >= 0")]
+    InvalidRowLoad { file: String, index: usize },
+    #[error("{file}: the trace's times lie outside the representable calendar")]
+    OutOfRange { file: String },
+    #[error("{file}: a single row has no step to tell how long it lasts; give at least two rows")]
+    SingleRow { file: String },
+    #[error("{file}: slice bound `{value}` is {found} but the trace's times are {expected}")]
+    SliceKind { file: String, value: String, found: TimeKind, expected: TimeKind },
+    #[error("slice bound `{value}` is neither RFC 3339, `YYYY-MM-DD HH:MM:SS` nor seconds")]
+    BadSliceBound { value: String },
+    #[error("{file}: the slice {from} .. {to} holds no part of the trace ({start} .. {end})")]
+    EmptySlice { file: String, from: String, to: String, start: String, end: String },
+}
+
+impl fmt::Display for TimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeKind::Calendar => "a calendar time",
+            TimeKind::Seconds => "seconds from the start",
+        })
+    }
+}
+
+/// The wall-clock instant of a simulation time. Traces check on load that all their times
+/// are representable, so the saturating fallback is never reached for times inside a trace.
+pub fn timestamp(at: Millis) -> Timestamp {
+    DateTime::from_timestamp_millis(at).unwrap_or(if at < 0 {
+        Timestamp::MIN_UTC
+    } else {
+        Timestamp::MAX_UTC
+    })
+}
+
+/// Parses one time in any of the three spellings.
+pub fn parse_time(text: &str) -> Option<(TimeKind, Millis)> {
+    let text = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Some((TimeKind::Calendar, at.timestamp_millis()));
+    }
+    if let Ok(at) = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S") {
+        return Some((TimeKind::Calendar, at.and_utc().timestamp_millis()));
+    }
+    let seconds: f64 = text.parse().ok()?;
+    let millis = (seconds * 1000.0).round();
+    // Bounded so the conversion cannot saturate silently and the instant stays in chrono's
+    // range (about +-262,000 years).
+    (seconds.is_finite() && millis.abs() < 8.0e15).then_some((TimeKind::Seconds, millis as Millis))
+}
+
+fn representable(at: Millis) -> bool {
+    DateTime::from_timestamp_millis(at).is_some()
+}
+
+impl Trace {
+    /// Reads and validates a trace file. `file` names it in errors.
+    pub fn load(path: &Path) -> Result<Self, TraceError> {
+        let file = path.display().to_string();
+        let reader = std::fs::File::open(path)
+            .map_err(|source| TraceError::Read { file: file.clone(), source })?;
+        Self::parse(&file, reader)
+    }
+
+    /// Reads and validates CSV text; `file` names it in errors.
+    pub fn parse(file: &str, input: impl Read) -> Result<Self, TraceError> {
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(input);
+        let csv_error = |source: csv::Error| TraceError::Csv {
+            file: file.to_owned(),
+            line: source.position().map_or(0, csv::Position::line),
+            source,
+        };
+        let header = csv.headers().map_err(csv_error)?.clone();
+        let looks_like_data = header.len() >= 2
+            && parse_time(&header[0]).is_some()
+            && header[1].parse::<f64>().is_ok();
+        if looks_like_data {
+            return Err(TraceError::MissingHeader {
+                file: file.to_owned(),
+                first: header.iter().collect::<Vec<_>>().join(","),
+            });
+        }
+
+        let mut rows: Vec<Row> = Vec::new();
+        let mut kind = None;
+        let mut record = csv::StringRecord::new();
+        while csv.read_record(&mut record).map_err(csv_error)? {
+            let line = record.position().map_or(0, csv::Position::line);
+            if record.len() < 2 {
+                // A blank line inside the file reads as one empty field: skip it.
+                if record.len() == 1 && record[0].is_empty() {
+                    continue;
+                }
+                return Err(TraceError::MissingColumn {
+                    file: file.to_owned(),
+                    line,
+                    found: record.len(),
+                });
+            }
+            let (time_text, load_text) = (&record[0], &record[1]);
+            let bad_time =
+                || TraceError::BadTime { file: file.to_owned(), line, value: time_text.to_owned() };
+            let (row_kind, at) = parse_time(time_text).ok_or_else(bad_time)?;
+            if !representable(at) {
+                return Err(bad_time());
+            }
+            let expected = *kind.get_or_insert(row_kind);
+            if row_kind != expected {
+                return Err(TraceError::MixedTimes {
+                    file: file.to_owned(),
+                    line,
+                    value: time_text.to_owned(),
+                    found: row_kind,
+                    expected,
+                });
+            }
+            let load = load_text.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
+            let Some(load) = load else {
+                return Err(TraceError::BadLoad {
+                    file: file.to_owned(),
+                    line,
+                    value: load_text.to_owned(),
+                });
+            };
+            if rows.last().is_some_and(|previous| previous.at >= at) {
+                return Err(TraceError::NotIncreasing {
+                    file: file.to_owned(),
+                    line,
+                    value: time_text.to_owned(),
+                });
+            }
+            rows.push(Row { at, load });
+        }
+        let kind = kind.ok_or_else(|| TraceError::Empty { file: file.to_owned() })?;
+        Self::from_rows(file, kind, rows)
+    }
+
+    /// A trace from rows already in memory (benchmarks, tests). Times must strictly increase.
+    pub fn from_rows(name: &str, kind: TimeKind, rows: Vec<Row>) -> Result<Self, TraceError> {
+        let file = name.to_owned();
+        let [.., before_last, last] = rows.as_slice() else {
+            return Err(if rows.is_empty() {
+                TraceError::Empty { file }
+            } else {
+                TraceError::SingleRow { file }
+            });
+        };
+        if let Some(bad) = rows.windows(2).position(|pair| pair[0].at >= pair[1].at) {
+            return Err(TraceError::UnorderedRows { file, index: bad + 1 });
+        }
+        if let Some(bad) = rows.iter().position(|r| !(r.load.is_finite() && r.load >= 0.0)) {
+            return Err(TraceError::InvalidRowLoad { file, index: bad });
+        }
+        let end = last.at.saturating_add(last.at.saturating_sub(before_last.at));
+        if !representable(end) || !representable(rows[0].at) {
+            return Err(TraceError::OutOfRange { file });
+        }
+        Ok(Self { name: file, kind, rows, end })
+    }
+
+    /// Keeps the part of the trace in `[from, to)`; a row cut by `from` starts at `from`.
+    pub fn slice(self, from: Option<&str>, to: Option<&str>) -> Result<Self, TraceError> {
+        let bound = |text: &str| -> Result<Millis, TraceError> {
+            let (kind, at) = parse_time(text)
+                .ok_or_else(|| TraceError::BadSliceBound { value: text.to_owned() })?;
+            if kind != self.kind {
+                return Err(TraceError::SliceKind {
+                    file: self.name.clone(),
+                    value: text.to_owned(),
+                    found: kind,
+                    expected: self.kind,
+                });
+            }
+            Ok(at)
+        };
+        let from_at = from.map(bound).transpose()?.unwrap_or(self.start()).max(self.start());
+        let to_at = to.map(bound).transpose()?.unwrap_or(self.end).min(self.end);
+        if from_at >= to_at {
+            return Err(TraceError::EmptySlice {
+                file: self.name.clone(),
+                from: from.unwrap_or("start").to_owned(),
+                to: to.unwrap_or("end").to_owned(),
+                start: self.format_time(self.start()),
+                end: self.format_time(self.end),
+            });
+        }
+        // The row covering `from_at` is the last one starting at or before it.
+        let first = self.rows.partition_point(|r| r.at <= from_at).saturating_sub(1);
+        let past_last = self.rows.partition_point(|r| r.at < to_at);
+        let mut rows = self.rows[first..past_last].to_vec();
+        if let Some(head) = rows.first_mut() {
+            head.at = from_at;
+        }
+        Ok(Self { name: self.name, kind: self.kind, rows, end: to_at })
+    }
+
+    /// Multiplies every load by `factor`, turning the trace's unit into demanded ops/s.
+    pub fn scale(&mut self, factor: f64) {
+        for row in &mut self.rows {
+            row.load *= factor;
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kind(&self) -> TimeKind {
+        self.kind
+    }
+
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    pub fn start(&self) -> Millis {
+        self.rows[0].at
+    }
+
+    /// Where the last row stops.
+    pub fn end(&self) -> Millis {
+        self.end
+    }
+
+    /// The largest load of any row.
+    pub fn peak(&self) -> f64 {
+        self.rows.iter().map(|r| r.load).fold(0.0, f64::max)
+    }
+
+    /// The trace's own step: the most common gap between rows (gaps in a recording are rare).
+    pub fn step(&self) -> Millis {
+        let mut gaps: Vec<Millis> = self.rows.windows(2).map(|p| p[1].at - p[0].at).collect();
+        gaps.push(self.end - self.rows[self.rows.len() - 1].at);
+        gaps.sort_unstable();
+        gaps.chunk_by(|a, b| a == b).max_by_key(|run| run.len()).map_or(0, |run| run[0])
+    }
+
+    /// A time the way the trace spells it.
+    pub fn format_time(&self, at: Millis) -> String {
+        match self.kind {
+            TimeKind::Calendar => timestamp(at).format("%Y-%m-%d %H:%M:%S").to_string(),
+            TimeKind::Seconds => format!("{}s", at as f64 / 1000.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Trace, TraceError> {
+        Trace::parse("t.csv", text.as_bytes())
+    }
+
+    fn times(trace: &Trace) -> Vec<Millis> {
+        trace.rows().iter().map(|r| r.at).collect()
+    }
+
+    #[test]
+    fn reads_seconds_from_the_start() {
+        let trace = parse("t,load\n0,10\n60,20\n120,5\n").expect("valid");
+        assert_eq!(trace.kind(), TimeKind::Seconds);
+        assert_eq!(times(&trace), vec![0, 60_000, 120_000]);
+        assert_eq!(trace.rows()[1].load, 20.0);
+        // The last row lasts as long as the step before it.
+        assert_eq!(trace.end(), 180_000);
+        assert_eq!(trace.step(), 60_000);
+    }
+
+    #[test]
+    fn reads_plain_dates_as_utc() {
+        let trace =
+            parse("period,count\n1998-06-26 00:00:00,2\n1998-06-26 00:01:00,11\n").expect("valid");
+        assert_eq!(trace.kind(), TimeKind::Calendar);
+        let expected =
+            DateTime::parse_from_rfc3339("1998-06-26T00:00:00Z").expect("valid").timestamp_millis();
+        assert_eq!(times(&trace), vec![expected, expected + 60_000]);
+        assert_eq!(trace.format_time(trace.start()), "1998-06-26 00:00:00");
+    }
+
+    #[test]
+    fn reads_rfc3339_with_offsets() {
+        let trace = parse("time,ops\n2026-01-05T10:00:00+02:00,1\n2026-01-05T08:00:30Z,2\n")
+            .expect("valid");
+        assert_eq!(trace.rows()[1].at - trace.rows()[0].at, 30_000);
+    }
+
+    #[test]
+    fn fractional_seconds_keep_millisecond_precision() {
+        let trace = parse("t,l\n0.5,1\n1.25,1\n").expect("valid");
+        assert_eq!(times(&trace), vec![500, 1250]);
+    }
+
+    #[test]
+    fn names_the_line_of_a_time_that_does_not_increase() {
+        let err = parse("t,l\n0,1\n60,1\n60,1\n").expect_err("repeated time");
+        assert!(matches!(err, TraceError::NotIncreasing { line: 4, .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "t.csv:4: time `60` is not after the previous row's; times must increase"
+        );
+        let err = parse("t,l\n0,1\n60,1\n30,1\n").expect_err("going back");
+        assert!(matches!(err, TraceError::NotIncreasing { line: 4, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn names_the_line_of_bad_values() {
+        let err = parse("t,l\n0,1\nnoon,1\n").expect_err("bad time");
+        assert!(matches!(err, TraceError::BadTime { line: 3, .. }), "{err:?}");
+        let err = parse("t,l\n0,1\n60,-4\n").expect_err("negative load");
+        assert!(matches!(err, TraceError::BadLoad { line: 3, .. }), "{err:?}");
+        let err = parse("t,l\n0,1\n60,NaN\n").expect_err("NaN load");
+        assert!(matches!(err, TraceError::BadLoad { line: 3, .. }), "{err:?}");
+        let err = parse("t,l\n0,1\n60\n").expect_err("one column");
+        assert!(matches!(err, TraceError::MissingColumn { line: 3, found: 1, .. }), "{err:?}");
+        let err = parse("t,l\n0,1\n1998-06-26 00:00:00,1\n").expect_err("mixed");
+        assert!(matches!(err, TraceError::MixedTimes { line: 3, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn refuses_a_missing_header_empty_and_single_row_traces() {
+        assert!(matches!(parse("0,1\n60,2\n"), Err(TraceError::MissingHeader { .. })));
+        assert!(matches!(parse("t,l\n"), Err(TraceError::Empty { .. })));
+        assert!(matches!(parse("t,l\n0,1\n"), Err(TraceError::SingleRow { .. })));
+    }
+
+    #[test]
+    fn slices_cut_rows_at_the_bounds() {
+        let trace = parse("t,l\n0,1\n60,2\n120,3\n180,4\n").expect("valid");
+        let sliced = trace.clone().slice(Some("90"), Some("150")).expect("inside");
+        assert_eq!(sliced.rows(), &[Row { at: 90_000, load: 2.0 }, Row { at: 120_000, load: 3.0 }]);
+        assert_eq!(sliced.end(), 150_000);
+        let whole = trace.clone().slice(None, None).expect("whole");
+        assert_eq!(whole, trace);
+        let err = trace.clone().slice(Some("1998-06-26 00:00:00"), None).expect_err("kind");
+        assert!(matches!(err, TraceError::SliceKind { .. }), "{err:?}");
+        let err = trace.slice(Some("500"), None).expect_err("past the end");
+        assert!(matches!(err, TraceError::EmptySlice { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn rows_in_memory_are_checked_like_a_file() {
+        let row = |at, load| Row { at, load };
+        let err = Trace::from_rows("m", TimeKind::Seconds, vec![row(0, 1.0), row(0, 1.0)])
+            .expect_err("repeated time");
+        assert!(matches!(err, TraceError::UnorderedRows { index: 1, .. }), "{err:?}");
+        let err = Trace::from_rows("m", TimeKind::Seconds, vec![row(0, 1.0), row(5, f64::NAN)])
+            .expect_err("NaN load");
+        assert!(matches!(err, TraceError::InvalidRowLoad { index: 1, .. }), "{err:?}");
+        let err = Trace::from_rows("m", TimeKind::Seconds, vec![row(0, 1.0), row(i64::MAX, 1.0)])
+            .expect_err("beyond the calendar");
+        assert!(matches!(err, TraceError::OutOfRange { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn scaling_multiplies_loads() {
+        let mut trace = parse("t,l\n0,1\n60,2\n").expect("valid");
+        trace.scale(2.5);
+        assert_eq!(trace.peak(), 5.0);
+    }
+}
