@@ -79,7 +79,7 @@ impl<'p> PolicyController<'p> {
         let queries = self
             .queries
             .iter()
-            .map(|query| QueryResult { query: query.clone(), value: Ok(demand) })
+            .map(|query| QueryResult { query: query.clone(), value: Ok(vec![demand]) })
             .collect();
         Observation { at: timestamp(now), instances, queries }
     }
@@ -157,7 +157,7 @@ mod tests {
         assert_eq!(warming.number(OPS_FIELD), Some(0.0));
         assert_eq!(
             observation.queries,
-            vec![QueryResult { query: "sum(rate(app_reads[1m]))".into(), value: Ok(150.0) }]
+            vec![QueryResult { query: "sum(rate(app_reads[1m]))".into(), value: Ok(vec![150.0]) }]
         );
     }
 
