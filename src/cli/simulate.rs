@@ -126,6 +126,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("{json}");
         }
     }
+    // On stderr, so `--output json` stays machine-readable. A rate's very first evaluation
+    // has no predecessor; only gaps in more than 1% of evaluations say something about the policy.
+    for gap in simulation.gaps.iter().filter(|g| g.missing * 100 > g.evaluations) {
+        eprintln!(
+            "warning: {} was missing in {} of {} evaluations (first: {}); missing data never \
+             scales down. The simulated instances report instantaneous_ops_per_sec, \
+             total_commands_processed and connected_clients, and every PromQL query reads as the \
+             demand.",
+            gap.metric, gap.missing, gap.evaluations, gap.example
+        );
+    }
     if let Some(path) = args.plot {
         let title = format!(
             "Policy `{}` vs HPA on {} ({} .. {})",

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::reason::{Adjustment, Direction, Reading, ScalingReason, within_tolerance};
-use super::series;
+use super::series::{self, Series};
 use super::{Decision, Fleet};
 use crate::observe::{History, Timestamp};
 use crate::policy::{Aggregate, Behavior, Metric, MetricSource, Scaling, Statistic, Step};
@@ -129,30 +129,40 @@ fn read_metric(
         tolerance: scaling.tolerance,
         desired: None,
     };
-    let points = match series::series(metric, history, now, metric.window) {
+    let span = scaling.forecast.as_ref().map_or(metric.window, |f| f.window.max(metric.window));
+    let series = Series::read(metric, history, now, span);
+    let points = match series.window(now, metric.window) {
         Ok(points) => points,
         Err(why) => {
             reading.value = Err(why);
             return reading;
         }
     };
-    let value = series::statistic(metric.statistic, &points, now);
-    reading.value = Ok(value);
+    let value = series::statistic(metric.statistic, points, now);
     let mut load = value;
     if let Some(forecast) = &scaling.forecast {
         // The trend only brings a scale-up forward; it never argues for fewer replicas.
-        let predicted = series::series(metric, history, now, forecast.window)
+        let predicted = series
+            .window(now, forecast.window)
             .ok()
-            .and_then(|p| series::linear_forecast(&p, now, scaling.warmup));
-        if let Some(predicted) = predicted.filter(|p| *p > value) {
-            reading.forecast = Some(predicted);
+            .and_then(|p| series::linear_forecast(p, now, scaling.warmup))
+            .filter(|p| *p > value);
+        if let Some(predicted) = predicted {
             load = predicted;
         }
     }
+    // `mean` and `sum` series are totals: spread them over the replicas ready now.
+    let spread = |total: f64| (ready > 0).then(|| total / f64::from(ready));
     let per_replica = match metric.aggregate {
-        Aggregate::Mean | Aggregate::Max => Some(load),
-        Aggregate::Sum => (ready > 0).then(|| load / f64::from(ready)),
+        Aggregate::Max => Some(load),
+        Aggregate::Mean | Aggregate::Sum => spread(load),
     };
+    let shown = |v: f64| match metric.aggregate {
+        Aggregate::Mean => spread(v).unwrap_or(v),
+        Aggregate::Max | Aggregate::Sum => v,
+    };
+    reading.value = Ok(shown(value));
+    reading.forecast = (load != value).then(|| shown(load));
     reading.per_replica = per_replica;
     reading.desired = Some(match per_replica {
         Some(per_replica) => {

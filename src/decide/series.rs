@@ -9,29 +9,48 @@ use statrs::statistics::{Data, OrderStatistics, Statistics};
 use crate::observe::{History, InstanceSample, Observation, QueryResult, Timestamp};
 use crate::policy::{Aggregate, Metric, MetricSource, Statistic};
 
-/// One aggregated value per round, oldest first, or why there is none.
-pub fn series(
-    metric: &Metric,
-    history: &History,
-    now: Timestamp,
-    window: Duration,
-) -> Result<Vec<(Timestamp, f64)>, String> {
-    let w = history.window(now, window);
-    let mut previous = w.before;
-    let mut points = Vec::new();
-    let mut last_error = None;
-    for round in w.rounds {
-        match round_value(metric, round, previous) {
-            Ok(v) => points.push((round.at, v)),
-            Err(e) => last_error = Some(e),
+/// One aggregated value per round over a span of history, oldest first, and the newest
+/// round's failure (if any) to explain a gap.
+pub struct Series {
+    points: Vec<(Timestamp, f64)>,
+    last_error: Option<(Timestamp, String)>,
+}
+
+impl Series {
+    /// Reads `span` of history once; callers then take windows of it, so a 15-minute forecast
+    /// and a 2-minute statistic cost one pass.
+    pub fn read(metric: &Metric, history: &History, now: Timestamp, span: Duration) -> Self {
+        let w = history.window(now, span);
+        let mut previous = w.before;
+        let mut points = Vec::with_capacity(w.rounds.len());
+        let mut last_error = None;
+        for round in w.rounds {
+            match round_value(metric, round, previous) {
+                Ok(v) => points.push((round.at, v)),
+                Err(e) => last_error = Some((round.at, e)),
+            }
+            previous = Some(round);
         }
-        previous = Some(round);
+        Self { points, last_error }
     }
-    if points.is_empty() {
-        let why = last_error.unwrap_or_else(|| "no samples".to_owned());
-        return Err(format!("{why} in the last {}", humantime::format_duration(window)));
+
+    /// The points in `(now - window, now]`, or why there are none.
+    pub fn window(&self, now: Timestamp, window: Duration) -> Result<&[(Timestamp, f64)], String> {
+        let start = chrono::Duration::from_std(window)
+            .ok()
+            .and_then(|w| now.checked_sub_signed(w))
+            .unwrap_or(Timestamp::MIN_UTC);
+        let first = self.points.partition_point(|(at, _)| *at <= start);
+        let points = &self.points[first..];
+        if !points.is_empty() {
+            return Ok(points);
+        }
+        let span = humantime::format_duration(window);
+        Err(match &self.last_error {
+            Some((at, why)) if *at > start => format!("{why} in the last {span}"),
+            _ => format!("no samples in the last {span}"),
+        })
     }
-    Ok(points)
 }
 
 /// The metric's value in one round, aggregated across ready instances (or a query's series).
@@ -43,7 +62,7 @@ fn round_value(
     match &metric.source {
         MetricSource::Prometheus { query } => match round.query(query) {
             Some(QueryResult { value: Ok(series), .. }) => {
-                aggregate(metric.aggregate, series.iter().copied())
+                aggregate(metric.aggregate, round.ready_count(), series.iter().copied())
                     .ok_or_else(|| "empty result".to_owned())
             }
             Some(QueryResult { value: Err(e), .. }) => Err(e.clone()),
@@ -55,7 +74,7 @@ fn round_value(
                 .iter()
                 .filter(|s| s.ready())
                 .filter_map(|s| instance_value(s, field, *rate, round.at, previous));
-            aggregate(metric.aggregate, values).ok_or_else(|| {
+            aggregate(metric.aggregate, round.ready_count(), values).ok_or_else(|| {
                 if round.instances.iter().any(InstanceSample::ready) {
                     format!("no ready instance reports `{field}`")
                 } else {
@@ -66,19 +85,28 @@ fn round_value(
     }
 }
 
+/// A round's value: for `max` the hottest instance (or series); for `sum` the total; for
+/// `mean` also a total: the mean times the replicas ready in that round, so an instance
+/// without a value (a counter reset) is assumed as busy as the rest. The caller spreads
+/// totals over the replicas ready *now*: a window of per-replica means measured while fewer
+/// replicas served would overstate today's per-replica load.
 /// `None` for no values: an empty aggregate is missing, not zero.
-fn aggregate(aggregate: Aggregate, mut values: impl Iterator<Item = f64>) -> Option<f64> {
+fn aggregate(
+    aggregate: Aggregate,
+    ready_in_round: usize,
+    mut values: impl Iterator<Item = f64>,
+) -> Option<f64> {
     let first = values.next()?;
-    let (mut sum, mut max, mut n) = (first, first, 1.0);
+    let (mut sum, mut max, mut n) = (first, first, 1usize);
     for v in values {
         sum += v;
         max = max.max(v);
-        n += 1.0;
+        n += 1;
     }
     Some(match aggregate {
-        Aggregate::Mean => sum / n,
         Aggregate::Max => max,
         Aggregate::Sum => sum,
+        Aggregate::Mean => sum / n as f64 * ready_in_round.max(n) as f64,
     })
 }
 
@@ -136,17 +164,18 @@ pub fn linear_forecast(
     if points.len() < 2 {
         return None;
     }
-    let xs: Vec<f64> = points.iter().map(|(at, _)| (*at - now).as_seconds_f64()).collect();
-    let mean_x = xs.iter().mean();
-    let mean_y = points.iter().map(|p| p.1).mean();
+    let x = |at: &Timestamp| (*at - now).as_seconds_f64();
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|(at, _)| x(at)).sum::<f64>() / n;
+    let mean_y = points.iter().map(|(_, y)| y).sum::<f64>() / n;
     let (mut sxy, mut sxx) = (0.0, 0.0);
-    for (x, (_, y)) in xs.iter().zip(points) {
-        sxy += (x - mean_x) * (y - mean_y);
-        sxx += (x - mean_x) * (x - mean_x);
+    for (at, y) in points {
+        let dx = x(at) - mean_x;
+        sxy += dx * (y - mean_y);
+        sxx += dx * dx;
     }
     if sxx <= f64::EPSILON {
         return None;
     }
-    let slope = sxy / sxx;
-    Some(mean_y + slope * (ahead.as_secs_f64() - mean_x))
+    Some(mean_y + sxy / sxx * (ahead.as_secs_f64() - mean_x))
 }

@@ -249,6 +249,23 @@ fn percentiles_and_ewma_follow_their_definitions() {
 }
 
 #[test]
+fn a_window_measured_with_fewer_replicas_does_not_overshoot_after_a_scale_up() {
+    let policy = scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .statistic(Statistic::Max, secs(60))
+        .max(100)
+        .policy();
+    let mut run = Run::new(policy, 2);
+    // 6,000 ops/s on 2 replicas needs 6.
+    assert_eq!(scaled_to(&run.tick(round(t(0)).ready_ops(&[3000.0, 3000.0]))), Some(6));
+    // The same 6,000 ops/s now spread over 6. The window still holds the 3,000-per-replica
+    // round, but as a total of 6,000: 1,000 per replica ready now, nothing more to add.
+    let d = run.tick(round(t(10)).ready_ops(&[1000.0; 6]));
+    assert_eq!(scaled_to(&d), None, "{}", d.reason());
+    assert!(d.reason().contains("over 1m 1,000 within"), "{}", d.reason());
+}
+
+#[test]
 fn scale_down_waits_for_the_stabilization_window() {
     let policy = scaling()
         .redis("instantaneous_ops_per_sec", 1000.0)

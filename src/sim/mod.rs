@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use hpa::{HpaController, HpaSpec};
 use model::ClusterModel;
-use policy_run::{PolicyController, to_millis};
+use policy_run::{MetricGap, PolicyController, to_millis};
 use replay::{Run, replay};
 use report::Comparison;
 use scenario::Scenario;
@@ -76,6 +76,8 @@ pub enum SimError {
 pub struct Simulation {
     pub policy: Run,
     pub hpa: Run,
+    /// Policy metrics the simulated fleet could not supply (see [`policy_run::MetricGap`]).
+    pub gaps: Vec<MetricGap>,
 }
 
 impl Simulation {
@@ -111,9 +113,11 @@ pub fn simulate(
         max_replicas: scaling.max_replicas,
         average_value: first_metric.target,
     });
+    let policy_run = replay(trace, cluster.clone(), &mut policy_controller);
     Ok(Simulation {
-        policy: replay(trace, cluster.clone(), &mut policy_controller),
+        policy: policy_run,
         hpa: replay(trace, cluster, &mut hpa_controller),
+        gaps: policy_controller.gaps(),
     })
 }
 

@@ -29,6 +29,21 @@ pub struct PolicyController<'p> {
     queries: Vec<String>,
     /// `redis-0`, `redis-1`, ...: StatefulSet pod names, grown as the cluster grows.
     instance_ids: Vec<String>,
+    evaluations: u64,
+    /// Metrics the simulated fleet could not answer: a policy starved of data never scales
+    /// down, and its author should hear about it.
+    gaps: Vec<MetricGap>,
+}
+
+/// A metric that was missing in some evaluations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricGap {
+    /// As the decision's reason names it, e.g. `p95 of mean instantaneous_ops_per_sec over 2m`.
+    pub metric: String,
+    pub missing: u64,
+    pub evaluations: u64,
+    /// The first reason given, e.g. `no ready instance reports \`total_net_output_bytes\``.
+    pub example: String,
 }
 
 impl<'p> PolicyController<'p> {
@@ -61,7 +76,34 @@ impl<'p> PolicyController<'p> {
             memory: Memory::default(),
             queries,
             instance_ids: Vec::new(),
+            evaluations: 0,
+            gaps: Vec::new(),
         })
+    }
+
+    /// Every metric that was missing at least once, with how often.
+    pub fn gaps(&self) -> Vec<MetricGap> {
+        let evaluations = self.evaluations;
+        self.gaps.iter().map(|g| MetricGap { evaluations, ..g.clone() }).collect()
+    }
+
+    fn count_gaps(&mut self, decisions: &[Decision]) {
+        self.evaluations += 1;
+        let readings = decisions.iter().flat_map(|d| match d {
+            Decision::Hold { reason, .. } | Decision::Scale { reason, .. } => &reason.readings,
+        });
+        for reading in readings {
+            let Err(why) = &reading.value else { continue };
+            match self.gaps.iter_mut().find(|g| g.metric == reading.metric) {
+                Some(gap) => gap.missing += 1,
+                None => self.gaps.push(MetricGap {
+                    metric: reading.metric.clone(),
+                    missing: 1,
+                    evaluations: 0,
+                    example: why.clone(),
+                }),
+            }
+        }
     }
 
     fn observe(&mut self, now: Millis, demand: f64, cluster: &ClusterModel) -> Observation {
@@ -110,6 +152,7 @@ impl Controller for PolicyController<'_> {
         let at = timestamp(now);
         let fleet = Fleet { replicas: cluster.requested() };
         let decisions = decide(self.policy, &self.history, fleet, &mut self.memory, at);
+        self.count_gaps(&decisions);
         let (from, to) = decisions.iter().find_map(|decision| match decision {
             Decision::Scale { from, to, .. } => Some((*from, *to)),
             Decision::Hold { .. } => None,
