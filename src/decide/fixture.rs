@@ -100,6 +100,9 @@ impl ScalingBuilder {
         Policy {
             name: "test".into(),
             target: Target::Endpoints(vec!["127.0.0.1:6379".into()]),
+            auth: None,
+            tls: None,
+            prometheus: None,
             sampling: Sampling { interval: secs(10), timeout: secs(2) },
             scaling: Some(self.0),
             health: Health {

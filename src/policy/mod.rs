@@ -23,6 +23,12 @@ pub use load::{Diagnostic, load_policy, load_policy_str};
 pub struct Policy {
     pub name: String,
     pub target: Target,
+    /// How to authenticate to every Redis of the target; `None`: no `AUTH`.
+    pub auth: Option<RedisAuth>,
+    /// Connect with TLS (`rediss://`); `None`: plain TCP.
+    pub tls: Option<RedisTls>,
+    /// Where PromQL metrics are evaluated; present whenever a metric uses `prometheus:`.
+    pub prometheus: Option<PrometheusSource>,
     pub sampling: Sampling,
     pub scaling: Option<Scaling>,
     pub health: Health,
@@ -36,6 +42,42 @@ pub enum Target {
     Kubernetes { namespace: String, stateful_set: String, port: u16 },
     Endpoints(Vec<String>),
     Local { redis_server: String, base_port: u16, data_dir: String },
+}
+
+/// Where a credential is read from (never the credential itself: policies are not secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable's value.
+    Env(String),
+    /// A file's contents, one trailing newline removed (how Kubernetes mounts a Secret).
+    File(std::path::PathBuf),
+}
+
+/// `AUTH [username] password` on every connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisAuth {
+    /// ACL user; `None` authenticates as `default`.
+    pub username: Option<String>,
+    pub password: SecretSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTls {
+    /// PEM bundle to trust instead of the system roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrometheusSource {
+    /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`.
+    pub url: String,
+    pub credentials: Option<PrometheusCredentials>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrometheusCredentials {
+    Bearer(SecretSource),
+    Basic { username: String, password: SecretSource },
 }
 
 #[derive(Debug, Clone, PartialEq)]

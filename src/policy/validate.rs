@@ -104,6 +104,10 @@ fn check_spec(
     Some(Policy {
         name: name?,
         target: target?,
+        // Filled in from `spec.auth`, `spec.tls` and `spec.prometheus` (being added).
+        auth: None,
+        tls: None,
+        prometheus: None,
         sampling: sampling?,
         scaling: scaling?,
         health: health?,

@@ -24,6 +24,9 @@ pub fn policy() -> PolicyBuilder {
         policy: Policy {
             name: "test".into(),
             target: Target::Endpoints(vec!["127.0.0.1:6379".into()]),
+            auth: None,
+            tls: None,
+            prometheus: None,
             sampling: Sampling {
                 interval: Duration::from_secs(10),
                 timeout: Duration::from_secs(2),
