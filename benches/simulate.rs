@@ -54,6 +54,9 @@ fn realistic_policy(forecast: Option<Forecast>) -> Policy {
     Policy {
         name: "bench".into(),
         target: Target::Endpoints(vec!["127.0.0.1:6379".into()]),
+        auth: None,
+        tls: None,
+        prometheus: None,
         sampling: Sampling { interval: Duration::from_secs(10), timeout: Duration::from_secs(2) },
         scaling: Some(Scaling {
             min_replicas: 2,
