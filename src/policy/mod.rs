@@ -36,6 +36,33 @@ pub struct Policy {
     pub alerts: Vec<AlertRule>,
 }
 
+impl Policy {
+    /// Every distinct PromQL query the policy's metrics read, in policy order.
+    pub fn prometheus_queries(&self) -> Vec<&str> {
+        let mut queries: Vec<&str> = Vec::new();
+        for metric in self.scaling.iter().flat_map(|s| &s.metrics) {
+            if let MetricSource::Prometheus { query } = &metric.source
+                && !queries.contains(&query.as_str())
+            {
+                queries.push(query);
+            }
+        }
+        queries
+    }
+
+    /// How far back the decision core reads: the longest metric or forecast window.
+    pub fn history_span(&self) -> Duration {
+        self.scaling.as_ref().map_or(Duration::ZERO, |s| {
+            s.metrics
+                .iter()
+                .map(|m| m.window)
+                .chain(s.forecast.as_ref().map(|f| f.window))
+                .max()
+                .unwrap_or(Duration::ZERO)
+        })
+    }
+}
+
 /// Where the Redis instances of a deployment are found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {

@@ -11,7 +11,7 @@ use super::replay::Controller;
 use super::trace::{Millis, timestamp};
 use crate::decide::{Decision, Fleet, Memory, decide};
 use crate::observe::{History, Info, InstanceSample, Observation, Outcome, QueryResult, Role};
-use crate::policy::{MetricSource, Policy};
+use crate::policy::Policy;
 
 /// `INFO` fields the simulated instances report.
 const OPS_FIELD: &str = "instantaneous_ops_per_sec";
@@ -48,33 +48,16 @@ pub struct MetricGap {
 
 impl<'p> PolicyController<'p> {
     pub fn new(policy: &'p Policy) -> Result<Self, SimError> {
-        let scaling = policy
-            .scaling
-            .as_ref()
-            .ok_or_else(|| SimError::NoScaling { policy: policy.name.clone() })?;
-        // The history must reach back over the longest window any metric or the forecast reads.
-        let span = scaling
-            .metrics
-            .iter()
-            .map(|m| m.window)
-            .chain(scaling.forecast.as_ref().map(|f| f.window))
-            .max()
-            .unwrap_or(Duration::ZERO);
-        let interval = policy.sampling.interval;
-        let mut queries: Vec<String> = Vec::new();
-        for metric in &scaling.metrics {
-            if let MetricSource::Prometheus { query } = &metric.source
-                && !queries.contains(query)
-            {
-                queries.push(query.clone());
-            }
+        if policy.scaling.is_none() {
+            return Err(SimError::NoScaling { policy: policy.name.clone() });
         }
+        let interval = policy.sampling.interval;
         Ok(Self {
             policy,
             interval: to_millis(interval),
-            history: History::new(span, interval),
+            history: History::new(policy.history_span(), interval),
             memory: Memory::default(),
-            queries,
+            queries: policy.prometheus_queries().into_iter().map(str::to_owned).collect(),
             instance_ids: Vec::new(),
             evaluations: 0,
             gaps: Vec::new(),
