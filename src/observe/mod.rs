@@ -1,14 +1,14 @@
 //! What the samplers saw: one [`Observation`] per sampling round, holding every instance's
-//! outcome and `INFO` numbers and every PromQL query's value, and the bounded [`History`] of
-//! them that the decision core reads. Plain data; no I/O here.
+//! outcome and typed `INFO` ([`info`] parses replies) and every PromQL query's value, and the
+//! bounded [`History`] of them that the decision core reads. Plain data; no I/O here.
 
 mod history;
-
-use std::collections::HashMap;
+pub mod info;
 
 use chrono::{DateTime, Utc};
 
 pub use history::{History, Window};
+pub use info::{Info, Role};
 
 /// Wall-clock instant of a sample or decision. The core never reads a clock: callers pass it.
 pub type Timestamp = DateTime<Utc>;
@@ -43,46 +43,6 @@ pub enum Outcome {
     Refused,
     AuthFailed,
     Protocol(String),
-}
-
-/// The parts of Redis `INFO` the core reasons about, plus every numeric field by name.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Info {
-    pub role: Role,
-    /// `master_link_status` on a replica; `None` on a master.
-    pub master_link_up: Option<bool>,
-    /// A full sync or RDB load in progress: the instance cannot serve reads yet.
-    pub syncing: bool,
-    numbers: HashMap<String, f64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Role {
-    Master,
-    #[default]
-    Replica,
-}
-
-impl Info {
-    pub fn new(role: Role) -> Self {
-        Self { role, ..Self::default() }
-    }
-
-    /// Records a numeric `INFO` field.
-    pub fn set_number(&mut self, field: &str, value: f64) {
-        self.numbers.insert(field.to_owned(), value);
-    }
-
-    /// A numeric `INFO` field by its name, e.g. `instantaneous_ops_per_sec`.
-    pub fn number(&self, field: &str) -> Option<f64> {
-        self.numbers.get(field).copied()
-    }
-
-    /// Whether the instance serves reads: a master, or a replica linked to its master and not
-    /// in the middle of a sync.
-    pub fn serving(&self) -> bool {
-        !self.syncing && (self.role == Role::Master || self.master_link_up == Some(true))
-    }
 }
 
 impl InstanceSample {
