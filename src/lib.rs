@@ -15,7 +15,8 @@
 //!
 //! - [`policy`]: the YAML policy language, parsed into a validated [`policy::Policy`], with
 //!   positioned diagnostics for every problem.
-//! - [`observe`]: observations, instance samples and the bounded history.
+//! - [`observe`]: observations, instance samples (typed `INFO`) and the bounded history.
+//! - [`sample`]: the Redis and Prometheus samplers (edges, I/O).
 //! - [`decide`]: the pure decision core (scaling today).
 //! - [`sim`]: replays a load trace against a policy and against the Kubernetes HPA baseline.
 //! - [`cli`]: the `redis-autopilot` subcommands; `main.rs` only calls [`cli::run`].
@@ -24,4 +25,5 @@ pub mod cli;
 pub mod decide;
 pub mod observe;
 pub mod policy;
+pub mod sample;
 pub mod sim;

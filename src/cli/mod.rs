@@ -2,8 +2,10 @@
 //! Errors are reported here, at the edge, with their whole chain.
 
 mod check;
+mod plan;
 mod simulate;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +25,33 @@ enum Command {
     Check(check::Args),
     /// Replay a recorded load trace against a policy and the Kubernetes HPA, side by side.
     Simulate(simulate::Args),
+    /// Sample a policy's instances now and show what would be done and why; never acts.
+    Plan(plan::Args),
+}
+
+/// How a subcommand prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    /// Aligned text for people.
+    Table,
+    /// One JSON document for scripts.
+    Json,
+}
+
+/// Writes one block of output to stdout; a closed pipe surfaces as an error `run` knows.
+fn emit(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").and_then(|()| out.flush())?;
+    Ok(())
+}
+
+/// Loads a policy, or fails with every problem in it, one `FILE:LINE:COL: field: message` per line.
+fn load_policy_or_report(path: &Path) -> anyhow::Result<crate::policy::Policy> {
+    crate::policy::load_policy(path).map_err(|diagnostics| {
+        let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{} is not a valid policy:\n{}", path.display(), lines.join("\n"))
+    })
 }
 
 /// Parses the command line, runs the subcommand, and turns its outcome into an exit code.
@@ -31,9 +60,18 @@ pub fn run() -> ExitCode {
     let outcome = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Plan(args) => plan::run(args),
     };
     match outcome {
         Ok(code) => code,
+        // The reader went away (`plan | head`): nothing left to say, and nothing went wrong.
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(2)

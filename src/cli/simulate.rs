@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::policy::load_policy;
+use super::{Output, emit, load_policy_or_report};
 use crate::sim::plot::write_svg;
 use crate::sim::report::{Context, Table};
 use crate::sim::scenario::{Overrides, Scenario};
@@ -77,14 +77,6 @@ pub struct Args {
     plot: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Output {
-    /// A side-by-side comparison for people.
-    Table,
-    /// `{"policy": {...}, "hpa": {...}}` with the four numbers each.
-    Json,
-}
-
 fn positive_number(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
@@ -104,26 +96,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut trace =
         Trace::load(&scenario.trace)?.slice(scenario.from.as_deref(), scenario.to.as_deref())?;
     trace.scale(scenario.trace_scale);
-    let policy = load_policy(&scenario.policy).map_err(|diagnostics| {
-        let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!(
-            "{} is not a valid policy:\n{}",
-            scenario.policy.display(),
-            lines.join("\n")
-        )
-    })?;
+    let policy = load_policy_or_report(&scenario.policy)?;
     let settings = Settings::for_policy(&scenario, &policy)?;
     let simulation = simulate(&policy, &trace, &settings)?;
     let context = Context::new(&policy, &trace, scenario.trace_scale, &settings);
 
     match args.output {
         Output::Table => {
-            println!("{}", Table { context: &context, comparison: &simulation.comparison() });
+            emit(Table { context: &context, comparison: &simulation.comparison() })?;
         }
         Output::Json => {
             let json = serde_json::to_string_pretty(&simulation.comparison())
                 .context("cannot encode the result as JSON")?;
-            println!("{json}");
+            emit(json)?;
         }
     }
     // On stderr, so `--output json` stays machine-readable. A rate's very first evaluation
@@ -144,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         write_svg(&path, &title, &trace, &simulation, settings.capacity_per_replica)?;
         if args.output == Output::Table {
-            println!("\nPlot written to {}", path.display());
+            emit(format_args!("\nPlot written to {}", path.display()))?;
         }
     }
     Ok(ExitCode::SUCCESS)

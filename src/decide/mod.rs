@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::observe::{History, Timestamp};
 use crate::policy::Policy;
 
-pub use reason::{Adjustment, Reading, ScalingReason};
+pub use reason::{Adjustment, Reading, ScalingReason, number as format_number};
 pub use scaling::ScalingMemory;
 
 /// The deployment as the cluster reports it right now.

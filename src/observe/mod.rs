@@ -41,8 +41,25 @@ pub enum Outcome {
     Ok,
     Timeout,
     Refused,
-    AuthFailed,
+    /// Wrong password, unknown user, or a user not allowed to run `INFO`.
+    AuthFailed(String),
+    /// The peer answered something that is not Redis.
     Protocol(String),
+    /// Any other network failure: reset, unreachable host, name not resolved.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Ok => f.write_str("ok"),
+            Outcome::Timeout => f.write_str("timed out"),
+            Outcome::Refused => f.write_str("connection refused"),
+            Outcome::AuthFailed(why) => write!(f, "authentication failed: {why}"),
+            Outcome::Protocol(why) => write!(f, "protocol error: {why}"),
+            Outcome::Unreachable(why) => write!(f, "unreachable: {why}"),
+        }
+    }
 }
 
 impl InstanceSample {

@@ -10,8 +10,8 @@ use plotters::prelude::*;
 
 use super::Simulation;
 use super::replay::Change;
-use super::report::thousands;
 use super::trace::{Millis, TimeKind, Trace, timestamp};
+use crate::decide::format_number;
 
 /// Time buckets per series; each keeps at most two points.
 const BUCKETS: usize = 1500;
@@ -110,7 +110,7 @@ fn draw(
         .x_labels(10)
         .y_labels(8)
         .x_label_formatter(&time_label)
-        .y_label_formatter(&|v| thousands(*v))
+        .y_label_formatter(&|v| format_number(*v))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     ops.draw_series(LineSeries::new(demand, DEMAND.stroke_width(1)))?

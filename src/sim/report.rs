@@ -1,6 +1,7 @@
 //! What a simulation reports: four numbers per controller, as JSON
 //! (`{"policy": {...}, "hpa": {...}}`) or as a side-by-side table a person can read.
 
+use crate::decide::format_number;
 use std::fmt;
 use std::time::Duration;
 
@@ -90,15 +91,15 @@ impl fmt::Display for Table<'_> {
             "  trace     {} .. {} ({} rows, step {}), load x {} = peak {} ops/s",
             c.from,
             c.to,
-            thousands(c.rows as f64),
+            format_number(c.rows as f64),
             humantime::format_duration(c.step),
             c.trace_scale,
-            thousands(c.peak_demand),
+            format_number(c.peak_demand),
         )?;
         writeln!(
             f,
             "  cluster   {} ops/s per replica (peak needs {}), warm-up {}, replicas {}..{} starting at {}",
-            thousands(c.capacity_per_replica),
+            format_number(c.capacity_per_replica),
             needed,
             humantime::format_duration(c.warmup),
             c.min_replicas,
@@ -133,28 +134,9 @@ fn minutes(value: f64) -> String {
     if tenths == 0.0 && value > 0.0 {
         return "<0.1".to_owned();
     }
-    let whole = thousands((tenths / 10.0).trunc());
+    let whole = format_number((tenths / 10.0).trunc());
     let tenth = (tenths % 10.0).abs();
     if tenth == 0.0 { whole } else { format!("{whole}.{tenth}") }
-}
-
-/// `41200.4` -> `41,200`.
-pub fn thousands(value: f64) -> String {
-    if !value.is_finite() {
-        return value.to_string();
-    }
-    let digits = format!("{:.0}", value.abs());
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if value <= -0.5 {
-        out.push('-');
-    }
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -187,8 +169,6 @@ mod tests {
 
     #[test]
     fn numbers_read_like_a_person_wrote_them() {
-        assert_eq!(thousands(1_234_567.0), "1,234,567");
-        assert_eq!(thousands(999.4), "999");
         assert_eq!(minutes(12_345.0), "12,345");
         assert_eq!(minutes(12_345.25), "12,345.3");
         assert_eq!(minutes(0.5), "0.5");

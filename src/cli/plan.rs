@@ -1,0 +1,311 @@
+//! `redis-autopilot plan`: one live evaluation for on-call. Samples the policy's instances and
+//! PromQL queries now, runs the same decision core the daemon runs, and prints what it would do
+//! and why. It never acts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::{Output, emit, load_policy_or_report};
+use crate::decide::{Decision, Fleet, Memory, decide, format_number};
+use crate::observe::{History, InstanceSample, Observation, Outcome, Role};
+use crate::policy::{MetricSource, Policy, Target};
+use crate::sample::redis::Endpoint;
+use crate::sample::{PolicySampler, static_endpoints};
+
+/// Samples a policy's instances now and prints instances, metrics and decisions with reasons.
+///
+/// Exit status: 0 when every metric had data, 2 when a metric was missing (the decision then
+/// never scales down), 1 on errors (invalid policy, unreadable secret).
+///
+/// Example: redis-autopilot plan --policy policies/session-cache.yaml --fill
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The policy to evaluate.
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// How to print the result.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    /// Sample for the policy's longest window (one round per sampling interval) before
+    /// deciding. Without it, plan decides on one round (two when a metric is a rate) and says
+    /// so.
+    #[arg(long)]
+    fill: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let policy = load_policy_or_report(&args.policy)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(evaluate(&policy, args.fill))?;
+    match args.output {
+        Output::Table => emit(report.table().trim_end())?,
+        Output::Json => {
+            emit(serde_json::to_string_pretty(&report).context("cannot encode the plan as JSON")?)?
+        }
+    }
+    Ok(if report.missing_data { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// What plan saw and decided, printable as a table or JSON.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    policy: String,
+    rounds: usize,
+    rounds_wanted: usize,
+    instances: Vec<InstanceRow>,
+    queries: Vec<QueryRow>,
+    decisions: Vec<DecisionRow>,
+    missing_data: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InstanceRow {
+    id: String,
+    outcome: String,
+    role: Option<&'static str>,
+    link_up: Option<bool>,
+    offset: Option<u64>,
+    /// Bytes of replication stream the replica has not yet applied.
+    lag_bytes: Option<u64>,
+    last_io_seconds_ago: Option<u64>,
+    ops_per_sec: Option<u64>,
+    used_memory: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct QueryRow {
+    query: String,
+    series: Option<Vec<f64>>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DecisionRow {
+    #[serde(flatten)]
+    decision: Decision,
+    /// The reason as one sentence, as logs and Events show it.
+    sentence: String,
+}
+
+async fn evaluate(policy: &Policy, fill: bool) -> anyhow::Result<Report> {
+    let mut endpoints = static_endpoints(policy)?;
+    let sampler = PolicySampler::new(policy)?;
+    let interval = policy.sampling.interval;
+    let rounds_wanted = rounds_to_fill(policy);
+    let rounds = if fill { rounds_wanted } else { rounds_for_rates(policy) };
+    let mut history = History::new(policy.history_span(), interval);
+    for round in 0..rounds {
+        if round > 0 {
+            tokio::time::sleep(interval).await;
+        }
+        let observation = sampler.round(&endpoints, chrono::Utc::now()).await;
+        if round == 0 && matches!(policy.target, Target::Local { .. }) {
+            // The local fleet's port range is where instances *may* run: a port that refuses
+            // is an instance that does not exist, not a dead one.
+            endpoints = present(&endpoints, &observation);
+        }
+        history.push(observation);
+    }
+    let latest = history.latest().cloned().context("no sampling round ran")?;
+    let latest = only(&latest, &endpoints);
+    let fleet = Fleet { replicas: u16::try_from(endpoints.len()).unwrap_or(u16::MAX) };
+    let decisions = decide(policy, &history, fleet, &mut Memory::default(), latest.at);
+    let missing_data = decisions.iter().any(|d| match d {
+        Decision::Hold { reason, .. } | Decision::Scale { reason, .. } => {
+            reason.readings.iter().any(|r| r.value.is_err())
+        }
+    }) || latest.instances.iter().all(|s| s.info.is_none());
+    Ok(Report {
+        policy: policy.name.clone(),
+        rounds,
+        rounds_wanted,
+        instances: instance_rows(&latest),
+        queries: latest
+            .queries
+            .iter()
+            .map(|q| QueryRow {
+                query: q.query.clone(),
+                series: q.value.as_ref().ok().cloned(),
+                error: q.value.as_ref().err().cloned(),
+            })
+            .collect(),
+        decisions: decisions
+            .into_iter()
+            .map(|decision| DecisionRow { sentence: decision.reason(), decision })
+            .collect(),
+        missing_data,
+    })
+}
+
+/// Rounds that fill the longest window: one per sampling interval, plus one for rates.
+fn rounds_to_fill(policy: &Policy) -> usize {
+    let span = policy.history_span().as_secs_f64();
+    let interval = policy.sampling.interval.as_secs_f64().max(1e-3);
+    (span / interval).ceil() as usize + 1
+}
+
+/// A rate needs two rounds; everything else can be judged, roughly, from one.
+fn rounds_for_rates(policy: &Policy) -> usize {
+    let rates = policy
+        .scaling
+        .iter()
+        .flat_map(|s| &s.metrics)
+        .any(|m| matches!(m.source, MetricSource::Redis { rate: true, .. }));
+    if rates { 2 } else { 1 }
+}
+
+fn present(endpoints: &[Endpoint], observation: &Observation) -> Vec<Endpoint> {
+    endpoints
+        .iter()
+        .zip(&observation.instances)
+        .filter(|(_, sample)| sample.outcome != Outcome::Refused)
+        .map(|(endpoint, _)| endpoint.clone())
+        .collect()
+}
+
+fn only(observation: &Observation, endpoints: &[Endpoint]) -> Observation {
+    let mut observation = observation.clone();
+    observation.instances.retain(|s| endpoints.iter().any(|e| e.id == s.id));
+    observation
+}
+
+fn instance_rows(observation: &Observation) -> Vec<InstanceRow> {
+    let master_offset = observation
+        .instances
+        .iter()
+        .filter_map(|s| s.info.as_ref())
+        .find(|info| info.role == Role::Master)
+        .and_then(|info| info.replication.master_repl_offset);
+    observation.instances.iter().map(|s| instance_row(s, master_offset)).collect()
+}
+
+fn instance_row(sample: &InstanceSample, master_offset: Option<u64>) -> InstanceRow {
+    let info = sample.info.as_ref();
+    let replication = info.map(|i| &i.replication);
+    let is_replica = info.is_some_and(|i| i.role == Role::Replica);
+    let offset = replication
+        .and_then(|r| if is_replica { r.replica_repl_offset } else { r.master_repl_offset });
+    InstanceRow {
+        id: sample.id.clone(),
+        outcome: sample.outcome.to_string(),
+        role: info.map(|i| match i.role {
+            Role::Master => "master",
+            Role::Replica => "replica",
+        }),
+        link_up: info.and_then(|i| i.master_link_up),
+        offset,
+        lag_bytes: match (is_replica, master_offset, offset) {
+            (true, Some(master), Some(replica)) => Some(master.saturating_sub(replica)),
+            _ => None,
+        },
+        last_io_seconds_ago: replication
+            .filter(|_| is_replica)
+            .and_then(|r| r.master_last_io_seconds_ago),
+        ops_per_sec: info.and_then(|i| i.stats.instantaneous_ops_per_sec),
+        used_memory: info.and_then(|i| i.memory.used_memory),
+    }
+}
+
+impl Report {
+    fn table(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "Policy `{}`: {} sampling round(s)", self.policy, self.rounds);
+        if self.rounds < self.rounds_wanted {
+            let _ = writeln!(
+                out,
+                "  windows want {} rounds; statistics use what {} gave (--fill samples them all)",
+                self.rounds_wanted, self.rounds
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  plan starts with no memory: stabilization windows and cooldowns are empty, so the \
+             daemon may hold where plan would scale\n"
+        );
+        let header = ["INSTANCE", "OUTCOME", "ROLE", "LINK", "OFFSET", "LAG", "OPS/S", "MEMORY"];
+        let rows: Vec<[String; 8]> = self.instances.iter().map(InstanceRow::cells).collect();
+        let mut widths = header.map(str::len);
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        let line = |cells: &[String]| {
+            let padded: Vec<String> =
+                cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            padded.join("  ").trim_end().to_owned()
+        };
+        let _ = writeln!(out, "{}", line(&header.map(str::to_owned)));
+        for row in &rows {
+            let _ = writeln!(out, "{}", line(row));
+        }
+        if !self.queries.is_empty() {
+            let _ = writeln!(out, "\nQUERIES");
+            for q in &self.queries {
+                let value = match (&q.series, &q.error) {
+                    (Some(series), _) => {
+                        series.iter().map(|v| format_number(*v)).collect::<Vec<_>>().join(", ")
+                    }
+                    (None, Some(error)) => format!("error: {error}"),
+                    (None, None) => String::new(),
+                };
+                let _ = writeln!(out, "  {}: {value}", q.query);
+            }
+        }
+        let _ = writeln!(out, "\nDECISIONS");
+        if self.decisions.is_empty() {
+            let _ = writeln!(out, "  none: the policy has no scaling section");
+        }
+        for d in &self.decisions {
+            let _ = writeln!(out, "  {}: {}", d.decision.kind(), d.sentence);
+        }
+        if self.missing_data {
+            let _ = writeln!(out, "\nData was missing: exit status 2.");
+        }
+        out
+    }
+}
+
+impl InstanceRow {
+    fn cells(&self) -> [String; 8] {
+        let dash = || "-".to_owned();
+        [
+            self.id.clone(),
+            self.outcome.clone(),
+            self.role.map_or_else(dash, str::to_owned),
+            self.link_up.map_or_else(dash, |up| if up { "up" } else { "down" }.to_owned()),
+            self.offset.map_or_else(dash, |o| o.to_string()),
+            match (self.lag_bytes, self.last_io_seconds_ago) {
+                (Some(bytes), Some(io)) => format!("{bytes} B, io {io}s ago"),
+                (Some(bytes), None) => format!("{bytes} B"),
+                (None, Some(io)) => format!("io {io}s ago"),
+                (None, None) => dash(),
+            },
+            self.ops_per_sec.map_or_else(dash, |v| format_number(v as f64)),
+            self.used_memory.map_or_else(dash, bytes),
+        ]
+    }
+}
+
+/// `1536` -> `1.5 KiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}

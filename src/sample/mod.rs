@@ -1,0 +1,132 @@
+//! Samplers: the edges that look at the world. Each turns one external system into plain
+//! observation data for the pure core, with every call under its own deadline, so one slow or
+//! dead peer never delays or fails the others.
+//!
+//! - [`redis`]: every instance's `INFO`, concurrently, classified by outcome.
+//! - [`prometheus`]: the policy's PromQL instant queries.
+//! - [`secret`]: credentials from environment variables or files, never printed.
+//! - [`PolicySampler`]: both, for one policy, as one [`Observation`] per round.
+
+pub mod prometheus;
+pub mod redis;
+pub mod secret;
+
+use std::path::PathBuf;
+
+use self::prometheus::{PrometheusAuth, PrometheusSampler, PrometheusSetupError};
+use self::redis::{Access, Endpoint, RedisSampler, Tls};
+use self::secret::SecretError;
+use crate::observe::{Observation, Timestamp};
+use crate::policy::{Policy, PrometheusCredentials, Target};
+
+/// Everything one policy samples each round: its instances' `INFO` and its PromQL queries.
+pub struct PolicySampler {
+    redis: RedisSampler,
+    prometheus: Option<PrometheusSampler>,
+    queries: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot read the Redis password (spec.auth)")]
+    RedisPassword(#[source] SecretError),
+    #[error("cannot read the TLS CA file `{}` (spec.tls.caFile)", .path.display())]
+    CaFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the Prometheus credentials (spec.prometheus)")]
+    PrometheusCredentials(#[source] SecretError),
+    #[error(transparent)]
+    Prometheus(#[from] PrometheusSetupError),
+    #[error("target `{0}` needs the Kubernetes backend, which this build does not have yet")]
+    KubernetesTarget(String),
+    #[error("endpoint `{0}` is not HOST:PORT")]
+    Endpoint(String),
+}
+
+impl PolicySampler {
+    /// Reads the policy's secrets now (so a missing one fails at start, naming where it was
+    /// expected) and prepares the clients.
+    pub fn new(policy: &Policy) -> Result<Self, SetupError> {
+        let mut access = Access::default();
+        if let Some(auth) = &policy.auth {
+            access.username = auth.username.clone();
+            access.password =
+                Some(secret::read(&auth.password).map_err(SetupError::RedisPassword)?);
+        }
+        if let Some(tls) = &policy.tls {
+            let ca_pem = match &tls.ca_file {
+                None => None,
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .map_err(|source| SetupError::CaFile { path: path.clone(), source })?,
+                ),
+            };
+            access.tls = Some(Tls { ca_pem });
+        }
+        let timeout = policy.sampling.timeout;
+        let prometheus = match &policy.prometheus {
+            None => None,
+            Some(source) => {
+                let auth = match &source.credentials {
+                    None => None,
+                    Some(PrometheusCredentials::Bearer(token)) => Some(PrometheusAuth::Bearer(
+                        secret::read(token).map_err(SetupError::PrometheusCredentials)?,
+                    )),
+                    Some(PrometheusCredentials::Basic { username, password }) => {
+                        Some(PrometheusAuth::Basic {
+                            username: username.clone(),
+                            password: secret::read(password)
+                                .map_err(SetupError::PrometheusCredentials)?,
+                        })
+                    }
+                };
+                Some(PrometheusSampler::new(&source.url, auth, timeout)?)
+            }
+        };
+        Ok(Self {
+            redis: RedisSampler::new(access, timeout),
+            prometheus,
+            queries: policy.prometheus_queries().into_iter().map(str::to_owned).collect(),
+        })
+    }
+
+    /// One round: every endpoint and every query at once; `at` is when the round started.
+    pub async fn round(&self, endpoints: &[Endpoint], at: Timestamp) -> Observation {
+        let queries = async {
+            match &self.prometheus {
+                Some(prometheus) => prometheus.sample(&self.queries).await,
+                None => Vec::new(),
+            }
+        };
+        let (instances, queries) = tokio::join!(self.redis.sample(endpoints), queries);
+        Observation { at, instances, queries }
+    }
+}
+
+/// The instances of a target that need no cluster API: the listed endpoints, or every port
+/// the local fleet may use (`basePort` up to `maxReplicas` instances).
+pub fn static_endpoints(policy: &Policy) -> Result<Vec<Endpoint>, SetupError> {
+    match &policy.target {
+        Target::Endpoints(list) => list
+            .iter()
+            .map(|e| Endpoint::parse(e).ok_or_else(|| SetupError::Endpoint(e.clone())))
+            .collect(),
+        Target::Local { base_port, .. } => {
+            let count = policy.scaling.as_ref().map_or(1, |s| s.max_replicas);
+            Ok((0..count)
+                .filter_map(|i| base_port.checked_add(i))
+                .map(|port| Endpoint {
+                    id: format!("127.0.0.1:{port}"),
+                    host: "127.0.0.1".into(),
+                    port,
+                })
+                .collect())
+        }
+        Target::Kubernetes { namespace, stateful_set, .. } => {
+            Err(SetupError::KubernetesTarget(format!("{namespace}/{stateful_set}")))
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The Redis sampler: `INFO` from every instance of a target, concurrently, each under its own
+//! deadline, classified by outcome. Connections are kept between rounds (one multiplexed
+//! connection per instance) and dropped on any failure, so a round costs one round trip.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, IntoConnectionInfo,
+    RedisConnectionInfo, RedisError,
+};
+
+use super::secret::Secret;
+use crate::observe::{Info, InstanceId, InstanceSample, Outcome};
+
+/// Where to reach one Redis instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// The instance's stable name: a pod name, or `host:port`.
+    pub id: InstanceId,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// Parses `host:port` (the id is the text itself); `[v6]:port` works too.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (host, port) = text.rsplit_once(':')?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = port.parse().ok()?;
+        (!host.is_empty()).then(|| Self { id: text.to_owned(), host: host.to_owned(), port })
+    }
+}
+
+/// How to authenticate and encrypt. Built by the caller from the policy's `auth` and `tls`,
+/// with secrets already read.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// ACL user; `None` authenticates as `default` (plain `AUTH password`).
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// PEM bundle to trust instead of the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+pub struct RedisSampler {
+    access: Access,
+    timeout: Duration,
+    connections: Mutex<HashMap<InstanceId, MultiplexedConnection>>,
+}
+
+impl RedisSampler {
+    pub fn new(access: Access, timeout: Duration) -> Self {
+        Self { access, timeout, connections: Mutex::default() }
+    }
+
+    /// Samples every endpoint concurrently. Always returns one sample per endpoint, in order;
+    /// the round takes at most about `timeout`, however many peers hang.
+    pub async fn sample(&self, endpoints: &[Endpoint]) -> Vec<InstanceSample> {
+        futures::future::join_all(endpoints.iter().map(|e| self.sample_one(e))).await
+    }
+
+    async fn sample_one(&self, endpoint: &Endpoint) -> InstanceSample {
+        let result = tokio::time::timeout(self.timeout, self.info(endpoint)).await;
+        let outcome = match result {
+            Ok(Ok(text)) => {
+                return InstanceSample {
+                    id: endpoint.id.clone(),
+                    outcome: Outcome::Ok,
+                    info: Some(Info::parse(&text)),
+                };
+            }
+            Ok(Err(error)) => classify(&error),
+            Err(_elapsed) => Outcome::Timeout,
+        };
+        // Whatever went wrong, the next round starts from a fresh connection.
+        self.cache().remove(&endpoint.id);
+        InstanceSample { id: endpoint.id.clone(), outcome, info: None }
+    }
+
+    async fn info(&self, endpoint: &Endpoint) -> Result<String, RedisError> {
+        let cached = self.cache().get(&endpoint.id).cloned();
+        let mut connection = match cached {
+            Some(connection) => connection,
+            None => {
+                let connection = self.connect(endpoint).await?;
+                self.cache().insert(endpoint.id.clone(), connection.clone());
+                connection
+            }
+        };
+        redis::cmd("INFO").query_async(&mut connection).await
+    }
+
+    async fn connect(&self, endpoint: &Endpoint) -> Result<MultiplexedConnection, RedisError> {
+        let addr = match &self.access.tls {
+            None => ConnectionAddr::Tcp(endpoint.host.clone(), endpoint.port),
+            Some(_) => ConnectionAddr::TcpTls {
+                host: endpoint.host.clone(),
+                port: endpoint.port,
+                insecure: false,
+                tls_params: None,
+            },
+        };
+        let mut settings = RedisConnectionInfo::default()
+            .set_lib_name("redis-autopilot", env!("CARGO_PKG_VERSION"));
+        if let Some(username) = &self.access.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &self.access.password {
+            settings = settings.set_password(password.expose());
+        }
+        let info = addr.into_connection_info()?.set_redis_settings(settings);
+        let client = match self.access.tls.as_ref().and_then(|t| t.ca_pem.clone()) {
+            Some(root_cert) => Client::build_with_tls(
+                info,
+                redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) },
+            )?,
+            None => Client::open(info)?,
+        };
+        // The library's own deadlines default to 500 ms; ours is the policy's.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        client.get_multiplexed_async_connection_with_config(&config).await
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<InstanceId, MultiplexedConnection>> {
+        // A panic elsewhere while holding the lock leaves only connections behind: still usable.
+        self.connections.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Refused and timed out stay apart: failover detection weighs them differently.
+fn classify(error: &RedisError) -> Outcome {
+    if error.is_connection_refusal() {
+        Outcome::Refused
+    } else if error.is_timeout() {
+        Outcome::Timeout
+    } else if error.kind() == ErrorKind::AuthenticationFailed
+        || matches!(error.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+    {
+        Outcome::AuthFailed(error.to_string())
+    } else if matches!(error.kind(), ErrorKind::Parse | ErrorKind::UnexpectedReturnType) {
+        Outcome::Protocol(error.to_string())
+    } else {
+        Outcome::Unreachable(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Endpoint;
+
+    #[test]
+    fn endpoints_parse_host_and_port() {
+        let e = Endpoint::parse("10.0.0.7:6380").unwrap();
+        assert_eq!((e.host.as_str(), e.port, e.id.as_str()), ("10.0.0.7", 6380, "10.0.0.7:6380"));
+        let v6 = Endpoint::parse("[::1]:6379").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 6379));
+        assert!(Endpoint::parse("no-port").is_none());
+        assert!(Endpoint::parse(":6379").is_none());
+        assert!(Endpoint::parse("host:99999").is_none());
+    }
+}

@@ -1,0 +1,237 @@
+//! Real servers for integration tests and benchmarks: `redis-server`, the Redis exporter and
+//! Prometheus, each started on a free loopback port in its own temp dir and killed by PID on
+//! drop. A missing binary fails the test loudly, naming the package that provides it:
+//! a test that skips silently would prove nothing.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Panics with an install hint when `binary` is not on PATH.
+pub fn require(binary: &str, package: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|dir| dir.join(binary)).find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{binary}` not found on PATH: install the Debian package `{package}` \
+             (scripts/install-test-deps does it)"
+        )
+    })
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("{what} exited with {status} before listening on {port}:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not listen on {port} within 20 s");
+}
+
+/// A child process killed (SIGKILL) and reaped on drop, with its temp dir removed after.
+pub struct Process {
+    pub child: Child,
+    pub dir: TempDir,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real `redis-server` on loopback, without persistence unless asked.
+pub struct Redis {
+    pub port: u16,
+    pub process: Process,
+}
+
+impl Redis {
+    pub fn start(extra: &[&str]) -> Self {
+        let binary = require("redis-server", "redis-server");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let log = dir.path().join("redis.log");
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--dir".into(),
+            dir.path().display().to_string(),
+            "--logfile".into(),
+            log.display().to_string(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+            "--repl-diskless-sync-delay".into(),
+            "0".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = Command::new(binary)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        wait_for_port(port, &mut child, "redis-server", &log);
+        Self { port, process: Process { child, dir } }
+    }
+
+    pub fn master() -> Self {
+        Self::start(&[])
+    }
+
+    pub fn replica_of(master: &Redis) -> Self {
+        Self::start(&["--replicaof", "127.0.0.1", &master.port.to_string()])
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli` against this server and returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let binary = require("redis-cli", "redis-tools");
+        let out = Command::new(binary)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// One `INFO` field as redis-cli reports it.
+    pub fn info_field(&self, field: &str) -> Option<String> {
+        self.cli(&["INFO"]).lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key == field).then(|| value.trim().to_owned())
+        })
+    }
+
+    /// Waits until `field` reads `value` (replication settling, say).
+    pub fn wait_for_field(&self, field: &str, value: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.info_field(field).as_deref() == Some(value) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{field} never became {value} on {}", self.addr());
+    }
+}
+
+/// A master and `replicas` replicas, linked and in sync.
+pub fn replicated(replicas: usize) -> (Redis, Vec<Redis>) {
+    let master = Redis::master();
+    let replicas: Vec<Redis> = (0..replicas).map(|_| Redis::replica_of(&master)).collect();
+    for r in &replicas {
+        r.wait_for_field("master_link_status", "up");
+    }
+    master.wait_for_field("connected_slaves", &replicas.len().to_string());
+    (master, replicas)
+}
+
+/// `prometheus-redis-exporter` pointed at one Redis.
+pub struct Exporter {
+    pub port: u16,
+    pub process: Process,
+}
+
+impl Exporter {
+    pub fn start(redis: &Redis) -> Self {
+        let binary = require("prometheus-redis-exporter", "prometheus-redis-exporter");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let log = dir.path().join("exporter.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(binary)
+            .arg(format!("--redis.addr=redis://{}", redis.addr()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn prometheus-redis-exporter");
+        wait_for_port(port, &mut child, "prometheus-redis-exporter", &log);
+        Self { port, process: Process { child, dir } }
+    }
+}
+
+/// A real Prometheus scraping the given targets every second.
+pub struct Prometheus {
+    pub port: u16,
+    pub process: Process,
+}
+
+impl Prometheus {
+    pub fn start(targets: &[u16]) -> Self {
+        let binary = require("prometheus", "prometheus");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: redis\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        )
+        .expect("write prometheus.yml");
+        let log = dir.path().join("prometheus.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn prometheus");
+        wait_for_port(port, &mut child, "prometheus", &log);
+        Self { port, process: Process { child, dir } }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
