@@ -18,6 +18,7 @@ kind: RedisPolicy
 metadata: {name: bench}
 spec:
   target: {endpoints: ["127.0.0.1:6379"]}
+  prometheus: {url: "http://prometheus.monitoring:9090"}
   sampling: {interval: 10s, timeout: 2s}
   scaling:
     minReplicas: 2

@@ -318,10 +318,12 @@ fn unknown_field_message(path: &FieldPath) -> String {
     let Some(expected) = spec::fields_at(path.parent().segments()) else {
         return format!("unknown field `{name}`");
     };
-    let hint = expected
-        .iter()
-        .find(|field| is_near(name, field))
-        .map(|field| format!(" (did you mean `{field}`?)"))
+    let hint = spec::inline_secret_hint(path.segments())
+        .map(|hint| format!(" ({hint})"))
+        .or_else(|| {
+            let field = expected.iter().find(|field| is_near(name, field))?;
+            Some(format!(" (did you mean `{field}`?)"))
+        })
         .unwrap_or_default();
     format!("unknown field `{name}`{hint}, expected one of {}", expected.join(", "))
 }

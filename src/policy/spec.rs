@@ -48,6 +48,12 @@ impl Metadata {
 #[serde(rename_all = "camelCase")]
 pub struct PolicySpec {
     pub target: Option<TargetSpec>,
+    #[serde(default, deserialize_with = "section")]
+    pub auth: Option<LoginSpec>,
+    #[serde(default, deserialize_with = "section")]
+    pub tls: Option<TlsSpec>,
+    #[serde(default, deserialize_with = "section")]
+    pub prometheus: Option<PrometheusSpec>,
     pub sampling: Option<SamplingSpec>,
     pub scaling: Option<ScalingSpec>,
     pub health: Option<HealthSpec>,
@@ -56,7 +62,68 @@ pub struct PolicySpec {
 }
 
 impl PolicySpec {
-    pub const FIELDS: &[&str] = &["target", "sampling", "scaling", "health", "snapshots", "alerts"];
+    pub const FIELDS: &[&str] = &[
+        "target",
+        "auth",
+        "tls",
+        "prometheus",
+        "sampling",
+        "scaling",
+        "health",
+        "snapshots",
+        "alerts",
+    ];
+}
+
+/// A section that counts as written when its key is: `tls:` with nothing under it (its
+/// fields commented out, say) reads as `tls: {}`. Read as absent, it would silently connect
+/// without TLS.
+fn section<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(deserializer).map(|section| Some(section.unwrap_or_default()))
+}
+
+/// A user and where their password is read: `spec.auth` (Redis `AUTH`, the user optional)
+/// and `spec.prometheus.basicAuth` (the user required). There is deliberately no `password`
+/// field: a policy names where a secret is, never the secret.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginSpec {
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+}
+
+impl LoginSpec {
+    pub const FIELDS: &[&str] = &["username", "passwordEnv", "passwordFile"];
+}
+
+/// `spec.tls`: present means TLS.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    pub ca_file: Option<String>,
+}
+
+impl TlsSpec {
+    pub const FIELDS: &[&str] = &["caFile"];
+}
+
+/// `spec.prometheus`: at most one of the three credentials.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSpec {
+    pub url: Option<String>,
+    pub bearer_token_env: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub basic_auth: Option<LoginSpec>,
+}
+
+impl PrometheusSpec {
+    pub const FIELDS: &[&str] = &["url", "bearerTokenEnv", "bearerTokenFile", "basicAuth"];
 }
 
 /// `spec.target`: exactly one of the three is set.
@@ -304,22 +371,17 @@ pub enum AlertActionSpec {
 /// The fields allowed in the mapping at `path`, for "unknown field" messages. `None` where
 /// the document has no fixed fields (labels, say) or no mapping is expected.
 pub fn fields_at(path: &[Segment]) -> Option<&'static [&'static str]> {
-    use Segment::{Index, Key};
-
-    let keys: Vec<Option<&str>> = path
-        .iter()
-        .map(|segment| match segment {
-            Key(key) => Some(key.as_str()),
-            Index(_) => None,
-        })
-        .collect();
-    let fields = match keys.as_slice() {
+    let fields = match keys(path).as_slice() {
         [] => PolicyDocument::FIELDS,
         [Some("metadata")] => Metadata::FIELDS,
         [Some("spec")] => PolicySpec::FIELDS,
         [Some("spec"), Some("target")] => TargetSpec::FIELDS,
         [Some("spec"), Some("target"), Some("kubernetes")] => KubernetesSpec::FIELDS,
         [Some("spec"), Some("target"), Some("local")] => LocalSpec::FIELDS,
+        [Some("spec"), Some("auth")] => LoginSpec::FIELDS,
+        [Some("spec"), Some("tls")] => TlsSpec::FIELDS,
+        [Some("spec"), Some("prometheus")] => PrometheusSpec::FIELDS,
+        [Some("spec"), Some("prometheus"), Some("basicAuth")] => LoginSpec::FIELDS,
         [Some("spec"), Some("sampling")] => SamplingSpec::FIELDS,
         [Some("spec"), Some("scaling")] => ScalingSpec::FIELDS,
         [Some("spec"), Some("scaling"), Some("metrics"), None] => MetricSpec::FIELDS,
@@ -333,6 +395,36 @@ pub fn fields_at(path: &[Segment]) -> Option<&'static [&'static str]> {
         _ => return None,
     };
     Some(fields)
+}
+
+/// For an unknown field at `path` that looks like a secret written inline (`password:`
+/// under `spec.auth`), the fields that say where to read it instead. Worth more than "did
+/// you mean": the author has to move the secret out of the file, not rename a key.
+pub fn inline_secret_hint(path: &[Segment]) -> Option<&'static str> {
+    let keys = keys(path);
+    let (&Some(field), parent) = keys.split_last()? else { return None };
+    let is = |name: &str| field.eq_ignore_ascii_case(name);
+    match parent {
+        [Some("spec"), Some("auth")] | [Some("spec"), Some("prometheus"), Some("basicAuth")]
+            if is("password") =>
+        {
+            Some("secrets are read from passwordEnv or passwordFile, never written in a policy")
+        }
+        [Some("spec"), Some("prometheus")] if is("bearerToken") || is("token") => Some(
+            "secrets are read from bearerTokenEnv or bearerTokenFile, never written in a policy",
+        ),
+        _ => None,
+    }
+}
+
+/// A path's mapping keys, with `None` for each list index.
+fn keys(path: &[Segment]) -> Vec<Option<&str>> {
+    path.iter()
+        .map(|segment| match segment {
+            Segment::Key(key) => Some(key.as_str()),
+            Segment::Index(_) => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -350,6 +442,13 @@ spec:
     kubernetes: {namespace: x, statefulSet: x, port: 1}
     endpoints: [x]
     local: {redisServer: x, basePort: 1, dataDir: x}
+  auth: {username: x, passwordEnv: x, passwordFile: x}
+  tls: {caFile: x}
+  prometheus:
+    url: x
+    bearerTokenEnv: x
+    bearerTokenFile: x
+    basicAuth: {username: x, passwordEnv: x, passwordFile: x}
   sampling: {interval: x, timeout: x}
   scaling:
     minReplicas: 1
@@ -410,10 +509,10 @@ spec:
             });
         assert!(parsed.is_ok(), "{:?}", parsed.err());
         assert!(unknown.is_empty(), "{unknown:?}");
-        // ...and every mapping in the document lists exactly its struct's fields (17 structs:
-        // scaleUp and scaleDown share one).
+        // ...and every mapping in the document lists exactly its struct's fields (21 mappings:
+        // scaleUp and scaleDown share a struct, as do auth and basicAuth).
         let map = SourceMap::parse(EVERY_FIELD, serde_saphyr::Options::default()).expect("YAML");
-        assert_eq!(check_fields(map.root(), &FieldPath::root()), 17);
+        assert_eq!(check_fields(map.root(), &FieldPath::root()), 21);
     }
 
     #[test]

@@ -12,13 +12,14 @@ use std::time::Duration;
 use super::source_map::{Anchor, FieldPath};
 use super::spec::{
     AlertActionSpec, AlertSpec, BehaviorSpec, CronFloorSpec, ForecastSpec, HealthSpec,
-    KubernetesSpec, LocalSpec, MetricSpec, PolicyDocument, PolicySpec, RetentionSpec, SamplingSpec,
-    ScalingSpec, SnapshotsSpec, StepSpec, TargetSpec,
+    KubernetesSpec, LocalSpec, LoginSpec, MetricSpec, PolicyDocument, PolicySpec, PrometheusSpec,
+    RetentionSpec, SamplingSpec, ScalingSpec, SnapshotsSpec, StepSpec, TargetSpec, TlsSpec,
 };
 use super::{
     Aggregate, AlertAction, AlertRule, Behavior, Compression, CronFloor, CronSchedule,
-    FailoverMode, Forecast, ForecastMethod, Health, Metric, MetricSource, Policy, Retention,
-    Sampling, Scaling, SnapshotSource, Snapshots, Statistic, Step, Target,
+    FailoverMode, Forecast, ForecastMethod, Health, Metric, MetricSource, Policy,
+    PrometheusCredentials, PrometheusSource, RedisAuth, RedisTls, Retention, Sampling, Scaling,
+    SecretSource, SnapshotSource, Snapshots, Statistic, Step, Target,
 };
 
 pub const API_VERSION: &str = "autopilot.redis.io/v1alpha1";
@@ -73,6 +74,29 @@ fn check_spec(
     let target = c
         .required(spec.target.as_ref(), &path.key("target"))
         .and_then(|target| check_target(c, target, &path.key("target")));
+    let auth = match &spec.auth {
+        Some(auth) => check_auth(c, auth, &path.key("auth")).map(Some),
+        None => Some(None),
+    };
+    let tls = match &spec.tls {
+        Some(tls) => check_tls(c, tls, &path.key("tls")).map(Some),
+        None => Some(None),
+    };
+    let prometheus = match &spec.prometheus {
+        Some(prometheus) => check_prometheus(c, prometheus, &path.key("prometheus")).map(Some),
+        None => match first_promql_metric(spec) {
+            // Once, at the first: the fix is one section, not one per metric.
+            Some(index) => {
+                let metric = path.key("scaling").key("metrics").index(index);
+                c.unexpected(
+                    &metric.key("prometheus"),
+                    "needs spec.prometheus.url to evaluate PromQL",
+                );
+                None
+            }
+            None => Some(None),
+        },
+    };
     let sampling = check_sampling(c, spec.sampling.as_ref(), &path.key("sampling"));
     let scaling = match &spec.scaling {
         Some(scaling) => {
@@ -104,10 +128,9 @@ fn check_spec(
     Some(Policy {
         name: name?,
         target: target?,
-        // Filled in from `spec.auth`, `spec.tls` and `spec.prometheus` (being added).
-        auth: None,
-        tls: None,
-        prometheus: None,
+        auth: auth?,
+        tls: tls?,
+        prometheus: prometheus?,
         sampling: sampling?,
         scaling: scaling?,
         health: health?,
@@ -198,6 +221,124 @@ fn check_local(c: &mut Checker, spec: &LocalSpec, path: &FieldPath) -> Option<Ta
         Some(dir.clone())
     });
     Some(Target::Local { redis_server: redis_server?, base_port: base_port?, data_dir: data_dir? })
+}
+
+fn check_auth(c: &mut Checker, spec: &LoginSpec, path: &FieldPath) -> Option<RedisAuth> {
+    let username = match &spec.username {
+        None => Some(None),
+        // An ACL rule list is split on spaces, so no user name can hold one.
+        Some(name) if name.is_empty() || name.contains(char::is_whitespace) => {
+            c.bad(
+                &path.key("username"),
+                "must be a Redis ACL user name (not empty, no spaces); leave it out to \
+                 authenticate as `default`",
+            );
+            None
+        }
+        Some(name) => Some(Some(name.clone())),
+    };
+    let password = check_password(c, spec, path);
+    Some(RedisAuth { username: username?, password: password? })
+}
+
+fn check_tls(c: &mut Checker, spec: &TlsSpec, path: &FieldPath) -> Option<RedisTls> {
+    let ca_file = match &spec.ca_file {
+        None => Some(None),
+        Some(file) => c.check(file_path(file), &path.key("caFile")).map(|()| Some(file.into())),
+    };
+    Some(RedisTls { ca_file: ca_file? })
+}
+
+fn check_prometheus(
+    c: &mut Checker,
+    spec: &PrometheusSpec,
+    path: &FieldPath,
+) -> Option<PrometheusSource> {
+    let url_path = path.key("url");
+    let url = c
+        .required(spec.url.as_ref(), &url_path)
+        .and_then(|url| prometheus_url(url).map_err(|message| c.bad(&url_path, message)).ok());
+    let credentials = match (&spec.bearer_token_env, &spec.bearer_token_file, &spec.basic_auth) {
+        (None, None, None) => Some(None),
+        (Some(env), None, None) => c
+            .check(env_name(env), &path.key("bearerTokenEnv"))
+            .map(|()| Some(PrometheusCredentials::Bearer(SecretSource::Env(env.clone())))),
+        (None, Some(file), None) => c
+            .check(file_path(file), &path.key("bearerTokenFile"))
+            .map(|()| Some(PrometheusCredentials::Bearer(SecretSource::File(file.into())))),
+        (None, None, Some(basic)) => check_basic_auth(c, basic, &path.key("basicAuth")).map(Some),
+        (env, file, basic) => {
+            let set = [
+                env.is_some().then_some("bearerTokenEnv"),
+                file.is_some().then_some("bearerTokenFile"),
+                basic.is_some().then_some("basicAuth"),
+            ];
+            let mut set = set.into_iter().flatten();
+            let first = set.next().unwrap_or_default();
+            for extra in set {
+                c.unexpected(
+                    &path.key(extra),
+                    format!(
+                        "Prometheus credentials are one of `bearerTokenEnv`, `bearerTokenFile` \
+                         or `basicAuth`; `{first}` is already set"
+                    ),
+                );
+            }
+            None
+        }
+    };
+    Some(PrometheusSource { url: url?, credentials: credentials? })
+}
+
+fn check_basic_auth(
+    c: &mut Checker,
+    spec: &LoginSpec,
+    path: &FieldPath,
+) -> Option<PrometheusCredentials> {
+    let username_path = path.key("username");
+    let username = c.required(spec.username.as_ref(), &username_path).and_then(|name| {
+        // RFC 7617 sends `user:password`: the first colon ends the user.
+        if name.is_empty() || name.contains(':') {
+            c.bad(&username_path, "must be a user name (not empty, no `:`)");
+            return None;
+        }
+        Some(name.clone())
+    });
+    let password = check_password(c, spec, path);
+    Some(PrometheusCredentials::Basic { username: username?, password: password? })
+}
+
+/// Exactly one of `passwordEnv` or `passwordFile`.
+fn check_password(c: &mut Checker, spec: &LoginSpec, path: &FieldPath) -> Option<SecretSource> {
+    match (&spec.password_env, &spec.password_file) {
+        (None, None) => {
+            c.bad(
+                path,
+                "needs the password's source: exactly one of `passwordEnv` or `passwordFile`",
+            );
+            None
+        }
+        (Some(_), Some(_)) => {
+            c.unexpected(
+                &path.key("passwordFile"),
+                "a password is read from one place; `passwordEnv` is already set",
+            );
+            None
+        }
+        (Some(env), None) => c
+            .check(env_name(env), &path.key("passwordEnv"))
+            .map(|()| SecretSource::Env(env.clone())),
+        (None, Some(file)) => c
+            .check(file_path(file), &path.key("passwordFile"))
+            .map(|()| SecretSource::File(file.into())),
+    }
+}
+
+/// The first metric whose source is a PromQL query (one with `redis` set too has its own
+/// problem already).
+fn first_promql_metric(spec: &PolicySpec) -> Option<usize> {
+    let metrics = spec.scaling.as_ref()?.metrics.as_ref()?;
+    metrics.iter().position(|metric| metric.prometheus.is_some() && metric.redis.is_none())
 }
 
 fn check_sampling(
@@ -949,6 +1090,63 @@ fn host_port(endpoint: &str) -> Result<(), String> {
     }
 }
 
+/// An environment variable name as a shell writes it. The value is not echoed back: a name
+/// that is not one is most often the secret itself, pasted into the wrong field.
+fn env_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+        && chars.all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err("must be an environment variable name (letters, digits and `_`, not starting \
+             with a digit)"
+            .to_owned())
+    }
+}
+
+fn file_path(path: &str) -> Result<(), String> {
+    if path.trim().is_empty() { Err("must be a file path".to_owned()) } else { Ok(()) }
+}
+
+/// The base URL of the Prometheus HTTP API, as written less any trailing `/` (the client
+/// appends `/api/v1/...`). Parsed strictly: anything the WHATWG parser would silently repair
+/// (a backslash, a missing `//`, spaces) is an error, so the URL used is the URL read.
+/// Messages never echo the URL: it may hold a password.
+fn prometheus_url(text: &str) -> Result<String, String> {
+    const EXAMPLE: &str = "must be an http:// or https:// URL like \
+                           `http://prometheus.monitoring:9090`";
+    let violation = std::cell::Cell::new(None);
+    let parsed = url::Url::options()
+        .syntax_violation_callback(Some(&|found| {
+            if violation.get().is_none() {
+                violation.set(Some(found));
+            }
+        }))
+        .parse(text);
+    let url = match parsed {
+        Ok(url) => url,
+        Err(url::ParseError::RelativeUrlWithoutBase) => return Err(EXAMPLE.to_owned()),
+        Err(e) => return Err(format!("{EXAMPLE} ({e})")),
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(EXAMPLE.to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain `user:password@`; put credentials in basicAuth".to_owned());
+    }
+    if let Some(violation) = violation.get() {
+        return Err(format!("{EXAMPLE} ({})", violation.description()));
+    }
+    if url.query().is_some() {
+        return Err("must not have a query (`?...`): it is the base URL of the API".to_owned());
+    }
+    if url.fragment().is_some() {
+        return Err("must not have a fragment (`#...`): it is the base URL of the API".to_owned());
+    }
+    Ok(text.trim_end_matches('/').to_owned())
+}
+
 /// Where snapshots go: an object-store or file URL.
 fn destination_url(url: &str) -> Result<(), String> {
     const SCHEMES: [&str; 4] = ["s3", "gs", "az", "file"];
@@ -985,15 +1183,26 @@ mod tests {
         load_policy_str("t.yaml", text).expect_err("the policy has a problem")
     }
 
-    /// Asserts the one problem at `path`: its position and (part of) its message.
-    fn assert_problem(text: &str, path: &str, line: usize, column: usize, message: &str) {
+    /// The one problem at `path`.
+    fn problem_at(text: &str, path: &str) -> crate::policy::Diagnostic {
         let problems = problems_in(text);
         let listing: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        let at_path: Vec<_> = problems.iter().filter(|d| d.path == path).collect();
+        let mut at_path: Vec<_> = problems.into_iter().filter(|d| d.path == path).collect();
         assert_eq!(at_path.len(), 1, "one problem at {path} in:\n{}", listing.join("\n"));
-        let found = at_path[0];
+        at_path.remove(0)
+    }
+
+    /// Asserts the one problem at `path`: its position and (part of) its message.
+    fn assert_problem(text: &str, path: &str, line: usize, column: usize, message: &str) {
+        let found = problem_at(text, path);
         assert_eq!((found.line, found.column), (line, column), "position of {found}");
         assert!(found.message.contains(message), "`{message}` not in {found}");
+    }
+
+    /// A `spec.prometheus` section with a valid URL (lines 5-6) followed by `extra`, from
+    /// line 7.
+    fn prometheus(extra: &str) -> String {
+        format!("  prometheus:\n    url: http://prometheus:9090\n{extra}")
     }
 
     #[rstest]
@@ -1314,6 +1523,444 @@ mod tests {
         assert_problem(text, path, line, column, message);
     }
 
+    const SECRETS_HINT: &str =
+        "secrets are read from passwordEnv or passwordFile, never written in a policy";
+    const URL_EXAMPLE: &str =
+        "must be an http:// or https:// URL like `http://prometheus.monitoring:9090`";
+    const ENV_NAME: &str =
+        "must be an environment variable name (letters, digits and `_`, not starting with a digit)";
+
+    #[rstest]
+    #[case::auth_without_password(
+        "  auth: {username: autopilot}\n",
+        "spec.auth",
+        5,
+        9,
+        "needs the password's source: exactly one of `passwordEnv` or `passwordFile`"
+    )]
+    #[case::auth_empty_section(
+        "  auth:\n",
+        "spec.auth",
+        5,
+        7,
+        "needs the password's source: exactly one of `passwordEnv` or `passwordFile`"
+    )]
+    #[case::auth_two_passwords(
+        "  auth: {passwordEnv: REDIS_PASSWORD, passwordFile: /p}\n",
+        "spec.auth.passwordFile",
+        5,
+        39,
+        "a password is read from one place; `passwordEnv` is already set"
+    )]
+    #[case::auth_env_starting_with_a_digit(
+        "  auth: {passwordEnv: 1PASSWORD}\n",
+        "spec.auth.passwordEnv",
+        5,
+        23,
+        ENV_NAME
+    )]
+    #[case::auth_env_with_a_dash(
+        "  auth: {passwordEnv: REDIS-PASSWORD}\n",
+        "spec.auth.passwordEnv",
+        5,
+        23,
+        ENV_NAME
+    )]
+    #[case::auth_file_empty(
+        "  auth: {passwordFile: ''}\n",
+        "spec.auth.passwordFile",
+        5,
+        24,
+        "must be a file path"
+    )]
+    #[case::auth_username_with_a_space(
+        "  auth: {username: 'auto pilot', passwordEnv: P}\n",
+        "spec.auth.username",
+        5,
+        20,
+        "must be a Redis ACL user name (not empty, no spaces); leave it out to authenticate as \
+         `default`"
+    )]
+    #[case::auth_inline_password(
+        "  auth: {password: hunter2}\n",
+        "spec.auth.password", 5, 10,
+        &format!("unknown field `password` ({SECRETS_HINT}), expected one of username, \
+                  passwordEnv, passwordFile")
+    )]
+    #[case::tls_ca_file_empty(
+        "  tls: {caFile: ''}\n",
+        "spec.tls.caFile",
+        5,
+        17,
+        "must be a file path"
+    )]
+    #[case::tls_field_misspelled(
+        "  tls: {cafile: /ca.crt}\n",
+        "spec.tls.cafile",
+        5,
+        9,
+        "unknown field `cafile` (did you mean `caFile`?), expected one of caFile"
+    )]
+    #[case::promql_without_prometheus(
+        &scaling("      - {prometheus: 'sum(up)', target: 5}\n"),
+        "spec.scaling.metrics[1].prometheus", 11, 10,
+        "needs spec.prometheus.url to evaluate PromQL"
+    )]
+    #[case::url_missing(
+        "  prometheus: {bearerTokenEnv: T}\n",
+        "spec.prometheus.url",
+        5,
+        15,
+        "missing required field `url`"
+    )]
+    #[case::url_with_credentials(
+        "  prometheus: {url: 'http://reader:hunter2@prometheus:9090'}\n",
+        "spec.prometheus.url",
+        5,
+        21,
+        "must not contain `user:password@`; put credentials in basicAuth"
+    )]
+    #[case::url_without_scheme(
+        "  prometheus: {url: 'prometheus.monitoring:9090'}\n",
+        "spec.prometheus.url",
+        5,
+        21,
+        URL_EXAMPLE
+    )]
+    #[case::url_relative(
+        "  prometheus: {url: '/prometheus'}\n",
+        "spec.prometheus.url",
+        5,
+        21,
+        URL_EXAMPLE
+    )]
+    #[case::url_not_http(
+        "  prometheus: {url: 'ftp://prometheus:9090'}\n",
+        "spec.prometheus.url",
+        5,
+        21,
+        URL_EXAMPLE
+    )]
+    #[case::url_repaired_by_the_parser(
+        "  prometheus: {url: 'http:/prometheus:9090'}\n",
+        "spec.prometheus.url", 5, 21, &format!("{URL_EXAMPLE} (expected //)")
+    )]
+    #[case::url_with_spaces(
+        "  prometheus: {url: ' http://prometheus:9090'}\n",
+        "spec.prometheus.url", 5, 21,
+        &format!("{URL_EXAMPLE} (leading or trailing control or space character are ignored \
+                  in URLs)")
+    )]
+    #[case::url_port_out_of_range(
+        "  prometheus: {url: 'http://prometheus:99999'}\n",
+        "spec.prometheus.url", 5, 21, &format!("{URL_EXAMPLE} (invalid port number)")
+    )]
+    #[case::url_with_query(
+        "  prometheus: {url: 'http://prometheus:9090/?timeout=5s'}\n",
+        "spec.prometheus.url",
+        5,
+        21,
+        "must not have a query (`?...`): it is the base URL of the API"
+    )]
+    #[case::url_with_fragment(
+        "  prometheus: {url: 'http://prometheus:9090/#graph'}\n",
+        "spec.prometheus.url",
+        5,
+        21,
+        "must not have a fragment (`#...`): it is the base URL of the API"
+    )]
+    #[case::bearer_and_basic(
+        &prometheus("    bearerTokenEnv: T\n    basicAuth: {username: r, passwordEnv: P}\n"),
+        "spec.prometheus.basicAuth", 8, 5,
+        "Prometheus credentials are one of `bearerTokenEnv`, `bearerTokenFile` or `basicAuth`; \
+         `bearerTokenEnv` is already set"
+    )]
+    #[case::bearer_env_and_file(
+        &prometheus("    bearerTokenFile: /t\n    bearerTokenEnv: T\n"),
+        "spec.prometheus.bearerTokenFile", 7, 5,
+        "Prometheus credentials are one of `bearerTokenEnv`, `bearerTokenFile` or `basicAuth`; \
+         `bearerTokenEnv` is already set"
+    )]
+    #[case::bearer_env_with_a_space(
+        &prometheus("    bearerTokenEnv: PROM TOKEN\n"),
+        "spec.prometheus.bearerTokenEnv", 7, 21, ENV_NAME
+    )]
+    #[case::bearer_file_blank(
+        &prometheus("    bearerTokenFile: ' '\n"),
+        "spec.prometheus.bearerTokenFile", 7, 22, "must be a file path"
+    )]
+    #[case::bearer_inline_token(
+        &prometheus("    bearerToken: abc\n"),
+        "spec.prometheus.bearerToken", 7, 5,
+        "unknown field `bearerToken` (secrets are read from bearerTokenEnv or bearerTokenFile, \
+         never written in a policy), expected one of url, bearerTokenEnv, bearerTokenFile, \
+         basicAuth"
+    )]
+    #[case::basic_without_username(
+        &prometheus("    basicAuth: {passwordEnv: P}\n"),
+        "spec.prometheus.basicAuth.username", 7, 16, "missing required field `username`"
+    )]
+    #[case::basic_username_with_a_colon(
+        &prometheus("    basicAuth: {username: 'a:b', passwordEnv: P}\n"),
+        "spec.prometheus.basicAuth.username", 7, 27, "must be a user name (not empty, no `:`)"
+    )]
+    #[case::basic_without_password(
+        &prometheus("    basicAuth: {username: reader}\n"),
+        "spec.prometheus.basicAuth", 7, 16,
+        "needs the password's source: exactly one of `passwordEnv` or `passwordFile`"
+    )]
+    #[case::basic_two_passwords(
+        &prometheus("    basicAuth: {username: reader, passwordFile: /p, passwordEnv: P}\n"),
+        "spec.prometheus.basicAuth.passwordFile", 7, 35,
+        "a password is read from one place; `passwordEnv` is already set"
+    )]
+    #[case::basic_env_not_a_name(
+        &prometheus("    basicAuth: {username: reader, passwordEnv: $PROM_PASSWORD}\n"),
+        "spec.prometheus.basicAuth.passwordEnv", 7, 48, ENV_NAME
+    )]
+    #[case::basic_inline_password(
+        &prometheus("    basicAuth: {username: reader, password: x}\n"),
+        "spec.prometheus.basicAuth.password", 7, 35,
+        &format!("unknown field `password` ({SECRETS_HINT}), expected one of username, \
+                  passwordEnv, passwordFile")
+    )]
+    fn a_connection_problem_is_reported_at_its_field(
+        #[case] body: &str,
+        #[case] path: &str,
+        #[case] line: usize,
+        #[case] column: usize,
+        #[case] message: &str,
+    ) {
+        let found = problem_at(&format!("{HEAD}{body}{TARGET}"), path);
+        assert_eq!((found.line, found.column, found.message.as_str()), (line, column, message));
+    }
+
+    #[test]
+    fn a_missing_prometheus_section_is_reported_once() {
+        let text = format!(
+            "{HEAD}{TARGET}{}",
+            scaling(
+                "      - {prometheus: 'sum(up)', target: 5}\n      - {prometheus: 'max(up)', \
+                 target: 5}\n"
+            )
+        );
+        let shown: Vec<String> = problems_in(&text).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["t.yaml:12:10: spec.scaling.metrics[1].prometheus: needs spec.prometheus.url to \
+              evaluate PromQL"]
+        );
+    }
+
+    #[test]
+    fn secrets_written_in_the_wrong_place_are_not_echoed() {
+        let text = format!(
+            "{HEAD}{TARGET}  auth: {{passwordEnv: 'hunter2!', password: hunter2}}\n\
+             \x20 prometheus:\n    url: 'http://reader:hunter2@prometheus:9090'\n\
+             \x20   bearerTokenEnv: 'hunter2 token'\n"
+        );
+        let problems = problems_in(&text);
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        for problem in problems {
+            assert!(!problem.to_string().contains("hunter2"), "{problem}");
+        }
+    }
+
+    /// A full policy with every section, read into exactly the `Policy` it describes.
+    #[test]
+    fn a_full_policy_reads_as_written() {
+        let text = r#"
+apiVersion: autopilot.redis.io/v1alpha1
+kind: RedisPolicy
+metadata: {name: orders}
+spec:
+  target:
+    kubernetes: {namespace: shop, statefulSet: redis-orders, port: 6380}
+  auth: {username: autopilot, passwordEnv: REDIS_PASSWORD}
+  tls: {caFile: /etc/redis/tls/ca.crt}
+  prometheus:
+    url: https://metrics.example.com/prometheus/
+    basicAuth: {username: reader, passwordFile: /var/run/secrets/prometheus/password}
+  sampling: {interval: 15s, timeout: 3s}
+  scaling:
+    minReplicas: 2
+    maxReplicas: 6
+    metrics:
+      - {redis: used_cpu_sys, rate: true, aggregate: max, statistic: p90, window: 2m, target: 0.5}
+      - {prometheus: 'sum(rate(orders_total[1m]))', statistic: last, target: 500}
+    tolerance: 0.05
+    warmup: 20s
+    scaleUp: {stabilization: 15s, maxStep: 2, period: 30s, cooldown: 1m}
+    scaleDown: {stabilization: 5m, maxStep: "25%", period: 1m, cooldown: 5m}
+    schedule: [{cron: '0 0 9 * * Mon-Fri', minReplicas: 3, for: 8h}]
+    forecast: {method: linear, window: 10m}
+  health:
+    downAfter: 3s
+    confirmWithReplicas: false
+    failover: manual
+    maxFailoversPerHour: 1
+    replicaMaxLag: 5s
+  snapshots:
+    schedule: '0 0 2 * * *'
+    source: replicaOrMaster
+    destination: gs://orders-backups/redis/
+    compression: none
+    retention: {keepLast: 3, daily: 7, weekly: 4, monthly: 6}
+  alerts:
+    - {alertname: OrdersRedisSlow, action: {scaleUp: 1}}
+"#;
+        let cron = |line: &str| CronSchedule::parse(line).expect("cron");
+        let expected = Policy {
+            name: "orders".to_owned(),
+            target: Target::Kubernetes {
+                namespace: "shop".to_owned(),
+                stateful_set: "redis-orders".to_owned(),
+                port: 6380,
+            },
+            auth: Some(RedisAuth {
+                username: Some("autopilot".to_owned()),
+                password: SecretSource::Env("REDIS_PASSWORD".to_owned()),
+            }),
+            tls: Some(RedisTls { ca_file: Some("/etc/redis/tls/ca.crt".into()) }),
+            prometheus: Some(PrometheusSource {
+                url: "https://metrics.example.com/prometheus".to_owned(),
+                credentials: Some(PrometheusCredentials::Basic {
+                    username: "reader".to_owned(),
+                    password: SecretSource::File("/var/run/secrets/prometheus/password".into()),
+                }),
+            }),
+            sampling: Sampling { interval: secs(15), timeout: secs(3) },
+            scaling: Some(Scaling {
+                min_replicas: 2,
+                max_replicas: 6,
+                metrics: vec![
+                    Metric {
+                        source: MetricSource::Redis {
+                            field: "used_cpu_sys".to_owned(),
+                            rate: true,
+                        },
+                        aggregate: Aggregate::Max,
+                        statistic: Statistic::Percentile(90),
+                        window: secs(120),
+                        target: 0.5,
+                    },
+                    Metric {
+                        source: MetricSource::Prometheus {
+                            query: "sum(rate(orders_total[1m]))".to_owned(),
+                        },
+                        aggregate: Aggregate::Sum,
+                        statistic: Statistic::Last,
+                        window: secs(60),
+                        target: 500.0,
+                    },
+                ],
+                tolerance: 0.05,
+                scale_up: Behavior {
+                    stabilization: secs(15),
+                    max_step: Step::Pods(2),
+                    period: secs(30),
+                    cooldown: secs(60),
+                },
+                scale_down: Behavior {
+                    stabilization: secs(300),
+                    max_step: Step::Percent(25),
+                    period: secs(60),
+                    cooldown: secs(300),
+                },
+                schedule: vec![CronFloor {
+                    cron: cron("0 0 9 * * Mon-Fri"),
+                    min_replicas: 3,
+                    duration: secs(8 * 3600),
+                }],
+                forecast: Some(Forecast { method: ForecastMethod::Linear, window: secs(600) }),
+                warmup: secs(20),
+            }),
+            health: Health {
+                down_after: secs(3),
+                confirm_with_replicas: false,
+                failover: FailoverMode::Manual,
+                max_failovers_per_hour: 1,
+                replica_max_lag: secs(5),
+            },
+            snapshots: Some(Snapshots {
+                schedule: cron("0 0 2 * * *"),
+                source: SnapshotSource::ReplicaOrMaster,
+                destination: "gs://orders-backups/redis/".to_owned(),
+                compression: Compression::None,
+                retention: Retention { keep_last: 3, daily: 7, weekly: 4, monthly: 6 },
+            }),
+            alerts: vec![AlertRule {
+                alert_name: "OrdersRedisSlow".to_owned(),
+                action: AlertAction::ScaleUp(1),
+            }],
+        };
+        assert_eq!(load_policy_str("orders.yaml", text), Ok(expected));
+    }
+
+    fn env(name: &str) -> SecretSource {
+        SecretSource::Env(name.to_owned())
+    }
+
+    fn file(path: &str) -> SecretSource {
+        SecretSource::File(path.into())
+    }
+
+    fn source(url: &str, credentials: Option<PrometheusCredentials>) -> Option<PrometheusSource> {
+        Some(PrometheusSource { url: url.to_owned(), credentials })
+    }
+
+    /// The other spellings of the three sections; none needs a metric to be allowed.
+    #[rstest]
+    #[case::auth_from_a_file_as_default(
+        "  auth: {passwordFile: /run/secrets/redis}\n",
+        Some(RedisAuth { username: None, password: file("/run/secrets/redis") }),
+        None,
+        None
+    )]
+    #[case::tls_with_system_roots("  tls: {}\n", None, Some(RedisTls { ca_file: None }), None)]
+    #[case::tls_section_left_empty(
+        "  tls:\n    # caFile: /etc/redis/ca.crt\n",
+        None,
+        Some(RedisTls { ca_file: None }),
+        None
+    )]
+    #[case::prometheus_without_credentials(
+        "  prometheus: {url: 'http://prometheus.monitoring:9090/'}\n",
+        None,
+        None,
+        source("http://prometheus.monitoring:9090", None)
+    )]
+    #[case::bearer_from_env(
+        "  prometheus: {url: 'http://p:9090', bearerTokenEnv: PROM_TOKEN}\n",
+        None,
+        None,
+        source("http://p:9090", Some(PrometheusCredentials::Bearer(env("PROM_TOKEN"))))
+    )]
+    #[case::bearer_from_file(
+        "  prometheus: {url: 'https://p//', bearerTokenFile: /t}\n",
+        None,
+        None,
+        source("https://p", Some(PrometheusCredentials::Bearer(file("/t"))))
+    )]
+    #[case::basic_from_env(
+        "  prometheus: {url: 'http://p:9090', basicAuth: {username: r, passwordEnv: _P1}}\n",
+        None,
+        None,
+        source(
+            "http://p:9090",
+            Some(PrometheusCredentials::Basic { username: "r".to_owned(), password: env("_P1") })
+        )
+    )]
+    fn connection_sections_read_as_written(
+        #[case] body: &str,
+        #[case] auth: Option<RedisAuth>,
+        #[case] tls: Option<RedisTls>,
+        #[case] prometheus: Option<PrometheusSource>,
+    ) {
+        let policy = load_policy_str("t.yaml", &format!("{HEAD}{TARGET}{body}")).expect("valid");
+        assert_eq!((policy.auth, policy.tls, policy.prometheus), (auth, tls, prometheus));
+    }
+
     #[test]
     fn every_problem_is_reported_not_just_the_first() {
         let text = format!(
@@ -1335,7 +1982,8 @@ mod tests {
     fn omitted_fields_take_their_documented_defaults() {
         let text = format!(
             "{HEAD}{TARGET}{}    schedule: [{{cron: '0 0 8 * * *', minReplicas: 2, for: 1h}}]\n\
-             \x20 snapshots: {{schedule: '0 0 3 * * *', destination: 'file:///backups'}}\n",
+             \x20 snapshots: {{schedule: '0 0 3 * * *', destination: 'file:///backups'}}\n\
+             \x20 prometheus: {{url: 'http://prometheus:9090'}}\n",
             scaling("      - {prometheus: 'sum(up)', statistic: ewma, window: 2m, target: 5}\n")
         );
         let policy = load_policy_str("t.yaml", &text).expect("valid");
@@ -1396,6 +2044,9 @@ mod tests {
             Retention { keep_last: 7, daily: 0, weekly: 0, monthly: 0 }
         );
         assert!(policy.alerts.is_empty());
+        // No AUTH, plain TCP, and Prometheus without credentials.
+        assert_eq!((policy.auth, policy.tls), (None, None));
+        assert_eq!(policy.prometheus.and_then(|prometheus| prometheus.credentials), None);
     }
 
     #[test]
