@@ -116,12 +116,13 @@ fn draw(
     ops.draw_series(LineSeries::new(demand, DEMAND.stroke_width(1)))?
         .label("demand")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], DEMAND.stroke_width(2)));
+    // The HPA goes first, wide and pale, so the policy's line stays visible where they agree.
+    ops.draw_series(LineSeries::new(hpa_capacity, HPA.mix(0.5).stroke_width(5)))?
+        .label("HPA capacity")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], HPA.stroke_width(4)));
     ops.draw_series(LineSeries::new(policy_capacity, POLICY.stroke_width(2)))?
         .label("policy capacity (ready x per-replica)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], POLICY.stroke_width(2)));
-    ops.draw_series(LineSeries::new(hpa_capacity, HPA.stroke_width(2)))?
-        .label("HPA capacity")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], HPA.stroke_width(2)));
     ops.configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
@@ -144,13 +145,13 @@ fn draw(
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     count
+        .draw_series(LineSeries::new(hpa_replicas, HPA.mix(0.5).stroke_width(5)))?
+        .label("HPA")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], HPA.stroke_width(4)));
+    count
         .draw_series(LineSeries::new(policy_replicas, POLICY.stroke_width(2)))?
         .label("policy")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], POLICY.stroke_width(2)));
-    count
-        .draw_series(LineSeries::new(hpa_replicas, HPA.stroke_width(2)))?
-        .label("HPA")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], HPA.stroke_width(2)));
     count
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
