@@ -150,23 +150,28 @@ fn check_target(c: &mut Checker, target: &TargetSpec, path: &FieldPath) -> Optio
         }
         (kubernetes, endpoints, local) => {
             let set = [
-                kubernetes.is_some().then_some("kubernetes"),
-                endpoints.is_some().then_some("endpoints"),
-                local.is_some().then_some("local"),
+                ("kubernetes", kubernetes.is_some()),
+                ("endpoints", endpoints.is_some()),
+                ("local", local.is_some()),
             ];
-            let mut set = set.into_iter().flatten();
-            let first = set.next().unwrap_or_default();
-            for extra in set {
-                c.unexpected(
-                    &path.key(extra),
-                    format!(
-                        "a target is one of `kubernetes`, `endpoints` or `local`; \
-                         `{first}` is already set"
-                    ),
-                );
-            }
+            report_conflicts(
+                c,
+                path,
+                &set,
+                "a target is one of `kubernetes`, `endpoints` or `local`",
+            );
             None
         }
+    }
+}
+
+/// For an exactly-one-of group with several members set: each member after the first is
+/// reported at its own key, naming the one that was kept.
+fn report_conflicts(c: &mut Checker, path: &FieldPath, set: &[(&str, bool)], rule: &str) {
+    let mut present = set.iter().filter(|(_, is_set)| *is_set).map(|(name, _)| *name);
+    let first = present.next().unwrap_or_default();
+    for extra in present {
+        c.unexpected(&path.key(extra), format!("{rule}; `{first}` is already set"));
     }
 }
 
@@ -269,21 +274,17 @@ fn check_prometheus(
         (None, None, Some(basic)) => check_basic_auth(c, basic, &path.key("basicAuth")).map(Some),
         (env, file, basic) => {
             let set = [
-                env.is_some().then_some("bearerTokenEnv"),
-                file.is_some().then_some("bearerTokenFile"),
-                basic.is_some().then_some("basicAuth"),
+                ("bearerTokenEnv", env.is_some()),
+                ("bearerTokenFile", file.is_some()),
+                ("basicAuth", basic.is_some()),
             ];
-            let mut set = set.into_iter().flatten();
-            let first = set.next().unwrap_or_default();
-            for extra in set {
-                c.unexpected(
-                    &path.key(extra),
-                    format!(
-                        "Prometheus credentials are one of `bearerTokenEnv`, `bearerTokenFile` \
-                         or `basicAuth`; `{first}` is already set"
-                    ),
-                );
-            }
+            report_conflicts(
+                c,
+                path,
+                &set,
+                "Prometheus credentials are one of `bearerTokenEnv`, `bearerTokenFile` or \
+                 `basicAuth`",
+            );
             None
         }
     };
