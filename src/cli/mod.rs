@@ -57,10 +57,12 @@ fn load_policy_or_report(path: &Path) -> anyhow::Result<crate::policy::Policy> {
 /// Parses the command line, runs the subcommand, and turns its outcome into an exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    let outcome = match cli.command {
-        Command::Check(args) => check::run(args),
-        Command::Simulate(args) => simulate::run(args),
-        Command::Plan(args) => plan::run(args),
+    // The status an error exits with: `plan` keeps 2 for "a metric was missing", so its
+    // errors exit 1, as its help says.
+    let (outcome, failure) = match cli.command {
+        Command::Check(args) => (check::run(args), 2),
+        Command::Simulate(args) => (simulate::run(args), 2),
+        Command::Plan(args) => (plan::run(args), 1),
     };
     match outcome {
         Ok(code) => code,
@@ -74,7 +76,7 @@ pub fn run() -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(2)
+            ExitCode::from(failure)
         }
     }
 }

@@ -87,14 +87,20 @@ impl RedisSampler {
 
     async fn info(&self, endpoint: &Endpoint) -> Result<String, RedisError> {
         let cached = self.cache().get(&endpoint.id).cloned();
-        let mut connection = match cached {
-            Some(connection) => connection,
-            None => {
-                let connection = self.connect(endpoint).await?;
-                self.cache().insert(endpoint.id.clone(), connection.clone());
-                connection
+        if let Some(mut connection) = cached {
+            match redis::cmd("INFO").query_async(&mut connection).await {
+                // The connection broke since the last round (the instance died or restarted):
+                // that says nothing about the instance now, so look again on a fresh one,
+                // which is refused, or reaches the new process. `INFO` only reads, so asking
+                // twice is harmless; both attempts share the caller's deadline.
+                Err(error) if error.is_connection_dropped() => {
+                    self.cache().remove(&endpoint.id);
+                }
+                result => return result,
             }
-        };
+        }
+        let mut connection = self.connect(endpoint).await?;
+        self.cache().insert(endpoint.id.clone(), connection.clone());
         redis::cmd("INFO").query_async(&mut connection).await
     }
 

@@ -76,17 +76,50 @@ impl Drop for Process {
 pub struct Redis {
     pub port: u16,
     pub process: Process,
+    /// Connection options `redis-cli` needs for this server (TLS), before `-h`/`-p`.
+    cli_options: Vec<String>,
 }
 
 impl Redis {
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_on(free_port(), extra)
+    }
+
+    /// A server on a given port: a restart at the address a killed one had.
+    pub fn start_on(port: u16, extra: &[&str]) -> Self {
+        let listen = ["--port".to_owned(), port.to_string()];
+        Self::spawn(port, &listen, extra, Vec::new())
+    }
+
+    /// A server that speaks only TLS (plain TCP off), with `tls`'s server certificate and no
+    /// client certificates required. `port` is the TLS port; `cli` talks TLS to it.
+    pub fn start_tls(tls: &TlsFiles, extra: &[&str]) -> Self {
+        let port = free_port();
+        let listen = [
+            "--port".to_owned(),
+            "0".to_owned(),
+            "--tls-port".to_owned(),
+            port.to_string(),
+            "--tls-cert-file".to_owned(),
+            tls.server_cert.display().to_string(),
+            "--tls-key-file".to_owned(),
+            tls.server_key.display().to_string(),
+            "--tls-ca-cert-file".to_owned(),
+            tls.ca.display().to_string(),
+            "--tls-auth-clients".to_owned(),
+            "no".to_owned(),
+        ];
+        let cli_options =
+            vec!["--tls".to_owned(), "--cacert".to_owned(), tls.ca.display().to_string()];
+        Self::spawn(port, &listen, extra, cli_options)
+    }
+
+    fn spawn(port: u16, listen: &[String], extra: &[&str], cli_options: Vec<String>) -> Self {
         let binary = require("redis-server", "redis-server");
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let log = dir.path().join("redis.log");
-        let mut args: Vec<String> = vec![
-            "--port".into(),
-            port.to_string(),
+        let mut args: Vec<String> = listen.to_vec();
+        args.extend([
             "--bind".into(),
             "127.0.0.1".into(),
             "--dir".into(),
@@ -99,7 +132,7 @@ impl Redis {
             "no".into(),
             "--repl-diskless-sync-delay".into(),
             "0".into(),
-        ];
+        ]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut child = Command::new(binary)
             .args(&args)
@@ -109,7 +142,7 @@ impl Redis {
             .spawn()
             .expect("spawn redis-server");
         wait_for_port(port, &mut child, "redis-server", &log);
-        Self { port, process: Process { child, dir } }
+        Self { port, process: Process { child, dir }, cli_options }
     }
 
     pub fn master() -> Self {
@@ -128,11 +161,16 @@ impl Redis {
     pub fn cli(&self, args: &[&str]) -> String {
         let binary = require("redis-cli", "redis-tools");
         let out = Command::new(binary)
+            .args(&self.cli_options)
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(args)
             .output()
             .expect("run redis-cli");
-        assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "redis-cli {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -154,6 +192,91 @@ impl Redis {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("{field} never became {value} on {}", self.addr());
+    }
+}
+
+/// A throwaway CA and a server certificate it signed for `IP:127.0.0.1`, made with the
+/// `openssl` CLI in a temp dir (removed on drop).
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub dir: TempDir,
+}
+
+impl TlsFiles {
+    pub fn generate() -> Self {
+        let openssl = require("openssl", "openssl");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = |name: &str| dir.path().join(name);
+        let run = |args: &[&str]| {
+            let out = Command::new(&openssl)
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        // P-256 keys: quick to generate, and both rustls and OpenSSL accept them.
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        run(&[
+            &["req", "-x509"],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=redis-autopilot test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["req"],
+            &ec[..],
+            &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+        ]
+        .concat());
+        std::fs::write(
+            path("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write server.ext");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "server.ext",
+        ]);
+        Self {
+            ca: path("ca.pem"),
+            server_cert: path("server.pem"),
+            server_key: path("server.key"),
+            dir,
+        }
     }
 }
 
