@@ -891,3 +891,147 @@ fn plan_on_an_invalid_policy_exits_1_as_documented() {
     assert_eq!(run.code, Some(1), "1 on errors, 2 only for missing data:\n{}", run.stderr);
     assert!(run.stderr.contains("bad.yaml"), "{}", run.stderr);
 }
+
+/// A policy over `endpoints` scaling on one PromQL `query`, with `prometheus` as the YAML
+/// value of `spec.prometheus`.
+fn prometheus_policy(dir: &Path, endpoints: &[String], prometheus: &str, query: &str) -> PathBuf {
+    let list: Vec<String> = endpoints.iter().map(|e| format!("'{e}'")).collect();
+    write_file(
+        dir,
+        "policy.yaml",
+        &format!(
+            "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: plan-prom}}\n\
+             spec:\n  target: {{endpoints: [{}]}}\n  sampling: {{interval: 2s, timeout: 1s}}\n  \
+             prometheus: {prometheus}\n  scaling:\n    minReplicas: 1\n    maxReplicas: 6\n    \
+             metrics:\n      - {{prometheus: '{query}', aggregate: sum, window: 2s, target: 1000}}\n",
+            list.join(", ")
+        ),
+    )
+}
+
+#[test]
+fn plan_decides_on_a_prometheus_metric() {
+    let (master, _replicas) = replicated(2);
+    let exporter = Exporter::start(&master);
+    let prometheus = Prometheus::start(&[exporter.port]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policy = prometheus_policy(
+        dir.path(),
+        &[master.addr()],
+        &format!("{{url: '{}'}}", prometheus.url()),
+        "redis_connected_slaves",
+    );
+    // Prometheus has nothing until its first scrape: a bounded wait, then a loud failure.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let run = plan(&policy, &["--output", "json"]);
+        if run.code == Some(0) {
+            break serde_json::from_str::<serde_json::Value>(&run.stdout).expect("JSON");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Prometheus data within 30 s:\n{}{}",
+            run.stdout,
+            run.stderr
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(report["queries"][0]["series"], serde_json::json!([2.0]));
+    let sentence = report["decisions"][0]["sentence"].as_str().expect("sentence");
+    assert!(sentence.contains("`redis_connected_slaves`"), "{sentence}");
+}
+
+#[test]
+fn plan_with_an_empty_or_invalid_query_exits_2_and_says_why() {
+    let (master, _replicas) = replicated(0);
+    let exporter = Exporter::start(&master);
+    let prometheus = Prometheus::start(&[exporter.port]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (query, why) in [("absent_metric_xyz", "empty result"), ("sum(", "parse error")] {
+        let url = format!("{{url: '{}'}}", prometheus.url());
+        let policy = prometheus_policy(dir.path(), &[master.addr()], &url, query);
+        let run = plan(&policy, &["--output", "json"]);
+        assert_eq!(run.code, Some(2), "{}{}", run.stdout, run.stderr);
+        let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+        assert_eq!(report["missingData"], true);
+        let error = report["queries"][0]["error"].as_str().expect("error");
+        assert!(error.contains(why), "{report}");
+        assert_eq!(report["instances"][0]["outcome"], "ok");
+    }
+}
+
+#[test]
+fn plan_with_prometheus_down_exits_2_within_the_timeout() {
+    let redis = Redis::master();
+    let silent = FakePeer::silent();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let refused = format!("http://127.0.0.1:{}", free_port());
+    let hanging = format!("http://127.0.0.1:{}", silent.port);
+    for (url, why) in [(refused, "refused"), (hanging, "timed out")] {
+        let policy =
+            prometheus_policy(dir.path(), &[redis.addr()], &format!("{{url: '{url}'}}"), "up");
+        let run = plan(&policy, &[]);
+        assert_eq!(run.code, Some(2), "{}{}", run.stdout, run.stderr);
+        assert!(run.stdout.to_lowercase().contains(why), "{}", run.stdout);
+        assert!(run.took < TIMEOUT + Duration::from_secs(2), "{:?}", run.took);
+    }
+}
+
+#[test]
+fn plan_with_an_unreadable_token_exits_1_naming_it_and_never_prints_a_token() {
+    let redis = Redis::master();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no-such-token");
+    let prometheus =
+        format!("{{url: 'http://127.0.0.1:9', bearerTokenFile: '{}'}}", missing.display());
+    let policy = prometheus_policy(dir.path(), &[redis.addr()], &prometheus, "up");
+    let run = plan(&policy, &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no-such-token") && run.stderr.contains("spec.prometheus"),
+        "{}",
+        run.stderr
+    );
+
+    let bad = FakePeer::http(http_json(
+        "400 Bad Request",
+        r#"{"status":"error","errorType":"bad_data","error":"1:5: parse error"}"#,
+    ));
+    let token = write_file(dir.path(), "token", "tok-e2e-31337");
+    let prometheus =
+        format!("{{url: 'http://127.0.0.1:{}', bearerTokenFile: '{}'}}", bad.port, token.display());
+    let policy = prometheus_policy(dir.path(), &[redis.addr()], &prometheus, "sum(");
+    let run = plan(&policy, &["--output", "json"]);
+    assert_eq!(run.code, Some(2), "{}{}", run.stdout, run.stderr);
+    assert!(bad.received().contains("Bearer tok-e2e-31337"), "{}", bad.received());
+    assert!(!run.stdout.contains("tok-e2e-31337") && !run.stderr.contains("tok-e2e-31337"));
+}
+
+#[test]
+fn plan_with_a_wrong_redis_password_reports_the_failure_without_the_password() {
+    let secured = Secured::start("right-horse-battery");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wrong = write_file(dir.path(), "password", "wrong-staple-93");
+    let policy = write_file(
+        dir.path(),
+        "policy.yaml",
+        &format!(
+            "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: auth}}\n\
+             spec:\n  target: {{endpoints: ['{}']}}\n  auth: {{passwordFile: '{}'}}\n  \
+             sampling: {{interval: 2s, timeout: 1s}}\n  scaling:\n    minReplicas: 1\n    \
+             maxReplicas: 3\n    metrics:\n      - {{redis: used_memory, window: 2s, target: 1e9}}\n",
+            secured.redis.addr(),
+            wrong.display()
+        ),
+    );
+    let run = plan(&policy, &[]);
+    assert_eq!(run.code, Some(2), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("authentication failed"), "{}", run.stdout);
+    assert!(!run.stdout.contains("wrong-staple-93") && !run.stderr.contains("wrong-staple-93"));
+    assert!(!run.stdout.contains("right-horse-battery"));
+
+    std::fs::remove_file(&wrong).expect("remove the password file");
+    let run = plan(&policy, &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("password") && run.stderr.contains("spec.auth"), "{}", run.stderr);
+}
