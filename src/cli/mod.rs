@@ -15,8 +15,30 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "redis-autopilot", version, propagate_version = true)]
 pub struct Cli {
+    /// Log format on stderr: `text` for people, `json` for log pipelines. The level comes from
+    /// `RUST_LOG` (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Structured logs on stderr, so stdout stays the command's own output.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second initialisation (tests calling `run` twice) is harmless: keep the first.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +79,7 @@ fn load_policy_or_report(path: &Path) -> anyhow::Result<crate::policy::Policy> {
 /// Parses the command line, runs the subcommand, and turns its outcome into an exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     // The status an error exits with: `plan` keeps 2 for "a metric was missing", so its
     // errors exit 1, as its help says.
     let (outcome, failure) = match cli.command {

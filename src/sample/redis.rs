@@ -82,6 +82,7 @@ impl RedisSampler {
         };
         // Whatever went wrong, the next round starts from a fresh connection.
         self.cache().remove(&endpoint.id);
+        tracing::debug!(instance = %endpoint.id, %outcome, "INFO sample failed");
         InstanceSample { id: endpoint.id.clone(), outcome, info: None }
     }
 
