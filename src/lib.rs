@@ -18,9 +18,11 @@
 //! - [`observe`]: observations, instance samples (typed `INFO`) and the bounded history.
 //! - [`sample`]: the Redis and Prometheus samplers (edges, I/O).
 //! - [`decide`]: the pure decision core (scaling today).
+//! - [`act`]: admission for actions: apply, dry-run or paused, under a per-policy rate limit.
 //! - [`sim`]: replays a load trace against a policy and against the Kubernetes HPA baseline.
 //! - [`cli`]: the `redis-autopilot` subcommands; `main.rs` only calls [`cli::run`].
 
+pub mod act;
 pub mod cli;
 pub mod decide;
 pub mod observe;
