@@ -24,6 +24,7 @@
 
 pub mod act;
 pub mod cli;
+pub mod daemon;
 pub mod decide;
 pub mod observe;
 pub mod policy;

@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_saphyr::{Budget, MessageFormatter, Options, UserMessageFormatter};
 
@@ -385,6 +385,65 @@ fn one_line(text: &str) -> String {
         }
     }
     out
+}
+
+/// The policy files a command-line path stands for; a path that yields none is a problem
+/// (a typo in CI should fail, not pass with nothing checked).
+pub fn policy_files(path: &Path) -> Vec<Result<PathBuf, Diagnostic>> {
+    let name = path.display().to_string();
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) => return vec![Err(Diagnostic::whole_file(&name, &format!("cannot read: {e}")))],
+    };
+    if !metadata.is_dir() {
+        return vec![Ok(path.to_owned())];
+    }
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    walk(path, &mut found, &mut errors);
+    found.sort();
+    let mut targets: Vec<_> = found.into_iter().map(Ok).collect();
+    targets.extend(errors.into_iter().map(Err));
+    if targets.is_empty() {
+        targets
+            .push(Err(Diagnostic::whole_file(&name, "no *.yaml or *.yml files in this directory")));
+    }
+    targets
+}
+
+/// Collects `*.yaml` / `*.yml` under `dir`. Symlinked directories are not followed, so a
+/// link cycle cannot make the walk endless.
+fn walk(dir: &Path, found: &mut Vec<PathBuf>, errors: &mut Vec<Diagnostic>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            let message = format!("cannot read directory: {e}");
+            errors.push(Diagnostic::whole_file(&dir.display().to_string(), &message));
+            return;
+        }
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                let message = format!("cannot read directory: {e}");
+                errors.push(Diagnostic::whole_file(&dir.display().to_string(), &message));
+                continue;
+            }
+        };
+        let path = entry.path();
+        let is_real_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+        if is_real_dir {
+            walk(&path, found, errors);
+        } else if is_policy_file(&path) {
+            found.push(path);
+        }
+    }
+}
+
+fn is_policy_file(path: &Path) -> bool {
+    let yaml = path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml");
+    yaml && path.is_file()
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ pub mod validate;
 use std::time::Duration;
 
 pub use cron::CronSchedule;
-pub use load::{Diagnostic, load_policy, load_policy_str};
+pub use load::{Diagnostic, load_policy, load_policy_str, policy_files};
 
 /// A validated policy for one Redis deployment.
 #[derive(Debug, Clone, PartialEq)]

@@ -307,6 +307,12 @@ impl Trace {
     }
 
     /// The largest load of any row.
+    /// The load in force at `at`: the last row at or before it (the first row before the start).
+    pub fn load_at(&self, at: Millis) -> f64 {
+        let next = self.rows.partition_point(|row| row.at <= at);
+        self.rows[next.saturating_sub(1)].load
+    }
+
     pub fn peak(&self) -> f64 {
         self.rows.iter().map(|r| r.load).fold(0.0, f64::max)
     }
@@ -441,5 +447,16 @@ mod tests {
         let mut trace = parse("t,l\n0,1\n60,2\n").expect("valid");
         trace.scale(2.5);
         assert_eq!(trace.peak(), 5.0);
+    }
+
+    #[test]
+    fn the_load_in_force_is_the_last_row_at_or_before() {
+        let trace = parse("t,l\n0,1\n60,2\n120,3\n").expect("valid");
+        let at = |s: i64| trace.start() + s * 1000;
+        assert_eq!(trace.load_at(at(-5)), 1.0);
+        assert_eq!(trace.load_at(at(0)), 1.0);
+        assert_eq!(trace.load_at(at(59)), 1.0);
+        assert_eq!(trace.load_at(at(60)), 2.0);
+        assert_eq!(trace.load_at(at(500)), 3.0);
     }
 }
