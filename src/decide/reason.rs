@@ -87,6 +87,12 @@ pub enum Adjustment {
         min: u16,
         to: u16,
     },
+    /// An alert mapped to `scaleUp` asked for at least `min`.
+    Alert {
+        alert: String,
+        min: u16,
+        to: u16,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -230,6 +236,9 @@ impl fmt::Display for Adjustment {
             }
             Adjustment::CronFloor { cron, min, to } => {
                 write!(f, "raised to {to} by schedule `{cron}` (at least {min})")
+            }
+            Adjustment::Alert { alert, min, to } => {
+                write!(f, "raised to {to} by alert {alert} (at least {min})")
             }
         }
     }

@@ -19,6 +19,19 @@ use crate::policy::{Aggregate, Behavior, Metric, MetricSource, Scaling, Statisti
 pub struct ScalingMemory {
     recommendations: VecDeque<(Timestamp, u16)>,
     events: VecDeque<ScaleEvent>,
+    /// An alert's request for at least this many replicas, until met or expired.
+    requested: Option<ScaleRequest>,
+}
+
+/// How long an alert's scale-up request stands if it cannot be met (maxReplicas, failures):
+/// long enough to outlast cooldowns and rate limits, short enough not to pin the fleet.
+const REQUEST_LIFETIME: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ScaleRequest {
+    at: Timestamp,
+    alert: String,
+    at_least: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +45,15 @@ impl ScalingMemory {
     /// Records a scale the cluster actually performed.
     pub fn record_scale(&mut self, at: Timestamp, from: u16, to: u16) {
         self.events.push_back(ScaleEvent { at, from, to });
+        if self.requested.as_ref().is_some_and(|r| to >= r.at_least) {
+            self.requested = None;
+        }
+    }
+
+    /// An alert asks for at least `at_least` replicas: a floor for the next evaluations until a
+    /// recorded scale meets it or it expires. Another request replaces it.
+    pub fn request_scale_up(&mut self, at: Timestamp, alert: &str, at_least: u16) {
+        self.requested = Some(ScaleRequest { at, alert: alert.to_owned(), at_least });
     }
 
     /// Recommendations and events held: bounded by the policy's windows, not by uptime.
@@ -102,7 +124,11 @@ pub(super) fn decide(
     memory.recommendations.push_back((now, recommendation));
     let mut result = stabilize(scaling, memory, current, recommendation, now, &mut adjustments);
     result = limit_rate(scaling, memory, current, result, now, &mut adjustments);
-    result = bound(scaling, result, now, &mut adjustments);
+    let request = memory
+        .requested
+        .as_ref()
+        .filter(|r| (now - r.at).to_std().map_or(true, |age| age < REQUEST_LIFETIME));
+    result = bound(scaling, result, request, now, &mut adjustments);
 
     let reason = ScalingReason { current, ready, readings, proposed, adjustments, result };
     if result == current {
@@ -315,8 +341,15 @@ fn step_limit(behavior: &Behavior, direction: Direction, period_start: i32) -> u
     limit.clamp(0.0, f64::from(u16::MAX)) as u16
 }
 
-/// Hard bounds last: `maxReplicas`, then `minReplicas` and any active cron floor.
-fn bound(scaling: &Scaling, wanted: u16, now: Timestamp, adjustments: &mut Vec<Adjustment>) -> u16 {
+/// Hard bounds last: `maxReplicas`, then `minReplicas`, any active cron floor, and an alert's
+/// standing request.
+fn bound(
+    scaling: &Scaling,
+    wanted: u16,
+    request: Option<&ScaleRequest>,
+    now: Timestamp,
+    adjustments: &mut Vec<Adjustment>,
+) -> u16 {
     let mut result = wanted;
     if result > scaling.max_replicas {
         result = scaling.max_replicas;
@@ -339,6 +372,13 @@ fn bound(scaling: &Scaling, wanted: u16, now: Timestamp, adjustments: &mut Vec<A
                 min,
                 to: result,
             });
+        }
+    }
+    if let Some(request) = request {
+        let min = request.at_least.min(scaling.max_replicas);
+        if result < min {
+            result = min;
+            adjustments.push(Adjustment::Alert { alert: request.alert.clone(), min, to: result });
         }
     }
     result

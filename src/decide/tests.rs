@@ -414,3 +414,33 @@ fn memory_stays_bounded_over_a_long_run() {
     }
     assert!(run.memory.scaling.held() <= 31 + 7, "held {}", run.memory.scaling.held());
 }
+
+#[test]
+fn an_alert_request_is_a_floor_until_a_scale_meets_it() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 1000.0).policy();
+    let mut run = Run::new(policy, 2);
+    run.memory.scaling.request_scale_up(t(0), "RedisLatencyHigh", 4);
+    let d = run.tick(round(t(0)).ready_ops(&[1000.0, 1000.0]));
+    assert_eq!(scaled_to(&d), Some(4));
+    assert!(
+        d.reason().contains("raised to 4 by alert RedisLatencyHigh (at least 4)"),
+        "{}",
+        d.reason()
+    );
+    // Met: the floor is gone. The 30 s window holds totals 2,000 and 400, 300 per replica
+    // over the 4 ready now, which asks for 2.
+    let d = run.tick(round(t(10)).ready_ops(&[100.0; 4]));
+    assert_eq!(scaled_to(&d), Some(2), "{}", d.reason());
+    assert!(!d.reason().contains("alert"), "{}", d.reason());
+}
+
+#[test]
+fn an_alert_request_expires_when_it_cannot_be_met() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 1000.0).max(3).policy();
+    let mut run = Run::new(policy, 3);
+    run.memory.scaling.request_scale_up(t(0), "RedisLatencyHigh", 5);
+    let d = run.tick(round(t(0)).ready_ops(&[100.0; 3]));
+    assert_eq!(scaled_to(&d), None, "maxReplicas caps the request: {}", d.reason());
+    let d = run.tick(round(t(601)).ready_ops(&[100.0; 3]));
+    assert_eq!(scaled_to(&d), Some(1), "expired after 10 minutes: {}", d.reason());
+}
