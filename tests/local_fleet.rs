@@ -6,6 +6,7 @@ mod support;
 
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use redis_autopilot::cluster::local::{LocalConfig, LocalFleet};
@@ -16,12 +17,20 @@ use support::{free_port, require};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A base port with `count` free ports from it.
+/// A base port with `count` free ports from it, never overlapping a range another test of
+/// this binary took (tests run in parallel and start their servers later).
 fn free_ports(count: u16) -> u16 {
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
         let base = free_port();
         let fits = u32::from(base) + u32::from(count) < 65_535;
-        if fits && (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+        let range = base..base.saturating_add(count);
+        if fits
+            && !taken.iter().any(|port| range.contains(port))
+            && range.clone().all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        {
+            taken.extend(range);
             return base;
         }
     }
@@ -45,11 +54,11 @@ async fn connection(port: u16) -> redis::aio::MultiplexedConnection {
 }
 
 async fn info_field(port: u16, field: &str) -> Option<String> {
-    let text: String = redis::cmd("INFO")
-        .arg("replication")
-        .query_async(&mut connection(port).await)
-        .await
-        .ok()?;
+    // `None` also while nothing listens: callers wait for instances to come and go.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+    let text: String =
+        redis::cmd("INFO").arg("replication").query_async(&mut connection).await.ok()?;
     text.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
         (key == field).then(|| value.trim().to_owned())
@@ -222,4 +231,46 @@ async fn a_missing_redis_server_is_named() {
         "{message}"
     );
     assert!(fleet.members().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_master_that_restarted_empty_comes_back_a_replica_and_is_not_promoted_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(2);
+    let fleet = LocalFleet::open(config(dir.path(), base)).unwrap();
+    fleet.scale(2).await.unwrap();
+    fleet.bootstrap().await.unwrap();
+    wait_for(base + 1, "master_link_status", "up").await;
+    write_keys(base, 100).await;
+    let acked: usize =
+        redis::cmd("WAIT").arg(1).arg(5000).query_async(&mut connection(base).await).await.unwrap();
+    assert_eq!(acked, 1);
+
+    // The master dies; without persistence it restarts empty. Reconciling brings it back,
+    // as a replica (of itself: it is the recorded master), never as a master. The port closes
+    // a moment before the process exits, so reconcile until the exit is seen, as the daemon's
+    // loop would.
+    let _ =
+        redis::cmd("SHUTDOWN").arg("NOSAVE").query_async::<()>(&mut connection(base).await).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !refuses(base) {
+        assert!(Instant::now() < deadline, "instance 0 never stopped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    loop {
+        fleet.scale(2).await.unwrap();
+        if info_field(base, "role").await.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "instance 0 never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(info_field(base, "role").await.as_deref(), Some("slave"));
+    assert_eq!(dbsize(base).await, 0);
+
+    // Re-running bootstrap would promote the empty instance and wipe the replica: refused.
+    let error = fleet.bootstrap().await.unwrap_err();
+    assert_eq!(error.category(), "bootstrap_unsafe", "{error}");
+    assert_eq!(dbsize(base + 1).await, 100);
+    fleet.shutdown().await.unwrap();
 }

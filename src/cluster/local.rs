@@ -219,16 +219,21 @@ impl LocalFleet {
     ///
     /// This is the only time a master is chosen without the failover logic: a new fleet has no
     /// data to lose, so any instance will do. Idempotent, and safe to re-run after a daemon
-    /// died halfway: a record at epoch 1 is only ever written here, so finding it means
-    /// bootstrap's promotion may not have happened yet, and promoting again is harmless. With a
-    /// later epoch recorded it does nothing. Returns the recorded master, if any.
+    /// died halfway. A record at epoch 1 is only ever written here, so finding one means
+    /// bootstrap's promotion may not have happened yet; it is finished only when instance 0 is
+    /// already master, or when no instance has ever replicated anything (every
+    /// `master_repl_offset` is 0). Otherwise instance 0 may be a master that restarted empty,
+    /// and promoting it would wipe the replicas: that is refused
+    /// ([`ClusterError::BootstrapUnsafe`]) and left to the failover logic. With a later epoch
+    /// recorded it does nothing. Returns the recorded master, if any.
     pub async fn bootstrap(&self) -> Result<Option<MasterRecord>, ClusterError> {
         let mut inner = self.inner.lock().await;
         let Some(first) = inner.running.keys().next().copied() else {
             return Ok(inner.state.record());
         };
         let first = self.member(first)?;
-        if inner.state.master.is_none() {
+        let fresh = inner.state.master.is_none();
+        if fresh {
             let mut state = inner.state.clone();
             state.master = Some(first.id.clone());
             state.epoch = 1;
@@ -239,13 +244,38 @@ impl LocalFleet {
         if inner.state.record().as_ref() != Some(&bootstrapped) {
             return Ok(inner.state.record());
         }
+        let members: Vec<Member> =
+            inner.running.keys().map(|&o| self.member(o)).collect::<Result<_, _>>()?;
+        if !fresh {
+            self.check_unreplicated(&first, &members).await?;
+        }
         self.replicaof(&first, None).await?;
-        let others: Vec<u16> =
-            inner.running.keys().copied().filter(|&o| o != first.ordinal).collect();
-        for ordinal in others {
-            self.replicaof(&self.member(ordinal)?, Some(&first)).await?;
+        for member in members.iter().filter(|m| m.ordinal != first.ordinal) {
+            self.replicaof(member, Some(&first)).await?;
         }
         Ok(Some(bootstrapped))
+    }
+
+    /// Whether re-running bootstrap's promotion of `first` is safe: it is master already, or
+    /// no instance has replicated anything yet.
+    async fn check_unreplicated(
+        &self,
+        first: &Member,
+        members: &[Member],
+    ) -> Result<(), ClusterError> {
+        if self.info(first).await?.role == Role::Master {
+            return Ok(());
+        }
+        for member in members {
+            let offset = self.info(member).await?.replication.master_repl_offset.unwrap_or(0);
+            if offset > 0 {
+                return Err(ClusterError::BootstrapUnsafe {
+                    instance: first.id.clone(),
+                    holder: member.id.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Stops every instance this fleet runs (`SIGTERM`, then `SIGKILL` after a grace period),
@@ -294,6 +324,10 @@ impl LocalFleet {
             self.config.timeout,
         )
         .await
+    }
+
+    async fn info(&self, member: &Member) -> Result<crate::observe::Info, ClusterError> {
+        redis_admin::info(&member.endpoint, &self.config.access, self.config.timeout).await
     }
 
     /// Starts instance `ordinal` as a replica of port `master_port` and waits until it listens.
@@ -397,9 +431,7 @@ impl LocalFleet {
         let mut best: Option<(u64, Member)> = None;
         for &ordinal in inner.running.keys().filter(|&&o| o < keep) {
             let member = self.member(ordinal)?;
-            let Ok(info) =
-                redis_admin::info(&member.endpoint, &self.config.access, self.config.timeout).await
-            else {
+            let Ok(info) = self.info(&member).await else {
                 continue;
             };
             let replication = &info.replication;
@@ -428,10 +460,7 @@ impl LocalFleet {
         )
         .await;
         if let Err(error) = switched {
-            let still_master =
-                redis_admin::info(&old.endpoint, &self.config.access, self.config.timeout)
-                    .await
-                    .is_ok_and(|info| info.role == Role::Master);
+            let still_master = self.info(&old).await.is_ok_and(|info| info.role == Role::Master);
             if still_master {
                 let mut state = inner.state.clone();
                 state.master = Some(old.id.clone());

@@ -131,6 +131,12 @@ pub enum ClusterError {
         "refusing to record {instance} at epoch {epoch}: epochs only grow, and {recorded} is recorded"
     )]
     StaleEpoch { instance: InstanceId, epoch: u64, recorded: String },
+    #[error(
+        "refusing to finish bootstrap: {instance} is recorded at epoch 1 but is not master, and \
+         {holder} holds replicated data ({instance} may have restarted empty); \
+         the failover logic must choose the master"
+    )]
+    BootstrapUnsafe { instance: InstanceId, holder: InstanceId },
     #[error("refusing to repoint {instance}: it is the recorded master (record another first)")]
     RecordedMaster { instance: InstanceId },
 }
@@ -152,6 +158,7 @@ impl ClusterError {
             ClusterError::NotRecorded { .. } => "not_recorded",
             ClusterError::StaleEpoch { .. } => "stale_epoch",
             ClusterError::RecordedMaster { .. } => "recorded_master",
+            ClusterError::BootstrapUnsafe { .. } => "bootstrap_unsafe",
         }
     }
 }
