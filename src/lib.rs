@@ -19,11 +19,14 @@
 //! - [`sample`]: the Redis and Prometheus samplers (edges, I/O).
 //! - [`decide`]: the pure decision core (scaling today).
 //! - [`act`]: admission for actions: apply, dry-run or paused, under a per-policy rate limit.
+//! - [`cluster`]: the cluster edge the daemon acts through (list, scale, promote, repoint, the
+//!   durable master record), and the local `redis-server` fleet backend.
 //! - [`sim`]: replays a load trace against a policy and against the Kubernetes HPA baseline.
 //! - [`cli`]: the `redis-autopilot` subcommands; `main.rs` only calls [`cli::run`].
 
 pub mod act;
 pub mod cli;
+pub mod cluster;
 pub mod daemon;
 pub mod decide;
 pub mod observe;

@@ -100,48 +100,56 @@ impl RedisSampler {
                 result => return result,
             }
         }
-        let mut connection = self.connect(endpoint).await?;
+        let mut connection = connect(endpoint, &self.access, self.timeout).await?;
         self.cache().insert(endpoint.id.clone(), connection.clone());
         redis::cmd("INFO").query_async(&mut connection).await
-    }
-
-    async fn connect(&self, endpoint: &Endpoint) -> Result<MultiplexedConnection, RedisError> {
-        let addr = match &self.access.tls {
-            None => ConnectionAddr::Tcp(endpoint.host.clone(), endpoint.port),
-            Some(_) => ConnectionAddr::TcpTls {
-                host: endpoint.host.clone(),
-                port: endpoint.port,
-                insecure: false,
-                tls_params: None,
-            },
-        };
-        let mut settings = RedisConnectionInfo::default()
-            .set_lib_name("redis-autopilot", env!("CARGO_PKG_VERSION"));
-        if let Some(username) = &self.access.username {
-            settings = settings.set_username(username);
-        }
-        if let Some(password) = &self.access.password {
-            settings = settings.set_password(password.expose());
-        }
-        let info = addr.into_connection_info()?.set_redis_settings(settings);
-        let client = match self.access.tls.as_ref().and_then(|t| t.ca_pem.clone()) {
-            Some(root_cert) => Client::build_with_tls(
-                info,
-                redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) },
-            )?,
-            None => Client::open(info)?,
-        };
-        // The library's own deadlines default to 500 ms; ours is the policy's.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
-        client.get_multiplexed_async_connection_with_config(&config).await
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<InstanceId, MultiplexedConnection>> {
         // A panic elsewhere while holding the lock leaves only connections behind: still usable.
         self.connections.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Opens one multiplexed connection to `endpoint` with `access`, both the connect and every
+/// reply bounded by `timeout`. Shared by the sampler and the cluster's role commands, so both
+/// authenticate and encrypt the same way. The password is sent in `AUTH` only; the redis
+/// crate's errors never include it.
+pub(crate) async fn connect(
+    endpoint: &Endpoint,
+    access: &Access,
+    timeout: Duration,
+) -> Result<MultiplexedConnection, RedisError> {
+    let addr = match &access.tls {
+        None => ConnectionAddr::Tcp(endpoint.host.clone(), endpoint.port),
+        Some(_) => ConnectionAddr::TcpTls {
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+            insecure: false,
+            tls_params: None,
+        },
+    };
+    let mut settings =
+        RedisConnectionInfo::default().set_lib_name("redis-autopilot", env!("CARGO_PKG_VERSION"));
+    if let Some(username) = &access.username {
+        settings = settings.set_username(username);
+    }
+    if let Some(password) = &access.password {
+        settings = settings.set_password(password.expose());
+    }
+    let info = addr.into_connection_info()?.set_redis_settings(settings);
+    let client = match access.tls.as_ref().and_then(|t| t.ca_pem.clone()) {
+        Some(root_cert) => Client::build_with_tls(
+            info,
+            redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) },
+        )?,
+        None => Client::open(info)?,
+    };
+    // The library's own deadlines default to 500 ms; ours is the caller's.
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    client.get_multiplexed_async_connection_with_config(&config).await
 }
 
 /// Refused and timed out stay apart: failover detection weighs them differently.

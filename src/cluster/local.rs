@@ -1,0 +1,648 @@
+//! [`LocalFleet`], the embedded default [`Cluster`] backend: `redis-server` child processes on
+//! `127.0.0.1`, instance `n` on port `basePort + n` with its files in `dataDir/n`, and the
+//! durable record (master, epoch, requested replicas) in `dataDir/state.json`.
+//!
+//! Every instance boots as a replica: of the recorded master, or of itself when none is
+//! recorded yet (a Redis replicating itself stays a harmless read-only replica with
+//! `master_link_status:down` that refuses to feed others, `-NOMASTERLINK`). Only
+//! [`Cluster::promote`] makes a master, so an instance that restarts empty can never wipe the
+//! others by coming back as a master.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::redis_admin;
+use super::{Cluster, ClusterError, MasterRecord, Member};
+use crate::observe::{InstanceId, Role};
+use crate::policy::Target;
+use crate::sample::redis::{Access, Endpoint};
+
+/// How long an instance may take to listen after it was started.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a stopped instance gets to exit after `SIGTERM` before `SIGKILL`.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+const POLL: Duration = Duration::from_millis(20);
+const HOST: &str = "127.0.0.1";
+
+/// How to run a local fleet.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// The `redis-server` binary: a path, or a name looked up on `PATH`.
+    pub redis_server: String,
+    pub base_port: u16,
+    pub data_dir: PathBuf,
+    /// How the role commands authenticate to the instances.
+    pub access: Access,
+    /// Deadline of every role command.
+    pub timeout: Duration,
+    /// Stop every instance when the fleet is dropped. Off, the instances outlive the daemon
+    /// and the next [`LocalFleet::open`] on the same `data_dir` adopts them.
+    pub owns_processes: bool,
+}
+
+impl LocalConfig {
+    /// The configuration of a `local` policy target; `None` for other targets.
+    pub fn from_target(target: &Target, access: Access, timeout: Duration) -> Option<Self> {
+        match target {
+            Target::Local { redis_server, base_port, data_dir } => Some(Self {
+                redis_server: redis_server.clone(),
+                base_port: *base_port,
+                data_dir: PathBuf::from(data_dir),
+                access,
+                timeout,
+                owns_processes: true,
+            }),
+            Target::Kubernetes { .. } | Target::Endpoints(_) => None,
+        }
+    }
+}
+
+/// `dataDir/state.json`: what must survive a daemon restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct State {
+    /// The recorded master's instance id, `null` before [`LocalFleet::bootstrap`].
+    master: Option<InstanceId>,
+    epoch: u64,
+    /// Instances requested by the last [`Cluster::scale`].
+    replicas: u16,
+}
+
+impl State {
+    fn record(&self) -> Option<MasterRecord> {
+        self.master.clone().map(|instance| MasterRecord { instance, epoch: self.epoch })
+    }
+
+    fn describe(&self) -> String {
+        match &self.master {
+            Some(master) => format!("{master} at epoch {}", self.epoch),
+            None => format!("nothing (epoch {})", self.epoch),
+        }
+    }
+}
+
+/// Reads the state file; a missing file is the empty state of a new fleet.
+fn read_state(path: &Path) -> Result<State, ClusterError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|source| ClusterError::StateCorrupt { path: path.to_owned(), source }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+        Err(source) => Err(ClusterError::StateIo { action: "read", path: path.to_owned(), source }),
+    }
+}
+
+/// Replaces the state file atomically: a temp file is written and fsynced, renamed over the
+/// old one, and the directory fsynced, so a crash at any point leaves either the old or the
+/// new state on disk, never a torn one.
+fn write_state(path: &Path, state: &State) -> Result<(), ClusterError> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| ClusterError::StateIo { action, path, source }
+    };
+    let temp = path.with_extension("json.tmp");
+    let json = serde_json::to_vec_pretty(state)
+        .map_err(|source| ClusterError::StateCorrupt { path: path.to_owned(), source })?;
+    let mut file = std::fs::File::create(&temp).map_err(io("create", &temp))?;
+    file.write_all(&json).map_err(io("write", &temp))?;
+    file.sync_all().map_err(io("fsync", &temp))?;
+    drop(file);
+    std::fs::rename(&temp, path).map_err(io("rename into place", path))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync", dir))?;
+    }
+    Ok(())
+}
+
+/// A running instance: our child, or one a previous daemon started (known by its pid file).
+enum Process {
+    Child(Child),
+    Adopted(u32),
+}
+
+impl Process {
+    fn pid(&self) -> u32 {
+        match self {
+            Process::Child(child) => child.id(),
+            Process::Adopted(pid) => *pid,
+        }
+    }
+
+    /// Whether the process is still there (reaping our child if it exited).
+    fn alive(&mut self) -> bool {
+        match self {
+            Process::Child(child) => matches!(child.try_wait(), Ok(None)),
+            Process::Adopted(pid) => signal(*pid, "0"),
+        }
+    }
+
+    /// `SIGKILL`, and reap our child; used on drop, where nothing can wait politely.
+    fn kill_now(&mut self) {
+        match self {
+            Process::Child(child) => {
+                // Already exited is the only error: nothing to do then.
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Process::Adopted(pid) => {
+                signal(*pid, "KILL");
+            }
+        }
+    }
+}
+
+/// Sends `signal` with the `kill` utility (this crate forbids `unsafe`, so no `libc::kill`);
+/// `true` when it was delivered. Signal `0` only asks whether the process exists.
+fn signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+struct Inner {
+    state: State,
+    running: BTreeMap<u16, Process>,
+}
+
+/// The local backend. Actions are serialized: one at a time, each seeing the last's result.
+pub struct LocalFleet {
+    config: LocalConfig,
+    state_path: PathBuf,
+    inner: tokio::sync::Mutex<Inner>,
+}
+
+impl LocalFleet {
+    /// Opens the fleet in `config.data_dir` (created if missing): reads the recorded state and
+    /// adopts the instances a previous daemon left running (a live pid in `dataDir/n/redis.pid`).
+    /// Starts nothing: call [`Cluster::scale`] with [`Cluster::replicas`] to restore the
+    /// requested count.
+    pub fn open(config: LocalConfig) -> Result<Self, ClusterError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| ClusterError::StateIo {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
+        let state_path = dir.join("state.json");
+        let state = read_state(&state_path)?;
+        let mut running = BTreeMap::new();
+        let entries = std::fs::read_dir(dir).map_err(|source| ClusterError::StateIo {
+            action: "list",
+            path: dir.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let Some(ordinal) = entry.file_name().to_str().and_then(|n| n.parse::<u16>().ok())
+            else {
+                continue;
+            };
+            let pid = std::fs::read_to_string(entry.path().join("redis.pid"))
+                .ok()
+                .and_then(|text| text.trim().parse::<u32>().ok());
+            if let Some(pid) = pid.filter(|pid| signal(*pid, "0")) {
+                running.insert(ordinal, Process::Adopted(pid));
+            }
+        }
+        Ok(Self { config, state_path, inner: tokio::sync::Mutex::new(Inner { state, running }) })
+    }
+
+    /// Chooses the first master of a new fleet: when no master is recorded and instance 0
+    /// exists, records it at epoch 1, promotes it and repoints every other instance to it.
+    ///
+    /// This is the only time a master is chosen without the failover logic: a new fleet has no
+    /// data to lose, so any instance will do. Idempotent, and safe to re-run after a daemon
+    /// died halfway. A record at epoch 1 is only ever written here, so finding one means
+    /// bootstrap's promotion may not have happened yet; it is finished only when instance 0 is
+    /// already master, or when no instance has ever replicated anything (every
+    /// `master_repl_offset` is 0). Otherwise instance 0 may be a master that restarted empty,
+    /// and promoting it would wipe the replicas: that is refused
+    /// ([`ClusterError::BootstrapUnsafe`]) and left to the failover logic. With a later epoch
+    /// recorded it does nothing. Returns the recorded master, if any.
+    pub async fn bootstrap(&self) -> Result<Option<MasterRecord>, ClusterError> {
+        let mut inner = self.inner.lock().await;
+        let Some(first) = inner.running.keys().next().copied() else {
+            return Ok(inner.state.record());
+        };
+        let first = self.member(first)?;
+        let fresh = inner.state.master.is_none();
+        if fresh {
+            let mut state = inner.state.clone();
+            state.master = Some(first.id.clone());
+            state.epoch = 1;
+            write_state(&self.state_path, &state)?;
+            inner.state = state;
+        }
+        let bootstrapped = MasterRecord { instance: first.id.clone(), epoch: 1 };
+        if inner.state.record().as_ref() != Some(&bootstrapped) {
+            return Ok(inner.state.record());
+        }
+        let members: Vec<Member> =
+            inner.running.keys().map(|&o| self.member(o)).collect::<Result<_, _>>()?;
+        if !fresh {
+            self.check_unreplicated(&first, &members).await?;
+        }
+        self.replicaof(&first, None).await?;
+        for member in members.iter().filter(|m| m.ordinal != first.ordinal) {
+            self.replicaof(member, Some(&first)).await?;
+        }
+        Ok(Some(bootstrapped))
+    }
+
+    /// Whether re-running bootstrap's promotion of `first` is safe: it is master already, or
+    /// no instance has replicated anything yet.
+    async fn check_unreplicated(
+        &self,
+        first: &Member,
+        members: &[Member],
+    ) -> Result<(), ClusterError> {
+        if self.info(first).await?.role == Role::Master {
+            return Ok(());
+        }
+        for member in members {
+            let offset = self.info(member).await?.replication.master_repl_offset.unwrap_or(0);
+            if offset > 0 {
+                return Err(ClusterError::BootstrapUnsafe {
+                    instance: first.id.clone(),
+                    holder: member.id.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every instance this fleet runs (`SIGTERM`, then `SIGKILL` after a grace period),
+    /// highest ordinal first. The record and the requested count stay: the next
+    /// [`Cluster::scale`] brings the instances back, as replicas.
+    pub async fn shutdown(&self) -> Result<(), ClusterError> {
+        let mut inner = self.inner.lock().await;
+        let ordinals: Vec<u16> = inner.running.keys().rev().copied().collect();
+        for ordinal in ordinals {
+            if let Some(process) = inner.running.remove(&ordinal) {
+                self.stop(ordinal, process).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn port(&self, ordinal: u16) -> Result<u16, ClusterError> {
+        self.config
+            .base_port
+            .checked_add(ordinal)
+            .ok_or(ClusterError::PortRange { base_port: self.config.base_port, ordinal })
+    }
+
+    fn member(&self, ordinal: u16) -> Result<Member, ClusterError> {
+        let port = self.port(ordinal)?;
+        let id = format!("{HOST}:{port}");
+        Ok(Member { endpoint: Endpoint { id: id.clone(), host: HOST.into(), port }, id, ordinal })
+    }
+
+    /// The ordinal the recorded master runs as, if it is one of ours.
+    fn master_ordinal(&self, state: &State) -> Option<u16> {
+        let master = state.master.as_deref()?;
+        let port: u16 = master.strip_prefix(HOST)?.strip_prefix(':')?.parse().ok()?;
+        port.checked_sub(self.config.base_port)
+    }
+
+    async fn replicaof(
+        &self,
+        member: &Member,
+        master: Option<&Member>,
+    ) -> Result<(), ClusterError> {
+        redis_admin::replicaof(
+            &member.endpoint,
+            master.map(|m| &m.endpoint),
+            &self.config.access,
+            self.config.timeout,
+        )
+        .await
+    }
+
+    async fn info(&self, member: &Member) -> Result<crate::observe::Info, ClusterError> {
+        redis_admin::info(&member.endpoint, &self.config.access, self.config.timeout).await
+    }
+
+    /// Starts instance `ordinal` as a replica of port `master_port` and waits until it listens.
+    async fn start(&self, ordinal: u16, master_port: u16) -> Result<Process, ClusterError> {
+        let member = self.member(ordinal)?;
+        let dir = self.config.data_dir.join(ordinal.to_string());
+        let log = dir.join("redis.log");
+        let failed = |why: String| ClusterError::Start {
+            instance: member.id.clone(),
+            why,
+            log: log.clone(),
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| ClusterError::StateIo {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
+        // Something already answering there would be mistaken for the new instance.
+        if tokio::net::TcpStream::connect((HOST, member.endpoint.port)).await.is_ok() {
+            return Err(failed(format!("port {} is already in use", member.endpoint.port)));
+        }
+        let mut child = Command::new(&self.config.redis_server)
+            .arg("--port")
+            .arg(member.endpoint.port.to_string())
+            .args(["--bind", HOST, "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--logfile")
+            .arg(&log)
+            .arg("--pidfile")
+            .arg(dir.join("redis.pid"))
+            // Durability comes from replicas and snapshots, not from local files: a restarted
+            // instance starts empty and resyncs, which is what booting as a replica expects.
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"])
+            .args(["--replicaof", HOST])
+            .arg(master_port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| ClusterError::Spawn {
+                binary: self.config.redis_server.clone(),
+                instance: member.id.clone(),
+                source,
+            })?;
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(failed(format!("redis-server exited with {status}")));
+            }
+            if tokio::net::TcpStream::connect((HOST, member.endpoint.port)).await.is_ok() {
+                return Ok(Process::Child(child));
+            }
+            if Instant::now() >= deadline {
+                let mut process = Process::Child(child);
+                process.kill_now();
+                return Err(failed(format!("not listening after {START_DEADLINE:?}")));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// `SIGTERM`, then `SIGKILL` if the process is still there after [`STOP_GRACE`].
+    async fn stop(&self, ordinal: u16, mut process: Process) -> Result<(), ClusterError> {
+        if !process.alive() {
+            return Ok(());
+        }
+        let instance = self.member(ordinal)?.id;
+        signal(process.pid(), "TERM");
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if !process.alive() {
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        process.kill_now();
+        if process.alive() {
+            return Err(ClusterError::Stop {
+                instance,
+                why: format!("pid {} survived SIGKILL", process.pid()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves the master role off `master` (about to be removed) to the best instance below
+    /// `keep`: linked up to it, highest replication offset, lowest ordinal on ties; priority-0
+    /// replicas never. Records the new master at the next epoch *before* the switchover; if
+    /// Redis aborts the switchover and `master` is still master, records it back at the epoch
+    /// after, so the record always names the instance that serves writes. Then repoints the
+    /// other survivors to the new master.
+    async fn hand_over(
+        &self,
+        inner: &mut Inner,
+        master: u16,
+        keep: u16,
+    ) -> Result<(), ClusterError> {
+        let old = self.member(master)?;
+        let mut best: Option<(u64, Member)> = None;
+        for &ordinal in inner.running.keys().filter(|&&o| o < keep) {
+            let member = self.member(ordinal)?;
+            let Ok(info) = self.info(&member).await else {
+                continue;
+            };
+            let replication = &info.replication;
+            let eligible = info.role == Role::Replica
+                && info.master_link_up == Some(true)
+                && replication.master_port == Some(old.endpoint.port)
+                && replication.replica_priority != Some(0);
+            let offset = replication.replica_repl_offset.unwrap_or(0);
+            if eligible && best.as_ref().is_none_or(|(b, _)| offset > *b) {
+                best = Some((offset, member));
+            }
+        }
+        let Some((_, new)) = best else {
+            return Err(ClusterError::NoCandidate { master: old.id });
+        };
+        let mut state = inner.state.clone();
+        state.master = Some(new.id.clone());
+        state.epoch += 1;
+        write_state(&self.state_path, &state)?;
+        inner.state = state;
+        let switched = redis_admin::switchover(
+            &old.endpoint,
+            &new.endpoint,
+            &self.config.access,
+            self.config.timeout,
+        )
+        .await;
+        if let Err(error) = switched {
+            let still_master = self.info(&old).await.is_ok_and(|info| info.role == Role::Master);
+            if still_master {
+                let mut state = inner.state.clone();
+                state.master = Some(old.id.clone());
+                state.epoch += 1;
+                write_state(&self.state_path, &state)?;
+                inner.state = state;
+            }
+            return Err(error);
+        }
+        let others: Vec<u16> =
+            inner.running.keys().copied().filter(|&o| o < keep && o != new.ordinal).collect();
+        for ordinal in others {
+            self.replicaof(&self.member(ordinal)?, Some(&new)).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Cluster for LocalFleet {
+    async fn members(&self) -> Result<Vec<Member>, ClusterError> {
+        let inner = self.inner.lock().await;
+        inner.running.keys().map(|&ordinal| self.member(ordinal)).collect()
+    }
+
+    async fn replicas(&self) -> Result<u16, ClusterError> {
+        Ok(self.inner.lock().await.state.replicas)
+    }
+
+    /// Records `to` as requested, then reconciles: instances that exited are forgotten; the
+    /// recorded master, if it is to be removed, is switched over first (see `hand_over`); the
+    /// highest ordinals are stopped; missing ordinals below `to` are started as replicas of the
+    /// recorded master (of themselves when none is recorded) and sync from it in the
+    /// background. If the daemon dies halfway, calling `scale(to)` again finishes the job; a
+    /// failed switchover removes nothing.
+    async fn scale(&self, to: u16) -> Result<(), ClusterError> {
+        let mut inner = self.inner.lock().await;
+        if inner.state.replicas != to {
+            let mut state = inner.state.clone();
+            state.replicas = to;
+            write_state(&self.state_path, &state)?;
+            inner.state = state;
+        }
+        inner.running.retain(|_, process| process.alive());
+        if let Some(master) = self.master_ordinal(&inner.state)
+            && master >= to
+            && inner.running.contains_key(&master)
+        {
+            self.hand_over(&mut inner, master, to).await?;
+        }
+        let removing: Vec<u16> = inner.running.range(to..).rev().map(|(&o, _)| o).collect();
+        for ordinal in removing {
+            if let Some(process) = inner.running.remove(&ordinal) {
+                self.stop(ordinal, process).await?;
+            }
+        }
+        for ordinal in 0..to {
+            if inner.running.contains_key(&ordinal) {
+                continue;
+            }
+            let master_port = match self.master_ordinal(&inner.state) {
+                Some(master) => self.port(master)?,
+                None => self.port(ordinal)?,
+            };
+            let process = self.start(ordinal, master_port).await?;
+            inner.running.insert(ordinal, process);
+        }
+        Ok(())
+    }
+
+    async fn recorded_master(&self) -> Result<Option<MasterRecord>, ClusterError> {
+        Ok(self.inner.lock().await.state.record())
+    }
+
+    async fn record_master(&self, record: MasterRecord) -> Result<(), ClusterError> {
+        let mut inner = self.inner.lock().await;
+        if inner.state.record().as_ref() == Some(&record) {
+            return Ok(());
+        }
+        if record.epoch <= inner.state.epoch {
+            return Err(ClusterError::StaleEpoch {
+                instance: record.instance,
+                epoch: record.epoch,
+                recorded: inner.state.describe(),
+            });
+        }
+        let mut state = inner.state.clone();
+        state.master = Some(record.instance);
+        state.epoch = record.epoch;
+        write_state(&self.state_path, &state)?;
+        inner.state = state;
+        Ok(())
+    }
+
+    async fn promote(&self, member: &Member, epoch: u64) -> Result<(), ClusterError> {
+        let inner = self.inner.lock().await;
+        if inner.state.master.as_deref() != Some(member.id.as_str()) || inner.state.epoch != epoch {
+            return Err(ClusterError::NotRecorded {
+                instance: member.id.clone(),
+                epoch,
+                recorded: inner.state.describe(),
+            });
+        }
+        self.replicaof(member, None).await
+    }
+
+    /// Refuses to repoint the recorded master: that would leave the fleet without the master
+    /// it records (record another master first).
+    async fn repoint(&self, member: &Member, master: &Member) -> Result<(), ClusterError> {
+        let inner = self.inner.lock().await;
+        if inner.state.master.as_deref() == Some(member.id.as_str()) {
+            return Err(ClusterError::RecordedMaster { instance: member.id.clone() });
+        }
+        self.replicaof(member, Some(master)).await
+    }
+}
+
+impl Drop for LocalFleet {
+    fn drop(&mut self) {
+        if self.config.owns_processes {
+            for process in self.inner.get_mut().running.values_mut() {
+                process.kill_now();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_replaces_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert_eq!(read_state(&path).unwrap(), State::default());
+        let state = State { master: Some("127.0.0.1:7000".into()), epoch: 3, replicas: 2 };
+        write_state(&path, &state).unwrap();
+        assert_eq!(read_state(&path).unwrap(), state);
+        let next = State { epoch: 4, ..state };
+        write_state(&path, &next).unwrap();
+        assert_eq!(read_state(&path).unwrap(), next);
+        // No temp file is left behind once the new state is in place.
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["state.json"]);
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"master": "127.0.0.1:7000", "epoch": 4, "replicas": 2})
+        );
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        for text in [
+            "{\"master\": \"a\", \"epo",
+            "{\"master\": null, \"epoch\": 1, \"replicas\": 1, \"x\": 1}",
+            "",
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let error = read_state(&path).unwrap_err();
+            assert_eq!(error.category(), "state_corrupt");
+            let message = error.to_string();
+            assert!(message.contains("state.json") && message.contains("not valid"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_state_file_stops_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("state.json"), "not json").unwrap();
+        let config = LocalConfig {
+            redis_server: "redis-server".into(),
+            base_port: 7000,
+            data_dir: dir.path().to_owned(),
+            access: Access::default(),
+            timeout: Duration::from_secs(1),
+            owns_processes: true,
+        };
+        assert!(matches!(LocalFleet::open(config), Err(ClusterError::StateCorrupt { .. })));
+    }
+}

@@ -1,0 +1,164 @@
+//! The cluster edge: the one small trait the daemon acts through to list, scale, promote and
+//! repoint Redis instances, and to keep the durable record of which instance is the master.
+//!
+//! - [`Cluster`]: the trait. Backends: [`local::LocalFleet`] (child processes on loopback) today;
+//!   a Kubernetes StatefulSet and the simulator later. Used generically, never as `dyn`.
+//! - [`redis_admin`]: the Redis-side role commands every backend shares (`REPLICAOF`,
+//!   `FAILOVER`), each under a deadline.
+//! - [`local`]: the embedded default backend.
+//!
+//! # The master invariant
+//!
+//! Every instance boots as a replica. An instance becomes master only through
+//! [`Cluster::promote`], and only after [`Cluster::record_master`] durably named it at a new
+//! epoch: a daemon that dies between the two restarts knowing which instance it meant to
+//! promote, and never finds a master it has no record of.
+
+pub mod local;
+pub mod redis_admin;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use crate::observe::InstanceId;
+use crate::sample::redis::Endpoint;
+
+/// One instance that exists now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: InstanceId,
+    pub endpoint: Endpoint,
+    /// Position in the deployment (a StatefulSet ordinal); scaling down removes the highest.
+    pub ordinal: u16,
+}
+
+/// The durable answer to "who is master": the instance, and the epoch at which it was chosen.
+/// Epochs only grow, so a stale decision (an older epoch) can be recognised and refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterRecord {
+    pub instance: InstanceId,
+    pub epoch: u64,
+}
+
+/// What the daemon acts through. Every call is bounded by a deadline chosen by the backend;
+/// every action is safe to retry after a failure or a daemon restart (each says how).
+pub trait Cluster: Send + Sync {
+    /// The instances that exist now, in ordinal order.
+    fn members(&self) -> impl Future<Output = Result<Vec<Member>, ClusterError>> + Send;
+
+    /// How many instances were last requested by [`Cluster::scale`].
+    fn replicas(&self) -> impl Future<Output = Result<u16, ClusterError>> + Send;
+
+    /// Makes ordinals `0..to` exist and removes the others. Never removes the recorded master:
+    /// a backend first switches it over to a surviving replica. Idempotent: calling it again
+    /// with the same `to` finishes an interrupted call.
+    fn scale(&self, to: u16) -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    /// The last durably recorded master, if any.
+    fn recorded_master(
+        &self,
+    ) -> impl Future<Output = Result<Option<MasterRecord>, ClusterError>> + Send;
+
+    /// Durably records `record` before anything acts on it. Refuses an epoch lower than the
+    /// recorded one, or the same epoch naming another instance; recording the same record
+    /// again is a no-op, so a retry is safe.
+    fn record_master(
+        &self,
+        record: MasterRecord,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    /// Makes `member` a master (`REPLICAOF NO ONE`). Refused unless `member` at `epoch` is the
+    /// recorded master. Idempotent.
+    fn promote(
+        &self,
+        member: &Member,
+        epoch: u64,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    /// Makes `member` replicate `master`. Idempotent (Redis answers "already connected").
+    fn repoint(
+        &self,
+        member: &Member,
+        master: &Member,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+}
+
+/// Why a cluster action failed. Messages name instances, files and binaries, never secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot {action} `{}`", .path.display())]
+    StateIo {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file `{}` is not valid (fix or remove it; it records the master)", .path.display())]
+    StateCorrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot start `{binary}` (spec.target.local.redisServer) for instance {instance}")]
+    Spawn {
+        binary: String,
+        instance: InstanceId,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("instance {instance} did not start listening: {why} (see `{}`)", .log.display())]
+    Start { instance: InstanceId, why: String, log: PathBuf },
+    #[error("cannot stop instance {instance}: {why}")]
+    Stop { instance: InstanceId, why: String },
+    #[error("ordinal {ordinal} has no port: basePort {base_port} + ordinal is beyond 65535")]
+    PortRange { base_port: u16, ordinal: u16 },
+    #[error("{action} on {instance} failed")]
+    Redis {
+        action: &'static str,
+        instance: InstanceId,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("{action} on {instance} timed out after {timeout:?}")]
+    Timeout { action: &'static str, instance: InstanceId, timeout: std::time::Duration },
+    #[error("switchover from {from} to {to} did not complete: {why}")]
+    Switchover { from: InstanceId, to: InstanceId, why: String },
+    #[error("no replica of {master} can take over (none is linked up): refusing to remove it")]
+    NoCandidate { master: InstanceId },
+    #[error("refusing to promote {instance} at epoch {epoch}: the recorded master is {recorded}")]
+    NotRecorded { instance: InstanceId, epoch: u64, recorded: String },
+    #[error(
+        "refusing to record {instance} at epoch {epoch}: epochs only grow, and {recorded} is recorded"
+    )]
+    StaleEpoch { instance: InstanceId, epoch: u64, recorded: String },
+    #[error(
+        "refusing to finish bootstrap: {instance} is recorded at epoch 1 but is not master, and \
+         {holder} holds replicated data ({instance} may have restarted empty); \
+         the failover logic must choose the master"
+    )]
+    BootstrapUnsafe { instance: InstanceId, holder: InstanceId },
+    #[error("refusing to repoint {instance}: it is the recorded master (record another first)")]
+    RecordedMaster { instance: InstanceId },
+}
+
+impl ClusterError {
+    /// A bounded label for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ClusterError::StateIo { .. } => "state_io",
+            ClusterError::StateCorrupt { .. } => "state_corrupt",
+            ClusterError::Spawn { .. } => "spawn",
+            ClusterError::Start { .. } => "start",
+            ClusterError::Stop { .. } => "stop",
+            ClusterError::PortRange { .. } => "port_range",
+            ClusterError::Redis { .. } => "redis",
+            ClusterError::Timeout { .. } => "timeout",
+            ClusterError::Switchover { .. } => "switchover",
+            ClusterError::NoCandidate { .. } => "no_candidate",
+            ClusterError::NotRecorded { .. } => "not_recorded",
+            ClusterError::StaleEpoch { .. } => "stale_epoch",
+            ClusterError::RecordedMaster { .. } => "recorded_master",
+            ClusterError::BootstrapUnsafe { .. } => "bootstrap_unsafe",
+        }
+    }
+}

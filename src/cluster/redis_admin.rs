@@ -1,0 +1,169 @@
+//! The Redis-side role commands every [`super::Cluster`] backend shares: make an instance a
+//! master or a replica (`REPLICAOF`), hand the master role over without losing writes
+//! (`FAILOVER`), and read an instance's `INFO` to choose between replicas. Every call runs under
+//! the caller's deadline on a fresh connection (role changes are rare; a cached connection
+//! could be to a process that has since restarted). Errors name the instance, never a secret.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+
+use super::ClusterError;
+use crate::observe::{Info, Role};
+use crate::sample::redis::{Access, Endpoint, connect};
+
+/// How often [`switchover`] looks at the target while it waits for the roles to swap.
+const POLL: Duration = Duration::from_millis(50);
+
+/// `REPLICAOF NO ONE` (`master` is `None`) or `REPLICAOF host port`.
+///
+/// Idempotent: Redis answers `OK` to `NO ONE` on a master and "Already connected to specified
+/// master" when nothing changes, without a resync. If the daemon dies after sending it, the
+/// instance has the new role and a retry changes nothing.
+pub async fn replicaof(
+    endpoint: &Endpoint,
+    master: Option<&Endpoint>,
+    access: &Access,
+    timeout: Duration,
+) -> Result<(), ClusterError> {
+    let mut command = redis::cmd("REPLICAOF");
+    match master {
+        None => command.arg("NO").arg("ONE"),
+        Some(master) => command.arg(&master.host).arg(master.port),
+    };
+    let action = if master.is_some() { "REPLICAOF host port" } else { "REPLICAOF NO ONE" };
+    let run = async {
+        let mut connection = open(endpoint, access, timeout, action).await?;
+        command
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(|source| redis_error(action, endpoint, source))
+    };
+    bounded(action, endpoint, timeout, run).await
+}
+
+/// Hands the master role from `master` to its replica `to` with
+/// `FAILOVER TO host port TIMEOUT ms` (Redis >= 6.2): the master pauses writes, waits up to
+/// `timeout` for `to` to apply everything, then the two swap roles, so no acknowledged write
+/// is lost. Returns once `to` reports `role:master`; the whole call takes at most about
+/// `2 x timeout` (catching up, then the swap).
+///
+/// If the target cannot catch up in time Redis aborts on its own and `master` keeps serving
+/// writes: the error says so. Other replicas of `master` stay attached to it (now a replica
+/// itself): the caller repoints them. Not idempotent: once the swap happened, a second call
+/// finds `master` a replica and fails; callers check roles before retrying. If the daemon dies
+/// halfway, Redis finishes or aborts the failover by itself.
+pub async fn switchover(
+    master: &Endpoint,
+    to: &Endpoint,
+    access: &Access,
+    timeout: Duration,
+) -> Result<(), ClusterError> {
+    const ACTION: &str = "FAILOVER";
+    let failed =
+        |why: String| ClusterError::Switchover { from: master.id.clone(), to: to.id.clone(), why };
+    let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+    let start = async {
+        let mut connection = open(master, access, timeout, ACTION).await?;
+        redis::cmd("FAILOVER")
+            .arg("TO")
+            .arg(&to.host)
+            .arg(to.port)
+            .arg("TIMEOUT")
+            .arg(millis)
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(|source| redis_error(ACTION, master, source))
+    };
+    bounded(ACTION, master, timeout, start).await?;
+
+    let swap = async {
+        loop {
+            tokio::time::sleep(POLL).await;
+            // Either side may briefly refuse or reset while the roles swap: keep looking until
+            // the deadline rather than failing on one bad read.
+            if let Ok(info) = info(to, access, timeout).await
+                && info.role == Role::Master
+            {
+                return Ok(());
+            }
+            if let Ok(text) = info_text(master, access, timeout).await {
+                let state = field(&text, "master_failover_state").unwrap_or("no-failover");
+                if state == "no-failover" && Info::parse(&text).role == Role::Master {
+                    return Err(failed(format!(
+                        "Redis aborted the failover ({} did not catch up within {timeout:?}); \
+                         {} is still master",
+                        to.id, master.id
+                    )));
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(timeout * 2, swap).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(failed(format!("{} was not master after {:?}", to.id, timeout * 2))),
+    }
+}
+
+/// One instance's `INFO`, parsed.
+pub async fn info(
+    endpoint: &Endpoint,
+    access: &Access,
+    timeout: Duration,
+) -> Result<Info, ClusterError> {
+    info_text(endpoint, access, timeout).await.map(|text| Info::parse(&text))
+}
+
+async fn info_text(
+    endpoint: &Endpoint,
+    access: &Access,
+    timeout: Duration,
+) -> Result<String, ClusterError> {
+    const ACTION: &str = "INFO";
+    let run = async {
+        let mut connection = open(endpoint, access, timeout, ACTION).await?;
+        redis::cmd("INFO")
+            .arg("replication")
+            .query_async::<String>(&mut connection)
+            .await
+            .map_err(|source| redis_error(ACTION, endpoint, source))
+    };
+    bounded(ACTION, endpoint, timeout, run).await
+}
+
+async fn open(
+    endpoint: &Endpoint,
+    access: &Access,
+    timeout: Duration,
+    action: &'static str,
+) -> Result<MultiplexedConnection, ClusterError> {
+    connect(endpoint, access, timeout).await.map_err(|source| redis_error(action, endpoint, source))
+}
+
+/// The connection and reply deadlines bound each step; this bounds the call as a whole.
+async fn bounded<T>(
+    action: &'static str,
+    endpoint: &Endpoint,
+    timeout: Duration,
+    work: impl Future<Output = Result<T, ClusterError>>,
+) -> Result<T, ClusterError> {
+    tokio::time::timeout(timeout, work).await.unwrap_or_else(|_elapsed| {
+        Err(ClusterError::Timeout { action, instance: endpoint.id.clone(), timeout })
+    })
+}
+
+fn redis_error(
+    action: &'static str,
+    endpoint: &Endpoint,
+    source: redis::RedisError,
+) -> ClusterError {
+    ClusterError::Redis { action, instance: endpoint.id.clone(), source }
+}
+
+/// A raw `INFO` field the typed [`Info`] does not keep.
+fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key == name).then(|| value.trim())
+    })
+}

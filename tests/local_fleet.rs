@@ -1,0 +1,276 @@
+//! The local fleet against real `redis-server` processes: bootstrap, scale up and down, the
+//! durable master record, a scale-down that must first switch the master over without losing
+//! a key, and a missing binary.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis_autopilot::cluster::local::{LocalConfig, LocalFleet};
+use redis_autopilot::cluster::{Cluster, ClusterError, MasterRecord, Member};
+use redis_autopilot::policy::Target;
+use redis_autopilot::sample::redis::Access;
+use support::{free_port, require};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A base port with `count` free ports from it, never overlapping a range another test of
+/// this binary took (tests run in parallel and start their servers later).
+fn free_ports(count: u16) -> u16 {
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let base = free_port();
+        let fits = u32::from(base) + u32::from(count) < 65_535;
+        let range = base..base.saturating_add(count);
+        if fits
+            && !taken.iter().any(|port| range.contains(port))
+            && range.clone().all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        {
+            taken.extend(range);
+            return base;
+        }
+    }
+}
+
+fn config(dir: &Path, base_port: u16) -> LocalConfig {
+    let binary = require("redis-server", "redis-server");
+    LocalConfig {
+        redis_server: binary.display().to_string(),
+        base_port,
+        data_dir: dir.to_owned(),
+        access: Access::default(),
+        timeout: TIMEOUT,
+        owns_processes: true,
+    }
+}
+
+async fn connection(port: u16) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("redis URL");
+    client.get_multiplexed_async_connection().await.expect("connect to redis")
+}
+
+async fn info_field(port: u16, field: &str) -> Option<String> {
+    // `None` also while nothing listens: callers wait for instances to come and go.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+    let text: String =
+        redis::cmd("INFO").arg("replication").query_async(&mut connection).await.ok()?;
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key == field).then(|| value.trim().to_owned())
+    })
+}
+
+async fn wait_for(port: u16, field: &str, value: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if info_field(port, field).await.as_deref() == Some(value) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{field} never became {value} on port {port}");
+}
+
+async fn write_keys(port: u16, count: usize) {
+    let mut pipe = redis::pipe();
+    for i in 0..count {
+        pipe.cmd("SET").arg(format!("key:{i}")).arg(i).ignore();
+    }
+    pipe.query_async::<()>(&mut connection(port).await).await.expect("write keys");
+}
+
+async fn dbsize(port: u16) -> usize {
+    redis::cmd("DBSIZE").query_async(&mut connection(port).await).await.expect("DBSIZE")
+}
+
+fn refuses(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+}
+
+fn state(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("state.json")).expect("read state.json"))
+        .expect("state.json is JSON")
+}
+
+fn id(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+#[tokio::test]
+async fn bootstrap_scale_up_replicate_scale_down_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(3);
+    let fleet = LocalFleet::open(config(dir.path(), base)).unwrap();
+    assert_eq!(fleet.recorded_master().await.unwrap(), None);
+
+    fleet.scale(1).await.unwrap();
+    // Booted as a replica of itself: read-only, no master until bootstrap.
+    assert_eq!(info_field(base, "role").await.as_deref(), Some("slave"));
+    let record = fleet.bootstrap().await.unwrap();
+    assert_eq!(record, Some(MasterRecord { instance: id(base), epoch: 1 }));
+    assert_eq!(info_field(base, "role").await.as_deref(), Some("master"));
+
+    fleet.scale(3).await.unwrap();
+    let members = fleet.members().await.unwrap();
+    let ordinals: Vec<u16> = members.iter().map(|m| m.ordinal).collect();
+    assert_eq!(ordinals, [0, 1, 2]);
+    assert_eq!(members[2].endpoint.port, base + 2);
+    for port in [base + 1, base + 2] {
+        wait_for(port, "master_link_status", "up").await;
+        assert_eq!(info_field(port, "master_port").await, Some(base.to_string()));
+    }
+    write_keys(base, 100).await;
+    let acked: usize =
+        redis::cmd("WAIT").arg(2).arg(5000).query_async(&mut connection(base).await).await.unwrap();
+    assert_eq!(acked, 2);
+    for port in [base + 1, base + 2] {
+        assert_eq!(dbsize(port).await, 100);
+        let value: String =
+            redis::cmd("GET").arg("key:42").query_async(&mut connection(port).await).await.unwrap();
+        assert_eq!(value, "42");
+    }
+    assert_eq!(
+        state(dir.path()),
+        serde_json::json!({"master": id(base), "epoch": 1, "replicas": 3})
+    );
+
+    fleet.scale(1).await.unwrap();
+    assert!(refuses(base + 1) && refuses(base + 2));
+    assert_eq!(fleet.members().await.unwrap().len(), 1);
+    assert_eq!(fleet.replicas().await.unwrap(), 1);
+    assert_eq!(state(dir.path())["replicas"], 1);
+    // Idempotent: bootstrap again changes nothing.
+    assert_eq!(fleet.bootstrap().await.unwrap(), record);
+
+    // A second daemon on the same directory reads the record and adopts the running instance,
+    // and, not owning it, leaves it running when dropped.
+    let reopened =
+        LocalFleet::open(LocalConfig { owns_processes: false, ..config(dir.path(), base) })
+            .unwrap();
+    assert_eq!(reopened.recorded_master().await.unwrap(), record);
+    assert_eq!(reopened.replicas().await.unwrap(), 1);
+    let adopted: Vec<String> =
+        reopened.members().await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(adopted, [id(base)]);
+    drop(reopened);
+    assert!(!refuses(base));
+
+    fleet.shutdown().await.unwrap();
+    assert!(refuses(base));
+}
+
+#[tokio::test]
+async fn scaling_down_the_master_switches_over_first_without_losing_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(3);
+    let fleet = LocalFleet::open(config(dir.path(), base)).unwrap();
+    fleet.scale(3).await.unwrap();
+    fleet.bootstrap().await.unwrap();
+    for port in [base + 1, base + 2] {
+        wait_for(port, "master_link_status", "up").await;
+    }
+    let members = fleet.members().await.unwrap();
+    let [m0, m1, m2]: [Member; 3] = members.try_into().unwrap();
+
+    // Promoting anything but the recorded master, or demoting the recorded master, is refused.
+    let refused = fleet.promote(&m2, 2).await.unwrap_err();
+    assert_eq!(refused.category(), "not_recorded", "{refused}");
+    let refused = fleet.repoint(&m0, &m2).await.unwrap_err();
+    assert_eq!(refused.category(), "recorded_master", "{refused}");
+    let stale = fleet.record_master(MasterRecord { instance: m2.id.clone(), epoch: 1 }).await;
+    assert_eq!(stale.unwrap_err().category(), "stale_epoch");
+
+    // Make the highest ordinal the master, the way the failover logic will.
+    fleet.record_master(MasterRecord { instance: m2.id.clone(), epoch: 2 }).await.unwrap();
+    fleet.promote(&m2, 2).await.unwrap();
+    fleet.repoint(&m0, &m2).await.unwrap();
+    fleet.repoint(&m1, &m2).await.unwrap();
+    for port in [base, base + 1] {
+        wait_for(port, "master_port", &(base + 2).to_string()).await;
+        wait_for(port, "master_link_status", "up").await;
+    }
+
+    const KEYS: usize = 10_000;
+    write_keys(base + 2, KEYS).await;
+    fleet.scale(2).await.unwrap();
+
+    let record = fleet.recorded_master().await.unwrap().unwrap();
+    assert_eq!(record.epoch, 3);
+    let new = if record.instance == m0.id { &m0 } else { &m1 };
+    assert!(record.instance == m0.id || record.instance == m1.id, "{record:?}");
+    assert_eq!(info_field(new.endpoint.port, "role").await.as_deref(), Some("master"));
+    assert_eq!(dbsize(new.endpoint.port).await, KEYS);
+    assert!(refuses(base + 2));
+    let other = if new.ordinal == 0 { &m1 } else { &m0 };
+    wait_for(other.endpoint.port, "master_port", &new.endpoint.port.to_string()).await;
+    wait_for(other.endpoint.port, "master_link_status", "up").await;
+    assert_eq!(state(dir.path()), serde_json::json!({"master": new.id, "epoch": 3, "replicas": 2}));
+    fleet.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_redis_server_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::Local {
+        redis_server: "/nonexistent/redis-server".into(),
+        base_port: free_port(),
+        data_dir: dir.path().display().to_string(),
+    };
+    let config = LocalConfig::from_target(&target, Access::default(), TIMEOUT).unwrap();
+    let fleet = LocalFleet::open(config).unwrap();
+    let error = fleet.scale(1).await.unwrap_err();
+    assert!(matches!(error, ClusterError::Spawn { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("/nonexistent/redis-server") && message.contains("redisServer"),
+        "{message}"
+    );
+    assert!(fleet.members().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_master_that_restarted_empty_comes_back_a_replica_and_is_not_promoted_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(2);
+    let fleet = LocalFleet::open(config(dir.path(), base)).unwrap();
+    fleet.scale(2).await.unwrap();
+    fleet.bootstrap().await.unwrap();
+    wait_for(base + 1, "master_link_status", "up").await;
+    write_keys(base, 100).await;
+    let acked: usize =
+        redis::cmd("WAIT").arg(1).arg(5000).query_async(&mut connection(base).await).await.unwrap();
+    assert_eq!(acked, 1);
+
+    // The master dies; without persistence it restarts empty. Reconciling brings it back,
+    // as a replica (of itself: it is the recorded master), never as a master. The port closes
+    // a moment before the process exits, so reconcile until the exit is seen, as the daemon's
+    // loop would.
+    let _ =
+        redis::cmd("SHUTDOWN").arg("NOSAVE").query_async::<()>(&mut connection(base).await).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !refuses(base) {
+        assert!(Instant::now() < deadline, "instance 0 never stopped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    loop {
+        fleet.scale(2).await.unwrap();
+        if info_field(base, "role").await.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "instance 0 never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(info_field(base, "role").await.as_deref(), Some("slave"));
+    assert_eq!(dbsize(base).await, 0);
+
+    // Re-running bootstrap would promote the empty instance and wipe the replica: refused.
+    let error = fleet.bootstrap().await.unwrap_err();
+    assert_eq!(error.category(), "bootstrap_unsafe", "{error}");
+    assert_eq!(dbsize(base + 1).await, 100);
+    fleet.shutdown().await.unwrap();
+}
