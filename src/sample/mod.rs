@@ -50,22 +50,7 @@ impl PolicySampler {
     /// Reads the policy's secrets now (so a missing one fails at start, naming where it was
     /// expected) and prepares the clients.
     pub fn new(policy: &Policy) -> Result<Self, SetupError> {
-        let mut access = Access::default();
-        if let Some(auth) = &policy.auth {
-            access.username = auth.username.clone();
-            access.password =
-                Some(secret::read(&auth.password).map_err(SetupError::RedisPassword)?);
-        }
-        if let Some(tls) = &policy.tls {
-            let ca_pem = match &tls.ca_file {
-                None => None,
-                Some(path) => Some(
-                    std::fs::read(path)
-                        .map_err(|source| SetupError::CaFile { path: path.clone(), source })?,
-                ),
-            };
-            access.tls = Some(Tls { ca_pem });
-        }
+        let access = redis_access(policy)?;
         let timeout = policy.sampling.timeout;
         let prometheus = match &policy.prometheus {
             None => None,
@@ -104,6 +89,27 @@ impl PolicySampler {
         let (instances, queries) = tokio::join!(self.redis.sample(endpoints), queries);
         Observation { at, instances, queries }
     }
+}
+
+/// How to reach the policy's Redis instances: its `auth` and `tls`, with secrets read now (so
+/// a missing one fails at start, naming where it was expected).
+pub fn redis_access(policy: &Policy) -> Result<Access, SetupError> {
+    let mut access = Access::default();
+    if let Some(auth) = &policy.auth {
+        access.username = auth.username.clone();
+        access.password = Some(secret::read(&auth.password).map_err(SetupError::RedisPassword)?);
+    }
+    if let Some(tls) = &policy.tls {
+        let ca_pem = match &tls.ca_file {
+            None => None,
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|source| SetupError::CaFile { path: path.clone(), source })?,
+            ),
+        };
+        access.tls = Some(Tls { ca_pem });
+    }
+    Ok(access)
 }
 
 /// The instances of a target that need no cluster API: the listed endpoints, or every port
