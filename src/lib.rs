@@ -18,10 +18,13 @@
 //! - [`observe`]: observations, instance samples (typed `INFO`) and the bounded history.
 //! - [`sample`]: the Redis and Prometheus samplers (edges, I/O).
 //! - [`decide`]: the pure decision core (scaling today).
+//! - [`daemon`]: the daemon's metrics, shared status and HTTP surface (probes, `/metrics`,
+//!   recent decisions, the Alertmanager webhook).
 //! - [`sim`]: replays a load trace against a policy and against the Kubernetes HPA baseline.
 //! - [`cli`]: the `redis-autopilot` subcommands; `main.rs` only calls [`cli::run`].
 
 pub mod cli;
+pub mod daemon;
 pub mod decide;
 pub mod observe;
 pub mod policy;
