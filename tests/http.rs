@@ -368,18 +368,32 @@ async fn a_real_alertmanager_payload_maps_firing_alerts_and_acknowledges_the_res
 }
 
 #[tokio::test]
-async fn an_alert_without_a_policy_label_goes_to_every_policy_mapping_it() {
+async fn an_alert_without_a_policy_label_goes_to_every_policy_mapping_it_once() {
     let mut server = Server::start().await;
-    let body = r#"{"version":"4","status":"firing","receiver":"r","groupLabels":{},
-        "commonLabels":{},"commonAnnotations":{},"externalURL":"http://am","groupKey":"g",
-        "truncatedAlerts":0,"alerts":[{"status":"firing","labels":{"alertname":"RedisLatencyHigh"},
-        "annotations":{},"startsAt":"2026-11-24T10:00:00Z","endsAt":"0001-01-01T00:00:00Z",
-        "generatorURL":"","fingerprint":"1"}]}"#;
-    assert_eq!(server.webhook(Some(&bearer()), body).await.status(), 200);
+    // One group, the same alert for two pods: one condition, so one command per policy.
+    let alert = |pod: &str| {
+        format!(
+            r#"{{"status":"firing","labels":{{"alertname":"RedisLatencyHigh","pod":"{pod}"}},
+            "annotations":{{}},"startsAt":"2026-11-24T10:00:00Z","endsAt":"0001-01-01T00:00:00Z",
+            "generatorURL":"","fingerprint":"{pod}"}}"#
+        )
+    };
+    let body = format!(
+        r#"{{"version":"4","status":"firing","receiver":"r","groupLabels":{{}},
+        "commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://am","groupKey":"g",
+        "truncatedAlerts":0,"alerts":[{},{}]}}"#,
+        alert("redis-0"),
+        alert("redis-1")
+    );
+    let response = server.webhook(Some(&bearer()), &body).await;
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["mapped"].as_array().unwrap().len(), 2, "{answer}");
     let first = server.commands.try_recv().unwrap();
     let second = server.commands.try_recv().unwrap();
     assert_eq!((first.policy.as_str(), first.action), ("checkout", AlertAction::ScaleUp(2)));
     assert_eq!((second.policy.as_str(), second.action), ("sessions", AlertAction::Evaluate));
+    assert!(server.commands.try_recv().is_err(), "no duplicate for the second pod");
     server.stop().await;
 }
 
@@ -422,6 +436,12 @@ async fn malformed_webhook_bodies_are_400_naming_the_problem() {
         (r#"{"alerts":[{"status":"pending","labels":{}}]}"#, "alerts[0].status"),
         (r#"{"alerts":[{"status":"firing","labels":{"alertname":3}}]}"#, "alerts[0].labels"),
         (r#"{"alerts":[{"status":"firing","labels":{}}]}"#, "alerts[0].labels.alertname: missing"),
+        // A valid mapped alert before a broken one: the whole body is refused, nothing sent.
+        (
+            r#"{"alerts":[{"status":"firing","labels":{"alertname":"RedisLatencyHigh"}},
+                          {"status":"firing","labels":{}}]}"#,
+            "alerts[1].labels.alertname: missing",
+        ),
     ];
     for (body, expected) in cases {
         let response = server.webhook(Some(&bearer()), body).await;
@@ -431,5 +451,7 @@ async fn malformed_webhook_bodies_are_400_naming_the_problem() {
         assert!(text.contains(expected), "{body}: {text}");
     }
     assert!(server.commands.try_recv().is_err());
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(!metrics.contains("alerts_received_total{"), "a refused body counts nothing");
     server.stop().await;
 }

@@ -279,8 +279,8 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes) 
             }
         };
 
-    let mut commands = Vec::new();
-    let mut answer = WebhookAnswer { mapped: Vec::new(), unknown: Vec::new() };
+    // Check every alert before counting or routing any, so a rejected body changes nothing.
+    let mut firing = Vec::new();
     for (index, alert) in webhook.alerts.iter().enumerate() {
         if alert.status == AlertStatus::Resolved {
             continue;
@@ -289,8 +289,15 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes) 
             let message = format!(
                 "invalid Alertmanager webhook body: alerts[{index}].labels.alertname: missing"
             );
+            tracing::warn!(%message, "alert webhook request rejected");
             return (StatusCode::BAD_REQUEST, message).into_response();
         };
+        firing.push((name, alert));
+    }
+
+    let mut commands: Vec<AlertCommand> = Vec::new();
+    let mut answer = WebhookAnswer { mapped: Vec::new(), unknown: Vec::new() };
+    for (name, alert) in firing {
         let only = alert.labels.get("policy").map(String::as_str);
         let routed = app.routes.route(name, only);
         if routed.is_empty() {
@@ -302,11 +309,18 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes) 
                 "firing alert mapped by no policy; acknowledged and ignored"
             );
             app.metrics.alert(AlertOutcome::Unknown);
-            answer.unknown.push(name.clone());
+            if !answer.unknown.contains(name) {
+                answer.unknown.push(name.clone());
+            }
             continue;
         }
         app.metrics.alert(AlertOutcome::Mapped);
         for command in routed {
+            // One group often holds the same alert for several instances (pod-0, pod-1):
+            // that is one condition, and `scaleUp: 2` must add two replicas, not four.
+            if commands.contains(&command) {
+                continue;
+            }
             tracing::info!(
                 policy = %command.policy,
                 alert = %command.alert_name,
