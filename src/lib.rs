@@ -21,6 +21,8 @@
 //! - [`act`]: admission for actions: apply, dry-run or paused, under a per-policy rate limit.
 //! - [`cluster`]: the cluster edge the daemon acts through (list, scale, promote, repoint, the
 //!   durable master record), and the local `redis-server` fleet backend.
+//! - [`daemon`]: `run`: policy loops, reloads, metrics, shared status and the HTTP surface
+//!   (probes, `/metrics`, recent decisions, the Alertmanager webhook).
 //! - [`sim`]: replays a load trace against a policy and against the Kubernetes HPA baseline.
 //! - [`cli`]: the `redis-autopilot` subcommands; `main.rs` only calls [`cli::run`].
 

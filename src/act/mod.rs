@@ -23,16 +23,20 @@ pub enum Mode {
 
 /// What became of one action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", content = "detail", rename_all = "camelCase")]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ActionOutcome {
+    /// Executed against the cluster.
     Applied,
+    /// Dry-run mode: reported, not executed.
     DryRun,
+    /// Paused mode: decided and explained, not executed.
     Paused,
     /// Over the rate limit: the decision stands and is made again next evaluation.
     RateLimited,
-    /// Not the leader, or shutting down: another daemon acts, or nobody should.
-    Dropped(String),
-    Failed(String),
+    /// Not executed because another daemon holds leadership, or a newer decision superseded it.
+    Dropped,
+    /// Executed and failed; `error` is the whole error chain, for people (never a label).
+    Failed { error: String },
 }
 
 impl ActionOutcome {
@@ -43,8 +47,8 @@ impl ActionOutcome {
             ActionOutcome::DryRun => "dry_run",
             ActionOutcome::Paused => "paused",
             ActionOutcome::RateLimited => "rate_limited",
-            ActionOutcome::Dropped(_) => "dropped",
-            ActionOutcome::Failed(_) => "failed",
+            ActionOutcome::Dropped => "dropped",
+            ActionOutcome::Failed { .. } => "failed",
         }
     }
 }

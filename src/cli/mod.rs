@@ -3,6 +3,7 @@
 
 mod check;
 mod plan;
+mod run;
 mod simulate;
 
 use std::path::Path;
@@ -49,6 +50,8 @@ enum Command {
     Simulate(simulate::Args),
     /// Sample a policy's instances now and show what would be done and why; never acts.
     Plan(plan::Args),
+    /// Run the daemon: sample -> decide -> act for every policy in a directory.
+    Run(run::Args),
 }
 
 /// How a subcommand prints its result.
@@ -86,6 +89,7 @@ pub fn run() -> ExitCode {
         Command::Check(args) => (check::run(args), 2),
         Command::Simulate(args) => (simulate::run(args), 2),
         Command::Plan(args) => (plan::run(args), 1),
+        Command::Run(args) => (run::run(args), 1),
     };
     match outcome {
         Ok(code) => code,

@@ -14,8 +14,13 @@
 //! epoch: a daemon that dies between the two restarts knowing which instance it meant to
 //! promote, and never finds a master it has no record of.
 
+mod any;
+mod endpoints;
 pub mod local;
 pub mod redis_admin;
+
+pub use any::AnyCluster;
+pub use endpoints::StaticEndpoints;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -139,6 +144,10 @@ pub enum ClusterError {
     BootstrapUnsafe { instance: InstanceId, holder: InstanceId },
     #[error("refusing to repoint {instance}: it is the recorded master (record another first)")]
     RecordedMaster { instance: InstanceId },
+    #[error("{target} targets cannot {action}")]
+    Unsupported { target: &'static str, action: &'static str },
+    #[error("cannot prepare access to the instances")]
+    Access(#[source] crate::sample::SetupError),
 }
 
 impl ClusterError {
@@ -158,6 +167,8 @@ impl ClusterError {
             ClusterError::NotRecorded { .. } => "not_recorded",
             ClusterError::StaleEpoch { .. } => "stale_epoch",
             ClusterError::RecordedMaster { .. } => "recorded_master",
+            ClusterError::Unsupported { .. } => "unsupported",
+            ClusterError::Access(_) => "access",
             ClusterError::BootstrapUnsafe { .. } => "bootstrap_unsafe",
         }
     }

@@ -1,6 +1,20 @@
-//! The long-running daemon: one task per policy on its sampling interval (sample -> decide
-//! -> act), policy reloads, and the HTTP surface.
+//! The long-running daemon: one loop per policy on its sampling interval (sample -> decide ->
+//! act), policy reloads, and the HTTP surface that serves what the loops publish.
 //!
+//! - [`supervisor`]: `run`: starts and stops policy loops, routes alerts, reloads, shuts down.
+//! - [`policy_loop`]: one policy's loop, the only place its target is acted on.
 //! - [`policies`]: the policy directory, loaded at start and reloaded on change.
+//! - [`metrics`]: every Prometheus metric, in one explicit registry.
+//! - [`status`]: readiness and the ring of recent decisions, shared by loops and handlers.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics`, `/v1/decisions`, `/v1/alerts`.
 
+pub mod http;
+pub mod metrics;
 pub mod policies;
+pub mod policy_loop;
+pub mod status;
+pub mod supervisor;
+
+pub use http::{AlertCommand, AlertRoutes, AlertSink, HttpError, router, serve};
+pub use metrics::{AlertOutcome, Metrics, Source};
+pub use status::{DecisionRecord, Status};

@@ -62,6 +62,21 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+impl Outcome {
+    /// Short stable name for metric labels: the variant only, never the detail text, so the
+    /// label set stays bounded whatever a peer answers.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Timeout => "timeout",
+            Outcome::Refused => "refused",
+            Outcome::AuthFailed(_) => "auth_failed",
+            Outcome::Protocol(_) => "protocol",
+            Outcome::Unreachable(_) => "unreachable",
+        }
+    }
+}
+
 impl InstanceSample {
     /// The instance answered and can serve reads.
     pub fn ready(&self) -> bool {

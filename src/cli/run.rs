@@ -1,0 +1,77 @@
+//! `redis-autopilot run`: the daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::act::{Mode, RateLimit};
+use crate::daemon::supervisor::{RunConfig, run as run_daemon};
+use crate::policy::SecretSource;
+
+/// Runs the daemon: one loop per policy in DIR (sample -> decide -> act on each policy's
+/// sampling interval), HTTP on --listen (/healthz, /readyz, /metrics, /v1/decisions,
+/// POST /v1/alerts). Reloads policies on SIGHUP and when a file changes; an invalid edit is
+/// rejected with check's diagnostics and the running version stays. SIGTERM or SIGINT stops
+/// taking work, lets in-flight actions finish, and exits.
+///
+/// Example: redis-autopilot run --policies policies/ --dry-run --listen 127.0.0.1:9187
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory of policy files (*.yaml, *.yml; searched recursively).
+    #[arg(long, value_name = "DIR")]
+    policies: PathBuf,
+    /// Decide and report every action (logs, metrics, /v1/decisions) without performing it.
+    #[arg(long, conflicts_with = "paused")]
+    dry_run: bool,
+    /// Decide and explain, but neither perform nor report actions as dry runs.
+    #[arg(long)]
+    paused: bool,
+    /// Address of the HTTP endpoints.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9187")]
+    listen: SocketAddr,
+    /// At most this many actions per policy per hour, however the decisions flap.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    max_actions_per_hour: u32,
+    /// File holding the bearer token POST /v1/alerts requires.
+    #[arg(long, value_name = "FILE", conflicts_with = "alerts_token_env")]
+    alerts_token_file: Option<PathBuf>,
+    /// Environment variable holding the bearer token POST /v1/alerts requires.
+    #[arg(long, value_name = "NAME")]
+    alerts_token_env: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mode = if args.dry_run {
+        Mode::DryRun
+    } else if args.paused {
+        Mode::Paused
+    } else {
+        Mode::Apply
+    };
+    let alerts_token = match (args.alerts_token_file, args.alerts_token_env) {
+        (Some(file), _) => Some(SecretSource::File(file)),
+        (None, Some(name)) => Some(SecretSource::Env(name)),
+        (None, None) => None,
+    };
+    if alerts_token.is_none() {
+        tracing::warn!(
+            "POST /v1/alerts accepts any caller: pass --alerts-token-file or --alerts-token-env"
+        );
+    }
+    let config = RunConfig {
+        policies: args.policies,
+        mode,
+        listen: args.listen,
+        rate_limit: RateLimit { max: args.max_actions_per_hour, window: Duration::from_secs(3600) },
+        alerts_token,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_daemon(config))?;
+    Ok(ExitCode::SUCCESS)
+}

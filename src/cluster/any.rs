@@ -1,0 +1,97 @@
+//! The backend a policy's target names, chosen once when its loop starts. An enum rather than
+//! `dyn Cluster`: the trait's futures are not object-safe, and the set of backends is closed.
+
+use super::local::{LocalConfig, LocalFleet};
+use super::{Cluster, ClusterError, MasterRecord, Member, StaticEndpoints};
+use crate::act::Mode;
+use crate::policy::{Policy, Target};
+use crate::sample::{SetupError, redis_access, static_endpoints};
+
+pub enum AnyCluster {
+    Local(Box<LocalFleet>),
+    Endpoints(StaticEndpoints),
+}
+
+impl AnyCluster {
+    /// Opens the policy's target. A local fleet is brought to its requested size (at least
+    /// `minReplicas`) and, when new, given its first master: without instances there is
+    /// nothing to watch, so this happens in every mode; dry-run and paused only stop the
+    /// daemon from *changing* the fleet afterwards.
+    pub async fn open(policy: &Policy, mode: Mode) -> Result<Self, ClusterError> {
+        match &policy.target {
+            Target::Local { .. } => {
+                let access = redis_access(policy).map_err(ClusterError::Access)?;
+                let Some(config) =
+                    LocalConfig::from_target(&policy.target, access, policy.sampling.timeout)
+                else {
+                    return Err(ClusterError::Unsupported { target: "local", action: "open" });
+                };
+                let fleet = LocalFleet::open(config)?;
+                let min = policy.scaling.as_ref().map_or(1, |s| s.min_replicas);
+                let requested = fleet.replicas().await?.max(min);
+                fleet.scale(requested).await?;
+                fleet.bootstrap().await?;
+                tracing::info!(policy = %policy.name, replicas = requested, ?mode, "local fleet ready");
+                Ok(Self::Local(Box::new(fleet)))
+            }
+            Target::Endpoints(_) => {
+                let endpoints = static_endpoints(policy).map_err(ClusterError::Access)?;
+                Ok(Self::Endpoints(StaticEndpoints::new(endpoints)))
+            }
+            Target::Kubernetes { namespace, stateful_set, .. } => Err(ClusterError::Access(
+                SetupError::KubernetesTarget(format!("{namespace}/{stateful_set}")),
+            )),
+        }
+    }
+}
+
+impl Cluster for AnyCluster {
+    async fn members(&self) -> Result<Vec<Member>, ClusterError> {
+        match self {
+            Self::Local(c) => c.members().await,
+            Self::Endpoints(c) => c.members().await,
+        }
+    }
+
+    async fn replicas(&self) -> Result<u16, ClusterError> {
+        match self {
+            Self::Local(c) => c.replicas().await,
+            Self::Endpoints(c) => c.replicas().await,
+        }
+    }
+
+    async fn scale(&self, to: u16) -> Result<(), ClusterError> {
+        match self {
+            Self::Local(c) => c.scale(to).await,
+            Self::Endpoints(c) => c.scale(to).await,
+        }
+    }
+
+    async fn recorded_master(&self) -> Result<Option<MasterRecord>, ClusterError> {
+        match self {
+            Self::Local(c) => c.recorded_master().await,
+            Self::Endpoints(c) => c.recorded_master().await,
+        }
+    }
+
+    async fn record_master(&self, record: MasterRecord) -> Result<(), ClusterError> {
+        match self {
+            Self::Local(c) => c.record_master(record).await,
+            Self::Endpoints(c) => c.record_master(record).await,
+        }
+    }
+
+    async fn promote(&self, member: &Member, epoch: u64) -> Result<(), ClusterError> {
+        match self {
+            Self::Local(c) => c.promote(member, epoch).await,
+            Self::Endpoints(c) => c.promote(member, epoch).await,
+        }
+    }
+
+    async fn repoint(&self, member: &Member, master: &Member) -> Result<(), ClusterError> {
+        match self {
+            Self::Local(c) => c.repoint(member, master).await,
+            Self::Endpoints(c) => c.repoint(member, master).await,
+        }
+    }
+}

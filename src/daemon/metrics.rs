@@ -1,0 +1,298 @@
+//! The daemon's own Prometheus metrics: every name, help text and label is defined here, in one
+//! explicit registry under the `redis_autopilot` prefix, and exposed by `GET /metrics`.
+//!
+//! Label values are bounded by construction: policy names come from validated policies, every
+//! other label is a `&'static str` chosen by this crate (an outcome's variant, a decision's
+//! kind). Error text and `Debug` output never become labels; they go to logs and to
+//! `/v1/decisions`.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::act::ActionOutcome;
+use crate::decide::Decision;
+use crate::observe::{Observation, Outcome, QueryResult};
+
+/// Every metric name starts with this.
+pub const PREFIX: &str = "redis_autopilot";
+
+/// What `GET /metrics` answers with: OpenMetrics text, which Prometheus negotiates and parses.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Where a sample came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// One instance's `INFO`.
+    Redis,
+    /// One PromQL query.
+    Prometheus,
+}
+
+impl Source {
+    fn label(self) -> &'static str {
+        match self {
+            Source::Redis => "redis",
+            Source::Prometheus => "prometheus",
+        }
+    }
+}
+
+/// How an Alertmanager alert was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOutcome {
+    /// At least one policy maps its name to an action.
+    Mapped,
+    /// No policy maps it (or not the policy its `policy` label names).
+    Unknown,
+}
+
+impl AlertOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            AlertOutcome::Mapped => "mapped",
+            AlertOutcome::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SampleLabels {
+    policy: String,
+    source: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    policy: String,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    policy: String,
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    policy: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    outcome: &'static str,
+}
+
+/// The registry and every metric in it. Share it as `Arc<Metrics>`: recording takes `&self`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    samples: Family<SampleLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    actions: Family<ActionLabels, Counter>,
+    action_duration: Family<DecisionLabels, Histogram>,
+    replicas_current: Family<PolicyLabels, Gauge>,
+    replicas_desired: Family<PolicyLabels, Gauge>,
+    alerts: Family<AlertLabels, Counter>,
+}
+
+/// Scaling a StatefulSet takes tens of milliseconds to patch; a snapshot upload can take
+/// minutes: 10 ms doubling up to about 11 minutes covers both.
+fn action_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.01, 2.0, 17)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix(PREFIX);
+        let samples = Family::<SampleLabels, Counter>::default();
+        registry.register(
+            "samples",
+            "Sample attempts, by policy, source (redis: one instance's INFO; prometheus: one \
+             query) and outcome",
+            samples.clone(),
+        );
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Decisions made by the core, by policy and kind",
+            decisions.clone(),
+        );
+        let actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "actions",
+            "Actions, by policy, kind and outcome (applied, dry_run, failed, dropped)",
+            actions.clone(),
+        );
+        let action_duration = Family::<DecisionLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(action_buckets())
+        });
+        registry.register_with_unit(
+            "action_duration",
+            "How long executed actions (applied or failed) took, by policy and kind",
+            Unit::Seconds,
+            action_duration.clone(),
+        );
+        let replicas_current = Family::<PolicyLabels, Gauge>::default();
+        registry.register(
+            "replicas_current",
+            "Redis instances the deployment asks for now, by policy",
+            replicas_current.clone(),
+        );
+        let replicas_desired = Family::<PolicyLabels, Gauge>::default();
+        registry.register(
+            "replicas_desired",
+            "Redis instances the latest decision wants, by policy",
+            replicas_desired.clone(),
+        );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register(
+            "alerts_received",
+            "Firing Alertmanager alerts received, by outcome (mapped to a policy action, or \
+             unknown)",
+            alerts.clone(),
+        );
+        Self {
+            registry,
+            samples,
+            decisions,
+            actions,
+            action_duration,
+            replicas_current,
+            replicas_desired,
+            alerts,
+        }
+    }
+
+    /// One sample attempt: an instance's `INFO` or one PromQL query.
+    pub fn sample(&self, policy: &str, source: Source, outcome: &Outcome) {
+        self.samples
+            .get_or_create(&SampleLabels {
+                policy: policy.to_owned(),
+                source: source.label(),
+                outcome: outcome.label(),
+            })
+            .inc();
+    }
+
+    /// One PromQL query's result: `ok`, or `error` whatever the reason (the reason is logged).
+    pub fn query(&self, policy: &str, result: &QueryResult) {
+        self.samples
+            .get_or_create(&SampleLabels {
+                policy: policy.to_owned(),
+                source: Source::Prometheus.label(),
+                outcome: if result.value.is_ok() { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// Every instance sample and query result of one round.
+    pub fn observation(&self, policy: &str, observation: &Observation) {
+        for instance in &observation.instances {
+            self.sample(policy, Source::Redis, &instance.outcome);
+        }
+        for query in &observation.queries {
+            self.query(policy, query);
+        }
+    }
+
+    pub fn decision(&self, policy: &str, decision: &Decision) {
+        self.decisions
+            .get_or_create(&DecisionLabels { policy: policy.to_owned(), kind: decision.kind() })
+            .inc();
+    }
+
+    /// One action's end. `duration` is how long it ran; `None` for actions that never ran
+    /// (dropped, dry run), which would otherwise pull the histogram towards zero.
+    pub fn action(
+        &self,
+        policy: &str,
+        kind: &'static str,
+        outcome: &ActionOutcome,
+        duration: Option<Duration>,
+    ) {
+        self.actions
+            .get_or_create(&ActionLabels {
+                policy: policy.to_owned(),
+                kind,
+                outcome: outcome.label(),
+            })
+            .inc();
+        if let Some(duration) = duration {
+            self.action_duration
+                .get_or_create(&DecisionLabels { policy: policy.to_owned(), kind })
+                .observe(duration.as_secs_f64());
+        }
+    }
+
+    pub fn replicas(&self, policy: &str, current: u16, desired: u16) {
+        let labels = PolicyLabels { policy: policy.to_owned() };
+        self.replicas_current.get_or_create(&labels).set(i64::from(current));
+        self.replicas_desired.get_or_create(&labels).set(i64::from(desired));
+    }
+
+    pub fn alert(&self, outcome: AlertOutcome) {
+        self.alerts.get_or_create(&AlertLabels { outcome: outcome.label() }).inc();
+    }
+
+    /// The whole registry as OpenMetrics text (see [`CONTENT_TYPE`]).
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_carry_the_outcome_variant_never_its_detail() {
+        let metrics = Metrics::new();
+        metrics.sample("cache", Source::Redis, &Outcome::AuthFailed("WRONGPASS secret".into()));
+        metrics.query(
+            "cache",
+            &QueryResult { query: "up".into(), value: Err("connection reset".into()) },
+        );
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains(
+                r#"redis_autopilot_samples_total{policy="cache",source="redis",outcome="auth_failed"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"source="prometheus",outcome="error"} 1"#), "{text}");
+        assert!(!text.contains("WRONGPASS") && !text.contains("reset"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn only_actions_that_ran_are_timed() {
+        let metrics = Metrics::new();
+        metrics.action("cache", "scale", &ActionOutcome::Dropped, None);
+        metrics.action("cache", "scale", &ActionOutcome::Applied, Some(Duration::from_millis(30)));
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains(
+                r#"redis_autopilot_action_duration_seconds_count{policy="cache",kind="scale"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"kind="scale",outcome="dropped"} 1"#), "{text}");
+    }
+}

@@ -1,0 +1,209 @@
+//! One policy's loop: every sampling interval, sample its instances, decide, and act through
+//! its cluster backend. Everything for one target happens in this one task, so two actions
+//! on the same target are never in flight at once; a reload or an alert is a message to it.
+//!
+//! Shutdown is checked between evaluations: an action in flight finishes (every cluster call
+//! is bounded by a deadline), and nothing new starts.
+
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+
+use super::metrics::Metrics;
+use super::status::{DecisionRecord, Status};
+use crate::act::{ActionOutcome, Executor};
+use crate::cluster::Cluster;
+use crate::decide::{Decision, Fleet, Memory, decide};
+use crate::observe::{History, Timestamp};
+use crate::policy::{AlertAction, Policy};
+use crate::sample::{PolicySampler, SetupError};
+
+/// What the rest of the daemon can ask of a policy's loop.
+#[derive(Debug)]
+pub enum Command {
+    /// A new valid version of the policy: keep the history and memory, change the rules.
+    Reload(Box<Policy>),
+    /// An alert the policy maps to an action.
+    Alert { alert_name: String, action: AlertAction },
+}
+
+/// Handles shared by every policy's loop and the HTTP surface.
+#[derive(Clone)]
+pub struct Shared {
+    pub metrics: std::sync::Arc<Metrics>,
+    pub status: Status,
+}
+
+pub struct PolicyLoop<C> {
+    policy: Policy,
+    cluster: C,
+    sampler: PolicySampler,
+    history: History,
+    memory: Memory,
+    executor: Executor,
+    shared: Shared,
+}
+
+impl<C: Cluster> PolicyLoop<C> {
+    pub fn new(
+        policy: Policy,
+        cluster: C,
+        executor: Executor,
+        shared: Shared,
+    ) -> Result<Self, SetupError> {
+        let sampler = PolicySampler::new(&policy)?;
+        let history = History::new(policy.history_span(), policy.sampling.interval);
+        Ok(Self { policy, cluster, sampler, history, memory: Memory::default(), executor, shared })
+    }
+
+    /// Runs until `shutdown` turns true or every command sender is gone.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let name = self.policy.name.clone();
+        self.shared.status.policy_loaded(&name);
+        let mut ticker = tokio::time::interval(self.policy.sampling.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                command = commands.recv() => match command {
+                    None => break,
+                    Some(Command::Reload(policy)) => self.reload(*policy, &mut ticker),
+                    Some(Command::Alert { alert_name, action }) => {
+                        self.alert(&alert_name, action).await;
+                    }
+                },
+                _ = ticker.tick() => self.evaluate().await,
+            }
+        }
+        self.shared.status.policy_unloaded(&name);
+        tracing::info!(policy = %name, "policy loop stopped");
+    }
+
+    fn reload(&mut self, policy: Policy, ticker: &mut tokio::time::Interval) {
+        match PolicySampler::new(&policy) {
+            Ok(sampler) => self.sampler = sampler,
+            Err(error) => {
+                tracing::error!(policy = %policy.name, error = %chain(&error), "reload rejected: keeping the running version");
+                return;
+            }
+        }
+        if policy.sampling.interval != self.policy.sampling.interval {
+            *ticker = tokio::time::interval(policy.sampling.interval);
+        }
+        // The history keeps what was sampled; its size follows the new windows.
+        let mut history = History::new(policy.history_span(), policy.sampling.interval);
+        for observation in self.history.iter() {
+            history.push(observation.clone());
+        }
+        self.history = history;
+        tracing::info!(policy = %policy.name, "policy reloaded");
+        self.policy = policy;
+    }
+
+    async fn alert(&mut self, alert_name: &str, action: AlertAction) {
+        let name = self.policy.name.clone();
+        match action {
+            AlertAction::Evaluate => {
+                tracing::info!(policy = %name, alert = %alert_name, "alert: evaluating now");
+                self.evaluate().await;
+            }
+            AlertAction::ScaleUp(step) => match self.cluster.replicas().await {
+                Ok(replicas) => {
+                    let at_least = replicas.saturating_add(step);
+                    self.memory.scaling.request_scale_up(chrono::Utc::now(), alert_name, at_least);
+                    tracing::info!(policy = %name, alert = %alert_name, at_least, "alert: scale-up requested");
+                    self.evaluate().await;
+                }
+                Err(error) => {
+                    tracing::warn!(policy = %name, alert = %alert_name, error = %chain(&error), "alert: cannot read the replica count");
+                }
+            },
+            AlertAction::Snapshot => {
+                // Snapshots arrive with the snapshot stage; say so rather than pretend.
+                tracing::warn!(policy = %name, alert = %alert_name, "alert asks for a snapshot, which this build cannot take yet");
+            }
+        }
+    }
+
+    /// One round: sample -> decide -> act, each decision recorded with what became of it.
+    async fn evaluate(&mut self) {
+        let name = self.policy.name.clone();
+        let members = match self.cluster.members().await {
+            Ok(members) => members,
+            Err(error) => {
+                tracing::warn!(policy = %name, error = %chain(&error), "cannot list instances: no evaluation this round");
+                return;
+            }
+        };
+        let endpoints: Vec<_> = members.iter().map(|m| m.endpoint.clone()).collect();
+        let now = chrono::Utc::now();
+        let observation = self.sampler.round(&endpoints, now).await;
+        self.shared.metrics.observation(&name, &observation);
+        self.history.push(observation);
+        let replicas = match self.cluster.replicas().await {
+            Ok(replicas) => replicas,
+            Err(error) => {
+                tracing::warn!(policy = %name, error = %chain(&error), "cannot read the replica count: no decision this round");
+                return;
+            }
+        };
+        let decisions =
+            decide(&self.policy, &self.history, Fleet { replicas }, &mut self.memory, now);
+        for decision in decisions {
+            self.shared.metrics.decision(&name, &decision);
+            let action = match &decision {
+                Decision::Hold { replicas, .. } => {
+                    self.shared.metrics.replicas(&name, *replicas, *replicas);
+                    tracing::debug!(policy = %name, reason = %decision.reason(), "hold");
+                    None
+                }
+                Decision::Scale { from, to, .. } => {
+                    self.shared.metrics.replicas(&name, *from, *to);
+                    let outcome = self.scale(*from, *to, now).await;
+                    tracing::info!(
+                        policy = %name, action = "scale", from, to, outcome = outcome.label(),
+                        reason = %decision.reason(), "decision"
+                    );
+                    Some(outcome)
+                }
+            };
+            self.shared.status.record(DecisionRecord::new(now, &name, decision, action));
+        }
+        self.shared.status.first_decision(&name);
+    }
+
+    async fn scale(&mut self, from: u16, to: u16, now: Timestamp) -> ActionOutcome {
+        let name = self.policy.name.clone();
+        if let Err(outcome) = self.executor.admit(now) {
+            self.shared.metrics.action(&name, "scale", &outcome, None);
+            return outcome;
+        }
+        let started = Instant::now();
+        let outcome = match self.cluster.scale(to).await {
+            Ok(()) => {
+                self.memory.scaling.record_scale(now, from, to);
+                ActionOutcome::Applied
+            }
+            Err(error) => ActionOutcome::Failed { error: chain(&error) },
+        };
+        self.shared.metrics.action(&name, "scale", &outcome, Some(started.elapsed()));
+        outcome
+    }
+}
+
+/// An error with its causes, for logs and decision records (never for metric labels).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

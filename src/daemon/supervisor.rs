@@ -1,0 +1,226 @@
+//! The supervisor: loads the policy directory, starts one [`PolicyLoop`] per policy, serves
+//! the HTTP surface, routes alerts to the policy that maps them, applies policy reloads
+//! (SIGHUP, or a change noticed by polling the directory), and shuts everything down in order
+//! on SIGTERM or SIGINT: stop taking work, let in-flight actions finish, stop the HTTP server.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::http::{AlertCommand, AlertRoutes, AlertSink, router, serve};
+use super::metrics::Metrics;
+use super::policies::{Change, PolicySet};
+use super::policy_loop::{Command, PolicyLoop, Shared, chain};
+use super::status::{DEFAULT_CAPACITY, Status};
+use crate::act::{Executor, Mode, RateLimit};
+use crate::cluster::AnyCluster;
+use crate::policy::{Diagnostic, Policy, SecretSource};
+use crate::sample::secret;
+
+/// How often the policy directory is read for changes (SIGHUP reloads at once).
+const RELOAD_POLL: Duration = Duration::from_secs(2);
+/// How long shutdown waits for policy loops to finish their in-flight action.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Everything `redis-autopilot run` is told on its command line.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub policies: PathBuf,
+    pub mode: Mode,
+    pub listen: SocketAddr,
+    pub rate_limit: RateLimit,
+    /// Bearer token the Alertmanager webhook requires; `None` leaves it open.
+    pub alerts_token: Option<SecretSource>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("the policy directory has problems:\n{}", lines(.0))]
+    Policies(Vec<Diagnostic>),
+    #[error("cannot read the webhook token")]
+    Token(#[source] secret::SecretError),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot install the {0} signal handler")]
+    Signal(&'static str, #[source] std::io::Error),
+}
+
+fn lines(diagnostics: &[Diagnostic]) -> String {
+    diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+struct Running {
+    commands: mpsc::Sender<Command>,
+    task: JoinHandle<()>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Returns once every policy loop has stopped.
+pub async fn run(config: RunConfig) -> Result<(), DaemonError> {
+    let mut set = PolicySet::load(&config.policies).map_err(DaemonError::Policies)?;
+    let token = match &config.alerts_token {
+        Some(source) => Some(secret::read(source).map_err(DaemonError::Token)?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
+    let shared =
+        Shared { metrics: Arc::new(Metrics::new()), status: Status::new(DEFAULT_CAPACITY) };
+    let policies: Vec<Policy> = set.policies().cloned().collect();
+    let routes = AlertRoutes::new(&policies);
+    let (alert_sink, mut alerts) = AlertSink::channel(64);
+    let (stop, stopped) = watch::channel(false);
+
+    let http = {
+        let mut stopped = stopped.clone();
+        let app = router(
+            shared.status.clone(),
+            shared.metrics.clone(),
+            alert_sink,
+            routes.clone(),
+            token,
+        );
+        tokio::spawn(serve(listener, app, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    };
+    tracing::info!(listen = %config.listen, mode = ?config.mode, policies = policies.len(), "daemon started");
+
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    for policy in policies {
+        start(&mut running, policy, &config, &shared, &stopped).await;
+    }
+
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate(), "SIGTERM")?;
+    let mut hangup = signal(tokio::signal::unix::SignalKind::hangup(), "SIGHUP")?;
+    let mut poll = tokio::time::interval(RELOAD_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading policies");
+                reload(&mut set, &mut running, &routes, &config, &shared, &stopped).await;
+            }
+            _ = poll.tick() => reload(&mut set, &mut running, &routes, &config, &shared, &stopped).await,
+            Some(command) = alerts.recv() => route(&running, command).await,
+        }
+    }
+
+    let _ = stop.send(true);
+    let tasks = running.into_values().map(|r| r.task);
+    if tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(tasks)).await.is_err() {
+        tracing::warn!("policy loops did not stop within {SHUTDOWN_GRACE:?}; abandoning them");
+    }
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(error = %chain(&error), "HTTP server stopped with an error")
+        }
+        Err(error) => tracing::warn!(error = %error, "HTTP server task failed"),
+    }
+    tracing::info!("daemon stopped");
+    Ok(())
+}
+
+fn signal(
+    kind: tokio::signal::unix::SignalKind,
+    name: &'static str,
+) -> Result<tokio::signal::unix::Signal, DaemonError> {
+    tokio::signal::unix::signal(kind).map_err(|e| DaemonError::Signal(name, e))
+}
+
+/// Starts one policy's loop; a policy whose target cannot be opened is logged and skipped (the
+/// others keep running) and retried on the next reload of its file.
+async fn start(
+    running: &mut BTreeMap<String, Running>,
+    policy: Policy,
+    config: &RunConfig,
+    shared: &Shared,
+    stopped: &watch::Receiver<bool>,
+) {
+    let name = policy.name.clone();
+    let cluster = match AnyCluster::open(&policy, config.mode).await {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            tracing::error!(policy = %name, error = %chain(&error), "cannot open the policy's target");
+            return;
+        }
+    };
+    let executor = Executor::new(config.mode, config.rate_limit.clone());
+    let policy_loop = match PolicyLoop::new(policy, cluster, executor, shared.clone()) {
+        Ok(policy_loop) => policy_loop,
+        Err(error) => {
+            tracing::error!(policy = %name, error = %chain(&error), "cannot start the policy");
+            return;
+        }
+    };
+    let (commands, receiver) = mpsc::channel(16);
+    let task = tokio::spawn(policy_loop.run(receiver, stopped.clone()));
+    running.insert(name, Running { commands, task });
+}
+
+async fn reload(
+    set: &mut PolicySet,
+    running: &mut BTreeMap<String, Running>,
+    routes: &AlertRoutes,
+    config: &RunConfig,
+    shared: &Shared,
+    stopped: &watch::Receiver<bool>,
+) {
+    let changes = set.reload();
+    if changes.is_empty() {
+        return;
+    }
+    for change in changes {
+        match change {
+            Change::Added(policy) => {
+                tracing::info!(policy = %policy.name, "policy added");
+                start(running, policy, config, shared, stopped).await;
+            }
+            Change::Replaced(policy) => match running.get(&policy.name) {
+                Some(r) => {
+                    let _ = r.commands.send(Command::Reload(Box::new(policy))).await;
+                }
+                // Its target failed to open before: try again with the new version.
+                None => start(running, policy, config, shared, stopped).await,
+            },
+            Change::Removed(name) => {
+                if let Some(r) = running.remove(&name) {
+                    drop(r.commands);
+                    let _ = r.task.await;
+                    tracing::info!(policy = %name, "policy removed");
+                }
+            }
+            Change::Rejected(diagnostics) => {
+                for diagnostic in diagnostics {
+                    tracing::error!(%diagnostic, "policy rejected: the running version stays");
+                }
+            }
+        }
+    }
+    let policies: Vec<Policy> = set.policies().cloned().collect();
+    routes.replace(&policies);
+}
+
+async fn route(running: &BTreeMap<String, Running>, command: AlertCommand) {
+    match running.get(&command.policy) {
+        Some(r) => {
+            let message = Command::Alert { alert_name: command.alert_name, action: command.action };
+            let _ = r.commands.send(message).await;
+        }
+        None => {
+            tracing::warn!(policy = %command.policy, alert = %command.alert_name, "alert for a policy that is not running")
+        }
+    }
+}
