@@ -23,6 +23,7 @@
 //!   durable master record), and the local `redis-server` fleet backend.
 //! - [`daemon`]: `run`: policy loops, reloads, metrics, shared status and the HTTP surface
 //!   (probes, `/metrics`, recent decisions, the Alertmanager webhook).
+//! - [`demo`]: the embedded default: local fleet, trace-driven load, live view.
 //! - [`sim`]: replays a load trace against a policy and against the Kubernetes HPA baseline.
 //! - [`cli`]: the `redis-autopilot` subcommands; `main.rs` only calls [`cli::run`].
 
@@ -31,6 +32,7 @@ pub mod cli;
 pub mod cluster;
 pub mod daemon;
 pub mod decide;
+pub mod demo;
 pub mod observe;
 pub mod policy;
 pub mod sample;

@@ -2,6 +2,7 @@
 //! Errors are reported here, at the edge, with their whole chain.
 
 mod check;
+mod demo;
 mod plan;
 mod run;
 mod simulate;
@@ -52,6 +53,8 @@ enum Command {
     Plan(plan::Args),
     /// Run the daemon: sample -> decide -> act for every policy in a directory.
     Run(run::Args),
+    /// Watch it work on one machine: a local redis-server fleet, trace-driven load, live view.
+    Demo(demo::Args),
 }
 
 /// How a subcommand prints its result.
@@ -90,6 +93,7 @@ pub fn run() -> ExitCode {
         Command::Simulate(args) => (simulate::run(args), 2),
         Command::Plan(args) => (plan::run(args), 1),
         Command::Run(args) => (run::run(args), 1),
+        Command::Demo(args) => (demo::run(args), 1),
     };
     match outcome {
         Ok(code) => code,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::act::{Mode, RateLimit};
+use crate::daemon::policy_loop::Shared;
 use crate::daemon::supervisor::{RunConfig, run as run_daemon};
 use crate::policy::SecretSource;
 
@@ -72,6 +73,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_daemon(config))?;
+    runtime.block_on(run_daemon(config, Shared::new()))?;
     Ok(ExitCode::SUCCESS)
 }

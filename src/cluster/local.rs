@@ -184,13 +184,18 @@ impl LocalFleet {
     /// adopts the instances a previous daemon left running (a live pid in `dataDir/n/redis.pid`).
     /// Starts nothing: call [`Cluster::scale`] with [`Cluster::replicas`] to restore the
     /// requested count.
-    pub fn open(config: LocalConfig) -> Result<Self, ClusterError> {
-        let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).map_err(|source| ClusterError::StateIo {
+    pub fn open(mut config: LocalConfig) -> Result<Self, ClusterError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ClusterError::StateIo {
             action: "create",
-            path: dir.clone(),
+            path: config.data_dir.clone(),
             source,
         })?;
+        // redis-server changes into `--dir` before it opens `--logfile`: a relative data dir
+        // (`./data/demo`) would point the log somewhere that does not exist.
+        config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(|source| {
+            ClusterError::StateIo { action: "resolve", path: config.data_dir.clone(), source }
+        })?;
+        let dir = &config.data_dir;
         let state_path = dir.join("state.json");
         let state = read_state(&state_path)?;
         let mut running = BTreeMap::new();

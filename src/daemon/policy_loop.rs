@@ -34,6 +34,21 @@ pub struct Shared {
     pub status: Status,
 }
 
+impl Shared {
+    pub fn new() -> Self {
+        Self {
+            metrics: std::sync::Arc::new(Metrics::new()),
+            status: Status::new(super::status::DEFAULT_CAPACITY),
+        }
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub struct PolicyLoop<C> {
     policy: Policy,
     cluster: C,

@@ -6,17 +6,14 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::http::{AlertCommand, AlertRoutes, AlertSink, router, serve};
-use super::metrics::Metrics;
 use super::policies::{Change, PolicySet};
 use super::policy_loop::{Command, PolicyLoop, Shared, chain};
-use super::status::{DEFAULT_CAPACITY, Status};
 use crate::act::{Executor, Mode, RateLimit};
 use crate::cluster::AnyCluster;
 use crate::policy::{Diagnostic, Policy, SecretSource};
@@ -64,7 +61,8 @@ struct Running {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns once every policy loop has stopped.
-pub async fn run(config: RunConfig) -> Result<(), DaemonError> {
+/// `shared` is where loops publish decisions and metrics; the caller may read it too.
+pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     let mut set = PolicySet::load(&config.policies).map_err(DaemonError::Policies)?;
     let token = match &config.alerts_token {
         Some(source) => Some(secret::read(source).map_err(DaemonError::Token)?),
@@ -73,8 +71,6 @@ pub async fn run(config: RunConfig) -> Result<(), DaemonError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
-    let shared =
-        Shared { metrics: Arc::new(Metrics::new()), status: Status::new(DEFAULT_CAPACITY) };
     let policies: Vec<Policy> = set.policies().cloned().collect();
     let routes = AlertRoutes::new(&policies);
     let (alert_sink, mut alerts) = AlertSink::channel(64);
