@@ -554,14 +554,18 @@ fn an_invalid_reload_keeps_the_running_policy_and_a_valid_one_takes_over() {
         daemon.log().contains("spec.scaling.maxReplicas").then_some(())
     });
     let rejected_at = newest(&daemon).expect("decisions so far");
+    // The directory is polled every 2 s: 4 s of decisions span at least one more poll.
     let later =
         wait_until(Duration::from_secs(10), "decisions after the rejection", Some(&daemon), || {
             daemon
                 .decisions()
                 .into_iter()
-                .find(|r| at(r) > rejected_at + chrono::Duration::seconds(1))
+                .find(|r| at(r) > rejected_at + chrono::Duration::seconds(4))
         });
     assert!(sentence(&later).contains("target 700"), "the old policy stays: {later}");
+    let log = daemon.log();
+    let rejections = log.lines().filter(|l| l.contains("spec.scaling.maxReplicas")).count();
+    assert_eq!(rejections, 1, "one bad edit, one rejection, not one per poll:\n{log}");
 
     let valid = policy_yaml(daemon.base, &daemon.data_dir, &quiet_scaling(4, 900), "");
     daemon.write_policy(&valid);
