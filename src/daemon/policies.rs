@@ -30,12 +30,15 @@ struct Loaded {
 pub struct PolicySet {
     dir: PathBuf,
     files: BTreeMap<PathBuf, Loaded>,
+    /// The text of each file whose last version did not validate: it is reported once, not
+    /// again on every poll until the file changes.
+    rejected: BTreeMap<PathBuf, String>,
 }
 
 impl PolicySet {
     /// Loads every policy under `dir`; any problem fails the start, with every diagnostic.
     pub fn load(dir: &Path) -> Result<Self, Vec<Diagnostic>> {
-        let mut set = Self { dir: dir.to_owned(), files: BTreeMap::new() };
+        let mut set = Self { dir: dir.to_owned(), ..Self::default() };
         let rejected: Vec<Diagnostic> = set
             .reload()
             .into_iter()
@@ -74,12 +77,21 @@ impl PolicySet {
                 }
             };
             if self.files.get(&path).is_some_and(|loaded| loaded.text == text) {
+                // Reverted to the running version: a later bad edit is news again.
+                self.rejected.remove(&path);
+                continue;
+            }
+            if self.rejected.get(&path) == Some(&text) {
                 continue;
             }
             let policy = match load_policy_str(&name, &text) {
-                Ok(policy) => policy,
+                Ok(policy) => {
+                    self.rejected.remove(&path);
+                    policy
+                }
                 Err(diagnostics) => {
                     changes.push(Change::Rejected(diagnostics));
+                    self.rejected.insert(path, text);
                     continue;
                 }
             };
@@ -98,6 +110,7 @@ impl PolicySet {
                 None => changes.push(Change::Added(policy)),
             }
         }
+        self.rejected.retain(|path, _| seen.contains(path));
         let gone: Vec<PathBuf> = self.files.keys().filter(|p| !seen.contains(p)).cloned().collect();
         for path in gone {
             if let Some(loaded) = self.files.remove(&path) {
@@ -170,6 +183,13 @@ mod tests {
         let running: Vec<u16> =
             set.policies().map(|p| p.scaling.as_ref().unwrap().max_replicas).collect();
         assert_eq!(running, [3], "the old version keeps running");
+        assert!(set.reload().is_empty(), "the same invalid text is reported once, not per poll");
+        // Reverting and making the same mistake again is reported again.
+        std::fs::write(&file, policy_text("a", 3)).unwrap();
+        assert!(set.reload().is_empty(), "the running version: nothing changed");
+        std::fs::write(&file, policy_text("a", 3).replace("maxReplicas: 3", "maxReplicas: 0"))
+            .unwrap();
+        assert!(matches!(set.reload().as_slice(), [Change::Rejected(_)]));
         // Fixing the file replaces it.
         std::fs::write(&file, policy_text("a", 4)).unwrap();
         assert_eq!(names(&set.reload()), ["~a"]);
