@@ -178,8 +178,9 @@ impl<C: Cluster> PolicyLoop<C> {
                     None
                 }
                 Decision::Scale { from, to, .. } => {
-                    self.shared.metrics.replicas(&name, *from, *to);
                     let outcome = self.scale(*from, *to, now).await;
+                    let current = if outcome == ActionOutcome::Applied { *to } else { *from };
+                    self.shared.metrics.replicas(&name, current, *to);
                     tracing::info!(
                         policy = %name, action = "scale", from, to, outcome = outcome.label(),
                         reason = %decision.reason(), "decision"
