@@ -15,7 +15,7 @@ use crate::act::{ActionOutcome, Executor};
 use crate::cluster::Cluster;
 use crate::decide::{Decision, Fleet, Memory, decide};
 use crate::observe::{History, Timestamp};
-use crate::policy::{AlertAction, Policy};
+use crate::policy::{AlertAction, MetricSource, Policy};
 use crate::sample::{PolicySampler, SetupError};
 
 /// What the rest of the daemon can ask of a policy's loop.
@@ -54,6 +54,8 @@ pub struct PolicyLoop<C> {
     cluster: C,
     sampler: PolicySampler,
     history: History,
+    /// The `INFO` numbers the policy's metrics read: all of a reply the history keeps.
+    fields: Vec<String>,
     memory: Memory,
     executor: Executor,
     shared: Shared,
@@ -68,7 +70,17 @@ impl<C: Cluster> PolicyLoop<C> {
     ) -> Result<Self, SetupError> {
         let sampler = PolicySampler::new(&policy)?;
         let history = History::new(policy.history_span(), policy.sampling.interval);
-        Ok(Self { policy, cluster, sampler, history, memory: Memory::default(), executor, shared })
+        let fields = redis_fields(&policy);
+        Ok(Self {
+            policy,
+            cluster,
+            sampler,
+            history,
+            fields,
+            memory: Memory::default(),
+            executor,
+            shared,
+        })
     }
 
     /// Runs until `shutdown` turns true or every command sender is gone.
@@ -116,6 +128,9 @@ impl<C: Cluster> PolicyLoop<C> {
             history.push(observation.clone());
         }
         self.history = history;
+        // Rounds already held keep only the old version's fields: a metric the new version
+        // adds starts with an empty window, as it would in a freshly started daemon.
+        self.fields = redis_fields(&policy);
         tracing::info!(policy = %policy.name, "policy reloaded");
         self.policy = policy;
     }
@@ -157,8 +172,11 @@ impl<C: Cluster> PolicyLoop<C> {
         };
         let endpoints: Vec<_> = members.iter().map(|m| m.endpoint.clone()).collect();
         let now = chrono::Utc::now();
-        let observation = self.sampler.round(&endpoints, now).await;
+        let mut observation = self.sampler.round(&endpoints, now).await;
         self.shared.metrics.observation(&name, &observation);
+        // A policy holds ~300 rounds (5 min at 1 s): whole replies would be ~10 KB per
+        // instance-round; the few numbers its metrics read are all `decide` asks of them.
+        observation.retain_numbers(&self.fields);
         self.history.push(observation);
         let replicas = match self.cluster.replicas().await {
             Ok(replicas) => replicas,
@@ -212,6 +230,22 @@ impl<C: Cluster> PolicyLoop<C> {
     }
 }
 
+/// The `INFO` fields a policy's metrics read, each once.
+fn redis_fields(policy: &Policy) -> Vec<String> {
+    let mut fields: Vec<String> = policy
+        .scaling
+        .iter()
+        .flat_map(|s| &s.metrics)
+        .filter_map(|m| match &m.source {
+            MetricSource::Redis { field, .. } => Some(field.clone()),
+            MetricSource::Prometheus { .. } => None,
+        })
+        .collect();
+    fields.sort_unstable();
+    fields.dedup();
+    fields
+}
+
 /// An error with its causes, for logs and decision records (never for metric labels).
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -222,4 +256,44 @@ pub fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::load_policy_str;
+
+    #[test]
+    fn history_keeps_each_redis_field_a_metric_reads_once() {
+        let yaml = "apiVersion: autopilot.redis.io/v1alpha1
+kind: RedisPolicy
+metadata:
+  name: cache
+spec:
+  target:
+    endpoints: [\"127.0.0.1:6379\"]
+  prometheus:
+    url: http://127.0.0.1:9090
+  scaling:
+    minReplicas: 1
+    maxReplicas: 4
+    metrics:
+      - redis: total_commands_processed
+        rate: true
+        target: 1000
+      - redis: instantaneous_ops_per_sec
+        target: 1000
+      - redis: instantaneous_ops_per_sec
+        statistic: p95
+        target: 1000
+      - prometheus: 'sum(rate(app_requests_total[1m]))'
+        aggregate: sum
+        target: 1000
+";
+        let policy = load_policy_str("cache.yaml", yaml).expect("a valid policy");
+        assert_eq!(
+            redis_fields(&policy),
+            vec!["instantaneous_ops_per_sec".to_owned(), "total_commands_processed".to_owned()]
+        );
+    }
 }

@@ -268,6 +268,22 @@ impl Info {
         }
     }
 
+    /// Drops every number except those `fields` name, each kept as [`Info::number`] reads it
+    /// now (a `line.key` value is parsed once and kept under that name); the typed fields
+    /// stay. A history of hundreds of rounds then holds a few numbers per instance-round
+    /// instead of the whole reply and its index (~10 KB for a default `INFO`).
+    pub fn retain_numbers<'a>(&mut self, fields: impl IntoIterator<Item = &'a str>) {
+        let mut kept = Fields::default();
+        for field in fields {
+            if let Some(value) = self.number(field) {
+                kept.set(field, value);
+            }
+        }
+        kept.text.shrink_to_fit();
+        kept.entries.shrink_to_fit();
+        self.numbers = kept;
+    }
+
     /// Whether the instance serves reads: a master, or a replica linked to its master and not
     /// in the middle of a sync.
     pub fn serving(&self) -> bool {
@@ -614,6 +630,35 @@ mod tests {
 
     fn at(unix: i64) -> Timestamp {
         DateTime::from_timestamp(unix, 0).expect("a valid instant")
+    }
+
+    #[test]
+    fn retained_numbers_read_as_before_and_the_rest_are_gone() {
+        let whole = Info::parse(MASTER);
+        let mut kept = whole.clone();
+        let fields =
+            ["instantaneous_ops_per_sec", "db0.keys", "keys", "slave0.lag", "no_such_field"];
+        kept.retain_numbers(fields);
+        for field in fields {
+            assert_eq!(kept.number(field), whole.number(field), "{field}");
+        }
+        assert!(kept.number("instantaneous_ops_per_sec").is_some());
+        assert!(kept.number("db0.keys").is_some());
+        assert_eq!(kept.number("used_memory"), None);
+        assert_eq!(kept.number("db0.expires"), None);
+        // The typed fields, which readiness reads, are untouched.
+        assert_eq!((kept.role, kept.serving()), (whole.role, whole.serving()));
+        assert_eq!((&kept.stats, &kept.replication), (&whole.stats, &whole.replication));
+    }
+
+    #[test]
+    fn retaining_keeps_recorded_numbers_and_skips_text_values() {
+        let mut info = Info::parse(LINK_DOWN);
+        info.set_number("custom", 2.5);
+        // `master_link_status:down` is text: not a number before, not one after.
+        info.retain_numbers(["custom", "master_link_status"]);
+        assert_eq!(info.number("custom"), Some(2.5));
+        assert_eq!(info.number("master_link_status"), None);
     }
 
     #[test]

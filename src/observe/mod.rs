@@ -99,6 +99,13 @@ impl Observation {
         self.instances.iter().filter(|s| s.ready()).count()
     }
 
+    /// [`Info::retain_numbers`] on every instance that answered.
+    pub fn retain_numbers(&mut self, fields: &[String]) {
+        for info in self.instances.iter_mut().filter_map(|s| s.info.as_mut()) {
+            info.retain_numbers(fields.iter().map(String::as_str));
+        }
+    }
+
     pub fn query(&self, query: &str) -> Option<&QueryResult> {
         self.queries.iter().find(|q| q.query == query)
     }
