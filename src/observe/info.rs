@@ -17,7 +17,7 @@ use super::Timestamp;
 /// The typed fields are plain data: [`Info::parse`] fills them from a reply, simulators and
 /// tests set them directly. [`Info::number`] answers from the reply as received plus whatever
 /// [`Info::set_number`] recorded; it does not read the typed fields back.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Info {
     /// `role`; [`Role::Replica`] when the reply does not say.
     pub role: Role,
@@ -26,6 +26,16 @@ pub struct Info {
     /// A full sync or RDB load in progress (`master_sync_in_progress:1` or `loading:1`): the
     /// instance cannot serve reads yet.
     pub syncing: bool,
+    /// The typed sections, read as fields of `Info` (`info.replication`) through `Deref`.
+    /// Boxed, and dropped by [`Info::retain_numbers`], because a history round kept only for
+    /// its numbers would otherwise carry ~400 bytes of sections per instance.
+    sections: Option<Box<Sections>>,
+    numbers: Fields,
+}
+
+/// Every typed section of an `INFO` reply.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Sections {
     pub server: Server,
     pub clients: Clients,
     pub memory: Memory,
@@ -35,7 +45,34 @@ pub struct Info {
     pub cpu: Cpu,
     /// One entry per `dbN` line, in reply order. Redis lists only databases holding keys.
     pub keyspace: Vec<Keyspace>,
-    numbers: Fields,
+}
+
+/// What an `Info` without sections reads as: every section empty.
+static NO_SECTIONS: std::sync::LazyLock<Sections> = std::sync::LazyLock::new(Sections::default);
+
+impl std::ops::Deref for Info {
+    type Target = Sections;
+
+    fn deref(&self) -> &Sections {
+        self.sections.as_deref().unwrap_or(&NO_SECTIONS)
+    }
+}
+
+impl std::ops::DerefMut for Info {
+    fn deref_mut(&mut self) -> &mut Sections {
+        self.sections.get_or_insert_with(Box::default)
+    }
+}
+
+/// Equal when they read the same: absent sections equal empty ones.
+impl PartialEq for Info {
+    fn eq(&self, other: &Self) -> bool {
+        self.role == other.role
+            && self.master_link_up == other.master_link_up
+            && self.syncing == other.syncing
+            && self.numbers == other.numbers
+            && **self == **other
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -268,10 +305,12 @@ impl Info {
         }
     }
 
-    /// Drops every number except those `fields` name, each kept as [`Info::number`] reads it
-    /// now (a `line.key` value is parsed once and kept under that name); the typed fields
-    /// stay. A history of hundreds of rounds then holds a few numbers per instance-round
-    /// instead of the whole reply and its index (~10 KB for a default `INFO`).
+    /// Keeps only what a history round needs: the numbers `fields` name (each as
+    /// [`Info::number`] reads it now; a `line.key` value is parsed once and kept under that
+    /// name) and the role, link and sync flags that decide readiness. The typed sections are
+    /// dropped and read as empty. A history of hundreds of rounds then holds a few dozen bytes
+    /// per instance-round instead of the whole reply and its index (~10 KB for a default
+    /// `INFO`) and ~400 bytes of sections.
     pub fn retain_numbers<'a>(&mut self, fields: impl IntoIterator<Item = &'a str>) {
         let mut kept = Fields::default();
         for field in fields {
@@ -282,6 +321,7 @@ impl Info {
         kept.text.shrink_to_fit();
         kept.entries.shrink_to_fit();
         self.numbers = kept;
+        self.sections = None;
     }
 
     /// Whether the instance serves reads: a master, or a replica linked to its master and not
@@ -646,9 +686,10 @@ mod tests {
         assert!(kept.number("db0.keys").is_some());
         assert_eq!(kept.number("used_memory"), None);
         assert_eq!(kept.number("db0.expires"), None);
-        // The typed fields, which readiness reads, are untouched.
+        // What readiness reads stays; the typed sections are gone and read as empty.
         assert_eq!((kept.role, kept.serving()), (whole.role, whole.serving()));
-        assert_eq!((&kept.stats, &kept.replication), (&whole.stats, &whole.replication));
+        assert_eq!(*kept, Sections::default());
+        assert!(whole.stats.instantaneous_ops_per_sec.is_some());
     }
 
     #[test]
