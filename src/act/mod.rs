@@ -2,12 +2,18 @@
 //! [`Executor::admit`] before every action and then performs it through its cluster backend;
 //! actions of one policy therefore never overlap (one task, one action at a time), and no
 //! more than the configured number happen per window however the decisions flap.
+//!
+//! [`scale`] is the one action path for a scale decision: the daemon's policy loop and the
+//! simulator (through [`crate::sim::cluster::SimCluster`]) both call it, so what `simulate`
+//! measures is what the daemon does.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::cluster::Cluster;
+use crate::decide::Memory;
 use crate::observe::Timestamp;
 
 /// What the daemon does with a decision that asks for an action.
@@ -98,6 +104,42 @@ impl Executor {
             Mode::Paused => Err(ActionOutcome::Paused),
         }
     }
+}
+
+/// Carries out one scale decision `from -> to` decided at `now`: admission, then
+/// [`Cluster::scale`], then, only once it succeeded, the record in `memory` that the
+/// stabilization and cooldown rules read. The caller keeps its own metrics and logs; an
+/// outcome other than `Applied` or `Failed` means the cluster was not called.
+pub async fn scale<C: Cluster>(
+    executor: &mut Executor,
+    cluster: &C,
+    memory: &mut Memory,
+    from: u16,
+    to: u16,
+    now: Timestamp,
+) -> ActionOutcome {
+    if let Err(outcome) = executor.admit(now) {
+        return outcome;
+    }
+    match cluster.scale(to).await {
+        Ok(()) => {
+            memory.scaling.record_scale(now, from, to);
+            ActionOutcome::Applied
+        }
+        Err(error) => ActionOutcome::Failed { error: chain(&error) },
+    }
+}
+
+/// An error with its causes, for logs and decision records (never for metric labels).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! The cluster edge: the one small trait the daemon acts through to list, scale, promote and
 //! repoint Redis instances, and to keep the durable record of which instance is the master.
 //!
-//! - [`Cluster`]: the trait. Backends: [`local::LocalFleet`] (child processes on loopback) today;
-//!   a Kubernetes StatefulSet and the simulator later. Used generically, never as `dyn`.
+//! - [`Cluster`]: the trait. Backends: [`local::LocalFleet`] (child processes on loopback),
+//!   [`StaticEndpoints`], and the simulator's [`crate::sim::cluster::SimCluster`]; a
+//!   Kubernetes StatefulSet later. Used generically, never as `dyn`.
 //! - [`redis_admin`]: the Redis-side role commands every backend shares (`REPLICAOF`,
 //!   `FAILOVER`), each under a deadline.
 //! - [`local`]: the embedded default backend.

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::metrics::Metrics;
 use super::status::{DecisionRecord, Status};
-use crate::act::{ActionOutcome, Executor};
+use crate::act::{self, ActionOutcome, Executor, chain};
 use crate::cluster::Cluster;
 use crate::decide::{Decision, Fleet, Memory, decide};
 use crate::observe::{History, Timestamp};
@@ -211,21 +211,15 @@ impl<C: Cluster> PolicyLoop<C> {
         self.shared.status.first_decision(&name);
     }
 
+    /// The shared action path ([`act::scale`]), timed for the metrics when it reached the
+    /// cluster.
     async fn scale(&mut self, from: u16, to: u16, now: Timestamp) -> ActionOutcome {
-        let name = self.policy.name.clone();
-        if let Err(outcome) = self.executor.admit(now) {
-            self.shared.metrics.action(&name, "scale", &outcome, None);
-            return outcome;
-        }
         let started = Instant::now();
-        let outcome = match self.cluster.scale(to).await {
-            Ok(()) => {
-                self.memory.scaling.record_scale(now, from, to);
-                ActionOutcome::Applied
-            }
-            Err(error) => ActionOutcome::Failed { error: chain(&error) },
-        };
-        self.shared.metrics.action(&name, "scale", &outcome, Some(started.elapsed()));
+        let outcome =
+            act::scale(&mut self.executor, &self.cluster, &mut self.memory, from, to, now).await;
+        let took = matches!(outcome, ActionOutcome::Applied | ActionOutcome::Failed { .. })
+            .then(|| started.elapsed());
+        self.shared.metrics.action(&self.policy.name, "scale", &outcome, took);
         outcome
     }
 }
@@ -244,18 +238,6 @@ fn redis_fields(policy: &Policy) -> Vec<String> {
     fields.sort_unstable();
     fields.dedup();
     fields
-}
-
-/// An error with its causes, for logs and decision records (never for metric labels).
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use super::model::ClusterModel;
+use super::cluster::SimCluster;
 use super::replay::Controller;
 use super::trace::Millis;
 
@@ -239,20 +239,27 @@ impl Controller for HpaController {
         SYNC_PERIOD
     }
 
-    fn evaluate(&mut self, now: Millis, demand: f64, cluster: &ClusterModel) -> Option<u16> {
-        let current = cluster.requested();
-        let ready = usize::from(cluster.ready());
+    /// The HPA is a baseline, not the policy's action path: it resizes the simulated
+    /// cluster directly, as the Kubernetes controller writes `spec.replicas`.
+    fn evaluate(&mut self, now: Millis, demand: f64, cluster: &SimCluster) {
+        let (current, ready, per_instance) = cluster.with_model(|model| {
+            (model.requested(), model.ready(), model.ops_per_ready_instance(demand))
+        });
+        let ready = usize::from(ready);
         self.ready_values.clear();
-        self.ready_values.resize(ready, cluster.ops_per_ready_instance(demand));
+        self.ready_values.resize(ready, per_instance);
         let unready = usize::from(current) - ready;
         let desired = self.hpa.reconcile(now, current, &self.ready_values, unready);
-        (desired != current).then_some(desired)
+        if desired != current {
+            cluster.resize(desired);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::model::ClusterModel;
 
     fn hpa(min: u16, max: u16, average_value: f64) -> Hpa {
         Hpa::new(HpaSpec { min_replicas: min, max_replicas: max, average_value })
@@ -365,9 +372,10 @@ mod tests {
     fn the_controller_reads_the_even_share_of_served_load() {
         // 2 ready pods of capacity 1000 serving 500 ops/s -> 250 each against a target of
         // 100 -> ceil(2.5 x 2) = 5.
-        let cluster = ClusterModel::new(2, 1000.0, 0, 0);
+        let cluster = SimCluster::new(ClusterModel::new(2, 1000.0, 0, 0), 0);
         let mut controller =
             HpaController::new(HpaSpec { min_replicas: 1, max_replicas: 10, average_value: 100.0 });
-        assert_eq!(controller.evaluate(0, 500.0, &cluster), Some(5));
+        controller.evaluate(0, 500.0, &cluster);
+        assert_eq!(cluster.with_model(ClusterModel::requested), 5);
     }
 }

@@ -4,12 +4,14 @@
 //! - [`trace`]: the load CSV, piecewise constant per row.
 //! - [`scenario`]: which policy meets which trace, and the cluster assumptions.
 //! - [`model`]: the simulated deployment (capacity per instance, warm-up, even load split).
+//! - [`cluster`]: the model behind the daemon's [`crate::cluster::Cluster`] trait.
 //! - [`replay`](mod@replay): the event-driven loop that integrates exactly between events.
 //! - [`policy_run`]: the policy as a controller: observations in, [`crate::decide`] decides.
 //! - [`hpa`]: the HPA algorithm as a controller.
 //! - [`report`]: the four numbers per controller, as JSON or a table.
 //! - [`plot`]: demand, capacity and replicas over time as SVG.
 
+pub mod cluster;
 pub mod hpa;
 pub mod model;
 pub mod plot;

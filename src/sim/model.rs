@@ -1,9 +1,8 @@
 //! The simulated Redis deployment: instances that take `warmup` to become ready, each serving
 //! up to a fixed capacity, with load spread evenly over the ready ones.
 //!
-//! This is the piece a future `Cluster` trait (scale to N, read the replicas) would put behind
-//! an interface: controllers only ask it for counts and per-instance numbers and tell it a new
-//! replica count.
+//! Controllers reach it through [`super::cluster::SimCluster`], the daemon's `Cluster` trait
+//! over this model: they ask it for counts and per-instance numbers and scale it.
 
 use super::trace::Millis;
 

@@ -1,14 +1,20 @@
 //! The policy under test, driven through the real decision core: at every sampling tick the
 //! simulated cluster is turned into the same [`Observation`] a live sampler would build, pushed
-//! into a [`History`], and [`decide`] is called exactly as the daemon calls it. Nothing here
-//! changes how the core decides; it only stands in for the samplers and the executor.
+//! into a [`History`], and [`decide`] is called exactly as the daemon calls it. A scale
+//! decision is carried out as the daemon carries it out, through [`act::scale`] (admission,
+//! [`crate::cluster::Cluster::scale`], the record in the decision memory) on a [`SimCluster`].
+//! Nothing here changes how the core decides or acts; it only stands in for the samplers.
 
 use std::time::Duration;
 
+use futures::FutureExt;
+
 use super::SimError;
+use super::cluster::SimCluster;
 use super::model::{ClusterModel, InstanceState};
 use super::replay::Controller;
 use super::trace::{Millis, timestamp};
+use crate::act::{self, ActionOutcome, Executor, Mode, RateLimit};
 use crate::decide::{Decision, Fleet, Memory, decide};
 use crate::observe::{History, Info, InstanceSample, Observation, Outcome, QueryResult, Role};
 use crate::policy::Policy;
@@ -25,6 +31,10 @@ pub struct PolicyController<'p> {
     interval: Millis,
     history: History,
     memory: Memory,
+    /// Applies every admitted action. The daemon's `--max-actions-per-hour` is an operational
+    /// guard against a misbehaving controller, not part of the policy, so the simulation
+    /// measures the policy without it.
+    executor: Executor,
     /// Every distinct PromQL query the policy reads; each is answered with the demand.
     queries: Vec<String>,
     /// `redis-0`, `redis-1`, ...: StatefulSet pod names, grown as the cluster grows.
@@ -57,6 +67,11 @@ impl<'p> PolicyController<'p> {
             interval: to_millis(interval),
             history: History::new(policy.history_span(), interval),
             memory: Memory::default(),
+            // A zero window forgets each admission at once: unlimited, in constant memory.
+            executor: Executor::new(
+                Mode::Apply,
+                RateLimit { max: u32::MAX, window: Duration::ZERO },
+            ),
             queries: policy.prometheus_queries().into_iter().map(str::to_owned).collect(),
             instance_ids: Vec::new(),
             evaluations: 0,
@@ -129,20 +144,27 @@ impl Controller for PolicyController<'_> {
         self.interval
     }
 
-    fn evaluate(&mut self, now: Millis, demand: f64, cluster: &ClusterModel) -> Option<u16> {
-        let observation = self.observe(now, demand, cluster);
+    fn evaluate(&mut self, now: Millis, demand: f64, cluster: &SimCluster) {
+        let (observation, replicas) =
+            cluster.with_model(|model| (self.observe(now, demand, model), model.requested()));
         self.history.push(observation);
         let at = timestamp(now);
-        let fleet = Fleet { replicas: cluster.requested() };
-        let decisions = decide(self.policy, &self.history, fleet, &mut self.memory, at);
+        let decisions =
+            decide(self.policy, &self.history, Fleet { replicas }, &mut self.memory, at);
         self.count_gaps(&decisions);
-        let (from, to) = decisions.iter().find_map(|decision| match decision {
+        // The first scale decision only: after it the fleet is no longer the one the others
+        // were decided for.
+        let Some((from, to)) = decisions.iter().find_map(|decision| match decision {
             Decision::Scale { from, to, .. } => Some((*from, *to)),
             Decision::Hold { .. } => None,
-        })?;
-        // The model applies the scale at once, so it is recorded as performed right away.
-        self.memory.scaling.record_scale(at, from, to);
-        Some(to)
+        }) else {
+            return;
+        };
+        // The simulated cluster's futures are ready at once and its scale never fails, so the
+        // action is always applied; the replay reads its effect from the model.
+        let outcome =
+            act::scale(&mut self.executor, cluster, &mut self.memory, from, to, at).now_or_never();
+        debug_assert_eq!(outcome, Some(ActionOutcome::Applied));
     }
 }
 
@@ -159,7 +181,7 @@ mod tests {
     use crate::sim::replay::replay;
     use crate::sim::trace::{Row, TimeKind, Trace};
 
-    fn ticks_of(controller: &mut PolicyController<'_>, cluster: &ClusterModel, demand: f64) {
+    fn ticks_of(controller: &mut PolicyController<'_>, cluster: &SimCluster, demand: f64) {
         for second in (0..60).step_by(10) {
             controller.evaluate(second * 1000, demand, cluster);
         }
@@ -192,9 +214,9 @@ mod tests {
         // 2 replicas of target 100 serving 300 ops/s: mean 150 per replica -> ceil(1.5 x 2) = 3.
         let policy = policy().metric(redis_metric(OPS_FIELD, 100.0)).max(10).build();
         let mut controller = PolicyController::new(&policy).expect("has scaling");
-        let cluster = ClusterModel::new(2, 1000.0, 0, 0);
-        let to = controller.evaluate(0, 300.0, &cluster);
-        assert_eq!(to, Some(3));
+        let cluster = SimCluster::new(ClusterModel::new(2, 1000.0, 0, 0), 0);
+        controller.evaluate(0, 300.0, &cluster);
+        assert_eq!(cluster.with_model(ClusterModel::requested), 3);
     }
 
     #[test]
@@ -208,9 +230,10 @@ mod tests {
     fn a_quiet_fleet_holds_within_tolerance() {
         let policy = policy().metric(redis_metric(OPS_FIELD, 100.0)).build();
         let mut controller = PolicyController::new(&policy).expect("has scaling");
-        let cluster = ClusterModel::new(2, 1000.0, 0, 0);
+        let cluster = SimCluster::new(ClusterModel::new(2, 1000.0, 0, 0), 0);
         ticks_of(&mut controller, &cluster, 195.0);
-        assert_eq!(controller.evaluate(60_000, 195.0, &cluster), None);
+        controller.evaluate(60_000, 195.0, &cluster);
+        assert_eq!(cluster.with_model(ClusterModel::requested), 2);
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! ticks, warm-up completions), integrates exactly between them, and lets one controller
 //! resize the cluster at its ticks. Nothing changes between two events, so every integral is
 //! a sum of `value x span` with no per-second loop.
+//!
+//! Controllers act on a [`SimCluster`], the daemon's cluster trait over the model; the replay
+//! reads the resulting shape from the model after each evaluation.
 
+use super::cluster::SimCluster;
 use super::model::ClusterModel;
 use super::report::Summary;
 use super::trace::{Millis, Row, Trace};
@@ -12,9 +16,9 @@ pub trait Controller {
     /// Time between evaluations; the first is at the trace's start.
     fn interval(&self) -> Millis;
 
-    /// Evaluates at `now` with `demand` ops/s asked of `cluster`; returns the replica count to
-    /// scale to, or `None` to keep it.
-    fn evaluate(&mut self, now: Millis, demand: f64, cluster: &ClusterModel) -> Option<u16>;
+    /// Evaluates at `now` with `demand` ops/s asked of `cluster`, and scales it if it decides
+    /// to (the cluster's clock is already at `now`).
+    fn evaluate(&mut self, now: Millis, demand: f64, cluster: &SimCluster);
 }
 
 /// The cluster's shape from `at` until the next change.
@@ -38,7 +42,7 @@ struct Replay<'t> {
     row: usize,
     end: Millis,
     now: Millis,
-    cluster: ClusterModel,
+    cluster: SimCluster,
     under_provisioned: Millis,
     replica_millis: u128,
     scale_events: u64,
@@ -54,7 +58,7 @@ pub fn replay(trace: &Trace, cluster: ClusterModel, controller: &mut impl Contro
         end: trace.end(),
         now: trace.start(),
         peak_replicas: cluster.requested(),
-        cluster,
+        cluster: SimCluster::new(cluster, trace.start()),
         under_provisioned: 0,
         replica_millis: 0,
         scale_events: 0,
@@ -67,9 +71,10 @@ pub fn replay(trace: &Trace, cluster: ClusterModel, controller: &mut impl Contro
     while tick < replay.end {
         replay.advance_to(tick);
         let demand = replay.demand();
-        if let Some(replicas) = controller.evaluate(tick, demand, &replay.cluster) {
-            replay.scale_to(replicas);
-        }
+        let before = replay.cluster.model_mut().requested();
+        replay.cluster.set_now(tick);
+        controller.evaluate(tick, demand, &replay.cluster);
+        replay.scaled_from(before);
         tick = tick.saturating_add(interval);
     }
     replay.advance_to(replay.end);
@@ -85,44 +90,44 @@ impl Replay<'_> {
     fn advance_to(&mut self, until: Millis) {
         while self.now < until {
             let row_end = self.rows.get(self.row + 1).map_or(self.end, |r| r.at);
+            let demand = self.demand();
+            let cluster = self.cluster.model_mut();
             let mut next = until.min(row_end);
-            if let Some(ready_at) = self.cluster.next_ready_at() {
+            if let Some(ready_at) = cluster.next_ready_at() {
                 next = next.min(ready_at);
             }
             let span = next - self.now;
-            let demand = self.demand();
-            if demand > self.cluster.capacity() {
+            if demand > cluster.capacity() {
                 self.under_provisioned += span;
             }
-            self.replica_millis +=
-                u128::from(self.cluster.requested()) * span.unsigned_abs() as u128;
-            self.cluster.serve(demand, span);
+            self.replica_millis += u128::from(cluster.requested()) * span.unsigned_abs() as u128;
+            cluster.serve(demand, span);
+            let warmed = cluster.finish_warmups(next);
             self.now = next;
             if next == row_end && self.row + 1 < self.rows.len() {
                 self.row += 1;
             }
-            if self.cluster.finish_warmups(next) {
+            if warmed {
                 self.record();
             }
         }
     }
 
-    fn scale_to(&mut self, replicas: u16) {
-        if replicas == self.cluster.requested() {
+    /// Counts a scale event if the controller changed the requested count from `before`.
+    fn scaled_from(&mut self, before: u16) {
+        let replicas = self.cluster.model_mut().requested();
+        if replicas == before {
             return;
         }
-        self.cluster.scale_to(replicas, self.now);
         self.scale_events += 1;
         self.peak_replicas = self.peak_replicas.max(replicas);
         self.record();
     }
 
     fn record(&mut self) {
-        let change = Change {
-            at: self.now,
-            requested: self.cluster.requested(),
-            ready: self.cluster.ready(),
-        };
+        let cluster = self.cluster.model_mut();
+        let change =
+            Change { at: self.now, requested: cluster.requested(), ready: cluster.ready() };
         // Several changes at one instant (a scale and a warm-up end) keep only the last.
         if self.timeline.last().is_some_and(|last| last.at == change.at) {
             self.timeline.pop();
@@ -160,8 +165,10 @@ mod tests {
             self.interval
         }
 
-        fn evaluate(&mut self, now: Millis, _: f64, _: &ClusterModel) -> Option<u16> {
-            self.steps.iter().find(|(at, _)| *at == now).map(|(_, to)| *to)
+        fn evaluate(&mut self, now: Millis, _: f64, cluster: &SimCluster) {
+            if let Some((_, to)) = self.steps.iter().find(|(at, _)| *at == now) {
+                cluster.resize(*to);
+            }
         }
     }
 
