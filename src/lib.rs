@@ -24,6 +24,7 @@
 //! - [`daemon`]: `run`: policy loops, reloads, metrics, shared status and the HTTP surface
 //!   (probes, `/metrics`, recent decisions, the Alertmanager webhook).
 //! - [`demo`]: the embedded default: local fleet, trace-driven load, live view.
+//! - [`errors`]: an error and its causes as one line of text.
 //! - [`sim`]: replays a load trace against a policy and against the Kubernetes HPA baseline.
 //! - [`cli`]: the `redis-autopilot` subcommands; `main.rs` only calls [`cli::run`].
 
@@ -33,6 +34,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod decide;
 pub mod demo;
+pub mod errors;
 pub mod observe;
 pub mod policy;
 pub mod sample;

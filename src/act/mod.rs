@@ -126,20 +126,8 @@ pub async fn scale<C: Cluster>(
             memory.scaling.record_scale(now, from, to);
             ActionOutcome::Applied
         }
-        Err(error) => ActionOutcome::Failed { error: chain(&error) },
+        Err(error) => ActionOutcome::Failed { error: crate::errors::chain(&error) },
     }
-}
-
-/// An error with its causes, for logs and decision records (never for metric labels).
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -11,9 +11,10 @@ use tokio::sync::{mpsc, watch};
 
 use super::metrics::Metrics;
 use super::status::{DecisionRecord, Status};
-use crate::act::{self, ActionOutcome, Executor, chain};
+use crate::act::{self, ActionOutcome, Executor};
 use crate::cluster::Cluster;
 use crate::decide::{Decision, Fleet, Memory, decide};
+use crate::errors::chain;
 use crate::observe::{History, Timestamp};
 use crate::policy::{AlertAction, MetricSource, Policy};
 use crate::sample::{PolicySampler, SetupError};

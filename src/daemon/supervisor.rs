@@ -14,8 +14,9 @@ use tokio::task::JoinHandle;
 use super::http::{AlertCommand, AlertRoutes, AlertSink, router, serve};
 use super::policies::{Change, PolicySet};
 use super::policy_loop::{Command, PolicyLoop, Shared};
-use crate::act::{Executor, Mode, RateLimit, chain};
+use crate::act::{Executor, Mode, RateLimit};
 use crate::cluster::AnyCluster;
+use crate::errors::chain;
 use crate::policy::{Diagnostic, Policy, SecretSource};
 use crate::sample::secret;
 

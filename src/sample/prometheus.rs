@@ -2,11 +2,10 @@
 //! sampling deadline. A result is every series' value; aggregating them is the core's job
 //! (the metric's `aggregate`), and an empty result is reported as such — never as zero.
 
-use std::error::Error as _;
 use std::time::Duration;
 
+use prometheus_http_query::Client;
 use prometheus_http_query::response::Data;
-use prometheus_http_query::{Client, Error};
 
 use super::secret::Secret;
 use crate::observe::QueryResult;
@@ -70,7 +69,7 @@ impl PrometheusSampler {
         let response = tokio::time::timeout(self.timeout, request.get())
             .await
             .map_err(|_| format!("timed out after {}", humantime::format_duration(self.timeout)))?
-            .map_err(describe)?;
+            .map_err(|e| crate::errors::chain(&e))?;
         let values = match response.data() {
             Data::Scalar(sample) => vec![sample.value()],
             Data::Vector(series) => series.iter().map(|s| s.sample().value()).collect(),
@@ -102,19 +101,4 @@ fn basic(username: &str, password: &Secret) -> Result<reqwest::header::HeaderVal
         .map_err(|_| "basic auth holds characters not allowed in a header".to_owned())?;
     value.set_sensitive(true);
     Ok(value)
-}
-
-/// The error with its causes ("connection refused" sits a few sources down a reqwest error).
-fn describe(error: Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
