@@ -23,13 +23,13 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use support::{Process, Redis, free_port};
+use support::{Process, Redis, free_port, start_fleet};
 
 /// How often the bench polls the daemon's HTTP surface while waiting for first decisions.
 const POLL: Duration = Duration::from_millis(5);
@@ -272,32 +272,4 @@ fn dechunk(mut body: &str) -> String {
         body = rest[size..].trim_start_matches("\r\n");
     }
     out
-}
-
-/// Starts `count` servers from a few threads, ports reserved up front so two threads never
-/// pick the same one (as in `benches/sampling.rs`).
-fn start_fleet(count: usize) -> Vec<Redis> {
-    let reserved: Vec<TcpListener> =
-        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("reserve a port")).collect();
-    let ports: Vec<u16> =
-        reserved.iter().map(|l| l.local_addr().expect("local addr").port()).collect();
-    drop(reserved);
-    let threads = 8.min(count.max(1));
-    let chunk = count.div_ceil(threads).max(1);
-    let fleet: Vec<Redis> = std::thread::scope(|scope| {
-        let handles: Vec<_> = ports
-            .chunks(chunk)
-            .map(|ports| {
-                scope.spawn(move || {
-                    ports
-                        .iter()
-                        .map(|&port| Redis::start_on(port, &["--maxclients", "16"]))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("start thread")).collect()
-    });
-    assert_eq!(fleet.len(), count);
-    fleet
 }

@@ -16,13 +16,12 @@
 mod support;
 
 use std::hint::black_box;
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
 use redis_autopilot::observe::Outcome;
 use redis_autopilot::sample::redis::{Access, Endpoint, RedisSampler};
-use support::Redis;
+use support::{Redis, start_fleet};
 
 /// Instances whose `INFO commandstats` and process CPU are read for the server-side figure.
 const PROBED: usize = 5;
@@ -139,35 +138,6 @@ fn mean(values: &[f64]) -> f64 {
 
 fn list(values: &[f64]) -> String {
     values.iter().map(|u| format!("{u:.1}")).collect::<Vec<_>>().join(", ")
-}
-
-/// Starts `count` servers from a few threads. Ports are reserved first, all at once, so two
-/// threads can never pick the same free port (a second server on a taken port would exit
-/// while the first one answered the readiness probe in its place).
-fn start_fleet(count: usize) -> Vec<Redis> {
-    let reserved: Vec<TcpListener> =
-        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("reserve a port")).collect();
-    let ports: Vec<u16> =
-        reserved.iter().map(|l| l.local_addr().expect("local addr").port()).collect();
-    drop(reserved);
-    let threads = 8.min(count.max(1));
-    let chunk = count.div_ceil(threads).max(1);
-    let fleet: Vec<Redis> = std::thread::scope(|scope| {
-        let handles: Vec<_> = ports
-            .chunks(chunk)
-            .map(|ports| {
-                scope.spawn(move || {
-                    ports
-                        .iter()
-                        .map(|&port| Redis::start_on(port, &["--maxclients", "16"]))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("start thread")).collect()
-    });
-    assert_eq!(fleet.len(), count);
-    fleet
 }
 
 /// Every instance answered, each the server started on its port (run ids are per process).

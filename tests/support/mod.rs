@@ -358,3 +358,32 @@ impl Prometheus {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
+
+/// Starts `count` servers from a few threads. Ports are reserved first, all at once, so two
+/// threads can never pick the same free port (a second server on a taken port would exit
+/// while the first one answered the readiness probe in its place).
+pub fn start_fleet(count: usize) -> Vec<Redis> {
+    let reserved: Vec<TcpListener> =
+        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("reserve a port")).collect();
+    let ports: Vec<u16> =
+        reserved.iter().map(|l| l.local_addr().expect("local addr").port()).collect();
+    drop(reserved);
+    let threads = 8.min(count.max(1));
+    let chunk = count.div_ceil(threads).max(1);
+    let fleet: Vec<Redis> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ports
+            .chunks(chunk)
+            .map(|ports| {
+                scope.spawn(move || {
+                    ports
+                        .iter()
+                        .map(|&port| Redis::start_on(port, &["--maxclients", "16"]))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("start thread")).collect()
+    });
+    assert_eq!(fleet.len(), count);
+    fleet
+}
