@@ -307,7 +307,12 @@ impl LocalFleet {
     fn member(&self, ordinal: u16) -> Result<Member, ClusterError> {
         let port = self.port(ordinal)?;
         let id = format!("{HOST}:{port}");
-        Ok(Member { endpoint: Endpoint { id: id.clone(), host: HOST.into(), port }, id, ordinal })
+        Ok(Member {
+            endpoint: Endpoint { id: id.clone(), host: HOST.into(), port },
+            id,
+            ordinal,
+            gone: None,
+        })
     }
 
     /// The ordinal the recorded master runs as, if it is one of ours.
@@ -485,9 +490,19 @@ impl LocalFleet {
 }
 
 impl Cluster for LocalFleet {
+    /// Instances that exited stay members, marked gone, until the next [`Cluster::scale`]
+    /// restarts them: a dead master must be seen dead, not vanish.
     async fn members(&self) -> Result<Vec<Member>, ClusterError> {
-        let inner = self.inner.lock().await;
-        inner.running.keys().map(|&ordinal| self.member(ordinal)).collect()
+        let mut inner = self.inner.lock().await;
+        let mut members = Vec::with_capacity(inner.running.len());
+        for (&ordinal, process) in &mut inner.running {
+            let mut member = self.member(ordinal)?;
+            if !process.alive() {
+                member.gone = Some(format!("redis-server pid {} exited", process.pid()));
+            }
+            members.push(member);
+        }
+        Ok(members)
     }
 
     async fn replicas(&self) -> Result<u16, ClusterError> {

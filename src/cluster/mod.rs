@@ -36,6 +36,40 @@ pub struct Member {
     pub endpoint: Endpoint,
     /// Position in the deployment (a StatefulSet ordinal); scaling down removes the highest.
     pub ordinal: u16,
+    /// Set when the backend itself knows the instance is gone (its process exited, its pod was
+    /// deleted or evicted, its Redis container terminated), with what it saw. Failover
+    /// detection weighs it like a refused connection: stronger evidence than a timeout.
+    pub gone: Option<String>,
+}
+
+/// How an instance is advertised to clients, so that Services can select by it (Kubernetes:
+/// the pod label `redis-autopilot.io/role`). Advertising is not the role itself: Redis holds
+/// that; this follows it, one step behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Advertised {
+    /// The recorded master, serving writes.
+    Master,
+    /// A replica linked to the recorded master, within the policy's lag bound.
+    Replica,
+    /// Claimed to be master without being the recorded one; made a replica, kept out of both
+    /// Services until it has resynced.
+    Fenced,
+    /// A replica beyond `health.replicaMaxLag`: out of the replicas Service when the policy
+    /// says so.
+    Lagging,
+}
+
+impl Advertised {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Advertised::Master => "master",
+            Advertised::Replica => "replica",
+            Advertised::Fenced => "fenced",
+            Advertised::Lagging => "lagging",
+        }
+    }
 }
 
 /// The durable answer to "who is master": the instance, and the epoch at which it was chosen.
@@ -87,6 +121,17 @@ pub trait Cluster: Send + Sync {
         member: &Member,
         master: &Member,
     ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    /// Advertises `member` as `role` to clients. Backends without a service layer (a local
+    /// fleet, static endpoints, the simulator) have nothing to advertise: the default does
+    /// nothing. Idempotent.
+    fn advertise(
+        &self,
+        _member: &Member,
+        _role: Advertised,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// Why a cluster action failed. Messages name instances, files and binaries, never secrets.
