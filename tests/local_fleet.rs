@@ -57,7 +57,7 @@ fn config(dir: &Path, base_port: u16) -> LocalConfig {
 /// promotions carried out: what the daemon's loop does, without the loop.
 async fn settle(fleet: &LocalFleet) -> Vec<Decision> {
     let prober = RedisSampler::with_sections(Access::default(), TIMEOUT, HEALTH_SECTIONS);
-    let probe = Probe::take(fleet, &prober).await.unwrap();
+    let probe = Probe::take(fleet, &prober).await.expect("health probe");
     let mut memory = HealthMemory::default();
     let assessment =
         health::assess(&Health::default(), probe.input(), &mut memory, true, chrono::Utc::now());
@@ -66,12 +66,14 @@ async fn settle(fleet: &LocalFleet) -> Vec<Decision> {
     for decision in &assessment.decisions {
         match decision {
             Decision::Failover { to, epoch, .. } => {
-                let to = probe.member(to).unwrap();
-                failover::fail_over(fleet, &probe.members, to, *epoch, &context).await.unwrap();
+                let to = probe.member(to).expect("a member");
+                failover::fail_over(fleet, &probe.members, to, *epoch, &context)
+                    .await
+                    .expect("failover");
             }
             Decision::Promote { instance, epoch, .. } => {
-                let member = probe.member(instance).unwrap();
-                failover::promote(fleet, member, *epoch, &context).await.unwrap();
+                let member = probe.member(instance).expect("a member");
+                failover::promote(fleet, member, *epoch, &context).await.expect("promote");
             }
             _ => {}
         }
