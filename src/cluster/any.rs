@@ -1,23 +1,30 @@
 //! The backend a policy's target names, chosen once when its loop starts. An enum rather than
 //! `dyn Cluster`: the trait's futures are not object-safe, and the set of backends is closed.
 
+use super::kubernetes::{EVENT_INTERVAL, KubeClient, KubeCluster, KubeTarget, lease};
 use super::local::{LocalConfig, LocalFleet};
-use super::{Cluster, ClusterError, MasterRecord, Member, StaticEndpoints};
+use super::{Advertised, Cluster, ClusterError, MasterRecord, Member, StaticEndpoints};
 use crate::act::Mode;
 use crate::policy::{Policy, Target};
-use crate::sample::{SetupError, redis_access, static_endpoints};
+use crate::sample::{redis_access, static_endpoints};
 
 pub enum AnyCluster {
     Local(Box<LocalFleet>),
     Endpoints(StaticEndpoints),
+    Kubernetes(Box<KubeCluster>),
 }
 
 impl AnyCluster {
     /// Opens the policy's target. A local fleet is brought to its requested size (at least
     /// `minReplicas`) and, when new, given its first master: without instances there is
     /// nothing to watch, so this happens in every mode; dry-run and paused only stop the
-    /// daemon from *changing* the fleet afterwards.
-    pub async fn open(policy: &Policy, mode: Mode) -> Result<Self, ClusterError> {
+    /// daemon from *changing* the fleet afterwards. A StatefulSet is only read (its pods
+    /// watched) through `kube`'s client, built on first use: Kubernetes runs the pods.
+    pub async fn open(
+        policy: &Policy,
+        mode: Mode,
+        kube: &KubeClient,
+    ) -> Result<Self, ClusterError> {
         match &policy.target {
             Target::Local { .. } => {
                 let access = redis_access(policy).map_err(ClusterError::Access)?;
@@ -38,9 +45,19 @@ impl AnyCluster {
                 let endpoints = static_endpoints(policy).map_err(ClusterError::Access)?;
                 Ok(Self::Endpoints(StaticEndpoints::new(endpoints)))
             }
-            Target::Kubernetes { namespace, stateful_set, .. } => Err(ClusterError::Access(
-                SetupError::KubernetesTarget(format!("{namespace}/{stateful_set}")),
-            )),
+            Target::Kubernetes { namespace, stateful_set, port } => {
+                let target = KubeTarget {
+                    namespace: namespace.clone(),
+                    stateful_set: stateful_set.clone(),
+                    port: *port,
+                    access: redis_access(policy).map_err(ClusterError::Access)?,
+                    timeout: policy.sampling.timeout,
+                    identity: lease::default_identity(),
+                    event_interval: EVENT_INTERVAL,
+                };
+                let cluster = KubeCluster::open(kube.get().await?, target).await?;
+                Ok(Self::Kubernetes(Box::new(cluster)))
+            }
         }
     }
 }
@@ -50,6 +67,7 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.members().await,
             Self::Endpoints(c) => c.members().await,
+            Self::Kubernetes(c) => c.members().await,
         }
     }
 
@@ -57,6 +75,7 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.replicas().await,
             Self::Endpoints(c) => c.replicas().await,
+            Self::Kubernetes(c) => c.replicas().await,
         }
     }
 
@@ -64,6 +83,7 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.scale(to).await,
             Self::Endpoints(c) => c.scale(to).await,
+            Self::Kubernetes(c) => c.scale(to).await,
         }
     }
 
@@ -71,6 +91,7 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.recorded_master().await,
             Self::Endpoints(c) => c.recorded_master().await,
+            Self::Kubernetes(c) => c.recorded_master().await,
         }
     }
 
@@ -78,6 +99,7 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.record_master(record).await,
             Self::Endpoints(c) => c.record_master(record).await,
+            Self::Kubernetes(c) => c.record_master(record).await,
         }
     }
 
@@ -85,6 +107,7 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.promote(member, epoch).await,
             Self::Endpoints(c) => c.promote(member, epoch).await,
+            Self::Kubernetes(c) => c.promote(member, epoch).await,
         }
     }
 
@@ -92,6 +115,15 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.repoint(member, master).await,
             Self::Endpoints(c) => c.repoint(member, master).await,
+            Self::Kubernetes(c) => c.repoint(member, master).await,
+        }
+    }
+
+    async fn advertise(&self, member: &Member, role: Advertised) -> Result<(), ClusterError> {
+        match self {
+            Self::Local(c) => c.advertise(member, role).await,
+            Self::Endpoints(c) => c.advertise(member, role).await,
+            Self::Kubernetes(c) => c.advertise(member, role).await,
         }
     }
 }

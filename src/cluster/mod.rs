@@ -2,11 +2,12 @@
 //! repoint Redis instances, and to keep the durable record of which instance is the master.
 //!
 //! - [`Cluster`]: the trait. Backends: [`local::LocalFleet`] (child processes on loopback),
-//!   [`StaticEndpoints`], and the simulator's [`crate::sim::cluster::SimCluster`]; a
-//!   Kubernetes StatefulSet later. Used generically, never as `dyn`.
+//!   [`kubernetes::KubeCluster`] (a StatefulSet's pods), [`StaticEndpoints`], and the
+//!   simulator's [`crate::sim::cluster::SimCluster`]. Used generically, never as `dyn`.
 //! - [`redis_admin`]: the Redis-side role commands every backend shares (`REPLICAOF`,
 //!   `FAILOVER`), each under a deadline.
 //! - [`local`]: the embedded default backend.
+//! - [`kubernetes`]: the in-cluster backend, and the Lease that decides which daemon acts.
 //!
 //! # The master invariant
 //!
@@ -17,6 +18,7 @@
 
 mod any;
 mod endpoints;
+pub mod kubernetes;
 pub mod local;
 pub mod redis_admin;
 
@@ -194,6 +196,8 @@ pub enum ClusterError {
     Unsupported { target: &'static str, action: &'static str },
     #[error("cannot prepare access to the instances")]
     Access(#[source] crate::sample::SetupError),
+    #[error(transparent)]
+    Kubernetes(#[from] kubernetes::KubeError),
 }
 
 impl ClusterError {
@@ -216,6 +220,7 @@ impl ClusterError {
             ClusterError::Unsupported { .. } => "unsupported",
             ClusterError::Access(_) => "access",
             ClusterError::BootstrapUnsafe { .. } => "bootstrap_unsafe",
+            ClusterError::Kubernetes(error) => error.category(),
         }
     }
 }
