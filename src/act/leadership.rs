@@ -20,7 +20,8 @@ impl Leadership {
         Self(Some(leader))
     }
 
+    /// Leading now. An elector that stopped (its sender gone) leads no more.
     pub fn is_leader(&self) -> bool {
-        self.0.as_ref().is_none_or(|leader| *leader.borrow())
+        self.0.as_ref().is_none_or(|leader| leader.has_changed().is_ok() && *leader.borrow())
     }
 }

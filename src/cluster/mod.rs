@@ -197,7 +197,13 @@ pub enum ClusterError {
     #[error("cannot prepare access to the instances")]
     Access(#[source] crate::sample::SetupError),
     #[error(transparent)]
-    Kubernetes(#[from] kubernetes::KubeError),
+    Kubernetes(Box<kubernetes::KubeError>),
+}
+
+impl From<kubernetes::KubeError> for ClusterError {
+    fn from(error: kubernetes::KubeError) -> Self {
+        ClusterError::Kubernetes(Box::new(error))
+    }
 }
 
 impl ClusterError {

@@ -91,31 +91,31 @@ pub enum KubeError {
     #[error("cannot load the Kubernetes client configuration")]
     Config(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot build the Kubernetes client")]
-    Client(#[source] kube::Error),
+    Client(#[source] Box<kube::Error>),
     #[error(
         "forbidden: the daemon's service account may not {call} for {object} (grant it in the \
          Role): {message}"
     )]
-    Forbidden { call: ApiCall, object: String, message: String },
+    Forbidden { call: &'static ApiCall, object: String, message: String },
     #[error("{object} not found ({call})")]
-    NotFound { call: ApiCall, object: String },
+    NotFound { call: &'static ApiCall, object: String },
     #[error("{object} changed under us {attempts} times in a row ({call}): giving up this round")]
-    Conflict { call: ApiCall, object: String, attempts: u32 },
+    Conflict { call: &'static ApiCall, object: String, attempts: u32 },
     #[error("the Kubernetes API server is unreachable ({call} for {object}); no action this round")]
     Unreachable {
-        call: ApiCall,
+        call: &'static ApiCall,
         object: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("{call} for {object} timed out after {timeout:?}")]
-    Timeout { call: ApiCall, object: String, timeout: Duration },
+    Timeout { call: &'static ApiCall, object: String, timeout: Duration },
     #[error("{call} for {object} failed")]
     Api {
-        call: ApiCall,
+        call: &'static ApiCall,
         object: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("{object}: {why}")]
     Invalid { object: String, why: String },
@@ -146,20 +146,24 @@ impl KubeError {
     }
 
     /// Classifies a failed `call` on `object`.
-    pub fn from_kube(call: ApiCall, object: impl Into<String>, source: kube::Error) -> Self {
+    pub fn from_kube(
+        call: &'static ApiCall,
+        object: impl Into<String>,
+        source: kube::Error,
+    ) -> Self {
         let object = object.into();
         match &source {
             kube::Error::Api(status) => match status.code {
                 403 => KubeError::Forbidden { call, object, message: status.message.clone() },
                 404 => KubeError::NotFound { call, object },
                 409 => KubeError::Conflict { call, object, attempts: 1 },
-                _ => KubeError::Api { call, object, source },
+                _ => KubeError::Api { call, object, source: Box::new(source) },
             },
             // No HTTP answer at all: refused, reset, DNS, TLS handshake.
             kube::Error::HyperError(_) | kube::Error::Service(_) => {
-                KubeError::Unreachable { call, object, source }
+                KubeError::Unreachable { call, object, source: Box::new(source) }
             }
-            _ => KubeError::Api { call, object, source },
+            _ => KubeError::Api { call, object, source: Box::new(source) },
         }
     }
 }
@@ -169,7 +173,7 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Runs one API request under [`DEADLINE`], classifying its failure.
 pub async fn bounded<T>(
-    call: ApiCall,
+    call: &'static ApiCall,
     object: &str,
     request: impl Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, KubeError> {
@@ -192,7 +196,7 @@ mod tests {
             kube::core::Status::failure("statefulsets.apps \"redis\" is forbidden", "Forbidden")
                 .with_code(403);
         let error = KubeError::from_kube(
-            PATCH_SCALE,
+            &PATCH_SCALE,
             "statefulset cache/redis",
             kube::Error::Api(Box::new(status)),
         );

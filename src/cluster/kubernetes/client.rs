@@ -32,7 +32,7 @@ impl KubeClient {
 
     /// A client for an already built configuration (tests point one at a fake API server).
     pub fn from_config(config: kube::Config) -> Result<Self, KubeError> {
-        let client = kube::Client::try_from(config).map_err(KubeError::Client)?;
+        let client = kube::Client::try_from(config).map_err(|e| KubeError::Client(Box::new(e)))?;
         Ok(Self { options: ClientOptions::default(), client: OnceCell::new_with(Some(client)) })
     }
 
@@ -56,5 +56,5 @@ async fn connect(options: &ClientOptions) -> Result<kube::Client, KubeError> {
         }
         (None, None) => kube::Config::infer().await.map_err(|e| KubeError::Config(Box::new(e)))?,
     };
-    kube::Client::try_from(config).map_err(KubeError::Client)
+    kube::Client::try_from(config).map_err(|e| KubeError::Client(Box::new(e)))
 }

@@ -91,7 +91,7 @@ impl EventSink {
         let event = self.event(severity, action, reason, note);
         let object = format!("events for {}", self.object());
         let posted =
-            bounded(CREATE_EVENT, &object, self.api.create(&PostParams::default(), &event)).await;
+            bounded(&CREATE_EVENT, &object, self.api.create(&PostParams::default(), &event)).await;
         if let Err(error) = posted {
             tracing::warn!(action, reason, error = %crate::errors::chain(&error), "cannot post a Kubernetes Event");
         }

@@ -127,7 +127,7 @@ impl Elector {
         let now = k8s_openapi::jiff::Timestamp::now();
         let seconds = i32::try_from(self.config.lease_duration.as_secs()).unwrap_or(i32::MAX);
         let name = self.config.name.clone();
-        let lease = match bounded(GET_LEASE, &self.object, self.api.get_opt(&name)).await? {
+        let lease = match bounded(&GET_LEASE, &self.object, self.api.get_opt(&name)).await? {
             Some(lease) => lease,
             None => {
                 let lease = Lease {
@@ -143,7 +143,7 @@ impl Elector {
                 };
                 let params = PostParams::default();
                 let created = self.api.create(&params, &lease);
-                return match bounded(CREATE_LEASE, &self.object, created).await {
+                return match bounded(&CREATE_LEASE, &self.object, created).await {
                     Ok(created) => {
                         self.observe(&created);
                         Ok(true)
@@ -182,7 +182,7 @@ impl Elector {
         });
         let params = PostParams::default();
         let replaced = self.api.replace(&self.config.name, &params, &next);
-        match bounded(UPDATE_LEASE, &self.object, replaced).await {
+        match bounded(&UPDATE_LEASE, &self.object, replaced).await {
             Ok(written) => {
                 self.observe(&written);
                 Ok(true)
@@ -196,7 +196,7 @@ impl Elector {
     /// Gives the Lease up (no holder), so a standby acquires it on its next retry.
     async fn release(&mut self) -> Result<(), KubeError> {
         let Some(mut lease) =
-            bounded(GET_LEASE, &self.object, self.api.get_opt(&self.config.name)).await?
+            bounded(&GET_LEASE, &self.object, self.api.get_opt(&self.config.name)).await?
         else {
             return Ok(());
         };
@@ -209,7 +209,7 @@ impl Elector {
         spec.renew_time = Some(MicroTime(k8s_openapi::jiff::Timestamp::now()));
         let params = PostParams::default();
         let replaced = self.api.replace(&self.config.name, &params, &lease);
-        bounded(UPDATE_LEASE, &self.object, replaced).await?;
+        bounded(&UPDATE_LEASE, &self.object, replaced).await?;
         tracing::info!(lease = %self.object, "released the lease");
         Ok(())
     }

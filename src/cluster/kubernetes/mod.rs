@@ -85,7 +85,7 @@ impl KubeCluster {
     pub async fn open(client: kube::Client, target: KubeTarget) -> Result<Self, ClusterError> {
         let object = format!("statefulset {}/{}", target.namespace, target.stateful_set);
         let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &target.namespace);
-        let set = bounded(GET_STATEFULSET, &object, sets.get(&target.stateful_set)).await?;
+        let set = bounded(&GET_STATEFULSET, &object, sets.get(&target.stateful_set)).await?;
         let recorded = record::parse(&set, &object)?;
         let selector = selector(&set).ok_or_else(|| KubeError::Invalid {
             object: object.clone(),
@@ -165,7 +165,7 @@ impl KubeCluster {
     }
 
     /// Posts the Event for one action's result: `reason` on success, `{action}Failed` (a
-    /// Warning with the error) on failure.
+    /// Warning with the error) on failure. `note` says what the action was.
     async fn report<T>(
         &self,
         action: &str,
@@ -188,7 +188,7 @@ impl KubeCluster {
         let patch = serde_json::json!({"spec": {"replicas": to}});
         let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
         let request = self.sets.patch_scale(&self.target.stateful_set, &params, &patch);
-        bounded(PATCH_SCALE, &self.object, request).await?;
+        bounded(&PATCH_SCALE, &self.object, request).await?;
         self.pods.set_requested(to);
         Ok(())
     }
@@ -285,7 +285,7 @@ impl Cluster for KubeCluster {
 
     async fn replicas(&self) -> Result<u16, ClusterError> {
         let scale =
-            bounded(GET_SCALE, &self.object, self.sets.get_scale(&self.target.stateful_set))
+            bounded(&GET_SCALE, &self.object, self.sets.get_scale(&self.target.stateful_set))
                 .await?;
         let replicas = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
         let replicas = u16::try_from(replicas).unwrap_or(u16::MAX);
@@ -334,7 +334,7 @@ impl Cluster for KubeCluster {
     async fn record_master(&self, next: MasterRecord) -> Result<(), ClusterError> {
         let _acting = self.acting.lock().await;
         let result = self.update_record(|current| record::advance(current, &next)).await;
-        let note = format!("recorded {} as master at epoch {}", next.instance, next.epoch);
+        let note = format!("record {} as master at epoch {}", next.instance, next.epoch);
         self.report("RecordMaster", "MasterRecorded", &note, &result).await;
         result.map(drop)
     }
@@ -354,7 +354,7 @@ impl Cluster for KubeCluster {
             self.replicaof(member, None).await
         }
         .await;
-        let note = format!("promoted {} (REPLICAOF NO ONE) at epoch {epoch}", member.id);
+        let note = format!("promote {} (REPLICAOF NO ONE) at epoch {epoch}", member.id);
         self.report("Promote", "Promoted", &note, &result).await;
         result
     }
@@ -369,7 +369,7 @@ impl Cluster for KubeCluster {
             self.replicaof(member, Some(master)).await
         }
         .await;
-        let note = format!("pointed {} at master {}", member.id, master.id);
+        let note = format!("point {} at master {} (REPLICAOF)", member.id, master.id);
         self.report("Repoint", "Repointed", &note, &result).await;
         result
     }
@@ -386,11 +386,11 @@ impl Cluster for KubeCluster {
         let object = format!("pod {}/{}", self.target.namespace, member.id);
         let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
         let request = self.pods_api.patch(&member.id, &params, &patch);
-        let result: Result<(), ClusterError> = bounded(PATCH_POD, &object, request)
+        let result: Result<(), ClusterError> = bounded(&PATCH_POD, &object, request)
             .await
             .map(|_| self.pods.set_role(member.ordinal, role.as_str()))
             .map_err(Into::into);
-        let note = format!("labelled {} {ROLE_LABEL}={}", member.id, role.as_str());
+        let note = format!("label {} {ROLE_LABEL}={}", member.id, role.as_str());
         self.report("Advertise", "RoleLabelled", &note, &result).await;
         result
     }

@@ -60,7 +60,7 @@ pub fn parse(set: &StatefulSet, object: &str) -> Result<Recorded, KubeError> {
 
 /// Reads the record now.
 pub async fn read(api: &Api<StatefulSet>, name: &str, object: &str) -> Result<Recorded, KubeError> {
-    let set = bounded(GET_STATEFULSET, object, api.get(name)).await?;
+    let set = bounded(&GET_STATEFULSET, object, api.get(name)).await?;
     parse(&set, object)
 }
 
@@ -94,7 +94,7 @@ pub async fn update(
         });
         let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
         let written = api.patch(name, &params, &patch);
-        match bounded(PATCH_STATEFULSET, object, written).await {
+        match bounded(&PATCH_STATEFULSET, object, written).await {
             Ok(_) => return Ok(next),
             Err(error) if error.is_conflict() => {
                 tracing::info!(object, "master record changed under the write; re-reading");
@@ -103,7 +103,7 @@ pub async fn update(
         }
     }
     Err(KubeError::Conflict {
-        call: PATCH_STATEFULSET,
+        call: &PATCH_STATEFULSET,
         object: object.to_owned(),
         attempts: ATTEMPTS,
     }
