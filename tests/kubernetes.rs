@@ -611,3 +611,57 @@ fn api_calls_are_what_the_role_must_grant() {
         ]
     );
 }
+
+/// `plan` from a laptop: `--kubeconfig` and `--context` select the cluster; the pods are
+/// listed through the API and sampled at their IPs.
+#[tokio::test]
+async fn plan_lists_a_statefulset_through_a_kubeconfig() {
+    let redis = Redis::start(&[]);
+    let annotations = json!({"redis-autopilot.io/master": "redis-0", "redis-autopilot.io/epoch": "1"});
+    let fake = fake_with(1, annotations, &["127.0.0.1"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let server = format!("http://{}", fake.addr);
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"{server}\"}}}}]\n\
+             users: [{{name: nobody, user: {{}}}}]\n\
+             contexts: [{{name: fake, context: {{cluster: fake, user: nobody}}}}, \
+             {{name: other, context: {{cluster: fake, user: nobody}}}}]\ncurrent-context: other\n"
+        ),
+    )
+    .expect("write kubeconfig");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: k8s}}\n\
+             spec:\n  target:\n    kubernetes: {{namespace: cache, statefulSet: redis, port: {}}}\n  \
+             scaling:\n    minReplicas: 1\n    maxReplicas: 4\n    metrics:\n      \
+             - redis: instantaneous_ops_per_sec\n        target: 1000\n",
+            redis.port
+        ),
+    )
+    .expect("write policy");
+    let binary = env!("CARGO_BIN_EXE_redis-autopilot");
+    // The fake serves on this test's runtime: run plan off it.
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(binary)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--context", "fake", "plan", "--output", "json", "--policy"])
+            .arg(&policy)
+            .output()
+            .expect("run plan")
+    })
+    .await
+    .expect("plan finished");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("plan JSON");
+    assert_eq!(report["instances"][0]["id"], "redis-0");
+    assert_eq!(report["instances"][0]["role"], "master");
+    assert_eq!(report["decisions"][0]["kind"], "hold", "{report}");
+    // plan only reads.
+    assert!(fake.requests().iter().all(|r| r.method == "GET"), "{:?}", fake.requests());
+}
