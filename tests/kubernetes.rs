@@ -617,7 +617,8 @@ fn api_calls_are_what_the_role_must_grant() {
 #[tokio::test]
 async fn plan_lists_a_statefulset_through_a_kubeconfig() {
     let redis = Redis::start(&[]);
-    let annotations = json!({"redis-autopilot.io/master": "redis-0", "redis-autopilot.io/epoch": "1"});
+    let annotations =
+        json!({"redis-autopilot.io/master": "redis-0", "redis-autopilot.io/epoch": "1"});
     let fake = fake_with(1, annotations, &["127.0.0.1"]).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = dir.path().join("kubeconfig");

@@ -124,6 +124,23 @@ impl Executor {
     }
 }
 
+impl Executor {
+    /// Admission for health actions (failover, fence, repoint, advertise): the mode decides,
+    /// the rate limit does not. They have their own bound (`maxFailoversPerHour`), and a
+    /// fence or a repoint delayed by scaling's budget is never safer. A standby drops them,
+    /// like every action: only the leader changes roles.
+    pub fn admit_health(&self) -> Result<(), ActionOutcome> {
+        if self.mode != Mode::Paused && !self.leadership.is_leader() {
+            return Err(ActionOutcome::Dropped);
+        }
+        match self.mode {
+            Mode::Apply => Ok(()),
+            Mode::DryRun => Err(ActionOutcome::DryRun),
+            Mode::Paused => Err(ActionOutcome::Paused),
+        }
+    }
+}
+
 /// Carries out one scale decision `from -> to` decided at `now`: admission, then
 /// [`Cluster::scale`], then, only once it succeeded, the record in `memory` that the
 /// stabilization and cooldown rules read. The caller keeps its own metrics and logs; an
@@ -189,8 +206,10 @@ mod tests {
         assert_eq!(executor.admit(t(0)), Err(ActionOutcome::Dropped));
         leader.send(true).unwrap();
         assert_eq!(executor.admit(t(1)), Ok(()));
+        assert_eq!(executor.admit_health(), Ok(()));
         leader.send(false).unwrap();
         assert_eq!(executor.admit(t(100)), Err(ActionOutcome::Dropped));
+        assert_eq!(executor.admit_health(), Err(ActionOutcome::Dropped));
     }
 
     #[test]

@@ -16,10 +16,11 @@ pub enum AnyCluster {
 
 impl AnyCluster {
     /// Opens the policy's target. A local fleet is brought to its requested size (at least
-    /// `minReplicas`) and, when new, given its first master: without instances there is
-    /// nothing to watch, so this happens in every mode; dry-run and paused only stop the
-    /// daemon from *changing* the fleet afterwards. A StatefulSet is only read (its pods
-    /// watched) through `kube`'s client, built on first use: Kubernetes runs the pods.
+    /// `minReplicas`): without instances there is nothing to watch, so this happens in every
+    /// mode; dry-run and paused only stop the daemon from *changing* the fleet afterwards. Its
+    /// first master is chosen by the health core, like every later one. A StatefulSet is only
+    /// read (its pods watched) through `kube`'s client, built on first use: Kubernetes runs
+    /// the pods.
     pub async fn open(
         policy: &Policy,
         mode: Mode,
@@ -28,16 +29,13 @@ impl AnyCluster {
         match &policy.target {
             Target::Local { .. } => {
                 let access = redis_access(policy).map_err(ClusterError::Access)?;
-                let Some(config) =
-                    LocalConfig::from_target(&policy.target, access, policy.sampling.timeout)
-                else {
+                let Some(config) = LocalConfig::from_policy(policy, access) else {
                     return Err(ClusterError::Unsupported { target: "local", action: "open" });
                 };
                 let fleet = LocalFleet::open(config)?;
                 let min = policy.scaling.as_ref().map_or(1, |s| s.min_replicas);
                 let requested = fleet.replicas().await?.max(min);
                 fleet.scale(requested).await?;
-                fleet.bootstrap().await?;
                 tracing::info!(policy = %policy.name, replicas = requested, ?mode, "local fleet ready");
                 Ok(Self::Local(Box::new(fleet)))
             }
@@ -124,6 +122,14 @@ impl Cluster for AnyCluster {
             Self::Local(c) => c.advertise(member, role).await,
             Self::Endpoints(c) => c.advertise(member, role).await,
             Self::Kubernetes(c) => c.advertise(member, role).await,
+        }
+    }
+
+    async fn heal(&self) -> Result<(), ClusterError> {
+        match self {
+            Self::Local(c) => c.heal().await,
+            Self::Endpoints(c) => c.heal().await,
+            Self::Kubernetes(c) => c.heal().await,
         }
     }
 }

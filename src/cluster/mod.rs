@@ -124,6 +124,14 @@ pub trait Cluster: Send + Sync {
         master: &Member,
     ) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
+    /// Brings back instances that exited, as replicas of the recorded master. A StatefulSet's
+    /// controller does this by itself, so the default does nothing; a local fleet restarts
+    /// its processes. Never restarts the recorded master: that one waits for a failover (or,
+    /// once restarted by someone else, is recognised as restarted and replaced).
+    fn heal(&self) -> impl Future<Output = Result<(), ClusterError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Advertises `member` as `role` to clients. Backends without a service layer (a local
     /// fleet, static endpoints, the simulator) have nothing to advertise: the default does
     /// nothing. Idempotent.
@@ -184,12 +192,6 @@ pub enum ClusterError {
         "refusing to record {instance} at epoch {epoch}: epochs only grow, and {recorded} is recorded"
     )]
     StaleEpoch { instance: InstanceId, epoch: u64, recorded: String },
-    #[error(
-        "refusing to finish bootstrap: {instance} is recorded at epoch 1 but is not master, and \
-         {holder} holds replicated data ({instance} may have restarted empty); \
-         the failover logic must choose the master"
-    )]
-    BootstrapUnsafe { instance: InstanceId, holder: InstanceId },
     #[error("refusing to repoint {instance}: it is the recorded master (record another first)")]
     RecordedMaster { instance: InstanceId },
     #[error("{target} targets cannot {action}")]
@@ -225,7 +227,6 @@ impl ClusterError {
             ClusterError::RecordedMaster { .. } => "recorded_master",
             ClusterError::Unsupported { .. } => "unsupported",
             ClusterError::Access(_) => "access",
-            ClusterError::BootstrapUnsafe { .. } => "bootstrap_unsafe",
             ClusterError::Kubernetes(error) => error.category(),
         }
     }
