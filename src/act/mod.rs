@@ -7,6 +7,10 @@
 //! simulator (through [`crate::sim::cluster::SimCluster`]) both call it, so what `simulate`
 //! measures is what the daemon does.
 
+mod leadership;
+
+pub use leadership::Leadership;
+
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -66,17 +70,27 @@ pub struct RateLimit {
     pub window: Duration,
 }
 
-/// Admission for one policy's actions: its mode and its rate limit.
+/// Admission for one policy's actions: its mode, its rate limit, and whether this daemon
+/// leads.
 #[derive(Debug)]
 pub struct Executor {
     mode: Mode,
     limit: RateLimit,
     admitted: VecDeque<Timestamp>,
+    leadership: Leadership,
 }
 
 impl Executor {
+    /// An executor that always leads (no election).
     pub fn new(mode: Mode, limit: RateLimit) -> Self {
-        Self { mode, limit, admitted: VecDeque::new() }
+        Self { mode, limit, admitted: VecDeque::new(), leadership: Leadership::always() }
+    }
+
+    /// Acts only while `leadership` says this daemon leads; otherwise every action is
+    /// [`ActionOutcome::Dropped`].
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leadership = leadership;
+        self
     }
 
     pub fn mode(&self) -> Mode {
@@ -85,7 +99,8 @@ impl Executor {
 
     /// `Ok` when the caller should perform the action now (it is counted); otherwise what to
     /// report instead. Dry runs count against the limit too, so a dry run shows the same
-    /// cadence a real run would have.
+    /// cadence a real run would have. A standby (not leading) drops every action without
+    /// counting it: the leader's cadence is the one that matters.
     pub fn admit(&mut self, now: Timestamp) -> Result<(), ActionOutcome> {
         let window = chrono::Duration::from_std(self.limit.window).unwrap_or(chrono::Duration::MAX);
         while self.admitted.front().is_some_and(|at| now.signed_duration_since(*at) >= window) {
@@ -93,6 +108,9 @@ impl Executor {
         }
         if self.mode == Mode::Paused {
             return Err(ActionOutcome::Paused);
+        }
+        if !self.leadership.is_leader() {
+            return Err(ActionOutcome::Dropped);
         }
         if self.admitted.len() >= self.limit.max as usize {
             return Err(ActionOutcome::RateLimited);
@@ -109,8 +127,12 @@ impl Executor {
 impl Executor {
     /// Admission for health actions (failover, fence, repoint, advertise): the mode decides,
     /// the rate limit does not. They have their own bound (`maxFailoversPerHour`), and a
-    /// fence or a repoint delayed by scaling's budget is never safer.
+    /// fence or a repoint delayed by scaling's budget is never safer. A standby drops them,
+    /// like every action: only the leader changes roles.
     pub fn admit_health(&self) -> Result<(), ActionOutcome> {
+        if self.mode != Mode::Paused && !self.leadership.is_leader() {
+            return Err(ActionOutcome::Dropped);
+        }
         match self.mode {
             Mode::Apply => Ok(()),
             Mode::DryRun => Err(ActionOutcome::DryRun),
@@ -174,6 +196,20 @@ mod tests {
         assert_eq!(executor.admit(t(0)), Err(ActionOutcome::DryRun));
         assert_eq!(executor.admit(t(1)), Err(ActionOutcome::RateLimited));
         assert_eq!(executor.admit(t(61)), Err(ActionOutcome::DryRun));
+    }
+
+    #[test]
+    fn a_standby_drops_until_it_leads() {
+        let (leader, follower) = tokio::sync::watch::channel(false);
+        let mut executor = Executor::new(Mode::Apply, limit(1, 60))
+            .with_leadership(Leadership::following(follower));
+        assert_eq!(executor.admit(t(0)), Err(ActionOutcome::Dropped));
+        leader.send(true).unwrap();
+        assert_eq!(executor.admit(t(1)), Ok(()));
+        assert_eq!(executor.admit_health(), Ok(()));
+        leader.send(false).unwrap();
+        assert_eq!(executor.admit(t(100)), Err(ActionOutcome::Dropped));
+        assert_eq!(executor.admit_health(), Err(ActionOutcome::Dropped));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 
 use super::{Output, emit, load_policy_or_report};
 use crate::cluster::AnyCluster;
+use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::decide::health::{self, HealthReason};
 use crate::failover::{self, Probe};
 use crate::observe::Role;
@@ -53,13 +54,13 @@ struct Report {
     timeline: Option<failover::Timeline>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
     let policy = load_policy_or_report(&args.policy)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report = runtime.block_on(fail_over(&policy, &args))?;
+    let report = runtime.block_on(fail_over(&policy, &args, &KubeClient::new(kube)))?;
     match args.output {
         Output::Json => emit(serde_json::to_string_pretty(&report)?)?,
         Output::Table => {
@@ -77,9 +78,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn fail_over(policy: &crate::policy::Policy, args: &Args) -> anyhow::Result<Report> {
+async fn fail_over(
+    policy: &crate::policy::Policy,
+    args: &Args,
+    kube: &KubeClient,
+) -> anyhow::Result<Report> {
     let access = redis_access(policy)?;
-    let cluster = AnyCluster::attach(policy).await?;
+    let cluster = AnyCluster::attach(policy, kube).await?;
     let prober = RedisSampler::with_sections(
         access.clone(),
         policy.health.probe_timeout.max(policy.sampling.timeout),

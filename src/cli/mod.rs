@@ -22,6 +22,13 @@ pub struct Cli {
     /// `RUST_LOG` (default `info`).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Kubeconfig for StatefulSet targets [default: $KUBECONFIG or ~/.kube/config, else the
+    /// in-cluster service account].
+    #[arg(long, global = true, value_name = "FILE")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Kubeconfig context for StatefulSet targets [default: its current context].
+    #[arg(long, global = true, value_name = "NAME")]
+    context: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -89,15 +96,19 @@ fn load_policy_or_report(path: &Path) -> anyhow::Result<crate::policy::Policy> {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    let kube = crate::cluster::kubernetes::ClientOptions {
+        kubeconfig: cli.kubeconfig,
+        context: cli.context,
+    };
     // The status an error exits with: `plan` keeps 2 for "a metric was missing", so its
     // errors exit 1, as its help says.
     let (outcome, failure) = match cli.command {
         Command::Check(args) => (check::run(args), 2),
         Command::Simulate(args) => (simulate::run(args), 2),
-        Command::Plan(args) => (plan::run(args), 1),
-        Command::Run(args) => (run::run(args), 1),
+        Command::Plan(args) => (plan::run(args, kube), 1),
+        Command::Run(args) => (run::run(args, kube), 1),
         Command::Demo(args) => (demo::run(args), 1),
-        Command::Failover(args) => (failover::run(args), 1),
+        Command::Failover(args) => (failover::run(args, kube), 1),
     };
     match outcome {
         Ok(code) => code,

@@ -1,6 +1,8 @@
 //! `redis-autopilot plan`: one live evaluation for on-call. Samples the policy's instances and
 //! PromQL queries now, runs the same decision core the daemon runs, and prints what it would do
-//! and why. It never acts.
+//! and why. It never acts. A StatefulSet target is listed through the Kubernetes API (from a
+//! laptop: `--kubeconfig`/`--context`) and its pods sampled at their IPs, which must be
+//! reachable from where plan runs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +11,9 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::{Output, emit, load_policy_or_report};
+use crate::act::Mode;
+use crate::cluster::kubernetes::{ClientOptions, KubeClient};
+use crate::cluster::{AnyCluster, Cluster};
 use crate::decide::{Decision, Fleet, Memory, decide, format_number};
 use crate::observe::{History, InstanceSample, Observation, Outcome, Role};
 use crate::policy::{MetricSource, Policy, Target};
@@ -36,13 +41,13 @@ pub struct Args {
     fill: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
     let policy = load_policy_or_report(&args.policy)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report = runtime.block_on(evaluate(&policy, args.fill))?;
+    let report = runtime.block_on(evaluate(&policy, args.fill, kube))?;
     match args.output {
         Output::Table => emit(report.table().trim_end())?,
         Output::Json => {
@@ -97,8 +102,17 @@ struct DecisionRow {
     sentence: String,
 }
 
-async fn evaluate(policy: &Policy, fill: bool) -> anyhow::Result<Report> {
-    let mut endpoints = static_endpoints(policy)?;
+async fn evaluate(policy: &Policy, fill: bool, kube: ClientOptions) -> anyhow::Result<Report> {
+    let (mut endpoints, requested) = match &policy.target {
+        Target::Kubernetes { .. } => {
+            // Opening a StatefulSet target only reads it: plan never acts.
+            let cluster = AnyCluster::open(policy, Mode::Paused, &KubeClient::new(kube)).await?;
+            let members = cluster.members().await?;
+            let endpoints = members.into_iter().map(|m| m.endpoint).collect();
+            (endpoints, Some(cluster.replicas().await?))
+        }
+        Target::Endpoints(_) | Target::Local { .. } => (static_endpoints(policy)?, None),
+    };
     let sampler = PolicySampler::new(policy)?;
     let interval = policy.sampling.interval;
     let rounds_wanted = rounds_to_fill(policy);
@@ -118,7 +132,8 @@ async fn evaluate(policy: &Policy, fill: bool) -> anyhow::Result<Report> {
     }
     let latest = history.latest().cloned().context("no sampling round ran")?;
     let latest = only(&latest, &endpoints);
-    let fleet = Fleet { replicas: u16::try_from(endpoints.len()).unwrap_or(u16::MAX) };
+    let replicas = requested.unwrap_or(u16::try_from(endpoints.len()).unwrap_or(u16::MAX));
+    let fleet = Fleet { replicas };
     let decisions = decide(policy, &history, fleet, &mut Memory::default(), latest.at);
     let missing_data = decisions
         .iter()

@@ -8,6 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::act::{Mode, RateLimit};
+use crate::cluster::kubernetes::ClientOptions;
+use crate::cluster::kubernetes::lease::LeaseConfig;
+use crate::daemon::leader::LeaseSettings;
 use crate::daemon::policy_loop::Shared;
 use crate::daemon::supervisor::{RunConfig, run as run_daemon};
 use crate::policy::SecretSource;
@@ -42,9 +45,59 @@ pub struct Args {
     /// Environment variable holding the bearer token POST /v1/alerts requires.
     #[arg(long, value_name = "NAME")]
     alerts_token_env: Option<String>,
+    #[command(flatten)]
+    lease: LeaseArgs,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+/// Leader election for StatefulSet targets: only the daemon holding the Lease acts; the
+/// others sample and decide, and drop (and count) their actions. A new leader acts at most
+/// --lease-duration + --retry-period after the old one died.
+#[derive(Debug, clap::Args)]
+struct LeaseArgs {
+    /// Name of the coordination.k8s.io/v1 Lease.
+    #[arg(long, value_name = "NAME", default_value = "redis-autopilot")]
+    lease_name: String,
+    /// Namespace of the Lease [default: $POD_NAMESPACE, else the client's namespace].
+    #[arg(long, value_name = "NS")]
+    lease_namespace: Option<String>,
+    /// This daemon's identity in the Lease and in Events [default: $POD_NAME, else $HOSTNAME].
+    #[arg(long, value_name = "ID")]
+    identity: Option<String>,
+    /// How long a leader's claim lasts without renewal (whole seconds).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    /// The leader stops acting when it could not renew for this long (< --lease-duration).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    renew_deadline: Duration,
+    /// How often the leader renews and a standby retries (< --renew-deadline).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    retry_period: Duration,
+}
+
+impl LeaseArgs {
+    fn settings(self) -> anyhow::Result<LeaseSettings> {
+        let settings = LeaseSettings {
+            name: self.lease_name,
+            namespace: self.lease_namespace,
+            identity: self.identity,
+            lease_duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
+        };
+        let check = LeaseConfig {
+            name: settings.name.clone(),
+            namespace: String::new(),
+            identity: String::new(),
+            lease_duration: settings.lease_duration,
+            renew_deadline: settings.renew_deadline,
+            retry_period: settings.retry_period,
+        };
+        check.validate().map_err(|why| anyhow::anyhow!("leader election: {why}"))?;
+        Ok(settings)
+    }
+}
+
+pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
     let mode = if args.dry_run {
         Mode::DryRun
     } else if args.paused {
@@ -68,6 +121,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         rate_limit: RateLimit { max: args.max_actions_per_hour, window: Duration::from_secs(3600) },
         alerts_token,
+        kube,
+        lease: args.lease.settings()?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,16 +1,18 @@
 //! The backend a policy's target names, chosen once when its loop starts. An enum rather than
 //! `dyn Cluster`: the trait's futures are not object-safe, and the set of backends is closed.
 
+use super::kubernetes::{EVENT_INTERVAL, KubeClient, KubeCluster, KubeTarget, lease};
 use super::local::{LocalConfig, LocalFleet};
 use super::{Advertised, Cluster, ClusterError, MasterRecord, Member, StaticEndpoints};
 use crate::act::Mode;
 use crate::failover;
 use crate::policy::{Policy, Target};
-use crate::sample::{SetupError, redis_access, static_endpoints};
+use crate::sample::{redis_access, static_endpoints};
 
 pub enum AnyCluster {
     Local(Box<LocalFleet>),
     Endpoints(StaticEndpoints),
+    Kubernetes(Box<KubeCluster>),
 }
 
 impl AnyCluster {
@@ -18,8 +20,13 @@ impl AnyCluster {
     /// `minReplicas`) and, when new, given its first master ([`failover::bootstrap`]: chosen
     /// by the health core, like every later one). Without instances there is nothing to
     /// watch, so this happens in every mode; dry-run and paused only stop the daemon from
-    /// *changing* the fleet afterwards.
-    pub async fn open(policy: &Policy, mode: Mode) -> Result<Self, ClusterError> {
+    /// *changing* the fleet afterwards. A StatefulSet is only read (its pods watched) through
+    /// `kube`'s client, built on first use: Kubernetes runs the pods.
+    pub async fn open(
+        policy: &Policy,
+        mode: Mode,
+        kube: &KubeClient,
+    ) -> Result<Self, ClusterError> {
         match &policy.target {
             Target::Local { .. } => {
                 let access = redis_access(policy).map_err(ClusterError::Access)?;
@@ -43,9 +50,19 @@ impl AnyCluster {
                 let endpoints = static_endpoints(policy).map_err(ClusterError::Access)?;
                 Ok(Self::Endpoints(StaticEndpoints::new(endpoints)))
             }
-            Target::Kubernetes { namespace, stateful_set, .. } => Err(ClusterError::Access(
-                SetupError::KubernetesTarget(format!("{namespace}/{stateful_set}")),
-            )),
+            Target::Kubernetes { namespace, stateful_set, port } => {
+                let target = KubeTarget {
+                    namespace: namespace.clone(),
+                    stateful_set: stateful_set.clone(),
+                    port: *port,
+                    access: redis_access(policy).map_err(ClusterError::Access)?,
+                    timeout: policy.sampling.timeout,
+                    identity: lease::default_identity(),
+                    event_interval: EVENT_INTERVAL,
+                };
+                let cluster = KubeCluster::open(kube.get().await?, target).await?;
+                Ok(Self::Kubernetes(Box::new(cluster)))
+            }
         }
     }
 }
@@ -54,7 +71,7 @@ impl AnyCluster {
     /// Opens the policy's target to act on it once (`redis-autopilot failover`): unlike
     /// [`AnyCluster::open`] it starts, stops and scales nothing, and a local fleet's processes
     /// are left running when it is dropped (a daemon may own them).
-    pub async fn attach(policy: &Policy) -> Result<Self, ClusterError> {
+    pub async fn attach(policy: &Policy, kube: &KubeClient) -> Result<Self, ClusterError> {
         match &policy.target {
             Target::Local { .. } => {
                 let access = redis_access(policy).map_err(ClusterError::Access)?;
@@ -65,7 +82,7 @@ impl AnyCluster {
                 Ok(Self::Local(Box::new(fleet)))
             }
             Target::Endpoints(_) | Target::Kubernetes { .. } => {
-                Self::open(policy, Mode::Apply).await
+                Self::open(policy, Mode::Apply, kube).await
             }
         }
     }
@@ -76,6 +93,7 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.members().await,
             Self::Endpoints(c) => c.members().await,
+            Self::Kubernetes(c) => c.members().await,
         }
     }
 
@@ -83,6 +101,7 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.replicas().await,
             Self::Endpoints(c) => c.replicas().await,
+            Self::Kubernetes(c) => c.replicas().await,
         }
     }
 
@@ -90,6 +109,7 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.scale(to).await,
             Self::Endpoints(c) => c.scale(to).await,
+            Self::Kubernetes(c) => c.scale(to).await,
         }
     }
 
@@ -97,6 +117,7 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.recorded_master().await,
             Self::Endpoints(c) => c.recorded_master().await,
+            Self::Kubernetes(c) => c.recorded_master().await,
         }
     }
 
@@ -104,6 +125,7 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.record_master(record).await,
             Self::Endpoints(c) => c.record_master(record).await,
+            Self::Kubernetes(c) => c.record_master(record).await,
         }
     }
 
@@ -111,6 +133,7 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.promote(member, epoch).await,
             Self::Endpoints(c) => c.promote(member, epoch).await,
+            Self::Kubernetes(c) => c.promote(member, epoch).await,
         }
     }
 
@@ -118,13 +141,7 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.repoint(member, master).await,
             Self::Endpoints(c) => c.repoint(member, master).await,
-        }
-    }
-
-    async fn heal(&self) -> Result<(), ClusterError> {
-        match self {
-            Self::Local(c) => c.heal().await,
-            Self::Endpoints(c) => c.heal().await,
+            Self::Kubernetes(c) => c.repoint(member, master).await,
         }
     }
 
@@ -132,6 +149,15 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.advertise(member, role).await,
             Self::Endpoints(c) => c.advertise(member, role).await,
+            Self::Kubernetes(c) => c.advertise(member, role).await,
+        }
+    }
+
+    async fn heal(&self) -> Result<(), ClusterError> {
+        match self {
+            Self::Local(c) => c.heal().await,
+            Self::Endpoints(c) => c.heal().await,
+            Self::Kubernetes(c) => c.heal().await,
         }
     }
 }

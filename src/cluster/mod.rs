@@ -2,11 +2,12 @@
 //! repoint Redis instances, and to keep the durable record of which instance is the master.
 //!
 //! - [`Cluster`]: the trait. Backends: [`local::LocalFleet`] (child processes on loopback),
-//!   [`StaticEndpoints`], and the simulator's [`crate::sim::cluster::SimCluster`]; a
-//!   Kubernetes StatefulSet later. Used generically, never as `dyn`.
+//!   [`kubernetes::KubeCluster`] (a StatefulSet's pods), [`StaticEndpoints`], and the
+//!   simulator's [`crate::sim::cluster::SimCluster`]. Used generically, never as `dyn`.
 //! - [`redis_admin`]: the Redis-side role commands every backend shares (`REPLICAOF`,
 //!   `FAILOVER`), each under a deadline.
 //! - [`local`]: the embedded default backend.
+//! - [`kubernetes`]: the in-cluster backend, and the Lease that decides which daemon acts.
 //!
 //! # The master invariant
 //!
@@ -17,6 +18,7 @@
 
 mod any;
 mod endpoints;
+pub mod kubernetes;
 pub mod local;
 pub mod redis_admin;
 
@@ -196,6 +198,14 @@ pub enum ClusterError {
     Unsupported { target: &'static str, action: &'static str },
     #[error("cannot prepare access to the instances")]
     Access(#[source] crate::sample::SetupError),
+    #[error(transparent)]
+    Kubernetes(Box<kubernetes::KubeError>),
+}
+
+impl From<kubernetes::KubeError> for ClusterError {
+    fn from(error: kubernetes::KubeError) -> Self {
+        ClusterError::Kubernetes(Box::new(error))
+    }
 }
 
 impl ClusterError {
@@ -217,6 +227,7 @@ impl ClusterError {
             ClusterError::RecordedMaster { .. } => "recorded_master",
             ClusterError::Unsupported { .. } => "unsupported",
             ClusterError::Access(_) => "access",
+            ClusterError::Kubernetes(error) => error.category(),
         }
     }
 }

@@ -3,12 +3,14 @@
 //!
 //! - [`supervisor`]: `run`: starts and stops policy loops, routes alerts, reloads, shuts down.
 //! - [`policy_loop`]: one policy's loop, the only place its target is acted on.
+//! - [`leader`]: the Lease election that decides whether this daemon acts on StatefulSets.
 //! - [`policies`]: the policy directory, loaded at start and reloaded on change.
 //! - [`metrics`]: every Prometheus metric, in one explicit registry.
 //! - [`status`]: readiness and the ring of recent decisions, shared by loops and handlers.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`, `/v1/decisions`, `/v1/alerts`.
 
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod policies;
 pub mod policy_loop;

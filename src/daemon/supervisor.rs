@@ -12,10 +12,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::http::{AlertCommand, AlertRoutes, AlertSink, router, serve};
+use super::leader::{Election, LeaseSettings};
 use super::policies::{Change, PolicySet};
 use super::policy_loop::{Command, PolicyLoop, Shared};
 use crate::act::{Executor, Mode, RateLimit};
 use crate::cluster::AnyCluster;
+use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::errors::chain;
 use crate::policy::{Diagnostic, Policy, SecretSource};
 use crate::sample::secret;
@@ -34,6 +36,10 @@ pub struct RunConfig {
     pub rate_limit: RateLimit,
     /// Bearer token the Alertmanager webhook requires; `None` leaves it open.
     pub alerts_token: Option<SecretSource>,
+    /// Where the Kubernetes client configuration comes from (StatefulSet targets only).
+    pub kube: ClientOptions,
+    /// The Lease that decides which daemon acts on StatefulSet targets.
+    pub lease: LeaseSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +82,8 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     let routes = AlertRoutes::new(&policies);
     let (alert_sink, mut alerts) = AlertSink::channel(64);
     let (stop, stopped) = watch::channel(false);
+    let client = std::sync::Arc::new(KubeClient::new(config.kube.clone()));
+    let mut election = Election::new(client, config.lease.clone(), stopped.clone());
 
     let http = {
         let mut stopped = stopped.clone();
@@ -94,7 +102,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
 
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     for policy in policies {
-        start(&mut running, policy, &config, &shared, &stopped).await;
+        start(&mut running, policy, &config, &shared, &stopped, &mut election).await;
     }
 
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate(), "SIGTERM")?;
@@ -107,9 +115,9 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading policies");
-                reload(&mut set, &mut running, &routes, &config, &shared, &stopped).await;
+                reload(&mut set, &mut running, &routes, &config, &shared, &stopped, &mut election).await;
             }
-            _ = poll.tick() => reload(&mut set, &mut running, &routes, &config, &shared, &stopped).await,
+            _ = poll.tick() => reload(&mut set, &mut running, &routes, &config, &shared, &stopped, &mut election).await,
             Some(command) = alerts.recv() => route(&running, command).await,
         }
     }
@@ -119,6 +127,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     if tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(tasks)).await.is_err() {
         tracing::warn!("policy loops did not stop within {SHUTDOWN_GRACE:?}; abandoning them");
     }
+    election.finish(SHUTDOWN_GRACE).await;
     match http.await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
@@ -145,16 +154,25 @@ async fn start(
     config: &RunConfig,
     shared: &Shared,
     stopped: &watch::Receiver<bool>,
+    election: &mut Election,
 ) {
     let name = policy.name.clone();
-    let cluster = match AnyCluster::open(&policy, config.mode).await {
+    let cluster = match AnyCluster::open(&policy, config.mode, election.client()).await {
         Ok(cluster) => cluster,
         Err(error) => {
             tracing::error!(policy = %name, error = %chain(&error), "cannot open the policy's target");
             return;
         }
     };
-    let executor = Executor::new(config.mode, config.rate_limit.clone());
+    let leadership = match election.leadership_for(&policy).await {
+        Ok(leadership) => leadership,
+        Err(error) => {
+            tracing::error!(policy = %name, error = %chain(&error), "cannot start leader election");
+            return;
+        }
+    };
+    let executor =
+        Executor::new(config.mode, config.rate_limit.clone()).with_leadership(leadership);
     let policy_loop = match PolicyLoop::new(policy, cluster, executor, shared.clone()) {
         Ok(policy_loop) => policy_loop,
         Err(error) => {
@@ -174,6 +192,7 @@ async fn reload(
     config: &RunConfig,
     shared: &Shared,
     stopped: &watch::Receiver<bool>,
+    election: &mut Election,
 ) {
     let changes = set.reload();
     if changes.is_empty() {
@@ -183,14 +202,14 @@ async fn reload(
         match change {
             Change::Added(policy) => {
                 tracing::info!(policy = %policy.name, "policy added");
-                start(running, policy, config, shared, stopped).await;
+                start(running, policy, config, shared, stopped, election).await;
             }
             Change::Replaced(policy) => match running.get(&policy.name) {
                 Some(r) => {
                     let _ = r.commands.send(Command::Reload(Box::new(policy))).await;
                 }
                 // Its target failed to open before: try again with the new version.
-                None => start(running, policy, config, shared, stopped).await,
+                None => start(running, policy, config, shared, stopped, election).await,
             },
             Change::Removed(name) => {
                 if let Some(r) = running.remove(&name) {

@@ -116,6 +116,8 @@ pub async fn run(config: DemoConfig) -> Result<(), DemoError> {
             listen: config.listen,
             rate_limit: RateLimit { max: 600, window: Duration::from_secs(3600) },
             alerts_token: None,
+            kube: Default::default(),
+            lease: Default::default(),
         },
         shared,
     )

@@ -40,7 +40,7 @@ pub enum SetupError {
     PrometheusCredentials(#[source] SecretError),
     #[error(transparent)]
     Prometheus(#[from] PrometheusSetupError),
-    #[error("target `{0}` needs the Kubernetes backend, which this build does not have yet")]
+    #[error("target `{0}` is a StatefulSet: its instances are listed through the Kubernetes API")]
     KubernetesTarget(String),
     #[error("endpoint `{0}` is not HOST:PORT")]
     Endpoint(String),

@@ -4,6 +4,8 @@
 //! a test that skips silently would prove nothing.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod kube_fake;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,9 +33,13 @@ pub fn free_port() -> u16 {
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
+    wait_for_addr("127.0.0.1", port, child, what, log);
+}
+
+fn wait_for_addr(host: &str, port: u16, child: &mut Child, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if TcpStream::connect((host, port)).is_ok() {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -74,6 +80,8 @@ impl Drop for Process {
 
 /// A real `redis-server` on loopback, without persistence unless asked.
 pub struct Redis {
+    /// The loopback address it listens on (`127.0.0.1` unless started with `start_at`).
+    pub host: String,
     pub port: u16,
     pub process: Process,
     /// Connection options `redis-cli` needs for this server (TLS), before `-h`/`-p`.
@@ -88,7 +96,14 @@ impl Redis {
     /// A server on a given port: a restart at the address a killed one had.
     pub fn start_on(port: u16, extra: &[&str]) -> Self {
         let listen = ["--port".to_owned(), port.to_string()];
-        Self::spawn(port, &listen, extra, Vec::new())
+        Self::spawn("127.0.0.1", port, &listen, extra, Vec::new())
+    }
+
+    /// A server on another loopback address (`127.0.0.2`, ...): several servers on one port,
+    /// the way pods differ by IP and share the Redis port.
+    pub fn start_at(host: &str, port: u16, extra: &[&str]) -> Self {
+        let listen = ["--port".to_owned(), port.to_string()];
+        Self::spawn(host, port, &listen, extra, Vec::new())
     }
 
     /// A server that speaks only TLS (plain TCP off), with `tls`'s server certificate and no
@@ -111,17 +126,23 @@ impl Redis {
         ];
         let cli_options =
             vec!["--tls".to_owned(), "--cacert".to_owned(), tls.ca.display().to_string()];
-        Self::spawn(port, &listen, extra, cli_options)
+        Self::spawn("127.0.0.1", port, &listen, extra, cli_options)
     }
 
-    fn spawn(port: u16, listen: &[String], extra: &[&str], cli_options: Vec<String>) -> Self {
+    fn spawn(
+        host: &str,
+        port: u16,
+        listen: &[String],
+        extra: &[&str],
+        cli_options: Vec<String>,
+    ) -> Self {
         let binary = require("redis-server", "redis-server");
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("redis.log");
         let mut args: Vec<String> = listen.to_vec();
         args.extend([
             "--bind".into(),
-            "127.0.0.1".into(),
+            host.into(),
             "--dir".into(),
             dir.path().display().to_string(),
             "--logfile".into(),
@@ -141,8 +162,8 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn redis-server");
-        wait_for_port(port, &mut child, "redis-server", &log);
-        Self { port, process: Process { child, dir }, cli_options }
+        wait_for_addr(host, port, &mut child, "redis-server", &log);
+        Self { host: host.to_owned(), port, process: Process { child, dir }, cli_options }
     }
 
     pub fn master() -> Self {
@@ -154,7 +175,7 @@ impl Redis {
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// Runs `redis-cli` against this server and returns its stdout.
@@ -162,7 +183,7 @@ impl Redis {
         let binary = require("redis-cli", "redis-tools");
         let out = Command::new(binary)
             .args(&self.cli_options)
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-h", &self.host, "-p", &self.port.to_string()])
             .args(args)
             .output()
             .expect("run redis-cli");

@@ -1,0 +1,134 @@
+//! Kubernetes Events (events.k8s.io/v1) on the StatefulSet, one per action, so
+//! `kubectl describe statefulset` shows what the daemon did and why. Rate-limited: the same
+//! action and reason at most once per [`EventSink::new`]'s interval; the next one that goes
+//! out says how many were held back. Events are best effort: a failure to post one is logged
+//! (naming the missing permission on a 403) and never fails the action it reports.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::Api;
+use kube::api::PostParams;
+
+use super::api::{CREATE_EVENT, bounded};
+
+/// Who reports the events (`reportingController`).
+pub const CONTROLLER: &str = "redis-autopilot.io/redis-autopilot";
+/// The API limits `note` to 1 kB.
+const NOTE_MAX: usize = 1024;
+
+/// Normal or Warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Normal,
+    Warning,
+}
+
+struct Sent {
+    at: Instant,
+    held_back: u32,
+}
+
+pub struct EventSink {
+    api: Api<Event>,
+    regarding: ObjectReference,
+    instance: String,
+    interval: Duration,
+    sent: Mutex<HashMap<(String, String), Sent>>,
+}
+
+impl EventSink {
+    /// Events about `regarding`, reported by `instance` (the daemon's identity), at most one
+    /// per action and reason per `interval`.
+    pub fn new(
+        api: Api<Event>,
+        regarding: ObjectReference,
+        instance: String,
+        interval: Duration,
+    ) -> Self {
+        Self { api, regarding, instance, interval, sent: Mutex::new(HashMap::new()) }
+    }
+
+    /// Posts one Event, unless the same `action` and `reason` went out less than the interval
+    /// ago.
+    pub async fn emit(&self, severity: Severity, action: &str, reason: &str, note: &str) {
+        let held_back = {
+            let mut sent = self.sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let key = (action.to_owned(), reason.to_owned());
+            let now = Instant::now();
+            match sent.get_mut(&key) {
+                Some(last) if now.duration_since(last.at) < self.interval => {
+                    last.held_back += 1;
+                    return;
+                }
+                Some(last) => {
+                    let held_back = last.held_back;
+                    *last = Sent { at: now, held_back: 0 };
+                    held_back
+                }
+                None => {
+                    sent.insert(key, Sent { at: now, held_back: 0 });
+                    0
+                }
+            }
+        };
+        let mut note = note.to_owned();
+        if held_back > 0 {
+            note.push_str(&format!(" ({held_back} more like it held back)"));
+        }
+        if note.len() > NOTE_MAX {
+            let mut end = NOTE_MAX - 3;
+            while !note.is_char_boundary(end) {
+                end -= 1;
+            }
+            note.truncate(end);
+            note.push_str("...");
+        }
+        let event = self.event(severity, action, reason, note);
+        let object = format!("events for {}", self.object());
+        let posted =
+            bounded(&CREATE_EVENT, &object, self.api.create(&PostParams::default(), &event)).await;
+        if let Err(error) = posted {
+            tracing::warn!(action, reason, error = %crate::errors::chain(&error), "cannot post a Kubernetes Event");
+        }
+    }
+
+    fn object(&self) -> String {
+        format!(
+            "statefulset {}/{}",
+            self.regarding.namespace.as_deref().unwrap_or_default(),
+            self.regarding.name.as_deref().unwrap_or_default()
+        )
+    }
+
+    fn event(&self, severity: Severity, action: &str, reason: &str, note: String) -> Event {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let name = self.regarding.name.clone().unwrap_or_default();
+        Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{name}.{:x}", now.as_nanosecond())),
+                namespace: self.regarding.namespace.clone(),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            action: Some(action.to_owned()),
+            reason: Some(reason.to_owned()),
+            note: Some(note),
+            type_: Some(
+                match severity {
+                    Severity::Normal => "Normal",
+                    Severity::Warning => "Warning",
+                }
+                .to_owned(),
+            ),
+            regarding: Some(self.regarding.clone()),
+            reporting_controller: Some(CONTROLLER.to_owned()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Event::default()
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! The Kubernetes backend: a StatefulSet of Redis pods, acted on through the API server.
+//!
+//! | [`Cluster`] call | Kubernetes |
+//! |---|---|
+//! | `members` | the StatefulSet's pods (its label selector), from a watch cache ([`pods`]); addressed `status.podIP:port`, ordinal from the name's `-N` suffix, `gone` from the pod's state |
+//! | `replicas` / `scale` | the `scale` subresource (`GET`, merge `PATCH {"spec":{"replicas":N}}`) |
+//! | `recorded_master` / `record_master` | annotations `redis-autopilot.io/master` and `redis-autopilot.io/epoch` on the StatefulSet, written under a resourceVersion precondition ([`record`]) |
+//! | `promote` / `repoint` | Redis `REPLICAOF` on the pod's IP ([`crate::cluster::redis_admin`]) |
+//! | `advertise` | merge `PATCH` of the pod label `redis-autopilot.io/role` |
+//!
+//! Every action posts an Event on the StatefulSet ([`events`]). The calls made are listed in
+//! [`api::API_CALLS`]; leader election ([`lease`]) decides which daemon may act at all.
+//!
+//! - [`api`]: the call table and error classification (403 names the permission).
+//! - [`client`]: in-cluster or kubeconfig client.
+//! - [`pods`]: the pod watch cache and what makes a pod `gone`.
+//! - [`record`]: the master record in annotations.
+//! - [`events`]: rate-limited Events.
+//! - [`lease`]: the `coordination.k8s.io/v1` Lease elector.
+
+pub mod api;
+pub mod client;
+pub mod events;
+pub mod lease;
+pub mod pods;
+pub mod record;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+
+pub use api::{API_CALLS, ApiCall, KubeError};
+pub use client::{ClientOptions, KubeClient};
+
+use self::api::{GET_SCALE, GET_STATEFULSET, PATCH_POD, PATCH_SCALE, bounded};
+use self::events::{EventSink, Severity};
+use self::pods::PodCache;
+use super::redis_admin;
+use super::{Advertised, Cluster, ClusterError, MasterRecord, Member};
+use crate::observe::Role;
+use crate::sample::redis::{Access, Endpoint};
+
+/// The pod label Services select by.
+pub const ROLE_LABEL: &str = "redis-autopilot.io/role";
+/// How long [`KubeCluster::open`] waits for the first pod list.
+const SYNC_DEADLINE: Duration = Duration::from_secs(10);
+/// The same action and reason posts at most one Event per this interval.
+pub const EVENT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Which StatefulSet, and how to reach Redis in its pods.
+#[derive(Debug, Clone)]
+pub struct KubeTarget {
+    pub namespace: String,
+    pub stateful_set: String,
+    /// The Redis port on every pod.
+    pub port: u16,
+    /// How the role commands authenticate to Redis.
+    pub access: Access,
+    /// Deadline of every Redis role command.
+    pub timeout: Duration,
+    /// Who this daemon is in Events (`reportingInstance`).
+    pub identity: String,
+    /// At most one Event per action and reason per this interval.
+    pub event_interval: Duration,
+}
+
+pub struct KubeCluster {
+    target: KubeTarget,
+    /// `statefulset NAMESPACE/NAME`, for messages.
+    object: String,
+    sets: Api<StatefulSet>,
+    pods_api: Api<Pod>,
+    pods: PodCache,
+    events: EventSink,
+    /// Actions run one at a time, each seeing the last one's result.
+    acting: tokio::sync::Mutex<()>,
+}
+
+impl KubeCluster {
+    /// Reads the StatefulSet (its selector and the recorded master), starts the pod watch and
+    /// waits for its first list. Changes nothing.
+    pub async fn open(client: kube::Client, target: KubeTarget) -> Result<Self, ClusterError> {
+        let object = format!("statefulset {}/{}", target.namespace, target.stateful_set);
+        let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &target.namespace);
+        let set = bounded(&GET_STATEFULSET, &object, sets.get(&target.stateful_set)).await?;
+        let recorded = record::parse(&set, &object)?;
+        let selector = selector(&set).ok_or_else(|| KubeError::Invalid {
+            object: object.clone(),
+            why: "has no spec.selector.matchLabels to find its pods by".into(),
+        })?;
+        let regarding = ObjectReference {
+            api_version: Some("apps/v1".into()),
+            kind: Some("StatefulSet".into()),
+            name: set.metadata.name.clone(),
+            namespace: set.metadata.namespace.clone().or_else(|| Some(target.namespace.clone())),
+            uid: set.metadata.uid.clone(),
+            resource_version: set.metadata.resource_version.clone(),
+            ..ObjectReference::default()
+        };
+        let events = EventSink::new(
+            Api::namespaced(client.clone(), &target.namespace),
+            regarding,
+            target.identity.clone(),
+            target.event_interval,
+        );
+        let pods_api: Api<Pod> = Api::namespaced(client, &target.namespace);
+        let pods = PodCache::start(
+            pods_api.clone(),
+            target.stateful_set.clone(),
+            selector,
+            format!("pods of {object}"),
+        );
+        if let Some(replicas) = set.spec.as_ref().and_then(|s| s.replicas) {
+            pods.set_requested(u16::try_from(replicas).unwrap_or(0));
+        }
+        pods.wait_synced(SYNC_DEADLINE).await?;
+        tracing::info!(%object, recorded = %recorded.describe(), "kubernetes target open");
+        Ok(Self {
+            target,
+            object,
+            sets,
+            pods_api,
+            pods,
+            events,
+            acting: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn member(&self, pod: &pods::PodView) -> Option<Member> {
+        let ip = pod.ip.clone()?;
+        Some(Member {
+            id: pod.name.clone(),
+            endpoint: Endpoint { id: pod.name.clone(), host: ip, port: self.target.port },
+            ordinal: pod.ordinal,
+            gone: pod.gone.clone(),
+        })
+    }
+
+    async fn read_record(&self) -> Result<record::Recorded, ClusterError> {
+        Ok(record::read(&self.sets, &self.target.stateful_set, &self.object).await?)
+    }
+
+    async fn update_record(
+        &self,
+        decide: impl FnMut(&record::Recorded) -> Result<Option<MasterRecord>, ClusterError>,
+    ) -> Result<MasterRecord, ClusterError> {
+        record::update(&self.sets, &self.target.stateful_set, &self.object, decide).await
+    }
+
+    async fn replicaof(
+        &self,
+        member: &Member,
+        master: Option<&Member>,
+    ) -> Result<(), ClusterError> {
+        redis_admin::replicaof(
+            &member.endpoint,
+            master.map(|m| &m.endpoint),
+            &self.target.access,
+            self.target.timeout,
+        )
+        .await
+    }
+
+    /// Posts the Event for one action's result: `reason` on success, `{action}Failed` (a
+    /// Warning with the error) on failure. `note` says what the action was.
+    async fn report<T>(
+        &self,
+        action: &str,
+        reason: &str,
+        note: &str,
+        result: &Result<T, ClusterError>,
+    ) {
+        match result {
+            Ok(_) => self.events.emit(Severity::Normal, action, reason, note).await,
+            Err(error) => {
+                let note = format!("{note}: {}", crate::errors::chain(error));
+                self.events
+                    .emit(Severity::Warning, action, &format!("{action}Failed"), &note)
+                    .await;
+            }
+        }
+    }
+
+    async fn set_replicas(&self, to: u16) -> Result<(), ClusterError> {
+        let patch = serde_json::json!({"spec": {"replicas": to}});
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+        let request = self.sets.patch_scale(&self.target.stateful_set, &params, &patch);
+        bounded(&PATCH_SCALE, &self.object, request).await?;
+        self.pods.set_requested(to);
+        Ok(())
+    }
+
+    /// Moves the master role off `old` (about to be removed) to the best pod below `keep`:
+    /// linked up to it, highest replication offset, lowest ordinal on ties, never priority 0.
+    /// Records the new master at the next epoch *before* the switchover; if Redis aborts and
+    /// `old` is still master, records it back at the epoch after. Then repoints the other
+    /// survivors. The same contract as the local fleet's hand-over.
+    async fn hand_over(
+        &self,
+        old: &Member,
+        recorded: &MasterRecord,
+        members: &[Member],
+        keep: u16,
+    ) -> Result<Member, ClusterError> {
+        let mut best: Option<(u64, &Member)> = None;
+        for member in members.iter().filter(|m| m.ordinal < keep && m.gone.is_none()) {
+            let Ok(info) =
+                redis_admin::info(&member.endpoint, &self.target.access, self.target.timeout).await
+            else {
+                continue;
+            };
+            let replication = &info.replication;
+            let eligible = info.role == Role::Replica
+                && info.master_link_up == Some(true)
+                && replication.master_host.as_deref() == Some(old.endpoint.host.as_str())
+                && replication.master_port == Some(old.endpoint.port)
+                && replication.replica_priority != Some(0);
+            let offset = replication.replica_repl_offset.unwrap_or(0);
+            if eligible && best.is_none_or(|(b, _)| offset > b) {
+                best = Some((offset, member));
+            }
+        }
+        let Some((_, new)) = best else {
+            return Err(ClusterError::NoCandidate { master: old.id.clone() });
+        };
+        let next = MasterRecord { instance: new.id.clone(), epoch: recorded.epoch + 1 };
+        self.update_record(|current| {
+            if current.record().as_ref() != Some(recorded) && current.record() != Some(next.clone())
+            {
+                return Err(ClusterError::StaleEpoch {
+                    instance: next.instance.clone(),
+                    epoch: next.epoch,
+                    recorded: current.describe(),
+                });
+            }
+            record::advance(current, &next)
+        })
+        .await?;
+        let switched = redis_admin::switchover(
+            &old.endpoint,
+            &new.endpoint,
+            &self.target.access,
+            self.target.timeout,
+        )
+        .await;
+        if let Err(error) = switched {
+            let still_master =
+                redis_admin::info(&old.endpoint, &self.target.access, self.target.timeout)
+                    .await
+                    .is_ok_and(|info| info.role == Role::Master);
+            if still_master {
+                let back = MasterRecord { instance: old.id.clone(), epoch: next.epoch + 1 };
+                self.update_record(|current| record::advance(current, &back)).await?;
+            }
+            return Err(error);
+        }
+        for member in
+            members.iter().filter(|m| m.ordinal < keep && m.id != new.id && m.gone.is_none())
+        {
+            self.replicaof(member, Some(new)).await?;
+        }
+        Ok(new.clone())
+    }
+}
+
+/// `spec.selector.matchLabels` as a label selector string (`app=redis,tier=cache`).
+fn selector(set: &StatefulSet) -> Option<String> {
+    let labels = set.spec.as_ref()?.selector.match_labels.as_ref()?;
+    if labels.is_empty() {
+        return None;
+    }
+    Some(labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+}
+
+impl Cluster for KubeCluster {
+    /// Pods with an address (current or last known), in ordinal order; an error while the pod
+    /// watch is broken, so nothing acts on a stale view.
+    async fn members(&self) -> Result<Vec<Member>, ClusterError> {
+        let pods = self.pods.pods()?;
+        Ok(pods.iter().filter_map(|pod| self.member(pod)).collect())
+    }
+
+    async fn replicas(&self) -> Result<u16, ClusterError> {
+        let scale =
+            bounded(&GET_SCALE, &self.object, self.sets.get_scale(&self.target.stateful_set))
+                .await?;
+        let replicas = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
+        let replicas = u16::try_from(replicas).unwrap_or(u16::MAX);
+        self.pods.set_requested(replicas);
+        Ok(replicas)
+    }
+
+    /// Hands the master over first when `to` would remove its pod (highest ordinals go
+    /// first), then sets `spec.replicas` through the scale subresource; the StatefulSet
+    /// controller creates and deletes the pods. New pods boot as replicas of the recorded
+    /// master (the deploy/ startup script reads the annotation). Idempotent; a failed
+    /// hand-over changes no replica count.
+    async fn scale(&self, to: u16) -> Result<(), ClusterError> {
+        let _acting = self.acting.lock().await;
+        let from = self.replicas().await?;
+        let result = async {
+            if let Some(recorded) = self.read_record().await?.record() {
+                let members = self.members().await?;
+                let master = members.iter().find(|m| m.id == recorded.instance);
+                if let Some(old) = master.filter(|m| m.ordinal >= to && m.gone.is_none()) {
+                    let old = old.clone();
+                    let handed = self.hand_over(&old, &recorded, &members, to).await;
+                    let note = format!("{} is to be removed by scaling to {to}", old.id);
+                    match &handed {
+                        Ok(new) => {
+                            let note = format!("{note}: switched over to {}", new.id);
+                            self.report("HandOver", "SwitchedOver", &note, &handed).await;
+                        }
+                        Err(_) => self.report("HandOver", "SwitchedOver", &note, &handed).await,
+                    }
+                    handed?;
+                }
+            }
+            self.set_replicas(to).await
+        }
+        .await;
+        let reason = if to >= from { "ScaledUp" } else { "ScaledDown" };
+        self.report("Scale", reason, &format!("scale from {from} to {to} replicas"), &result).await;
+        result
+    }
+
+    async fn recorded_master(&self) -> Result<Option<MasterRecord>, ClusterError> {
+        Ok(self.read_record().await?.record())
+    }
+
+    async fn record_master(&self, next: MasterRecord) -> Result<(), ClusterError> {
+        let _acting = self.acting.lock().await;
+        let result = self.update_record(|current| record::advance(current, &next)).await;
+        let note = format!("record {} as master at epoch {}", next.instance, next.epoch);
+        self.report("RecordMaster", "MasterRecorded", &note, &result).await;
+        result.map(drop)
+    }
+
+    async fn promote(&self, member: &Member, epoch: u64) -> Result<(), ClusterError> {
+        let _acting = self.acting.lock().await;
+        let result = async {
+            let current = self.read_record().await?;
+            let wanted = MasterRecord { instance: member.id.clone(), epoch };
+            if current.record() != Some(wanted) {
+                return Err(ClusterError::NotRecorded {
+                    instance: member.id.clone(),
+                    epoch,
+                    recorded: current.describe(),
+                });
+            }
+            self.replicaof(member, None).await
+        }
+        .await;
+        let note = format!("promote {} (REPLICAOF NO ONE) at epoch {epoch}", member.id);
+        self.report("Promote", "Promoted", &note, &result).await;
+        result
+    }
+
+    /// Refuses to repoint the recorded master (record another master first).
+    async fn repoint(&self, member: &Member, master: &Member) -> Result<(), ClusterError> {
+        let _acting = self.acting.lock().await;
+        let result = async {
+            if self.read_record().await?.master.as_deref() == Some(member.id.as_str()) {
+                return Err(ClusterError::RecordedMaster { instance: member.id.clone() });
+            }
+            self.replicaof(member, Some(master)).await
+        }
+        .await;
+        let note = format!("point {} at master {} (REPLICAOF)", member.id, master.id);
+        self.report("Repoint", "Repointed", &note, &result).await;
+        result
+    }
+
+    /// Patches the role label when it differs from what the watch last saw; a no-op (no API
+    /// call) otherwise.
+    async fn advertise(&self, member: &Member, role: Advertised) -> Result<(), ClusterError> {
+        let current =
+            self.pods.pods()?.into_iter().find(|p| p.name == member.id).and_then(|p| p.role);
+        if current.as_deref() == Some(role.as_str()) {
+            return Ok(());
+        }
+        let patch = serde_json::json!({"metadata": {"labels": {ROLE_LABEL: role.as_str()}}});
+        let object = format!("pod {}/{}", self.target.namespace, member.id);
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+        let request = self.pods_api.patch(&member.id, &params, &patch);
+        let result: Result<(), ClusterError> = bounded(&PATCH_POD, &object, request)
+            .await
+            .map(|_| self.pods.set_role(member.ordinal, role.as_str()))
+            .map_err(Into::into);
+        let note = format!("label {} {ROLE_LABEL}={}", member.id, role.as_str());
+        self.report("Advertise", "RoleLabelled", &note, &result).await;
+        result
+    }
+}

@@ -1,0 +1,668 @@
+//! The Kubernetes backend against a fake API server (`support::kube_fake`) serving the real
+//! paths and JSON: the exact requests it sends, its handling of 409/403/unreachable, the pod
+//! watch, Events, and leader election between two electors. Where the Redis side matters,
+//! real `redis-server`s on loopback play the pods (`127.0.0.1`, `127.0.0.2`: pods differ by
+//! IP and share the Redis port).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use redis_autopilot::act::{ActionOutcome, Executor, Leadership, Mode, RateLimit};
+use redis_autopilot::cluster::kubernetes::lease::{Elector, LeaseConfig};
+use redis_autopilot::cluster::kubernetes::{
+    API_CALLS, ApiCall, KubeClient, KubeCluster, KubeTarget,
+};
+use redis_autopilot::cluster::{Advertised, Cluster, ClusterError, MasterRecord, Member};
+use redis_autopilot::sample::redis::Access;
+use serde_json::{Value, json};
+use support::kube_fake::{KubeFake, Recorded, running_pod};
+use support::{Redis, free_port};
+
+const NS: &str = "cache";
+const SET: &str = "redis";
+const SET_PATH: &str = "/apis/apps/v1/namespaces/cache/statefulsets/redis";
+
+fn target(port: u16, event_interval: Duration) -> KubeTarget {
+    KubeTarget {
+        namespace: NS.into(),
+        stateful_set: SET.into(),
+        port,
+        access: Access::default(),
+        timeout: Duration::from_secs(2),
+        identity: "autopilot-0".into(),
+        event_interval,
+    }
+}
+
+async fn open(fake: &KubeFake, port: u16) -> KubeCluster {
+    open_with(fake, target(port, Duration::from_secs(60))).await
+}
+
+async fn open_with(fake: &KubeFake, target: KubeTarget) -> KubeCluster {
+    let client =
+        KubeClient::from_config(fake.config()).expect("client").get().await.expect("client");
+    KubeCluster::open(client, target).await.expect("open the StatefulSet")
+}
+
+/// The fake with StatefulSet `redis` (`replicas`, annotations) and running pods at `ips`.
+async fn fake_with(replicas: u32, annotations: Value, ips: &[&str]) -> KubeFake {
+    let fake = KubeFake::start().await;
+    fake.add_statefulset(NS, SET, replicas, annotations);
+    for (ordinal, ip) in ips.iter().enumerate() {
+        fake.add_pod(NS, SET, ordinal as u16, ip);
+    }
+    fake
+}
+
+fn request(method: &str, path: &str, body: Option<Value>) -> (String, String, Option<Value>) {
+    (method.to_owned(), path.to_owned(), body)
+}
+
+/// Method, path and body of each request, for exact comparison.
+fn sent(requests: &[Recorded]) -> Vec<(String, String, Option<Value>)> {
+    requests
+        .iter()
+        .filter(|r| !r.path.ends_with("/events"))
+        .map(|r| (r.method.clone(), r.path.clone(), r.body.clone()))
+        .collect()
+}
+
+/// The API call (RBAC verb and resource) a request is.
+fn call_of(request: &Recorded) -> ApiCall {
+    let watch = request.query.contains("watch=true");
+    let parts: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", group, "v1", rest @ ..] => (*group, rest),
+        _ => panic!("unexpected path {}", request.path),
+    };
+    let (resource, named, subresource) = match rest {
+        ["namespaces", _, resource] => (*resource, false, None),
+        ["namespaces", _, resource, _] => (*resource, true, None),
+        ["namespaces", _, resource, _, sub] => (*resource, true, Some(*sub)),
+        _ => panic!("unexpected path {}", request.path),
+    };
+    let verb = match (request.method.as_str(), named) {
+        ("GET", true) => "get",
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        (method, _) => panic!("unexpected method {method}"),
+    };
+    let group: &'static str = match group {
+        "" => "",
+        "apps" => "apps",
+        "events.k8s.io" => "events.k8s.io",
+        "coordination.k8s.io" => "coordination.k8s.io",
+        other => panic!("unexpected API group {other}"),
+    };
+    API_CALLS
+        .iter()
+        .copied()
+        .find(|c| {
+            c.verb == verb
+                && c.group == group
+                && c.resource == resource
+                && c.subresource == subresource
+        })
+        .unwrap_or_else(|| panic!("{} {} is not in API_CALLS", request.method, request.path))
+}
+
+/// Every request the fake saw is a call `API_CALLS` lists (so the Role built from it covers
+/// what the code does).
+fn assert_listed(fake: &KubeFake) {
+    for request in fake.requests() {
+        call_of(&request);
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} did not happen within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn open_reads_the_record_and_lists_the_pods_by_selector() {
+    let annotations =
+        json!({"redis-autopilot.io/master": "redis-1", "redis-autopilot.io/epoch": "3"});
+    let fake = fake_with(2, annotations, &["10.0.0.10", "10.0.0.11"]).await;
+    // Another StatefulSet's pod: not a member.
+    let mut other = running_pod(NS, "redis-other", 0, "10.0.0.99");
+    other["metadata"]["labels"] = json!({"app": "other"});
+    fake.put_pod(NS, other);
+    let cluster = open(&fake, 6380).await;
+
+    let first = &fake.requests()[0];
+    assert_eq!((first.method.as_str(), first.path.as_str()), ("GET", SET_PATH));
+    let list = fake.requests().into_iter().find(|r| r.path.ends_with("/pods")).expect("a pod list");
+    assert!(list.query.contains("labelSelector=app%3Dredis"), "{}", list.query);
+
+    assert_eq!(
+        cluster.recorded_master().await.unwrap(),
+        Some(MasterRecord { instance: "redis-1".into(), epoch: 3 })
+    );
+    let members = cluster.members().await.unwrap();
+    let summary: Vec<(String, String, u16, u16)> = members
+        .iter()
+        .map(|m| (m.id.clone(), m.endpoint.host.clone(), m.endpoint.port, m.ordinal))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("redis-0".to_owned(), "10.0.0.10".to_owned(), 6380, 0),
+            ("redis-1".to_owned(), "10.0.0.11".to_owned(), 6380, 1)
+        ]
+    );
+    assert!(members.iter().all(|m| m.gone.is_none()));
+    assert_listed(&fake);
+}
+
+#[tokio::test]
+async fn scale_goes_through_the_scale_subresource_with_an_event() {
+    let fake = fake_with(1, json!({}), &["10.0.0.10"]).await;
+    let cluster = open(&fake, 6379).await;
+    fake.clear_requests();
+
+    assert_eq!(cluster.replicas().await.unwrap(), 1);
+    cluster.scale(3).await.unwrap();
+
+    let scale = format!("{SET_PATH}/scale");
+    assert_eq!(
+        sent(&fake.actions()),
+        [
+            request("GET", &scale, None),
+            request("GET", &scale, None),
+            request("GET", SET_PATH, None),
+            request("PATCH", &scale, Some(json!({"spec": {"replicas": 3}}))),
+        ]
+    );
+    assert_eq!(fake.statefulset(NS, SET)["spec"]["replicas"], 3);
+    let events = fake.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event["apiVersion"], "events.k8s.io/v1");
+    assert_eq!(
+        (event["action"].as_str(), event["reason"].as_str()),
+        (Some("Scale"), Some("ScaledUp"))
+    );
+    assert_eq!(event["type"], "Normal");
+    assert_eq!(event["note"], "scale from 1 to 3 replicas");
+    assert_eq!(
+        event["regarding"],
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "redis", "namespace": "cache",
+               "uid": "uid-redis", "resourceVersion": "1"})
+    );
+    assert_eq!(event["reportingInstance"], "autopilot-0");
+    assert!(event["eventTime"].is_string());
+    assert_listed(&fake);
+}
+
+#[tokio::test]
+async fn the_master_record_is_written_under_a_resource_version() {
+    let annotations =
+        json!({"redis-autopilot.io/master": "redis-0", "redis-autopilot.io/epoch": "3"});
+    let fake = fake_with(2, annotations, &["10.0.0.10", "10.0.0.11"]).await;
+    let cluster = open(&fake, 6379).await;
+    fake.clear_requests();
+    let version = fake.statefulset(NS, SET)["metadata"]["resourceVersion"].clone();
+
+    let next = MasterRecord { instance: "redis-1".into(), epoch: 4 };
+    cluster.record_master(next.clone()).await.unwrap();
+    assert_eq!(
+        sent(&fake.actions()),
+        [
+            request("GET", SET_PATH, None),
+            request(
+                "PATCH",
+                SET_PATH,
+                Some(json!({"metadata": {"resourceVersion": version, "annotations": {
+                    "redis-autopilot.io/master": "redis-1", "redis-autopilot.io/epoch": "4"}}}))
+            ),
+        ]
+    );
+    assert_eq!(cluster.recorded_master().await.unwrap(), Some(next.clone()));
+
+    // The same record again writes nothing; a lower or equal epoch is refused unwritten.
+    fake.clear_requests();
+    cluster.record_master(next).await.unwrap();
+    let stale = cluster.record_master(MasterRecord { instance: "redis-0".into(), epoch: 4 }).await;
+    assert!(matches!(stale, Err(ClusterError::StaleEpoch { epoch: 4, .. })), "{stale:?}");
+    assert!(
+        sent(&fake.actions()).iter().all(|(method, ..)| method == "GET"),
+        "{:?}",
+        fake.actions()
+    );
+    assert_listed(&fake);
+}
+
+#[tokio::test]
+async fn a_conflict_is_retried_with_fresh_state() {
+    let annotations =
+        json!({"redis-autopilot.io/master": "redis-0", "redis-autopilot.io/epoch": "3"});
+    let fake = fake_with(2, annotations, &["10.0.0.10", "10.0.0.11"]).await;
+    let cluster = open(&fake, 6379).await;
+
+    // Someone edits another annotation between our read and our write: 409, re-read, retry.
+    fake.clear_requests();
+    fake.interleave_statefulset_write(json!({"metadata": {"annotations": {"team": "cache"}}}));
+    cluster.record_master(MasterRecord { instance: "redis-1".into(), epoch: 4 }).await.unwrap();
+    let methods: Vec<(String, String)> = fake
+        .actions()
+        .iter()
+        .filter(|r| r.path == SET_PATH)
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    let expected: Vec<(String, String)> = ["GET", "PATCH", "GET", "PATCH"]
+        .iter()
+        .map(|m| ((*m).to_owned(), SET_PATH.to_owned()))
+        .collect();
+    assert_eq!(methods, expected);
+    let set = fake.statefulset(NS, SET);
+    assert_eq!(set["metadata"]["annotations"]["redis-autopilot.io/epoch"], "4");
+    assert_eq!(set["metadata"]["annotations"]["team"], "cache");
+
+    // Another daemon records a later epoch in between: the re-read sees it and refuses.
+    fake.clear_requests();
+    fake.interleave_statefulset_write(json!({"metadata": {"annotations": {
+        "redis-autopilot.io/master": "redis-0", "redis-autopilot.io/epoch": "9"}}}));
+    let lost = cluster.record_master(MasterRecord { instance: "redis-1".into(), epoch: 5 }).await;
+    match lost {
+        Err(ClusterError::StaleEpoch { recorded, .. }) => {
+            assert_eq!(recorded, "redis-0 at epoch 9")
+        }
+        other => panic!("expected a stale epoch, got {other:?}"),
+    }
+    let patches = fake.actions().iter().filter(|r| r.method == "PATCH").count();
+    assert_eq!(patches, 1, "one write, refused with 409; the re-read decided not to write again");
+    assert_listed(&fake);
+}
+
+#[tokio::test]
+async fn forbidden_names_the_missing_permission() {
+    let fake = fake_with(1, json!({}), &["10.0.0.10"]).await;
+    let cluster = open(&fake, 6379).await;
+    fake.forbid(Method::PATCH, "/statefulsets/redis/scale");
+    let error = cluster.scale(2).await.unwrap_err();
+    assert_eq!(error.category(), "kube_forbidden");
+    let text = redis_autopilot::errors::chain(&error);
+    assert!(
+        text.contains(
+            "may not `patch` on `statefulsets/scale` (API group apps) for statefulset cache/redis"
+        ),
+        "{text}"
+    );
+    // The failure is reported on the StatefulSet too.
+    let events = fake.events();
+    let event = events.last().expect("a Warning event");
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Warning"), Some("ScaleFailed"))
+    );
+    assert!(event["note"].as_str().unwrap().contains("statefulsets/scale"), "{event}");
+    assert_eq!(fake.statefulset(NS, SET)["spec"]["replicas"], 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_api_server_is_a_clear_error() {
+    let config = kube::Config::new(format!("http://127.0.0.1:{}", free_port()).parse().unwrap());
+    let client = KubeClient::from_config(config).unwrap().get().await.unwrap();
+    let started = Instant::now();
+    let error = match KubeCluster::open(client, target(6379, Duration::from_secs(60))).await {
+        Ok(_) => panic!("opened a StatefulSet with no API server"),
+        Err(error) => error,
+    };
+    assert_eq!(error.category(), "kube_unreachable");
+    let text = redis_autopilot::errors::chain(&error);
+    assert!(text.contains("the Kubernetes API server is unreachable"), "{text}");
+    assert!(text.contains("statefulset cache/redis"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_terminated_or_deleted_pod_is_gone_at_once() {
+    let fake = fake_with(2, json!({}), &["10.0.0.10", "10.0.0.11"]).await;
+    let cluster = open(&fake, 6379).await;
+
+    let mut crashed = running_pod(NS, SET, 1, "10.0.0.11");
+    crashed["status"]["containerStatuses"][0]["state"] =
+        json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}});
+    fake.put_pod(NS, crashed);
+    fake.delete_pod(NS, "redis-0");
+
+    let gone = |members: &[Member]| -> Vec<(String, String, Option<String>)> {
+        members.iter().map(|m| (m.id.clone(), m.endpoint.host.clone(), m.gone.clone())).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let members = loop {
+        let members = cluster.members().await.unwrap();
+        if members.iter().all(|m| m.gone.is_some()) || Instant::now() > deadline {
+            break members;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        gone(&members),
+        [
+            ("redis-0".to_owned(), "10.0.0.10".to_owned(), Some("pod deleted".to_owned())),
+            (
+                "redis-1".to_owned(),
+                "10.0.0.11".to_owned(),
+                Some("container `redis` terminated (OOMKilled, exit code 137)".to_owned())
+            ),
+        ]
+    );
+    // The StatefulSet recreates redis-0 and it runs again: no longer gone.
+    fake.add_pod(NS, SET, 0, "10.0.0.20");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let members = cluster.members().await.unwrap();
+        if members[0].gone.is_none() {
+            assert_eq!(members[0].endpoint.host, "10.0.0.20");
+            break;
+        }
+        assert!(Instant::now() < deadline, "redis-0 never came back: {members:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_listed(&fake);
+}
+
+#[tokio::test]
+async fn advertise_patches_the_role_label_once() {
+    let fake = fake_with(2, json!({}), &["10.0.0.10", "10.0.0.11"]).await;
+    let cluster = open(&fake, 6379).await;
+    let members = cluster.members().await.unwrap();
+    fake.clear_requests();
+
+    cluster.advertise(&members[0], Advertised::Master).await.unwrap();
+    cluster.advertise(&members[0], Advertised::Master).await.unwrap();
+    cluster.advertise(&members[1], Advertised::Fenced).await.unwrap();
+    assert_eq!(
+        sent(&fake.actions()),
+        [
+            request(
+                "PATCH",
+                "/api/v1/namespaces/cache/pods/redis-0",
+                Some(json!({"metadata": {"labels": {"redis-autopilot.io/role": "master"}}}))
+            ),
+            request(
+                "PATCH",
+                "/api/v1/namespaces/cache/pods/redis-1",
+                Some(json!({"metadata": {"labels": {"redis-autopilot.io/role": "fenced"}}}))
+            ),
+        ]
+    );
+    let labels = &fake.pod(NS, "redis-0")["metadata"]["labels"];
+    assert_eq!(labels, &json!({"app": "redis", "redis-autopilot.io/role": "master"}));
+    assert_listed(&fake);
+}
+
+#[tokio::test]
+async fn events_are_rate_limited_per_action_and_reason() {
+    let fake = fake_with(1, json!({}), &["10.0.0.10"]).await;
+    let cluster = open_with(&fake, target(6379, Duration::from_millis(500))).await;
+    cluster.scale(2).await.unwrap();
+    cluster.scale(3).await.unwrap(); // ScaledUp again within the interval: held back
+    cluster.scale(2).await.unwrap(); // ScaledDown: another reason, posted
+    let reasons: Vec<String> =
+        fake.events().iter().map(|e| e["reason"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(reasons, ["ScaledUp", "ScaledDown"]);
+
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    cluster.scale(4).await.unwrap();
+    let events = fake.events();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[2]["note"], "scale from 2 to 4 replicas (1 more like it held back)");
+    assert_listed(&fake);
+}
+
+#[tokio::test]
+async fn promote_and_repoint_act_on_redis_at_the_pod_ips() {
+    let port = free_port();
+    let master = Redis::start_at("127.0.0.1", port, &[]);
+    let replica =
+        Redis::start_at("127.0.0.2", port, &["--replicaof", "127.0.0.1", &port.to_string()]);
+    replica.wait_for_field("master_link_status", "up");
+    let annotations =
+        json!({"redis-autopilot.io/master": "redis-0", "redis-autopilot.io/epoch": "1"});
+    let fake = fake_with(2, annotations, &["127.0.0.1", "127.0.0.2"]).await;
+    let cluster = open(&fake, port).await;
+    let members = cluster.members().await.unwrap();
+
+    // Not recorded yet: refused, Redis untouched.
+    let refused = cluster.promote(&members[1], 2).await;
+    assert!(matches!(refused, Err(ClusterError::NotRecorded { .. })), "{refused:?}");
+    assert_eq!(replica.info_field("role").as_deref(), Some("slave"));
+
+    cluster.record_master(MasterRecord { instance: "redis-1".into(), epoch: 2 }).await.unwrap();
+    cluster.promote(&members[1], 2).await.unwrap();
+    assert_eq!(replica.info_field("role").as_deref(), Some("master"));
+
+    let refused = cluster.repoint(&members[1], &members[0]).await;
+    assert!(matches!(refused, Err(ClusterError::RecordedMaster { .. })), "{refused:?}");
+    cluster.repoint(&members[0], &members[1]).await.unwrap();
+    assert_eq!(master.info_field("master_host").as_deref(), Some("127.0.0.2"));
+    master.wait_for_field("master_link_status", "up");
+
+    let actions: Vec<String> =
+        fake.events().iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(actions, ["Promote", "RecordMaster", "Promote", "Repoint", "Repoint"]);
+    assert_listed(&fake);
+}
+
+#[tokio::test]
+async fn a_scale_down_hands_the_master_over_first() {
+    let port = free_port();
+    let replica =
+        Redis::start_at("127.0.0.1", port, &["--replicaof", "127.0.0.2", &port.to_string()]);
+    let master = Redis::start_at("127.0.0.2", port, &[]);
+    master.cli(&["SET", "key", "value"]);
+    replica.wait_for_field("master_link_status", "up");
+    let annotations =
+        json!({"redis-autopilot.io/master": "redis-1", "redis-autopilot.io/epoch": "1"});
+    let fake = fake_with(2, annotations, &["127.0.0.1", "127.0.0.2"]).await;
+    let cluster = open(&fake, port).await;
+    fake.clear_requests();
+
+    cluster.scale(1).await.unwrap();
+
+    assert_eq!(replica.info_field("role").as_deref(), Some("master"));
+    assert_eq!(replica.cli(&["GET", "key"]).trim(), "value");
+    assert_eq!(
+        cluster.recorded_master().await.unwrap(),
+        Some(MasterRecord { instance: "redis-0".into(), epoch: 2 })
+    );
+    // Recorded before the scale-down removed the old master's pod.
+    let writes: Vec<String> =
+        fake.actions().iter().filter(|r| r.method == "PATCH").map(|r| r.path.clone()).collect();
+    assert_eq!(writes, [SET_PATH.to_owned(), format!("{SET_PATH}/scale")]);
+    assert_eq!(fake.statefulset(NS, SET)["spec"]["replicas"], 1);
+    let reasons: Vec<String> =
+        fake.events().iter().map(|e| e["reason"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(reasons, ["SwitchedOver", "ScaledDown"]);
+}
+
+fn lease_config(identity: &str) -> LeaseConfig {
+    LeaseConfig {
+        name: "redis-autopilot".into(),
+        namespace: NS.into(),
+        identity: identity.into(),
+        lease_duration: Duration::from_secs(1),
+        renew_deadline: Duration::from_millis(600),
+        retry_period: Duration::from_millis(100),
+    }
+}
+
+struct Candidate {
+    executor: Executor,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn candidate(fake: &KubeFake, identity: &str) -> Candidate {
+    let client =
+        KubeClient::from_config(fake.config()).expect("client").get().await.expect("client");
+    let (leader, following) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(Elector::new(client, lease_config(identity)).run(leader, stopped));
+    let limit = RateLimit { max: 1000, window: Duration::from_secs(3600) };
+    let executor =
+        Executor::new(Mode::Apply, limit).with_leadership(Leadership::following(following));
+    Candidate { executor, stop, task }
+}
+
+fn acts(candidate: &mut Candidate) -> bool {
+    match candidate.executor.admit(chrono::Utc::now()) {
+        Ok(()) => true,
+        Err(ActionOutcome::Dropped) => false,
+        Err(other) => panic!("unexpected outcome {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn only_the_lease_holder_acts_and_a_standby_takes_over_after_expiry() {
+    let fake = KubeFake::start().await;
+    let mut a = candidate(&fake, "autopilot-a").await;
+    let started = Instant::now();
+    while !acts(&mut a) {
+        assert!(started.elapsed() < Duration::from_secs(5), "a never led");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut b = candidate(&fake, "autopilot-b").await;
+    // For two lease durations, a keeps renewing: only a acts.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert!(acts(&mut a) && !acts(&mut b), "both or neither acted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lease = fake.lease(NS, "redis-autopilot").expect("the lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "autopilot-a");
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 1);
+
+    // a dies without releasing (a crash): it stops acting at once; b acts only once a's
+    // last renewal is a lease duration old.
+    a.task.abort();
+    let _ = (&mut a.task).await;
+    let last_renewal = Instant::now();
+    assert!(!acts(&mut a), "a dead elector's executor still acts");
+    while !acts(&mut b) {
+        assert!(last_renewal.elapsed() < Duration::from_secs(4), "b never took over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = last_renewal.elapsed();
+    // At least (lease duration - one retry period, a's last renewal may precede the abort),
+    // at most lease duration + retry period + slack.
+    assert!(took >= Duration::from_millis(800), "b took over after only {took:?}");
+    assert!(took <= Duration::from_millis(1600), "b took over after {took:?}");
+    let lease = fake.lease(NS, "redis-autopilot").unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "autopilot-b");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+
+    // b shuts down cleanly: it stops acting and releases the lease.
+    b.stop.send(true).unwrap();
+    (&mut b.task).await.unwrap();
+    assert!(!acts(&mut b));
+    let lease = fake.lease(NS, "redis-autopilot").unwrap();
+    assert!(lease["spec"].get("holderIdentity").is_none_or(Value::is_null), "{lease}");
+    assert_listed(&fake);
+}
+
+#[tokio::test]
+async fn a_standby_acts_at_once_after_a_release() {
+    let fake = KubeFake::start().await;
+    let mut a = candidate(&fake, "autopilot-a").await;
+    eventually("a leads", || acts(&mut a)).await;
+    let mut b = candidate(&fake, "autopilot-b").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!acts(&mut b));
+    a.stop.send(true).unwrap();
+    (&mut a.task).await.unwrap();
+    let released = Instant::now();
+    eventually("b leads", || acts(&mut b)).await;
+    // A released lease is free at once: b's next retry takes it.
+    assert!(released.elapsed() < Duration::from_millis(500), "took {:?}", released.elapsed());
+}
+
+#[test]
+fn api_calls_are_what_the_role_must_grant() {
+    let calls: Vec<String> =
+        API_CALLS.iter().map(|c| format!("{} {}/{}", c.verb, c.group, c.rbac_resource())).collect();
+    assert_eq!(
+        calls,
+        [
+            "get apps/statefulsets",
+            "patch apps/statefulsets",
+            "get apps/statefulsets/scale",
+            "patch apps/statefulsets/scale",
+            "list /pods",
+            "watch /pods",
+            "patch /pods",
+            "create events.k8s.io/events",
+            "get coordination.k8s.io/leases",
+            "create coordination.k8s.io/leases",
+            "update coordination.k8s.io/leases",
+        ]
+    );
+}
+
+/// `plan` from a laptop: `--kubeconfig` and `--context` select the cluster; the pods are
+/// listed through the API and sampled at their IPs.
+#[tokio::test]
+async fn plan_lists_a_statefulset_through_a_kubeconfig() {
+    let redis = Redis::start(&[]);
+    let annotations =
+        json!({"redis-autopilot.io/master": "redis-0", "redis-autopilot.io/epoch": "1"});
+    let fake = fake_with(1, annotations, &["127.0.0.1"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let server = format!("http://{}", fake.addr);
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"{server}\"}}}}]\n\
+             users: [{{name: nobody, user: {{}}}}]\n\
+             contexts: [{{name: fake, context: {{cluster: fake, user: nobody}}}}, \
+             {{name: other, context: {{cluster: fake, user: nobody}}}}]\ncurrent-context: other\n"
+        ),
+    )
+    .expect("write kubeconfig");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: k8s}}\n\
+             spec:\n  target:\n    kubernetes: {{namespace: cache, statefulSet: redis, port: {}}}\n  \
+             scaling:\n    minReplicas: 1\n    maxReplicas: 4\n    metrics:\n      \
+             - redis: instantaneous_ops_per_sec\n        target: 1000\n",
+            redis.port
+        ),
+    )
+    .expect("write policy");
+    let binary = env!("CARGO_BIN_EXE_redis-autopilot");
+    // The fake serves on this test's runtime: run plan off it.
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(binary)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--context", "fake", "plan", "--output", "json", "--policy"])
+            .arg(&policy)
+            .output()
+            .expect("run plan")
+    })
+    .await
+    .expect("plan finished");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("plan JSON");
+    assert_eq!(report["instances"][0]["id"], "redis-0");
+    assert_eq!(report["instances"][0]["role"], "master");
+    assert_eq!(report["decisions"][0]["kind"], "hold", "{report}");
+    // plan only reads.
+    assert!(fake.requests().iter().all(|r| r.method == "GET"), "{:?}", fake.requests());
+}

@@ -1,0 +1,481 @@
+//! A fake Kubernetes API server for the backend's tests: axum on a free loopback port,
+//! serving the real paths and JSON the backend uses (StatefulSet and its `scale`
+//! subresource, pods list/watch/patch, Leases, events.k8s.io Events) with resourceVersion
+//! preconditions (409 Status on a stale write), and recording every request (method, path,
+//! query, body) so tests assert exactly what was sent. Tests inject faults: a 403 for one
+//! method and path, or another writer's change just before the next StatefulSet patch.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+/// One request as the fake received it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Option<Value>,
+}
+
+#[derive(Default)]
+struct State {
+    version: u64,
+    sets: BTreeMap<(String, String), Value>,
+    pods: BTreeMap<(String, String), Value>,
+    /// Every pod change: (resourceVersion, namespace, type, object), for watches.
+    pod_log: Vec<(u64, String, &'static str, Value)>,
+    leases: BTreeMap<(String, String), Value>,
+    events: Vec<Value>,
+    requests: Vec<Recorded>,
+    forbidden: Vec<(Method, String)>,
+    /// Merge patches another writer applies to a StatefulSet just before our next patch.
+    interleaved: Vec<Value>,
+}
+
+impl State {
+    fn bump(&mut self) -> String {
+        self.version += 1;
+        self.version.to_string()
+    }
+
+    fn log_pod(&mut self, namespace: &str, kind: &'static str, mut pod: Value) -> Value {
+        let version = self.bump();
+        pod["metadata"]["resourceVersion"] = json!(version);
+        self.pod_log.push((self.version, namespace.to_owned(), kind, pod.clone()));
+        pod
+    }
+}
+
+pub struct KubeFake {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    changed: watch::Sender<u64>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for KubeFake {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+type Shared = (Arc<Mutex<State>>, watch::Sender<u64>);
+
+impl KubeFake {
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let (changed, _) = watch::channel(0);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake");
+        let addr = listener.local_addr().expect("fake addr");
+        let shared: Shared = (state.clone(), changed.clone());
+        let app = axum::Router::new().fallback(handle).with_state(shared);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve the fake");
+        });
+        Self { addr, state, changed, server }
+    }
+
+    /// A client configuration pointing at the fake over plain HTTP.
+    pub fn config(&self) -> kube::Config {
+        let mut config = kube::Config::new(format!("http://{}", self.addr).parse().expect("uri"));
+        config.default_namespace = "cache".into();
+        config
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("fake state")
+    }
+
+    fn notify(&self) {
+        let version = self.lock().version;
+        self.changed.send_replace(version);
+    }
+
+    /// A StatefulSet `name` in `namespace` selecting `app=NAME`, with `replicas` and
+    /// `annotations`.
+    pub fn add_statefulset(&self, namespace: &str, name: &str, replicas: u32, annotations: Value) {
+        let mut state = self.lock();
+        let version = state.bump();
+        let set = json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}"),
+                         "resourceVersion": version, "annotations": annotations},
+            "spec": {"replicas": replicas, "serviceName": name,
+                     "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "redis", "image": "redis"}]}}},
+        });
+        state.sets.insert((namespace.into(), name.into()), set);
+    }
+
+    pub fn statefulset(&self, namespace: &str, name: &str) -> Value {
+        self.lock().sets[&(namespace.to_owned(), name.to_owned())].clone()
+    }
+
+    /// Adds or replaces a running pod `SET-ORDINAL` of StatefulSet `set` at `ip`.
+    pub fn add_pod(&self, namespace: &str, set: &str, ordinal: u16, ip: &str) {
+        self.put_pod(namespace, running_pod(namespace, set, ordinal, ip));
+    }
+
+    /// Adds or replaces a pod (a watch sees MODIFIED or ADDED).
+    pub fn put_pod(&self, namespace: &str, pod: Value) {
+        {
+            let mut state = self.lock();
+            let name = pod["metadata"]["name"].as_str().expect("pod name").to_owned();
+            let key = (namespace.to_owned(), name);
+            let kind = if state.pods.contains_key(&key) { "MODIFIED" } else { "ADDED" };
+            let pod = state.log_pod(namespace, kind, pod);
+            state.pods.insert(key, pod);
+        }
+        self.notify();
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Value {
+        self.lock().pods[&(namespace.to_owned(), name.to_owned())].clone()
+    }
+
+    /// Removes a pod (a watch sees DELETED).
+    pub fn delete_pod(&self, namespace: &str, name: &str) {
+        {
+            let mut state = self.lock();
+            let pod =
+                state.pods.remove(&(namespace.to_owned(), name.to_owned())).expect("pod exists");
+            state.log_pod(namespace, "DELETED", pod);
+        }
+        self.notify();
+    }
+
+    /// Answers 403 to every `method` request whose path contains `path`.
+    pub fn forbid(&self, method: Method, path: &str) {
+        self.lock().forbidden.push((method, path.to_owned()));
+    }
+
+    /// Another writer merge-patches the StatefulSet just before our next patch of it.
+    pub fn interleave_statefulset_write(&self, patch: Value) {
+        self.lock().interleaved.push(patch);
+    }
+
+    pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.lock().leases.get(&(namespace.to_owned(), name.to_owned())).cloned()
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.lock().events.clone()
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.lock().requests.clone()
+    }
+
+    /// Requests other than the pod watcher's list and watch (which run on their own).
+    pub fn actions(&self) -> Vec<Recorded> {
+        self.requests().into_iter().filter(|r| !r.path.ends_with("/pods")).collect()
+    }
+
+    pub fn clear_requests(&self) {
+        self.lock().requests.clear();
+    }
+}
+
+/// A running pod with a `redis` container, labelled `app=SET`.
+pub fn running_pod(namespace: &str, set: &str, ordinal: u16, ip: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{set}-{ordinal}"), "namespace": namespace,
+                     "labels": {"app": set}},
+        "spec": {"containers": [{"name": "redis", "image": "redis"}]},
+        "status": {"phase": "Running", "podIP": ip, "containerStatuses": [
+            {"name": "redis", "ready": true, "restartCount": 0, "image": "redis", "imageID": "",
+             "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]},
+    })
+}
+
+fn status(code: StatusCode, reason: &str, message: &str) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                      "message": message, "reason": reason, "code": code.as_u16()});
+    (code, axum::Json(body)).into_response()
+}
+
+fn ok(value: Value) -> Response {
+    axum::Json(value).into_response()
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(fields) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            for (key, value) in fields {
+                if value.is_null() {
+                    target.as_object_mut().expect("object").remove(key);
+                } else {
+                    merge(&mut target[key], value);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn matches_selector(pod: &Value, selector: Option<&str>) -> bool {
+    selector.is_none_or(|selector| {
+        selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+            let (key, value) = term.split_once('=').unwrap_or((term, ""));
+            pod["metadata"]["labels"][key].as_str() == Some(value)
+        })
+    })
+}
+
+async fn handle(
+    axum::extract::State((state, changed)): axum::extract::State<Shared>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let query = uri.query().unwrap_or_default().to_owned();
+    let body: Option<Value> = serde_json::from_slice(&body).ok();
+    let mut guard = state.lock().expect("fake state");
+    guard.requests.push(Recorded {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        body: body.clone(),
+    });
+    if guard.forbidden.iter().any(|(m, p)| *m == method && path.contains(p.as_str())) {
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!("{method} {path} is forbidden"),
+        );
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method.clone(), segments.as_slice()) {
+        (m, ["apis", "apps", "v1", "namespaces", ns, "statefulsets", name, rest @ ..]) => {
+            let key = ((*ns).to_owned(), (*name).to_owned());
+            statefulset(&mut guard, m, key, rest, body)
+        }
+        (Method::GET, ["api", "v1", "namespaces", ns, "pods"]) => {
+            let selector = query_param(&query, "labelSelector");
+            if query_param(&query, "watch").as_deref() == Some("true") {
+                let from = query_param(&query, "resourceVersion").and_then(|v| v.parse().ok());
+                drop(guard);
+                return watch_pods(
+                    state.clone(),
+                    changed.subscribe(),
+                    (*ns).to_owned(),
+                    selector,
+                    from.unwrap_or(0),
+                );
+            }
+            let items: Vec<Value> = guard
+                .pods
+                .iter()
+                .filter(|((n, _), pod)| n == ns && matches_selector(pod, selector.as_deref()))
+                .map(|(_, pod)| pod.clone())
+                .collect();
+            ok(json!({"apiVersion": "v1", "kind": "PodList",
+                      "metadata": {"resourceVersion": guard.version.to_string()}, "items": items}))
+        }
+        (Method::PATCH, ["api", "v1", "namespaces", ns, "pods", name]) => {
+            let key = ((*ns).to_owned(), (*name).to_owned());
+            match guard.pods.get(&key).cloned() {
+                None => status(StatusCode::NOT_FOUND, "NotFound", "pod not found"),
+                Some(mut pod) => {
+                    merge(&mut pod, &body.unwrap_or_default());
+                    let pod = guard.log_pod(ns, "MODIFIED", pod);
+                    guard.pods.insert(key, pod.clone());
+                    let version = guard.version;
+                    changed.send_replace(version);
+                    ok(pod)
+                }
+            }
+        }
+        (m, ["apis", "coordination.k8s.io", "v1", "namespaces", ns, "leases", rest @ ..]) => {
+            lease(&mut guard, m, ns, rest, body)
+        }
+        (Method::POST, ["apis", "events.k8s.io", "v1", "namespaces", _, "events"]) => {
+            let event = body.unwrap_or_default();
+            guard.events.push(event.clone());
+            (StatusCode::CREATED, axum::Json(event)).into_response()
+        }
+        _ => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("the fake does not serve {method} {path}"),
+        ),
+    }
+}
+
+fn statefulset(
+    state: &mut State,
+    method: Method,
+    key: (String, String),
+    rest: &[&str],
+    body: Option<Value>,
+) -> Response {
+    let Some(set) = state.sets.get(&key).cloned() else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("statefulsets.apps \"{}\" not found", key.1),
+        );
+    };
+    let (namespace, name) = key.clone();
+    let scale = move |set: &Value| {
+        json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+               "metadata": {"name": name, "namespace": namespace,
+                            "resourceVersion": set["metadata"]["resourceVersion"]},
+               "spec": {"replicas": set["spec"]["replicas"]},
+               "status": {"replicas": set["spec"]["replicas"], "selector": format!("app={name}")}})
+    };
+    match (method, rest) {
+        (Method::GET, []) => ok(set),
+        (Method::PATCH, []) => {
+            let mut set = set;
+            for other in std::mem::take(&mut state.interleaved) {
+                merge(&mut set, &other);
+                set["metadata"]["resourceVersion"] = json!(state.bump());
+            }
+            let patch = body.unwrap_or_default();
+            let precondition = patch["metadata"]["resourceVersion"].as_str();
+            if precondition
+                .is_some_and(|rv| Some(rv) != set["metadata"]["resourceVersion"].as_str())
+            {
+                state.sets.insert(key.clone(), set);
+                return status(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    &format!(
+                        "Operation cannot be fulfilled on statefulsets.apps \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+                        key.1
+                    ),
+                );
+            }
+            merge(&mut set, &patch);
+            set["metadata"]["resourceVersion"] = json!(state.bump());
+            state.sets.insert(key, set.clone());
+            ok(set)
+        }
+        (Method::GET, ["scale"]) => ok(scale(&set)),
+        (Method::PATCH | Method::PUT, ["scale"]) => {
+            let mut set = set;
+            set["spec"]["replicas"] = body.unwrap_or_default()["spec"]["replicas"].clone();
+            set["metadata"]["resourceVersion"] = json!(state.bump());
+            state.sets.insert(key, set.clone());
+            ok(scale(&set))
+        }
+        _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "not served"),
+    }
+}
+
+fn lease(
+    state: &mut State,
+    method: Method,
+    ns: &str,
+    rest: &[&str],
+    body: Option<Value>,
+) -> Response {
+    let body = body.unwrap_or_default();
+    match (method, rest) {
+        (Method::GET, [name]) => match state.leases.get(&(ns.to_owned(), (*name).to_owned())) {
+            Some(lease) => ok(lease.clone()),
+            None => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("leases.coordination.k8s.io \"{name}\" not found"),
+            ),
+        },
+        (Method::POST, []) => {
+            let name = body["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let key = (ns.to_owned(), name.clone());
+            if state.leases.contains_key(&key) {
+                return status(
+                    StatusCode::CONFLICT,
+                    "AlreadyExists",
+                    &format!("leases.coordination.k8s.io \"{name}\" already exists"),
+                );
+            }
+            let mut lease = body;
+            lease["metadata"]["namespace"] = json!(ns);
+            lease["metadata"]["resourceVersion"] = json!(state.bump());
+            state.leases.insert(key, lease.clone());
+            (StatusCode::CREATED, axum::Json(lease)).into_response()
+        }
+        (Method::PUT, [name]) => {
+            let key = (ns.to_owned(), (*name).to_owned());
+            let Some(current) = state.leases.get(&key) else {
+                return status(StatusCode::NOT_FOUND, "NotFound", "lease not found");
+            };
+            if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
+                return status(StatusCode::CONFLICT, "Conflict", "the object has been modified");
+            }
+            let mut lease = body;
+            lease["metadata"]["resourceVersion"] = json!(state.bump());
+            state.leases.insert(key, lease.clone());
+            ok(lease)
+        }
+        _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "not served"),
+    }
+}
+
+/// A watch: every pod change after `from` in `namespace` matching `selector`, one JSON
+/// event per line, as it happens, until the client hangs up.
+fn watch_pods(
+    state: Arc<Mutex<State>>,
+    changed: watch::Receiver<u64>,
+    namespace: String,
+    selector: Option<String>,
+    from: u64,
+) -> Response {
+    let stream = futures::stream::unfold((from, changed), move |(mut cursor, mut changed)| {
+        let state = state.clone();
+        let namespace = namespace.clone();
+        let selector = selector.clone();
+        async move {
+            loop {
+                let lines: String = {
+                    let state = state.lock().expect("fake state");
+                    let mut lines = String::new();
+                    for (version, ns, kind, pod) in &state.pod_log {
+                        if *version > cursor
+                            && *ns == namespace
+                            && matches_selector(pod, selector.as_deref())
+                        {
+                            lines.push_str(&json!({"type": kind, "object": pod}).to_string());
+                            lines.push('\n');
+                        }
+                    }
+                    cursor = state.version.max(cursor);
+                    lines
+                };
+                if !lines.is_empty() {
+                    return Some((Ok::<Bytes, Infallible>(Bytes::from(lines)), (cursor, changed)));
+                }
+                if changed.changed().await.is_err() {
+                    return None;
+                }
+            }
+        }
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stream))
+        .expect("watch response")
+}
