@@ -701,3 +701,56 @@ fn the_example_redis_boots_every_pod_as_a_replica_and_leaves_scale_to_the_daemon
         assert!(syntax.success(), "{script}: sh -n");
     }
 }
+
+/// Runs the example's start.sh against stand-ins for DNS (`getent`), `redis-cli` and
+/// `redis-server`, and returns the `replicaof` line of the config it starts Redis with.
+fn boot(ready_masters: &[&str], their_role: &str) -> String {
+    let config: ConfigMap = find(&manifests(), "ConfigMap", "redis-session-config").typed();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().to_str().expect("UTF-8 path");
+    let script = config.data.expect("data")["start.sh"]
+        .replace("/etc/redis/auth/", &format!("{root}/"))
+        .replace("/run/redis/", &format!("{root}/"));
+    std::fs::write(dir.path().join("password"), "s3cret\n").expect("password");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    let stubs = [
+        // getent fails (exit 2) when the name has no address, as it does for a Service
+        // without ready endpoints; otherwise one line per address and socket type.
+        (
+            "getent",
+            "[ -n \"$ADDRESSES\" ] || exit 2\nfor a in $ADDRESSES; do echo \"$a STREAM x\"; echo \"$a DGRAM\"; done",
+        ),
+        ("redis-cli", "echo \"$ROLE\"; echo 0"),
+        ("redis-server", "grep '^replicaof ' \"$1\""),
+    ];
+    for (name, body) in stubs {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("stub");
+        let mut permissions = std::fs::metadata(&path).expect("stat").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&path, permissions).expect("chmod");
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").expect("PATH"));
+    let output = Command::new("sh")
+        .args(["-c", &script])
+        .env("PATH", path)
+        .env("POD_IP", "10.0.0.5")
+        .env("MASTER_SERVICE", "redis-session-master-pods")
+        .env("ADDRESSES", ready_masters.join(" "))
+        .env("ROLE", their_role)
+        .output()
+        .expect("run start.sh");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8").trim_end().to_owned()
+}
+
+#[test]
+fn a_pod_replicates_the_labelled_master_only_when_redis_confirms_it_and_else_nothing() {
+    // This pod is 10.0.0.5: "replicaof 10.0.0.5" is a replica of nothing.
+    assert_eq!(boot(&["10.0.0.7"], "master"), "replicaof 10.0.0.7 6379");
+    assert_eq!(boot(&[], "master"), "replicaof 10.0.0.5 6379", "no master labelled and ready");
+    assert_eq!(boot(&["10.0.0.7"], "slave"), "replicaof 10.0.0.5 6379", "label is stale");
+    assert_eq!(boot(&["10.0.0.5"], "master"), "replicaof 10.0.0.5 6379", "this pod's old label");
+    assert_eq!(boot(&["10.0.0.7", "10.0.0.8"], "master"), "replicaof 10.0.0.5 6379", "ambiguous");
+}
