@@ -17,7 +17,7 @@ use super::spec::{
 };
 use super::{
     Aggregate, AlertAction, AlertRule, Behavior, Compression, CronFloor, CronSchedule,
-    FailoverMode, Forecast, ForecastMethod, Health, Metric, MetricSource, Policy,
+    FailoverMode, Forecast, ForecastMethod, Health, Metric, MetricSource, Policy, WriteGuard,
     PrometheusCredentials, PrometheusSource, RedisAuth, RedisTls, Retention, Sampling, Scaling,
     SecretSource, SnapshotSource, Snapshots, Statistic, Step, Target,
 };
@@ -745,12 +745,62 @@ fn check_health(c: &mut Checker, spec: Option<&HealthSpec>, path: &FieldPath) ->
         Some(secs(10)),
         Zero::Rejected,
     );
+    let probe_interval = c.duration(
+        spec.probe_interval.as_deref(),
+        &path.key("probeInterval"),
+        Some(Duration::from_millis(250)),
+        Zero::Rejected,
+    );
+    let probe_timeout_path = path.key("probeTimeout");
+    let probe_timeout = c.duration(
+        spec.probe_timeout.as_deref(),
+        &probe_timeout_path,
+        Some(secs(1)),
+        Zero::Rejected,
+    );
+    // A probe that may outlast downAfter could never show the master down in time.
+    let probe_timeout = match (probe_timeout, down_after) {
+        (Some(timeout), Some(down)) if timeout > down => {
+            c.bad(
+                &probe_timeout_path,
+                format!("must be at most downAfter ({}), found {}", show(down), show(timeout)),
+            );
+            None
+        }
+        (timeout, _) => timeout,
+    };
+    let min_replicas = c.int(
+        spec.min_replicas_to_write,
+        &path.key("minReplicasToWrite"),
+        Some(0_u32),
+        0,
+        i64::from(u32::MAX),
+    );
+    let max_lag_path = path.key("minReplicasMaxLag");
+    let max_lag =
+        c.duration(spec.min_replicas_max_lag.as_deref(), &max_lag_path, Some(secs(10)), Zero::Rejected);
+    // Redis takes whole seconds.
+    let max_lag = match max_lag {
+        Some(lag) if lag.subsec_nanos() != 0 => {
+            c.bad(&max_lag_path, format!("must be whole seconds, found {}", show(lag)));
+            None
+        }
+        lag => lag,
+    };
+    let write_guard = match (min_replicas?, max_lag?) {
+        (0, _) => None,
+        (min_replicas, max_lag) => Some(WriteGuard { min_replicas, max_lag }),
+    };
     Some(Health {
         down_after: down_after?,
         confirm_with_replicas: spec.confirm_with_replicas.unwrap_or(true),
         failover: failover?,
         max_failovers_per_hour: max_failovers_per_hour?,
         replica_max_lag: replica_max_lag?,
+        remove_lagging_replicas: spec.remove_lagging_replicas.unwrap_or(false),
+        probe_interval: probe_interval?,
+        probe_timeout: probe_timeout?,
+        write_guard,
     })
 }
 
@@ -1801,6 +1851,11 @@ spec:
     failover: manual
     maxFailoversPerHour: 1
     replicaMaxLag: 5s
+    removeLaggingReplicas: true
+    probeInterval: 100ms
+    probeTimeout: 500ms
+    minReplicasToWrite: 1
+    minReplicasMaxLag: 5s
   snapshots:
     schedule: '0 0 2 * * *'
     source: replicaOrMaster
@@ -1882,6 +1937,10 @@ spec:
                 failover: FailoverMode::Manual,
                 max_failovers_per_hour: 1,
                 replica_max_lag: secs(5),
+                remove_lagging_replicas: true,
+                probe_interval: Duration::from_millis(100),
+                probe_timeout: Duration::from_millis(500),
+                write_guard: Some(WriteGuard { min_replicas: 1, max_lag: secs(5) }),
             },
             snapshots: Some(Snapshots {
                 schedule: cron("0 0 2 * * *"),
@@ -2035,6 +2094,10 @@ spec:
                 failover: FailoverMode::Auto,
                 max_failovers_per_hour: 3,
                 replica_max_lag: secs(10),
+                remove_lagging_replicas: false,
+                probe_interval: Duration::from_millis(250),
+                probe_timeout: secs(1),
+                write_guard: None,
             }
         );
         let snapshots = policy.snapshots.expect("snapshots");
