@@ -382,14 +382,17 @@ impl LocalFleet {
             let info = self.info(member).await;
             samples.push(InstanceSample {
                 id: member.id.clone(),
-                outcome: if info.is_ok() { Outcome::Ok } else { Outcome::Unreachable("INFO failed".into()) },
+                outcome: if info.is_ok() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Unreachable("INFO failed".into())
+                },
                 info: info.ok(),
             });
         }
         let record = self.recorded_master().await?;
         let epoch = record.as_ref().map_or(0, |r| r.epoch) + 1;
-        let input =
-            HealthInput { record: record.as_ref(), members: &survivors, samples: &samples };
+        let input = HealthInput { record: record.as_ref(), members: &survivors, samples: &samples };
         let choice = health::successor(&self.config.health, input, Some(&from.id))
             .map_err(|_| ClusterError::NoCandidate { master: from.id.clone() })?;
         let Some(to) = survivors.iter().find(|m| m.id == choice.chosen.instance) else {
@@ -416,7 +419,11 @@ impl LocalFleet {
     /// Forgets instances that exited and starts the missing ordinals below the requested
     /// count, as replicas of the recorded master, except the recorded master itself when
     /// `spare_master`.
-    async fn start_missing(&self, inner: &mut Inner, spare_master: bool) -> Result<(), ClusterError> {
+    async fn start_missing(
+        &self,
+        inner: &mut Inner,
+        spare_master: bool,
+    ) -> Result<(), ClusterError> {
         inner.running.retain(|_, process| process.alive());
         let master = self.master_ordinal(&inner.state);
         for ordinal in 0..inner.state.replicas {
@@ -608,6 +615,7 @@ mod tests {
             data_dir: dir.path().to_owned(),
             access: Access::default(),
             timeout: Duration::from_secs(1),
+            health: Health::default(),
             owns_processes: true,
         };
         assert!(matches!(LocalFleet::open(config), Err(ClusterError::StateCorrupt { .. })));

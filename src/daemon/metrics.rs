@@ -288,7 +288,9 @@ impl Metrics {
     pub fn health(&self, policy: &str, master_serving: bool, lagging: usize) {
         let labels = PolicyLabels { policy: policy.to_owned() };
         self.master_serving.get_or_create(&labels).set(i64::from(master_serving));
-        self.replicas_lagging.get_or_create(&labels).set(i64::try_from(lagging).unwrap_or(i64::MAX));
+        self.replicas_lagging
+            .get_or_create(&labels)
+            .set(i64::try_from(lagging).unwrap_or(i64::MAX));
     }
 
     /// One phase of a failover.

@@ -18,10 +18,10 @@ use super::metrics::Metrics;
 use super::status::{DecisionRecord, Status};
 use crate::act::{self, ActionOutcome, Executor};
 use crate::cluster::{Cluster, Member};
-use crate::decide::health::{self, HealthInput};
+use crate::decide::health;
 use crate::decide::{Decision, Fleet, Memory, decide};
 use crate::errors::chain;
-use crate::failover::{self, Phase};
+use crate::failover::{self, Phase, Probe};
 use crate::observe::{History, Observation, Timestamp};
 use crate::policy::{AlertAction, MetricSource, Policy, Target};
 use crate::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
@@ -222,7 +222,9 @@ impl<C: Cluster> PolicyLoop<C> {
         if let Some(round) = self.start_round().await {
             match round.await {
                 Ok(observation) => self.evaluate(observation).await,
-                Err(error) => tracing::error!(policy = %self.policy.name, %error, "sampling round failed"),
+                Err(error) => {
+                    tracing::error!(policy = %self.policy.name, %error, "sampling round failed")
+                }
             }
         }
     }
@@ -274,25 +276,27 @@ impl<C: Cluster> PolicyLoop<C> {
     /// One health probe: probe every member, assess, act on what the core decided.
     async fn check_health(&mut self) {
         let name = self.policy.name.clone();
-        let (members, record) = match (self.cluster.members().await, self.cluster.recorded_master().await) {
-            (Ok(members), Ok(record)) => (members, record),
-            (Err(error), _) | (_, Err(error)) => {
+        let probe = match Probe::take(&self.cluster, &self.prober).await {
+            Ok(probe) => probe,
+            Err(error) => {
                 tracing::warn!(policy = %name, error = %chain(&error), "health probe skipped: cannot read the fleet");
                 return;
             }
         };
-        let endpoints: Vec<_> = members.iter().map(|m| m.endpoint.clone()).collect();
-        let samples = self.prober.sample(&endpoints).await;
         let now = chrono::Utc::now();
-        let input = HealthInput { record: record.as_ref(), members: &members, samples: &samples };
         // Static endpoints have no durable record to keep: their roles are only watched.
         let manage = !matches!(self.policy.target, Target::Endpoints(_));
-        let assessment =
-            health::assess(&self.policy.health, input, &mut self.memory.health, manage, now);
+        let assessment = health::assess(
+            &self.policy.health,
+            probe.input(),
+            &mut self.memory.health,
+            manage,
+            now,
+        );
         self.shared.metrics.health(&name, assessment.master_serving, assessment.lagging.len());
         for decision in assessment.decisions {
             self.shared.metrics.decision(&name, &decision);
-            let outcome = self.apply_health(&decision, &members, now).await;
+            let outcome = self.apply_health(&decision, &probe.members, now).await;
             let level_info = !matches!(decision, Decision::Advertise { .. });
             if level_info {
                 tracing::info!(policy = %name, action = decision.kind(), outcome = outcome.label(), reason = %decision.reason(), "decision");
@@ -301,10 +305,14 @@ impl<C: Cluster> PolicyLoop<C> {
             }
             self.shared.status.record(DecisionRecord::new(now, &name, decision, Some(outcome)));
         }
-        if assessment.master_serving && members.iter().any(|m| m.gone.is_some()) && self.executor.admit_health().is_ok() {
-            if let Err(error) = self.cluster.heal().await {
-                tracing::warn!(policy = %name, error = %chain(&error), "cannot restart exited instances");
-            }
+        // Instances that exited come back as replicas once a master serves (a StatefulSet's
+        // controller does this by itself; a local fleet needs the daemon).
+        if assessment.master_serving
+            && probe.members.iter().any(|m| m.gone.is_some())
+            && self.executor.admit_health().is_ok()
+            && let Err(error) = self.cluster.heal().await
+        {
+            tracing::warn!(policy = %name, error = %chain(&error), "cannot restart exited instances");
         }
     }
 
@@ -357,9 +365,12 @@ impl<C: Cluster> PolicyLoop<C> {
             }
             Decision::Promote { instance, epoch, .. } => {
                 let Some(member) = find(instance) else { return missing(instance) };
-                failover::promote(&self.cluster, member, *epoch, &context).await.map_err(|e| chain(&e))
+                failover::promote(&self.cluster, member, *epoch, &context)
+                    .await
+                    .map_err(|e| chain(&e))
             }
-            Decision::Fence { instance, master, .. } | Decision::Repoint { instance, master, .. } => {
+            Decision::Fence { instance, master, .. }
+            | Decision::Repoint { instance, master, .. } => {
                 let (Some(member), Some(master)) = (find(instance), find(master)) else {
                     return missing(instance);
                 };
@@ -367,9 +378,12 @@ impl<C: Cluster> PolicyLoop<C> {
                 let result = self.cluster.repoint(member, master).await;
                 if result.is_ok() && fenced {
                     self.memory.health.record_fenced(instance);
-                    let advertised = self.cluster.advertise(member, crate::cluster::Advertised::Fenced).await;
+                    let advertised =
+                        self.cluster.advertise(member, crate::cluster::Advertised::Fenced).await;
                     if advertised.is_ok() {
-                        self.memory.health.record_advertised(instance, crate::cluster::Advertised::Fenced);
+                        self.memory
+                            .health
+                            .record_advertised(instance, crate::cluster::Advertised::Fenced);
                     }
                 }
                 result.map_err(|e| chain(&e))

@@ -140,8 +140,9 @@ impl Seen<'_> {
         self.info.map_or(0, |info| info.keyspace.iter().map(|db| db.keys).sum())
     }
 
+    /// Holds keys. Not the offset: a replica that never linked up reports an offset of 1.
     fn holds_data(&self) -> bool {
-        self.offset() > 0 || self.keys() > 0
+        self.keys() > 0
     }
 
     /// Whether it replicates `master`'s endpoint.
@@ -275,7 +276,11 @@ impl fmt::Display for Choice {
         }
         f.write_str(")")?;
         for other in &self.outranked {
-            write!(f, "; {} ranks lower (priority {}, offset {})", other.instance, other.priority, other.offset)?;
+            write!(
+                f,
+                "; {} ranks lower (priority {}, offset {})",
+                other.instance, other.priority, other.offset
+            )?;
         }
         for (instance, why) in &self.excluded {
             write!(f, "; {instance} excluded: {why}")?;
@@ -448,11 +453,14 @@ pub fn assess(
         .iter()
         .filter(|s| s.id() != master.id() && s.answering().is_some() && s.follows(master.member))
         .collect();
-    let link_down = replicas.iter().filter(|s| s.info.is_some_and(|i| i.master_link_up != Some(true))).count();
+    let link_down =
+        replicas.iter().filter(|s| s.info.is_some_and(|i| i.master_link_up != Some(true))).count();
     let heard = replicas.iter().any(|s| {
         s.info.is_some_and(|i| {
             i.master_link_up == Some(true)
-                && i.replication.master_last_io_seconds_ago.is_some_and(|ago| Duration::from_secs(ago) < health.down_after)
+                && i.replication
+                    .master_last_io_seconds_ago
+                    .is_some_and(|ago| Duration::from_secs(ago) < health.down_after)
         })
     });
     let evidence = if restarted_empty { Evidence::NotMaster } else { master.failure() };
@@ -517,7 +525,9 @@ pub fn assess(
             };
             if memory.reported.as_ref() != Some(&summary) {
                 memory.reported = Some(summary);
-                assessment.decisions.push(Decision::MasterDown { master: master.id().to_owned(), reason });
+                assessment
+                    .decisions
+                    .push(Decision::MasterDown { master: master.id().to_owned(), reason });
             }
         }
     }
@@ -605,7 +615,10 @@ fn exclusion(
     if let Some(down) = info.replication.master_link_down_since_seconds
         && Duration::from_secs(down) > stale
     {
-        return Some(format!("link down for {down}s (more than {})", humantime::format_duration(stale)));
+        return Some(format!(
+            "link down for {down}s (more than {})",
+            humantime::format_duration(stale)
+        ));
     }
     if let Some(&lag) = memory.lag.get(s.id())
         && Duration::from_secs(lag) > health.replica_max_lag
@@ -633,7 +646,9 @@ fn see<'a>(input: HealthInput<'a>, memory: &mut HealthMemory) -> Vec<Seen<'a>> {
             let info = sample.info.as_ref().filter(|_| sample.outcome == Outcome::Ok);
             let run_id = info.and_then(|i| i.server.run_id);
             let restarted = match run_id {
-                Some(id) => memory.run_ids.insert(member.id.clone(), id).is_some_and(|old| old != id),
+                Some(id) => {
+                    memory.run_ids.insert(member.id.clone(), id).is_some_and(|old| old != id)
+                }
                 None => false,
             };
             Seen { member, outcome: &sample.outcome, info, restarted }
@@ -645,7 +660,9 @@ fn see<'a>(input: HealthInput<'a>, memory: &mut HealthMemory) -> Vec<Seen<'a>> {
 fn bootstrap(health: &Health, seen: &[Seen<'_>]) -> Option<Decision> {
     let masters: Vec<&Seen> =
         seen.iter().filter(|s| s.answering().is_some_and(|i| i.role == Role::Master)).collect();
-    if let Some(best) = masters.iter().max_by_key(|s| (s.offset(), std::cmp::Reverse(s.member.ordinal))) {
+    if let Some(best) =
+        masters.iter().max_by_key(|s| (s.offset(), std::cmp::Reverse(s.member.ordinal)))
+    {
         return Some(Decision::Failover {
             from: None,
             to: best.id().to_owned(),
@@ -658,7 +675,8 @@ fn bootstrap(health: &Health, seen: &[Seen<'_>]) -> Option<Decision> {
     // predictable (instance 0, pod-0) rather than whichever has the smallest random run id.
     let mut choice = choose(health, seen, None, Duration::ZERO, &HealthMemory::default()).ok()?;
     if !seen.iter().any(|s| s.holds_data()) {
-        let mut all: Vec<Candidate> = std::iter::once(choice.chosen).chain(choice.outranked).collect();
+        let mut all: Vec<Candidate> =
+            std::iter::once(choice.chosen).chain(choice.outranked).collect();
         all.sort_by_key(|c| (c.priority, c.ordinal));
         let mut ranked = all.into_iter();
         choice.chosen = ranked.next()?;
@@ -749,8 +767,12 @@ fn replica_role(
     let behind = if !ready {
         Some("link down or syncing".to_owned())
     } else {
-        lag.filter(|&lag| Duration::from_secs(lag) > health.replica_max_lag)
-            .map(|lag| format!("{lag}s behind (replicaMaxLag {})", humantime::format_duration(health.replica_max_lag)))
+        lag.filter(|&lag| Duration::from_secs(lag) > health.replica_max_lag).map(|lag| {
+            format!(
+                "{lag}s behind (replicaMaxLag {})",
+                humantime::format_duration(health.replica_max_lag)
+            )
+        })
     };
     match behind {
         Some(why) => {

@@ -19,9 +19,42 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::cluster::{Cluster, ClusterError, MasterRecord, Member, redis_admin};
-use crate::observe::InstanceId;
+use crate::decide::health::HealthInput;
+use crate::observe::{InstanceId, InstanceSample};
 use crate::policy::WriteGuard;
-use crate::sample::redis::Access;
+use crate::sample::redis::{Access, RedisSampler};
+
+/// One health probe: the durable record, the members, and one sample of each.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub record: Option<MasterRecord>,
+    pub members: Vec<Member>,
+    /// One per member, same order.
+    pub samples: Vec<InstanceSample>,
+}
+
+impl Probe {
+    /// Probes every member of `cluster` with `prober` (its deadline bounds the round).
+    pub async fn take<C: Cluster>(
+        cluster: &C,
+        prober: &RedisSampler,
+    ) -> Result<Self, ClusterError> {
+        let members = cluster.members().await?;
+        let record = cluster.recorded_master().await?;
+        let endpoints: Vec<_> = members.iter().map(|m| m.endpoint.clone()).collect();
+        let samples = prober.sample(&endpoints).await;
+        Ok(Self { record, members, samples })
+    }
+
+    /// What the health core reads.
+    pub fn input(&self) -> HealthInput<'_> {
+        HealthInput { record: self.record.as_ref(), members: &self.members, samples: &self.samples }
+    }
+
+    pub fn member(&self, id: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == id)
+    }
+}
 
 /// The phases of a failover, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -98,6 +131,37 @@ pub struct Context<'a> {
     pub guard: Option<&'a WriteGuard>,
 }
 
+/// Gives a fleet with no recorded master its first one, as the health core chooses it (the
+/// instance already serving as master, or the lowest ordinal of a fleet holding no data).
+/// Opening a local fleet does this in every mode, as it starts the processes in every mode:
+/// without a master there is nothing to watch. Returns the record, if there is one now.
+pub async fn bootstrap<C: Cluster>(
+    cluster: &C,
+    health: &crate::policy::Health,
+    context: &Context<'_>,
+) -> Result<Option<MasterRecord>, ClusterError> {
+    if let Some(record) = cluster.recorded_master().await? {
+        return Ok(Some(record));
+    }
+    let prober = RedisSampler::with_sections(
+        context.access.clone(),
+        context.timeout,
+        crate::sample::redis::HEALTH_SECTIONS,
+    );
+    let probe = Probe::take(cluster, &prober).await?;
+    let mut memory = crate::decide::HealthMemory::default();
+    let assessment =
+        crate::decide::health::assess(health, probe.input(), &mut memory, true, chrono::Utc::now());
+    for decision in assessment.decisions {
+        if let crate::decide::Decision::Failover { from: None, to, epoch, reason } = decision {
+            let Some(to) = probe.member(&to) else { continue };
+            tracing::info!(master = %to.id, %reason, "first master");
+            fail_over(cluster, &probe.members, to, epoch, context).await.map_err(|e| e.source)?;
+        }
+    }
+    cluster.recorded_master().await
+}
+
 /// Records `to` as master at `epoch`, promotes it, sets the write guard and repoints every
 /// other member that is not gone. Idempotent: run again with the same arguments, it finishes
 /// what an interrupted run started.
@@ -147,10 +211,12 @@ pub async fn switch_over<C: Cluster>(
     epoch: u64,
     context: &Context<'_>,
 ) -> Result<Timeline, FailoverError> {
-    let failed = |phase, timeline, source| FailoverError { to: to.id.clone(), phase, timeline, source };
+    let failed =
+        |phase, timeline, source| FailoverError { to: to.id.clone(), phase, timeline, source };
     let mut timeline = Timeline::default();
     let started = Instant::now();
-    if let Err(source) = cluster.record_master(MasterRecord { instance: to.id.clone(), epoch }).await
+    if let Err(source) =
+        cluster.record_master(MasterRecord { instance: to.id.clone(), epoch }).await
     {
         return Err(failed(Phase::Promoting, timeline, source));
     }
@@ -199,9 +265,9 @@ async fn repoint_others<C: Cluster>(
     timeline: &mut Timeline,
 ) {
     let others = members.iter().filter(|m| m.id != master.id && m.gone.is_none());
-    let results = futures::future::join_all(others.map(|member| async move {
-        (member, cluster.repoint(member, master).await)
-    }))
+    let results = futures::future::join_all(
+        others.map(|member| async move { (member, cluster.repoint(member, master).await) }),
+    )
     .await;
     for (member, result) in results {
         if let Err(error) = result {

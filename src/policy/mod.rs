@@ -238,6 +238,23 @@ pub struct Health {
     pub write_guard: Option<WriteGuard>,
 }
 
+/// The defaults of an absent `spec.health` (and of each absent field in it).
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            down_after: Duration::from_secs(5),
+            confirm_with_replicas: true,
+            failover: FailoverMode::Auto,
+            max_failovers_per_hour: 3,
+            replica_max_lag: Duration::from_secs(10),
+            remove_lagging_replicas: false,
+            probe_interval: Duration::from_millis(250),
+            probe_timeout: Duration::from_secs(1),
+            write_guard: None,
+        }
+    }
+}
+
 /// Redis's `min-replicas-to-write N` and `min-replicas-max-lag S`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteGuard {

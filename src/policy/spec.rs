@@ -476,7 +476,17 @@ spec:
     scaleDown: {stabilization: x, maxStep: "1%", period: x, cooldown: x}
     schedule: [{cron: x, minReplicas: 1, for: x}]
     forecast: {method: x, window: x}
-  health: {downAfter: x, confirmWithReplicas: true, failover: x, maxFailoversPerHour: 1, replicaMaxLag: x}
+  health:
+    downAfter: x
+    confirmWithReplicas: true
+    failover: x
+    maxFailoversPerHour: 1
+    replicaMaxLag: x
+    removeLaggingReplicas: true
+    probeInterval: x
+    probeTimeout: x
+    minReplicasToWrite: 1
+    minReplicasMaxLag: x
   snapshots:
     schedule: x
     source: x

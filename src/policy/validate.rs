@@ -17,9 +17,9 @@ use super::spec::{
 };
 use super::{
     Aggregate, AlertAction, AlertRule, Behavior, Compression, CronFloor, CronSchedule,
-    FailoverMode, Forecast, ForecastMethod, Health, Metric, MetricSource, Policy, WriteGuard,
+    FailoverMode, Forecast, ForecastMethod, Health, Metric, MetricSource, Policy,
     PrometheusCredentials, PrometheusSource, RedisAuth, RedisTls, Retention, Sampling, Scaling,
-    SecretSource, SnapshotSource, Snapshots, Statistic, Step, Target,
+    SecretSource, SnapshotSource, Snapshots, Statistic, Step, Target, WriteGuard,
 };
 
 pub const API_VERSION: &str = "autopilot.redis.io/v1alpha1";
@@ -714,18 +714,19 @@ fn check_forecast(
 }
 
 fn check_health(c: &mut Checker, spec: Option<&HealthSpec>, path: &FieldPath) -> Option<Health> {
-    let default = HealthSpec::default();
-    let spec = spec.unwrap_or(&default);
+    let empty = HealthSpec::default();
+    let spec = spec.unwrap_or(&empty);
+    let defaults = Health::default();
     let down_after = c.duration(
         spec.down_after.as_deref(),
         &path.key("downAfter"),
-        Some(secs(5)),
+        Some(defaults.down_after),
         Zero::Rejected,
     );
     let failover = c.word(
         spec.failover.as_deref(),
         &path.key("failover"),
-        FailoverMode::Auto,
+        defaults.failover,
         &[
             ("auto", FailoverMode::Auto),
             ("manual", FailoverMode::Manual),
@@ -735,27 +736,27 @@ fn check_health(c: &mut Checker, spec: Option<&HealthSpec>, path: &FieldPath) ->
     let max_failovers_per_hour = c.int(
         spec.max_failovers_per_hour,
         &path.key("maxFailoversPerHour"),
-        Some(3_u32),
+        Some(defaults.max_failovers_per_hour),
         0,
         i64::from(u32::MAX),
     );
     let replica_max_lag = c.duration(
         spec.replica_max_lag.as_deref(),
         &path.key("replicaMaxLag"),
-        Some(secs(10)),
+        Some(defaults.replica_max_lag),
         Zero::Rejected,
     );
     let probe_interval = c.duration(
         spec.probe_interval.as_deref(),
         &path.key("probeInterval"),
-        Some(Duration::from_millis(250)),
+        Some(defaults.probe_interval),
         Zero::Rejected,
     );
     let probe_timeout_path = path.key("probeTimeout");
     let probe_timeout = c.duration(
         spec.probe_timeout.as_deref(),
         &probe_timeout_path,
-        Some(secs(1)),
+        Some(defaults.probe_timeout),
         Zero::Rejected,
     );
     // A probe that may outlast downAfter could never show the master down in time.
@@ -777,8 +778,12 @@ fn check_health(c: &mut Checker, spec: Option<&HealthSpec>, path: &FieldPath) ->
         i64::from(u32::MAX),
     );
     let max_lag_path = path.key("minReplicasMaxLag");
-    let max_lag =
-        c.duration(spec.min_replicas_max_lag.as_deref(), &max_lag_path, Some(secs(10)), Zero::Rejected);
+    let max_lag = c.duration(
+        spec.min_replicas_max_lag.as_deref(),
+        &max_lag_path,
+        Some(secs(10)),
+        Zero::Rejected,
+    );
     // Redis takes whole seconds.
     let max_lag = match max_lag {
         Some(lag) if lag.subsec_nanos() != 0 => {
@@ -793,11 +798,13 @@ fn check_health(c: &mut Checker, spec: Option<&HealthSpec>, path: &FieldPath) ->
     };
     Some(Health {
         down_after: down_after?,
-        confirm_with_replicas: spec.confirm_with_replicas.unwrap_or(true),
+        confirm_with_replicas: spec.confirm_with_replicas.unwrap_or(defaults.confirm_with_replicas),
         failover: failover?,
         max_failovers_per_hour: max_failovers_per_hour?,
         replica_max_lag: replica_max_lag?,
-        remove_lagging_replicas: spec.remove_lagging_replicas.unwrap_or(false),
+        remove_lagging_replicas: spec
+            .remove_lagging_replicas
+            .unwrap_or(defaults.remove_lagging_replicas),
         probe_interval: probe_interval?,
         probe_timeout: probe_timeout?,
         write_guard,
