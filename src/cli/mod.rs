@@ -3,6 +3,7 @@
 
 mod check;
 mod demo;
+mod failover;
 mod plan;
 mod run;
 mod simulate;
@@ -53,6 +54,8 @@ enum Command {
     Plan(plan::Args),
     /// Run the daemon: sample -> decide -> act for every policy in a directory.
     Run(run::Args),
+    /// Fail the master over to the best replica (or --to), now; --graceful loses no write.
+    Failover(failover::Args),
     /// Watch it work on one machine: a local redis-server fleet, trace-driven load, live view.
     Demo(demo::Args),
 }
@@ -94,6 +97,7 @@ pub fn run() -> ExitCode {
         Command::Plan(args) => (plan::run(args), 1),
         Command::Run(args) => (run::run(args), 1),
         Command::Demo(args) => (demo::run(args), 1),
+        Command::Failover(args) => (failover::run(args), 1),
     };
     match outcome {
         Ok(code) => code,

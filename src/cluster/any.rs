@@ -50,6 +50,27 @@ impl AnyCluster {
     }
 }
 
+impl AnyCluster {
+    /// Opens the policy's target to act on it once (`redis-autopilot failover`): unlike
+    /// [`AnyCluster::open`] it starts, stops and scales nothing, and a local fleet's processes
+    /// are left running when it is dropped (a daemon may own them).
+    pub async fn attach(policy: &Policy) -> Result<Self, ClusterError> {
+        match &policy.target {
+            Target::Local { .. } => {
+                let access = redis_access(policy).map_err(ClusterError::Access)?;
+                let Some(config) = LocalConfig::from_policy(policy, access) else {
+                    return Err(ClusterError::Unsupported { target: "local", action: "attach" });
+                };
+                let fleet = LocalFleet::open(LocalConfig { owns_processes: false, ..config })?;
+                Ok(Self::Local(Box::new(fleet)))
+            }
+            Target::Endpoints(_) | Target::Kubernetes { .. } => {
+                Self::open(policy, Mode::Apply).await
+            }
+        }
+    }
+}
+
 impl Cluster for AnyCluster {
     async fn members(&self) -> Result<Vec<Member>, ClusterError> {
         match self {

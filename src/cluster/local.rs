@@ -172,6 +172,12 @@ fn signal(pid: u32, signal: &str) -> bool {
         .is_ok_and(|status| status.success())
 }
 
+/// The pid in `dir/redis.pid`, if that process is alive.
+fn live_pid(dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join("redis.pid")).ok()?;
+    text.trim().parse::<u32>().ok().filter(|pid| signal(*pid, "0"))
+}
+
 struct Inner {
     state: State,
     running: BTreeMap<u16, Process>,
@@ -214,10 +220,7 @@ impl LocalFleet {
             else {
                 continue;
             };
-            let pid = std::fs::read_to_string(entry.path().join("redis.pid"))
-                .ok()
-                .and_then(|text| text.trim().parse::<u32>().ok());
-            if let Some(pid) = pid.filter(|pid| signal(*pid, "0")) {
+            if let Some(pid) = live_pid(&entry.path()) {
                 running.insert(ordinal, Process::Adopted(pid));
             }
         }
@@ -236,6 +239,10 @@ impl LocalFleet {
             }
         }
         Ok(())
+    }
+
+    fn live_pid(&self, ordinal: u16) -> Option<u32> {
+        live_pid(&self.config.data_dir.join(ordinal.to_string()))
     }
 
     fn port(&self, ordinal: u16) -> Result<u16, ClusterError> {
@@ -447,7 +454,13 @@ impl Cluster for LocalFleet {
         for (&ordinal, process) in &mut inner.running {
             let mut member = self.member(ordinal)?;
             if !process.alive() {
-                member.gone = Some(format!("redis-server pid {} exited", process.pid()));
+                // Restarted by someone else (by hand, a supervisor): watch the new process.
+                match self.live_pid(ordinal).filter(|&pid| pid != process.pid()) {
+                    Some(pid) => *process = Process::Adopted(pid),
+                    None => {
+                        member.gone = Some(format!("redis-server pid {} exited", process.pid()))
+                    }
+                }
             }
             members.push(member);
         }

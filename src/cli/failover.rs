@@ -1,0 +1,159 @@
+//! `redis-autopilot failover`: one failover or switchover, on purpose, by a human. It chooses
+//! the successor the way the daemon does (or takes `--to`), explains the choice, and carries it
+//! out through the same state machine ([`crate::failover`]).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+
+use super::{Output, emit, load_policy_or_report};
+use crate::cluster::AnyCluster;
+use crate::decide::health::{self, HealthReason};
+use crate::failover::{self, Probe};
+use crate::observe::Role;
+use crate::sample::redis::{HEALTH_SECTIONS, RedisSampler};
+use crate::sample::redis_access;
+
+/// Fails the master over to the best replica (or `--to`), now. Without `--graceful` the
+/// replica is promoted at once, as after a master death: writes the old master acknowledged
+/// but had not yet replicated are lost. With `--graceful` the master must serve: Redis
+/// `FAILOVER TO` pauses writes until the replica caught up, so none is lost.
+///
+/// Exit status: 0 done (or, with --dry-run, planned), 1 refused or failed.
+///
+/// Example: redis-autopilot failover --policy policies/session-cache.yaml --graceful
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The policy naming the deployment.
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// The instance to promote (as `plan` lists it); default: the best replica.
+    #[arg(long, value_name = "INSTANCE")]
+    to: Option<String>,
+    /// Switch over without losing acknowledged writes (the master must be serving).
+    #[arg(long)]
+    graceful: bool,
+    /// Show what would be done and why; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    policy: String,
+    from: String,
+    to: String,
+    epoch: u64,
+    graceful: bool,
+    dry_run: bool,
+    reason: String,
+    timeline: Option<failover::Timeline>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let policy = load_policy_or_report(&args.policy)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(fail_over(&policy, &args))?;
+    match args.output {
+        Output::Json => emit(serde_json::to_string_pretty(&report)?)?,
+        Output::Table => {
+            let verb = if args.graceful { "switchover" } else { "failover" };
+            let done = if args.dry_run { "would" } else { "did" };
+            emit(format!(
+                "{}: {done} {verb} {} -> {} at epoch {}\nwhy: {}",
+                report.policy, report.from, report.to, report.epoch, report.reason
+            ))?;
+            if let Some(timeline) = &report.timeline {
+                emit(format!("timeline: {timeline}"))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn fail_over(policy: &crate::policy::Policy, args: &Args) -> anyhow::Result<Report> {
+    let access = redis_access(policy)?;
+    let cluster = AnyCluster::attach(policy).await?;
+    let prober = RedisSampler::with_sections(
+        access.clone(),
+        policy.health.probe_timeout.max(policy.sampling.timeout),
+        HEALTH_SECTIONS,
+    );
+    let probe = Probe::take(&cluster, &prober).await?;
+    let Some(record) = probe.record.clone() else {
+        bail!("no master is recorded for {}: the daemon chooses the first one", policy.name);
+    };
+    let Some(master) = probe.member(&record.instance) else {
+        bail!("the recorded master {} is not a member of {}", record.instance, policy.name);
+    };
+    let serving =
+        probe.members.iter().zip(&probe.samples).any(|(m, s)| {
+            m.id == master.id && s.info.as_ref().is_some_and(|i| i.role == Role::Master)
+        });
+    if args.graceful && !serving {
+        bail!(
+            "{} is not serving as master, so there is nothing to switch over gracefully: \
+             run without --graceful to promote a replica",
+            master.id
+        );
+    }
+    let choice =
+        health::successor(&policy.health, probe.input(), Some(&master.id)).map_err(|excluded| {
+            let why: Vec<String> = excluded.iter().map(|(i, w)| format!("{i}: {w}")).collect();
+            anyhow::anyhow!("no replica can take over: {}", why.join("; "))
+        });
+    let choice = match (&args.to, choice) {
+        (None, choice) => choice?,
+        (Some(to), Ok(choice)) if choice.chosen.instance == *to => choice,
+        (Some(to), Ok(mut choice)) => {
+            let Some(at) = choice.outranked.iter().position(|c| c.instance == *to) else {
+                let why = choice
+                    .excluded
+                    .iter()
+                    .find(|(i, _)| i == to)
+                    .map_or("it is not a member".to_owned(), |(_, why)| why.clone());
+                bail!("cannot promote {to}: {why}");
+            };
+            let chosen = choice.outranked.remove(at);
+            choice.outranked.insert(0, std::mem::replace(&mut choice.chosen, chosen));
+            choice
+        }
+        (Some(to), Err(error)) => bail!("cannot promote {to}: {error}"),
+    };
+    let Some(to) = probe.member(&choice.chosen.instance) else {
+        bail!("{} is no longer a member", choice.chosen.instance);
+    };
+    let epoch = record.epoch + 1;
+    let reason = HealthReason::Requested { choice: choice.clone(), graceful: args.graceful };
+    let mut report = Report {
+        policy: policy.name.clone(),
+        from: master.id.clone(),
+        to: to.id.clone(),
+        epoch,
+        graceful: args.graceful,
+        dry_run: args.dry_run,
+        reason: reason.to_string(),
+        timeline: None,
+    };
+    if args.dry_run {
+        return Ok(report);
+    }
+    let context = failover::Context {
+        access: &access,
+        timeout: policy.health.probe_timeout.max(policy.sampling.timeout),
+        guard: policy.health.write_guard.as_ref(),
+    };
+    let timeline = if args.graceful {
+        failover::switch_over(&cluster, &probe.members, master, to, epoch, &context).await?
+    } else {
+        failover::fail_over(&cluster, &probe.members, to, epoch, &context).await?
+    };
+    report.timeline = Some(timeline);
+    Ok(report)
+}
