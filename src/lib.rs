@@ -39,3 +39,4 @@ pub mod observe;
 pub mod policy;
 pub mod sample;
 pub mod sim;
+pub mod snapshot;
