@@ -6,6 +6,7 @@ mod demo;
 mod plan;
 mod run;
 mod simulate;
+mod snapshot;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -55,6 +56,8 @@ enum Command {
     Run(run::Args),
     /// Watch it work on one machine: a local redis-server fleet, trace-driven load, live view.
     Demo(demo::Args),
+    /// Take, list, verify, restore or prune RDB snapshots (`spec.snapshots`).
+    Snapshot(snapshot::Args),
 }
 
 /// How a subcommand prints its result.
@@ -94,6 +97,7 @@ pub fn run() -> ExitCode {
         Command::Plan(args) => (plan::run(args), 1),
         Command::Run(args) => (run::run(args), 1),
         Command::Demo(args) => (demo::run(args), 1),
+        Command::Snapshot(args) => (snapshot::run(args), 1),
     };
     match outcome {
         Ok(code) => code,

@@ -3,7 +3,7 @@
 //! that failed halfway, or one still running, is never listed, restored or counted by
 //! retention.
 //!
-//! Names sort by time: `<prefix>/<policy>/<20261124T023000Z>-<source>.rdb[.zst]`, the
+//! Names sort by time: `<prefix>/<policy>/<20261124T023000.000Z>-<source>.rdb[.zst]`, the
 //! manifest the same name with `.json`; the id is the file stem.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -18,7 +18,7 @@ pub const FORMAT: u32 = 1;
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
     pub format: u32,
-    /// `20261124T023000Z-10.0.0.7-6379`: the time and source, sortable.
+    /// `20261124T023000.000Z-10.0.0.7-6379`: the time and source, sortable.
     pub id: String,
     pub policy: String,
     /// The instance the RDB came from.
@@ -61,7 +61,8 @@ pub fn compression_name(compression: Compression) -> &'static str {
     }
 }
 
-const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+/// UTC to the millisecond: two snapshots of one source never share a name.
+const TIME_FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
 
 /// The id of a snapshot taken at `at` from `source`: characters object stores or shells
 /// dislike (`:`, `/`, `[`) become `-`.
@@ -78,7 +79,7 @@ pub fn snapshot_id(at: DateTime<Utc>, source: &str) -> String {
 
 /// When a snapshot was taken, from its id (the part every id starts with).
 pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
-    let stamp = id.get(..16)?;
+    let stamp = id.get(..20)?;
     NaiveDateTime::parse_from_str(stamp, TIME_FORMAT).ok().map(|t| t.and_utc())
 }
 
@@ -92,9 +93,9 @@ mod tests {
     fn ids_sort_by_time_and_read_back() {
         let at = Utc.with_ymd_and_hms(2026, 11, 24, 2, 30, 0).unwrap();
         let id = snapshot_id(at, "[::1]:6379");
-        assert_eq!(id, "20261124T023000Z-1-6379");
+        assert_eq!(id, "20261124T023000.000Z-1-6379");
         assert_eq!(id_time(&id), Some(at));
-        let later = snapshot_id(at + chrono::Duration::seconds(1), "redis-0");
+        let later = snapshot_id(at + chrono::Duration::milliseconds(1), "redis-0");
         assert!(later > id);
         assert_eq!(id_time("garbage"), None);
     }
