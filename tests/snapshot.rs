@@ -373,3 +373,85 @@ async fn retention_keeps_the_newest_and_never_touches_an_unfinished_snapshot() {
     let files = std::fs::read_dir(dir.path().join("cache")).expect("dir").count();
     assert_eq!(files, 3, "newest object + manifest + the unfinished object");
 }
+
+/// The daemon's schedule: every second, at most one in flight, retention after each, a
+/// missed schedule reported at start, metrics published; `--dry-run` uploads nothing.
+#[test]
+fn the_daemon_takes_scheduled_snapshots_and_dry_run_uploads_nothing() {
+    let master = Redis::master();
+    set_strings(&master, "k", 2000, 50);
+    for dry_run in [false, true] {
+        let work = tempfile::tempdir().expect("temp dir");
+        let backups = work.path().join("backups");
+        let policies = work.path().join("policies");
+        std::fs::create_dir_all(&policies).expect("dir");
+        let text = policy_text(
+            &[&master],
+            &format!(
+                "    destination: 'file://{}'\n    source: master\n    retention: {{keepLast: 2}}\n",
+                backups.display()
+            ),
+        )
+        .replace("'0 0 3 * * *'", "'* * * * * *'");
+        std::fs::write(policies.join("cache.yaml"), text).expect("policy");
+        let port = free_port();
+        let mut args = vec![
+            "run".to_owned(),
+            "--policies".to_owned(),
+            policies.display().to_string(),
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ];
+        if dry_run {
+            args.push("--dry-run".to_owned());
+        }
+        let mut daemon = Command::new(BIN)
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the daemon");
+        std::thread::sleep(Duration::from_millis(3500));
+        let metrics = http_get(port, "/metrics");
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        assert!(
+            metrics.contains(r#"redis_autopilot_snapshots_missed_total{policy="cache"} 1"#),
+            "{metrics}"
+        );
+        let manifests = std::fs::read_dir(backups.join("cache"))
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                })
+                .count()
+            })
+            .unwrap_or(0);
+        if dry_run {
+            assert!(
+                metrics.contains(r#"snapshot_runs_total{policy="cache",outcome="dry_run"}"#),
+                "{metrics}"
+            );
+            assert_eq!(manifests, 0, "a dry run uploads nothing");
+        } else {
+            assert!(
+                metrics.contains(r#"snapshot_runs_total{policy="cache",outcome="ok"}"#),
+                "{metrics}"
+            );
+            assert!(
+                metrics.contains("redis_autopilot_snapshot_last_success_timestamp_seconds"),
+                "{metrics}"
+            );
+            assert!((1..=2).contains(&manifests), "retention keeps 2: {manifests}");
+        }
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}

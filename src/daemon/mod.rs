@@ -4,6 +4,7 @@
 //! - [`supervisor`]: `run`: starts and stops policy loops, routes alerts, reloads, shuts down.
 //! - [`policy_loop`]: one policy's loop, the only place its target is acted on.
 //! - [`policies`]: the policy directory, loaded at start and reloaded on change.
+//! - [`snapshots`]: each policy's snapshot schedule, at most one transfer in flight per policy.
 //! - [`metrics`]: every Prometheus metric, in one explicit registry.
 //! - [`status`]: readiness and the ring of recent decisions, shared by loops and handlers.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`, `/v1/decisions`, `/v1/alerts`.
@@ -12,6 +13,7 @@ pub mod http;
 pub mod metrics;
 pub mod policies;
 pub mod policy_loop;
+pub mod snapshots;
 pub mod status;
 pub mod supervisor;
 

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::http::{AlertCommand, AlertRoutes, AlertSink, router, serve};
 use super::policies::{Change, PolicySet};
 use super::policy_loop::{Command, PolicyLoop, Shared};
+use super::snapshots::SnapshotScheduler;
 use crate::act::{Executor, Mode, RateLimit};
 use crate::cluster::AnyCluster;
 use crate::errors::chain;
@@ -50,6 +51,8 @@ pub enum DaemonError {
     },
     #[error("cannot install the {0} signal handler")]
     Signal(&'static str, #[source] std::io::Error),
+    #[error("cannot start the snapshot scheduler")]
+    Scheduler(#[source] tokio_cron_scheduler::JobSchedulerError),
 }
 
 fn lines(diagnostics: &[Diagnostic]) -> String {
@@ -92,8 +95,12 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     };
     tracing::info!(listen = %config.listen, mode = ?config.mode, policies = policies.len(), "daemon started");
 
+    let snapshots = SnapshotScheduler::start(config.mode, shared.metrics.clone())
+        .await
+        .map_err(DaemonError::Scheduler)?;
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     for policy in policies {
+        snapshots.set(&policy).await;
         start(&mut running, policy, &config, &shared, &stopped).await;
     }
 
@@ -107,14 +114,15 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading policies");
-                reload(&mut set, &mut running, &routes, &config, &shared, &stopped).await;
+                reload(&mut set, &mut running, &routes, &config, &shared, &stopped, &snapshots).await;
             }
-            _ = poll.tick() => reload(&mut set, &mut running, &routes, &config, &shared, &stopped).await,
-            Some(command) = alerts.recv() => route(&running, command).await,
+            _ = poll.tick() => reload(&mut set, &mut running, &routes, &config, &shared, &stopped, &snapshots).await,
+            Some(command) = alerts.recv() => route(&running, &snapshots, command).await,
         }
     }
 
     let _ = stop.send(true);
+    snapshots.shutdown().await;
     let tasks = running.into_values().map(|r| r.task);
     if tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(tasks)).await.is_err() {
         tracing::warn!("policy loops did not stop within {SHUTDOWN_GRACE:?}; abandoning them");
@@ -174,6 +182,7 @@ async fn reload(
     config: &RunConfig,
     shared: &Shared,
     stopped: &watch::Receiver<bool>,
+    snapshots: &SnapshotScheduler,
 ) {
     let changes = set.reload();
     if changes.is_empty() {
@@ -183,16 +192,21 @@ async fn reload(
         match change {
             Change::Added(policy) => {
                 tracing::info!(policy = %policy.name, "policy added");
+                snapshots.set(&policy).await;
                 start(running, policy, config, shared, stopped).await;
             }
-            Change::Replaced(policy) => match running.get(&policy.name) {
-                Some(r) => {
-                    let _ = r.commands.send(Command::Reload(Box::new(policy))).await;
+            Change::Replaced(policy) => {
+                snapshots.set(&policy).await;
+                match running.get(&policy.name) {
+                    Some(r) => {
+                        let _ = r.commands.send(Command::Reload(Box::new(policy))).await;
+                    }
+                    // Its target failed to open before: try again with the new version.
+                    None => start(running, policy, config, shared, stopped).await,
                 }
-                // Its target failed to open before: try again with the new version.
-                None => start(running, policy, config, shared, stopped).await,
-            },
+            }
             Change::Removed(name) => {
+                snapshots.remove(&name).await;
                 if let Some(r) = running.remove(&name) {
                     drop(r.commands);
                     let _ = r.task.await;
@@ -210,7 +224,16 @@ async fn reload(
     routes.replace(&policies);
 }
 
-async fn route(running: &BTreeMap<String, Running>, command: AlertCommand) {
+async fn route(
+    running: &BTreeMap<String, Running>,
+    snapshots: &SnapshotScheduler,
+    command: AlertCommand,
+) {
+    // Snapshots run beside the policy loop (a transfer can take minutes; evaluations go on).
+    if command.action == crate::policy::AlertAction::Snapshot {
+        let why = format!("alert {}", command.alert_name);
+        return snapshots.trigger(&command.policy, &why).await;
+    }
     match running.get(&command.policy) {
         Some(r) => {
             let message = Command::Alert { alert_name: command.alert_name, action: command.action };
