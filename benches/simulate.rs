@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use redis_autopilot::policy::{
-    Aggregate, Behavior, FailoverMode, Forecast, ForecastMethod, Health, Metric, MetricSource,
-    Policy, Sampling, Scaling, Statistic, Step, Target,
+    Aggregate, Behavior, Forecast, ForecastMethod, Health, Metric, MetricSource, Policy, Sampling,
+    Scaling, Statistic, Step, Target,
 };
 use redis_autopilot::sim::hpa::{HpaController, HpaSpec};
 use redis_autopilot::sim::model::ClusterModel;
@@ -88,13 +88,7 @@ fn realistic_policy(forecast: Option<Forecast>) -> Policy {
             forecast,
             warmup: Duration::from_secs(90),
         }),
-        health: Health {
-            down_after: Duration::from_secs(3),
-            confirm_with_replicas: true,
-            failover: FailoverMode::Auto,
-            max_failovers_per_hour: 3,
-            replica_max_lag: Duration::from_secs(10),
-        },
+        health: Health { down_after: Duration::from_secs(3), ..Health::default() },
         snapshots: None,
         alerts: vec![],
     }

@@ -37,6 +37,7 @@ pub mod daemon;
 pub mod decide;
 pub mod demo;
 pub mod errors;
+pub mod failover;
 pub mod observe;
 pub mod policy;
 pub mod sample;

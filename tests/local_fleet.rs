@@ -1,6 +1,7 @@
-//! The local fleet against real `redis-server` processes: bootstrap, scale up and down, the
-//! durable master record, a scale-down that must first switch the master over without losing
-//! a key, and a missing binary.
+//! The local fleet against real `redis-server` processes: the first master chosen by the
+//! health core, scale up and down, the durable master record, a scale-down that must first
+//! switch the master over without losing a key, a master that restarts empty, and a missing
+//! binary.
 
 mod support;
 
@@ -11,8 +12,11 @@ use std::time::{Duration, Instant};
 
 use redis_autopilot::cluster::local::{LocalConfig, LocalFleet};
 use redis_autopilot::cluster::{Cluster, ClusterError, MasterRecord, Member};
-use redis_autopilot::policy::Target;
-use redis_autopilot::sample::redis::Access;
+use redis_autopilot::decide::Decision;
+use redis_autopilot::decide::health::{self, DownRule, HealthMemory, HealthReason};
+use redis_autopilot::failover::{self, Probe};
+use redis_autopilot::policy::Health;
+use redis_autopilot::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
 use support::{free_port, require};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,8 +48,44 @@ fn config(dir: &Path, base_port: u16) -> LocalConfig {
         data_dir: dir.to_owned(),
         access: Access::default(),
         timeout: TIMEOUT,
+        health: Health::default(),
         owns_processes: true,
     }
+}
+
+/// One health probe with a fresh memory, as a daemon that just started makes it, and its
+/// promotions carried out: what the daemon's loop does, without the loop.
+async fn settle(fleet: &LocalFleet) -> Vec<Decision> {
+    let prober = RedisSampler::with_sections(Access::default(), TIMEOUT, HEALTH_SECTIONS);
+    let probe = Probe::take(fleet, &prober).await.expect("health probe");
+    let mut memory = HealthMemory::default();
+    let assessment =
+        health::assess(&Health::default(), probe.input(), &mut memory, true, chrono::Utc::now());
+    let access = Access::default();
+    let context = failover::Context { access: &access, timeout: TIMEOUT, guard: None };
+    for decision in &assessment.decisions {
+        match decision {
+            Decision::Failover { to, epoch, .. } => {
+                let to = probe.member(to).expect("a member");
+                failover::fail_over(fleet, &probe.members, to, *epoch, &context)
+                    .await
+                    .expect("failover");
+            }
+            Decision::Promote { instance, epoch, .. } => {
+                let member = probe.member(instance).expect("a member");
+                failover::promote(fleet, member, *epoch, &context).await.expect("promote");
+            }
+            _ => {}
+        }
+    }
+    assessment.decisions
+}
+
+fn promotions(decisions: &[Decision]) -> Vec<&Decision> {
+    decisions
+        .iter()
+        .filter(|d| matches!(d, Decision::Failover { .. } | Decision::Promote { .. }))
+        .collect()
 }
 
 async fn connection(port: u16) -> redis::aio::MultiplexedConnection {
@@ -102,16 +142,29 @@ fn id(port: u16) -> String {
 }
 
 #[tokio::test]
-async fn bootstrap_scale_up_replicate_scale_down_and_reopen() {
+async fn first_master_scale_up_replicate_scale_down_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let base = free_ports(3);
     let fleet = LocalFleet::open(config(dir.path(), base)).unwrap();
     assert_eq!(fleet.recorded_master().await.unwrap(), None);
 
     fleet.scale(1).await.unwrap();
-    // Booted as a replica of itself: read-only, no master until bootstrap.
+    // Booted as a replica of itself: read-only, no master until the health core chooses one.
     assert_eq!(info_field(base, "role").await.as_deref(), Some("slave"));
-    let record = fleet.bootstrap().await.unwrap();
+    let decisions = settle(&fleet).await;
+    assert!(
+        matches!(
+            &decisions[..],
+            [Decision::Failover {
+                from: None,
+                epoch: 1,
+                reason: HealthReason::Bootstrap { .. },
+                ..
+            }]
+        ),
+        "{decisions:?}"
+    );
+    let record = fleet.recorded_master().await.unwrap();
     assert_eq!(record, Some(MasterRecord { instance: id(base), epoch: 1 }));
     assert_eq!(info_field(base, "role").await.as_deref(), Some("master"));
 
@@ -144,8 +197,9 @@ async fn bootstrap_scale_up_replicate_scale_down_and_reopen() {
     assert_eq!(fleet.members().await.unwrap().len(), 1);
     assert_eq!(fleet.replicas().await.unwrap(), 1);
     assert_eq!(state(dir.path())["replicas"], 1);
-    // Idempotent: bootstrap again changes nothing.
-    assert_eq!(fleet.bootstrap().await.unwrap(), record);
+    // A master that serves is left alone.
+    assert!(promotions(&settle(&fleet).await).is_empty());
+    assert_eq!(fleet.recorded_master().await.unwrap(), record);
 
     // A second daemon on the same directory reads the record and adopts the running instance,
     // and, not owning it, leaves it running when dropped.
@@ -170,7 +224,7 @@ async fn scaling_down_the_master_switches_over_first_without_losing_keys() {
     let base = free_ports(3);
     let fleet = LocalFleet::open(config(dir.path(), base)).unwrap();
     fleet.scale(3).await.unwrap();
-    fleet.bootstrap().await.unwrap();
+    settle(&fleet).await;
     for port in [base + 1, base + 2] {
         wait_for(port, "master_link_status", "up").await;
     }
@@ -216,12 +270,11 @@ async fn scaling_down_the_master_switches_over_first_without_losing_keys() {
 #[tokio::test]
 async fn a_missing_redis_server_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let target = Target::Local {
+    let base_port = free_port();
+    let config = LocalConfig {
         redis_server: "/nonexistent/redis-server".into(),
-        base_port: free_port(),
-        data_dir: dir.path().display().to_string(),
+        ..config(dir.path(), base_port)
     };
-    let config = LocalConfig::from_target(&target, Access::default(), TIMEOUT).unwrap();
     let fleet = LocalFleet::open(config).unwrap();
     let error = fleet.scale(1).await.unwrap_err();
     assert!(matches!(error, ClusterError::Spawn { .. }), "{error:?}");
@@ -234,12 +287,12 @@ async fn a_missing_redis_server_is_named() {
 }
 
 #[tokio::test]
-async fn a_master_that_restarted_empty_comes_back_a_replica_and_is_not_promoted_again() {
+async fn a_master_that_restarted_empty_comes_back_a_replica_and_a_replica_with_data_takes_over() {
     let dir = tempfile::tempdir().unwrap();
     let base = free_ports(2);
     let fleet = LocalFleet::open(config(dir.path(), base)).unwrap();
     fleet.scale(2).await.unwrap();
-    fleet.bootstrap().await.unwrap();
+    settle(&fleet).await;
     wait_for(base + 1, "master_link_status", "up").await;
     write_keys(base, 100).await;
     let acked: usize =
@@ -268,9 +321,18 @@ async fn a_master_that_restarted_empty_comes_back_a_replica_and_is_not_promoted_
     assert_eq!(info_field(base, "role").await.as_deref(), Some("slave"));
     assert_eq!(dbsize(base).await, 0);
 
-    // Re-running bootstrap would promote the empty instance and wipe the replica: refused.
-    let error = fleet.bootstrap().await.unwrap_err();
-    assert_eq!(error.category(), "bootstrap_unsafe", "{error}");
+    // Promoting the empty instance again would wipe the replica: the replica with the data
+    // takes over at once (no downAfter to wait for), and the restarted one follows it.
+    let decisions = settle(&fleet).await;
+    let [Decision::Failover { from, to, epoch: 2, reason: HealthReason::Down { detection, .. } }] =
+        &promotions(&decisions)[..]
+    else {
+        panic!("expected one failover: {decisions:?}");
+    };
+    assert_eq!((from.as_deref(), to.as_str()), (Some(id(base).as_str()), id(base + 1).as_str()));
+    assert_eq!(detection.rule, DownRule::RestartedEmpty);
     assert_eq!(dbsize(base + 1).await, 100);
+    wait_for(base, "master_link_status", "up").await;
+    assert_eq!(dbsize(base).await, 100);
     fleet.shutdown().await.unwrap();
 }

@@ -106,6 +106,19 @@ impl Executor {
     }
 }
 
+impl Executor {
+    /// Admission for health actions (failover, fence, repoint, advertise): the mode decides,
+    /// the rate limit does not. They have their own bound (`maxFailoversPerHour`), and a
+    /// fence or a repoint delayed by scaling's budget is never safer.
+    pub fn admit_health(&self) -> Result<(), ActionOutcome> {
+        match self.mode {
+            Mode::Apply => Ok(()),
+            Mode::DryRun => Err(ActionOutcome::DryRun),
+            Mode::Paused => Err(ActionOutcome::Paused),
+        }
+    }
+}
+
 /// Carries out one scale decision `from -> to` decided at `now`: admission, then
 /// [`Cluster::scale`], then, only once it succeeded, the record in `memory` that the
 /// stabilization and cooldown rules read. The caller keeps its own metrics and logs; an

@@ -120,11 +120,11 @@ async fn evaluate(policy: &Policy, fill: bool) -> anyhow::Result<Report> {
     let latest = only(&latest, &endpoints);
     let fleet = Fleet { replicas: u16::try_from(endpoints.len()).unwrap_or(u16::MAX) };
     let decisions = decide(policy, &history, fleet, &mut Memory::default(), latest.at);
-    let missing_data = decisions.iter().any(|d| match d {
-        Decision::Hold { reason, .. } | Decision::Scale { reason, .. } => {
-            reason.readings.iter().any(|r| r.value.is_err())
-        }
-    }) || latest.instances.iter().all(|s| s.info.is_none());
+    let missing_data = decisions
+        .iter()
+        .filter_map(Decision::scaling_reason)
+        .any(|reason| reason.readings.iter().any(|r| r.value.is_err()))
+        || latest.instances.iter().all(|s| s.info.is_none());
     Ok(Report {
         policy: policy.name.clone(),
         rounds,

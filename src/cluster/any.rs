@@ -2,8 +2,9 @@
 //! `dyn Cluster`: the trait's futures are not object-safe, and the set of backends is closed.
 
 use super::local::{LocalConfig, LocalFleet};
-use super::{Cluster, ClusterError, MasterRecord, Member, StaticEndpoints};
+use super::{Advertised, Cluster, ClusterError, MasterRecord, Member, StaticEndpoints};
 use crate::act::Mode;
+use crate::failover;
 use crate::policy::{Policy, Target};
 use crate::sample::{SetupError, redis_access, static_endpoints};
 
@@ -14,23 +15,27 @@ pub enum AnyCluster {
 
 impl AnyCluster {
     /// Opens the policy's target. A local fleet is brought to its requested size (at least
-    /// `minReplicas`) and, when new, given its first master: without instances there is
-    /// nothing to watch, so this happens in every mode; dry-run and paused only stop the
-    /// daemon from *changing* the fleet afterwards.
+    /// `minReplicas`) and, when new, given its first master ([`failover::bootstrap`]: chosen
+    /// by the health core, like every later one). Without instances there is nothing to
+    /// watch, so this happens in every mode; dry-run and paused only stop the daemon from
+    /// *changing* the fleet afterwards.
     pub async fn open(policy: &Policy, mode: Mode) -> Result<Self, ClusterError> {
         match &policy.target {
             Target::Local { .. } => {
                 let access = redis_access(policy).map_err(ClusterError::Access)?;
-                let Some(config) =
-                    LocalConfig::from_target(&policy.target, access, policy.sampling.timeout)
-                else {
+                let Some(config) = LocalConfig::from_policy(policy, access.clone()) else {
                     return Err(ClusterError::Unsupported { target: "local", action: "open" });
                 };
                 let fleet = LocalFleet::open(config)?;
                 let min = policy.scaling.as_ref().map_or(1, |s| s.min_replicas);
                 let requested = fleet.replicas().await?.max(min);
                 fleet.scale(requested).await?;
-                fleet.bootstrap().await?;
+                let context = failover::Context {
+                    access: &access,
+                    timeout: policy.sampling.timeout,
+                    guard: policy.health.write_guard.as_ref(),
+                };
+                failover::bootstrap(&fleet, &policy.health, &context).await?;
                 tracing::info!(policy = %policy.name, replicas = requested, ?mode, "local fleet ready");
                 Ok(Self::Local(Box::new(fleet)))
             }
@@ -92,6 +97,20 @@ impl Cluster for AnyCluster {
         match self {
             Self::Local(c) => c.repoint(member, master).await,
             Self::Endpoints(c) => c.repoint(member, master).await,
+        }
+    }
+
+    async fn heal(&self) -> Result<(), ClusterError> {
+        match self {
+            Self::Local(c) => c.heal().await,
+            Self::Endpoints(c) => c.heal().await,
+        }
+    }
+
+    async fn advertise(&self, member: &Member, role: Advertised) -> Result<(), ClusterError> {
+        match self {
+            Self::Local(c) => c.advertise(member, role).await,
+            Self::Endpoints(c) => c.advertise(member, role).await,
         }
     }
 }

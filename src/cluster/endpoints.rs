@@ -20,6 +20,7 @@ impl StaticEndpoints {
                 id: endpoint.id.clone(),
                 endpoint,
                 ordinal: u16::try_from(ordinal).unwrap_or(u16::MAX),
+                gone: None,
             })
             .collect();
         Self { members }

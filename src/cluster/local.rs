@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use super::redis_admin;
 use super::{Cluster, ClusterError, MasterRecord, Member};
-use crate::observe::{InstanceId, Role};
-use crate::policy::Target;
+use crate::decide::health::{self, HealthInput};
+use crate::failover;
+use crate::observe::{InstanceId, InstanceSample, Outcome};
+use crate::policy::{Health, Policy, Target};
 use crate::sample::redis::{Access, Endpoint};
 
 /// How long an instance may take to listen after it was started.
@@ -40,21 +42,24 @@ pub struct LocalConfig {
     pub access: Access,
     /// Deadline of every role command.
     pub timeout: Duration,
+    /// How a scale-down that removes the master chooses its successor and guards it.
+    pub health: Health,
     /// Stop every instance when the fleet is dropped. Off, the instances outlive the daemon
     /// and the next [`LocalFleet::open`] on the same `data_dir` adopts them.
     pub owns_processes: bool,
 }
 
 impl LocalConfig {
-    /// The configuration of a `local` policy target; `None` for other targets.
-    pub fn from_target(target: &Target, access: Access, timeout: Duration) -> Option<Self> {
-        match target {
+    /// The configuration of a policy's `local` target; `None` for other targets.
+    pub fn from_policy(policy: &Policy, access: Access) -> Option<Self> {
+        match &policy.target {
             Target::Local { redis_server, base_port, data_dir } => Some(Self {
                 redis_server: redis_server.clone(),
                 base_port: *base_port,
                 data_dir: PathBuf::from(data_dir),
                 access,
-                timeout,
+                timeout: policy.sampling.timeout,
+                health: policy.health.clone(),
                 owns_processes: true,
             }),
             Target::Kubernetes { .. } | Target::Endpoints(_) => None,
@@ -66,7 +71,7 @@ impl LocalConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct State {
-    /// The recorded master's instance id, `null` before [`LocalFleet::bootstrap`].
+    /// The recorded master's instance id, `null` until the health core chose the first.
     master: Option<InstanceId>,
     epoch: u64,
     /// Instances requested by the last [`Cluster::scale`].
@@ -219,70 +224,6 @@ impl LocalFleet {
         Ok(Self { config, state_path, inner: tokio::sync::Mutex::new(Inner { state, running }) })
     }
 
-    /// Chooses the first master of a new fleet: when no master is recorded and instance 0
-    /// exists, records it at epoch 1, promotes it and repoints every other instance to it.
-    ///
-    /// This is the only time a master is chosen without the failover logic: a new fleet has no
-    /// data to lose, so any instance will do. Idempotent, and safe to re-run after a daemon
-    /// died halfway. A record at epoch 1 is only ever written here, so finding one means
-    /// bootstrap's promotion may not have happened yet; it is finished only when instance 0 is
-    /// already master, or when no instance has ever replicated anything (every
-    /// `master_repl_offset` is 0). Otherwise instance 0 may be a master that restarted empty,
-    /// and promoting it would wipe the replicas: that is refused
-    /// ([`ClusterError::BootstrapUnsafe`]) and left to the failover logic. With a later epoch
-    /// recorded it does nothing. Returns the recorded master, if any.
-    pub async fn bootstrap(&self) -> Result<Option<MasterRecord>, ClusterError> {
-        let mut inner = self.inner.lock().await;
-        let Some(first) = inner.running.keys().next().copied() else {
-            return Ok(inner.state.record());
-        };
-        let first = self.member(first)?;
-        let fresh = inner.state.master.is_none();
-        if fresh {
-            let mut state = inner.state.clone();
-            state.master = Some(first.id.clone());
-            state.epoch = 1;
-            write_state(&self.state_path, &state)?;
-            inner.state = state;
-        }
-        let bootstrapped = MasterRecord { instance: first.id.clone(), epoch: 1 };
-        if inner.state.record().as_ref() != Some(&bootstrapped) {
-            return Ok(inner.state.record());
-        }
-        let members: Vec<Member> =
-            inner.running.keys().map(|&o| self.member(o)).collect::<Result<_, _>>()?;
-        if !fresh {
-            self.check_unreplicated(&first, &members).await?;
-        }
-        self.replicaof(&first, None).await?;
-        for member in members.iter().filter(|m| m.ordinal != first.ordinal) {
-            self.replicaof(member, Some(&first)).await?;
-        }
-        Ok(Some(bootstrapped))
-    }
-
-    /// Whether re-running bootstrap's promotion of `first` is safe: it is master already, or
-    /// no instance has replicated anything yet.
-    async fn check_unreplicated(
-        &self,
-        first: &Member,
-        members: &[Member],
-    ) -> Result<(), ClusterError> {
-        if self.info(first).await?.role == Role::Master {
-            return Ok(());
-        }
-        for member in members {
-            let offset = self.info(member).await?.replication.master_repl_offset.unwrap_or(0);
-            if offset > 0 {
-                return Err(ClusterError::BootstrapUnsafe {
-                    instance: first.id.clone(),
-                    holder: member.id.clone(),
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// Stops every instance this fleet runs (`SIGTERM`, then `SIGKILL` after a grace period),
     /// highest ordinal first. The record and the requested count stay: the next
     /// [`Cluster::scale`] brings the instances back, as replicas.
@@ -307,7 +248,12 @@ impl LocalFleet {
     fn member(&self, ordinal: u16) -> Result<Member, ClusterError> {
         let port = self.port(ordinal)?;
         let id = format!("{HOST}:{port}");
-        Ok(Member { endpoint: Endpoint { id: id.clone(), host: HOST.into(), port }, id, ordinal })
+        Ok(Member {
+            endpoint: Endpoint { id: id.clone(), host: HOST.into(), port },
+            id,
+            ordinal,
+            gone: None,
+        })
     }
 
     /// The ordinal the recorded master runs as, if it is one of ours.
@@ -368,6 +314,9 @@ impl LocalFleet {
             // instance starts empty and resyncs, which is what booting as a replica expects.
             .args(["--save", "", "--appendonly", "no"])
             .args(["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"])
+            // Replicas hear from an idle master every second, not every ten: "no replica has
+            // heard from it within downAfter" then means what it says.
+            .args(["--repl-ping-replica-period", "1"])
             .args(["--replicaof", HOST])
             .arg(master_port.to_string())
             .stdin(Stdio::null())
@@ -421,73 +370,88 @@ impl LocalFleet {
     }
 
     /// Moves the master role off `master` (about to be removed) to the best instance below
-    /// `keep`: linked up to it, highest replication offset, lowest ordinal on ties; priority-0
-    /// replicas never. Records the new master at the next epoch *before* the switchover; if
-    /// Redis aborts the switchover and `master` is still master, records it back at the epoch
-    /// after, so the record always names the instance that serves writes. Then repoints the
-    /// other survivors to the new master.
-    async fn hand_over(
+    /// `keep`, chosen as a failover would choose ([`health::successor`]), with a switchover
+    /// that loses no acknowledged write ([`failover::switch_over`]).
+    async fn hand_over(&self, master: u16, keep: u16) -> Result<(), ClusterError> {
+        let from = self.member(master)?;
+        let members = self.members().await?;
+        let survivors: Vec<Member> =
+            members.iter().filter(|m| m.ordinal < keep && m.gone.is_none()).cloned().collect();
+        let mut samples = Vec::with_capacity(survivors.len());
+        for member in &survivors {
+            let info = self.info(member).await;
+            samples.push(InstanceSample {
+                id: member.id.clone(),
+                outcome: if info.is_ok() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Unreachable("INFO failed".into())
+                },
+                info: info.ok(),
+            });
+        }
+        let record = self.recorded_master().await?;
+        let epoch = record.as_ref().map_or(0, |r| r.epoch) + 1;
+        let input = HealthInput { record: record.as_ref(), members: &survivors, samples: &samples };
+        let choice = health::successor(&self.config.health, input, Some(&from.id))
+            .map_err(|_| ClusterError::NoCandidate { master: from.id.clone() })?;
+        let Some(to) = survivors.iter().find(|m| m.id == choice.chosen.instance) else {
+            return Err(ClusterError::NoCandidate { master: from.id.clone() });
+        };
+        let context = failover::Context {
+            access: &self.config.access,
+            timeout: self.config.timeout,
+            guard: self.config.health.write_guard.as_ref(),
+        };
+        failover::switch_over(self, &members, &from, to, epoch, &context)
+            .await
+            .map(|_timeline| ())
+            .map_err(|error| error.source)
+    }
+
+    /// Re-reads the state file: a `redis-autopilot failover` run by hand may have recorded a
+    /// new master since.
+    fn refresh(&self, inner: &mut Inner) -> Result<(), ClusterError> {
+        inner.state = read_state(&self.state_path)?;
+        Ok(())
+    }
+
+    /// Forgets instances that exited and starts the missing ordinals below the requested
+    /// count, as replicas of the recorded master, except the recorded master itself when
+    /// `spare_master`.
+    async fn start_missing(
         &self,
         inner: &mut Inner,
-        master: u16,
-        keep: u16,
+        spare_master: bool,
     ) -> Result<(), ClusterError> {
-        let old = self.member(master)?;
-        let mut best: Option<(u64, Member)> = None;
-        for &ordinal in inner.running.keys().filter(|&&o| o < keep) {
-            let member = self.member(ordinal)?;
-            let Ok(info) = self.info(&member).await else {
+        inner.running.retain(|_, process| process.alive());
+        let master = self.master_ordinal(&inner.state);
+        for ordinal in 0..inner.state.replicas {
+            if inner.running.contains_key(&ordinal) || (spare_master && master == Some(ordinal)) {
                 continue;
-            };
-            let replication = &info.replication;
-            let eligible = info.role == Role::Replica
-                && info.master_link_up == Some(true)
-                && replication.master_port == Some(old.endpoint.port)
-                && replication.replica_priority != Some(0);
-            let offset = replication.replica_repl_offset.unwrap_or(0);
-            if eligible && best.as_ref().is_none_or(|(b, _)| offset > *b) {
-                best = Some((offset, member));
             }
-        }
-        let Some((_, new)) = best else {
-            return Err(ClusterError::NoCandidate { master: old.id });
-        };
-        let mut state = inner.state.clone();
-        state.master = Some(new.id.clone());
-        state.epoch += 1;
-        write_state(&self.state_path, &state)?;
-        inner.state = state;
-        let switched = redis_admin::switchover(
-            &old.endpoint,
-            &new.endpoint,
-            &self.config.access,
-            self.config.timeout,
-        )
-        .await;
-        if let Err(error) = switched {
-            let still_master = self.info(&old).await.is_ok_and(|info| info.role == Role::Master);
-            if still_master {
-                let mut state = inner.state.clone();
-                state.master = Some(old.id.clone());
-                state.epoch += 1;
-                write_state(&self.state_path, &state)?;
-                inner.state = state;
-            }
-            return Err(error);
-        }
-        let others: Vec<u16> =
-            inner.running.keys().copied().filter(|&o| o < keep && o != new.ordinal).collect();
-        for ordinal in others {
-            self.replicaof(&self.member(ordinal)?, Some(&new)).await?;
+            let master_port = self.port(master.unwrap_or(ordinal))?;
+            let process = self.start(ordinal, master_port).await?;
+            inner.running.insert(ordinal, process);
         }
         Ok(())
     }
 }
 
 impl Cluster for LocalFleet {
+    /// Instances that exited stay members, marked gone, until the next [`Cluster::scale`]
+    /// restarts them: a dead master must be seen dead, not vanish.
     async fn members(&self) -> Result<Vec<Member>, ClusterError> {
-        let inner = self.inner.lock().await;
-        inner.running.keys().map(|&ordinal| self.member(ordinal)).collect()
+        let mut inner = self.inner.lock().await;
+        let mut members = Vec::with_capacity(inner.running.len());
+        for (&ordinal, process) in &mut inner.running {
+            let mut member = self.member(ordinal)?;
+            if !process.alive() {
+                member.gone = Some(format!("redis-server pid {} exited", process.pid()));
+            }
+            members.push(member);
+        }
+        Ok(members)
     }
 
     async fn replicas(&self) -> Result<u16, ClusterError> {
@@ -501,46 +465,49 @@ impl Cluster for LocalFleet {
     /// background. If the daemon dies halfway, calling `scale(to)` again finishes the job; a
     /// failed switchover removes nothing.
     async fn scale(&self, to: u16) -> Result<(), ClusterError> {
+        let hand_over = {
+            let mut inner = self.inner.lock().await;
+            self.refresh(&mut inner)?;
+            if inner.state.replicas != to {
+                let mut state = inner.state.clone();
+                state.replicas = to;
+                write_state(&self.state_path, &state)?;
+                inner.state = state;
+            }
+            inner.running.retain(|_, process| process.alive());
+            self.master_ordinal(&inner.state)
+                .filter(|&master| master >= to && inner.running.contains_key(&master))
+        };
+        // Outside the lock: the switchover records the new master through the trait.
+        if let Some(master) = hand_over {
+            self.hand_over(master, to).await?;
+        }
         let mut inner = self.inner.lock().await;
-        if inner.state.replicas != to {
-            let mut state = inner.state.clone();
-            state.replicas = to;
-            write_state(&self.state_path, &state)?;
-            inner.state = state;
-        }
-        inner.running.retain(|_, process| process.alive());
-        if let Some(master) = self.master_ordinal(&inner.state)
-            && master >= to
-            && inner.running.contains_key(&master)
-        {
-            self.hand_over(&mut inner, master, to).await?;
-        }
+        self.refresh(&mut inner)?;
         let removing: Vec<u16> = inner.running.range(to..).rev().map(|(&o, _)| o).collect();
         for ordinal in removing {
             if let Some(process) = inner.running.remove(&ordinal) {
                 self.stop(ordinal, process).await?;
             }
         }
-        for ordinal in 0..to {
-            if inner.running.contains_key(&ordinal) {
-                continue;
-            }
-            let master_port = match self.master_ordinal(&inner.state) {
-                Some(master) => self.port(master)?,
-                None => self.port(ordinal)?,
-            };
-            let process = self.start(ordinal, master_port).await?;
-            inner.running.insert(ordinal, process);
-        }
-        Ok(())
+        self.start_missing(&mut inner, false).await
+    }
+
+    async fn heal(&self) -> Result<(), ClusterError> {
+        let mut inner = self.inner.lock().await;
+        self.refresh(&mut inner)?;
+        self.start_missing(&mut inner, true).await
     }
 
     async fn recorded_master(&self) -> Result<Option<MasterRecord>, ClusterError> {
-        Ok(self.inner.lock().await.state.record())
+        let mut inner = self.inner.lock().await;
+        self.refresh(&mut inner)?;
+        Ok(inner.state.record())
     }
 
     async fn record_master(&self, record: MasterRecord) -> Result<(), ClusterError> {
         let mut inner = self.inner.lock().await;
+        self.refresh(&mut inner)?;
         if inner.state.record().as_ref() == Some(&record) {
             return Ok(());
         }
@@ -560,7 +527,8 @@ impl Cluster for LocalFleet {
     }
 
     async fn promote(&self, member: &Member, epoch: u64) -> Result<(), ClusterError> {
-        let inner = self.inner.lock().await;
+        let mut inner = self.inner.lock().await;
+        self.refresh(&mut inner)?;
         if inner.state.master.as_deref() != Some(member.id.as_str()) || inner.state.epoch != epoch {
             return Err(ClusterError::NotRecorded {
                 instance: member.id.clone(),
@@ -574,7 +542,8 @@ impl Cluster for LocalFleet {
     /// Refuses to repoint the recorded master: that would leave the fleet without the master
     /// it records (record another master first).
     async fn repoint(&self, member: &Member, master: &Member) -> Result<(), ClusterError> {
-        let inner = self.inner.lock().await;
+        let mut inner = self.inner.lock().await;
+        self.refresh(&mut inner)?;
         if inner.state.master.as_deref() == Some(member.id.as_str()) {
             return Err(ClusterError::RecordedMaster { instance: member.id.clone() });
         }
@@ -646,6 +615,7 @@ mod tests {
             data_dir: dir.path().to_owned(),
             access: Access::default(),
             timeout: Duration::from_secs(1),
+            health: Health::default(),
             owns_processes: true,
         };
         assert!(matches!(LocalFleet::open(config), Err(ClusterError::StateCorrupt { .. })));

@@ -36,6 +36,40 @@ pub struct Member {
     pub endpoint: Endpoint,
     /// Position in the deployment (a StatefulSet ordinal); scaling down removes the highest.
     pub ordinal: u16,
+    /// Set when the backend itself knows the instance is gone (its process exited, its pod was
+    /// deleted or evicted, its Redis container terminated), with what it saw. Failover
+    /// detection weighs it like a refused connection: stronger evidence than a timeout.
+    pub gone: Option<String>,
+}
+
+/// How an instance is advertised to clients, so that Services can select by it (Kubernetes:
+/// the pod label `redis-autopilot.io/role`). Advertising is not the role itself: Redis holds
+/// that; this follows it, one step behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Advertised {
+    /// The recorded master, serving writes.
+    Master,
+    /// A replica linked to the recorded master, within the policy's lag bound.
+    Replica,
+    /// Claimed to be master without being the recorded one; made a replica, kept out of both
+    /// Services until it has resynced.
+    Fenced,
+    /// A replica beyond `health.replicaMaxLag`: out of the replicas Service when the policy
+    /// says so.
+    Lagging,
+}
+
+impl Advertised {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Advertised::Master => "master",
+            Advertised::Replica => "replica",
+            Advertised::Fenced => "fenced",
+            Advertised::Lagging => "lagging",
+        }
+    }
 }
 
 /// The durable answer to "who is master": the instance, and the epoch at which it was chosen.
@@ -87,6 +121,25 @@ pub trait Cluster: Send + Sync {
         member: &Member,
         master: &Member,
     ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    /// Brings back instances that exited, as replicas of the recorded master. A StatefulSet's
+    /// controller does this by itself, so the default does nothing; a local fleet restarts
+    /// its processes. Never restarts the recorded master: that one waits for a failover (or,
+    /// once restarted by someone else, is recognised as restarted and replaced).
+    fn heal(&self) -> impl Future<Output = Result<(), ClusterError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Advertises `member` as `role` to clients. Backends without a service layer (a local
+    /// fleet, static endpoints, the simulator) have nothing to advertise: the default does
+    /// nothing. Idempotent.
+    fn advertise(
+        &self,
+        _member: &Member,
+        _role: Advertised,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// Why a cluster action failed. Messages name instances, files and binaries, never secrets.
@@ -137,12 +190,6 @@ pub enum ClusterError {
         "refusing to record {instance} at epoch {epoch}: epochs only grow, and {recorded} is recorded"
     )]
     StaleEpoch { instance: InstanceId, epoch: u64, recorded: String },
-    #[error(
-        "refusing to finish bootstrap: {instance} is recorded at epoch 1 but is not master, and \
-         {holder} holds replicated data ({instance} may have restarted empty); \
-         the failover logic must choose the master"
-    )]
-    BootstrapUnsafe { instance: InstanceId, holder: InstanceId },
     #[error("refusing to repoint {instance}: it is the recorded master (record another first)")]
     RecordedMaster { instance: InstanceId },
     #[error("{target} targets cannot {action}")]
@@ -170,7 +217,6 @@ impl ClusterError {
             ClusterError::RecordedMaster { .. } => "recorded_master",
             ClusterError::Unsupported { .. } => "unsupported",
             ClusterError::Access(_) => "access",
-            ClusterError::BootstrapUnsafe { .. } => "bootstrap_unsafe",
         }
     }
 }

@@ -10,7 +10,7 @@ use redis::aio::MultiplexedConnection;
 
 use super::ClusterError;
 use crate::observe::{Info, Role};
-use crate::sample::redis::{Access, Endpoint, connect};
+use crate::sample::redis::{Access, Endpoint, HEALTH_SECTIONS, connect};
 
 /// How often [`switchover`] looks at the target while it waits for the roles to swap.
 const POLL: Duration = Duration::from_millis(50);
@@ -105,7 +105,32 @@ pub async fn switchover(
     }
 }
 
-/// One instance's `INFO`, parsed.
+/// Sets `min-replicas-to-write` and `min-replicas-max-lag` on a master the daemon promoted,
+/// so that, cut off from its replicas, it stops accepting writes (`-NOREPLICAS`) instead of
+/// taking writes a failover would discard.
+pub async fn write_guard(
+    endpoint: &Endpoint,
+    guard: &crate::policy::WriteGuard,
+    access: &Access,
+    timeout: Duration,
+) -> Result<(), ClusterError> {
+    const ACTION: &str = "CONFIG SET min-replicas-to-write";
+    let run = async {
+        let mut connection = open(endpoint, access, timeout, ACTION).await?;
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("min-replicas-to-write")
+            .arg(guard.min_replicas)
+            .arg("min-replicas-max-lag")
+            .arg(guard.max_lag.as_secs())
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(|source| redis_error(ACTION, endpoint, source))
+    };
+    bounded(ACTION, endpoint, timeout, run).await
+}
+
+/// One instance's `INFO` (the health sections), parsed.
 pub async fn info(
     endpoint: &Endpoint,
     access: &Access,
@@ -122,8 +147,11 @@ async fn info_text(
     const ACTION: &str = "INFO";
     let run = async {
         let mut connection = open(endpoint, access, timeout, ACTION).await?;
-        redis::cmd("INFO")
-            .arg("replication")
+        let mut command = redis::cmd("INFO");
+        for section in HEALTH_SECTIONS {
+            command.arg(*section);
+        }
+        command
             .query_async::<String>(&mut connection)
             .await
             .map_err(|source| redis_error(ACTION, endpoint, source))

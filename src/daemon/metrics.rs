@@ -108,6 +108,12 @@ struct SnapshotBytesLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    policy: String,
+    phase: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AlertLabels {
     outcome: &'static str,
 }
@@ -129,6 +135,15 @@ pub struct Metrics {
     replicas_current: Family<PolicyLabels, Gauge>,
     replicas_desired: Family<PolicyLabels, Gauge>,
     alerts: Family<AlertLabels, Counter>,
+    master_serving: Family<PolicyLabels, Gauge>,
+    replicas_lagging: Family<PolicyLabels, Gauge>,
+    failover_phase: Family<PhaseLabels, Histogram>,
+}
+
+/// Failover phases last from about a millisecond (a promotion on loopback) to tens of seconds
+/// (detection with a long downAfter): 1 ms doubling up to about 65 s.
+fn phase_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.001, 2.0, 17)
 }
 
 /// Scaling a StatefulSet takes tens of milliseconds to patch; a snapshot upload can take
@@ -236,6 +251,27 @@ impl Metrics {
              start by comparing the newest snapshot with the schedule",
             snapshots_missed.clone(),
         );
+        let master_serving = Family::<PolicyLabels, Gauge>::default();
+        registry.register(
+            "master_serving",
+            "1 when the recorded master answered the latest health probe as a master, by policy",
+            master_serving.clone(),
+        );
+        let replicas_lagging = Family::<PolicyLabels, Gauge>::default();
+        registry.register(
+            "replicas_lagging",
+            "Replicas beyond health.replicaMaxLag, link down or syncing, by policy",
+            replicas_lagging.clone(),
+        );
+        let failover_phase = Family::<PhaseLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(phase_buckets())
+        });
+        registry.register_with_unit(
+            "failover_phase_duration",
+            "How long each phase of a failover took (detecting, promoting, repointing), by policy",
+            Unit::Seconds,
+            failover_phase.clone(),
+        );
         Self {
             registry,
             samples,
@@ -251,6 +287,9 @@ impl Metrics {
             replicas_current,
             replicas_desired,
             alerts,
+            master_serving,
+            replicas_lagging,
+            failover_phase,
         }
     }
 
@@ -356,6 +395,22 @@ impl Metrics {
 
     pub fn snapshot_missed(&self, policy: &str) {
         self.snapshots_missed.get_or_create(&PolicyLabels { policy: policy.to_owned() }).inc();
+    }
+
+    /// What the latest health probe concluded.
+    pub fn health(&self, policy: &str, master_serving: bool, lagging: usize) {
+        let labels = PolicyLabels { policy: policy.to_owned() };
+        self.master_serving.get_or_create(&labels).set(i64::from(master_serving));
+        self.replicas_lagging
+            .get_or_create(&labels)
+            .set(i64::try_from(lagging).unwrap_or(i64::MAX));
+    }
+
+    /// One phase of a failover.
+    pub fn failover_phase(&self, policy: &str, phase: &'static str, took: Duration) {
+        self.failover_phase
+            .get_or_create(&PhaseLabels { policy: policy.to_owned(), phase })
+            .observe(took.as_secs_f64());
     }
 
     pub fn alert(&self, outcome: AlertOutcome) {

@@ -1,23 +1,31 @@
-//! One policy's loop: every sampling interval, sample its instances, decide, and act through
-//! its cluster backend. Everything for one target happens in this one task, so two actions
-//! on the same target are never in flight at once; a reload or an alert is a message to it.
+//! One policy's loop. Two clocks drive it: every `health.probeInterval` a health probe of
+//! every instance (failover, fencing, repointing, role labels), and every `sampling.interval`
+//! a scaling round (sample, decide, scale). A scaling round samples in a task of its own, so a
+//! hung instance that makes a round wait for its timeout never delays the next health probe.
 //!
-//! Shutdown is checked between evaluations: an action in flight finishes (every cluster call
-//! is bounded by a deadline), and nothing new starts.
+//! Every *action* happens in this one task, so two actions on the same target are never in
+//! flight at once; a reload or an alert is a message to it. Shutdown is checked between
+//! steps: an action in flight finishes (every cluster call is bounded by a deadline), and
+//! nothing new starts.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use super::metrics::Metrics;
 use super::status::{DecisionRecord, Status};
 use crate::act::{self, ActionOutcome, Executor};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Member};
+use crate::decide::health;
 use crate::decide::{Decision, Fleet, Memory, decide};
 use crate::errors::chain;
-use crate::observe::{History, Timestamp};
-use crate::policy::{AlertAction, MetricSource, Policy};
-use crate::sample::{PolicySampler, SetupError};
+use crate::failover::{self, Phase, Probe};
+use crate::observe::{History, Observation, Timestamp};
+use crate::policy::{AlertAction, MetricSource, Policy, Target};
+use crate::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
+use crate::sample::{PolicySampler, SetupError, redis_access};
 
 /// What the rest of the daemon can ask of a policy's loop.
 #[derive(Debug)]
@@ -53,7 +61,10 @@ impl Default for Shared {
 pub struct PolicyLoop<C> {
     policy: Policy,
     cluster: C,
-    sampler: PolicySampler,
+    sampler: Arc<PolicySampler>,
+    /// Health probes: the few `INFO` sections failover needs, under `health.probeTimeout`.
+    prober: RedisSampler,
+    access: Access,
     history: History,
     /// The `INFO` numbers the policy's metrics read: all of a reply the history keeps.
     fields: Vec<String>,
@@ -69,13 +80,17 @@ impl<C: Cluster> PolicyLoop<C> {
         executor: Executor,
         shared: Shared,
     ) -> Result<Self, SetupError> {
-        let sampler = PolicySampler::new(&policy)?;
+        let sampler = Arc::new(PolicySampler::new(&policy)?);
+        let access = redis_access(&policy)?;
+        let prober = prober(&policy, access.clone());
         let history = History::new(policy.history_span(), policy.sampling.interval);
         let fields = redis_fields(&policy);
         Ok(Self {
             policy,
             cluster,
             sampler,
+            prober,
+            access,
             history,
             fields,
             memory: Memory::default(),
@@ -92,36 +107,63 @@ impl<C: Cluster> PolicyLoop<C> {
     ) {
         let name = self.policy.name.clone();
         self.shared.status.policy_loaded(&name);
-        let mut ticker = tokio::time::interval(self.policy.sampling.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticker = interval(self.policy.sampling.interval);
+        let mut probes = interval(self.policy.health.probe_interval);
+        // The scaling round sampling in the background, if one is.
+        let mut round: Option<JoinHandle<Observation>> = None;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
                 command = commands.recv() => match command {
                     None => break,
-                    Some(Command::Reload(policy)) => self.reload(*policy, &mut ticker),
+                    Some(Command::Reload(policy)) => {
+                        self.reload(*policy, &mut ticker, &mut probes);
+                    }
                     Some(Command::Alert { alert_name, action }) => {
                         self.alert(&alert_name, action).await;
                     }
                 },
-                _ = ticker.tick() => self.evaluate().await,
+                _ = probes.tick() => self.check_health().await,
+                observation = wait(&mut round) => {
+                    round = None;
+                    match observation {
+                        Ok(observation) => self.evaluate(observation).await,
+                        Err(error) => tracing::error!(policy = %name, %error, "sampling round failed"),
+                    }
+                }
+                _ = ticker.tick(), if round.is_none() => round = self.start_round().await,
             }
+        }
+        if let Some(round) = round {
+            round.abort();
         }
         self.shared.status.policy_unloaded(&name);
         tracing::info!(policy = %name, "policy loop stopped");
     }
 
-    fn reload(&mut self, policy: Policy, ticker: &mut tokio::time::Interval) {
-        match PolicySampler::new(&policy) {
-            Ok(sampler) => self.sampler = sampler,
+    fn reload(
+        &mut self,
+        policy: Policy,
+        ticker: &mut tokio::time::Interval,
+        probes: &mut tokio::time::Interval,
+    ) {
+        match PolicySampler::new(&policy).and_then(|s| Ok((s, redis_access(&policy)?))) {
+            Ok((sampler, access)) => {
+                self.sampler = Arc::new(sampler);
+                self.prober = prober(&policy, access.clone());
+                self.access = access;
+            }
             Err(error) => {
                 tracing::error!(policy = %policy.name, error = %chain(&error), "reload rejected: keeping the running version");
                 return;
             }
         }
         if policy.sampling.interval != self.policy.sampling.interval {
-            *ticker = tokio::time::interval(policy.sampling.interval);
+            *ticker = interval(policy.sampling.interval);
+        }
+        if policy.health.probe_interval != self.policy.health.probe_interval {
+            *probes = interval(policy.health.probe_interval);
         }
         // The history keeps what was sampled; its size follows the new windows.
         let mut history = History::new(policy.history_span(), policy.sampling.interval);
@@ -141,14 +183,14 @@ impl<C: Cluster> PolicyLoop<C> {
         match action {
             AlertAction::Evaluate => {
                 tracing::info!(policy = %name, alert = %alert_name, "alert: evaluating now");
-                self.evaluate().await;
+                self.evaluate_now().await;
             }
             AlertAction::ScaleUp(step) => match self.cluster.replicas().await {
                 Ok(replicas) => {
                     let at_least = replicas.saturating_add(step);
                     self.memory.scaling.request_scale_up(chrono::Utc::now(), alert_name, at_least);
                     tracing::info!(policy = %name, alert = %alert_name, at_least, "alert: scale-up requested");
-                    self.evaluate().await;
+                    self.evaluate_now().await;
                 }
                 Err(error) => {
                     tracing::warn!(policy = %name, alert = %alert_name, error = %chain(&error), "alert: cannot read the replica count");
@@ -161,19 +203,36 @@ impl<C: Cluster> PolicyLoop<C> {
         }
     }
 
-    /// One round: sample -> decide -> act, each decision recorded with what became of it.
-    async fn evaluate(&mut self) {
-        let name = self.policy.name.clone();
+    /// Starts a scaling round's sampling in its own task.
+    async fn start_round(&self) -> Option<JoinHandle<Observation>> {
         let members = match self.cluster.members().await {
             Ok(members) => members,
             Err(error) => {
-                tracing::warn!(policy = %name, error = %chain(&error), "cannot list instances: no evaluation this round");
-                return;
+                tracing::warn!(policy = %self.policy.name, error = %chain(&error), "cannot list instances: no evaluation this round");
+                return None;
             }
         };
-        let endpoints: Vec<_> = members.iter().map(|m| m.endpoint.clone()).collect();
-        let now = chrono::Utc::now();
-        let mut observation = self.sampler.round(&endpoints, now).await;
+        let endpoints: Vec<_> = members.into_iter().map(|m| m.endpoint).collect();
+        let sampler = Arc::clone(&self.sampler);
+        Some(tokio::spawn(async move { sampler.round(&endpoints, chrono::Utc::now()).await }))
+    }
+
+    /// A whole scaling round in this task (an alert asked for one now).
+    async fn evaluate_now(&mut self) {
+        if let Some(round) = self.start_round().await {
+            match round.await {
+                Ok(observation) => self.evaluate(observation).await,
+                Err(error) => {
+                    tracing::error!(policy = %self.policy.name, %error, "sampling round failed")
+                }
+            }
+        }
+    }
+
+    /// decide -> act on one sampled round, each decision recorded with what became of it.
+    async fn evaluate(&mut self, mut observation: Observation) {
+        let name = self.policy.name.clone();
+        let now = observation.at;
         self.shared.metrics.observation(&name, &observation);
         // A policy holds ~300 rounds (5 min at 1 s): whole replies would be ~10 KB per
         // instance-round; the few numbers its metrics read are all `decide` asks of them.
@@ -206,10 +265,147 @@ impl<C: Cluster> PolicyLoop<C> {
                     );
                     Some(outcome)
                 }
+                // Health decisions come from `check_health`, never from `decide`.
+                _ => None,
             };
             self.shared.status.record(DecisionRecord::new(now, &name, decision, action));
         }
         self.shared.status.first_decision(&name);
+    }
+
+    /// One health probe: probe every member, assess, act on what the core decided.
+    async fn check_health(&mut self) {
+        let name = self.policy.name.clone();
+        let probe = match Probe::take(&self.cluster, &self.prober).await {
+            Ok(probe) => probe,
+            Err(error) => {
+                tracing::warn!(policy = %name, error = %chain(&error), "health probe skipped: cannot read the fleet");
+                return;
+            }
+        };
+        let now = chrono::Utc::now();
+        // Static endpoints have no durable record to keep: their roles are only watched.
+        let manage = !matches!(self.policy.target, Target::Endpoints(_));
+        let assessment = health::assess(
+            &self.policy.health,
+            probe.input(),
+            &mut self.memory.health,
+            manage,
+            now,
+        );
+        self.shared.metrics.health(&name, assessment.master_serving, assessment.lagging.len());
+        for decision in assessment.decisions {
+            self.shared.metrics.decision(&name, &decision);
+            let outcome = self.apply_health(&decision, &probe.members, now).await;
+            let level_info = !matches!(decision, Decision::Advertise { .. });
+            if level_info {
+                tracing::info!(policy = %name, action = decision.kind(), outcome = outcome.label(), reason = %decision.reason(), "decision");
+            } else {
+                tracing::debug!(policy = %name, action = decision.kind(), outcome = outcome.label(), reason = %decision.reason(), "decision");
+            }
+            self.shared.status.record(DecisionRecord::new(now, &name, decision, Some(outcome)));
+        }
+        // Instances that exited come back as replicas once a master serves (a StatefulSet's
+        // controller does this by itself; a local fleet needs the daemon).
+        if assessment.master_serving
+            && probe.members.iter().any(|m| m.gone.is_some())
+            && self.executor.admit_health().is_ok()
+            && let Err(error) = self.cluster.heal().await
+        {
+            tracing::warn!(policy = %name, error = %chain(&error), "cannot restart exited instances");
+        }
+    }
+
+    /// Carries out one health decision through the cluster.
+    async fn apply_health(
+        &mut self,
+        decision: &Decision,
+        members: &[Member],
+        now: Timestamp,
+    ) -> ActionOutcome {
+        let name = self.policy.name.clone();
+        let find = |id: &str| members.iter().find(|m| m.id == id);
+        if matches!(decision, Decision::MasterDown { .. }) {
+            return ActionOutcome::Dropped;
+        }
+        if let Err(outcome) = self.executor.admit_health() {
+            self.shared.metrics.action(&name, decision.kind(), &outcome, None);
+            return outcome;
+        }
+        let context = failover::Context {
+            access: &self.access,
+            timeout: self.policy.health.probe_timeout.max(self.policy.sampling.timeout),
+            guard: self.policy.health.write_guard.as_ref(),
+        };
+        let started = Instant::now();
+        let result = match decision {
+            Decision::Failover { from, to, epoch, .. } => {
+                let Some(to) = find(to) else { return missing(to) };
+                let detecting = from
+                    .as_deref()
+                    .and(self.memory.health.failing_since())
+                    .and_then(|since| (now - since).to_std().ok());
+                match failover::fail_over(&self.cluster, members, to, *epoch, &context).await {
+                    Ok(mut timeline) => {
+                        self.memory.health.record_failover(now);
+                        if let Some(took) = detecting {
+                            timeline.phases.insert(0, (Phase::Detecting, took));
+                        }
+                        for (phase, took) in &timeline.phases {
+                            self.shared.metrics.failover_phase(&name, phase.as_str(), *took);
+                        }
+                        tracing::info!(policy = %name, to = %to.id, epoch, %timeline, "failover done");
+                        Ok(())
+                    }
+                    Err(error) => {
+                        tracing::error!(policy = %name, to = %to.id, epoch, timeline = %error.timeline, error = %chain(&error), "failover failed: the next probe resumes it");
+                        Err(chain(&error))
+                    }
+                }
+            }
+            Decision::Promote { instance, epoch, .. } => {
+                let Some(member) = find(instance) else { return missing(instance) };
+                failover::promote(&self.cluster, member, *epoch, &context)
+                    .await
+                    .map_err(|e| chain(&e))
+            }
+            Decision::Fence { instance, master, .. }
+            | Decision::Repoint { instance, master, .. } => {
+                let (Some(member), Some(master)) = (find(instance), find(master)) else {
+                    return missing(instance);
+                };
+                let fenced = matches!(decision, Decision::Fence { .. });
+                let result = self.cluster.repoint(member, master).await;
+                if result.is_ok() && fenced {
+                    self.memory.health.record_fenced(instance);
+                    let advertised =
+                        self.cluster.advertise(member, crate::cluster::Advertised::Fenced).await;
+                    if advertised.is_ok() {
+                        self.memory
+                            .health
+                            .record_advertised(instance, crate::cluster::Advertised::Fenced);
+                    }
+                }
+                result.map_err(|e| chain(&e))
+            }
+            Decision::Advertise { instance, role, .. } => {
+                let Some(member) = find(instance) else { return missing(instance) };
+                let result = self.cluster.advertise(member, *role).await;
+                if result.is_ok() {
+                    self.memory.health.record_advertised(instance, *role);
+                }
+                result.map_err(|e| chain(&e))
+            }
+            Decision::Hold { .. } | Decision::Scale { .. } | Decision::MasterDown { .. } => {
+                return ActionOutcome::Dropped;
+            }
+        };
+        let outcome = match result {
+            Ok(()) => ActionOutcome::Applied,
+            Err(error) => ActionOutcome::Failed { error },
+        };
+        self.shared.metrics.action(&name, decision.kind(), &outcome, Some(started.elapsed()));
+        outcome
     }
 
     /// The shared action path ([`act::scale`]), timed for the metrics when it reached the
@@ -222,6 +418,32 @@ impl<C: Cluster> PolicyLoop<C> {
             .then(|| started.elapsed());
         self.shared.metrics.action(&self.policy.name, "scale", &outcome, took);
         outcome
+    }
+}
+
+/// A decision named an instance the member list no longer has (it changed since the probe).
+fn missing(instance: &str) -> ActionOutcome {
+    ActionOutcome::Failed { error: format!("{instance} is no longer a member") }
+}
+
+fn interval(period: std::time::Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
+/// The health prober of `policy`.
+fn prober(policy: &Policy, access: Access) -> RedisSampler {
+    RedisSampler::with_sections(access, policy.health.probe_timeout, HEALTH_SECTIONS)
+}
+
+/// Waits for the background round, if there is one; never completes otherwise.
+async fn wait(
+    round: &mut Option<JoinHandle<Observation>>,
+) -> Result<Observation, tokio::task::JoinError> {
+    match round {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
     }
 }
 

@@ -7,8 +7,8 @@ use chrono::{TimeZone, Utc};
 
 use crate::observe::{Info, InstanceSample, Observation, Outcome, QueryResult, Role, Timestamp};
 use crate::policy::{
-    Aggregate, Behavior, CronFloor, CronSchedule, FailoverMode, Forecast, ForecastMethod, Health,
-    Metric, MetricSource, Policy, Sampling, Scaling, Statistic, Step, Target,
+    Aggregate, Behavior, CronFloor, CronSchedule, Forecast, ForecastMethod, Health, Metric,
+    MetricSource, Policy, Sampling, Scaling, Statistic, Step, Target,
 };
 
 pub fn secs(s: u64) -> Duration {
@@ -105,13 +105,7 @@ impl ScalingBuilder {
             prometheus: None,
             sampling: Sampling { interval: secs(10), timeout: secs(2) },
             scaling: Some(self.0),
-            health: Health {
-                down_after: secs(5),
-                confirm_with_replicas: true,
-                failover: FailoverMode::Auto,
-                max_failovers_per_hour: 3,
-                replica_max_lag: secs(10),
-            },
+            health: Health::default(),
             snapshots: None,
             alerts: vec![],
         }

@@ -3,6 +3,7 @@
 //! reasons out. No I/O, no clock reads, no async: the daemon, `plan` and `simulate` all call
 //! [`decide`] and differ only in where observations come from and where decisions go.
 
+pub mod health;
 mod reason;
 mod scaling;
 mod series;
@@ -14,9 +15,11 @@ mod tests;
 
 use serde::Serialize;
 
-use crate::observe::{History, Timestamp};
+use crate::cluster::Advertised;
+use crate::observe::{History, InstanceId, Timestamp};
 use crate::policy::Policy;
 
+pub use health::{HealthMemory, HealthReason};
 pub use reason::{Adjustment, Reading, ScalingReason, number as format_number};
 pub use scaling::ScalingMemory;
 
@@ -32,6 +35,7 @@ pub struct Fleet {
 #[derive(Debug, Clone, Default)]
 pub struct Memory {
     pub scaling: ScalingMemory,
+    pub health: HealthMemory,
 }
 
 /// One decision, plain data with the reason behind it. Only the leader's executor applies it.
@@ -42,6 +46,20 @@ pub enum Decision {
     Hold { replicas: u16, reason: ScalingReason },
     /// Change the replica count.
     Scale { from: u16, to: u16, reason: ScalingReason },
+    /// Record `to` as master at `epoch`, promote it, repoint the others (`from`: the master
+    /// it replaces; `None` when there was none).
+    Failover { from: Option<InstanceId>, to: InstanceId, epoch: u64, reason: HealthReason },
+    /// Finish promoting the recorded master (the daemon stopped between record and promote).
+    Promote { instance: InstanceId, epoch: u64, reason: HealthReason },
+    /// The master is down and nothing is done about it (manual, off, rate-limited, no
+    /// candidate): for people and alerts.
+    MasterDown { master: InstanceId, reason: HealthReason },
+    /// Make an instance that claims master a replica of the recorded master.
+    Fence { instance: InstanceId, master: InstanceId, reason: HealthReason },
+    /// Make a replica of something else a replica of the recorded master.
+    Repoint { instance: InstanceId, master: InstanceId, reason: HealthReason },
+    /// Advertise an instance's role to clients (Kubernetes: its pod label).
+    Advertise { instance: InstanceId, role: Advertised, reason: HealthReason },
 }
 
 impl Decision {
@@ -50,6 +68,20 @@ impl Decision {
         match self {
             Decision::Hold { .. } => "hold",
             Decision::Scale { .. } => "scale",
+            Decision::Failover { .. } => "failover",
+            Decision::Promote { .. } => "promote",
+            Decision::MasterDown { .. } => "masterDown",
+            Decision::Fence { .. } => "fence",
+            Decision::Repoint { .. } => "repoint",
+            Decision::Advertise { .. } => "advertise",
+        }
+    }
+
+    /// The scaling reason, for the decisions [`decide`] makes.
+    pub fn scaling_reason(&self) -> Option<&ScalingReason> {
+        match self {
+            Decision::Hold { reason, .. } | Decision::Scale { reason, .. } => Some(reason),
+            _ => None,
         }
     }
 
@@ -57,6 +89,12 @@ impl Decision {
     pub fn reason(&self) -> String {
         match self {
             Decision::Hold { reason, .. } | Decision::Scale { reason, .. } => reason.to_string(),
+            Decision::Failover { reason, .. }
+            | Decision::Promote { reason, .. }
+            | Decision::MasterDown { reason, .. }
+            | Decision::Fence { reason, .. }
+            | Decision::Repoint { reason, .. }
+            | Decision::Advertise { reason, .. } => reason.to_string(),
         }
     }
 }

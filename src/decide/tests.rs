@@ -57,7 +57,7 @@ impl Run {
 fn scaled_to(d: &Decision) -> Option<u16> {
     match d {
         Decision::Scale { to, .. } => Some(*to),
-        Decision::Hold { .. } => None,
+        _ => None,
     }
 }
 

@@ -62,7 +62,8 @@ pub async fn show(feed: Feed, replicas_changed: impl Fn(u16), mut stop: watch::R
         let recent = feed.shared.status.recent(Some(&feed.policy), 50);
         // Oldest first, only those not printed yet.
         for record in recent.iter().rev().filter(|r| seen.is_none_or(|at| r.at > at)) {
-            if let Decision::Scale { .. } = record.decision {
+            // Every action and alarm; holds and label changes would drown them.
+            if !matches!(record.decision, Decision::Hold { .. } | Decision::Advertise { .. }) {
                 let outcome = record.action.as_ref().map_or("-", |a| a.label());
                 say(&format!(
                     "  >> {} [{outcome}] {}",
@@ -79,6 +80,7 @@ pub async fn show(feed: Feed, replicas_changed: impl Fn(u16), mut stop: watch::R
                     let applied = newest.action.as_ref().is_some_and(|a| a.label() == "applied");
                     if applied { *to } else { *from }
                 }
+                _ => replicas,
             };
             if now != replicas {
                 replicas = now;

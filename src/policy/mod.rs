@@ -214,14 +214,52 @@ pub enum ForecastMethod {
     Linear,
 }
 
-/// Master and replica health (filled in by the failover work).
+/// Master and replica health: when the master is down, whether and how often to fail over,
+/// and which replicas may take over. The detection rule is in [`crate::decide::health`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Health {
+    /// How long the master may go without serving before it is declared down.
     pub down_after: Duration,
+    /// Require the replicas' agreement before declaring the master down, and allow an
+    /// unambiguous death (refused or gone, every replica's link down) to skip `down_after`.
     pub confirm_with_replicas: bool,
     pub failover: FailoverMode,
     pub max_failovers_per_hour: u32,
+    /// A replica further behind is marked lagging and never promoted.
     pub replica_max_lag: Duration,
+    /// Advertise lagging replicas as `lagging` rather than `replica` (out of the read Service).
+    pub remove_lagging_replicas: bool,
+    /// How often every instance is probed for health (independent of `sampling.interval`).
+    pub probe_interval: Duration,
+    /// Deadline of one health probe.
+    pub probe_timeout: Duration,
+    /// `min-replicas-to-write` / `min-replicas-max-lag` set on every master the daemon
+    /// promotes, so an isolated master stops accepting writes.
+    pub write_guard: Option<WriteGuard>,
+}
+
+/// The defaults of an absent `spec.health` (and of each absent field in it).
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            down_after: Duration::from_secs(5),
+            confirm_with_replicas: true,
+            failover: FailoverMode::Auto,
+            max_failovers_per_hour: 3,
+            replica_max_lag: Duration::from_secs(10),
+            remove_lagging_replicas: false,
+            probe_interval: Duration::from_millis(250),
+            probe_timeout: Duration::from_secs(1),
+            write_guard: None,
+        }
+    }
+}
+
+/// Redis's `min-replicas-to-write N` and `min-replicas-max-lag S`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteGuard {
+    pub min_replicas: u32,
+    pub max_lag: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

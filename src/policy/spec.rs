@@ -311,11 +311,26 @@ pub struct HealthSpec {
     pub failover: Option<String>,
     pub max_failovers_per_hour: Option<i64>,
     pub replica_max_lag: Option<String>,
+    pub remove_lagging_replicas: Option<bool>,
+    pub probe_interval: Option<String>,
+    pub probe_timeout: Option<String>,
+    pub min_replicas_to_write: Option<i64>,
+    pub min_replicas_max_lag: Option<String>,
 }
 
 impl HealthSpec {
-    pub const FIELDS: &[&str] =
-        &["downAfter", "confirmWithReplicas", "failover", "maxFailoversPerHour", "replicaMaxLag"];
+    pub const FIELDS: &[&str] = &[
+        "downAfter",
+        "confirmWithReplicas",
+        "failover",
+        "maxFailoversPerHour",
+        "replicaMaxLag",
+        "removeLaggingReplicas",
+        "probeInterval",
+        "probeTimeout",
+        "minReplicasToWrite",
+        "minReplicasMaxLag",
+    ];
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -520,7 +535,17 @@ spec:
     scaleDown: {stabilization: x, maxStep: "1%", period: x, cooldown: x}
     schedule: [{cron: x, minReplicas: 1, for: x}]
     forecast: {method: x, window: x}
-  health: {downAfter: x, confirmWithReplicas: true, failover: x, maxFailoversPerHour: 1, replicaMaxLag: x}
+  health:
+    downAfter: x
+    confirmWithReplicas: true
+    failover: x
+    maxFailoversPerHour: 1
+    replicaMaxLag: x
+    removeLaggingReplicas: true
+    probeInterval: x
+    probeTimeout: x
+    minReplicasToWrite: 1
+    minReplicasMaxLag: x
   snapshots:
     schedule: x
     source: x

@@ -21,6 +21,7 @@ use super::{
     CronSchedule, DestinationCredentials, FailoverMode, Forecast, ForecastMethod, Health, Metric,
     MetricSource, Policy, PrometheusCredentials, PrometheusSource, RedisAuth, RedisTls, Retention,
     Sampling, Scaling, SecretSource, SnapshotSource, Snapshots, Statistic, Step, Target,
+    WriteGuard,
 };
 
 pub const API_VERSION: &str = "autopilot.redis.io/v1alpha1";
@@ -715,18 +716,19 @@ fn check_forecast(
 }
 
 fn check_health(c: &mut Checker, spec: Option<&HealthSpec>, path: &FieldPath) -> Option<Health> {
-    let default = HealthSpec::default();
-    let spec = spec.unwrap_or(&default);
+    let empty = HealthSpec::default();
+    let spec = spec.unwrap_or(&empty);
+    let defaults = Health::default();
     let down_after = c.duration(
         spec.down_after.as_deref(),
         &path.key("downAfter"),
-        Some(secs(5)),
+        Some(defaults.down_after),
         Zero::Rejected,
     );
     let failover = c.word(
         spec.failover.as_deref(),
         &path.key("failover"),
-        FailoverMode::Auto,
+        defaults.failover,
         &[
             ("auto", FailoverMode::Auto),
             ("manual", FailoverMode::Manual),
@@ -736,22 +738,78 @@ fn check_health(c: &mut Checker, spec: Option<&HealthSpec>, path: &FieldPath) ->
     let max_failovers_per_hour = c.int(
         spec.max_failovers_per_hour,
         &path.key("maxFailoversPerHour"),
-        Some(3_u32),
+        Some(defaults.max_failovers_per_hour),
         0,
         i64::from(u32::MAX),
     );
     let replica_max_lag = c.duration(
         spec.replica_max_lag.as_deref(),
         &path.key("replicaMaxLag"),
+        Some(defaults.replica_max_lag),
+        Zero::Rejected,
+    );
+    let probe_interval = c.duration(
+        spec.probe_interval.as_deref(),
+        &path.key("probeInterval"),
+        Some(defaults.probe_interval),
+        Zero::Rejected,
+    );
+    let probe_timeout_path = path.key("probeTimeout");
+    let probe_timeout = c.duration(
+        spec.probe_timeout.as_deref(),
+        &probe_timeout_path,
+        Some(defaults.probe_timeout),
+        Zero::Rejected,
+    );
+    // A probe that may outlast downAfter could never show the master down in time.
+    let probe_timeout = match (probe_timeout, down_after) {
+        (Some(timeout), Some(down)) if timeout > down => {
+            c.bad(
+                &probe_timeout_path,
+                format!("must be at most downAfter ({}), found {}", show(down), show(timeout)),
+            );
+            None
+        }
+        (timeout, _) => timeout,
+    };
+    let min_replicas = c.int(
+        spec.min_replicas_to_write,
+        &path.key("minReplicasToWrite"),
+        Some(0_u32),
+        0,
+        i64::from(u32::MAX),
+    );
+    let max_lag_path = path.key("minReplicasMaxLag");
+    let max_lag = c.duration(
+        spec.min_replicas_max_lag.as_deref(),
+        &max_lag_path,
         Some(secs(10)),
         Zero::Rejected,
     );
+    // Redis takes whole seconds.
+    let max_lag = match max_lag {
+        Some(lag) if lag.subsec_nanos() != 0 => {
+            c.bad(&max_lag_path, format!("must be whole seconds, found {}", show(lag)));
+            None
+        }
+        lag => lag,
+    };
+    let write_guard = match (min_replicas?, max_lag?) {
+        (0, _) => None,
+        (min_replicas, max_lag) => Some(WriteGuard { min_replicas, max_lag }),
+    };
     Some(Health {
         down_after: down_after?,
-        confirm_with_replicas: spec.confirm_with_replicas.unwrap_or(true),
+        confirm_with_replicas: spec.confirm_with_replicas.unwrap_or(defaults.confirm_with_replicas),
         failover: failover?,
         max_failovers_per_hour: max_failovers_per_hour?,
         replica_max_lag: replica_max_lag?,
+        remove_lagging_replicas: spec
+            .remove_lagging_replicas
+            .unwrap_or(defaults.remove_lagging_replicas),
+        probe_interval: probe_interval?,
+        probe_timeout: probe_timeout?,
+        write_guard,
     })
 }
 
@@ -2035,6 +2093,11 @@ spec:
     failover: manual
     maxFailoversPerHour: 1
     replicaMaxLag: 5s
+    removeLaggingReplicas: true
+    probeInterval: 100ms
+    probeTimeout: 500ms
+    minReplicasToWrite: 1
+    minReplicasMaxLag: 5s
   snapshots:
     schedule: '0 0 2 * * *'
     source: replicaOrMaster
@@ -2116,6 +2179,10 @@ spec:
                 failover: FailoverMode::Manual,
                 max_failovers_per_hour: 1,
                 replica_max_lag: secs(5),
+                remove_lagging_replicas: true,
+                probe_interval: Duration::from_millis(100),
+                probe_timeout: Duration::from_millis(500),
+                write_guard: Some(WriteGuard { min_replicas: 1, max_lag: secs(5) }),
             },
             snapshots: Some(Snapshots {
                 schedule: cron("0 0 2 * * *"),
@@ -2273,6 +2340,10 @@ spec:
                 failover: FailoverMode::Auto,
                 max_failovers_per_hour: 3,
                 replica_max_lag: secs(10),
+                remove_lagging_replicas: false,
+                probe_interval: Duration::from_millis(250),
+                probe_timeout: secs(1),
+                write_guard: None,
             }
         );
         let snapshots = policy.snapshots.expect("snapshots");

@@ -53,12 +53,36 @@ pub struct Tls {
 pub struct RedisSampler {
     access: Access,
     timeout: Duration,
+    /// `INFO` sections asked for; empty: Redis's default set.
+    sections: &'static [&'static str],
     connections: Mutex<HashMap<InstanceId, MultiplexedConnection>>,
 }
 
+/// What a health probe reads: run id (restarts), roles, links and offsets, and whether an
+/// instance holds any keys. A few hundred bytes instead of the default set's ~4 KB, since
+/// probes run several times a second.
+pub const HEALTH_SECTIONS: &[&str] = &["server", "replication", "keyspace"];
+
 impl RedisSampler {
+    /// A sampler reading Redis's default `INFO` sections.
     pub fn new(access: Access, timeout: Duration) -> Self {
-        Self { access, timeout, connections: Mutex::default() }
+        Self::with_sections(access, timeout, &[])
+    }
+
+    pub fn with_sections(
+        access: Access,
+        timeout: Duration,
+        sections: &'static [&'static str],
+    ) -> Self {
+        Self { access, timeout, sections, connections: Mutex::default() }
+    }
+
+    fn command(&self) -> redis::Cmd {
+        let mut command = redis::cmd("INFO");
+        for section in self.sections {
+            command.arg(*section);
+        }
+        command
     }
 
     /// Samples every endpoint concurrently. Always returns one sample per endpoint, in order;
@@ -89,7 +113,7 @@ impl RedisSampler {
     async fn info(&self, endpoint: &Endpoint) -> Result<String, RedisError> {
         let cached = self.cache().get(&endpoint.id).cloned();
         if let Some(mut connection) = cached {
-            match redis::cmd("INFO").query_async(&mut connection).await {
+            match self.command().query_async(&mut connection).await {
                 // The connection broke since the last round (the instance died or restarted):
                 // that says nothing about the instance now, so look again on a fresh one,
                 // which is refused, or reaches the new process. `INFO` only reads, so asking
@@ -102,7 +126,7 @@ impl RedisSampler {
         }
         let mut connection = connect(endpoint, &self.access, self.timeout).await?;
         self.cache().insert(endpoint.id.clone(), connection.clone());
-        redis::cmd("INFO").query_async(&mut connection).await
+        self.command().query_async(&mut connection).await
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<InstanceId, MultiplexedConnection>> {

@@ -76,7 +76,12 @@ impl SimCluster {
 
 fn member(ordinal: u16) -> Member {
     let id = format!("redis-{ordinal}");
-    Member { endpoint: Endpoint { id: id.clone(), host: HOST.into(), port: ordinal }, id, ordinal }
+    Member {
+        endpoint: Endpoint { id: id.clone(), host: HOST.into(), port: ordinal },
+        id,
+        ordinal,
+        gone: None,
+    }
 }
 
 fn describe(record: Option<&MasterRecord>) -> String {

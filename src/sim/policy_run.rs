@@ -87,9 +87,8 @@ impl<'p> PolicyController<'p> {
 
     fn count_gaps(&mut self, decisions: &[Decision]) {
         self.evaluations += 1;
-        let readings = decisions.iter().flat_map(|d| match d {
-            Decision::Hold { reason, .. } | Decision::Scale { reason, .. } => &reason.readings,
-        });
+        let readings =
+            decisions.iter().filter_map(Decision::scaling_reason).flat_map(|r| &r.readings);
         for reading in readings {
             let Err(why) = &reading.value else { continue };
             match self.gaps.iter_mut().find(|g| g.metric == reading.metric) {
@@ -156,7 +155,7 @@ impl Controller for PolicyController<'_> {
         // were decided for.
         let Some((from, to)) = decisions.iter().find_map(|decision| match decision {
             Decision::Scale { from, to, .. } => Some((*from, *to)),
-            Decision::Hold { .. } => None,
+            _ => None,
         }) else {
             return;
         };

@@ -1,0 +1,277 @@
+//! Failover and switchover as explicit state machines over the [`Cluster`] trait:
+//! detecting -> promoting -> re-pointing -> done | failed, each phase timed.
+//!
+//! The health core ([`crate::decide::health`]) decides *that* and *to whom*; this module does
+//! it, in an order that is safe to interrupt at any point:
+//!
+//! 1. **promoting**: record the new master at the new epoch (durable, before anything acts on
+//!    it), `REPLICAOF NO ONE`, then the write guard. A daemon that dies here restarts knowing
+//!    whom it meant to promote, and the core's "unfinished" rule finishes the job.
+//! 2. **re-pointing**: every other reachable member replicates the new master. One that cannot
+//!    be reached now (the dead master) is fenced or repointed by a later probe, when it answers.
+//!
+//! A switchover (a human's `--graceful`, or a scale-down removing the master) uses Redis's
+//! `FAILOVER TO`, which pauses writes until the target caught up: no acknowledged write lost.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cluster::{Cluster, ClusterError, MasterRecord, Member, redis_admin};
+use crate::decide::health::HealthInput;
+use crate::observe::{InstanceId, InstanceSample};
+use crate::policy::WriteGuard;
+use crate::sample::redis::{Access, RedisSampler};
+
+/// One health probe: the durable record, the members, and one sample of each.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub record: Option<MasterRecord>,
+    pub members: Vec<Member>,
+    /// One per member, same order.
+    pub samples: Vec<InstanceSample>,
+}
+
+impl Probe {
+    /// Probes every member of `cluster` with `prober` (its deadline bounds the round).
+    pub async fn take<C: Cluster>(
+        cluster: &C,
+        prober: &RedisSampler,
+    ) -> Result<Self, ClusterError> {
+        let members = cluster.members().await?;
+        let record = cluster.recorded_master().await?;
+        let endpoints: Vec<_> = members.iter().map(|m| m.endpoint.clone()).collect();
+        let samples = prober.sample(&endpoints).await;
+        Ok(Self { record, members, samples })
+    }
+
+    /// What the health core reads.
+    pub fn input(&self) -> HealthInput<'_> {
+        HealthInput { record: self.record.as_ref(), members: &self.members, samples: &self.samples }
+    }
+
+    pub fn member(&self, id: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == id)
+    }
+}
+
+/// The phases of a failover, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Phase {
+    /// From the first failed probe to the decision.
+    Detecting,
+    /// Record, `REPLICAOF NO ONE` (or `FAILOVER TO`), write guard.
+    Promoting,
+    /// The other members follow the new master.
+    Repointing,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Detecting => "detecting",
+            Phase::Promoting => "promoting",
+            Phase::Repointing => "repointing",
+        }
+    }
+}
+
+/// How long each phase took, for one log line and the phase metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Timeline {
+    pub phases: Vec<(Phase, Duration)>,
+    /// Members that could not be repointed now (left to later probes), with why.
+    pub unreached: Vec<(InstanceId, String)>,
+}
+
+impl Timeline {
+    fn time<T>(&mut self, phase: Phase, started: Instant, result: T) -> T {
+        self.phases.push((phase, started.elapsed()));
+        result
+    }
+}
+
+impl fmt::Display for Timeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (phase, took) in &self.phases {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{} {:.1?}", phase.as_str(), took)?;
+        }
+        for (instance, why) in &self.unreached {
+            write!(f, "; {instance} not repointed yet: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A failover that stopped in a phase. The record, if written, stands: the next probe resumes.
+#[derive(Debug, thiserror::Error)]
+#[error("failover to {to} failed while {}: {source}", .phase.as_str())]
+pub struct FailoverError {
+    pub to: InstanceId,
+    pub phase: Phase,
+    /// The phases that completed before it failed.
+    pub timeline: Timeline,
+    #[source]
+    pub source: ClusterError,
+}
+
+/// What a failover needs besides the cluster: how to reach the instances, and the guard to set
+/// on the new master.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub access: &'a Access,
+    pub timeout: Duration,
+    pub guard: Option<&'a WriteGuard>,
+}
+
+/// Gives a fleet with no recorded master its first one, as the health core chooses it (the
+/// instance already serving as master, or the lowest ordinal of a fleet holding no data).
+/// Opening a local fleet does this in every mode, as it starts the processes in every mode:
+/// without a master there is nothing to watch. Returns the record, if there is one now.
+pub async fn bootstrap<C: Cluster>(
+    cluster: &C,
+    health: &crate::policy::Health,
+    context: &Context<'_>,
+) -> Result<Option<MasterRecord>, ClusterError> {
+    if let Some(record) = cluster.recorded_master().await? {
+        return Ok(Some(record));
+    }
+    let prober = RedisSampler::with_sections(
+        context.access.clone(),
+        context.timeout,
+        crate::sample::redis::HEALTH_SECTIONS,
+    );
+    let probe = Probe::take(cluster, &prober).await?;
+    let mut memory = crate::decide::HealthMemory::default();
+    let assessment =
+        crate::decide::health::assess(health, probe.input(), &mut memory, true, chrono::Utc::now());
+    for decision in assessment.decisions {
+        if let crate::decide::Decision::Failover { from: None, to, epoch, reason } = decision {
+            let Some(to) = probe.member(&to) else { continue };
+            tracing::info!(master = %to.id, %reason, "first master");
+            fail_over(cluster, &probe.members, to, epoch, context).await.map_err(|e| e.source)?;
+        }
+    }
+    cluster.recorded_master().await
+}
+
+/// Records `to` as master at `epoch`, promotes it, sets the write guard and repoints every
+/// other member that is not gone. Idempotent: run again with the same arguments, it finishes
+/// what an interrupted run started.
+pub async fn fail_over<C: Cluster>(
+    cluster: &C,
+    members: &[Member],
+    to: &Member,
+    epoch: u64,
+    context: &Context<'_>,
+) -> Result<Timeline, FailoverError> {
+    let mut timeline = Timeline::default();
+    let started = Instant::now();
+    let promoted = promote(cluster, to, epoch, context).await;
+    timeline.time(Phase::Promoting, started, ());
+    if let Err(source) = promoted {
+        return Err(FailoverError { to: to.id.clone(), phase: Phase::Promoting, timeline, source });
+    }
+    let started = Instant::now();
+    repoint_others(cluster, members, to, &mut timeline).await;
+    timeline.time(Phase::Repointing, started, ());
+    Ok(timeline)
+}
+
+/// The promoting phase alone: record, `REPLICAOF NO ONE`, write guard. Also what finishes an
+/// unfinished promotion (the record already says so).
+pub async fn promote<C: Cluster>(
+    cluster: &C,
+    to: &Member,
+    epoch: u64,
+    context: &Context<'_>,
+) -> Result<(), ClusterError> {
+    cluster.record_master(MasterRecord { instance: to.id.clone(), epoch }).await?;
+    cluster.promote(to, epoch).await?;
+    guard(to, context).await
+}
+
+/// Hands the master role from `from` (serving) to its replica `to` without losing
+/// acknowledged writes: records `to` at `epoch`, then Redis's `FAILOVER TO` (writes paused
+/// until `to` caught up, then the roles swap), then the write guard and the others follow `to`.
+/// If Redis aborts and `from` still serves, `from` is recorded back at `epoch + 1`, so the
+/// record always names the instance that takes writes.
+pub async fn switch_over<C: Cluster>(
+    cluster: &C,
+    members: &[Member],
+    from: &Member,
+    to: &Member,
+    epoch: u64,
+    context: &Context<'_>,
+) -> Result<Timeline, FailoverError> {
+    let failed =
+        |phase, timeline, source| FailoverError { to: to.id.clone(), phase, timeline, source };
+    let mut timeline = Timeline::default();
+    let started = Instant::now();
+    if let Err(source) =
+        cluster.record_master(MasterRecord { instance: to.id.clone(), epoch }).await
+    {
+        return Err(failed(Phase::Promoting, timeline, source));
+    }
+    let switched =
+        redis_admin::switchover(&from.endpoint, &to.endpoint, context.access, context.timeout)
+            .await;
+    if let Err(source) = switched {
+        let still_master = redis_admin::info(&from.endpoint, context.access, context.timeout)
+            .await
+            .is_ok_and(|info| info.role == crate::observe::Role::Master);
+        if still_master {
+            let back = MasterRecord { instance: from.id.clone(), epoch: epoch + 1 };
+            if let Err(error) = cluster.record_master(back).await {
+                tracing::error!(error = %crate::errors::chain(&error), master = %from.id, "switchover aborted and the old master could not be recorded back");
+            }
+        }
+        timeline.time(Phase::Promoting, started, ());
+        return Err(failed(Phase::Promoting, timeline, source));
+    }
+    let guarded = guard(to, context).await;
+    timeline.time(Phase::Promoting, started, ());
+    if let Err(source) = guarded {
+        return Err(failed(Phase::Promoting, timeline, source));
+    }
+    let started = Instant::now();
+    repoint_others(cluster, members, to, &mut timeline).await;
+    timeline.time(Phase::Repointing, started, ());
+    Ok(timeline)
+}
+
+async fn guard(master: &Member, context: &Context<'_>) -> Result<(), ClusterError> {
+    match context.guard {
+        Some(guard) => {
+            redis_admin::write_guard(&master.endpoint, guard, context.access, context.timeout).await
+        }
+        None => Ok(()),
+    }
+}
+
+/// Every member but `master` and those gone follows `master`, concurrently; the ones that
+/// fail are noted, not fatal: a later probe repoints or fences them when they answer.
+async fn repoint_others<C: Cluster>(
+    cluster: &C,
+    members: &[Member],
+    master: &Member,
+    timeline: &mut Timeline,
+) {
+    let others = members.iter().filter(|m| m.id != master.id && m.gone.is_none());
+    let results = futures::future::join_all(
+        others.map(|member| async move { (member, cluster.repoint(member, master).await) }),
+    )
+    .await;
+    for (member, result) in results {
+        if let Err(error) = result {
+            timeline.unreached.push((member.id.clone(), crate::errors::chain(&error)));
+        }
+    }
+}
