@@ -112,7 +112,7 @@ pub fn run() -> ExitCode {
         Command::Run(args) => (run::run(args, kube), 1),
         Command::Demo(args) => (demo::run(args), 1),
         Command::Failover(args) => (failover::run(args, kube), 1),
-        Command::Snapshot(args) => (snapshot::run(args), 1),
+        Command::Snapshot(args) => (snapshot::run(args, kube), 1),
     };
     match outcome {
         Ok(code) => code,

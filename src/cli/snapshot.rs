@@ -13,6 +13,8 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Output, emit, load_policy_or_report};
+use crate::cluster::AnyCluster;
+use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::snapshot::{Manifest, Progress, Snapshotter};
 
 /// Snapshots: RDBs streamed from a replica to the policy's `spec.snapshots.destination`.
@@ -73,7 +75,7 @@ enum Command {
     },
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -87,7 +89,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Now { policy, output } => {
             let (policy, snapshotter) = open(&policy)?;
-            let instances = crate::sample::static_endpoints(&policy)?;
+            let instances =
+                runtime.block_on(AnyCluster::endpoints(&policy, &KubeClient::new(kube)))?;
             let manifest = runtime
                 .block_on(snapshotter.take(&instances, progress.as_ref()))
                 .map_err(report)?;

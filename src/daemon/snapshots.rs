@@ -23,6 +23,8 @@ use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use super::metrics::Metrics;
 use crate::act::{Leadership, Mode};
+use crate::cluster::AnyCluster;
+use crate::cluster::kubernetes::KubeClient;
 use crate::errors::chain;
 use crate::policy::Policy;
 use crate::snapshot::take::Quiet;
@@ -39,6 +41,8 @@ pub struct SnapshotScheduler {
     scheduler: JobScheduler,
     mode: Mode,
     metrics: Arc<Metrics>,
+    /// Lists a StatefulSet's pods when a snapshot chooses its source.
+    kube: Arc<KubeClient>,
     jobs: Arc<Mutex<Jobs>>,
     /// One gate per policy name, kept across reloads so a reload never lets a second
     /// transfer start beside a running one.
@@ -46,10 +50,14 @@ pub struct SnapshotScheduler {
 }
 
 impl SnapshotScheduler {
-    pub async fn start(mode: Mode, metrics: Arc<Metrics>) -> Result<Self, JobSchedulerError> {
+    pub async fn start(
+        mode: Mode,
+        metrics: Arc<Metrics>,
+        kube: Arc<KubeClient>,
+    ) -> Result<Self, JobSchedulerError> {
         let scheduler = JobScheduler::new().await?;
         scheduler.start().await?;
-        Ok(Self { scheduler, mode, metrics, jobs: Arc::default(), gates: Arc::default() })
+        Ok(Self { scheduler, mode, metrics, kube, jobs: Arc::default(), gates: Arc::default() })
     }
 
     /// Schedules `policy`'s snapshots (replacing a previous version's job), or removes its
@@ -73,6 +81,7 @@ impl SnapshotScheduler {
             gate,
             mode: self.mode,
             leadership,
+            kube: self.kube.clone(),
             metrics: self.metrics.clone(),
         });
         let job_runner = runner.clone();
@@ -144,6 +153,7 @@ struct Runner {
     mode: Mode,
     /// Only the leader takes snapshots: two daemons would upload every one twice.
     leadership: Leadership,
+    kube: Arc<KubeClient>,
     metrics: Arc<Metrics>,
 }
 
@@ -196,8 +206,9 @@ impl Runner {
     }
 
     async fn take(&self) -> Result<Manifest, SnapshotError> {
-        let instances =
-            crate::sample::static_endpoints(&self.policy).map_err(SnapshotError::Access)?;
+        let instances = AnyCluster::endpoints(&self.policy, &self.kube)
+            .await
+            .map_err(SnapshotError::Members)?;
         self.snapshotter.take(&instances, &Quiet).await
     }
 

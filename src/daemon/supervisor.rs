@@ -86,7 +86,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     let (alert_sink, mut alerts) = AlertSink::channel(64);
     let (stop, stopped) = watch::channel(false);
     let client = std::sync::Arc::new(KubeClient::new(config.kube.clone()));
-    let mut election = Election::new(client, config.lease.clone(), stopped.clone());
+    let mut election = Election::new(client.clone(), config.lease.clone(), stopped.clone());
 
     let http = {
         let mut stopped = stopped.clone();
@@ -103,7 +103,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     };
     tracing::info!(listen = %config.listen, mode = ?config.mode, policies = policies.len(), "daemon started");
 
-    let snapshots = SnapshotScheduler::start(config.mode, shared.metrics.clone())
+    let snapshots = SnapshotScheduler::start(config.mode, shared.metrics.clone(), client)
         .await
         .map_err(DaemonError::Scheduler)?;
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
