@@ -455,3 +455,94 @@ fn http_get(port: u16, path: &str) -> String {
     stream.read_to_string(&mut response).expect("read");
     response
 }
+
+/// `beforeActions: [scaleDown]`: the daemon removes an instance only after a snapshot taken
+/// for it has completed, and health probes go on meanwhile (the snapshot runs beside them).
+#[test]
+fn a_scale_down_waits_for_the_snapshot_before_actions_asks_for() {
+    let server = require("redis-server", "redis-server");
+    let work = tempfile::tempdir().expect("temp dir");
+    let backups = work.path().join("backups");
+    let data = work.path().join("data");
+    let policies = work.path().join("policies");
+    std::fs::create_dir_all(&policies).expect("dir");
+    std::fs::create_dir_all(&data).expect("dir");
+    // The fleet asked for two instances before; load is nil, so the daemon scales to one.
+    std::fs::write(data.join("state.json"), r#"{"master": null, "epoch": 0, "replicas": 2}"#)
+        .expect("state");
+    let base = loop {
+        let port = free_port();
+        if port < 65_000 && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            break port;
+        }
+    };
+    std::fs::write(
+        policies.join("shrink.yaml"),
+        format!(
+            "\
+apiVersion: autopilot.redis.io/v1alpha1
+kind: RedisPolicy
+metadata:
+  name: shrink
+spec:
+  target:
+    local: {{redisServer: {server}, basePort: {base}, dataDir: {data}}}
+  sampling: {{interval: 1s, timeout: 500ms}}
+  scaling:
+    minReplicas: 1
+    maxReplicas: 2
+    metrics:
+      - redis: instantaneous_ops_per_sec
+        target: 100000
+    scaleDown: {{stabilization: 0s, maxStep: 1, period: 1s, cooldown: 0s}}
+  snapshots:
+    schedule: '0 0 3 * * *'
+    source: replicaOrMaster
+    destination: 'file://{backups}'
+    beforeActions: [scaleDown]
+",
+            server = server.display(),
+            data = data.display(),
+            backups = backups.display(),
+        ),
+    )
+    .expect("policy");
+    let port = free_port();
+    let mut daemon = Command::new(BIN)
+        .args(["run", "--policies"])
+        .arg(&policies)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+    let refuses = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // The daemon first brings the fleet back to the two instances it asked for...
+    while refuses(base + 1) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ...then removes one, once the snapshot is in.
+    while !refuses(base + 1) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let removed_at = chrono::Utc::now();
+    let decisions = http_get(port, "/v1/decisions");
+    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    let _ = daemon.wait();
+    assert!(refuses(base + 1), "instance 1 was never removed:\n{decisions}");
+    let manifests: Vec<serde_json::Value> = std::fs::read_dir(backups.join("shrink"))
+        .expect("a snapshot directory")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .map(|e| serde_json::from_slice(&std::fs::read(e.path()).expect("read")).expect("json"))
+        .collect();
+    assert_eq!(manifests.len(), 1, "{manifests:?}");
+    let finished: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(manifests[0]["finished"].clone()).expect("finished");
+    assert!(
+        finished <= removed_at,
+        "snapshot finished {finished}, instance removed by {removed_at}"
+    );
+    assert!(decisions.contains("\"deferred\""), "the scale-down was not deferred:\n{decisions}");
+}

@@ -45,6 +45,9 @@ pub enum ActionOutcome {
     RateLimited,
     /// Not executed because another daemon holds leadership, or a newer decision superseded it.
     Dropped,
+    /// Waiting for what must happen first (a snapshot before a scale-down); the decision
+    /// stands and is made again next evaluation.
+    Deferred { why: String },
     /// Executed and failed; `error` is the whole error chain, for people (never a label).
     Failed { error: String },
 }
@@ -58,6 +61,7 @@ impl ActionOutcome {
             ActionOutcome::Paused => "paused",
             ActionOutcome::RateLimited => "rate_limited",
             ActionOutcome::Dropped => "dropped",
+            ActionOutcome::Deferred { .. } => "deferred",
             ActionOutcome::Failed { .. } => "failed",
         }
     }

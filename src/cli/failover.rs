@@ -13,8 +13,10 @@ use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::decide::health::{self, HealthReason};
 use crate::failover::{self, Probe};
 use crate::observe::Role;
+use crate::policy::BeforeAction;
 use crate::sample::redis::{HEALTH_SECTIONS, RedisSampler};
 use crate::sample::redis_access;
+use crate::snapshot::take::{Quiet, Snapshotter};
 
 /// Fails the master over to the best replica (or `--to`), now. Without `--graceful` the
 /// replica is promoted at once, as after a master death: writes the old master acknowledged
@@ -38,6 +40,10 @@ pub struct Args {
     /// Show what would be done and why; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Fail over without the snapshot the policy's `snapshots.beforeActions: [failover]`
+    /// asks for (when the snapshot cannot be taken and the failover cannot wait).
+    #[arg(long)]
+    no_snapshot: bool,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
 }
@@ -51,6 +57,8 @@ struct Report {
     graceful: bool,
     dry_run: bool,
     reason: String,
+    /// The snapshot taken first (`beforeActions: [failover]`), by id.
+    snapshot: Option<String>,
     timeline: Option<failover::Timeline>,
 }
 
@@ -70,6 +78,9 @@ pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
                 "{}: {done} {verb} {} -> {} at epoch {}\nwhy: {}",
                 report.policy, report.from, report.to, report.epoch, report.reason
             ))?;
+            if let Some(snapshot) = &report.snapshot {
+                emit(format!("snapshot first: {snapshot}"))?;
+            }
             if let Some(timeline) = &report.timeline {
                 emit(format!("timeline: {timeline}"))?;
             }
@@ -144,10 +155,28 @@ async fn fail_over(
         graceful: args.graceful,
         dry_run: args.dry_run,
         reason: reason.to_string(),
+        snapshot: None,
         timeline: None,
     };
     if args.dry_run {
         return Ok(report);
+    }
+    let snapshot_first = policy
+        .snapshots
+        .as_ref()
+        .is_some_and(|s| s.before_actions.contains(&BeforeAction::Failover));
+    if snapshot_first && !args.no_snapshot {
+        let snapshotter = Snapshotter::new(policy)?;
+        let endpoints: Vec<_> =
+            probe.members.iter().filter(|m| m.gone.is_none()).map(|m| m.endpoint.clone()).collect();
+        let manifest = snapshotter.take(&endpoints, &Quiet).await.map_err(|error| {
+            anyhow::anyhow!(
+                "no failover: the snapshot beforeActions asks for failed ({}); \
+                 pass --no-snapshot to fail over without it",
+                crate::errors::chain(&error)
+            )
+        })?;
+        report.snapshot = Some(manifest.id);
     }
     let context = failover::Context {
         access: &access,

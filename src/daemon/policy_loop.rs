@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::metrics::Metrics;
+use super::snapshots::SnapshotScheduler;
 use super::status::{DecisionRecord, Status};
 use crate::act::{self, ActionOutcome, Executor};
 use crate::cluster::{Cluster, Member};
@@ -23,7 +24,7 @@ use crate::decide::{Decision, Fleet, Memory, decide};
 use crate::errors::chain;
 use crate::failover::{self, Phase, Probe};
 use crate::observe::{History, Observation, Timestamp};
-use crate::policy::{AlertAction, MetricSource, Policy, Target};
+use crate::policy::{AlertAction, BeforeAction, MetricSource, Policy, Target};
 use crate::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
 use crate::sample::{PolicySampler, SetupError, redis_access};
 
@@ -71,6 +72,10 @@ pub struct PolicyLoop<C> {
     memory: Memory,
     executor: Executor,
     shared: Shared,
+    /// Takes the snapshot `beforeActions: [scaleDown]` asks for.
+    snapshots: Option<SnapshotScheduler>,
+    /// That snapshot, while it runs or until the scale-down it was for goes ahead.
+    before_scale_down: Option<JoinHandle<Result<(), String>>>,
 }
 
 impl<C: Cluster> PolicyLoop<C> {
@@ -96,7 +101,15 @@ impl<C: Cluster> PolicyLoop<C> {
             memory: Memory::default(),
             executor,
             shared,
+            snapshots: None,
+            before_scale_down: None,
         })
+    }
+
+    /// Where snapshots a policy takes before its actions come from.
+    pub fn with_snapshots(mut self, snapshots: SnapshotScheduler) -> Self {
+        self.snapshots = Some(snapshots);
+        self
     }
 
     /// Runs until `shutdown` turns true or every command sender is gone.
@@ -251,12 +264,17 @@ impl<C: Cluster> PolicyLoop<C> {
             self.shared.metrics.decision(&name, &decision);
             let action = match &decision {
                 Decision::Hold { replicas, .. } => {
+                    // The scale-down a snapshot was being taken for is no longer wanted.
+                    self.before_scale_down = None;
                     self.shared.metrics.replicas(&name, *replicas, *replicas);
                     tracing::debug!(policy = %name, reason = %decision.reason(), "hold");
                     None
                 }
                 Decision::Scale { from, to, .. } => {
-                    let outcome = self.scale(*from, *to, now).await;
+                    let outcome = match self.snapshot_first(*from, *to).await {
+                        Some(outcome) => outcome,
+                        None => self.scale(*from, *to, now).await,
+                    };
                     let current = if outcome == ActionOutcome::Applied { *to } else { *from };
                     self.shared.metrics.replicas(&name, current, *to);
                     tracing::info!(
@@ -406,6 +424,52 @@ impl<C: Cluster> PolicyLoop<C> {
         };
         self.shared.metrics.action(&name, decision.kind(), &outcome, Some(started.elapsed()));
         outcome
+    }
+
+    /// With `snapshots.beforeActions: [scaleDown]`, a scale-down waits for a snapshot taken for
+    /// it, in the background so that health probes go on: `Some` while it runs or when it
+    /// failed, `None` once it succeeded (or when none is needed). Dry-run and paused daemons
+    /// remove nothing, so they take none.
+    async fn snapshot_first(&mut self, from: u16, to: u16) -> Option<ActionOutcome> {
+        let wanted = to < from
+            && self.executor.mode() == crate::act::Mode::Apply
+            && self
+                .policy
+                .snapshots
+                .as_ref()
+                .is_some_and(|s| s.before_actions.contains(&BeforeAction::ScaleDown));
+        if !wanted {
+            return None;
+        }
+        let Some(snapshots) = self.snapshots.clone() else {
+            return Some(ActionOutcome::Failed { error: "no snapshot scheduler".to_owned() });
+        };
+        let outcome = match self.before_scale_down.take() {
+            None => {
+                let name = self.policy.name.clone();
+                self.before_scale_down = Some(tokio::spawn(async move {
+                    snapshots.take_now(&name, "before a scale-down").await
+                }));
+                ActionOutcome::Deferred { why: "taking a snapshot before scaling down".to_owned() }
+            }
+            Some(running) if !running.is_finished() => {
+                self.before_scale_down = Some(running);
+                ActionOutcome::Deferred {
+                    why: "a snapshot before scaling down is in flight".to_owned(),
+                }
+            }
+            Some(done) => match done.await {
+                Ok(Ok(())) => return None,
+                Ok(Err(why)) => ActionOutcome::Failed {
+                    error: format!("no snapshot before scaling down ({why}): not scaling down"),
+                },
+                Err(error) => {
+                    ActionOutcome::Failed { error: format!("snapshot task failed: {error}") }
+                }
+            },
+        };
+        self.shared.metrics.action(&self.policy.name, "scale", &outcome, None);
+        Some(outcome)
     }
 
     /// The shared action path ([`act::scale`]), timed for the metrics when it reached the

@@ -88,7 +88,8 @@ impl SnapshotScheduler {
         let job = Job::new_async(config.schedule.as_str(), move |_id, _scheduler| {
             let runner = job_runner.clone();
             Box::pin(async move {
-                runner.run("schedule").await;
+                // `run` logs and counts every outcome itself.
+                let _ = runner.run("schedule").await;
             })
         });
         let added = match job {
@@ -119,13 +120,27 @@ impl SnapshotScheduler {
         Some(())
     }
 
+    /// Takes a snapshot of `name` now and waits for it: `Err` says why none was taken (in
+    /// flight already, standby, dry run, paused, no schedule, or the failure). What a
+    /// `beforeActions: [scaleDown]` policy waits for before removing instances.
+    pub async fn take_now(&self, name: &str, why: &str) -> Result<(), String> {
+        let runner = self.jobs.lock().await.get(name).map(|(_, runner)| runner.clone());
+        match runner {
+            Some(runner) => runner.run(why).await,
+            None => Err("the policy has no working snapshot schedule".to_owned()),
+        }
+    }
+
     /// Takes a snapshot of `name` now (an alert asked), unless one is in flight.
     pub async fn trigger(&self, name: &str, why: &str) {
         let runner = self.jobs.lock().await.get(name).map(|(_, runner)| runner.clone());
         match runner {
             Some(runner) => {
                 let why = why.to_owned();
-                tokio::spawn(async move { runner.run(&why).await });
+                tokio::spawn(async move {
+                    // `run` logs and counts every outcome itself.
+                    let _ = runner.run(&why).await;
+                });
             }
             None => {
                 tracing::warn!(policy = %name, why, "a snapshot was asked for, but the policy has no working snapshot schedule");
@@ -158,28 +173,29 @@ struct Runner {
 }
 
 impl Runner {
-    async fn run(&self, why: &str) {
+    /// Takes one snapshot, logging and counting the outcome; `Err` says why none was taken.
+    async fn run(&self, why: &str) -> Result<(), String> {
         let name = &self.policy.name;
         let Ok(_in_flight) = self.gate.try_lock() else {
             tracing::warn!(policy = %name, why, "a snapshot is still in flight: skipping this one");
             self.metrics.snapshot_run(name, "busy");
-            return;
+            return Err("another snapshot is in flight".to_owned());
         };
         if !self.leadership.is_leader() {
             tracing::debug!(policy = %name, why, "standby: the leader takes this snapshot");
             self.metrics.snapshot_run(name, "standby");
-            return;
+            return Err("this daemon is a standby".to_owned());
         }
         match self.mode {
             Mode::DryRun => {
                 tracing::info!(policy = %name, why, "dry run: would take a snapshot now");
                 self.metrics.snapshot_run(name, "dry_run");
-                return;
+                return Err("dry run".to_owned());
             }
             Mode::Paused => {
                 tracing::info!(policy = %name, why, "paused: not taking the snapshot due now");
                 self.metrics.snapshot_run(name, "paused");
-                return;
+                return Err("paused".to_owned());
             }
             Mode::Apply => {}
         }
@@ -197,10 +213,12 @@ impl Runner {
                 if let Err(error) = self.snapshotter.prune(false).await {
                     tracing::warn!(policy = %name, error = %chain(&error), "retention could not prune");
                 }
+                Ok(())
             }
             Err(error) => {
                 tracing::error!(policy = %name, why, reason = error.category(), error = %chain(&error), "snapshot failed");
                 self.metrics.snapshot_failed(name, error.category());
+                Err(chain(&error))
             }
         }
     }
