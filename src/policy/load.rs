@@ -412,7 +412,10 @@ pub fn policy_files(path: &Path) -> Vec<Result<PathBuf, Diagnostic>> {
 }
 
 /// Collects `*.yaml` / `*.yml` under `dir`. Symlinked directories are not followed, so a
-/// link cycle cannot make the walk endless.
+/// link cycle cannot make the walk endless. Hidden entries (`.name`) are skipped: a
+/// Kubernetes ConfigMap volume keeps each file twice, as `name.yaml` (a symlink) and inside a
+/// hidden `..<timestamp>/` directory it swaps atomically, and reading both would define every
+/// policy twice; editors' and VCS files (`.#x.yaml`, `.git/`) are not policies either.
 fn walk(dir: &Path, found: &mut Vec<PathBuf>, errors: &mut Vec<Diagnostic>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -431,6 +434,9 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>, errors: &mut Vec<Diagnostic>) {
                 continue;
             }
         };
+        if entry.file_name().as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
         let path = entry.path();
         let is_real_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
         if is_real_dir {
@@ -600,6 +606,24 @@ mod tests {
             "{}",
             diagnostics[0]
         );
+    }
+
+    /// The layout the kubelet writes for a ConfigMap volume: the files in a hidden timestamped
+    /// directory, `..data` pointing at it, and each key a symlink through `..data`.
+    #[test]
+    fn a_configmap_volume_yields_each_policy_once() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let version = dir.path().join("..2025_01_01_00_00_00.000000001");
+        std::fs::create_dir(&version).expect("mkdir");
+        std::fs::write(version.join("cache.yaml"), "kind: RedisPolicy\n").expect("write");
+        symlink(&version, dir.path().join("..data")).expect("link ..data");
+        symlink("..data/cache.yaml", dir.path().join("cache.yaml")).expect("link key");
+        std::fs::write(dir.path().join(".#cache.yaml"), "an editor's lock file").expect("write");
+
+        let files: Vec<PathBuf> =
+            policy_files(dir.path()).into_iter().collect::<Result<_, _>>().expect("no problems");
+        assert_eq!(files, [dir.path().join("cache.yaml")]);
     }
 
     #[test]
