@@ -23,6 +23,8 @@
 //!   durable master record), and the local `redis-server` fleet backend.
 //! - [`daemon`]: `run`: policy loops, reloads, metrics, shared status and the HTTP surface
 //!   (probes, `/metrics`, recent decisions, the Alertmanager webhook).
+//! - [`snapshot`]: RDBs streamed from a replica into object storage, verified (CRC64) while
+//!   streaming, described by a manifest, pruned by retention, restorable.
 //! - [`demo`]: the embedded default: local fleet, trace-driven load, live view.
 //! - [`errors`]: an error and its causes as one line of text.
 //! - [`sim`]: replays a load trace against a policy and against the Kubernetes HPA baseline.
@@ -40,3 +42,4 @@ pub mod observe;
 pub mod policy;
 pub mod sample;
 pub mod sim;
+pub mod snapshot;

@@ -7,6 +7,7 @@ mod failover;
 mod plan;
 mod run;
 mod simulate;
+mod snapshot;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -65,6 +66,8 @@ enum Command {
     Failover(failover::Args),
     /// Watch it work on one machine: a local redis-server fleet, trace-driven load, live view.
     Demo(demo::Args),
+    /// Take, list, verify, restore or prune RDB snapshots (`spec.snapshots`).
+    Snapshot(snapshot::Args),
 }
 
 /// How a subcommand prints its result.
@@ -109,6 +112,7 @@ pub fn run() -> ExitCode {
         Command::Run(args) => (run::run(args, kube), 1),
         Command::Demo(args) => (demo::run(args), 1),
         Command::Failover(args) => (failover::run(args, kube), 1),
+        Command::Snapshot(args) => (snapshot::run(args, kube), 1),
     };
     match outcome {
         Ok(code) => code,

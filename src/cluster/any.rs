@@ -7,6 +7,7 @@ use super::{Advertised, Cluster, ClusterError, MasterRecord, Member, StaticEndpo
 use crate::act::Mode;
 use crate::failover;
 use crate::policy::{Policy, Target};
+use crate::sample::redis::Endpoint;
 use crate::sample::{redis_access, static_endpoints};
 
 pub enum AnyCluster {
@@ -85,6 +86,19 @@ impl AnyCluster {
                 Self::open(policy, Mode::Apply, kube).await
             }
         }
+    }
+}
+
+impl AnyCluster {
+    /// Where `policy`'s instances answer now, those the backend knows gone left out: for
+    /// one-off work beside the policy loop, such as a snapshot choosing its source.
+    pub async fn endpoints(
+        policy: &Policy,
+        kube: &KubeClient,
+    ) -> Result<Vec<Endpoint>, ClusterError> {
+        let cluster = Self::attach(policy, kube).await?;
+        let members = cluster.members().await?;
+        Ok(members.into_iter().filter(|m| m.gone.is_none()).map(|m| m.endpoint).collect())
     }
 }
 

@@ -87,6 +87,27 @@ struct PolicyLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SnapshotRunLabels {
+    policy: String,
+    /// `ok`, `failed`, `busy` (one already in flight), `dry_run`, `paused`.
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SnapshotFailureLabels {
+    policy: String,
+    /// `SnapshotError::category()`: bounded.
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SnapshotBytesLabels {
+    policy: String,
+    /// `raw` (the RDB) or `stored` (the object, compressed or not).
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     policy: String,
     phase: &'static str,
@@ -104,6 +125,12 @@ pub struct Metrics {
     samples: Family<SampleLabels, Counter>,
     decisions: Family<DecisionLabels, Counter>,
     actions: Family<ActionLabels, Counter>,
+    snapshot_runs: Family<SnapshotRunLabels, Counter>,
+    snapshot_failures: Family<SnapshotFailureLabels, Counter>,
+    snapshot_last_success: Family<PolicyLabels, Gauge>,
+    snapshot_duration: Family<PolicyLabels, Histogram>,
+    snapshot_bytes: Family<SnapshotBytesLabels, Gauge>,
+    snapshots_missed: Family<PolicyLabels, Counter>,
     action_duration: Family<DecisionLabels, Histogram>,
     replicas_current: Family<PolicyLabels, Gauge>,
     replicas_desired: Family<PolicyLabels, Gauge>,
@@ -181,6 +208,49 @@ impl Metrics {
              unknown)",
             alerts.clone(),
         );
+        let snapshot_runs = Family::<SnapshotRunLabels, Counter>::default();
+        registry.register(
+            "snapshot_runs",
+            "Snapshot runs (scheduled, alert or before an action), by policy and outcome (ok, \
+             failed, busy, dry_run, paused)",
+            snapshot_runs.clone(),
+        );
+        let snapshot_failures = Family::<SnapshotFailureLabels, Counter>::default();
+        registry.register(
+            "snapshot_failures",
+            "Failed snapshots, by policy and reason",
+            snapshot_failures.clone(),
+        );
+        let snapshot_last_success = Family::<PolicyLabels, Gauge>::default();
+        registry.register_with_unit(
+            "snapshot_last_success_timestamp",
+            "When the policy's last snapshot completed (Unix time)",
+            Unit::Seconds,
+            snapshot_last_success.clone(),
+        );
+        let snapshot_duration = Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(action_buckets())
+        });
+        registry.register_with_unit(
+            "snapshot_duration",
+            "How long successful snapshots took, by policy",
+            Unit::Seconds,
+            snapshot_duration.clone(),
+        );
+        let snapshot_bytes = Family::<SnapshotBytesLabels, Gauge>::default();
+        registry.register_with_unit(
+            "snapshot_size",
+            "Size of the policy's last snapshot: the RDB (raw) and the object (stored)",
+            Unit::Bytes,
+            snapshot_bytes.clone(),
+        );
+        let snapshots_missed = Family::<PolicyLabels, Counter>::default();
+        registry.register(
+            "snapshots_missed",
+            "Scheduled snapshots that did not happen (the daemon was down at the time), found at \
+             start by comparing the newest snapshot with the schedule",
+            snapshots_missed.clone(),
+        );
         let master_serving = Family::<PolicyLabels, Gauge>::default();
         registry.register(
             "master_serving",
@@ -207,6 +277,12 @@ impl Metrics {
             samples,
             decisions,
             actions,
+            snapshot_runs,
+            snapshot_failures,
+            snapshot_last_success,
+            snapshot_duration,
+            snapshot_bytes,
+            snapshots_missed,
             action_duration,
             replicas_current,
             replicas_desired,
@@ -282,6 +358,43 @@ impl Metrics {
         let labels = PolicyLabels { policy: policy.to_owned() };
         self.replicas_current.get_or_create(&labels).set(i64::from(current));
         self.replicas_desired.get_or_create(&labels).set(i64::from(desired));
+    }
+
+    /// One snapshot run's outcome; `ok` and `failed` come with their details.
+    pub fn snapshot_run(&self, policy: &str, outcome: &'static str) {
+        self.snapshot_runs
+            .get_or_create(&SnapshotRunLabels { policy: policy.to_owned(), outcome })
+            .inc();
+    }
+
+    pub fn snapshot_succeeded(
+        &self,
+        policy: &str,
+        finished_unix: i64,
+        duration: Duration,
+        raw: u64,
+        stored: u64,
+    ) {
+        self.snapshot_run(policy, "ok");
+        let labels = PolicyLabels { policy: policy.to_owned() };
+        self.snapshot_last_success.get_or_create(&labels).set(finished_unix);
+        self.snapshot_duration.get_or_create(&labels).observe(duration.as_secs_f64());
+        for (kind, bytes) in [("raw", raw), ("stored", stored)] {
+            self.snapshot_bytes
+                .get_or_create(&SnapshotBytesLabels { policy: policy.to_owned(), kind })
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub fn snapshot_failed(&self, policy: &str, reason: &'static str) {
+        self.snapshot_run(policy, "failed");
+        self.snapshot_failures
+            .get_or_create(&SnapshotFailureLabels { policy: policy.to_owned(), reason })
+            .inc();
+    }
+
+    pub fn snapshot_missed(&self, policy: &str) {
+        self.snapshots_missed.get_or_create(&PolicyLabels { policy: policy.to_owned() }).inc();
     }
 
     /// What the latest health probe concluded.

@@ -5,6 +5,7 @@
 //! - [`policy_loop`]: one policy's loop, the only place its target is acted on.
 //! - [`leader`]: the Lease election that decides whether this daemon acts on StatefulSets.
 //! - [`policies`]: the policy directory, loaded at start and reloaded on change.
+//! - [`snapshots`]: each policy's snapshot schedule, at most one transfer in flight per policy.
 //! - [`metrics`]: every Prometheus metric, in one explicit registry.
 //! - [`status`]: readiness and the ring of recent decisions, shared by loops and handlers.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`, `/v1/decisions`, `/v1/alerts`.
@@ -14,6 +15,7 @@ pub mod leader;
 pub mod metrics;
 pub mod policies;
 pub mod policy_loop;
+pub mod snapshots;
 pub mod status;
 pub mod supervisor;
 

@@ -15,6 +15,7 @@ use super::http::{AlertCommand, AlertRoutes, AlertSink, router, serve};
 use super::leader::{Election, LeaseSettings};
 use super::policies::{Change, PolicySet};
 use super::policy_loop::{Command, PolicyLoop, Shared};
+use super::snapshots::SnapshotScheduler;
 use crate::act::{Executor, Mode, RateLimit};
 use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
@@ -56,6 +57,8 @@ pub enum DaemonError {
     },
     #[error("cannot install the {0} signal handler")]
     Signal(&'static str, #[source] std::io::Error),
+    #[error("cannot start the snapshot scheduler")]
+    Scheduler(#[source] tokio_cron_scheduler::JobSchedulerError),
 }
 
 fn lines(diagnostics: &[Diagnostic]) -> String {
@@ -83,7 +86,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     let (alert_sink, mut alerts) = AlertSink::channel(64);
     let (stop, stopped) = watch::channel(false);
     let client = std::sync::Arc::new(KubeClient::new(config.kube.clone()));
-    let mut election = Election::new(client, config.lease.clone(), stopped.clone());
+    let mut election = Election::new(client.clone(), config.lease.clone(), stopped.clone());
 
     let http = {
         let mut stopped = stopped.clone();
@@ -100,9 +103,19 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     };
     tracing::info!(listen = %config.listen, mode = ?config.mode, policies = policies.len(), "daemon started");
 
+    let snapshots = SnapshotScheduler::start(config.mode, shared.metrics.clone(), client)
+        .await
+        .map_err(DaemonError::Scheduler)?;
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    let mut launch = Launch {
+        config: &config,
+        shared: &shared,
+        stopped: &stopped,
+        election: &mut election,
+        snapshots: &snapshots,
+    };
     for policy in policies {
-        start(&mut running, policy, &config, &shared, &stopped, &mut election).await;
+        launch.start(&mut running, policy).await;
     }
 
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate(), "SIGTERM")?;
@@ -115,14 +128,15 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading policies");
-                reload(&mut set, &mut running, &routes, &config, &shared, &stopped, &mut election).await;
+                launch.reload(&mut set, &mut running, &routes).await;
             }
-            _ = poll.tick() => reload(&mut set, &mut running, &routes, &config, &shared, &stopped, &mut election).await,
-            Some(command) = alerts.recv() => route(&running, command).await,
+            _ = poll.tick() => launch.reload(&mut set, &mut running, &routes).await,
+            Some(command) = alerts.recv() => route(&running, &snapshots, command).await,
         }
     }
 
     let _ = stop.send(true);
+    snapshots.shutdown().await;
     let tasks = running.into_values().map(|r| r.task);
     if tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(tasks)).await.is_err() {
         tracing::warn!("policy loops did not stop within {SHUTDOWN_GRACE:?}; abandoning them");
@@ -146,90 +160,116 @@ fn signal(
     tokio::signal::unix::signal(kind).map_err(|e| DaemonError::Signal(name, e))
 }
 
-/// Starts one policy's loop; a policy whose target cannot be opened is logged and skipped (the
-/// others keep running) and retried on the next reload of its file.
-async fn start(
-    running: &mut BTreeMap<String, Running>,
-    policy: Policy,
-    config: &RunConfig,
-    shared: &Shared,
-    stopped: &watch::Receiver<bool>,
-    election: &mut Election,
-) {
-    let name = policy.name.clone();
-    let cluster = match AnyCluster::open(&policy, config.mode, election.client()).await {
-        Ok(cluster) => cluster,
-        Err(error) => {
-            tracing::error!(policy = %name, error = %chain(&error), "cannot open the policy's target");
-            return;
-        }
-    };
-    let leadership = match election.leadership_for(&policy).await {
-        Ok(leadership) => leadership,
-        Err(error) => {
-            tracing::error!(policy = %name, error = %chain(&error), "cannot start leader election");
-            return;
-        }
-    };
-    let executor =
-        Executor::new(config.mode, config.rate_limit.clone()).with_leadership(leadership);
-    let policy_loop = match PolicyLoop::new(policy, cluster, executor, shared.clone()) {
-        Ok(policy_loop) => policy_loop,
-        Err(error) => {
-            tracing::error!(policy = %name, error = %chain(&error), "cannot start the policy");
-            return;
-        }
-    };
-    let (commands, receiver) = mpsc::channel(16);
-    let task = tokio::spawn(policy_loop.run(receiver, stopped.clone()));
-    running.insert(name, Running { commands, task });
+/// What starting and reloading policies needs from the daemon.
+struct Launch<'a> {
+    config: &'a RunConfig,
+    shared: &'a Shared,
+    stopped: &'a watch::Receiver<bool>,
+    election: &'a mut Election,
+    snapshots: &'a SnapshotScheduler,
 }
 
-async fn reload(
-    set: &mut PolicySet,
-    running: &mut BTreeMap<String, Running>,
-    routes: &AlertRoutes,
-    config: &RunConfig,
-    shared: &Shared,
-    stopped: &watch::Receiver<bool>,
-    election: &mut Election,
-) {
-    let changes = set.reload();
-    if changes.is_empty() {
-        return;
-    }
-    for change in changes {
-        match change {
-            Change::Added(policy) => {
-                tracing::info!(policy = %policy.name, "policy added");
-                start(running, policy, config, shared, stopped, election).await;
-            }
-            Change::Replaced(policy) => match running.get(&policy.name) {
-                Some(r) => {
-                    let _ = r.commands.send(Command::Reload(Box::new(policy))).await;
-                }
-                // Its target failed to open before: try again with the new version.
-                None => start(running, policy, config, shared, stopped, election).await,
-            },
-            Change::Removed(name) => {
-                if let Some(r) = running.remove(&name) {
-                    drop(r.commands);
-                    let _ = r.task.await;
-                    tracing::info!(policy = %name, "policy removed");
-                }
-            }
-            Change::Rejected(diagnostics) => {
-                for diagnostic in diagnostics {
-                    tracing::error!(%diagnostic, "policy rejected: the running version stays");
-                }
+impl Launch<'_> {
+    /// The leader gate of `policy`'s actions and snapshots; `None` (logged) if the election
+    /// cannot start.
+    async fn leadership(&mut self, policy: &Policy) -> Option<crate::act::Leadership> {
+        match self.election.leadership_for(policy).await {
+            Ok(leadership) => Some(leadership),
+            Err(error) => {
+                tracing::error!(policy = %policy.name, error = %chain(&error), "cannot start leader election");
+                None
             }
         }
     }
-    let policies: Vec<Policy> = set.policies().cloned().collect();
-    routes.replace(&policies);
+
+    /// Starts one policy's loop and schedules its snapshots; a policy whose target cannot be
+    /// opened is logged and skipped (the others keep running) and retried on the next reload
+    /// of its file.
+    async fn start(&mut self, running: &mut BTreeMap<String, Running>, policy: Policy) {
+        let name = policy.name.clone();
+        let Some(leadership) = self.leadership(&policy).await else { return };
+        self.snapshots.set(&policy, leadership.clone()).await;
+        let cluster = match AnyCluster::open(&policy, self.config.mode, self.election.client())
+            .await
+        {
+            Ok(cluster) => cluster,
+            Err(error) => {
+                tracing::error!(policy = %name, error = %chain(&error), "cannot open the policy's target");
+                return;
+            }
+        };
+        let executor = Executor::new(self.config.mode, self.config.rate_limit.clone())
+            .with_leadership(leadership);
+        let policy_loop = match PolicyLoop::new(policy, cluster, executor, self.shared.clone()) {
+            Ok(policy_loop) => policy_loop,
+            Err(error) => {
+                tracing::error!(policy = %name, error = %chain(&error), "cannot start the policy");
+                return;
+            }
+        };
+        let (commands, receiver) = mpsc::channel(16);
+        let task = tokio::spawn(policy_loop.run(receiver, self.stopped.clone()));
+        running.insert(name, Running { commands, task });
+    }
+
+    async fn reload(
+        &mut self,
+        set: &mut PolicySet,
+        running: &mut BTreeMap<String, Running>,
+        routes: &AlertRoutes,
+    ) {
+        let changes = set.reload();
+        if changes.is_empty() {
+            return;
+        }
+        for change in changes {
+            match change {
+                Change::Added(policy) => {
+                    tracing::info!(policy = %policy.name, "policy added");
+                    self.start(running, policy).await;
+                }
+                Change::Replaced(policy) => {
+                    if let Some(leadership) = self.leadership(&policy).await {
+                        self.snapshots.set(&policy, leadership).await;
+                    }
+                    match running.get(&policy.name) {
+                        Some(r) => {
+                            let _ = r.commands.send(Command::Reload(Box::new(policy))).await;
+                        }
+                        // Its target failed to open before: try again with the new version.
+                        None => self.start(running, policy).await,
+                    }
+                }
+                Change::Removed(name) => {
+                    self.snapshots.remove(&name).await;
+                    if let Some(r) = running.remove(&name) {
+                        drop(r.commands);
+                        let _ = r.task.await;
+                        tracing::info!(policy = %name, "policy removed");
+                    }
+                }
+                Change::Rejected(diagnostics) => {
+                    for diagnostic in diagnostics {
+                        tracing::error!(%diagnostic, "policy rejected: the running version stays");
+                    }
+                }
+            }
+        }
+        let policies: Vec<Policy> = set.policies().cloned().collect();
+        routes.replace(&policies);
+    }
 }
 
-async fn route(running: &BTreeMap<String, Running>, command: AlertCommand) {
+async fn route(
+    running: &BTreeMap<String, Running>,
+    snapshots: &SnapshotScheduler,
+    command: AlertCommand,
+) {
+    // Snapshots run beside the policy loop (a transfer can take minutes; evaluations go on).
+    if command.action == crate::policy::AlertAction::Snapshot {
+        let why = format!("alert {}", command.alert_name);
+        return snapshots.trigger(&command.policy, &why).await;
+    }
     match running.get(&command.policy) {
         Some(r) => {
             let message = Command::Alert { alert_name: command.alert_name, action: command.action };

@@ -269,14 +269,48 @@ pub enum FailoverMode {
     Off,
 }
 
-/// Scheduled RDB snapshots (filled in by the snapshot work).
+/// Scheduled RDB snapshots, streamed from a replica to object storage (see docs/snapshots.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshots {
     pub schedule: CronSchedule,
     pub source: SnapshotSource,
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` or `file:///dir`.
     pub destination: String,
+    /// An S3-compatible endpoint (MinIO, Ceph, a test server) instead of AWS; `s3://` only.
+    pub endpoint: Option<String>,
+    /// The S3 region; `None`: the environment's (`AWS_REGION`), else `us-east-1`.
+    pub region: Option<String>,
+    /// `None`: the environment's usual credential chain (env vars, instance or pod identity).
+    pub credentials: Option<DestinationCredentials>,
     pub compression: Compression,
     pub retention: Retention,
+    /// Actions that take a snapshot first.
+    pub before_actions: Vec<BeforeAction>,
+}
+
+/// Where the destination's credentials are read, by store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationCredentials {
+    S3 {
+        access_key_id: SecretSource,
+        secret_access_key: SecretSource,
+        session_token: Option<SecretSource>,
+    },
+    Gcs {
+        /// The service account's JSON key.
+        service_account_key: SecretSource,
+    },
+    Azure {
+        account: String,
+        access_key: SecretSource,
+    },
+}
+
+/// An action preceded by a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeforeAction {
+    ScaleDown,
+    Failover,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -339,14 +339,63 @@ pub struct SnapshotsSpec {
     pub schedule: Option<String>,
     pub source: Option<String>,
     pub destination: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    #[serde(default, deserialize_with = "section")]
+    pub credentials: Option<DestinationCredentialsSpec>,
     pub compression: Option<String>,
     pub compression_level: Option<i64>,
     pub retention: Option<RetentionSpec>,
+    pub before_actions: Option<Vec<String>>,
 }
 
 impl SnapshotsSpec {
-    pub const FIELDS: &[&str] =
-        &["schedule", "source", "destination", "compression", "compressionLevel", "retention"];
+    pub const FIELDS: &[&str] = &[
+        "schedule",
+        "source",
+        "destination",
+        "endpoint",
+        "region",
+        "credentials",
+        "compression",
+        "compressionLevel",
+        "retention",
+        "beforeActions",
+    ];
+}
+
+/// `spec.snapshots.credentials`: where the destination's credentials are read (S3 keys, a
+/// GCS service-account key, an Azure account key), never the credentials themselves.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationCredentialsSpec {
+    pub access_key_id_env: Option<String>,
+    pub access_key_id_file: Option<String>,
+    pub secret_access_key_env: Option<String>,
+    pub secret_access_key_file: Option<String>,
+    pub session_token_env: Option<String>,
+    pub session_token_file: Option<String>,
+    pub service_account_key_env: Option<String>,
+    pub service_account_key_file: Option<String>,
+    pub account_name: Option<String>,
+    pub account_key_env: Option<String>,
+    pub account_key_file: Option<String>,
+}
+
+impl DestinationCredentialsSpec {
+    pub const FIELDS: &[&str] = &[
+        "accessKeyIdEnv",
+        "accessKeyIdFile",
+        "secretAccessKeyEnv",
+        "secretAccessKeyFile",
+        "sessionTokenEnv",
+        "sessionTokenFile",
+        "serviceAccountKeyEnv",
+        "serviceAccountKeyFile",
+        "accountName",
+        "accountKeyEnv",
+        "accountKeyFile",
+    ];
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -406,6 +455,9 @@ pub fn fields_at(path: &[Segment]) -> Option<&'static [&'static str]> {
         [Some("spec"), Some("health")] => HealthSpec::FIELDS,
         [Some("spec"), Some("snapshots")] => SnapshotsSpec::FIELDS,
         [Some("spec"), Some("snapshots"), Some("retention")] => RetentionSpec::FIELDS,
+        [Some("spec"), Some("snapshots"), Some("credentials")] => {
+            DestinationCredentialsSpec::FIELDS
+        }
         [Some("spec"), Some("alerts"), None] => AlertSpec::FIELDS,
         _ => return None,
     };
@@ -428,6 +480,13 @@ pub fn inline_secret_hint(path: &[Segment]) -> Option<&'static str> {
         [Some("spec"), Some("prometheus")] if is("bearerToken") || is("token") => Some(
             "secrets are read from bearerTokenEnv or bearerTokenFile, never written in a policy",
         ),
+        [Some("spec"), Some("snapshots"), Some("credentials")]
+            if is("accessKeyId") || is("secretAccessKey") || is("accountKey") =>
+        {
+            Some(
+                "secrets are read from the field's `Env` or `File` form, never written in a policy",
+            )
+        }
         _ => None,
     }
 }
@@ -491,6 +550,21 @@ spec:
     schedule: x
     source: x
     destination: x
+    endpoint: x
+    region: x
+    credentials:
+      accessKeyIdEnv: x
+      accessKeyIdFile: x
+      secretAccessKeyEnv: x
+      secretAccessKeyFile: x
+      sessionTokenEnv: x
+      sessionTokenFile: x
+      serviceAccountKeyEnv: x
+      serviceAccountKeyFile: x
+      accountName: x
+      accountKeyEnv: x
+      accountKeyFile: x
+    beforeActions: [x]
     compression: x
     compressionLevel: 1
     retention: {keepLast: 1, daily: 1, weekly: 1, monthly: 1}
@@ -534,10 +608,10 @@ spec:
             });
         assert!(parsed.is_ok(), "{:?}", parsed.err());
         assert!(unknown.is_empty(), "{unknown:?}");
-        // ...and every mapping in the document lists exactly its struct's fields (21 mappings:
+        // ...and every mapping in the document lists exactly its struct's fields (22 mappings:
         // scaleUp and scaleDown share a struct, as do auth and basicAuth).
         let map = SourceMap::parse(EVERY_FIELD, serde_saphyr::Options::default()).expect("YAML");
-        assert_eq!(check_fields(map.root(), &FieldPath::root()), 21);
+        assert_eq!(check_fields(map.root(), &FieldPath::root()), 22);
     }
 
     #[test]

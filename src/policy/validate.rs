@@ -11,15 +11,17 @@ use std::time::Duration;
 
 use super::source_map::{Anchor, FieldPath};
 use super::spec::{
-    AlertActionSpec, AlertSpec, BehaviorSpec, CronFloorSpec, ForecastSpec, HealthSpec,
-    KubernetesSpec, LocalSpec, LoginSpec, MetricSpec, PolicyDocument, PolicySpec, PrometheusSpec,
-    RetentionSpec, SamplingSpec, ScalingSpec, SnapshotsSpec, StepSpec, TargetSpec, TlsSpec,
+    AlertActionSpec, AlertSpec, BehaviorSpec, CronFloorSpec, DestinationCredentialsSpec,
+    ForecastSpec, HealthSpec, KubernetesSpec, LocalSpec, LoginSpec, MetricSpec, PolicyDocument,
+    PolicySpec, PrometheusSpec, RetentionSpec, SamplingSpec, ScalingSpec, SnapshotsSpec, StepSpec,
+    TargetSpec, TlsSpec,
 };
 use super::{
-    Aggregate, AlertAction, AlertRule, Behavior, Compression, CronFloor, CronSchedule,
-    FailoverMode, Forecast, ForecastMethod, Health, Metric, MetricSource, Policy,
-    PrometheusCredentials, PrometheusSource, RedisAuth, RedisTls, Retention, Sampling, Scaling,
-    SecretSource, SnapshotSource, Snapshots, Statistic, Step, Target, WriteGuard,
+    Aggregate, AlertAction, AlertRule, BeforeAction, Behavior, Compression, CronFloor,
+    CronSchedule, DestinationCredentials, FailoverMode, Forecast, ForecastMethod, Health, Metric,
+    MetricSource, Policy, PrometheusCredentials, PrometheusSource, RedisAuth, RedisTls, Retention,
+    Sampling, Scaling, SecretSource, SnapshotSource, Snapshots, Statistic, Step, Target,
+    WriteGuard,
 };
 
 pub const API_VERSION: &str = "autopilot.redis.io/v1alpha1";
@@ -849,13 +851,218 @@ fn check_snapshots(c: &mut Checker, spec: &SnapshotsSpec, path: &FieldPath) -> O
         }
     };
     let retention = check_retention(c, spec.retention.as_ref(), &path.key("retention"));
+    let scheme = spec.destination.as_deref().and_then(|d| d.split_once("://")).map(|(s, _)| s);
+    let endpoint = check_store_endpoint(c, spec, scheme, path);
+    let region = match (&spec.region, scheme) {
+        (Some(_), Some(s)) if s != "s3" => {
+            c.unexpected(&path.key("region"), "applies only to `s3://` destinations");
+            None
+        }
+        (Some(region), _) if region.trim().is_empty() => {
+            c.bad(&path.key("region"), "must not be empty");
+            None
+        }
+        (region, _) => Some(region.clone()),
+    };
+    let credentials = match &spec.credentials {
+        None => Some(None),
+        Some(creds) => check_destination_credentials(c, creds, scheme, &path.key("credentials")),
+    };
+    let before_actions = check_before_actions(c, spec.before_actions.as_deref(), path);
     Some(Snapshots {
         schedule: schedule?,
         source: source?,
         destination: destination?,
+        endpoint: endpoint?,
+        region: region?,
+        credentials: credentials?,
         compression: compression?,
         retention: retention?,
+        before_actions: before_actions?,
     })
+}
+
+/// `endpoint`: an `http(s)://` URL of an S3-compatible server, for `s3://` destinations only.
+fn check_store_endpoint(
+    c: &mut Checker,
+    spec: &SnapshotsSpec,
+    scheme: Option<&str>,
+    path: &FieldPath,
+) -> Option<Option<String>> {
+    let Some(endpoint) = &spec.endpoint else { return Some(None) };
+    let endpoint_path = path.key("endpoint");
+    if scheme.is_some_and(|s| s != "s3") {
+        c.unexpected(&endpoint_path, "applies only to `s3://` destinations");
+        return None;
+    }
+    match url::Url::parse(endpoint) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Some(Some(endpoint.trim_end_matches('/').to_owned()))
+        }
+        _ => {
+            c.bad(
+                &endpoint_path,
+                format!("must be an http:// or https:// URL of an S3-compatible server, found `{endpoint}`"),
+            );
+            None
+        }
+    }
+}
+
+/// One secret from an `...Env` or `...File` field pair; `Some(None)` when neither is set.
+fn secret_field(
+    c: &mut Checker,
+    (env, file): (&Option<String>, &Option<String>),
+    (env_key, file_key): (&str, &str),
+    path: &FieldPath,
+) -> Option<Option<SecretSource>> {
+    match (env, file) {
+        (None, None) => Some(None),
+        (Some(_), Some(_)) => {
+            c.unexpected(
+                &path.key(file_key),
+                format!("a secret is read from one place; `{env_key}` is already set"),
+            );
+            None
+        }
+        (Some(env), None) => c
+            .check(env_name(env), &path.key(env_key))
+            .map(|()| Some(SecretSource::Env(env.clone()))),
+        (None, Some(file)) => c
+            .check(file_path(file), &path.key(file_key))
+            .map(|()| Some(SecretSource::File(file.into()))),
+    }
+}
+
+fn check_destination_credentials(
+    c: &mut Checker,
+    spec: &DestinationCredentialsSpec,
+    scheme: Option<&str>,
+    path: &FieldPath,
+) -> Option<Option<DestinationCredentials>> {
+    let key_id = secret_field(
+        c,
+        (&spec.access_key_id_env, &spec.access_key_id_file),
+        ("accessKeyIdEnv", "accessKeyIdFile"),
+        path,
+    );
+    let secret_key = secret_field(
+        c,
+        (&spec.secret_access_key_env, &spec.secret_access_key_file),
+        ("secretAccessKeyEnv", "secretAccessKeyFile"),
+        path,
+    );
+    let token = secret_field(
+        c,
+        (&spec.session_token_env, &spec.session_token_file),
+        ("sessionTokenEnv", "sessionTokenFile"),
+        path,
+    );
+    let service_account = secret_field(
+        c,
+        (&spec.service_account_key_env, &spec.service_account_key_file),
+        ("serviceAccountKeyEnv", "serviceAccountKeyFile"),
+        path,
+    );
+    let account_key = secret_field(
+        c,
+        (&spec.account_key_env, &spec.account_key_file),
+        ("accountKeyEnv", "accountKeyFile"),
+        path,
+    );
+    let (key_id, secret_key, token, service_account, account_key) =
+        (key_id?, secret_key?, token?, service_account?, account_key?);
+    let s3_set = key_id.is_some() || secret_key.is_some() || token.is_some();
+    let gcs_set = service_account.is_some();
+    let azure_set = account_key.is_some() || spec.account_name.is_some();
+    let wrong = |c: &mut Checker, set: bool, store: &str| {
+        if set {
+            c.bad(
+                path,
+                format!("holds {store} credentials, which do not apply to this destination"),
+            );
+        }
+        set
+    };
+    match scheme {
+        Some("s3") => {
+            if wrong(c, gcs_set || azure_set, "GCS or Azure") {
+                return None;
+            }
+            match (key_id, secret_key) {
+                (Some(access_key_id), Some(secret_access_key)) => {
+                    Some(Some(DestinationCredentials::S3 {
+                        access_key_id,
+                        secret_access_key,
+                        session_token: token,
+                    }))
+                }
+                _ => {
+                    c.bad(path, "needs both an access key id (`accessKeyIdEnv` or `accessKeyIdFile`) and a secret access key (`secretAccessKeyEnv` or `secretAccessKeyFile`)");
+                    None
+                }
+            }
+        }
+        Some("gs") => {
+            if wrong(c, s3_set || azure_set, "S3 or Azure") {
+                return None;
+            }
+            match service_account {
+                Some(service_account_key) => {
+                    Some(Some(DestinationCredentials::Gcs { service_account_key }))
+                }
+                None => {
+                    c.bad(path, "needs `serviceAccountKeyEnv` or `serviceAccountKeyFile`");
+                    None
+                }
+            }
+        }
+        Some("az") => {
+            if wrong(c, s3_set || gcs_set, "S3 or GCS") {
+                return None;
+            }
+            let account = c.required(spec.account_name.as_ref(), &path.key("accountName"));
+            match (account, account_key) {
+                (Some(account), Some(access_key)) => Some(Some(DestinationCredentials::Azure {
+                    account: account.clone(),
+                    access_key,
+                })),
+                (_, None) => {
+                    c.bad(path, "needs `accountKeyEnv` or `accountKeyFile`");
+                    None
+                }
+                (None, Some(_)) => None,
+            }
+        }
+        Some("file") => {
+            c.unexpected(path, "a `file://` destination takes no credentials");
+            None
+        }
+        // No usable destination: its own problem is already reported.
+        _ => None,
+    }
+}
+
+fn check_before_actions(
+    c: &mut Checker,
+    actions: Option<&[String]>,
+    path: &FieldPath,
+) -> Option<Vec<BeforeAction>> {
+    let path = path.key("beforeActions");
+    let mut out = Some(Vec::new());
+    for (i, action) in actions.unwrap_or_default().iter().enumerate() {
+        let choices =
+            [("scaleDown", BeforeAction::ScaleDown), ("failover", BeforeAction::Failover)];
+        match (c.word(Some(action), &path.index(i), BeforeAction::ScaleDown, &choices), &mut out) {
+            (Some(action), Some(list)) if !list.contains(&action) => list.push(action),
+            (Some(_), Some(_)) => {
+                c.bad(&path.index(i), format!("`{action}` is listed twice"));
+                out = None;
+            }
+            _ => out = None,
+        }
+    }
+    out
 }
 
 fn check_retention(
@@ -1456,6 +1663,34 @@ mod tests {
         85,
         "must be at least 1"
     )]
+    #[case::endpoint_off_s3(
+        "  snapshots: {schedule: '0 0 3 * * *', destination: 'gs://b', endpoint: 'http://x:9000'}\n",
+        "spec.snapshots.endpoint",
+        5,
+        63,
+        "applies only to `s3://` destinations"
+    )]
+    #[case::s3_credentials_half(
+        "  snapshots: {schedule: '0 0 3 * * *', destination: 's3://b', credentials: {accessKeyIdEnv: K}}\n",
+        "spec.snapshots.credentials",
+        5,
+        76,
+        "needs both an access key id"
+    )]
+    #[case::credentials_for_another_store(
+        "  snapshots: {schedule: '0 0 3 * * *', destination: 's3://b', credentials: {accountKeyEnv: K}}\n",
+        "spec.snapshots.credentials",
+        5,
+        76,
+        "holds GCS or Azure credentials"
+    )]
+    #[case::before_action_unknown(
+        "  snapshots: {schedule: '0 0 3 * * *', destination: 's3://b', beforeActions: [scaleUp]}\n",
+        "spec.snapshots.beforeActions[0]",
+        5,
+        79,
+        "expected one of scaleDown, failover"
+    )]
     #[case::alert_snapshot_without_snapshots(
         "  alerts: [{alertname: A, action: snapshot}]\n",
         "spec.alerts[0].action",
@@ -1953,8 +2188,12 @@ spec:
                 schedule: cron("0 0 2 * * *"),
                 source: SnapshotSource::ReplicaOrMaster,
                 destination: "gs://orders-backups/redis/".to_owned(),
+                endpoint: None,
+                region: None,
+                credentials: None,
                 compression: Compression::None,
                 retention: Retention { keep_last: 3, daily: 7, weekly: 4, monthly: 6 },
+                before_actions: Vec::new(),
             }),
             alerts: vec![AlertRule {
                 alert_name: "OrdersRedisSlow".to_owned(),

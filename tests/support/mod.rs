@@ -409,3 +409,177 @@ pub fn start_fleet(count: usize) -> Vec<Redis> {
     assert_eq!(fleet.len(), count);
     fleet
 }
+
+/// Where `scripts/install-test-deps` installs moto (a venv under the user's cache dir).
+pub fn moto_server_binary() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .expect("HOME or XDG_CACHE_HOME is set");
+    let binary = cache.join("redis-autopilot/moto/bin/moto_server");
+    assert!(
+        binary.is_file(),
+        "`{}` not found: run scripts/install-test-deps (it installs moto[server] there)",
+        binary.display()
+    );
+    binary
+}
+
+/// An S3-compatible server (moto) on loopback: path-style, plain HTTP, any credentials
+/// accepted, everything in memory.
+pub struct MotoServer {
+    pub port: u16,
+    pub process: Process,
+}
+
+impl MotoServer {
+    pub fn start() -> Self {
+        let binary = moto_server_binary();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let log = dir.path().join("moto.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn moto_server");
+        wait_for_port(port, &mut child, "moto_server", &log);
+        Self { port, process: Process { child, dir } }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// One unsigned HTTP request (moto does not check signatures); returns status and body.
+    pub fn request(&self, method: &str, path: &str) -> (u16, String) {
+        use std::io::{Read as _, Write as _};
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n",
+            self.port
+        )
+        .expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read response");
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        (status, body)
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        let (status, body) = self.request("PUT", &format!("/{bucket}"));
+        assert_eq!(status, 200, "create bucket {bucket}: {body}");
+    }
+
+    /// Multipart uploads started and neither completed nor aborted.
+    pub fn open_uploads(&self, bucket: &str) -> usize {
+        let (status, body) = self.request("GET", &format!("/{bucket}?uploads"));
+        assert_eq!(status, 200, "list multipart uploads: {body}");
+        body.matches("<UploadId>").count()
+    }
+}
+
+/// What a [`Proxy`] does to the bytes it forwards.
+#[derive(Debug, Clone, Copy)]
+pub enum ProxyFault {
+    /// Forward faithfully.
+    None,
+    /// Flip one bit of the upstream's reply at this byte offset (per connection).
+    FlipDownstreamByte(u64),
+    /// After this many bytes from the client, close every connection and refuse new ones:
+    /// the server "goes away" mid-request while its state survives.
+    CutAfterUpstreamBytes(u64),
+}
+
+/// A TCP proxy on loopback in front of `upstream`, with a fault.
+pub struct Proxy {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(upstream: u16, fault: ProxyFault) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let flag = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                let (c2, s2) =
+                    (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+                let (flag_up, sent_up) = (flag.clone(), sent.clone());
+                std::thread::spawn(move || {
+                    pump(client, server, |buf, _| {
+                        if let ProxyFault::CutAfterUpstreamBytes(limit) = fault {
+                            let total = sent_up.fetch_add(buf.len() as u64, Ordering::SeqCst);
+                            if total + buf.len() as u64 > limit || flag_up.load(Ordering::SeqCst) {
+                                flag_up.store(true, Ordering::SeqCst);
+                                return false;
+                            }
+                        }
+                        true
+                    })
+                });
+                let flag_down = flag.clone();
+                std::thread::spawn(move || {
+                    pump(s2, c2, |buf, offset| {
+                        if let ProxyFault::FlipDownstreamByte(at) = fault
+                            && (offset..offset + buf.len() as u64).contains(&at)
+                        {
+                            buf[(at - offset) as usize] ^= 0x10;
+                        }
+                        !flag_down.load(Ordering::SeqCst)
+                    })
+                });
+            }
+        });
+        Self { port, cut }
+    }
+
+    /// Whether a cut fault fired.
+    pub fn was_cut(&self) -> bool {
+        self.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Copies `from` to `to`, letting `inspect` alter each buffer (given its stream offset) or
+/// stop the copy (false: both sockets are shut down).
+fn pump(mut from: TcpStream, mut to: TcpStream, mut inspect: impl FnMut(&mut [u8], u64) -> bool) {
+    use std::io::{Read as _, Write as _};
+    let mut buf = vec![0_u8; 64 * 1024];
+    let mut offset = 0_u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if !inspect(&mut buf[..n], offset) {
+            break;
+        }
+        offset += n as u64;
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}

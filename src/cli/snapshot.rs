@@ -1,0 +1,249 @@
+//! `redis-autopilot snapshot`: take, list, verify, restore and prune a policy's snapshots by
+//! hand, with the same code the daemon schedules. Long transfers show a progress bar when
+//! stderr is a terminal, and one line at start and end otherwise (logs, CI).
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{Output, emit, load_policy_or_report};
+use crate::cluster::AnyCluster;
+use crate::cluster::kubernetes::{ClientOptions, KubeClient};
+use crate::snapshot::{Manifest, Progress, Snapshotter};
+
+/// Snapshots: RDBs streamed from a replica to the policy's `spec.snapshots.destination`.
+///
+/// Exit status: 0 on success; 1 on any failure (no source, upload failed, corrupt RDB,
+/// unknown id, invalid policy). A failed `now` leaves no snapshot behind.
+///
+/// Examples:
+///   redis-autopilot snapshot now --policy policies/cache.yaml
+///   redis-autopilot snapshot restore --policy policies/cache.yaml 20261124T023000Z-redis-1 --to dump.rdb
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Take a snapshot now (from a linked-up replica unless the policy allows the master).
+    Now {
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// How to print the new snapshot's manifest.
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// List complete snapshots, oldest first.
+    List {
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Download a snapshot and check its sha256, RDB structure and CRC64 against its manifest.
+    Verify {
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// The snapshot id, as `list` shows it.
+        id: String,
+    },
+    /// Download, verify and decompress a snapshot to a local RDB file (written only once
+    /// verified).
+    Restore {
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        id: String,
+        /// Where to write the RDB.
+        #[arg(long, value_name = "FILE.rdb")]
+        to: PathBuf,
+    },
+    /// Delete the snapshots the policy's retention no longer keeps (never the newest).
+    Prune {
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// Only print what would be deleted, and why.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let open = |policy: &PathBuf| -> anyhow::Result<(crate::policy::Policy, Snapshotter)> {
+        let policy = load_policy_or_report(policy)?;
+        let snapshotter = Snapshotter::new(&policy).map_err(report)?;
+        Ok((policy, snapshotter))
+    };
+    let progress = terminal_progress();
+    match args.command {
+        Command::Now { policy, output } => {
+            let (policy, snapshotter) = open(&policy)?;
+            let instances =
+                runtime.block_on(AnyCluster::endpoints(&policy, &KubeClient::new(kube)))?;
+            let manifest = runtime
+                .block_on(snapshotter.take(&instances, progress.as_ref()))
+                .map_err(report)?;
+            print_manifests(&[manifest], output)?;
+        }
+        Command::List { policy, output } => {
+            let (_, snapshotter) = open(&policy)?;
+            let manifests = runtime.block_on(snapshotter.list()).map_err(report)?;
+            print_manifests(&manifests, output)?;
+        }
+        Command::Verify { policy, id } => {
+            let (_, snapshotter) = open(&policy)?;
+            let manifest =
+                runtime.block_on(snapshotter.verify(&id, progress.as_ref())).map_err(report)?;
+            emit(format_args!(
+                "{} OK: {} bytes stored, RDB v{} of {} bytes, CRC64 {}, sha256 {}",
+                manifest.id,
+                manifest.stored_bytes,
+                manifest.rdb_version,
+                manifest.raw_bytes,
+                manifest.crc64.as_deref().unwrap_or("disabled (rdbchecksum no)"),
+                manifest.sha256
+            ))?;
+        }
+        Command::Restore { policy, id, to } => {
+            let (_, snapshotter) = open(&policy)?;
+            let manifest = runtime
+                .block_on(snapshotter.restore(&id, &to, progress.as_ref()))
+                .map_err(report)?;
+            emit(format_args!(
+                "restored {} ({} bytes, verified) to {}",
+                manifest.id,
+                manifest.raw_bytes,
+                to.display()
+            ))?;
+        }
+        Command::Prune { policy, dry_run } => {
+            let (_, snapshotter) = open(&policy)?;
+            let pruned = runtime.block_on(snapshotter.prune(dry_run)).map_err(report)?;
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            if pruned.is_empty() {
+                emit("nothing to prune")?;
+            }
+            for prune in pruned {
+                emit(format_args!("{verb} {}: {}", prune.id, prune.why))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The whole error chain on one line, as everywhere else.
+fn report(error: crate::snapshot::SnapshotError) -> anyhow::Error {
+    anyhow::anyhow!(crate::errors::chain(&error))
+}
+
+fn print_manifests(manifests: &[Manifest], output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => emit(
+            serde_json::to_string_pretty(manifests).context("cannot encode manifests as JSON")?,
+        ),
+        Output::Table => {
+            let mut text = format!(
+                "{:<40} {:<22} {:>14} {:>14} {:<6} {}\n",
+                "ID", "SOURCE", "RDB BYTES", "STORED", "COMP", "FINISHED"
+            );
+            for m in manifests {
+                text.push_str(&format!(
+                    "{:<40} {:<22} {:>14} {:>14} {:<6} {}\n",
+                    m.id,
+                    m.source,
+                    m.raw_bytes,
+                    m.stored_bytes,
+                    m.compression,
+                    m.finished.format("%Y-%m-%d %H:%M:%SZ")
+                ));
+            }
+            emit(text.trim_end())
+        }
+    }
+}
+
+fn terminal_progress() -> Box<dyn Progress> {
+    if std::io::stderr().is_terminal() {
+        Box::new(Bar::default())
+    } else {
+        Box::new(Lines::default())
+    }
+}
+
+/// An indicatif bar on stderr.
+#[derive(Default)]
+struct Bar(Mutex<Option<ProgressBar>>);
+
+impl Progress for Bar {
+    fn start(&self, what: &str, total: Option<u64>) {
+        let bar = match total {
+            Some(total) => ProgressBar::new(total),
+            None => ProgressBar::new_spinner(),
+        };
+        let template = match total {
+            Some(_) => {
+                "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}"
+            }
+            None => "{spinner} {msg} {binary_bytes} {binary_bytes_per_sec} {elapsed}",
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        bar.set_message(what.to_owned());
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(bar);
+    }
+
+    fn advance(&self, bytes: u64) {
+        if let Some(bar) = &*self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            bar.inc(bytes);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            bar.finish();
+        }
+    }
+}
+
+/// One line at the start and one at the end, for logs.
+#[derive(Default)]
+struct Lines {
+    started: Mutex<Option<(String, Instant)>>,
+    bytes: AtomicU64,
+}
+
+impl Progress for Lines {
+    fn start(&self, what: &str, total: Option<u64>) {
+        let size = total.map(|t| format!(" ({t} bytes)")).unwrap_or_default();
+        eprintln!("transfer of {what}{size} started");
+        self.bytes.store(0, Ordering::Relaxed);
+        *self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((what.to_owned(), Instant::now()));
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn finish(&self) {
+        let started = self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some((what, at)) = started {
+            let bytes = self.bytes.load(Ordering::Relaxed);
+            let secs = at.elapsed().as_secs_f64();
+            let rate = bytes as f64 / secs.max(1e-9) / 1e6;
+            eprintln!("transfer of {what} ended: {bytes} bytes in {secs:.1} s ({rate:.0} MB/s)");
+        }
+    }
+}

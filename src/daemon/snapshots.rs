@@ -1,0 +1,263 @@
+//! Scheduled snapshots in the daemon: one `tokio-cron-scheduler` job per policy with a
+//! `spec.snapshots` section, on its cron line (UTC).
+//!
+//! - **At most one in flight per policy**: a run that finds the previous one still going is
+//!   counted (`outcome="busy"`) and skipped, never queued, so a slow store cannot pile up
+//!   transfers against the same replica.
+//! - **Missed schedules are reported**: when a policy's job is first set up, the newest
+//!   snapshot is compared with the schedule's previous firing; older (or none) means the
+//!   daemon was down when one was due: a warning and `snapshots_missed_total`. The next
+//!   firing takes one as usual; nothing is silently skipped.
+//! - **Modes**: `dry-run` and `paused` never upload; they log what would have run and count it.
+//! - After a successful snapshot, retention prunes the policy's older ones (logged).
+//! - Alerts mapped to `snapshot` take one at once, through the same gate.
+//! - Shutdown stops the scheduler; a transfer in flight is dropped with the runtime, which
+//!   leaves an incomplete multipart upload and no manifest: never a listed snapshot.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Mutex;
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+
+use super::metrics::Metrics;
+use crate::act::{Leadership, Mode};
+use crate::cluster::AnyCluster;
+use crate::cluster::kubernetes::KubeClient;
+use crate::errors::chain;
+use crate::policy::Policy;
+use crate::snapshot::take::Quiet;
+use crate::snapshot::{Manifest, SnapshotError, Snapshotter};
+
+/// The scheduler's handle on one job.
+type JobId = uuid::Uuid;
+/// Each scheduled policy's job and runner, by policy name.
+type Jobs = HashMap<String, (JobId, Arc<Runner>)>;
+
+/// Every policy's snapshot job. Cheap to clone: clones share the scheduler.
+#[derive(Clone)]
+pub struct SnapshotScheduler {
+    scheduler: JobScheduler,
+    mode: Mode,
+    metrics: Arc<Metrics>,
+    /// Lists a StatefulSet's pods when a snapshot chooses its source.
+    kube: Arc<KubeClient>,
+    jobs: Arc<Mutex<Jobs>>,
+    /// One gate per policy name, kept across reloads so a reload never lets a second
+    /// transfer start beside a running one.
+    gates: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>,
+}
+
+impl SnapshotScheduler {
+    pub async fn start(
+        mode: Mode,
+        metrics: Arc<Metrics>,
+        kube: Arc<KubeClient>,
+    ) -> Result<Self, JobSchedulerError> {
+        let scheduler = JobScheduler::new().await?;
+        scheduler.start().await?;
+        Ok(Self { scheduler, mode, metrics, kube, jobs: Arc::default(), gates: Arc::default() })
+    }
+
+    /// Schedules `policy`'s snapshots (replacing a previous version's job), or removes its
+    /// job when it has no `spec.snapshots`.
+    pub async fn set(&self, policy: &Policy, leadership: Leadership) {
+        let name = policy.name.clone();
+        let first = self.remove(&name).await.is_none();
+        let Some(config) = &policy.snapshots else { return };
+        let snapshotter = match Snapshotter::new(policy) {
+            Ok(snapshotter) => snapshotter,
+            Err(error) => {
+                tracing::error!(policy = %name, error = %chain(&error), "snapshots cannot run for this policy");
+                self.metrics.snapshot_failed(&name, error.category());
+                return;
+            }
+        };
+        let gate = self.gate(&name);
+        let runner = Arc::new(Runner {
+            policy: policy.clone(),
+            snapshotter,
+            gate,
+            mode: self.mode,
+            leadership,
+            kube: self.kube.clone(),
+            metrics: self.metrics.clone(),
+        });
+        let job_runner = runner.clone();
+        let job = Job::new_async(config.schedule.as_str(), move |_id, _scheduler| {
+            let runner = job_runner.clone();
+            Box::pin(async move {
+                runner.run("schedule").await;
+            })
+        });
+        let added = match job {
+            Ok(job) => self.scheduler.add(job).await,
+            Err(error) => Err(error),
+        };
+        match added {
+            Ok(id) => {
+                tracing::info!(policy = %name, schedule = %config.schedule, destination = %config.destination, "snapshots scheduled");
+                self.jobs.lock().await.insert(name, (id, runner.clone()));
+                if first {
+                    tokio::spawn(async move { runner.report_missed().await });
+                }
+            }
+            Err(error) => {
+                tracing::error!(policy = %name, error = %error, "cannot schedule snapshots");
+                self.metrics.snapshot_failed(&name, "schedule");
+            }
+        }
+    }
+
+    /// Stops `name`'s job (a run in flight finishes). Returns whether there was one.
+    pub async fn remove(&self, name: &str) -> Option<()> {
+        let (id, _) = self.jobs.lock().await.remove(name)?;
+        if let Err(error) = self.scheduler.remove(&id).await {
+            tracing::warn!(policy = %name, error = %error, "cannot unschedule snapshots");
+        }
+        Some(())
+    }
+
+    /// Takes a snapshot of `name` now (an alert asked), unless one is in flight.
+    pub async fn trigger(&self, name: &str, why: &str) {
+        let runner = self.jobs.lock().await.get(name).map(|(_, runner)| runner.clone());
+        match runner {
+            Some(runner) => {
+                let why = why.to_owned();
+                tokio::spawn(async move { runner.run(&why).await });
+            }
+            None => {
+                tracing::warn!(policy = %name, why, "a snapshot was asked for, but the policy has no working snapshot schedule");
+            }
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Err(error) = self.scheduler.shutdown().await {
+            tracing::warn!(error = %error, "snapshot scheduler did not stop cleanly");
+        }
+    }
+
+    fn gate(&self, name: &str) -> Arc<Mutex<()>> {
+        let mut gates = self.gates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        gates.entry(name.to_owned()).or_default().clone()
+    }
+}
+
+/// One policy's snapshot runs.
+struct Runner {
+    policy: Policy,
+    snapshotter: Snapshotter,
+    gate: Arc<Mutex<()>>,
+    mode: Mode,
+    /// Only the leader takes snapshots: two daemons would upload every one twice.
+    leadership: Leadership,
+    kube: Arc<KubeClient>,
+    metrics: Arc<Metrics>,
+}
+
+impl Runner {
+    async fn run(&self, why: &str) {
+        let name = &self.policy.name;
+        let Ok(_in_flight) = self.gate.try_lock() else {
+            tracing::warn!(policy = %name, why, "a snapshot is still in flight: skipping this one");
+            self.metrics.snapshot_run(name, "busy");
+            return;
+        };
+        if !self.leadership.is_leader() {
+            tracing::debug!(policy = %name, why, "standby: the leader takes this snapshot");
+            self.metrics.snapshot_run(name, "standby");
+            return;
+        }
+        match self.mode {
+            Mode::DryRun => {
+                tracing::info!(policy = %name, why, "dry run: would take a snapshot now");
+                self.metrics.snapshot_run(name, "dry_run");
+                return;
+            }
+            Mode::Paused => {
+                tracing::info!(policy = %name, why, "paused: not taking the snapshot due now");
+                self.metrics.snapshot_run(name, "paused");
+                return;
+            }
+            Mode::Apply => {}
+        }
+        let started = Instant::now();
+        match self.take().await {
+            Ok(manifest) => {
+                self.metrics.snapshot_succeeded(
+                    name,
+                    manifest.finished.timestamp(),
+                    started.elapsed(),
+                    manifest.raw_bytes,
+                    manifest.stored_bytes,
+                );
+                // Retention after success only: a failing schedule never prunes what is left.
+                if let Err(error) = self.snapshotter.prune(false).await {
+                    tracing::warn!(policy = %name, error = %chain(&error), "retention could not prune");
+                }
+            }
+            Err(error) => {
+                tracing::error!(policy = %name, why, reason = error.category(), error = %chain(&error), "snapshot failed");
+                self.metrics.snapshot_failed(name, error.category());
+            }
+        }
+    }
+
+    async fn take(&self) -> Result<Manifest, SnapshotError> {
+        let instances = AnyCluster::endpoints(&self.policy, &self.kube)
+            .await
+            .map_err(SnapshotError::Members)?;
+        self.snapshotter.take(&instances, &Quiet).await
+    }
+
+    /// Warns (and counts) when the newest snapshot is older than the schedule's previous
+    /// firing: one was due while the daemon was not running.
+    async fn report_missed(&self) {
+        let name = &self.policy.name;
+        let Some(config) = &self.policy.snapshots else { return };
+        let now = chrono::Utc::now();
+        let Some(due) = config.schedule.last_at_or_before(now) else { return };
+        match self.snapshotter.list().await {
+            Ok(manifests) => {
+                let newest = manifests.last().map(|m| m.started);
+                if missed(newest, due) {
+                    tracing::warn!(
+                        policy = %name, due = %due, newest = ?newest.map(|t| t.to_rfc3339()),
+                        "a scheduled snapshot was missed (the daemon was not running); the next is at the next firing"
+                    );
+                    self.metrics.snapshot_missed(name);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(policy = %name, error = %chain(&error), "cannot list snapshots to check for missed schedules");
+            }
+        }
+    }
+}
+
+/// Whether a firing at `due` has no snapshot at or after it. A snapshot started a little
+/// before `due` (clock skew, a run still finishing) is not counted as missing it.
+fn missed(
+    newest: Option<chrono::DateTime<chrono::Utc>>,
+    due: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    newest.is_none_or(|newest| newest + chrono::Duration::minutes(1) < due)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    #[test]
+    fn a_firing_without_a_later_snapshot_was_missed() {
+        let due = chrono::Utc.with_ymd_and_hms(2026, 3, 1, 3, 0, 0).unwrap();
+        assert!(missed(None, due));
+        assert!(missed(Some(due - chrono::Duration::days(1)), due));
+        assert!(!missed(Some(due + chrono::Duration::seconds(5)), due));
+        assert!(!missed(Some(due - chrono::Duration::seconds(5)), due));
+    }
+}

@@ -1,0 +1,102 @@
+//! The manifest: a small JSON document written next to each RDB object, *after* the object
+//! is complete and verified. A snapshot exists exactly when its manifest does, so a transfer
+//! that failed halfway, or one still running, is never listed, restored or counted by
+//! retention.
+//!
+//! Names sort by time: `<prefix>/<policy>/<20261124T023000.000Z>-<source>.rdb[.zst]`, the
+//! manifest the same name with `.json`; the id is the file stem.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Compression;
+
+/// The manifest format; bumped on an incompatible change.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub format: u32,
+    /// `20261124T023000.000Z-10.0.0.7-6379`: the time and source, sortable.
+    pub id: String,
+    pub policy: String,
+    /// The instance the RDB came from.
+    pub source: String,
+    /// Ties the logs, metrics and objects of one attempt together.
+    pub run_id: String,
+    /// The object holding the RDB, relative to the destination.
+    pub object: String,
+    /// `none` or `zstd`.
+    pub compression: String,
+    /// Replication id and offset the RDB corresponds to (`+FULLRESYNC`).
+    pub replid: Option<String>,
+    pub repl_offset: Option<u64>,
+    pub rdb_version: u16,
+    pub redis_version: Option<String>,
+    /// Bytes of the RDB itself, and of the object as stored.
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+    /// The RDB's own CRC64 (hex); `None` when the server had `rdbchecksum no`.
+    pub crc64: Option<String>,
+    /// SHA-256 of the object as stored (compressed if compressed), hex: `sha256sum` of a
+    /// downloaded object matches it.
+    pub sha256: String,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+}
+
+/// File suffix of the object for a compression.
+pub fn object_suffix(compression: Compression) -> &'static str {
+    match compression {
+        Compression::None => ".rdb",
+        Compression::Zstd { .. } => ".rdb.zst",
+    }
+}
+
+pub fn compression_name(compression: Compression) -> &'static str {
+    match compression {
+        Compression::None => "none",
+        Compression::Zstd { .. } => "zstd",
+    }
+}
+
+/// UTC to the millisecond: two snapshots of one source never share a name.
+const TIME_FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
+
+/// The id of a snapshot taken at `at` from `source`: characters object stores or shells
+/// dislike (`:`, `/`, `[`) become `-`.
+pub fn snapshot_id(at: DateTime<Utc>, source: &str) -> String {
+    let mut clean = String::with_capacity(source.len());
+    for c in source.chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '-' };
+        if !(c == '-' && clean.ends_with('-')) {
+            clean.push(c);
+        }
+    }
+    format!("{}-{}", at.format(TIME_FORMAT), clean.trim_matches('-'))
+}
+
+/// When a snapshot was taken, from its id (the part every id starts with).
+pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
+    let stamp = id.get(..20)?;
+    NaiveDateTime::parse_from_str(stamp, TIME_FORMAT).ok().map(|t| t.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    #[test]
+    fn ids_sort_by_time_and_read_back() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 2, 30, 0).unwrap();
+        let id = snapshot_id(at, "[::1]:6379");
+        assert_eq!(id, "20261124T023000.000Z-1-6379");
+        assert_eq!(id_time(&id), Some(at));
+        let later = snapshot_id(at + chrono::Duration::milliseconds(1), "redis-0");
+        assert!(later > id);
+        assert_eq!(id_time("garbage"), None);
+    }
+}

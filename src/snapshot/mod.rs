@@ -1,0 +1,158 @@
+//! Snapshots: RDBs streamed from a Redis replica straight into object storage, verified on
+//! the way, described by a manifest, pruned by retention, and restorable on demand.
+//!
+//! - [`stream`]: the replication handshake (`REPLCONF rdb-only`, `PSYNC`) and the payload
+//!   reader for both framings.
+//! - [`rdb`]: the streaming verifier (header, end opcode, CRC64).
+//! - [`store`]: destination URLs to object stores, credentials read from env or files.
+//! - [`source`]: which instance to read from (a linked-up replica first).
+//! - [`take`]: the pipeline socket -> verify -> sha256 (+ zstd) -> multipart upload ->
+//!   manifest; and list, verify, restore, prune over a destination.
+//! - [`manifest`]: the JSON document that makes a snapshot exist, and time-sorted names.
+//! - [`retention`]: pure: which complete snapshots to delete, and why.
+//!
+//! # Guarantees
+//!
+//! A snapshot exists only when its manifest exists, and the manifest is written only after
+//! the RDB's checksum verified and the object upload completed. A transfer that fails
+//! (source, network, store, corruption) aborts its multipart upload and leaves no manifest;
+//! if the abort itself fails, the incomplete upload is invisible to `list` and is left to the
+//! bucket's lifecycle rule. Safe to cancel at any point; a daemon that dies mid-transfer
+//! leaves at most an incomplete multipart upload.
+
+pub mod manifest;
+pub mod rdb;
+pub mod retention;
+pub mod source;
+pub mod store;
+pub mod stream;
+pub mod take;
+
+pub use manifest::Manifest;
+pub use take::{Progress, Snapshotter};
+
+use crate::observe::InstanceId;
+
+/// Why a snapshot operation failed. Messages name the instance, URL, object or file, never a
+/// credential.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("policy {policy} has no `spec.snapshots` section")]
+    NotConfigured { policy: String },
+    #[error("cannot prepare access to the instances")]
+    Access(#[source] crate::sample::SetupError),
+    #[error("cannot read the destination credentials ({what})")]
+    Credentials {
+        what: &'static str,
+        #[source]
+        source: crate::sample::secret::SecretError,
+    },
+    #[error("cannot open destination `{url}`")]
+    Store {
+        url: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error("destination `{url}`: {why}")]
+    Destination { url: String, why: String },
+    #[error("cannot list the instances")]
+    Members(#[source] crate::cluster::ClusterError),
+    #[error("no instance can serve a snapshot: {why}")]
+    NoSource { why: String },
+    #[error("streaming the RDB from {instance} failed")]
+    Stream {
+        instance: InstanceId,
+        #[source]
+        source: stream::StreamError,
+    },
+    #[error("the RDB from {instance} is corrupt; the upload was aborted")]
+    Corrupt {
+        instance: InstanceId,
+        #[source]
+        source: rdb::RdbError,
+    },
+    #[error(
+        "the destination `{url}` did not keep up: the upload stalled for {after:?} while the \
+         source kept sending (Redis drops a replica that stops reading)"
+    )]
+    Backpressure { url: String, after: std::time::Duration },
+    #[error("uploading `{object}` to `{url}` failed{}", abort_note(.abort.as_deref()))]
+    Upload {
+        url: String,
+        object: String,
+        abort: Option<String>,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error("cannot {action} `{object}` at `{url}`")]
+    Object {
+        action: &'static str,
+        url: String,
+        object: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error("manifest `{object}` at `{url}` is not valid")]
+    Manifest {
+        url: String,
+        object: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("no snapshot `{id}` at `{url}` (see `snapshot list`)")]
+    NotFound { id: String, url: String },
+    #[error("snapshot `{id}` does not match its manifest: {why}")]
+    Mismatch { id: String, why: String },
+    #[error("snapshot `{id}` is corrupt")]
+    StoredCorrupt {
+        id: String,
+        #[source]
+        source: rdb::RdbError,
+    },
+    #[error("cannot decompress snapshot `{id}`")]
+    Decompress {
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write `{}`", .path.display())]
+    Local {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn abort_note(abort: Option<&str>) -> String {
+    match abort {
+        None => "; the multipart upload was aborted".to_owned(),
+        Some(why) => format!(
+            "; aborting the multipart upload failed too ({why}): it is not listed as a \
+             snapshot, and the bucket's lifecycle rule for incomplete uploads removes it"
+        ),
+    }
+}
+
+impl SnapshotError {
+    /// A bounded label for metrics (`failures by reason`).
+    pub fn category(&self) -> &'static str {
+        match self {
+            SnapshotError::NotConfigured { .. } => "not_configured",
+            SnapshotError::Access(_) | SnapshotError::Credentials { .. } => "credentials",
+            SnapshotError::Store { .. } | SnapshotError::Destination { .. } => "destination",
+            SnapshotError::Members(_) => "members",
+            SnapshotError::NoSource { .. } => "no_source",
+            SnapshotError::Stream { source, .. } => source.category(),
+            SnapshotError::Corrupt { .. } => "corrupt",
+            SnapshotError::Backpressure { .. } => "backpressure",
+            SnapshotError::Upload { .. } => "upload",
+            SnapshotError::Object { .. } | SnapshotError::Manifest { .. } => "store",
+            SnapshotError::NotFound { .. } => "not_found",
+            SnapshotError::Mismatch { .. } | SnapshotError::StoredCorrupt { .. } => {
+                "stored_corrupt"
+            }
+            SnapshotError::Decompress { .. } => "decompress",
+            SnapshotError::Local { .. } => "local_io",
+        }
+    }
+}
