@@ -11,6 +11,8 @@ mod series;
 #[cfg(test)]
 mod fixture;
 #[cfg(test)]
+mod health_tests;
+#[cfg(test)]
 mod tests;
 
 use serde::Serialize;
