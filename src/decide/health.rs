@@ -52,8 +52,9 @@ pub struct HealthInput<'a> {
 /// What the health core remembers between probes. Owned by the caller.
 #[derive(Debug, Clone, Default)]
 pub struct HealthMemory {
-    /// The first probe this daemon made: the start of `failing` when the master never served.
-    first_probe: Option<Timestamp>,
+    /// The master record and when this daemon first saw it: the start of `failing` when the
+    /// recorded master has not served since (a daemon restart, a new record).
+    record_seen: Option<(MasterRecord, Timestamp)>,
     /// The master record and when it last served.
     last_serving: Option<(MasterRecord, Timestamp)>,
     /// Each instance's last run id: a new one means the process restarted.
@@ -64,6 +65,9 @@ pub struct HealthMemory {
     failovers: VecDeque<Timestamp>,
     /// What each instance is advertised as, once applied.
     advertised: HashMap<InstanceId, Advertised>,
+    /// Instances that restarted with no data and have held none since: never promotable while
+    /// another holds data, however many probes ago the restart was seen.
+    empty_since_restart: HashSet<InstanceId>,
     /// Instances fenced and not yet resynced.
     fenced: HashSet<InstanceId>,
     /// The last "master down, no failover" report, so that it is made once per change.
@@ -305,6 +309,23 @@ pub enum Blocked {
     ObserveOnly,
 }
 
+impl Blocked {
+    /// What blocks, without the numbers that change from probe to probe: reported again only
+    /// when this changes.
+    fn key(&self) -> String {
+        match self {
+            Blocked::Manual => "manual".into(),
+            Blocked::Off => "off".into(),
+            Blocked::RateLimited { .. } => "rate_limited".into(),
+            Blocked::ObserveOnly => "observe_only".into(),
+            Blocked::NoCandidate { excluded } => {
+                let ids: Vec<&str> = excluded.iter().map(|(id, _)| id.as_str()).collect();
+                format!("no_candidate:{}", ids.join(","))
+            }
+        }
+    }
+}
+
 impl fmt::Display for Blocked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -398,7 +419,11 @@ pub fn assess(
     manage: bool,
     now: Timestamp,
 ) -> Assessment {
-    let first_probe = *memory.first_probe.get_or_insert(now);
+    if let Some(record) = input.record
+        && memory.record_seen.as_ref().is_none_or(|(seen, _)| seen != record)
+    {
+        memory.record_seen = Some((record.clone(), now));
+    }
     let seen = see(input, memory);
     let mut assessment = Assessment::default();
     let Some(record) = input.record else {
@@ -417,7 +442,7 @@ pub fn assess(
     let restarted_empty = master.answering().is_some()
         && !master.holds_data()
         && any_holder
-        && (master.restarted || memory.last_serving.is_none());
+        && (memory.empty_since_restart.contains(master.id()) || memory.last_serving.is_none());
     if serving && !restarted_empty {
         memory.last_serving = Some((record.clone(), now));
         memory.reported = None;
@@ -429,9 +454,10 @@ pub fn assess(
         }
         return assessment;
     }
-    let since = match &memory.last_serving {
-        Some((served, at)) if served == record => *at,
-        _ => first_probe,
+    let since = match (&memory.last_serving, &memory.record_seen) {
+        (Some((served, at)), _) if served == record => *at,
+        (_, Some((_, seen))) => *seen,
+        (_, None) => now,
     };
     let failing = (now - since).to_std().unwrap_or_default();
     memory.failing_since.get_or_insert(now);
@@ -520,7 +546,7 @@ pub fn assess(
             let reason = HealthReason::DownBlocked { detection, blocked };
             // Once per change of what blocks it: the probe runs several times a second.
             let summary = match &reason {
-                HealthReason::DownBlocked { blocked, .. } => blocked.to_string(),
+                HealthReason::DownBlocked { blocked, .. } => blocked.key(),
                 _ => String::new(),
             };
             if memory.reported.as_ref() != Some(&summary) {
@@ -651,7 +677,13 @@ fn see<'a>(input: HealthInput<'a>, memory: &mut HealthMemory) -> Vec<Seen<'a>> {
                 }
                 None => false,
             };
-            Seen { member, outcome: &sample.outcome, info, restarted }
+            let seen = Seen { member, outcome: &sample.outcome, info, restarted };
+            if seen.holds_data() {
+                memory.empty_since_restart.remove(&member.id);
+            } else if restarted {
+                memory.empty_since_restart.insert(member.id.clone());
+            }
+            seen
         })
         .collect()
 }

@@ -587,7 +587,6 @@ fn an_empty_master_of_an_empty_fleet_serves() {
 }
 
 #[test]
-#[ignore = "BUG: restarted-empty is only detected on the probe that first sees the new run id"]
 fn a_master_restarted_empty_as_master_stays_down_until_a_failover_is_applied() {
     // The failover decided on the restart probe was not applied (the record write failed,
     // or the leader was not admitted): on the next probe the instance still holds nothing,
@@ -793,7 +792,6 @@ fn no_candidate_is_reported_with_every_exclusion() {
 }
 
 #[test]
-#[ignore = "BUG: MasterDown is re-reported every probe: its text embeds the growing failing time"]
 fn no_candidate_because_a_link_was_down_too_long_is_reported_once() {
     let mut run = Run::new();
     run.assess(&Probe::healthy(2), 0);
@@ -926,7 +924,6 @@ fn a_replica_with_its_link_down_is_lagging() {
 // After a failover.
 
 #[test]
-#[ignore = "BUG: a new master that never served counts `failing` from the daemon's first probe"]
 fn a_new_master_that_stops_answering_gets_down_after_like_any_other() {
     let mut run = Run::new();
     run.assess(&Probe::healthy(3), 0);
