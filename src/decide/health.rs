@@ -113,8 +113,6 @@ struct Seen<'a> {
     member: &'a Member,
     outcome: &'a Outcome,
     info: Option<&'a Info>,
-    /// Its run id differs from the one seen before.
-    restarted: bool,
 }
 
 impl Seen<'_> {
@@ -677,7 +675,7 @@ fn see<'a>(input: HealthInput<'a>, memory: &mut HealthMemory) -> Vec<Seen<'a>> {
                 }
                 None => false,
             };
-            let seen = Seen { member, outcome: &sample.outcome, info, restarted };
+            let seen = Seen { member, outcome: &sample.outcome, info };
             if seen.holds_data() {
                 memory.empty_since_restart.remove(&member.id);
             } else if restarted {
