@@ -15,6 +15,7 @@ use redis_autopilot::cluster::kubernetes::{
     API_CALLS, ApiCall, KubeClient, KubeCluster, KubeTarget,
 };
 use redis_autopilot::cluster::{Advertised, Cluster, ClusterError, MasterRecord, Member};
+use redis_autopilot::policy::Health;
 use redis_autopilot::sample::redis::Access;
 use serde_json::{Value, json};
 use support::kube_fake::{KubeFake, Recorded, running_pod};
@@ -33,6 +34,7 @@ fn target(port: u16, event_interval: Duration) -> KubeTarget {
         timeout: Duration::from_secs(2),
         identity: "autopilot-0".into(),
         event_interval,
+        health: Health::default(),
     }
 }
 
@@ -486,7 +488,8 @@ async fn a_scale_down_hands_the_master_over_first() {
     assert_eq!(fake.statefulset(NS, SET)["spec"]["replicas"], 1);
     let reasons: Vec<String> =
         fake.events().iter().map(|e| e["reason"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(reasons, ["SwitchedOver", "ScaledDown"]);
+    // The hand-over acts through the trait like any failover: each step has its Event.
+    assert_eq!(reasons, ["MasterRecorded", "Repointed", "SwitchedOver", "ScaledDown"]);
 }
 
 fn lease_config(identity: &str) -> LeaseConfig {

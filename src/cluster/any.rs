@@ -60,6 +60,7 @@ impl AnyCluster {
                     timeout: policy.sampling.timeout,
                     identity: lease::default_identity(),
                     event_interval: EVENT_INTERVAL,
+                    health: policy.health.clone(),
                 };
                 let cluster = KubeCluster::open(kube.get().await?, target).await?;
                 Ok(Self::Kubernetes(Box::new(cluster)))

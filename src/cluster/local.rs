@@ -18,9 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::redis_admin;
 use super::{Cluster, ClusterError, MasterRecord, Member};
-use crate::decide::health::{self, HealthInput};
 use crate::failover;
-use crate::observe::{InstanceId, InstanceSample, Outcome};
+use crate::observe::InstanceId;
 use crate::policy::{Health, Policy, Target};
 use crate::sample::redis::{Access, Endpoint};
 
@@ -284,10 +283,6 @@ impl LocalFleet {
         .await
     }
 
-    async fn info(&self, member: &Member) -> Result<crate::observe::Info, ClusterError> {
-        redis_admin::info(&member.endpoint, &self.config.access, self.config.timeout).await
-    }
-
     /// Starts instance `ordinal` as a replica of port `master_port` and waits until it listens.
     async fn start(&self, ordinal: u16, master_port: u16) -> Result<Process, ClusterError> {
         let member = self.member(ordinal)?;
@@ -377,43 +372,15 @@ impl LocalFleet {
     }
 
     /// Moves the master role off `master` (about to be removed) to the best instance below
-    /// `keep`, chosen as a failover would choose ([`health::successor`]), with a switchover
-    /// that loses no acknowledged write ([`failover::switch_over`]).
+    /// `keep` ([`failover::hand_over`]).
     async fn hand_over(&self, master: u16, keep: u16) -> Result<(), ClusterError> {
-        let from = self.member(master)?;
-        let members = self.members().await?;
-        let survivors: Vec<Member> =
-            members.iter().filter(|m| m.ordinal < keep && m.gone.is_none()).cloned().collect();
-        let mut samples = Vec::with_capacity(survivors.len());
-        for member in &survivors {
-            let info = self.info(member).await;
-            samples.push(InstanceSample {
-                id: member.id.clone(),
-                outcome: if info.is_ok() {
-                    Outcome::Ok
-                } else {
-                    Outcome::Unreachable("INFO failed".into())
-                },
-                info: info.ok(),
-            });
-        }
-        let record = self.recorded_master().await?;
-        let epoch = record.as_ref().map_or(0, |r| r.epoch) + 1;
-        let input = HealthInput { record: record.as_ref(), members: &survivors, samples: &samples };
-        let choice = health::successor(&self.config.health, input, Some(&from.id))
-            .map_err(|_| ClusterError::NoCandidate { master: from.id.clone() })?;
-        let Some(to) = survivors.iter().find(|m| m.id == choice.chosen.instance) else {
-            return Err(ClusterError::NoCandidate { master: from.id.clone() });
-        };
         let context = failover::Context {
             access: &self.config.access,
             timeout: self.config.timeout,
             guard: self.config.health.write_guard.as_ref(),
         };
-        failover::switch_over(self, &members, &from, to, epoch, &context)
-            .await
-            .map(|_timeline| ())
-            .map_err(|error| error.source)
+        let from = self.member(master)?;
+        failover::hand_over(self, &from, keep, &self.config.health, &context).await.map(drop)
     }
 
     /// Re-reads the state file: a `redis-autopilot failover` run by hand may have recorded a

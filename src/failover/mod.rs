@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::cluster::{Cluster, ClusterError, MasterRecord, Member, redis_admin};
-use crate::decide::health::HealthInput;
+use crate::decide::health::{self, HealthInput};
 use crate::observe::{InstanceId, InstanceSample};
-use crate::policy::WriteGuard;
-use crate::sample::redis::{Access, RedisSampler};
+use crate::policy::{Health, WriteGuard};
+use crate::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
 
 /// One health probe: the durable record, the members, and one sample of each.
 #[derive(Debug, Clone)]
@@ -137,21 +137,17 @@ pub struct Context<'a> {
 /// without a master there is nothing to watch. Returns the record, if there is one now.
 pub async fn bootstrap<C: Cluster>(
     cluster: &C,
-    health: &crate::policy::Health,
+    health: &Health,
     context: &Context<'_>,
 ) -> Result<Option<MasterRecord>, ClusterError> {
     if let Some(record) = cluster.recorded_master().await? {
         return Ok(Some(record));
     }
-    let prober = RedisSampler::with_sections(
-        context.access.clone(),
-        context.timeout,
-        crate::sample::redis::HEALTH_SECTIONS,
-    );
+    let prober =
+        RedisSampler::with_sections(context.access.clone(), context.timeout, HEALTH_SECTIONS);
     let probe = Probe::take(cluster, &prober).await?;
     let mut memory = crate::decide::HealthMemory::default();
-    let assessment =
-        crate::decide::health::assess(health, probe.input(), &mut memory, true, chrono::Utc::now());
+    let assessment = health::assess(health, probe.input(), &mut memory, true, chrono::Utc::now());
     for decision in assessment.decisions {
         if let crate::decide::Decision::Failover { from: None, to, epoch, reason } = decision {
             let Some(to) = probe.member(&to) else { continue };
@@ -245,6 +241,38 @@ pub async fn switch_over<C: Cluster>(
     repoint_others(cluster, members, to, &mut timeline).await;
     timeline.time(Phase::Repointing, started, ());
     Ok(timeline)
+}
+
+/// Moves the master role off `from`, which a scale-down to `keep` instances is about to
+/// remove, to the best instance below `keep`: chosen as a failover chooses
+/// ([`health::successor`]), handed over by [`switch_over`], losing no acknowledged write.
+/// Every backend's `scale` calls this before removing the recorded master; it records through
+/// the trait, so the caller must not hold its own action lock meanwhile.
+pub async fn hand_over<C: Cluster>(
+    cluster: &C,
+    from: &Member,
+    keep: u16,
+    health: &Health,
+    context: &Context<'_>,
+) -> Result<Member, ClusterError> {
+    let prober =
+        RedisSampler::with_sections(context.access.clone(), context.timeout, HEALTH_SECTIONS);
+    let probe = Probe::take(cluster, &prober).await?;
+    let (survivors, samples): (Vec<Member>, Vec<InstanceSample>) = probe
+        .members
+        .iter()
+        .cloned()
+        .zip(probe.samples.iter().cloned())
+        .filter(|(member, _)| member.ordinal < keep && member.gone.is_none())
+        .unzip();
+    let epoch = probe.record.as_ref().map_or(0, |r| r.epoch) + 1;
+    let input =
+        HealthInput { record: probe.record.as_ref(), members: &survivors, samples: &samples };
+    let no_candidate = || ClusterError::NoCandidate { master: from.id.clone() };
+    let choice = health::successor(health, input, Some(&from.id)).map_err(|_| no_candidate())?;
+    let to = survivors.iter().find(|m| m.id == choice.chosen.instance).ok_or_else(no_candidate)?;
+    switch_over(cluster, &probe.members, from, to, epoch, context).await.map_err(|e| e.source)?;
+    Ok(to.clone())
 }
 
 async fn guard(master: &Member, context: &Context<'_>) -> Result<(), ClusterError> {

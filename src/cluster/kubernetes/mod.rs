@@ -40,7 +40,8 @@ use self::events::{EventSink, Severity};
 use self::pods::PodCache;
 use super::redis_admin;
 use super::{Advertised, Cluster, ClusterError, MasterRecord, Member};
-use crate::observe::Role;
+use crate::failover;
+use crate::policy::Health;
 use crate::sample::redis::{Access, Endpoint};
 
 /// The pod label Services select by.
@@ -65,6 +66,8 @@ pub struct KubeTarget {
     pub identity: String,
     /// At most one Event per action and reason per this interval.
     pub event_interval: Duration,
+    /// How a scale-down that removes the master chooses its successor and guards it.
+    pub health: Health,
 }
 
 pub struct KubeCluster {
@@ -192,78 +195,6 @@ impl KubeCluster {
         self.pods.set_requested(to);
         Ok(())
     }
-
-    /// Moves the master role off `old` (about to be removed) to the best pod below `keep`:
-    /// linked up to it, highest replication offset, lowest ordinal on ties, never priority 0.
-    /// Records the new master at the next epoch *before* the switchover; if Redis aborts and
-    /// `old` is still master, records it back at the epoch after. Then repoints the other
-    /// survivors. The same contract as the local fleet's hand-over.
-    async fn hand_over(
-        &self,
-        old: &Member,
-        recorded: &MasterRecord,
-        members: &[Member],
-        keep: u16,
-    ) -> Result<Member, ClusterError> {
-        let mut best: Option<(u64, &Member)> = None;
-        for member in members.iter().filter(|m| m.ordinal < keep && m.gone.is_none()) {
-            let Ok(info) =
-                redis_admin::info(&member.endpoint, &self.target.access, self.target.timeout).await
-            else {
-                continue;
-            };
-            let replication = &info.replication;
-            let eligible = info.role == Role::Replica
-                && info.master_link_up == Some(true)
-                && replication.master_host.as_deref() == Some(old.endpoint.host.as_str())
-                && replication.master_port == Some(old.endpoint.port)
-                && replication.replica_priority != Some(0);
-            let offset = replication.replica_repl_offset.unwrap_or(0);
-            if eligible && best.is_none_or(|(b, _)| offset > b) {
-                best = Some((offset, member));
-            }
-        }
-        let Some((_, new)) = best else {
-            return Err(ClusterError::NoCandidate { master: old.id.clone() });
-        };
-        let next = MasterRecord { instance: new.id.clone(), epoch: recorded.epoch + 1 };
-        self.update_record(|current| {
-            if current.record().as_ref() != Some(recorded) && current.record() != Some(next.clone())
-            {
-                return Err(ClusterError::StaleEpoch {
-                    instance: next.instance.clone(),
-                    epoch: next.epoch,
-                    recorded: current.describe(),
-                });
-            }
-            record::advance(current, &next)
-        })
-        .await?;
-        let switched = redis_admin::switchover(
-            &old.endpoint,
-            &new.endpoint,
-            &self.target.access,
-            self.target.timeout,
-        )
-        .await;
-        if let Err(error) = switched {
-            let still_master =
-                redis_admin::info(&old.endpoint, &self.target.access, self.target.timeout)
-                    .await
-                    .is_ok_and(|info| info.role == Role::Master);
-            if still_master {
-                let back = MasterRecord { instance: old.id.clone(), epoch: next.epoch + 1 };
-                self.update_record(|current| record::advance(current, &back)).await?;
-            }
-            return Err(error);
-        }
-        for member in
-            members.iter().filter(|m| m.ordinal < keep && m.id != new.id && m.gone.is_none())
-        {
-            self.replicaof(member, Some(new)).await?;
-        }
-        Ok(new.clone())
-    }
 }
 
 /// `spec.selector.matchLabels` as a label selector string (`app=redis,tier=cache`).
@@ -299,7 +230,6 @@ impl Cluster for KubeCluster {
     /// master (the deploy/ startup script reads the annotation). Idempotent; a failed
     /// hand-over changes no replica count.
     async fn scale(&self, to: u16) -> Result<(), ClusterError> {
-        let _acting = self.acting.lock().await;
         let from = self.replicas().await?;
         let result = async {
             if let Some(recorded) = self.read_record().await?.record() {
@@ -307,7 +237,14 @@ impl Cluster for KubeCluster {
                 let master = members.iter().find(|m| m.id == recorded.instance);
                 if let Some(old) = master.filter(|m| m.ordinal >= to && m.gone.is_none()) {
                     let old = old.clone();
-                    let handed = self.hand_over(&old, &recorded, &members, to).await;
+                    // Outside the action lock: the hand-over records through the trait.
+                    let context = failover::Context {
+                        access: &self.target.access,
+                        timeout: self.target.timeout,
+                        guard: self.target.health.write_guard.as_ref(),
+                    };
+                    let handed =
+                        failover::hand_over(self, &old, to, &self.target.health, &context).await;
                     let note = format!("{} is to be removed by scaling to {to}", old.id);
                     match &handed {
                         Ok(new) => {
@@ -319,6 +256,7 @@ impl Cluster for KubeCluster {
                     handed?;
                 }
             }
+            let _acting = self.acting.lock().await;
             self.set_replicas(to).await
         }
         .await;
