@@ -669,3 +669,24 @@ async fn plan_lists_a_statefulset_through_a_kubeconfig() {
     // plan only reads.
     assert!(fake.requests().iter().all(|r| r.method == "GET"), "{:?}", fake.requests());
 }
+
+/// The daemon explains each applied decision with an Event whose note is the decision's
+/// reason sentence: what `kubectl describe statefulset` shows an on-call engineer.
+#[tokio::test]
+async fn a_decision_is_explained_by_an_event_carrying_its_reason() {
+    let fake = fake_with(1, json!({}), &["127.0.0.1"]).await;
+    let cluster = open(&fake, free_port()).await;
+    let reason = "master redis-0 refuses connections and all 2 reachable replicas report the \
+                  link down (after 120ms): chose redis-1 (priority 100, offset 5310)";
+    cluster.explain("failover", reason).await;
+    cluster.explain("masterDown", &"x".repeat(5000)).await;
+    let events = fake.events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["action"], "Decided");
+    assert_eq!(events[0]["reason"], "Failover");
+    assert_eq!(events[0]["note"], reason);
+    assert_eq!(events[0]["regarding"]["kind"], "StatefulSet");
+    assert_eq!(events[1]["reason"], "MasterDown");
+    let note = events[1]["note"].as_str().unwrap();
+    assert!(note.len() <= 1024 && note.ends_with("..."), "{}", note.len());
+}

@@ -175,4 +175,12 @@ impl Cluster for AnyCluster {
             Self::Kubernetes(c) => c.heal().await,
         }
     }
+
+    async fn explain(&self, kind: &str, reason: &str) {
+        match self {
+            Self::Local(c) => c.explain(kind, reason).await,
+            Self::Endpoints(c) => c.explain(kind, reason).await,
+            Self::Kubernetes(c) => c.explain(kind, reason).await,
+        }
+    }
 }

@@ -132,6 +132,14 @@ pub trait Cluster: Send + Sync {
         async { Ok(()) }
     }
 
+    /// Tells the people watching the deployment why the daemon acted, or why it did not (a
+    /// master down with failover blocked): `kind` is the decision's kind, `reason` its
+    /// sentence. Kubernetes: an Event on the StatefulSet. Elsewhere the logs and
+    /// `/v1/decisions` carry it, so the default does nothing.
+    fn explain(&self, _kind: &str, _reason: &str) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// Advertises `member` as `role` to clients. Backends without a service layer (a local
     /// fleet, static endpoints, the simulator) have nothing to advertise: the default does
     /// nothing. Idempotent.

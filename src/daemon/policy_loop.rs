@@ -276,6 +276,9 @@ impl<C: Cluster> PolicyLoop<C> {
                         None => self.scale(*from, *to, now).await,
                     };
                     let current = if outcome == ActionOutcome::Applied { *to } else { *from };
+                    if outcome == ActionOutcome::Applied {
+                        self.cluster.explain(decision.kind(), &decision.reason()).await;
+                    }
                     self.shared.metrics.replicas(&name, current, *to);
                     tracing::info!(
                         policy = %name, action = "scale", from, to, outcome = outcome.label(),
@@ -315,6 +318,11 @@ impl<C: Cluster> PolicyLoop<C> {
         for decision in assessment.decisions {
             self.shared.metrics.decision(&name, &decision);
             let outcome = self.apply_health(&decision, &probe.members, now).await;
+            if outcome == ActionOutcome::Applied && !matches!(decision, Decision::Advertise { .. })
+                || matches!(decision, Decision::MasterDown { .. })
+            {
+                self.cluster.explain(decision.kind(), &decision.reason()).await;
+            }
             let level_info = !matches!(decision, Decision::Advertise { .. });
             if level_info {
                 tracing::info!(policy = %name, action = decision.kind(), outcome = outcome.label(), reason = %decision.reason(), "decision");

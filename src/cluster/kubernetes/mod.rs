@@ -206,7 +206,29 @@ fn selector(set: &StatefulSet) -> Option<String> {
     Some(labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
 }
 
+/// The longest Event note the API server accepts is 1 KiB.
+const NOTE_LIMIT: usize = 1024;
+
 impl Cluster for KubeCluster {
+    /// An Event `Decided`/`<Kind>` whose note is the decision's reason (cut to what an Event
+    /// holds), rate-limited like every Event.
+    async fn explain(&self, kind: &str, reason: &str) {
+        let mut event_reason = kind.to_owned();
+        if let Some(first) = event_reason.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        let mut note = reason.to_owned();
+        if note.len() > NOTE_LIMIT {
+            let mut cut = NOTE_LIMIT - 3;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+            note.push_str("...");
+        }
+        self.events.emit(Severity::Normal, "Decided", &event_reason, &note).await;
+    }
+
     /// Pods with an address (current or last known), in ordinal order; an error while the pod
     /// watch is broken, so nothing acts on a stale view.
     async fn members(&self) -> Result<Vec<Member>, ClusterError> {
