@@ -690,3 +690,30 @@ async fn a_decision_is_explained_by_an_event_carrying_its_reason() {
     let note = events[1]["note"].as_str().unwrap();
     assert!(note.len() <= 1024 && note.ends_with("..."), "{}", note.len());
 }
+
+/// Health probes ask for the record several times a second; the API server hears about it at
+/// most once per cache period, and a write of this daemon's is seen at once.
+#[tokio::test]
+async fn the_record_is_read_from_the_api_server_at_most_once_per_cache_period() {
+    let annotations =
+        json!({"redis-autopilot.io/master": "redis-0", "redis-autopilot.io/epoch": "1"});
+    let fake = fake_with(1, annotations, &["127.0.0.1"]).await;
+    let cluster = open(&fake, free_port()).await;
+    fake.clear_requests();
+    for _ in 0..20 {
+        assert_eq!(
+            cluster.recorded_master().await.unwrap(),
+            Some(MasterRecord { instance: "redis-0".into(), epoch: 1 })
+        );
+    }
+    assert!(fake.actions().is_empty(), "{:?}", fake.actions());
+    let next = MasterRecord { instance: "redis-0".into(), epoch: 2 };
+    cluster.record_master(next.clone()).await.unwrap();
+    fake.clear_requests();
+    assert_eq!(cluster.recorded_master().await.unwrap(), Some(next));
+    assert!(fake.actions().is_empty(), "{:?}", fake.actions());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    cluster.recorded_master().await.unwrap();
+    let gets: Vec<_> = fake.actions().into_iter().map(|r| (r.method, r.path)).collect();
+    assert_eq!(gets, [("GET".to_owned(), SET_PATH.to_owned())]);
+}

@@ -25,7 +25,7 @@ pub mod lease;
 pub mod pods;
 pub mod record;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
@@ -80,7 +80,18 @@ pub struct KubeCluster {
     events: EventSink,
     /// Actions run one at a time, each seeing the last one's result.
     acting: tokio::sync::Mutex<()>,
+    /// The record as last read or written, and when: health probes ask for it several times a
+    /// second, and the API server should not hear about each of them (see
+    /// [`RECORD_MAX_AGE`]).
+    cached_record: std::sync::Mutex<Option<(Instant, Option<MasterRecord>)>>,
 }
+
+/// How old a record `recorded_master` may answer with. Safe to serve stale because nothing
+/// acts on it unchecked: every write re-reads under a resourceVersion precondition and refuses
+/// a stale epoch, and promote/repoint re-read the record before touching Redis. The cost of
+/// staleness is only a decision made up to this much later after someone else's write (a
+/// `redis-autopilot failover` run by hand).
+const RECORD_MAX_AGE: Duration = Duration::from_secs(2);
 
 impl KubeCluster {
     /// Reads the StatefulSet (its selector and the recorded master), starts the pod watch and
@@ -129,6 +140,7 @@ impl KubeCluster {
             pods,
             events,
             acting: tokio::sync::Mutex::new(()),
+            cached_record: std::sync::Mutex::new(Some((Instant::now(), recorded.record()))),
         })
     }
 
@@ -142,15 +154,33 @@ impl KubeCluster {
         })
     }
 
+    /// Reads the record from the API server (and refreshes the cache).
     async fn read_record(&self) -> Result<record::Recorded, ClusterError> {
-        Ok(record::read(&self.sets, &self.target.stateful_set, &self.object).await?)
+        let recorded = record::read(&self.sets, &self.target.stateful_set, &self.object).await?;
+        self.cache_record(recorded.record());
+        Ok(recorded)
     }
 
     async fn update_record(
         &self,
         decide: impl FnMut(&record::Recorded) -> Result<Option<MasterRecord>, ClusterError>,
     ) -> Result<MasterRecord, ClusterError> {
-        record::update(&self.sets, &self.target.stateful_set, &self.object, decide).await
+        let result =
+            record::update(&self.sets, &self.target.stateful_set, &self.object, decide).await;
+        match &result {
+            Ok(written) => self.cache_record(Some(written.clone())),
+            // Whatever the StatefulSet says now, the cache may not: read it next time.
+            Err(_) => *self.record_cache() = None,
+        }
+        result
+    }
+
+    fn cache_record(&self, record: Option<MasterRecord>) {
+        *self.record_cache() = Some((Instant::now(), record));
+    }
+
+    fn record_cache(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Option<MasterRecord>)>> {
+        self.cached_record.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn replicaof(
@@ -287,7 +317,13 @@ impl Cluster for KubeCluster {
         result
     }
 
+    /// At most [`RECORD_MAX_AGE`] old; fresh after this daemon's own writes.
     async fn recorded_master(&self) -> Result<Option<MasterRecord>, ClusterError> {
+        if let Some((at, record)) = self.record_cache().clone()
+            && at.elapsed() < RECORD_MAX_AGE
+        {
+            return Ok(record);
+        }
         Ok(self.read_record().await?.record())
     }
 
