@@ -4,8 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use crate::act::Mode;
 use crate::demo::{DemoConfig, run as run_demo};
 
@@ -58,10 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         mode: if args.dry_run { Mode::DryRun } else { Mode::Apply },
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime()?;
     runtime.block_on(run_demo(config))?;
     Ok(ExitCode::SUCCESS)
 }

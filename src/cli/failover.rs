@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use super::{Output, emit, load_policy_or_report};
 use crate::cluster::AnyCluster;
@@ -64,10 +64,7 @@ struct Report {
 
 pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
     let policy = load_policy_or_report(&args.policy)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime()?;
     let report = runtime.block_on(fail_over(&policy, &args, &KubeClient::new(kube)))?;
     match args.output {
         Output::Json => emit(serde_json::to_string_pretty(&report)?)?,

@@ -79,6 +79,15 @@ enum Output {
     Json,
 }
 
+/// The async runtime a subcommand runs its work on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 /// Writes one block of output to stdout; a closed pipe surfaces as an error `run` knows.
 fn emit(text: impl std::fmt::Display) -> anyhow::Result<()> {
     use std::io::Write as _;

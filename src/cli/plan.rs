@@ -43,10 +43,7 @@ pub struct Args {
 
 pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
     let policy = load_policy_or_report(&args.policy)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime()?;
     let report = runtime.block_on(evaluate(&policy, args.fill, kube))?;
     match args.output {
         Output::Table => emit(report.table().trim_end())?,

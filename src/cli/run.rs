@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
-
 use crate::act::{Mode, RateLimit};
 use crate::cluster::kubernetes::ClientOptions;
 use crate::cluster::kubernetes::lease::LeaseConfig;
@@ -124,10 +122,7 @@ pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
         kube,
         lease: args.lease.settings()?,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime()?;
     runtime.block_on(run_daemon(config, Shared::new()))?;
     Ok(ExitCode::SUCCESS)
 }

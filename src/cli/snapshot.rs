@@ -76,10 +76,7 @@ enum Command {
 }
 
 pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime()?;
     let open = |policy: &PathBuf| -> anyhow::Result<(crate::policy::Policy, Snapshotter)> {
         let policy = load_policy_or_report(policy)?;
         let snapshotter = Snapshotter::new(&policy).map_err(report)?;
