@@ -317,19 +317,28 @@ impl<C: Cluster> PolicyLoop<C> {
         self.shared.metrics.health(&name, assessment.master_serving, assessment.lagging.len());
         for decision in assessment.decisions {
             self.shared.metrics.decision(&name, &decision);
-            let outcome = self.apply_health(&decision, &probe.members, now).await;
-            if outcome == ActionOutcome::Applied && !matches!(decision, Decision::Advertise { .. })
-                || matches!(decision, Decision::MasterDown { .. })
-            {
+            // A master down with failover blocked is an alarm, not an action.
+            let outcome = match decision {
+                Decision::MasterDown { .. } => None,
+                _ => Some(self.apply_health(&decision, &probe.members, now).await),
+            };
+            let explained = match &outcome {
+                None => true,
+                Some(outcome) => {
+                    *outcome == ActionOutcome::Applied
+                        && !matches!(decision, Decision::Advertise { .. })
+                }
+            };
+            if explained {
                 self.cluster.explain(decision.kind(), &decision.reason()).await;
             }
-            let level_info = !matches!(decision, Decision::Advertise { .. });
-            if level_info {
-                tracing::info!(policy = %name, action = decision.kind(), outcome = outcome.label(), reason = %decision.reason(), "decision");
+            let label = outcome.as_ref().map_or("none", ActionOutcome::label);
+            if matches!(decision, Decision::Advertise { .. }) {
+                tracing::debug!(policy = %name, action = decision.kind(), outcome = label, reason = %decision.reason(), "decision");
             } else {
-                tracing::debug!(policy = %name, action = decision.kind(), outcome = outcome.label(), reason = %decision.reason(), "decision");
+                tracing::info!(policy = %name, action = decision.kind(), outcome = label, reason = %decision.reason(), "decision");
             }
-            self.shared.status.record(DecisionRecord::new(now, &name, decision, Some(outcome)));
+            self.shared.status.record(DecisionRecord::new(now, &name, decision, outcome));
         }
         // Instances that exited come back as replicas once a master serves (a StatefulSet's
         // controller does this by itself; a local fleet needs the daemon).
@@ -351,9 +360,6 @@ impl<C: Cluster> PolicyLoop<C> {
     ) -> ActionOutcome {
         let name = self.policy.name.clone();
         let find = |id: &str| members.iter().find(|m| m.id == id);
-        if matches!(decision, Decision::MasterDown { .. }) {
-            return ActionOutcome::Dropped;
-        }
         if let Err(outcome) = self.executor.admit_health() {
             self.shared.metrics.action(&name, decision.kind(), &outcome, None);
             return outcome;
@@ -373,7 +379,10 @@ impl<C: Cluster> PolicyLoop<C> {
                     .and_then(|since| (now - since).to_std().ok());
                 match failover::fail_over(&self.cluster, members, to, *epoch, &context).await {
                     Ok(mut timeline) => {
-                        self.memory.health.record_failover(now);
+                        // A first master replaces nothing: not a failover to count.
+                        if from.is_some() {
+                            self.memory.health.record_failover(now);
+                        }
                         if let Some(took) = detecting {
                             timeline.phases.insert(0, (Phase::Detecting, took));
                         }
