@@ -409,7 +409,7 @@ async fn advertise_patches_the_role_label_once() {
 #[tokio::test]
 async fn events_are_rate_limited_per_action_and_reason() {
     let fake = fake_with(1, json!({}), &["10.0.0.10"]).await;
-    let cluster = open_with(&fake, target(6379, Duration::from_millis(500))).await;
+    let cluster = open_with(&fake, target(6379, Duration::from_millis(1500))).await;
     cluster.scale(2).await.unwrap();
     cluster.scale(3).await.unwrap(); // ScaledUp again within the interval: held back
     cluster.scale(2).await.unwrap(); // ScaledDown: another reason, posted
@@ -417,7 +417,7 @@ async fn events_are_rate_limited_per_action_and_reason() {
         fake.events().iter().map(|e| e["reason"].as_str().unwrap().to_owned()).collect();
     assert_eq!(reasons, ["ScaledUp", "ScaledDown"]);
 
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     cluster.scale(4).await.unwrap();
     let events = fake.events();
     assert_eq!(events.len(), 3);

@@ -116,12 +116,18 @@ async fn wait_for(port: u16, field: &str, value: &str) {
     panic!("{field} never became {value} on port {port}");
 }
 
-async fn write_keys(port: u16, count: usize) {
+/// Writes `count` keys and waits until `replicas` replicas acknowledged them, returning how
+/// many did. `WAIT` counts acknowledgements of the offset of *this connection's* last write,
+/// so it must go on the connection that wrote: on a fresh one it returns at once.
+async fn write_keys(port: u16, count: usize, replicas: usize) -> usize {
     let mut pipe = redis::pipe();
     for i in 0..count {
         pipe.cmd("SET").arg(format!("key:{i}")).arg(i).ignore();
     }
-    pipe.query_async::<()>(&mut connection(port).await).await.expect("write keys");
+    pipe.cmd("WAIT").arg(replicas).arg(5000);
+    let mut connection = connection(port).await;
+    let (acked,): (usize,) = pipe.query_async(&mut connection).await.expect("write keys");
+    acked
 }
 
 async fn dbsize(port: u16) -> usize {
@@ -177,10 +183,7 @@ async fn first_master_scale_up_replicate_scale_down_and_reopen() {
         wait_for(port, "master_link_status", "up").await;
         assert_eq!(info_field(port, "master_port").await, Some(base.to_string()));
     }
-    write_keys(base, 100).await;
-    let acked: usize =
-        redis::cmd("WAIT").arg(2).arg(5000).query_async(&mut connection(base).await).await.unwrap();
-    assert_eq!(acked, 2);
+    assert_eq!(write_keys(base, 100, 2).await, 2);
     for port in [base + 1, base + 2] {
         assert_eq!(dbsize(port).await, 100);
         let value: String =
@@ -250,7 +253,8 @@ async fn scaling_down_the_master_switches_over_first_without_losing_keys() {
     }
 
     const KEYS: usize = 10_000;
-    write_keys(base + 2, KEYS).await;
+    // No replica need acknowledge: the hand-over itself must wait for their offsets.
+    write_keys(base + 2, KEYS, 0).await;
     fleet.scale(2).await.unwrap();
 
     let record = fleet.recorded_master().await.unwrap().unwrap();
@@ -294,10 +298,7 @@ async fn a_master_that_restarted_empty_comes_back_a_replica_and_a_replica_with_d
     fleet.scale(2).await.unwrap();
     settle(&fleet).await;
     wait_for(base + 1, "master_link_status", "up").await;
-    write_keys(base, 100).await;
-    let acked: usize =
-        redis::cmd("WAIT").arg(1).arg(5000).query_async(&mut connection(base).await).await.unwrap();
-    assert_eq!(acked, 1);
+    assert_eq!(write_keys(base, 100, 1).await, 1);
 
     // The master dies; without persistence it restarts empty. Reconciling brings it back,
     // as a replica (of itself: it is the recorded master), never as a master. The port closes

@@ -17,6 +17,7 @@ use redis_autopilot::sample::redis::{Access, Endpoint};
 use redis_autopilot::snapshot::stream::{Deadlines, Transfer};
 use redis_autopilot::snapshot::take::Quiet;
 use redis_autopilot::snapshot::{SnapshotError, Snapshotter};
+use support::failover::wait_until;
 use support::{MotoServer, Proxy, ProxyFault, Redis, free_port, replicated, require};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");
@@ -411,8 +412,20 @@ fn the_daemon_takes_scheduled_snapshots_and_dry_run_uploads_nothing() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start the daemon");
-        std::thread::sleep(Duration::from_millis(3500));
-        let metrics = http_get(port, "/metrics");
+        // Until two scheduled runs have finished (at least two seconds), however slow the
+        // machine is to start the daemon.
+        let outcome = if dry_run { "dry_run" } else { "ok" };
+        let runs = format!(r#"snapshot_runs_total{{policy="cache",outcome="{outcome}"}} "#);
+        let metrics = wait_until(
+            Duration::from_secs(30),
+            "two scheduled snapshot runs",
+            || http_get(port, "/metrics"),
+            || {
+                let metrics = try_http_get(port, "/metrics")?;
+                let count = metrics.lines().find_map(|l| l.split_once(runs.as_str()))?.1;
+                (count.trim().parse::<f64>().ok()? >= 2.0).then_some(metrics)
+            },
+        );
         let _ = daemon.kill();
         let _ = daemon.wait();
         assert!(
@@ -448,12 +461,17 @@ fn the_daemon_takes_scheduled_snapshots_and_dry_run_uploads_nothing() {
 }
 
 fn http_get(port: u16, path: &str) -> String {
+    try_http_get(port, path).unwrap_or_else(|| format!("(nothing answers on port {port})"))
+}
+
+/// `None` while the daemon does not listen yet.
+fn try_http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
 }
 
 /// `beforeActions: [scaleDown]`: the daemon removes an instance only after a snapshot taken
