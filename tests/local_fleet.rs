@@ -6,6 +6,7 @@
 mod support;
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -15,8 +16,9 @@ use redis_autopilot::cluster::{Cluster, ClusterError, MasterRecord, Member};
 use redis_autopilot::decide::Decision;
 use redis_autopilot::decide::health::{self, DownRule, HealthMemory, HealthReason};
 use redis_autopilot::failover::{self, Probe};
-use redis_autopilot::policy::Health;
+use redis_autopilot::policy::{Health, SecretSource};
 use redis_autopilot::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
+use redis_autopilot::sample::secret;
 use support::{free_port, require};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,13 +58,16 @@ fn config(dir: &Path, base_port: u16) -> LocalConfig {
 /// One health probe with a fresh memory, as a daemon that just started makes it, and its
 /// promotions carried out: what the daemon's loop does, without the loop.
 async fn settle(fleet: &LocalFleet) -> Vec<Decision> {
-    let prober = RedisSampler::with_sections(Access::default(), TIMEOUT, HEALTH_SECTIONS);
+    settle_with(fleet, &Access::default()).await
+}
+
+async fn settle_with(fleet: &LocalFleet, access: &Access) -> Vec<Decision> {
+    let prober = RedisSampler::with_sections(access.clone(), TIMEOUT, HEALTH_SECTIONS);
     let probe = Probe::take(fleet, &prober).await.expect("health probe");
     let mut memory = HealthMemory::default();
     let assessment =
         health::assess(&Health::default(), probe.input(), &mut memory, true, chrono::Utc::now());
-    let access = Access::default();
-    let context = failover::Context { access: &access, timeout: TIMEOUT, guard: None };
+    let context = failover::Context { access, timeout: TIMEOUT, guard: None };
     for decision in &assessment.decisions {
         match decision {
             Decision::Failover { to, epoch, .. } => {
@@ -90,7 +95,9 @@ fn promotions(decisions: &[Decision]) -> Vec<&Decision> {
 
 async fn connection(port: u16) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("redis URL");
-    client.get_multiplexed_async_connection().await.expect("connect to redis")
+    // Longer than `WAIT`'s own deadline: the crate's default (500 ms) would cut it short.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(2 * TIMEOUT));
+    client.get_multiplexed_async_connection_with_config(&config).await.expect("connect to redis")
 }
 
 async fn info_field(port: u16, field: &str) -> Option<String> {
@@ -336,4 +343,78 @@ async fn a_master_that_restarted_empty_comes_back_a_replica_and_a_replica_with_d
     wait_for(base, "master_link_status", "up").await;
     assert_eq!(dbsize(base).await, 100);
     fleet.shutdown().await.unwrap();
+}
+
+/// A policy with `auth`: the instances demand the password the daemon sends (as the default
+/// user, or as a named ACL user with the default user off), replicas authenticate to their
+/// master with it, and it never shows in a process's command line.
+#[tokio::test]
+async fn a_fleet_with_auth_demands_it_and_replicates_with_it() {
+    const PASSWORD: &str = "s3cret \"with\" spaces\\ and # signs";
+    for username in [None, Some("autopilot")] {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("password");
+        std::fs::write(&secret_file, format!("{PASSWORD}\n")).unwrap();
+        let password = secret::read(&SecretSource::File(secret_file)).unwrap();
+        let access =
+            Access { username: username.map(str::to_owned), password: Some(password), tls: None };
+        let base = free_ports(2);
+        let fleet =
+            LocalFleet::open(LocalConfig { access: access.clone(), ..config(dir.path(), base) })
+                .unwrap();
+        fleet.scale(2).await.unwrap();
+        settle_with(&fleet, &access).await;
+
+        let url = |port: u16| match username {
+            Some(user) => format!("redis://{user}:{}@127.0.0.1:{port}/", urlencode(PASSWORD)),
+            None => format!("redis://:{}@127.0.0.1:{port}/", urlencode(PASSWORD)),
+        };
+        let mut authed = redis::Client::open(url(base + 1))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the policy's credentials are accepted");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let info: String =
+                redis::cmd("INFO").arg("replication").query_async(&mut authed).await.unwrap();
+            if info.contains("master_link_status:up") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the replica never authenticated: {info}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // Without credentials, nothing but the refusal.
+        let mut anonymous = connection(base).await;
+        let refused = redis::cmd("PING").query_async::<String>(&mut anonymous).await.unwrap_err();
+        assert!(refused.to_string().contains("NOAUTH"), "{refused}");
+
+        for ordinal in ["0", "1"] {
+            let pid = std::fs::read_to_string(dir.path().join(ordinal).join("redis.pid")).unwrap();
+            let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap();
+            assert!(!String::from_utf8_lossy(&cmdline).contains("s3cret"));
+            let mode = std::fs::metadata(dir.path().join(ordinal).join("auth.conf"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "auth.conf is readable by others");
+        }
+        fleet.shutdown().await.unwrap();
+    }
+}
+
+/// Percent-encodes every byte but ASCII letters and digits, for a password in a URL.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(
+            |b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            },
+        )
+        .collect()
 }

@@ -161,6 +161,41 @@ impl Process {
 
 /// Sends `signal` with the `kill` utility (this crate forbids `unsafe`, so no `libc::kill`);
 /// `true` when it was delivered. Signal `0` only asks whether the process exists.
+/// With a password in `access`, writes `dir/auth.conf` (mode 0600) so the instance demands
+/// what the daemon sends and authenticates to its master the same way. A file, not
+/// arguments, so the password never shows in the process list.
+fn write_auth_config(dir: &Path, access: &Access) -> Result<Option<PathBuf>, ClusterError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(password) = &access.password else { return Ok(None) };
+    let secret = config_string(password.expose());
+    let text = match &access.username {
+        // The named user alone may connect, as in a cluster whose ACL the policy was written for.
+        Some(user) => {
+            let user = config_string(user);
+            let rule = config_string(&format!(">{}", password.expose()));
+            format!(
+                "user default off\nuser {user} on {rule} ~* &* +@all\n\
+                 masteruser {user}\nmasterauth {secret}\n"
+            )
+        }
+        None => format!("requirepass {secret}\nmasterauth {secret}\n"),
+    };
+    let path = dir.join("auth.conf");
+    let io = |source| ClusterError::StateIo { action: "write", path: path.clone(), source };
+    // Restricted before the secret is written, also when the file was already there.
+    let mut file = std::fs::File::create(&path).map_err(io)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    Ok(Some(path))
+}
+
+/// A value quoted for redis.conf, every byte `\xHH`-escaped so no character of a password
+/// can end the string or the line.
+fn config_string(value: &str) -> String {
+    let escaped: String = value.bytes().map(|b| format!("\\x{b:02x}")).collect();
+    format!("\"{escaped}\"")
+}
+
 fn signal(pid: u32, signal: &str) -> bool {
     Command::new("kill")
         .arg(format!("-{signal}"))
@@ -302,7 +337,12 @@ impl LocalFleet {
         if tokio::net::TcpStream::connect((HOST, member.endpoint.port)).await.is_ok() {
             return Err(failed(format!("port {} is already in use", member.endpoint.port)));
         }
-        let mut child = Command::new(&self.config.redis_server)
+        let mut command = Command::new(&self.config.redis_server);
+        // A config file must come first on redis-server's command line.
+        if let Some(auth) = write_auth_config(&dir, &self.config.access)? {
+            command.arg(auth);
+        }
+        let mut child = command
             .arg("--port")
             .arg(member.endpoint.port.to_string())
             .args(["--bind", HOST, "--daemonize", "no"])

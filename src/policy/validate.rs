@@ -127,6 +127,15 @@ fn check_spec(
         }
     }
 
+    // The local fleet starts its instances without TLS: the daemon could never connect.
+    if let (Some(Target::Local { .. }), Some(_)) = (&target, &spec.tls) {
+        c.unexpected(
+            &path.key("tls"),
+            "the local fleet starts its instances without TLS; remove spec.tls, or target \
+             endpoints or kubernetes",
+        );
+    }
+
     Some(Policy {
         name: name?,
         target: target?,
@@ -2357,6 +2366,13 @@ spec:
         // No AUTH, plain TCP, and Prometheus without credentials.
         assert_eq!((policy.auth, policy.tls), (None, None));
         assert_eq!(policy.prometheus.and_then(|prometheus| prometheus.credentials), None);
+    }
+
+    #[test]
+    fn tls_on_a_local_fleet_is_refused() {
+        let text =
+            format!("{HEAD}  target: {{local: {{dataDir: ./data}}}}\n  tls: {{caFile: /ca.crt}}\n");
+        assert_problem(&text, "spec.tls", 6, 3, "the local fleet starts its instances without TLS");
     }
 
     #[test]
