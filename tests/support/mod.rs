@@ -87,6 +87,8 @@ pub struct Redis {
     pub process: Process,
     /// Connection options `redis-cli` needs for this server (TLS), before `-h`/`-p`.
     cli_options: Vec<String>,
+    /// The CA that signed its certificate, when it speaks TLS.
+    tls_ca: Option<PathBuf>,
 }
 
 impl Redis {
@@ -97,14 +99,14 @@ impl Redis {
     /// A server on a given port: a restart at the address a killed one had.
     pub fn start_on(port: u16, extra: &[&str]) -> Self {
         let listen = ["--port".to_owned(), port.to_string()];
-        Self::spawn("127.0.0.1", port, &listen, extra, Vec::new())
+        Self::spawn("127.0.0.1", port, &listen, extra, None)
     }
 
     /// A server on another loopback address (`127.0.0.2`, ...): several servers on one port,
     /// the way pods differ by IP and share the Redis port.
     pub fn start_at(host: &str, port: u16, extra: &[&str]) -> Self {
         let listen = ["--port".to_owned(), port.to_string()];
-        Self::spawn(host, port, &listen, extra, Vec::new())
+        Self::spawn(host, port, &listen, extra, None)
     }
 
     /// A server that speaks only TLS (plain TCP off), with `tls`'s server certificate and no
@@ -125,9 +127,7 @@ impl Redis {
             "--tls-auth-clients".to_owned(),
             "no".to_owned(),
         ];
-        let cli_options =
-            vec!["--tls".to_owned(), "--cacert".to_owned(), tls.ca.display().to_string()];
-        Self::spawn("127.0.0.1", port, &listen, extra, cli_options)
+        Self::spawn("127.0.0.1", port, &listen, extra, Some(tls.ca.clone()))
     }
 
     fn spawn(
@@ -135,7 +135,7 @@ impl Redis {
         port: u16,
         listen: &[String],
         extra: &[&str],
-        cli_options: Vec<String>,
+        tls_ca: Option<PathBuf>,
     ) -> Self {
         let binary = require("redis-server", "redis-server");
         let dir = tempfile::tempdir().expect("temp dir");
@@ -164,7 +164,17 @@ impl Redis {
             .spawn()
             .expect("spawn redis-server");
         wait_for_addr(host, port, &mut child, "redis-server", &log);
-        Self { host: host.to_owned(), port, process: Process { child, dir }, cli_options }
+        let cli_options = match &tls_ca {
+            Some(ca) => vec!["--tls".to_owned(), "--cacert".to_owned(), ca.display().to_string()],
+            None => Vec::new(),
+        };
+        Self { host: host.to_owned(), port, process: Process { child, dir }, cli_options, tls_ca }
+    }
+
+    /// A TLS-only replica of the TLS-only `master`, replicating over TLS with the same files.
+    pub fn tls_replica_of(master: &Redis, tls: &TlsFiles) -> Self {
+        let port = master.port.to_string();
+        Self::start_tls(tls, &["--tls-replication", "yes", "--replicaof", &master.host, &port])
     }
 
     pub fn master() -> Self {
@@ -177,6 +187,22 @@ impl Redis {
 
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
+    }
+
+    /// A `redis` crate client for this server: `rediss://` trusting the test CA when it
+    /// speaks TLS, plain `redis://` otherwise.
+    pub fn client(&self) -> redis::Client {
+        match &self.tls_ca {
+            None => redis::Client::open(format!("redis://{}/", self.addr())).expect("client"),
+            Some(ca) => redis::Client::build_with_tls(
+                format!("rediss://{}/", self.addr()),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(ca).expect("read the test CA")),
+                },
+            )
+            .expect("TLS client"),
+        }
     }
 
     /// Runs `redis-cli` against this server and returns its stdout.
@@ -217,7 +243,8 @@ impl Redis {
     }
 }
 
-/// A throwaway CA and a server certificate it signed for `IP:127.0.0.1`, made with the
+/// A throwaway CA and a server certificate it signed for `IP:127.0.0.1` and `DNS:localhost`
+/// (an address and a host name are verified differently), made with the
 /// `openssl` CLI in a temp dir (removed on drop).
 pub struct TlsFiles {
     pub ca: PathBuf,
@@ -272,7 +299,7 @@ impl TlsFiles {
         .concat());
         std::fs::write(
             path("server.ext"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
              keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
         )
         .expect("write server.ext");
