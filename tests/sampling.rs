@@ -2,9 +2,8 @@
 //! `prometheus-redis-exporter` behind a real Prometheus, peers that are not Redis, and
 //! `redis-autopilot plan` as on-call runs it.
 //!
-//! Samplers are driven through the library with `Policy` values built here, since the YAML
-//! loader does not read `spec.auth`, `spec.tls` or `spec.prometheus` yet; `plan` is driven
-//! through the binary with YAML the loader already knows.
+//! Samplers are driven through the library with `Policy` values built here, to vary one
+//! setting at a time; `plan` is driven through the binary with YAML.
 
 mod support;
 

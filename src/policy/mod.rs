@@ -90,7 +90,7 @@ pub struct RedisAuth {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisTls {
-    /// PEM bundle to trust instead of the system roots.
+    /// PEM bundle to trust instead of the built-in Mozilla roots (`webpki-roots`).
     pub ca_file: Option<std::path::PathBuf>,
 }
 

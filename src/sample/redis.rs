@@ -46,7 +46,7 @@ pub struct Access {
 
 #[derive(Debug, Clone, Default)]
 pub struct Tls {
-    /// PEM bundle to trust instead of the system roots.
+    /// PEM bundle to trust instead of the built-in Mozilla roots (`webpki-roots`).
     pub ca_pem: Option<Vec<u8>>,
 }
 
