@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use prometheus_parse::{Scrape, Value};
-use redis_autopilot::act::ActionOutcome;
+use redis_autopilot::act::{ActionOutcome, Leadership};
 use redis_autopilot::daemon::{
     AlertCommand, AlertRoutes, AlertSink, DecisionRecord, Metrics, Source, Status, router, serve,
 };
@@ -65,6 +65,7 @@ struct Server {
     base: String,
     status: Status,
     metrics: Arc<Metrics>,
+    routes: AlertRoutes,
     commands: mpsc::Receiver<AlertCommand>,
     client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -82,7 +83,7 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let (sink, commands) = AlertSink::channel(16);
         let routes = AlertRoutes::new(&policies());
-        let app = router(status.clone(), metrics.clone(), sink, routes, Some(token));
+        let app = router(status.clone(), metrics.clone(), sink, routes.clone(), Some(token));
         let listener =
             tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let base = format!("http://{}", listener.local_addr().expect("the bound address"));
@@ -98,6 +99,7 @@ impl Server {
             base,
             status,
             metrics,
+            routes,
             commands,
             client: reqwest::Client::new(),
             shutdown: Some(shutdown),
@@ -364,6 +366,34 @@ async fn a_real_alertmanager_payload_maps_firing_alerts_and_acknowledges_the_res
         }
     );
     assert!(server.commands.try_recv().is_err(), "the resolved alert sends nothing");
+    server.stop().await;
+}
+
+/// A standby refuses an alert for a policy it does not lead with a 503 that closes the
+/// connection, so Alertmanager's retry can reach the leader; nothing is sent or counted as
+/// mapped. Leading again, the same payload is accepted.
+#[tokio::test]
+async fn a_standby_refuses_alerts_with_a_retryable_503_on_a_closed_connection() {
+    let mut server = Server::start().await;
+    let (leader, following) = tokio::sync::watch::channel(false);
+    server.routes.lead("checkout", Leadership::following(following));
+
+    let response = server.webhook(Some(&bearer()), &alertmanager_payload()).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["connection"], "close");
+    let message = response.text().await.unwrap();
+    assert!(message.contains("standby for checkout"), "{message}");
+    assert!(server.commands.try_recv().is_err(), "a standby sends nothing");
+    let text = server.get("/metrics").await.text().await.unwrap();
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let alerts = "redis_autopilot_alerts_received_total";
+    assert_eq!(value(&scrape, alerts, &[("outcome", "standby")]), 1.0);
+    assert!(!text.contains(r#"outcome="mapped""#), "{text}");
+
+    leader.send(true).unwrap();
+    let response = server.webhook(Some(&bearer()), &alertmanager_payload()).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.commands.try_recv().unwrap().policy, "checkout");
     server.stop().await;
 }
 

@@ -13,6 +13,10 @@
 //! The webhook only *routes*: it never acts. Commands go into the [`AlertSink`] channel and
 //! the daemon's policy tasks decide what they mean, so an alert cannot bypass leadership,
 //! apply mode or the policy's limits.
+//!
+//! A standby refuses alerts for the policies it does not lead: `503` with `Connection:
+//! close`. Alertmanager retries a 5xx on a new connection, which the Service may send to the
+//! leader; accepted by a standby, the alert's action would only be dropped.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -30,6 +34,7 @@ use tokio::sync::mpsc;
 
 use super::metrics::{AlertOutcome, CONTENT_TYPE, Metrics};
 use super::status::Status;
+use crate::act::Leadership;
 use crate::policy::{AlertAction, AlertRule, Policy};
 use crate::sample::secret::Secret;
 
@@ -57,13 +62,19 @@ impl AlertSink {
     }
 }
 
-/// Which policy maps which alert name: the `alerts[]` of every loaded policy. The daemon
-/// replaces it on policy reload; clones share it.
+/// Which policy maps which alert name: the `alerts[]` of every loaded policy, and whether
+/// this daemon leads each policy. The daemon replaces the rules on policy reload; clones
+/// share them.
 #[derive(Debug, Clone, Default)]
 pub struct AlertRoutes(Arc<RwLock<RouteTable>>);
 
-/// Each policy's name and its `alerts[]`, in policy order.
-type RouteTable = Vec<(String, Vec<AlertRule>)>;
+#[derive(Debug, Default)]
+struct RouteTable {
+    /// Each policy's name and its `alerts[]`, in policy order.
+    rules: Vec<(String, Vec<AlertRule>)>,
+    /// The leader gate of each started policy; a policy without one leads (no election).
+    leaders: BTreeMap<String, Leadership>,
+}
 
 impl AlertRoutes {
     pub fn new(policies: &[Policy]) -> Self {
@@ -74,9 +85,30 @@ impl AlertRoutes {
 
     /// Swaps in the routes of a reloaded policy set.
     pub fn replace(&self, policies: &[Policy]) {
-        let table = policies.iter().map(|p| (p.name.clone(), p.alerts.clone())).collect();
-        // The table is replaced whole, so a poisoned lock cannot hold a half-written one.
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = table;
+        let rules = policies.iter().map(|p| (p.name.clone(), p.alerts.clone())).collect();
+        // Each field is replaced whole, so a poisoned lock cannot hold a half-written one.
+        let mut table = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        table.leaders.retain(|name, _| policies.iter().any(|p| &p.name == name));
+        table.rules = rules;
+    }
+
+    /// Sets the leader gate `policy`'s actions obey, which its alerts obey too.
+    pub fn lead(&self, policy: &str, leadership: Leadership) {
+        let mut table = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        table.leaders.insert(policy.to_owned(), leadership);
+    }
+
+    /// The policies among `commands` this daemon does not lead now, each once.
+    fn standby_for(&self, commands: &[AlertCommand]) -> Vec<String> {
+        let table = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        let mut standby: Vec<String> = Vec::new();
+        for command in commands {
+            let leads = table.leaders.get(&command.policy).is_none_or(Leadership::is_leader);
+            if !leads && !standby.contains(&command.policy) {
+                standby.push(command.policy.clone());
+            }
+        }
+        standby
     }
 
     /// Commands for a firing alert: every policy mapping `alert_name`, or only `only` when
@@ -84,6 +116,7 @@ impl AlertRoutes {
     fn route(&self, alert_name: &str, only: Option<&str>) -> Vec<AlertCommand> {
         let table = self.0.read().unwrap_or_else(PoisonError::into_inner);
         table
+            .rules
             .iter()
             .filter(|(policy, _)| only.is_none_or(|o| o == policy))
             .filter_map(|(policy, rules)| {
@@ -295,11 +328,34 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes) 
         firing.push((name, alert));
     }
 
+    // Routed first and counted after, so a refusal by a standby counts nothing as mapped.
+    let routed: Vec<_> = firing
+        .into_iter()
+        .map(|(name, alert)| {
+            let only = alert.labels.get("policy").map(String::as_str);
+            (name, alert, app.routes.route(name, only))
+        })
+        .collect();
+    let all: Vec<AlertCommand> = routed.iter().flat_map(|(_, _, r)| r.iter().cloned()).collect();
+    let standby = app.routes.standby_for(&all);
+    if !standby.is_empty() {
+        for _ in routed.iter().filter(|(_, _, r)| !r.is_empty()) {
+            app.metrics.alert(AlertOutcome::Standby);
+        }
+        let message = format!(
+            "this daemon is a standby for {}: retry, to reach the leader",
+            standby.join(", ")
+        );
+        tracing::info!(group_key = %webhook.group_key, %message, "alert webhook request refused");
+        // A new connection, which the Service may balance to the leader.
+        return (StatusCode::SERVICE_UNAVAILABLE, [(header::CONNECTION, "close")], message)
+            .into_response();
+    }
+
     let mut commands: Vec<AlertCommand> = Vec::new();
     let mut answer = WebhookAnswer { mapped: Vec::new(), unknown: Vec::new() };
-    for (name, alert) in firing {
+    for (name, alert, routed) in routed {
         let only = alert.labels.get("policy").map(String::as_str);
-        let routed = app.routes.route(name, only);
         if routed.is_empty() {
             tracing::info!(
                 alert = %name,
@@ -366,7 +422,7 @@ mod tests {
                 ],
             ),
         ];
-        AlertRoutes(Arc::new(RwLock::new(table)))
+        AlertRoutes(Arc::new(RwLock::new(RouteTable { rules: table, leaders: BTreeMap::new() })))
     }
 
     #[test]
@@ -385,6 +441,22 @@ mod tests {
         );
         assert!(routes.route("DiskFull", Some("cache")).is_empty());
         assert!(routes.route("Nope", None).is_empty());
+    }
+
+    #[test]
+    fn a_policy_leads_until_its_gate_says_otherwise() {
+        let routes = routes();
+        let commands = routes.route("RedisHot", None);
+        assert!(routes.standby_for(&commands).is_empty(), "no gate: no election, leading");
+        let (leader, following) = tokio::sync::watch::channel(false);
+        routes.lead("sessions", Leadership::following(following));
+        assert_eq!(routes.standby_for(&commands), ["sessions"]);
+        assert!(routes.standby_for(&routes.route("RedisHot", Some("cache"))).is_empty());
+        leader.send(true).unwrap();
+        assert!(routes.standby_for(&commands).is_empty());
+        // A removed policy's gate goes with it.
+        routes.replace(&[]);
+        assert!(routes.0.read().unwrap().leaders.is_empty());
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub enum AlertOutcome {
     Mapped,
     /// No policy maps it (or not the policy its `policy` label names).
     Unknown,
+    /// Mapped, but refused: this daemon is a standby for the policy.
+    Standby,
 }
 
 impl AlertOutcome {
@@ -57,6 +59,7 @@ impl AlertOutcome {
         match self {
             AlertOutcome::Mapped => "mapped",
             AlertOutcome::Unknown => "unknown",
+            AlertOutcome::Standby => "standby",
         }
     }
 }

@@ -113,6 +113,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
         stopped: &stopped,
         election: &mut election,
         snapshots: &snapshots,
+        routes: &routes,
     };
     for policy in policies {
         launch.start(&mut running, policy).await;
@@ -128,9 +129,9 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading policies");
-                launch.reload(&mut set, &mut running, &routes).await;
+                launch.reload(&mut set, &mut running).await;
             }
-            _ = poll.tick() => launch.reload(&mut set, &mut running, &routes).await,
+            _ = poll.tick() => launch.reload(&mut set, &mut running).await,
             Some(command) = alerts.recv() => route(&running, &snapshots, command).await,
         }
     }
@@ -167,14 +168,19 @@ struct Launch<'a> {
     stopped: &'a watch::Receiver<bool>,
     election: &'a mut Election,
     snapshots: &'a SnapshotScheduler,
+    routes: &'a AlertRoutes,
 }
 
 impl Launch<'_> {
-    /// The leader gate of `policy`'s actions and snapshots; `None` (logged) if the election
-    /// cannot start.
+    /// The leader gate of `policy`'s actions, snapshots and alerts, set on the scheduler and
+    /// the alert routes; `None` (logged) if the election cannot start.
     async fn leadership(&mut self, policy: &Policy) -> Option<crate::act::Leadership> {
         match self.election.leadership_for(policy).await {
-            Ok(leadership) => Some(leadership),
+            Ok(leadership) => {
+                self.snapshots.set(policy, leadership.clone()).await;
+                self.routes.lead(&policy.name, leadership.clone());
+                Some(leadership)
+            }
             Err(error) => {
                 tracing::error!(policy = %policy.name, error = %chain(&error), "cannot start leader election");
                 None
@@ -188,7 +194,6 @@ impl Launch<'_> {
     async fn start(&mut self, running: &mut BTreeMap<String, Running>, policy: Policy) {
         let name = policy.name.clone();
         let Some(leadership) = self.leadership(&policy).await else { return };
-        self.snapshots.set(&policy, leadership.clone()).await;
         let cluster = match AnyCluster::open(&policy, self.config.mode, self.election.client())
             .await
         {
@@ -212,12 +217,7 @@ impl Launch<'_> {
         running.insert(name, Running { commands, task });
     }
 
-    async fn reload(
-        &mut self,
-        set: &mut PolicySet,
-        running: &mut BTreeMap<String, Running>,
-        routes: &AlertRoutes,
-    ) {
+    async fn reload(&mut self, set: &mut PolicySet, running: &mut BTreeMap<String, Running>) {
         let changes = set.reload();
         if changes.is_empty() {
             return;
@@ -229,9 +229,8 @@ impl Launch<'_> {
                     self.start(running, policy).await;
                 }
                 Change::Replaced(policy) => {
-                    if let Some(leadership) = self.leadership(&policy).await {
-                        self.snapshots.set(&policy, leadership).await;
-                    }
+                    // Its snapshots and alerts follow the gate of the new version.
+                    self.leadership(&policy).await;
                     match running.get(&policy.name) {
                         Some(r) => {
                             let _ = r.commands.send(Command::Reload(Box::new(policy))).await;
@@ -256,7 +255,7 @@ impl Launch<'_> {
             }
         }
         let policies: Vec<Policy> = set.policies().cloned().collect();
-        routes.replace(&policies);
+        self.routes.replace(&policies);
     }
 }
 
