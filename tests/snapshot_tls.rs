@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use redis_autopilot::errors::chain;
-use redis_autopilot::observe::Role;
+use redis_autopilot::observe::{Outcome, Role};
 use redis_autopilot::policy::{Policy, load_policy_str};
 use redis_autopilot::sample::redis::{Access, Endpoint, RedisSampler, Tls};
 use redis_autopilot::sample::redis_access;
@@ -192,6 +192,17 @@ async fn without_the_private_ca_the_handshake_fails_naming_the_instance_and_noth
     let policy_file = work.path().join("cache.yaml");
     std::fs::write(&policy_file, &text).expect("write policy");
 
+    // The sampler names the failure TLS, apart from an unreachable instance (an expired
+    // certificate shows as `samples_total{outcome="tls"}`).
+    let access = redis_access(&policy(&text)).expect("access");
+    let samples =
+        RedisSampler::new(access, Duration::from_secs(5)).sample(&[endpoint(&master.addr())]).await;
+    assert!(
+        matches!(&samples[0].outcome, Outcome::Tls(why) if why.contains("certificate")),
+        "{}",
+        samples[0].outcome
+    );
+
     // The library: the sampler cannot verify the server, so no instance can serve.
     let snapshotter = Snapshotter::new(&policy(&text)).expect("snapshotter");
     let err = snapshotter.take(&[endpoint(&master.addr())], &Quiet).await.expect_err("untrusted");
@@ -200,7 +211,7 @@ async fn without_the_private_ca_the_handshake_fails_naming_the_instance_and_noth
         message.contains(&master.addr()) && message.contains("certificate"),
         "the error should name the instance and its certificate: {message}"
     );
-    assert_eq!(err.category(), "no_source", "{message}");
+    assert_eq!(err.category(), "tls", "{message}");
     assert!(snapshotter.list().await.expect("list").is_empty());
     assert_eq!(files_under(&backups), Vec::<PathBuf>::new(), "nothing was written");
 

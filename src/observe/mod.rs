@@ -45,6 +45,9 @@ pub enum Outcome {
     AuthFailed(String),
     /// The peer answered something that is not Redis.
     Protocol(String),
+    /// The TLS handshake failed: an untrusted, expired or misnamed certificate. Apart from
+    /// `Unreachable` so an expired certificate is named as such on a dashboard.
+    Tls(String),
     /// Any other network failure: reset, unreachable host, name not resolved.
     Unreachable(String),
 }
@@ -57,6 +60,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Refused => f.write_str("connection refused"),
             Outcome::AuthFailed(why) => write!(f, "authentication failed: {why}"),
             Outcome::Protocol(why) => write!(f, "protocol error: {why}"),
+            Outcome::Tls(why) => write!(f, "TLS handshake failed: {why}"),
             Outcome::Unreachable(why) => write!(f, "unreachable: {why}"),
         }
     }
@@ -72,6 +76,7 @@ impl Outcome {
             Outcome::Refused => "refused",
             Outcome::AuthFailed(_) => "auth_failed",
             Outcome::Protocol(_) => "protocol",
+            Outcome::Tls(_) => "tls",
             Outcome::Unreachable(_) => "unreachable",
         }
     }

@@ -188,9 +188,23 @@ fn classify(error: &RedisError) -> Outcome {
         Outcome::AuthFailed(error.to_string())
     } else if matches!(error.kind(), ErrorKind::Parse | ErrorKind::UnexpectedReturnType) {
         Outcome::Protocol(error.to_string())
+    } else if is_tls_failure(error) {
+        Outcome::Tls(error.to_string())
     } else {
         Outcome::Unreachable(error.to_string())
     }
+}
+
+/// A rustls error under the I/O error: the handshake, not the network, failed. The redis
+/// crate keeps the I/O error in an `Arc` it exposes only as an error source, and the TLS
+/// stream reports rustls errors as I/O errors wrapping them.
+fn is_tls_failure(error: &RedisError) -> bool {
+    use std::error::Error;
+    let io = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<std::sync::Arc<dyn Error + Send + Sync>>())
+        .and_then(|shared| shared.downcast_ref::<std::io::Error>());
+    io.and_then(std::io::Error::get_ref)
+        .is_some_and(|inner| inner.is::<tokio_rustls::rustls::Error>())
 }
 
 #[cfg(test)]

@@ -59,6 +59,9 @@ pub enum SnapshotError {
     Members(#[source] crate::cluster::ClusterError),
     #[error("no instance can serve a snapshot: {why}")]
     NoSource { why: String },
+    /// Every instance failed the TLS handshake: a certificate problem, not a fleet one.
+    #[error("no instance can serve a snapshot: {why}")]
+    SourceTls { why: String },
     #[error("streaming the RDB from {instance} failed")]
     Stream {
         instance: InstanceId,
@@ -142,6 +145,7 @@ impl SnapshotError {
             SnapshotError::Store { .. } | SnapshotError::Destination { .. } => "destination",
             SnapshotError::Members(_) => "members",
             SnapshotError::NoSource { .. } => "no_source",
+            SnapshotError::SourceTls { .. } => "tls",
             SnapshotError::Stream { source, .. } => source.category(),
             SnapshotError::Corrupt { .. } => "corrupt",
             SnapshotError::Backpressure { .. } => "backpressure",

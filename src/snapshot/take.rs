@@ -33,6 +33,7 @@ use super::retention::{self, Prune};
 use super::source::{self, Candidate};
 use super::store::Destination;
 use super::stream::{Deadlines, Transfer};
+use crate::observe::{InstanceSample, Outcome};
 use crate::policy::{Compression, Policy, Snapshots};
 use crate::sample::redis::{Access, Endpoint, RedisSampler};
 
@@ -112,8 +113,16 @@ impl Snapshotter {
         let sampler = RedisSampler::new(self.access.clone(), self.sample_timeout);
         let samples = sampler.sample(instances).await;
         let round: Vec<_> = instances.iter().cloned().zip(samples).collect();
-        let candidates = source::rank(&round, self.config.source)
-            .map_err(|why| SnapshotError::NoSource { why })?;
+        let candidates = source::rank(&round, self.config.source).map_err(|why| {
+            let tls = |(_, sample): &(Endpoint, InstanceSample)| {
+                matches!(sample.outcome, Outcome::Tls(_))
+            };
+            if !round.is_empty() && round.iter().all(tls) {
+                SnapshotError::SourceTls { why }
+            } else {
+                SnapshotError::NoSource { why }
+            }
+        })?;
         let mut last_error = None;
         for candidate in candidates {
             match Transfer::open(&candidate.endpoint, &self.access, self.deadlines).await {
