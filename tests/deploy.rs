@@ -771,3 +771,95 @@ fn the_roles_grant_every_api_call_the_backend_makes() {
         assert!(granted, "{call:?} is not granted by deploy/base's Roles");
     }
 }
+
+/// The final stage of the Dockerfile: its `USER`, `ENTRYPOINT`, and every `COPY` source of
+/// the build stage.
+struct Dockerfile {
+    user: String,
+    entrypoint: Vec<String>,
+    build_sources: Vec<String>,
+    rust_image: String,
+}
+
+fn dockerfile() -> Dockerfile {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("Dockerfile")).expect("read Dockerfile");
+    // Comments, the build stage, the final stage.
+    let stages: Vec<&str> = text.split("\nFROM ").collect();
+    assert_eq!(stages.len(), 3, "a build stage and the final one");
+    let build = stages[1];
+    let rust_image = build.lines().next().expect("FROM line").to_owned();
+    let build_sources = build
+        .lines()
+        .filter_map(|line| line.strip_prefix("COPY "))
+        .flat_map(|copy| {
+            let words: Vec<&str> = copy.split_whitespace().collect();
+            words[..words.len() - 1].iter().map(|w| (*w).to_owned()).collect::<Vec<_>>()
+        })
+        .collect();
+    let last = |keyword: &str| {
+        stages[2]
+            .lines()
+            .filter_map(|line| line.strip_prefix(keyword))
+            .last()
+            .unwrap_or_else(|| panic!("no {keyword}in the final stage"))
+            .trim()
+            .to_owned()
+    };
+    let entrypoint = serde_json::from_str(&last("ENTRYPOINT ")).expect("ENTRYPOINT in exec form");
+    Dockerfile { user: last("USER "), entrypoint, build_sources, rust_image }
+}
+
+/// The image the Deployment runs (no Docker here to build it) agrees with the Deployment:
+/// the user its securityContext names, an entrypoint that is the binary (the Deployment
+/// passes only args), a toolchain at least `rust-version`, and build inputs that exist and
+/// that `.dockerignore` does not drop.
+#[test]
+fn the_dockerfile_builds_what_the_deployment_runs() {
+    let manifests = manifests();
+    let deployment: Deployment = find(&manifests, "Deployment", "redis-autopilot").typed();
+    let pod = deployment.spec.and_then(|s| s.template.spec).expect("pod spec");
+    let security = pod.security_context.expect("pod securityContext");
+    let image = dockerfile();
+    let expected_user = format!(
+        "{}:{}",
+        security.run_as_user.expect("runAsUser"),
+        security.run_as_group.expect("runAsGroup")
+    );
+    assert_eq!(image.user, expected_user);
+    assert_eq!(image.entrypoint, ["/usr/local/bin/redis-autopilot"]);
+    assert!(
+        daemon_container(&find(&manifests, "Deployment", "redis-autopilot").typed())
+            .command
+            .is_none()
+    );
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ignored = std::fs::read_to_string(root.join(".dockerignore")).expect("read .dockerignore");
+    let ignored: BTreeSet<&str> = ignored.lines().map(str::trim).collect();
+    for source in &image.build_sources {
+        assert!(root.join(source).exists(), "COPY {source}: no such path");
+        assert!(!ignored.contains(source.as_str()), "COPY {source}: dropped by .dockerignore");
+    }
+    // Every target Cargo.toml declares is copied, or cargo refuses the manifest.
+    for declared in ["Cargo.toml", "Cargo.lock", "src", "benches"] {
+        assert!(image.build_sources.iter().any(|s| s == declared), "{declared} not copied");
+    }
+
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    let minimum = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .expect("rust-version")
+        .trim_matches('"');
+    let version = |text: &str| -> (u32, u32) {
+        let mut parts = text.split('.').map(|p| p.parse::<u32>().expect("a number"));
+        (parts.next().expect("major"), parts.next().expect("minor"))
+    };
+    let toolchain = image
+        .rust_image
+        .strip_prefix("rust:")
+        .and_then(|tag| tag.split('-').next())
+        .expect("a rust:X.Y image");
+    assert!(version(toolchain) >= version(minimum), "rust {toolchain} < rust-version {minimum}");
+}
