@@ -800,8 +800,8 @@ fn dockerfile() -> Dockerfile {
     let last = |keyword: &str| {
         stages[2]
             .lines()
-            .filter_map(|line| line.strip_prefix(keyword))
-            .last()
+            .rev()
+            .find_map(|line| line.strip_prefix(keyword))
             .unwrap_or_else(|| panic!("no {keyword}in the final stage"))
             .trim()
             .to_owned()
