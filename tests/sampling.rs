@@ -585,7 +585,7 @@ async fn tls_with_the_right_ca_samples_and_without_it_fails_cleanly() {
     // Trusting only the public roots: the throwaway CA is unknown, so the handshake fails.
     let (observation, took) = round(&policy().tls(None).sampler(), &[redis.port]).await;
     match outcomes(&observation)[0] {
-        Outcome::Unreachable(message) => assert!(
+        Outcome::Tls(message) => assert!(
             message.to_lowercase().contains("certificate")
                 || message.to_lowercase().contains("issuer"),
             "{message}"
