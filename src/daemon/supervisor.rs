@@ -189,7 +189,8 @@ impl Launch<'_> {
         let name = policy.name.clone();
         let Some(leadership) = self.leadership(&policy).await else { return };
         self.snapshots.set(&policy, leadership.clone()).await;
-        let cluster = match AnyCluster::open(&policy, self.config.mode, self.election.client())
+        let (mode, identity) = (self.config.mode, self.election.identity());
+        let cluster = match AnyCluster::open_as(&policy, mode, self.election.client(), &identity)
             .await
         {
             Ok(cluster) => cluster,
