@@ -11,14 +11,12 @@ use std::time::{Duration, Instant};
 use axum::http::Method;
 use redis_autopilot::act::{ActionOutcome, Executor, Leadership, Mode, RateLimit};
 use redis_autopilot::cluster::kubernetes::lease::{Elector, LeaseConfig};
-use redis_autopilot::cluster::kubernetes::{
-    API_CALLS, ApiCall, KubeClient, KubeCluster, KubeTarget,
-};
+use redis_autopilot::cluster::kubernetes::{API_CALLS, KubeClient, KubeCluster, KubeTarget};
 use redis_autopilot::cluster::{Advertised, Cluster, ClusterError, MasterRecord, Member};
 use redis_autopilot::policy::Health;
 use redis_autopilot::sample::redis::Access;
 use serde_json::{Value, json};
-use support::kube_fake::{KubeFake, Recorded, running_pod};
+use support::kube_fake::{KubeFake, Recorded, assert_listed, running_pod};
 use support::{Redis, free_port};
 
 const NS: &str = "cache";
@@ -69,58 +67,6 @@ fn sent(requests: &[Recorded]) -> Vec<(String, String, Option<Value>)> {
         .filter(|r| !r.path.ends_with("/events"))
         .map(|r| (r.method.clone(), r.path.clone(), r.body.clone()))
         .collect()
-}
-
-/// The API call (RBAC verb and resource) a request is.
-fn call_of(request: &Recorded) -> ApiCall {
-    let watch = request.query.contains("watch=true");
-    let parts: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
-    let (group, rest) = match parts.as_slice() {
-        ["api", "v1", rest @ ..] => ("", rest),
-        ["apis", group, "v1", rest @ ..] => (*group, rest),
-        _ => panic!("unexpected path {}", request.path),
-    };
-    let (resource, named, subresource) = match rest {
-        ["namespaces", _, resource] => (*resource, false, None),
-        ["namespaces", _, resource, _] => (*resource, true, None),
-        ["namespaces", _, resource, _, sub] => (*resource, true, Some(*sub)),
-        _ => panic!("unexpected path {}", request.path),
-    };
-    let verb = match (request.method.as_str(), named) {
-        ("GET", true) => "get",
-        ("GET", false) if watch => "watch",
-        ("GET", false) => "list",
-        ("POST", _) => "create",
-        ("PUT", _) => "update",
-        ("PATCH", _) => "patch",
-        ("DELETE", _) => "delete",
-        (method, _) => panic!("unexpected method {method}"),
-    };
-    let group: &'static str = match group {
-        "" => "",
-        "apps" => "apps",
-        "events.k8s.io" => "events.k8s.io",
-        "coordination.k8s.io" => "coordination.k8s.io",
-        other => panic!("unexpected API group {other}"),
-    };
-    API_CALLS
-        .iter()
-        .copied()
-        .find(|c| {
-            c.verb == verb
-                && c.group == group
-                && c.resource == resource
-                && c.subresource == subresource
-        })
-        .unwrap_or_else(|| panic!("{} {} is not in API_CALLS", request.method, request.path))
-}
-
-/// Every request the fake saw is a call `API_CALLS` lists (so the Role built from it covers
-/// what the code does).
-fn assert_listed(fake: &KubeFake) {
-    for request in fake.requests() {
-        call_of(&request);
-    }
 }
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
@@ -422,6 +368,41 @@ async fn events_are_rate_limited_per_action_and_reason() {
     let events = fake.events();
     assert_eq!(events.len(), 3);
     assert_eq!(events[2]["note"], "scale from 2 to 4 replicas (1 more like it held back)");
+    assert_listed(&fake);
+}
+
+/// A new master record starts the Events afresh: a failover a second after the first master
+/// is reported in full, not held back as a repeat (with the count held back in the last epoch).
+/// Within an epoch repeats are held back, and a record written again unchanged is no new epoch.
+#[tokio::test]
+async fn a_new_master_epoch_posts_its_events_at_once() {
+    let fake = fake_with(2, json!({}), &["10.0.0.10", "10.0.0.11"]).await;
+    let cluster = open(&fake, 6379).await;
+    let first = MasterRecord { instance: "redis-0".into(), epoch: 1 };
+    cluster.record_master(first.clone()).await.unwrap();
+    cluster.explain("failover", "no master is recorded: chose redis-0").await;
+    cluster.explain("failover", "the same epoch").await;
+    cluster.record_master(first).await.unwrap();
+    cluster.explain("failover", "still the same epoch").await;
+    cluster.record_master(MasterRecord { instance: "redis-1".into(), epoch: 2 }).await.unwrap();
+    cluster.explain("failover", "master redis-0 refuses connections: chose redis-1").await;
+    let posted: Vec<(String, String)> = fake
+        .events()
+        .iter()
+        .map(|e| (e["reason"].as_str().unwrap().to_owned(), e["note"].as_str().unwrap().to_owned()))
+        .collect();
+    let expected = [
+        ("MasterRecorded", "record redis-0 as master at epoch 1"),
+        ("Failover", "no master is recorded: chose redis-0"),
+        ("MasterRecorded", "record redis-1 as master at epoch 2 (1 more like it held back)"),
+        (
+            "Failover",
+            "master redis-0 refuses connections: chose redis-1 (2 more like it held back)",
+        ),
+    ];
+    let expected: Vec<(String, String)> =
+        expected.iter().map(|(r, n)| ((*r).to_owned(), (*n).to_owned())).collect();
+    assert_eq!(posted, expected);
     assert_listed(&fake);
 }
 

@@ -22,11 +22,23 @@ impl AnyCluster {
     /// by the health core, like every later one). Without instances there is nothing to
     /// watch, so this happens in every mode; dry-run and paused only stop the daemon from
     /// *changing* the fleet afterwards. A StatefulSet is only read (its pods watched) through
-    /// `kube`'s client, built on first use: Kubernetes runs the pods.
+    /// `kube`'s client, built on first use: Kubernetes runs the pods. Its Events name this
+    /// process by [`lease::default_identity`] (`POD_NAME`, else `HOSTNAME`).
     pub async fn open(
         policy: &Policy,
         mode: Mode,
         kube: &KubeClient,
+    ) -> Result<Self, ClusterError> {
+        Self::open_as(policy, mode, kube, &lease::default_identity()).await
+    }
+
+    /// [`AnyCluster::open`] for the daemon: a StatefulSet's Events name it `identity`, the
+    /// name it holds the Lease under (`run --identity`).
+    pub async fn open_as(
+        policy: &Policy,
+        mode: Mode,
+        kube: &KubeClient,
+        identity: &str,
     ) -> Result<Self, ClusterError> {
         match &policy.target {
             Target::Local { .. } => {
@@ -58,7 +70,7 @@ impl AnyCluster {
                     port: *port,
                     access: redis_access(policy).map_err(ClusterError::Access)?,
                     timeout: policy.sampling.timeout,
-                    identity: lease::default_identity(),
+                    identity: identity.to_owned(),
                     event_interval: EVENT_INTERVAL,
                     health: policy.health.clone(),
                 };

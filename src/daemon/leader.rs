@@ -64,6 +64,12 @@ impl Election {
         &self.client
     }
 
+    /// Who this daemon is, in the Lease and in the Events it posts: `--identity`, else
+    /// [`default_identity`].
+    pub fn identity(&self) -> String {
+        self.settings.identity.clone().unwrap_or_else(default_identity)
+    }
+
     /// The gate `policy`'s executor obeys: the Lease for a Kubernetes target (starting the
     /// elector on first use), always leading otherwise.
     pub async fn leadership_for(&mut self, policy: &Policy) -> Result<Leadership, KubeError> {
@@ -83,7 +89,7 @@ impl Election {
         let config = LeaseConfig {
             name: self.settings.name.clone(),
             namespace,
-            identity: self.settings.identity.clone().unwrap_or_else(default_identity),
+            identity: self.identity(),
             lease_duration: self.settings.lease_duration,
             renew_deadline: self.settings.renew_deadline,
             retry_period: self.settings.retry_period,

@@ -27,6 +27,10 @@ use crate::sample::secret;
 const RELOAD_POLL: Duration = Duration::from_secs(2);
 /// How long shutdown waits for policy loops to finish their in-flight action.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How often a policy whose target could not be opened is tried again. Until it opens, the
+/// daemon may hold the Lease with nothing acting for that target, so it must not wait for an
+/// edit of the file.
+const RETRY_START: Duration = Duration::from_secs(10);
 
 /// Everything `redis-autopilot run` is told on its command line.
 #[derive(Debug, Clone)]
@@ -114,6 +118,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
         election: &mut election,
         snapshots: &snapshots,
         routes: &routes,
+        unstarted: BTreeMap::new(),
     };
     for policy in policies {
         launch.start(&mut running, policy).await;
@@ -123,6 +128,9 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     let mut hangup = signal(tokio::signal::unix::SignalKind::hangup(), "SIGHUP")?;
     let mut poll = tokio::time::interval(RELOAD_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry =
+        tokio::time::interval_at(tokio::time::Instant::now() + RETRY_START, RETRY_START);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
@@ -132,6 +140,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
                 launch.reload(&mut set, &mut running).await;
             }
             _ = poll.tick() => launch.reload(&mut set, &mut running).await,
+            _ = retry.tick() => launch.retry(&mut running).await,
             Some(command) = alerts.recv() => route(&running, &snapshots, command).await,
         }
     }
@@ -169,6 +178,8 @@ struct Launch<'a> {
     election: &'a mut Election,
     snapshots: &'a SnapshotScheduler,
     routes: &'a AlertRoutes,
+    /// Policies whose loop could not start (their target did not open), by name.
+    unstarted: BTreeMap<String, Policy>,
 }
 
 impl Launch<'_> {
@@ -188,13 +199,15 @@ impl Launch<'_> {
         }
     }
 
-    /// Starts one policy's loop and schedules its snapshots; a policy whose target cannot be
-    /// opened is logged and skipped (the others keep running) and retried on the next reload
-    /// of its file.
+    /// Starts one policy's loop and schedules its snapshots. A policy whose target cannot be
+    /// opened is logged and skipped (the others keep running), and tried again every
+    /// [`RETRY_START`] or at once when its file changes.
     async fn start(&mut self, running: &mut BTreeMap<String, Running>, policy: Policy) {
         let name = policy.name.clone();
+        self.unstarted.insert(name.clone(), policy.clone());
         let Some(leadership) = self.leadership(&policy).await else { return };
-        let cluster = match AnyCluster::open(&policy, self.config.mode, self.election.client())
+        let (mode, identity) = (self.config.mode, self.election.identity());
+        let cluster = match AnyCluster::open_as(&policy, mode, self.election.client(), &identity)
             .await
         {
             Ok(cluster) => cluster,
@@ -214,7 +227,16 @@ impl Launch<'_> {
         };
         let (commands, receiver) = mpsc::channel(16);
         let task = tokio::spawn(policy_loop.run(receiver, self.stopped.clone()));
+        self.unstarted.remove(&name);
         running.insert(name, Running { commands, task });
+    }
+
+    /// Tries again to start every policy that could not.
+    async fn retry(&mut self, running: &mut BTreeMap<String, Running>) {
+        for policy in std::mem::take(&mut self.unstarted).into_values() {
+            tracing::info!(policy = %policy.name, "trying again to start the policy");
+            self.start(running, policy).await;
+        }
     }
 
     async fn reload(&mut self, set: &mut PolicySet, running: &mut BTreeMap<String, Running>) {
@@ -241,6 +263,7 @@ impl Launch<'_> {
                 }
                 Change::Removed(name) => {
                     self.snapshots.remove(&name).await;
+                    self.unstarted.remove(&name);
                     if let Some(r) = running.remove(&name) {
                         drop(r.commands);
                         let _ = r.task.await;

@@ -29,7 +29,12 @@ pub fn free_port_range() -> u16 {
 
 /// A sync connection with short deadlines, or `None` when nothing answers.
 pub fn connect(port: u16, deadline: Duration) -> Option<redis::Connection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    connect_at("127.0.0.1", port, deadline)
+}
+
+/// [`connect`] to another loopback address (`127.0.0.2`, ...): pods differ by IP.
+pub fn connect_at(host: &str, port: u16, deadline: Duration) -> Option<redis::Connection> {
+    let client = redis::Client::open(format!("redis://{host}:{port}/")).ok()?;
     let connection = client.get_connection_with_timeout(deadline).ok()?;
     connection.set_read_timeout(Some(deadline)).ok()?;
     connection.set_write_timeout(Some(deadline)).ok()?;
@@ -37,7 +42,12 @@ pub fn connect(port: u16, deadline: Duration) -> Option<redis::Connection> {
 }
 
 pub fn info_field(port: u16, field: &str) -> Option<String> {
-    let mut connection = connect(port, Duration::from_millis(500))?;
+    info_field_at("127.0.0.1", port, field)
+}
+
+/// One `INFO replication` field of the Redis at `host:port`.
+pub fn info_field_at(host: &str, port: u16, field: &str) -> Option<String> {
+    let mut connection = connect_at(host, port, Duration::from_millis(500))?;
     let text: String = redis::cmd("INFO").arg("replication").query(&mut connection).ok()?;
     text.lines()
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':').map(|v| v.trim().to_owned()))
@@ -312,29 +322,35 @@ pub struct Checker {
 
 impl Checker {
     pub fn start(ports: Vec<u16>) -> Self {
+        Self::start_at(ports.into_iter().map(|port| ("127.0.0.1".to_owned(), port)).collect())
+    }
+
+    /// Checks the instances at these `(host, port)` addresses.
+    pub fn start_at(addrs: Vec<(String, u16)>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let violations = Arc::new(Mutex::new(Vec::new()));
         let handle = {
             let (stop, violations) = (Arc::clone(&stop), Arc::clone(&violations));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let masters: Vec<u16> = ports
+                    let masters: Vec<&(String, u16)> = addrs
                         .iter()
-                        .copied()
-                        .filter(|&p| info_field(p, "role").as_deref() == Some("master"))
+                        .filter(|(h, p)| info_field_at(h, *p, "role").as_deref() == Some("master"))
                         .collect();
                     if masters.len() > 1 {
-                        let accepting: Vec<u16> = masters
+                        let accepting: Vec<&(String, u16)> = masters
                             .iter()
                             .copied()
-                            .filter(|&p| {
-                                connect(p, Duration::from_millis(200)).is_some_and(|mut c| {
-                                    redis::cmd("SET")
-                                        .arg("checker")
-                                        .arg(1)
-                                        .query::<()>(&mut c)
-                                        .is_ok()
-                                })
+                            .filter(|(h, p)| {
+                                connect_at(h, *p, Duration::from_millis(200)).is_some_and(
+                                    |mut c| {
+                                        redis::cmd("SET")
+                                            .arg("checker")
+                                            .arg(1)
+                                            .query::<()>(&mut c)
+                                            .is_ok()
+                                    },
+                                )
                             })
                             .collect();
                         if accepting.len() > 1 {

@@ -4,15 +4,19 @@
 //! preconditions (409 Status on a stale write), and recording every request (method, path,
 //! query, body) so tests assert exactly what was sent. Tests inject faults: a 403 for one
 //! method and path, or another writer's change just before the next StatefulSet patch.
+//! Each recorded request can be read as RBAC sees it, and checked against `API_CALLS` and
+//! against the Roles in `deploy/`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use redis_autopilot::cluster::kubernetes::{API_CALLS, ApiCall};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -90,6 +94,21 @@ impl KubeFake {
         config
     }
 
+    /// Writes a kubeconfig at `path` whose current context (`fake`) points at the fake over
+    /// plain HTTP, with no credentials and `namespace` as its default namespace: what a
+    /// process (`--kubeconfig FILE`) needs to reach the fake.
+    pub fn write_kubeconfig(&self, path: &Path, namespace: &str) {
+        let server = format!("http://{}", self.addr);
+        let text = format!(
+            "apiVersion: v1\nkind: Config\n\
+             clusters: [{{name: fake, cluster: {{server: \"{server}\"}}}}]\n\
+             users: [{{name: nobody, user: {{}}}}]\n\
+             contexts: [{{name: fake, context: {{cluster: fake, user: nobody, namespace: {namespace}}}}}]\n\
+             current-context: fake\n"
+        );
+        std::fs::write(path, text).expect("write the kubeconfig");
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("fake state")
     }
@@ -158,6 +177,11 @@ impl KubeFake {
         self.lock().forbidden.push((method, path.to_owned()));
     }
 
+    /// Lifts what [`KubeFake::forbid`] forbade, as a fixed Role would.
+    pub fn allow(&self, method: Method, path: &str) {
+        self.lock().forbidden.retain(|(m, p)| !(*m == method && p == path));
+    }
+
     /// Another writer merge-patches the StatefulSet just before our next patch of it.
     pub fn interleave_statefulset_write(&self, patch: Value) {
         self.lock().interleaved.push(patch);
@@ -183,6 +207,140 @@ impl KubeFake {
     pub fn clear_requests(&self) {
         self.lock().requests.clear();
     }
+}
+
+/// A request as RBAC authorizes it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RbacRequest {
+    pub verb: &'static str,
+    /// `""` for the core group.
+    pub group: String,
+    pub resource: String,
+    pub subresource: Option<String>,
+    pub namespace: String,
+    /// The object's name, when the path names one (not for list, watch or create).
+    pub name: Option<String>,
+}
+
+impl RbacRequest {
+    /// Reads a namespaced request's path and method; panics on anything else.
+    pub fn of(request: &Recorded) -> Self {
+        let watch = request.query.contains("watch=true");
+        let parts: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
+        let (group, rest) = match parts.as_slice() {
+            ["api", "v1", rest @ ..] => ("", rest),
+            ["apis", group, _version, rest @ ..] => (*group, rest),
+            _ => panic!("unexpected path {}", request.path),
+        };
+        let (namespace, resource, name, subresource) = match rest {
+            ["namespaces", ns, resource] => (*ns, *resource, None, None),
+            ["namespaces", ns, resource, name] => (*ns, *resource, Some(*name), None),
+            ["namespaces", ns, resource, name, sub] => (*ns, *resource, Some(*name), Some(*sub)),
+            _ => panic!("unexpected path {}", request.path),
+        };
+        let verb = match (request.method.as_str(), name.is_some()) {
+            ("GET", true) => "get",
+            ("GET", false) if watch => "watch",
+            ("GET", false) => "list",
+            ("POST", _) => "create",
+            ("PUT", _) => "update",
+            ("PATCH", _) => "patch",
+            ("DELETE", _) => "delete",
+            (method, _) => panic!("unexpected method {method}"),
+        };
+        Self {
+            verb,
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+            subresource: subresource.map(str::to_owned),
+            namespace: namespace.to_owned(),
+            name: name.map(str::to_owned),
+        }
+    }
+
+    /// `statefulsets/scale`, as an RBAC rule names it.
+    pub fn rbac_resource(&self) -> String {
+        match &self.subresource {
+            Some(sub) => format!("{}/{sub}", self.resource),
+            None => self.resource.clone(),
+        }
+    }
+}
+
+/// The API call (RBAC verb and resource) a request is; panics if `API_CALLS` lacks it.
+pub fn call_of(request: &Recorded) -> ApiCall {
+    let rbac = RbacRequest::of(request);
+    API_CALLS
+        .iter()
+        .copied()
+        .find(|c| {
+            c.verb == rbac.verb
+                && c.group == rbac.group
+                && c.resource == rbac.resource
+                && c.subresource == rbac.subresource.as_deref()
+        })
+        .unwrap_or_else(|| panic!("{} {} is not in API_CALLS", request.method, request.path))
+}
+
+/// Every request the fake saw is a call `API_CALLS` lists (so the Role built from it covers
+/// what the code does).
+pub fn assert_listed(fake: &KubeFake) {
+    for request in fake.requests() {
+        call_of(&request);
+    }
+}
+
+/// Every request the fake saw is allowed by a rule of a Role in the YAML files directly in
+/// `dir` (say `deploy/base`): same namespace, API group, resource, verb and, where the rule
+/// names objects, the object's name (a request naming none, a list or a create, needs a rule
+/// naming none, as RBAC has it). Returns the distinct kinds of request (verb, group,
+/// resource), so a test can say which were made.
+pub fn assert_granted_by_roles(fake: &KubeFake, dir: &Path) -> Vec<(String, String, String)> {
+    let mut rules: Vec<(String, Value)> = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read a manifest");
+        let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .unwrap_or_else(|e| panic!("{}: not YAML: {e}", file.display()));
+        for role in documents.iter().filter(|d| d["kind"] == "Role") {
+            let namespace = role["metadata"]["namespace"].as_str().expect("a Role's namespace");
+            for rule in role["rules"].as_array().into_iter().flatten() {
+                rules.push((namespace.to_owned(), rule.clone()));
+            }
+        }
+    }
+    assert!(!rules.is_empty(), "no Role rules in {}", dir.display());
+    let lists = |rule: &Value, field: &str, wanted: &str| {
+        rule[field].as_array().into_iter().flatten().any(|v| v == wanted || v == "*")
+    };
+    let mut kinds = std::collections::BTreeSet::new();
+    for request in fake.requests() {
+        let rbac = RbacRequest::of(&request);
+        let granted = rules.iter().any(|(namespace, rule)| {
+            let names = rule["resourceNames"].as_array().filter(|n| !n.is_empty());
+            *namespace == rbac.namespace
+                && lists(rule, "apiGroups", &rbac.group)
+                && lists(rule, "resources", &rbac.rbac_resource())
+                && lists(rule, "verbs", rbac.verb)
+                && names.is_none_or(|names| {
+                    rbac.name.as_deref().is_some_and(|name| names.iter().any(|n| n == name))
+                })
+        });
+        assert!(
+            granted,
+            "{} {} ({rbac:?}) is not granted by the Roles in {}",
+            request.method,
+            request.path,
+            dir.display()
+        );
+        kinds.insert((rbac.verb.to_owned(), rbac.group.clone(), rbac.rbac_resource()));
+    }
+    kinds.into_iter().collect()
 }
 
 /// A running pod with a `redis` container, labelled `app=SET`.

@@ -1,8 +1,10 @@
 //! Kubernetes Events (events.k8s.io/v1) on the StatefulSet, one per action, so
 //! `kubectl describe statefulset` shows what the daemon did and why. Rate-limited: the same
 //! action and reason at most once per [`EventSink::new`]'s interval; the next one that goes
-//! out says how many were held back. Events are best effort: a failure to post one is logged
-//! (naming the missing permission on a 403) and never fails the action it reports.
+//! out says how many were held back. A new master record starts afresh
+//! ([`EventSink::new_epoch`]): a failover right after the first master (or another failover)
+//! is news, not a repeat. Events are best effort: a failure to post one is logged (naming the
+//! missing permission on a 403) and never fails the action it reports.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,7 +31,8 @@ pub enum Severity {
 }
 
 struct Sent {
-    at: Instant,
+    /// When it last went out; `None` once a new master epoch began.
+    at: Option<Instant>,
     held_back: u32,
 }
 
@@ -53,25 +56,36 @@ impl EventSink {
         Self { api, regarding, instance, interval, sent: Mutex::new(HashMap::new()) }
     }
 
+    /// A new master was recorded: what follows (its promotion, repoints, role labels, the
+    /// decision that explains it) is not a repeat of what the last epoch posted, so each goes
+    /// out at once, with the count held back before it. Epochs only grow by a failover, a
+    /// switchover or the first master, which have their own bounds: no flood.
+    pub fn new_epoch(&self) {
+        let mut sent = self.sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for last in sent.values_mut() {
+            last.at = None;
+        }
+    }
+
     /// Posts one Event, unless the same `action` and `reason` went out less than the interval
-    /// ago.
+    /// ago in this epoch.
     pub async fn emit(&self, severity: Severity, action: &str, reason: &str, note: &str) {
         let held_back = {
             let mut sent = self.sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let key = (action.to_owned(), reason.to_owned());
             let now = Instant::now();
             match sent.get_mut(&key) {
-                Some(last) if now.duration_since(last.at) < self.interval => {
+                Some(last) if last.at.is_some_and(|at| now.duration_since(at) < self.interval) => {
                     last.held_back += 1;
                     return;
                 }
                 Some(last) => {
                     let held_back = last.held_back;
-                    *last = Sent { at: now, held_back: 0 };
+                    *last = Sent { at: Some(now), held_back: 0 };
                     held_back
                 }
                 None => {
-                    sent.insert(key, Sent { at: now, held_back: 0 });
+                    sent.insert(key, Sent { at: Some(now), held_back: 0 });
                     0
                 }
             }

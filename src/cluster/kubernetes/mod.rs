@@ -48,7 +48,7 @@ use crate::sample::redis::{Access, Endpoint};
 pub const ROLE_LABEL: &str = "redis-autopilot.io/role";
 /// How long [`KubeCluster::open`] waits for the first pod list.
 const SYNC_DEADLINE: Duration = Duration::from_secs(10);
-/// The same action and reason posts at most one Event per this interval.
+/// The same action and reason posts at most one Event per this interval (and master epoch).
 pub const EVENT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Which StatefulSet, and how to reach Redis in its pods.
@@ -329,7 +329,17 @@ impl Cluster for KubeCluster {
 
     async fn record_master(&self, next: MasterRecord) -> Result<(), ClusterError> {
         let _acting = self.acting.lock().await;
-        let result = self.update_record(|current| record::advance(current, &next)).await;
+        let mut written = false;
+        let result = self
+            .update_record(|current| {
+                let write = record::advance(current, &next)?;
+                written = write.is_some();
+                Ok(write)
+            })
+            .await;
+        if result.is_ok() && written {
+            self.events.new_epoch();
+        }
         let note = format!("record {} as master at epoch {}", next.instance, next.epoch);
         self.report("RecordMaster", "MasterRecorded", &note, &result).await;
         result.map(drop)

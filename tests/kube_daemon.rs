@@ -1,0 +1,591 @@
+//! The daemon end to end on Kubernetes: the built `redis-autopilot run` binary with a
+//! `target: kubernetes` policy, reaching the in-process fake API server (`support::kube_fake`)
+//! through a kubeconfig, as it would from a laptop. The StatefulSet's three pods are real
+//! `redis-server`s on 127.0.0.1, .2 and .3 (one port: pods differ by IP), each booted as a
+//! replica of itself, as `deploy/examples/redis` boots them, with its `redis.conf`'s write guard.
+//!
+//! Covered: the daemon takes the Lease; chooses a first master (annotations, role labels,
+//! replication); after a `kill -9` of the master, promotes a replica at the next epoch and
+//! repoints the other, with Events on the StatefulSet; fences the old master when it comes back
+//! misconfigured as a master, never two masters accepting writes; every request it sent is
+//! granted by `deploy/base`'s Roles. With two daemons, only the Lease holder acts, and when it
+//! dies with the master the standby takes the Lease and fails over.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use prometheus_parse::{Scrape, Value as Metric};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use support::failover::{Checker, connect_at, info_field_at, wait_until};
+use support::kube_fake::{KubeFake, assert_granted_by_roles, assert_listed};
+use support::{Redis, free_port};
+
+/// As in `deploy/`: the Redis StatefulSet's namespace and name (its Role names it), and the
+/// daemon's own namespace (`POD_NAMESPACE`), where its Lease lives.
+const NS: &str = "cache";
+const SET: &str = "redis-session";
+const LEASE_NS: &str = "redis-autopilot";
+const LEASE: &str = "redis-autopilot";
+const POLICY: &str = "kube-e2e";
+const IPS: [&str; 3] = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+const MASTER_ANNOTATION: &str = "redis-autopilot.io/master";
+const EPOCH_ANNOTATION: &str = "redis-autopilot.io/epoch";
+const ROLE_LABEL: &str = "redis-autopilot.io/role";
+/// Short leases, so a standby takes over within about a second.
+const LEASE_FLAGS: [&str; 6] =
+    ["--lease-duration", "1s", "--renew-deadline", "600ms", "--retry-period", "100ms"];
+const KEYS: usize = 1000;
+const DEADLINE: Duration = Duration::from_secs(15);
+
+/// A port free on all three pod IPs.
+fn free_port_on_every_ip() -> u16 {
+    loop {
+        let port = free_port();
+        if IPS.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
+            return port;
+        }
+    }
+}
+
+/// The fake API server on a runtime the test keeps, holding StatefulSet `redis-session` with
+/// three running pods whose Redis servers are real; a kubeconfig for it and a policy for them.
+struct Pods {
+    fake: KubeFake,
+    port: u16,
+    /// By ordinal; `None` while that pod's Redis is dead.
+    redis: Vec<Option<Redis>>,
+    dir: TempDir,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Pods {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime for the fake");
+        let fake = runtime.block_on(KubeFake::start());
+        fake.add_statefulset(NS, SET, 3, json!({}));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port_on_every_ip();
+        let mut pods = Self { fake, port, redis: Vec::new(), dir, runtime };
+        for (ordinal, ip) in IPS.iter().enumerate() {
+            pods.fake.add_pod(NS, SET, ordinal as u16, ip);
+            pods.redis.push(None);
+            pods.boot(ordinal, true);
+        }
+        // The kubeconfig's namespace is not the Lease's: POD_NAMESPACE must win.
+        pods.fake.write_kubeconfig(&pods.kubeconfig(), "default");
+        std::fs::create_dir(pods.policies()).expect("policy dir");
+        std::fs::write(
+            pods.policies().join("kube.yaml"),
+            format!(
+                "\
+apiVersion: autopilot.redis.io/v1alpha1
+kind: RedisPolicy
+metadata:
+  name: {POLICY}
+spec:
+  target:
+    kubernetes: {{namespace: {NS}, statefulSet: {SET}, port: {port}}}
+  sampling:
+    interval: 1s
+    timeout: 500ms
+  scaling:
+    minReplicas: 3
+    maxReplicas: 3
+    metrics:
+      - redis: instantaneous_ops_per_sec
+        target: 1000000
+  health:
+    downAfter: 2s
+    confirmWithReplicas: true
+    probeInterval: 100ms
+    probeTimeout: 300ms
+    minReplicasToWrite: 1
+    minReplicasMaxLag: 10s
+",
+                port = pods.port
+            ),
+        )
+        .expect("write the policy");
+        pods
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    fn policies(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
+    /// Starts pod `ordinal`'s Redis with the example StatefulSet's settings: booted as a
+    /// replica of itself (as its start.sh does when no master is labelled), or, `replica`
+    /// false, misconfigured as a master. Replicas connect from their own pod IP.
+    fn boot(&mut self, ordinal: usize, replica: bool) {
+        let (ip, port) = (IPS[ordinal], self.port.to_string());
+        let mut args = vec![
+            "--repl-ping-replica-period",
+            "1",
+            "--min-replicas-to-write",
+            "1",
+            "--min-replicas-max-lag",
+            "10",
+            // Protected mode accepts only 127.0.0.1 and ::1 as clients without a password.
+            "--protected-mode",
+            "no",
+            "--bind-source-addr",
+            ip,
+        ];
+        if replica {
+            args.extend(["--replicaof", ip, &port]);
+        }
+        self.redis[ordinal] = Some(Redis::start_at(ip, self.port, &args));
+    }
+
+    /// `kill -9` of pod `ordinal`'s Redis (the pod itself stays running, as when its process
+    /// dies and before the kubelet notices).
+    fn kill(&mut self, ordinal: usize) {
+        let redis = self.redis[ordinal].take().expect("a running redis");
+        redis.process.signal("KILL");
+    }
+
+    fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..IPS.len()).filter(|&o| self.redis[o].is_some())
+    }
+
+    fn addrs(&self) -> Vec<(String, u16)> {
+        IPS.iter().map(|ip| ((*ip).to_owned(), self.port)).collect()
+    }
+
+    fn info(&self, ordinal: usize, field: &str) -> Option<String> {
+        info_field_at(IPS[ordinal], self.port, field)
+    }
+
+    fn connect(&self, ordinal: usize) -> redis::Connection {
+        connect_at(IPS[ordinal], self.port, Duration::from_secs(5)).expect("connect to redis")
+    }
+
+    /// The pods whose Redis reports role master.
+    fn masters(&self) -> Vec<usize> {
+        self.live().filter(|&o| self.info(o, "role").as_deref() == Some("master")).collect()
+    }
+
+    /// The record in the StatefulSet's annotations: the master's ordinal and the epoch.
+    fn record(&self) -> Option<(usize, u64)> {
+        let set = self.fake.statefulset(NS, SET);
+        let annotations = &set["metadata"]["annotations"];
+        let master = annotations[MASTER_ANNOTATION].as_str()?;
+        let ordinal = master.strip_prefix(&format!("{SET}-"))?.parse().ok()?;
+        Some((ordinal, annotations[EPOCH_ANNOTATION].as_str()?.parse().ok()?))
+    }
+
+    fn label(&self, ordinal: usize) -> Option<String> {
+        let pod = self.fake.pod(NS, &format!("{SET}-{ordinal}"));
+        pod["metadata"]["labels"][ROLE_LABEL].as_str().map(str::to_owned)
+    }
+
+    fn holder(&self) -> Option<String> {
+        let lease = self.fake.lease(LEASE_NS, LEASE)?;
+        lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+    }
+
+    /// What the pods look like now, for failure messages.
+    fn describe(&self) -> String {
+        let mut text = format!("record {:?}, lease held by {:?}\n", self.record(), self.holder());
+        for (ordinal, ip) in IPS.iter().enumerate() {
+            let field = |f: &str| self.info(ordinal, f).unwrap_or_else(|| "-".into());
+            text.push_str(&format!(
+                "{SET}-{ordinal} {ip}: label {:?}, role {}, master {}, link {}\n",
+                self.label(ordinal),
+                field("role"),
+                field("master_host"),
+                field("master_link_status"),
+            ));
+        }
+        text
+    }
+
+    /// Waits until the record names a master at `epoch`, its Redis (alone) reports role
+    /// master, every other live pod's Redis replicates it with the link up, and the role
+    /// labels say so. Returns the master's ordinal.
+    fn wait_healthy(&self, epoch: u64, log: impl Fn() -> String + Copy) -> usize {
+        wait_until(
+            DEADLINE,
+            &format!("one master recorded at epoch {epoch}, labelled, replicated"),
+            || format!("{}\n{}", self.describe(), log()),
+            || {
+                let (master, recorded) = self.record()?;
+                assert!(recorded <= epoch, "epoch {recorded}, beyond {epoch}\n{}", log());
+                (recorded == epoch).then_some(())?;
+                (self.info(master, "role")? == "master").then_some(())?;
+                (self.label(master)? == "master").then_some(())?;
+                for other in self.live().filter(|&o| o != master) {
+                    (self.info(other, "role")? == "slave").then_some(())?;
+                    (self.info(other, "master_host")? == IPS[master]).then_some(())?;
+                    (self.info(other, "master_port")? == self.port.to_string()).then_some(())?;
+                    (self.info(other, "master_link_status")? == "up").then_some(())?;
+                    (self.label(other)? == "replica").then_some(())?;
+                }
+                Some(master)
+            },
+        )
+    }
+
+    /// `KEYS` keys on the master, acknowledged by `replicas` replicas before returning.
+    fn write_keys(&self, master: usize, replicas: usize) {
+        let mut connection = self.connect(master);
+        let mut pipe = redis::pipe();
+        for i in 0..KEYS {
+            pipe.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+        }
+        pipe.query::<()>(&mut connection).expect("write the keys");
+        let acked: usize =
+            redis::cmd("WAIT").arg(replicas).arg(5000).query(&mut connection).expect("WAIT");
+        assert_eq!(acked, replicas, "replicas acknowledging the writes");
+    }
+
+    /// Every key `write_keys` wrote is on pod `ordinal`'s Redis.
+    fn assert_keys(&self, ordinal: usize) {
+        let keys: Vec<String> = (0..KEYS).map(|i| format!("k{i}")).collect();
+        let values: Vec<Option<usize>> =
+            redis::cmd("MGET").arg(&keys).query(&mut self.connect(ordinal)).expect("MGET");
+        let missing = values.iter().enumerate().filter(|(i, v)| **v != Some(*i)).count();
+        assert_eq!(missing, 0, "keys missing on {SET}-{ordinal}");
+    }
+
+    /// Events on the StatefulSet as (reportingInstance, action, reason, note).
+    fn events(&self) -> Vec<(String, String, String, String)> {
+        let field = |e: &Value, f: &str| e[f].as_str().unwrap_or_default().to_owned();
+        self.fake
+            .events()
+            .iter()
+            .map(|e| {
+                assert_eq!(e["regarding"]["kind"], "StatefulSet", "{e}");
+                assert_eq!(e["regarding"]["name"], SET, "{e}");
+                let who = field(e, "reportingInstance");
+                (who, field(e, "action"), field(e, "reason"), field(e, "note"))
+            })
+            .collect()
+    }
+
+    /// Every request sent is granted by deploy/base's Roles and listed in `API_CALLS`;
+    /// returns the kinds of request made.
+    fn assert_granted(&self) -> Vec<String> {
+        assert_listed(&self.fake);
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base");
+        let kinds = assert_granted_by_roles(&self.fake, &base);
+        kinds
+            .into_iter()
+            .map(|(verb, group, resource)| format!("{verb} {group}/{resource}"))
+            .collect()
+    }
+}
+
+/// `redis-autopilot run` on the pods' policy, killed (SIGKILL) on drop.
+struct Daemon {
+    child: Option<Child>,
+    http: u16,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Runs the binary with short leases, `extra` flags and `env` on top of an environment
+    /// with no identity (`POD_NAME`, `HOSTNAME`) and `POD_NAMESPACE` set as in deploy/;
+    /// stderr goes to `NAME.log` in the temp dir.
+    fn start(pods: &Pods, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let log = pods.dir.path().join(format!("{name}.log"));
+        let http = free_port();
+        let stderr = std::fs::File::create(&log).expect("daemon log");
+        let child = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+            .arg("--kubeconfig")
+            .arg(pods.kubeconfig())
+            .arg("run")
+            .arg("--policies")
+            .arg(pods.policies())
+            .args(["--listen", &format!("127.0.0.1:{http}")])
+            .args(LEASE_FLAGS)
+            .args(extra)
+            .env_remove("POD_NAME")
+            .env_remove("HOSTNAME")
+            .env_remove("KUBECONFIG")
+            .env("POD_NAMESPACE", LEASE_NS)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn redis-autopilot");
+        Self { child: Some(child), http, log }
+    }
+
+    fn log(&self) -> String {
+        read_log(&self.log)
+    }
+
+    /// `kill -9`: no chance to release the Lease.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill the daemon");
+            child.wait().expect("reap the daemon");
+        }
+    }
+
+    /// `redis_autopilot_actions_total` of the policy, by (kind, outcome); empty while the
+    /// daemon does not answer.
+    fn actions(&self, runtime: &tokio::runtime::Runtime) -> Vec<(String, String, f64)> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.http);
+        let Some(text) =
+            runtime.block_on(async { reqwest::get(url).await.ok()?.text().await.ok() })
+        else {
+            return Vec::new();
+        };
+        let scrape =
+            Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("/metrics parses");
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "redis_autopilot_actions_total")
+            .filter(|s| s.labels.get("policy") == Some(POLICY))
+            .map(|s| {
+                let value = match s.value {
+                    Metric::Counter(v) | Metric::Untyped(v) => v,
+                    ref other => panic!("actions_total: unexpected {other:?}"),
+                };
+                let label = |name: &str| s.labels.get(name).unwrap_or_default().to_owned();
+                (label("kind"), label("outcome"), value)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    format!("--- {} ---\n{text}", path.display())
+}
+
+/// Sum of the counts of `outcome` actions.
+fn count(actions: &[(String, String, f64)], outcome: &str) -> f64 {
+    actions.iter().filter(|(_, o, _)| o == outcome).map(|(_, _, n)| n).sum()
+}
+
+#[test]
+fn the_daemon_takes_the_lease_bootstraps_fails_over_and_fences_a_statefulset() {
+    let mut pods = Pods::start();
+    // The identity comes from --identity, not from the environment: the Lease and the
+    // Events both carry it.
+    let daemon = Daemon::start(
+        &pods,
+        "autopilot-0",
+        &["--identity", "autopilot-0"],
+        &[("HOSTNAME", "not-the-identity")],
+    );
+    let log = || daemon.log();
+    wait_until(DEADLINE, "the daemon holds the Lease", log, || {
+        (pods.holder()? == "autopilot-0").then_some(())
+    });
+
+    // No pod holds data: the first master is the lowest ordinal, recorded at epoch 1.
+    let first = pods.wait_healthy(1, log);
+    assert_eq!(first, 0, "{}", pods.describe());
+    assert_eq!(pods.masters(), [first]);
+    let events = pods.events();
+    assert!(
+        events.iter().any(|(_, action, reason, note)| {
+            (action.as_str(), reason.as_str()) == ("RecordMaster", "MasterRecorded")
+                && note == &format!("record {SET}-0 as master at epoch 1")
+        }),
+        "{events:#?}"
+    );
+
+    // Data on the master, on both replicas too; then the master's Redis dies.
+    pods.write_keys(first, 2);
+    let checker = Checker::start_at(pods.addrs());
+    let killed = Instant::now();
+    pods.kill(first);
+    let second = pods.wait_healthy(2, log);
+    eprintln!("failed over to {SET}-{second} {:?} after the kill", killed.elapsed());
+    assert_ne!(second, first);
+    assert_eq!(pods.masters(), [second]);
+    pods.assert_keys(second);
+    let events = pods.events();
+    let posted = |action: &str, reason: &str, note: &str| {
+        events.iter().any(|(_, a, r, n)| a == action && r == reason && n.contains(note))
+    };
+    assert!(
+        posted("RecordMaster", "MasterRecorded", &format!("{SET}-{second} as master at epoch 2")),
+        "{events:#?}"
+    );
+    assert!(posted("Decided", "Failover", &format!("master {SET}-0 refuses")), "{events:#?}");
+    assert!(
+        posted("Promote", "Promoted", &format!("promote {SET}-{second} (REPLICAOF NO ONE)")),
+        "{events:#?}"
+    );
+    let survivor = 3 - first - second;
+    let repointed = format!("point {SET}-{survivor} at master {SET}-{second}");
+    assert!(posted("Repoint", "Repointed", &repointed), "{events:#?}");
+
+    // The old master comes back misconfigured: a master, empty. It is fenced (made a replica
+    // of the recorded master, labelled `fenced`), resyncs, and is labelled a replica again.
+    let before = pods.fake.requests().len();
+    pods.boot(first, false);
+    pods.wait_healthy(2, log);
+    pods.assert_keys(first);
+    let fenced_path = format!("/api/v1/namespaces/{NS}/pods/{SET}-{first}");
+    let labels: Vec<Value> = pods.fake.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path == fenced_path)
+        .filter_map(|r| r.body.as_ref().map(|b| b["metadata"]["labels"][ROLE_LABEL].clone()))
+        .collect();
+    assert_eq!(labels, [json!("fenced"), json!("replica")], "{}", log());
+    assert!(pods.events().iter().any(|(_, a, r, _)| a == "Decided" && r == "Fence"));
+    let violations = checker.finish();
+    assert!(violations.is_empty(), "{violations:?}\n{}", log());
+
+    let events = pods.events();
+    assert!(events.iter().all(|(who, ..)| who == "autopilot-0"), "{events:#?}");
+    assert_eq!(
+        pods.assert_granted(),
+        [
+            "create coordination.k8s.io/leases",
+            "create events.k8s.io/events",
+            "get apps/statefulsets",
+            "get apps/statefulsets/scale",
+            "get coordination.k8s.io/leases",
+            "list /pods",
+            "patch /pods",
+            "patch apps/statefulsets",
+            "update coordination.k8s.io/leases",
+            "watch /pods",
+        ]
+    );
+}
+
+/// A target that cannot be opened when the daemon starts (a 403 on the StatefulSet, say a Role
+/// applied late) is tried again without any edit of the policy, since the daemon may hold the
+/// Lease meanwhile and no standby would act: once allowed, the daemon chooses a first master.
+#[test]
+fn a_target_that_cannot_be_opened_at_start_is_tried_again_until_it_opens() {
+    let pods = Pods::start();
+    let statefulset = format!("/namespaces/{NS}/statefulsets/{SET}");
+    pods.fake.forbid(Method::GET, &statefulset);
+    let daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
+    let log = || daemon.log();
+    wait_until(DEADLINE, "the daemon fails to open the target and says so", log, || {
+        daemon.log().contains("cannot open the policy's target").then_some(())
+    });
+    assert_eq!(pods.record(), None, "nothing acted");
+
+    pods.fake.allow(Method::GET, &statefulset);
+    assert_eq!(pods.wait_healthy(1, log), 0);
+    assert!(daemon.log().contains("trying again to start the policy"), "{}", daemon.log());
+}
+
+#[test]
+fn only_the_lease_holder_acts_and_the_standby_fails_over_when_it_dies_with_the_master() {
+    let mut pods = Pods::start();
+    let names = ["autopilot-a", "autopilot-b"];
+    let mut daemons: Vec<Daemon> =
+        names.iter().map(|name| Daemon::start(&pods, name, &[], &[("POD_NAME", name)])).collect();
+    let logs: Vec<PathBuf> = daemons.iter().map(|d| d.log.clone()).collect();
+    let log = || logs.iter().map(|path| read_log(path)).collect::<Vec<_>>().join("\n");
+    let leader_name = wait_until(DEADLINE, "a daemon holds the Lease", log, || pods.holder());
+    let leader = names.iter().position(|n| *n == leader_name).expect("a daemon's identity");
+    let standby = 1 - leader;
+    let master = pods.wait_healthy(1, log);
+
+    // The standby probes and decides like the leader and drops every action.
+    wait_until(DEADLINE, "the standby drops actions", log, || {
+        (count(&daemons[standby].actions(&pods.runtime), "dropped") > 0.0).then_some(())
+    });
+    let standby_actions = daemons[standby].actions(&pods.runtime);
+    assert_eq!(count(&standby_actions, "applied"), 0.0, "{standby_actions:?}");
+    let leader_actions = daemons[leader].actions(&pods.runtime);
+    assert!(count(&leader_actions, "applied") > 0.0, "{leader_actions:?}");
+    let events = pods.events();
+    assert!(!events.is_empty(), "the leader posted no Event");
+    assert!(events.iter().all(|(who, ..)| who == &leader_name), "{events:#?}");
+
+    // The leader's node dies, and the master's Redis with it. Once the Lease has been held
+    // for a lease duration without renewal, the standby takes it and fails over.
+    let before = events.len();
+    let died = Instant::now();
+    daemons[leader].kill();
+    pods.kill(master);
+    let new = pods.wait_healthy(2, log);
+    let took = died.elapsed();
+    eprintln!("the standby failed over {took:?} after the leader and the master died");
+    assert_ne!(new, master);
+    assert_eq!(pods.holder().as_deref(), Some(names[standby]));
+    let lease = pods.fake.lease(LEASE_NS, LEASE).expect("the Lease");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1, "{lease}");
+    // The standby took the Lease only once the leader's last renewal was a lease duration
+    // old (both clocks are this machine's), and within a retry period or so after that.
+    let (renewed, acquired) = handover(&pods.fake, names[leader], names[standby]);
+    let waited = acquired - renewed;
+    assert!(waited >= chrono::TimeDelta::seconds(1), "took the Lease {waited} after its renewal");
+    assert!(waited < chrono::TimeDelta::seconds(3), "took the Lease {waited} after its renewal");
+    // Detection is immediate (refused, every replica's link down): the lease wait is most of
+    // the time; well below the 15 s default lease the flags replace.
+    assert!(took < Duration::from_secs(6), "{took:?}\n{}", log());
+
+    let events = &pods.events()[before..];
+    assert!(events.iter().all(|(who, ..)| who == names[standby]), "{events:#?}");
+    let reasons: BTreeSet<&str> = events.iter().map(|(_, _, reason, _)| reason.as_str()).collect();
+    for reason in ["Failover", "MasterRecorded", "Promoted"] {
+        assert!(reasons.contains(reason), "{reason} missing: {events:#?}");
+    }
+    let actions = daemons[standby].actions(&pods.runtime);
+    assert!(
+        actions
+            .iter()
+            .any(|(kind, outcome, n)| kind == "failover" && outcome == "applied" && *n >= 1.0),
+        "{actions:?}"
+    );
+    pods.assert_granted();
+}
+
+/// The last renewal of the Lease `old` wrote and the takeover (an update: the create `new`
+/// tried at start lost to `old`'s) `new` wrote, as the bodies of their requests say.
+fn handover(
+    fake: &KubeFake,
+    old: &str,
+    new: &str,
+) -> (chrono::DateTime<chrono::FixedOffset>, chrono::DateTime<chrono::FixedOffset>) {
+    let lease = |method: &str| -> Vec<Value> {
+        let requests = fake.requests().into_iter();
+        let writes = requests.filter(|r| r.path.contains("/leases") && r.method == method);
+        writes.filter_map(|r| r.body).collect()
+    };
+    let (updates, mut writes) = (lease("PUT"), lease("POST"));
+    writes.extend(updates.iter().cloned());
+    let time = |write: &Value, field: &str| {
+        let text = write["spec"][field].as_str().expect("a time in the Lease");
+        chrono::DateTime::parse_from_rfc3339(text).expect("an RFC 3339 time")
+    };
+    let holder = |write: &&Value, who: &str| write["spec"]["holderIdentity"] == who;
+    let renewed = writes.iter().rfind(|w| holder(w, old)).expect("a renewal by the leader");
+    let acquired = updates.iter().find(|w| holder(w, new)).expect("a takeover by the standby");
+    (time(renewed, "renewTime"), time(acquired, "acquireTime"))
+}
