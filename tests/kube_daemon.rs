@@ -496,9 +496,21 @@ fn a_target_that_cannot_be_opened_at_start_is_tried_again_until_it_opens() {
         daemon.log().contains("cannot open the policy's target").then_some(())
     });
     assert_eq!(pods.record(), None, "nothing acted");
+    let url = format!("http://127.0.0.1:{}/readyz", daemon.http);
+    let readiness = pods.runtime.block_on(async { reqwest::get(url).await.map(|r| r.status()) });
+    assert_eq!(
+        readiness.expect("/readyz answers"),
+        503,
+        "not ready while a policy has not started"
+    );
 
     pods.fake.allow(Method::GET, &statefulset);
     assert_eq!(pods.wait_healthy(1, log), 0);
+    wait_until(DEADLINE, "ready once the policy runs", log, || {
+        let url = format!("http://127.0.0.1:{}/readyz", daemon.http);
+        let status = pods.runtime.block_on(async { reqwest::get(url).await.ok() })?.status();
+        (status == 200).then_some(())
+    });
     assert!(daemon.log().contains("trying again to start the policy"), "{}", daemon.log());
 }
 

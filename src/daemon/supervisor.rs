@@ -204,6 +204,8 @@ impl Launch<'_> {
     /// [`RETRY_START`] or at once when its file changes.
     async fn start(&mut self, running: &mut BTreeMap<String, Running>, policy: Policy) {
         let name = policy.name.clone();
+        // Readiness waits for it from now, started or not.
+        self.shared.status.policy_loaded(&name);
         self.unstarted.insert(name.clone(), policy.clone());
         let Some(leadership) = self.leadership(&policy).await else { return };
         let (mode, identity) = (self.config.mode, self.election.identity());
@@ -263,7 +265,9 @@ impl Launch<'_> {
                 }
                 Change::Removed(name) => {
                     self.snapshots.remove(&name).await;
-                    self.unstarted.remove(&name);
+                    if self.unstarted.remove(&name).is_some() {
+                        self.shared.status.policy_unloaded(&name);
+                    }
                     if let Some(r) = running.remove(&name) {
                         drop(r.commands);
                         let _ = r.task.await;
