@@ -18,31 +18,16 @@ use redis_autopilot::snapshot::stream::{Deadlines, Transfer};
 use redis_autopilot::snapshot::take::Quiet;
 use redis_autopilot::snapshot::{SnapshotError, Snapshotter};
 use support::failover::wait_until;
-use support::{MotoServer, Proxy, ProxyFault, Redis, free_port, replicated, require};
+use support::{
+    MotoServer, Proxy, ProxyFault, Redis, free_port, load_collections, replicated, require,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");
 
 /// A few thousand keys of several types on `master`, and the replicas caught up.
 fn load_data(master: &Redis, replicas: &[Redis]) {
     set_strings(master, "str", 3000, 64);
-    let client = redis::Client::open(format!("redis://{}/", master.addr())).expect("client");
-    let mut con = client.get_connection().expect("connect");
-    let mut pipe = redis::pipe();
-    for i in 0..300 {
-        pipe.cmd("HSET").arg(format!("hash:{i}")).arg("a").arg(i).arg("b").arg("x".repeat(i % 50));
-        pipe.cmd("RPUSH").arg(format!("list:{i}")).arg(i).arg(i + 1).arg("tail");
-        pipe.cmd("SADD").arg(format!("set:{i}")).arg("m1").arg(format!("m{i}"));
-        pipe.cmd("ZADD").arg(format!("zset:{i}")).arg(i).arg("one").arg(i * 2).arg("two");
-    }
-    pipe.query::<()>(&mut con).expect("load data");
-    let offset = master.info_field("master_repl_offset").expect("offset");
-    for r in replicas {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while r.info_field("slave_repl_offset").as_deref() != Some(offset.as_str()) {
-            assert!(std::time::Instant::now() < deadline, "replica never caught up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    load_collections(master, replicas);
 }
 
 /// `count` string keys `prefix:N` of `size` bytes that LZF cannot shrink much.

@@ -11,7 +11,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis_autopilot::errors::chain;
 use redis_autopilot::observe::{Outcome, Role};
@@ -21,7 +21,7 @@ use redis_autopilot::sample::redis_access;
 use redis_autopilot::snapshot::Snapshotter;
 use redis_autopilot::snapshot::stream::{Deadlines, Transfer};
 use redis_autopilot::snapshot::take::Quiet;
-use support::{Redis, TlsFiles, require};
+use support::{Redis, TlsFiles, load_collections, require};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");
 
@@ -37,21 +37,8 @@ fn load_data(master: &Redis, replicas: &[&Redis]) {
         // Values that differ per key, so a key restored with another's value would show.
         pipe.cmd("SET").arg(format!("str:{i}")).arg(format!("{i:>5}-{}", "v".repeat(i % 90)));
     }
-    for i in 0..300 {
-        pipe.cmd("HSET").arg(format!("hash:{i}")).arg("a").arg(i).arg("b").arg("x".repeat(i % 50));
-        pipe.cmd("RPUSH").arg(format!("list:{i}")).arg(i).arg(i + 1).arg("tail");
-        pipe.cmd("SADD").arg(format!("set:{i}")).arg("m1").arg(format!("m{i}"));
-        pipe.cmd("ZADD").arg(format!("zset:{i}")).arg(i).arg("one").arg(i * 2).arg("two");
-    }
-    pipe.query::<()>(&mut con).expect("load data");
-    let offset = master.info_field("master_repl_offset").expect("offset");
-    for replica in replicas {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while replica.info_field("slave_repl_offset").as_deref() != Some(offset.as_str()) {
-            assert!(Instant::now() < deadline, "{} never caught up", replica.addr());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    pipe.query::<()>(&mut con).expect("load strings");
+    load_collections(master, replicas.iter().copied());
 }
 
 /// DBSIZE and the values of every 37th key of each type, read with typed commands.

@@ -330,6 +330,29 @@ impl TlsFiles {
 }
 
 /// A master and `replicas` replicas, linked and in sync.
+/// 300 each of hashes, lists, sets and sorted sets on `master` (`hash:N`, `list:N`, `set:N`,
+/// `zset:N`; over TLS when it speaks TLS), then waits until every replica has the master's
+/// replication offset.
+pub fn load_collections<'a>(master: &Redis, replicas: impl IntoIterator<Item = &'a Redis>) {
+    let mut con = master.client().get_connection().expect("connect");
+    let mut pipe = redis::pipe();
+    for i in 0..300 {
+        pipe.cmd("HSET").arg(format!("hash:{i}")).arg("a").arg(i).arg("b").arg("x".repeat(i % 50));
+        pipe.cmd("RPUSH").arg(format!("list:{i}")).arg(i).arg(i + 1).arg("tail");
+        pipe.cmd("SADD").arg(format!("set:{i}")).arg("m1").arg(format!("m{i}"));
+        pipe.cmd("ZADD").arg(format!("zset:{i}")).arg(i).arg("one").arg(i * 2).arg("two");
+    }
+    pipe.query::<()>(&mut con).expect("load data");
+    let offset = master.info_field("master_repl_offset").expect("offset");
+    for replica in replicas {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while replica.info_field("slave_repl_offset").as_deref() != Some(offset.as_str()) {
+            assert!(Instant::now() < deadline, "{} never caught up", replica.addr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 pub fn replicated(replicas: usize) -> (Redis, Vec<Redis>) {
     let master = Redis::master();
     let replicas: Vec<Redis> = (0..replicas).map(|_| Redis::replica_of(&master)).collect();
