@@ -253,10 +253,10 @@ impl Launch<'_> {
                     self.start(running, policy).await;
                 }
                 Change::Replaced(policy) => {
-                    // Its snapshots and alerts follow the gate of the new version.
-                    self.leadership(&policy).await;
                     match running.get(&policy.name) {
                         Some(r) => {
+                            // Its snapshots and alerts follow the gate of the new version.
+                            self.leadership(&policy).await;
                             let _ = r.commands.send(Command::Reload(Box::new(policy))).await;
                         }
                         // Its target failed to open before: try again with the new version.
