@@ -322,6 +322,49 @@ async fn a_terminated_or_deleted_pod_is_gone_at_once() {
     assert_listed(&fake);
 }
 
+/// The API server goes down: the pod watch breaks and `members` is an error, not the last
+/// view (a pod may die meanwhile, and the health core must not act on a stale list). Back up,
+/// the watch relists by itself and `members` shows what changed during the outage.
+#[tokio::test]
+async fn members_is_an_error_while_the_api_is_down_and_fresh_once_it_is_back() {
+    let fake = fake_with(2, json!({}), &["10.0.0.10", "10.0.0.11"]).await;
+    let cluster = open(&fake, 6379).await;
+    assert!(cluster.members().await.unwrap().iter().all(|m| m.gone.is_none()));
+
+    fake.outage(true);
+    let error = poll_members(&cluster, "members is an error during the outage", |m| {
+        m.as_ref().err().map(|e| redis_autopilot::errors::chain(e))
+    })
+    .await;
+    assert!(error.contains("redis"), "names the StatefulSet: {error}");
+    fake.delete_pod(NS, "redis-1");
+    assert!(cluster.members().await.is_err(), "still down: no stale view");
+
+    fake.outage(false);
+    let members =
+        poll_members(&cluster, "members is fresh after the outage", |m| m.as_ref().ok().cloned())
+            .await;
+    let gone: Vec<_> = members.iter().map(|m| (m.id.as_str(), m.gone.as_deref())).collect();
+    assert_eq!(gone, [("redis-0", None), ("redis-1", Some("pod deleted"))]);
+}
+
+/// Calls `members` until `check` makes something of its answer, for at most 15 s (the
+/// watch's backoff after an outage is a few seconds).
+async fn poll_members<T>(
+    cluster: &KubeCluster,
+    what: &str,
+    check: impl Fn(&Result<Vec<Member>, ClusterError>) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(found) = check(&cluster.members().await) {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within 15 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn advertise_patches_the_role_label_once() {
     let fake = fake_with(2, json!({}), &["10.0.0.10", "10.0.0.11"]).await;

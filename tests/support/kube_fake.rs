@@ -42,6 +42,8 @@ struct State {
     forbidden: Vec<(Method, String)>,
     /// Merge patches another writer applies to a StatefulSet just before our next patch.
     interleaved: Vec<Value>,
+    /// Every request is answered 503 and open watches end, as when the API server is down.
+    outage: bool,
 }
 
 impl State {
@@ -175,6 +177,18 @@ impl KubeFake {
     /// Answers 403 to every `method` request whose path contains `path`.
     pub fn forbid(&self, method: Method, path: &str) {
         self.lock().forbidden.push((method, path.to_owned()));
+    }
+
+    /// Starts (`true`) or ends an outage: while it lasts every request is answered 503 and
+    /// the open watches end, as when the API server restarts.
+    pub fn outage(&self, down: bool) {
+        let version = {
+            let mut state = self.lock();
+            state.outage = down;
+            state.version
+        };
+        // Wakes the watches, so they see it.
+        self.changed.send_replace(version);
     }
 
     /// Lifts what [`KubeFake::forbid`] forbade, as a fixed Role would.
@@ -416,6 +430,9 @@ async fn handle(
         query: query.clone(),
         body: body.clone(),
     });
+    if guard.outage {
+        return status(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "the fake is down");
+    }
     if guard.forbidden.iter().any(|(m, p)| *m == method && path.contains(p.as_str())) {
         return status(
             StatusCode::FORBIDDEN,
@@ -610,6 +627,9 @@ fn watch_pods(
             loop {
                 let lines: String = {
                     let state = state.lock().expect("fake state");
+                    if state.outage {
+                        return None;
+                    }
                     let mut lines = String::new();
                     for (version, ns, kind, pod) in &state.pod_log {
                         if *version > cursor

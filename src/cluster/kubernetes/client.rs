@@ -32,7 +32,7 @@ impl KubeClient {
 
     /// A client for an already built configuration (tests point one at a fake API server).
     pub fn from_config(config: kube::Config) -> Result<Self, KubeError> {
-        let client = kube::Client::try_from(config).map_err(|e| KubeError::Client(Box::new(e)))?;
+        let client = build(config)?;
         Ok(Self { options: ClientOptions::default(), client: OnceCell::new_with(Some(client)) })
     }
 
@@ -56,5 +56,14 @@ async fn connect(options: &ClientOptions) -> Result<kube::Client, KubeError> {
         }
         (None, None) => kube::Config::infer().await.map_err(|e| KubeError::Config(Box::new(e)))?,
     };
+    build(config)
+}
+
+/// The client, without kube's own retry of 429, 503 and 504 (up to 15 tries over minutes).
+/// The daemon retries by design: every round, the pod watch's backoff, the elector's retry
+/// period. Retried inside the client, an API server answering 503 would keep the pod watch
+/// from reporting itself broken for minutes while the cache served the view from before.
+fn build(mut config: kube::Config) -> Result<kube::Client, KubeError> {
+    config.default_retry = false;
     kube::Client::try_from(config).map_err(|e| KubeError::Client(Box::new(e)))
 }

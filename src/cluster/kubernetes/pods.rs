@@ -141,7 +141,11 @@ impl PodCache {
 
 impl State {
     fn apply(&mut self, set: &str, event: watcher::Event<Pod>) {
-        self.broken = None;
+        // A broken watch is mended only once its relist is complete: until then the pods
+        // held are the view from before the break.
+        if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
+            self.broken = None;
+        }
         match event {
             watcher::Event::Init => self.relisting = Some(BTreeMap::new()),
             watcher::Event::InitApply(pod) => {
@@ -352,5 +356,21 @@ mod tests {
         state.requested = Some(2);
         state.apply("redis", watcher::Event::Delete(pod(base())));
         assert!(state.pods.is_empty());
+    }
+
+    #[test]
+    fn a_broken_watch_is_mended_only_by_a_complete_relist() {
+        let mut state = State::default();
+        state.apply("redis", watcher::Event::Init);
+        state.apply("redis", watcher::Event::InitApply(pod(base())));
+        state.apply("redis", watcher::Event::InitDone);
+        state.broken = Some("connection reset".into());
+        // The relist begins: the pods held are still the view from before the break.
+        state.apply("redis", watcher::Event::Init);
+        assert!(state.broken.is_some());
+        state.apply("redis", watcher::Event::InitDone);
+        assert_eq!(state.broken, None);
+        // The pod went away during the break: gone, at its last address.
+        assert_eq!(state.pods[&2].gone.as_deref(), Some("pod deleted"));
     }
 }
