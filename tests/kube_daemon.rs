@@ -514,6 +514,53 @@ fn a_target_that_cannot_be_opened_at_start_is_tried_again_until_it_opens() {
     assert!(daemon.log().contains("trying again to start the policy"), "{}", daemon.log());
 }
 
+/// On call, from a laptop, while the daemon runs: `failover --dry-run` through the kubeconfig
+/// changes nothing; `failover --graceful` switches the master over to a replica at the next
+/// epoch with no key lost, and the daemon follows the new record (it never switches back).
+#[test]
+fn failover_from_a_laptop_switches_over_while_the_daemon_runs() {
+    let pods = Pods::start();
+    let daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
+    let log = || daemon.log();
+    let first = pods.wait_healthy(1, log);
+    pods.write_keys(first, 2);
+    let checker = Checker::start_at(pods.addrs());
+    let failover = |extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+            .arg("--kubeconfig")
+            .arg(pods.kubeconfig())
+            .args(["failover", "--policy"])
+            .arg(pods.policies().join("kube.yaml"))
+            .args(extra)
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("run failover");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "failover {extra:?}: {stdout}\n{stderr}\n{}", log());
+        stdout
+    };
+
+    let planned = failover(&["--graceful", "--dry-run"]);
+    assert!(planned.contains("chose"), "{planned}");
+    assert_eq!(pods.record(), Some((first, 1)), "a dry run changes nothing");
+
+    let done = failover(&["--graceful"]);
+    assert!(done.contains("did switchover"), "{done}");
+    let (new, epoch) = pods.record().expect("a record");
+    assert_ne!(new, first);
+    assert_eq!(epoch, 2);
+    assert_eq!(pods.wait_healthy(2, log), new);
+    pods.assert_keys(new);
+    // The daemon keeps to the new record: still the same master, at the same epoch, a few
+    // probe rounds and a record-cache lifetime later.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(pods.record(), Some((new, 2)), "{}", log());
+    assert_eq!(pods.masters(), [new], "{}", pods.describe());
+    let conflicts = checker.finish();
+    assert!(conflicts.is_empty(), "two masters accepted writes: {conflicts:?}\n{}", log());
+}
+
 #[test]
 fn only_the_lease_holder_acts_and_the_standby_fails_over_when_it_dies_with_the_master() {
     let mut pods = Pods::start();

@@ -42,11 +42,16 @@ pub async fn replicaof(
     bounded(action, endpoint, timeout, run).await
 }
 
+/// The least time `FAILOVER` gives its target to catch up. While writes are paused the master
+/// does not ask replicas for their offset (`REPLCONF GETACK` would itself advance it), so even
+/// a replica that is already caught up says so only with its own acknowledgement, sent once a
+/// second.
+const CATCH_UP_MIN: Duration = Duration::from_secs(2);
+
 /// Hands the master role from `master` to its replica `to` with
 /// `FAILOVER TO host port TIMEOUT ms` (Redis >= 6.2): the master pauses writes, waits up to
-/// `timeout` for `to` to apply everything, then the two swap roles, so no acknowledged write
-/// is lost. Returns once `to` reports `role:master`; the whole call takes at most about
-/// `2 x timeout` (catching up, then the swap).
+/// `timeout` (at least [`CATCH_UP_MIN`]) for `to` to apply everything, then the two swap
+/// roles, so no acknowledged write is lost. Returns once `to` reports `role:master`.
 ///
 /// If the target cannot catch up in time Redis aborts on its own and `master` keeps serving
 /// writes: the error says so. Other replicas of `master` stay attached to it (now a replica
@@ -62,7 +67,8 @@ pub async fn switchover(
     const ACTION: &str = "FAILOVER";
     let failed =
         |why: String| ClusterError::Switchover { from: master.id.clone(), to: to.id.clone(), why };
-    let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+    let catch_up = timeout.max(CATCH_UP_MIN);
+    let millis = u64::try_from(catch_up.as_millis()).unwrap_or(u64::MAX);
     let start = async {
         let mut connection = open(master, access, timeout, ACTION).await?;
         redis::cmd("FAILOVER")
@@ -91,7 +97,7 @@ pub async fn switchover(
                 let state = field(&text, "master_failover_state").unwrap_or("no-failover");
                 if state == "no-failover" && Info::parse(&text).role == Role::Master {
                     return Err(failed(format!(
-                        "Redis aborted the failover ({} did not catch up within {timeout:?}); \
+                        "Redis aborted the failover ({} did not catch up within {catch_up:?}); \
                          {} is still master",
                         to.id, master.id
                     )));
@@ -99,9 +105,11 @@ pub async fn switchover(
             }
         }
     };
-    match tokio::time::timeout(timeout * 2, swap).await {
+    // Catching up, then the swap itself.
+    let limit = catch_up + timeout;
+    match tokio::time::timeout(limit, swap).await {
         Ok(result) => result,
-        Err(_elapsed) => Err(failed(format!("{} was not master after {:?}", to.id, timeout * 2))),
+        Err(_elapsed) => Err(failed(format!("{} was not master after {limit:?}", to.id))),
     }
 }
 
