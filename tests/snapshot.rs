@@ -2,9 +2,11 @@
 //! the S3 server, a local directory, `redis-check-rdb`, and a TCP proxy that injects faults.
 //! A missing binary fails loudly (see `support::require` and `scripts/install-test-deps`).
 //!
-//! What "wrong credentials" covers: moto accepts any signature by default, so the failures
-//! tested are a credential that cannot be read (unset variable: named, never echoed) and a
-//! bucket that does not exist; both must fail before anything is listed.
+//! What "wrong credentials" covers: a credential that cannot be read (unset variable: named,
+//! never echoed), a bucket that does not exist, and, against a moto that checks signatures
+//! and IAM keys (`MotoServer::start_with_auth`), a wrong secret for a known key and an
+//! unknown key: refused as `store_forbidden`, no secret in the error, nothing listed, no
+//! multipart upload left open. The other S3 tests use a moto that accepts any signature.
 
 mod support;
 
@@ -281,6 +283,98 @@ async fn unreadable_credentials_and_a_missing_bucket_fail_clearly() {
     let err = snapshotter.take(&endpoints(&[&master]), &Quiet).await.expect_err("no bucket");
     let text = redis_autopilot::errors::chain(&err);
     assert!(text.contains("missing-bucket") || text.contains("NoSuchBucket"), "{text}");
+}
+
+/// `credentials` files holding `key_id` and `secret` (under `dir`, named by `name`), and a
+/// policy snapshotting `master` to `s3://bkt/p` on `moto_endpoint` with them.
+fn s3_policy_with_key(
+    master: &Redis,
+    moto_endpoint: &str,
+    dir: &Path,
+    name: &str,
+    key_id: &str,
+    secret: &str,
+) -> Policy {
+    let key = dir.join(format!("{name}.key"));
+    let secret_file = dir.join(format!("{name}.secret"));
+    std::fs::write(&key, key_id).expect("write key");
+    std::fs::write(&secret_file, secret).expect("write secret");
+    policy(&format!(
+        "{}    source: master\n    credentials: {{accessKeyIdFile: '{}', secretAccessKeyFile: '{}'}}\n",
+        policy_text(&[master], &s3_snapshots(moto_endpoint, "bkt")),
+        key.display(),
+        secret_file.display()
+    ))
+}
+
+/// Wrong credentials against a store that checks them (moto enforcing IAM): a wrong secret
+/// for a known key, and a key the store does not know, are refused as `store_forbidden`
+/// with the store's own reason, never echo a secret, and leave nothing behind; the right
+/// key then takes a snapshot that lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_s3_credentials_are_refused_by_a_store_that_checks_them() {
+    let master = Redis::master();
+    set_strings(&master, "k", 500, 64);
+    let (moto, key) = MotoServer::start_with_auth(&["bkt"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wrong_secret: String = key.secret.chars().rev().collect();
+    assert_ne!(wrong_secret, key.secret);
+    let valid =
+        s3_policy_with_key(&master, &moto.endpoint(), dir.path(), "valid", &key.id, &key.secret);
+    let lister = Snapshotter::new(&valid).expect("snapshotter");
+
+    let cases = [
+        ("wrong secret", key.id.as_str(), wrong_secret.as_str(), "SignatureDoesNotMatch"),
+        ("unknown key", "AKIAIOSFODNN7EXAMPLE", key.secret.as_str(), "InvalidAccessKeyId"),
+    ];
+    for (case, key_id, secret, reason) in cases {
+        let name = case.replace(' ', "-");
+        let policy =
+            s3_policy_with_key(&master, &moto.endpoint(), dir.path(), &name, key_id, secret);
+        let err = Snapshotter::new(&policy)
+            .expect("snapshotter")
+            .take(&endpoints(&[&master]), &Quiet)
+            .await
+            .expect_err(case);
+        let text = redis_autopilot::errors::chain(&err);
+        assert_eq!(err.category(), "store_forbidden", "{case}: {text}");
+        assert!(text.contains("s3://bkt/p") && text.contains(reason), "{case}: {text}");
+        let debug = format!("{err:?}");
+        for secret in [&key.secret, &wrong_secret] {
+            assert!(
+                !text.contains(secret.as_str()) && !debug.contains(secret.as_str()),
+                "{case}: {debug}"
+            );
+        }
+        let listed = lister.list().await.expect("list with the valid key");
+        assert!(listed.is_empty(), "{case}: {listed:?}");
+        assert_eq!(moto.open_uploads("bkt"), 0, "{case}: a multipart upload was left behind");
+    }
+
+    // The CLI fails with the store's reason on stderr, and without the secret.
+    let cli_policy = write_policy(
+        dir.path(),
+        &format!(
+            "{}    source: master\n    credentials: {{accessKeyIdEnv: TEST_S3_KEY, secretAccessKeyEnv: TEST_S3_SECRET}}\n",
+            policy_text(&[&master], &s3_snapshots(&moto.endpoint(), "bkt"))
+        ),
+    );
+    let env = [("TEST_S3_KEY", key.id.as_str()), ("TEST_S3_SECRET", wrong_secret.as_str())];
+    let (ok, out, err) =
+        cli(&["snapshot", "now", "--policy", cli_policy.to_str().expect("utf-8")], &env);
+    assert!(!ok && err.contains("SignatureDoesNotMatch"), "{out}\n{err}");
+    assert!(!err.contains(&wrong_secret) && !out.contains(&wrong_secret), "{out}\n{err}");
+
+    // The right key: a snapshot that lists, and no upload left open.
+    let manifest = Snapshotter::new(&valid)
+        .expect("snapshotter")
+        .take(&endpoints(&[&master]), &Quiet)
+        .await
+        .expect("the valid key uploads");
+    let listed: Vec<String> =
+        lister.list().await.expect("list").into_iter().map(|m| m.id).collect();
+    assert_eq!(listed, [manifest.id]);
+    assert_eq!(moto.open_uploads("bkt"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,6 +136,15 @@ fn abort_note(abort: Option<&str>) -> String {
     }
 }
 
+/// The store refused the request's credentials or their permissions (HTTP 401 or 403: an
+/// unknown access key, a wrong secret, a policy that does not allow the action).
+fn refused(error: &object_store::Error) -> bool {
+    matches!(
+        error,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    )
+}
+
 impl SnapshotError {
     /// A bounded label for metrics (`failures by reason`).
     pub fn category(&self) -> &'static str {
@@ -149,6 +158,11 @@ impl SnapshotError {
             SnapshotError::Stream { source, .. } => source.category(),
             SnapshotError::Corrupt { .. } => "corrupt",
             SnapshotError::Backpressure { .. } => "backpressure",
+            SnapshotError::Upload { source, .. } | SnapshotError::Object { source, .. }
+                if refused(source) =>
+            {
+                "store_forbidden"
+            }
             SnapshotError::Upload { .. } => "upload",
             SnapshotError::Object { .. } | SnapshotError::Manifest { .. } => "store",
             SnapshotError::NotFound { .. } => "not_found",
@@ -158,5 +172,41 @@ impl SnapshotError {
             SnapshotError::Decompress { .. } => "decompress",
             SnapshotError::Local { .. } => "local_io",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SnapshotError;
+
+    fn object(source: object_store::Error) -> SnapshotError {
+        SnapshotError::Object {
+            action: "start uploading",
+            url: "s3://b/p".into(),
+            object: "p/o".into(),
+            source: Box::new(source),
+        }
+    }
+
+    #[test]
+    fn a_store_refusing_the_credentials_is_its_own_category() {
+        let cause = || Box::new(std::io::Error::other("403")) as _;
+        let denied = object_store::Error::PermissionDenied { path: "p/o".into(), source: cause() };
+        let unauthenticated =
+            object_store::Error::Unauthenticated { path: "p/o".into(), source: cause() };
+        let other = object_store::Error::Generic { store: "S3", source: cause() };
+        assert_eq!(object(denied).category(), "store_forbidden");
+        assert_eq!(object(unauthenticated).category(), "store_forbidden");
+        assert_eq!(object(other).category(), "store");
+        let upload = SnapshotError::Upload {
+            url: "s3://b/p".into(),
+            object: "p/o".into(),
+            abort: None,
+            source: Box::new(object_store::Error::PermissionDenied {
+                path: "p/o".into(),
+                source: cause(),
+            }),
+        };
+        assert_eq!(upload.category(), "store_forbidden");
     }
 }

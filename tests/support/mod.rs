@@ -475,15 +475,124 @@ pub fn moto_server_binary() -> PathBuf {
     binary
 }
 
-/// An S3-compatible server (moto) on loopback: path-style, plain HTTP, any credentials
-/// accepted, everything in memory.
+/// The Python of the venv `moto_server` runs from (boto3 is one of moto's dependencies).
+fn moto_python() -> PathBuf {
+    let python = moto_server_binary().with_file_name("python");
+    assert!(
+        python.is_file(),
+        "`{}` not found: run scripts/install-test-deps (its moto venv provides it)",
+        python.display()
+    );
+    python
+}
+
+/// Runs `script` with the moto venv's Python and `args`; returns its stdout, panicking with
+/// its stderr when it fails.
+fn moto_python_run(script: &str, args: &[&str]) -> String {
+    let out = Command::new(moto_python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the moto venv's python");
+    assert!(
+        out.status.success(),
+        "python (boto3 against moto) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A boto3 client maker for `ENDPOINT`; the other scripts start with it.
+const BOTO3_CLIENT: &str = r#"
+import json, sys
+import boto3
+from botocore.exceptions import ClientError
+
+def client(service, endpoint, key_id="testing", secret="testing"):
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=key_id, aws_secret_access_key=secret)
+"#;
+
+/// argv: endpoint, buckets... Creates an IAM user, its access key and an inline policy
+/// allowing `s3:*`, then the buckets: exactly the requests of moto's no-auth window. Then
+/// checks that the window is over (an unknown key is refused) and that the new key works,
+/// and prints the key as JSON.
+const AUTH_SETUP: &str = r#"
+endpoint, buckets = sys.argv[1], sys.argv[2:]
+iam = client("iam", endpoint)
+iam.create_user(UserName="autopilot")
+key = iam.create_access_key(UserName="autopilot")["AccessKey"]
+iam.put_user_policy(UserName="autopilot", PolicyName="s3-all", PolicyDocument=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+}))
+for bucket in buckets:
+    client("s3", endpoint).create_bucket(Bucket=bucket)
+try:
+    client("s3", endpoint).list_buckets()
+    sys.exit("moto accepted an unknown access key after the setup: it does not check credentials")
+except ClientError as e:
+    if e.response["Error"]["Code"] != "InvalidAccessKeyId":
+        raise
+client("s3", endpoint, key["AccessKeyId"], key["SecretAccessKey"]).list_buckets()
+print(json.dumps({"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}))
+"#;
+
+/// Requests `AUTH_SETUP` makes before the unknown-key probe, buckets aside.
+const AUTH_SETUP_REQUESTS: usize = 3;
+
+/// argv: endpoint, key id, secret, bucket. Prints how many multipart uploads are open.
+const OPEN_UPLOADS: &str = r#"
+endpoint, key_id, secret, bucket = sys.argv[1:]
+s3 = client("s3", endpoint, key_id, secret)
+print(len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])))
+"#;
+
+/// An IAM access key that a [`MotoServer::start_with_auth`] server accepts for `s3:*`.
+#[derive(Debug, Clone)]
+pub struct AccessKey {
+    pub id: String,
+    pub secret: String,
+}
+
+/// An S3-compatible server (moto) on loopback: path-style, plain HTTP, everything in memory.
+/// [`MotoServer::start`] accepts any credentials; [`MotoServer::start_with_auth`] checks them.
 pub struct MotoServer {
     pub port: u16,
     pub process: Process,
+    /// The key it checks requests against, when it does.
+    auth: Option<AccessKey>,
 }
 
 impl MotoServer {
+    /// A server that accepts any credentials (moto does not check signatures by default).
     pub fn start() -> Self {
+        Self::spawn(&[])
+    }
+
+    /// A server that checks credentials as S3 does: every request must be signed by an IAM
+    /// access key it knows (`InvalidAccessKeyId`), with that key's secret
+    /// (`SignatureDoesNotMatch`), and be allowed by the key's policy (`AccessDenied`), all 403.
+    /// moto does so after its first `INITIAL_NO_AUTH_ACTION_COUNT` requests; those create
+    /// the user, its key, a policy allowing `s3:*`, and `buckets` (with boto3 from moto's
+    /// venv). Returns the key.
+    pub fn start_with_auth(buckets: &[&str]) -> (Self, AccessKey) {
+        let window = (AUTH_SETUP_REQUESTS + buckets.len()).to_string();
+        let mut server = Self::spawn(&[("INITIAL_NO_AUTH_ACTION_COUNT", &window)]);
+        let endpoint = server.endpoint();
+        let args: Vec<&str> =
+            std::iter::once(endpoint.as_str()).chain(buckets.iter().copied()).collect();
+        let out = moto_python_run(&format!("{BOTO3_CLIENT}{AUTH_SETUP}"), &args);
+        let key: serde_json::Value = serde_json::from_str(&out).expect("the access key as JSON");
+        let field = |name: &str| key[name].as_str().expect("id and secret").to_owned();
+        let key = AccessKey { id: field("id"), secret: field("secret") };
+        server.auth = Some(key.clone());
+        (server, key)
+    }
+
+    fn spawn(env: &[(&str, &str)]) -> Self {
         let binary = moto_server_binary();
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -491,20 +600,22 @@ impl MotoServer {
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut child = Command::new(binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file)
             .spawn()
             .expect("spawn moto_server");
         wait_for_port(port, &mut child, "moto_server", &log);
-        Self { port, process: Process { child, dir } }
+        Self { port, process: Process { child, dir }, auth: None }
     }
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// One unsigned HTTP request (moto does not check signatures); returns status and body.
+    /// One unsigned HTTP request (refused by a server started with auth); returns status and
+    /// body.
     pub fn request(&self, method: &str, path: &str) -> (u16, String) {
         use std::io::{Read as _, Write as _};
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
@@ -526,13 +637,21 @@ impl MotoServer {
         (status, body)
     }
 
+    /// Creates `bucket` (on a server started with auth, name it to `start_with_auth` instead).
     pub fn create_bucket(&self, bucket: &str) {
         let (status, body) = self.request("PUT", &format!("/{bucket}"));
         assert_eq!(status, 200, "create bucket {bucket}: {body}");
     }
 
-    /// Multipart uploads started and neither completed nor aborted.
+    /// Multipart uploads started and neither completed nor aborted (listed with the server's
+    /// key when it checks credentials).
     pub fn open_uploads(&self, bucket: &str) -> usize {
+        if let Some(key) = &self.auth {
+            let endpoint = self.endpoint();
+            let args = [endpoint.as_str(), &key.id, &key.secret, bucket];
+            let out = moto_python_run(&format!("{BOTO3_CLIENT}{OPEN_UPLOADS}"), &args);
+            return out.trim().parse().unwrap_or_else(|_| panic!("not a count: {out}"));
+        }
         let (status, body) = self.request("GET", &format!("/{bucket}?uploads"));
         assert_eq!(status, 200, "list multipart uploads: {body}");
         body.matches("<UploadId>").count()
