@@ -304,20 +304,6 @@ impl LocalFleet {
         port.checked_sub(self.config.base_port)
     }
 
-    async fn replicaof(
-        &self,
-        member: &Member,
-        master: Option<&Member>,
-    ) -> Result<(), ClusterError> {
-        redis_admin::replicaof(
-            &member.endpoint,
-            master.map(|m| &m.endpoint),
-            &self.config.access,
-            self.config.timeout,
-        )
-        .await
-    }
-
     /// Starts instance `ordinal` as a replica of port `master_port` and waits until it listens.
     async fn start(&self, ordinal: u16, master_port: u16) -> Result<Process, ClusterError> {
         let member = self.member(ordinal)?;
@@ -556,7 +542,7 @@ impl Cluster for LocalFleet {
                 recorded: inner.state.describe(),
             });
         }
-        self.replicaof(member, None).await
+        redis_admin::replicaof(member, None, &self.config.access, self.config.timeout).await
     }
 
     /// Refuses to repoint the recorded master: that would leave the fleet without the master
@@ -567,7 +553,7 @@ impl Cluster for LocalFleet {
         if inner.state.master.as_deref() == Some(member.id.as_str()) {
             return Err(ClusterError::RecordedMaster { instance: member.id.clone() });
         }
-        self.replicaof(member, Some(master)).await
+        redis_admin::replicaof(member, Some(master), &self.config.access, self.config.timeout).await
     }
 }
 

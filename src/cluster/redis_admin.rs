@@ -8,28 +8,29 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-use super::ClusterError;
+use super::{ClusterError, Member};
 use crate::observe::{Info, Role};
 use crate::sample::redis::{Access, Endpoint, HEALTH_SECTIONS, connect};
 
 /// How often [`switchover`] looks at the target while it waits for the roles to swap.
 const POLL: Duration = Duration::from_millis(50);
 
-/// `REPLICAOF NO ONE` (`master` is `None`) or `REPLICAOF host port`.
+/// `REPLICAOF NO ONE` on `member` (`master` is `None`) or `REPLICAOF host port` of `master`.
 ///
 /// Idempotent: Redis answers `OK` to `NO ONE` on a master and "Already connected to specified
 /// master" when nothing changes, without a resync. If the daemon dies after sending it, the
 /// instance has the new role and a retry changes nothing.
 pub async fn replicaof(
-    endpoint: &Endpoint,
-    master: Option<&Endpoint>,
+    member: &Member,
+    master: Option<&Member>,
     access: &Access,
     timeout: Duration,
 ) -> Result<(), ClusterError> {
+    let endpoint = &member.endpoint;
     let mut command = redis::cmd("REPLICAOF");
     match master {
         None => command.arg("NO").arg("ONE"),
-        Some(master) => command.arg(&master.host).arg(master.port),
+        Some(master) => command.arg(&master.endpoint.host).arg(master.endpoint.port),
     };
     let action = if master.is_some() { "REPLICAOF host port" } else { "REPLICAOF NO ONE" };
     let run = async {

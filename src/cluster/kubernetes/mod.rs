@@ -183,20 +183,6 @@ impl KubeCluster {
         self.cached_record.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn replicaof(
-        &self,
-        member: &Member,
-        master: Option<&Member>,
-    ) -> Result<(), ClusterError> {
-        redis_admin::replicaof(
-            &member.endpoint,
-            master.map(|m| &m.endpoint),
-            &self.target.access,
-            self.target.timeout,
-        )
-        .await
-    }
-
     /// Posts the Event for one action's result: `reason` on success, `{action}Failed` (a
     /// Warning with the error) on failure. `note` says what the action was.
     async fn report<T>(
@@ -357,7 +343,7 @@ impl Cluster for KubeCluster {
                     recorded: current.describe(),
                 });
             }
-            self.replicaof(member, None).await
+            redis_admin::replicaof(member, None, &self.target.access, self.target.timeout).await
         }
         .await;
         let note = format!("promote {} (REPLICAOF NO ONE) at epoch {epoch}", member.id);
@@ -372,7 +358,8 @@ impl Cluster for KubeCluster {
             if self.read_record().await?.master.as_deref() == Some(member.id.as_str()) {
                 return Err(ClusterError::RecordedMaster { instance: member.id.clone() });
             }
-            self.replicaof(member, Some(master)).await
+            redis_admin::replicaof(member, Some(master), &self.target.access, self.target.timeout)
+                .await
         }
         .await;
         let note = format!("point {} at master {} (REPLICAOF)", member.id, master.id);
