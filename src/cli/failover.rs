@@ -175,15 +175,12 @@ async fn fail_over(
         })?;
         report.snapshot = Some(manifest.id);
     }
-    let context = failover::Context {
-        access: &access,
-        timeout: policy.health.probe_timeout.max(policy.sampling.timeout),
-        guard: policy.health.write_guard.as_ref(),
-    };
+    let actor = failover::cli_actor();
+    let context = failover::Context::new(policy, &access, &actor);
     let timeline = if args.graceful {
         failover::switch_over(&cluster, &probe.members, master, to, epoch, &context).await?
     } else {
-        failover::fail_over(&cluster, &probe.members, to, epoch, &context).await?
+        failover::fail_over(&cluster, &probe.members, Some(master), to, epoch, &context).await?
     };
     report.timeline = Some(timeline);
     Ok(report)

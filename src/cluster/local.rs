@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::redis_admin;
-use super::{Cluster, ClusterError, MasterRecord, Member};
+use super::{Claim, Cluster, ClusterError, MasterRecord, Member};
 use crate::failover;
 use crate::observe::InstanceId;
 use crate::policy::{Health, Policy, Target};
@@ -57,7 +57,7 @@ impl LocalConfig {
                 base_port: *base_port,
                 data_dir: PathBuf::from(data_dir),
                 access,
-                timeout: policy.sampling.timeout,
+                timeout: crate::failover::action_timeout(policy),
                 health: policy.health.clone(),
                 owns_processes: true,
             }),
@@ -75,19 +75,39 @@ struct State {
     epoch: u64,
     /// Instances requested by the last [`Cluster::scale`].
     replicas: u16,
+    /// The claim of whoever last changed roles ([`crate::cluster::Claim`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    claim: Option<Claim>,
 }
 
 impl State {
     fn record(&self) -> Option<MasterRecord> {
-        self.master.clone().map(|instance| MasterRecord { instance, epoch: self.epoch })
+        self.master.clone().map(|instance| MasterRecord {
+            instance,
+            epoch: self.epoch,
+            claim: self.claim.clone(),
+        })
     }
+}
 
-    fn describe(&self) -> String {
-        match &self.master {
-            Some(master) => format!("{master} at epoch {}", self.epoch),
-            None => format!("nothing (epoch {})", self.epoch),
-        }
-    }
+/// Holds an exclusive lock on `dataDir/state.lock` while a record is read, checked and
+/// written: the daemon and a `redis-autopilot failover` run by hand are two processes, and
+/// the epoch rule only holds if neither writes between the other's read and write. A lock
+/// file of its own, because `state.json` is replaced by rename.
+fn lock_state(path: &Path) -> Result<std::fs::File, ClusterError> {
+    let lock = path.with_extension("lock");
+    let io = |action: &'static str| {
+        let path = lock.clone();
+        move |source| ClusterError::StateIo { action, path, source }
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(io("open"))?;
+    file.lock().map_err(io("lock"))?;
+    Ok(file)
 }
 
 /// Reads the state file; a missing file is the empty state of a new fleet.
@@ -400,10 +420,12 @@ impl LocalFleet {
     /// Moves the master role off `master` (about to be removed) to the best instance below
     /// `keep` ([`failover::hand_over`]).
     async fn hand_over(&self, master: u16, keep: u16) -> Result<(), ClusterError> {
+        let actor = crate::cluster::kubernetes::lease::default_identity();
         let context = failover::Context {
             access: &self.config.access,
             timeout: self.config.timeout,
             guard: self.config.health.write_guard.as_ref(),
+            actor: &actor,
         };
         let from = self.member(master)?;
         failover::hand_over(self, &from, keep, &self.config.health, &context).await.map(drop)
@@ -513,20 +535,17 @@ impl Cluster for LocalFleet {
 
     async fn record_master(&self, record: MasterRecord) -> Result<(), ClusterError> {
         let mut inner = self.inner.lock().await;
+        let _locked = lock_state(&self.state_path)?;
         self.refresh(&mut inner)?;
-        if inner.state.record().as_ref() == Some(&record) {
+        let current = inner.state.record();
+        let Some(next) = MasterRecord::advance(current.as_ref(), &record, chrono::Utc::now())?
+        else {
             return Ok(());
-        }
-        if record.epoch <= inner.state.epoch {
-            return Err(ClusterError::StaleEpoch {
-                instance: record.instance,
-                epoch: record.epoch,
-                recorded: inner.state.describe(),
-            });
-        }
+        };
         let mut state = inner.state.clone();
-        state.master = Some(record.instance);
-        state.epoch = record.epoch;
+        state.master = Some(next.instance);
+        state.epoch = next.epoch;
+        state.claim = next.claim;
         write_state(&self.state_path, &state)?;
         inner.state = state;
         Ok(())
@@ -535,13 +554,7 @@ impl Cluster for LocalFleet {
     async fn promote(&self, member: &Member, epoch: u64) -> Result<(), ClusterError> {
         let mut inner = self.inner.lock().await;
         self.refresh(&mut inner)?;
-        if inner.state.master.as_deref() != Some(member.id.as_str()) || inner.state.epoch != epoch {
-            return Err(ClusterError::NotRecorded {
-                instance: member.id.clone(),
-                epoch,
-                recorded: inner.state.describe(),
-            });
-        }
+        MasterRecord::may_promote(inner.state.record().as_ref(), member, epoch)?;
         redis_admin::replicaof(member, None, &self.config.access, self.config.timeout).await
     }
 
@@ -550,9 +563,7 @@ impl Cluster for LocalFleet {
     async fn repoint(&self, member: &Member, master: &Member) -> Result<(), ClusterError> {
         let mut inner = self.inner.lock().await;
         self.refresh(&mut inner)?;
-        if inner.state.master.as_deref() == Some(member.id.as_str()) {
-            return Err(ClusterError::RecordedMaster { instance: member.id.clone() });
-        }
+        MasterRecord::may_repoint(inner.state.record().as_ref(), member)?;
         redis_admin::replicaof(member, Some(master), &self.config.access, self.config.timeout).await
     }
 }
@@ -576,7 +587,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         assert_eq!(read_state(&path).unwrap(), State::default());
-        let state = State { master: Some("127.0.0.1:7000".into()), epoch: 3, replicas: 2 };
+        let state =
+            State { master: Some("127.0.0.1:7000".into()), epoch: 3, replicas: 2, claim: None };
         write_state(&path, &state).unwrap();
         assert_eq!(read_state(&path).unwrap(), state);
         let next = State { epoch: 4, ..state };

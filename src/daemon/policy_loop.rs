@@ -76,6 +76,8 @@ pub struct PolicyLoop<C> {
     snapshots: Option<SnapshotScheduler>,
     /// That snapshot, while it runs or until the scale-down it was for goes ahead.
     before_scale_down: Option<JoinHandle<Result<(), String>>>,
+    /// Who this daemon is in the claims it puts on the master record.
+    actor: String,
 }
 
 impl<C: Cluster> PolicyLoop<C> {
@@ -103,12 +105,20 @@ impl<C: Cluster> PolicyLoop<C> {
             shared,
             snapshots: None,
             before_scale_down: None,
+            actor: crate::cluster::kubernetes::lease::default_identity(),
         })
     }
 
     /// Where snapshots a policy takes before its actions come from.
     pub fn with_snapshots(mut self, snapshots: SnapshotScheduler) -> Self {
         self.snapshots = Some(snapshots);
+        self
+    }
+
+    /// Names this daemon `identity` in the claims it puts on the master record (`run
+    /// --identity`; default [`crate::cluster::kubernetes::lease::default_identity`]).
+    pub fn with_actor(mut self, identity: &str) -> Self {
+        identity.clone_into(&mut self.actor);
         self
     }
 
@@ -364,11 +374,7 @@ impl<C: Cluster> PolicyLoop<C> {
             self.shared.metrics.action(&name, decision.kind(), &outcome, None);
             return outcome;
         }
-        let context = failover::Context {
-            access: &self.access,
-            timeout: self.policy.health.probe_timeout.max(self.policy.sampling.timeout),
-            guard: self.policy.health.write_guard.as_ref(),
-        };
+        let context = failover::Context::new(&self.policy, &self.access, &self.actor);
         let started = Instant::now();
         let result = match decision {
             Decision::Failover { from, to, epoch, .. } => {
@@ -377,7 +383,10 @@ impl<C: Cluster> PolicyLoop<C> {
                     .as_deref()
                     .and(self.memory.health.failing_since())
                     .and_then(|since| (now - since).to_std().ok());
-                match failover::fail_over(&self.cluster, members, to, *epoch, &context).await {
+                let replaced = from.as_deref().and_then(find);
+                match failover::fail_over(&self.cluster, members, replaced, to, *epoch, &context)
+                    .await
+                {
                     Ok(mut timeline) => {
                         // A first master replaces nothing: not a failover to count.
                         if from.is_some() {
@@ -420,6 +429,14 @@ impl<C: Cluster> PolicyLoop<C> {
                             .health
                             .record_advertised(instance, crate::cluster::Advertised::Fenced);
                     }
+                }
+                result.map_err(|e| chain(&e))
+            }
+            Decision::Detach { instance, master, .. } => {
+                let Some(member) = find(instance) else { return missing(instance) };
+                let result = self.cluster.repoint(member, member).await;
+                if result.is_ok() {
+                    self.memory.health.record_detached(instance, master);
                 }
                 result.map_err(|e| chain(&e))
             }
