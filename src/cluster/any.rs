@@ -144,6 +144,14 @@ impl Cluster for AnyCluster {
         }
     }
 
+    async fn fresh_record(&self) -> Result<Option<MasterRecord>, ClusterError> {
+        match self {
+            Self::Local(c) => c.fresh_record().await,
+            Self::Endpoints(c) => c.fresh_record().await,
+            Self::Kubernetes(c) => c.fresh_record().await,
+        }
+    }
+
     async fn record_master(&self, record: MasterRecord) -> Result<(), ClusterError> {
         match self {
             Self::Local(c) => c.record_master(record).await,

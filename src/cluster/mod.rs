@@ -213,10 +213,19 @@ pub trait Cluster: Send + Sync {
     /// with the same `to` finishes an interrupted call.
     fn scale(&self, to: u16) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
-    /// The last durably recorded master, if any.
+    /// The last durably recorded master, if any. A backend may answer from a short-lived
+    /// cache (Kubernetes: see `RECORD_MAX_AGE`); [`Cluster::fresh_record`] never does.
     fn recorded_master(
         &self,
     ) -> impl Future<Output = Result<Option<MasterRecord>, ClusterError>> + Send;
+
+    /// The record as stored now, read past any cache: what an action checks its decision
+    /// against just before it acts (another actor may have written since the probe).
+    fn fresh_record(
+        &self,
+    ) -> impl Future<Output = Result<Option<MasterRecord>, ClusterError>> + Send {
+        self.recorded_master()
+    }
 
     /// Durably records `record` before anything acts on it. Refuses an epoch lower than the
     /// recorded one, or the same epoch naming another instance; recording the same record

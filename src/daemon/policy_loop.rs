@@ -18,7 +18,7 @@ use super::metrics::Metrics;
 use super::snapshots::SnapshotScheduler;
 use super::status::{DecisionRecord, Status};
 use crate::act::{self, ActionOutcome, Executor};
-use crate::cluster::{Cluster, Member};
+use crate::cluster::Cluster;
 use crate::decide::health;
 use crate::decide::{Decision, Fleet, Memory, decide};
 use crate::errors::chain;
@@ -330,7 +330,7 @@ impl<C: Cluster> PolicyLoop<C> {
             // A master down with failover blocked is an alarm, not an action.
             let outcome = match decision {
                 Decision::MasterDown { .. } => None,
-                _ => Some(self.apply_health(&decision, &probe.members, now).await),
+                _ => Some(self.apply_health(&decision, &probe, now).await),
             };
             let explained = match &outcome {
                 None => true,
@@ -365,12 +365,17 @@ impl<C: Cluster> PolicyLoop<C> {
     async fn apply_health(
         &mut self,
         decision: &Decision,
-        members: &[Member],
+        probe: &Probe,
         now: Timestamp,
     ) -> ActionOutcome {
         let name = self.policy.name.clone();
+        let members = probe.members.as_slice();
         let find = |id: &str| members.iter().find(|m| m.id == id);
         if let Err(outcome) = self.executor.admit_health() {
+            self.shared.metrics.action(&name, decision.kind(), &outcome, None);
+            return outcome;
+        }
+        if let Some(outcome) = self.record_changed(decision, probe).await {
             self.shared.metrics.action(&name, decision.kind(), &outcome, None);
             return outcome;
         }
@@ -458,6 +463,33 @@ impl<C: Cluster> PolicyLoop<C> {
         };
         self.shared.metrics.action(&name, decision.kind(), &outcome, Some(started.elapsed()));
         outcome
+    }
+
+    /// A decision that promotes, fences, repoints or detaches was made on the probe's record;
+    /// if another actor (the CLI, another daemon) has written the record since, acting on it
+    /// would undo their work. Such a decision is deferred (the next probe decides on the new
+    /// record), not failed: nothing went wrong. A failover needs no check: its record write
+    /// is refused if the epoch moved.
+    async fn record_changed(&self, decision: &Decision, probe: &Probe) -> Option<ActionOutcome> {
+        let checked = matches!(
+            decision,
+            Decision::Promote { .. }
+                | Decision::Fence { .. }
+                | Decision::Repoint { .. }
+                | Decision::Detach { .. }
+        );
+        if !checked {
+            return None;
+        }
+        let why = match self.cluster.fresh_record().await {
+            Ok(record) if record == probe.record => return None,
+            Ok(record) => format!(
+                "the master record changed since the probe (now {}): deciding again",
+                crate::cluster::MasterRecord::describe(record.as_ref())
+            ),
+            Err(error) => format!("cannot read the master record: {}", chain(&error)),
+        };
+        Some(ActionOutcome::Deferred { why })
     }
 
     /// With `snapshots.beforeActions: [scaleDown]`, a scale-down waits for a snapshot taken for

@@ -315,6 +315,10 @@ impl Cluster for KubeCluster {
         Ok(self.read_record().await?.record())
     }
 
+    async fn fresh_record(&self) -> Result<Option<MasterRecord>, ClusterError> {
+        Ok(self.read_record().await?.record())
+    }
+
     async fn record_master(&self, next: MasterRecord) -> Result<(), ClusterError> {
         let _acting = self.acting.lock().await;
         let mut written = false;
