@@ -14,6 +14,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::master_watch::MasterWatch;
 use super::metrics::Metrics;
 use super::snapshots::SnapshotScheduler;
 use super::status::{DecisionRecord, Status};
@@ -78,6 +79,8 @@ pub struct PolicyLoop<C> {
     before_scale_down: Option<JoinHandle<Result<(), String>>>,
     /// Who this daemon is in the claims it puts on the master record.
     actor: String,
+    /// The serving recorded master's address, for the [`MasterWatch`].
+    serving_master: Option<(String, u16)>,
 }
 
 impl<C: Cluster> PolicyLoop<C> {
@@ -106,6 +109,7 @@ impl<C: Cluster> PolicyLoop<C> {
             snapshots: None,
             before_scale_down: None,
             actor: crate::cluster::kubernetes::lease::default_identity(),
+            serving_master: None,
         })
     }
 
@@ -134,7 +138,9 @@ impl<C: Cluster> PolicyLoop<C> {
         let mut probes = interval(self.policy.health.probe_interval);
         // The scaling round sampling in the background, if one is.
         let mut round: Option<JoinHandle<Observation>> = None;
+        let master_watch = MasterWatch::start();
         loop {
+            master_watch.follow(self.serving_master.clone());
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
@@ -148,6 +154,8 @@ impl<C: Cluster> PolicyLoop<C> {
                     }
                 },
                 _ = probes.tick() => self.check_health().await,
+                // The master's process went away: probe now, not at the next tick.
+                () = master_watch.dropped() => self.check_health().await,
                 observation = wait(&mut round) => {
                     round = None;
                     match observation {
@@ -325,6 +333,12 @@ impl<C: Cluster> PolicyLoop<C> {
             now,
         );
         self.shared.metrics.health(&name, assessment.master_serving, assessment.lagging.len());
+        self.serving_master = probe
+            .record
+            .as_ref()
+            .filter(|_| assessment.master_serving)
+            .and_then(|record| probe.member(&record.instance))
+            .map(|master| (master.endpoint.host.clone(), master.endpoint.port));
         for decision in assessment.decisions {
             self.shared.metrics.decision(&name, &decision);
             // A master down with failover blocked is an alarm, not an action.
@@ -388,7 +402,13 @@ impl<C: Cluster> PolicyLoop<C> {
                     .as_deref()
                     .and(self.memory.health.failing_since())
                     .and_then(|since| (now - since).to_std().ok());
-                let replaced = from.as_deref().and_then(find);
+                let replaced = match (from.as_deref().and_then(find), decision_evidence(decision)) {
+                    (None, _) => failover::Replaced::Nothing,
+                    (Some(old), Some(health::Evidence::Empty(_) | health::Evidence::NotMaster)) => {
+                        failover::Replaced::Answering(old)
+                    }
+                    (Some(old), _) => failover::Replaced::Down(old),
+                };
                 match failover::fail_over(&self.cluster, members, replaced, to, *epoch, &context)
                     .await
                 {
@@ -548,6 +568,16 @@ impl<C: Cluster> PolicyLoop<C> {
             .then(|| started.elapsed());
         self.shared.metrics.action(&self.policy.name, "scale", &outcome, took);
         outcome
+    }
+}
+
+/// What a failover decision saw of the master it replaces.
+fn decision_evidence(decision: &Decision) -> Option<&health::Evidence> {
+    match decision {
+        Decision::Failover { reason: health::HealthReason::Down { detection, .. }, .. } => {
+            Some(&detection.evidence)
+        }
+        _ => None,
     }
 }
 

@@ -316,7 +316,7 @@ impl Writer {
 /// Fails the test if two instances report role master and accept a write at the same moment.
 pub struct Checker {
     stop: Arc<AtomicBool>,
-    violations: Arc<Mutex<Vec<String>>>,
+    violations: Arc<Mutex<Vec<(Instant, String)>>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -354,10 +354,10 @@ impl Checker {
                             })
                             .collect();
                         if accepting.len() > 1 {
-                            violations
-                                .lock()
-                                .expect("violations")
-                                .push(format!("masters {masters:?} both accepted a write"));
+                            violations.lock().expect("violations").push((
+                                Instant::now(),
+                                format!("masters {masters:?} both accepted a write"),
+                            ));
                         }
                     }
                     std::thread::sleep(Duration::from_millis(10));
@@ -367,7 +367,12 @@ impl Checker {
         Self { stop, violations, handle: Some(handle) }
     }
 
-    pub fn finish(mut self) -> Vec<String> {
+    pub fn finish(self) -> Vec<String> {
+        self.finish_timed().into_iter().map(|(_, violation)| violation).collect()
+    }
+
+    /// Every violation with when it was seen.
+    pub fn finish_timed(mut self) -> Vec<(Instant, String)> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(handle) = self.handle.take() {
             handle.join().expect("checker thread");
