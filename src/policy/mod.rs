@@ -7,6 +7,7 @@
 //! [`load`] ties the two to files and positions (`FILE:LINE:COL: field.path: message`).
 //! Nothing downstream re-checks what a `Policy` guarantees.
 
+pub mod bounds;
 pub mod cron;
 pub mod load;
 pub mod source_map;
