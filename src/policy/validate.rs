@@ -938,13 +938,21 @@ fn check_store_endpoint(
         return None;
     }
     match url::Url::parse(endpoint) {
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+            c.bad(
+                &endpoint_path,
+                "must not contain `user:password@`; name where credentials are read in \
+                 spec.snapshots.credentials",
+            );
+            None
+        }
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
             Some(Some(endpoint.trim_end_matches('/').to_owned()))
         }
         _ => {
             c.bad(
                 &endpoint_path,
-                format!("must be an http:// or https:// URL of an S3-compatible server, found `{endpoint}`"),
+                "must be an http:// or https:// URL of an S3-compatible server".to_owned(),
             );
             None
         }
@@ -1425,14 +1433,26 @@ fn prometheus_url(text: &str) -> Result<String, String> {
     Ok(text.trim_end_matches('/').to_owned())
 }
 
-/// Where snapshots go: an object-store or file URL.
+/// Where snapshots go: an object-store or file URL, without credentials. Messages never
+/// echo the URL: `s3://KEY:SECRET@bucket` is the mistake they are most often about.
 fn destination_url(url: &str) -> Result<(), String> {
     const SCHEMES: [&str; 4] = ["s3", "gs", "az", "file"];
+    const EXPECTED: &str = "must be a URL starting with s3://, gs://, az:// or file://";
     match url.split_once("://") {
-        Some((scheme, rest)) if SCHEMES.contains(&scheme) && !rest.trim().is_empty() => Ok(()),
-        _ => Err(format!(
-            "must be a URL starting with s3://, gs://, az:// or file://, found `{url}`"
-        )),
+        Some((scheme, rest)) if SCHEMES.contains(&scheme) && !rest.trim().is_empty() => {
+            let authority = rest.split('/').next().unwrap_or_default();
+            if authority.contains('@') {
+                return Err("must not contain credentials (`KEY:SECRET@`); name where they are                             read in spec.snapshots.credentials"
+                    .to_owned());
+            }
+            Ok(())
+        }
+        Some((scheme, _))
+            if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            Err(format!("{EXPECTED}, found a `{scheme}://` URL"))
+        }
+        _ => Err(EXPECTED.to_owned()),
     }
 }
 
@@ -2069,6 +2089,38 @@ mod tests {
         assert_eq!(problems.len(), 4, "{problems:?}");
         for problem in problems {
             assert!(!problem.to_string().contains("hunter2"), "{problem}");
+        }
+    }
+
+    /// `s3://KEY:SECRET@bucket` (and an endpoint with `user:password@`) is refused, and
+    /// neither the key nor the secret is repeated.
+    #[rstest]
+    #[case::destination(
+        "destination: 's3://AKIAEXAMPLE:hunter2@bucket/x'",
+        "spec.snapshots.destination"
+    )]
+    #[case::destination_user_only(
+        "destination: 'gs://AKIAEXAMPLE@bucket/x'",
+        "spec.snapshots.destination"
+    )]
+    #[case::bad_scheme(
+        "destination: 'ftp://AKIAEXAMPLE:hunter2@bucket/x'",
+        "spec.snapshots.destination"
+    )]
+    #[case::endpoint(
+        "destination: s3://bucket/x, endpoint: 'http://AKIAEXAMPLE:hunter2@minio:9000'",
+        "spec.snapshots.endpoint"
+    )]
+    fn credentials_in_a_snapshot_url_are_refused_unechoed(
+        #[case] fields: &str,
+        #[case] path: &str,
+    ) {
+        let text = format!("{HEAD}{TARGET}  snapshots: {{schedule: '0 0 3 * * *', {fields}}}\n");
+        let problem = problem_at(&text, path);
+        let shown = problem.to_string();
+        assert!(!shown.contains("hunter2") && !shown.contains("AKIAEXAMPLE"), "{shown}");
+        if !fields.contains("ftp") {
+            assert!(shown.contains("must not contain"), "{shown}");
         }
     }
 
