@@ -342,6 +342,83 @@ mod tests {
         assert_eq!(executor.admit_health(), Err(ActionOutcome::Dropped));
     }
 
+    fn scale_decision(from: u16, to: u16) -> Decision {
+        let reason = crate::decide::ScalingReason {
+            current: from,
+            ready: from,
+            readings: vec![],
+            proposed: to,
+            adjustments: vec![],
+            result: to,
+        };
+        Decision::Scale { from, to, reason }
+    }
+
+    fn claims_master(instance: &str) -> Decision {
+        Decision::Fence {
+            instance: instance.to_owned(),
+            master: "m".to_owned(),
+            reason: crate::decide::health::HealthReason::ClaimsMaster { master: "m".to_owned() },
+        }
+    }
+
+    /// An endpoints target cannot scale: its scale decisions are advice, not failures, so
+    /// the failing-actions alert stays quiet; and advice does not use up the rate limit.
+    #[tokio::test]
+    async fn an_endpoints_target_scales_as_advice() {
+        use crate::cluster::StaticEndpoints;
+
+        let cluster = StaticEndpoints::new(vec![]);
+        let mut executor = Executor::new(Mode::Apply, limit(1, 60));
+        let mut memory = Memory::default();
+        let metrics = crate::daemon::metrics::Metrics::new();
+        for round in 0..3 {
+            let outcome = scale(&mut executor, &cluster, &mut memory, 3, 5, t(round)).await;
+            assert_eq!(
+                outcome,
+                ActionOutcome::Advice { why: "endpoints targets cannot scale".to_owned() }
+            );
+            metrics.action("api", "scale", &outcome, None);
+        }
+        let text = metrics.encode().expect("metrics");
+        assert!(text.contains(r#"kind="scale",outcome="advice"} 3"#), "{text}");
+        assert!(!text.contains(r#"outcome="failed""#), "{text}");
+        assert_eq!(executor.admit(t(4)), Ok(()), "advice used no admission");
+    }
+
+    #[test]
+    fn a_failed_action_is_a_warning_every_time() {
+        let mut log = DecisionLog::default();
+        let failed = ActionOutcome::Failed { error: "scale: forbidden".to_owned() };
+        for s in 0..3 {
+            assert_eq!(log.level(&scale_decision(3, 5), Some(&failed), t(s)), LogLevel::Warn);
+        }
+        assert_eq!(
+            log.level(&scale_decision(3, 5), Some(&ActionOutcome::Applied), t(4)),
+            LogLevel::Info
+        );
+    }
+
+    /// Paused, the health core re-decides every probe (250 ms): the same decision is logged
+    /// once, a change at once, and a decision that comes back after a while once more.
+    #[test]
+    fn a_repeated_decision_is_logged_once_per_change() {
+        let mut log = DecisionLog::default();
+        let paused = Some(&ActionOutcome::Paused);
+        let at = |ms: i64| t(0) + chrono::Duration::milliseconds(ms);
+        assert_eq!(log.level(&claims_master("a"), paused, at(0)), LogLevel::Info);
+        for probe in 1..40 {
+            assert_eq!(log.level(&claims_master("a"), paused, at(probe * 250)), LogLevel::Debug);
+        }
+        assert_eq!(log.level(&claims_master("b"), paused, at(10_000)), LogLevel::Info);
+        assert_eq!(log.level(&claims_master("b"), None, at(10_250)), LogLevel::Info);
+        assert_eq!(log.level(&claims_master("b"), None, at(10_500)), LogLevel::Debug);
+        // Scale decisions are remembered apart from health ones.
+        assert_eq!(log.level(&scale_decision(3, 4), paused, at(10_500)), LogLevel::Info);
+        // Absent for longer than FORGET_AFTER: new again.
+        assert_eq!(log.level(&claims_master("b"), None, at(80_000)), LogLevel::Info);
+    }
+
     #[test]
     fn paused_reports_without_counting() {
         let mut executor = Executor::new(Mode::Paused, limit(1, 60));

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use super::metrics::Metrics;
 use super::snapshots::SnapshotScheduler;
 use super::status::{DecisionRecord, Status};
-use crate::act::{self, ActionOutcome, Executor};
+use crate::act::{self, ActionOutcome, DecisionLog, Executor};
 use crate::cluster::{Cluster, Member};
 use crate::decide::health;
 use crate::decide::{Decision, Fleet, Memory, decide};
@@ -76,6 +76,8 @@ pub struct PolicyLoop<C> {
     snapshots: Option<SnapshotScheduler>,
     /// That snapshot, while it runs or until the scale-down it was for goes ahead.
     before_scale_down: Option<JoinHandle<Result<(), String>>>,
+    /// Logs each decision: failures at WARN with their chain, repeats once per change.
+    decision_log: DecisionLog,
 }
 
 impl<C: Cluster> PolicyLoop<C> {
@@ -103,6 +105,7 @@ impl<C: Cluster> PolicyLoop<C> {
             shared,
             snapshots: None,
             before_scale_down: None,
+            decision_log: DecisionLog::default(),
         })
     }
 
@@ -280,10 +283,7 @@ impl<C: Cluster> PolicyLoop<C> {
                         self.cluster.explain(decision.kind(), &decision.reason()).await;
                     }
                     self.shared.metrics.replicas(&name, current, *to);
-                    tracing::info!(
-                        policy = %name, action = "scale", from, to, outcome = outcome.label(),
-                        reason = %decision.reason(), "decision"
-                    );
+                    self.decision_log.log(&name, &decision, Some(&outcome), now);
                     Some(outcome)
                 }
                 // Health decisions come from `check_health`, never from `decide`.
@@ -332,12 +332,7 @@ impl<C: Cluster> PolicyLoop<C> {
             if explained {
                 self.cluster.explain(decision.kind(), &decision.reason()).await;
             }
-            let label = outcome.as_ref().map_or("none", ActionOutcome::label);
-            if matches!(decision, Decision::Advertise { .. }) {
-                tracing::debug!(policy = %name, action = decision.kind(), outcome = label, reason = %decision.reason(), "decision");
-            } else {
-                tracing::info!(policy = %name, action = decision.kind(), outcome = label, reason = %decision.reason(), "decision");
-            }
+            self.decision_log.log(&name, &decision, outcome.as_ref(), now);
             self.shared.status.record(DecisionRecord::new(now, &name, decision, outcome));
         }
         // Instances that exited come back as replicas once a master serves (a StatefulSet's
