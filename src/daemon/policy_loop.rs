@@ -18,7 +18,7 @@ use super::master_watch::MasterWatch;
 use super::metrics::Metrics;
 use super::snapshots::SnapshotScheduler;
 use super::status::{DecisionRecord, Status};
-use crate::act::{self, ActionOutcome, Executor};
+use crate::act::{self, ActionOutcome, DecisionLog, Executor};
 use crate::cluster::Cluster;
 use crate::decide::health;
 use crate::decide::{Decision, Fleet, Memory, decide};
@@ -81,6 +81,8 @@ pub struct PolicyLoop<C> {
     actor: String,
     /// The serving recorded master's address, for the [`MasterWatch`].
     serving_master: Option<(String, u16)>,
+    /// Logs each decision: failures at WARN with their chain, repeats once per change.
+    decision_log: DecisionLog,
 }
 
 impl<C: Cluster> PolicyLoop<C> {
@@ -110,6 +112,7 @@ impl<C: Cluster> PolicyLoop<C> {
             before_scale_down: None,
             actor: crate::cluster::kubernetes::lease::default_identity(),
             serving_master: None,
+            decision_log: DecisionLog::default(),
         })
     }
 
@@ -298,10 +301,7 @@ impl<C: Cluster> PolicyLoop<C> {
                         self.cluster.explain(decision.kind(), &decision.reason()).await;
                     }
                     self.shared.metrics.replicas(&name, current, *to);
-                    tracing::info!(
-                        policy = %name, action = "scale", from, to, outcome = outcome.label(),
-                        reason = %decision.reason(), "decision"
-                    );
+                    self.decision_log.log(&name, &decision, Some(&outcome), now);
                     Some(outcome)
                 }
                 // Health decisions come from `check_health`, never from `decide`.
@@ -356,12 +356,7 @@ impl<C: Cluster> PolicyLoop<C> {
             if explained {
                 self.cluster.explain(decision.kind(), &decision.reason()).await;
             }
-            let label = outcome.as_ref().map_or("none", ActionOutcome::label);
-            if matches!(decision, Decision::Advertise { .. }) {
-                tracing::debug!(policy = %name, action = decision.kind(), outcome = label, reason = %decision.reason(), "decision");
-            } else {
-                tracing::info!(policy = %name, action = decision.kind(), outcome = label, reason = %decision.reason(), "decision");
-            }
+            self.decision_log.log(&name, &decision, outcome.as_ref(), now);
             self.shared.status.record(DecisionRecord::new(now, &name, decision, outcome));
         }
         // Instances that exited come back as replicas once a master serves (a StatefulSet's
@@ -404,9 +399,10 @@ impl<C: Cluster> PolicyLoop<C> {
                     .and_then(|since| (now - since).to_std().ok());
                 let replaced = match (from.as_deref().and_then(find), decision_evidence(decision)) {
                     (None, _) => failover::Replaced::Nothing,
-                    (Some(old), Some(health::Evidence::Empty(_) | health::Evidence::NotMaster)) => {
-                        failover::Replaced::Answering(old)
-                    }
+                    (
+                        Some(old),
+                        Some(health::Evidence::Restarted { .. } | health::Evidence::NotMaster),
+                    ) => failover::Replaced::Answering(old),
                     (Some(old), _) => failover::Replaced::Down(old),
                 };
                 match failover::fail_over(&self.cluster, members, replaced, to, *epoch, &context)
