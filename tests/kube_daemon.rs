@@ -656,6 +656,30 @@ fn ten_switchovers_from_a_laptop_while_the_daemon_runs_lose_no_acknowledged_writ
     );
 }
 
+/// Issue 11 §5: after a daemon restart, a recorded master whose pod is Pending with no IP is
+/// not a member. It used to block failover silently (no decision, not even `MasterDown`); it
+/// counts as gone, as a deleted pod does.
+#[test]
+fn a_recorded_master_whose_pod_has_no_ip_is_failed_over_after_a_daemon_restart() {
+    let mut pods = Pods::start();
+    let mut daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
+    let master = pods.wait_healthy(1, || daemon.log());
+    pods.write_keys(master, 2);
+    daemon.kill();
+    // The node lost the pod: its Redis is gone and the pod is recreated, Pending, no IP yet.
+    pods.kill(master);
+    let name = format!("{SET}-{master}");
+    let mut pod = pods.fake.pod(NS, &name);
+    pod["status"] = json!({"phase": "Pending"});
+    pods.fake.put_pod(NS, pod);
+    let daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
+    let log = || daemon.log();
+    let new = pods.wait_healthy(2, log);
+    assert_ne!(new, master);
+    pods.assert_keys(new);
+    assert!(log().contains("not a member of the deployment"), "{}", log());
+}
+
 #[test]
 fn only_the_lease_holder_acts_and_the_standby_fails_over_when_it_dies_with_the_master() {
     let mut pods = Pods::start();

@@ -381,8 +381,8 @@ impl Checker {
     }
 }
 
-/// Every acknowledged write is on `port` with its value.
-pub fn assert_all_present(port: u16, acks: &[Ack], log: impl Fn() -> String) {
+/// The acknowledged writes that are not on `port` with their value.
+pub fn missing_on(port: u16, acks: &[Ack]) -> Vec<Ack> {
     let mut connection = connect(port, Duration::from_secs(5)).expect("connect to the master");
     let mut missing = Vec::new();
     for chunk in acks.chunks(1000) {
@@ -391,10 +391,16 @@ pub fn assert_all_present(port: u16, acks: &[Ack], log: impl Fn() -> String) {
             redis::cmd("MGET").arg(&keys).query(&mut connection).expect("MGET");
         for (ack, value) in chunk.iter().zip(values) {
             if value != Some(ack.n) {
-                missing.push(ack.n);
+                missing.push(*ack);
             }
         }
     }
+    missing
+}
+
+/// Every acknowledged write is on `port` with its value.
+pub fn assert_all_present(port: u16, acks: &[Ack], log: impl Fn() -> String) {
+    let missing: Vec<u64> = missing_on(port, acks).iter().map(|a| a.n).collect();
     assert!(
         missing.is_empty(),
         "{} of {} acknowledged writes missing on {port}: {:?}...\n{}",
