@@ -246,15 +246,14 @@ fn a_master_restarted_empty_as_a_master_never_wipes_the_fleet_in_twenty_rounds()
             let mut strangers: Vec<(u16, Instant, Instant)> = Vec::new();
             for round in 0..ROUNDS {
                 let (_, epoch) = fleet.record().expect("a record");
-                let killed = Instant::now();
-                restart_empty_as_master(&fleet, master, delay);
+                let (synced, killed) = restart_empty_as_master(&fleet, master, delay);
                 wait_until(
                     Duration::from_secs(15),
                     &format!("round {round}: a new master recorded"),
                     || fleet.log(),
                     || fleet.record().filter(|(_, e)| *e > epoch),
                 );
-                strangers.push((master, killed, Instant::now()));
+                strangers.push((master, synced, killed, Instant::now()));
                 master = fleet.wait_healthy(Duration::from_secs(30));
                 if dbsize(master) != Some(KEYS) {
                     lost_rounds += 1;
@@ -272,19 +271,17 @@ fn a_master_restarted_empty_as_a_master_never_wipes_the_fleet_in_twenty_rounds()
             }
             let acks = writer.finish();
             let (by_strangers, kept): (Vec<Ack>, Vec<Ack>) = acks.iter().partition(|ack| {
-                strangers
-                    .iter()
-                    .any(|(port, from, to)| ack.port == *port && ack.at >= *from && ack.at <= *to)
+                strangers.iter().any(|(port, _, killed, seen)| {
+                    ack.port == *port && ack.at >= *killed && ack.at <= *seen
+                })
             });
-            // Replication is asynchronous: a write the master acknowledged in the instant
-            // before its `kill -9` may not have reached a replica. That window (100 ms here)
-            // is reported apart; a loss outside it fails the test.
+            // Replication is asynchronous: a write the master acknowledged after the last point
+            // both replicas confirmed (a marker and `WAIT 2`, just before the `kill -9`) may
+            // not have reached them. That window is reported apart; a loss outside it fails.
             let (in_window, outside): (Vec<Ack>, Vec<Ack>) =
                 missing_on(master, &kept).into_iter().partition(|ack| {
-                    strangers.iter().any(|(port, killed, _)| {
-                        ack.port == *port
-                            && ack.at <= *killed
-                            && *killed - ack.at < Duration::from_millis(100)
+                    strangers.iter().any(|(port, synced, killed, _)| {
+                        ack.port == *port && ack.at >= *synced && ack.at <= *killed
                     })
                 });
             assert!(
@@ -297,7 +294,8 @@ fn a_master_restarted_empty_as_a_master_never_wipes_the_fleet_in_twenty_rounds()
             report.push(format!(
                 "confirmWithReplicas {confirm}, restart after {delay:?}: {lost_rounds} of \
                  {ROUNDS} rounds lost data; of {} writes the masters acknowledged, {} lost, all \
-                 within 100 ms before a kill -9 (asynchronous replication); {} taken by the \
+                 after the last replicated point before a kill -9 (asynchronous replication); \
+                 {} taken by the \
                  instances restarted empty on the master's address; longest two-master overlap \
                  {longest:?}",
                 kept.len(),
@@ -342,8 +340,16 @@ fn write_keys(port: u16, keys: u64) {
 
 /// `kill -9` of the instance on `port`, then, `delay` later, a `redis-server` on its port and
 /// in its directory as a master holding nothing (its `dump.rdb` removed: a fresh pod).
-fn restart_empty_as_master(fleet: &Fleet, port: u16, delay: Duration) {
+/// Returns when the last write both replicas confirmed was issued, and when it was killed:
+/// writes acknowledged between the two may not have been replicated.
+fn restart_empty_as_master(fleet: &Fleet, port: u16, delay: Duration) -> (Instant, Instant) {
     let dir = fleet.data.join(fleet.ordinal(port).to_string());
+    let synced = Instant::now();
+    let mut connection = connect(port, Duration::from_secs(5)).expect("the master");
+    redis::cmd("SET").arg("marker").arg(1).query::<()>(&mut connection).expect("marker");
+    let acked: u64 =
+        redis::cmd("WAIT").arg(2).arg(5000).query(&mut connection).expect("WAIT for the marker");
+    assert_eq!(acked, 2, "both replicas confirm the marker");
     signal(fleet.pid(port), "KILL");
     let killed = Instant::now();
     let _ = std::fs::remove_file(dir.join("dump.rdb"));
@@ -360,6 +366,7 @@ fn restart_empty_as_master(fleet: &Fleet, port: u16, delay: Duration) {
         .status()
         .expect("restart redis-server");
     assert!(restarted.success());
+    (synced, killed)
 }
 
 #[test]
