@@ -243,7 +243,7 @@ fn a_master_restarted_empty_as_a_master_never_wipes_the_fleet_in_twenty_rounds()
             // Per round: the old master's port, from the kill until the new record was seen.
             // Whatever that port acknowledged then came from the instance restarted empty: a
             // stranger on the master's address, whose writes no one can keep.
-            let mut strangers: Vec<(u16, Instant, Instant)> = Vec::new();
+            let mut strangers: Vec<(u16, Instant, Instant, Instant)> = Vec::new();
             for round in 0..ROUNDS {
                 let (_, epoch) = fleet.record().expect("a record");
                 let (synced, killed) = restart_empty_as_master(&fleet, master, delay);
