@@ -164,6 +164,28 @@ spec:
         }
     }
 
+    /// SIGTERM, as a clean shutdown: waits up to 30 s for the daemon to exit and says whether
+    /// it did.
+    pub fn stop_daemon(&mut self) -> bool {
+        let Some(mut child) = self.daemon.take() else { return true };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// The running daemon's pid.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -317,6 +339,8 @@ impl Writer {
 pub struct Checker {
     stop: Arc<AtomicBool>,
     violations: Arc<Mutex<Vec<String>>>,
+    /// When each violation was seen, same order.
+    seen_at: Arc<Mutex<Vec<Instant>>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -329,8 +353,10 @@ impl Checker {
     pub fn start_at(addrs: Vec<(String, u16)>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let violations = Arc::new(Mutex::new(Vec::new()));
+        let seen_at = Arc::new(Mutex::new(Vec::new()));
         let handle = {
             let (stop, violations) = (Arc::clone(&stop), Arc::clone(&violations));
+            let seen_at = Arc::clone(&seen_at);
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let masters: Vec<&(String, u16)> = addrs
@@ -358,13 +384,22 @@ impl Checker {
                                 .lock()
                                 .expect("violations")
                                 .push(format!("masters {masters:?} both accepted a write"));
+                            seen_at.lock().expect("violation times").push(Instant::now());
                         }
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
             })
         };
-        Self { stop, violations, handle: Some(handle) }
+        Self { stop, violations, seen_at, handle: Some(handle) }
+    }
+
+    /// [`Checker::finish`], each violation with when it was seen.
+    pub fn finish_timed(self) -> Vec<(Instant, String)> {
+        let seen_at = Arc::clone(&self.seen_at);
+        let violations = self.finish();
+        let seen_at = seen_at.lock().expect("violation times").clone();
+        seen_at.into_iter().zip(violations).collect()
     }
 
     pub fn finish(mut self) -> Vec<String> {
