@@ -91,12 +91,9 @@ fn refuses(port: u16) -> bool {
 }
 
 fn wait_for(port: u16, field: &str, value: &str) {
-    wait_until(
-        Duration::from_secs(15),
-        &format!("{field}:{value} on {port}"),
-        String::new,
-        || (info_field(port, field)? == value).then_some(()),
-    );
+    wait_until(Duration::from_secs(15), &format!("{field}:{value} on {port}"), String::new, || {
+        (info_field(port, field)? == value).then_some(())
+    });
 }
 
 fn redis_cmd(port: u16, args: &[&str]) -> redis::RedisResult<redis::Value> {
@@ -108,9 +105,22 @@ fn redis_cmd(port: u16, args: &[&str]) -> redis::RedisResult<redis::Value> {
     command.query(&mut connection)
 }
 
+/// How many of `acks` are not on `port`.
+fn missing(port: u16, acks: &[Ack]) -> usize {
+    let mut connection = connect(port, TIMEOUT).expect("connect");
+    acks.chunks(1000)
+        .map(|chunk| {
+            let keys: Vec<String> = chunk.iter().map(|a| format!("w:{}", a.n)).collect();
+            let values: Vec<Option<u64>> =
+                redis::cmd("MGET").arg(&keys).query(&mut connection).expect("MGET");
+            chunk.iter().zip(values).filter(|(ack, value)| *value != Some(ack.n)).count()
+        })
+        .sum()
+}
+
 fn pid_file(dir: &Path, ordinal: u16) -> u32 {
-    let text = std::fs::read_to_string(dir.join(ordinal.to_string()).join("redis.pid"))
-        .expect("pid file");
+    let text =
+        std::fs::read_to_string(dir.join(ordinal.to_string()).join("redis.pid")).expect("pid file");
     text.trim().parse().expect("a pid")
 }
 
@@ -138,9 +148,24 @@ impl Drop for Resume {
     }
 }
 
-/// The log the daemon wrote from byte `from` on.
+/// The log the daemon wrote from byte `from` on, without its colours.
 fn log_since(fleet: &Fleet, from: usize) -> String {
-    fleet.log().get(from..).unwrap_or_default().to_owned()
+    let log = fleet.log().get(from..).unwrap_or_default().to_owned();
+    let mut plain = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // `ESC [ ... m`
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 fn decided(log: &str, kind: &str) -> bool {
@@ -156,9 +181,12 @@ fn a_clean_daemon_restart_keeps_every_acknowledged_write_the_master_and_its_epoc
     let master = fleet.wait_healthy(Duration::from_secs(20));
     let (_, epoch) = fleet.record().expect("a record");
     let writer = Writer::start(&fleet.data);
-    wait_until(Duration::from_secs(20), "writes", || fleet.log(), || {
-        (writer.acks().len() > 2_000).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "writes",
+        || fleet.log(),
+        || (writer.acks().len() > 2_000).then_some(()),
+    );
 
     assert!(fleet.stop_daemon(), "the daemon did not exit on SIGTERM:\n{}", fleet.log());
     for port in fleet.ports() {
@@ -170,9 +198,12 @@ fn a_clean_daemon_restart_keeps_every_acknowledged_write_the_master_and_its_epoc
     fleet.spawn_daemon();
     assert_eq!(fleet.wait_healthy(Duration::from_secs(30)), master, "{}", fleet.log());
     assert_eq!(fleet.record(), Some((master, epoch)), "{}", fleet.log());
-    wait_until(Duration::from_secs(20), "writes after the restart", || fleet.log(), || {
-        writer.first_ack_on(master, restarted)
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "writes after the restart",
+        || fleet.log(),
+        || writer.first_ack_on(master, restarted),
+    );
     let acks = writer.finish();
     assert_all_present(master, &acks, || fleet.log());
     let log = log_since(&fleet, restart_log);
@@ -194,33 +225,45 @@ fn after_every_process_was_killed_the_freshest_data_left_is_restored_and_the_los
     let master = fleet.wait_healthy(Duration::from_secs(20));
     let (_, epoch) = fleet.record().expect("a record");
     let writer = Writer::start(&fleet.data);
-    wait_until(Duration::from_secs(20), "writes", || fleet.log(), || {
-        (writer.acks().len() > 1_000).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "writes",
+        || fleet.log(),
+        || (writer.acks().len() > 1_000).then_some(()),
+    );
     // A replica restarted now resyncs and keeps the RDB of that full sync: the freshest file
     // the fleet will have. Everything acknowledged before it was killed is in it.
     let replica = fleet.ports().into_iter().find(|&p| p != master).expect("a replica");
     let old_pid = fleet.pid(replica);
     let resynced_from = Instant::now();
     signal(old_pid, "KILL");
-    wait_until(Duration::from_secs(20), "the replica restarted", || fleet.log(), || {
-        (fleet.pid(replica) != old_pid).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "the replica restarted",
+        || fleet.log(),
+        || (fleet.pid(replica) != old_pid).then_some(()),
+    );
     fleet.wait_healthy(Duration::from_secs(20));
     let in_the_dump: Vec<Ack> =
         writer.acks().into_iter().filter(|a| a.at < resynced_from).collect();
-    wait_until(Duration::from_secs(10), "more writes", || fleet.log(), || {
-        (writer.acks().len() > in_the_dump.len() + 500).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "more writes",
+        || fleet.log(),
+        || (writer.acks().len() > in_the_dump.len() + 500).then_some(()),
+    );
 
     fleet.kill_daemon();
     for port in fleet.ports() {
         signal(fleet.pid(port), "KILL");
     }
-    wait_until(Duration::from_secs(10), "every instance dead", || fleet.log(), || {
-        fleet.ports().into_iter().all(refuses).then_some(())
-    });
-    let acked = writer.acks().len();
+    wait_until(
+        Duration::from_secs(10),
+        "every instance dead",
+        || fleet.log(),
+        || fleet.ports().into_iter().all(refuses).then_some(()),
+    );
+    let acked = writer.acks();
     let restart_log = fleet.log().len();
     fleet.spawn_daemon();
     assert_eq!(fleet.wait_healthy(Duration::from_secs(30)), master, "{}", fleet.log());
@@ -240,12 +283,18 @@ fn after_every_process_was_killed_the_freshest_data_left_is_restored_and_the_los
         redis::cmd("DBSIZE").query(&mut connection).ok()
     };
     let restored = dbsize(master).expect("DBSIZE");
-    wait_until(Duration::from_secs(20), "every replica holding what the master holds", || log.clone(), || {
-        fleet.ports().into_iter().all(|p| dbsize(p) == Some(restored)).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "every replica holding what the master holds",
+        || log.clone(),
+        || fleet.ports().into_iter().all(|p| dbsize(p) == Some(restored)).then_some(()),
+    );
     eprintln!(
-        "unclean restart: {acked} writes acknowledged before the kill, {} in the freshest dump, {restored} keys restored",
-        in_the_dump.len()
+        "unclean restart: {} writes acknowledged before the kill, {} of them in the freshest dump, {} lost; {} acknowledged in all",
+        acked.len(),
+        in_the_dump.len(),
+        missing(master, &acked),
+        acks.len()
     );
 }
 
@@ -306,9 +355,12 @@ fn a_stranger_claiming_master_on_a_replicas_port_is_fenced() {
     signal(daemon, "STOP");
     let resume = Resume(daemon);
     signal(fleet.pid(replica), "KILL");
-    wait_until(Duration::from_secs(10), "the replica dead", || fleet.log(), || {
-        refuses(replica).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the replica dead",
+        || fleet.log(),
+        || refuses(replica).then_some(()),
+    );
     let elsewhere = tempfile::tempdir().unwrap();
     let stranger = Command::new(require("redis-server", "redis-server"))
         .args(["--port", &replica.to_string(), "--bind", "127.0.0.1", "--save", ""])
@@ -319,18 +371,26 @@ fn a_stranger_claiming_master_on_a_replicas_port_is_fenced() {
         .spawn()
         .expect("start the stranger");
     let _stranger = Stranger(stranger);
-    wait_until(Duration::from_secs(10), "the stranger serving", || fleet.log(), || {
-        (info_field(replica, "role")? == "master").then_some(())
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the stranger serving",
+        || fleet.log(),
+        || (info_field(replica, "role")? == "master").then_some(()),
+    );
     redis_cmd(replica, &["SET", "stranger", "1"]).unwrap();
 
     let resumed = Instant::now();
     drop(resume);
-    wait_until(Duration::from_secs(10), "the stranger fenced", || fleet.log(), || {
-        (info_field(replica, "role")? == "slave"
-            && info_field(replica, "master_port")? == master.to_string())
-        .then_some(())
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the stranger fenced",
+        || fleet.log(),
+        || {
+            (info_field(replica, "role")? == "slave"
+                && info_field(replica, "master_port")? == master.to_string())
+            .then_some(())
+        },
+    );
     let fenced_after = resumed.elapsed();
     let violations = checker.finish_timed();
     let window = match (violations.first(), violations.last()) {
@@ -369,8 +429,9 @@ async fn repointing_a_healthy_replica_does_not_wait_for_an_unreachable_one() {
         result = &mut stalled => panic!("the stopped instance answered first: {result:?}"),
         result = &mut healthy => result.expect("repoint the healthy replica"),
     }
+    // Its deadline (the connection's or the call's) ends it.
     let error = stalled.await.unwrap_err();
-    assert_eq!(error.category(), "timeout", "{error}");
+    assert!(error.to_string().contains(&m2.id), "{error}");
     drop(_resume);
     fleet.shutdown().await.unwrap();
 }
@@ -424,7 +485,10 @@ async fn a_pid_file_naming_another_process_is_never_adopted_or_signalled() {
 /// Issue 12: the daemon's environment (cloud credentials) must not reach redis-server.
 #[tokio::test]
 async fn instances_get_none_of_the_daemons_environment() {
-    assert!(std::env::vars().any(|(name, _)| name.starts_with("CARGO")), "a test runs with CARGO_*");
+    assert!(
+        std::env::vars().any(|(name, _)| name.starts_with("CARGO")),
+        "a test runs with CARGO_*"
+    );
     let dir = tempfile::tempdir().unwrap();
     let base = free_ports(1);
     let server = require("redis-server", "redis-server");
