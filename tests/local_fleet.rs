@@ -294,7 +294,11 @@ async fn a_missing_redis_server_is_named() {
         message.contains("/nonexistent/redis-server") && message.contains("redisServer"),
         "{message}"
     );
-    assert!(fleet.members().await.unwrap().is_empty());
+    // The requested instance stays a member, gone, with why: a dead master must be seen dead.
+    let members = fleet.members().await.unwrap();
+    assert_eq!(members.len(), 1, "{members:?}");
+    let why = members[0].gone.as_deref().expect("reported gone");
+    assert!(why.contains("/nonexistent/redis-server"), "{why}");
 }
 
 #[tokio::test]
