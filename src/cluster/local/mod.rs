@@ -536,6 +536,11 @@ impl LocalFleet {
         if missing.is_empty() {
             return Ok(());
         }
+        // A file kept for the master of a cold start is for that master only: after a
+        // failover it is as stale as any other.
+        if life.keep != master {
+            life.keep = None;
+        }
         if cold && !spare_master {
             life.keep = self.cold_start(state, master)?;
         }
