@@ -524,18 +524,32 @@ impl LocalFleet {
         spare_master: bool,
     ) -> Result<(), ClusterError> {
         let master = self.master_ordinal(state);
-        let (missing, cold) = {
+        let (missing, cold, master_runs) = {
             let mut processes = self.lock();
             self.forget_exited(&mut processes);
             let missing: Vec<u16> = (0..state.replicas)
                 .filter(|o| !processes.running.contains_key(o))
                 .filter(|o| !(spare_master && master == Some(*o)))
                 .collect();
-            (missing, processes.running.is_empty())
+            let master_runs = master.is_some_and(|m| processes.running.contains_key(&m));
+            (missing, processes.running.is_empty(), master_runs)
         };
         if missing.is_empty() {
             return Ok(());
         }
+        // A recorded master that runs without serving (an unfinished promotion, a hung
+        // process) cannot feed a new replica, and an instance that never linked up reports
+        // offset 1, which would outrank a master that has not replicated anything yet: the
+        // others wait until it serves, and `heal` starts them then.
+        let wait_for_master = match master {
+            Some(m) if master_runs && missing.iter().any(|&o| o != m) => {
+                let member = self.member(m)?;
+                let info =
+                    redis_admin::info(&member.endpoint, &self.config.access, self.config.timeout);
+                !info.await.is_ok_and(|info| info.role == Role::Master)
+            }
+            _ => false,
+        };
         // A file kept for the master of a cold start is for that master only: after a
         // failover it is as stale as any other.
         if life.keep != master {
@@ -546,6 +560,11 @@ impl LocalFleet {
         }
         let mut result = Ok(());
         for ordinal in missing {
+            if wait_for_master && master != Some(ordinal) {
+                let why = "not started: waiting for the recorded master to serve";
+                self.lock().down.insert(ordinal, why.to_owned());
+                continue;
+            }
             let keep = life.keep == Some(ordinal) && master == Some(ordinal);
             if keep {
                 life.keep = None;
@@ -692,8 +711,9 @@ impl Cluster for LocalFleet {
     /// over first (see `hand_over`); only then is `to` recorded as requested, so a failed
     /// switchover changes nothing and a later call tries again; the highest ordinals are
     /// stopped; missing ordinals below `to` are started as replicas of the recorded master (of
-    /// themselves when none is recorded) and sync from it in the background. If the daemon
-    /// dies halfway, calling `scale(to)` again finishes the job.
+    /// themselves when none is recorded) and sync from it in the background, except while the
+    /// recorded master runs without serving: they wait for it ([`Cluster::heal`] starts them).
+    /// If the daemon dies halfway, calling `scale(to)` again finishes the job.
     async fn scale(&self, to: u16) -> Result<(), ClusterError> {
         let mut life = self.lifecycle.lock().await;
         let state = read_state_async(&self.state_path).await?;
