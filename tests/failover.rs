@@ -229,6 +229,50 @@ fn a_graceful_switchover_under_a_writer_loses_nothing() {
     assert_all_present(new, &acks, || fleet.log());
 }
 
+/// Issue 11: with the daemon running, a switchover started from the CLI used to lose
+/// acknowledged writes (the daemon "finished the promotion" of the target with `REPLICAOF NO
+/// ONE` in the middle of Redis's `FAILOVER`). Ten rounds back to back under a writer, with the
+/// two-master checker running throughout.
+#[test]
+fn ten_cli_switchovers_while_the_daemon_runs_lose_no_acknowledged_write() {
+    let _turn = turn();
+    let fleet = Fleet::start("    downAfter: 3s\n");
+    let writer = Writer::start(&fleet.data);
+    let checker = Checker::start(fleet.ports());
+    let mut master = fleet.wait_healthy(Duration::from_secs(20));
+    let (_, mut epoch) = fleet.record().expect("a record");
+    for round in 0..10 {
+        let before = writer.acks().len();
+        wait_until(
+            Duration::from_secs(10),
+            "writes before the switchover",
+            || fleet.log(),
+            || (writer.acks().len() > before + 100).then_some(()),
+        );
+        let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+            .args(["failover", "--graceful", "--policy"])
+            .arg(&fleet.policy)
+            .output()
+            .expect("run failover");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "round {round}: {stdout}\n{stderr}\n{}", fleet.log());
+        let (new, new_epoch) = fleet.record().expect("a record");
+        assert_ne!(new, master, "round {round}");
+        assert_eq!(new_epoch, epoch + 1, "round {round}");
+        master = fleet.wait_healthy(Duration::from_secs(20));
+        assert_eq!(master, new, "round {round}: the daemon kept to the new record");
+        epoch = new_epoch;
+    }
+    let acks = writer.finish();
+    let log = fleet.log();
+    assert!(checker.finish().is_empty(), "{log}");
+    assert!(!log.contains("finishing its promotion"), "the daemon raced a switchover:\n{log}");
+    assert_eq!(fleet.record().map(|(_, e)| e), Some(epoch));
+    assert_all_present(master, &acks, || fleet.log());
+    eprintln!("10 switchovers, {} acknowledged writes, none lost", acks.len());
+}
+
 #[test]
 fn a_daemon_killed_mid_failover_converges_to_one_master_when_restarted() {
     let _turn = turn();

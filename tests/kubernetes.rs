@@ -93,10 +93,7 @@ async fn open_reads_the_record_and_lists_the_pods_by_selector() {
     let list = fake.requests().into_iter().find(|r| r.path.ends_with("/pods")).expect("a pod list");
     assert!(list.query.contains("labelSelector=app%3Dredis"), "{}", list.query);
 
-    assert_eq!(
-        cluster.recorded_master().await.unwrap(),
-        Some(MasterRecord { instance: "redis-1".into(), epoch: 3 })
-    );
+    assert_eq!(cluster.recorded_master().await.unwrap(), Some(MasterRecord::new("redis-1", 3)));
     let members = cluster.members().await.unwrap();
     let summary: Vec<(String, String, u16, u16)> = members
         .iter()
@@ -162,7 +159,7 @@ async fn the_master_record_is_written_under_a_resource_version() {
     fake.clear_requests();
     let version = fake.statefulset(NS, SET)["metadata"]["resourceVersion"].clone();
 
-    let next = MasterRecord { instance: "redis-1".into(), epoch: 4 };
+    let next = MasterRecord::new("redis-1", 4);
     cluster.record_master(next.clone()).await.unwrap();
     assert_eq!(
         sent(&fake.actions()),
@@ -181,7 +178,7 @@ async fn the_master_record_is_written_under_a_resource_version() {
     // The same record again writes nothing; a lower or equal epoch is refused unwritten.
     fake.clear_requests();
     cluster.record_master(next).await.unwrap();
-    let stale = cluster.record_master(MasterRecord { instance: "redis-0".into(), epoch: 4 }).await;
+    let stale = cluster.record_master(MasterRecord::new("redis-0", 4)).await;
     assert!(matches!(stale, Err(ClusterError::StaleEpoch { epoch: 4, .. })), "{stale:?}");
     assert!(
         sent(&fake.actions()).iter().all(|(method, ..)| method == "GET"),
@@ -201,7 +198,7 @@ async fn a_conflict_is_retried_with_fresh_state() {
     // Someone edits another annotation between our read and our write: 409, re-read, retry.
     fake.clear_requests();
     fake.interleave_statefulset_write(json!({"metadata": {"annotations": {"team": "cache"}}}));
-    cluster.record_master(MasterRecord { instance: "redis-1".into(), epoch: 4 }).await.unwrap();
+    cluster.record_master(MasterRecord::new("redis-1", 4)).await.unwrap();
     let methods: Vec<(String, String)> = fake
         .actions()
         .iter()
@@ -221,7 +218,7 @@ async fn a_conflict_is_retried_with_fresh_state() {
     fake.clear_requests();
     fake.interleave_statefulset_write(json!({"metadata": {"annotations": {
         "redis-autopilot.io/master": "redis-0", "redis-autopilot.io/epoch": "9"}}}));
-    let lost = cluster.record_master(MasterRecord { instance: "redis-1".into(), epoch: 5 }).await;
+    let lost = cluster.record_master(MasterRecord::new("redis-1", 5)).await;
     match lost {
         Err(ClusterError::StaleEpoch { recorded, .. }) => {
             assert_eq!(recorded, "redis-0 at epoch 9")
@@ -421,13 +418,13 @@ async fn events_are_rate_limited_per_action_and_reason() {
 async fn a_new_master_epoch_posts_its_events_at_once() {
     let fake = fake_with(2, json!({}), &["10.0.0.10", "10.0.0.11"]).await;
     let cluster = open(&fake, 6379).await;
-    let first = MasterRecord { instance: "redis-0".into(), epoch: 1 };
+    let first = MasterRecord::new("redis-0", 1);
     cluster.record_master(first.clone()).await.unwrap();
     cluster.explain("failover", "no master is recorded: chose redis-0").await;
     cluster.explain("failover", "the same epoch").await;
     cluster.record_master(first).await.unwrap();
     cluster.explain("failover", "still the same epoch").await;
-    cluster.record_master(MasterRecord { instance: "redis-1".into(), epoch: 2 }).await.unwrap();
+    cluster.record_master(MasterRecord::new("redis-1", 2)).await.unwrap();
     cluster.explain("failover", "master redis-0 refuses connections: chose redis-1").await;
     let posted: Vec<(String, String)> = fake
         .events()
@@ -467,7 +464,7 @@ async fn promote_and_repoint_act_on_redis_at_the_pod_ips() {
     assert!(matches!(refused, Err(ClusterError::NotRecorded { .. })), "{refused:?}");
     assert_eq!(replica.info_field("role").as_deref(), Some("slave"));
 
-    cluster.record_master(MasterRecord { instance: "redis-1".into(), epoch: 2 }).await.unwrap();
+    cluster.record_master(MasterRecord::new("redis-1", 2)).await.unwrap();
     cluster.promote(&members[1], 2).await.unwrap();
     assert_eq!(replica.info_field("role").as_deref(), Some("master"));
 
@@ -501,10 +498,7 @@ async fn a_scale_down_hands_the_master_over_first() {
 
     assert_eq!(replica.info_field("role").as_deref(), Some("master"));
     assert_eq!(replica.cli(&["GET", "key"]).trim(), "value");
-    assert_eq!(
-        cluster.recorded_master().await.unwrap(),
-        Some(MasterRecord { instance: "redis-0".into(), epoch: 2 })
-    );
+    assert_eq!(cluster.recorded_master().await.unwrap(), Some(MasterRecord::new("redis-0", 2)));
     // Recorded before the scale-down removed the old master's pod.
     let writes: Vec<String> =
         fake.actions().iter().filter(|r| r.method == "PATCH").map(|r| r.path.clone()).collect();
@@ -725,13 +719,10 @@ async fn the_record_is_read_from_the_api_server_at_most_once_per_cache_period() 
     let cluster = open(&fake, free_port()).await;
     fake.clear_requests();
     for _ in 0..20 {
-        assert_eq!(
-            cluster.recorded_master().await.unwrap(),
-            Some(MasterRecord { instance: "redis-0".into(), epoch: 1 })
-        );
+        assert_eq!(cluster.recorded_master().await.unwrap(), Some(MasterRecord::new("redis-0", 1)));
     }
     assert!(fake.actions().is_empty(), "{:?}", fake.actions());
-    let next = MasterRecord { instance: "redis-0".into(), epoch: 2 };
+    let next = MasterRecord::new("redis-0", 2);
     cluster.record_master(next.clone()).await.unwrap();
     fake.clear_requests();
     assert_eq!(cluster.recorded_master().await.unwrap(), Some(next));

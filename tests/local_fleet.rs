@@ -67,12 +67,13 @@ async fn settle_with(fleet: &LocalFleet, access: &Access) -> Vec<Decision> {
     let mut memory = HealthMemory::default();
     let assessment =
         health::assess(&Health::default(), probe.input(), &mut memory, true, chrono::Utc::now());
-    let context = failover::Context { access, timeout: TIMEOUT, guard: None };
+    let context = failover::Context { access, timeout: TIMEOUT, guard: None, actor: "test" };
     for decision in &assessment.decisions {
         match decision {
-            Decision::Failover { to, epoch, .. } => {
+            Decision::Failover { from, to, epoch, .. } => {
                 let to = probe.member(to).expect("a member");
-                failover::fail_over(fleet, &probe.members, to, *epoch, &context)
+                let from = from.as_deref().and_then(|from| probe.member(from));
+                failover::fail_over(fleet, &probe.members, from, to, *epoch, &context)
                     .await
                     .expect("failover");
             }
@@ -178,7 +179,7 @@ async fn first_master_scale_up_replicate_scale_down_and_reopen() {
         "{decisions:?}"
     );
     let record = fleet.recorded_master().await.unwrap();
-    assert_eq!(record, Some(MasterRecord { instance: id(base), epoch: 1 }));
+    assert_eq!(record, Some(MasterRecord::new(id(base), 1)));
     assert_eq!(info_field(base, "role").await.as_deref(), Some("master"));
 
     fleet.scale(3).await.unwrap();
@@ -246,11 +247,11 @@ async fn scaling_down_the_master_switches_over_first_without_losing_keys() {
     assert_eq!(refused.category(), "not_recorded", "{refused}");
     let refused = fleet.repoint(&m0, &m2).await.unwrap_err();
     assert_eq!(refused.category(), "recorded_master", "{refused}");
-    let stale = fleet.record_master(MasterRecord { instance: m2.id.clone(), epoch: 1 }).await;
+    let stale = fleet.record_master(MasterRecord::new(m2.id.clone(), 1)).await;
     assert_eq!(stale.unwrap_err().category(), "stale_epoch");
 
     // Make the highest ordinal the master, the way the failover logic will.
-    fleet.record_master(MasterRecord { instance: m2.id.clone(), epoch: 2 }).await.unwrap();
+    fleet.record_master(MasterRecord::new(m2.id.clone(), 2)).await.unwrap();
     fleet.promote(&m2, 2).await.unwrap();
     fleet.repoint(&m0, &m2).await.unwrap();
     fleet.repoint(&m1, &m2).await.unwrap();

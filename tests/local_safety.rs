@@ -75,11 +75,13 @@ async fn settle(fleet: &LocalFleet) {
     let mut memory = HealthMemory::default();
     let assessment =
         health::assess(&Health::default(), probe.input(), &mut memory, true, chrono::Utc::now());
-    let context = failover::Context { access: &access, timeout: TIMEOUT, guard: None };
+    let context =
+        failover::Context { access: &access, timeout: TIMEOUT, guard: None, actor: "test" };
     for decision in &assessment.decisions {
-        if let Decision::Failover { to, epoch, .. } = decision {
+        if let Decision::Failover { from, to, epoch, .. } = decision {
             let to = probe.member(to).expect("a member");
-            failover::fail_over(fleet, &probe.members, to, *epoch, &context)
+            let from = from.as_deref().and_then(|from| probe.member(from));
+            failover::fail_over(fleet, &probe.members, from, to, *epoch, &context)
                 .await
                 .expect("failover");
         }
@@ -309,7 +311,7 @@ async fn a_failed_hand_over_keeps_the_count_and_a_retry_succeeds() {
     settle(&fleet).await;
     let [m0, m1]: [Member; 2] = fleet.members().await.unwrap().try_into().unwrap();
     // The highest ordinal becomes the master, so that scaling to one must hand over.
-    fleet.record_master(MasterRecord { instance: m1.id.clone(), epoch: 2 }).await.unwrap();
+    fleet.record_master(MasterRecord::new(m1.id.clone(), 2)).await.unwrap();
     fleet.promote(&m1, 2).await.unwrap();
     fleet.repoint(&m0, &m1).await.unwrap();
     tokio::task::spawn_blocking(move || {
@@ -327,15 +329,15 @@ async fn a_failed_hand_over_keeps_the_count_and_a_retry_succeeds() {
     assert_eq!(fleet.members().await.unwrap().len(), 2);
     assert!(fleet.members().await.unwrap().iter().all(|m| m.gone.is_none()));
     assert!(!refuses(base) && !refuses(base + 1), "an instance was removed");
-    let record = fleet.recorded_master().await.unwrap();
-    assert_eq!(record, Some(MasterRecord { instance: m1.id.clone(), epoch: 2 }));
+    let record = fleet.recorded_master().await.unwrap().map(|r| (r.instance, r.epoch));
+    assert_eq!(record, Some((m1.id.clone(), 2)));
 
     // Once it may, the same call finishes the job.
     redis_cmd(base, &["CONFIG", "SET", "replica-priority", "100"]).unwrap();
     fleet.scale(1).await.unwrap();
     assert_eq!(fleet.replicas().await.unwrap(), 1);
-    let record = fleet.recorded_master().await.unwrap();
-    assert_eq!(record, Some(MasterRecord { instance: m0.id.clone(), epoch: 3 }));
+    let record = fleet.recorded_master().await.unwrap().map(|r| (r.instance, r.epoch));
+    assert_eq!(record, Some((m0.id.clone(), 3)));
     assert!(refuses(base + 1));
     fleet.shutdown().await.unwrap();
 }

@@ -23,7 +23,12 @@ use crate::snapshot::take::{Quiet, Snapshotter};
 /// but had not yet replicated are lost. With `--graceful` the master must serve: Redis
 /// `FAILOVER TO` pauses writes until the replica caught up, so none is lost.
 ///
-/// Exit status: 0 done (or, with --dry-run, planned), 1 refused or failed.
+/// Without `--graceful` a master that is still serving is refused unless `--force`: promoting
+/// a replica under it loses what it has not replicated yet.
+///
+/// Exit status: 0 done (or, with --dry-run, planned), 1 refused or failed, 2 done but some
+/// members could not be repointed yet (listed; the daemon repoints or fences them when they
+/// answer).
 ///
 /// Example: redis-autopilot failover --policy policies/session-cache.yaml --graceful
 #[derive(Debug, clap::Args)]
@@ -40,6 +45,10 @@ pub struct Args {
     /// Show what would be done and why; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Fail over (without `--graceful`) even though the master is serving: writes it
+    /// acknowledged but had not replicated are lost. Prefer `--graceful`.
+    #[arg(long, conflicts_with = "graceful")]
+    force: bool,
     /// Fail over without the snapshot the policy's `snapshots.beforeActions: [failover]`
     /// asks for (when the snapshot cannot be taken and the failover cannot wait).
     #[arg(long)]
@@ -83,7 +92,19 @@ pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    // Not all done: say what is left, and do not exit as if it were.
+    match report.timeline.as_ref().filter(|t| !t.unreached.is_empty()) {
+        Some(timeline) => {
+            for (instance, why) in &timeline.unreached {
+                eprintln!("left: {instance} still follows the old master ({why})");
+            }
+            eprintln!(
+                "the new master serves; a running daemon repoints or fences these when they answer"
+            );
+            Ok(ExitCode::from(2))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 async fn fail_over(
@@ -109,6 +130,14 @@ async fn fail_over(
         probe.members.iter().zip(&probe.samples).any(|(m, s)| {
             m.id == master.id && s.info.as_ref().is_some_and(|i| i.role == Role::Master)
         });
+    if !args.graceful && serving && !args.force && !args.dry_run {
+        bail!(
+            "{} is serving as master: a failover would lose the writes it has not replicated \
+             yet. Use --graceful to switch over without losing any, or --force to fail over \
+             anyway",
+            master.id
+        );
+    }
     if args.graceful && !serving {
         bail!(
             "{} is not serving as master, so there is nothing to switch over gracefully: \
@@ -126,16 +155,18 @@ async fn fail_over(
         (Some(to), Ok(choice)) if choice.chosen.instance == *to => choice,
         (Some(to), Ok(mut choice)) => {
             let Some(at) = choice.outranked.iter().position(|c| c.instance == *to) else {
-                let why = choice
-                    .excluded
-                    .iter()
-                    .find(|(i, _)| i == to)
-                    .map_or("it is not a member".to_owned(), |(_, why)| why.clone());
+                let why = match choice.excluded.iter().find(|(i, _)| i == to) {
+                    Some((_, why)) => why.clone(),
+                    None => not_a_member(&probe),
+                };
                 bail!("cannot promote {to}: {why}");
             };
             let chosen = choice.outranked.remove(at);
             choice.outranked.insert(0, std::mem::replace(&mut choice.chosen, chosen));
             choice
+        }
+        (Some(to), Err(_)) if probe.member(to).is_none() => {
+            bail!("cannot promote {to}: {}", not_a_member(&probe))
         }
         (Some(to), Err(error)) => bail!("cannot promote {to}: {error}"),
     };
@@ -175,16 +206,19 @@ async fn fail_over(
         })?;
         report.snapshot = Some(manifest.id);
     }
-    let context = failover::Context {
-        access: &access,
-        timeout: policy.health.probe_timeout.max(policy.sampling.timeout),
-        guard: policy.health.write_guard.as_ref(),
-    };
+    let actor = failover::cli_actor();
+    let context = failover::Context::new(policy, &access, &actor);
     let timeline = if args.graceful {
         failover::switch_over(&cluster, &probe.members, master, to, epoch, &context).await?
     } else {
-        failover::fail_over(&cluster, &probe.members, to, epoch, &context).await?
+        failover::fail_over(&cluster, &probe.members, Some(master), to, epoch, &context).await?
     };
     report.timeline = Some(timeline);
     Ok(report)
+}
+
+/// Why `--to` names nothing promotable: it is not a member, and these are.
+fn not_a_member(probe: &Probe) -> String {
+    let members: Vec<&str> = probe.members.iter().map(|m| m.id.as_str()).collect();
+    format!("it is not a member (the members are: {})", members.join(", "))
 }

@@ -50,11 +50,7 @@ impl AnyCluster {
                 let min = policy.scaling.as_ref().map_or(1, |s| s.min_replicas);
                 let requested = fleet.replicas().await?.max(min);
                 fleet.scale(requested).await?;
-                let context = failover::Context {
-                    access: &access,
-                    timeout: policy.sampling.timeout,
-                    guard: policy.health.write_guard.as_ref(),
-                };
+                let context = failover::Context::new(policy, &access, identity);
                 failover::bootstrap(&fleet, &policy.health, &context).await?;
                 tracing::info!(policy = %policy.name, replicas = requested, ?mode, "local fleet ready");
                 Ok(Self::Local(Box::new(fleet)))
@@ -69,7 +65,7 @@ impl AnyCluster {
                     stateful_set: stateful_set.clone(),
                     port: *port,
                     access: redis_access(policy).map_err(ClusterError::Access)?,
-                    timeout: policy.sampling.timeout,
+                    timeout: failover::action_timeout(policy),
                     identity: identity.to_owned(),
                     event_interval: EVENT_INTERVAL,
                     health: policy.health.clone(),
@@ -159,6 +155,14 @@ impl Cluster for AnyCluster {
             Self::Local(c) => c.recorded_master().await,
             Self::Endpoints(c) => c.recorded_master().await,
             Self::Kubernetes(c) => c.recorded_master().await,
+        }
+    }
+
+    async fn fresh_record(&self) -> Result<Option<MasterRecord>, ClusterError> {
+        match self {
+            Self::Local(c) => c.fresh_record().await,
+            Self::Endpoints(c) => c.fresh_record().await,
+            Self::Kubernetes(c) => c.fresh_record().await,
         }
     }
 

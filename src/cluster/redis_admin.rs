@@ -49,6 +49,12 @@ pub async fn replicaof(
 /// second.
 const CATCH_UP_MIN: Duration = Duration::from_secs(2);
 
+/// The longest [`switchover`] takes with this `timeout`: starting it, the target's catch-up,
+/// and the swap.
+pub fn switchover_limit(timeout: Duration) -> Duration {
+    timeout + timeout.max(CATCH_UP_MIN) + timeout
+}
+
 /// Hands the master role from `master` to its replica `to` with
 /// `FAILOVER TO host port TIMEOUT ms` (Redis >= 6.2): the master pauses writes, waits up to
 /// `timeout` (at least [`CATCH_UP_MIN`]) for `to` to apply everything, then the two swap

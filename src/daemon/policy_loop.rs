@@ -18,7 +18,7 @@ use super::metrics::Metrics;
 use super::snapshots::SnapshotScheduler;
 use super::status::{DecisionRecord, Status};
 use crate::act::{self, ActionOutcome, Executor};
-use crate::cluster::{Cluster, Member};
+use crate::cluster::Cluster;
 use crate::decide::health;
 use crate::decide::{Decision, Fleet, Memory, decide};
 use crate::errors::chain;
@@ -76,6 +76,8 @@ pub struct PolicyLoop<C> {
     snapshots: Option<SnapshotScheduler>,
     /// That snapshot, while it runs or until the scale-down it was for goes ahead.
     before_scale_down: Option<JoinHandle<Result<(), String>>>,
+    /// Who this daemon is in the claims it puts on the master record.
+    actor: String,
 }
 
 impl<C: Cluster> PolicyLoop<C> {
@@ -103,12 +105,20 @@ impl<C: Cluster> PolicyLoop<C> {
             shared,
             snapshots: None,
             before_scale_down: None,
+            actor: crate::cluster::kubernetes::lease::default_identity(),
         })
     }
 
     /// Where snapshots a policy takes before its actions come from.
     pub fn with_snapshots(mut self, snapshots: SnapshotScheduler) -> Self {
         self.snapshots = Some(snapshots);
+        self
+    }
+
+    /// Names this daemon `identity` in the claims it puts on the master record (`run
+    /// --identity`; default [`crate::cluster::kubernetes::lease::default_identity`]).
+    pub fn with_actor(mut self, identity: &str) -> Self {
+        identity.clone_into(&mut self.actor);
         self
     }
 
@@ -322,7 +332,7 @@ impl<C: Cluster> PolicyLoop<C> {
             // A master down with failover blocked is an alarm, not an action.
             let outcome = match decision {
                 Decision::MasterDown { .. } => None,
-                _ => Some(self.apply_health(&decision, &probe.members, now).await),
+                _ => Some(self.apply_health(&decision, &probe, now).await),
             };
             let explained = match &outcome {
                 None => true,
@@ -357,20 +367,21 @@ impl<C: Cluster> PolicyLoop<C> {
     async fn apply_health(
         &mut self,
         decision: &Decision,
-        members: &[Member],
+        probe: &Probe,
         now: Timestamp,
     ) -> ActionOutcome {
         let name = self.policy.name.clone();
+        let members = probe.members.as_slice();
         let find = |id: &str| members.iter().find(|m| m.id == id);
         if let Err(outcome) = self.executor.admit_health() {
             self.shared.metrics.action(&name, decision.kind(), &outcome, None);
             return outcome;
         }
-        let context = failover::Context {
-            access: &self.access,
-            timeout: self.policy.health.probe_timeout.max(self.policy.sampling.timeout),
-            guard: self.policy.health.write_guard.as_ref(),
-        };
+        if let Some(outcome) = self.record_changed(decision, probe).await {
+            self.shared.metrics.action(&name, decision.kind(), &outcome, None);
+            return outcome;
+        }
+        let context = failover::Context::new(&self.policy, &self.access, &self.actor);
         let started = Instant::now();
         let result = match decision {
             Decision::Failover { from, to, epoch, .. } => {
@@ -379,7 +390,10 @@ impl<C: Cluster> PolicyLoop<C> {
                     .as_deref()
                     .and(self.memory.health.failing_since())
                     .and_then(|since| (now - since).to_std().ok());
-                match failover::fail_over(&self.cluster, members, to, *epoch, &context).await {
+                let replaced = from.as_deref().and_then(find);
+                match failover::fail_over(&self.cluster, members, replaced, to, *epoch, &context)
+                    .await
+                {
                     Ok(mut timeline) => {
                         // A first master replaces nothing: not a failover to count.
                         if from.is_some() {
@@ -425,6 +439,14 @@ impl<C: Cluster> PolicyLoop<C> {
                 }
                 result.map_err(|e| chain(&e))
             }
+            Decision::Detach { instance, master, .. } => {
+                let Some(member) = find(instance) else { return missing(instance) };
+                let result = self.cluster.repoint(member, member).await;
+                if result.is_ok() {
+                    self.memory.health.record_detached(instance, master);
+                }
+                result.map_err(|e| chain(&e))
+            }
             Decision::Advertise { instance, role, .. } => {
                 let Some(member) = find(instance) else { return missing(instance) };
                 let result = self.cluster.advertise(member, *role).await;
@@ -443,6 +465,33 @@ impl<C: Cluster> PolicyLoop<C> {
         };
         self.shared.metrics.action(&name, decision.kind(), &outcome, Some(started.elapsed()));
         outcome
+    }
+
+    /// A decision that promotes, fences, repoints or detaches was made on the probe's record;
+    /// if another actor (the CLI, another daemon) has written the record since, acting on it
+    /// would undo their work. Such a decision is deferred (the next probe decides on the new
+    /// record), not failed: nothing went wrong. A failover needs no check: its record write
+    /// is refused if the epoch moved.
+    async fn record_changed(&self, decision: &Decision, probe: &Probe) -> Option<ActionOutcome> {
+        let checked = matches!(
+            decision,
+            Decision::Promote { .. }
+                | Decision::Fence { .. }
+                | Decision::Repoint { .. }
+                | Decision::Detach { .. }
+        );
+        if !checked {
+            return None;
+        }
+        let why = match self.cluster.fresh_record().await {
+            Ok(record) if record == probe.record => return None,
+            Ok(record) => format!(
+                "the master record changed since the probe (now {}): deciding again",
+                crate::cluster::MasterRecord::describe(record.as_ref())
+            ),
+            Err(error) => format!("cannot read the master record: {}", chain(&error)),
+        };
+        Some(ActionOutcome::Deferred { why })
     }
 
     /// With `snapshots.beforeActions: [scaleDown]`, a scale-down waits for a snapshot taken for

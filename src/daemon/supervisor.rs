@@ -221,7 +221,9 @@ impl Launch<'_> {
         let executor = Executor::new(self.config.mode, self.config.rate_limit.clone())
             .with_leadership(leadership);
         let policy_loop = match PolicyLoop::new(policy, cluster, executor, self.shared.clone()) {
-            Ok(policy_loop) => policy_loop.with_snapshots(self.snapshots.clone()),
+            Ok(policy_loop) => {
+                policy_loop.with_snapshots(self.snapshots.clone()).with_actor(&identity)
+            }
             Err(error) => {
                 tracing::error!(policy = %name, error = %chain(&error), "cannot start the policy");
                 return;

@@ -74,6 +74,9 @@ pub struct HealthMemory {
     reported: Option<String>,
     /// The first probe the recorded master failed since it last served.
     failing_since: Option<Timestamp>,
+    /// Replicas detached from a master that stopped answering (by replica), and from which
+    /// master: they keep their data whatever restarts on its address.
+    detached: HashMap<InstanceId, InstanceId>,
 }
 
 impl HealthMemory {
@@ -85,6 +88,11 @@ impl HealthMemory {
     /// Records that `instance` is now advertised as `role`.
     pub fn record_advertised(&mut self, instance: &str, role: Advertised) {
         self.advertised.insert(instance.to_owned(), role);
+    }
+
+    /// Records that `instance` was detached from `master`.
+    pub fn record_detached(&mut self, instance: &str, master: &str) {
+        self.detached.insert(instance.to_owned(), master.to_owned());
     }
 
     /// Records that `instance` was fenced: advertised as such until it has resynced.
@@ -181,6 +189,8 @@ pub enum Evidence {
     NoAnswer(String),
     /// It answers, but as a replica.
     NotMaster,
+    /// It answers (as the role named) holding no data, having restarted.
+    Empty(String),
 }
 
 impl Evidence {
@@ -197,6 +207,7 @@ impl fmt::Display for Evidence {
             Evidence::Refused => f.write_str("refuses connections"),
             Evidence::NoAnswer(why) => write!(f, "does not answer ({why})"),
             Evidence::NotMaster => f.write_str("answers as a replica"),
+            Evidence::Empty(role) => write!(f, "answers as a {role}"),
         }
     }
 }
@@ -367,6 +378,8 @@ pub enum HealthReason {
     Role { role: Advertised, detail: String },
     /// A human asked for it (`redis-autopilot failover`).
     Requested { choice: Choice, graceful: bool },
+    /// The master's process is not there: its replica stops following it.
+    Detach { master: InstanceId, evidence: Evidence },
 }
 
 impl fmt::Display for HealthReason {
@@ -391,6 +404,11 @@ impl fmt::Display for HealthReason {
                 write!(f, "replicates {following}, but {master} is the recorded master")
             }
             HealthReason::Role { role, detail } => write!(f, "{}: {detail}", role.as_str()),
+            HealthReason::Detach { master, evidence } => write!(
+                f,
+                "master {master} {evidence}: detaching its replica until the master is decided \
+                 on, so that it cannot resync from whatever restarts there holding no data"
+            ),
             HealthReason::Requested { choice, graceful } => {
                 let how = if *graceful { "switchover" } else { "failover" };
                 write!(f, "{how} requested: {choice}")
@@ -422,8 +440,36 @@ pub fn assess(
     {
         memory.record_seen = Some((record.clone(), now));
     }
+    // A recorded master that is not a member (a pod with no IP, Pending, or removed while
+    // the daemon was down) is judged as a deleted pod is: present, and gone.
+    let absent = input.record.filter(|r| !input.members.iter().any(|m| m.id == r.instance));
+    let (members, samples);
+    let input = match absent {
+        None => input,
+        Some(record) => {
+            members = [input.members, &[absent_member(&record.instance)]].concat();
+            samples = [input.samples, &[absent_sample(&record.instance)]].concat();
+            HealthInput { record: input.record, members: &members, samples: &samples }
+        }
+    };
     let seen = see(input, memory);
     let mut assessment = Assessment::default();
+    // Someone is changing roles: a claim on the record, or Redis itself in a `FAILOVER`.
+    // Acting now would race them (finish "their" promotion, fence "their" new master), so
+    // nothing is decided until they are done or their claim lapses.
+    let claimed = input.record.and_then(|r| r.active_claim(now));
+    let switching = seen
+        .iter()
+        .find(|s| s.answering().is_some_and(|info| info.replication.failover_in_progress));
+    if claimed.is_some() || switching.is_some() {
+        assessment.master_serving = input.record.is_some_and(|record| {
+            seen.iter().any(|s| {
+                s.id() == record.instance && s.answering().is_some_and(|i| i.role == Role::Master)
+            })
+        });
+        memory.failing_since = None;
+        return assessment;
+    }
     let Some(record) = input.record else {
         if manage && health.failover != FailoverMode::Off {
             assessment.decisions.extend(bootstrap(health, &seen));
@@ -431,8 +477,7 @@ pub fn assess(
         return assessment;
     };
     let Some(master) = seen.iter().find(|s| s.id() == record.instance) else {
-        // The recorded master is not a member (scaled away while the daemon was down, or a
-        // pod not listed yet): nothing to compare with; wait for the backend to list it.
+        // Not reached: an absent recorded master was added as gone above.
         return assessment;
     };
     let serving = master.answering().is_some_and(|info| info.role == Role::Master);
@@ -445,6 +490,7 @@ pub fn assess(
         memory.last_serving = Some((record.clone(), now));
         memory.reported = None;
         memory.failing_since = None;
+        memory.detached.clear();
         assessment.master_serving = true;
         remember_lags(master, &seen, memory);
         if manage && health.failover != FailoverMode::Off {
@@ -473,9 +519,18 @@ pub fn assess(
         }
         return assessment;
     }
+    // Its replicas: those that follow it. A master that is not a member has no address to
+    // compare with: its replicas are those that follow no member.
+    let follows_master = |s: &Seen<'_>| match absent {
+        None => s.follows(master.member),
+        Some(_) => {
+            s.info.is_some_and(|i| i.role == Role::Replica && i.replication.master_port.is_some())
+                && !seen.iter().any(|other| s.follows(other.member))
+        }
+    };
     let replicas: Vec<&Seen> = seen
         .iter()
-        .filter(|s| s.id() != master.id() && s.answering().is_some() && s.follows(master.member))
+        .filter(|s| s.id() != master.id() && s.answering().is_some() && follows_master(s))
         .collect();
     let link_down =
         replicas.iter().filter(|s| s.info.is_some_and(|i| i.master_link_up != Some(true))).count();
@@ -487,7 +542,10 @@ pub fn assess(
                     .is_some_and(|ago| Duration::from_secs(ago) < health.down_after)
         })
     });
-    let evidence = if restarted_empty { Evidence::NotMaster } else { master.failure() };
+    let evidence = match master.answering() {
+        Some(info) if restarted_empty => Evidence::Empty(info.role.as_str().to_owned()),
+        _ => master.failure(),
+    };
     let rule = if restarted_empty {
         Some(DownRule::RestartedEmpty)
     } else if health.confirm_with_replicas
@@ -501,7 +559,14 @@ pub fn assess(
     } else {
         None
     };
-    let Some(rule) = rule else { return assessment };
+    let Some(rule) = rule else {
+        if manage && health.failover != FailoverMode::Off {
+            if !heard {
+                detach(master, &evidence, &replicas, &memory.detached, &mut assessment);
+            }
+        }
+        return assessment;
+    };
     let detection = Detection {
         master: master.id().to_owned(),
         evidence,
@@ -819,4 +884,57 @@ fn replica_role(
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The recorded master's process is not there (refused, gone), no replica still hears from it,
+/// and no failover was decided yet: each replica following it stops, replicating its own address instead (a
+/// read-only replica with its link down that keeps its data and feeds no one). Otherwise a
+/// master that restarts empty on the same address, as a master, would be fully resynced by
+/// every replica within a second, before any probe could see that it holds nothing. It costs
+/// a master that comes back with its data one partial resync: reconcile repoints them.
+fn detach(
+    master: &Seen<'_>,
+    evidence: &Evidence,
+    replicas: &[&Seen<'_>],
+    memory: &HashMap<InstanceId, InstanceId>,
+    assessment: &mut Assessment,
+) {
+    if !evidence.unambiguous() {
+        return;
+    }
+    for replica in replicas {
+        if memory.get(replica.id()).is_some_and(|from| from == master.id()) {
+            continue;
+        }
+        assessment.decisions.push(Decision::Detach {
+            instance: replica.id().to_owned(),
+            master: master.id().to_owned(),
+            reason: HealthReason::Detach {
+                master: master.id().to_owned(),
+                evidence: evidence.clone(),
+            },
+        });
+    }
+}
+
+/// The stand-in for a recorded master that is not a member.
+fn absent_member(instance: &str) -> Member {
+    Member {
+        id: instance.to_owned(),
+        endpoint: crate::sample::redis::Endpoint {
+            id: instance.to_owned(),
+            host: String::new(),
+            port: 0,
+        },
+        ordinal: u16::MAX,
+        gone: Some("not a member of the deployment (a pod with no IP yet, or removed)".into()),
+    }
+}
+
+fn absent_sample(instance: &str) -> InstanceSample {
+    InstanceSample {
+        id: instance.to_owned(),
+        outcome: Outcome::Unreachable("not a member".into()),
+        info: None,
+    }
 }

@@ -12,7 +12,7 @@ use super::health::{
     self, Assessment, Blocked, Choice, Detection, DownRule, Evidence, HealthInput, HealthMemory,
     HealthReason,
 };
-use crate::cluster::{Advertised, MasterRecord, Member};
+use crate::cluster::{Advertised, Claim, MasterRecord, Member};
 use crate::observe::info::{ConnectedReplica, Keyspace, ReplicaState};
 use crate::observe::{Info, InstanceSample, Outcome, RedisId, Role, Timestamp};
 use crate::policy::{FailoverMode, Health};
@@ -209,7 +209,7 @@ impl Run {
         Self {
             health,
             memory: HealthMemory::default(),
-            record: Some(MasterRecord { instance: name(0), epoch: 1 }),
+            record: Some(MasterRecord::new(name(0), 1)),
             manage: true,
         }
     }
@@ -228,8 +228,11 @@ impl Run {
         for decision in &assessment.decisions {
             match decision {
                 Decision::Failover { to, epoch, .. } => {
-                    self.record = Some(MasterRecord { instance: to.clone(), epoch: *epoch });
+                    self.record = Some(MasterRecord::new(to.clone(), *epoch));
                     self.memory.record_failover(at(ms));
+                }
+                Decision::Detach { instance, master, .. } => {
+                    self.memory.record_detached(instance, master);
                 }
                 Decision::Fence { instance, .. } => {
                     self.memory.record_fenced(instance);
@@ -457,6 +460,7 @@ fn a_refused_master_that_one_replica_still_hears_is_not_unambiguously_dead() {
     run.assess(&Probe::healthy(3), 0);
     // Replica 2 still has a live link: the daemon's own view is not the whole truth.
     let probe = Probe::master_dead(3).with(2, |i| *i = replica_info(0, 3, 998));
+    // Not even detached from it: a replica that hears it says it is there.
     assert!(run.assess(&probe, 250).decisions.is_empty());
 }
 
@@ -464,7 +468,10 @@ fn a_refused_master_that_one_replica_still_hears_is_not_unambiguously_dead() {
 fn without_confirm_with_replicas_a_refused_master_still_waits_for_down_after() {
     let mut run = Run::with(Health { confirm_with_replicas: false, ..Health::default() });
     run.assess(&Probe::healthy(3), 0);
-    assert!(run.assess(&Probe::master_dead(3), 250).decisions.is_empty());
+    // Its replicas stop following it meanwhile, but nobody is promoted.
+    let early = run.assess(&Probe::master_dead(3), 250);
+    assert!(early.decisions.iter().all(|d| matches!(d, Decision::Detach { .. })), "{early:#?}");
+    assert_eq!(early.decisions.len(), 2);
     let assessment = run.assess(&Probe::master_dead(3), 5000);
     let (_, _, _, detection, _) = failover(&assessment);
     assert_eq!(detection.rule, DownRule::Timeout);
@@ -554,7 +561,7 @@ fn a_master_restarted_empty_fails_over_at_once_to_a_replica_with_data(#[case] ro
     assert_eq!(from.as_deref(), Some(name(0).as_str()));
     assert_eq!((to, epoch), (name(1).as_str(), 2));
     assert_eq!(detection.rule, DownRule::RestartedEmpty);
-    assert_eq!(detection.evidence, Evidence::NotMaster);
+    assert_eq!(detection.evidence, Evidence::Empty(role.as_str().into()));
     assert!(detection.failing_ms < 5000);
     assert_eq!(order(choice), [name(1), name(2)]);
     assert_eq!(
@@ -611,7 +618,7 @@ fn a_master_restarted_empty_as_master_stays_down_until_a_failover_is_applied() {
 fn a_recorded_master_answering_as_a_replica_with_the_most_data_is_promoted_at_its_epoch() {
     // The daemon recorded instance 1 at epoch 4 and stopped before `REPLICAOF NO ONE`.
     let mut run = Run::new();
-    run.record = Some(MasterRecord { instance: name(1), epoch: 4 });
+    run.record = Some(MasterRecord::new(name(1), 4));
     let probe = Probe::master_dead(3);
     let assessment = run.assess(&probe, 0);
     assert_eq!(
@@ -950,7 +957,7 @@ fn after_a_failover_the_new_master_serves_and_the_old_one_is_fenced_when_it_retu
     run.assess(&Probe::healthy(3), 0);
     let assessment = run.assess(&Probe::master_dead(3), 250);
     run.apply(&assessment, 250);
-    assert_eq!(run.record, Some(MasterRecord { instance: name(1), epoch: 2 }));
+    assert_eq!(run.record, Some(MasterRecord::new(name(1), 2)));
     // Instance 1 promoted, 2 repointed; the old master returns still claiming master.
     let mut after = Probe::healthy(3);
     after.samples[1].info = Some(master_info(2, 999));
@@ -977,4 +984,165 @@ fn down_after_is_the_policys() {
     let hung = Probe::healthy(3).fail(0, Outcome::Timeout).links_down(0);
     assert!(run.assess(&hung, 999).decisions.is_empty());
     assert_eq!(failover(&run.assess(&hung, 1000)).3.rule, DownRule::Timeout);
+}
+
+// ---------------------------------------------------------------------------------------
+// One actor at a time: claims on the record and Redis's own FAILOVER.
+
+fn claim(until_ms: i64) -> Claim {
+    Claim { from: Some(name(0)), by: "cli:alice@laptop/42".into(), until: at(until_ms) }
+}
+
+/// The switchover of issue 11: the record already names instance 1 (at epoch 2, claimed),
+/// which still answers as a caught-up replica while `FAILOVER` runs. Without the claim this
+/// is exactly the "unfinished promotion" the core would finish with `REPLICAOF NO ONE`.
+#[test]
+fn a_claimed_record_is_left_alone_until_the_claim_is_released_or_lapses() {
+    let mut run = Run::new();
+    run.record = Some(MasterRecord { claim: Some(claim(5_000)), ..MasterRecord::new(name(1), 2) });
+    let probe = Probe::healthy(3).with(1, |i| i.replication.replica_repl_offset = Some(OFFSET));
+    for ms in [0, 1_000, 4_999] {
+        let assessment = run.assess(&probe, ms);
+        assert!(assessment.decisions.is_empty(), "at {ms} ms: {:#?}", assessment.decisions);
+    }
+    // Lapsed (its holder died): the ordinary rules apply again.
+    let assessment = run.assess(&probe, 5_001);
+    assert!(
+        matches!(assessment.decisions.as_slice(), [Decision::Promote { instance, epoch: 2, .. }] if *instance == name(1)),
+        "{:#?}",
+        assessment.decisions
+    );
+}
+
+#[test]
+fn a_master_in_a_redis_failover_is_left_alone_whoever_started_it() {
+    let mut run = Run::new();
+    run.record = Some(MasterRecord::new(name(1), 2));
+    let probe = Probe::healthy(3)
+        .with(0, |i| i.replication.failover_in_progress = true)
+        .with(1, |i| i.replication.replica_repl_offset = Some(OFFSET));
+    let assessment = run.assess(&probe, 0);
+    assert!(assessment.decisions.is_empty(), "{:#?}", assessment.decisions);
+    let done = probe.with(0, |i| i.replication.failover_in_progress = false);
+    assert!(!run.assess(&done, 100).decisions.is_empty(), "decides again once it is over");
+}
+
+#[test]
+fn the_record_rule_lets_only_the_claim_holder_write_while_it_holds() {
+    let claimed = MasterRecord { claim: Some(claim(5_000)), ..MasterRecord::new(name(1), 2) };
+    let other = MasterRecord::new(name(2), 3);
+    let refused = MasterRecord::advance(Some(&claimed), &other, at(1_000));
+    assert!(matches!(refused, Err(crate::cluster::ClusterError::Busy { .. })), "{refused:?}");
+    let message = refused.unwrap_err().to_string();
+    assert!(message.contains("cli:alice@laptop/42"), "{message}");
+    // Its holder releases it on the same record.
+    let mut released = claimed.clone();
+    released.claim.as_mut().unwrap().until = at(1_000);
+    assert_eq!(
+        MasterRecord::advance(Some(&claimed), &released, at(1_000)).unwrap(),
+        Some(released.clone())
+    );
+    // Released or lapsed, anyone may write a higher epoch, never a lower one.
+    assert!(MasterRecord::advance(Some(&released), &other, at(1_001)).unwrap().is_some());
+    assert!(MasterRecord::advance(Some(&claimed), &other, at(5_001)).unwrap().is_some());
+    let stale = MasterRecord::advance(Some(&released), &MasterRecord::new(name(2), 2), at(1_001));
+    assert!(matches!(stale, Err(crate::cluster::ClusterError::StaleEpoch { .. })), "{stale:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// A recorded master that is not a member.
+
+#[test]
+fn a_recorded_master_that_is_not_a_member_counts_as_gone() {
+    let mut run = Run::with(Health { confirm_with_replicas: true, ..Health::default() });
+    // Instance 0's pod lost its IP (Pending after a restart): only 1 and 2 are members.
+    let mut probe = Probe::healthy(3).links_down(1);
+    probe.members.remove(0);
+    probe.samples.remove(0);
+    let assessment = run.assess(&probe, 0);
+    let (from, to, epoch, detection, _) = failover(&assessment);
+    assert_eq!((from.as_deref(), to, epoch), (Some(name(0).as_str()), name(1).as_str(), 2));
+    assert_eq!(detection.rule, DownRule::Unambiguous);
+    assert!(matches!(&detection.evidence, Evidence::Gone(why) if why.contains("not a member")));
+}
+
+#[test]
+fn a_recorded_master_not_a_member_without_confirmation_waits_for_down_after() {
+    let mut run = Run::with(Health { confirm_with_replicas: false, ..Health::default() });
+    let mut probe = Probe::healthy(3).links_down(1);
+    probe.members.remove(0);
+    probe.samples.remove(0);
+    let down_after = i64::try_from(run.health.down_after.as_millis()).unwrap();
+    let first = run.assess(&probe, 0);
+    assert!(first.decisions.iter().all(|d| matches!(d, Decision::Detach { .. })), "{first:#?}");
+    run.apply(&first, 0);
+    let assessment = run.assess(&probe, down_after);
+    assert_eq!(failover(&assessment).3.rule, DownRule::Timeout);
+}
+
+// ---------------------------------------------------------------------------------------
+// Replicas of a dead master are detached until it is decided on.
+
+#[test]
+fn replicas_of_a_refused_master_are_detached_once_and_repointed_when_it_serves_again() {
+    let mut run = Run::with(Health { confirm_with_replicas: false, ..Health::default() });
+    // Refused, and every replica reports the link down: not yet down without confirmation.
+    let probe = Probe::master_dead(3);
+    let first = run.assess(&probe, 0);
+    let detached: Vec<&str> = first
+        .decisions
+        .iter()
+        .map(|d| match d {
+            Decision::Detach { instance, master, reason } => {
+                assert_eq!(*master, name(0));
+                assert!(reason.to_string().contains("refuses connections"), "{reason}");
+                instance.as_str()
+            }
+            other => panic!("expected only detaches, got {other:#?}"),
+        })
+        .collect();
+    assert_eq!(detached, [name(1), name(2)]);
+    run.apply(&first, 0);
+    // Detached: each now follows its own address, link down.
+    let own = |i: usize| {
+        move |info: &mut Info| {
+            info.replication.master_port = Some(port(i));
+            link_down(info, 0);
+        }
+    };
+    let probe = probe.with(1, own(1)).with(2, own(2));
+    let again = run.assess(&probe, 250);
+    assert!(again.decisions.is_empty(), "detached once: {again:#?}");
+    // The same process answers again with its data: the replicas follow it again.
+    let back = Probe::healthy(3).with(1, own(1)).with(2, own(2));
+    let assessment = run.assess(&back, 500);
+    let repointed: Vec<&str> = assessment
+        .decisions
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Repoint { instance, .. } => Some(instance.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(repointed, [name(1), name(2)]);
+}
+
+#[test]
+fn a_timed_out_master_is_not_detached_from() {
+    let mut run = Run::new();
+    let probe = Probe::healthy(3).fail(0, Outcome::Timeout);
+    assert!(run.assess(&probe, 0).decisions.is_empty());
+}
+
+#[test]
+fn a_master_restarted_empty_as_a_master_is_said_to_answer_as_a_master() {
+    let mut run = Run::new();
+    run.assess(&Probe::healthy(3), 0);
+    let probe = Probe::healthy(3).with(0, |i| {
+        i.server.run_id = Some(run_id(99));
+        with_keys(i, 0);
+    });
+    let assessment = run.assess(&probe, 100);
+    let reason = assessment.decisions[0].reason();
+    assert!(reason.contains("answers as a master after restarting with no data"), "{reason}");
 }

@@ -60,6 +60,9 @@ pub enum Decision {
     Fence { instance: InstanceId, master: InstanceId, reason: HealthReason },
     /// Make a replica of something else a replica of the recorded master.
     Repoint { instance: InstanceId, master: InstanceId, reason: HealthReason },
+    /// Make a replica of a master whose process is not there stop following it (it
+    /// replicates its own address until the master is decided on).
+    Detach { instance: InstanceId, master: InstanceId, reason: HealthReason },
     /// Advertise an instance's role to clients (Kubernetes: its pod label).
     Advertise { instance: InstanceId, role: Advertised, reason: HealthReason },
 }
@@ -75,6 +78,7 @@ impl Decision {
             Decision::MasterDown { .. } => "masterDown",
             Decision::Fence { .. } => "fence",
             Decision::Repoint { .. } => "repoint",
+            Decision::Detach { .. } => "detach",
             Decision::Advertise { .. } => "advertise",
         }
     }
@@ -96,6 +100,7 @@ impl Decision {
             | Decision::MasterDown { reason, .. }
             | Decision::Fence { reason, .. }
             | Decision::Repoint { reason, .. }
+            | Decision::Detach { reason, .. }
             | Decision::Advertise { reason, .. } => reason.to_string(),
         }
     }

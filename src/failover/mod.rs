@@ -12,16 +12,25 @@
 //!
 //! A switchover (a human's `--graceful`, or a scale-down removing the master) uses Redis's
 //! `FAILOVER TO`, which pauses writes until the target caught up: no acknowledged write lost.
+//!
+//! # One actor at a time
+//!
+//! Every failover and switchover first writes the new record with a [`Claim`] naming its
+//! actor (the daemon, or the CLI) and a deadline, and releases it when done. While a claim
+//! holds, the record refuses every other writer ([`MasterRecord::advance`]) and the health
+//! core of every daemon leaves roles alone, so a daemon never "finishes" a promotion that a
+//! switchover is in the middle of. A holder that dies leaves a claim that lapses by itself
+//! after [`claim_lifetime`].
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cluster::{Cluster, ClusterError, MasterRecord, Member, redis_admin};
+use crate::cluster::{Claim, Cluster, ClusterError, MasterRecord, Member, redis_admin};
 use crate::decide::health::{self, HealthInput};
 use crate::observe::{InstanceId, InstanceSample};
-use crate::policy::{Health, WriteGuard};
+use crate::policy::{Health, Policy, WriteGuard};
 use crate::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
 
 /// One health probe: the durable record, the members, and one sample of each.
@@ -122,13 +131,58 @@ pub struct FailoverError {
     pub source: ClusterError,
 }
 
-/// What a failover needs besides the cluster: how to reach the instances, and the guard to set
-/// on the new master.
+/// What a failover needs besides the cluster: how to reach the instances, the guard to set
+/// on the new master, and who is acting (named in the claim on the record).
 #[derive(Debug, Clone)]
 pub struct Context<'a> {
     pub access: &'a Access,
     pub timeout: Duration,
     pub guard: Option<&'a WriteGuard>,
+    /// The daemon's identity, or `cli:USER@HOST/PID`.
+    pub actor: &'a str,
+}
+
+impl<'a> Context<'a> {
+    /// The one way to build a context for `policy`'s target.
+    pub fn new(policy: &'a Policy, access: &'a Access, actor: &'a str) -> Self {
+        Self {
+            access,
+            timeout: action_timeout(policy),
+            guard: policy.health.write_guard.as_ref(),
+            actor,
+        }
+    }
+
+    /// A claim by this actor, taking the master role from `from`, for [`claim_lifetime`].
+    fn claim(&self, from: Option<&Member>) -> Claim {
+        let lifetime = chrono::TimeDelta::from_std(claim_lifetime(self.timeout))
+            .unwrap_or(chrono::TimeDelta::MAX);
+        Claim {
+            from: from.map(|m| m.id.clone()),
+            by: self.actor.to_owned(),
+            until: chrono::Utc::now() + lifetime,
+        }
+    }
+}
+
+/// The deadline of each role command a failover sends: long enough for a health probe and
+/// for a sampling round, whichever the policy allows more.
+pub fn action_timeout(policy: &Policy) -> Duration {
+    policy.health.probe_timeout.max(policy.sampling.timeout)
+}
+
+/// The CLI's actor name: `cli:USER@HOST/PID`.
+pub fn cli_actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "someone".into());
+    let host = crate::cluster::kubernetes::lease::default_identity();
+    format!("cli:{user}@{host}/{}", std::process::id())
+}
+
+/// How long a claim holds if its holder dies before releasing it: the longest a switchover
+/// can take (`FAILOVER`'s catch-up and swap, the write guard, repointing, two record writes,
+/// each bounded by `timeout`) with a margin. After that another actor may act again.
+pub fn claim_lifetime(timeout: Duration) -> Duration {
+    redis_admin::switchover_limit(timeout) + timeout * 4 + Duration::from_secs(5)
 }
 
 /// Gives a fleet with no recorded master its first one, as the health core chooses it (the
@@ -152,53 +206,68 @@ pub async fn bootstrap<C: Cluster>(
         if let crate::decide::Decision::Failover { from: None, to, epoch, reason } = decision {
             let Some(to) = probe.member(&to) else { continue };
             tracing::info!(master = %to.id, %reason, "first master");
-            fail_over(cluster, &probe.members, to, epoch, context).await.map_err(|e| e.source)?;
+            fail_over(cluster, &probe.members, None, to, epoch, context)
+                .await
+                .map_err(|e| e.source)?;
         }
     }
     cluster.recorded_master().await
 }
 
-/// Records `to` as master at `epoch`, promotes it, sets the write guard and repoints every
-/// other member that is not gone. Idempotent: run again with the same arguments, it finishes
-/// what an interrupted run started.
+/// Records `to` as master at `epoch` under this actor's claim, promotes it, sets the write
+/// guard, repoints every other member that is not gone, and releases the claim. Idempotent:
+/// run again with the same arguments by the same actor, it finishes what an interrupted run
+/// started. `from` is the master it replaces, if any.
 pub async fn fail_over<C: Cluster>(
     cluster: &C,
     members: &[Member],
+    from: Option<&Member>,
     to: &Member,
     epoch: u64,
     context: &Context<'_>,
 ) -> Result<Timeline, FailoverError> {
+    let failed =
+        |phase, timeline, source| FailoverError { to: to.id.clone(), phase, timeline, source };
     let mut timeline = Timeline::default();
     let started = Instant::now();
-    let promoted = promote(cluster, to, epoch, context).await;
+    let claim = context.claim(from);
+    let promoted = async {
+        let record =
+            MasterRecord { claim: Some(claim.clone()), ..MasterRecord::new(&to.id, epoch) };
+        cluster.record_master(record).await?;
+        cluster.promote(to, epoch).await?;
+        guard(to, context).await
+    }
+    .await;
     timeline.time(Phase::Promoting, started, ());
     if let Err(source) = promoted {
-        return Err(FailoverError { to: to.id.clone(), phase: Phase::Promoting, timeline, source });
+        return Err(failed(Phase::Promoting, timeline, source));
     }
     let started = Instant::now();
     repoint_others(cluster, members, to, &mut timeline).await;
     timeline.time(Phase::Repointing, started, ());
+    release(cluster, &to.id, epoch, claim).await;
     Ok(timeline)
 }
 
-/// The promoting phase alone: record, `REPLICAOF NO ONE`, write guard. Also what finishes an
-/// unfinished promotion (the record already says so).
+/// Finishes an unfinished promotion: `REPLICAOF NO ONE` on the recorded master and its write
+/// guard. The record already names it at `epoch`; the backend checks that it still does.
 pub async fn promote<C: Cluster>(
     cluster: &C,
     to: &Member,
     epoch: u64,
     context: &Context<'_>,
 ) -> Result<(), ClusterError> {
-    cluster.record_master(MasterRecord { instance: to.id.clone(), epoch }).await?;
     cluster.promote(to, epoch).await?;
     guard(to, context).await
 }
 
 /// Hands the master role from `from` (serving) to its replica `to` without losing
-/// acknowledged writes: records `to` at `epoch`, then Redis's `FAILOVER TO` (writes paused
-/// until `to` caught up, then the roles swap), then the write guard and the others follow `to`.
-/// If Redis aborts and `from` still serves, `from` is recorded back at `epoch + 1`, so the
-/// record always names the instance that takes writes.
+/// acknowledged writes: records `to` at `epoch` under this actor's claim, then Redis's
+/// `FAILOVER TO` (writes paused until `to` caught up, then the roles swap), then the write
+/// guard, the others follow `to`, and the claim is released. If Redis aborts and `from`
+/// still serves, `from` is recorded back at `epoch + 1`, so the record always names the
+/// instance that takes writes.
 pub async fn switch_over<C: Cluster>(
     cluster: &C,
     members: &[Member],
@@ -211,9 +280,9 @@ pub async fn switch_over<C: Cluster>(
         |phase, timeline, source| FailoverError { to: to.id.clone(), phase, timeline, source };
     let mut timeline = Timeline::default();
     let started = Instant::now();
-    if let Err(source) =
-        cluster.record_master(MasterRecord { instance: to.id.clone(), epoch }).await
-    {
+    let claim = context.claim(Some(from));
+    let record = MasterRecord { claim: Some(claim.clone()), ..MasterRecord::new(&to.id, epoch) };
+    if let Err(source) = cluster.record_master(record).await {
         return Err(failed(Phase::Promoting, timeline, source));
     }
     let switched =
@@ -224,10 +293,7 @@ pub async fn switch_over<C: Cluster>(
             .await
             .is_ok_and(|info| info.role == crate::observe::Role::Master);
         if still_master {
-            let back = MasterRecord { instance: from.id.clone(), epoch: epoch + 1 };
-            if let Err(error) = cluster.record_master(back).await {
-                tracing::error!(error = %crate::errors::chain(&error), master = %from.id, "switchover aborted and the old master could not be recorded back");
-            }
+            release(cluster, &from.id, epoch + 1, claim).await;
         }
         timeline.time(Phase::Promoting, started, ());
         return Err(failed(Phase::Promoting, timeline, source));
@@ -240,7 +306,19 @@ pub async fn switch_over<C: Cluster>(
     let started = Instant::now();
     repoint_others(cluster, members, to, &mut timeline).await;
     timeline.time(Phase::Repointing, started, ());
+    release(cluster, &to.id, epoch, claim).await;
     Ok(timeline)
+}
+
+/// Records `instance` at `epoch` with `claim` released (its deadline now), so every actor may
+/// act again and the record still says who last changed roles. Best effort: a claim that
+/// cannot be released lapses by itself.
+async fn release<C: Cluster>(cluster: &C, instance: &str, epoch: u64, mut claim: Claim) {
+    claim.until = chrono::Utc::now();
+    let record = MasterRecord { claim: Some(claim), ..MasterRecord::new(instance, epoch) };
+    if let Err(error) = cluster.record_master(record).await {
+        tracing::warn!(error = %crate::errors::chain(&error), master = %instance, "cannot release the claim on the master record: it lapses by itself");
+    }
 }
 
 /// Moves the master role off `from`, which a scale-down to `keep` instances is about to

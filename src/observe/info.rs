@@ -84,6 +84,15 @@ pub enum Role {
     Replica,
 }
 
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Master => "master",
+            Role::Replica => "replica",
+        }
+    }
+}
+
 /// `# Server`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Server {
@@ -172,6 +181,9 @@ pub struct Replication {
     /// `min_slaves_good_slaves`: replicas within `min-replicas-max-lag`; present only when
     /// `min-replicas-to-write` is set.
     pub min_replicas_good: Option<u32>,
+    /// `master_failover_state` other than `no-failover`: a `FAILOVER` (a switchover, by
+    /// anyone) is pausing writes or swapping roles on this master right now.
+    pub failover_in_progress: bool,
 }
 
 /// One `slaveN:ip=..,port=..,state=..,offset=..,lag=..` line on a master. `ip` and `port`
@@ -371,6 +383,9 @@ impl Info {
                 _ => {}
             },
             b"master_host" => self.replication.master_host = Some(value.to_owned()),
+            b"master_failover_state" => {
+                self.replication.failover_in_progress = value != "no-failover";
+            }
             b"master_port" => self.replication.master_port = value.parse().ok(),
             b"master_link_status" => {
                 self.master_link_up = match value {
@@ -829,6 +844,7 @@ mod tests {
                 connected_replicas: Some(0),
                 replicas: vec![],
                 min_replicas_good: None,
+                failover_in_progress: false,
             }
         );
         assert_eq!(info.number("keys"), Some(2251.0));

@@ -84,13 +84,6 @@ fn member(ordinal: u16) -> Member {
     }
 }
 
-fn describe(record: Option<&MasterRecord>) -> String {
-    record.map_or_else(
-        || "no master".to_owned(),
-        |record| format!("{} at epoch {}", record.instance, record.epoch),
-    )
-}
-
 impl Cluster for SimCluster {
     async fn members(&self) -> Result<Vec<Member>, ClusterError> {
         Ok((0..self.lock().model.requested()).map(member).collect())
@@ -111,40 +104,24 @@ impl Cluster for SimCluster {
         Ok(self.lock().master.clone())
     }
 
+    /// The trait's rules ([`MasterRecord::advance`]), with claims timed by the wall clock as
+    /// the failover state machine writes them.
     async fn record_master(&self, record: MasterRecord) -> Result<(), ClusterError> {
         let mut state = self.lock();
-        if state.master.as_ref() == Some(&record) {
-            return Ok(());
+        if let Some(next) =
+            MasterRecord::advance(state.master.as_ref(), &record, chrono::Utc::now())?
+        {
+            state.master = Some(next);
         }
-        if let Some(recorded) = state.master.as_ref().filter(|r| record.epoch <= r.epoch) {
-            return Err(ClusterError::StaleEpoch {
-                instance: record.instance,
-                epoch: record.epoch,
-                recorded: describe(Some(recorded)),
-            });
-        }
-        state.master = Some(record);
         Ok(())
     }
 
     async fn promote(&self, member: &Member, epoch: u64) -> Result<(), ClusterError> {
-        let state = self.lock();
-        let recorded = state.master.as_ref();
-        if recorded.is_some_and(|r| r.instance == member.id && r.epoch == epoch) {
-            return Ok(());
-        }
-        Err(ClusterError::NotRecorded {
-            instance: member.id.clone(),
-            epoch,
-            recorded: describe(recorded),
-        })
+        MasterRecord::may_promote(self.lock().master.as_ref(), member, epoch)
     }
 
     async fn repoint(&self, member: &Member, _master: &Member) -> Result<(), ClusterError> {
-        if self.lock().master.as_ref().is_some_and(|r| r.instance == member.id) {
-            return Err(ClusterError::RecordedMaster { instance: member.id.clone() });
-        }
-        Ok(())
+        MasterRecord::may_repoint(self.lock().master.as_ref(), member)
     }
 }
 
@@ -175,7 +152,7 @@ mod tests {
     fn the_master_record_follows_the_epoch_rules() {
         let cluster = SimCluster::new(ClusterModel::new(2, 100.0, 0, 0), 0);
         let (m0, m1) = (member(0), member(1));
-        let record = |instance: &str, epoch| MasterRecord { instance: instance.into(), epoch };
+        let record = |instance: &str, epoch| MasterRecord::new(instance, epoch);
         assert!(ready(cluster.promote(&m0, 1)).is_err());
         ready(cluster.record_master(record("redis-0", 1))).expect("first record");
         ready(cluster.record_master(record("redis-0", 1))).expect("same record again");

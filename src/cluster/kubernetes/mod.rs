@@ -78,7 +78,8 @@ pub struct KubeCluster {
     pods_api: Api<Pod>,
     pods: PodCache,
     events: EventSink,
-    /// Actions run one at a time, each seeing the last one's result.
+    /// Record writes and replica-count changes run one at a time, each seeing the last
+    /// one's result. Never held across a Redis command.
     acting: tokio::sync::Mutex<()>,
     /// The record as last read or written, and when: health probes ask for it several times a
     /// second, and the API server should not hear about each of them (see
@@ -280,6 +281,7 @@ impl Cluster for KubeCluster {
                         access: &self.target.access,
                         timeout: self.target.timeout,
                         guard: self.target.health.write_guard.as_ref(),
+                        actor: &self.target.identity,
                     };
                     let handed =
                         failover::hand_over(self, &old, to, &self.target.health, &context).await;
@@ -313,12 +315,17 @@ impl Cluster for KubeCluster {
         Ok(self.read_record().await?.record())
     }
 
+    async fn fresh_record(&self) -> Result<Option<MasterRecord>, ClusterError> {
+        Ok(self.read_record().await?.record())
+    }
+
     async fn record_master(&self, next: MasterRecord) -> Result<(), ClusterError> {
         let _acting = self.acting.lock().await;
         let mut written = false;
         let result = self
             .update_record(|current| {
-                let write = record::advance(current, &next)?;
+                let now = chrono::Utc::now();
+                let write = MasterRecord::advance(current.record().as_ref(), &next, now)?;
                 written = write.is_some();
                 Ok(write)
             })
@@ -331,18 +338,12 @@ impl Cluster for KubeCluster {
         result.map(drop)
     }
 
+    /// Reads the record fresh, then promotes with no lock held: the record check is what
+    /// makes it safe, and a slow instance must not hold up the others.
     async fn promote(&self, member: &Member, epoch: u64) -> Result<(), ClusterError> {
-        let _acting = self.acting.lock().await;
         let result = async {
             let current = self.read_record().await?;
-            let wanted = MasterRecord { instance: member.id.clone(), epoch };
-            if current.record() != Some(wanted) {
-                return Err(ClusterError::NotRecorded {
-                    instance: member.id.clone(),
-                    epoch,
-                    recorded: current.describe(),
-                });
-            }
+            MasterRecord::may_promote(current.record().as_ref(), member, epoch)?;
             redis_admin::replicaof(member, None, &self.target.access, self.target.timeout).await
         }
         .await;
@@ -351,13 +352,12 @@ impl Cluster for KubeCluster {
         result
     }
 
-    /// Refuses to repoint the recorded master (record another master first).
+    /// Refuses to repoint the recorded master (record another master first). Holds no lock
+    /// across `REPLICAOF`: a failover repoints every member at once, and one unreachable
+    /// member must not delay the others by its timeout.
     async fn repoint(&self, member: &Member, master: &Member) -> Result<(), ClusterError> {
-        let _acting = self.acting.lock().await;
         let result = async {
-            if self.read_record().await?.master.as_deref() == Some(member.id.as_str()) {
-                return Err(ClusterError::RecordedMaster { instance: member.id.clone() });
-            }
+            MasterRecord::may_repoint(self.read_record().await?.record().as_ref(), member)?;
             redis_admin::replicaof(member, Some(master), &self.target.access, self.target.timeout)
                 .await
         }

@@ -1,5 +1,6 @@
 //! The durable master record: StatefulSet annotations `redis-autopilot.io/master` (a pod
-//! name) and `redis-autopilot.io/epoch`. Written with a merge patch that carries the
+//! name), `redis-autopilot.io/epoch` and, while or since someone changed roles,
+//! `redis-autopilot.io/claim` (JSON, [`crate::cluster::Claim`]). Written with a merge patch that carries the
 //! resourceVersion it was decided on, so the API server refuses (409) a writer that read a
 //! stale record; the writer then re-reads and decides again, at most [`ATTEMPTS`] times.
 
@@ -8,10 +9,11 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 
 use super::api::{GET_STATEFULSET, KubeError, PATCH_STATEFULSET, bounded};
-use crate::cluster::{ClusterError, MasterRecord};
+use crate::cluster::{Claim, ClusterError, MasterRecord};
 
 pub const MASTER_ANNOTATION: &str = "redis-autopilot.io/master";
 pub const EPOCH_ANNOTATION: &str = "redis-autopilot.io/epoch";
+pub const CLAIM_ANNOTATION: &str = "redis-autopilot.io/claim";
 
 /// Reads and decides again this many times when the StatefulSet changed under a write.
 pub const ATTEMPTS: u32 = 3;
@@ -21,19 +23,21 @@ pub const ATTEMPTS: u32 = 3;
 pub struct Recorded {
     pub master: Option<String>,
     pub epoch: u64,
+    pub claim: Option<Claim>,
     resource_version: Option<String>,
 }
 
 impl Recorded {
     pub fn record(&self) -> Option<MasterRecord> {
-        self.master.clone().map(|instance| MasterRecord { instance, epoch: self.epoch })
+        self.master.clone().map(|instance| MasterRecord {
+            instance,
+            epoch: self.epoch,
+            claim: self.claim.clone(),
+        })
     }
 
     pub fn describe(&self) -> String {
-        match &self.master {
-            Some(master) => format!("{master} at epoch {}", self.epoch),
-            None => format!("nothing (epoch {})", self.epoch),
-        }
+        MasterRecord::describe(self.record().as_ref())
     }
 }
 
@@ -51,9 +55,22 @@ pub fn parse(set: &StatefulSet, object: &str) -> Result<Recorded, KubeError> {
             ),
         })?,
     };
+    let claim = match get(CLAIM_ANNOTATION) {
+        None => None,
+        Some(text) => {
+            Some(serde_json::from_str::<Claim>(text).map_err(|error| KubeError::Invalid {
+                object: object.to_owned(),
+                why: format!(
+                    "annotation {CLAIM_ANNOTATION} is not a claim ({error}): remove it once no \
+                     failover is running"
+                ),
+            })?)
+        }
+    };
     Ok(Recorded {
         master: get(MASTER_ANNOTATION).cloned(),
         epoch,
+        claim,
         resource_version: set.metadata.resource_version.clone(),
     })
 }
@@ -89,6 +106,10 @@ pub async fn update(
                 "annotations": {
                     MASTER_ANNOTATION: next.instance,
                     EPOCH_ANNOTATION: next.epoch.to_string(),
+                    // `null` removes it in a merge patch.
+                    CLAIM_ANNOTATION: next.claim.as_ref().map(|claim| {
+                        serde_json::to_string(claim).unwrap_or_default()
+                    }),
                 },
             }
         });
@@ -108,23 +129,4 @@ pub async fn update(
         attempts: ATTEMPTS,
     }
     .into())
-}
-
-/// The rule every write obeys ([`crate::cluster::Cluster::record_master`]): the same record
-/// again is a no-op; otherwise the epoch must grow.
-pub fn advance(
-    current: &Recorded,
-    next: &MasterRecord,
-) -> Result<Option<MasterRecord>, ClusterError> {
-    if current.record().as_ref() == Some(next) {
-        return Ok(None);
-    }
-    if next.epoch <= current.epoch {
-        return Err(ClusterError::StaleEpoch {
-            instance: next.instance.clone(),
-            epoch: next.epoch,
-            recorded: current.describe(),
-        });
-    }
-    Ok(Some(next.clone()))
 }

@@ -33,7 +33,7 @@ use rustix::process::Signal;
 
 use self::dumps::{ColdStart, Dump, Saved};
 use self::process::{Identity, Process};
-use self::state::{State, read_state, read_state_async, write_state};
+use self::state::{State, lock_state, read_state, read_state_async, write_state};
 use super::redis_admin;
 use super::{Cluster, ClusterError, MasterRecord, Member};
 use crate::failover;
@@ -80,7 +80,7 @@ impl LocalConfig {
                 base_port: *base_port,
                 data_dir: PathBuf::from(data_dir),
                 access,
-                timeout: policy.sampling.timeout,
+                timeout: crate::failover::action_timeout(policy),
                 health: policy.health.clone(),
                 owns_processes: true,
             }),
@@ -492,10 +492,12 @@ impl LocalFleet {
     /// Moves the master role off `master` (about to be removed) to the best instance below
     /// `keep` ([`failover::hand_over`]).
     async fn hand_over(&self, master: u16, keep: u16) -> Result<(), ClusterError> {
+        let actor = crate::cluster::kubernetes::lease::default_identity();
         let context = failover::Context {
             access: &self.config.access,
             timeout: self.config.timeout,
             guard: self.config.health.write_guard.as_ref(),
+            actor: &actor,
         };
         let from = self.member(master)?;
         failover::hand_over(self, &from, keep, &self.config.health, &context).await.map(drop)
@@ -505,6 +507,7 @@ impl LocalFleet {
     /// failover` run by hand may have recorded a new master since.
     async fn persist_replicas(&self, to: u16) -> Result<State, ClusterError> {
         let _writing = self.writing.lock().await;
+        let _locked = lock_state(&self.state_path)?;
         let mut state = read_state_async(&self.state_path).await?;
         if state.replicas != to {
             state.replicas = to;
@@ -753,33 +756,23 @@ impl Cluster for LocalFleet {
 
     async fn record_master(&self, record: MasterRecord) -> Result<(), ClusterError> {
         let _writing = self.writing.lock().await;
-        let state = read_state_async(&self.state_path).await?;
-        if state.record().as_ref() == Some(&record) {
+        let _locked = lock_state(&self.state_path)?;
+        let mut state = read_state_async(&self.state_path).await?;
+        let current = state.record();
+        let Some(next) = MasterRecord::advance(current.as_ref(), &record, chrono::Utc::now())?
+        else {
             return Ok(());
-        }
-        if record.epoch <= state.epoch {
-            return Err(ClusterError::StaleEpoch {
-                instance: record.instance,
-                epoch: record.epoch,
-                recorded: state.describe(),
-            });
-        }
-        let mut state = state;
-        state.master = Some(record.instance);
-        state.epoch = record.epoch;
+        };
+        state.master = Some(next.instance);
+        state.epoch = next.epoch;
+        state.claim = next.claim;
         write_state(&self.state_path, &state)
     }
 
     /// The record is checked, then `REPLICAOF NO ONE` sent with no lock held.
     async fn promote(&self, member: &Member, epoch: u64) -> Result<(), ClusterError> {
         let state = read_state_async(&self.state_path).await?;
-        if state.master.as_deref() != Some(member.id.as_str()) || state.epoch != epoch {
-            return Err(ClusterError::NotRecorded {
-                instance: member.id.clone(),
-                epoch,
-                recorded: state.describe(),
-            });
-        }
+        MasterRecord::may_promote(state.record().as_ref(), member, epoch)?;
         redis_admin::replicaof(member, None, &self.config.access, self.config.timeout).await
     }
 
@@ -789,9 +782,7 @@ impl Cluster for LocalFleet {
     /// instance delays no other.
     async fn repoint(&self, member: &Member, master: &Member) -> Result<(), ClusterError> {
         let state = read_state_async(&self.state_path).await?;
-        if state.master.as_deref() == Some(member.id.as_str()) {
-            return Err(ClusterError::RecordedMaster { instance: member.id.clone() });
-        }
+        MasterRecord::may_repoint(state.record().as_ref(), member)?;
         redis_admin::replicaof(member, Some(master), &self.config.access, self.config.timeout).await
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{ClusterError, MasterRecord};
+use crate::cluster::{Claim, ClusterError, MasterRecord};
 use crate::observe::InstanceId;
 
 /// `dataDir/state.json`: what must survive a daemon restart.
@@ -18,19 +18,44 @@ pub(super) struct State {
     pub epoch: u64,
     /// Instances requested by the last [`crate::cluster::Cluster::scale`] that completed.
     pub replicas: u16,
+    /// The claim of whoever last changed roles ([`crate::cluster::Claim`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<Claim>,
 }
 
 impl State {
     pub fn record(&self) -> Option<MasterRecord> {
-        self.master.clone().map(|instance| MasterRecord { instance, epoch: self.epoch })
+        self.master.clone().map(|instance| MasterRecord {
+            instance,
+            epoch: self.epoch,
+            claim: self.claim.clone(),
+        })
     }
 
+    /// `127.0.0.1:7000 at epoch 3`, or `nothing (epoch 0)`.
     pub fn describe(&self) -> String {
-        match &self.master {
-            Some(master) => format!("{master} at epoch {}", self.epoch),
-            None => format!("nothing (epoch {})", self.epoch),
-        }
+        MasterRecord::describe(self.record().as_ref())
     }
+}
+
+/// Holds an exclusive lock on `dataDir/state.lock` while a record is read, checked and
+/// written: the daemon and a `redis-autopilot failover` run by hand are two processes, and
+/// the epoch rule only holds if neither writes between the other's read and write. A lock
+/// file of its own, because `state.json` is replaced by rename.
+pub(super) fn lock_state(path: &Path) -> Result<std::fs::File, ClusterError> {
+    let lock = path.with_extension("lock");
+    let io = |action: &'static str| {
+        let path = lock.clone();
+        move |source| ClusterError::StateIo { action, path, source }
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(io("open"))?;
+    file.lock().map_err(io("lock"))?;
+    Ok(file)
 }
 
 /// Reads the state file; a missing file is the empty state of a new fleet.
@@ -100,7 +125,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         assert_eq!(read_state(&path).unwrap(), State::default());
-        let state = State { master: Some("127.0.0.1:7000".into()), epoch: 3, replicas: 2 };
+        let state =
+            State { master: Some("127.0.0.1:7000".into()), epoch: 3, replicas: 2, claim: None };
         write_state(&path, &state).unwrap();
         assert_eq!(read_state(&path).unwrap(), state);
         let next = State { epoch: 4, ..state };
