@@ -218,3 +218,120 @@ fn check_without_paths_is_a_usage_error() {
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("<PATH>"), "{}", run.stderr);
 }
+
+/// A valid policy's risks are warnings: printed with file, line and field, exit status 0.
+#[test]
+fn warnings_are_printed_and_do_not_fail_check() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = format!(
+        "{VALID}  scaling: {{minReplicas: 1, maxReplicas: 3, metrics: [{{redis: \
+         connected_clients, target: 10}}]}}\n  health:\n    confirmWithReplicas: false\n"
+    );
+    let file = write(dir.path(), "risky.yaml", text);
+    let run = check(&[&file]);
+    let f = file.display();
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    let lines = run.lines();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{f}:6:3: spec.scaling: warning: an `endpoints` target is observe-only"
+        )),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with(&format!("{f}:8:26: spec.health.confirmWithReplicas: warning: with confirmWithReplicas: false and minReplicasToWrite: 0")),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2], "1 policy checked, 0 with problems, 0 problems, 2 warnings");
+}
+
+/// Two policies on one target undo each other's actions: `check` on their directory
+/// refuses the second, at its `spec.target`, naming the first.
+#[test]
+fn overlapping_policies_in_a_directory_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policy = |name: &str, target: &str| {
+        format!(
+            "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: \
+             {name}}}\nspec:\n  target: {target}\n"
+        )
+    };
+    write(
+        dir.path(),
+        "a.yaml",
+        policy("a", "{kubernetes: {namespace: cache, statefulSet: redis}}"),
+    );
+    write(
+        dir.path(),
+        "b.yaml",
+        policy("b", "{kubernetes: {namespace: cache, statefulSet: redis}}"),
+    );
+    write(dir.path(), "c.yaml", policy("c", "{local: {basePort: 7000, dataDir: /srv/c}}"));
+    write(dir.path(), "d.yaml", policy("d", "{local: {basePort: 7100, dataDir: /srv/c/d}}"));
+    write(
+        dir.path(),
+        "e.yaml",
+        policy("e", "{kubernetes: {namespace: cache, statefulSet: other}}"),
+    );
+    let run = check(&[dir.path()]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    let lines = run.lines();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let b = dir.path().join("b.yaml");
+    assert!(
+        lines[0].starts_with(&format!("{}:5:3: spec.target: overlaps policy `a`", b.display())),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("StatefulSet cache/redis"), "{}", lines[0]);
+    assert!(lines[1].contains("d.yaml:5:3: spec.target: overlaps policy `c`"), "{}", lines[1]);
+    assert!(lines[1].contains("same or nested"), "{}", lines[1]);
+    assert_eq!(lines[2], "5 policies checked, 2 with problems, 2 problems");
+}
+
+/// A secret file passed to `check` by mistake: nothing of it is printed when a checked
+/// policy names it as a secret, and no value of it when it is merely not YAML.
+#[test]
+fn secret_files_are_never_quoted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = write(dir.path(), "secrets/password", "hunter2-s3cr3t and more\n");
+    let other = write(dir.path(), "token.txt", "tok3n-value\n");
+    let policy = format!("{VALID}  auth: {{passwordFile: '{}'}}\n", secret.display());
+    let file = write(dir.path(), "cache.yaml", policy);
+    let run = check(&[&file, &secret, &other]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    for leaked in ["hunter2", "s3cr3t", "tok3n"] {
+        assert!(!run.stdout.contains(leaked), "{leaked} in {}", run.stdout);
+        assert!(!run.stderr.contains(leaked), "{leaked} in {}", run.stderr);
+    }
+    assert!(
+        run.stdout.contains(&format!(
+            "{}:1:1: <file>: policy `ok` reads a secret from this file (spec.auth.passwordFile)",
+            secret.display()
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("token.txt:1:1: <document>: expected a mapping, found a value (not shown"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// Logs are plain text when stderr is not a terminal (a pipe here): no colour codes.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+        .args(["run", "--policies", "/nonexistent/policies", "--listen", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run redis-autopilot");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("WARN"), "a log line was written: {stderr}");
+    assert!(!stderr.contains("\x1b["), "{stderr:?}");
+}

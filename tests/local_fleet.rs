@@ -72,7 +72,10 @@ async fn settle_with(fleet: &LocalFleet, access: &Access) -> Vec<Decision> {
         match decision {
             Decision::Failover { from, to, epoch, .. } => {
                 let to = probe.member(to).expect("a member");
-                let from = from.as_deref().and_then(|from| probe.member(from));
+                let from = match from.as_deref().and_then(|from| probe.member(from)) {
+                    Some(old) => failover::Replaced::Down(old),
+                    None => failover::Replaced::Nothing,
+                };
                 failover::fail_over(fleet, &probe.members, from, to, *epoch, &context)
                     .await
                     .expect("failover");

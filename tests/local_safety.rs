@@ -80,7 +80,11 @@ async fn settle(fleet: &LocalFleet) {
     for decision in &assessment.decisions {
         if let Decision::Failover { from, to, epoch, .. } = decision {
             let to = probe.member(to).expect("a member");
-            let from = from.as_deref().and_then(|from| probe.member(from));
+            // A new fleet's first master replaces nothing.
+            let from = match from.as_deref().and_then(|from| probe.member(from)) {
+                Some(old) => failover::Replaced::Down(old),
+                None => failover::Replaced::Nothing,
+            };
             failover::fail_over(fleet, &probe.members, from, to, *epoch, &context)
                 .await
                 .expect("failover");

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cluster::Cluster;
-use crate::decide::Memory;
+use crate::cluster::{Cluster, ClusterError};
+use crate::decide::{Decision, Memory};
 use crate::observe::Timestamp;
 
 /// What the daemon does with a decision that asks for an action.
@@ -48,6 +48,10 @@ pub enum ActionOutcome {
     /// Waiting for what must happen first (a snapshot before a scale-down); the decision
     /// stands and is made again next evaluation.
     Deferred { why: String },
+    /// The target cannot perform the action (a fixed `endpoints:` list cannot scale): the
+    /// decision is reported as advice for whoever runs the instances. Not a failure: it is
+    /// what such a target always does, and alerts on failed actions must not fire for it.
+    Advice { why: String },
     /// Executed and failed; `error` is the whole error chain, for people (never a label).
     Failed { error: String },
 }
@@ -62,6 +66,7 @@ impl ActionOutcome {
             ActionOutcome::RateLimited => "rate_limited",
             ActionOutcome::Dropped => "dropped",
             ActionOutcome::Deferred { .. } => "deferred",
+            ActionOutcome::Advice { .. } => "advice",
             ActionOutcome::Failed { .. } => "failed",
         }
     }
@@ -126,6 +131,12 @@ impl Executor {
             Mode::Paused => Err(ActionOutcome::Paused),
         }
     }
+
+    /// Gives back the last admission: the action turned out to be one the target cannot
+    /// perform, so it changed nothing and must not use up the budget of those that can.
+    fn refund(&mut self) {
+        self.admitted.pop_back();
+    }
 }
 
 impl Executor {
@@ -145,10 +156,122 @@ impl Executor {
     }
 }
 
+/// How a decision and what became of it are logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// The action failed: WARN, with its error chain.
+    Warn,
+    Info,
+    /// The same as the last one logged (a paused daemon re-deciding every probe): DEBUG.
+    Debug,
+}
+
+/// Logs decisions: a failed action at WARN with its whole error chain, a performed one at
+/// INFO, and one that was not performed (paused, dry run, advice, rate limited, no action)
+/// at INFO once per change: while the same decision on the same instances comes back with
+/// the same outcome, the repeats go to DEBUG. A decision not seen for [`Self::FORGET_AFTER`]
+/// counts as new again.
+#[derive(Debug, Default)]
+pub struct DecisionLog {
+    /// By decision kind: what was last logged at INFO, and when it was last seen.
+    last: std::collections::HashMap<&'static str, (String, Timestamp)>,
+}
+
+impl DecisionLog {
+    /// A decision absent this long is logged again when it returns.
+    pub const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+    /// The level for `decision` with `outcome` at `now`, remembering it.
+    pub fn level(
+        &mut self,
+        decision: &Decision,
+        outcome: Option<&ActionOutcome>,
+        now: Timestamp,
+    ) -> LogLevel {
+        match outcome {
+            Some(ActionOutcome::Failed { .. }) => return LogLevel::Warn,
+            Some(ActionOutcome::Applied) => {
+                self.last.remove(decision.kind());
+                return LogLevel::Info;
+            }
+            _ => {}
+        }
+        // What the decision is about, without its reason (which carries a ticking "down
+        // for 3.2s"), and what became of it.
+        let key = format!("{} {}", subject(decision), outcome.map_or("none", ActionOutcome::label));
+        let forget =
+            chrono::Duration::from_std(Self::FORGET_AFTER).unwrap_or(chrono::Duration::MAX);
+        let repeat = self
+            .last
+            .get(decision.kind())
+            .is_some_and(|(last, seen)| *last == key && now.signed_duration_since(*seen) < forget);
+        self.last.insert(decision.kind(), (key, now));
+        if repeat { LogLevel::Debug } else { LogLevel::Info }
+    }
+
+    /// Logs `decision` of `policy` at the level [`Self::level`] chooses. Role advertisements
+    /// are bookkeeping: DEBUG unless they fail.
+    pub fn log(
+        &mut self,
+        policy: &str,
+        decision: &Decision,
+        outcome: Option<&ActionOutcome>,
+        now: Timestamp,
+    ) {
+        let mut level = self.level(decision, outcome, now);
+        if matches!(decision, Decision::Advertise { .. }) && level != LogLevel::Warn {
+            level = LogLevel::Debug;
+        }
+        let action = decision.kind();
+        let label = outcome.map_or("none", ActionOutcome::label);
+        let reason = decision.reason();
+        let scale = match decision {
+            Decision::Scale { from, to, .. } => Some(format!("{from} -> {to}")),
+            _ => None,
+        };
+        match (level, outcome) {
+            (LogLevel::Warn, Some(ActionOutcome::Failed { error })) => {
+                tracing::warn!(policy, action, replicas = scale, outcome = label, %reason, error = %error, "action failed");
+            }
+            (LogLevel::Debug, _) => {
+                tracing::debug!(policy, action, replicas = scale, outcome = label, %reason, "decision");
+            }
+            _ => {
+                let why = match outcome {
+                    Some(ActionOutcome::Advice { why } | ActionOutcome::Deferred { why }) => {
+                        Some(why.as_str())
+                    }
+                    _ => None,
+                };
+                tracing::info!(policy, action, replicas = scale, outcome = label, why, %reason, "decision");
+            }
+        }
+    }
+}
+
+/// A decision's kind and the instances or counts it is about, without its reason.
+fn subject(decision: &Decision) -> String {
+    match decision {
+        Decision::Hold { replicas, .. } => format!("hold {replicas}"),
+        Decision::Scale { from, to, .. } => format!("scale {from} {to}"),
+        Decision::Failover { from, to, .. } => {
+            format!("failover {} {to}", from.as_ref().map_or("-".to_owned(), ToString::to_string))
+        }
+        Decision::Promote { instance, .. } => format!("promote {instance}"),
+        Decision::MasterDown { master, .. } => format!("masterDown {master}"),
+        Decision::Fence { instance, master, .. } => format!("fence {instance} {master}"),
+        Decision::Repoint { instance, master, .. } => format!("repoint {instance} {master}"),
+        Decision::Detach { instance, master, .. } => format!("detach {instance} {master}"),
+        Decision::Advertise { instance, role, .. } => format!("advertise {instance} {role:?}"),
+    }
+}
+
 /// Carries out one scale decision `from -> to` decided at `now`: admission, then
 /// [`Cluster::scale`], then, only once it succeeded, the record in `memory` that the
 /// stabilization and cooldown rules read. The caller keeps its own metrics and logs; an
-/// outcome other than `Applied` or `Failed` means the cluster was not called.
+/// outcome other than `Applied`, `Advice` or `Failed` means the cluster was not called.
+/// A target that cannot scale ([`ClusterError::Unsupported`]) yields `Advice`, uncounted by
+/// the rate limit.
 pub async fn scale<C: Cluster>(
     executor: &mut Executor,
     cluster: &C,
@@ -164,6 +287,10 @@ pub async fn scale<C: Cluster>(
         Ok(()) => {
             memory.scaling.record_scale(now, from, to);
             ActionOutcome::Applied
+        }
+        Err(error @ ClusterError::Unsupported { .. }) => {
+            executor.refund();
+            ActionOutcome::Advice { why: error.to_string() }
         }
         Err(error) => ActionOutcome::Failed { error: crate::errors::chain(&error) },
     }
@@ -214,6 +341,83 @@ mod tests {
         leader.send(false).unwrap();
         assert_eq!(executor.admit(t(100)), Err(ActionOutcome::Dropped));
         assert_eq!(executor.admit_health(), Err(ActionOutcome::Dropped));
+    }
+
+    fn scale_decision(from: u16, to: u16) -> Decision {
+        let reason = crate::decide::ScalingReason {
+            current: from,
+            ready: from,
+            readings: vec![],
+            proposed: to,
+            adjustments: vec![],
+            result: to,
+        };
+        Decision::Scale { from, to, reason }
+    }
+
+    fn claims_master(instance: &str) -> Decision {
+        Decision::Fence {
+            instance: instance.to_owned(),
+            master: "m".to_owned(),
+            reason: crate::decide::health::HealthReason::ClaimsMaster { master: "m".to_owned() },
+        }
+    }
+
+    /// An endpoints target cannot scale: its scale decisions are advice, not failures, so
+    /// the failing-actions alert stays quiet; and advice does not use up the rate limit.
+    #[tokio::test]
+    async fn an_endpoints_target_scales_as_advice() {
+        use crate::cluster::StaticEndpoints;
+
+        let cluster = StaticEndpoints::new(vec![]);
+        let mut executor = Executor::new(Mode::Apply, limit(1, 60));
+        let mut memory = Memory::default();
+        let metrics = crate::daemon::metrics::Metrics::new();
+        for round in 0..3 {
+            let outcome = scale(&mut executor, &cluster, &mut memory, 3, 5, t(round)).await;
+            assert_eq!(
+                outcome,
+                ActionOutcome::Advice { why: "endpoints targets cannot scale".to_owned() }
+            );
+            metrics.action("api", "scale", &outcome, None);
+        }
+        let text = metrics.encode().expect("metrics");
+        assert!(text.contains(r#"kind="scale",outcome="advice"} 3"#), "{text}");
+        assert!(!text.contains(r#"outcome="failed""#), "{text}");
+        assert_eq!(executor.admit(t(4)), Ok(()), "advice used no admission");
+    }
+
+    #[test]
+    fn a_failed_action_is_a_warning_every_time() {
+        let mut log = DecisionLog::default();
+        let failed = ActionOutcome::Failed { error: "scale: forbidden".to_owned() };
+        for s in 0..3 {
+            assert_eq!(log.level(&scale_decision(3, 5), Some(&failed), t(s)), LogLevel::Warn);
+        }
+        assert_eq!(
+            log.level(&scale_decision(3, 5), Some(&ActionOutcome::Applied), t(4)),
+            LogLevel::Info
+        );
+    }
+
+    /// Paused, the health core re-decides every probe (250 ms): the same decision is logged
+    /// once, a change at once, and a decision that comes back after a while once more.
+    #[test]
+    fn a_repeated_decision_is_logged_once_per_change() {
+        let mut log = DecisionLog::default();
+        let paused = Some(&ActionOutcome::Paused);
+        let at = |ms: i64| t(0) + chrono::Duration::milliseconds(ms);
+        assert_eq!(log.level(&claims_master("a"), paused, at(0)), LogLevel::Info);
+        for probe in 1..40 {
+            assert_eq!(log.level(&claims_master("a"), paused, at(probe * 250)), LogLevel::Debug);
+        }
+        assert_eq!(log.level(&claims_master("b"), paused, at(10_000)), LogLevel::Info);
+        assert_eq!(log.level(&claims_master("b"), None, at(10_250)), LogLevel::Info);
+        assert_eq!(log.level(&claims_master("b"), None, at(10_500)), LogLevel::Debug);
+        // Scale decisions are remembered apart from health ones.
+        assert_eq!(log.level(&scale_decision(3, 4), paused, at(10_500)), LogLevel::Info);
+        // Absent for longer than FORGET_AFTER: new again.
+        assert_eq!(log.level(&claims_master("b"), None, at(80_000)), LogLevel::Info);
     }
 
     #[test]

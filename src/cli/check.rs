@@ -1,21 +1,28 @@
 //! `redis-autopilot check PATH...`: validates policy files the way the daemon loads them, and
 //! prints every problem in every file, so one run in CI or an editor shows all there is to fix.
+//!
+//! Beyond each file on its own: two policies on the same target are refused
+//! ([`crate::policy::overlap`]), risky combinations are warned about (exit status stays 0),
+//! and a file that a checked policy names as a secret is reported without a byte of it.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::policy::{load_policy, policy_files};
+use crate::policy::source_map::{Anchor, FieldPath};
+use crate::policy::{Diagnostic, Loaded, Severity, load_policy_checked, overlap, policy_files};
 
 /// Arguments of `check`. Its one-line help is the subcommand's doc in `cli/mod.rs`; the
 /// rest of `--help` is here.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Each problem is one line, FILE:LINE:COL: field.path: message, then a \
-    summary line. Directories are searched recursively for *.yaml and *.yml files, in sorted \
-    order. Exit status: 0 when every policy is valid, 1 when any has a problem (a path that \
-    does not exist counts as one).\n\n\
+    summary line; a warning (a valid policy's risk) reads FILE:LINE:COL: field.path: warning: \
+    message. Directories are searched recursively for *.yaml and *.yml files, in sorted \
+    order. Two policies on the same target (the same endpoint, StatefulSet, local ports or \
+    data directory) are a problem. Exit status: 0 when every policy is valid, warnings or \
+    not; 1 when any has a problem (a path that does not exist counts as one).\n\n\
     Examples:\n  \
     redis-autopilot check policies/\n  \
     redis-autopilot check policies/session-cache.yaml staging/checkout.yml\n\n\
@@ -29,33 +36,118 @@ pub struct Args {
     paths: Vec<PathBuf>,
 }
 
+/// One checked path and what it yielded.
+struct Checked {
+    file: Option<PathBuf>,
+    result: Result<Loaded, Vec<Diagnostic>>,
+    /// Problems found across files (an overlap), added to this file's.
+    more: Vec<Diagnostic>,
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut checked: Vec<Checked> = args
+        .paths
+        .iter()
+        .flat_map(|path| policy_files(path))
+        .map(|target| match target {
+            Ok(file) => {
+                Checked { result: load_policy_checked(&file), file: Some(file), more: Vec::new() }
+            }
+            Err(diagnostic) => Checked { file: None, result: Err(vec![diagnostic]), more: vec![] },
+        })
+        .collect();
+    hide_secret_files(&mut checked);
+    find_overlaps(&mut checked);
+
     let mut out = std::io::stdout().lock();
-    let mut checked = 0_usize;
-    let mut failed = 0_usize;
-    let mut problems = 0_usize;
-    for target in args.paths.iter().flat_map(|path| policy_files(path)) {
-        checked += 1;
-        let diagnostics = match target {
-            Ok(file) => load_policy(&file).err().unwrap_or_default(),
-            Err(diagnostic) => vec![diagnostic],
+    let (mut failed, mut problems, mut warnings) = (0_usize, 0_usize, 0_usize);
+    for entry in &checked {
+        let mut shown: Vec<&Diagnostic> = match &entry.result {
+            Ok(loaded) => loaded.warnings.iter().collect(),
+            Err(diagnostics) => diagnostics.iter().collect(),
         };
-        if !diagnostics.is_empty() {
+        shown.extend(&entry.more);
+        shown.sort_by_key(|d| (d.line, d.column));
+        let errors = shown.iter().filter(|d| d.severity == Severity::Error).count();
+        if errors > 0 {
             failed += 1;
-            problems += diagnostics.len();
         }
-        for diagnostic in diagnostics {
+        problems += errors;
+        warnings += shown.len() - errors;
+        for diagnostic in shown {
             writeln!(out, "{diagnostic}").context("writing to stdout")?;
         }
     }
+    let warned = if warnings == 0 {
+        String::new()
+    } else {
+        format!(", {warnings} {}", plural(warnings, "warning", "warnings"))
+    };
     writeln!(
         out,
-        "{checked} {} checked, {failed} with problems, {problems} {}",
-        plural(checked, "policy", "policies"),
+        "{} {} checked, {failed} with problems, {problems} {}{warned}",
+        checked.len(),
+        plural(checked.len(), "policy", "policies"),
         plural(problems, "problem", "problems"),
     )
     .context("writing to stdout")?;
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// A checked file that a valid policy reads a secret from: whatever its diagnostics would
+/// quote is dropped for one line that says what it is.
+fn hide_secret_files(checked: &mut [Checked]) {
+    let secrets: Vec<(PathBuf, String, &'static str)> = checked
+        .iter()
+        .filter_map(|entry| entry.result.as_ref().ok())
+        .flat_map(|loaded| {
+            loaded
+                .policy
+                .secret_files()
+                .into_iter()
+                .map(|(field, path)| (same_file_key(path), loaded.policy.name.clone(), field))
+        })
+        .collect();
+    for entry in checked.iter_mut() {
+        let Some(file) = &entry.file else { continue };
+        let key = same_file_key(file);
+        if let Some((_, policy, field)) = secrets.iter().find(|(secret, ..)| *secret == key) {
+            let name = file.display().to_string();
+            let message = format!(
+                "policy `{policy}` reads a secret from this file ({field}); it is not a policy, \
+                 and nothing in it is shown"
+            );
+            entry.result = Err(vec![Diagnostic::whole_file(&name, &message)]);
+        }
+    }
+}
+
+/// The same file under whatever name: its canonical path when it exists.
+fn same_file_key(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// Every pair of valid policies on one target: a problem at the later one's `spec.target`.
+fn find_overlaps(checked: &mut [Checked]) {
+    let mut found = Vec::new();
+    for (j, later) in checked.iter().enumerate() {
+        let Ok(b) = &later.result else { continue };
+        for earlier in &checked[..j] {
+            let Ok(a) = &earlier.result else { continue };
+            if let Some(why) = overlap(&a.policy, &b.policy) {
+                let message = format!(
+                    "overlaps policy `{}` ({}): {why}; two policies on one target undo each \
+                     other's scaling and failovers",
+                    a.policy.name, a.file
+                );
+                let target = FieldPath::root().key("spec").key("target");
+                found.push((j, b.diagnostic(&target, Anchor::Key, &message)));
+            }
+        }
+    }
+    for (j, diagnostic) in found {
+        checked[j].more.push(diagnostic);
+    }
 }
 
 fn plural<'a>(count: usize, one: &'a str, many: &'a str) -> &'a str {

@@ -211,7 +211,12 @@ async fn fail_over(
     let timeline = if args.graceful {
         failover::switch_over(&cluster, &probe.members, master, to, epoch, &context).await?
     } else {
-        failover::fail_over(&cluster, &probe.members, Some(master), to, epoch, &context).await?
+        let replaced = if serving {
+            failover::Replaced::Answering(master)
+        } else {
+            failover::Replaced::Down(master)
+        };
+        failover::fail_over(&cluster, &probe.members, replaced, to, epoch, &context).await?
     };
     report.timeline = Some(timeline);
     Ok(report)

@@ -40,11 +40,17 @@ enum LogFormat {
     Json,
 }
 
-/// Structured logs on stderr, so stdout stays the command's own output.
+/// Structured logs on stderr, so stdout stays the command's own output. Colours only when
+/// stderr is a terminal: in a file, a pipe or a log collector they are escape-code noise.
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal as _;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     // A second initialisation (tests calling `run` twice) is harmless: keep the first.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -3,6 +3,8 @@
 //!
 //! - [`supervisor`]: `run`: starts and stops policy loops, routes alerts, reloads, shuts down.
 //! - [`policy_loop`]: one policy's loop, the only place its target is acted on.
+//! - [`master_watch`]: an idle connection to the recorded master, so its death triggers a
+//!   health probe at once.
 //! - [`leader`]: the Lease election that decides whether this daemon acts on StatefulSets.
 //! - [`policies`]: the policy directory, loaded at start and reloaded on change.
 //! - [`snapshots`]: each policy's snapshot schedule, at most one transfer in flight per policy.
@@ -12,6 +14,7 @@
 
 pub mod http;
 pub mod leader;
+pub mod master_watch;
 pub mod metrics;
 pub mod policies;
 pub mod policy_loop;

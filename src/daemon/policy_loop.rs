@@ -14,10 +14,11 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::master_watch::MasterWatch;
 use super::metrics::Metrics;
 use super::snapshots::SnapshotScheduler;
 use super::status::{DecisionRecord, Status};
-use crate::act::{self, ActionOutcome, Executor};
+use crate::act::{self, ActionOutcome, DecisionLog, Executor};
 use crate::cluster::Cluster;
 use crate::decide::health;
 use crate::decide::{Decision, Fleet, Memory, decide};
@@ -78,6 +79,10 @@ pub struct PolicyLoop<C> {
     before_scale_down: Option<JoinHandle<Result<(), String>>>,
     /// Who this daemon is in the claims it puts on the master record.
     actor: String,
+    /// The serving recorded master's address, for the [`MasterWatch`].
+    serving_master: Option<(String, u16)>,
+    /// Logs each decision: failures at WARN with their chain, repeats once per change.
+    decision_log: DecisionLog,
 }
 
 impl<C: Cluster> PolicyLoop<C> {
@@ -106,6 +111,8 @@ impl<C: Cluster> PolicyLoop<C> {
             snapshots: None,
             before_scale_down: None,
             actor: crate::cluster::kubernetes::lease::default_identity(),
+            serving_master: None,
+            decision_log: DecisionLog::default(),
         })
     }
 
@@ -135,7 +142,9 @@ impl<C: Cluster> PolicyLoop<C> {
         let mut probes = interval(self.policy.health.probe_interval);
         // The scaling round sampling in the background, if one is.
         let mut round: Option<JoinHandle<Observation>> = None;
+        let master_watch = MasterWatch::start();
         loop {
+            master_watch.follow(self.serving_master.clone());
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
@@ -149,6 +158,8 @@ impl<C: Cluster> PolicyLoop<C> {
                     }
                 },
                 _ = probes.tick() => self.check_health().await,
+                // The master's process went away: probe now, not at the next tick.
+                () = master_watch.dropped() => self.check_health().await,
                 observation = wait(&mut round) => {
                     round = None;
                     match observation {
@@ -292,10 +303,7 @@ impl<C: Cluster> PolicyLoop<C> {
                         self.cluster.explain(decision.kind(), &decision.reason()).await;
                     }
                     self.shared.metrics.replicas(&name, current, *to);
-                    tracing::info!(
-                        policy = %name, action = "scale", from, to, outcome = outcome.label(),
-                        reason = %decision.reason(), "decision"
-                    );
+                    self.decision_log.log(&name, &decision, Some(&outcome), now);
                     Some(outcome)
                 }
                 // Health decisions come from `check_health`, never from `decide`.
@@ -327,6 +335,12 @@ impl<C: Cluster> PolicyLoop<C> {
             now,
         );
         self.shared.metrics.health(&name, assessment.master_serving, assessment.lagging.len());
+        self.serving_master = probe
+            .record
+            .as_ref()
+            .filter(|_| assessment.master_serving)
+            .and_then(|record| probe.member(&record.instance))
+            .map(|master| (master.endpoint.host.clone(), master.endpoint.port));
         for decision in assessment.decisions {
             self.shared.metrics.decision(&name, &decision);
             // A master down with failover blocked is an alarm, not an action.
@@ -344,12 +358,7 @@ impl<C: Cluster> PolicyLoop<C> {
             if explained {
                 self.cluster.explain(decision.kind(), &decision.reason()).await;
             }
-            let label = outcome.as_ref().map_or("none", ActionOutcome::label);
-            if matches!(decision, Decision::Advertise { .. }) {
-                tracing::debug!(policy = %name, action = decision.kind(), outcome = label, reason = %decision.reason(), "decision");
-            } else {
-                tracing::info!(policy = %name, action = decision.kind(), outcome = label, reason = %decision.reason(), "decision");
-            }
+            self.decision_log.log(&name, &decision, outcome.as_ref(), now);
             self.shared.status.record(DecisionRecord::new(now, &name, decision, outcome));
         }
         // Instances that exited come back as replicas once a master serves (a StatefulSet's
@@ -390,7 +399,14 @@ impl<C: Cluster> PolicyLoop<C> {
                     .as_deref()
                     .and(self.memory.health.failing_since())
                     .and_then(|since| (now - since).to_std().ok());
-                let replaced = from.as_deref().and_then(find);
+                let replaced = match (from.as_deref().and_then(find), decision_evidence(decision)) {
+                    (None, _) => failover::Replaced::Nothing,
+                    (
+                        Some(old),
+                        Some(health::Evidence::Restarted { .. } | health::Evidence::NotMaster),
+                    ) => failover::Replaced::Answering(old),
+                    (Some(old), _) => failover::Replaced::Down(old),
+                };
                 match failover::fail_over(&self.cluster, members, replaced, to, *epoch, &context)
                     .await
                 {
@@ -550,6 +566,16 @@ impl<C: Cluster> PolicyLoop<C> {
             .then(|| started.elapsed());
         self.shared.metrics.action(&self.policy.name, "scale", &outcome, took);
         outcome
+    }
+}
+
+/// What a failover decision saw of the master it replaces.
+fn decision_evidence(decision: &Decision) -> Option<&health::Evidence> {
+    match decision {
+        Decision::Failover { reason: health::HealthReason::Down { detection, .. }, .. } => {
+            Some(&detection.evidence)
+        }
+        _ => None,
     }
 }
 

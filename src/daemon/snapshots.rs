@@ -5,9 +5,10 @@
 //!   counted (`outcome="busy"`) and skipped, never queued, so a slow store cannot pile up
 //!   transfers against the same replica.
 //! - **Missed schedules are reported**: when a policy's job is first set up, the newest
-//!   snapshot is compared with the schedule's previous firing; older (or none) means the
-//!   daemon was down when one was due: a warning and `snapshots_missed_total`. The next
-//!   firing takes one as usual; nothing is silently skipped.
+//!   snapshot is compared with the schedule's previous firing; older means the daemon was
+//!   down when one was due: a warning and `snapshots_missed_total`. No snapshot at all is a
+//!   new policy (or destination), not a missed one: its first is at the next firing. The
+//!   next firing takes one as usual; nothing is silently skipped.
 //! - **Modes**: `dry-run` and `paused` never upload; they log what would have run and count it.
 //! - After a successful snapshot, retention prunes the policy's older ones (logged).
 //! - Alerts mapped to `snapshot` take one at once, through the same gate.
@@ -255,13 +256,15 @@ impl Runner {
     }
 }
 
-/// Whether a firing at `due` has no snapshot at or after it. A snapshot started a little
-/// before `due` (clock skew, a run still finishing) is not counted as missing it.
+/// Whether a firing at `due` has no snapshot at or after it although an earlier one exists.
+/// A snapshot started a little before `due` (clock skew, a run still finishing) is not
+/// counted as missing it. With none at all nothing is known to be missed: a policy new to
+/// the daemon has none yet, and its first firing is still ahead.
 fn missed(
     newest: Option<chrono::DateTime<chrono::Utc>>,
     due: chrono::DateTime<chrono::Utc>,
 ) -> bool {
-    newest.is_none_or(|newest| newest + chrono::Duration::minutes(1) < due)
+    newest.is_some_and(|newest| newest + chrono::Duration::minutes(1) < due)
 }
 
 #[cfg(test)]
@@ -270,10 +273,16 @@ mod tests {
 
     use super::*;
 
+    /// A brand-new policy has no snapshot and has missed nothing.
+    #[test]
+    fn a_policy_without_any_snapshot_has_missed_nothing() {
+        let due = chrono::Utc.with_ymd_and_hms(2026, 3, 1, 3, 0, 0).unwrap();
+        assert!(!missed(None, due));
+    }
+
     #[test]
     fn a_firing_without_a_later_snapshot_was_missed() {
         let due = chrono::Utc.with_ymd_and_hms(2026, 3, 1, 3, 0, 0).unwrap();
-        assert!(missed(None, due));
         assert!(missed(Some(due - chrono::Duration::days(1)), due));
         assert!(!missed(Some(due + chrono::Duration::seconds(5)), due));
         assert!(!missed(Some(due - chrono::Duration::seconds(5)), due));

@@ -9,9 +9,10 @@
 //! `failing` be the time since it last served (since this daemon's first probe if it never
 //! did). It is declared down when any of these holds:
 //!
-//! 1. **Restarted empty**: it answers with a new run id (or, after a daemon restart, at all)
-//!    holding no data while another instance holds data. Immediately: its replicas would
-//!    otherwise resync from it and lose everything.
+//! 1. **Restarted without its data**: it answers with a new run id holding fewer keys than
+//!    another instance (or, after a daemon restart, holding none while another holds some).
+//!    Immediately: its replicas would otherwise resync from it and lose everything. Fewer, not
+//!    none: clients may write a few keys into it before any probe sees it.
 //! 2. **Unambiguous death** (only with `confirmWithReplicas`): its connection is refused or the
 //!    backend reports it gone, at least one replica is reachable, and every reachable replica
 //!    reports its master link down. Immediately.
@@ -68,6 +69,10 @@ pub struct HealthMemory {
     /// Instances that restarted with no data and have held none since: never promotable while
     /// another holds data, however many probes ago the restart was seen.
     empty_since_restart: HashSet<InstanceId>,
+    /// Instances whose run id changed since they were last recorded master: a recorded
+    /// master among them holding less than another instance restarted without its data
+    /// (clients may already have written a few keys into it).
+    restarted: HashSet<InstanceId>,
     /// Instances fenced and not yet resynced.
     fenced: HashSet<InstanceId>,
     /// The last "master down, no failover" report, so that it is made once per change.
@@ -189,8 +194,9 @@ pub enum Evidence {
     NoAnswer(String),
     /// It answers, but as a replica.
     NotMaster,
-    /// It answers (as the role named) holding no data, having restarted.
-    Empty(String),
+    /// It answers (as `role`), having restarted, holding `keys` keys while another instance
+    /// holds `most_elsewhere`: its data did not survive the restart.
+    Restarted { role: String, keys: u64, most_elsewhere: u64 },
 }
 
 impl Evidence {
@@ -207,7 +213,11 @@ impl fmt::Display for Evidence {
             Evidence::Refused => f.write_str("refuses connections"),
             Evidence::NoAnswer(why) => write!(f, "does not answer ({why})"),
             Evidence::NotMaster => f.write_str("answers as a replica"),
-            Evidence::Empty(role) => write!(f, "answers as a {role}"),
+            Evidence::Restarted { role, keys, most_elsewhere } => write!(
+                f,
+                "answers as a {role} holding {keys} keys while another instance holds \
+                 {most_elsewhere}"
+            ),
         }
     }
 }
@@ -241,7 +251,7 @@ impl fmt::Display for Detection {
         let failing = humantime::format_duration(Duration::from_millis(self.failing_ms));
         write!(f, "master {} {}", self.master, self.evidence)?;
         match self.rule {
-            DownRule::RestartedEmpty => f.write_str(" after restarting with no data"),
+            DownRule::RestartedEmpty => f.write_str(" after restarting without its data"),
             DownRule::Unambiguous => write!(
                 f,
                 " and all {} reachable replicas report the link down (after {failing})",
@@ -438,6 +448,10 @@ pub fn assess(
     if let Some(record) = input.record
         && memory.record_seen.as_ref().is_none_or(|(seen, _)| seen != record)
     {
+        // Newly recorded: whatever it was before, it starts afresh as master.
+        if memory.record_seen.as_ref().is_none_or(|(seen, _)| seen.instance != record.instance) {
+            memory.restarted.remove(&record.instance);
+        }
         memory.record_seen = Some((record.clone(), now));
     }
     // A recorded master that is not a member (a pod with no IP, Pending, or removed while
@@ -482,10 +496,13 @@ pub fn assess(
     };
     let serving = master.answering().is_some_and(|info| info.role == Role::Master);
     let any_holder = seen.iter().any(|s| s.id() != master.id() && s.holds_data());
+    let most_elsewhere = seen.iter().filter(|s| s.id() != master.id()).map(Seen::keys).max();
+    let behind = most_elsewhere.is_some_and(|most| master.keys() < most);
     let restarted_empty = master.answering().is_some()
-        && !master.holds_data()
+        && behind
         && any_holder
-        && (memory.empty_since_restart.contains(master.id()) || memory.last_serving.is_none());
+        && (memory.restarted.contains(master.id())
+            || (memory.last_serving.is_none() && !master.holds_data()));
     if serving && !restarted_empty {
         memory.last_serving = Some((record.clone(), now));
         memory.reported = None;
@@ -543,7 +560,11 @@ pub fn assess(
         })
     });
     let evidence = match master.answering() {
-        Some(info) if restarted_empty => Evidence::Empty(info.role.as_str().to_owned()),
+        Some(info) if restarted_empty => Evidence::Restarted {
+            role: info.role.as_str().to_owned(),
+            keys: master.keys(),
+            most_elsewhere: most_elsewhere.unwrap_or(0),
+        },
         _ => master.failure(),
     };
     let rule = if restarted_empty {
@@ -741,6 +762,9 @@ fn see<'a>(input: HealthInput<'a>, memory: &mut HealthMemory) -> Vec<Seen<'a>> {
                 None => false,
             };
             let seen = Seen { member, outcome: &sample.outcome, info };
+            if restarted {
+                memory.restarted.insert(member.id.clone());
+            }
             if seen.holds_data() {
                 memory.empty_since_restart.remove(&member.id);
             } else if restarted {

@@ -561,7 +561,10 @@ fn a_master_restarted_empty_fails_over_at_once_to_a_replica_with_data(#[case] ro
     assert_eq!(from.as_deref(), Some(name(0).as_str()));
     assert_eq!((to, epoch), (name(1).as_str(), 2));
     assert_eq!(detection.rule, DownRule::RestartedEmpty);
-    assert_eq!(detection.evidence, Evidence::Empty(role.as_str().into()));
+    assert_eq!(
+        detection.evidence,
+        Evidence::Restarted { role: role.as_str().into(), keys: 0, most_elsewhere: KEYS }
+    );
     assert!(detection.failing_ms < 5000);
     assert_eq!(order(choice), [name(1), name(2)]);
     assert_eq!(
@@ -1144,5 +1147,31 @@ fn a_master_restarted_empty_as_a_master_is_said_to_answer_as_a_master() {
     });
     let assessment = run.assess(&probe, 100);
     let reason = assessment.decisions[0].reason();
-    assert!(reason.contains("answers as a master after restarting with no data"), "{reason}");
+    assert!(
+        reason.contains(
+            "answers as a master holding 0 keys while another instance holds 100 after restarting"
+        ),
+        "{reason}"
+    );
+}
+
+/// Clients may write into a master that restarted empty before any probe sees it: a few keys
+/// do not make it the holder of the data.
+#[test]
+fn a_master_restarted_holding_a_few_fresh_keys_is_still_down() {
+    let mut run = Run::new();
+    run.assess(&Probe::healthy(3), 0);
+    let probe = Probe::healthy(3).with(0, |i| {
+        i.server.run_id = Some(run_id(99));
+        with_keys(i, 3);
+    });
+    let assessment = run.assess(&probe, 100);
+    let (_, to, _, detection, _) = failover(&assessment);
+    assert_eq!(to, name(1));
+    assert_eq!(detection.rule, DownRule::RestartedEmpty);
+    // The same counts without a restart are an ordinary serving master.
+    let mut steady = Run::new();
+    steady.assess(&Probe::healthy(3), 0);
+    let fewer = Probe::healthy(3).with(0, |i| with_keys(i, 3));
+    assert!(steady.assess(&fewer, 100).master_serving);
 }

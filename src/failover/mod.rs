@@ -206,7 +206,7 @@ pub async fn bootstrap<C: Cluster>(
         if let crate::decide::Decision::Failover { from: None, to, epoch, reason } = decision {
             let Some(to) = probe.member(&to) else { continue };
             tracing::info!(master = %to.id, %reason, "first master");
-            fail_over(cluster, &probe.members, None, to, epoch, context)
+            fail_over(cluster, &probe.members, Replaced::Nothing, to, epoch, context)
                 .await
                 .map_err(|e| e.source)?;
         }
@@ -214,14 +214,36 @@ pub async fn bootstrap<C: Cluster>(
     cluster.recorded_master().await
 }
 
-/// Records `to` as master at `epoch` under this actor's claim, promotes it, sets the write
-/// guard, repoints every other member that is not gone, and releases the claim. Idempotent:
-/// run again with the same arguments by the same actor, it finishes what an interrupted run
-/// started. `from` is the master it replaces, if any.
+/// The master a failover replaces.
+#[derive(Debug, Clone, Copy)]
+pub enum Replaced<'a> {
+    /// None was recorded: a first master.
+    Nothing,
+    /// Its process is not there, or it does not answer.
+    Down(&'a Member),
+    /// It still answers, and takes writes or could (restarted empty, a failover forced over
+    /// a serving master): it is made a replica of the new master *before* that one is
+    /// promoted, so the two never take writes at once.
+    Answering(&'a Member),
+}
+
+impl<'a> Replaced<'a> {
+    fn member(self) -> Option<&'a Member> {
+        match self {
+            Replaced::Nothing => None,
+            Replaced::Down(member) | Replaced::Answering(member) => Some(member),
+        }
+    }
+}
+
+/// Records `to` as master at `epoch` under this actor's claim, demotes the old master if it
+/// still answers, promotes `to`, sets the write guard, repoints every other member that is
+/// not gone, and releases the claim. Idempotent: run again with the same arguments by the
+/// same actor, it finishes what an interrupted run started.
 pub async fn fail_over<C: Cluster>(
     cluster: &C,
     members: &[Member],
-    from: Option<&Member>,
+    from: Replaced<'_>,
     to: &Member,
     epoch: u64,
     context: &Context<'_>,
@@ -230,11 +252,18 @@ pub async fn fail_over<C: Cluster>(
         |phase, timeline, source| FailoverError { to: to.id.clone(), phase, timeline, source };
     let mut timeline = Timeline::default();
     let started = Instant::now();
-    let claim = context.claim(from);
+    let claim = context.claim(from.member());
     let promoted = async {
         let record =
             MasterRecord { claim: Some(claim.clone()), ..MasterRecord::new(&to.id, epoch) };
         cluster.record_master(record).await?;
+        if let Replaced::Answering(old) = from
+            && let Err(error) = cluster.repoint(old, to).await
+        {
+            // Not fatal: it is fenced when it next answers. Said, since until then it may
+            // take writes beside the new master.
+            tracing::warn!(old = %old.id, error = %crate::errors::chain(&error), "cannot demote the old master before promoting");
+        }
         cluster.promote(to, epoch).await?;
         guard(to, context).await
     }

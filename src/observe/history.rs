@@ -14,11 +14,13 @@ pub struct History {
 
 impl History {
     /// Room for `span` worth of rounds taken every `interval`, plus one older round so that
-    /// rates over the first round of a window have a predecessor.
+    /// rates over the first round of a window have a predecessor. A validated policy keeps
+    /// this within [`crate::policy::bounds::MAX_HISTORY_ROUNDS`]; memory is taken as rounds
+    /// arrive, not up front, so even an unchecked span cannot fail an allocation here.
     pub fn new(span: Duration, interval: Duration) -> Self {
-        let rounds = span.as_secs_f64() / interval.as_secs_f64().max(1e-3);
-        let capacity = (rounds.ceil() as usize).saturating_add(2).max(2);
-        Self { observations: VecDeque::with_capacity(capacity), capacity }
+        let rounds = crate::policy::bounds::history_rounds(span, interval);
+        let capacity = usize::try_from(rounds).unwrap_or(usize::MAX).saturating_add(2);
+        Self { observations: VecDeque::new(), capacity }
     }
 
     pub fn push(&mut self, observation: Observation) {
@@ -94,6 +96,16 @@ mod tests {
         assert_eq!(history.len(), history.capacity());
         assert_eq!(history.capacity(), 8);
         assert_eq!(history.latest().map(|o| o.at), Some(round(990).at));
+    }
+
+    /// A span no policy may have (36500 days at 1 ms) is a number, not an allocation.
+    #[test]
+    fn an_enormous_span_allocates_nothing_up_front() {
+        let mut history =
+            History::new(Duration::from_secs(36_500 * 86_400), Duration::from_millis(1));
+        assert!(history.capacity() > 3_000_000_000_000);
+        history.push(round(0));
+        assert_eq!(history.len(), 1);
     }
 
     #[test]

@@ -31,6 +31,14 @@ pub struct Diagnostic {
     /// Dotted field path from the document root, e.g. `spec.scaling.maxReplicas`.
     pub path: String,
     pub message: String,
+    pub severity: Severity,
+}
+
+/// An error makes a policy invalid; a warning is a valid policy's risk, said by `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
 }
 
 impl Diagnostic {
@@ -43,6 +51,7 @@ impl Diagnostic {
             column: pos.column,
             path: one_line(path),
             message: one_line(message),
+            severity: Severity::Error,
         }
     }
 
@@ -54,12 +63,41 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, self.path, self.message)
+        let warning = if self.severity == Severity::Warning { "warning: " } else { "" };
+        write!(
+            f,
+            "{}:{}:{}: {}: {warning}{}",
+            self.file, self.line, self.column, self.path, self.message
+        )
+    }
+}
+
+/// A policy that passed, with what `check` warns about it and where its fields are.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub file: String,
+    pub policy: Policy,
+    /// Risky but valid combinations ([`super::warnings`]), positioned.
+    pub warnings: Vec<Diagnostic>,
+    map: SourceMap,
+}
+
+impl Loaded {
+    /// A diagnostic about `path` in this policy's file (a rule across files, say).
+    pub fn diagnostic(&self, path: &FieldPath, anchor: Anchor, message: &str) -> Diagnostic {
+        Diagnostic::new(&self.file, self.map.locate(path, anchor), &path.to_string(), message)
     }
 }
 
 /// Loads and validates one policy file.
 pub fn load_policy(path: &Path) -> Result<Policy, Vec<Diagnostic>> {
+    load_policy_checked(path).map(|loaded| loaded.policy)
+}
+
+/// Loads and validates one policy file, keeping its warnings. A file not named `*.yaml` or
+/// `*.yml` (a secret passed by mistake, say) is never quoted back: a value it holds is
+/// described ("a string"), not shown.
+pub fn load_policy_checked(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     let file = path.display().to_string();
     let bytes = read_at_most(path, MAX_POLICY_BYTES + 1)
         .map_err(|e| vec![Diagnostic::whole_file(&file, &format!("cannot read: {e}"))])?;
@@ -76,11 +114,23 @@ pub fn load_policy(path: &Path) -> Result<Policy, Vec<Diagnostic>> {
             &format!("not UTF-8 text (byte 0x{byte:02X}); policy files are UTF-8 YAML"),
         )]
     })?;
-    load_policy_str(&file, text)
+    let quote = path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml");
+    load(&file, text, quote)
 }
 
 /// Loads and validates policy text; `file` names it in diagnostics.
 pub fn load_policy_str(file: &str, text: &str) -> Result<Policy, Vec<Diagnostic>> {
+    load(file, text, true).map(|loaded| loaded.policy)
+}
+
+/// Loads and validates policy text, keeping its warnings; `file` names it in diagnostics.
+pub fn load_policy_str_checked(file: &str, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
+    load(file, text, true)
+}
+
+/// `quote`: whether a problem may show the value it is about (never for a file that is not
+/// named as YAML: it may be a secret).
+fn load(file: &str, text: &str, quote: bool) -> Result<Loaded, Vec<Diagnostic>> {
     if text.len() > MAX_POLICY_BYTES {
         return Err(vec![too_large(file)]);
     }
@@ -92,7 +142,7 @@ pub fn load_policy_str(file: &str, text: &str) -> Result<Policy, Vec<Diagnostic>
             // if the typed pass tripped over a type first (`apiVersion: [` is a list to it).
             // The path where the typed pass stopped is the nearest one known.
             let path = typed.document.err().map(|failure| failure.path).unwrap_or_default();
-            return Err(vec![yaml_diagnostic(file, &path, &map_error, None)]);
+            return Err(vec![yaml_diagnostic(file, &path, &map_error, None, quote)]);
         }
     };
     if map.root().kind == NodeKind::Null {
@@ -126,11 +176,30 @@ pub fn load_policy_str(file: &str, text: &str) -> Result<Policy, Vec<Diagnostic>
         ));
     }
     match typed.document {
-        Err(failure) => {
-            diagnostics.push(yaml_diagnostic(file, &failure.path, &failure.error, Some(&map)))
-        }
+        Err(failure) => diagnostics.push(yaml_diagnostic(
+            file,
+            &failure.path,
+            &failure.error,
+            Some(&map),
+            quote,
+        )),
         Ok(document) => match validate::validate(&document) {
-            Ok(policy) if diagnostics.is_empty() => return Ok(policy),
+            Ok(policy) if diagnostics.is_empty() => {
+                let warnings = super::warnings::warnings(&policy)
+                    .iter()
+                    .map(|problem| {
+                        let mut warning = Diagnostic::new(
+                            file,
+                            map.locate(&problem.path, problem.anchor),
+                            &problem.path.to_string(),
+                            &problem.message,
+                        );
+                        warning.severity = Severity::Warning;
+                        warning
+                    })
+                    .collect();
+                return Ok(Loaded { file: file.to_owned(), policy, warnings, map });
+            }
             Ok(_) => {}
             Err(problems) => {
                 diagnostics.extend(problems.iter().map(|problem| {
@@ -231,6 +300,7 @@ fn yaml_diagnostic(
     path: &FieldPath,
     error: &serde_saphyr::Error,
     map: Option<&SourceMap>,
+    quote: bool,
 ) -> Diagnostic {
     // The location of the use (an alias) is on the outer error; the cause is inside.
     let located = error.location().map(Pos::from_location).filter(|pos| *pos != Pos::START);
@@ -245,7 +315,12 @@ fn yaml_diagnostic(
     // "found X" only when the error is about the node at `path` (not, say, about a key).
     let found = map.and_then(|map| {
         let node = map.node(path)?;
-        (located.is_none() || located == Some(node.pos)).then(|| map.describe(node))
+        (located.is_none() || located == Some(node.pos)).then(|| match (&node.kind, quote) {
+            (NodeKind::Scalar(_), false) => {
+                "a value (not shown: the file is not *.yaml)".to_owned()
+            }
+            _ => map.describe(node),
+        })
     });
     match limit_message(error) {
         // The path where a limit broke is an accident of the input; the document is the

@@ -7,16 +7,23 @@
 //! [`load`] ties the two to files and positions (`FILE:LINE:COL: field.path: message`).
 //! Nothing downstream re-checks what a `Policy` guarantees.
 
+pub mod bounds;
 pub mod cron;
 pub mod load;
+pub mod overlap;
 pub mod source_map;
 pub mod spec;
 pub mod validate;
+pub mod warnings;
 
 use std::time::Duration;
 
 pub use cron::CronSchedule;
-pub use load::{Diagnostic, load_policy, load_policy_str, policy_files};
+pub use load::{
+    Diagnostic, Loaded, Severity, load_policy, load_policy_checked, load_policy_str,
+    load_policy_str_checked, policy_files,
+};
+pub use overlap::overlap;
 
 /// A validated policy for one Redis deployment.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +55,49 @@ impl Policy {
             }
         }
         queries
+    }
+
+    /// Every file the policy reads a secret from, with the field that names it.
+    pub fn secret_files<'a>(&'a self) -> Vec<(&'static str, &'a std::path::Path)> {
+        let mut files: Vec<(&'static str, &std::path::Path)> = Vec::new();
+        let mut add = |field: &'static str, source: &'a SecretSource| {
+            if let SecretSource::File(path) = source {
+                files.push((field, path.as_path()));
+            }
+        };
+        if let Some(auth) = &self.auth {
+            add("spec.auth.passwordFile", &auth.password);
+        }
+        match self.prometheus.as_ref().and_then(|p| p.credentials.as_ref()) {
+            Some(PrometheusCredentials::Bearer(token)) => {
+                add("spec.prometheus.bearerTokenFile", token)
+            }
+            Some(PrometheusCredentials::Basic { password, .. }) => {
+                add("spec.prometheus.basicAuth.passwordFile", password)
+            }
+            None => {}
+        }
+        match self.snapshots.as_ref().and_then(|s| s.credentials.as_ref()) {
+            Some(DestinationCredentials::S3 {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            }) => {
+                add("spec.snapshots.credentials.accessKeyIdFile", access_key_id);
+                add("spec.snapshots.credentials.secretAccessKeyFile", secret_access_key);
+                if let Some(token) = session_token {
+                    add("spec.snapshots.credentials.sessionTokenFile", token);
+                }
+            }
+            Some(DestinationCredentials::Gcs { service_account_key }) => {
+                add("spec.snapshots.credentials.serviceAccountKeyFile", service_account_key)
+            }
+            Some(DestinationCredentials::Azure { access_key, .. }) => {
+                add("spec.snapshots.credentials.accountKeyFile", access_key)
+            }
+            None => {}
+        }
+        files
     }
 
     /// How far back the decision core reads: the longest metric or forecast window.

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::bounds::{self, Bounds, SAMPLING_INTERVAL, SAMPLING_TIMEOUT, parse_duration, show};
 use super::source_map::{Anchor, FieldPath};
 use super::spec::{
     AlertActionSpec, AlertSpec, BehaviorSpec, CronFloorSpec, DestinationCredentialsSpec,
@@ -124,6 +125,27 @@ fn check_spec(
                     scaling.max_replicas
                 ),
             );
+        }
+    }
+
+    // The history holds the longest window's rounds: bounded, so it can be allocated.
+    if let (Some(sampling), Some(Some(scaling))) = (&sampling, &scaling) {
+        let scaling_path = path.key("scaling");
+        let windows = scaling
+            .metrics
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (scaling_path.key("metrics").index(i).key("window"), m.window))
+            .chain(
+                scaling
+                    .forecast
+                    .iter()
+                    .map(|f| (scaling_path.key("forecast").key("window"), f.window)),
+            );
+        for (window_path, window) in windows {
+            if let Some(problem) = bounds::history_problem(window, sampling.interval) {
+                c.bad(&window_path, problem);
+            }
         }
     }
 
@@ -360,10 +382,14 @@ fn check_sampling(
 ) -> Option<Sampling> {
     let default = SamplingSpec::default();
     let spec = spec.unwrap_or(&default);
-    let interval =
-        c.duration(spec.interval.as_deref(), &path.key("interval"), Some(secs(10)), Zero::Rejected);
+    let interval = c.duration(
+        spec.interval.as_deref(),
+        &path.key("interval"),
+        Some(secs(10)),
+        SAMPLING_INTERVAL,
+    );
     let timeout =
-        c.duration(spec.timeout.as_deref(), &path.key("timeout"), Some(secs(2)), Zero::Rejected);
+        c.duration(spec.timeout.as_deref(), &path.key("timeout"), Some(secs(2)), SAMPLING_TIMEOUT);
     let (interval, timeout) = (interval?, timeout?);
     if timeout >= interval {
         c.bad(
@@ -424,7 +450,7 @@ fn check_scaling(
         }
     };
     let warmup =
-        c.duration(spec.warmup.as_deref(), &path.key("warmup"), Some(secs(30)), Zero::Allowed);
+        c.duration(spec.warmup.as_deref(), &path.key("warmup"), Some(secs(30)), bounds::WARMUP);
     let scale_up = check_behavior(
         c,
         spec.scale_up.as_ref(),
@@ -540,7 +566,7 @@ fn check_metric(
     );
     let window_path = path.key("window");
     let window = c
-        .duration(spec.window.as_deref(), &window_path, Some(secs(60)), Zero::Rejected)
+        .duration(spec.window.as_deref(), &window_path, Some(secs(60)), bounds::METRIC_WINDOW)
         .and_then(|window| c.at_least_intervals(window, &window_path, interval, 1));
     let statistic = check_statistic(c, spec, path, window);
     let target = c.required(spec.target.as_ref(), &path.key("target")).and_then(|&target| {
@@ -583,7 +609,7 @@ fn check_statistic(
                 spec.half_life.as_deref(),
                 &half_life_path,
                 window.map(|w| w / 4),
-                Zero::Rejected,
+                bounds::HALF_LIFE,
             );
             // Without a window there is no default to fall back on; the window's own
             // problem has been reported.
@@ -628,7 +654,7 @@ fn check_behavior(
         spec.stabilization.as_deref(),
         &path.key("stabilization"),
         Some(default.stabilization),
-        Zero::Allowed,
+        bounds::STABILIZATION,
     );
     let max_step = match &spec.max_step {
         None => Some(default.max_step),
@@ -638,13 +664,13 @@ fn check_behavior(
         spec.period.as_deref(),
         &path.key("period"),
         Some(default.period),
-        Zero::Rejected,
+        bounds::PERIOD,
     );
     let cooldown = c.duration(
         spec.cooldown.as_deref(),
         &path.key("cooldown"),
         Some(default.cooldown),
-        Zero::Allowed,
+        bounds::COOLDOWN,
     );
     Some(Behavior {
         stabilization: stabilization?,
@@ -700,7 +726,7 @@ fn check_floor(
             }
             _ => Some(min),
         });
-    let duration = c.duration(spec.duration.as_deref(), &path.key("for"), None, Zero::Rejected);
+    let duration = c.duration(spec.duration.as_deref(), &path.key("for"), None, bounds::FLOOR_FOR);
     Some(CronFloor { cron: cron?, min_replicas: min_replicas?, duration: duration? })
 }
 
@@ -719,7 +745,7 @@ fn check_forecast(
     let window_path = path.key("window");
     // Two samples is the least a line can be fitted through.
     let window = c
-        .duration(spec.window.as_deref(), &window_path, None, Zero::Rejected)
+        .duration(spec.window.as_deref(), &window_path, None, bounds::FORECAST_WINDOW)
         .and_then(|window| c.at_least_intervals(window, &window_path, interval, 2));
     Some(Forecast { method: method?, window: window? })
 }
@@ -732,7 +758,7 @@ fn check_health(c: &mut Checker, spec: Option<&HealthSpec>, path: &FieldPath) ->
         spec.down_after.as_deref(),
         &path.key("downAfter"),
         Some(defaults.down_after),
-        Zero::Rejected,
+        bounds::DOWN_AFTER,
     );
     let failover = c.word(
         spec.failover.as_deref(),
@@ -755,20 +781,20 @@ fn check_health(c: &mut Checker, spec: Option<&HealthSpec>, path: &FieldPath) ->
         spec.replica_max_lag.as_deref(),
         &path.key("replicaMaxLag"),
         Some(defaults.replica_max_lag),
-        Zero::Rejected,
+        bounds::REPLICA_MAX_LAG,
     );
     let probe_interval = c.duration(
         spec.probe_interval.as_deref(),
         &path.key("probeInterval"),
         Some(defaults.probe_interval),
-        Zero::Rejected,
+        bounds::PROBE_INTERVAL,
     );
     let probe_timeout_path = path.key("probeTimeout");
     let probe_timeout = c.duration(
         spec.probe_timeout.as_deref(),
         &probe_timeout_path,
         Some(defaults.probe_timeout),
-        Zero::Rejected,
+        bounds::PROBE_TIMEOUT,
     );
     // A probe that may outlast downAfter could never show the master down in time.
     let probe_timeout = match (probe_timeout, down_after) {
@@ -793,7 +819,7 @@ fn check_health(c: &mut Checker, spec: Option<&HealthSpec>, path: &FieldPath) ->
         spec.min_replicas_max_lag.as_deref(),
         &max_lag_path,
         Some(secs(10)),
-        Zero::Rejected,
+        bounds::MIN_REPLICAS_MAX_LAG,
     );
     // Redis takes whole seconds.
     let max_lag = match max_lag {
@@ -826,7 +852,14 @@ fn check_snapshots(c: &mut Checker, spec: &SnapshotsSpec, path: &FieldPath) -> O
     let schedule_path = path.key("schedule");
     let schedule = c
         .required(spec.schedule.as_ref(), &schedule_path)
-        .and_then(|text| c.cron(Some(text), &schedule_path));
+        .and_then(|text| c.cron(Some(text), &schedule_path))
+        .and_then(|cron| match bounds::snapshot_schedule_problem(&cron) {
+            Some(problem) => {
+                c.bad(&schedule_path, problem);
+                None
+            }
+            None => Some(cron),
+        });
     let source = c.word(
         spec.source.as_deref(),
         &path.key("source"),
@@ -905,13 +938,21 @@ fn check_store_endpoint(
         return None;
     }
     match url::Url::parse(endpoint) {
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+            c.bad(
+                &endpoint_path,
+                "must not contain `user:password@`; name where credentials are read in \
+                 spec.snapshots.credentials",
+            );
+            None
+        }
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
             Some(Some(endpoint.trim_end_matches('/').to_owned()))
         }
         _ => {
             c.bad(
                 &endpoint_path,
-                format!("must be an http:// or https:// URL of an S3-compatible server, found `{endpoint}`"),
+                "must be an http:// or https:// URL of an S3-compatible server".to_owned(),
             );
             None
         }
@@ -1142,14 +1183,6 @@ fn check_alert<'a>(
     Some(AlertRule { alert_name: alert_name?, action: action? })
 }
 
-/// Whether a zero duration means something for a field (no stabilization) or is a mistake
-/// (a zero sampling interval).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Zero {
-    Allowed,
-    Rejected,
-}
-
 /// Collects problems; its helpers return `None` only after recording one.
 #[derive(Debug, Default)]
 struct Checker {
@@ -1246,13 +1279,13 @@ impl Checker {
         None
     }
 
-    /// A duration like `30s`, or `default` when absent (`None`: required).
+    /// A duration like `30s` within `limits`, or `default` when absent (`None`: required).
     fn duration(
         &mut self,
         value: Option<&str>,
         path: &FieldPath,
         default: Option<Duration>,
-        zero: Zero,
+        limits: Bounds,
     ) -> Option<Duration> {
         let Some(text) = value else {
             return match default {
@@ -1260,11 +1293,7 @@ impl Checker {
                 None => self.required(None::<&Duration>, path).copied(),
             };
         };
-        match parse_duration(text) {
-            Ok(d) if d.is_zero() && zero == Zero::Rejected => {
-                self.bad(path, format!("must be longer than 0, found `{text}`"));
-                None
-            }
+        match parse_duration(text).and_then(|d| limits.check(d, text)) {
             Ok(d) => Some(d),
             Err(message) => {
                 self.bad(path, message);
@@ -1302,25 +1331,8 @@ impl Checker {
     }
 }
 
-/// Parses `30s`, `5m`, `1h30m`. A bare number is the common mistake, so it gets its own
-/// message rather than humantime's.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let trimmed = text.trim();
-    let bare_number = trimmed.chars().any(|ch| ch.is_ascii_digit())
-        && trimmed.chars().all(|ch| ch.is_ascii_digit() || matches!(ch, '.' | '-' | '+'));
-    if bare_number {
-        return Err(format!("durations need a unit, e.g. `30s` (found `{trimmed}`)"));
-    }
-    humantime::parse_duration(trimmed)
-        .map_err(|e| format!("invalid duration `{trimmed}` ({e}); use e.g. `30s`, `5m`, `1h30m`"))
-}
-
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-fn show(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
 }
 
 /// A Kubernetes name that must be a DNS-1123 label: `session-cache`.
@@ -1421,14 +1433,26 @@ fn prometheus_url(text: &str) -> Result<String, String> {
     Ok(text.trim_end_matches('/').to_owned())
 }
 
-/// Where snapshots go: an object-store or file URL.
+/// Where snapshots go: an object-store or file URL, without credentials. Messages never
+/// echo the URL: `s3://KEY:SECRET@bucket` is the mistake they are most often about.
 fn destination_url(url: &str) -> Result<(), String> {
     const SCHEMES: [&str; 4] = ["s3", "gs", "az", "file"];
+    const EXPECTED: &str = "must be a URL starting with s3://, gs://, az:// or file://";
     match url.split_once("://") {
-        Some((scheme, rest)) if SCHEMES.contains(&scheme) && !rest.trim().is_empty() => Ok(()),
-        _ => Err(format!(
-            "must be a URL starting with s3://, gs://, az:// or file://, found `{url}`"
-        )),
+        Some((scheme, rest)) if SCHEMES.contains(&scheme) && !rest.trim().is_empty() => {
+            let authority = rest.split('/').next().unwrap_or_default();
+            if authority.contains('@') {
+                return Err("must not contain credentials (`KEY:SECRET@`); name where they are                             read in spec.snapshots.credentials"
+                    .to_owned());
+            }
+            Ok(())
+        }
+        Some((scheme, _))
+            if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            Err(format!("{EXPECTED}, found a `{scheme}://` URL"))
+        }
+        _ => Err(EXPECTED.to_owned()),
     }
 }
 
@@ -2068,6 +2092,38 @@ mod tests {
         }
     }
 
+    /// `s3://KEY:SECRET@bucket` (and an endpoint with `user:password@`) is refused, and
+    /// neither the key nor the secret is repeated.
+    #[rstest]
+    #[case::destination(
+        "destination: 's3://AKIAEXAMPLE:hunter2@bucket/x'",
+        "spec.snapshots.destination"
+    )]
+    #[case::destination_user_only(
+        "destination: 'gs://AKIAEXAMPLE@bucket/x'",
+        "spec.snapshots.destination"
+    )]
+    #[case::bad_scheme(
+        "destination: 'ftp://AKIAEXAMPLE:hunter2@bucket/x'",
+        "spec.snapshots.destination"
+    )]
+    #[case::endpoint(
+        "destination: s3://bucket/x, endpoint: 'http://AKIAEXAMPLE:hunter2@minio:9000'",
+        "spec.snapshots.endpoint"
+    )]
+    fn credentials_in_a_snapshot_url_are_refused_unechoed(
+        #[case] fields: &str,
+        #[case] path: &str,
+    ) {
+        let text = format!("{HEAD}{TARGET}  snapshots: {{schedule: '0 0 3 * * *', {fields}}}\n");
+        let problem = problem_at(&text, path);
+        let shown = problem.to_string();
+        assert!(!shown.contains("hunter2") && !shown.contains("AKIAEXAMPLE"), "{shown}");
+        if !fields.contains("ftp") {
+            assert!(shown.contains("must not contain"), "{shown}");
+        }
+    }
+
     /// A full policy with every section, read into exactly the `Policy` it describes.
     #[test]
     fn a_full_policy_reads_as_written() {
@@ -2416,25 +2472,6 @@ spec:
             scaling.forecast,
             Some(Forecast { method: ForecastMethod::Linear, window: secs(15 * 60) })
         );
-    }
-
-    #[rstest]
-    #[case::seconds("30s", Ok(secs(30)))]
-    #[case::compound("1h30m", Ok(secs(5400)))]
-    #[case::millis("500ms", Ok(Duration::from_millis(500)))]
-    #[case::bare_integer("30", Err("durations need a unit"))]
-    #[case::bare_fraction("1.5", Err("durations need a unit"))]
-    #[case::negative("-5s", Err("invalid duration"))]
-    #[case::empty("", Err("invalid duration"))]
-    fn durations_parse_with_units_only(
-        #[case] text: &str,
-        #[case] expected: Result<Duration, &str>,
-    ) {
-        match (parse_duration(text), expected) {
-            (Ok(found), Ok(expected)) => assert_eq!(found, expected),
-            (Err(found), Err(expected)) => assert!(found.contains(expected), "{found}"),
-            (found, expected) => panic!("{text}: {found:?}, expected {expected:?}"),
-        }
     }
 
     #[rstest]

@@ -338,9 +338,7 @@ impl Writer {
 /// Fails the test if two instances report role master and accept a write at the same moment.
 pub struct Checker {
     stop: Arc<AtomicBool>,
-    violations: Arc<Mutex<Vec<String>>>,
-    /// When each violation was seen, same order.
-    seen_at: Arc<Mutex<Vec<Instant>>>,
+    violations: Arc<Mutex<Vec<(Instant, String)>>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -353,10 +351,8 @@ impl Checker {
     pub fn start_at(addrs: Vec<(String, u16)>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let violations = Arc::new(Mutex::new(Vec::new()));
-        let seen_at = Arc::new(Mutex::new(Vec::new()));
         let handle = {
             let (stop, violations) = (Arc::clone(&stop), Arc::clone(&violations));
-            let seen_at = Arc::clone(&seen_at);
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let masters: Vec<&(String, u16)> = addrs
@@ -380,29 +376,25 @@ impl Checker {
                             })
                             .collect();
                         if accepting.len() > 1 {
-                            violations
-                                .lock()
-                                .expect("violations")
-                                .push(format!("masters {masters:?} both accepted a write"));
-                            seen_at.lock().expect("violation times").push(Instant::now());
+                            violations.lock().expect("violations").push((
+                                Instant::now(),
+                                format!("masters {masters:?} both accepted a write"),
+                            ));
                         }
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
             })
         };
-        Self { stop, violations, seen_at, handle: Some(handle) }
+        Self { stop, violations, handle: Some(handle) }
     }
 
-    /// [`Checker::finish`], each violation with when it was seen.
-    pub fn finish_timed(self) -> Vec<(Instant, String)> {
-        let seen_at = Arc::clone(&self.seen_at);
-        let violations = self.finish();
-        let seen_at = seen_at.lock().expect("violation times").clone();
-        seen_at.into_iter().zip(violations).collect()
+    pub fn finish(self) -> Vec<String> {
+        self.finish_timed().into_iter().map(|(_, violation)| violation).collect()
     }
 
-    pub fn finish(mut self) -> Vec<String> {
+    /// Every violation with when it was seen.
+    pub fn finish_timed(mut self) -> Vec<(Instant, String)> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(handle) = self.handle.take() {
             handle.join().expect("checker thread");

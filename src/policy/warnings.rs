@@ -1,0 +1,83 @@
+//! Valid but risky: what `check` warns about in a policy that passes. A warning never
+//! fails `check` (exit status 0); it names the field and what the combination risks.
+
+use super::source_map::FieldPath;
+use super::validate::Problem;
+use super::{FailoverMode, Policy, Target};
+use crate::policy::source_map::Anchor;
+
+/// Every warning for `policy`, at the field it is about (a defaulted field points at its
+/// nearest written ancestor).
+pub fn warnings(policy: &Policy) -> Vec<Problem> {
+    let mut found = Vec::new();
+    let spec = FieldPath::root().key("spec");
+    let health = &policy.health;
+    // Without the replicas' say and without a write guard, a master the daemon cannot reach
+    // but its clients can keeps taking writes for the whole partition; the replica promoted
+    // meanwhile never sees them, and they are gone when the old master is fenced.
+    if !health.confirm_with_replicas
+        && health.write_guard.is_none()
+        && health.failover != FailoverMode::Off
+    {
+        found.push(Problem {
+            path: spec.key("health").key("confirmWithReplicas"),
+            anchor: Anchor::Value,
+            message: "with confirmWithReplicas: false and minReplicasToWrite: 0, a master cut \
+                      off from the daemon but not from its clients keeps accepting writes for \
+                      the whole partition, and every one of them is lost when a replica is \
+                      promoted; set minReplicasToWrite: 1 (the master then stops writing once \
+                      it loses its replicas) or confirmWithReplicas: true"
+                .to_owned(),
+        });
+    }
+    if let (Target::Endpoints(_), Some(_)) = (&policy.target, &policy.scaling) {
+        found.push(Problem {
+            path: spec.key("scaling"),
+            anchor: Anchor::Key,
+            message: "an `endpoints` target is observe-only: the daemon cannot add or remove \
+                      its instances, so every scaling decision is recorded as advice \
+                      (actions_total outcome=\"advice\"), never applied"
+                .to_owned(),
+        });
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::policy::load_policy_str;
+
+    const HEAD: &str = "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\n\
+                        metadata: {name: t}\nspec:\n";
+    const SCALING: &str = "  scaling: {minReplicas: 1, maxReplicas: 3, metrics: [{redis: \
+                           connected_clients, target: 10}]}\n";
+
+    fn paths(body: &str) -> Vec<String> {
+        let policy = load_policy_str("t.yaml", &format!("{HEAD}{body}")).expect("valid");
+        warnings(&policy).into_iter().map(|w| w.path.to_string()).collect()
+    }
+
+    #[rstest]
+    #[case::defaults("  target: {kubernetes: {namespace: n, statefulSet: s}}\n", &[])]
+    #[case::unconfirmed_unguarded(
+        "  target: {kubernetes: {namespace: n, statefulSet: s}}\n  health: {confirmWithReplicas: false}\n",
+        &["spec.health.confirmWithReplicas"]
+    )]
+    #[case::unconfirmed_guarded(
+        "  target: {kubernetes: {namespace: n, statefulSet: s}}\n  health: {confirmWithReplicas: false, minReplicasToWrite: 1}\n",
+        &[]
+    )]
+    #[case::unconfirmed_no_failover(
+        "  target: {kubernetes: {namespace: n, statefulSet: s}}\n  health: {confirmWithReplicas: false, failover: 'off'}\n",
+        &[]
+    )]
+    #[case::endpoints_observed("  target: {endpoints: ['a:1']}\n", &[])]
+    #[case::endpoints_scaled(&format!("  target: {{endpoints: ['a:1']}}\n{SCALING}"), &["spec.scaling"])]
+    #[case::statefulset_scaled(&format!("  target: {{kubernetes: {{namespace: n, statefulSet: s}}}}\n{SCALING}"), &[])]
+    fn risky_combinations_are_warned(#[case] body: &str, #[case] expected: &[&str]) {
+        assert_eq!(paths(body), expected);
+    }
+}
