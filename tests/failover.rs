@@ -214,13 +214,13 @@ fn a_master_restarted_empty_as_a_master_never_wipes_the_fleet_in_twenty_rounds()
             write_keys(master, KEYS);
             let checker = Checker::start(fleet.ports());
             let writer = Writer::start(&fleet.data);
-            // The checker's own probe key (`checker`, written when two instances say master)
-            // is not one of ours.
+            // Our keys only: the writer's and the checker's are not among them.
             let dbsize = |port: u16| -> Option<u64> {
                 let mut connection = connect(port, Duration::from_secs(1))?;
-                let all: u64 = redis::cmd("DBSIZE").query(&mut connection).ok()?;
-                let probe: u64 = redis::cmd("EXISTS").arg("checker").query(&mut connection).ok()?;
-                Some(all - probe)
+                let keys: Vec<String> = (0..KEYS).map(|i| format!("k:{i}")).collect();
+                let values: Vec<Option<u64>> =
+                    redis::cmd("MGET").arg(&keys).query(&mut connection).ok()?;
+                Some(values.iter().flatten().count() as u64)
             };
             let mut lost_rounds = 0;
             for round in 0..ROUNDS {

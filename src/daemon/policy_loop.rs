@@ -395,11 +395,11 @@ impl<C: Cluster> PolicyLoop<C> {
         let result = match decision {
             Decision::Failover { from, to, epoch, .. } => {
                 let Some(to) = find(to) else { return missing(to) };
-                let detecting = from
-                    .as_deref()
-                    .and(self.memory.health.failing_since())
-                    .and_then(|since| (now - since).to_std().ok());
-                let replaced = match (from.as_deref().and_then(find), decision_evidence(decision)) {
+                // From when it last served to the decision, as the reason says ("after 251ms").
+                let detecting = decision_detection(decision)
+                    .map(|detection| std::time::Duration::from_millis(detection.failing_ms));
+                let evidence = decision_detection(decision).map(|detection| &detection.evidence);
+                let replaced = match (from.as_deref().and_then(find), evidence) {
                     (None, _) => failover::Replaced::Nothing,
                     (
                         Some(old),
@@ -570,10 +570,10 @@ impl<C: Cluster> PolicyLoop<C> {
 }
 
 /// What a failover decision saw of the master it replaces.
-fn decision_evidence(decision: &Decision) -> Option<&health::Evidence> {
+fn decision_detection(decision: &Decision) -> Option<&health::Detection> {
     match decision {
         Decision::Failover { reason: health::HealthReason::Down { detection, .. }, .. } => {
-            Some(&detection.evidence)
+            Some(detection)
         }
         _ => None,
     }

@@ -77,8 +77,6 @@ pub struct HealthMemory {
     fenced: HashSet<InstanceId>,
     /// The last "master down, no failover" report, so that it is made once per change.
     reported: Option<String>,
-    /// The first probe the recorded master failed since it last served.
-    failing_since: Option<Timestamp>,
     /// Replicas detached from a master that stopped answering (by replica), and from which
     /// master: they keep their data whatever restarts on its address.
     detached: HashMap<InstanceId, InstanceId>,
@@ -103,12 +101,6 @@ impl HealthMemory {
     /// Records that `instance` was fenced: advertised as such until it has resynced.
     pub fn record_fenced(&mut self, instance: &str) {
         self.fenced.insert(instance.to_owned());
-    }
-
-    /// Since when the recorded master has not served, if it does not: the start of the
-    /// detecting phase.
-    pub fn failing_since(&self) -> Option<Timestamp> {
-        self.failing_since
     }
 
     /// How many failovers were applied in the hour before `now`.
@@ -481,7 +473,6 @@ pub fn assess(
                 s.id() == record.instance && s.answering().is_some_and(|i| i.role == Role::Master)
             })
         });
-        memory.failing_since = None;
         return assessment;
     }
     let Some(record) = input.record else {
@@ -506,7 +497,6 @@ pub fn assess(
     if serving && !restarted_empty {
         memory.last_serving = Some((record.clone(), now));
         memory.reported = None;
-        memory.failing_since = None;
         memory.detached.clear();
         assessment.master_serving = true;
         remember_lags(master, &seen, memory);
@@ -521,7 +511,6 @@ pub fn assess(
         (_, None) => now,
     };
     let failing = (now - since).to_std().unwrap_or_default();
-    memory.failing_since.get_or_insert(now);
     // Unfinished promotion: the record names it, it holds the most data, nothing else serves.
     if !restarted_empty
         && master.answering().is_some_and(|info| info.role == Role::Replica)
