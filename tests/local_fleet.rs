@@ -182,7 +182,10 @@ async fn first_master_scale_up_replicate_scale_down_and_reopen() {
         "{decisions:?}"
     );
     let record = fleet.recorded_master().await.unwrap();
-    assert_eq!(record, Some(MasterRecord::new(id(base), 1)));
+    let recorded = record.as_ref().map(|r| (r.instance.as_str(), r.epoch));
+    assert_eq!(recorded, Some((id(base).as_str(), 1)));
+    // The first master's claim is released: nobody is changing roles now.
+    assert!(record.as_ref().is_some_and(|r| r.active_claim(chrono::Utc::now()).is_none()));
     assert_eq!(info_field(base, "role").await.as_deref(), Some("master"));
 
     fleet.scale(3).await.unwrap();
@@ -278,7 +281,11 @@ async fn scaling_down_the_master_switches_over_first_without_losing_keys() {
     let other = if new.ordinal == 0 { &m1 } else { &m0 };
     wait_for(other.endpoint.port, "master_port", &new.endpoint.port.to_string()).await;
     wait_for(other.endpoint.port, "master_link_status", "up").await;
-    assert_eq!(state(dir.path()), serde_json::json!({"master": new.id, "epoch": 3, "replicas": 2}));
+    let mut written = state(dir.path());
+    // The hand-over's claim, released: who last changed roles, and that nobody is now.
+    let claim = written.as_object_mut().and_then(|s| s.remove("claim")).expect("a claim");
+    assert!(claim["by"].is_string() && claim["from"] == serde_json::json!(id(base + 2)), "{claim}");
+    assert_eq!(written, serde_json::json!({"master": new.id, "epoch": 3, "replicas": 2}));
     fleet.shutdown().await.unwrap();
 }
 
@@ -298,7 +305,11 @@ async fn a_missing_redis_server_is_named() {
         message.contains("/nonexistent/redis-server") && message.contains("redisServer"),
         "{message}"
     );
-    assert!(fleet.members().await.unwrap().is_empty());
+    // The requested instance stays a member, gone, with why: a dead master must be seen dead.
+    let members = fleet.members().await.unwrap();
+    assert_eq!(members.len(), 1, "{members:?}");
+    let why = members[0].gone.as_deref().expect("reported gone");
+    assert!(why.contains("/nonexistent/redis-server"), "{why}");
 }
 
 #[tokio::test]

@@ -78,6 +78,20 @@ impl AnyCluster {
 }
 
 impl AnyCluster {
+    /// Stops what the daemon runs for the policy, explicitly and logged, once its loop has
+    /// stopped (daemon shutdown, policy removed): a local fleet saves its master's data and
+    /// stops its processes ([`LocalFleet::shutdown`]). A StatefulSet and static endpoints are
+    /// not the daemon's to stop. Dropping the target instead stops nothing.
+    pub async fn stop(self) {
+        if let Self::Local(fleet) = self
+            && let Err(error) = fleet.shutdown().await
+        {
+            tracing::error!(error = %crate::errors::chain(&error), "cannot stop the local fleet");
+        }
+    }
+}
+
+impl AnyCluster {
     /// Opens the policy's target to act on it once (`redis-autopilot failover`): unlike
     /// [`AnyCluster::open`] it starts, stops and scales nothing, and a local fleet's processes
     /// are left running when it is dropped (a daemon may own them).

@@ -129,12 +129,13 @@ impl<C: Cluster> PolicyLoop<C> {
         self
     }
 
-    /// Runs until `shutdown` turns true or every command sender is gone.
+    /// Runs until `shutdown` turns true or every command sender is gone. Returns the target,
+    /// for the caller to stop explicitly (a local fleet's processes outlive a drop).
     pub async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut shutdown: watch::Receiver<bool>,
-    ) {
+    ) -> C {
         let name = self.policy.name.clone();
         self.shared.status.policy_loaded(&name);
         let mut ticker = interval(self.policy.sampling.interval);
@@ -174,6 +175,7 @@ impl<C: Cluster> PolicyLoop<C> {
         }
         self.shared.status.policy_unloaded(&name);
         tracing::info!(policy = %name, "policy loop stopped");
+        self.cluster
     }
 
     fn reload(

@@ -230,7 +230,10 @@ impl Launch<'_> {
             }
         };
         let (commands, receiver) = mpsc::channel(16);
-        let task = tokio::spawn(policy_loop.run(receiver, self.stopped.clone()));
+        let stopped = self.stopped.clone();
+        // The loop stops first, so nothing probes, heals or fails over while the target stops.
+        let task =
+            tokio::spawn(async move { policy_loop.run(receiver, stopped).await.stop().await });
         self.unstarted.remove(&name);
         running.insert(name, Running { commands, task });
     }

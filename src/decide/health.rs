@@ -570,10 +570,8 @@ pub fn assess(
         None
     };
     let Some(rule) = rule else {
-        if manage && health.failover != FailoverMode::Off {
-            if !heard {
-                detach(master, &evidence, &replicas, &memory.detached, &mut assessment);
-            }
+        if manage && health.failover != FailoverMode::Off && !heard {
+            detach(master, &evidence, &replicas, &memory.detached, &mut assessment);
         }
         return assessment;
     };

@@ -1,0 +1,809 @@
+//! [`LocalFleet`], the embedded default [`Cluster`] backend: `redis-server` processes on
+//! `127.0.0.1`, instance `n` on port `basePort + n` with its files in `dataDir/n`, and the
+//! durable record (master, epoch, requested replicas) in `dataDir/state.json`.
+//!
+//! Every instance boots as a replica: of the recorded master, or of itself when none is
+//! recorded yet (a Redis replicating itself stays a harmless read-only replica with
+//! `master_link_status:down` that refuses to feed others, `-NOMASTERLINK`). Only
+//! [`Cluster::promote`] makes a master, so an instance that restarts empty can never wipe the
+//! others by coming back as a master.
+//!
+//! - `state`: the durable record, replaced atomically.
+//! - `process`: starting an instance (minimal environment), recognising one a previous daemon
+//!   started (never a stranger behind a stale `redis.pid`), signalling it through a pidfd.
+//! - `dumps`: what a restart of the whole fleet restores: the clean shutdown's save, else the
+//!   freshest file left, and never a replica's stale `dump.rdb`.
+//!
+//! Processes are stopped only by an explicit call ([`LocalFleet::shutdown`], a scale-down),
+//! each logged; dropping a [`LocalFleet`] leaves them running for the next
+//! [`LocalFleet::open`] to adopt. No lock is held across a call to Redis: the record is read
+//! and checked, then the role command runs, so one unreachable instance delays no other.
+
+mod dumps;
+mod process;
+mod state;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
+
+use rustix::process::Signal;
+
+use self::dumps::{ColdStart, Dump, Saved};
+use self::process::{Identity, Process};
+use self::state::{State, lock_state, read_state, read_state_async, write_state};
+use super::redis_admin;
+use super::{Cluster, ClusterError, MasterRecord, Member};
+use crate::failover;
+use crate::observe::Role;
+use crate::policy::{Health, Policy, Target};
+use crate::sample::redis::{Access, Endpoint};
+
+/// How long an instance may take to listen after it was started.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a stopped instance gets to exit after `SIGTERM` before `SIGKILL`.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// How long the master gets to write its dump and exit on a clean shutdown.
+const SAVE_DEADLINE: Duration = Duration::from_secs(20);
+/// How long a look at an address nothing of ours runs on may take.
+const KNOCK: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(20);
+const HOST: &str = "127.0.0.1";
+
+/// How to run a local fleet.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// The `redis-server` binary: a path, or a name looked up on `PATH`.
+    pub redis_server: String,
+    pub base_port: u16,
+    pub data_dir: PathBuf,
+    /// How the role commands authenticate to the instances.
+    pub access: Access,
+    /// Deadline of every role command.
+    pub timeout: Duration,
+    /// How a scale-down that removes the master chooses its successor and guards it.
+    pub health: Health,
+    /// This handle runs the fleet (the daemon): [`LocalFleet::shutdown`] may stop it. Off (a
+    /// one-off command acting beside a daemon), `shutdown` refuses. Dropping a fleet stops
+    /// nothing either way: the next [`LocalFleet::open`] adopts the instances.
+    pub owns_processes: bool,
+}
+
+impl LocalConfig {
+    /// The configuration of a policy's `local` target; `None` for other targets.
+    pub fn from_policy(policy: &Policy, access: Access) -> Option<Self> {
+        match &policy.target {
+            Target::Local { redis_server, base_port, data_dir } => Some(Self {
+                redis_server: redis_server.clone(),
+                base_port: *base_port,
+                data_dir: PathBuf::from(data_dir),
+                access,
+                timeout: crate::failover::action_timeout(policy),
+                health: policy.health.clone(),
+                owns_processes: true,
+            }),
+            Target::Kubernetes { .. } | Target::Endpoints(_) => None,
+        }
+    }
+}
+
+/// With a password in `access`, writes `dir/auth.conf` (mode 0600) so the instance demands
+/// what the daemon sends and authenticates to its master the same way. A file, not
+/// arguments, so the password never shows in the process list.
+fn write_auth_config(dir: &Path, access: &Access) -> Result<Option<PathBuf>, ClusterError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(password) = &access.password else { return Ok(None) };
+    let secret = config_string(password.expose());
+    let text = match &access.username {
+        // The named user alone may connect, as in a cluster whose ACL the policy was written for.
+        Some(user) => {
+            let user = config_string(user);
+            let rule = config_string(&format!(">{}", password.expose()));
+            format!(
+                "user default off\nuser {user} on {rule} ~* &* +@all\n\
+                 masteruser {user}\nmasterauth {secret}\n"
+            )
+        }
+        None => format!("requirepass {secret}\nmasterauth {secret}\n"),
+    };
+    let path = dir.join("auth.conf");
+    let io = |source| ClusterError::StateIo { action: "write", path: path.clone(), source };
+    // Restricted before the secret is written, also when the file was already there.
+    let mut file = std::fs::File::create(&path).map_err(io)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    Ok(Some(path))
+}
+
+/// A value quoted for redis.conf, every byte `\xHH`-escaped so no character of a password
+/// can end the string or the line.
+fn config_string(value: &str) -> String {
+    let escaped: String = value.bytes().map(|b| format!("\\x{b:02x}")).collect();
+    format!("\"{escaped}\"")
+}
+
+/// The fleet's processes. Behind a plain mutex held only for lookups and `/proc` reads, never
+/// across an `.await`.
+#[derive(Default)]
+struct Processes {
+    running: BTreeMap<u16, Process>,
+    /// Why an ordinal runs nothing of ours: the start that failed, the process that exited.
+    down: BTreeMap<u16, String>,
+    /// Ordinals where something the fleet did not start answers, once logged.
+    foreign: BTreeSet<u16>,
+}
+
+/// What only one caller at a time may do: start and stop processes.
+#[derive(Default)]
+struct Lifecycle {
+    /// The ordinal whose next start keeps its `dump.rdb`: the recorded master after a restart
+    /// of the whole fleet (see `dumps`).
+    keep: Option<u16>,
+}
+
+/// The local backend. Starting and stopping processes (scale, heal, shutdown) is serialized;
+/// reading the fleet, recording and the role commands never wait for it.
+pub struct LocalFleet {
+    config: LocalConfig,
+    state_path: PathBuf,
+    lifecycle: tokio::sync::Mutex<Lifecycle>,
+    /// Held while the record is read, checked and written back, so two writers in this
+    /// process never interleave. No Redis call is made under it.
+    writing: tokio::sync::Mutex<()>,
+    processes: std::sync::Mutex<Processes>,
+}
+
+impl LocalFleet {
+    /// Opens the fleet in `config.data_dir` (created if missing): reads the recorded state and
+    /// adopts the instances a previous daemon left running: a pid in `dataDir/n/redis.pid`
+    /// that is provably instance `n` (a redis-server of its port, working in its directory)
+    /// and whose port answers. Any other pid there is logged and never signalled. Starts
+    /// nothing: call [`Cluster::scale`] with [`Cluster::replicas`] to restore the requested
+    /// count.
+    pub fn open(mut config: LocalConfig) -> Result<Self, ClusterError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ClusterError::StateIo {
+            action: "create",
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        // redis-server changes into `--dir` before it opens `--logfile`: a relative data dir
+        // (`./data/demo`) would point the log somewhere that does not exist.
+        config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(|source| {
+            ClusterError::StateIo { action: "resolve", path: config.data_dir.clone(), source }
+        })?;
+        let state_path = config.data_dir.join("state.json");
+        // Fail early on a corrupt record: it names the master.
+        read_state(&state_path)?;
+        let fleet = Self {
+            config,
+            state_path,
+            lifecycle: tokio::sync::Mutex::default(),
+            writing: tokio::sync::Mutex::default(),
+            processes: std::sync::Mutex::default(),
+        };
+        let mut running = BTreeMap::new();
+        for ordinal in fleet.ordinal_dirs()?.into_iter().map(|(ordinal, _)| ordinal) {
+            let Ok(port) = fleet.port(ordinal) else { continue };
+            let dir = fleet.dir(ordinal);
+            match process::adoptable(&Identity { host: HOST, port, dir: &dir }) {
+                Ok(Some(pid)) => {
+                    tracing::info!(instance = %format!("{HOST}:{port}"), pid, "adopting a running instance");
+                    running.insert(ordinal, Process::Adopted(pid));
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    tracing::warn!(instance = %format!("{HOST}:{port}"), %why, "not adopting: the pid file names no instance of this fleet; nothing will signal it");
+                }
+            }
+        }
+        fleet.lock().running = running;
+        Ok(fleet)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Processes> {
+        // Nothing panics while holding it; if something did, the map is still consistent.
+        self.processes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stops every instance, explicitly and logged: the replicas first, then the recorded
+    /// master with `SHUTDOWN SAVE`, recording that save so the next start restores exactly
+    /// what it acknowledged (see `dumps`). The record and the requested count stay: the next
+    /// [`Cluster::scale`] brings the instances back. Refused on a fleet opened without
+    /// [`LocalConfig::owns_processes`].
+    pub async fn shutdown(&self) -> Result<(), ClusterError> {
+        if !self.config.owns_processes {
+            return Err(ClusterError::Unsupported {
+                target: "attached local",
+                action: "stop their instances",
+            });
+        }
+        let _life = self.lifecycle.lock().await;
+        let state = read_state_async(&self.state_path).await?;
+        let master = self.master_ordinal(&state);
+        let processes = std::mem::take(&mut self.lock().running);
+        let data_dir = self.config.data_dir.display().to_string();
+        tracing::info!(data_dir, instances = processes.len(), master = %state.describe(), "stopping the local fleet");
+        let (masters, replicas): (Vec<_>, Vec<_>) =
+            processes.into_iter().partition(|(ordinal, _)| Some(*ordinal) == master);
+        let stopped =
+            futures::future::join_all(replicas.into_iter().map(|(o, p)| self.stop(o, p))).await;
+        let mut result = stopped.into_iter().collect::<Result<(), _>>();
+        match masters.into_iter().next() {
+            Some((ordinal, process)) => {
+                let saved = self.save_and_stop(ordinal, process, &state).await;
+                result = result.and(saved);
+            }
+            None if state.master.is_some() => tracing::warn!(
+                master = %state.describe(),
+                "the recorded master is not running: nothing saved; the next start restores the freshest file left"
+            ),
+            None => {}
+        }
+        tracing::info!(data_dir, "local fleet stopped");
+        result
+    }
+
+    /// The last step of a clean shutdown: the master, its replicas already gone, writes its
+    /// data with `SHUTDOWN SAVE` (nothing is accepted between the save and the exit), and
+    /// `dataDir/saved.json` vouches for that file. Without a save (not serving as master, the
+    /// save refused), it is stopped like the others and the reason logged.
+    async fn save_and_stop(
+        &self,
+        ordinal: u16,
+        mut process: Process,
+        state: &State,
+    ) -> Result<(), ClusterError> {
+        let member = self.member(ordinal)?;
+        let timeout = self.config.timeout;
+        let info = redis_admin::info(&member.endpoint, &self.config.access, timeout).await;
+        if !info.as_ref().is_ok_and(|info| info.role == Role::Master) {
+            let why = match info {
+                Ok(_) => "it is not serving as master".to_owned(),
+                Err(error) => crate::errors::chain(&error),
+            };
+            tracing::warn!(instance = %member.id, %why, "cannot save the master's data: stopping it without a save; the next start restores the freshest file left");
+            return self.stop(ordinal, process).await;
+        }
+        // File times are taken from a coarse clock: allow for it.
+        let since = SystemTime::now() - Duration::from_secs(1);
+        if let Err(why) = self.shutdown_save(&member).await {
+            tracing::error!(instance = %member.id, %why, "SHUTDOWN SAVE failed: stopping the master without a save; the next start restores the freshest file left");
+            return self.stop(ordinal, process).await;
+        }
+        let dir = self.dir(ordinal);
+        let identity = Identity { host: HOST, port: member.endpoint.port, dir: &dir };
+        let deadline = Instant::now() + SAVE_DEADLINE;
+        while process.alive(&identity) {
+            if Instant::now() >= deadline {
+                tracing::error!(instance = %member.id, "the master did not exit within {SAVE_DEADLINE:?} of SHUTDOWN SAVE: stopping it; the next start restores the freshest file left");
+                return self.stop(ordinal, process).await;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        match Dump::find(&dir).filter(|dump| dump.modified >= since) {
+            Some(dump) => {
+                let saved = Saved::new(member.id.clone(), state.epoch, ordinal, &dump);
+                dumps::write_saved(&self.config.data_dir, &saved)?;
+                tracing::info!(instance = %member.id, epoch = state.epoch, dump = %dump.describe(), "the master saved its data: the next start restores it and promotes it again");
+            }
+            None => tracing::error!(
+                instance = %member.id,
+                "the master exited without writing a dump: the next start restores the freshest file left"
+            ),
+        }
+        Ok(())
+    }
+
+    /// `SHUTDOWN SAVE`. Success closes the connection without a reply; an error reply (the
+    /// save failed, so Redis stays up) is the failure.
+    async fn shutdown_save(&self, member: &Member) -> Result<(), String> {
+        let endpoint = &member.endpoint;
+        let timeout = SAVE_DEADLINE;
+        let run = async {
+            let mut connection =
+                crate::sample::redis::connect(endpoint, &self.config.access, timeout)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            match redis::cmd("SHUTDOWN").arg("SAVE").query_async::<()>(&mut connection).await {
+                Ok(()) => Ok(()),
+                // An error reply: Redis refused to go down (the save failed) and still runs.
+                Err(error) if error.code().is_some() => Err(error.to_string()),
+                // The connection closed (or the reply is slow to come): whether the server
+                // went down, as asked, is seen by waiting for the process to exit.
+                Err(_) => Ok(()),
+            }
+        };
+        tokio::time::timeout(timeout, run)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+    }
+
+    fn dir(&self, ordinal: u16) -> PathBuf {
+        self.config.data_dir.join(ordinal.to_string())
+    }
+
+    /// Every `dataDir/N` directory, by ordinal.
+    fn ordinal_dirs(&self) -> Result<Vec<(u16, PathBuf)>, ClusterError> {
+        let dir = &self.config.data_dir;
+        let entries = std::fs::read_dir(dir).map_err(|source| ClusterError::StateIo {
+            action: "list",
+            path: dir.clone(),
+            source,
+        })?;
+        let mut dirs: Vec<(u16, PathBuf)> = entries
+            .flatten()
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|entry| {
+                let ordinal = entry.file_name().to_str()?.parse::<u16>().ok()?;
+                Some((ordinal, entry.path()))
+            })
+            .collect();
+        dirs.sort();
+        Ok(dirs)
+    }
+
+    fn port(&self, ordinal: u16) -> Result<u16, ClusterError> {
+        self.config
+            .base_port
+            .checked_add(ordinal)
+            .ok_or(ClusterError::PortRange { base_port: self.config.base_port, ordinal })
+    }
+
+    fn member(&self, ordinal: u16) -> Result<Member, ClusterError> {
+        let port = self.port(ordinal)?;
+        let id = format!("{HOST}:{port}");
+        Ok(Member {
+            endpoint: Endpoint { id: id.clone(), host: HOST.into(), port },
+            id,
+            ordinal,
+            gone: None,
+        })
+    }
+
+    /// The ordinal the recorded master runs as, if it is one of ours.
+    fn master_ordinal(&self, state: &State) -> Option<u16> {
+        let master = state.master.as_deref()?;
+        let port: u16 = master.strip_prefix(HOST)?.strip_prefix(':')?.parse().ok()?;
+        port.checked_sub(self.config.base_port)
+    }
+
+    /// Starts instance `ordinal` as a replica of port `master_port` and waits until it listens.
+    /// Its `dump.rdb` is set aside first unless `keep_dump` (see `dumps`).
+    async fn start(
+        &self,
+        ordinal: u16,
+        master_port: u16,
+        keep_dump: bool,
+    ) -> Result<Process, ClusterError> {
+        let member = self.member(ordinal)?;
+        let dir = self.dir(ordinal);
+        let log = dir.join("redis.log");
+        let failed = |why: String| ClusterError::Start {
+            instance: member.id.clone(),
+            why,
+            log: log.clone(),
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| ClusterError::StateIo {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
+        // Something already answering there would be mistaken for the new instance.
+        if tokio::net::TcpStream::connect((HOST, member.endpoint.port)).await.is_ok() {
+            return Err(failed(format!("port {} is already in use", member.endpoint.port)));
+        }
+        if !keep_dump && let Some(dump) = dumps::set_aside(&dir)? {
+            tracing::info!(instance = %member.id, dump = %dump.describe(), "set aside a stale dump.rdb: the instance starts empty and resyncs from the master");
+        }
+        let mut command = process::command(&self.config.redis_server);
+        // A config file must come first on redis-server's command line.
+        if let Some(auth) = write_auth_config(&dir, &self.config.access)? {
+            command.arg(auth);
+        }
+        let child = command
+            .arg("--port")
+            .arg(member.endpoint.port.to_string())
+            .args(["--bind", HOST, "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--logfile")
+            .arg(&log)
+            .arg("--pidfile")
+            .arg(dir.join("redis.pid"))
+            // Durability comes from replicas, the clean shutdown's save and snapshots: no
+            // save points, no AOF. A restarted instance starts empty and resyncs, which is
+            // what booting as a replica expects.
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"])
+            // Replicas hear from an idle master every second, not every ten: "no replica has
+            // heard from it within downAfter" then means what it says.
+            .args(["--repl-ping-replica-period", "1"])
+            .args(["--replicaof", HOST])
+            .arg(master_port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| ClusterError::Spawn {
+                binary: self.config.redis_server.clone(),
+                instance: member.id.clone(),
+                source,
+            })?;
+        let mut process = Process::Child(child);
+        let identity = Identity { host: HOST, port: member.endpoint.port, dir: &dir };
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Process::Child(child) = &mut process
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(failed(format!("redis-server exited with {status}")));
+            }
+            if tokio::net::TcpStream::connect((HOST, member.endpoint.port)).await.is_ok() {
+                tracing::info!(instance = %member.id, pid = process.pid(), master_port, "started");
+                return Ok(process);
+            }
+            if Instant::now() >= deadline {
+                let _ = process.signal(&identity, Signal::KILL);
+                if let Process::Child(child) = &mut process {
+                    let _ = child.wait();
+                }
+                return Err(failed(format!("not listening after {START_DEADLINE:?}")));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// `SIGTERM`, then `SIGKILL` if the process is still there after [`STOP_GRACE`].
+    async fn stop(&self, ordinal: u16, mut process: Process) -> Result<(), ClusterError> {
+        let dir = self.dir(ordinal);
+        let member = self.member(ordinal)?;
+        let identity = Identity { host: HOST, port: member.endpoint.port, dir: &dir };
+        if !process.alive(&identity) {
+            return Ok(());
+        }
+        tracing::info!(instance = %member.id, pid = process.pid(), "stopping");
+        if let Err(why) = process.signal(&identity, Signal::TERM) {
+            tracing::debug!(instance = %member.id, %why, "SIGTERM not delivered");
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if !process.alive(&identity) {
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        tracing::warn!(instance = %member.id, pid = process.pid(), "still running {STOP_GRACE:?} after SIGTERM: SIGKILL");
+        let _ = process.signal(&identity, Signal::KILL);
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if !process.alive(&identity) {
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Err(ClusterError::Stop {
+            instance: member.id,
+            why: format!("pid {} survived SIGKILL", process.pid()),
+        })
+    }
+
+    /// Moves the master role off `master` (about to be removed) to the best instance below
+    /// `keep` ([`failover::hand_over`]).
+    async fn hand_over(&self, master: u16, keep: u16) -> Result<(), ClusterError> {
+        let actor = crate::cluster::kubernetes::lease::default_identity();
+        let context = failover::Context {
+            access: &self.config.access,
+            timeout: self.config.timeout,
+            guard: self.config.health.write_guard.as_ref(),
+            actor: &actor,
+        };
+        let from = self.member(master)?;
+        failover::hand_over(self, &from, keep, &self.config.health, &context).await.map(drop)
+    }
+
+    /// Writes `to` as the requested count, re-reading the record first: a `redis-autopilot
+    /// failover` run by hand may have recorded a new master since.
+    async fn persist_replicas(&self, to: u16) -> Result<State, ClusterError> {
+        let _writing = self.writing.lock().await;
+        let _locked = lock_state(&self.state_path)?;
+        let mut state = read_state_async(&self.state_path).await?;
+        if state.replicas != to {
+            state.replicas = to;
+            write_state(&self.state_path, &state)?;
+        }
+        Ok(state)
+    }
+
+    /// Forgets instances that exited and starts the missing ordinals below the requested
+    /// count, as replicas of the recorded master, except the recorded master itself when
+    /// `spare_master`. A fleet with nothing running first restores what it can (see `dumps`).
+    /// Every missing ordinal is tried; the first failure is returned.
+    async fn start_missing(
+        &self,
+        life: &mut Lifecycle,
+        state: &State,
+        spare_master: bool,
+    ) -> Result<(), ClusterError> {
+        let master = self.master_ordinal(state);
+        let (missing, cold, master_runs) = {
+            let mut processes = self.lock();
+            self.forget_exited(&mut processes);
+            let missing: Vec<u16> = (0..state.replicas)
+                .filter(|o| !processes.running.contains_key(o))
+                .filter(|o| !(spare_master && master == Some(*o)))
+                .collect();
+            let master_runs = master.is_some_and(|m| processes.running.contains_key(&m));
+            (missing, processes.running.is_empty(), master_runs)
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        // A recorded master that runs without serving (an unfinished promotion, a hung
+        // process) cannot feed a new replica, and an instance that never linked up reports
+        // offset 1, which would outrank a master that has not replicated anything yet: the
+        // others wait until it serves, and `heal` starts them then.
+        let wait_for_master = match master {
+            Some(m) if master_runs && missing.iter().any(|&o| o != m) => {
+                let member = self.member(m)?;
+                let info =
+                    redis_admin::info(&member.endpoint, &self.config.access, self.config.timeout);
+                !info.await.is_ok_and(|info| info.role == Role::Master)
+            }
+            _ => false,
+        };
+        // A file kept for the master of a cold start is for that master only: after a
+        // failover it is as stale as any other.
+        if life.keep != master {
+            life.keep = None;
+        }
+        if cold && !spare_master {
+            life.keep = self.cold_start(state, master)?;
+        }
+        let mut result = Ok(());
+        for ordinal in missing {
+            if wait_for_master && master != Some(ordinal) {
+                let why = "not started: waiting for the recorded master to serve";
+                self.lock().down.insert(ordinal, why.to_owned());
+                continue;
+            }
+            let keep = life.keep == Some(ordinal) && master == Some(ordinal);
+            if keep {
+                life.keep = None;
+            }
+            let master_port = self.port(master.unwrap_or(ordinal))?;
+            match self.start(ordinal, master_port, keep).await {
+                Ok(process) => {
+                    let mut processes = self.lock();
+                    processes.running.insert(ordinal, process);
+                    processes.down.remove(&ordinal);
+                    processes.foreign.remove(&ordinal);
+                }
+                Err(error) => {
+                    self.lock().down.insert(ordinal, format!("cannot start: {error}"));
+                    if result.is_ok() {
+                        result = Err(error);
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// A fleet about to start with nothing running: decides what it restores and says what
+    /// was lost ([`dumps::prepare`]). Returns the ordinal that keeps its file.
+    fn cold_start(&self, state: &State, master: Option<u16>) -> Result<Option<u16>, ClusterError> {
+        let dirs = self.ordinal_dirs()?;
+        let recorded = state.master.as_deref().zip(master).map(|(id, o)| (id, o, state.epoch));
+        let start = dumps::prepare(&self.config.data_dir, &dirs, recorded)?;
+        let master = state.describe();
+        match &start {
+            ColdStart::Saved { dump, .. } => {
+                tracing::info!(%master, dump = %dump.describe(), "restarting from the clean shutdown's save: the master starts from it and is promoted again at its epoch; the others resync from it")
+            }
+            ColdStart::Freshest { from, dump, .. } => {
+                tracing::warn!(%master, from = %format!("{HOST}:{}", self.config.base_port.saturating_add(*from)), dump = %dump.describe(), "the fleet was not shut down cleanly: restoring the freshest data left, a dump.rdb from the last full sync, on the recorded master; every write acknowledged after it was written is lost")
+            }
+            ColdStart::Nothing => {
+                tracing::warn!(%master, "the fleet was not shut down cleanly and no instance left a dump.rdb: everything the fleet held is lost (instances run without persistence)")
+            }
+            ColdStart::New => {}
+        }
+        Ok(start.keeps())
+    }
+
+    /// Drops processes that exited from `running`, remembering why in `down`.
+    fn forget_exited(&self, processes: &mut Processes) {
+        let exited: Vec<(u16, u32)> = processes
+            .running
+            .iter_mut()
+            .filter_map(|(&ordinal, process)| {
+                let dir = self.dir(ordinal);
+                let port = self.port(ordinal).ok()?;
+                let identity = Identity { host: HOST, port, dir: &dir };
+                (!process.alive(&identity)).then(|| (ordinal, process.pid()))
+            })
+            .collect();
+        for (ordinal, pid) in exited {
+            processes.running.remove(&ordinal);
+            processes.down.insert(ordinal, format!("redis-server pid {pid} exited"));
+        }
+    }
+
+    /// Why `member` (not running as ours) counts as gone, or `None` when it is to be probed
+    /// like any member: something answers on its address and it is not the recorded master.
+    /// Whatever answers there is then probed, and fenced if it claims master; the recorded
+    /// master's address answering with anything but our process is no evidence that it serves.
+    async fn gone(&self, member: &Member, is_master: bool, why: String) -> Option<String> {
+        let address = (HOST, member.endpoint.port);
+        let answers = matches!(
+            tokio::time::timeout(KNOCK, tokio::net::TcpStream::connect(address)).await,
+            Ok(Ok(_))
+        );
+        let first = {
+            let mut processes = self.lock();
+            if answers {
+                processes.foreign.insert(member.ordinal)
+            } else {
+                processes.foreign.remove(&member.ordinal);
+                false
+            }
+        };
+        if answers && first {
+            tracing::warn!(instance = %member.id, %why, "something the fleet did not start answers on this instance's address: it is probed like any member, and fenced if it claims master");
+        }
+        (is_master || !answers).then_some(why)
+    }
+}
+
+impl Cluster for LocalFleet {
+    /// Every ordinal below the requested count, the recorded master's, and any still running
+    /// above the count (a scale-down under way). One that runs nothing of ours is marked gone
+    /// with why (it exited, it cannot start), unless something else answers on its address:
+    /// that is probed like any member, so a stranger claiming master there is fenced.
+    async fn members(&self) -> Result<Vec<Member>, ClusterError> {
+        let state = read_state_async(&self.state_path).await?;
+        let master = self.master_ordinal(&state);
+        let (alive, not_running) = {
+            let mut processes = self.lock();
+            self.forget_exited(&mut processes);
+            let ordinals: BTreeSet<u16> = (0..state.replicas)
+                .chain(master)
+                .chain(processes.running.keys().copied())
+                .collect();
+            let alive: BTreeSet<u16> = processes.running.keys().copied().collect();
+            let not_running: Vec<(u16, String)> = ordinals
+                .iter()
+                .filter(|o| !alive.contains(o))
+                .map(|o| {
+                    (*o, processes.down.get(o).cloned().unwrap_or_else(|| "not started".into()))
+                })
+                .collect();
+            (ordinals.into_iter().filter(|o| alive.contains(o)).collect::<Vec<_>>(), not_running)
+        };
+        let mut members = Vec::with_capacity(alive.len() + not_running.len());
+        for ordinal in alive {
+            members.push(self.member(ordinal)?);
+        }
+        for (ordinal, why) in not_running {
+            let mut member = self.member(ordinal)?;
+            let dir = self.dir(ordinal);
+            let identity = Identity { host: HOST, port: member.endpoint.port, dir: &dir };
+            // Restarted by someone else (by hand, a supervisor): watch the new process.
+            if let Ok(Some(pid)) = process::adoptable(&identity) {
+                tracing::info!(instance = %member.id, pid, "adopting an instance restarted by someone else");
+                let mut processes = self.lock();
+                processes.running.insert(ordinal, Process::Adopted(pid));
+                processes.down.remove(&ordinal);
+                processes.foreign.remove(&ordinal);
+            } else {
+                member.gone = self.gone(&member, master == Some(ordinal), why).await;
+            }
+            members.push(member);
+        }
+        members.sort_by_key(|m| m.ordinal);
+        Ok(members)
+    }
+
+    async fn replicas(&self) -> Result<u16, ClusterError> {
+        Ok(read_state_async(&self.state_path).await?.replicas)
+    }
+
+    /// Reconciles to `to` instances: the recorded master, if it is to be removed, is switched
+    /// over first (see `hand_over`); only then is `to` recorded as requested, so a failed
+    /// switchover changes nothing and a later call tries again; the highest ordinals are
+    /// stopped; missing ordinals below `to` are started as replicas of the recorded master (of
+    /// themselves when none is recorded) and sync from it in the background, except while the
+    /// recorded master runs without serving: they wait for it ([`Cluster::heal`] starts them).
+    /// If the daemon dies halfway, calling `scale(to)` again finishes the job.
+    async fn scale(&self, to: u16) -> Result<(), ClusterError> {
+        let mut life = self.lifecycle.lock().await;
+        let state = read_state_async(&self.state_path).await?;
+        let hand_over = self.master_ordinal(&state).filter(|&master| {
+            let mut processes = self.lock();
+            self.forget_exited(&mut processes);
+            master >= to && processes.running.contains_key(&master)
+        });
+        // The switchover records the new master through the trait, which takes no lock
+        // this holds.
+        if let Some(master) = hand_over {
+            self.hand_over(master, to).await?;
+        }
+        let state = self.persist_replicas(to).await?;
+        let removing: Vec<(u16, Process)> = {
+            let mut processes = self.lock();
+            let removed = processes.running.split_off(&to);
+            processes.down.retain(|&o, _| o < to);
+            processes.foreign.retain(|&o| o < to);
+            removed.into_iter().rev().collect()
+        };
+        for (ordinal, process) in removing {
+            self.stop(ordinal, process).await?;
+        }
+        self.start_missing(&mut life, &state, false).await
+    }
+
+    async fn heal(&self) -> Result<(), ClusterError> {
+        let mut life = self.lifecycle.lock().await;
+        let state = read_state_async(&self.state_path).await?;
+        self.start_missing(&mut life, &state, true).await
+    }
+
+    async fn recorded_master(&self) -> Result<Option<MasterRecord>, ClusterError> {
+        Ok(read_state_async(&self.state_path).await?.record())
+    }
+
+    async fn record_master(&self, record: MasterRecord) -> Result<(), ClusterError> {
+        let _writing = self.writing.lock().await;
+        let _locked = lock_state(&self.state_path)?;
+        let mut state = read_state_async(&self.state_path).await?;
+        let current = state.record();
+        let Some(next) = MasterRecord::advance(current.as_ref(), &record, chrono::Utc::now())?
+        else {
+            return Ok(());
+        };
+        state.master = Some(next.instance);
+        state.epoch = next.epoch;
+        state.claim = next.claim;
+        write_state(&self.state_path, &state)
+    }
+
+    /// The record is checked, then `REPLICAOF NO ONE` sent with no lock held.
+    async fn promote(&self, member: &Member, epoch: u64) -> Result<(), ClusterError> {
+        let state = read_state_async(&self.state_path).await?;
+        MasterRecord::may_promote(state.record().as_ref(), member, epoch)?;
+        redis_admin::replicaof(member, None, &self.config.access, self.config.timeout).await
+    }
+
+    /// Refuses to repoint the recorded master: that would leave the fleet without the master
+    /// it records (record another master first). The record is checked, then `REPLICAOF` sent
+    /// with no lock held, so repoints run concurrently and one that waits for an unreachable
+    /// instance delays no other.
+    async fn repoint(&self, member: &Member, master: &Member) -> Result<(), ClusterError> {
+        let state = read_state_async(&self.state_path).await?;
+        MasterRecord::may_repoint(state.record().as_ref(), member)?;
+        redis_admin::replicaof(member, Some(master), &self.config.access, self.config.timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_state_file_stops_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("state.json"), "not json").unwrap();
+        let config = LocalConfig {
+            redis_server: "redis-server".into(),
+            base_port: 7000,
+            data_dir: dir.path().to_owned(),
+            access: Access::default(),
+            timeout: Duration::from_secs(1),
+            health: Health::default(),
+            owns_processes: true,
+        };
+        assert!(matches!(LocalFleet::open(config), Err(ClusterError::StateCorrupt { .. })));
+    }
+}
