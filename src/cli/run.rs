@@ -9,9 +9,9 @@ use crate::act::{Mode, RateLimit};
 use crate::cluster::kubernetes::ClientOptions;
 use crate::cluster::kubernetes::lease::LeaseConfig;
 use crate::daemon::leader::LeaseSettings;
-use crate::daemon::{HttpLimits, WebhookAccess};
 use crate::daemon::policy_loop::Shared;
 use crate::daemon::supervisor::{RunConfig, run as run_daemon};
+use crate::daemon::{HttpLimits, WebhookAccess};
 use crate::policy::SecretSource;
 
 /// Runs the daemon: one loop per policy in DIR (sample -> decide -> act on each policy's

@@ -64,8 +64,8 @@ pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
 /// The most alerts one webhook request may carry (Alertmanager's `max_alerts` truncates a
 /// group to this; the deploy example sets it).
 pub const MAX_ALERTS: usize = 1000;
-/// Webhook bodies read at once; the others wait (up to the read timeout) for their turn, so at
-/// most this many times [`MAX_WEBHOOK_BODY`] is buffered, whoever sends.
+/// Webhook bodies read at once; past it `503` with `Retry-After`, so at most this many times
+/// [`MAX_WEBHOOK_BODY`] is buffered, whoever sends.
 const WEBHOOK_BODIES_IN_FLIGHT: usize = 4;
 /// hyper's read buffer per connection, which bounds a request's headers: Alertmanager's,
 /// Prometheus's and the kubelet's are a few hundred bytes.
@@ -651,7 +651,7 @@ fn refuse(app: &App, refusal: Refusal, status: StatusCode, message: String) -> R
 }
 
 /// The webhook body, read only after the caller was authenticated: refused by its declared
-/// length before any byte is read, else read while holding one of the few body permits, all
+/// length before any byte is read, else read while holding one of the few body permits,
 /// within the read timeout.
 async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Response> {
     let declared = headers
@@ -665,11 +665,13 @@ async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Vec<u8>
     if declared.is_some_and(|length| length > MAX_WEBHOOK_BODY as u64) {
         return Err(too_large());
     }
-    let deadline = tokio::time::Instant::now() + app.read_timeout;
-    let Ok(Ok(permit)) = tokio::time::timeout_at(deadline, app.bodies.acquire()).await else {
+    // No queue: a caller waiting for a turn would hold a request slot the probes need.
+    // Alertmanager retries a 503.
+    let Ok(permit) = app.bodies.try_acquire() else {
         let message = "too many webhook bodies being read: retry".to_owned();
         return Err(refuse(app, Refusal::WebhookBusy, StatusCode::SERVICE_UNAVAILABLE, message));
     };
+    let deadline = tokio::time::Instant::now() + app.read_timeout;
     let read = async {
         let mut bytes = Vec::new();
         let mut stream = body.into_data_stream();
@@ -822,8 +824,11 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Body) -
         let shown: Vec<String> =
             answer.unknown.iter().take(UNKNOWN_SHOWN).map(|n| escaped(n)).collect();
         let more = answer.unknown.len().saturating_sub(UNKNOWN_SHOWN);
-        let names =
-            if more > 0 { format!("{}, and {more} more", shown.join(", ")) } else { shown.join(", ") };
+        let names = if more > 0 {
+            format!("{}, and {more} more", shown.join(", "))
+        } else {
+            shown.join(", ")
+        };
         tracing::info!(
             alerts = unknown_alerts,
             distinct = answer.unknown.len(),

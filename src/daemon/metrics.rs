@@ -666,7 +666,9 @@ mod tests {
         assert!(value(open) >= 3 && value(open) <= value(max), "{open} {max}");
         assert!(text.contains("process_resident_memory_bytes "), "{text}");
         assert!(
-            text.contains(r#"redis_autopilot_http_requests_refused_total{reason="unauthorized"} 1"#),
+            text.contains(
+                r#"redis_autopilot_http_requests_refused_total{reason="unauthorized"} 1"#
+            ),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n") && text.matches("# EOF").count() == 1, "{text}");

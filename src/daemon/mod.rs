@@ -20,8 +20,8 @@ pub mod status;
 pub mod supervisor;
 
 pub use http::{
-    AlertCommand, AlertRoutes, AlertSink, HttpError, HttpLimits, WebhookAccess, WebhookAuth, router,
-    serve,
+    AlertCommand, AlertRoutes, AlertSink, HttpError, HttpLimits, WebhookAccess, WebhookAuth,
+    router, serve,
 };
 pub use metrics::{AlertOutcome, Metrics, Source};
 pub use status::{DecisionRecord, Status};

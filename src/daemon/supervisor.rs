@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::http::{
-    AlertCommand, AlertRoutes, AlertSink, HttpLimits, WebhookAccess, WebhookAuth, WebhookTokenError,
-    router, serve,
+    AlertCommand, AlertRoutes, AlertSink, HttpLimits, WebhookAccess, WebhookAuth,
+    WebhookTokenError, router, serve,
 };
 use super::leader::{Election, LeaseSettings};
 use super::policies::{Change, PolicySet};
