@@ -55,8 +55,8 @@ pub struct RunConfig {
 pub enum DaemonError {
     #[error("the policy directory has problems:\n{}", lines(.0))]
     Policies(Vec<Diagnostic>),
-    #[error("the webhook token")]
-    Token(#[source] WebhookTokenError),
+    #[error(transparent)]
+    Token(WebhookTokenError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
