@@ -9,6 +9,7 @@ use std::process::Command;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use serde::Serialize;
@@ -224,6 +225,7 @@ fn every_manifest_is_an_object_of_its_declared_kind() {
             ("apps/v1", "Deployment") => drop(manifest.typed::<Deployment>()),
             ("apps/v1", "StatefulSet") => drop(manifest.typed::<StatefulSet>()),
             ("policy/v1", "PodDisruptionBudget") => drop(manifest.typed::<PodDisruptionBudget>()),
+            ("networking.k8s.io/v1", "NetworkPolicy") => drop(manifest.typed::<NetworkPolicy>()),
             ("rbac.authorization.k8s.io/v1", "Role") => drop(manifest.typed::<Role>()),
             ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
                 drop(manifest.typed::<RoleBinding>())
@@ -862,4 +864,47 @@ fn the_dockerfile_builds_what_the_deployment_runs() {
         .and_then(|tag| tag.split('-').next())
         .expect("a rust:X.Y image");
     assert!(version(toolchain) >= version(minimum), "rust {toolchain} < rust-version {minimum}");
+}
+
+/// The example NetworkPolicy selects the daemon's pods, admits only Prometheus and
+/// Alertmanager and only on the port the Deployment serves, and lets the daemon reach DNS
+/// and the Redis port.
+#[test]
+fn the_network_policy_admits_only_scrapes_and_alerts_on_the_daemons_port() {
+    let manifests = manifests();
+    let policy: NetworkPolicy = find(&manifests, "NetworkPolicy", "redis-autopilot").typed();
+    let deployment: Deployment = find(&manifests, "Deployment", "redis-autopilot").typed();
+    let spec = policy.spec.expect("spec");
+    let pod_labels = deployment.spec.and_then(|s| s.template.metadata).and_then(|m| m.labels);
+    assert_eq!(spec.pod_selector.and_then(|s| s.match_labels), pod_labels);
+    assert_eq!(spec.policy_types, Some(vec!["Ingress".to_owned(), "Egress".to_owned()]));
+    let ingress = spec.ingress.expect("ingress rules");
+    assert_eq!(ingress.len(), 1);
+    let peers: Vec<String> = ingress[0]
+        .from
+        .iter()
+        .flatten()
+        .map(|peer| {
+            let pods = peer.pod_selector.as_ref().and_then(|s| s.match_labels.as_ref());
+            pods.and_then(|l| l.get("app.kubernetes.io/name")).cloned().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(peers, ["prometheus", "alertmanager"]);
+    let ports: Vec<String> = ingress[0]
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| p.port.as_ref().map(|p| serde_json::to_string(p).expect("port")))
+        .collect();
+    assert_eq!(ports, ["9187"], "the daemon's containerPort");
+    let egress_ports: BTreeSet<String> = spec
+        .egress
+        .iter()
+        .flatten()
+        .flat_map(|rule| rule.ports.iter().flatten())
+        .filter_map(|p| p.port.as_ref().map(|p| serde_json::to_string(p).expect("port")))
+        .collect();
+    for needed in ["53", "6379", "443"] {
+        assert!(egress_ports.contains(needed), "egress to {needed}: {egress_ports:?}");
+    }
 }

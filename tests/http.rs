@@ -9,7 +9,8 @@ use chrono::{TimeZone, Utc};
 use prometheus_parse::{Scrape, Value};
 use redis_autopilot::act::{ActionOutcome, Leadership};
 use redis_autopilot::daemon::{
-    AlertCommand, AlertRoutes, AlertSink, DecisionRecord, Metrics, Source, Status, router, serve,
+    AlertCommand, AlertRoutes, AlertSink, DecisionRecord, HttpLimits, Metrics, Source, Status,
+    WebhookAuth, router, serve,
 };
 use redis_autopilot::decide::{Decision, ScalingReason};
 use redis_autopilot::observe::Outcome;
@@ -83,13 +84,16 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let (sink, commands) = AlertSink::channel(16);
         let routes = AlertRoutes::new(&policies());
-        let app = router(status.clone(), metrics.clone(), sink, routes.clone(), Some(token));
+        let limits = HttpLimits::default();
+        let webhook = WebhookAuth::Token(token);
+        let app = router(status.clone(), metrics.clone(), sink, routes.clone(), webhook, &limits);
         let listener =
             tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let base = format!("http://{}", listener.local_addr().expect("the bound address"));
         let (shutdown, stop) = oneshot::channel::<()>();
+        let server_metrics = metrics.clone();
         let task = tokio::spawn(async move {
-            serve(listener, app, async {
+            serve(listener, app, limits, server_metrics, async {
                 let _ = stop.await;
             })
             .await

@@ -11,6 +11,7 @@ use crate::cluster::kubernetes::lease::LeaseConfig;
 use crate::daemon::leader::LeaseSettings;
 use crate::daemon::policy_loop::Shared;
 use crate::daemon::supervisor::{RunConfig, run as run_daemon};
+use crate::daemon::{HttpLimits, WebhookAccess};
 use crate::policy::SecretSource;
 
 /// Runs the daemon: one loop per policy in DIR (sample -> decide -> act on each policy's
@@ -37,12 +38,25 @@ pub struct Args {
     /// At most this many actions per policy per hour, however the decisions flap.
     #[arg(long, value_name = "N", default_value_t = 30)]
     max_actions_per_hour: u32,
-    /// File holding the bearer token POST /v1/alerts requires.
+    /// File holding the bearer token POST /v1/alerts requires. Without a token the webhook is
+    /// disabled (404).
     #[arg(long, value_name = "FILE", conflicts_with = "alerts_token_env")]
     alerts_token_file: Option<PathBuf>,
     /// Environment variable holding the bearer token POST /v1/alerts requires.
     #[arg(long, value_name = "NAME")]
     alerts_token_env: Option<String>,
+    /// Serve POST /v1/alerts without a token: anyone who reaches the port can trigger
+    /// scale-ups, evaluations and snapshots. Only behind a NetworkPolicy, or for tests.
+    #[arg(long, conflicts_with_all = ["alerts_token_file", "alerts_token_env"])]
+    webhook_insecure_no_token: bool,
+    /// HTTP connections open at once; past it a new one is accepted and closed. Never more
+    /// than half the open-file limit.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    http_max_connections: u32,
+    /// How long an HTTP caller has to send a request's headers (or a webhook body); an idle
+    /// keep-alive connection is closed after it too.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
+    http_read_timeout: Duration,
     #[command(flatten)]
     lease: LeaseArgs,
 }
@@ -95,6 +109,14 @@ impl LeaseArgs {
     }
 }
 
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be positive".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
     let mode = if args.dry_run {
         Mode::DryRun
@@ -103,22 +125,24 @@ pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
     } else {
         Mode::Apply
     };
-    let alerts_token = match (args.alerts_token_file, args.alerts_token_env) {
-        (Some(file), _) => Some(SecretSource::File(file)),
-        (None, Some(name)) => Some(SecretSource::Env(name)),
-        (None, None) => None,
+    let webhook = match (args.alerts_token_file, args.alerts_token_env) {
+        (Some(file), _) => WebhookAccess::Token(SecretSource::File(file)),
+        (None, Some(name)) => WebhookAccess::Token(SecretSource::Env(name)),
+        (None, None) if args.webhook_insecure_no_token => WebhookAccess::InsecureNoToken,
+        (None, None) => WebhookAccess::Disabled,
     };
-    if alerts_token.is_none() {
-        tracing::warn!(
-            "POST /v1/alerts accepts any caller: pass --alerts-token-file or --alerts-token-env"
-        );
-    }
+    let http = HttpLimits {
+        max_connections: args.http_max_connections as usize,
+        read_timeout: args.http_read_timeout,
+        ..HttpLimits::default()
+    };
     let config = RunConfig {
         policies: args.policies,
         mode,
         listen: args.listen,
         rate_limit: RateLimit { max: args.max_actions_per_hour, window: Duration::from_secs(3600) },
-        alerts_token,
+        webhook,
+        http,
         kube,
         lease: args.lease.settings()?,
     };

@@ -8,7 +8,7 @@
 //! | `GET /readyz` | 200 once every policy was evaluated; 503 with the reason before |
 //! | `GET /metrics` | OpenMetrics text |
 //! | `GET /v1/decisions?policy=NAME&limit=N` | recent decisions, newest first, JSON |
-//! | `POST /v1/alerts` | Alertmanager webhook (bearer token when configured) |
+//! | `POST /v1/alerts` | Alertmanager webhook: bearer token, or explicitly open, or 404 (disabled) |
 //!
 //! The webhook only *routes*: it never acts. Commands go into the [`AlertSink`] channel and
 //! the daemon's policy tasks decide what they mean, so an alert cannot bypass leadership,
@@ -17,29 +17,103 @@
 //! A standby refuses alerts for the policies it does not lead: `503` with `Connection:
 //! close`. Alertmanager retries a 5xx on a new connection, which the Service may send to the
 //! leader; accepted by a standby, the alert's action would only be dropped.
+//!
+//! **Hostile callers.** The listener may face anything that reaches the pod, so every
+//! resource a caller can hold is bounded ([`HttpLimits`]): connections (past the cap a new
+//! one is accepted and closed at once, and never more than half the process's open-file
+//! limit), the time to send a request's headers (which also ends idle keep-alive
+//! connections), the size of those headers, requests in handlers at once, and for the
+//! webhook: the token is checked on the headers before any body byte is read, bodies are
+//! capped ([`MAX_WEBHOOK_BODY`]) and read a few at a time under the same timeout, and one
+//! request carries at most [`MAX_ALERTS`] alerts. Routing is linear in the alerts, and
+//! anything from the request that is logged goes through [`escaped`] first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::pin::pin;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::StreamExt as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
 
-use super::metrics::{AlertOutcome, CONTENT_TYPE, Metrics};
+use super::metrics::{AlertOutcome, CONTENT_TYPE, ConnectionError, Metrics, Refusal};
 use super::status::Status;
 use crate::act::Leadership;
-use crate::policy::{AlertAction, AlertRule, Policy};
-use crate::sample::secret::Secret;
+use crate::policy::{AlertAction, Policy, SecretSource};
+use crate::sample::secret::{self, Secret};
 
 /// `/v1/decisions` without `limit`.
 const DEFAULT_LIMIT: usize = 50;
+/// The largest webhook body read. Alertmanager sends one group per request, and an alert with
+/// its labels, annotations and generator URL is well under a kilobyte: [`MAX_ALERTS`] of them
+/// fit.
+pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
+/// The most alerts one webhook request may carry (Alertmanager's `max_alerts` truncates a
+/// group to this; the deploy example sets it).
+pub const MAX_ALERTS: usize = 1000;
+/// Webhook bodies read at once; past it `503` with `Retry-After`, so at most this many times
+/// [`MAX_WEBHOOK_BODY`] is buffered, whoever sends.
+const WEBHOOK_BODIES_IN_FLIGHT: usize = 4;
+/// hyper's read buffer per connection, which bounds a request's headers: Alertmanager's,
+/// Prometheus's and the kubelet's are a few hundred bytes.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// At most this many characters of a logged request value (an alert name can be megabytes).
+const MAX_LOGGED_CHARS: usize = 128;
+/// Unknown alert names the summary log line shows; the rest are counted.
+const UNKNOWN_SHOWN: usize = 5;
+/// A rejected webhook caller is logged at most once per this, with a count of the others.
+const REJECTION_LOG_EVERY: Duration = Duration::from_secs(10);
+/// After a failed `accept` (out of file descriptors, say), wait this long before the next,
+/// rather than spin: a closing connection frees what it needs.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long shutdown waits for open connections to finish their request.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
+/// What the HTTP listener lets callers hold. The defaults suit a pod facing Prometheus,
+/// Alertmanager and the kubelet; a connection flood past them is refused, not queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections open at once; past it a new connection is accepted and closed. Never more
+    /// than half the open-file limit ([`HttpLimits::connection_cap`]).
+    pub max_connections: usize,
+    /// How long a caller has to send a request's headers (and, idle, the next request's) and
+    /// a webhook body.
+    pub read_timeout: Duration,
+    /// Requests in handlers at once; past it `503` with `Retry-After`.
+    pub max_requests: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self { max_connections: 256, read_timeout: Duration::from_secs(10), max_requests: 64 }
+    }
+}
+
+impl HttpLimits {
+    /// The connection cap applied: `max_connections`, lowered to half the process's
+    /// open-file limit so that HTTP callers can never take the descriptors Redis connections,
+    /// the API client and snapshot uploads need.
+    pub fn connection_cap(&self) -> usize {
+        let cap = match super::metrics::process::max_fds() {
+            Some(max_fds) => self.max_connections.min(usize::try_from(max_fds / 2).unwrap_or(0)),
+            None => self.max_connections,
+        };
+        cap.max(1)
+    }
+}
 
 /// One mapped firing alert, for the daemon to carry out under the named policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +136,69 @@ impl AlertSink {
     }
 }
 
+/// How `POST /v1/alerts` is reached, as the command line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookAccess {
+    /// Callers present this bearer token.
+    Token(SecretSource),
+    /// Anyone who reaches the port (`--webhook-insecure-no-token`).
+    InsecureNoToken,
+    /// The route answers 404: no token was configured and no one opted out of one.
+    Disabled,
+}
+
+/// [`WebhookAccess`] with the token read.
+#[derive(Debug, Clone)]
+pub enum WebhookAuth {
+    Token(Secret),
+    InsecureNoToken,
+    Disabled,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookTokenError {
+    #[error("cannot read the webhook token")]
+    Read(#[source] secret::SecretError),
+    /// An empty token would let `Authorization: Bearer ` through.
+    #[error("the webhook token from {0} is empty")]
+    Empty(String),
+}
+
+impl WebhookAuth {
+    /// Reads the token now and says at start how the webhook is reached. An empty token (or
+    /// one of only whitespace) is an error, never an open webhook.
+    pub fn resolve(access: &WebhookAccess) -> Result<Self, WebhookTokenError> {
+        match access {
+            WebhookAccess::Token(source) => {
+                let token = secret::read(source).map_err(WebhookTokenError::Read)?;
+                if token.expose().trim().is_empty() {
+                    let from = match source {
+                        SecretSource::Env(name) => format!("environment variable `{name}`"),
+                        SecretSource::File(path) => format!("file `{}`", path.display()),
+                    };
+                    return Err(WebhookTokenError::Empty(from));
+                }
+                tracing::info!("POST /v1/alerts requires the bearer token");
+                Ok(Self::Token(token))
+            }
+            WebhookAccess::InsecureNoToken => {
+                tracing::warn!(
+                    "POST /v1/alerts accepts any caller (--webhook-insecure-no-token): anyone \
+                     who reaches the port can trigger scale-ups, evaluations and snapshots"
+                );
+                Ok(Self::InsecureNoToken)
+            }
+            WebhookAccess::Disabled => {
+                tracing::info!(
+                    "POST /v1/alerts is disabled (404): pass --alerts-token-file or \
+                     --alerts-token-env to enable it"
+                );
+                Ok(Self::Disabled)
+            }
+        }
+    }
+}
+
 /// Which policy maps which alert name: the `alerts[]` of every loaded policy, and whether
 /// this daemon leads each policy. The daemon replaces the rules on policy reload; clones
 /// share them.
@@ -70,8 +207,9 @@ pub struct AlertRoutes(Arc<RwLock<RouteTable>>);
 
 #[derive(Debug, Default)]
 struct RouteTable {
-    /// Each policy's name and its `alerts[]`, in policy order.
-    rules: Vec<(String, Vec<AlertRule>)>,
+    /// Alert name -> each policy mapping it (in policy order) and its action: one lookup
+    /// per alert, however many policies and rules there are.
+    by_alert: HashMap<String, Vec<(String, AlertAction)>>,
     /// The leader gate of each started policy; a policy without one leads (no election).
     leaders: BTreeMap<String, Leadership>,
 }
@@ -85,11 +223,21 @@ impl AlertRoutes {
 
     /// Swaps in the routes of a reloaded policy set.
     pub fn replace(&self, policies: &[Policy]) {
-        let rules = policies.iter().map(|p| (p.name.clone(), p.alerts.clone())).collect();
+        let mut by_alert: HashMap<String, Vec<(String, AlertAction)>> = HashMap::new();
+        for policy in policies {
+            let mut seen = HashSet::new();
+            for rule in &policy.alerts {
+                // A policy's first rule for a name wins, as a scan of its rules would find.
+                if seen.insert(rule.alert_name.as_str()) {
+                    let entry = by_alert.entry(rule.alert_name.clone()).or_default();
+                    entry.push((policy.name.clone(), rule.action));
+                }
+            }
+        }
         // Each field is replaced whole, so a poisoned lock cannot hold a half-written one.
         let mut table = self.0.write().unwrap_or_else(PoisonError::into_inner);
         table.leaders.retain(|name, _| policies.iter().any(|p| &p.name == name));
-        table.rules = rules;
+        table.by_alert = by_alert;
     }
 
     /// Sets the leader gate `policy`'s actions obey, which its alerts obey too.
@@ -98,13 +246,17 @@ impl AlertRoutes {
         table.leaders.insert(policy.to_owned(), leadership);
     }
 
-    /// The policies among `commands` this daemon does not lead now, each once.
+    /// The policies among `commands` this daemon does not lead now, each once, in order.
     fn standby_for(&self, commands: &[AlertCommand]) -> Vec<String> {
         let table = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        let mut checked: HashSet<&str> = HashSet::new();
         let mut standby: Vec<String> = Vec::new();
         for command in commands {
+            if !checked.insert(command.policy.as_str()) {
+                continue;
+            }
             let leads = table.leaders.get(&command.policy).is_none_or(Leadership::is_leader);
-            if !leads && !standby.contains(&command.policy) {
+            if !leads {
                 standby.push(command.policy.clone());
             }
         }
@@ -115,16 +267,14 @@ impl AlertRoutes {
     /// the alert names a policy.
     fn route(&self, alert_name: &str, only: Option<&str>) -> Vec<AlertCommand> {
         let table = self.0.read().unwrap_or_else(PoisonError::into_inner);
-        table
-            .rules
+        let Some(mapped) = table.by_alert.get(alert_name) else { return Vec::new() };
+        mapped
             .iter()
             .filter(|(policy, _)| only.is_none_or(|o| o == policy))
-            .filter_map(|(policy, rules)| {
-                rules.iter().find(|r| r.alert_name == alert_name).map(|rule| AlertCommand {
-                    policy: policy.clone(),
-                    alert_name: alert_name.to_owned(),
-                    action: rule.action,
-                })
+            .map(|(policy, action)| AlertCommand {
+                policy: policy.clone(),
+                alert_name: alert_name.to_owned(),
+                action: *action,
             })
             .collect()
     }
@@ -136,40 +286,240 @@ pub enum HttpError {
     Serve(#[source] std::io::Error),
 }
 
+/// Request text as a log line may show it: control characters (newline, carriage return,
+/// ESC, ...) and Unicode bidirectional overrides escaped (`\n`, `\u{1b}`), and at most
+/// [`MAX_LOGGED_CHARS`] characters, so a caller can neither forge log lines nor flood them.
+pub fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_LOGGED_CHARS + 8));
+    for (count, c) in text.chars().enumerate() {
+        if count == MAX_LOGGED_CHARS {
+            out.push_str("...");
+            break;
+        }
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Logs a rejected webhook caller at most once per [`REJECTION_LOG_EVERY`], with how many
+/// were not logged since: a flood of bad requests must not become a flood of log lines.
+#[derive(Debug, Default)]
+struct RejectionLog(Mutex<(Option<Instant>, u64)>);
+
+impl RejectionLog {
+    fn warn(&self, why: &str) {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, suppressed) = &mut *state;
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < REJECTION_LOG_EVERY) {
+            *suppressed += 1;
+            return;
+        }
+        tracing::warn!(why, not_logged_since = *suppressed, "alert webhook request rejected");
+        *last = Some(now);
+        *suppressed = 0;
+    }
+}
+
 #[derive(Clone)]
 struct App {
     status: Status,
     metrics: Arc<Metrics>,
     alerts: AlertSink,
     routes: AlertRoutes,
-    token: Option<Secret>,
+    webhook: Arc<WebhookAuth>,
+    read_timeout: Duration,
+    /// Permits to read a webhook body ([`WEBHOOK_BODIES_IN_FLIGHT`]).
+    bodies: Arc<Semaphore>,
+    rejections: Arc<RejectionLog>,
 }
 
-/// Every route, with its shared state.
+#[derive(Clone)]
+struct RequestGate {
+    permits: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+/// Every route, with its shared state, and at most `limits.max_requests` in handlers at once.
 pub fn router(
     status: Status,
     metrics: Arc<Metrics>,
     alerts: AlertSink,
     routes: AlertRoutes,
-    token: Option<Secret>,
+    webhook: WebhookAuth,
+    limits: &HttpLimits,
 ) -> Router {
+    let gate = RequestGate {
+        permits: Arc::new(Semaphore::new(limits.max_requests.max(1))),
+        metrics: metrics.clone(),
+    };
+    let app = App {
+        status,
+        metrics,
+        alerts,
+        routes,
+        webhook: Arc::new(webhook),
+        read_timeout: limits.read_timeout,
+        bodies: Arc::new(Semaphore::new(WEBHOOK_BODIES_IN_FLIGHT)),
+        rejections: Arc::default(),
+    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/v1/decisions", get(decisions))
         .route("/v1/alerts", post(alert_webhook))
-        .with_state(App { status, metrics, alerts, routes, token })
+        .with_state(app)
+        .layer(middleware::from_fn_with_state(gate, limit_requests))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and lets
-/// in-flight requests finish.
+/// Refuses a request at once when `max_requests` are in handlers: waiting would let a slow
+/// flood queue without bound.
+async fn limit_requests(State(gate): State<RequestGate>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = gate.permits.try_acquire() else {
+        gate.metrics.http_refused(Refusal::RequestLimit);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "too many requests in flight",
+        )
+            .into_response();
+    };
+    next.run(request).await
+}
+
+/// Counts an open connection for as long as it lives.
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.http_connection_opened();
+        Self(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.http_connection_closed();
+    }
+}
+
+fn connection_error(error: &hyper::Error) -> ConnectionError {
+    if error.is_timeout() {
+        ConnectionError::HeaderTimeout
+    } else if error.is_parse() || error.is_parse_too_large() {
+        ConnectionError::BadRequest
+    } else if error.is_incomplete_message() {
+        ConnectionError::Incomplete
+    } else {
+        ConnectionError::Other
+    }
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` completes, then stops
+/// accepting and lets in-flight requests finish (for up to [`DRAIN_GRACE`]).
+///
+/// Each connection is HTTP/1 (all kubelet probes, Prometheus scrapes and Alertmanager
+/// speak) with a header timeout and a bounded read buffer; past the connection cap a new
+/// connection is accepted and closed, so the kernel's queue never fills with callers
+/// waiting for a slot and the process's descriptors stay bounded.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: HttpLimits,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(HttpError::Serve)
+    let cap = limits.connection_cap();
+    if cap < limits.max_connections {
+        tracing::warn!(
+            requested = limits.max_connections,
+            applied = cap,
+            "HTTP connection cap lowered to half the open-file limit"
+        );
+    }
+    tracing::info!(
+        max_connections = cap,
+        read_timeout = ?limits.read_timeout,
+        max_requests = limits.max_requests,
+        "HTTP limits"
+    );
+    let slots = Arc::new(Semaphore::new(cap));
+    let (closing, closed) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut shutdown = pin!(shutdown);
+    let mut accept_failing = false;
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    accept_failing = false;
+                    stream
+                }
+                Err(error) => {
+                    metrics.http_accept_failed();
+                    if !accept_failing {
+                        tracing::warn!(%error, "cannot accept HTTP connections; retrying");
+                    }
+                    accept_failing = true;
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.http_connection_refused();
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let metrics = metrics.clone();
+        let mut closed = closed.clone();
+        let read_timeout = limits.read_timeout;
+        connections.spawn(async move {
+            let _slot = slot;
+            let _open = OpenConnection::new(metrics.clone());
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(read_timeout)
+                .max_buf_size(MAX_HEAD_BYTES);
+            let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = async { drop(closed.wait_for(|closed| *closed).await) } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+                metrics.http_connection_failed(connection_error(&error));
+            }
+        });
+    }
+    // New connections are refused by the kernel from here on.
+    drop(listener);
+    let _ = closing.send(true);
+    let drained = tokio::time::timeout(DRAIN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "HTTP connections still open {DRAIN_GRACE:?} after shutdown; closing them"
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
 }
 
 async fn healthz() -> &'static str {
@@ -265,16 +615,6 @@ struct WebhookAnswer {
     unknown: Vec<String>,
 }
 
-fn unauthorized(why: &'static str) -> Response {
-    tracing::warn!(why, "alert webhook request rejected");
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
-        why,
-    )
-        .into_response()
-}
-
 /// Compares the presented bearer token with the configured one in time independent of where
 /// they differ (the length may show; the token's value does not). `Err` says why not.
 fn authorized(expected: &Secret, headers: &HeaderMap) -> Result<(), &'static str> {
@@ -294,23 +634,112 @@ fn authorized(expected: &Secret, headers: &HeaderMap) -> Result<(), &'static str
     }
 }
 
-async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    // Authenticate before parsing, so an unauthenticated caller learns nothing about the
-    // body format.
-    if let Some(token) = &app.token
-        && let Err(why) = authorized(token, &headers)
-    {
-        return unauthorized(why);
+/// A refused webhook request: counted by reason, logged (rate-limited), answered with
+/// `message`. Nothing the caller sent is in `message` unescaped.
+fn refuse(app: &App, refusal: Refusal, status: StatusCode, message: String) -> Response {
+    app.metrics.http_refused(refusal);
+    app.rejections.warn(&message);
+    match refusal {
+        Refusal::Unauthorized => {
+            let bearer = [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))];
+            (status, bearer, message).into_response()
+        }
+        // Alertmanager retries these; a new connection may find a free slot.
+        Refusal::WebhookBusy => (status, [(header::RETRY_AFTER, "1")], message).into_response(),
+        _ => (status, message).into_response(),
     }
+}
+
+/// The webhook body, read only after the caller was authenticated: refused by its declared
+/// length before any byte is read, else read while holding one of the few body permits,
+/// within the read timeout.
+async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Response> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        let message = format!("webhook body larger than {MAX_WEBHOOK_BODY} bytes");
+        refuse(app, Refusal::BodyTooLarge, StatusCode::PAYLOAD_TOO_LARGE, message)
+    };
+    if declared.is_some_and(|length| length > MAX_WEBHOOK_BODY as u64) {
+        return Err(too_large());
+    }
+    // No queue: a caller waiting for a turn would hold a request slot the probes need.
+    // Alertmanager retries a 503.
+    let Ok(permit) = app.bodies.try_acquire() else {
+        let message = "too many webhook bodies being read: retry".to_owned();
+        return Err(refuse(app, Refusal::WebhookBusy, StatusCode::SERVICE_UNAVAILABLE, message));
+    };
+    let deadline = tokio::time::Instant::now() + app.read_timeout;
+    let read = async {
+        let mut bytes = Vec::new();
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| None)?;
+            if bytes.len() + chunk.len() > MAX_WEBHOOK_BODY {
+                return Err(Some(()));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    };
+    let result = tokio::time::timeout_at(deadline, read).await;
+    drop(permit);
+    match result {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(Some(()))) => Err(too_large()),
+        Ok(Err(None)) => {
+            let message = "cannot read the webhook body".to_owned();
+            Err(refuse(app, Refusal::BodyUnreadable, StatusCode::BAD_REQUEST, message))
+        }
+        Err(_) => {
+            let message = format!("webhook body not received within {:?}", app.read_timeout);
+            Err(refuse(app, Refusal::BodyTimeout, StatusCode::REQUEST_TIMEOUT, message))
+        }
+    }
+}
+
+fn bad_request(app: &App, message: String) -> Response {
+    refuse(app, Refusal::BadBody, StatusCode::BAD_REQUEST, message)
+}
+
+async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
+    // Authenticate on the headers, before any body byte is read: an unauthenticated caller
+    // costs no body buffer and learns nothing about the body format.
+    match &*app.webhook {
+        WebhookAuth::Token(token) => {
+            if let Err(why) = authorized(token, &headers) {
+                return refuse(&app, Refusal::Unauthorized, StatusCode::UNAUTHORIZED, why.into());
+            }
+        }
+        WebhookAuth::InsecureNoToken => {}
+        WebhookAuth::Disabled => {
+            let message = "POST /v1/alerts is disabled: the daemon runs without a webhook token";
+            return refuse(&app, Refusal::WebhookDisabled, StatusCode::NOT_FOUND, message.into());
+        }
+    }
+    let body = match read_body(&app, &headers, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let webhook: Webhook =
         match serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)) {
             Ok(webhook) => webhook,
             Err(error) => {
-                let message = format!("invalid Alertmanager webhook body: {error}");
-                tracing::warn!(%message, "alert webhook request rejected");
-                return (StatusCode::BAD_REQUEST, message).into_response();
+                return bad_request(&app, format!("invalid Alertmanager webhook body: {error}"));
             }
         };
+    drop(body);
+    if webhook.alerts.len() > MAX_ALERTS {
+        let message = format!(
+            "{} alerts in one request; at most {MAX_ALERTS} (set max_alerts: {MAX_ALERTS} on \
+             Alertmanager's webhook receiver)",
+            webhook.alerts.len()
+        );
+        return refuse(&app, Refusal::TooManyAlerts, StatusCode::PAYLOAD_TOO_LARGE, message);
+    }
+    let group_key = escaped(&webhook.group_key);
 
     // Check every alert before counting or routing any, so a rejected body changes nothing.
     let mut firing = Vec::new();
@@ -319,11 +748,12 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes) 
             continue;
         }
         let Some(name) = alert.labels.get("alertname") else {
-            let message = format!(
-                "invalid Alertmanager webhook body: alerts[{index}].labels.alertname: missing"
+            return bad_request(
+                &app,
+                format!(
+                    "invalid Alertmanager webhook body: alerts[{index}].labels.alertname: missing"
+                ),
             );
-            tracing::warn!(%message, "alert webhook request rejected");
-            return (StatusCode::BAD_REQUEST, message).into_response();
         };
         firing.push((name, alert));
     }
@@ -346,26 +776,22 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes) 
             "this daemon is a standby for {}: retry, to reach the leader",
             standby.join(", ")
         );
-        tracing::info!(group_key = %webhook.group_key, %message, "alert webhook request refused");
+        tracing::info!(%group_key, %message, "alert webhook request refused");
         // A new connection, which the Service may balance to the leader.
         return (StatusCode::SERVICE_UNAVAILABLE, [(header::CONNECTION, "close")], message)
             .into_response();
     }
 
     let mut commands: Vec<AlertCommand> = Vec::new();
+    let mut sent: HashSet<(String, String)> = HashSet::new();
     let mut answer = WebhookAnswer { mapped: Vec::new(), unknown: Vec::new() };
+    let mut unknown_seen: HashSet<&str> = HashSet::new();
+    let mut unknown_alerts = 0_usize;
     for (name, alert, routed) in routed {
-        let only = alert.labels.get("policy").map(String::as_str);
         if routed.is_empty() {
-            tracing::info!(
-                alert = %name,
-                policy = only,
-                fingerprint = %alert.fingerprint,
-                group_key = %webhook.group_key,
-                "firing alert mapped by no policy; acknowledged and ignored"
-            );
             app.metrics.alert(AlertOutcome::Unknown);
-            if !answer.unknown.contains(name) {
+            unknown_alerts += 1;
+            if unknown_seen.insert(name.as_str()) {
                 answer.unknown.push(name.clone());
             }
             continue;
@@ -373,15 +799,16 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes) 
         app.metrics.alert(AlertOutcome::Mapped);
         for command in routed {
             // One group often holds the same alert for several instances (pod-0, pod-1):
-            // that is one condition, and `scaleUp: 2` must add two replicas, not four.
-            if commands.contains(&command) {
+            // that is one condition, and `scaleUp: 2` must add two replicas, not four. A
+            // policy maps a name to one action, so policy and name identify the command.
+            if !sent.insert((command.policy.clone(), command.alert_name.clone())) {
                 continue;
             }
             tracing::info!(
                 policy = %command.policy,
                 alert = %command.alert_name,
                 action = ?command.action,
-                fingerprint = %alert.fingerprint,
+                fingerprint = %escaped(&alert.fingerprint),
                 "firing alert mapped to a policy action"
             );
             answer.mapped.push(Mapped {
@@ -391,6 +818,24 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Bytes) 
             });
             commands.push(command);
         }
+    }
+    if unknown_alerts > 0 {
+        // One line per request, however many unknown alerts it carries.
+        let shown: Vec<String> =
+            answer.unknown.iter().take(UNKNOWN_SHOWN).map(|n| escaped(n)).collect();
+        let more = answer.unknown.len().saturating_sub(UNKNOWN_SHOWN);
+        let names = if more > 0 {
+            format!("{}, and {more} more", shown.join(", "))
+        } else {
+            shown.join(", ")
+        };
+        tracing::info!(
+            alerts = unknown_alerts,
+            distinct = answer.unknown.len(),
+            %names,
+            %group_key,
+            "firing alerts mapped by no policy; acknowledged and ignored"
+        );
     }
 
     for command in commands {
@@ -409,20 +854,18 @@ mod tests {
     use super::*;
 
     fn routes() -> AlertRoutes {
-        let table = vec![
-            (
-                "cache".to_owned(),
-                vec![AlertRule { alert_name: "RedisHot".into(), action: AlertAction::ScaleUp(2) }],
-            ),
-            (
-                "sessions".to_owned(),
-                vec![
-                    AlertRule { alert_name: "RedisHot".into(), action: AlertAction::Evaluate },
-                    AlertRule { alert_name: "DiskFull".into(), action: AlertAction::Snapshot },
-                ],
-            ),
+        let routes = AlertRoutes::default();
+        let mut by_alert: HashMap<String, Vec<(String, AlertAction)>> = HashMap::new();
+        let table = [
+            ("cache", "RedisHot", AlertAction::ScaleUp(2)),
+            ("sessions", "RedisHot", AlertAction::Evaluate),
+            ("sessions", "DiskFull", AlertAction::Snapshot),
         ];
-        AlertRoutes(Arc::new(RwLock::new(RouteTable { rules: table, leaders: BTreeMap::new() })))
+        for (policy, alert, action) in table {
+            by_alert.entry(alert.to_owned()).or_default().push((policy.to_owned(), action));
+        }
+        routes.0.write().unwrap().by_alert = by_alert;
+        routes
     }
 
     #[test]
@@ -473,5 +916,29 @@ mod tests {
         assert!(authorized(&secret, &headers).is_err());
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer s3cret"));
         assert!(authorized(&secret, &headers).is_ok());
+    }
+
+    #[test]
+    fn logged_request_text_cannot_break_a_line_or_drive_a_terminal() {
+        assert_eq!(escaped("RedisHot"), "RedisHot");
+        assert_eq!(
+            escaped("x\n2026-01-01T00:00:00Z ERROR forged"),
+            r"x\n2026-01-01T00:00:00Z ERROR forged"
+        );
+        assert_eq!(escaped("\u{1b}[31mred\r\u{7f}"), r"\u{1b}[31mred\r\u{7f}");
+        assert_eq!(escaped("a\u{202e}b"), r"a\u{202e}b");
+        let long = "a".repeat(10_000);
+        assert_eq!(escaped(&long).chars().count(), MAX_LOGGED_CHARS + 3);
+    }
+
+    #[test]
+    fn an_empty_token_is_an_error_not_an_open_webhook() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  \n").unwrap();
+        let error = WebhookAuth::resolve(&WebhookAccess::Token(SecretSource::File(path)))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("empty") && error.contains("token"), "{error}");
     }
 }

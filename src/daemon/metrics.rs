@@ -1,6 +1,10 @@
 //! The daemon's own Prometheus metrics: every name, help text and label is defined here, in one
 //! explicit registry under the `redis_autopilot` prefix, and exposed by `GET /metrics`.
 //!
+//! Beside them, unprefixed as every Prometheus client names them, `process_open_fds`,
+//! `process_max_fds` and `process_resident_memory_bytes`, read from `/proc/self` at scrape
+//! time ([`process`]; absent where there is no `/proc`).
+//!
 //! Label values are bounded by construction: policy names come from validated policies, every
 //! other label is a `&'static str` chosen by this crate (an outcome's variant, a decision's
 //! kind). Error text and `Debug` output never become labels; they go to logs and to
@@ -8,10 +12,11 @@
 
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
@@ -62,6 +67,78 @@ impl AlertOutcome {
             AlertOutcome::Standby => "standby",
         }
     }
+}
+
+/// Why the HTTP surface refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Too many requests in handlers at once.
+    RequestLimit,
+    /// The webhook's bearer token was missing or wrong.
+    Unauthorized,
+    /// The webhook is disabled (no token configured, no opt-out).
+    WebhookDisabled,
+    /// A webhook body over the size cap.
+    BodyTooLarge,
+    /// A webhook body not received within the read timeout.
+    BodyTimeout,
+    /// A webhook body the connection failed to deliver.
+    BodyUnreadable,
+    /// No turn to read a webhook body within the read timeout.
+    WebhookBusy,
+    /// A webhook body that is not an Alertmanager payload.
+    BadBody,
+    /// More alerts in one request than allowed.
+    TooManyAlerts,
+}
+
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::RequestLimit => "request_limit",
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::WebhookDisabled => "webhook_disabled",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::BodyTimeout => "body_timeout",
+            Refusal::BodyUnreadable => "body_unreadable",
+            Refusal::WebhookBusy => "webhook_busy",
+            Refusal::BadBody => "bad_body",
+            Refusal::TooManyAlerts => "too_many_alerts",
+        }
+    }
+}
+
+/// How an HTTP connection ended badly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionError {
+    /// The caller did not send a request's headers within the read timeout (or stayed idle).
+    HeaderTimeout,
+    /// Not HTTP/1, or headers over the size cap.
+    BadRequest,
+    /// The caller closed mid-request.
+    Incomplete,
+    Other,
+}
+
+impl ConnectionError {
+    fn label(self) -> &'static str {
+        match self {
+            ConnectionError::HeaderTimeout => "header_timeout",
+            ConnectionError::BadRequest => "bad_request",
+            ConnectionError::Incomplete => "incomplete",
+            ConnectionError::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -125,6 +202,13 @@ struct AlertLabels {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The `process_*` collector, outside the prefix.
+    process: Registry,
+    http_connections: Gauge,
+    http_connections_refused: Counter,
+    http_connection_errors: Family<KindLabels, Counter>,
+    http_accept_errors: Counter,
+    http_requests_refused: Family<ReasonLabels, Counter>,
     samples: Family<SampleLabels, Counter>,
     decisions: Family<DecisionLabels, Counter>,
     actions: Family<ActionLabels, Counter>,
@@ -275,8 +359,49 @@ impl Metrics {
             Unit::Seconds,
             failover_phase.clone(),
         );
+        let http_connections = Gauge::default();
+        registry.register(
+            "http_connections",
+            "HTTP connections open now (capped: see --http-max-connections)",
+            http_connections.clone(),
+        );
+        let http_connections_refused = Counter::default();
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections accepted and closed at once because the connection cap was reached",
+            http_connections_refused.clone(),
+        );
+        let http_connection_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "http_connection_errors",
+            "HTTP connections that ended badly, by kind (header_timeout, bad_request, \
+             incomplete, other)",
+            http_connection_errors.clone(),
+        );
+        let http_accept_errors = Counter::default();
+        registry.register(
+            "http_accept_errors",
+            "Failed accepts on the HTTP listener (out of file descriptors, say)",
+            http_accept_errors.clone(),
+        );
+        let http_requests_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "http_requests_refused",
+            "HTTP requests refused, by reason (request_limit, unauthorized, webhook_disabled, \
+             body_too_large, body_timeout, body_unreadable, webhook_busy, bad_body, \
+             too_many_alerts)",
+            http_requests_refused.clone(),
+        );
+        let mut process = Registry::default();
+        process.register_collector(Box::new(process::ProcessCollector));
         Self {
             registry,
+            process,
+            http_connections,
+            http_connections_refused,
+            http_connection_errors,
+            http_accept_errors,
+            http_requests_refused,
             samples,
             decisions,
             actions,
@@ -420,11 +545,89 @@ impl Metrics {
         self.alerts.get_or_create(&AlertLabels { outcome: outcome.label() }).inc();
     }
 
-    /// The whole registry as OpenMetrics text (see [`CONTENT_TYPE`]).
+    pub fn http_connection_opened(&self) {
+        self.http_connections.inc();
+    }
+
+    pub fn http_connection_closed(&self) {
+        self.http_connections.dec();
+    }
+
+    /// A connection accepted and closed at once: the cap was reached.
+    pub fn http_connection_refused(&self) {
+        self.http_connections_refused.inc();
+    }
+
+    pub fn http_connection_failed(&self, error: ConnectionError) {
+        self.http_connection_errors.get_or_create(&KindLabels { kind: error.label() }).inc();
+    }
+
+    pub fn http_accept_failed(&self) {
+        self.http_accept_errors.inc();
+    }
+
+    pub fn http_refused(&self, refusal: Refusal) {
+        self.http_requests_refused.get_or_create(&ReasonLabels { reason: refusal.label() }).inc();
+    }
+
+    /// Both registries as OpenMetrics text (see [`CONTENT_TYPE`]).
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
-        Ok(text)
+        use prometheus_client::encoding::text;
+        let mut out = String::new();
+        text::encode_registry(&mut out, &self.registry)?;
+        text::encode_registry(&mut out, &self.process)?;
+        text::encode_eof(&mut out)?;
+        Ok(out)
+    }
+}
+
+/// The process's own resources, read from `/proc/self` when asked (Linux; `None` elsewhere).
+pub mod process {
+    use super::{ConstGauge, DescriptorEncoder, EncodeMetric};
+
+    /// Open file descriptors (the listing's own descriptor included).
+    pub fn open_fds() -> Option<u64> {
+        Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+    }
+
+    /// The soft open-file limit (`ulimit -n`); `None` when unlimited or unknown.
+    pub fn max_fds() -> Option<u64> {
+        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
+    }
+
+    /// Resident memory (`VmRSS`).
+    pub fn resident_bytes() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// Reads the three at each scrape.
+    #[derive(Debug)]
+    pub(super) struct ProcessCollector;
+
+    impl super::Collector for ProcessCollector {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let gauges = [
+                ("process_open_fds", "Number of open file descriptors", open_fds()),
+                ("process_max_fds", "Maximum number of open file descriptors", max_fds()),
+                (
+                    "process_resident_memory_bytes",
+                    "Resident memory size in bytes",
+                    resident_bytes(),
+                ),
+            ];
+            for (name, help, value) in gauges {
+                let Some(value) = value.and_then(|v| i64::try_from(v).ok()) else { continue };
+                let gauge = ConstGauge::new(value);
+                let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+                gauge.encode(metric)?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -450,6 +653,25 @@ mod tests {
         assert!(text.contains(r#"source="prometheus",outcome="error"} 1"#), "{text}");
         assert!(!text.contains("WRONGPASS") && !text.contains("reset"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn process_gauges_come_unprefixed_after_the_daemons_own() {
+        let metrics = Metrics::new();
+        metrics.http_refused(Refusal::Unauthorized);
+        let text = metrics.encode().unwrap();
+        let open = text.lines().find(|l| l.starts_with("process_open_fds ")).expect("open fds");
+        let max = text.lines().find(|l| l.starts_with("process_max_fds ")).expect("max fds");
+        let value = |line: &str| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+        assert!(value(open) >= 3 && value(open) <= value(max), "{open} {max}");
+        assert!(text.contains("process_resident_memory_bytes "), "{text}");
+        assert!(
+            text.contains(
+                r#"redis_autopilot_http_requests_refused_total{reason="unauthorized"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n") && text.matches("# EOF").count() == 1, "{text}");
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub mod snapshots;
 pub mod status;
 pub mod supervisor;
 
-pub use http::{AlertCommand, AlertRoutes, AlertSink, HttpError, router, serve};
+pub use http::{
+    AlertCommand, AlertRoutes, AlertSink, HttpError, HttpLimits, WebhookAccess, WebhookAuth,
+    router, serve,
+};
 pub use metrics::{AlertOutcome, Metrics, Source};
 pub use status::{DecisionRecord, Status};

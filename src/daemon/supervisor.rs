@@ -11,7 +11,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::http::{AlertCommand, AlertRoutes, AlertSink, router, serve};
+use super::http::{
+    AlertCommand, AlertRoutes, AlertSink, HttpLimits, WebhookAccess, WebhookAuth,
+    WebhookTokenError, router, serve,
+};
 use super::leader::{Election, LeaseSettings};
 use super::policies::{Change, PolicySet};
 use super::policy_loop::{Command, PolicyLoop, Shared};
@@ -20,8 +23,7 @@ use crate::act::{Executor, Mode, RateLimit};
 use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::errors::chain;
-use crate::policy::{Diagnostic, Policy, SecretSource};
-use crate::sample::secret;
+use crate::policy::{Diagnostic, Policy};
 
 /// How often the policy directory is read for changes (SIGHUP reloads at once).
 const RELOAD_POLL: Duration = Duration::from_secs(2);
@@ -39,8 +41,10 @@ pub struct RunConfig {
     pub mode: Mode,
     pub listen: SocketAddr,
     pub rate_limit: RateLimit,
-    /// Bearer token the Alertmanager webhook requires; `None` leaves it open.
-    pub alerts_token: Option<SecretSource>,
+    /// How the Alertmanager webhook is reached: a bearer token, explicitly open, or disabled.
+    pub webhook: WebhookAccess,
+    /// What HTTP callers may hold: connections, header time, requests in flight.
+    pub http: HttpLimits,
     /// Where the Kubernetes client configuration comes from (StatefulSet targets only).
     pub kube: ClientOptions,
     /// The Lease that decides which daemon acts on StatefulSet targets.
@@ -51,8 +55,8 @@ pub struct RunConfig {
 pub enum DaemonError {
     #[error("the policy directory has problems:\n{}", lines(.0))]
     Policies(Vec<Diagnostic>),
-    #[error("cannot read the webhook token")]
-    Token(#[source] secret::SecretError),
+    #[error(transparent)]
+    Token(WebhookTokenError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -78,10 +82,7 @@ struct Running {
 /// `shared` is where loops publish decisions and metrics; the caller may read it too.
 pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     let mut set = PolicySet::load(&config.policies).map_err(DaemonError::Policies)?;
-    let token = match &config.alerts_token {
-        Some(source) => Some(secret::read(source).map_err(DaemonError::Token)?),
-        None => None,
-    };
+    let webhook = WebhookAuth::resolve(&config.webhook).map_err(DaemonError::Token)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
@@ -99,9 +100,11 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
             shared.metrics.clone(),
             alert_sink,
             routes.clone(),
-            token,
+            webhook,
+            &config.http,
         );
-        tokio::spawn(serve(listener, app, async move {
+        let (limits, metrics) = (config.http.clone(), shared.metrics.clone());
+        tokio::spawn(serve(listener, app, limits, metrics, async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         }))
     };

@@ -115,7 +115,9 @@ pub async fn run(config: DemoConfig) -> Result<(), DemoError> {
             mode: config.mode,
             listen: config.listen,
             rate_limit: RateLimit { max: 600, window: Duration::from_secs(3600) },
-            alerts_token: None,
+            // The demo posts no alerts; with no token, the webhook stays off.
+            webhook: crate::daemon::WebhookAccess::Disabled,
+            http: Default::default(),
             kube: Default::default(),
             lease: Default::default(),
         },
