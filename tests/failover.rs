@@ -284,9 +284,38 @@ fn a_master_restarted_empty_as_a_master_never_wipes_the_fleet_in_twenty_rounds()
                         ack.port == *port && ack.at >= *synced && ack.at <= *killed
                     })
                 });
+            // Where each loss stands among the rounds, in the daemon log's clock.
+            let wall = |at: Instant| {
+                let ago = Instant::now().saturating_duration_since(at);
+                chrono::Utc::now() - chrono::TimeDelta::from_std(ago).unwrap_or_default()
+            };
+            let placed: Vec<String> = outside
+                .iter()
+                .map(|ack| {
+                    let rounds: Vec<String> = strangers
+                        .iter()
+                        .filter(|(port, ..)| *port == ack.port)
+                        .map(|(_, synced, killed, seen)| {
+                            format!(
+                                "synced {} killed {} seen {}",
+                                wall(*synced),
+                                wall(*killed),
+                                wall(*seen)
+                            )
+                        })
+                        .collect();
+                    format!(
+                        "w:{} on {} at {}; rounds on that port: {rounds:?}",
+                        ack.n,
+                        ack.port,
+                        wall(ack.at)
+                    )
+                })
+                .collect();
             assert!(
                 outside.is_empty(),
-                "{} lost outside the async window: {outside:?}\n{}",
+                "confirmWithReplicas {confirm}, delay {delay:?}: {} lost outside the async \
+                 window: {placed:#?}\n{}",
                 outside.len(),
                 fleet.log()
             );
@@ -302,6 +331,7 @@ fn a_master_restarted_empty_as_a_master_never_wipes_the_fleet_in_twenty_rounds()
                 in_window.len(),
                 by_strangers.len()
             ));
+            eprintln!("{}", report.last().expect("a line"));
             assert!(longest < Duration::from_secs(1), "{report:?}\n{}", fleet.log());
             assert_eq!(lost_rounds, 0, "{report:?}\n{}", fleet.log());
         }
