@@ -48,16 +48,21 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_LAG_SECS: u64 = 1;
 const ROUNDS: u64 = 3;
 const DEADLINE: Duration = Duration::from_secs(15);
-/// How much earlier than the test sees the new master answer as master it may really have
-/// been promoted, and how far replication to it may trail the old master's acknowledgements:
-/// the test polls `INFO` about every 20 ms, and replication over loopback trails by
-/// milliseconds. A write acknowledged before this window and missing is a real loss.
-const ASYNC_WINDOW: Duration = Duration::from_millis(500);
+/// How far replication to a replica may trail the old master's acknowledgements (over
+/// loopback, milliseconds; generous for a loaded 2-core machine): a write acknowledged this
+/// long before the promotion may still be missing on the promoted replica. One acknowledged
+/// earlier and missing is a real loss.
+const ASYNC_WINDOW: Duration = Duration::from_millis(100);
 /// The longest the old master may accept writes after the promotion: `min-replicas-max-lag`,
 /// plus 1 s because Redis counts a replica's lag in whole seconds from its last once-a-second
 /// `REPLCONF ACK`. (Repointing its replicas away closes their links, which usually engages the
 /// guard at once; the bound is what holds even if a link lingers.)
 const GUARD_BOUND: Duration = Duration::from_secs(MAX_LAG_SECS + 1);
+
+/// The daemon's action timeout (`sampling.timeout`, longer than `probeTimeout`): how long
+/// its `REPLICAOF` to the unreachable old master blocks. Long, so that a repointing that
+/// waited for it before repointing the reachable replica would show in when the guard engages.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Panics unless this runs as root with a working `iptables` owner match: the test must
 /// never pass by skipping the partition.
@@ -194,8 +199,8 @@ spec:
   target:
     kubernetes: {{namespace: {NS}, statefulSet: {SET}, port: {port}}}
   sampling:
-    interval: 1s
-    timeout: 500ms
+    interval: 5s
+    timeout: {action}s
   scaling:
     minReplicas: 3
     maxReplicas: 3
@@ -211,6 +216,7 @@ spec:
     minReplicasToWrite: 1
     minReplicasMaxLag: {MAX_LAG_SECS}s
 ",
+                action = ACTION_TIMEOUT.as_secs(),
                 down = DOWN_AFTER.as_secs(),
                 probe = PROBE_INTERVAL.as_millis(),
             ),
@@ -426,6 +432,45 @@ impl Writer {
     }
 }
 
+/// The first moment one of `replicas` answers `ROLE` as a master, polled back to back on open
+/// connections: the promotion (`REPLICAOF NO ONE`), to within a round trip, which the record
+/// (written before it) and `INFO` polls would place tens of milliseconds late.
+struct PromotionWatch {
+    handle: JoinHandle<Option<(usize, Instant)>>,
+}
+
+impl PromotionWatch {
+    /// Watches until a replica answers as master, or for `DEADLINE` at most.
+    fn start(port: u16, replicas: Vec<usize>) -> Self {
+        let handle = std::thread::spawn(move || {
+            let mut connections: Vec<(usize, redis::Connection)> = replicas
+                .into_iter()
+                .map(|o| (o, connect_at(IPS[o], port, Duration::from_secs(1)).expect("connect")))
+                .collect();
+            let deadline = Instant::now() + DEADLINE;
+            while Instant::now() < deadline {
+                for (ordinal, c) in &mut connections {
+                    let role: Result<Vec<redis::Value>, _> = redis::cmd("ROLE").query(c);
+                    let at = Instant::now();
+                    let first = role.ok().and_then(|r| r.into_iter().next());
+                    if first.is_some_and(|v| {
+                        redis::from_redis_value::<String>(v).is_ok_and(|r| r == "master")
+                    }) {
+                        return Some((*ordinal, at));
+                    }
+                }
+            }
+            None
+        });
+        Self { handle }
+    }
+
+    /// The replica that answered as master first, and when.
+    fn finish(self) -> Option<(usize, Instant)> {
+        self.handle.join().expect("watch thread")
+    }
+}
+
 /// The acknowledged writes missing from the Redis at `ordinal`.
 fn missing(pods: &Pods, ordinal: usize, prefix: &str, acks: &[Ack]) -> Vec<Ack> {
     let mut connection =
@@ -466,7 +511,7 @@ fn a_master_cut_off_from_the_daemon_only_is_failed_over_and_the_guard_bounds_the
     let mut master = pods.wait_healthy(epoch, log);
     let mut rounds = Vec::new();
     for round in 0..ROUNDS {
-        rounds.push(partition_round(&pods, round, master, epoch, log));
+        rounds.push(partition_round(&pods, &daemon.log, round, master, epoch, log));
         epoch += 1;
         master = pods.record().expect("a record").0;
     }
@@ -496,6 +541,7 @@ fn a_master_cut_off_from_the_daemon_only_is_failed_over_and_the_guard_bounds_the
 /// its fencing; then counts and bounds the acknowledged writes missing from the new master.
 fn partition_round(
     pods: &Pods,
+    daemon_log: &Path,
     round: u64,
     master: usize,
     epoch: u64,
@@ -507,6 +553,8 @@ fn partition_round(
         (writer.count_on(master) >= 200).then_some(())
     });
 
+    let replicas = (0..IPS.len()).filter(|&o| o != master).collect();
+    let watch = PromotionWatch::start(pods.port, replicas);
     let cut = Cut::daemon_from(IPS[master], pods.port);
     let cut_at = Instant::now();
     // 1. The daemon declares the master down after downAfter and promotes a replica.
@@ -514,8 +562,8 @@ fn partition_round(
         let (new, recorded) = pods.record()?;
         (recorded == epoch + 1 && pods.info(new, "role")? == "master").then_some(new)
     });
-    let promoted = Instant::now();
-    assert_ne!(new, master, "{}", log());
+    let (seen, promoted) = watch.finish().expect("the watch saw the promotion");
+    assert_eq!(seen, new, "{}", log());
     let detection = promoted - cut_at;
     // downAfter counts from the master's last served probe, up to a probe interval before
     // the cut.
@@ -530,6 +578,19 @@ fn partition_round(
     });
     wait_until(DEADLINE, "the writer writes to the new master", log, || {
         (writer.count_on(new) >= 200).then_some(())
+    });
+    // The partition outlasts the failover: the daemon's REPLICAOF to the old master has timed
+    // out (a heal before that would let the retransmitted command repoint it), so only a fence
+    // can end its reign.
+    let done = format!("epoch={}", epoch + 1);
+    wait_until(DEADLINE, "the daemon's failover done, the old master not repointed", log, || {
+        std::fs::read_to_string(&daemon_log)
+            .ok()?
+            .lines()
+            .any(|l| {
+                l.contains("failover done") && l.contains(&done) && l.contains("not repointed")
+            })
+            .then_some(())
     });
 
     // 3. The cut heals: the old master, still a master, is fenced and resyncs.
@@ -551,6 +612,11 @@ fn partition_round(
     let before_window = lost.iter().filter(|a| a.at < async_start).count();
     let in_window = lost.iter().filter(|a| a.at >= async_start && a.at < promoted).count();
     let after_promotion = lost.iter().filter(|a| a.at >= promoted).count();
+    let earliest_lost = match lost.iter().map(|a| a.at).min() {
+        Some(at) if at < promoted => format!("{:?} before", promoted - at),
+        Some(at) => format!("{:?} after", at - promoted),
+        None => "none".to_owned(),
+    };
     let guard = refused.saturating_duration_since(promoted);
     let last_after = last_old_ack.saturating_duration_since(promoted);
     let windows: Vec<String> = violations
@@ -570,7 +636,8 @@ fn partition_round(
          acknowledged write {last_after:?} after); {} writes acknowledged, {old_after_cut} by the \
          old master after the cut, {old_after_promotion} after the promotion; lost {} \
          ({before_cut} acknowledged before the cut, {in_window} in the {ASYNC_WINDOW:?} async \
-         window, {after_promotion} after the promotion); two masters accepted writes at {} \
+         window, {after_promotion} after the promotion; the earliest acknowledged {earliest_lost} the \
+         promotion); two masters accepted writes at {} \
          checks, at {windows:?} from the promotion; healed {:?} after the cut",
         acks.len(),
         lost.len(),
@@ -591,6 +658,13 @@ fn partition_round(
     // The guard: the old master takes writes for at most GUARD_BOUND after the promotion, so
     // the writes lost are those of that window, however long the partition lasts.
     assert!(guard <= GUARD_BOUND, "the old master took writes {guard:?} after the promotion");
+    // Its replicas left it at once: the reachable one was repointed concurrently with the
+    // unreachable old master, not after its REPLICAOF timed out.
+    assert!(
+        guard < ACTION_TIMEOUT / 2,
+        "the guard engaged {guard:?} after the promotion: repointing waited for the old master\n{}",
+        log()
+    );
     assert!(last_after <= GUARD_BOUND, "last write on the old master {last_after:?} after");
     // Two masters took writes only between the promotion and the guard (a check records the
     // time after both writes succeeded: allow one check's length), never after the heal.
