@@ -507,12 +507,11 @@ fn a_master_cut_off_from_the_daemon_only_is_failed_over_and_the_guard_bounds_the
     let pods = Pods::start();
     let daemon = Daemon::start(&pods);
     let log = || daemon.log();
-    let mut epoch = 1;
-    let mut master = pods.wait_healthy(epoch, log);
+    let mut master = pods.wait_healthy(1, log);
     let mut rounds = Vec::new();
     for round in 0..ROUNDS {
-        rounds.push(partition_round(&pods, &daemon.log, round, master, epoch, log));
-        epoch += 1;
+        // Each round fails over once: round r starts at epoch r + 1.
+        rounds.push(partition_round(&pods, &daemon.log, round, master, round + 1, log));
         master = pods.record().expect("a record").0;
     }
     let total = |f: fn(&Round) -> usize| rounds.iter().map(f).sum::<usize>();
@@ -584,7 +583,7 @@ fn partition_round(
     // can end its reign.
     let done = format!("epoch={}", epoch + 1);
     wait_until(DEADLINE, "the daemon's failover done, the old master not repointed", log, || {
-        std::fs::read_to_string(&daemon_log)
+        std::fs::read_to_string(daemon_log)
             .ok()?
             .lines()
             .any(|l| {
