@@ -11,6 +11,15 @@
 //! target would not do: the servers the daemon spawns would run as `nobody` too, and the rule
 //! would cut their replication along with the daemon.
 //!
+//! Each of three rounds, under a writer that stays on whichever master accepts its writes and
+//! the two-master checker: the daemon fails over after `downAfter` (`confirmWithReplicas:
+//! false`); the old master refuses writes (`NOREPLICAS`) as soon as its replicas leave it,
+//! which they do at once because repointing is concurrent (the daemon's `REPLICAOF` to the
+//! unreachable old master blocks for the whole action timeout meanwhile); the cut lasts until
+//! that `REPLICAOF` has timed out, and once it heals the old master is fenced. No write
+//! acknowledged before the cut, nor more than the replication lag before the promotion, may be
+//! lost; the figures are printed.
+//!
 //! Needs root and `iptables` (scripts/install-test-deps); without them it fails, never skips.
 //! Each rule is removed when the round ends, and on drop, so a failing test leaves none behind.
 
