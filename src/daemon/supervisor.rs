@@ -281,6 +281,11 @@ impl Launch<'_> {
                         tracing::error!(%diagnostic, "policy rejected: the running version stays");
                     }
                 }
+                Change::Unreadable(diagnostics) => {
+                    for diagnostic in diagnostics {
+                        tracing::error!(%diagnostic, "cannot list the policy directory: every running policy stays");
+                    }
+                }
             }
         }
         let policies: Vec<Policy> = set.policies().cloned().collect();
