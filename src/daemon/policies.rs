@@ -163,7 +163,12 @@ impl PolicySet {
 
     /// Reports a problem with a file that has no text to remember (it could not be read, or
     /// is no policy text): remembered by its diagnostics instead, so it is reported once.
-    fn reject_once(&mut self, changes: &mut Vec<Change>, path: PathBuf, diagnostics: Vec<Diagnostic>) {
+    fn reject_once(
+        &mut self,
+        changes: &mut Vec<Change>,
+        path: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+    ) {
         let marker: String = diagnostics.iter().map(|d| format!("{d}\n")).collect();
         if self.rejected.get(&path) != Some(&marker) {
             changes.push(Change::Rejected(diagnostics));
