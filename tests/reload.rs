@@ -37,7 +37,7 @@ metadata: {{name: {name}}}
 spec:
   target:
     endpoints: [{list}]
-  sampling: {{interval: 500ms, timeout: 400ms}}
+  sampling: {{interval: 1s, timeout: 500ms}}
   scaling:
     minReplicas: 1
     maxReplicas: 4
@@ -102,7 +102,7 @@ spec:
   target:
     local: {{redisServer: {server}, basePort: {base}, dataDir: {data}}}
   auth: {{passwordFile: {password}}}
-  sampling: {{interval: 500ms, timeout: 400ms}}
+  sampling: {{interval: 1s, timeout: 500ms}}
   scaling:
     minReplicas: 2
     maxReplicas: 2
