@@ -194,6 +194,13 @@ struct PhaseLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoopLabels {
+    policy: String,
+    /// `health` (the probe) or `scaling` (the sampling round).
+    r#loop: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AlertLabels {
     outcome: &'static str,
 }
@@ -225,6 +232,7 @@ pub struct Metrics {
     master_serving: Family<PolicyLabels, Gauge>,
     replicas_lagging: Family<PolicyLabels, Gauge>,
     failover_phase: Family<PhaseLabels, Histogram>,
+    loop_overruns: Family<LoopLabels, Counter>,
 }
 
 /// Failover phases last from about a millisecond (a promotion on loopback) to tens of seconds
@@ -359,6 +367,14 @@ impl Metrics {
             Unit::Seconds,
             failover_phase.clone(),
         );
+        let loop_overruns = Family::<LoopLabels, Counter>::default();
+        registry.register(
+            "loop_overruns",
+            "Ticks of a policy loop's clock that found the last probe or round still running, \
+             or came more than a period late (an action was running), by policy and loop \
+             (health, scaling)",
+            loop_overruns.clone(),
+        );
         let http_connections = Gauge::default();
         registry.register(
             "http_connections",
@@ -418,6 +434,7 @@ impl Metrics {
             master_serving,
             replicas_lagging,
             failover_phase,
+            loop_overruns,
         }
     }
 
@@ -539,6 +556,11 @@ impl Metrics {
         self.failover_phase
             .get_or_create(&PhaseLabels { policy: policy.to_owned(), phase })
             .observe(took.as_secs_f64());
+    }
+
+    /// A tick of the `health` or `scaling` clock that could not start on time.
+    pub fn loop_overrun(&self, policy: &str, r#loop: &'static str) {
+        self.loop_overruns.get_or_create(&LoopLabels { policy: policy.to_owned(), r#loop }).inc();
     }
 
     pub fn alert(&self, outcome: AlertOutcome) {

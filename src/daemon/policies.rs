@@ -1,11 +1,14 @@
 //! The daemon's policy directory: every policy loaded at start, and on reload exactly what
 //! changed. A file that no longer validates is rejected with the same diagnostics `check`
 //! prints, and the version already running keeps running: a typo never stops autopilot.
+//! Nor does a directory or a file that cannot be read (too many open files, a permission
+//! slip): a policy stops only when its file is positively gone.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::policy::{Diagnostic, Policy, load_policy_str, policy_files};
+use crate::policy::load::{list_policy_files, read_policy_text};
+use crate::policy::{Diagnostic, Policy, load_policy_str};
 
 /// What a reload changed, one entry per affected file.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +20,9 @@ pub enum Change {
     Removed(String),
     /// The file changed but does not validate: the old version (if any) keeps running.
     Rejected(Vec<Diagnostic>),
+    /// The directory could not be listed: nothing changed, every running policy stays.
+    /// Reported once until a listing succeeds again.
+    Unreadable(Vec<Diagnostic>),
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +39,8 @@ pub struct PolicySet {
     /// The text of each file whose last version did not validate: it is reported once, not
     /// again on every poll until the file changes.
     rejected: BTreeMap<PathBuf, String>,
+    /// The last listing failure reported, so a lasting one is not reported on every poll.
+    unreadable: Option<Vec<Diagnostic>>,
 }
 
 impl PolicySet {
@@ -43,39 +51,67 @@ impl PolicySet {
             .reload()
             .into_iter()
             .flat_map(|change| match change {
-                Change::Rejected(diagnostics) => diagnostics,
+                Change::Rejected(diagnostics) | Change::Unreadable(diagnostics) => diagnostics,
                 _ => Vec::new(),
             })
             .collect();
-        if rejected.is_empty() { Ok(set) } else { Err(rejected) }
+        if !rejected.is_empty() {
+            return Err(rejected);
+        }
+        if set.files.is_empty() {
+            // A typo in `--policies` should fail the start, not run a daemon with nothing.
+            let name = dir.display().to_string();
+            let message = "no *.yaml or *.yml files in this directory";
+            return Err(vec![Diagnostic::whole_file(&name, message)]);
+        }
+        Ok(set)
     }
 
     pub fn policies(&self) -> impl Iterator<Item = &Policy> {
         self.files.values().map(|loaded| &loaded.policy)
     }
 
-    /// Reads the directory again and applies what changed.
+    /// Reads the directory again and applies what changed. A failed listing changes nothing;
+    /// a file that cannot be read keeps its running version; a policy is removed only when
+    /// its file is gone (`NotFound`).
     pub fn reload(&mut self) -> Vec<Change> {
+        let paths = match list_policy_files(&self.dir) {
+            Ok(paths) => {
+                self.unreadable = None;
+                paths
+            }
+            Err(diagnostics) => {
+                if self.unreadable.as_ref() == Some(&diagnostics) {
+                    return Vec::new();
+                }
+                self.unreadable = Some(diagnostics.clone());
+                return vec![Change::Unreadable(diagnostics)];
+            }
+        };
         let mut changes = Vec::new();
         let mut seen = Vec::new();
-        for file in policy_files(&self.dir) {
-            let path = match file {
-                Ok(path) => path,
-                Err(diagnostic) => {
-                    changes.push(Change::Rejected(vec![diagnostic]));
+        for path in paths {
+            let name = path.display().to_string();
+            let text = match read_policy_text(&path) {
+                Ok(Ok(text)) => text,
+                // Deleted since the listing: the check for gone files below removes it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                // Unreadable now (too many open files, permissions): the running version
+                // stays, whatever the file holds.
+                Err(e) => {
+                    let diagnostic = Diagnostic::whole_file(&name, &format!("cannot read: {e}"));
+                    self.reject_once(&mut changes, path.clone(), vec![diagnostic]);
+                    seen.push(path);
+                    continue;
+                }
+                // Not text a policy can be (too large, not UTF-8).
+                Ok(Err(diagnostics)) => {
+                    self.reject_once(&mut changes, path.clone(), diagnostics);
+                    seen.push(path);
                     continue;
                 }
             };
             seen.push(path.clone());
-            let name = path.display().to_string();
-            let text = match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                Err(e) => {
-                    let diagnostic = Diagnostic::whole_file(&name, &format!("cannot read: {e}"));
-                    changes.push(Change::Rejected(vec![diagnostic]));
-                    continue;
-                }
-            };
             if self.files.get(&path).is_some_and(|loaded| loaded.text == text) {
                 // Reverted to the running version: a later bad edit is news again.
                 self.rejected.remove(&path);
@@ -111,13 +147,33 @@ impl PolicySet {
             }
         }
         self.rejected.retain(|path, _| seen.contains(path));
-        let gone: Vec<PathBuf> = self.files.keys().filter(|p| !seen.contains(p)).cloned().collect();
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|path| !seen.contains(path) && is_gone(path))
+            .cloned()
+            .collect();
         for path in gone {
             if let Some(loaded) = self.files.remove(&path) {
                 changes.push(Change::Removed(loaded.policy.name));
             }
         }
         changes
+    }
+
+    /// Reports a problem with a file that has no text to remember (it could not be read, or
+    /// is no policy text): remembered by its diagnostics instead, so it is reported once.
+    fn reject_once(
+        &mut self,
+        changes: &mut Vec<Change>,
+        path: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+    ) {
+        let marker: String = diagnostics.iter().map(|d| format!("{d}\n")).collect();
+        if self.rejected.get(&path) != Some(&marker) {
+            changes.push(Change::Rejected(diagnostics));
+            self.rejected.insert(path, marker);
+        }
     }
 
     /// Another file that already defines a policy of this name.
@@ -127,6 +183,12 @@ impl PolicySet {
             .find(|(path, loaded)| path.as_path() != except && loaded.policy.name == name)
             .map(|(path, _)| path.display().to_string())
     }
+}
+
+/// Whether `path` is positively gone: `stat` says `NotFound` (a dangling symlink too, as
+/// when a ConfigMap drops a key). Any other answer keeps the policy running.
+fn is_gone(path: &Path) -> bool {
+    std::fs::metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
 }
 
 #[cfg(test)]
@@ -149,6 +211,7 @@ mod tests {
                 Change::Replaced(p) => format!("~{}", p.name),
                 Change::Removed(name) => format!("-{name}"),
                 Change::Rejected(d) => format!("!{}", d[0]),
+                Change::Unreadable(d) => format!("?{}", d[0]),
             })
             .collect()
     }
@@ -193,6 +256,71 @@ mod tests {
         // Fixing the file replaces it.
         std::fs::write(&file, policy_text("a", 4)).unwrap();
         assert_eq!(names(&set.reload()), ["~a"]);
+    }
+
+    fn running(set: &PolicySet) -> Vec<&str> {
+        set.policies().map(|p| p.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_listed_removes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("policies");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), policy_text("a", 3)).unwrap();
+        let mut set = PolicySet::load(&dir).unwrap();
+        // The path cannot be read now (a symlink loop, ELOOP), as it cannot with EMFILE.
+        std::fs::rename(&dir, root.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(&dir, &dir).unwrap();
+        let changes = set.reload();
+        assert!(matches!(changes.as_slice(), [Change::Unreadable(_)]), "{changes:?}");
+        assert_eq!(running(&set), ["a"], "a failed listing is not a deletion");
+        assert!(set.reload().is_empty(), "a lasting failure is reported once");
+        // Gone altogether: still only a listing that failed.
+        std::fs::remove_file(&dir).unwrap();
+        assert!(matches!(set.reload().as_slice(), [Change::Unreadable(_)]));
+        assert_eq!(running(&set), ["a"]);
+        // Back, unchanged: nothing to do; then the file really goes.
+        std::fs::rename(root.path().join("elsewhere"), &dir).unwrap();
+        assert!(set.reload().is_empty());
+        std::fs::remove_file(dir.join("a.yaml")).unwrap();
+        assert_eq!(names(&set.reload()), ["-a"]);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_keeps_its_running_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.yaml");
+        std::fs::write(&file, policy_text("a", 3)).unwrap();
+        let mut set = PolicySet::load(dir.path()).unwrap();
+        // A path that is there but no readable file: not listed, yet not gone either.
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        assert!(set.reload().is_empty(), "{:?}", set.reload());
+        assert_eq!(running(&set), ["a"]);
+        std::fs::remove_dir(&file).unwrap();
+        // Bytes that are no text: rejected once, the running version stays.
+        std::fs::write(&file, b"\xff\xfe").unwrap();
+        let changes = set.reload();
+        assert!(matches!(changes.as_slice(), [Change::Rejected(_)]), "{changes:?}");
+        assert!(set.reload().is_empty());
+        assert_eq!(running(&set), ["a"]);
+    }
+
+    #[test]
+    fn a_huge_file_is_rejected_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.yaml");
+        std::fs::write(&file, policy_text("a", 3)).unwrap();
+        let mut set = PolicySet::load(dir.path()).unwrap();
+        // 2 GiB of holes: read whole, it would take 2 GiB of memory and seconds.
+        let huge = std::fs::File::create(&file).unwrap();
+        huge.set_len(2 << 30).unwrap();
+        let changes = set.reload();
+        let [Change::Rejected(diagnostics)] = changes.as_slice() else { panic!("{changes:?}") };
+        assert!(diagnostics[0].to_string().contains("larger than 1024 KiB"), "{diagnostics:?}");
+        assert_eq!(running(&set), ["a"]);
+        assert!(set.reload().is_empty(), "reported once");
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! One policy's loop. Two clocks drive it: every `health.probeInterval` a health probe of
 //! every instance (failover, fencing, repointing, role labels), and every `sampling.interval`
 //! a scaling round (sample, decide, scale). A scaling round samples in a task of its own, so a
-//! hung instance that makes a round wait for its timeout never delays the next health probe.
+//! hung instance that makes a round wait for its timeout never delays the next health probe;
+//! and a round starts before a due probe, so a probe that always outlasts its interval (it
+//! waits `probeTimeout` for a hung instance) never stops scaling either. A tick that comes
+//! more than a period late, or finds its round still sampling, is an overrun: counted in
+//! `loop_overruns_total` and logged, at most every 30 s.
 //!
 //! Every *action* happens in this one task, so two actions on the same target are never in
 //! flight at once; a reload or an alert is a message to it. Shutdown is checked between
@@ -9,7 +13,7 @@
 //! nothing new starts.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -143,8 +147,13 @@ impl<C: Cluster> PolicyLoop<C> {
         // The scaling round sampling in the background, if one is.
         let mut round: Option<JoinHandle<Observation>> = None;
         let master_watch = MasterWatch::start();
+        let mut round_overruns = Overruns::new("scaling");
+        let mut probe_overruns = Overruns::new("health");
         loop {
             master_watch.follow(self.serving_master.clone());
+            // Biased: shutdown and commands first, then starting a round (it only spawns its
+            // sampling) and taking its result, then a health probe, which runs here and may
+            // take `probeTimeout`. Every tick is consumed when it fires, so none starves.
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
@@ -157,9 +166,13 @@ impl<C: Cluster> PolicyLoop<C> {
                         self.alert(&alert_name, action).await;
                     }
                 },
-                _ = probes.tick() => self.check_health().await,
                 // The master's process went away: probe now, not at the next tick.
                 () = master_watch.dropped() => self.check_health().await,
+                at = ticker.tick() => {
+                    if round_overruns.on_time(&self.shared, &name, at, ticker.period(), round.is_some()) {
+                        round = self.start_round().await;
+                    }
+                }
                 observation = wait(&mut round) => {
                     round = None;
                     match observation {
@@ -167,7 +180,10 @@ impl<C: Cluster> PolicyLoop<C> {
                         Err(error) => tracing::error!(policy = %name, %error, "sampling round failed"),
                     }
                 }
-                _ = ticker.tick(), if round.is_none() => round = self.start_round().await,
+                at = probes.tick() => {
+                    probe_overruns.on_time(&self.shared, &name, at, probes.period(), false);
+                    self.check_health().await;
+                }
             }
         }
         if let Some(round) = round {
@@ -582,6 +598,61 @@ fn decision_detection(decision: &Decision) -> Option<&health::Detection> {
 /// A decision named an instance the member list no longer has (it changed since the probe).
 fn missing(instance: &str) -> ActionOutcome {
     ActionOutcome::Failed { error: format!("{instance} is no longer a member") }
+}
+
+/// How often a lasting overrun is logged (each one is counted).
+const OVERRUN_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// The overruns of one of the loop's clocks.
+struct Overruns {
+    clock: &'static str,
+    /// Counted since the last log line.
+    unlogged: u64,
+    logged_at: Option<Instant>,
+}
+
+impl Overruns {
+    fn new(clock: &'static str) -> Self {
+        Self { clock, unlogged: 0, logged_at: None }
+    }
+
+    /// Whether the tick scheduled for `at` may start its work: not while `busy` (its last
+    /// round still samples). That, or a tick more than a `period` late (the loop was probing
+    /// or acting), is an overrun: counted, and logged at most every [`OVERRUN_LOG_EVERY`].
+    fn on_time(
+        &mut self,
+        shared: &Shared,
+        policy: &str,
+        at: tokio::time::Instant,
+        period: Duration,
+        busy: bool,
+    ) -> bool {
+        let late = at.elapsed();
+        if !busy && late <= period {
+            return true;
+        }
+        shared.metrics.loop_overrun(policy, self.clock);
+        self.unlogged += 1;
+        if self.logged_at.is_none_or(|logged| logged.elapsed() >= OVERRUN_LOG_EVERY) {
+            let why = if busy {
+                "the last round is still sampling (an instance answers slowly or not at all)"
+            } else {
+                "the loop was busy: a probe waiting for a slow instance, or an action"
+            };
+            tracing::warn!(
+                policy,
+                clock = self.clock,
+                overruns = self.unlogged,
+                ?period,
+                ?late,
+                why,
+                "policy loop overran its interval"
+            );
+            self.unlogged = 0;
+            self.logged_at = Some(Instant::now());
+        }
+        !busy
+    }
 }
 
 fn interval(period: std::time::Duration) -> tokio::time::Interval {

@@ -2,6 +2,13 @@
 //! the HTTP surface, routes alerts to the policy that maps them, applies policy reloads
 //! (SIGHUP, or a change noticed by polling the directory), and shuts everything down in order
 //! on SIGTERM or SIGINT: stop taking work, let in-flight actions finish, stop the HTTP server.
+//!
+//! A reload that changes where or how a policy connects (`target`, `auth`, `tls`) restarts
+//! its loop: the backend is opened from those, so the old loop stops the way shutdown stops
+//! it (its in-flight action finishes) and a new one opens the new target; the durable record
+//! lives in the backend and stays. Other edits are swapped into the running loop. Secrets are
+//! re-read on SIGHUP and on every poll, by content: a rotated password reaches every holder
+//! (see [`secret`]), and the loops of the policies that use it rebuild their clients.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,7 +30,8 @@ use crate::act::{Executor, Mode, RateLimit};
 use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::errors::chain;
-use crate::policy::{Diagnostic, Policy};
+use crate::policy::{Diagnostic, Policy, SecretSource};
+use crate::sample::secret;
 
 /// How often the policy directory is read for changes (SIGHUP reloads at once).
 const RELOAD_POLL: Duration = Duration::from_secs(2);
@@ -74,8 +82,35 @@ fn lines(diagnostics: &[Diagnostic]) -> String {
 }
 
 struct Running {
+    /// The version the loop runs.
+    policy: Policy,
     commands: mpsc::Sender<Command>,
     task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops the loop the way shutdown does: between steps, an in-flight action finishing.
+    async fn stop(self) {
+        drop(self.commands);
+        let _ = self.task.await;
+    }
+}
+
+/// Whether `new` connects differently from `old`: the backend and the clients a loop holds
+/// are opened from these, so only a new loop takes them.
+fn connects_differently(old: &Policy, new: &Policy) -> bool {
+    old.target != new.target || old.auth != new.auth || old.tls != new.tls
+}
+
+/// The secrets a policy's loop reads: a change in one rebuilds the loop's clients.
+fn uses_secret(policy: &Policy, source: &SecretSource) -> bool {
+    let auth = policy.auth.as_ref().map(|auth| &auth.password);
+    let prometheus =
+        policy.prometheus.as_ref().and_then(|p| p.credentials.as_ref()).map(|c| match c {
+            crate::policy::PrometheusCredentials::Bearer(token) => token,
+            crate::policy::PrometheusCredentials::Basic { password, .. } => password,
+        });
+    auth == Some(source) || prometheus == Some(source)
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns once every policy loop has stopped.
@@ -139,7 +174,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
             _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = hangup.recv() => {
-                tracing::info!("SIGHUP: reloading policies");
+                tracing::info!("SIGHUP: reloading policies and secrets");
                 launch.reload(&mut set, &mut running).await;
             }
             _ = poll.tick() => launch.reload(&mut set, &mut running).await,
@@ -223,6 +258,7 @@ impl Launch<'_> {
         };
         let executor = Executor::new(self.config.mode, self.config.rate_limit.clone())
             .with_leadership(leadership);
+        let version = policy.clone();
         let policy_loop = match PolicyLoop::new(policy, cluster, executor, self.shared.clone()) {
             Ok(policy_loop) => {
                 policy_loop.with_snapshots(self.snapshots.clone()).with_actor(&identity)
@@ -238,7 +274,7 @@ impl Launch<'_> {
         let task =
             tokio::spawn(async move { policy_loop.run(receiver, stopped).await.stop().await });
         self.unstarted.remove(&name);
-        running.insert(name, Running { commands, task });
+        running.insert(name, Running { policy: version, commands, task });
     }
 
     /// Tries again to start every policy that could not.
@@ -250,6 +286,8 @@ impl Launch<'_> {
     }
 
     async fn reload(&mut self, set: &mut PolicySet, running: &mut BTreeMap<String, Running>) {
+        // Secrets first: a policy edit below starts from the values read now.
+        self.refresh_secrets(running).await;
         let changes = set.reload();
         if changes.is_empty() {
             return;
@@ -261,8 +299,16 @@ impl Launch<'_> {
                     self.start(running, policy).await;
                 }
                 Change::Replaced(policy) => {
-                    match running.get(&policy.name) {
+                    match running.get_mut(&policy.name) {
+                        Some(r) if connects_differently(&r.policy, &policy) => {
+                            tracing::info!(policy = %policy.name, "policy connects differently: restarting its loop");
+                            if let Some(old) = running.remove(&policy.name) {
+                                old.stop().await;
+                            }
+                            self.start(running, policy).await;
+                        }
                         Some(r) => {
+                            r.policy = policy.clone();
                             // Its snapshots and alerts follow the gate of the new version.
                             self.leadership(&policy).await;
                             let _ = r.commands.send(Command::Reload(Box::new(policy))).await;
@@ -277,8 +323,7 @@ impl Launch<'_> {
                         self.shared.status.policy_unloaded(&name);
                     }
                     if let Some(r) = running.remove(&name) {
-                        drop(r.commands);
-                        let _ = r.task.await;
+                        r.stop().await;
                         tracing::info!(policy = %name, "policy removed");
                     }
                 }
@@ -287,10 +332,38 @@ impl Launch<'_> {
                         tracing::error!(%diagnostic, "policy rejected: the running version stays");
                     }
                 }
+                Change::Unreadable(diagnostics) => {
+                    for diagnostic in diagnostics {
+                        tracing::error!(%diagnostic, "cannot list the policy directory: every running policy stays");
+                    }
+                }
             }
         }
         let policies: Vec<Policy> = set.policies().cloned().collect();
         self.routes.replace(&policies);
+    }
+}
+
+impl Launch<'_> {
+    /// Re-reads every secret; the loops of the policies using one that changed rebuild their
+    /// clients with it (what their backend holds follows by itself, see [`secret`]).
+    async fn refresh_secrets(&mut self, running: &BTreeMap<String, Running>) {
+        for refreshed in secret::refresh() {
+            match refreshed {
+                secret::Refreshed::Changed(source) => {
+                    let from = secret::describe(&source);
+                    tracing::info!(secret = %from, "secret changed: re-read");
+                    for r in running.values().filter(|r| uses_secret(&r.policy, &source)) {
+                        let reload = Command::Reload(Box::new(r.policy.clone()));
+                        let _ = r.commands.send(reload).await;
+                    }
+                }
+                secret::Refreshed::Failed(source, error) => {
+                    let from = secret::describe(&source);
+                    tracing::warn!(secret = %from, error = %chain(&error), "cannot re-read a secret: the last value stays in use");
+                }
+            }
+        }
     }
 }
 

@@ -99,23 +99,34 @@ pub fn load_policy(path: &Path) -> Result<Policy, Vec<Diagnostic>> {
 /// described ("a string"), not shown.
 pub fn load_policy_checked(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     let file = path.display().to_string();
-    let bytes = read_at_most(path, MAX_POLICY_BYTES + 1)
-        .map_err(|e| vec![Diagnostic::whole_file(&file, &format!("cannot read: {e}"))])?;
+    let text = read_policy_text(path)
+        .map_err(|e| vec![Diagnostic::whole_file(&file, &format!("cannot read: {e}"))])??;
+    let quote = path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml");
+    load(&file, &text, quote)
+}
+
+/// A policy file's text, read through [`MAX_POLICY_BYTES`]: at most one byte more is ever
+/// read, so a huge file costs no memory. The outer error is the I/O failure (a caller can
+/// tell a file that is gone from one it could not read); the inner one what is wrong with
+/// the bytes (too large, not UTF-8).
+pub fn read_policy_text(path: &Path) -> std::io::Result<Result<String, Vec<Diagnostic>>> {
+    let file = path.display().to_string();
+    let bytes = read_at_most(path, MAX_POLICY_BYTES + 1)?;
     if bytes.len() > MAX_POLICY_BYTES {
-        return Err(vec![too_large(&file)]);
+        return Ok(Err(vec![too_large(&file)]));
     }
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
-        let valid = String::from_utf8_lossy(&bytes[..e.valid_up_to()]);
-        let byte = bytes.get(e.valid_up_to()).copied().unwrap_or_default();
+    Ok(String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let valid_up_to = e.utf8_error().valid_up_to();
+        let valid = String::from_utf8_lossy(&bytes[..valid_up_to]);
+        let byte = bytes.get(valid_up_to).copied().unwrap_or_default();
         vec![Diagnostic::new(
             &file,
             end_of(&valid),
             "<file>",
             &format!("not UTF-8 text (byte 0x{byte:02X}); policy files are UTF-8 YAML"),
         )]
-    })?;
-    let quote = path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml");
-    load(&file, text, quote)
+    }))
 }
 
 /// Loads and validates policy text; `file` names it in diagnostics.
@@ -484,6 +495,27 @@ pub fn policy_files(path: &Path) -> Vec<Result<PathBuf, Diagnostic>> {
             .push(Err(Diagnostic::whole_file(&name, "no *.yaml or *.yml files in this directory")));
     }
     targets
+}
+
+/// Every policy file `path` stands for (itself when it is a file), sorted, or every listing
+/// that failed. Unlike [`policy_files`] a partial listing is never returned: the daemon
+/// removes a policy whose file it no longer finds, and a directory it could not read (too
+/// many open files, say) must not read as a directory whose files were all deleted.
+pub fn list_policy_files(path: &Path) -> Result<Vec<PathBuf>, Vec<Diagnostic>> {
+    let name = path.display().to_string();
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| vec![Diagnostic::whole_file(&name, &format!("cannot read: {e}"))])?;
+    if !metadata.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    walk(path, &mut found, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// Collects `*.yaml` / `*.yml` under `dir`. Symlinked directories are not followed, so a

@@ -7,6 +7,7 @@
 pub mod daemon;
 pub mod failover;
 pub mod kube_fake;
+pub mod policy_daemon;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
