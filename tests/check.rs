@@ -326,12 +326,36 @@ fn secret_files_are_never_quoted() {
 /// Logs are plain text when stderr is not a terminal (a pipe here): no colour codes.
 #[test]
 fn logs_to_a_pipe_have_no_colour_codes() {
-    let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
-        .args(["run", "--policies", "/nonexistent/policies", "--listen", "127.0.0.1:0"])
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Port 1 answers nobody: the daemon logs, and being paused it never acts.
+    std::fs::write(
+        dir.path().join("quiet.yaml"),
+        "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {name: quiet}\n\
+         spec:\n  target:\n    endpoints: ['127.0.0.1:1']\n  scaling:\n    minReplicas: 1\n    \
+         maxReplicas: 2\n    metrics:\n      - {redis: instantaneous_ops_per_sec, target: 1000}\n",
+    )
+    .expect("write policy");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+        .args(["run", "--paused", "--listen", "127.0.0.1:0", "--policies"])
+        .arg(dir.path())
         .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run redis-autopilot");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("WARN"), "a log line was written: {stderr}");
-    assert!(!stderr.contains("\x1b["), "{stderr:?}");
+    // Read until the first INFO line; the daemon's stderr is a pipe, so no colour is due.
+    let mut seen = String::new();
+    for line in std::io::BufReader::new(daemon.stderr.take().expect("stderr")).lines() {
+        let line = line.expect("read stderr");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("INFO") {
+            break;
+        }
+    }
+    daemon.kill().expect("stop the daemon");
+    daemon.wait().expect("reap the daemon");
+    assert!(seen.contains("INFO"), "a log line was written: {seen}");
+    assert!(!seen.contains("\x1b["), "{seen:?}");
 }
