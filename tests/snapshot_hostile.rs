@@ -116,3 +116,140 @@ async fn an_info_reply_announcing_200_mb_is_a_protocol_error_read_in_bounded_mem
     eprintln!("peer sent {sent} payload bytes; VmRSS grew {growth} KiB; took {took:?}");
     assert!(sent < 200 * 1024 * 1024, "the client read the whole reply");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The snapshot store
+
+use redis_autopilot::policy::load_policy_str;
+use redis_autopilot::snapshot::Snapshotter;
+use redis_autopilot::snapshot::take::Quiet;
+use support::Redis;
+
+/// A snapshotter for `master` writing to `dir` (policy `cache`, keepLast 1).
+fn snapshotter(master: &Redis, dir: &std::path::Path, compression: &str) -> Snapshotter {
+    let text = format!(
+        "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: cache}}\n\
+         spec:\n  target: {{endpoints: [\"{}\"]}}\n  snapshots:\n    schedule: '0 0 3 * * *'\n\
+         \x20   destination: 'file://{}'\n    source: master\n    compression: {compression}\n\
+         \x20   retention: {{keepLast: 1}}\n",
+        master.addr(),
+        dir.display()
+    );
+    Snapshotter::new(&load_policy_str("cache.yaml", &text).expect("policy")).expect("snapshotter")
+}
+
+fn endpoint(redis: &Redis) -> Endpoint {
+    Endpoint::parse(&redis.addr()).unwrap()
+}
+
+/// The manifest JSON of `id` in `folder`, as a mutable value.
+fn manifest_json(folder: &std::path::Path, id: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(folder.join(format!("{id}.json"))).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_never_deletes_outside_the_store_nor_a_listed_snapshot() {
+    let master = Redis::master();
+    master.cli(&["SET", "k", "v"]);
+    let store = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let snapshotter = snapshotter(&master, store.path(), "none");
+    let old = snapshotter.take(&[endpoint(&master)], &Quiet).await.expect("take").id;
+    let newest = snapshotter.take(&[endpoint(&master)], &Quiet).await.expect("take").id;
+    let folder = store.path().join("cache");
+
+    // 1. An old manifest whose object goes through a symlinked folder to a file outside.
+    std::fs::write(outside.path().join("victim.rdb"), b"precious").unwrap();
+    std::os::unix::fs::symlink(outside.path(), folder.join("sub")).unwrap();
+    let evil = "20000101T000000.000Z-evil";
+    let mut m = manifest_json(&folder, &old);
+    m["id"] = evil.into();
+    m["object"] = "sub/victim.rdb".into();
+    std::fs::write(folder.join(format!("{evil}.json")), m.to_string()).unwrap();
+    // 2. An old manifest naming its own object, which is a symlink to a file outside.
+    std::fs::write(outside.path().join("victim2.rdb"), b"precious").unwrap();
+    let linked = "20000101T000000.001Z-linked";
+    std::os::unix::fs::symlink(
+        outside.path().join("victim2.rdb"),
+        folder.join(format!("{linked}.rdb")),
+    )
+    .unwrap();
+    let mut m = manifest_json(&folder, &old);
+    m["id"] = linked.into();
+    m["object"] = format!("{linked}.rdb").into();
+    std::fs::write(folder.join(format!("{linked}.json")), m.to_string()).unwrap();
+    // 3. The newest manifest copied under an old name, as is, and with its id renamed.
+    std::fs::copy(
+        folder.join(format!("{newest}.json")),
+        folder.join("20000101T000000.002Z-copy.json"),
+    )
+    .unwrap();
+    let renamed = "20000101T000000.003Z-renamed";
+    let mut m = manifest_json(&folder, &newest);
+    m["id"] = renamed.into();
+    std::fs::write(folder.join(format!("{renamed}.json")), m.to_string()).unwrap();
+
+    let listing = snapshotter.listing().await.expect("listing");
+    let ids: Vec<&str> = listing.manifests.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, [old.as_str(), newest.as_str()]);
+    assert_eq!(listing.skipped.len(), 4, "{:?}", listing.skipped);
+    let pruned = snapshotter.prune(false).await.expect("prune");
+    assert_eq!(pruned.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), [old.as_str()]);
+    assert_eq!(std::fs::read(outside.path().join("victim.rdb")).unwrap(), b"precious");
+    assert_eq!(std::fs::read(outside.path().join("victim2.rdb")).unwrap(), b"precious");
+    assert!(folder.join(format!("{newest}.rdb")).exists(), "the newest object was deleted");
+    let left: Vec<String> = snapshotter.list().await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(left, [newest.clone()]);
+    snapshotter.verify(&newest, &Quiet).await.expect("the newest still verifies");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_manifests_are_skipped_and_a_zstd_bomb_stops_at_the_recorded_size() {
+    let master = Redis::master();
+    master.cli(&["SET", "k", "v"]);
+    let store = tempfile::tempdir().unwrap();
+    let snapshotter = snapshotter(&master, store.path(), "zstd");
+    let id = snapshotter.take(&[endpoint(&master)], &Quiet).await.expect("take").id;
+    let folder = store.path().join("cache");
+
+    // Garbage, and a 300 MB manifest (sparse: costs no disk), are skipped with why.
+    std::fs::write(folder.join("garbage.json"), b"{not json").unwrap();
+    let huge = std::fs::File::create(folder.join("20000101T000000.000Z-huge.json")).unwrap();
+    huge.set_len(300 * 1024 * 1024).unwrap();
+    let before = vm_rss_kib();
+    let listing = snapshotter.listing().await.expect("listing despite bad manifests");
+    let growth = vm_rss_kib().saturating_sub(before);
+    assert_eq!(listing.manifests.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), [id.clone()]);
+    let whys: Vec<&str> = listing.skipped.iter().map(|s| s.why.as_str()).collect();
+    assert_eq!(whys.len(), 2, "{whys:?}");
+    assert!(whys.iter().any(|w| w.contains("more than")), "{whys:?}");
+    assert!(growth < 64 * 1024, "reading manifests grew VmRSS by {growth} KiB");
+    snapshotter.prune(false).await.expect("prune despite bad manifests");
+
+    // A 64 KB zstd object expanding to 1 GiB, with a manifest that matches it as stored.
+    let bomb = {
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+        let zeros = vec![0_u8; 1 << 20];
+        for _ in 0..1024 {
+            encoder.write_all(&zeros).unwrap();
+        }
+        encoder.finish().unwrap()
+    };
+    let bombed = "20000101T000000.000Z-bomb";
+    std::fs::write(folder.join(format!("{bombed}.rdb.zst")), &bomb).unwrap();
+    let mut m = manifest_json(&folder, &id);
+    m["id"] = bombed.into();
+    m["object"] = format!("{bombed}.rdb.zst").into();
+    m["storedBytes"] = (bomb.len() as u64).into();
+    use sha2::Digest as _;
+    let sha: String = sha2::Sha256::digest(&bomb).iter().map(|b| format!("{b:02x}")).collect();
+    m["sha256"] = sha.into();
+    std::fs::write(folder.join(format!("{bombed}.json")), m.to_string()).unwrap();
+    let restored = store.path().join("restored.rdb");
+    let started = Instant::now();
+    let error = snapshotter.restore(bombed, &restored, &Quiet).await.expect_err("a bomb");
+    let text = redis_autopilot::errors::chain(&error);
+    assert!(text.contains("expands past"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(!restored.exists());
+}
