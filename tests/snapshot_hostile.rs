@@ -253,3 +253,41 @@ async fn bad_manifests_are_skipped_and_a_zstd_bomb_stops_at_the_recorded_size() 
     assert!(started.elapsed() < Duration::from_secs(60));
     assert!(!restored.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_refuses_to_overwrite_and_never_follows_a_planted_partial_symlink() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let master = Redis::master();
+    master.cli(&["SET", "k", "v"]);
+    let store = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let snapshotter = snapshotter(&master, store.path(), "none");
+    let id = snapshotter.take(&[endpoint(&master)], &Quiet).await.expect("take").id;
+
+    // An existing file is kept, untouched, unless the caller says to replace it.
+    let to = work.path().join("dump.rdb");
+    std::fs::write(&to, b"keep me").unwrap();
+    let error = snapshotter.restore(&id, &to, &Quiet).await.expect_err("an existing file");
+    assert!(error.to_string().contains("--force"), "{error}");
+    assert_eq!(std::fs::read(&to).unwrap(), b"keep me");
+    snapshotter.restore_with(&id, &to, true, &Quiet).await.expect("overwrite when asked");
+    assert!(std::fs::read(&to).unwrap().starts_with(b"REDIS"));
+    let mode = std::fs::metadata(&to).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a restored RDB is readable by its owner only");
+
+    // A symlink planted at FILE.partial is refused, and its target left alone.
+    let victim = work.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let fresh = work.path().join("fresh.rdb");
+    std::os::unix::fs::symlink(&victim, work.path().join("fresh.rdb.partial")).unwrap();
+    let error = snapshotter.restore(&id, &fresh, &Quiet).await.expect_err("a planted symlink");
+    assert!(redis_autopilot::errors::chain(&error).contains("fresh.rdb.partial"), "{error}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(!fresh.exists());
+
+    // And with nothing in the way, a restore to a new path works.
+    let new = work.path().join("new.rdb");
+    snapshotter.restore(&id, &new, &Quiet).await.expect("restore to a new file");
+    assert!(!work.path().join("new.rdb.partial").exists());
+    assert!(std::fs::read(&new).unwrap().starts_with(b"REDIS"));
+}

@@ -122,6 +122,8 @@ pub enum SnapshotError {
         #[source]
         source: std::io::Error,
     },
+    #[error("`{}` exists; pass --force to replace it", .path.display())]
+    Exists { path: std::path::PathBuf },
     #[error("cannot write `{}`", .path.display())]
     Local {
         path: std::path::PathBuf,
@@ -175,7 +177,7 @@ impl SnapshotError {
                 "stored_corrupt"
             }
             SnapshotError::Decompress { .. } => "decompress",
-            SnapshotError::Local { .. } => "local_io",
+            SnapshotError::Local { .. } | SnapshotError::Exists { .. } => "local_io",
         }
     }
 }

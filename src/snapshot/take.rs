@@ -438,14 +438,33 @@ impl Snapshotter {
         Ok(manifest)
     }
 
-    /// Downloads, verifies and writes `id` to `to` as a plain RDB. The file appears only
-    /// once verified (written to `to.partial` first, then renamed).
+    /// Downloads, verifies and writes `id` to `to` as a plain RDB, refusing to replace an
+    /// existing `to`. See [`Self::restore_with`].
     pub async fn restore(
         &self,
         id: &str,
         to: &FsPath,
         progress: &dyn Progress,
     ) -> Result<Manifest, SnapshotError> {
+        self.restore_with(id, to, false, progress).await
+    }
+
+    /// Downloads, verifies and writes `id` to `to` as a plain RDB. The file appears only
+    /// once verified: written to `to.partial` first, created new with mode 0600 (an existing
+    /// file or planted symlink there is refused, never followed), then moved into place.
+    /// Without `overwrite`, an existing `to` is an error, checked first and again by the
+    /// final link, which never replaces a file that appeared meanwhile.
+    pub async fn restore_with(
+        &self,
+        id: &str,
+        to: &FsPath,
+        overwrite: bool,
+        progress: &dyn Progress,
+    ) -> Result<Manifest, SnapshotError> {
+        let exists = |path: &FsPath| SnapshotError::Exists { path: path.to_owned() };
+        if !overwrite && std::fs::symlink_metadata(to).is_ok() {
+            return Err(exists(to));
+        }
         let manifest = self.manifest(id).await?;
         let mut partial = to.as_os_str().to_owned();
         partial.push(".partial");
@@ -454,16 +473,32 @@ impl Snapshotter {
             let path = path.to_owned();
             move |source| SnapshotError::Local { path, source }
         };
-        let file = std::fs::File::create(&partial).map_err(local(&partial))?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&partial)
+                .map_err(local(&partial))?
+        };
         let file = (to.to_owned(), std::io::BufWriter::new(file));
         let result = self.download(&manifest, Some(file), progress).await;
-        match result {
-            Ok(()) => std::fs::rename(&partial, to).map_err(local(to))?,
-            Err(error) => {
-                let _ = std::fs::remove_file(&partial);
-                return Err(error);
+        let placed = result.and_then(|()| {
+            if overwrite {
+                std::fs::rename(&partial, to).map_err(local(to))
+            } else {
+                // A hard link fails if `to` exists: no window where a file that appeared
+                // during the download is replaced.
+                std::fs::hard_link(&partial, to).map_err(|source| match source.kind() {
+                    std::io::ErrorKind::AlreadyExists => exists(to),
+                    _ => SnapshotError::Local { path: to.to_owned(), source },
+                })
             }
-        }
+        });
+        // We created the partial file (create_new), so removing it is ours to do.
+        let _ = std::fs::remove_file(&partial);
+        placed?;
         Ok(manifest)
     }
 
