@@ -98,8 +98,12 @@ pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
         }
         Command::List { policy, output } => {
             let (_, snapshotter) = open(&policy)?;
-            let manifests = runtime.block_on(snapshotter.list()).map_err(report)?;
-            print_manifests(&manifests, output)?;
+            let listing = runtime.block_on(snapshotter.listing()).map_err(report)?;
+            print_manifests(&listing.manifests, output)?;
+            // On stderr: the listing on stdout keeps its format (JSON stays parseable).
+            for skipped in &listing.skipped {
+                eprintln!("skipped `{}`: {}", skipped.object, skipped.why);
+            }
         }
         Command::Verify { policy, id } => {
             let (_, snapshotter) = open(&policy)?;
