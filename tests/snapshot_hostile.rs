@@ -26,9 +26,11 @@ fn commands(buffer: &mut Vec<u8>) -> Vec<String> {
         Some((&bytes[at..end], end + 2))
     }
     let mut names = Vec::new();
-    loop {
-        let Some((header, mut at)) = line(buffer, 0) else { break };
-        let count: usize = std::str::from_utf8(&header[1..]).unwrap().parse().unwrap();
+    while let Some((header, mut at)) = line(buffer, 0) {
+        let count: usize = std::str::from_utf8(&header[1..])
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .expect("array header");
         let mut name = None;
         let mut complete = true;
         for _ in 0..count {
@@ -36,7 +38,10 @@ fn commands(buffer: &mut Vec<u8>) -> Vec<String> {
                 complete = false;
                 break;
             };
-            let len: usize = std::str::from_utf8(&len[1..]).unwrap().parse().unwrap();
+            let len: usize = std::str::from_utf8(&len[1..])
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .expect("bulk header");
             if buffer.len() < next + len + 2 {
                 complete = false;
                 break;
@@ -59,10 +64,10 @@ fn commands(buffer: &mut Vec<u8>) -> Vec<String> {
 /// string announcing `announced` bytes and then streams zeros until the client hangs up.
 /// Returns the port and a handle yielding how many payload bytes it managed to send.
 fn endless_info_peer(announced: u64) -> (u16, std::thread::JoinHandle<u64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("test fixture");
+    let port = listener.local_addr().expect("test fixture").port();
     let handle = std::thread::spawn(move || {
-        let (mut socket, _) = listener.accept().unwrap();
+        let (mut socket, _) = listener.accept().expect("test fixture");
         let mut buffer = Vec::new();
         let mut chunk = [0_u8; 4096];
         loop {
@@ -73,10 +78,10 @@ fn endless_info_peer(announced: u64) -> (u16, std::thread::JoinHandle<u64>) {
             buffer.extend_from_slice(&chunk[..n]);
             for name in commands(&mut buffer) {
                 if name != "INFO" {
-                    socket.write_all(b"+OK\r\n").unwrap();
+                    socket.write_all(b"+OK\r\n").expect("test fixture");
                     continue;
                 }
-                socket.write_all(format!("${announced}\r\n").as_bytes()).unwrap();
+                socket.write_all(format!("${announced}\r\n").as_bytes()).expect("test fixture");
                 let zeros = vec![b'0'; 64 * 1024];
                 let mut sent = 0_u64;
                 while sent < announced {
@@ -95,7 +100,7 @@ fn endless_info_peer(announced: u64) -> (u16, std::thread::JoinHandle<u64>) {
 #[tokio::test]
 async fn an_info_reply_announcing_200_mb_is_a_protocol_error_read_in_bounded_memory() {
     let (port, peer) = endless_info_peer(200 * 1024 * 1024);
-    let endpoint = Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap();
+    let endpoint = Endpoint::parse(&format!("127.0.0.1:{port}")).expect("test fixture");
     // A generous deadline: the cap, not the clock, must end this sample.
     let sampler = RedisSampler::new(Access::default(), Duration::from_secs(60));
     let before = vm_rss_kib();
@@ -112,7 +117,7 @@ async fn an_info_reply_announcing_200_mb_is_a_protocol_error_read_in_bounded_mem
     // The cap is 1 MiB; allow the runtime and the redis crate their buffers.
     assert!(growth < 32 * 1024, "VmRSS grew by {growth} KiB");
     drop(sampler);
-    let sent = peer.join().unwrap();
+    let sent = peer.join().expect("test fixture");
     eprintln!("peer sent {sent} payload bytes; VmRSS grew {growth} KiB; took {took:?}");
     assert!(sent < 200 * 1024 * 1024, "the client read the whole reply");
 }
@@ -139,55 +144,56 @@ fn snapshotter(master: &Redis, dir: &std::path::Path, compression: &str) -> Snap
 }
 
 fn endpoint(redis: &Redis) -> Endpoint {
-    Endpoint::parse(&redis.addr()).unwrap()
+    Endpoint::parse(&redis.addr()).expect("test fixture")
 }
 
 /// The manifest JSON of `id` in `folder`, as a mutable value.
 fn manifest_json(folder: &std::path::Path, id: &str) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(folder.join(format!("{id}.json"))).unwrap()).unwrap()
+    serde_json::from_slice(&std::fs::read(folder.join(format!("{id}.json"))).expect("test fixture"))
+        .expect("test fixture")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_never_deletes_outside_the_store_nor_a_listed_snapshot() {
     let master = Redis::master();
     master.cli(&["SET", "k", "v"]);
-    let store = tempfile::tempdir().unwrap();
-    let outside = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().expect("test fixture");
+    let outside = tempfile::tempdir().expect("test fixture");
     let snapshotter = snapshotter(&master, store.path(), "none");
     let old = snapshotter.take(&[endpoint(&master)], &Quiet).await.expect("take").id;
     let newest = snapshotter.take(&[endpoint(&master)], &Quiet).await.expect("take").id;
     let folder = store.path().join("cache");
 
     // 1. An old manifest whose object goes through a symlinked folder to a file outside.
-    std::fs::write(outside.path().join("victim.rdb"), b"precious").unwrap();
-    std::os::unix::fs::symlink(outside.path(), folder.join("sub")).unwrap();
+    std::fs::write(outside.path().join("victim.rdb"), b"precious").expect("test fixture");
+    std::os::unix::fs::symlink(outside.path(), folder.join("sub")).expect("test fixture");
     let evil = "20000101T000000.000Z-evil";
     let mut m = manifest_json(&folder, &old);
     m["id"] = evil.into();
     m["object"] = "sub/victim.rdb".into();
-    std::fs::write(folder.join(format!("{evil}.json")), m.to_string()).unwrap();
+    std::fs::write(folder.join(format!("{evil}.json")), m.to_string()).expect("test fixture");
     // 2. An old manifest naming its own object, which is a symlink to a file outside.
-    std::fs::write(outside.path().join("victim2.rdb"), b"precious").unwrap();
+    std::fs::write(outside.path().join("victim2.rdb"), b"precious").expect("test fixture");
     let linked = "20000101T000000.001Z-linked";
     std::os::unix::fs::symlink(
         outside.path().join("victim2.rdb"),
         folder.join(format!("{linked}.rdb")),
     )
-    .unwrap();
+    .expect("test fixture");
     let mut m = manifest_json(&folder, &old);
     m["id"] = linked.into();
     m["object"] = format!("{linked}.rdb").into();
-    std::fs::write(folder.join(format!("{linked}.json")), m.to_string()).unwrap();
+    std::fs::write(folder.join(format!("{linked}.json")), m.to_string()).expect("test fixture");
     // 3. The newest manifest copied under an old name, as is, and with its id renamed.
     std::fs::copy(
         folder.join(format!("{newest}.json")),
         folder.join("20000101T000000.002Z-copy.json"),
     )
-    .unwrap();
+    .expect("test fixture");
     let renamed = "20000101T000000.003Z-renamed";
     let mut m = manifest_json(&folder, &newest);
     m["id"] = renamed.into();
-    std::fs::write(folder.join(format!("{renamed}.json")), m.to_string()).unwrap();
+    std::fs::write(folder.join(format!("{renamed}.json")), m.to_string()).expect("test fixture");
 
     let listing = snapshotter.listing().await.expect("listing");
     let ids: Vec<&str> = listing.manifests.iter().map(|m| m.id.as_str()).collect();
@@ -195,11 +201,18 @@ async fn prune_never_deletes_outside_the_store_nor_a_listed_snapshot() {
     assert_eq!(listing.skipped.len(), 4, "{:?}", listing.skipped);
     let pruned = snapshotter.prune(false).await.expect("prune");
     assert_eq!(pruned.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), [old.as_str()]);
-    assert_eq!(std::fs::read(outside.path().join("victim.rdb")).unwrap(), b"precious");
-    assert_eq!(std::fs::read(outside.path().join("victim2.rdb")).unwrap(), b"precious");
+    assert_eq!(
+        std::fs::read(outside.path().join("victim.rdb")).expect("test fixture"),
+        b"precious"
+    );
+    assert_eq!(
+        std::fs::read(outside.path().join("victim2.rdb")).expect("test fixture"),
+        b"precious"
+    );
     assert!(folder.join(format!("{newest}.rdb")).exists(), "the newest object was deleted");
-    let left: Vec<String> = snapshotter.list().await.unwrap().into_iter().map(|m| m.id).collect();
-    assert_eq!(left, [newest.clone()]);
+    let left: Vec<String> =
+        snapshotter.list().await.expect("test fixture").into_iter().map(|m| m.id).collect();
+    assert_eq!(left, std::slice::from_ref(&newest));
     snapshotter.verify(&newest, &Quiet).await.expect("the newest still verifies");
 }
 
@@ -207,19 +220,23 @@ async fn prune_never_deletes_outside_the_store_nor_a_listed_snapshot() {
 async fn bad_manifests_are_skipped_and_a_zstd_bomb_stops_at_the_recorded_size() {
     let master = Redis::master();
     master.cli(&["SET", "k", "v"]);
-    let store = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().expect("test fixture");
     let snapshotter = snapshotter(&master, store.path(), "zstd");
     let id = snapshotter.take(&[endpoint(&master)], &Quiet).await.expect("take").id;
     let folder = store.path().join("cache");
 
     // Garbage, and a 300 MB manifest (sparse: costs no disk), are skipped with why.
-    std::fs::write(folder.join("garbage.json"), b"{not json").unwrap();
-    let huge = std::fs::File::create(folder.join("20000101T000000.000Z-huge.json")).unwrap();
-    huge.set_len(300 * 1024 * 1024).unwrap();
+    std::fs::write(folder.join("garbage.json"), b"{not json").expect("test fixture");
+    let huge =
+        std::fs::File::create(folder.join("20000101T000000.000Z-huge.json")).expect("test fixture");
+    huge.set_len(300 * 1024 * 1024).expect("test fixture");
     let before = vm_rss_kib();
     let listing = snapshotter.listing().await.expect("listing despite bad manifests");
     let growth = vm_rss_kib().saturating_sub(before);
-    assert_eq!(listing.manifests.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), [id.clone()]);
+    assert_eq!(
+        listing.manifests.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+        std::slice::from_ref(&id)
+    );
     let whys: Vec<&str> = listing.skipped.iter().map(|s| s.why.as_str()).collect();
     assert_eq!(whys.len(), 2, "{whys:?}");
     assert!(whys.iter().any(|w| w.contains("more than")), "{whys:?}");
@@ -228,15 +245,15 @@ async fn bad_manifests_are_skipped_and_a_zstd_bomb_stops_at_the_recorded_size() 
 
     // A 64 KB zstd object expanding to 1 GiB, with a manifest that matches it as stored.
     let bomb = {
-        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 19).expect("test fixture");
         let zeros = vec![0_u8; 1 << 20];
         for _ in 0..1024 {
-            encoder.write_all(&zeros).unwrap();
+            encoder.write_all(&zeros).expect("test fixture");
         }
-        encoder.finish().unwrap()
+        encoder.finish().expect("test fixture")
     };
     let bombed = "20000101T000000.000Z-bomb";
-    std::fs::write(folder.join(format!("{bombed}.rdb.zst")), &bomb).unwrap();
+    std::fs::write(folder.join(format!("{bombed}.rdb.zst")), &bomb).expect("test fixture");
     let mut m = manifest_json(&folder, &id);
     m["id"] = bombed.into();
     m["object"] = format!("{bombed}.rdb.zst").into();
@@ -244,7 +261,7 @@ async fn bad_manifests_are_skipped_and_a_zstd_bomb_stops_at_the_recorded_size() 
     use sha2::Digest as _;
     let sha: String = sha2::Sha256::digest(&bomb).iter().map(|b| format!("{b:02x}")).collect();
     m["sha256"] = sha.into();
-    std::fs::write(folder.join(format!("{bombed}.json")), m.to_string()).unwrap();
+    std::fs::write(folder.join(format!("{bombed}.json")), m.to_string()).expect("test fixture");
     let restored = store.path().join("restored.rdb");
     let started = Instant::now();
     let error = snapshotter.restore(bombed, &restored, &Quiet).await.expect_err("a bomb");
@@ -259,35 +276,36 @@ async fn restore_refuses_to_overwrite_and_never_follows_a_planted_partial_symlin
     use std::os::unix::fs::PermissionsExt as _;
     let master = Redis::master();
     master.cli(&["SET", "k", "v"]);
-    let store = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().expect("test fixture");
+    let work = tempfile::tempdir().expect("test fixture");
     let snapshotter = snapshotter(&master, store.path(), "none");
     let id = snapshotter.take(&[endpoint(&master)], &Quiet).await.expect("take").id;
 
     // An existing file is kept, untouched, unless the caller says to replace it.
     let to = work.path().join("dump.rdb");
-    std::fs::write(&to, b"keep me").unwrap();
+    std::fs::write(&to, b"keep me").expect("test fixture");
     let error = snapshotter.restore(&id, &to, &Quiet).await.expect_err("an existing file");
     assert!(error.to_string().contains("--force"), "{error}");
-    assert_eq!(std::fs::read(&to).unwrap(), b"keep me");
+    assert_eq!(std::fs::read(&to).expect("test fixture"), b"keep me");
     snapshotter.restore_with(&id, &to, true, &Quiet).await.expect("overwrite when asked");
-    assert!(std::fs::read(&to).unwrap().starts_with(b"REDIS"));
-    let mode = std::fs::metadata(&to).unwrap().permissions().mode() & 0o777;
+    assert!(std::fs::read(&to).expect("test fixture").starts_with(b"REDIS"));
+    let mode = std::fs::metadata(&to).expect("test fixture").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "a restored RDB is readable by its owner only");
 
     // A symlink planted at FILE.partial is refused, and its target left alone.
     let victim = work.path().join("victim");
-    std::fs::write(&victim, b"precious").unwrap();
+    std::fs::write(&victim, b"precious").expect("test fixture");
     let fresh = work.path().join("fresh.rdb");
-    std::os::unix::fs::symlink(&victim, work.path().join("fresh.rdb.partial")).unwrap();
+    std::os::unix::fs::symlink(&victim, work.path().join("fresh.rdb.partial"))
+        .expect("test fixture");
     let error = snapshotter.restore(&id, &fresh, &Quiet).await.expect_err("a planted symlink");
     assert!(redis_autopilot::errors::chain(&error).contains("fresh.rdb.partial"), "{error}");
-    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(std::fs::read(&victim).expect("test fixture"), b"precious");
     assert!(!fresh.exists());
 
     // And with nothing in the way, a restore to a new path works.
     let new = work.path().join("new.rdb");
     snapshotter.restore(&id, &new, &Quiet).await.expect("restore to a new file");
     assert!(!work.path().join("new.rdb.partial").exists());
-    assert!(std::fs::read(&new).unwrap().starts_with(b"REDIS"));
+    assert!(std::fs::read(&new).expect("test fixture").starts_with(b"REDIS"));
 }
