@@ -64,6 +64,9 @@ enum Command {
         /// Where to write the RDB.
         #[arg(long, value_name = "FILE.rdb")]
         to: PathBuf,
+        /// Replace FILE.rdb if it exists (without it, an existing file is an error).
+        #[arg(long)]
+        force: bool,
     },
     /// Delete the snapshots the policy's retention no longer keeps (never the newest).
     Prune {
@@ -95,8 +98,12 @@ pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
         }
         Command::List { policy, output } => {
             let (_, snapshotter) = open(&policy)?;
-            let manifests = runtime.block_on(snapshotter.list()).map_err(report)?;
-            print_manifests(&manifests, output)?;
+            let listing = runtime.block_on(snapshotter.listing()).map_err(report)?;
+            print_manifests(&listing.manifests, output)?;
+            // On stderr: the listing on stdout keeps its format (JSON stays parseable).
+            for skipped in &listing.skipped {
+                eprintln!("skipped `{}`: {}", skipped.object, skipped.why);
+            }
         }
         Command::Verify { policy, id } => {
             let (_, snapshotter) = open(&policy)?;
@@ -112,10 +119,10 @@ pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
                 manifest.sha256
             ))?;
         }
-        Command::Restore { policy, id, to } => {
+        Command::Restore { policy, id, to, force } => {
             let (_, snapshotter) = open(&policy)?;
             let manifest = runtime
-                .block_on(snapshotter.restore(&id, &to, progress.as_ref()))
+                .block_on(snapshotter.restore_with(&id, &to, force, progress.as_ref()))
                 .map_err(report)?;
             emit(format_args!(
                 "restored {} ({} bytes, verified) to {}",

@@ -77,6 +77,32 @@ pub fn snapshot_id(at: DateTime<Utc>, source: &str) -> String {
     format!("{}-{}", at.format(TIME_FORMAT), clean.trim_matches('-'))
 }
 
+/// Whether `manifest`, read from `<stem>.json` in `policy`'s folder, describes itself: its id
+/// is the file's stem and a well-formed id, its policy is `policy`, and its object is the
+/// id's own `.rdb` or `.rdb.zst` for its compression. So a copied or planted manifest can
+/// neither point retention at another snapshot's object nor reach outside the folder.
+pub fn check(manifest: &Manifest, stem: &str, policy: &str) -> Result<(), String> {
+    if manifest.id != stem {
+        return Err(format!("its id `{}` is not its file name `{stem}`", manifest.id));
+    }
+    let clean = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if id_time(&manifest.id).is_none() || !manifest.id.chars().all(clean) {
+        return Err(format!("`{}` is not a snapshot id", manifest.id));
+    }
+    if manifest.policy != policy {
+        return Err(format!("it belongs to policy `{}`, not `{policy}`", manifest.policy));
+    }
+    let suffix = match manifest.compression.as_str() {
+        "none" => ".rdb",
+        "zstd" => ".rdb.zst",
+        other => return Err(format!("unknown compression `{other}`")),
+    };
+    if manifest.object != format!("{}{suffix}", manifest.id) {
+        return Err(format!("its object `{}` is not `{}{suffix}`", manifest.object, manifest.id));
+    }
+    Ok(())
+}
+
 /// When a snapshot was taken, from its id (the part every id starts with).
 pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
     let stamp = id.get(..20)?;

@@ -102,6 +102,10 @@ pub enum SnapshotError {
         #[source]
         source: serde_json::Error,
     },
+    /// A manifest that is too large, or names another snapshot, policy or object than its
+    /// own, or a `file://` object reached through a symlink: never trusted.
+    #[error("manifest `{object}` at `{url}` is not trusted: {why}")]
+    InvalidManifest { url: String, object: String, why: String },
     #[error("no snapshot `{id}` at `{url}` (see `snapshot list`)")]
     NotFound { id: String, url: String },
     #[error("snapshot `{id}` does not match its manifest: {why}")]
@@ -118,6 +122,8 @@ pub enum SnapshotError {
         #[source]
         source: std::io::Error,
     },
+    #[error("`{}` exists; pass --force to replace it", .path.display())]
+    Exists { path: std::path::PathBuf },
     #[error("cannot write `{}`", .path.display())]
     Local {
         path: std::path::PathBuf,
@@ -165,12 +171,13 @@ impl SnapshotError {
             }
             SnapshotError::Upload { .. } => "upload",
             SnapshotError::Object { .. } | SnapshotError::Manifest { .. } => "store",
+            SnapshotError::InvalidManifest { .. } => "invalid_manifest",
             SnapshotError::NotFound { .. } => "not_found",
             SnapshotError::Mismatch { .. } | SnapshotError::StoredCorrupt { .. } => {
                 "stored_corrupt"
             }
             SnapshotError::Decompress { .. } => "decompress",
-            SnapshotError::Local { .. } => "local_io",
+            SnapshotError::Local { .. } | SnapshotError::Exists { .. } => "local_io",
         }
     }
 }

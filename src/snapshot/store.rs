@@ -27,6 +27,8 @@ pub struct Destination {
     pub store: Arc<dyn ObjectStore>,
     /// The key prefix inside the bucket; empty for `file://`, whose root is the directory.
     prefix: String,
+    /// The directory of a `file://` destination, resolved: what keys must stay inside.
+    root: Option<std::path::PathBuf>,
 }
 
 /// Retries bounded well below Redis's `repl-timeout`: a store that is down for longer than
@@ -56,7 +58,14 @@ impl Destination {
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| bad(format!("cannot create the directory: {e}")))?;
                 let store = LocalFileSystem::new_with_prefix(&dir).map_err(store_error)?;
-                return Ok(Self { url, store: Arc::new(store), prefix: String::new() });
+                let root = std::fs::canonicalize(&dir)
+                    .map_err(|e| bad(format!("cannot resolve the directory: {e}")))?;
+                return Ok(Self {
+                    url,
+                    store: Arc::new(store),
+                    prefix: String::new(),
+                    root: Some(root),
+                });
             }
             "s3" => {
                 let mut builder = AmazonS3Builder::from_env()
@@ -125,7 +134,37 @@ impl Destination {
         if bucket.is_empty() {
             return Err(bad("names no bucket".to_owned()));
         }
-        Ok(Self { url, store, prefix })
+        Ok(Self { url, store, prefix, root: None })
+    }
+
+    /// For a `file://` destination, refuses a key that is a symlink or whose folder resolves
+    /// outside the destination's directory: the local store follows symlinks, so a planted
+    /// one would let a read, a restore or a delete reach any file the daemon can. Object
+    /// stores have no symlinks: always fine.
+    pub fn check_local(&self, key: &Path) -> Result<(), String> {
+        let Some(root) = &self.root else { return Ok(()) };
+        let mut path = root.clone();
+        for part in key.parts() {
+            path.push(part.as_ref());
+        }
+        let folder = path.parent().unwrap_or(root);
+        match std::fs::canonicalize(folder) {
+            Ok(real) if real.starts_with(root) => {}
+            Ok(real) => {
+                return Err(format!(
+                    "its folder resolves to `{}`, outside the store",
+                    real.display()
+                ));
+            }
+            // A missing folder holds nothing to follow; the store reports the missing key.
+            Err(_) => return Ok(()),
+        }
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                Err(format!("`{}` is a symlink", path.display()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The key of `name` in `policy`'s folder: `<prefix>/<policy>/<name>`.

@@ -329,8 +329,17 @@ impl Snapshotter {
         Ok(())
     }
 
-    /// Every complete snapshot (one with a manifest), oldest first.
+    /// Every complete snapshot (one with a valid manifest), oldest first. Manifests that
+    /// fail [`Self::listing`]'s checks are left out (and logged).
     pub async fn list(&self) -> Result<Vec<Manifest>, SnapshotError> {
+        Ok(self.listing().await?.manifests)
+    }
+
+    /// Every `.json` under the policy's folder: the valid manifests, oldest first, and the
+    /// ones skipped with why. A stray or planted file must not stop `list` and `prune` for
+    /// every good snapshot, nor steer them: a manifest counts only when it is at most
+    /// [`MAX_MANIFEST_BYTES`], parses, and names itself, this policy and its own object.
+    pub async fn listing(&self) -> Result<Listing, SnapshotError> {
         let folder = self.destination.folder(&self.policy);
         let url = &self.destination.url;
         let mut keys = Vec::new();
@@ -346,12 +355,21 @@ impl Snapshotter {
                 keys.push(meta.location);
             }
         }
-        let mut manifests = Vec::with_capacity(keys.len());
+        let mut result = Listing::default();
         for key in keys {
-            manifests.push(self.read_manifest(&key).await?);
+            match self.read_manifest(&key).await {
+                Ok(manifest) => result.manifests.push(manifest),
+                // The store itself failing is not the manifest's fault: stop.
+                Err(error @ SnapshotError::Object { .. }) => return Err(error),
+                Err(error) => {
+                    let why = crate::errors::chain(&error);
+                    tracing::warn!(policy = %self.policy, object = %key, %why, "manifest skipped");
+                    result.skipped.push(Skipped { object: key.to_string(), why });
+                }
+            }
         }
-        manifests.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(manifests)
+        result.manifests.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(result)
     }
 
     async fn read_manifest(
@@ -365,20 +383,32 @@ impl Snapshotter {
             object: key.to_string(),
             source: Box::new(source),
         };
-        let bytes = self
-            .destination
-            .store
-            .get(key)
-            .await
-            .map_err(object_error)?
-            .bytes()
-            .await
-            .map_err(object_error)?;
-        serde_json::from_slice(&bytes).map_err(|source| SnapshotError::Manifest {
+        let invalid = |why: String| SnapshotError::InvalidManifest {
             url: url.clone(),
             object: key.to_string(),
-            source,
-        })
+            why,
+        };
+        self.destination.check_local(key).map_err(invalid)?;
+        let got = self.destination.store.get(key).await.map_err(object_error)?;
+        // The size is known before the body is read: an oversized file is never loaded.
+        if got.meta.size > MAX_MANIFEST_BYTES {
+            return Err(invalid(format!(
+                "{} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may have",
+                got.meta.size
+            )));
+        }
+        let bytes = got.bytes().await.map_err(object_error)?;
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(invalid(format!("more than {MAX_MANIFEST_BYTES} bytes")));
+        }
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|source| {
+            SnapshotError::Manifest { url: url.clone(), object: key.to_string(), source }
+        })?;
+        let stem = key.filename().and_then(|name| name.strip_suffix(".json")).unwrap_or_default();
+        manifest::check(&manifest, stem, &self.policy).map_err(invalid)?;
+        let object = self.destination.key(&self.policy, &manifest.object);
+        self.destination.check_local(&object).map_err(invalid)?;
+        Ok(manifest)
     }
 
     async fn manifest(&self, id: &str) -> Result<Manifest, SnapshotError> {
@@ -408,14 +438,33 @@ impl Snapshotter {
         Ok(manifest)
     }
 
-    /// Downloads, verifies and writes `id` to `to` as a plain RDB. The file appears only
-    /// once verified (written to `to.partial` first, then renamed).
+    /// Downloads, verifies and writes `id` to `to` as a plain RDB, refusing to replace an
+    /// existing `to`. See [`Self::restore_with`].
     pub async fn restore(
         &self,
         id: &str,
         to: &FsPath,
         progress: &dyn Progress,
     ) -> Result<Manifest, SnapshotError> {
+        self.restore_with(id, to, false, progress).await
+    }
+
+    /// Downloads, verifies and writes `id` to `to` as a plain RDB. The file appears only
+    /// once verified: written to `to.partial` first, created new with mode 0600 (an existing
+    /// file or planted symlink there is refused, never followed), then moved into place.
+    /// Without `overwrite`, an existing `to` is an error, checked first and again by the
+    /// final link, which never replaces a file that appeared meanwhile.
+    pub async fn restore_with(
+        &self,
+        id: &str,
+        to: &FsPath,
+        overwrite: bool,
+        progress: &dyn Progress,
+    ) -> Result<Manifest, SnapshotError> {
+        let exists = |path: &FsPath| SnapshotError::Exists { path: path.to_owned() };
+        if !overwrite && std::fs::symlink_metadata(to).is_ok() {
+            return Err(exists(to));
+        }
         let manifest = self.manifest(id).await?;
         let mut partial = to.as_os_str().to_owned();
         partial.push(".partial");
@@ -424,16 +473,32 @@ impl Snapshotter {
             let path = path.to_owned();
             move |source| SnapshotError::Local { path, source }
         };
-        let file = std::fs::File::create(&partial).map_err(local(&partial))?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&partial)
+                .map_err(local(&partial))?
+        };
         let file = (to.to_owned(), std::io::BufWriter::new(file));
         let result = self.download(&manifest, Some(file), progress).await;
-        match result {
-            Ok(()) => std::fs::rename(&partial, to).map_err(local(to))?,
-            Err(error) => {
-                let _ = std::fs::remove_file(&partial);
-                return Err(error);
+        let placed = result.and_then(|()| {
+            if overwrite {
+                std::fs::rename(&partial, to).map_err(local(to))
+            } else {
+                // A hard link fails if `to` exists: no window where a file that appeared
+                // during the download is replaced.
+                std::fs::hard_link(&partial, to).map_err(|source| match source.kind() {
+                    std::io::ErrorKind::AlreadyExists => exists(to),
+                    _ => SnapshotError::Local { path: to.to_owned(), source },
+                })
             }
-        }
+        });
+        // We created the partial file (create_new), so removing it is ours to do.
+        let _ = std::fs::remove_file(&partial);
+        placed?;
         Ok(manifest)
     }
 
@@ -452,9 +517,20 @@ impl Snapshotter {
             object: key.to_string(),
             source: Box::new(source),
         };
+        self.destination.check_local(&key).map_err(|why| SnapshotError::InvalidManifest {
+            url: url.clone(),
+            object: key.to_string(),
+            why,
+        })?;
         let mut stream =
             self.destination.store.get(&key).await.map_err(object_error)?.into_stream();
-        let sink = Sink { verifier: RdbVerifier::new(), file, file_failed: false };
+        let sink = Sink {
+            verifier: RdbVerifier::new(),
+            file,
+            file_failed: false,
+            written: 0,
+            limit: manifest.raw_bytes,
+        };
         let mut output = match manifest.compression.as_str() {
             "zstd" => Output::Zstd(
                 zstd::stream::write::Decoder::new(sink)
@@ -518,7 +594,7 @@ impl Snapshotter {
     /// Applies retention: deletes what [`retention::plan`] says (manifest first, so a
     /// half-deleted snapshot is never listed), or only reports it with `dry_run`.
     pub async fn prune(&self, dry_run: bool) -> Result<Vec<Prune>, SnapshotError> {
-        let manifests = self.list().await?;
+        let manifests = self.listing().await?.manifests;
         let times: Vec<_> = manifests.iter().map(|m| (m.id.clone(), m.started)).collect();
         let plan = retention::plan(&times, &self.config.retention);
         if dry_run {
@@ -528,6 +604,15 @@ impl Snapshotter {
             let Some(manifest) = manifests.iter().find(|m| m.id == prune.id) else { continue };
             for name in [format!("{}.json", manifest.id), manifest.object.clone()] {
                 let key = self.destination.key(&self.policy, &name);
+                // Checked again just before deleting: a symlink planted since the listing
+                // must not take the delete out of the store.
+                self.destination.check_local(&key).map_err(|why| {
+                    SnapshotError::InvalidManifest {
+                        url: self.destination.url.clone(),
+                        object: key.to_string(),
+                        why,
+                    }
+                })?;
                 self.destination.store.delete(&key).await.map_err(|source| {
                     SnapshotError::Object {
                         action: "delete",
@@ -557,6 +642,24 @@ async fn abort(writer: WriteMultipart, error: SnapshotError) -> SnapshotError {
     }
 }
 
+/// The largest manifest read: a real one is under 1 KB.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+/// What [`Snapshotter::listing`] found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Valid manifests, oldest first.
+    pub manifests: Vec<Manifest>,
+    /// `.json` objects that are not valid manifests, with why; never pruned or restored.
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub object: String,
+    pub why: String,
+}
+
 /// Where downloaded RDB bytes go: the verifier, and a file when restoring.
 struct Sink {
     verifier: RdbVerifier,
@@ -564,10 +667,29 @@ struct Sink {
     /// Set when writing the file failed, so the error is reported as the file's, not as
     /// a decompression problem.
     file_failed: bool,
+    /// RDB bytes accepted so far, and the manifest's `rawBytes`: a small object that
+    /// expands past that (a zstd bomb, a wrong manifest) stops at the first extra byte
+    /// instead of filling the disk.
+    written: u64,
+    limit: u64,
+}
+
+/// Decompressed output went past the manifest's `rawBytes`.
+#[derive(Debug, thiserror::Error)]
+#[error("the object expands past the {limit} bytes its manifest records")]
+pub struct ExpandsPastManifest {
+    limit: u64,
 }
 
 impl std::io::Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.written.saturating_add(buf.len() as u64) > self.limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                ExpandsPastManifest { limit: self.limit },
+            ));
+        }
+        self.written += buf.len() as u64;
         self.verifier.update(buf);
         if let Some((_, file)) = &mut self.file
             && let Err(error) = file.write_all(buf)
