@@ -11,8 +11,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::policy::source_map::{Anchor, FieldPath};
-use crate::policy::{Diagnostic, Loaded, Severity, load_policy_checked, overlap, policy_files};
+use crate::policy::overlap::refusal;
+use crate::policy::{Diagnostic, Loaded, Severity, load_policy_checked, policy_files};
 
 /// Arguments of `check`. Its one-line help is the subcommand's doc in `cli/mod.rs`; the
 /// rest of `--help` is here.
@@ -134,14 +134,8 @@ fn find_overlaps(checked: &mut [Checked]) {
         let Ok(b) = &later.result else { continue };
         for earlier in &checked[..j] {
             let Ok(a) = &earlier.result else { continue };
-            if let Some(why) = overlap(&a.policy, &b.policy) {
-                let message = format!(
-                    "overlaps policy `{}` ({}): {why}; two policies on one target undo each \
-                     other's scaling and failovers",
-                    a.policy.name, a.file
-                );
-                let target = FieldPath::root().key("spec").key("target");
-                found.push((j, b.diagnostic(&target, Anchor::Key, &message)));
+            if let Some(diagnostic) = refusal(a, b) {
+                found.push((j, diagnostic));
             }
         }
     }

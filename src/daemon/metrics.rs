@@ -233,6 +233,7 @@ pub struct Metrics {
     replicas_lagging: Family<PolicyLabels, Gauge>,
     failover_phase: Family<PhaseLabels, Histogram>,
     loop_overruns: Family<LoopLabels, Counter>,
+    policies_rejected: Family<ReasonLabels, Gauge>,
 }
 
 /// Failover phases last from about a millisecond (a promotion on loopback) to tens of seconds
@@ -375,6 +376,14 @@ impl Metrics {
              (health, scaling)",
             loop_overruns.clone(),
         );
+        let policies_rejected = Family::<ReasonLabels, Gauge>::default();
+        registry.register(
+            "policies_rejected",
+            "Policy files whose current content is not running, by reason: invalid (does not \
+             validate or cannot be read), overlap (its target overlaps a running policy's), \
+             duplicate_name (another file defines its policy); a running version stays",
+            policies_rejected.clone(),
+        );
         let http_connections = Gauge::default();
         registry.register(
             "http_connections",
@@ -435,6 +444,7 @@ impl Metrics {
             replicas_lagging,
             failover_phase,
             loop_overruns,
+            policies_rejected,
         }
     }
 
@@ -561,6 +571,13 @@ impl Metrics {
     /// A tick of the `health` or `scaling` clock that could not start on time.
     pub fn loop_overrun(&self, policy: &str, r#loop: &'static str) {
         self.loop_overruns.get_or_create(&LoopLabels { policy: policy.to_owned(), r#loop }).inc();
+    }
+
+    /// How many policy files are not running their current content for `reason`
+    /// (`invalid`, `overlap`, `duplicate_name`).
+    pub fn policies_rejected(&self, reason: &'static str, files: usize) {
+        let files = i64::try_from(files).unwrap_or(i64::MAX);
+        self.policies_rejected.get_or_create(&ReasonLabels { reason }).set(files);
     }
 
     pub fn alert(&self, outcome: AlertOutcome) {

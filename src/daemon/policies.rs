@@ -3,12 +3,21 @@
 //! prints, and the version already running keeps running: a typo never stops autopilot.
 //! Nor does a directory or a file that cannot be read (too many open files, a permission
 //! slip): a policy stops only when its file is positively gone.
+//!
+//! Two policies on one target fight (each scales and fails over by its own view, undoing the
+//! other's), so the set never holds two that overlap ([`crate::policy::overlap`], the rule
+//! `check` applies) or two of one name. At start, such a pair fails the start, naming both
+//! files. On reload, a new or edited file that conflicts with a running policy is
+//! [`Change::Refused`]: the running policy keeps running untouched (and so does the refused
+//! file's previous version, if it had one). A refused file is tried again on every reload,
+//! so once the conflict is gone (either file edited away, or the other removed) it loads.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::policy::load::{list_policy_files, read_policy_text};
-use crate::policy::{Diagnostic, Policy, load_policy_str};
+use crate::policy::overlap::refusal;
+use crate::policy::{Diagnostic, Loaded, Policy, load_policy_str_checked};
 
 /// What a reload changed, one entry per affected file.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,31 +29,78 @@ pub enum Change {
     Removed(String),
     /// The file changed but does not validate: the old version (if any) keeps running.
     Rejected(Vec<Diagnostic>),
+    /// The file validates but conflicts with a running policy (its target overlaps, or it
+    /// defines the same name): not run; the running one and this file's old version (if
+    /// any) keep running. Reported once per conflict, retried on every reload.
+    Refused(Conflict, Diagnostic),
     /// The directory could not be listed: nothing changed, every running policy stays.
     /// Reported once until a listing succeeds again.
     Unreadable(Vec<Diagnostic>),
 }
 
+/// Why a valid policy was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// Its target overlaps a running policy's ([`crate::policy::overlap`]).
+    Overlap,
+    /// Another file already defines a policy of its name.
+    DuplicateName,
+}
+
+impl Conflict {
+    /// A bounded metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Conflict::Overlap => "overlap",
+            Conflict::DuplicateName => "duplicate_name",
+        }
+    }
+}
+
+/// How many policy files are not running their current content, and why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RejectedCounts {
+    /// Does not validate, or cannot be read.
+    pub invalid: usize,
+    pub overlap: usize,
+    pub duplicate_name: usize,
+}
+
 #[derive(Debug, Clone)]
-struct Loaded {
+struct Current {
     text: String,
-    policy: Policy,
+    loaded: Loaded,
+}
+
+/// A valid file's version that is not running because it conflicts.
+#[derive(Debug, Clone)]
+struct Refusal {
+    text: String,
+    loaded: Loaded,
+    conflict: Conflict,
+    diagnostic: Diagnostic,
 }
 
 /// The policies running now, by file.
 #[derive(Debug, Default)]
 pub struct PolicySet {
     dir: PathBuf,
-    files: BTreeMap<PathBuf, Loaded>,
+    files: BTreeMap<PathBuf, Current>,
     /// The text of each file whose last version did not validate: it is reported once, not
     /// again on every poll until the file changes.
     rejected: BTreeMap<PathBuf, String>,
+    /// Each file whose last version validates but conflicts with a running policy. Unlike a
+    /// rejected text it is checked again on every reload (the other side may have moved);
+    /// it is reported again only when the conflict says something new.
+    refused: BTreeMap<PathBuf, Refusal>,
     /// The last listing failure reported, so a lasting one is not reported on every poll.
     unreadable: Option<Vec<Diagnostic>>,
 }
 
 impl PolicySet {
-    /// Loads every policy under `dir`; any problem fails the start, with every diagnostic.
+    /// Loads every policy under `dir`; any problem fails the start, with every diagnostic:
+    /// an invalid file, and two files on one target or of one policy name (the later file,
+    /// in sorted order, names the earlier one).
     pub fn load(dir: &Path) -> Result<Self, Vec<Diagnostic>> {
         let mut set = Self { dir: dir.to_owned(), ..Self::default() };
         let rejected: Vec<Diagnostic> = set
@@ -52,6 +108,7 @@ impl PolicySet {
             .into_iter()
             .flat_map(|change| match change {
                 Change::Rejected(diagnostics) | Change::Unreadable(diagnostics) => diagnostics,
+                Change::Refused(_, diagnostic) => vec![diagnostic],
                 _ => Vec::new(),
             })
             .collect();
@@ -68,12 +125,26 @@ impl PolicySet {
     }
 
     pub fn policies(&self) -> impl Iterator<Item = &Policy> {
-        self.files.values().map(|loaded| &loaded.policy)
+        self.files.values().map(|current| &current.loaded.policy)
+    }
+
+    /// The files whose current content is not running, by reason (for a gauge: a refused
+    /// or rejected edit leaves the old version running, which nothing else would show).
+    pub fn rejected_counts(&self) -> RejectedCounts {
+        let count = |conflict| self.refused.values().filter(|r| r.conflict == conflict).count();
+        RejectedCounts {
+            invalid: self.rejected.len(),
+            overlap: count(Conflict::Overlap),
+            duplicate_name: count(Conflict::DuplicateName),
+        }
     }
 
     /// Reads the directory again and applies what changed. A failed listing changes nothing;
     /// a file that cannot be read keeps its running version; a policy is removed only when
-    /// its file is gone (`NotFound`).
+    /// its file is gone (`NotFound`). Removals come first and new versions are checked for
+    /// conflicts only then, against what runs after every other change of this reload: a
+    /// policy moved from one file to another, or a fleet moved off the ports a new one
+    /// takes, is one reload, not a refusal.
     pub fn reload(&mut self) -> Vec<Change> {
         let paths = match list_policy_files(&self.dir) {
             Ok(paths) => {
@@ -90,6 +161,8 @@ impl PolicySet {
         };
         let mut changes = Vec::new();
         let mut seen = Vec::new();
+        // Valid new versions, in path order, checked for conflicts once removals are done.
+        let mut candidates: Vec<(PathBuf, String, Loaded)> = Vec::new();
         for path in paths {
             let name = path.display().to_string();
             let text = match read_policy_text(&path) {
@@ -100,53 +173,49 @@ impl PolicySet {
                 // stays, whatever the file holds.
                 Err(e) => {
                     let diagnostic = Diagnostic::whole_file(&name, &format!("cannot read: {e}"));
+                    self.refused.remove(&path);
                     self.reject_once(&mut changes, path.clone(), vec![diagnostic]);
                     seen.push(path);
                     continue;
                 }
                 // Not text a policy can be (too large, not UTF-8).
                 Ok(Err(diagnostics)) => {
+                    self.refused.remove(&path);
                     self.reject_once(&mut changes, path.clone(), diagnostics);
                     seen.push(path);
                     continue;
                 }
             };
             seen.push(path.clone());
-            if self.files.get(&path).is_some_and(|loaded| loaded.text == text) {
+            if self.files.get(&path).is_some_and(|current| current.text == text) {
                 // Reverted to the running version: a later bad edit is news again.
                 self.rejected.remove(&path);
+                self.refused.remove(&path);
                 continue;
             }
             if self.rejected.get(&path) == Some(&text) {
                 continue;
             }
-            let policy = match load_policy_str(&name, &text) {
-                Ok(policy) => {
-                    self.rejected.remove(&path);
-                    policy
-                }
-                Err(diagnostics) => {
-                    changes.push(Change::Rejected(diagnostics));
-                    self.rejected.insert(path, text);
-                    continue;
-                }
+            // A refused version is valid: retried without parsing it again.
+            let loaded = match self.refused.get(&path).filter(|r| r.text == text) {
+                Some(refused) => refused.loaded.clone(),
+                None => match load_policy_str_checked(&name, &text) {
+                    Ok(loaded) => {
+                        self.rejected.remove(&path);
+                        loaded
+                    }
+                    Err(diagnostics) => {
+                        changes.push(Change::Rejected(diagnostics));
+                        self.refused.remove(&path);
+                        self.rejected.insert(path, text);
+                        continue;
+                    }
+                },
             };
-            if let Some(other) = self.owner_of(&policy.name, &path) {
-                let message = format!("policy `{}` is already defined in {other}", policy.name);
-                changes.push(Change::Rejected(vec![Diagnostic::whole_file(&name, &message)]));
-                continue;
-            }
-            let previous = self.files.insert(path, Loaded { text, policy: policy.clone() });
-            match previous {
-                Some(old) if old.policy.name != policy.name => {
-                    changes.push(Change::Removed(old.policy.name));
-                    changes.push(Change::Added(policy));
-                }
-                Some(_) => changes.push(Change::Replaced(policy)),
-                None => changes.push(Change::Added(policy)),
-            }
+            candidates.push((path, text, loaded));
         }
         self.rejected.retain(|path, _| seen.contains(path));
+        self.refused.retain(|path, _| seen.contains(path));
         let gone: Vec<PathBuf> = self
             .files
             .keys()
@@ -154,11 +223,72 @@ impl PolicySet {
             .cloned()
             .collect();
         for path in gone {
-            if let Some(loaded) = self.files.remove(&path) {
-                changes.push(Change::Removed(loaded.policy.name));
+            if let Some(current) = self.files.remove(&path) {
+                changes.push(Change::Removed(current.loaded.policy.name));
             }
         }
+        self.admit(candidates, &mut changes);
         changes
+    }
+
+    /// Runs each candidate that conflicts with nothing running, and refuses the rest. Taken
+    /// in passes until none is admitted: a candidate may be free only once another file's
+    /// new version (later in path order) moved off its target.
+    fn admit(&mut self, mut pending: Vec<(PathBuf, String, Loaded)>, changes: &mut Vec<Change>) {
+        loop {
+            let before = pending.len();
+            let mut waiting = Vec::new();
+            for (path, text, loaded) in pending {
+                if self.conflict(&path, &loaded).is_some() {
+                    waiting.push((path, text, loaded));
+                    continue;
+                }
+                self.refused.remove(&path);
+                let policy = loaded.policy.clone();
+                let previous = self.files.insert(path, Current { text, loaded });
+                match previous {
+                    Some(old) if old.loaded.policy.name != policy.name => {
+                        changes.push(Change::Removed(old.loaded.policy.name));
+                        changes.push(Change::Added(policy));
+                    }
+                    Some(_) => changes.push(Change::Replaced(policy)),
+                    None => changes.push(Change::Added(policy)),
+                }
+            }
+            pending = waiting;
+            if pending.is_empty() || pending.len() == before {
+                break;
+            }
+        }
+        for (path, text, loaded) in pending {
+            let Some((conflict, diagnostic)) = self.conflict(&path, &loaded) else { continue };
+            let news = self.refused.get(&path).is_none_or(|r| {
+                r.text != text || r.conflict != conflict || r.diagnostic != diagnostic
+            });
+            if news {
+                changes.push(Change::Refused(conflict, diagnostic.clone()));
+            }
+            self.refused.insert(path, Refusal { text, loaded, conflict, diagnostic });
+        }
+    }
+
+    /// Why `loaded` (the new version of `path`) may not run beside the policies of the other
+    /// files: the first running policy it conflicts with.
+    fn conflict(&self, path: &Path, loaded: &Loaded) -> Option<(Conflict, Diagnostic)> {
+        self.files.iter().filter(|(other, _)| other.as_path() != path).find_map(
+            |(other, current)| {
+                if current.loaded.policy.name == loaded.policy.name {
+                    let message = format!(
+                        "policy `{}` is already defined in {}",
+                        loaded.policy.name,
+                        other.display()
+                    );
+                    let diagnostic = Diagnostic::whole_file(&loaded.file, &message);
+                    return Some((Conflict::DuplicateName, diagnostic));
+                }
+                refusal(&current.loaded, loaded).map(|diagnostic| (Conflict::Overlap, diagnostic))
+            },
+        )
     }
 
     /// Reports a problem with a file that has no text to remember (it could not be read, or
@@ -175,14 +305,6 @@ impl PolicySet {
             self.rejected.insert(path, marker);
         }
     }
-
-    /// Another file that already defines a policy of this name.
-    fn owner_of(&self, name: &str, except: &Path) -> Option<String> {
-        self.files
-            .iter()
-            .find(|(path, loaded)| path.as_path() != except && loaded.policy.name == name)
-            .map(|(path, _)| path.display().to_string())
-    }
 }
 
 /// Whether `path` is positively gone: `stat` says `NotFound` (a dangling symlink too, as
@@ -195,10 +317,16 @@ fn is_gone(path: &Path) -> bool {
 mod tests {
     use super::*;
 
+    /// A policy on an endpoint of its own (`NAME:6379`): policies of different names never
+    /// overlap.
     fn policy_text(name: &str, max: u16) -> String {
+        on_endpoint(name, &format!("{name}:6379"), max)
+    }
+
+    fn on_endpoint(name: &str, endpoint: &str, max: u16) -> String {
         format!(
             "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: {name}}}\n\
-             spec:\n  target: {{endpoints: ['127.0.0.1:6379']}}\n  scaling:\n    minReplicas: 1\n    \
+             spec:\n  target: {{endpoints: ['{endpoint}']}}\n  scaling:\n    minReplicas: 1\n    \
              maxReplicas: {max}\n    metrics:\n      - {{redis: instantaneous_ops_per_sec, target: 1000}}\n"
         )
     }
@@ -211,6 +339,7 @@ mod tests {
                 Change::Replaced(p) => format!("~{}", p.name),
                 Change::Removed(name) => format!("-{name}"),
                 Change::Rejected(d) => format!("!{}", d[0]),
+                Change::Refused(conflict, d) => format!("x{}: {d}", conflict.label()),
                 Change::Unreadable(d) => format!("?{}", d[0]),
             })
             .collect()
@@ -338,5 +467,87 @@ mod tests {
         std::fs::write(dir.path().join("a.yaml"), "kind: Nope\n").unwrap();
         let errors = PolicySet::load(dir.path()).unwrap_err();
         assert!(errors.len() > 1, "{errors:?}");
+    }
+
+    #[test]
+    fn overlapping_policies_fail_the_start_naming_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), on_endpoint("a", "10.0.0.1:6379", 3)).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), on_endpoint("b", "10.0.0.1:6379", 3)).unwrap();
+        let errors = PolicySet::load(dir.path()).unwrap_err();
+        let [error] = errors.as_slice() else { panic!("{errors:?}") };
+        let text = error.to_string();
+        let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+        assert!(text.starts_with(&format!("{}:5:", b.display())), "at b's target: {text}");
+        assert!(text.contains(&format!("overlaps policy `a` ({})", a.display())), "{text}");
+        assert!(text.contains("endpoint `10.0.0.1:6379`"), "{text}");
+    }
+
+    #[test]
+    fn an_overlapping_policy_is_refused_until_the_overlap_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), on_endpoint("a", "10.0.0.1:6379", 3)).unwrap();
+        let mut set = PolicySet::load(dir.path()).unwrap();
+        assert_eq!(set.rejected_counts(), RejectedCounts::default());
+
+        // A new file on a's endpoint: refused, a untouched, reported once.
+        std::fs::write(dir.path().join("b.yaml"), on_endpoint("b", "10.0.0.1:6379", 5)).unwrap();
+        let changes = names(&set.reload());
+        let [refused] = changes.as_slice() else { panic!("{changes:?}") };
+        assert!(refused.starts_with("xoverlap: "), "{refused}");
+        assert!(refused.contains("b.yaml") && refused.contains("a.yaml"), "{refused}");
+        assert_eq!(running(&set), ["a"]);
+        assert_eq!(set.rejected_counts().overlap, 1);
+        assert!(set.reload().is_empty(), "a lasting overlap is reported once");
+
+        // Moved off a's endpoint: it loads on the next reload.
+        std::fs::write(dir.path().join("b.yaml"), on_endpoint("b", "10.0.0.2:6379", 5)).unwrap();
+        assert_eq!(names(&set.reload()), ["+b"]);
+        assert_eq!(set.rejected_counts(), RejectedCounts::default());
+
+        // An edit of running b onto a's endpoint: refused, b's old version keeps running.
+        std::fs::write(dir.path().join("b.yaml"), on_endpoint("b", "10.0.0.1:6379", 7)).unwrap();
+        assert!(matches!(set.reload().as_slice(), [Change::Refused(Conflict::Overlap, _)]));
+        let b = set.policies().find(|p| p.name == "b").unwrap();
+        assert_eq!(b.scaling.as_ref().unwrap().max_replicas, 5, "b's old version runs");
+        // a goes: b's new version takes its place in the same reload.
+        std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+        assert_eq!(names(&set.reload()), ["-a", "~b"]);
+        let b = set.policies().find(|p| p.name == "b").unwrap();
+        assert_eq!(b.scaling.as_ref().unwrap().max_replicas, 7);
+        assert_eq!(set.rejected_counts(), RejectedCounts::default());
+    }
+
+    #[test]
+    fn a_policy_may_move_to_another_file_or_off_a_target_in_one_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.yaml"), on_endpoint("b", "10.0.0.1:6379", 3)).unwrap();
+        let mut set = PolicySet::load(dir.path()).unwrap();
+        // Renamed b.yaml -> c.yaml: the old file's removal comes first, so no conflict.
+        std::fs::rename(dir.path().join("b.yaml"), dir.path().join("c.yaml")).unwrap();
+        assert_eq!(names(&set.reload()), ["-b", "+b"]);
+        // a (earlier in path order) takes the endpoint c moves off in the same reload.
+        std::fs::write(dir.path().join("a.yaml"), on_endpoint("a", "10.0.0.1:6379", 3)).unwrap();
+        std::fs::write(dir.path().join("c.yaml"), on_endpoint("b", "10.0.0.2:6379", 3)).unwrap();
+        assert_eq!(names(&set.reload()), ["~b", "+a"]);
+        assert_eq!(set.rejected_counts(), RejectedCounts::default());
+    }
+
+    #[test]
+    fn a_duplicate_name_on_reload_is_refused_once_and_loads_when_the_other_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), on_endpoint("a", "10.0.0.1:6379", 3)).unwrap();
+        let mut set = PolicySet::load(dir.path()).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), on_endpoint("a", "10.0.0.2:6379", 3)).unwrap();
+        let changes = names(&set.reload());
+        assert!(changes.len() == 1 && changes[0].contains("already defined in"), "{changes:?}");
+        assert!(set.reload().is_empty(), "reported once, not on every poll");
+        assert_eq!(set.rejected_counts().duplicate_name, 1);
+        std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+        assert_eq!(names(&set.reload()), ["-a", "+a"]);
+        assert_eq!(
+            set.policies().next().unwrap().target,
+            crate::policy::Target::Endpoints(vec!["10.0.0.2:6379".into()])
+        );
     }
 }

@@ -122,6 +122,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
         .await
         .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
     let policies: Vec<Policy> = set.policies().cloned().collect();
+    count_rejected(&shared, &set);
     let routes = AlertRoutes::new(&policies);
     let (alert_sink, mut alerts) = AlertSink::channel(64);
     let (stop, stopped) = watch::channel(false);
@@ -199,6 +200,15 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     }
     tracing::info!("daemon stopped");
     Ok(())
+}
+
+/// Publishes how many policy files are not running their current content, and why.
+fn count_rejected(shared: &Shared, set: &PolicySet) {
+    let counts = set.rejected_counts();
+    let metrics = &shared.metrics;
+    metrics.policies_rejected("invalid", counts.invalid);
+    metrics.policies_rejected("overlap", counts.overlap);
+    metrics.policies_rejected("duplicate_name", counts.duplicate_name);
 }
 
 fn signal(
@@ -289,6 +299,8 @@ impl Launch<'_> {
         // Secrets first: a policy edit below starts from the values read now.
         self.refresh_secrets(running).await;
         let changes = set.reload();
+        // Even with nothing to apply: a refused or rejected file may just have been deleted.
+        count_rejected(self.shared, set);
         if changes.is_empty() {
             return;
         }
@@ -331,6 +343,9 @@ impl Launch<'_> {
                     for diagnostic in diagnostics {
                         tracing::error!(%diagnostic, "policy rejected: the running version stays");
                     }
+                }
+                Change::Refused(conflict, diagnostic) => {
+                    tracing::error!(%diagnostic, conflict = conflict.label(), "policy refused: it conflicts with a running policy, which keeps running untouched; it loads once the conflict is gone");
                 }
                 Change::Unreadable(diagnostics) => {
                     for diagnostic in diagnostics {

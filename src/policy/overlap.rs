@@ -1,12 +1,28 @@
 //! Two policies that act on the same instances fight: each scales, fails over and fences by
 //! its own view, undoing the other's. [`overlap`] says whether two validated policies share
-//! a target; `check` refuses a set of policies where any two do, and the daemon can apply the
-//! same rule before running a new one.
+//! a target, and [`refusal`] is the one problem both `check` and the daemon report for it:
+//! `check` refuses a set of policies where any two do, the daemon refuses to start on one
+//! and, on reload, refuses to run a policy that overlaps one already running.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Component, Path, PathBuf};
 
-use super::{Policy, Target};
+use super::source_map::{Anchor, FieldPath};
+use super::{Diagnostic, Loaded, Policy, Target};
+
+/// The problem with `later` when it acts on the instances `earlier` acts on, positioned at
+/// `later`'s `spec.target` and naming `earlier`'s policy and file; `None` when they do not
+/// overlap.
+pub fn refusal(earlier: &Loaded, later: &Loaded) -> Option<Diagnostic> {
+    let why = overlap(&earlier.policy, &later.policy)?;
+    let message = format!(
+        "overlaps policy `{}` ({}): {why}; two policies on one target undo each other's \
+         scaling and failovers",
+        earlier.policy.name, earlier.file
+    );
+    let target = FieldPath::root().key("spec").key("target");
+    Some(later.diagnostic(&target, Anchor::Key, &message))
+}
 
 /// Why `a` and `b` act on the same instances, or `None` when they cannot:
 ///
