@@ -55,7 +55,11 @@ impl ScalingBuilder {
     /// Mean across instances, mean over a 30 s window.
     pub fn redis(self, field: &str, target: f64) -> Self {
         self.metric(
-            MetricSource::Redis { field: field.into(), rate: false },
+            MetricSource::Redis {
+                field: field.into(),
+                rate: false,
+                plausible_max: crate::policy::bounds::default_plausible_max(field, false),
+            },
             Aggregate::Mean,
             target,
         )

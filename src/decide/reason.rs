@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use super::series::Outlier;
 use crate::policy::Step;
 
 /// Everything that shaped one scaling decision, in the order it was applied.
@@ -40,6 +41,10 @@ pub struct Reading {
     pub tolerance: f64,
     /// Replicas this metric asks for; `None` when missing.
     pub desired: Option<u16>,
+    /// Instances whose readings in the window were above the plausible maximum and left out
+    /// (each with the highest it reported).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outliers: Vec<Outlier>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -52,6 +57,11 @@ pub enum Adjustment {
     /// Some instances are not ready (syncing or unreachable): their load is unknown.
     UnreadyNoScaleDown {
         unready: u16,
+        to: u16,
+    },
+    /// Some instances' readings were left out as implausible: their load is unknown.
+    ImplausibleNoScaleDown {
+        instances: u16,
         to: u16,
     },
     /// The stabilization window held the count at the extreme recommendation it saw.
@@ -168,8 +178,37 @@ fn dur(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(d)
 }
 
+/// How many outliers a reason names; the rest are counted (the JSON keeps them all).
+const OUTLIERS_SHOWN: usize = 3;
+
 impl fmt::Display for Reading {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.render(f)?;
+        if self.outliers.is_empty() {
+            return Ok(());
+        }
+        f.write_str(" (left out as implausible: ")?;
+        for (i, outlier) in self.outliers.iter().take(OUTLIERS_SHOWN).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(
+                f,
+                "{} reported {} > plausibleMax {}",
+                outlier.instance,
+                number(outlier.value),
+                number(outlier.plausible_max)
+            )?;
+        }
+        if self.outliers.len() > OUTLIERS_SHOWN {
+            write!(f, " and {} more", self.outliers.len() - OUTLIERS_SHOWN)?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl Reading {
+    fn render(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let value = match &self.value {
             Err(why) => return write!(f, "{} missing ({why})", self.metric),
             Ok(v) => *v,
@@ -218,6 +257,11 @@ impl fmt::Display for Adjustment {
             Adjustment::UnreadyNoScaleDown { unready, to } => {
                 write!(f, "kept at {to}: {unready} instance(s) not ready, their load unknown")
             }
+            Adjustment::ImplausibleNoScaleDown { instances, to } => write!(
+                f,
+                "kept at {to}: {instances} instance(s) reported implausible readings, their \
+                 load unknown"
+            ),
             Adjustment::Stabilized { direction, window, to } => {
                 write!(f, "held at {to} by the {direction} stabilization window {}", dur(*window))
             }

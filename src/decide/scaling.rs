@@ -2,7 +2,9 @@
 //! (usage ratio with a tolerance band, recommendations stabilized over a window, change per
 //! period limited by the count at the period's start) and add what Redis operators ask for:
 //! windowed statistics, cooldowns, cron floors, a trend forecast, and the rule that missing
-//! or unready data never scales down.
+//! or unready data never scales down. An instance reading above its metric's plausible
+//! maximum (a broken or lying instance) is left out of the metric, named in the reason, and
+//! counts as doubt: no scale-down while it is in the window.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -117,6 +119,9 @@ pub(super) fn decide(
             recommendation = current;
             adjustments
                 .push(Adjustment::UnreadyNoScaleDown { unready: current - ready, to: current });
+        } else if let Some(instances) = implausible(&readings) {
+            recommendation = current;
+            adjustments.push(Adjustment::ImplausibleNoScaleDown { instances, to: current });
         }
     }
 
@@ -138,6 +143,16 @@ pub(super) fn decide(
     }
 }
 
+/// How many instances had a reading left out as implausible in some metric's window: like
+/// an unready one, an instance whose load is unknown.
+fn implausible(readings: &[Reading]) -> Option<u16> {
+    let mut instances: Vec<&str> =
+        readings.iter().flat_map(|r| r.outliers.iter().map(|o| o.instance.as_str())).collect();
+    instances.sort_unstable();
+    instances.dedup();
+    (!instances.is_empty()).then(|| u16::try_from(instances.len()).unwrap_or(u16::MAX))
+}
+
 fn read_metric(
     metric: &Metric,
     scaling: &Scaling,
@@ -154,9 +169,11 @@ fn read_metric(
         target: metric.target,
         tolerance: scaling.tolerance,
         desired: None,
+        outliers: Vec::new(),
     };
     let span = scaling.forecast.as_ref().map_or(metric.window, |f| f.window.max(metric.window));
     let series = Series::read(metric, history, now, span);
+    reading.outliers = series.outliers(now, metric.window);
     let points = match series.window(now, metric.window) {
         Ok(points) => points,
         Err(why) => {
@@ -223,7 +240,7 @@ fn metric_label(metric: &Metric) -> String {
     };
     let window = humantime::format_duration(metric.window);
     match &metric.source {
-        MetricSource::Redis { field, rate } => {
+        MetricSource::Redis { field, rate, .. } => {
             let aggregate = match metric.aggregate {
                 Aggregate::Mean => "mean",
                 Aggregate::Max => "max",

@@ -1,12 +1,14 @@
 //! Turns a window of observations into the numbers a metric is judged on: per-round values
 //! aggregated across instances, then one statistic over the window (with `statrs`), and an
-//! optional linear trend.
+//! optional linear trend. An instance's reading above the metric's plausible maximum is left
+//! out of its round and kept as an [`Outlier`] for the reason to name.
 
 use std::time::Duration;
 
+use serde::Serialize;
 use statrs::statistics::{Data, OrderStatistics, Statistics};
 
-use crate::observe::{History, InstanceSample, Observation, QueryResult, Timestamp};
+use crate::observe::{History, InstanceId, InstanceSample, Observation, QueryResult, Timestamp};
 use crate::policy::{Aggregate, Metric, MetricSource, Statistic};
 
 /// One aggregated value per round over a span of history, oldest first, and the newest
@@ -14,6 +16,17 @@ use crate::policy::{Aggregate, Metric, MetricSource, Statistic};
 pub struct Series {
     points: Vec<(Timestamp, f64)>,
     last_error: Option<(Timestamp, String)>,
+    outliers: Vec<(Timestamp, Outlier)>,
+}
+
+/// One instance's reading left out of a round: above the metric's plausible maximum.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outlier {
+    pub instance: InstanceId,
+    /// What it reported (a rate for a `rate` metric).
+    pub value: f64,
+    pub plausible_max: f64,
 }
 
 impl Series {
@@ -24,22 +37,36 @@ impl Series {
         let mut previous = w.before;
         let mut points = Vec::with_capacity(w.rounds.len());
         let mut last_error = None;
+        let mut outliers = Vec::new();
         for round in w.rounds {
-            match round_value(metric, round, previous) {
+            match round_value(metric, round, previous, &mut outliers) {
                 Ok(v) => points.push((round.at, v)),
                 Err(e) => last_error = Some((round.at, e)),
             }
             previous = Some(round);
         }
-        Self { points, last_error }
+        Self { points, last_error, outliers }
+    }
+
+    /// The instances left out as implausible in `(now - window, now]`, each once with the
+    /// highest value it reported, by instance name.
+    pub fn outliers(&self, now: Timestamp, window: Duration) -> Vec<Outlier> {
+        let start = window_start(now, window);
+        let mut found: Vec<Outlier> = Vec::new();
+        for (_, outlier) in self.outliers.iter().filter(|(at, _)| *at > start) {
+            match found.iter_mut().find(|o| o.instance == outlier.instance) {
+                Some(seen) if seen.value < outlier.value => *seen = outlier.clone(),
+                Some(_) => {}
+                None => found.push(outlier.clone()),
+            }
+        }
+        found.sort_by(|a, b| a.instance.cmp(&b.instance));
+        found
     }
 
     /// The points in `(now - window, now]`, or why there are none.
     pub fn window(&self, now: Timestamp, window: Duration) -> Result<&[(Timestamp, f64)], String> {
-        let start = chrono::Duration::from_std(window)
-            .ok()
-            .and_then(|w| now.checked_sub_signed(w))
-            .unwrap_or(Timestamp::MIN_UTC);
+        let start = window_start(now, window);
         let first = self.points.partition_point(|(at, _)| *at <= start);
         let points = &self.points[first..];
         if !points.is_empty() {
@@ -53,11 +80,24 @@ impl Series {
     }
 }
 
+fn window_start(now: Timestamp, window: Duration) -> Timestamp {
+    chrono::Duration::from_std(window)
+        .ok()
+        .and_then(|w| now.checked_sub_signed(w))
+        .unwrap_or(Timestamp::MIN_UTC)
+}
+
 /// The metric's value in one round, aggregated across ready instances (or a query's series).
+/// A reading above the plausible maximum is left out, as if the instance had reported no
+/// value (so a `mean` assumes it as busy as the rest), and added to `outliers`. Left out
+/// rather than clamped: a clamped 5,000,000 ops/s still reads 2,000,000, dozens of times an
+/// honest instance's load, and would still multiply the fleet; an impossible number says
+/// nothing about the load, only that the instance is broken or lying.
 fn round_value(
     metric: &Metric,
     round: &Observation,
     previous: Option<&Observation>,
+    outliers: &mut Vec<(Timestamp, Outlier)>,
 ) -> Result<f64, String> {
     match &metric.source {
         MetricSource::Prometheus { query } => match round.query(query) {
@@ -68,14 +108,30 @@ fn round_value(
             Some(QueryResult { value: Err(e), .. }) => Err(e.clone()),
             None => Err("query not evaluated".to_owned()),
         },
-        MetricSource::Redis { field, rate } => {
-            let values = round
+        MetricSource::Redis { field, rate, plausible_max } => {
+            let mut left_out = 0;
+            let values: Vec<f64> = round
                 .instances
                 .iter()
                 .filter(|s| s.ready())
-                .filter_map(|s| instance_value(s, field, *rate, round.at, previous));
-            aggregate(metric.aggregate, round.ready_count(), values).ok_or_else(|| {
-                if round.instances.iter().any(InstanceSample::ready) {
+                .filter_map(|s| {
+                    let value = instance_value(s, field, *rate, round.at, previous)?;
+                    match plausible_max {
+                        Some(max) if value.is_nan() || value > *max => {
+                            let outlier =
+                                Outlier { instance: s.id.clone(), value, plausible_max: *max };
+                            outliers.push((round.at, outlier));
+                            left_out += 1;
+                            None
+                        }
+                        _ => Some(value),
+                    }
+                })
+                .collect();
+            aggregate(metric.aggregate, round.ready_count(), values.into_iter()).ok_or_else(|| {
+                if left_out > 0 {
+                    format!("every reading of `{field}` is implausible")
+                } else if round.instances.iter().any(InstanceSample::ready) {
                     format!("no ready instance reports `{field}`")
                 } else {
                     "no ready instance".to_owned()

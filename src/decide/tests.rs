@@ -181,7 +181,11 @@ fn an_empty_query_result_is_missing_and_several_series_follow_the_aggregate() {
 #[test]
 fn max_aggregate_follows_the_hottest_instance() {
     let policy = scaling()
-        .metric(MetricSource::Redis { field: "used_cpu".into(), rate: false }, Aggregate::Max, 50.0)
+        .metric(
+            MetricSource::Redis { field: "used_cpu".into(), rate: false, plausible_max: None },
+            Aggregate::Max,
+            50.0,
+        )
         .policy();
     let mut run = Run::new(policy, 2);
     let d = run.tick(round(t(0)).ready("used_cpu", &[10.0, 90.0]));
@@ -193,7 +197,11 @@ fn max_aggregate_follows_the_hottest_instance() {
 fn a_counter_becomes_a_rate_and_a_reset_is_skipped() {
     let policy = scaling()
         .metric(
-            MetricSource::Redis { field: "total_commands_processed".into(), rate: true },
+            MetricSource::Redis {
+                field: "total_commands_processed".into(),
+                rate: true,
+                plausible_max: None,
+            },
             Aggregate::Mean,
             1000.0,
         )
@@ -443,4 +451,72 @@ fn an_alert_request_expires_when_it_cannot_be_met() {
     assert_eq!(scaled_to(&d), None, "maxReplicas caps the request: {}", d.reason());
     let d = run.tick(round(t(601)).ready_ops(&[100.0; 3]));
     assert_eq!(scaled_to(&d), Some(1), "expired after 10 minutes: {}", d.reason());
+}
+
+/// Issue 12: one instance answering INFO with a fake 5,000,000 ops/s among eight honest ones
+/// at 33,000 (target 35,000). Counted, the mean is 584,889 per replica: 9 -> 151, capped at
+/// maxReplicas. Left out, the fleet holds, and the reason names the instance and its value.
+#[test]
+fn a_fake_reading_does_not_size_the_fleet_and_the_reason_names_it() {
+    let policy = scaling().max(30).redis("instantaneous_ops_per_sec", 35_000.0).policy();
+    let mut run = Run::new(policy, 9);
+    let mut ops = vec![33_000.0; 9];
+    ops[4] = 5_000_000.0;
+    let d = run.tick(round(t(0)).ready_ops(&ops));
+    assert_eq!(scaled_to(&d), None, "{d:?}");
+    let reason = d.scaling_reason().expect("a scaling reason");
+    assert_eq!(reason.readings[0].value, Ok(33_000.0), "the honest instances' mean");
+    let text = reason.to_string();
+    assert!(
+        text.contains(
+            "left out as implausible: redis-4 reported 5,000,000 > plausibleMax 2,000,000"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("hold at 9"), "{text}");
+    // The decision keeps it as data too (JSON for /v1/decisions).
+    let outlier = &reason.readings[0].outliers[0];
+    assert_eq!((outlier.instance.as_str(), outlier.value), ("redis-4", 5_000_000.0));
+}
+
+#[test]
+fn an_implausible_reading_is_doubt_no_scale_down_while_it_is_in_the_window() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 35_000.0).policy();
+    let mut run = Run::new(policy, 4);
+    // The honest three ask for 1; the fourth's load is unknown.
+    let d = run.tick(round(t(0)).ready_ops(&[5_000.0, 5_000.0, 5_000.0, 9e9]));
+    assert_eq!(scaled_to(&d), None, "{d:?}");
+    let text = d.scaling_reason().unwrap().to_string();
+    assert!(text.contains("kept at 4: 1 instance(s) reported implausible readings"), "{text}");
+    // Once the window (30 s) holds only plausible readings, it scales down.
+    for s in [10, 20, 30] {
+        run.tick(round(t(s)).ready_ops(&[5_000.0; 4]));
+    }
+    assert_eq!(run.replicas, 1);
+}
+
+#[test]
+fn every_reading_implausible_is_a_missing_metric() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 35_000.0).policy();
+    let mut run = Run::new(policy, 3);
+    let d = run.tick(round(t(0)).ready_ops(&[5e6, 6e6, f64::NAN]));
+    let reason = d.scaling_reason().unwrap();
+    assert_eq!(scaled_to(&d), None);
+    let text = reason.to_string();
+    assert!(text.contains("every reading of `instantaneous_ops_per_sec` is implausible"), "{text}");
+    assert!(text.contains("redis-0 reported 5,000,000") && text.contains("redis-2 reported NaN"));
+}
+
+#[test]
+fn a_policy_plausible_max_replaces_the_default() {
+    let source = MetricSource::Redis {
+        field: "instantaneous_ops_per_sec".into(),
+        rate: false,
+        plausible_max: Some(10_000_000.0),
+    };
+    let policy = scaling().metric(source, Aggregate::Mean, 2_500_000.0).policy();
+    let mut run = Run::new(policy, 2);
+    // 5,000,000 is plausible here (a Redis-compatible server with many threads): 2 -> 4.
+    let d = run.tick(round(t(0)).ready_ops(&[5e6, 5e6]));
+    assert_eq!(scaled_to(&d), Some(4), "{d:?}");
 }

@@ -91,6 +91,28 @@ pub const PROBE_INTERVAL: Bounds = Bounds {
 pub const PROBE_TIMEOUT: Bounds = Bounds { min: MS, max: MINUTE, why: "" };
 pub const MIN_REPLICAS_MAX_LAG: Bounds = Bounds { min: secs(1), max: HOUR, why: "" };
 
+/// The most one Redis instance can plausibly report for a `redis:` scaling metric when the
+/// policy sets no `plausibleMax`: a reading above it is a broken or lying instance (a bug, a
+/// fake peer, a counter glitch), not load, and must not size the fleet. Known fields only;
+/// `None` for the rest (no limit unless the policy sets one). Each default sits well above
+/// what one instance has been measured doing, so an honest instance never trips it; a
+/// deployment that really goes faster (many I/O threads, a Redis-compatible server) sets
+/// `plausibleMax`.
+pub fn default_plausible_max(field: &str, rate: bool) -> Option<f64> {
+    match (field, rate) {
+        // Single-threaded Redis tops out near 1M ops/s even pipelined.
+        ("instantaneous_ops_per_sec", false) | ("total_commands_processed", true) => {
+            Some(2_000_000.0)
+        }
+        // 100 Gbit/s, a fast NIC saturated, in kB/s and in bytes/s.
+        ("instantaneous_input_kbps" | "instantaneous_output_kbps", false) => Some(12_500_000.0),
+        ("total_net_input_bytes" | "total_net_output_bytes", true) => Some(12_500_000_000.0),
+        // Linux's default fs.nr_open: no process holds more descriptors than this.
+        ("connected_clients", false) => Some(1_048_576.0),
+        _ => None,
+    }
+}
+
 /// The most sampling rounds a policy's history may hold (its longest window over
 /// `sampling.interval`): about 7 days at 30 s, a day at 5 s. Each round keeps a few numbers
 /// per instance, so this bounds the daemon's memory per policy.

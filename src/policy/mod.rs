@@ -198,8 +198,10 @@ pub struct Metric {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricSource {
     /// A numeric field of Redis `INFO`; with `rate`, a counter turned into a per-second rate
-    /// between consecutive samples.
-    Redis { field: String, rate: bool },
+    /// between consecutive samples. An instance's value above `plausible_max` (the policy's
+    /// `plausibleMax`, else [`bounds::default_plausible_max`]) is an outlier: left out of the
+    /// metric and named in the reason. `None`: no limit.
+    Redis { field: String, rate: bool, plausible_max: Option<f64> },
     /// A PromQL instant query evaluated against the policy's Prometheus.
     Prometheus { query: String },
 }

@@ -214,11 +214,21 @@ pub struct MetricSpec {
     pub half_life: Option<String>,
     pub window: Option<String>,
     pub target: Option<f64>,
+    pub plausible_max: Option<f64>,
 }
 
 impl MetricSpec {
-    pub const FIELDS: &[&str] =
-        &["redis", "prometheus", "rate", "aggregate", "statistic", "halfLife", "window", "target"];
+    pub const FIELDS: &[&str] = &[
+        "redis",
+        "prometheus",
+        "rate",
+        "aggregate",
+        "statistic",
+        "halfLife",
+        "window",
+        "target",
+        "plausibleMax",
+    ];
 }
 
 /// `scaleUp` / `scaleDown`.
@@ -528,7 +538,8 @@ spec:
     minReplicas: 1
     maxReplicas: 1
     metrics:
-      - {redis: x, prometheus: x, rate: true, aggregate: x, statistic: x, halfLife: x, window: x, target: 1}
+      - {redis: x, prometheus: x, rate: true, aggregate: x, statistic: x, halfLife: x, window: x, target: 1,
+          plausibleMax: 1}
     tolerance: 0
     warmup: x
     scaleUp: {stabilization: x, maxStep: 1, period: x, cooldown: x}

@@ -524,7 +524,10 @@ fn check_metric(
             let valid = !field.is_empty()
                 && field.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
             if valid {
-                Some(MetricSource::Redis { field: field.clone(), rate: spec.rate.unwrap_or(false) })
+                let rate = spec.rate.unwrap_or(false);
+                let plausible_max =
+                    spec.plausible_max.or_else(|| bounds::default_plausible_max(field, rate));
+                Some(MetricSource::Redis { field: field.clone(), rate, plausible_max })
             } else {
                 c.bad(
                     &path.key("redis"),
@@ -541,6 +544,13 @@ fn check_metric(
                 c.unexpected(
                     &path.key("rate"),
                     "applies to `redis` metrics only; a PromQL query takes rate() itself",
+                );
+                None
+            } else if spec.plausible_max.is_some() {
+                c.unexpected(
+                    &path.key("plausibleMax"),
+                    "applies to `redis` metrics only (one instance's reading); bound a PromQL \
+                     query in the query itself (clamp_max)",
                 );
                 None
             } else if query.trim().is_empty() {
@@ -580,6 +590,7 @@ fn check_metric(
             None
         }
     });
+    let source = source.and_then(|source| check_plausible_max(c, spec, path, source, target));
     Some(Metric {
         source: source?,
         aggregate: aggregate?,
@@ -587,6 +598,48 @@ fn check_metric(
         window: window?,
         target: target?,
     })
+}
+
+/// `plausibleMax`: a finite number above the target. At or below the target, honest load
+/// could never reach the target, so the metric could never scale up: a mistake, whether the
+/// policy wrote the number or the field's default is too low for this deployment.
+fn check_plausible_max(
+    c: &mut Checker,
+    spec: &MetricSpec,
+    path: &FieldPath,
+    source: MetricSource,
+    target: Option<f64>,
+) -> Option<MetricSource> {
+    let MetricSource::Redis { field, plausible_max: Some(max), .. } = &source else {
+        return Some(source);
+    };
+    let max_path = path.key("plausibleMax");
+    if !(max.is_finite() && *max > 0.0) {
+        c.bad(&max_path, format!("must be a finite number greater than 0, found {max}"));
+        return None;
+    }
+    match target {
+        Some(target) if *max <= target => {
+            let (at, message) = if spec.plausible_max.is_some() {
+                let message = format!(
+                    "must be above the target ({target}): a reading above it is left out as \
+                     implausible, so the metric could never reach its target, found {max}"
+                );
+                (max_path, message)
+            } else {
+                // No `plausibleMax` in the file: said at the target it is too low for.
+                let message = format!(
+                    "the default plausible maximum of `{field}` per instance is {max}, not \
+                     above the target ({target}): set plausibleMax above the target if one \
+                     instance really carries that much"
+                );
+                (path.key("target"), message)
+            };
+            c.bad(&at, message);
+            None
+        }
+        _ => Some(source),
+    }
 }
 
 fn check_statistic(
@@ -1592,6 +1645,28 @@ mod tests {
         15,
         "missing required field `target`"
     )]
+    #[case::plausible_max_zero(
+        &scaling("        plausibleMax: 0\n"),
+        "spec.scaling.metrics[0].plausibleMax", 11, 23, "must be a finite number greater than 0, found 0"
+    )]
+    #[case::plausible_max_below_target(
+        &scaling("        plausibleMax: 50\n"),
+        "spec.scaling.metrics[0].plausibleMax", 11, 23, "must be above the target (100)"
+    )]
+    #[case::plausible_max_on_a_query(
+        "  scaling:\n    minReplicas: 1\n    maxReplicas: 2\n    metrics: [{prometheus: up, plausibleMax: 5, target: 1}]\n",
+        "spec.scaling.metrics[0].plausibleMax",
+        8,
+        32,
+        "applies to `redis` metrics only"
+    )]
+    #[case::target_above_the_default_plausible_max(
+        "  scaling:\n    minReplicas: 1\n    maxReplicas: 2\n    metrics: [{redis: instantaneous_ops_per_sec, target: 3000000}]\n",
+        "spec.scaling.metrics[0].target",
+        8,
+        58,
+        "the default plausible maximum of `instantaneous_ops_per_sec` per instance is 2000000"
+    )]
     #[case::tolerance_one(
         &scaling("    tolerance: 1\n"),
         "spec.scaling.tolerance", 11, 16, "must be >= 0 and < 1, found 1"
@@ -2201,6 +2276,7 @@ spec:
                         source: MetricSource::Redis {
                             field: "used_cpu_sys".to_owned(),
                             rate: true,
+                            plausible_max: None,
                         },
                         aggregate: Aggregate::Max,
                         statistic: Statistic::Percentile(90),
@@ -2385,7 +2461,8 @@ spec:
             Metric {
                 source: MetricSource::Redis {
                     field: "instantaneous_ops_per_sec".to_owned(),
-                    rate: false
+                    rate: false,
+                    plausible_max: Some(2_000_000.0),
                 },
                 aggregate: Aggregate::Mean,
                 statistic: Statistic::Mean,

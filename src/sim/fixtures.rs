@@ -52,7 +52,11 @@ pub fn policy() -> PolicyBuilder {
 /// The last value of the mean of a Redis `INFO` field across ready instances.
 pub fn redis_metric(field: &str, target: f64) -> Metric {
     Metric {
-        source: MetricSource::Redis { field: field.into(), rate: false },
+        source: MetricSource::Redis {
+            field: field.into(),
+            rate: false,
+            plausible_max: crate::policy::bounds::default_plausible_max(field, false),
+        },
         aggregate: Aggregate::Mean,
         statistic: Statistic::Last,
         window: Duration::from_secs(30),
