@@ -65,6 +65,7 @@ fn realistic_policy(forecast: Option<Forecast>) -> Policy {
                 source: MetricSource::Redis {
                     field: "instantaneous_ops_per_sec".into(),
                     rate: false,
+                    plausible_max: Some(2_000_000.0),
                 },
                 aggregate: Aggregate::Mean,
                 statistic: Statistic::Percentile(95),
