@@ -347,6 +347,9 @@ pub struct SnapshotsSpec {
     pub compression_level: Option<i64>,
     pub retention: Option<RetentionSpec>,
     pub before_actions: Option<Vec<String>>,
+    pub min_bytes_per_second: Option<i64>,
+    pub throughput_window: Option<String>,
+    pub deadline: Option<String>,
 }
 
 impl SnapshotsSpec {
@@ -361,6 +364,9 @@ impl SnapshotsSpec {
         "compressionLevel",
         "retention",
         "beforeActions",
+        "minBytesPerSecond",
+        "throughputWindow",
+        "deadline",
     ];
 }
 
