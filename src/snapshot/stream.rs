@@ -522,6 +522,46 @@ mod tests {
         assert!(matches!(err, StreamError::Truncated { expected: None, .. }), "{err}");
     }
 
+    /// Keepalives every 100 ms reset the stall timer forever; the deadline still ends it.
+    #[tokio::test]
+    async fn endless_keepalives_before_the_payload_end_at_the_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0_u8; 1024];
+            let mut answered = 0;
+            while answered < 2 {
+                let n = socket.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+                let asked = seen.windows(5).filter(|w| w == b"REPLC").count();
+                while answered < asked {
+                    socket.write_all(b"+OK\r\n").await.unwrap();
+                    answered += 1;
+                }
+            }
+            while socket.write_all(b"\n").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let endpoint = Endpoint { id: format!("127.0.0.1:{port}"), host: "127.0.0.1".into(), port };
+        let limits = crate::policy::TransferLimits {
+            min_bytes_per_second: 1,
+            throughput_window: Duration::from_secs(60),
+            deadline: Duration::from_secs(1),
+        };
+        let pace = Pace::new(limits, Instant::now());
+        let open = Transfer::open_paced(&endpoint, &Access::default(), deadlines(), pace);
+        let error = tokio::time::timeout(Duration::from_secs(30), open)
+            .await
+            .expect("the deadline ends the wait")
+            .err()
+            .expect("past the deadline");
+        assert!(matches!(error, StreamError::Pace(PaceError::Deadline { .. })), "{error}");
+        assert_eq!(error.category(), "deadline");
+    }
+
     #[tokio::test]
     async fn error_lines_are_classified() {
         let err =
