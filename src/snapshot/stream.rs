@@ -552,7 +552,8 @@ mod tests {
             deadline: Duration::from_secs(1),
         };
         let pace = Pace::new(limits, Instant::now());
-        let open = Transfer::open_paced(&endpoint, &Access::default(), deadlines(), pace);
+        let access = Access::default();
+        let open = Transfer::open_paced(&endpoint, &access, deadlines(), pace);
         let error = tokio::time::timeout(Duration::from_secs(30), open)
             .await
             .expect("the deadline ends the wait")
