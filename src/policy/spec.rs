@@ -574,6 +574,9 @@ spec:
     compression: x
     compressionLevel: 1
     retention: {keepLast: 1, daily: 1, weekly: 1, monthly: 1}
+    minBytesPerSecond: 1
+    throughputWindow: x
+    deadline: x
   alerts: [{alertname: x, action: evaluate}]
 "#;
 
