@@ -265,7 +265,8 @@ async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
 /// real master and its replica. It is never asked for an RDB: the snapshot comes from the
 /// replica the master lists as online, and its manifest names that replica. With only the
 /// fake and the master, `replicaOrMaster` falls back to the master and `replica` refuses,
-/// naming the fake and why.
+/// naming the fake and why. Members named `localhost:PORT` are recognised in the master's
+/// list by the address their host resolves to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_claiming_the_highest_offset_is_not_chosen_over_a_corroborated_replica() {
     let (master, replicas) = replicated(1);
@@ -304,6 +305,14 @@ async fn a_peer_claiming_the_highest_offset_is_not_chosen_over_a_corroborated_re
         "{text}"
     );
     assert_eq!(fake.psyncs(), 0, "the fake was asked for an RDB");
+
+    // Members named by host name: the master lists its replica by address, and the host is
+    // resolved to recognise it.
+    let named = [format!("localhost:{}", master.port), format!("localhost:{}", replicas[0].port)];
+    let by_name =
+        Snapshotter::new(&policy("named", &named, store.path(), "")).expect("snapshotter");
+    let manifest = by_name.take(&endpoints(&named), &Quiet).await.expect("from the replica");
+    assert_eq!(manifest.source, named[1]);
 }
 
 /// A source that announces an RDB and trickles it a byte a second: with a throughput floor

@@ -141,9 +141,11 @@ fn corroborate(seen: &Seen, info: &Info, masters: &[&Seen]) -> Result<u64, Strin
         Some((master, view, entry))
     });
     let Some((master, view, entry)) = listed else {
-        return Err(
-            "claims to be a linked-up replica, but no master among the members lists it".to_owned()
-        );
+        return Err(format!(
+            "claims to be a linked-up replica, but no master among the members lists it \
+             (as {} port {port})",
+            seen.addresses.join(" or ")
+        ));
     };
     let master_id = &master.endpoint.id;
     let state = match entry.state {
