@@ -182,7 +182,9 @@ impl Snapshotter {
             })
             .collect();
         let masters: Vec<usize> = (0..round.len())
-            .filter(|&i| round[i].sample.info.as_ref().is_some_and(|i| i.role == Role::Master))
+            .filter(|&i| {
+                round[i].sample.info.as_ref().is_some_and(|info| info.role == Role::Master)
+            })
             .collect();
         let endpoints: Vec<Endpoint> = masters.iter().map(|&i| round[i].endpoint.clone()).collect();
         for (i, again) in masters.into_iter().zip(sampler.sample(&endpoints).await) {
