@@ -19,8 +19,9 @@ use crate::snapshot::{Manifest, Progress, Snapshotter};
 
 /// Snapshots: RDBs streamed from a replica to the policy's `spec.snapshots.destination`.
 ///
-/// Exit status: 0 on success; 1 on any failure (no source, upload failed, corrupt RDB,
-/// unknown id, invalid policy). A failed `now` leaves no snapshot behind.
+/// Exit status: 0 on success; 1 on any failure (no source, too slow or past the deadline,
+/// upload failed, corrupt RDB, unknown id, invalid policy, `restore` onto an existing file
+/// without --force). A failed `now` leaves no snapshot behind.
 ///
 /// Examples:
 ///   redis-autopilot snapshot now --policy policies/cache.yaml
@@ -33,7 +34,8 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Take a snapshot now (from a linked-up replica unless the policy allows the master).
+    /// Take a snapshot now: from a replica its master vouches for, else the master when the
+    /// policy allows it; given up when slower than `minBytesPerSecond` or past `deadline`.
     Now {
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,

@@ -1,6 +1,10 @@
 //! A fixed list of `host:port` endpoints: instances someone else runs. The daemon samples and
 //! decides for them and reports every action it would take; it cannot create or remove
 //! instances, and without a place to record a master durably it changes no roles.
+//!
+//! The members are exactly the endpoints listed, nothing more: an address an instance's
+//! `INFO` names (a replica its master lists, the master a replica follows) is never added,
+//! so it is never sampled as a member nor read from as a snapshot source.
 
 use std::future::Future;
 

@@ -4,6 +4,9 @@
 //! - **At most one in flight per policy**: a run that finds the previous one still going is
 //!   counted (`outcome="busy"`) and skipped, never queued, so a slow store cannot pile up
 //!   transfers against the same replica.
+//! - **Every run ends**: a transfer slower than the policy's `minBytesPerSecond` or longer
+//!   than its `deadline` fails (see [`crate::snapshot::pace`]), so a trickling source holds
+//!   the gate, and a scale-down waiting on it, for at most that long.
 //! - **Missed schedules are reported**: when a policy's job is first set up, the newest
 //!   snapshot is compared with the schedule's previous firing; older means the daemon was
 //!   down when one was due: a warning and `snapshots_missed_total`. No snapshot at all is a

@@ -142,6 +142,26 @@ pub fn history_problem(span: Duration, interval: Duration) -> Option<String> {
     ))
 }
 
+/// `snapshots.throughputWindow`: long enough that a pause in the stream is not a verdict,
+/// short enough that a trickling source is caught well before the deadline.
+pub const SNAPSHOT_THROUGHPUT_WINDOW: Bounds = Bounds {
+    min: secs(1),
+    max: HOUR,
+    why: "throughput is judged once per window; over an hour a trickle holds the snapshot \
+          gate that long",
+};
+/// `snapshots.deadline`: a snapshot holds its policy's snapshot gate, and any scale-down
+/// waiting on it, until it ends.
+pub const SNAPSHOT_DEADLINE: Bounds = Bounds {
+    min: secs(1),
+    max: WEEK,
+    why: "a snapshot holds the policy's snapshot gate, and any scale-down waiting for it, \
+          until it ends",
+};
+/// `snapshots.minBytesPerSecond`: at least a byte a second; at most 10 GiB/s, faster than
+/// any network a Redis streams over, so a larger floor could never be met.
+pub const SNAPSHOT_MIN_BYTES_PER_SECOND: (i64, i64) = (1, 10 * 1024 * 1024 * 1024);
+
 /// Snapshots fork the master (or a replica) and stream the whole dataset: at most one per
 /// this interval.
 pub const MIN_SNAPSHOT_GAP: Duration = secs(5 * 60);

@@ -338,6 +338,30 @@ pub struct Snapshots {
     pub retention: Retention,
     /// Actions that take a snapshot first.
     pub before_actions: Vec<BeforeAction>,
+    /// How slow and how long a snapshot may be before it is given up.
+    pub limits: TransferLimits,
+}
+
+/// `minBytesPerSecond`, `throughputWindow` and `deadline`: a source that trickles, or a
+/// transfer that never ends, would otherwise hold the policy's snapshot gate (and any
+/// scale-down waiting on it) forever, since the stall timer restarts on every byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferLimits {
+    /// The least RDB bytes per second, judged over each `throughput_window` of the payload.
+    pub min_bytes_per_second: u64,
+    pub throughput_window: Duration,
+    /// The longest a snapshot may run, from choosing its source to the end of the RDB.
+    pub deadline: Duration,
+}
+
+impl Default for TransferLimits {
+    fn default() -> Self {
+        Self {
+            min_bytes_per_second: 1024 * 1024,
+            throughput_window: Duration::from_secs(60),
+            deadline: Duration::from_secs(6 * 3600),
+        }
+    }
 }
 
 /// Where the destination's credentials are read, by store.

@@ -357,6 +357,9 @@ pub struct SnapshotsSpec {
     pub compression_level: Option<i64>,
     pub retention: Option<RetentionSpec>,
     pub before_actions: Option<Vec<String>>,
+    pub min_bytes_per_second: Option<i64>,
+    pub throughput_window: Option<String>,
+    pub deadline: Option<String>,
 }
 
 impl SnapshotsSpec {
@@ -371,6 +374,9 @@ impl SnapshotsSpec {
         "compressionLevel",
         "retention",
         "beforeActions",
+        "minBytesPerSecond",
+        "throughputWindow",
+        "deadline",
     ];
 }
 
@@ -579,6 +585,9 @@ spec:
     compression: x
     compressionLevel: 1
     retention: {keepLast: 1, daily: 1, weekly: 1, monthly: 1}
+    minBytesPerSecond: 1
+    throughputWindow: x
+    deadline: x
   alerts: [{alertname: x, action: evaluate}]
 "#;
 

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::TransferLimits;
 use super::bounds::{self, Bounds, SAMPLING_INTERVAL, SAMPLING_TIMEOUT, parse_duration, show};
 use super::source_map::{Anchor, FieldPath};
 use super::spec::{
@@ -964,6 +965,7 @@ fn check_snapshots(c: &mut Checker, spec: &SnapshotsSpec, path: &FieldPath) -> O
         Some(creds) => check_destination_credentials(c, creds, scheme, &path.key("credentials")),
     };
     let before_actions = check_before_actions(c, spec.before_actions.as_deref(), path);
+    let limits = check_transfer_limits(c, spec, path);
     Some(Snapshots {
         schedule: schedule?,
         source: source?,
@@ -974,6 +976,42 @@ fn check_snapshots(c: &mut Checker, spec: &SnapshotsSpec, path: &FieldPath) -> O
         compression: compression?,
         retention: retention?,
         before_actions: before_actions?,
+        limits: limits?,
+    })
+}
+
+/// `minBytesPerSecond`, `throughputWindow`, `deadline`: the floor and the deadline that end a
+/// snapshot which would otherwise hold the snapshot gate forever.
+fn check_transfer_limits(
+    c: &mut Checker,
+    spec: &SnapshotsSpec,
+    path: &FieldPath,
+) -> Option<TransferLimits> {
+    let defaults = TransferLimits::default();
+    let (least, most) = bounds::SNAPSHOT_MIN_BYTES_PER_SECOND;
+    let floor = c.int(
+        spec.min_bytes_per_second,
+        &path.key("minBytesPerSecond"),
+        Some(defaults.min_bytes_per_second),
+        least,
+        most,
+    );
+    let window = c.duration(
+        spec.throughput_window.as_deref(),
+        &path.key("throughputWindow"),
+        Some(defaults.throughput_window),
+        bounds::SNAPSHOT_THROUGHPUT_WINDOW,
+    );
+    let deadline = c.duration(
+        spec.deadline.as_deref(),
+        &path.key("deadline"),
+        Some(defaults.deadline),
+        bounds::SNAPSHOT_DEADLINE,
+    );
+    Some(TransferLimits {
+        min_bytes_per_second: floor?,
+        throughput_window: window?,
+        deadline: deadline?,
     })
 }
 
@@ -1799,6 +1837,27 @@ mod tests {
         79,
         "expected one of scaleDown, failover"
     )]
+    #[case::snapshot_floor_zero(
+        "  snapshots: {schedule: '0 0 3 * * *', destination: 's3://b', minBytesPerSecond: 0}\n",
+        "spec.snapshots.minBytesPerSecond",
+        5,
+        82,
+        "must be at least 1, found 0"
+    )]
+    #[case::snapshot_window_zero(
+        "  snapshots: {schedule: '0 0 3 * * *', destination: 's3://b', throughputWindow: 0s}\n",
+        "spec.snapshots.throughputWindow",
+        5,
+        81,
+        "must be at least 1s"
+    )]
+    #[case::snapshot_deadline_too_long(
+        "  snapshots: {schedule: '0 0 3 * * *', destination: 's3://b', deadline: 8d}\n",
+        "spec.snapshots.deadline",
+        5,
+        73,
+        "must be at most 7days, found `8d` (a snapshot holds the policy's snapshot gate"
+    )]
     #[case::alert_snapshot_without_snapshots(
         "  alerts: [{alertname: A, action: snapshot}]\n",
         "spec.alerts[0].action",
@@ -2244,6 +2303,9 @@ spec:
     destination: gs://orders-backups/redis/
     compression: none
     retention: {keepLast: 3, daily: 7, weekly: 4, monthly: 6}
+    minBytesPerSecond: 1000
+    throughputWindow: 2s
+    deadline: 3h
   alerts:
     - {alertname: OrdersRedisSlow, action: {scaleUp: 1}}
 "#;
@@ -2335,6 +2397,11 @@ spec:
                 compression: Compression::None,
                 retention: Retention { keep_last: 3, daily: 7, weekly: 4, monthly: 6 },
                 before_actions: Vec::new(),
+                limits: TransferLimits {
+                    min_bytes_per_second: 1000,
+                    throughput_window: secs(2),
+                    deadline: secs(3 * 3600),
+                },
             }),
             alerts: vec![AlertRule {
                 alert_name: "OrdersRedisSlow".to_owned(),
@@ -2494,6 +2561,14 @@ spec:
         assert_eq!(
             snapshots.retention,
             Retention { keep_last: 7, daily: 0, weekly: 0, monthly: 0 }
+        );
+        assert_eq!(
+            snapshots.limits,
+            TransferLimits {
+                min_bytes_per_second: 1024 * 1024,
+                throughput_window: secs(60),
+                deadline: secs(6 * 3600),
+            }
         );
         assert!(policy.alerts.is_empty());
         // No AUTH, plain TCP, and Prometheus without credentials.

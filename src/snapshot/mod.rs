@@ -5,7 +5,10 @@
 //!   reader for both framings.
 //! - [`rdb`]: the streaming verifier (header, end opcode, CRC64).
 //! - [`store`]: destination URLs to object stores, credentials read from env or files.
-//! - [`source`]: which instance to read from (a linked-up replica first).
+//! - [`source`]: which member to read from: pure; a replica only when its master vouches
+//!   for it, then the master if the policy allows; never an address only `INFO` names.
+//! - [`pace`]: pure: the throughput floor and the deadline that end a snapshot that would
+//!   otherwise never finish.
 //! - [`take`]: the pipeline socket -> verify -> sha256 (+ zstd) -> multipart upload ->
 //!   manifest; and list, verify, restore, prune over a destination.
 //! - [`manifest`]: the JSON document that makes a snapshot exist, and time-sorted names.
@@ -15,12 +18,13 @@
 //!
 //! A snapshot exists only when its manifest exists, and the manifest is written only after
 //! the RDB's checksum verified and the object upload completed. A transfer that fails
-//! (source, network, store, corruption) aborts its multipart upload and leaves no manifest;
-//! if the abort itself fails, the incomplete upload is invisible to `list` and is left to the
-//! bucket's lifecycle rule. Safe to cancel at any point; a daemon that dies mid-transfer
+//! (source, network, store, corruption, too slow, past its deadline) aborts its multipart
+//! upload and leaves no manifest; if the abort itself fails, the incomplete upload is
+//! invisible to `list` and is left to the bucket's lifecycle rule. Safe to cancel at any point; a daemon that dies mid-transfer
 //! leaves at most an incomplete multipart upload.
 
 pub mod manifest;
+pub mod pace;
 pub mod rdb;
 pub mod retention;
 pub mod source;

@@ -13,15 +13,21 @@
 //! since 7.0). In the second form the reader holds back the last bytes it has seen until it
 //! knows they are not the end mark, and ignores newlines after the mark (Redis 7.0.0-7.0.5
 //! sent a stray one).
+//!
+//! Time: each handshake step is bounded; so is each silence (`stall`). A [`Pace`] bounds the
+//! rest: the whole transfer runs under the snapshot's deadline, and the payload under its
+//! throughput floor, so a peer that keeps the stall timer alive with a keepalive or a byte
+//! now and then still fails, naming the figure.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
+use super::pace::{Pace, PaceError};
 use crate::sample::redis::{Access, Endpoint};
 
 /// One read from the socket: large enough that a fast loopback transfer costs few wakeups.
@@ -65,6 +71,9 @@ pub enum StreamError {
     Protocol { command: &'static str, reply: String },
     #[error("the connection closed after {received} payload bytes{}", expected_text(*.expected))]
     Truncated { received: u64, expected: Option<u64> },
+    /// Too slow, or past the snapshot's deadline: the figure and the limit.
+    #[error(transparent)]
+    Pace(#[from] PaceError),
 }
 
 fn expected_text(expected: Option<u64>) -> String {
@@ -102,6 +111,7 @@ impl StreamError {
             StreamError::Rejected { reply, .. } if reply.starts_with("NOPERM") => "permission",
             StreamError::Rejected { .. } => "rejected",
             StreamError::Protocol { .. } => "protocol",
+            StreamError::Pace(error) => error.category(),
         }
     }
 }
@@ -121,6 +131,10 @@ pub struct Transfer {
     done: bool,
     received: u64,
     stall: Duration,
+    /// The snapshot's deadline and throughput floor.
+    pace: Pace,
+    /// When the socket last gave bytes: silence is measured from here.
+    last_read: Instant,
     /// From `+FULLRESYNC`: the replication id and offset the RDB corresponds to.
     pub replid: Option<String>,
     pub offset: Option<u64>,
@@ -128,12 +142,24 @@ pub struct Transfer {
 
 impl Transfer {
     /// Connects to `endpoint`, authenticates, and asks for an RDB; returns once the payload
-    /// header arrived.
+    /// header arrived. Bounded by `deadlines` only; see [`Transfer::open_paced`].
     pub async fn open(
         endpoint: &Endpoint,
         access: &Access,
         deadlines: Deadlines,
     ) -> Result<Self, StreamError> {
+        Self::open_paced(endpoint, access, deadlines, Pace::unlimited(Instant::now())).await
+    }
+
+    /// [`Transfer::open`] under `pace`: the wait for the payload counts against its
+    /// deadline, and the payload read with [`Transfer::next`] against its floor too.
+    pub async fn open_paced(
+        endpoint: &Endpoint,
+        access: &Access,
+        deadlines: Deadlines,
+        mut pace: Pace,
+    ) -> Result<Self, StreamError> {
+        pace.check(0, Instant::now())?;
         let io = connect(endpoint, access, deadlines.handshake).await?;
         let mut conn = Conn { io, buf: BytesMut::with_capacity(READ_SIZE) };
         let step = deadlines.handshake;
@@ -154,7 +180,19 @@ impl Transfer {
         conn.command(&["PSYNC", "?", "-1"], step).await?;
         let (mut replid, mut offset) = (None, None);
         let form = loop {
-            let line = conn.line("waiting for the RDB", deadlines.stall).await?;
+            // Keepalives reset the stall timer, so the deadline is judged between them.
+            let wait = deadlines.stall.min(pace.until_due(Instant::now()));
+            let line = match conn.line("waiting for the RDB", wait).await {
+                Err(StreamError::Timeout { .. }) if wait < deadlines.stall => {
+                    pace.check(0, Instant::now())?;
+                    continue;
+                }
+                Err(StreamError::Timeout { phase, .. }) => {
+                    return Err(StreamError::Timeout { phase, after: deadlines.stall });
+                }
+                other => other?,
+            };
+            pace.check(0, Instant::now())?;
             if line.is_empty() {
                 continue; // a keepalive while the server forks
             }
@@ -178,6 +216,8 @@ impl Transfer {
                 return Err(StreamError::Protocol { command: "PSYNC", reply: line });
             }
         };
+        let now = Instant::now();
+        pace.payload_started(now);
         Ok(Self {
             io: conn.io,
             buf: conn.buf,
@@ -185,6 +225,8 @@ impl Transfer {
             done: false,
             received: 0,
             stall: deadlines.stall,
+            pace,
+            last_read: now,
             replid,
             offset,
         })
@@ -237,21 +279,36 @@ impl Transfer {
         }
     }
 
-    /// Reads more from the socket; a close here is a truncated transfer.
+    /// Reads more from the socket; a close here is a truncated transfer. Silence longer than
+    /// `stall` fails; so does the pace: judged on every read and, when nothing arrives, as
+    /// soon as the deadline or the end of a throughput window falls due.
     async fn fill(&mut self) -> Result<(), StreamError> {
+        let phase = "reading the RDB";
         self.buf.reserve(READ_SIZE);
-        let read = tokio::time::timeout(self.stall, self.io.read_buf(&mut self.buf))
-            .await
-            .map_err(|_| StreamError::Timeout { phase: "reading the RDB", after: self.stall })?
-            .map_err(|source| StreamError::Io { phase: "reading the RDB", source })?;
-        if read == 0 {
-            let expected = self.announced_len();
-            return Err(StreamError::Truncated {
-                received: self.received + self.buf.len() as u64,
-                expected,
-            });
+        loop {
+            let now = Instant::now();
+            self.pace.check(0, now)?;
+            let silent = now.saturating_duration_since(self.last_read);
+            if silent >= self.stall {
+                return Err(StreamError::Timeout { phase, after: self.stall });
+            }
+            let wait = (self.stall - silent).min(self.pace.until_due(now));
+            // Cancelling `read_buf` loses nothing: bytes are only taken once it completes.
+            let Ok(read) = tokio::time::timeout(wait, self.io.read_buf(&mut self.buf)).await else {
+                continue; // a limit fell due: judged at the top of the loop
+            };
+            let read = read.map_err(|source| StreamError::Io { phase, source })?;
+            if read == 0 {
+                let expected = self.announced_len();
+                return Err(StreamError::Truncated {
+                    received: self.received + self.buf.len() as u64,
+                    expected,
+                });
+            }
+            self.last_read = Instant::now();
+            self.pace.check(read as u64, self.last_read)?;
+            return Ok(());
         }
-        Ok(())
     }
 }
 
@@ -463,6 +520,47 @@ mod tests {
         let script = format!("$EOF:{mark}\r\nREDIS0010 and then nothing").into_bytes();
         let err = read_all(script).await.err().expect("truncated");
         assert!(matches!(err, StreamError::Truncated { expected: None, .. }), "{err}");
+    }
+
+    /// Keepalives every 100 ms reset the stall timer forever; the deadline still ends it.
+    #[tokio::test]
+    async fn endless_keepalives_before_the_payload_end_at_the_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0_u8; 1024];
+            let mut answered = 0;
+            while answered < 2 {
+                let n = socket.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+                let asked = seen.windows(5).filter(|w| w == b"REPLC").count();
+                while answered < asked {
+                    socket.write_all(b"+OK\r\n").await.unwrap();
+                    answered += 1;
+                }
+            }
+            while socket.write_all(b"\n").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let endpoint = Endpoint { id: format!("127.0.0.1:{port}"), host: "127.0.0.1".into(), port };
+        let limits = crate::policy::TransferLimits {
+            min_bytes_per_second: 1,
+            throughput_window: Duration::from_secs(60),
+            deadline: Duration::from_secs(1),
+        };
+        let pace = Pace::new(limits, Instant::now());
+        let access = Access::default();
+        let open = Transfer::open_paced(&endpoint, &access, deadlines(), pace);
+        let error = tokio::time::timeout(Duration::from_secs(30), open)
+            .await
+            .expect("the deadline ends the wait")
+            .err()
+            .expect("past the deadline");
+        assert!(matches!(error, StreamError::Pace(PaceError::Deadline { .. })), "{error}");
+        assert_eq!(error.category(), "deadline");
     }
 
     #[tokio::test]

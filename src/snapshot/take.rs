@@ -1,7 +1,9 @@
 //! The snapshot pipeline and the operations over a destination.
 //!
-//! Taking one: rank the instances ([`super::source`]), open a replication stream on the
-//! first that accepts, then two tasks joined by a small bounded channel:
+//! Taking one: sample the members, resolve their hosts and sample the masters again, rank
+//! them ([`super::source`]: a replica only when its master vouches for it), open a
+//! replication stream on the first that accepts, then two tasks joined by a small bounded
+//! channel:
 //!
 //! ```text
 //!  socket -> reader task (RDB verifier: header, CRC64) -> channel (16 chunks)
@@ -14,10 +16,16 @@
 //! more only for RDBs over ~70 GiB, since S3 allows 10,000 parts). The upload is completed
 //! only after the verifier accepted the whole RDB; any failure aborts it. The manifest is
 //! written last.
+//!
+//! The policy's `deadline` runs from the source choice to the end of the RDB, and its
+//! `minBytesPerSecond` floor over the payload ([`super::pace`]): breaching either fails the
+//! snapshot like any other stream error (upload aborted, no manifest), so the caller's
+//! snapshot gate is released. Completing the upload and writing the manifest after the RDB
+//! are bounded by the store client's own timeouts, not by the deadline.
 
 use std::io::Write as _;
 use std::path::Path as FsPath;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -28,12 +36,13 @@ use tokio::sync::mpsc;
 
 use super::SnapshotError;
 use super::manifest::{self, Manifest};
+use super::pace::Pace;
 use super::rdb::{RdbSummary, RdbVerifier};
 use super::retention::{self, Prune};
-use super::source::{self, Candidate};
+use super::source::{self, Candidate, Seen};
 use super::store::Destination;
 use super::stream::{Deadlines, Transfer};
-use crate::observe::{InstanceSample, Outcome};
+use crate::observe::{Outcome, Role};
 use crate::policy::{Compression, Policy, Snapshots};
 use crate::sample::redis::{Access, Endpoint, RedisSampler};
 
@@ -103,20 +112,18 @@ impl Snapshotter {
         &self.destination
     }
 
-    /// Takes one snapshot from the best of `instances` and returns its manifest.
+    /// Takes one snapshot from the best of `instances` (the target's members: nothing else
+    /// is ever a source) and returns its manifest.
     pub async fn take(
         &self,
         instances: &[Endpoint],
         progress: &dyn Progress,
     ) -> Result<Manifest, SnapshotError> {
         let run_id = run_id();
-        let sampler = RedisSampler::new(self.access.clone(), self.sample_timeout);
-        let samples = sampler.sample(instances).await;
-        let round: Vec<_> = instances.iter().cloned().zip(samples).collect();
+        let pace = Pace::new(self.config.limits, Instant::now());
+        let round = self.observe(instances).await;
         let candidates = source::rank(&round, self.config.source).map_err(|why| {
-            let tls = |(_, sample): &(Endpoint, InstanceSample)| {
-                matches!(sample.outcome, Outcome::Tls(_))
-            };
+            let tls = |seen: &Seen| matches!(seen.sample.outcome, Outcome::Tls(_));
             if !round.is_empty() && round.iter().all(tls) {
                 SnapshotError::SourceTls { why }
             } else {
@@ -125,7 +132,9 @@ impl Snapshotter {
         })?;
         let mut last_error = None;
         for candidate in candidates {
-            match Transfer::open(&candidate.endpoint, &self.access, self.deadlines).await {
+            let opened =
+                Transfer::open_paced(&candidate.endpoint, &self.access, self.deadlines, pace).await;
+            match opened {
                 Ok(transfer) => {
                     return self.upload(&candidate, transfer, &run_id, progress).await;
                 }
@@ -150,6 +159,54 @@ impl Snapshotter {
             }
         }
         Err(last_error.unwrap_or_else(|| SnapshotError::NoSource { why: "no candidates".into() }))
+    }
+
+    /// What [`source::rank`] needs: every member's `INFO`, the addresses its host resolves
+    /// to (a master lists its replicas by IP), and each master's `INFO` read once more after
+    /// all of that, so its view is no older than any replica's claim.
+    async fn observe(&self, instances: &[Endpoint]) -> Vec<Seen> {
+        let sampler = RedisSampler::new(self.access.clone(), self.sample_timeout);
+        let (samples, addresses) = futures::join!(
+            sampler.sample(instances),
+            futures::future::join_all(instances.iter().map(|e| self.addresses(e)))
+        );
+        let mut round: Vec<Seen> = instances
+            .iter()
+            .zip(samples)
+            .zip(addresses)
+            .map(|((endpoint, sample), addresses)| Seen {
+                endpoint: endpoint.clone(),
+                sample,
+                later: None,
+                addresses,
+            })
+            .collect();
+        let masters: Vec<usize> = (0..round.len())
+            .filter(|&i| {
+                round[i].sample.info.as_ref().is_some_and(|info| info.role == Role::Master)
+            })
+            .collect();
+        let endpoints: Vec<Endpoint> = masters.iter().map(|&i| round[i].endpoint.clone()).collect();
+        for (i, again) in masters.into_iter().zip(sampler.sample(&endpoints).await) {
+            round[i].later = again.info;
+        }
+        round
+    }
+
+    /// `endpoint`'s host as written and the addresses it resolves to (best effort, bounded by
+    /// the sampling timeout: an address not found only leaves a replica uncorroborated).
+    async fn addresses(&self, endpoint: &Endpoint) -> Vec<String> {
+        let mut addresses = vec![endpoint.host.clone()];
+        let lookup = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port));
+        if let Ok(Ok(found)) = tokio::time::timeout(self.sample_timeout, lookup).await {
+            for address in found {
+                let ip = address.ip().to_string();
+                if !addresses.contains(&ip) {
+                    addresses.push(ip);
+                }
+            }
+        }
+        addresses
     }
 
     async fn upload(
