@@ -168,8 +168,10 @@ async fn the_master_record_is_written_under_a_resource_version() {
             request(
                 "PATCH",
                 SET_PATH,
+                // A record without a claim clears any claim annotation (`null` in a merge patch).
                 Some(json!({"metadata": {"resourceVersion": version, "annotations": {
-                    "redis-autopilot.io/master": "redis-1", "redis-autopilot.io/epoch": "4"}}}))
+                    "redis-autopilot.io/master": "redis-1", "redis-autopilot.io/epoch": "4",
+                    "redis-autopilot.io/claim": null}}}))
             ),
         ]
     );
@@ -498,16 +500,23 @@ async fn a_scale_down_hands_the_master_over_first() {
 
     assert_eq!(replica.info_field("role").as_deref(), Some("master"));
     assert_eq!(replica.cli(&["GET", "key"]).trim(), "value");
-    assert_eq!(cluster.recorded_master().await.unwrap(), Some(MasterRecord::new("redis-0", 2)));
-    // Recorded before the scale-down removed the old master's pod.
+    let record = cluster.recorded_master().await.unwrap().expect("a record");
+    assert_eq!((record.instance.as_str(), record.epoch), ("redis-0", 2));
+    // The hand-over's claim is released: it still says who changed roles, and holds no more.
+    assert_eq!(record.active_claim(chrono::Utc::now()), None, "{record:?}");
+    // Recorded, with its claim, and the claim released, before the scale-down removed the old
+    // master's pod.
     let writes: Vec<String> =
         fake.actions().iter().filter(|r| r.method == "PATCH").map(|r| r.path.clone()).collect();
-    assert_eq!(writes, [SET_PATH.to_owned(), format!("{SET_PATH}/scale")]);
+    assert_eq!(writes, [SET_PATH.to_owned(), SET_PATH.to_owned(), format!("{SET_PATH}/scale")]);
     assert_eq!(fake.statefulset(NS, SET)["spec"]["replicas"], 1);
     let reasons: Vec<String> =
         fake.events().iter().map(|e| e["reason"].as_str().unwrap().to_owned()).collect();
     // The hand-over acts through the trait like any failover: each step has its Event.
-    assert_eq!(reasons, ["MasterRecorded", "Repointed", "SwitchedOver", "ScaledDown"]);
+    assert_eq!(
+        reasons,
+        ["MasterRecorded", "Repointed", "ClaimReleased", "SwitchedOver", "ScaledDown"]
+    );
 }
 
 fn lease_config(identity: &str) -> LeaseConfig {

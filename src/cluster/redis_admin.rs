@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 
 use super::{ClusterError, Member};
-use crate::observe::{Info, Role};
+use crate::observe::{Info, ReplicaState, Role};
 use crate::sample::redis::{Access, Endpoint, HEALTH_SECTIONS, connect};
 
 /// How often [`switchover`] looks at the target while it waits for the roles to swap.
@@ -49,10 +49,10 @@ pub async fn replicaof(
 /// second.
 const CATCH_UP_MIN: Duration = Duration::from_secs(2);
 
-/// The longest [`switchover`] takes with this `timeout`: starting it, the target's catch-up,
-/// and the swap.
+/// The longest [`switchover`] takes with this `timeout`: the master listing the target
+/// online, starting it, the target's catch-up, and the swap.
 pub fn switchover_limit(timeout: Duration) -> Duration {
-    timeout + timeout.max(CATCH_UP_MIN) + timeout
+    2 * timeout.max(CATCH_UP_MIN) + 2 * timeout
 }
 
 /// Hands the master role from `master` to its replica `to` with
@@ -76,6 +76,29 @@ pub async fn switchover(
         |why: String| ClusterError::Switchover { from: master.id.clone(), to: to.id.clone(), why };
     let catch_up = timeout.max(CATCH_UP_MIN);
     let millis = u64::try_from(catch_up.as_millis()).unwrap_or(u64::MAX);
+    // Redis refuses `FAILOVER TO` a replica it does not list as `online`, and a replica that
+    // has just loaded its full sync reports its link up before that: the master lists it
+    // online only on its first acknowledgement, sent once a second. Wait on the master's view.
+    let listed_online = async {
+        loop {
+            if let Ok(info) = info(master, access, timeout).await
+                && info.replication.replicas.iter().any(|replica| {
+                    replica.ip == to.host
+                        && replica.port == to.port
+                        && replica.state == ReplicaState::Online
+                })
+            {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    if tokio::time::timeout(catch_up, listed_online).await.is_err() {
+        return Err(failed(format!(
+            "{} does not list {} as an online replica after {catch_up:?}",
+            master.id, to.id
+        )));
+    }
     let start = async {
         let mut connection = open(master, access, timeout, ACTION).await?;
         redis::cmd("FAILOVER")
@@ -209,4 +232,131 @@ fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
         let (key, value) = line.split_once(':')?;
         (key == name).then(|| value.trim())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// The names of the complete RESP commands at the front of `buffer`, which loses them.
+    fn commands(buffer: &mut Vec<u8>) -> Vec<String> {
+        let mut names = Vec::new();
+        loop {
+            let text = String::from_utf8_lossy(buffer).into_owned();
+            let mut lines = text.split("\r\n");
+            let Some(count) = lines.next().and_then(|l| l.strip_prefix('*')?.parse::<usize>().ok())
+            else {
+                return names;
+            };
+            let mut consumed = text.find("\r\n").map_or(0, |at| at + 2);
+            let mut words = Vec::new();
+            for _ in 0..count {
+                let (Some(_length), Some(word)) = (lines.next(), lines.next()) else {
+                    return names;
+                };
+                if !text[consumed..].contains("\r\n") {
+                    return names;
+                }
+                consumed += text[consumed..].find("\r\n").unwrap() + 2;
+                if text.len() < consumed + word.len() + 2 {
+                    return names;
+                }
+                consumed += word.len() + 2;
+                words.push(word.to_uppercase());
+            }
+            buffer.drain(..consumed);
+            names.push(words.join(" "));
+        }
+    }
+
+    /// A fake Redis on loopback answering `INFO` with `info(n)` for its `n`th `INFO` and
+    /// `FAILOVER` with `failover(infos answered so far)`; anything else gets `+OK`.
+    async fn fake(
+        info: impl Fn(usize) -> String + Send + Sync + 'static,
+        failover: impl Fn(usize) -> &'static str + Send + Sync + 'static,
+    ) -> (Endpoint, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let infos = Arc::new(AtomicUsize::new(0));
+        let (info, failover) = (Arc::new(info), Arc::new(failover));
+        let served = Arc::clone(&infos);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (info, failover, infos) =
+                    (Arc::clone(&info), Arc::clone(&failover), Arc::clone(&served));
+                tokio::spawn(async move {
+                    let (mut buffer, mut chunk) = (Vec::new(), [0_u8; 4096]);
+                    while let Ok(n @ 1..) = socket.read(&mut chunk).await {
+                        buffer.extend_from_slice(&chunk[..n]);
+                        for command in commands(&mut buffer) {
+                            let reply = if command.starts_with("INFO") {
+                                let text = info(infos.fetch_add(1, Ordering::SeqCst));
+                                format!("${}\r\n{text}\r\n", text.len())
+                            } else if command.starts_with("FAILOVER") {
+                                failover(infos.load(Ordering::SeqCst)).to_owned()
+                            } else {
+                                "+OK\r\n".to_owned()
+                            };
+                            if socket.write_all(reply.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (Endpoint { id: format!("127.0.0.1:{port}"), host: "127.0.0.1".into(), port }, infos)
+    }
+
+    /// Seen in CI: `FAILOVER TO` a replica that had just finished its full sync was refused
+    /// ("target replica is not online") because the master had not yet had its first
+    /// acknowledgement. The switchover now waits for the master's own view.
+    #[tokio::test]
+    async fn a_switchover_waits_until_the_master_lists_its_target_online() {
+        const ONLINE_FROM: usize = 3;
+        let (target, _) = fake(|_| "role:master\r\n".to_owned(), |_| "+OK\r\n").await;
+        let port = target.port;
+        let (master, infos) = fake(
+            move |n| {
+                let state = if n < ONLINE_FROM { "wait_bgsave" } else { "online" };
+                format!(
+                    "role:master\r\nconnected_slaves:1\r\n\
+                     slave0:ip=127.0.0.1,port={port},state={state},offset=0,lag=0\r\n"
+                )
+            },
+            |infos| {
+                if infos > ONLINE_FROM {
+                    "+OK\r\n"
+                } else {
+                    "-ERR FAILOVER target replica is not online.\r\n"
+                }
+            },
+        )
+        .await;
+        switchover(&master, &target, &Access::default(), Duration::from_secs(2))
+            .await
+            .expect("the switchover waits for the target to be online");
+        assert!(infos.load(Ordering::SeqCst) > ONLINE_FROM);
+    }
+
+    #[tokio::test]
+    async fn a_target_never_listed_online_is_refused_naming_both() {
+        let (target, _) = fake(|_| "role:master\r\n".to_owned(), |_| "+OK\r\n").await;
+        let (master, _) = fake(
+            |_| "role:master\r\nconnected_slaves:0\r\n".to_owned(),
+            |_| "-ERR FAILOVER target replica is not online.\r\n",
+        )
+        .await;
+        let error = switchover(&master, &target, &Access::default(), Duration::from_millis(100))
+            .await
+            .expect_err("a target that is not a replica");
+        let text = error.to_string();
+        assert!(text.contains(&master.id) && text.contains(&target.id), "{text}");
+        assert!(text.contains("online"), "{text}");
+    }
 }

@@ -8,7 +8,7 @@ pub mod info;
 use chrono::{DateTime, Utc};
 
 pub use history::{History, Window};
-pub use info::{Info, RedisId, Role};
+pub use info::{Info, RedisId, ReplicaState, Role};
 
 /// Wall-clock instant of a sample or decision. The core never reads a clock: callers pass it.
 pub type Timestamp = DateTime<Utc>;

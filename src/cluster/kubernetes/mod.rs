@@ -333,8 +333,19 @@ impl Cluster for KubeCluster {
         if result.is_ok() && written {
             self.events.new_epoch();
         }
-        let note = format!("record {} as master at epoch {}", next.instance, next.epoch);
-        self.report("RecordMaster", "MasterRecorded", &note, &result).await;
+        // A released claim (lapsed at once) closes a role change: its own Event, so the
+        // timeline reads claimed, acted, released, rather than the same record twice.
+        let released = next.claim.is_some() && next.active_claim(chrono::Utc::now()).is_none();
+        if released {
+            let note = format!(
+                "release the claim on the master record ({} at epoch {})",
+                next.instance, next.epoch
+            );
+            self.report("ReleaseClaim", "ClaimReleased", &note, &result).await;
+        } else {
+            let note = format!("record {} as master at epoch {}", next.instance, next.epoch);
+            self.report("RecordMaster", "MasterRecorded", &note, &result).await;
+        }
         result.map(drop)
     }
 
