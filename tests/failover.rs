@@ -129,9 +129,11 @@ fn a_hung_master_is_replaced_and_fenced_when_it_resumes() {
     std::thread::sleep(Duration::from_millis(500));
     let resumed = Instant::now();
     signal(pid, "CONT");
+    // The outcome (fenced) is what is asserted; how soon is printed, not raced: the bound is
+    // only there to end the test, ten times the second a fence takes on an idle machine.
     wait_until(
-        Duration::from_secs(1),
-        "the old master fenced within a second",
+        Duration::from_secs(10),
+        "the old master fenced",
         || fleet.log(),
         || (info_field(master, "role")? == "slave").then_some(()),
     );

@@ -343,6 +343,29 @@ impl Daemon {
         }
     }
 
+    /// `redis_autopilot_samples_total` of the policy, summed over sources and outcomes: it
+    /// grows by one per pod every sampling round. 0 while the daemon does not answer.
+    fn samples(&self, runtime: &tokio::runtime::Runtime) -> f64 {
+        let url = format!("http://127.0.0.1:{}/metrics", self.http);
+        let Some(text) =
+            runtime.block_on(async { reqwest::get(url).await.ok()?.text().await.ok() })
+        else {
+            return 0.0;
+        };
+        let scrape =
+            Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("/metrics parses");
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "redis_autopilot_samples_total")
+            .filter(|s| s.labels.get("policy") == Some(POLICY))
+            .map(|s| match s.value {
+                Metric::Counter(v) | Metric::Untyped(v) => v,
+                ref other => panic!("samples_total: unexpected {other:?}"),
+            })
+            .sum()
+    }
+
     /// `redis_autopilot_actions_total` of the policy, by (kind, outcome); empty while the
     /// daemon does not answer.
     fn actions(&self, runtime: &tokio::runtime::Runtime) -> Vec<(String, String, f64)> {
@@ -553,8 +576,20 @@ fn failover_from_a_laptop_switches_over_while_the_daemon_runs() {
     assert_eq!(pods.wait_healthy(2, log), new);
     pods.assert_keys(new);
     // The daemon keeps to the new record: still the same master, at the same epoch, a few
-    // probe rounds and a record-cache lifetime later.
-    std::thread::sleep(Duration::from_secs(3));
+    // rounds and a record-cache lifetime later. Waited for on what the daemon did, not on a
+    // sleep a loaded machine could spend idle: three more sampling rounds (three pods each),
+    // and two reads of the record from the API server since the switchover (the first sees
+    // epoch 2; the second comes a cache lifetime after it).
+    pods.fake.clear_requests();
+    let rounds_before = daemon.samples(&pods.runtime);
+    let set_path = format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{SET}");
+    let (reads, rounds) = wait_until(DEADLINE, "three rounds and two record reads", log, || {
+        let reads =
+            pods.fake.requests().iter().filter(|r| r.method == "GET" && r.path == set_path).count();
+        let rounds = (daemon.samples(&pods.runtime) - rounds_before) / IPS.len() as f64;
+        (reads >= 2 && rounds >= 3.0).then_some((reads, rounds))
+    });
+    eprintln!("after the switchover: {rounds} rounds, {reads} record reads from the API server");
     assert_eq!(pods.record(), Some((new, 2)), "{}", log());
     assert_eq!(pods.masters(), [new], "{}", pods.describe());
     let conflicts = checker.finish();

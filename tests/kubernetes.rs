@@ -394,23 +394,39 @@ async fn advertise_patches_the_role_label_once() {
     assert_listed(&fake);
 }
 
+/// The limiter runs on the wall clock, so the test does not assume the calls are fast: it
+/// measures. A run whose first three calls took longer than the interval (a loaded machine)
+/// proves nothing about holding back and is run again; the wait past the interval is measured
+/// from after the first Event went out, so it can only be longer than needed.
 #[tokio::test]
 async fn events_are_rate_limited_per_action_and_reason() {
-    let fake = fake_with(1, json!({}), &["10.0.0.10"]).await;
-    let cluster = open_with(&fake, target(6379, Duration::from_millis(1500))).await;
-    cluster.scale(2).await.unwrap();
-    cluster.scale(3).await.unwrap(); // ScaledUp again within the interval: held back
-    cluster.scale(2).await.unwrap(); // ScaledDown: another reason, posted
-    let reasons: Vec<String> =
-        fake.events().iter().map(|e| e["reason"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(reasons, ["ScaledUp", "ScaledDown"]);
+    let interval = Duration::from_millis(1500);
+    for attempt in 1..=5 {
+        let fake = fake_with(1, json!({}), &["10.0.0.10"]).await;
+        let cluster = open_with(&fake, target(6379, interval)).await;
+        let before_first = Instant::now();
+        cluster.scale(2).await.unwrap();
+        let after_first = Instant::now();
+        cluster.scale(3).await.unwrap(); // ScaledUp again within the interval: held back
+        cluster.scale(2).await.unwrap(); // ScaledDown: another reason, posted
+        let took = before_first.elapsed();
+        if took >= interval {
+            eprintln!("attempt {attempt}: the calls took {took:?}, not within {interval:?}");
+            continue;
+        }
+        let reasons: Vec<String> =
+            fake.events().iter().map(|e| e["reason"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(reasons, ["ScaledUp", "ScaledDown"]);
 
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    cluster.scale(4).await.unwrap();
-    let events = fake.events();
-    assert_eq!(events.len(), 3);
-    assert_eq!(events[2]["note"], "scale from 2 to 4 replicas (1 more like it held back)");
-    assert_listed(&fake);
+        tokio::time::sleep_until((after_first + interval).into()).await;
+        cluster.scale(4).await.unwrap();
+        let events = fake.events();
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[2]["note"], "scale from 2 to 4 replicas (1 more like it held back)");
+        assert_listed(&fake);
+        return;
+    }
+    panic!("no attempt made its calls within {interval:?}");
 }
 
 /// A new master record starts the Events afresh: a failover a second after the first master
@@ -537,11 +553,15 @@ struct Candidate {
 }
 
 async fn candidate(fake: &KubeFake, identity: &str) -> Candidate {
+    candidate_with(fake, lease_config(identity)).await
+}
+
+async fn candidate_with(fake: &KubeFake, config: LeaseConfig) -> Candidate {
     let client =
         KubeClient::from_config(fake.config()).expect("client").get().await.expect("client");
     let (leader, following) = tokio::sync::watch::channel(false);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(Elector::new(client, lease_config(identity)).run(leader, stopped));
+    let task = tokio::spawn(Elector::new(client, config).run(leader, stopped));
     let limit = RateLimit { max: 1000, window: Duration::from_secs(3600) };
     let executor =
         Executor::new(Mode::Apply, limit).with_leadership(Leadership::following(following));
@@ -604,20 +624,38 @@ async fn only_the_lease_holder_acts_and_a_standby_takes_over_after_expiry() {
     assert_listed(&fake);
 }
 
+/// A lease far longer than the test: b can only lead because a released it, never because
+/// it expired, so neither check below depends on how fast the machine is.
 #[tokio::test]
 async fn a_standby_acts_at_once_after_a_release() {
+    let long = |identity: &str| LeaseConfig {
+        lease_duration: Duration::from_secs(60),
+        ..lease_config(identity)
+    };
     let fake = KubeFake::start().await;
-    let mut a = candidate(&fake, "autopilot-a").await;
+    let mut a = candidate_with(&fake, long("autopilot-a")).await;
     eventually("a leads", || acts(&mut a)).await;
-    let mut b = candidate(&fake, "autopilot-b").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!acts(&mut b));
+    fake.clear_requests();
+    let mut b = candidate_with(&fake, long("autopilot-b")).await;
+    // b has tried: a lease GET without a write is b's (a writes after each GET). One of a's
+    // GETs may be in flight across the clear, so three such GETs mean b got at least two
+    // answers, and published the first.
+    eventually("b tries for the lease", || {
+        let lease: Vec<_> =
+            fake.requests().into_iter().filter(|r| r.path.contains("/leases/")).collect();
+        let gets = lease.iter().filter(|r| r.method == "GET").count();
+        gets.saturating_sub(lease.len() - gets) >= 3
+    })
+    .await;
+    assert!(!acts(&mut b), "b acts while a holds the lease");
     a.stop.send(true).unwrap();
     (&mut a.task).await.unwrap();
     let released = Instant::now();
+    // A released lease is free at once: b's next retry takes it, not the expiry a minute on.
     eventually("b leads", || acts(&mut b)).await;
-    // A released lease is free at once: b's next retry takes it.
-    assert!(released.elapsed() < Duration::from_millis(500), "took {:?}", released.elapsed());
+    eprintln!("b led {:?} after the release", released.elapsed());
+    let lease = fake.lease(NS, "redis-autopilot").unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "autopilot-b");
 }
 
 #[test]
@@ -720,24 +758,48 @@ async fn a_decision_is_explained_by_an_event_carrying_its_reason() {
 
 /// Health probes ask for the record several times a second; the API server hears about it at
 /// most once per cache period, and a write of this daemon's is seen at once.
+///
+/// The cache runs on the wall clock, so the test measures rather than assumes: a run whose
+/// reads did not all fall within the period of the read or write before them (a loaded
+/// machine) proves nothing and is run again; the wait past the period is measured from after
+/// the write, so it can only be longer than needed.
 #[tokio::test]
 async fn the_record_is_read_from_the_api_server_at_most_once_per_cache_period() {
-    let annotations =
-        json!({"redis-autopilot.io/master": "redis-0", "redis-autopilot.io/epoch": "1"});
-    let fake = fake_with(1, annotations, &["127.0.0.1"]).await;
-    let cluster = open(&fake, free_port()).await;
-    fake.clear_requests();
-    for _ in 0..20 {
-        assert_eq!(cluster.recorded_master().await.unwrap(), Some(MasterRecord::new("redis-0", 1)));
+    let period = Duration::from_secs(2);
+    for attempt in 1..=5 {
+        let annotations =
+            json!({"redis-autopilot.io/master": "redis-0", "redis-autopilot.io/epoch": "1"});
+        let fake = fake_with(1, annotations, &["127.0.0.1"]).await;
+        let before_open = Instant::now();
+        let cluster = open(&fake, free_port()).await;
+        fake.clear_requests();
+        for _ in 0..20 {
+            let read = cluster.recorded_master().await.unwrap();
+            assert_eq!(read, Some(MasterRecord::new("redis-0", 1)));
+        }
+        let cached = fake.actions();
+        if before_open.elapsed() >= period {
+            eprintln!("attempt {attempt}: the reads took {:?}", before_open.elapsed());
+            continue;
+        }
+        assert!(cached.is_empty(), "{cached:?}");
+        let next = MasterRecord::new("redis-0", 2);
+        let before_write = Instant::now();
+        cluster.record_master(next.clone()).await.unwrap();
+        let after_write = Instant::now();
+        fake.clear_requests();
+        assert_eq!(cluster.recorded_master().await.unwrap(), Some(next));
+        let cached = fake.actions();
+        if before_write.elapsed() >= period {
+            eprintln!("attempt {attempt}: the write and read took {:?}", before_write.elapsed());
+            continue;
+        }
+        assert!(cached.is_empty(), "{cached:?}");
+        tokio::time::sleep_until((after_write + period).into()).await;
+        cluster.recorded_master().await.unwrap();
+        let gets: Vec<_> = fake.actions().into_iter().map(|r| (r.method, r.path)).collect();
+        assert_eq!(gets, [("GET".to_owned(), SET_PATH.to_owned())]);
+        return;
     }
-    assert!(fake.actions().is_empty(), "{:?}", fake.actions());
-    let next = MasterRecord::new("redis-0", 2);
-    cluster.record_master(next.clone()).await.unwrap();
-    fake.clear_requests();
-    assert_eq!(cluster.recorded_master().await.unwrap(), Some(next));
-    assert!(fake.actions().is_empty(), "{:?}", fake.actions());
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    cluster.recorded_master().await.unwrap();
-    let gets: Vec<_> = fake.actions().into_iter().map(|r| (r.method, r.path)).collect();
-    assert_eq!(gets, [("GET".to_owned(), SET_PATH.to_owned())]);
+    panic!("no attempt made its reads within {period:?}");
 }
