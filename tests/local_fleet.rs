@@ -5,10 +5,8 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use redis_autopilot::cluster::local::{LocalConfig, LocalFleet};
@@ -19,40 +17,12 @@ use redis_autopilot::failover::{self, Probe};
 use redis_autopilot::policy::{Health, SecretSource};
 use redis_autopilot::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
 use redis_autopilot::sample::secret;
-use support::{free_port, require};
+use support::{free_port, free_ports};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A base port with `count` free ports from it, never overlapping a range another test of
-/// this binary took (tests run in parallel and start their servers later).
-fn free_ports(count: u16) -> u16 {
-    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let mut taken = TAKEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    loop {
-        let base = free_port();
-        let fits = u32::from(base) + u32::from(count) < 65_535;
-        let range = base..base.saturating_add(count);
-        if fits
-            && !taken.iter().any(|port| range.contains(port))
-            && range.clone().all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
-        {
-            taken.extend(range);
-            return base;
-        }
-    }
-}
-
 fn config(dir: &Path, base_port: u16) -> LocalConfig {
-    let binary = require("redis-server", "redis-server");
-    LocalConfig {
-        redis_server: binary.display().to_string(),
-        base_port,
-        data_dir: dir.to_owned(),
-        access: Access::default(),
-        timeout: TIMEOUT,
-        health: Health::default(),
-        owns_processes: true,
-    }
+    support::local_config(dir, base_port, TIMEOUT)
 }
 
 /// One health probe with a fresh memory, as a daemon that just started makes it, and its

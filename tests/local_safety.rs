@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -24,7 +23,7 @@ use redis_autopilot::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
 use support::failover::{
     Ack, Checker, Fleet, Writer, assert_all_present, connect, info_field, signal, wait_until,
 };
-use support::{free_port, require};
+use support::{free_ports, require};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -35,36 +34,8 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A base port with `count` free ports from it, never overlapping a range another test of
-/// this binary took.
-fn free_ports(count: u16) -> u16 {
-    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let mut taken = TAKEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    loop {
-        let base = free_port();
-        let fits = u32::from(base) + u32::from(count) < 65_000;
-        let range = base..base.saturating_add(count);
-        if fits
-            && !taken.iter().any(|port| range.contains(port))
-            && range.clone().all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
-        {
-            taken.extend(range);
-            return base;
-        }
-    }
-}
-
 fn config(dir: &Path, base_port: u16) -> LocalConfig {
-    let binary = require("redis-server", "redis-server");
-    LocalConfig {
-        redis_server: binary.display().to_string(),
-        base_port,
-        data_dir: dir.to_owned(),
-        access: Access::default(),
-        timeout: TIMEOUT,
-        health: Health::default(),
-        owns_processes: true,
-    }
+    support::local_config(dir, base_port, TIMEOUT)
 }
 
 /// One health probe and its promotions carried out: the first master of a new fleet.

@@ -18,48 +18,6 @@ const FAKE_INFO: &str = "# Server\r\nredis_version:7.0.15\r\ntcp_port:6379\r\n\r
                          # Stats\r\ninstantaneous_ops_per_sec:5000000\r\n\r\n# Replication\r\n\
                          role:master\r\nconnected_slaves:0\r\nmaster_repl_offset:0\r\n";
 
-/// Splits complete RESP command arrays off the front of `buffer`, returning each command's
-/// name (upper case); an incomplete tail stays in `buffer`.
-fn commands(buffer: &mut Vec<u8>) -> Vec<String> {
-    fn line(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
-        let end = bytes.get(at..)?.windows(2).position(|w| w == b"\r\n")? + at;
-        Some((&bytes[at..end], end + 2))
-    }
-    let mut names = Vec::new();
-    while let Some((header, mut at)) = line(buffer, 0) {
-        let count: usize = std::str::from_utf8(&header[1..])
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .expect("array header");
-        let mut name = None;
-        let mut complete = true;
-        for _ in 0..count {
-            let Some((len, next)) = line(buffer, at) else {
-                complete = false;
-                break;
-            };
-            let len: usize = std::str::from_utf8(&len[1..])
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .expect("bulk header");
-            if buffer.len() < next + len + 2 {
-                complete = false;
-                break;
-            }
-            name.get_or_insert_with(|| {
-                String::from_utf8_lossy(&buffer[next..next + len]).to_uppercase()
-            });
-            at = next + len + 2;
-        }
-        if !complete {
-            break;
-        }
-        names.push(name.unwrap_or_default());
-        buffer.drain(..at);
-    }
-    names
-}
-
 /// Serves one connection: `INFO` gets [`FAKE_INFO`], anything else `+OK`.
 fn serve(mut socket: TcpStream) {
     let mut buffer = Vec::new();
@@ -70,7 +28,7 @@ fn serve(mut socket: TcpStream) {
             return;
         }
         buffer.extend_from_slice(&chunk[..n]);
-        for name in commands(&mut buffer) {
+        for name in support::resp::commands(&mut buffer) {
             let reply = if name == "INFO" {
                 format!("${}\r\n{FAKE_INFO}\r\n", FAKE_INFO.len())
             } else {

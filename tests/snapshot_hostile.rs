@@ -18,48 +18,6 @@ fn vm_rss_kib() -> u64 {
     line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmRSS value")
 }
 
-/// Splits complete RESP command arrays off the front of `buffer`, returning each command's
-/// name (upper case); an incomplete tail stays in `buffer`.
-fn commands(buffer: &mut Vec<u8>) -> Vec<String> {
-    fn line(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
-        let end = bytes[at..].windows(2).position(|w| w == b"\r\n")? + at;
-        Some((&bytes[at..end], end + 2))
-    }
-    let mut names = Vec::new();
-    while let Some((header, mut at)) = line(buffer, 0) {
-        let count: usize = std::str::from_utf8(&header[1..])
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .expect("array header");
-        let mut name = None;
-        let mut complete = true;
-        for _ in 0..count {
-            let Some((len, next)) = line(buffer, at) else {
-                complete = false;
-                break;
-            };
-            let len: usize = std::str::from_utf8(&len[1..])
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .expect("bulk header");
-            if buffer.len() < next + len + 2 {
-                complete = false;
-                break;
-            }
-            name.get_or_insert_with(|| {
-                String::from_utf8_lossy(&buffer[next..next + len]).to_uppercase()
-            });
-            at = next + len + 2;
-        }
-        if !complete {
-            break;
-        }
-        names.push(name.unwrap_or_default());
-        buffer.drain(..at);
-    }
-    names
-}
-
 /// A peer that answers every command `+OK` except `INFO`, which it answers with a bulk
 /// string announcing `announced` bytes and then streams zeros until the client hangs up.
 /// Returns the port and a handle yielding how many payload bytes it managed to send.
@@ -76,7 +34,7 @@ fn endless_info_peer(announced: u64) -> (u16, std::thread::JoinHandle<u64>) {
                 return 0;
             }
             buffer.extend_from_slice(&chunk[..n]);
-            for name in commands(&mut buffer) {
+            for name in support::resp::commands(&mut buffer) {
                 if name != "INFO" {
                     socket.write_all(b"+OK\r\n").expect("test fixture");
                     continue;

@@ -120,6 +120,12 @@ impl MasterRecord {
         Self { instance: instance.into(), epoch, claim: None }
     }
 
+    /// The record a backend stores as separate fields (the local state file, the StatefulSet's
+    /// annotations): none until a master is named.
+    pub fn stored(master: Option<&InstanceId>, epoch: u64, claim: Option<&Claim>) -> Option<Self> {
+        master.map(|instance| Self { instance: instance.clone(), epoch, claim: claim.cloned() })
+    }
+
     /// The claim, while it holds at `now`.
     pub fn active_claim(&self, now: Timestamp) -> Option<&Claim> {
         self.claim.as_ref().filter(|claim| claim.until > now)

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod failover;
 pub mod kube_fake;
 pub mod policy_daemon;
+pub mod resp;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -33,6 +34,43 @@ pub fn require(binary: &str, package: &str) -> PathBuf {
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr").port()
+}
+
+/// A base port with `count` free ports from it, never overlapping a range another test of
+/// this binary took (tests run in parallel and start their servers later).
+pub fn free_ports(count: u16) -> u16 {
+    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let base = free_port();
+        let fits = u32::from(base) + u32::from(count) < 65_000;
+        let range = base..base.saturating_add(count);
+        if fits
+            && !taken.iter().any(|port| range.contains(port))
+            && range.clone().all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        {
+            taken.extend(range);
+            return base;
+        }
+    }
+}
+
+/// A local fleet of `redis-server`s from `base_port`, its data under `dir`, run by the fleet
+/// itself, with default health settings and `timeout` for every Redis call.
+pub fn local_config(
+    dir: &Path,
+    base_port: u16,
+    timeout: Duration,
+) -> redis_autopilot::cluster::local::LocalConfig {
+    redis_autopilot::cluster::local::LocalConfig {
+        redis_server: require("redis-server", "redis-server").display().to_string(),
+        base_port,
+        data_dir: dir.to_owned(),
+        access: redis_autopilot::sample::redis::Access::default(),
+        timeout,
+        health: redis_autopilot::policy::Health::default(),
+        owns_processes: true,
+    }
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {

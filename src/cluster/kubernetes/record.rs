@@ -29,11 +29,7 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn record(&self) -> Option<MasterRecord> {
-        self.master.clone().map(|instance| MasterRecord {
-            instance,
-            epoch: self.epoch,
-            claim: self.claim.clone(),
-        })
+        MasterRecord::stored(self.master.as_ref(), self.epoch, self.claim.as_ref())
     }
 
     pub fn describe(&self) -> String {

@@ -25,11 +25,7 @@ pub(super) struct State {
 
 impl State {
     pub fn record(&self) -> Option<MasterRecord> {
-        self.master.clone().map(|instance| MasterRecord {
-            instance,
-            epoch: self.epoch,
-            claim: self.claim.clone(),
-        })
+        MasterRecord::stored(self.master.as_ref(), self.epoch, self.claim.as_ref())
     }
 
     /// `127.0.0.1:7000 at epoch 3`, or `nothing (epoch 0)`.
