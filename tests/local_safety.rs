@@ -300,6 +300,8 @@ async fn a_failed_hand_over_keeps_the_count_and_a_retry_succeeds() {
     redis_cmd(base, &["CONFIG", "SET", "replica-priority", "0"]).unwrap();
     let error = fleet.scale(1).await.unwrap_err();
     assert!(matches!(error, ClusterError::NoCandidate { .. }), "{error:?}");
+    // The refusal says why the replica was passed over, not a guess.
+    assert!(error.to_string().contains(&format!("{}: replica-priority 0", m0.id)), "{error}");
     assert_eq!(fleet.replicas().await.unwrap(), 2, "the smaller count was recorded anyway");
     assert_eq!(fleet.members().await.unwrap().len(), 2);
     assert!(fleet.members().await.unwrap().iter().all(|m| m.gone.is_none()));

@@ -324,8 +324,9 @@ pub enum ClusterError {
     Timeout { action: &'static str, instance: InstanceId, timeout: std::time::Duration },
     #[error("switchover from {from} to {to} did not complete: {why}")]
     Switchover { from: InstanceId, to: InstanceId, why: String },
-    #[error("no replica of {master} can take over (none is linked up): refusing to remove it")]
-    NoCandidate { master: InstanceId },
+    /// `excluded` says why each instance kept was passed over.
+    #[error("no replica of {master} can take over ({excluded}): refusing to remove it")]
+    NoCandidate { master: InstanceId, excluded: String },
     #[error("refusing to promote {instance} at epoch {epoch}: the recorded master is {recorded}")]
     NotRecorded { instance: InstanceId, epoch: u64, recorded: String },
     #[error(

@@ -375,9 +375,19 @@ pub async fn hand_over<C: Cluster>(
     let epoch = probe.record.as_ref().map_or(0, |r| r.epoch) + 1;
     let input =
         HealthInput { record: probe.record.as_ref(), members: &survivors, samples: &samples };
-    let no_candidate = || ClusterError::NoCandidate { master: from.id.clone() };
-    let choice = health::successor(health, input, Some(&from.id)).map_err(|_| no_candidate())?;
-    let to = survivors.iter().find(|m| m.id == choice.chosen.instance).ok_or_else(no_candidate)?;
+    let no_candidate = |excluded: String| ClusterError::NoCandidate {
+        master: from.id.clone(),
+        excluded: if excluded.is_empty() { "no instance is kept".into() } else { excluded },
+    };
+    let choice = health::successor(health, input, Some(&from.id)).map_err(|excluded| {
+        let reasons: Vec<String> =
+            excluded.iter().map(|(instance, why)| format!("{instance}: {why}")).collect();
+        no_candidate(reasons.join("; "))
+    })?;
+    let to = survivors
+        .iter()
+        .find(|m| m.id == choice.chosen.instance)
+        .ok_or_else(|| no_candidate(format!("{} is not among the kept", choice.chosen.instance)))?;
     switch_over(cluster, &probe.members, from, to, epoch, context).await.map_err(|e| e.source)?;
     Ok(to.clone())
 }

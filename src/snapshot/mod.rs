@@ -120,6 +120,16 @@ pub enum SnapshotError {
         #[source]
         source: rdb::RdbError,
     },
+    #[error("cannot compress snapshot `{id}`")]
+    Compress {
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The task reading the RDB from the source ended without a verdict (it panicked or
+    /// was cancelled): a fault here, not the source's.
+    #[error("the snapshot's reader task failed: {why}")]
+    ReaderFailed { why: String },
     #[error("cannot decompress snapshot `{id}`")]
     Decompress {
         id: String,
@@ -180,6 +190,8 @@ impl SnapshotError {
             SnapshotError::Mismatch { .. } | SnapshotError::StoredCorrupt { .. } => {
                 "stored_corrupt"
             }
+            SnapshotError::Compress { .. } => "compress",
+            SnapshotError::ReaderFailed { .. } => "reader_failed",
             SnapshotError::Decompress { .. } => "decompress",
             SnapshotError::Local { .. } | SnapshotError::Exists { .. } => "local_io",
         }

@@ -271,7 +271,7 @@ impl Snapshotter {
             Compression::None => None,
             Compression::Zstd { level } => Some(
                 zstd::stream::write::Encoder::new(Vec::new(), level)
-                    .map_err(|source| SnapshotError::Decompress { id: id.clone(), source })?,
+                    .map_err(|source| SnapshotError::Compress { id: id.clone(), source })?,
             ),
         };
         let mut stored: u64 = 0;
@@ -288,7 +288,7 @@ impl Snapshotter {
                 None => chunk,
                 Some(encoder) => {
                     if let Err(source) = encoder.write_all(&chunk) {
-                        failure = Some(SnapshotError::Decompress { id: id.clone(), source });
+                        failure = Some(SnapshotError::Compress { id: id.clone(), source });
                         break;
                     }
                     Bytes::from(std::mem::take(encoder.get_mut()))
@@ -309,9 +309,7 @@ impl Snapshotter {
         drop(rx);
         let verdict = match reader.await {
             Ok(result) => result,
-            Err(join) => {
-                Err(SnapshotError::NoSource { why: format!("reader task failed: {join}") })
-            }
+            Err(join) => Err(SnapshotError::ReaderFailed { why: join.to_string() }),
         };
         progress.finish();
         let (summary, replid, offset) = match (failure, verdict) {
@@ -329,7 +327,7 @@ impl Snapshotter {
                 }
                 Ok(_) => {}
                 Err(source) => {
-                    let error = SnapshotError::Decompress { id: id.clone(), source };
+                    let error = SnapshotError::Compress { id: id.clone(), source };
                     return Err(abort(writer, error).await);
                 }
             }
