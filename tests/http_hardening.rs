@@ -143,10 +143,12 @@ fn stalled_connections_are_capped_and_timed_out_and_the_daemon_keeps_serving() {
     });
     let before = newest_decision(&daemon).expect("a first decision before /readyz");
     let mut peak_fds = daemon.open_fds();
+    let mut peak_rss = daemon.rss_bytes();
     let started = Instant::now();
     let mut held =
         stall(&daemon, 600, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ", 0, || {
             peak_fds = peak_fds.max(daemon.open_fds());
+            peak_rss = peak_rss.max(daemon.rss_bytes());
         });
     // A fresh connection is served while the attacker still holds all of its sockets.
     daemon.wait_for_200("/healthz", Duration::from_secs(30));
@@ -157,8 +159,11 @@ fn stalled_connections_are_capped_and_timed_out_and_the_daemon_keeps_serving() {
     let open: usize = held.iter_mut().map(|s| closed_by_peer(s, deadline)).filter(|c| !c).count();
     assert_eq!(open, 0, "stalled connections still open after the header timeout");
     peak_fds = peak_fds.max(daemon.open_fds());
+    peak_rss = peak_rss.max(daemon.rss_bytes());
     assert!(daemon.alive(), "the daemon died:\n{}", daemon.log());
     assert!(peak_fds < 256, "the daemon used {peak_fds} of its 256 descriptors");
+    // The Deployment's memory limit is 256Mi.
+    assert!(peak_rss < 256 * 1024 * 1024, "peak VmRSS {} MB", peak_rss / (1024 * 1024));
 
     let refused = daemon.metric("redis_autopilot_http_connections_refused_total", &[]);
     let timed_out = daemon
@@ -172,10 +177,11 @@ fn stalled_connections_are_capped_and_timed_out_and_the_daemon_keeps_serving() {
     // The policy is still loaded and its loop still decides.
     wait_for_a_decision_after(&daemon, &before);
     eprintln!(
-        "600 stalled connections: {} refused at once, {} timed out; peak {peak_fds} fds of 256; \
-         /healthz answered {served_after:?} after the attack began",
+        "600 stalled connections: {} refused at once, {} timed out; peak {peak_fds} fds of 256, \
+         peak VmRSS {} MB; /healthz answered {served_after:?} after the attack began",
         refused.unwrap_or_default(),
         timed_out.unwrap_or_default(),
+        peak_rss / (1024 * 1024),
     );
     drop(held);
 }
