@@ -13,11 +13,15 @@
 //!
 //! # Layout
 //!
+//! - [`model`]: the plain data every stage shares (members, endpoints, the master record and
+//!   its epoch rule); imports nothing from the crate.
 //! - [`policy`]: the YAML policy language, parsed into a validated [`policy::Policy`], with
 //!   positioned diagnostics for every problem.
+//! - [`policy_files`]: policy files on disk (the listing, the bounded read).
 //! - [`observe`]: observations, instance samples (typed `INFO`) and the bounded history.
 //! - [`sample`]: the Redis and Prometheus samplers (edges, I/O).
-//! - [`decide`]: the pure decision core (scaling today).
+//! - [`decide`]: the pure decision core: scaling and health. `model`, `policy`, `observe` and
+//!   `decide` do no I/O, read no clock and never await; `tests/purity.rs` checks it.
 //! - [`act`]: admission for actions: apply, dry-run or paused, under a per-policy rate limit.
 //! - [`cluster`]: the cluster edge the daemon acts through (list, scale, promote, repoint, the
 //!   durable master record), and the local `redis-server` fleet backend.
@@ -38,8 +42,10 @@ pub mod decide;
 pub mod demo;
 pub mod errors;
 pub mod failover;
+pub mod model;
 pub mod observe;
 pub mod policy;
+pub mod policy_files;
 pub mod sample;
 pub mod sim;
 pub mod snapshot;

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::policy::overlap::refusal;
-use crate::policy::{Diagnostic, Loaded, Severity, load_policy_checked, policy_files};
+use crate::policy::{Diagnostic, Loaded, Severity};
+use crate::policy_files::{load_policy_checked, policy_files};
 
 /// Arguments of `check`. Its one-line help is the subcommand's doc in `cli/mod.rs`; the
 /// rest of `--help` is here.

@@ -104,7 +104,7 @@ fn emit(text: impl std::fmt::Display) -> anyhow::Result<()> {
 
 /// Loads a policy, or fails with every problem in it, one `FILE:LINE:COL: field: message` per line.
 fn load_policy_or_report(path: &Path) -> anyhow::Result<crate::policy::Policy> {
-    crate::policy::load_policy(path).map_err(|diagnostics| {
+    crate::policy_files::load_policy(path).map_err(|diagnostics| {
         let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("{} is not a valid policy:\n{}", path.display(), lines.join("\n"))
     })

@@ -25,185 +25,11 @@ pub mod redis_admin;
 pub use any::AnyCluster;
 pub use endpoints::StaticEndpoints;
 
-use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 
-use crate::observe::{InstanceId, Timestamp};
-use crate::sample::redis::Endpoint;
-
-/// One instance that exists now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub id: InstanceId,
-    pub endpoint: Endpoint,
-    /// Position in the deployment (a StatefulSet ordinal); scaling down removes the highest.
-    pub ordinal: u16,
-    /// Set when the backend itself knows the instance is gone (its process exited, its pod was
-    /// deleted or evicted, its Redis container terminated), with what it saw. Failover
-    /// detection weighs it like a refused connection: stronger evidence than a timeout.
-    pub gone: Option<String>,
-}
-
-/// How an instance is advertised to clients, so that Services can select by it (Kubernetes:
-/// the pod label `redis-autopilot.io/role`). Advertising is not the role itself: Redis holds
-/// that; this follows it, one step behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Advertised {
-    /// The recorded master, serving writes.
-    Master,
-    /// A replica linked to the recorded master, within the policy's lag bound.
-    Replica,
-    /// Claimed to be master without being the recorded one; made a replica, kept out of both
-    /// Services until it has resynced.
-    Fenced,
-    /// A replica beyond `health.replicaMaxLag`: out of the replicas Service when the policy
-    /// says so.
-    Lagging,
-}
-
-impl Advertised {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Advertised::Master => "master",
-            Advertised::Replica => "replica",
-            Advertised::Fenced => "fenced",
-            Advertised::Lagging => "lagging",
-        }
-    }
-}
-
-/// The durable answer to "who is master": the instance, and the epoch at which it was chosen.
-/// Epochs only grow, so a stale decision (an older epoch) can be recognised and refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MasterRecord {
-    pub instance: InstanceId,
-    pub epoch: u64,
-    /// Set while an actor (a daemon, the CLI) is moving the master role to `instance`: until
-    /// it clears the claim, or the claim lapses, no other actor changes roles on the fleet.
-    pub claim: Option<Claim>,
-}
-
-/// "Roles are being changed by `by`, until `until`": the mutual exclusion every actor on one
-/// fleet honours (see `docs/failover.md`). A switchover pauses writes on the old master and
-/// swaps roles over a second or more; anything else that promotes, fences or repoints in that
-/// window (a daemon's "unfinished promotion" rule, a second CLI) would split the write
-/// history. The claim lives in the durable record, so it holds across processes and hosts,
-/// for every backend, and it lapses by itself if its holder dies.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Claim {
-    /// The master the role is taken from, if one served.
-    pub from: Option<InstanceId>,
-    /// Who acts: a daemon's identity, or `cli:USER@HOST/PID`.
-    pub by: String,
-    /// When the claim lapses if its holder has not cleared it (it died). Compared with the
-    /// reader's clock: clocks more than a few seconds apart shorten or stretch it.
-    pub until: Timestamp,
-}
-
-impl fmt::Display for Claim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} is changing roles", self.by)?;
-        if let Some(from) = &self.from {
-            write!(f, " (taking the master role from {from})")?;
-        }
-        write!(f, " until {}", self.until.format("%H:%M:%S%.3fZ"))
-    }
-}
-
-impl MasterRecord {
-    /// A record with no claim.
-    pub fn new(instance: impl Into<InstanceId>, epoch: u64) -> Self {
-        Self { instance: instance.into(), epoch, claim: None }
-    }
-
-    /// The record a backend stores as separate fields (the local state file, the StatefulSet's
-    /// annotations): none until a master is named.
-    pub fn stored(master: Option<&InstanceId>, epoch: u64, claim: Option<&Claim>) -> Option<Self> {
-        master.map(|instance| Self { instance: instance.clone(), epoch, claim: claim.cloned() })
-    }
-
-    /// The claim, while it holds at `now`.
-    pub fn active_claim(&self, now: Timestamp) -> Option<&Claim> {
-        self.claim.as_ref().filter(|claim| claim.until > now)
-    }
-
-    /// One line for errors and logs: `redis-1 at epoch 3`, or `nothing (epoch 0)`.
-    pub fn describe(record: Option<&MasterRecord>) -> String {
-        match record {
-            Some(record) => format!("{} at epoch {}", record.instance, record.epoch),
-            None => "nothing (epoch 0)".to_owned(),
-        }
-    }
-
-    /// The rule every backend's [`Cluster::record_master`] obeys, written once: what to write
-    /// when `current` is recorded and `next` is asked for at `now` (`None`: nothing, it is
-    /// already recorded).
-    ///
-    /// - While a claim holds, only its holder writes (a record claimed by the same `by`);
-    ///   anyone else is refused with [`ClusterError::Busy`]. The holder releases it by writing
-    ///   its claim with `until` in the past: the record then tells who last changed roles.
-    /// - Otherwise the epoch must grow, or stay the same for the same instance (taking or
-    ///   releasing a claim on the record as it stands).
-    pub fn advance(
-        current: Option<&MasterRecord>,
-        next: &MasterRecord,
-        now: Timestamp,
-    ) -> Result<Option<MasterRecord>, ClusterError> {
-        if current == Some(next) {
-            return Ok(None);
-        }
-        let epoch = current.map_or(0, |c| c.epoch);
-        if let Some(claim) = current.and_then(|c| c.active_claim(now))
-            && next.claim.as_ref().is_none_or(|mine| mine.by != claim.by)
-        {
-            return Err(ClusterError::Busy { claim: claim.clone() });
-        }
-        let same = current.is_some_and(|c| c.instance == next.instance && c.epoch == next.epoch);
-        if next.epoch > epoch || same {
-            return Ok(Some(next.clone()));
-        }
-        Err(ClusterError::StaleEpoch {
-            instance: next.instance.clone(),
-            epoch: next.epoch,
-            recorded: Self::describe(current),
-        })
-    }
-
-    /// The rule every backend's [`Cluster::promote`] obeys: only the recorded master, at its
-    /// recorded epoch, is made a master.
-    pub fn may_promote(
-        current: Option<&MasterRecord>,
-        member: &Member,
-        epoch: u64,
-    ) -> Result<(), ClusterError> {
-        match current {
-            Some(record) if record.instance == member.id && record.epoch == epoch => Ok(()),
-            _ => Err(ClusterError::NotRecorded {
-                instance: member.id.clone(),
-                epoch,
-                recorded: Self::describe(current),
-            }),
-        }
-    }
-
-    /// The rule every backend's [`Cluster::repoint`] obeys: the recorded master is never made
-    /// a replica (record another master first).
-    pub fn may_repoint(
-        current: Option<&MasterRecord>,
-        member: &Member,
-    ) -> Result<(), ClusterError> {
-        match current {
-            Some(record) if record.instance == member.id => {
-                Err(ClusterError::RecordedMaster { instance: member.id.clone() })
-            }
-            _ => Ok(()),
-        }
-    }
-}
+pub use crate::model::{Advertised, Claim, MasterRecord, Member, RecordRefusal};
+use crate::observe::InstanceId;
 
 /// What the daemon acts through. Every call is bounded by a deadline chosen by the backend;
 /// every action is safe to retry after a failure or a daemon restart (each says how).
@@ -343,6 +169,21 @@ pub enum ClusterError {
     Access(#[source] crate::sample::SetupError),
     #[error(transparent)]
     Kubernetes(Box<kubernetes::KubeError>),
+}
+
+impl From<RecordRefusal> for ClusterError {
+    fn from(refusal: RecordRefusal) -> Self {
+        match refusal {
+            RecordRefusal::Busy { claim } => ClusterError::Busy { claim },
+            RecordRefusal::StaleEpoch { instance, epoch, recorded } => {
+                ClusterError::StaleEpoch { instance, epoch, recorded }
+            }
+            RecordRefusal::NotRecorded { instance, epoch, recorded } => {
+                ClusterError::NotRecorded { instance, epoch, recorded }
+            }
+            RecordRefusal::RecordedMaster { instance } => ClusterError::RecordedMaster { instance },
+        }
+    }
 }
 
 impl From<kubernetes::KubeError> for ClusterError {

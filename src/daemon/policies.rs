@@ -15,9 +15,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::policy::load::{list_policy_files, read_policy_text};
 use crate::policy::overlap::refusal;
 use crate::policy::{Diagnostic, Loaded, Policy, load_policy_str_checked};
+use crate::policy_files::{list_policy_files, read_policy_text};
 
 /// What a reload changed, one entry per affected file.
 #[derive(Debug, Clone, PartialEq)]

@@ -38,7 +38,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Decision;
-use crate::cluster::{Advertised, MasterRecord, Member};
+use crate::model::{Advertised, MasterRecord, Member};
 use crate::observe::{Info, InstanceId, InstanceSample, Outcome, RedisId, Role, Timestamp};
 use crate::policy::{FailoverMode, Health};
 
@@ -932,11 +932,7 @@ fn detach(
 fn absent_member(instance: &str) -> Member {
     Member {
         id: instance.to_owned(),
-        endpoint: crate::sample::redis::Endpoint {
-            id: instance.to_owned(),
-            host: String::new(),
-            port: 0,
-        },
+        endpoint: crate::model::Endpoint { id: instance.to_owned(), host: String::new(), port: 0 },
         ordinal: u16::MAX,
         gone: Some("not a member of the deployment (a pod with no IP yet, or removed)".into()),
     }

@@ -12,11 +12,11 @@ use super::health::{
     self, Assessment, Blocked, Choice, Detection, DownRule, Evidence, HealthInput, HealthMemory,
     HealthReason,
 };
-use crate::cluster::{Advertised, Claim, MasterRecord, Member};
+use crate::model::Endpoint;
+use crate::model::{Advertised, Claim, MasterRecord, Member, RecordRefusal};
 use crate::observe::info::{ConnectedReplica, Keyspace, ReplicaState};
 use crate::observe::{Info, InstanceSample, Outcome, RedisId, Role, Timestamp};
 use crate::policy::{FailoverMode, Health};
-use crate::sample::redis::Endpoint;
 
 /// Keys every instance of a healthy fleet holds.
 const KEYS: u64 = 100;
@@ -1035,7 +1035,7 @@ fn the_record_rule_lets_only_the_claim_holder_write_while_it_holds() {
     let claimed = MasterRecord { claim: Some(claim(5_000)), ..MasterRecord::new(name(1), 2) };
     let other = MasterRecord::new(name(2), 3);
     let refused = MasterRecord::advance(Some(&claimed), &other, at(1_000));
-    assert!(matches!(refused, Err(crate::cluster::ClusterError::Busy { .. })), "{refused:?}");
+    assert!(matches!(refused, Err(RecordRefusal::Busy { .. })), "{refused:?}");
     let message = refused.unwrap_err().to_string();
     assert!(message.contains("cli:alice@laptop/42"), "{message}");
     // Its holder releases it on the same record.
@@ -1049,7 +1049,7 @@ fn the_record_rule_lets_only_the_claim_holder_write_while_it_holds() {
     assert!(MasterRecord::advance(Some(&released), &other, at(1_001)).unwrap().is_some());
     assert!(MasterRecord::advance(Some(&claimed), &other, at(5_001)).unwrap().is_some());
     let stale = MasterRecord::advance(Some(&released), &MasterRecord::new(name(2), 2), at(1_001));
-    assert!(matches!(stale, Err(crate::cluster::ClusterError::StaleEpoch { .. })), "{stale:?}");
+    assert!(matches!(stale, Err(RecordRefusal::StaleEpoch { .. })), "{stale:?}");
 }
 
 // ---------------------------------------------------------------------------------------

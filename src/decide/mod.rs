@@ -17,7 +17,7 @@ mod tests;
 
 use serde::Serialize;
 
-use crate::cluster::Advertised;
+use crate::model::Advertised;
 use crate::observe::{History, InstanceId, Timestamp};
 use crate::policy::Policy;
 

@@ -17,7 +17,8 @@ use tokio::sync::watch;
 use crate::act::{Mode, RateLimit};
 use crate::daemon::policy_loop::Shared;
 use crate::daemon::supervisor::{DaemonError, RunConfig, run as run_daemon};
-use crate::policy::{Diagnostic, Policy, Target, load_policy};
+use crate::policy::{Diagnostic, Policy, Target};
+use crate::policy_files::load_policy;
 use crate::sample::redis::Endpoint;
 use crate::sim::trace::{Trace, TraceError};
 

@@ -5,13 +5,10 @@
 mod history;
 pub mod info;
 
-use chrono::{DateTime, Utc};
-
 pub use history::{History, Window};
 pub use info::{Info, RedisId, ReplicaState, Role};
 
-/// Wall-clock instant of a sample or decision. The core never reads a clock: callers pass it.
-pub type Timestamp = DateTime<Utc>;
+pub use crate::model::{InstanceId, Timestamp};
 
 /// One sampling round across a deployment.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,9 +27,6 @@ pub struct InstanceSample {
     /// Present exactly when `outcome` is [`Outcome::Ok`].
     pub info: Option<Info>,
 }
-
-/// Stable name of an instance: a pod name, or `host:port`.
-pub type InstanceId = String;
 
 /// How a sample attempt ended. Refused and timed out are kept apart: a refused connection
 /// is strong evidence of a dead process, a timeout is not.

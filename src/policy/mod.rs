@@ -19,10 +19,7 @@ pub mod warnings;
 use std::time::Duration;
 
 pub use cron::CronSchedule;
-pub use load::{
-    Diagnostic, Loaded, Severity, load_policy, load_policy_checked, load_policy_str,
-    load_policy_str_checked, policy_files,
-};
+pub use load::{Diagnostic, Loaded, Severity, load_policy_str, load_policy_str_checked};
 pub use overlap::overlap;
 
 /// A validated policy for one Redis deployment.

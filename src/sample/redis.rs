@@ -13,24 +13,7 @@ use redis::{AsyncConnectionConfig, ErrorKind, RedisConnectionInfo, RedisError};
 use super::secret::Secret;
 use crate::observe::{Info, InstanceId, InstanceSample, Outcome};
 
-/// Where to reach one Redis instance.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Endpoint {
-    /// The instance's stable name: a pod name, or `host:port`.
-    pub id: InstanceId,
-    pub host: String,
-    pub port: u16,
-}
-
-impl Endpoint {
-    /// Parses `host:port` (the id is the text itself); `[v6]:port` works too.
-    pub fn parse(text: &str) -> Option<Self> {
-        let (host, port) = text.rsplit_once(':')?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = port.parse().ok()?;
-        (!host.is_empty()).then(|| Self { id: text.to_owned(), host: host.to_owned(), port })
-    }
-}
+pub use crate::model::Endpoint;
 
 /// How to authenticate and encrypt. Built by the caller from the policy's `auth` and `tls`,
 /// with secrets already read.

@@ -117,11 +117,11 @@ impl Cluster for SimCluster {
     }
 
     async fn promote(&self, member: &Member, epoch: u64) -> Result<(), ClusterError> {
-        MasterRecord::may_promote(self.lock().master.as_ref(), member, epoch)
+        Ok(MasterRecord::may_promote(self.lock().master.as_ref(), member, epoch)?)
     }
 
     async fn repoint(&self, member: &Member, _master: &Member) -> Result<(), ClusterError> {
-        MasterRecord::may_repoint(self.lock().master.as_ref(), member)
+        Ok(MasterRecord::may_repoint(self.lock().master.as_ref(), member)?)
     }
 }
 
