@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use redis_autopilot::cluster::local::{LocalConfig, LocalFleet};
 use redis_autopilot::cluster::{Cluster, ClusterError, MasterRecord, Member};
 use redis_autopilot::decide::Decision;
-use redis_autopilot::decide::health::{self, DownRule, HealthMemory, HealthReason};
-use redis_autopilot::failover::{self, Probe};
-use redis_autopilot::policy::{Health, SecretSource};
-use redis_autopilot::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
+use redis_autopilot::decide::health::{DownRule, HealthReason};
+use redis_autopilot::policy::SecretSource;
+use redis_autopilot::sample::redis::Access;
 use redis_autopilot::sample::secret;
 use support::{free_port, free_ports};
 
@@ -25,39 +24,12 @@ fn config(dir: &Path, base_port: u16) -> LocalConfig {
     support::local_config(dir, base_port, TIMEOUT)
 }
 
-/// One health probe with a fresh memory, as a daemon that just started makes it, and its
-/// promotions carried out: what the daemon's loop does, without the loop.
 async fn settle(fleet: &LocalFleet) -> Vec<Decision> {
-    settle_with(fleet, &Access::default()).await
+    support::settle(fleet, &Access::default(), TIMEOUT).await
 }
 
 async fn settle_with(fleet: &LocalFleet, access: &Access) -> Vec<Decision> {
-    let prober = RedisSampler::with_sections(access.clone(), TIMEOUT, HEALTH_SECTIONS);
-    let probe = Probe::take(fleet, &prober).await.expect("health probe");
-    let mut memory = HealthMemory::default();
-    let assessment =
-        health::assess(&Health::default(), probe.input(), &mut memory, true, chrono::Utc::now());
-    let context = failover::Context { access, timeout: TIMEOUT, guard: None, actor: "test" };
-    for decision in &assessment.decisions {
-        match decision {
-            Decision::Failover { from, to, epoch, .. } => {
-                let to = probe.member(to).expect("a member");
-                let from = match from.as_deref().and_then(|from| probe.member(from)) {
-                    Some(old) => failover::Replaced::Down(old),
-                    None => failover::Replaced::Nothing,
-                };
-                failover::fail_over(fleet, &probe.members, from, to, *epoch, &context)
-                    .await
-                    .expect("failover");
-            }
-            Decision::Promote { instance, epoch, .. } => {
-                let member = probe.member(instance).expect("a member");
-                failover::promote(fleet, member, *epoch, &context).await.expect("promote");
-            }
-            _ => {}
-        }
-    }
-    assessment.decisions
+    support::settle(fleet, access, TIMEOUT).await
 }
 
 fn promotions(decisions: &[Decision]) -> Vec<&Decision> {

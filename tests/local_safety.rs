@@ -15,11 +15,7 @@ use std::time::{Duration, Instant};
 
 use redis_autopilot::cluster::local::{LocalConfig, LocalFleet};
 use redis_autopilot::cluster::{Cluster, ClusterError, MasterRecord, Member};
-use redis_autopilot::decide::Decision;
-use redis_autopilot::decide::health::{self, HealthMemory};
-use redis_autopilot::failover::{self, Probe};
-use redis_autopilot::policy::Health;
-use redis_autopilot::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
+use redis_autopilot::sample::redis::Access;
 use support::failover::{
     Ack, Checker, Fleet, Writer, assert_all_present, connect, info_field, signal, wait_until,
 };
@@ -40,27 +36,7 @@ fn config(dir: &Path, base_port: u16) -> LocalConfig {
 
 /// One health probe and its promotions carried out: the first master of a new fleet.
 async fn settle(fleet: &LocalFleet) {
-    let access = Access::default();
-    let prober = RedisSampler::with_sections(access.clone(), TIMEOUT, HEALTH_SECTIONS);
-    let probe = Probe::take(fleet, &prober).await.expect("health probe");
-    let mut memory = HealthMemory::default();
-    let assessment =
-        health::assess(&Health::default(), probe.input(), &mut memory, true, chrono::Utc::now());
-    let context =
-        failover::Context { access: &access, timeout: TIMEOUT, guard: None, actor: "test" };
-    for decision in &assessment.decisions {
-        if let Decision::Failover { from, to, epoch, .. } = decision {
-            let to = probe.member(to).expect("a member");
-            // A new fleet's first master replaces nothing.
-            let from = match from.as_deref().and_then(|from| probe.member(from)) {
-                Some(old) => failover::Replaced::Down(old),
-                None => failover::Replaced::Nothing,
-            };
-            failover::fail_over(fleet, &probe.members, from, to, *epoch, &context)
-                .await
-                .expect("failover");
-        }
-    }
+    support::settle(fleet, &Access::default(), TIMEOUT).await;
 }
 
 fn refuses(port: u16) -> bool {

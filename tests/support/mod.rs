@@ -73,6 +73,51 @@ pub fn local_config(
     }
 }
 
+/// One health probe of a local fleet with a fresh memory, as a daemon that just started
+/// makes it, and its promotions carried out: what the daemon's loop does, without the loop.
+pub async fn settle(
+    fleet: &redis_autopilot::cluster::local::LocalFleet,
+    access: &redis_autopilot::sample::redis::Access,
+    timeout: Duration,
+) -> Vec<redis_autopilot::decide::Decision> {
+    use redis_autopilot::decide::Decision;
+    use redis_autopilot::decide::health::{self, HealthMemory};
+    use redis_autopilot::failover::{self, Probe};
+    use redis_autopilot::sample::redis::{HEALTH_SECTIONS, RedisSampler};
+
+    let prober = RedisSampler::with_sections(access.clone(), timeout, HEALTH_SECTIONS);
+    let probe = Probe::take(fleet, &prober).await.expect("health probe");
+    let mut memory = HealthMemory::default();
+    let assessment = health::assess(
+        &redis_autopilot::policy::Health::default(),
+        probe.input(),
+        &mut memory,
+        true,
+        chrono::Utc::now(),
+    );
+    let context = failover::Context { access, timeout, guard: None, actor: "test" };
+    for decision in &assessment.decisions {
+        match decision {
+            Decision::Failover { from, to, epoch, .. } => {
+                let to = probe.member(to).expect("a member");
+                let from = match from.as_deref().and_then(|from| probe.member(from)) {
+                    Some(old) => failover::Replaced::Down(old),
+                    None => failover::Replaced::Nothing,
+                };
+                failover::fail_over(fleet, &probe.members, from, to, *epoch, &context)
+                    .await
+                    .expect("failover");
+            }
+            Decision::Promote { instance, epoch, .. } => {
+                let member = probe.member(instance).expect("a member");
+                failover::promote(fleet, member, *epoch, &context).await.expect("promote");
+            }
+            _ => {}
+        }
+    }
+    assessment.decisions
+}
+
 fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
     wait_for_addr("127.0.0.1", port, child, what, log);
 }
