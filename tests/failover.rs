@@ -103,12 +103,13 @@ fn a_hung_master_is_replaced_and_fenced_when_it_resumes() {
     let writer = Writer::start(&fleet.data);
     let checker = Checker::start(fleet.ports());
     let master = fleet.wait_healthy(Duration::from_secs(20));
+    let healthy = Instant::now();
     let pid = fleet.pid(master);
     wait_until(
         Duration::from_secs(5),
-        "writes",
+        "writes streamed to the replicas",
         || fleet.log(),
-        || (writer.acks().len() > 100).then_some(()),
+        || (writer.acks().iter().filter(|a| a.at > healthy).count() > 100).then_some(()),
     );
     let stopped = Instant::now();
     signal(pid, "STOP");

@@ -210,7 +210,7 @@ spec:
     }
 
     /// Exactly the recorded master reports master; every other instance replicates it with
-    /// its link up. Returns the master's port.
+    /// its link up, and the master streams to each online. Returns the master's port.
     pub fn wait_healthy(&self, timeout: Duration) -> u16 {
         wait_until(
             timeout,
@@ -224,7 +224,15 @@ spec:
                     (info_field(port, "master_port")? == master.to_string()).then_some(())?;
                     (info_field(port, "master_link_status")? == "up").then_some(())?;
                 }
-                Some(master)
+                // A replica reports its link up once it has loaded the RDB, but the master sends
+                // the writes it buffered during the sync only after it puts the replica online.
+                // Until then those writes exist on the master alone, and a master hung in that
+                // window takes them with it, as it would under Sentinel.
+                let online = (0..INSTANCES - 1)
+                    .filter_map(|n| info_field(master, &format!("slave{n}")))
+                    .filter(|line| line.split(',').any(|kv| kv == "state=online"))
+                    .count();
+                (online == usize::from(INSTANCES - 1)).then_some(master)
             },
         )
     }
