@@ -107,3 +107,80 @@ fn the_demo_scales_a_real_fleet_and_cleans_up_on_ctrl_c() {
         );
     }
 }
+
+/// The ports of the built-in policy's fleet (`policies/local-demo.yaml`: 7000 + i, six at most).
+const BUILT_IN_PORTS: std::ops::Range<u16> = 7000..7006;
+
+#[test]
+fn the_built_in_demo_runs_from_any_directory_and_leaves_nothing_in_it() {
+    require("redis-server", "redis-server");
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+        .args(["demo", "--plain", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .current_dir(cwd.path())
+        // No `simulations/` or `policies/` here: both must come from the binary.
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the demo");
+    let pid = child.id();
+    let scratch = std::env::temp_dir().join(format!("redis-autopilot-demo-{pid}"));
+    let (lines_tx, lines) = mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    // The default replay starts half an hour of trace before the ramp: at 120x, the first
+    // scale-up comes within seconds, not minutes.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut transcript = Vec::new();
+    let scaled = loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let found = line.contains(">>") && line.contains("scale [applied]");
+                transcript.push(line);
+                if found {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    let in_scratch = scratch.join("data").join("state.json").is_file();
+    let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+    let status = child.wait().expect("demo exits");
+    assert!(scaled, "no scale-up within 90 s:\n{}", transcript.join("\n"));
+    assert!(transcript[0].contains("embedded World Cup 1998 trace"), "{}", transcript[0]);
+    assert!(in_scratch, "the fleet's record is not in {}", scratch.display());
+    assert!(status.success(), "demo exited with {status}");
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).expect("read cwd").flatten().collect();
+    assert!(left.is_empty(), "the demo wrote into its working directory: {left:?}");
+    assert!(!scratch.exists(), "{} outlived the demo", scratch.display());
+    for port in BUILT_IN_PORTS {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still answers after Ctrl-C"
+        );
+    }
+}
+
+#[test]
+fn a_port_in_use_stops_the_demo_before_it_starts_and_names_the_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address");
+    let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+        .args(["demo", "--plain", "--listen", &addr.to_string()])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run the demo");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
+    assert!(stderr.contains("pass --listen 127.0.0.1:PORT"), "{stderr}");
+    // Nothing was started, so nothing is reported as stopped.
+    assert!(!stdout.contains("demo stopped"), "{stdout}");
+}

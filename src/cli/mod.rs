@@ -45,12 +45,18 @@ enum LogFormat {
 fn init_logging(format: LogFormat) {
     use std::io::IsTerminal as _;
 
+    init_logging_to(format, std::io::stderr, std::io::stderr().is_terminal());
+}
+
+/// Logs to `writer` (the demo's goes to a file, so the view stays readable).
+fn init_logging_to<W>(format: LogFormat, writer: W, ansi: bool)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     // A second initialisation (tests calling `run` twice) is harmless: keep the first.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -113,7 +119,10 @@ fn load_policy_or_report(path: &Path) -> anyhow::Result<crate::policy::Policy> {
 /// Parses the command line, runs the subcommand, and turns its outcome into an exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The demo logs to a file of its own (`demo::run`).
+    if !matches!(cli.command, Command::Demo(_)) {
+        init_logging(cli.log_format);
+    }
     let kube = crate::cluster::kubernetes::ClientOptions {
         kubeconfig: cli.kubeconfig,
         context: cli.context,

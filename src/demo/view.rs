@@ -1,41 +1,38 @@
-//! The demo's live view: one status line a second (trace time, demanded load, replicas) and
-//! every action the daemon takes, with its reason, as it happens. Plain lines, so it reads the
-//! same in a terminal, a log file or a CI transcript.
+//! The demo's plain view, for when stdout is not a terminal (a pipe, a log file, CI): one
+//! status line a second (trace time, asked load, instances serving) and every decision the
+//! daemon makes, once, with its reason, as it happens.
 
 use std::io::Write as _;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{DemoConfig, describe};
-use crate::daemon::policy_loop::Shared;
-use crate::decide::{Decision, format_number};
+use super::fleet::{self, Role};
+use super::tui::FleetAt;
+use super::{DemoConfig, Feed, describe};
+use crate::decide::format_number;
 use crate::policy::Policy;
-use crate::sim::trace::Trace;
 
-/// What the view watches.
-pub struct Feed {
-    pub shared: Shared,
-    pub policy: String,
-    pub trace: Trace,
-    pub speed: f64,
-}
-
-fn say(line: &str) {
-    // A closed terminal is no reason to stop the fleet cleanly.
+/// One line on stdout. A closed stdout is no reason to stop the fleet uncleanly.
+pub fn say(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 pub fn banner(policy: &Policy, config: &DemoConfig) {
+    let trace = config
+        .trace
+        .as_ref()
+        .map_or("the embedded World Cup 1998 trace".to_owned(), |t| t.display().to_string());
     say(&format!(
-        "redis-autopilot demo: policy `{}` ({}), replaying {} at {}x, peak {} ops/s; \
-         HTTP on {} (/metrics, /v1/decisions). Ctrl-C stops everything.",
+        "redis-autopilot demo: policy `{}` ({}), replaying {trace} at {}x, peak {} ops/s; \
+         HTTP on {} (/metrics, /v1/decisions); the daemon's log is in {}. Ctrl-C stops \
+         everything.",
         policy.name,
         describe(policy),
-        config.trace.display(),
         config.speed,
         format_number(config.peak),
         config.listen,
+        config.scratch.join("daemon.log").display(),
     ));
 }
 
@@ -46,27 +43,37 @@ pub fn farewell(answered: u64) {
     ));
 }
 
-/// Prints until `stop`; tells `replicas_changed` the fleet's size whenever it changes, so the
-/// load follows the instances that exist.
-pub async fn show(feed: Feed, replicas_changed: impl Fn(u16), mut stop: watch::Receiver<bool>) {
+/// Prints until `stop`; tells `serving_changed` the instances that serve reads whenever they
+/// change, so the load follows them.
+pub async fn show(
+    feed: Feed,
+    fleet_at: FleetAt,
+    serving_changed: impl Fn(Vec<u16>),
+    mut stop: watch::Receiver<bool>,
+) {
     let started = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut seen = None;
-    let mut replicas = 0u16;
-    let span = (feed.trace.end() - feed.trace.start()).max(1);
+    let mut serving = Vec::new();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
+        let instances = fleet::instances(fleet_at.base_port, fleet_at.max_instances).await;
+        let now_serving = fleet::serving(&instances);
+        if now_serving != serving {
+            serving = now_serving;
+            serving_changed(serving.clone());
+        }
         let recent = feed.shared.status.recent(Some(&feed.policy), 50);
-        // Oldest first, only those not printed yet.
+        // Oldest first, only those not printed yet; holds and label changes would drown them.
         for record in recent.iter().rev().filter(|r| seen.is_none_or(|at| r.at > at)) {
-            // Every action and alarm; holds and label changes would drown them.
-            if !matches!(record.decision, Decision::Hold { .. } | Decision::Advertise { .. }) {
+            let kind = record.decision.kind();
+            if kind != "hold" && kind != "advertise" {
                 let outcome = record.action.as_ref().map_or("-", |a| a.label());
                 say(&format!(
-                    "  >> {} [{outcome}] {}",
+                    "  >> {} {kind} [{outcome}] {}",
                     record.at.format("%H:%M:%S"),
                     record.sentence
                 ));
@@ -74,29 +81,18 @@ pub async fn show(feed: Feed, replicas_changed: impl Fn(u16), mut stop: watch::R
         }
         if let Some(newest) = recent.first() {
             seen = Some(newest.at);
-            let now = match &newest.decision {
-                Decision::Hold { replicas, .. } => *replicas,
-                Decision::Scale { from, to, .. } => {
-                    let applied = newest.action.as_ref().is_some_and(|a| a.label() == "applied");
-                    if applied { *to } else { *from }
-                }
-                _ => replicas,
-            };
-            if now != replicas {
-                replicas = now;
-                replicas_changed(replicas);
-            }
         }
-        let played = (started.elapsed().as_secs_f64() * feed.speed * 1000.0) as i64 % span;
-        let at = feed.trace.start() + played;
-        let load = feed.trace.load_at(at);
+        let elapsed = started.elapsed();
+        let at = feed.playback.trace_at(elapsed);
+        let masters = instances.iter().filter(|i| i.role == Role::Master).count();
         say(&format!(
-            "{}  trace {}  load {:>7} ops/s  replicas {:>2} {}",
+            "{}  trace {}  load {:>7} ops/s  instances serving {:>2} (the master and {} replicas) {}",
             chrono::Utc::now().format("%H:%M:%S"),
-            feed.trace.format_time(at),
-            format_number(load),
-            replicas,
-            "#".repeat(usize::from(replicas)),
+            feed.playback.trace.format_time(at),
+            format_number(feed.playback.demand(elapsed)),
+            serving.len(),
+            serving.len().saturating_sub(masters.min(1)),
+            "#".repeat(serving.len()),
         ));
     }
 }

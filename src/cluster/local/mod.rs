@@ -33,6 +33,7 @@ use rustix::process::Signal;
 
 use self::dumps::{ColdStart, Dump, Saved};
 use self::process::{Identity, Process};
+pub use self::state::read_record;
 use self::state::{State, lock_state, read_state, read_state_async, write_state};
 use super::redis_admin;
 use super::{Cluster, ClusterError, MasterRecord, Member};

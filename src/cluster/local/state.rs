@@ -34,6 +34,12 @@ impl State {
     }
 }
 
+/// The record in `dataDir/state.json` as it is now, for readers outside the fleet (the demo's
+/// view); `None` before the first master is chosen.
+pub async fn read_record(data_dir: &Path) -> Result<Option<MasterRecord>, ClusterError> {
+    Ok(read_state_async(&data_dir.join("state.json")).await?.record())
+}
+
 /// Holds an exclusive lock on `dataDir/state.lock` while a record is read, checked and
 /// written: the daemon and a `redis-autopilot failover` run by hand are two processes, and
 /// the epoch rule only holds if neither writes between the other's read and write. A lock
