@@ -224,11 +224,12 @@ async fn a_corrupted_byte_is_rejected_by_the_crc_and_the_upload_aborted() {
         policy_text(&[&master], &s3_snapshots(&moto.endpoint(), "bkt"))
     );
     let mut policy = policy(&text);
-    policy.snapshots.as_mut().expect("snapshots").credentials =
+    // The same destination (endpoint, bucket, prefix), with the credentials read from files.
+    policy.snapshots.as_mut().expect("snapshots").destination =
         s3_policy_with_files(&[&master], &moto.endpoint(), "bkt", dir.path())
             .snapshots
             .expect("s")
-            .credentials;
+            .destination;
     let snapshotter = Snapshotter::new(&policy).expect("snapshotter");
     let err = snapshotter.take(&[through(&proxy)], &Quiet).await.expect_err("corrupt");
     assert!(matches!(err, SnapshotError::Corrupt { .. }), "{err:?}");

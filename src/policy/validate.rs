@@ -19,12 +19,13 @@ use super::spec::{
     TargetSpec, TlsSpec,
 };
 use super::{
-    Aggregate, AlertAction, AlertRule, BeforeAction, Behavior, Compression, CronFloor,
-    CronSchedule, DestinationCredentials, FailoverMode, Forecast, ForecastMethod, Health, Metric,
+    Aggregate, AlertAction, AlertRule, AzureCredentials, BeforeAction, Behavior, Compression,
+    CronFloor, CronSchedule, Destination, FailoverMode, Forecast, ForecastMethod, Health, Metric,
     MetricSource, Policy, PrometheusCredentials, PrometheusSource, RedisAuth, RedisTls, Retention,
-    Sampling, Scaling, SecretSource, SnapshotSource, Snapshots, Statistic, Step, Target,
-    WriteGuard,
+    S3Credentials, Sampling, Scaling, SecretSource, SnapshotSource, Snapshots, Statistic, Step,
+    Store, Target, WriteGuard,
 };
+use crate::model::Endpoint;
 
 pub const API_VERSION: &str = "autopilot.redis.io/v1alpha1";
 pub const KIND: &str = "RedisPolicy";
@@ -229,17 +230,28 @@ fn check_endpoints(c: &mut Checker, endpoints: &[String], path: &FieldPath) -> O
         return None;
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut ok = true;
-    for (i, endpoint) in endpoints.iter().enumerate() {
+    let mut parsed = Some(Vec::with_capacity(endpoints.len()));
+    for (i, text) in endpoints.iter().enumerate() {
         let item = path.index(i);
-        if c.check(host_port(endpoint), &item).is_none() {
-            ok = false;
-        } else if let Some(first) = seen.insert(endpoint, i) {
-            c.bad(&item, format!("`{endpoint}` is listed twice (also at index {first})"));
-            ok = false;
+        match host_port(text) {
+            Err(message) => {
+                c.bad(&item, message);
+                parsed = None;
+            }
+            Ok(_) if seen.contains_key(text.as_str()) => {
+                let first = seen[text.as_str()];
+                c.bad(&item, format!("`{text}` is listed twice (also at index {first})"));
+                parsed = None;
+            }
+            Ok(endpoint) => {
+                seen.insert(text, i);
+                if let Some(list) = parsed.as_mut() {
+                    list.push(endpoint);
+                }
+            }
         }
     }
-    ok.then(|| Target::Endpoints(endpoints.to_vec()))
+    parsed.map(Target::Endpoints)
 }
 
 fn check_local(c: &mut Checker, spec: &LocalSpec, path: &FieldPath) -> Option<Target> {
@@ -925,9 +937,9 @@ fn check_snapshots(c: &mut Checker, spec: &SnapshotsSpec, path: &FieldPath) -> O
         ],
     );
     let destination_path = path.key("destination");
-    let destination = c
-        .required(spec.destination.as_ref(), &destination_path)
-        .and_then(|url| c.check(destination_url(url), &destination_path).map(|()| url.clone()));
+    let location = c.required(spec.destination.as_ref(), &destination_path).and_then(|url| {
+        destination_url(url).map_err(|message| c.bad(&destination_path, message)).ok()
+    });
     let level_path = path.key("compressionLevel");
     let zstd = c.word(
         spec.compression.as_deref(),
@@ -947,6 +959,8 @@ fn check_snapshots(c: &mut Checker, spec: &SnapshotsSpec, path: &FieldPath) -> O
         }
     };
     let retention = check_retention(c, spec.retention.as_ref(), &path.key("retention"));
+    // The scheme as written, even when the rest of the URL is broken: a field that does not
+    // apply to it is reported besides the URL's own problem.
     let scheme = spec.destination.as_deref().and_then(|d| d.split_once("://")).map(|(s, _)| s);
     let endpoint = check_store_endpoint(c, spec, scheme, path);
     let region = match (&spec.region, scheme) {
@@ -961,8 +975,17 @@ fn check_snapshots(c: &mut Checker, spec: &SnapshotsSpec, path: &FieldPath) -> O
         (region, _) => Some(region.clone()),
     };
     let credentials = match &spec.credentials {
-        None => Some(None),
+        None => Some(Credentials::None),
         Some(creds) => check_destination_credentials(c, creds, scheme, &path.key("credentials")),
+    };
+    let destination = match (location, endpoint, region, credentials) {
+        (Some(location), Some(endpoint), Some(region), Some(credentials)) => {
+            store(location, endpoint, region, credentials).map(|store| Destination {
+                url: spec.destination.clone().unwrap_or_default(),
+                store,
+            })
+        }
+        _ => None,
     };
     let before_actions = check_before_actions(c, spec.before_actions.as_deref(), path);
     let limits = check_transfer_limits(c, spec, path);
@@ -970,13 +993,43 @@ fn check_snapshots(c: &mut Checker, spec: &SnapshotsSpec, path: &FieldPath) -> O
         schedule: schedule?,
         source: source?,
         destination: destination?,
-        endpoint: endpoint?,
-        region: region?,
-        credentials: credentials?,
         compression: compression?,
         retention: retention?,
         before_actions: before_actions?,
         limits: limits?,
+    })
+}
+
+/// The store a valid destination names, with the fields that apply to it. The fields were
+/// each checked against the URL's scheme, so they fit; `None` (a mismatch) is only reached
+/// after [`check_destination_credentials`] has reported it.
+fn store(
+    location: Location,
+    endpoint: Option<String>,
+    region: Option<String>,
+    credentials: Credentials,
+) -> Option<Store> {
+    Some(match (location, credentials) {
+        (Location::Local { dir }, Credentials::None) => Store::Local { dir },
+        (Location::Bucket { scheme: Scheme::S3, bucket, prefix }, Credentials::None) => {
+            Store::S3 { bucket, prefix, endpoint, region, credentials: None }
+        }
+        (Location::Bucket { scheme: Scheme::S3, bucket, prefix }, Credentials::S3(keys)) => {
+            Store::S3 { bucket, prefix, endpoint, region, credentials: Some(keys) }
+        }
+        (Location::Bucket { scheme: Scheme::Gcs, bucket, prefix }, Credentials::None) => {
+            Store::Gcs { bucket, prefix, service_account_key: None }
+        }
+        (Location::Bucket { scheme: Scheme::Gcs, bucket, prefix }, Credentials::Gcs(key)) => {
+            Store::Gcs { bucket, prefix, service_account_key: Some(key) }
+        }
+        (Location::Bucket { scheme: Scheme::Azure, bucket, prefix }, Credentials::None) => {
+            Store::Azure { container: bucket, prefix, credentials: None }
+        }
+        (Location::Bucket { scheme: Scheme::Azure, bucket, prefix }, Credentials::Azure(key)) => {
+            Store::Azure { container: bucket, prefix, credentials: Some(key) }
+        }
+        _ => return None,
     })
 }
 
@@ -1080,7 +1133,7 @@ fn check_destination_credentials(
     spec: &DestinationCredentialsSpec,
     scheme: Option<&str>,
     path: &FieldPath,
-) -> Option<Option<DestinationCredentials>> {
+) -> Option<Credentials> {
     let key_id = secret_field(
         c,
         (&spec.access_key_id_env, &spec.access_key_id_file),
@@ -1132,7 +1185,7 @@ fn check_destination_credentials(
             }
             match (key_id, secret_key) {
                 (Some(access_key_id), Some(secret_access_key)) => {
-                    Some(Some(DestinationCredentials::S3 {
+                    Some(Credentials::S3(S3Credentials {
                         access_key_id,
                         secret_access_key,
                         session_token: token,
@@ -1149,9 +1202,7 @@ fn check_destination_credentials(
                 return None;
             }
             match service_account {
-                Some(service_account_key) => {
-                    Some(Some(DestinationCredentials::Gcs { service_account_key }))
-                }
+                Some(service_account_key) => Some(Credentials::Gcs(service_account_key)),
                 None => {
                     c.bad(path, "needs `serviceAccountKeyEnv` or `serviceAccountKeyFile`");
                     None
@@ -1164,7 +1215,7 @@ fn check_destination_credentials(
             }
             let account = c.required(spec.account_name.as_ref(), &path.key("accountName"));
             match (account, account_key) {
-                (Some(account), Some(access_key)) => Some(Some(DestinationCredentials::Azure {
+                (Some(account), Some(access_key)) => Some(Credentials::Azure(AzureCredentials {
                     account: account.clone(),
                     access_key,
                 })),
@@ -1453,16 +1504,23 @@ fn dns_subdomain(name: &str) -> Result<(), String> {
     }
 }
 
-/// `host:port`, with IPv6 hosts in brackets (`[::1]:6379`).
-fn host_port(endpoint: &str) -> Result<(), String> {
+/// `host:port`, with IPv6 hosts in brackets (`[::1]:6379`), as the [`Endpoint`] it names:
+/// its id is the text as written, its host without the brackets.
+fn host_port(endpoint: &str) -> Result<Endpoint, String> {
     let bad = || format!("expected `host:port` like `redis-1:6379`, found `{endpoint}`");
     let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
-    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
-        None => !host.is_empty() && !host.contains(|ch: char| ch == ':' || ch.is_whitespace()),
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_ok() => v6,
+        Some(_) => return Err(bad()),
+        None if !host.is_empty() && !host.contains(|ch: char| ch == ':' || ch.is_whitespace()) => {
+            host
+        }
+        None => return Err(bad()),
     };
     match port.parse::<u16>() {
-        Ok(port) if host_ok && port > 0 => Ok(()),
+        Ok(port) if port > 0 => {
+            Ok(Endpoint { id: endpoint.to_owned(), host: host.to_owned(), port })
+        }
         _ => Err(bad()),
     }
 }
@@ -1524,27 +1582,73 @@ fn prometheus_url(text: &str) -> Result<String, String> {
     Ok(text.trim_end_matches('/').to_owned())
 }
 
-/// Where snapshots go: an object-store or file URL, without credentials. Messages never
-/// echo the URL: `s3://KEY:SECRET@bucket` is the mistake they are most often about.
-fn destination_url(url: &str) -> Result<(), String> {
+/// Where snapshots go, as [`destination_url`] reads it; the fields that apply to its kind of
+/// store are checked beside it.
+#[derive(Debug)]
+enum Location {
+    Local { dir: std::path::PathBuf },
+    Bucket { scheme: Scheme, bucket: String, prefix: String },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Scheme {
+    S3,
+    Gcs,
+    Azure,
+}
+
+/// `spec.snapshots.credentials` as read for the destination's scheme.
+#[derive(Debug)]
+enum Credentials {
+    /// None given: the environment's usual chain.
+    None,
+    S3(S3Credentials),
+    Gcs(SecretSource),
+    Azure(AzureCredentials),
+}
+
+/// Where snapshots go: an object-store or file URL, without credentials, parsed here once
+/// (the store opens what this returns). Messages never echo the URL: `s3://KEY:SECRET@bucket`
+/// is the mistake they are most often about.
+fn destination_url(url: &str) -> Result<Location, String> {
     const SCHEMES: [&str; 4] = ["s3", "gs", "az", "file"];
     const EXPECTED: &str = "must be a URL starting with s3://, gs://, az:// or file://";
     match url.split_once("://") {
         Some((scheme, rest)) if SCHEMES.contains(&scheme) && !rest.trim().is_empty() => {
             let authority = rest.split('/').next().unwrap_or_default();
             if authority.contains('@') {
-                return Err("must not contain credentials (`KEY:SECRET@`); name where they are                             read in spec.snapshots.credentials"
+                return Err("must not contain credentials (`KEY:SECRET@`); name where they are \
+                            read in spec.snapshots.credentials"
                     .to_owned());
             }
-            Ok(())
         }
         Some((scheme, _))
             if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()) =>
         {
-            Err(format!("{EXPECTED}, found a `{scheme}://` URL"))
+            return Err(format!("{EXPECTED}, found a `{scheme}://` URL"));
         }
-        _ => Err(EXPECTED.to_owned()),
+        _ => return Err(EXPECTED.to_owned()),
     }
+    let parsed = url::Url::parse(url).map_err(|e| format!("{EXPECTED} ({e})"))?;
+    let scheme = match parsed.scheme() {
+        "file" => {
+            return parsed.to_file_path().map(|dir| Location::Local { dir }).map_err(|()| {
+                "a `file://` destination must name an absolute local path, like \
+                 `file:///var/backups`"
+                    .to_owned()
+            });
+        }
+        "s3" => Scheme::S3,
+        "gs" => Scheme::Gcs,
+        _ => Scheme::Azure,
+    };
+    let bucket = parsed.host_str().unwrap_or_default().to_owned();
+    if bucket.is_empty() {
+        let what = if matches!(scheme, Scheme::Azure) { "container" } else { "bucket" };
+        return Err(format!("names no {what}: expected `{}://{what}/prefix`", parsed.scheme()));
+    }
+    let prefix = parsed.path().trim_matches('/').to_owned();
+    Ok(Location::Bucket { scheme, bucket, prefix })
 }
 
 #[cfg(test)]
@@ -2390,10 +2494,14 @@ spec:
             snapshots: Some(Snapshots {
                 schedule: cron("0 0 2 * * *"),
                 source: SnapshotSource::ReplicaOrMaster,
-                destination: "gs://orders-backups/redis/".to_owned(),
-                endpoint: None,
-                region: None,
-                credentials: None,
+                destination: Destination {
+                    url: "gs://orders-backups/redis/".to_owned(),
+                    store: Store::Gcs {
+                        bucket: "orders-backups".to_owned(),
+                        prefix: "redis".to_owned(),
+                        service_account_key: None,
+                    },
+                },
                 compression: Compression::None,
                 retention: Retention { keep_last: 3, daily: 7, weekly: 4, monthly: 6 },
                 before_actions: Vec::new(),
@@ -2634,6 +2742,92 @@ spec:
     #[case::bare("p", None)]
     fn percentiles_have_one_spelling(#[case] text: &str, #[case] expected: Option<u8>) {
         assert_eq!(percentile(text), expected);
+    }
+
+    /// Validation parses each endpoint once: the sampler and the cluster take these as they
+    /// are.
+    #[test]
+    fn endpoints_are_parsed_once_into_typed_endpoints() {
+        let text = format!("{HEAD}  target: {{endpoints: [\"redis-1:6379\", \"[::1]:7000\"]}}\n");
+        let policy = load_policy_str("t.yaml", &text).expect("valid");
+        let endpoint = |id: &str, host: &str, port| Endpoint {
+            id: id.to_owned(),
+            host: host.to_owned(),
+            port,
+        };
+        assert_eq!(
+            policy.target,
+            Target::Endpoints(vec![
+                endpoint("redis-1:6379", "redis-1", 6379),
+                endpoint("[::1]:7000", "::1", 7000)
+            ])
+        );
+    }
+
+    /// Validation parses the destination once into the store it names, with the fields that
+    /// apply to that store only: the snapshot store opens it as it is.
+    #[rstest]
+    #[case::local(
+        "destination: 'file:///var/backups/redis'",
+        Store::Local { dir: "/var/backups/redis".into() }
+    )]
+    #[case::s3(
+        "destination: 's3://bkt/some/prefix/', endpoint: 'http://minio:9000/', region: eu-west-1, \
+         credentials: {accessKeyIdEnv: K, secretAccessKeyFile: /s}",
+        Store::S3 {
+            bucket: "bkt".to_owned(),
+            prefix: "some/prefix".to_owned(),
+            endpoint: Some("http://minio:9000".to_owned()),
+            region: Some("eu-west-1".to_owned()),
+            credentials: Some(S3Credentials {
+                access_key_id: env("K"),
+                secret_access_key: file("/s"),
+                session_token: None,
+            }),
+        }
+    )]
+    #[case::s3_no_prefix(
+        "destination: 's3://bkt'",
+        Store::S3 {
+            bucket: "bkt".to_owned(),
+            prefix: String::new(),
+            endpoint: None,
+            region: None,
+            credentials: None,
+        }
+    )]
+    #[case::gcs(
+        "destination: 'gs://b/p', credentials: {serviceAccountKeyFile: /k}",
+        Store::Gcs { bucket: "b".to_owned(), prefix: "p".to_owned(), service_account_key: Some(file("/k")) }
+    )]
+    #[case::azure(
+        "destination: 'az://c/p/q', credentials: {accountName: acct, accountKeyEnv: K}",
+        Store::Azure {
+            container: "c".to_owned(),
+            prefix: "p/q".to_owned(),
+            credentials: Some(AzureCredentials { account: "acct".to_owned(), access_key: env("K") }),
+        }
+    )]
+    fn destinations_are_parsed_once_into_their_store(#[case] fields: &str, #[case] store: Store) {
+        let text = format!("{HEAD}{TARGET}  snapshots: {{schedule: '0 0 3 * * *', {fields}}}\n");
+        let snapshots = load_policy_str("t.yaml", &text).expect("valid").snapshots.expect("set");
+        assert_eq!(snapshots.destination.store, store);
+        assert!(fields.contains(&format!("'{}'", snapshots.destination.url)), "{fields}");
+    }
+
+    /// What the store could never open is refused by `check`, at the field, not found out
+    /// when the first snapshot runs.
+    #[rstest]
+    #[case::s3_no_bucket("s3:///prefix", "names no bucket: expected `s3://bucket/prefix`")]
+    #[case::az_no_container("az:///prefix", "names no container")]
+    #[case::file_relative("file://backups/redis", "must name an absolute local path")]
+    #[case::unparsable("s3://bu cket/x", "must be a URL starting with")]
+    fn a_destination_no_store_can_open_is_refused(#[case] url: &str, #[case] message: &str) {
+        let text = format!(
+            "{HEAD}{TARGET}  snapshots: {{schedule: '0 0 3 * * *', destination: '{url}'}}\n"
+        );
+        let problem = problem_at(&text, "spec.snapshots.destination");
+        assert!(problem.message.contains(message), "`{message}` not in {problem}");
     }
 
     #[rstest]

@@ -35,7 +35,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use super::SnapshotError;
-use super::manifest::{self, Manifest};
+use super::manifest::{self, Codec, Manifest};
 use super::pace::Pace;
 use super::rdb::{RdbSummary, RdbVerifier};
 use super::retention::{self, Prune};
@@ -219,7 +219,7 @@ impl Snapshotter {
         let started = Utc::now();
         let instance = candidate.endpoint.id.clone();
         let id = manifest::snapshot_id(started, &instance);
-        let object_name = format!("{id}{}", manifest::object_suffix(self.config.compression));
+        let object_name = format!("{id}{}", Codec::from(self.config.compression).object_suffix());
         let key = self.destination.key(&self.policy, &object_name);
         let url = self.destination.url.clone();
         tracing::info!(policy = %self.policy, instance, run_id, object = %key, "snapshot started");
@@ -341,7 +341,7 @@ impl Snapshotter {
             source: instance.clone(),
             run_id: run_id.to_owned(),
             object: object_name,
-            compression: manifest::compression_name(self.config.compression).to_owned(),
+            compression: self.config.compression.into(),
             replid,
             repl_offset: offset,
             rdb_version: summary.version,
@@ -586,12 +586,12 @@ impl Snapshotter {
             written: 0,
             limit: manifest.raw_bytes,
         };
-        let mut output = match manifest.compression.as_str() {
-            "zstd" => Output::Zstd(
+        let mut output = match manifest.compression {
+            Codec::Zstd => Output::Zstd(
                 zstd::stream::write::Decoder::new(sink)
                     .map_err(|source| SnapshotError::Decompress { id: id.clone(), source })?,
             ),
-            _ => Output::Plain(sink),
+            Codec::None => Output::Plain(sink),
         };
         let mut sha = Sha256::new();
         let mut stored = 0_u64;
