@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use redis_autopilot::policy::{Policy, load_policy_str};
 use redis_autopilot::sample::redis::{Access, Endpoint};
+use redis_autopilot::snapshot::Quiet;
 use redis_autopilot::snapshot::stream::{Deadlines, Transfer};
-use redis_autopilot::snapshot::take::Quiet;
 use redis_autopilot::snapshot::{SnapshotError, Snapshotter};
 use support::failover::wait_until;
 use support::{

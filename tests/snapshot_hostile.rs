@@ -84,8 +84,8 @@ async fn an_info_reply_announcing_200_mb_is_a_protocol_error_read_in_bounded_mem
 // The snapshot store
 
 use redis_autopilot::policy::load_policy_str;
+use redis_autopilot::snapshot::Quiet;
 use redis_autopilot::snapshot::Snapshotter;
-use redis_autopilot::snapshot::take::Quiet;
 use support::Redis;
 
 /// A snapshotter for `master` writing to `dir` (policy `cache`, keepLast 1).
