@@ -2,9 +2,9 @@
 //! collecting *all* problems (each with its field path) rather than stopping at the first.
 //!
 //! One file per section of the spec, each turning its part of the spec into its part of the
-//! [`Policy`]: [`target`], [`connections`] (`auth`, `tls`, `prometheus`), [`sampling`],
-//! [`scaling`], [`health`], [`snapshots`] and [`alerts`]. They all write to one
-//! [`checker::Checker`], which also holds the field rules several sections share. This file
+//! [`Policy`]: `target`, `connections` (`auth`, `tls`, `prometheus`), `sampling`,
+//! `scaling`, `health`, `snapshots` and `alerts`. They all write to one
+//! `checker::Checker`, which also holds the field rules several sections share. This file
 //! checks the document's header, calls every section, applies the rules that span sections
 //! (a local fleet's top port, the history's length, TLS on a local fleet), and assembles the
 //! result.

@@ -40,7 +40,8 @@ pub(super) fn check_snapshots(
     );
     let destination_path = path.key("destination");
     let location = c.required(spec.destination.as_ref(), &destination_path).and_then(|url| {
-        destination_url(url).map_err(|message| c.bad(&destination_path, message)).ok()
+        let location = destination_url(url).map_err(|message| c.bad(&destination_path, message));
+        location.ok().map(|location| (url.clone(), location))
     });
     let level_path = path.key("compressionLevel");
     let zstd = c.word(
@@ -81,11 +82,8 @@ pub(super) fn check_snapshots(
         Some(creds) => check_destination_credentials(c, creds, scheme, &path.key("credentials")),
     };
     let destination = match (location, endpoint, region, credentials) {
-        (Some(location), Some(endpoint), Some(region), Some(credentials)) => {
-            store(location, endpoint, region, credentials).map(|store| Destination {
-                url: spec.destination.clone().unwrap_or_default(),
-                store,
-            })
+        (Some((url, location)), Some(endpoint), Some(region), Some(credentials)) => {
+            store(location, endpoint, region, credentials).map(|store| Destination { url, store })
         }
         _ => None,
     };

@@ -1,10 +1,10 @@
 //! The [`Snapshotter`]: everything done with one policy's snapshots over its destination,
 //! one file per kind of work:
 //!
-//! - [`upload`]: taking one, from choosing the source to writing the manifest;
-//! - [`catalog`]: what the destination holds (list, with every untrusted manifest left out)
+//! - `upload`: taking one, from choosing the source to writing the manifest;
+//! - `catalog`: what the destination holds (list, with every untrusted manifest left out)
 //!   and retention's deletes (prune);
-//! - [`restore`]: reading one back, checked against its manifest (verify), and writing it to
+//! - `restore`: reading one back, checked against its manifest (verify), and writing it to
 //!   a local file (restore).
 //!
 //! Each file adds its methods to the one [`Snapshotter`], so callers see a single type.
