@@ -8,7 +8,7 @@ use crate::act::Mode;
 use crate::failover;
 use crate::policy::{Policy, Target};
 use crate::sample::redis::Endpoint;
-use crate::sample::{redis_access, static_endpoints};
+use crate::sample::redis_access;
 
 pub enum AnyCluster {
     Local(Box<LocalFleet>),
@@ -55,9 +55,8 @@ impl AnyCluster {
                 tracing::info!(policy = %policy.name, replicas = requested, ?mode, "local fleet ready");
                 Ok(Self::Local(Box::new(fleet)))
             }
-            Target::Endpoints(_) => {
-                let endpoints = static_endpoints(policy).map_err(ClusterError::Access)?;
-                Ok(Self::Endpoints(StaticEndpoints::new(endpoints)))
+            Target::Endpoints(endpoints) => {
+                Ok(Self::Endpoints(StaticEndpoints::new(endpoints.clone())))
             }
             Target::Kubernetes { namespace, stateful_set, port } => {
                 let target = KubeTarget {

@@ -229,7 +229,7 @@ pub async fn run(config: DemoConfig) -> Result<(), DemoError> {
     let load = tokio::spawn(load::drive(targets_rx, demand, stopped.clone()));
     let feed = Feed { shared: shared.clone(), policy: policy.name.clone(), playback };
     let serving_changed = move |ports: Vec<u16>| {
-        let _ = targets.send(ports.into_iter().map(local_endpoint).collect());
+        let _ = targets.send(ports.into_iter().map(Endpoint::loopback).collect());
     };
     let scaling = policy.scaling.as_ref();
     let fleet_at = tui::FleetAt {
@@ -275,11 +275,6 @@ pub async fn run(config: DemoConfig) -> Result<(), DemoError> {
         }
     }
     daemon.map_err(DemoError::from)
-}
-
-/// Instance `127.0.0.1:port` of the local fleet.
-fn local_endpoint(port: u16) -> Endpoint {
-    Endpoint { id: format!("127.0.0.1:{port}").into(), host: "127.0.0.1".into(), port }
 }
 
 /// Whether `binary` (a path, or a name looked up on `PATH`) is an executable file.
