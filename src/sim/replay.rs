@@ -52,13 +52,16 @@ struct Replay<'t> {
 
 /// Replays `trace` (loads in ops/s) against `cluster` resized by `controller`.
 pub fn replay(trace: &Trace, cluster: ClusterModel, controller: &mut impl Controller) -> Run {
+    // The master where a past failover may have left it, on the highest ordinal: a scale-down
+    // below the starting count must hand it over (see `SimCluster`).
+    let master = cluster.requested().saturating_sub(1);
     let mut replay = Replay {
         rows: trace.rows(),
         row: 0,
         end: trace.end(),
         now: trace.start(),
         peak_replicas: cluster.requested(),
-        cluster: SimCluster::new(cluster, trace.start()),
+        cluster: SimCluster::new(cluster, trace.start()).with_master_at(master),
         under_provisioned: 0,
         replica_millis: 0,
         scale_events: 0,

@@ -36,9 +36,8 @@ use self::process::{Identity, Process};
 use self::state::{State, lock_state, read_state, read_state_async, write_state};
 use super::redis_admin;
 use super::{Cluster, ClusterError, MasterRecord, Member};
-use crate::failover;
 use crate::observe::Role;
-use crate::policy::{Health, Policy, Target};
+use crate::policy::{Policy, Target};
 use crate::sample::redis::{Access, Endpoint};
 
 /// How long an instance may take to listen after it was started.
@@ -63,8 +62,6 @@ pub struct LocalConfig {
     pub access: Access,
     /// Deadline of every role command.
     pub timeout: Duration,
-    /// How a scale-down that removes the master chooses its successor and guards it.
-    pub health: Health,
     /// This handle runs the fleet (the daemon): [`LocalFleet::shutdown`] may stop it. Off (a
     /// one-off command acting beside a daemon), `shutdown` refuses. Dropping a fleet stops
     /// nothing either way: the next [`LocalFleet::open`] adopts the instances.
@@ -80,8 +77,7 @@ impl LocalConfig {
                 base_port: *base_port,
                 data_dir: PathBuf::from(data_dir),
                 access,
-                timeout: crate::failover::action_timeout(policy),
-                health: policy.health.clone(),
+                timeout: super::action_timeout(policy),
                 owns_processes: true,
             }),
             Target::Kubernetes { .. } | Target::Endpoints(_) => None,
@@ -489,20 +485,6 @@ impl LocalFleet {
         })
     }
 
-    /// Moves the master role off `master` (about to be removed) to the best instance below
-    /// `keep` ([`failover::hand_over`]).
-    async fn hand_over(&self, master: u16, keep: u16) -> Result<(), ClusterError> {
-        let actor = crate::cluster::kubernetes::lease::default_identity();
-        let context = failover::Context {
-            access: &self.config.access,
-            timeout: self.config.timeout,
-            guard: self.config.health.write_guard.as_ref(),
-            actor: &actor,
-        };
-        let from = self.member(master)?;
-        failover::hand_over(self, &from, keep, &self.config.health, &context).await.map(drop)
-    }
-
     /// Writes `to` as the requested count, re-reading the record first: a `redis-autopilot
     /// failover` run by hand may have recorded a new master since.
     async fn persist_replicas(&self, to: u16) -> Result<State, ClusterError> {
@@ -710,26 +692,18 @@ impl Cluster for LocalFleet {
         Ok(read_state_async(&self.state_path).await?.replicas)
     }
 
-    /// Reconciles to `to` instances: the recorded master, if it is to be removed, is switched
-    /// over first (see `hand_over`); only then is `to` recorded as requested, so a failed
-    /// switchover changes nothing and a later call tries again; the highest ordinals are
-    /// stopped; missing ordinals below `to` are started as replicas of the recorded master (of
-    /// themselves when none is recorded) and sync from it in the background, except while the
-    /// recorded master runs without serving: they wait for it ([`Cluster::heal`] starts them).
-    /// If the daemon dies halfway, calling `scale(to)` again finishes the job.
+    /// Reconciles to `to` instances: refused while the recorded master runs on an ordinal
+    /// `to` removes (the action path hands it over first), before `to` is recorded as
+    /// requested, so a refusal changes nothing; the highest ordinals are stopped; missing
+    /// ordinals below `to` are started as replicas of the recorded master (of themselves when
+    /// none is recorded) and sync from it in the background, except while the recorded master
+    /// runs without serving: they wait for it ([`Cluster::heal`] starts them). If the daemon
+    /// dies halfway, calling `scale(to)` again finishes the job.
     async fn scale(&self, to: u16) -> Result<(), ClusterError> {
         let mut life = self.lifecycle.lock().await;
         let state = read_state_async(&self.state_path).await?;
-        let hand_over = self.master_ordinal(&state).filter(|&master| {
-            let mut processes = self.lock();
-            self.forget_exited(&mut processes);
-            master >= to && processes.running.contains_key(&master)
-        });
-        // The switchover records the new master through the trait, which takes no lock
-        // this holds.
-        if let Some(master) = hand_over {
-            self.hand_over(master, to).await?;
-        }
+        let members = self.members().await?;
+        super::refuse_removing_master(state.record().as_ref(), &members, to)?;
         let state = self.persist_replicas(to).await?;
         let removing: Vec<(u16, Process)> = {
             let mut processes = self.lock();
@@ -776,6 +750,14 @@ impl Cluster for LocalFleet {
         redis_admin::replicaof(member, None, &self.config.access, self.config.timeout).await
     }
 
+    /// The record is checked, then `FAILOVER TO` sent with no lock held.
+    async fn switch_over(&self, from: &Member, to: &Member, epoch: u64) -> Result<(), ClusterError> {
+        let state = read_state_async(&self.state_path).await?;
+        MasterRecord::may_promote(state.record().as_ref(), to, epoch)?;
+        let (access, timeout) = (&self.config.access, self.config.timeout);
+        redis_admin::switchover(&from.endpoint, &to.endpoint, access, timeout).await
+    }
+
     /// Refuses to repoint the recorded master: that would leave the fleet without the master
     /// it records (record another master first). The record is checked, then `REPLICAOF` sent
     /// with no lock held, so repoints run concurrently and one that waits for an unreachable
@@ -801,7 +783,6 @@ mod tests {
             data_dir: dir.path().to_owned(),
             access: Access::default(),
             timeout: Duration::from_secs(1),
-            health: Health::default(),
             owns_processes: true,
         };
         assert!(matches!(LocalFleet::open(config), Err(ClusterError::StateCorrupt { .. })));
