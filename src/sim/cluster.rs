@@ -71,6 +71,11 @@ impl SimCluster {
         self.lock().serving
     }
 
+    /// The master record as it stands.
+    pub fn record(&self) -> Option<MasterRecord> {
+        self.lock().master.clone()
+    }
+
     /// How many switchovers moved the master role so far.
     pub fn switchovers(&self) -> u64 {
         self.lock().switchovers

@@ -243,6 +243,55 @@ mod tests {
         assert_eq!(cluster.with_model(ClusterModel::requested), 3);
     }
 
+    fn ready<T>(future: impl Future<Output = T>) -> T {
+        future.now_or_never().expect("simulated cluster futures are ready at once")
+    }
+
+    /// Issue 13: `simulate` goes through the daemon's scale-down hand-over. 3 instances with
+    /// the master on the highest, a quiet fleet (30 ops/s for a target of 100 each): the
+    /// policy scales to 1, and the action path first switches the master over to the one
+    /// survivor, recorded at the next epoch with its claim released; the backend only resizes.
+    #[test]
+    fn a_scale_down_removing_the_master_hands_it_over_through_the_action_path() {
+        let policy = policy().metric(redis_metric(OPS_FIELD, 100.0)).build();
+        let mut controller = PolicyController::new(&policy).expect("has scaling");
+        let cluster = SimCluster::new(ClusterModel::new(3, 1000.0, 0, 0), 0).with_master_at(2);
+        // The backend alone refuses to remove the recorded master.
+        let refused = ready(crate::cluster::Cluster::scale(&cluster, 1));
+        assert!(
+            matches!(refused, Err(crate::cluster::ClusterError::WouldRemoveMaster { ordinal: 2, to: 1, .. })),
+            "{refused:?}"
+        );
+        controller.evaluate(0, 30.0, &cluster);
+        assert_eq!(cluster.with_model(ClusterModel::requested), 1);
+        let record = cluster.record().expect("a record");
+        assert_eq!((record.instance.as_str(), record.epoch), ("redis-0", 2));
+        assert_eq!(record.active_claim(chrono::Utc::now()), None, "{record:?}");
+        assert_eq!(cluster.serving_master(), Some(0));
+        assert_eq!(cluster.switchovers(), 1);
+        // The survivor is the master the next observation shows.
+        let observation =
+            cluster.with_model(|model| controller.observe(10_000, 30.0, model, Some(0)));
+        let roles: Vec<Role> =
+            observation.instances.iter().filter_map(|s| s.info.as_ref()).map(|i| i.role).collect();
+        assert_eq!(roles, [Role::Master]);
+    }
+
+    /// The same through a whole replay: the master starts on the starting fleet's highest
+    /// ordinal, and the run reports the switchover and where the master ended.
+    #[test]
+    fn a_replay_that_scales_below_its_start_hands_the_master_over() {
+        let policy = policy().metric(redis_metric(OPS_FIELD, 100.0)).build();
+        let rows = [(0, 30.0), (60, 30.0)].iter().map(|&(s, load)| Row { at: s * 1000, load });
+        let trace = Trace::from_rows("quiet", TimeKind::Seconds, rows.collect()).expect("valid");
+        let mut controller = PolicyController::new(&policy).expect("has scaling");
+        let run = replay(&trace, ClusterModel::new(3, 1000.0, 0, 0), &mut controller);
+        assert_eq!(run.timeline.last().map(|c| c.requested), Some(1));
+        assert_eq!(run.switchovers, 1);
+        let master = run.master.expect("a record");
+        assert_eq!((master.instance.as_str(), master.epoch), ("redis-0", 2));
+    }
+
     #[test]
     fn policies_without_scaling_are_refused() {
         let mut policy = policy().build();

@@ -7,6 +7,7 @@
 //! reads the resulting shape from the model after each evaluation.
 
 use super::cluster::SimCluster;
+use crate::cluster::MasterRecord;
 use super::model::ClusterModel;
 use super::report::Summary;
 use super::trace::{Millis, Row, Trace};
@@ -34,6 +35,10 @@ pub struct Change {
 pub struct Run {
     pub summary: Summary,
     pub timeline: Vec<Change>,
+    /// How many times a scale-down handed the master over (a switchover) first.
+    pub switchovers: u64,
+    /// The master record at the end.
+    pub master: Option<MasterRecord>,
 }
 
 struct Replay<'t> {
@@ -148,6 +153,8 @@ impl Replay<'_> {
                 peak_replicas: self.peak_replicas,
             },
             timeline: self.timeline,
+            switchovers: self.cluster.switchovers(),
+            master: self.cluster.record(),
         }
     }
 }
