@@ -526,10 +526,11 @@ async fn a_scale_down_hands_the_master_over_first() {
     assert_eq!(fake.statefulset(NS, SET)["spec"]["replicas"], 1);
     let reasons: Vec<String> =
         fake.events().iter().map(|e| e["reason"].as_str().unwrap().to_owned()).collect();
-    // The hand-over acts through the trait like any failover: each step has its Event.
+    // The hand-over acts through the trait like any failover: each step has its Event, in
+    // the order of a role change (the record with its claim, the Redis steps, the release).
     assert_eq!(
         reasons,
-        ["MasterRecorded", "Repointed", "ClaimReleased", "SwitchedOver", "ScaledDown"]
+        ["MasterRecorded", "SwitchedOver", "Repointed", "ClaimReleased", "ScaledDown"]
     );
 }
 
