@@ -37,7 +37,7 @@ impl AnyCluster {
                 let Some(config) = LocalConfig::from_policy(policy, access) else {
                     return Err(ClusterError::Unsupported { target: "local", action: "open" });
                 };
-                let fleet = LocalFleet::open(config)?;
+                let fleet = LocalFleet::open_async(config).await?;
                 let min = policy.scaling.as_ref().map_or(1, |s| s.min_replicas);
                 let requested = fleet.replicas().await?.max(min);
                 fleet.scale(requested).await?;
@@ -89,7 +89,8 @@ impl AnyCluster {
                 let Some(config) = LocalConfig::from_policy(policy, access) else {
                     return Err(ClusterError::Unsupported { target: "local", action: "attach" });
                 };
-                let fleet = LocalFleet::open(LocalConfig { owns_processes: false, ..config })?;
+                let fleet =
+                    LocalFleet::open_async(LocalConfig { owns_processes: false, ..config }).await?;
                 Ok(Self::Local(Box::new(fleet)))
             }
             Target::Endpoints(_) | Target::Kubernetes { .. } => Self::open(policy, kube).await,
@@ -167,7 +168,12 @@ impl Cluster for AnyCluster {
         }
     }
 
-    async fn switch_over(&self, from: &Member, to: &Member, epoch: u64) -> Result<(), ClusterError> {
+    async fn switch_over(
+        &self,
+        from: &Member,
+        to: &Member,
+        epoch: u64,
+    ) -> Result<(), ClusterError> {
         match self {
             Self::Local(c) => c.switch_over(from, to, epoch).await,
             Self::Endpoints(c) => c.switch_over(from, to, epoch).await,

@@ -152,8 +152,11 @@ impl Cluster for SimCluster {
                     let outcome = Outcome::Unreachable("not in the model".into());
                     return InstanceSample { id: member.id.clone(), outcome, info: None };
                 };
-                let role =
-                    if state.serving == Some(member.ordinal) { Role::Master } else { Role::Replica };
+                let role = if state.serving == Some(member.ordinal) {
+                    Role::Master
+                } else {
+                    Role::Replica
+                };
                 let mut info = Info::new(role);
                 info.master_link_up = (role == Role::Replica).then_some(ready);
                 info.syncing = !ready;
@@ -187,7 +190,12 @@ impl Cluster for SimCluster {
 
     /// Checked like `promote`; then, as `FAILOVER TO` does, fails unless `from` serves as
     /// master and `to` is ready (caught up), and swaps the roles.
-    async fn switch_over(&self, from: &Member, to: &Member, epoch: u64) -> Result<(), ClusterError> {
+    async fn switch_over(
+        &self,
+        from: &Member,
+        to: &Member,
+        epoch: u64,
+    ) -> Result<(), ClusterError> {
         let mut state = self.lock();
         MasterRecord::may_promote(state.master.as_ref(), to, epoch)?;
         let failed = |why: &str| ClusterError::Switchover {
@@ -198,7 +206,8 @@ impl Cluster for SimCluster {
         if state.serving != Some(from.ordinal) {
             return Err(failed("it does not serve as master in the model"));
         }
-        let ready = state.model.instances(0.0).nth(usize::from(to.ordinal)).is_some_and(|i| i.ready);
+        let ready =
+            state.model.instances(0.0).nth(usize::from(to.ordinal)).is_some_and(|i| i.ready);
         if !ready {
             return Err(failed("the target is not ready (still syncing) in the model"));
         }

@@ -17,8 +17,8 @@ use super::replay::Controller;
 use super::trace::{Millis, timestamp};
 use crate::act::{self, ActionOutcome, Executor, HandOver, Mode, RateLimit};
 use crate::decide::{Decision, Fleet, Memory, decide};
-use crate::observe::{History, Info, InstanceSample, Observation, Outcome, QueryResult, Role};
 use crate::failover;
+use crate::observe::{History, Info, InstanceSample, Observation, Outcome, QueryResult, Role};
 use crate::policy::Policy;
 use crate::sample::redis::Access;
 
@@ -187,7 +187,8 @@ impl Controller for PolicyController<'_> {
         // always take over: the action is always applied; the replay reads its effect from the
         // model.
         let (executor, memory) = (&mut self.executor, &mut self.memory);
-        let outcome = act::scale(executor, cluster, memory, from, to, at, &hand_over).now_or_never();
+        let outcome =
+            act::scale(executor, cluster, memory, from, to, at, &hand_over).now_or_never();
         debug_assert_eq!(outcome, Some(ActionOutcome::Applied));
     }
 }
@@ -259,7 +260,10 @@ mod tests {
         // The backend alone refuses to remove the recorded master.
         let refused = ready(crate::cluster::Cluster::scale(&cluster, 1));
         assert!(
-            matches!(refused, Err(crate::cluster::ClusterError::WouldRemoveMaster { ordinal: 2, to: 1, .. })),
+            matches!(
+                refused,
+                Err(crate::cluster::ClusterError::WouldRemoveMaster { ordinal: 2, to: 1, .. })
+            ),
             "{refused:?}"
         );
         controller.evaluate(0, 30.0, &cluster);

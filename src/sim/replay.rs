@@ -7,10 +7,10 @@
 //! reads the resulting shape from the model after each evaluation.
 
 use super::cluster::SimCluster;
-use crate::cluster::MasterRecord;
 use super::model::ClusterModel;
 use super::report::Summary;
 use super::trace::{Millis, Row, Trace};
+use crate::cluster::MasterRecord;
 
 /// An autoscaler under test, asked at its own cadence what the deployment should be.
 pub trait Controller {

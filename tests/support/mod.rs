@@ -83,7 +83,8 @@ pub async fn resize<C: redis_autopilot::cluster::Cluster>(
 ) -> Result<(), redis_autopilot::cluster::ClusterError> {
     use redis_autopilot::act::hand_over::{self, HandOver};
     let health = redis_autopilot::policy::Health::default();
-    let context = redis_autopilot::failover::Context { access, timeout, guard: None, actor: "test" };
+    let context =
+        redis_autopilot::failover::Context { access, timeout, guard: None, actor: "test" };
     hand_over::resize(cluster, to, &HandOver { health: &health, context }).await.map(drop)
 }
 

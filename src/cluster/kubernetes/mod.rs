@@ -338,7 +338,12 @@ impl Cluster for KubeCluster {
     }
 
     /// Reads the record fresh, then `FAILOVER TO` with no lock held, like [`Cluster::promote`].
-    async fn switch_over(&self, from: &Member, to: &Member, epoch: u64) -> Result<(), ClusterError> {
+    async fn switch_over(
+        &self,
+        from: &Member,
+        to: &Member,
+        epoch: u64,
+    ) -> Result<(), ClusterError> {
         let result = async {
             let current = self.read_record().await?;
             MasterRecord::may_promote(current.record().as_ref(), to, epoch)?;
@@ -346,7 +351,8 @@ impl Cluster for KubeCluster {
             redis_admin::switchover(&from.endpoint, &to.endpoint, access, timeout).await
         }
         .await;
-        let note = format!("switch over from {} to {} (FAILOVER TO) at epoch {epoch}", from.id, to.id);
+        let note =
+            format!("switch over from {} to {} (FAILOVER TO) at epoch {epoch}", from.id, to.id);
         self.report("SwitchOver", "SwitchedOver", &note, &result).await;
         result
     }
