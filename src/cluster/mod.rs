@@ -1,5 +1,8 @@
-//! The cluster edge: the one small trait the daemon acts through to list, scale, promote and
-//! repoint Redis instances, and to keep the durable record of which instance is the master.
+//! The cluster edge: the one small trait the daemon acts through to list, scale, promote,
+//! switch over and repoint Redis instances, and to keep the durable record of which instance
+//! is the master. Backends only do what they are told: choosing a master and handing it over
+//! before a scale-down is the action path's work ([`crate::act::hand_over`]), never a
+//! backend's, so nothing here reaches up to `failover` or `act`.
 //!
 //! - [`Cluster`]: the trait. Backends: [`local::LocalFleet`] (child processes on loopback),
 //!   [`kubernetes::KubeCluster`] (a StatefulSet's pods), [`StaticEndpoints`], and the

@@ -6,6 +6,7 @@
 //! | `replicas` / `scale` | the `scale` subresource (`GET`, merge `PATCH {"spec":{"replicas":N}}`) |
 //! | `recorded_master` / `record_master` | annotations `redis-autopilot.io/master` and `redis-autopilot.io/epoch` on the StatefulSet, written under a resourceVersion precondition ([`record`]) |
 //! | `promote` / `repoint` | Redis `REPLICAOF` on the pod's IP ([`crate::cluster::redis_admin`]) |
+//! | `switch_over` | Redis `FAILOVER TO` from the master's pod IP to the target's |
 //! | `advertise` | merge `PATCH` of the pod label `redis-autopilot.io/role` |
 //!
 //! Every action posts an Event on the StatefulSet ([`events`]). The calls made are listed in
