@@ -170,6 +170,22 @@ pub(super) fn command(binary: &str) -> Command {
 mod tests {
     use super::*;
 
+    /// An adopted process is watched through its pidfd: alive while it runs, dead once it
+    /// exited (here reaped at once, so its pid is free for reuse), with no `/proc` read.
+    #[test]
+    fn an_adopted_process_is_alive_until_its_pidfd_says_it_exited() {
+        let mut child = Command::new("sleep").arg("30").spawn().expect("start sleep");
+        let pid = child.id();
+        let raw = Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+        let fd = pidfd_open(raw, PidfdFlags::empty()).expect("pidfd");
+        let mut adopted = Process::Adopted(Adopted { pid, fd });
+        assert!(adopted.alive());
+        adopted.signal(Signal::TERM).expect("signalled through the pidfd");
+        child.wait().expect("reaped");
+        assert!(!adopted.alive());
+        assert!(adopted.signal(Signal::KILL).is_err(), "a signal to an exited process goes nowhere");
+    }
+
     #[test]
     fn a_process_that_is_not_a_redis_server_is_not_an_instance() {
         let dir = tempfile::tempdir().unwrap();
