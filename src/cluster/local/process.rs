@@ -183,7 +183,10 @@ mod tests {
         adopted.signal(Signal::TERM).expect("signalled through the pidfd");
         child.wait().expect("reaped");
         assert!(!adopted.alive());
-        assert!(adopted.signal(Signal::KILL).is_err(), "a signal to an exited process goes nowhere");
+        assert!(
+            adopted.signal(Signal::KILL).is_err(),
+            "a signal to an exited process goes nowhere"
+        );
     }
 
     #[test]
