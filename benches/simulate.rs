@@ -53,7 +53,7 @@ fn synthetic_week() -> Trace {
 fn realistic_policy(forecast: Option<Forecast>) -> Policy {
     Policy {
         name: "bench".into(),
-        target: Target::Endpoints(vec!["127.0.0.1:6379".into()]),
+        target: Target::Endpoints(vec![redis_autopilot::model::Endpoint::loopback(6379)]),
         auth: None,
         tls: None,
         prometheus: None,

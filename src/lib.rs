@@ -15,8 +15,9 @@
 //!
 //! - [`model`]: the plain data every stage shares (members, endpoints, the master record and
 //!   its epoch rule); imports nothing from the crate.
-//! - [`policy`]: the YAML policy language, parsed into a validated [`policy::Policy`], with
-//!   positioned diagnostics for every problem.
+//! - [`policy`]: the YAML policy language, parsed into a validated [`policy::Policy`] whose
+//!   fields are typed (endpoints, the snapshot destination), with positioned diagnostics for
+//!   every problem; validation has one file per policy section.
 //! - [`policy_files`]: policy files on disk (the listing, the bounded read).
 //! - [`observe`]: observations, instance samples (typed `INFO`) and the bounded history.
 //! - [`sample`]: the Redis and Prometheus samplers (edges, I/O).
@@ -33,7 +34,8 @@
 //! - [`daemon`]: `run`: policy loops, reloads, metrics, shared status and the HTTP surface
 //!   (probes, `/metrics`, recent decisions, the Alertmanager webhook).
 //! - [`snapshot`]: RDBs streamed from a replica into object storage, verified (CRC64) while
-//!   streaming, described by a manifest, pruned by retention, restorable.
+//!   streaming, described by a manifest, pruned by retention, restorable; the
+//!   [`snapshot::Snapshotter`] splits into upload, catalog and restore.
 //! - [`demo`]: the embedded default: local fleet, trace-driven load, live view.
 //! - [`errors`]: an error and its causes as one line of text.
 //! - [`sim`]: replays a load trace against a policy and against the Kubernetes HPA baseline.

@@ -35,6 +35,11 @@ impl Endpoint {
         let port = port.parse().ok()?;
         (!host.is_empty()).then(|| Self { id: text.to_owned(), host: host.to_owned(), port })
     }
+
+    /// An instance on this host's loopback (a local fleet's), named `127.0.0.1:port`.
+    pub fn loopback(port: u16) -> Self {
+        Self { id: format!("127.0.0.1:{port}"), host: "127.0.0.1".to_owned(), port }
+    }
 }
 
 /// One instance that exists now.

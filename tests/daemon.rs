@@ -15,15 +15,15 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use prometheus_parse::{Scrape, Value};
 use serde_json::Value as Json;
-use tempfile::TempDir;
 
+use support::policy_daemon::{self, STOP_GRACE};
 use support::{free_port, require};
 
 /// Instances a fleet may use above its base port (maxReplicas of every policy here is 4, plus
 /// room, so a stray extra instance would still be noticed).
 const PORT_SPAN: u16 = 6;
-/// How long the daemon gets to exit after SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// The one policy file in the daemon's `--policies` directory.
+const POLICY_FILE: &str = "e2e.yaml";
 const POLICY: &str = "e2e";
 
 /// Tests that drive load take turns: on a 2-core machine two `redis-benchmark`s at once would
@@ -194,19 +194,12 @@ spec:
     )
 }
 
-/// The daemon binary on a policy directory in a temp dir, stopped (SIGTERM, then SIGKILL) on
-/// drop, which also checks that its fleet went with it.
+/// The daemon binary (`support::policy_daemon`) on one local-fleet policy, stopped (SIGTERM,
+/// then SIGKILL) on drop, which also checks that its fleet went with it.
 struct Daemon {
-    child: Child,
-    http: u16,
+    process: policy_daemon::Daemon,
     base: u16,
-    log_path: PathBuf,
-    policy_path: PathBuf,
     data_dir: PathBuf,
-    runtime: tokio::runtime::Runtime,
-    client: reqwest::Client,
-    // Last: removed after the daemon and its fleet are gone.
-    dir: TempDir,
 }
 
 struct Options<'a> {
@@ -221,61 +214,25 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let base = free_port_range();
         let data_dir = dir.path().join("data");
-        let policies = dir.path().join("policies");
-        std::fs::create_dir(&policies).expect("create the policy dir");
-        let policy_path = policies.join("e2e.yaml");
-        std::fs::write(&policy_path, policy_yaml(base, &data_dir, options.scaling, options.alerts))
-            .expect("write the policy");
-        let log_path = dir.path().join("daemon.log");
-        let log = std::fs::File::create(&log_path).expect("create the daemon log");
-        let http = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
-            .arg("run")
-            .arg("--policies")
-            .arg(&policies)
-            .args(["--listen", &format!("127.0.0.1:{http}")])
-            .args(options.args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn redis-autopilot");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("HTTP client");
-        let mut daemon =
-            Self { child, http, base, log_path, policy_path, data_dir, runtime, client, dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("the daemon exited with {status} before ready:\n{}", daemon.log());
-            }
-            if daemon.try_get("/readyz").is_some_and(|(status, _)| status == 200) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "/readyz not 200 within 30 s:\n{}", daemon.log());
-            std::thread::sleep(Duration::from_millis(100));
+        let policy = policy_yaml(base, &data_dir, options.scaling, options.alerts);
+        let args = options.args.iter().map(|a| (*a).to_owned()).collect();
+        let mut process = policy_daemon::Daemon::spawn_with(
+            dir,
+            &[(POLICY_FILE, &policy)],
+            &policy_daemon::Options { args, ..Default::default() },
+        );
+        if let Err(status) = process.ready_or_exit(Duration::from_secs(30)) {
+            panic!("the daemon exited with {status} before ready:\n{}", process.log());
         }
-        daemon
+        Self { process, base, data_dir }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.process.log()
     }
 
     fn try_get(&self, path: &str) -> Option<(u16, String)> {
-        let url = format!("http://127.0.0.1:{}{path}", self.http);
-        self.runtime.block_on(async {
-            let response = self.client.get(url).send().await.ok()?;
-            let status = response.status().as_u16();
-            Some((status, response.text().await.ok()?))
-        })
+        self.process.try_get(path)
     }
 
     fn get(&self, path: &str) -> String {
@@ -296,18 +253,7 @@ impl Daemon {
     }
 
     fn post_alerts(&self, token: Option<&str>, body: &str) -> u16 {
-        let url = format!("http://127.0.0.1:{}/v1/alerts", self.http);
-        self.runtime.block_on(async {
-            let mut request = self
-                .client
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body.to_owned());
-            if let Some(token) = token {
-                request = request.bearer_auth(token);
-            }
-            request.send().await.expect("POST /v1/alerts").status().as_u16()
-        })
+        self.process.post_alerts(token, body)
     }
 
     fn port(&self, ordinal: u16) -> u16 {
@@ -321,9 +267,7 @@ impl Daemon {
 
     /// Replaces the policy file in one rename, so the daemon never reads half of it.
     fn write_policy(&self, text: &str) {
-        let temp = self.dir.path().join("policy.tmp");
-        std::fs::write(&temp, text).expect("write the new policy");
-        std::fs::rename(&temp, &self.policy_path).expect("rename the new policy into place");
+        self.process.write_policy(POLICY_FILE, text);
     }
 
     /// Pids of the fleet's instances still alive, from their pid files.
@@ -343,29 +287,11 @@ impl Daemon {
             })
             .collect()
     }
-
-    /// SIGTERM, then SIGKILL after [`STOP_GRACE`]. Returns whether it exited on SIGTERM.
-    fn stop(&mut self) -> bool {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return true;
-        }
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let graceful = self.stop();
+        let graceful = self.process.stop();
         // The fleet stops its instances when the daemon exits; give the exit a moment to land.
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut leaked = self.live_instances();

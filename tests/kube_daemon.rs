@@ -14,7 +14,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,74 +21,24 @@ use std::time::{Duration, Instant};
 use axum::http::Method;
 use prometheus_parse::{Scrape, Value as Metric};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 use support::failover::{Checker, connect_at, info_field_at, wait_until};
+use support::free_port;
 use support::kube_fake::{KubeFake, assert_granted_by_roles, assert_listed};
-use support::{Redis, free_port};
+use support::pods::{DEADLINE, IPS, LEASE, LEASE_NS, NS, Pods, ROLE_LABEL, SET, read_log};
 
-/// As in `deploy/`: the Redis StatefulSet's namespace and name (its Role names it), and the
-/// daemon's own namespace (`POD_NAMESPACE`), where its Lease lives.
-const NS: &str = "cache";
-const SET: &str = "redis-session";
-const LEASE_NS: &str = "redis-autopilot";
-const LEASE: &str = "redis-autopilot";
 const POLICY: &str = "kube-e2e";
-const IPS: [&str; 3] = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
-const MASTER_ANNOTATION: &str = "redis-autopilot.io/master";
-const EPOCH_ANNOTATION: &str = "redis-autopilot.io/epoch";
-const ROLE_LABEL: &str = "redis-autopilot.io/role";
 /// Short leases, so a standby takes over within about a second.
 const LEASE_FLAGS: [&str; 6] =
     ["--lease-duration", "1s", "--renew-deadline", "600ms", "--retry-period", "100ms"];
 const KEYS: usize = 1000;
-const DEADLINE: Duration = Duration::from_secs(15);
 
-/// A port free on all three pod IPs.
-fn free_port_on_every_ip() -> u16 {
-    loop {
-        let port = free_port();
-        if IPS.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
-            return port;
-        }
-    }
-}
-
-/// The fake API server on a runtime the test keeps, holding StatefulSet `redis-session` with
-/// three running pods whose Redis servers are real; a kubeconfig for it and a policy for them.
-struct Pods {
-    fake: KubeFake,
-    port: u16,
-    /// By ordinal; `None` while that pod's Redis is dead.
-    redis: Vec<Option<Redis>>,
-    dir: TempDir,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Pods {
-    fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime for the fake");
-        let fake = runtime.block_on(KubeFake::start());
-        fake.add_statefulset(NS, SET, 3, json!({}));
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port_on_every_ip();
-        let mut pods = Self { fake, port, redis: Vec::new(), dir, runtime };
-        for (ordinal, ip) in IPS.iter().enumerate() {
-            pods.fake.add_pod(NS, SET, ordinal as u16, ip);
-            pods.redis.push(None);
-            pods.boot(ordinal, true);
-        }
-        // The kubeconfig's namespace is not the Lease's: POD_NAMESPACE must win.
-        pods.fake.write_kubeconfig(&pods.kubeconfig(), "default");
-        std::fs::create_dir(pods.policies()).expect("policy dir");
-        std::fs::write(
-            pods.policies().join("kube.yaml"),
-            format!(
-                "\
+/// The pods (`support::pods`) with the policy every test here runs: three replicas, a fast
+/// probe, and the write guard as `deploy/examples/redis` sets it.
+fn start_pods() -> Pods {
+    Pods::start(10, |port| {
+        format!(
+            "\
 apiVersion: autopilot.redis.io/v1alpha1
 kind: RedisPolicy
 metadata:
@@ -113,183 +62,55 @@ spec:
     probeTimeout: 300ms
     minReplicasToWrite: 1
     minReplicasMaxLag: 10s
-",
-                port = pods.port
-            ),
+"
         )
-        .expect("write the policy");
-        pods
-    }
+    })
+}
 
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
+/// `KEYS` keys on the master, acknowledged by `replicas` replicas before returning.
+fn write_keys(pods: &Pods, master: usize, replicas: usize) {
+    let mut connection = pods.connect(master);
+    let mut pipe = redis::pipe();
+    for i in 0..KEYS {
+        pipe.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
     }
+    pipe.query::<()>(&mut connection).expect("write the keys");
+    let acked: usize =
+        redis::cmd("WAIT").arg(replicas).arg(5000).query(&mut connection).expect("WAIT");
+    assert_eq!(acked, replicas, "replicas acknowledging the writes");
+}
 
-    fn policies(&self) -> PathBuf {
-        self.dir.path().join("policies")
-    }
+/// Every key `write_keys` wrote is on pod `ordinal`'s Redis.
+fn assert_keys(pods: &Pods, ordinal: usize) {
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("k{i}")).collect();
+    let values: Vec<Option<usize>> =
+        redis::cmd("MGET").arg(&keys).query(&mut pods.connect(ordinal)).expect("MGET");
+    let missing = values.iter().enumerate().filter(|(i, v)| **v != Some(*i)).count();
+    assert_eq!(missing, 0, "keys missing on {SET}-{ordinal}");
+}
 
-    /// Starts pod `ordinal`'s Redis with the example StatefulSet's settings: booted as a
-    /// replica of itself (as its start.sh does when no master is labelled), or, `replica`
-    /// false, misconfigured as a master. Replicas connect from their own pod IP.
-    fn boot(&mut self, ordinal: usize, replica: bool) {
-        let (ip, port) = (IPS[ordinal], self.port.to_string());
-        let mut args = vec![
-            "--repl-ping-replica-period",
-            "1",
-            "--min-replicas-to-write",
-            "1",
-            "--min-replicas-max-lag",
-            "10",
-            // Protected mode accepts only 127.0.0.1 and ::1 as clients without a password.
-            "--protected-mode",
-            "no",
-            "--bind-source-addr",
-            ip,
-        ];
-        if replica {
-            args.extend(["--replicaof", ip, &port]);
-        }
-        self.redis[ordinal] = Some(Redis::start_at(ip, self.port, &args));
-    }
+/// Events on the StatefulSet as (reportingInstance, action, reason, note).
+fn statefulset_events(pods: &Pods) -> Vec<(String, String, String, String)> {
+    let field = |e: &Value, f: &str| e[f].as_str().unwrap_or_default().to_owned();
+    pods.fake
+        .events()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["regarding"]["kind"], "StatefulSet", "{e}");
+            assert_eq!(e["regarding"]["name"], SET, "{e}");
+            let who = field(e, "reportingInstance");
+            (who, field(e, "action"), field(e, "reason"), field(e, "note"))
+        })
+        .collect()
+}
 
-    /// `kill -9` of pod `ordinal`'s Redis (the pod itself stays running, as when its process
-    /// dies and before the kubelet notices).
-    fn kill(&mut self, ordinal: usize) {
-        let redis = self.redis[ordinal].take().expect("a running redis");
-        redis.process.signal("KILL");
-    }
-
-    fn live(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..IPS.len()).filter(|&o| self.redis[o].is_some())
-    }
-
-    fn addrs(&self) -> Vec<(String, u16)> {
-        IPS.iter().map(|ip| ((*ip).to_owned(), self.port)).collect()
-    }
-
-    fn info(&self, ordinal: usize, field: &str) -> Option<String> {
-        info_field_at(IPS[ordinal], self.port, field)
-    }
-
-    fn connect(&self, ordinal: usize) -> redis::Connection {
-        connect_at(IPS[ordinal], self.port, Duration::from_secs(5)).expect("connect to redis")
-    }
-
-    /// The pods whose Redis reports role master.
-    fn masters(&self) -> Vec<usize> {
-        self.live().filter(|&o| self.info(o, "role").as_deref() == Some("master")).collect()
-    }
-
-    /// The record in the StatefulSet's annotations: the master's ordinal and the epoch.
-    fn record(&self) -> Option<(usize, u64)> {
-        let set = self.fake.statefulset(NS, SET);
-        let annotations = &set["metadata"]["annotations"];
-        let master = annotations[MASTER_ANNOTATION].as_str()?;
-        let ordinal = master.strip_prefix(&format!("{SET}-"))?.parse().ok()?;
-        Some((ordinal, annotations[EPOCH_ANNOTATION].as_str()?.parse().ok()?))
-    }
-
-    fn label(&self, ordinal: usize) -> Option<String> {
-        let pod = self.fake.pod(NS, &format!("{SET}-{ordinal}"));
-        pod["metadata"]["labels"][ROLE_LABEL].as_str().map(str::to_owned)
-    }
-
-    fn holder(&self) -> Option<String> {
-        let lease = self.fake.lease(LEASE_NS, LEASE)?;
-        lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
-    }
-
-    /// What the pods look like now, for failure messages.
-    fn describe(&self) -> String {
-        let mut text = format!("record {:?}, lease held by {:?}\n", self.record(), self.holder());
-        for (ordinal, ip) in IPS.iter().enumerate() {
-            let field = |f: &str| self.info(ordinal, f).unwrap_or_else(|| "-".into());
-            text.push_str(&format!(
-                "{SET}-{ordinal} {ip}: label {:?}, role {}, master {}, link {}\n",
-                self.label(ordinal),
-                field("role"),
-                field("master_host"),
-                field("master_link_status"),
-            ));
-        }
-        text
-    }
-
-    /// Waits until the record names a master at `epoch`, its Redis (alone) reports role
-    /// master, every other live pod's Redis replicates it with the link up, and the role
-    /// labels say so. Returns the master's ordinal.
-    fn wait_healthy(&self, epoch: u64, log: impl Fn() -> String + Copy) -> usize {
-        wait_until(
-            DEADLINE,
-            &format!("one master recorded at epoch {epoch}, labelled, replicated"),
-            || format!("{}\n{}", self.describe(), log()),
-            || {
-                let (master, recorded) = self.record()?;
-                assert!(recorded <= epoch, "epoch {recorded}, beyond {epoch}\n{}", log());
-                (recorded == epoch).then_some(())?;
-                (self.info(master, "role")? == "master").then_some(())?;
-                (self.label(master)? == "master").then_some(())?;
-                for other in self.live().filter(|&o| o != master) {
-                    (self.info(other, "role")? == "slave").then_some(())?;
-                    (self.info(other, "master_host")? == IPS[master]).then_some(())?;
-                    (self.info(other, "master_port")? == self.port.to_string()).then_some(())?;
-                    (self.info(other, "master_link_status")? == "up").then_some(())?;
-                    (self.label(other)? == "replica").then_some(())?;
-                }
-                Some(master)
-            },
-        )
-    }
-
-    /// `KEYS` keys on the master, acknowledged by `replicas` replicas before returning.
-    fn write_keys(&self, master: usize, replicas: usize) {
-        let mut connection = self.connect(master);
-        let mut pipe = redis::pipe();
-        for i in 0..KEYS {
-            pipe.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
-        }
-        pipe.query::<()>(&mut connection).expect("write the keys");
-        let acked: usize =
-            redis::cmd("WAIT").arg(replicas).arg(5000).query(&mut connection).expect("WAIT");
-        assert_eq!(acked, replicas, "replicas acknowledging the writes");
-    }
-
-    /// Every key `write_keys` wrote is on pod `ordinal`'s Redis.
-    fn assert_keys(&self, ordinal: usize) {
-        let keys: Vec<String> = (0..KEYS).map(|i| format!("k{i}")).collect();
-        let values: Vec<Option<usize>> =
-            redis::cmd("MGET").arg(&keys).query(&mut self.connect(ordinal)).expect("MGET");
-        let missing = values.iter().enumerate().filter(|(i, v)| **v != Some(*i)).count();
-        assert_eq!(missing, 0, "keys missing on {SET}-{ordinal}");
-    }
-
-    /// Events on the StatefulSet as (reportingInstance, action, reason, note).
-    fn events(&self) -> Vec<(String, String, String, String)> {
-        let field = |e: &Value, f: &str| e[f].as_str().unwrap_or_default().to_owned();
-        self.fake
-            .events()
-            .iter()
-            .map(|e| {
-                assert_eq!(e["regarding"]["kind"], "StatefulSet", "{e}");
-                assert_eq!(e["regarding"]["name"], SET, "{e}");
-                let who = field(e, "reportingInstance");
-                (who, field(e, "action"), field(e, "reason"), field(e, "note"))
-            })
-            .collect()
-    }
-
-    /// Every request sent is granted by deploy/base's Roles and listed in `API_CALLS`;
-    /// returns the kinds of request made.
-    fn assert_granted(&self) -> Vec<String> {
-        assert_listed(&self.fake);
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base");
-        let kinds = assert_granted_by_roles(&self.fake, &base);
-        kinds
-            .into_iter()
-            .map(|(verb, group, resource)| format!("{verb} {group}/{resource}"))
-            .collect()
-    }
+/// Every request sent is granted by deploy/base's Roles and listed in `API_CALLS`;
+/// returns the kinds of request made.
+fn assert_granted(pods: &Pods) -> Vec<String> {
+    assert_listed(&pods.fake);
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base");
+    let kinds = assert_granted_by_roles(&pods.fake, &base);
+    kinds.into_iter().map(|(verb, group, resource)| format!("{verb} {group}/{resource}")).collect()
 }
 
 /// `redis-autopilot run` on the pods' policy, killed (SIGKILL) on drop.
@@ -403,11 +224,6 @@ impl Drop for Daemon {
     }
 }
 
-fn read_log(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    format!("--- {} ---\n{text}", path.display())
-}
-
 /// Sum of the counts of `outcome` actions.
 fn count(actions: &[(String, String, f64)], outcome: &str) -> f64 {
     actions.iter().filter(|(_, o, _)| o == outcome).map(|(_, _, n)| n).sum()
@@ -415,7 +231,7 @@ fn count(actions: &[(String, String, f64)], outcome: &str) -> f64 {
 
 #[test]
 fn the_daemon_takes_the_lease_bootstraps_fails_over_and_fences_a_statefulset() {
-    let mut pods = Pods::start();
+    let mut pods = start_pods();
     // The identity comes from --identity, not from the environment: the Lease and the
     // Events both carry it.
     let daemon = Daemon::start(
@@ -433,7 +249,7 @@ fn the_daemon_takes_the_lease_bootstraps_fails_over_and_fences_a_statefulset() {
     let first = pods.wait_healthy(1, log);
     assert_eq!(first, 0, "{}", pods.describe());
     assert_eq!(pods.masters(), [first]);
-    let events = pods.events();
+    let events = statefulset_events(&pods);
     assert!(
         events.iter().any(|(_, action, reason, note)| {
             (action.as_str(), reason.as_str()) == ("RecordMaster", "MasterRecorded")
@@ -443,7 +259,7 @@ fn the_daemon_takes_the_lease_bootstraps_fails_over_and_fences_a_statefulset() {
     );
 
     // Data on the master, on both replicas too; then the master's Redis dies.
-    pods.write_keys(first, 2);
+    write_keys(&pods, first, 2);
     let checker = Checker::start_at(pods.addrs());
     let killed = Instant::now();
     pods.kill(first);
@@ -451,8 +267,8 @@ fn the_daemon_takes_the_lease_bootstraps_fails_over_and_fences_a_statefulset() {
     eprintln!("failed over to {SET}-{second} {:?} after the kill", killed.elapsed());
     assert_ne!(second, first);
     assert_eq!(pods.masters(), [second]);
-    pods.assert_keys(second);
-    let events = pods.events();
+    assert_keys(&pods, second);
+    let events = statefulset_events(&pods);
     let posted = |action: &str, reason: &str, note: &str| {
         events.iter().any(|(_, a, r, n)| a == action && r == reason && n.contains(note))
     };
@@ -474,7 +290,7 @@ fn the_daemon_takes_the_lease_bootstraps_fails_over_and_fences_a_statefulset() {
     let before = pods.fake.requests().len();
     pods.boot(first, false);
     pods.wait_healthy(2, log);
-    pods.assert_keys(first);
+    assert_keys(&pods, first);
     let fenced_path = format!("/api/v1/namespaces/{NS}/pods/{SET}-{first}");
     let labels: Vec<Value> = pods.fake.requests()[before..]
         .iter()
@@ -482,14 +298,14 @@ fn the_daemon_takes_the_lease_bootstraps_fails_over_and_fences_a_statefulset() {
         .filter_map(|r| r.body.as_ref().map(|b| b["metadata"]["labels"][ROLE_LABEL].clone()))
         .collect();
     assert_eq!(labels, [json!("fenced"), json!("replica")], "{}", log());
-    assert!(pods.events().iter().any(|(_, a, r, _)| a == "Decided" && r == "Fence"));
+    assert!(statefulset_events(&pods).iter().any(|(_, a, r, _)| a == "Decided" && r == "Fence"));
     let violations = checker.finish();
     assert!(violations.is_empty(), "{violations:?}\n{}", log());
 
-    let events = pods.events();
+    let events = statefulset_events(&pods);
     assert!(events.iter().all(|(who, ..)| who == "autopilot-0"), "{events:#?}");
     assert_eq!(
-        pods.assert_granted(),
+        assert_granted(&pods),
         [
             "create coordination.k8s.io/leases",
             "create events.k8s.io/events",
@@ -510,7 +326,7 @@ fn the_daemon_takes_the_lease_bootstraps_fails_over_and_fences_a_statefulset() {
 /// Lease meanwhile and no standby would act: once allowed, the daemon chooses a first master.
 #[test]
 fn a_target_that_cannot_be_opened_at_start_is_tried_again_until_it_opens() {
-    let pods = Pods::start();
+    let pods = start_pods();
     let statefulset = format!("/namespaces/{NS}/statefulsets/{SET}");
     pods.fake.forbid(Method::GET, &statefulset);
     let daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
@@ -542,18 +358,18 @@ fn a_target_that_cannot_be_opened_at_start_is_tried_again_until_it_opens() {
 /// epoch with no key lost, and the daemon follows the new record (it never switches back).
 #[test]
 fn failover_from_a_laptop_switches_over_while_the_daemon_runs() {
-    let pods = Pods::start();
+    let pods = start_pods();
     let daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
     let log = || daemon.log();
     let first = pods.wait_healthy(1, log);
-    pods.write_keys(first, 2);
+    write_keys(&pods, first, 2);
     let checker = Checker::start_at(pods.addrs());
     let failover = |extra: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
             .arg("--kubeconfig")
             .arg(pods.kubeconfig())
             .args(["failover", "--policy"])
-            .arg(pods.policies().join("kube.yaml"))
+            .arg(pods.policy_file())
             .args(extra)
             .env_remove("KUBECONFIG")
             .output()
@@ -574,7 +390,7 @@ fn failover_from_a_laptop_switches_over_while_the_daemon_runs() {
     assert_ne!(new, first);
     assert_eq!(epoch, 2);
     assert_eq!(pods.wait_healthy(2, log), new);
-    pods.assert_keys(new);
+    assert_keys(&pods, new);
     // The daemon keeps to the new record: still the same master, at the same epoch, a few
     // rounds and a record-cache lifetime later. Waited for on what the daemon did, not on a
     // sleep a loaded machine could spend idle: three more sampling rounds (three pods each),
@@ -647,7 +463,7 @@ impl RoleWriter {
 /// while the daemon runs, under a writer, with the two-master checker throughout.
 #[test]
 fn ten_switchovers_from_a_laptop_while_the_daemon_runs_lose_no_acknowledged_write() {
-    let pods = Pods::start();
+    let pods = start_pods();
     let daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
     let log = || daemon.log();
     let mut master = pods.wait_healthy(1, log);
@@ -658,7 +474,7 @@ fn ten_switchovers_from_a_laptop_while_the_daemon_runs_lose_no_acknowledged_writ
             .arg("--kubeconfig")
             .arg(pods.kubeconfig())
             .args(["failover", "--graceful", "--policy"])
-            .arg(pods.policies().join("kube.yaml"))
+            .arg(pods.policy_file())
             .env_remove("KUBECONFIG")
             .output()
             .expect("run failover");
@@ -696,10 +512,10 @@ fn ten_switchovers_from_a_laptop_while_the_daemon_runs_lose_no_acknowledged_writ
 /// counts as gone, as a deleted pod does.
 #[test]
 fn a_recorded_master_whose_pod_has_no_ip_is_failed_over_after_a_daemon_restart() {
-    let mut pods = Pods::start();
+    let mut pods = start_pods();
     let mut daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
     let master = pods.wait_healthy(1, || daemon.log());
-    pods.write_keys(master, 2);
+    write_keys(&pods, master, 2);
     daemon.kill();
     // The node lost the pod: its Redis is gone and the pod is recreated, Pending, no IP yet.
     pods.kill(master);
@@ -711,13 +527,13 @@ fn a_recorded_master_whose_pod_has_no_ip_is_failed_over_after_a_daemon_restart()
     let log = || daemon.log();
     let new = pods.wait_healthy(2, log);
     assert_ne!(new, master);
-    pods.assert_keys(new);
+    assert_keys(&pods, new);
     assert!(log().contains("not a member of the deployment"), "{}", log());
 }
 
 #[test]
 fn only_the_lease_holder_acts_and_the_standby_fails_over_when_it_dies_with_the_master() {
-    let mut pods = Pods::start();
+    let mut pods = start_pods();
     let names = ["autopilot-a", "autopilot-b"];
     let mut daemons: Vec<Daemon> =
         names.iter().map(|name| Daemon::start(&pods, name, &[], &[("POD_NAME", name)])).collect();
@@ -736,7 +552,7 @@ fn only_the_lease_holder_acts_and_the_standby_fails_over_when_it_dies_with_the_m
     assert_eq!(count(&standby_actions, "applied"), 0.0, "{standby_actions:?}");
     let leader_actions = daemons[leader].actions(&pods.runtime);
     assert!(count(&leader_actions, "applied") > 0.0, "{leader_actions:?}");
-    let events = pods.events();
+    let events = statefulset_events(&pods);
     assert!(!events.is_empty(), "the leader posted no Event");
     assert!(events.iter().all(|(who, ..)| who == &leader_name), "{events:#?}");
 
@@ -763,7 +579,7 @@ fn only_the_lease_holder_acts_and_the_standby_fails_over_when_it_dies_with_the_m
     // the time; well below the 15 s default lease the flags replace.
     assert!(took < Duration::from_secs(6), "{took:?}\n{}", log());
 
-    let events = &pods.events()[before..];
+    let events = &statefulset_events(&pods)[before..];
     assert!(events.iter().all(|(who, ..)| who == names[standby]), "{events:#?}");
     let reasons: BTreeSet<&str> = events.iter().map(|(_, _, reason, _)| reason.as_str()).collect();
     for reason in ["Failover", "MasterRecorded", "Promoted"] {
@@ -776,7 +592,7 @@ fn only_the_lease_holder_acts_and_the_standby_fails_over_when_it_dies_with_the_m
             .any(|(kind, outcome, n)| kind == "failover" && outcome == "applied" && *n >= 1.0),
         "{actions:?}"
     );
-    pods.assert_granted();
+    assert_granted(&pods);
 }
 
 /// The last renewal of the Lease `old` wrote and the takeover (an update: the create `new`

@@ -25,7 +25,6 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,21 +32,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use tempfile::TempDir;
-
 use support::failover::{Checker, connect_at, info_field_at, wait_until};
-use support::kube_fake::KubeFake;
-use support::{Redis, free_port, require};
+use support::pods::{DEADLINE, IPS, LEASE_NS, NS, Pods, SET, read_log};
+use support::{free_port, require};
 
-const NS: &str = "cache";
-const SET: &str = "redis-session";
-const LEASE_NS: &str = "redis-autopilot";
 const POLICY: &str = "partition-e2e";
-const IPS: [&str; 3] = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
-const MASTER_ANNOTATION: &str = "redis-autopilot.io/master";
-const EPOCH_ANNOTATION: &str = "redis-autopilot.io/epoch";
-const ROLE_LABEL: &str = "redis-autopilot.io/role";
 /// The user the daemon runs as: the iptables rule matches its packets only.
 const DAEMON_USER: &str = "nobody";
 const DAEMON_GROUP: &str = "nogroup";
@@ -56,7 +45,6 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// `minReplicasMaxLag`, in the whole seconds Redis takes.
 const MAX_LAG_SECS: u64 = 1;
 const ROUNDS: u64 = 3;
-const DEADLINE: Duration = Duration::from_secs(15);
 /// How far replication to a replica may trail the old master's acknowledgements (over
 /// loopback, milliseconds; generous for a loaded 2-core machine): a write acknowledged this
 /// long before the promotion may still be missing on the promoted replica. One acknowledged
@@ -138,68 +126,12 @@ impl Drop for Cut {
     }
 }
 
-/// The fake API server holding StatefulSet `redis-session` with three running pods whose
-/// Redis servers are real and run as root; a kubeconfig and a policy that `nobody` can read.
-struct Pods {
-    fake: KubeFake,
-    port: u16,
-    /// Kept to the end: dropping one kills its server.
-    _redis: Vec<Redis>,
-    dir: TempDir,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl Pods {
-    fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime for the fake");
-        let fake = runtime.block_on(KubeFake::start());
-        fake.add_statefulset(NS, SET, 3, json!({}));
-        let dir = tempfile::tempdir().expect("temp dir");
-        // The daemon runs as nobody: it must read the kubeconfig and the policy.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod the temp dir");
-        let port = loop {
-            let port = free_port();
-            if IPS.iter().all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok()) {
-                break port;
-            }
-        };
-        let max_lag = MAX_LAG_SECS.to_string();
-        let redis = IPS
-            .iter()
-            .enumerate()
-            .map(|(ordinal, ip)| {
-                fake.add_pod(NS, SET, ordinal as u16, ip);
-                // As deploy/examples/redis boots them: a replica of itself, with the guard.
-                let args = [
-                    "--repl-ping-replica-period",
-                    "1",
-                    "--min-replicas-to-write",
-                    "1",
-                    "--min-replicas-max-lag",
-                    &max_lag,
-                    "--protected-mode",
-                    "no",
-                    "--bind-source-addr",
-                    ip,
-                    "--replicaof",
-                    ip,
-                    &port.to_string(),
-                ];
-                Redis::start_at(ip, port, &args)
-            })
-            .collect();
-        let pods = Self { fake, port, _redis: redis, dir, _runtime: runtime };
-        pods.fake.write_kubeconfig(&pods.kubeconfig(), "default");
-        std::fs::create_dir(pods.policies()).expect("policy dir");
-        std::fs::write(
-            pods.policies().join("partition.yaml"),
-            format!(
-                "\
+/// The pods (`support::pods`), their Redis servers run by the test as root, with the policy
+/// every round runs; the daemon runs as `nobody` and reads it.
+fn start_pods() -> Pods {
+    Pods::start(MAX_LAG_SECS, |port| {
+        format!(
+            "\
 apiVersion: autopilot.redis.io/v1alpha1
 kind: RedisPolicy
 metadata:
@@ -225,89 +157,16 @@ spec:
     minReplicasToWrite: 1
     minReplicasMaxLag: {MAX_LAG_SECS}s
 ",
-                action = ACTION_TIMEOUT.as_secs(),
-                down = DOWN_AFTER.as_secs(),
-                probe = PROBE_INTERVAL.as_millis(),
-            ),
+            action = ACTION_TIMEOUT.as_secs(),
+            down = DOWN_AFTER.as_secs(),
+            probe = PROBE_INTERVAL.as_millis(),
         )
-        .expect("write the policy");
-        for path in [pods.kubeconfig(), pods.policies().join("partition.yaml")] {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        }
-        pods
-    }
+    })
+}
 
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
-    }
-
-    fn policies(&self) -> PathBuf {
-        self.dir.path().join("policies")
-    }
-
-    fn addrs(&self) -> Vec<(String, u16)> {
-        IPS.iter().map(|ip| ((*ip).to_owned(), self.port)).collect()
-    }
-
-    fn info(&self, ordinal: usize, field: &str) -> Option<String> {
-        info_field_at(IPS[ordinal], self.port, field)
-    }
-
-    fn record(&self) -> Option<(usize, u64)> {
-        let set = self.fake.statefulset(NS, SET);
-        let annotations = &set["metadata"]["annotations"];
-        let master = annotations[MASTER_ANNOTATION].as_str()?;
-        let ordinal = master.strip_prefix(&format!("{SET}-"))?.parse().ok()?;
-        Some((ordinal, annotations[EPOCH_ANNOTATION].as_str()?.parse().ok()?))
-    }
-
-    fn label(&self, ordinal: usize) -> Option<String> {
-        let pod = self.fake.pod(NS, &format!("{SET}-{ordinal}"));
-        pod["metadata"]["labels"][ROLE_LABEL].as_str().map(str::to_owned)
-    }
-
-    fn describe(&self) -> String {
-        let mut text = format!("record {:?}\n", self.record());
-        for (ordinal, ip) in IPS.iter().enumerate() {
-            let field = |f: &str| self.info(ordinal, f).unwrap_or_else(|| "-".into());
-            text.push_str(&format!(
-                "{SET}-{ordinal} {ip}: label {:?}, role {}, master {}, link {}\n",
-                self.label(ordinal),
-                field("role"),
-                field("master_host"),
-                field("master_link_status"),
-            ));
-        }
-        text
-    }
-
-    /// The record names a master at `epoch`, it alone reports role master, the others
-    /// replicate it with the link up, and the labels say so. Returns the master's ordinal.
-    fn wait_healthy(&self, epoch: u64, log: impl Fn() -> String + Copy) -> usize {
-        wait_until(
-            DEADLINE,
-            &format!("one master recorded at epoch {epoch}, labelled, replicated"),
-            || format!("{}\n{}", self.describe(), log()),
-            || {
-                let (master, recorded) = self.record()?;
-                (recorded == epoch).then_some(())?;
-                (self.info(master, "role")? == "master").then_some(())?;
-                (self.label(master)? == "master").then_some(())?;
-                for other in (0..IPS.len()).filter(|&o| o != master) {
-                    (self.info(other, "role")? == "slave").then_some(())?;
-                    (self.info(other, "master_host")? == IPS[master]).then_some(())?;
-                    (self.info(other, "master_link_status")? == "up").then_some(())?;
-                    (self.label(other)? == "replica").then_some(())?;
-                }
-                Some(master)
-            },
-        )
-    }
-
-    /// Whether the fake saw a `Fence` decision Event.
-    fn fenced(&self) -> bool {
-        self.fake.events().iter().any(|e| e["action"] == "Decided" && e["reason"] == "Fence")
-    }
+/// Whether the fake saw a `Fence` decision Event.
+fn fenced(pods: &Pods) -> bool {
+    pods.fake.events().iter().any(|e| e["action"] == "Decided" && e["reason"] == "Fence")
 }
 
 /// `redis-autopilot run` as `nobody` on the pods' policy, killed on drop.
@@ -370,11 +229,6 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
-}
-
-fn read_log(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    format!("--- {} ---\n{text}", path.display())
 }
 
 /// One acknowledged write: its number, the pod that acknowledged it, and when.
@@ -513,7 +367,7 @@ struct Round {
 fn a_master_cut_off_from_the_daemon_only_is_failed_over_and_the_guard_bounds_the_lost_writes() {
     require_root_and_iptables();
     let started = Instant::now();
-    let pods = Pods::start();
+    let pods = start_pods();
     let daemon = Daemon::start(&pods);
     let log = || daemon.log();
     let mut master = pods.wait_healthy(1, log);
@@ -605,7 +459,7 @@ fn partition_round(
     drop(cut);
     let healed = Instant::now();
     assert_eq!(pods.wait_healthy(epoch + 1, log), new);
-    assert!(pods.fenced(), "no Fence decision\n{}", log());
+    assert!(fenced(pods), "no Fence decision\n{}", log());
     let (prefix, acks) = writer.finish();
     let violations = checker.finish_timed();
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use redis_autopilot::policy::{Policy, load_policy_str};
 use redis_autopilot::sample::redis::{Access, Endpoint};
+use redis_autopilot::snapshot::Quiet;
 use redis_autopilot::snapshot::stream::{Deadlines, Transfer};
-use redis_autopilot::snapshot::take::Quiet;
 use redis_autopilot::snapshot::{SnapshotError, Snapshotter};
 use support::failover::wait_until;
 use support::{
@@ -224,11 +224,12 @@ async fn a_corrupted_byte_is_rejected_by_the_crc_and_the_upload_aborted() {
         policy_text(&[&master], &s3_snapshots(&moto.endpoint(), "bkt"))
     );
     let mut policy = policy(&text);
-    policy.snapshots.as_mut().expect("snapshots").credentials =
+    // The same destination (endpoint, bucket, prefix), with the credentials read from files.
+    policy.snapshots.as_mut().expect("snapshots").destination =
         s3_policy_with_files(&[&master], &moto.endpoint(), "bkt", dir.path())
             .snapshots
             .expect("s")
-            .credentials;
+            .destination;
     let snapshotter = Snapshotter::new(&policy).expect("snapshotter");
     let err = snapshotter.take(&[through(&proxy)], &Quiet).await.expect_err("corrupt");
     assert!(matches!(err, SnapshotError::Corrupt { .. }), "{err:?}");

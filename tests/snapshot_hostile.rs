@@ -84,8 +84,8 @@ async fn an_info_reply_announcing_200_mb_is_a_protocol_error_read_in_bounded_mem
 // The snapshot store
 
 use redis_autopilot::policy::load_policy_str;
+use redis_autopilot::snapshot::Quiet;
 use redis_autopilot::snapshot::Snapshotter;
-use redis_autopilot::snapshot::take::Quiet;
 use support::Redis;
 
 /// A snapshotter for `master` writing to `dir` (policy `cache`, keepLast 1).
@@ -266,4 +266,31 @@ async fn restore_refuses_to_overwrite_and_never_follows_a_planted_partial_symlin
     snapshotter.restore(&id, &new, &Quiet).await.expect("restore to a new file");
     assert!(!work.path().join("new.rdb.partial").exists());
     assert!(std::fs::read(&new).expect("test fixture").starts_with(b"REDIS"));
+}
+
+/// A manifest recording a compression this build does not know (`lz9`: a newer writer, a
+/// hand edit) is refused by name wherever it is read, never restored as plain bytes, which
+/// would hand Redis an RDB it cannot load, nor listed or pruned as a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_with_an_unknown_compression_is_refused_by_name() {
+    let master = Redis::master();
+    master.cli(&["SET", "k", "v"]);
+    let store = tempfile::tempdir().expect("test fixture");
+    let snapshotter = snapshotter(&master, store.path(), "none");
+    let id = snapshotter.take(&[endpoint(&master)], &Quiet).await.expect("take").id;
+    let folder = store.path().join("cache");
+    let mut m = manifest_json(&folder, &id);
+    m["compression"] = "lz9".into();
+    std::fs::write(folder.join(format!("{id}.json")), m.to_string()).expect("test fixture");
+
+    let restored = store.path().join("restored.rdb");
+    let error = snapshotter.restore(&id, &restored, &Quiet).await.expect_err("unknown codec");
+    let text = redis_autopilot::errors::chain(&error);
+    assert!(text.contains("lz9"), "{text}");
+    assert!(!restored.exists());
+    let error = snapshotter.verify(&id, &Quiet).await.expect_err("unknown codec");
+    assert!(redis_autopilot::errors::chain(&error).contains("lz9"));
+    let listing = snapshotter.listing().await.expect("listing");
+    assert!(listing.manifests.is_empty(), "{:?}", listing.manifests);
+    assert!(listing.skipped.iter().any(|s| s.why.contains("lz9")), "{:?}", listing.skipped);
 }

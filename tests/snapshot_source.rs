@@ -20,8 +20,8 @@ use redis_autopilot::daemon::metrics::Metrics;
 use redis_autopilot::daemon::snapshots::SnapshotScheduler;
 use redis_autopilot::policy::{Policy, load_policy_str};
 use redis_autopilot::sample::redis::Endpoint;
+use redis_autopilot::snapshot::Quiet;
 use redis_autopilot::snapshot::Snapshotter;
-use redis_autopilot::snapshot::take::Quiet;
 use support::{Redis, load_collections, replicated};
 
 /// What a fake peer does once asked for an RDB (`PSYNC`).

@@ -18,9 +18,9 @@ use redis_autopilot::observe::{Outcome, Role};
 use redis_autopilot::policy::{Policy, load_policy_str};
 use redis_autopilot::sample::redis::{Access, Endpoint, RedisSampler, Tls};
 use redis_autopilot::sample::redis_access;
+use redis_autopilot::snapshot::Quiet;
 use redis_autopilot::snapshot::Snapshotter;
 use redis_autopilot::snapshot::stream::{Deadlines, Transfer};
-use redis_autopilot::snapshot::take::Quiet;
 use support::{Redis, TlsFiles, load_collections, require};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");

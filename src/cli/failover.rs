@@ -16,7 +16,7 @@ use crate::observe::Role;
 use crate::policy::BeforeAction;
 use crate::sample::redis::{HEALTH_SECTIONS, RedisSampler};
 use crate::sample::redis_access;
-use crate::snapshot::take::{Quiet, Snapshotter};
+use crate::snapshot::{Quiet, Snapshotter};
 
 /// Fails the master over to the best replica (or `--to`), now. Without `--graceful` the
 /// replica is promoted at once, as after a master death: writes the old master acknowledged

@@ -6,7 +6,7 @@ use super::local::{LocalConfig, LocalFleet};
 use super::{Advertised, Cluster, ClusterError, MasterRecord, Member, StaticEndpoints};
 use crate::policy::{Policy, Target};
 use crate::sample::redis::Endpoint;
-use crate::sample::{redis_access, static_endpoints};
+use crate::sample::redis_access;
 
 pub enum AnyCluster {
     Local(Box<LocalFleet>),
@@ -43,9 +43,8 @@ impl AnyCluster {
                 fleet.scale(requested).await?;
                 Ok(Self::Local(Box::new(fleet)))
             }
-            Target::Endpoints(_) => {
-                let endpoints = static_endpoints(policy).map_err(ClusterError::Access)?;
-                Ok(Self::Endpoints(StaticEndpoints::new(endpoints)))
+            Target::Endpoints(endpoints) => {
+                Ok(Self::Endpoints(StaticEndpoints::new(endpoints.clone())))
             }
             Target::Kubernetes { namespace, stateful_set, port } => {
                 let target = KubeTarget {

@@ -547,7 +547,11 @@ mod tests {
         assert_eq!(names(&set.reload()), ["-a", "+a"]);
         assert_eq!(
             set.policies().next().unwrap().target,
-            crate::policy::Target::Endpoints(vec!["10.0.0.2:6379".into()])
+            crate::policy::Target::Endpoints(vec![crate::model::Endpoint {
+                id: "10.0.0.2:6379".into(),
+                host: "10.0.0.2".into(),
+                port: 6379
+            }])
         );
     }
 }

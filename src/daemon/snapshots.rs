@@ -31,7 +31,7 @@ use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::KubeClient;
 use crate::errors::chain;
 use crate::policy::Policy;
-use crate::snapshot::take::Quiet;
+use crate::snapshot::Quiet;
 use crate::snapshot::{Manifest, SnapshotError, Snapshotter};
 
 /// The scheduler's handle on one job.

@@ -103,7 +103,7 @@ impl ScalingBuilder {
     pub fn policy(self) -> Policy {
         Policy {
             name: "test".into(),
-            target: Target::Endpoints(vec!["127.0.0.1:6379".into()]),
+            target: Target::Endpoints(vec![crate::model::Endpoint::loopback(6379)]),
             auth: None,
             tls: None,
             prometheus: None,

@@ -18,6 +18,7 @@ pub mod warnings;
 
 use std::time::Duration;
 
+use crate::model::Endpoint;
 pub use cron::CronSchedule;
 pub use load::{Diagnostic, Loaded, Severity, load_policy_str, load_policy_str_checked};
 pub use overlap::overlap;
@@ -74,25 +75,24 @@ impl Policy {
             }
             None => {}
         }
-        match self.snapshots.as_ref().and_then(|s| s.credentials.as_ref()) {
-            Some(DestinationCredentials::S3 {
-                access_key_id,
-                secret_access_key,
-                session_token,
-            }) => {
-                add("spec.snapshots.credentials.accessKeyIdFile", access_key_id);
-                add("spec.snapshots.credentials.secretAccessKeyFile", secret_access_key);
-                if let Some(token) = session_token {
+        match self.snapshots.as_ref().map(|s| &s.destination.store) {
+            Some(Store::S3 { credentials: Some(credentials), .. }) => {
+                add("spec.snapshots.credentials.accessKeyIdFile", &credentials.access_key_id);
+                add(
+                    "spec.snapshots.credentials.secretAccessKeyFile",
+                    &credentials.secret_access_key,
+                );
+                if let Some(token) = &credentials.session_token {
                     add("spec.snapshots.credentials.sessionTokenFile", token);
                 }
             }
-            Some(DestinationCredentials::Gcs { service_account_key }) => {
-                add("spec.snapshots.credentials.serviceAccountKeyFile", service_account_key)
+            Some(Store::Gcs { service_account_key: Some(key), .. }) => {
+                add("spec.snapshots.credentials.serviceAccountKeyFile", key)
             }
-            Some(DestinationCredentials::Azure { access_key, .. }) => {
-                add("spec.snapshots.credentials.accountKeyFile", access_key)
+            Some(Store::Azure { credentials: Some(credentials), .. }) => {
+                add("spec.snapshots.credentials.accountKeyFile", &credentials.access_key)
             }
-            None => {}
+            _ => {}
         }
         files
     }
@@ -113,9 +113,18 @@ impl Policy {
 /// Where the Redis instances of a deployment are found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
-    Kubernetes { namespace: String, stateful_set: String, port: u16 },
-    Endpoints(Vec<String>),
-    Local { redis_server: String, base_port: u16, data_dir: String },
+    Kubernetes {
+        namespace: String,
+        stateful_set: String,
+        port: u16,
+    },
+    /// Instances someone else runs, each parsed once by validation (no two alike).
+    Endpoints(Vec<Endpoint>),
+    Local {
+        redis_server: String,
+        base_port: u16,
+        data_dir: String,
+    },
 }
 
 /// Where a credential is read from (never the credential itself: policies are not secret).
@@ -323,14 +332,7 @@ pub enum FailoverMode {
 pub struct Snapshots {
     pub schedule: CronSchedule,
     pub source: SnapshotSource,
-    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` or `file:///dir`.
-    pub destination: String,
-    /// An S3-compatible endpoint (MinIO, Ceph, a test server) instead of AWS; `s3://` only.
-    pub endpoint: Option<String>,
-    /// The S3 region; `None`: the environment's (`AWS_REGION`), else `us-east-1`.
-    pub region: Option<String>,
-    /// `None`: the environment's usual credential chain (env vars, instance or pod identity).
-    pub credentials: Option<DestinationCredentials>,
+    pub destination: Destination,
     pub compression: Compression,
     pub retention: Retention,
     /// Actions that take a snapshot first.
@@ -361,22 +363,71 @@ impl Default for TransferLimits {
     }
 }
 
-/// Where the destination's credentials are read, by store.
+/// Where snapshots go, parsed once by validation: the store consumes it as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DestinationCredentials {
+pub struct Destination {
+    /// The URL as written in the policy, for messages and logs: validation refuses one that
+    /// holds a credential.
+    pub url: String,
+    pub store: Store,
+}
+
+/// The URL as written.
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+/// The kind of store a destination names, with what only that kind takes. Each variant
+/// holds its own credentials, so S3 keys on a GCS destination cannot even be represented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// `file:///dir`: a local directory (created when the destination is opened); its root
+    /// is the directory, so there is no prefix.
+    Local { dir: std::path::PathBuf },
+    /// `s3://bucket/prefix`: AWS, or an S3-compatible server at `endpoint` (path-style).
     S3 {
-        access_key_id: SecretSource,
-        secret_access_key: SecretSource,
-        session_token: Option<SecretSource>,
+        bucket: String,
+        /// The key prefix inside the bucket, without leading or trailing `/`; may be empty.
+        prefix: String,
+        /// An `http(s)://` URL of an S3-compatible server (MinIO, Ceph, a test server)
+        /// instead of AWS, without a trailing `/`.
+        endpoint: Option<String>,
+        /// `None`: the environment's (`AWS_REGION`), else `us-east-1`.
+        region: Option<String>,
+        /// `None`: the environment's usual chain (env vars, instance or pod identity).
+        credentials: Option<S3Credentials>,
     },
+    /// `gs://bucket/prefix`.
     Gcs {
-        /// The service account's JSON key.
-        service_account_key: SecretSource,
+        bucket: String,
+        prefix: String,
+        /// The service account's JSON key; `None`: the environment's.
+        service_account_key: Option<SecretSource>,
     },
+    /// `az://container/prefix`.
     Azure {
-        account: String,
-        access_key: SecretSource,
+        container: String,
+        prefix: String,
+        /// `None`: the environment's.
+        credentials: Option<AzureCredentials>,
     },
+}
+
+/// Where an S3 destination's keys are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Credentials {
+    pub access_key_id: SecretSource,
+    pub secret_access_key: SecretSource,
+    pub session_token: Option<SecretSource>,
+}
+
+/// An Azure storage account and where its key is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureCredentials {
+    pub account: String,
+    pub access_key: SecretSource,
 }
 
 /// An action preceded by a snapshot.

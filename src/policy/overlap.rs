@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::source_map::{Anchor, FieldPath};
 use super::{Diagnostic, Loaded, Policy, Target};
+use crate::model::Endpoint;
 
 /// The problem with `later` when it acts on the instances `earlier` acts on, positioned at
 /// `later`'s `spec.target` and naming `earlier`'s policy and file; `None` when they do not
@@ -35,8 +36,9 @@ pub fn refusal(earlier: &Loaded, later: &Loaded) -> Option<Diagnostic> {
 pub fn overlap(a: &Policy, b: &Policy) -> Option<String> {
     match (&a.target, &b.target) {
         (Target::Endpoints(left), Target::Endpoints(right)) => {
-            let shared = left.iter().find(|l| right.iter().any(|r| l.eq_ignore_ascii_case(r)))?;
-            Some(format!("both list the endpoint `{shared}`"))
+            let shared =
+                left.iter().find(|l| right.iter().any(|r| l.id.eq_ignore_ascii_case(&r.id)))?;
+            Some(format!("both list the endpoint `{}`", shared.id))
         }
         (
             Target::Kubernetes { namespace: ns_a, stateful_set: set_a, .. },
@@ -75,24 +77,22 @@ fn local_ports(policy: &Policy) -> Option<(u32, u32)> {
     Some((first, first + u32::from(count) - 1))
 }
 
-fn endpoint_in_fleet(endpoints: &[String], fleet: &Policy) -> Option<String> {
+fn endpoint_in_fleet(endpoints: &[Endpoint], fleet: &Policy) -> Option<String> {
     let (first, last) = local_ports(fleet)?;
     endpoints
         .iter()
-        .find(|endpoint| {
-            let Some((host, port)) = endpoint.rsplit_once(':') else { return false };
-            let Ok(port) = port.parse::<u32>() else { return false };
-            let host = host.trim_start_matches('[').trim_end_matches(']');
+        .find(|Endpoint { host, port, .. }| {
             let loopback = host.eq_ignore_ascii_case("localhost")
                 || host.parse::<IpAddr>().is_ok_and(|ip| {
                     ip.is_loopback()
                         || ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED)
                         || ip == IpAddr::V6(Ipv6Addr::UNSPECIFIED)
                 });
-            loopback && (first..=last).contains(&port)
+            loopback && (first..=last).contains(&u32::from(*port))
         })
         .map(|endpoint| {
-            format!("the endpoint `{endpoint}` is a port of the local fleet ({first}..={last})")
+            let id = &endpoint.id;
+            format!("the endpoint `{id}` is a port of the local fleet ({first}..={last})")
         })
 }
 

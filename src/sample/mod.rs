@@ -42,8 +42,6 @@ pub enum SetupError {
     Prometheus(#[from] PrometheusSetupError),
     #[error("target `{0}` is a StatefulSet: its instances are listed through the Kubernetes API")]
     KubernetesTarget(String),
-    #[error("endpoint `{0}` is not HOST:PORT")]
-    Endpoint(String),
 }
 
 impl PolicySampler {
@@ -116,19 +114,12 @@ pub fn redis_access(policy: &Policy) -> Result<Access, SetupError> {
 /// the local fleet may use (`basePort` up to `maxReplicas` instances).
 pub fn static_endpoints(policy: &Policy) -> Result<Vec<Endpoint>, SetupError> {
     match &policy.target {
-        Target::Endpoints(list) => list
-            .iter()
-            .map(|e| Endpoint::parse(e).ok_or_else(|| SetupError::Endpoint(e.clone())))
-            .collect(),
+        Target::Endpoints(list) => Ok(list.clone()),
         Target::Local { base_port, .. } => {
             let count = policy.scaling.as_ref().map_or(1, |s| s.max_replicas);
             Ok((0..count)
                 .filter_map(|i| base_port.checked_add(i))
-                .map(|port| Endpoint {
-                    id: format!("127.0.0.1:{port}"),
-                    host: "127.0.0.1".into(),
-                    port,
-                })
+                .map(Endpoint::loopback)
                 .collect())
         }
         Target::Kubernetes { namespace, stateful_set, .. } => {

@@ -23,7 +23,7 @@ pub fn policy() -> PolicyBuilder {
     PolicyBuilder {
         policy: Policy {
             name: "test".into(),
-            target: Target::Endpoints(vec!["127.0.0.1:6379".into()]),
+            target: Target::Endpoints(vec![crate::model::Endpoint::loopback(6379)]),
             auth: None,
             tls: None,
             prometheus: None,

@@ -27,8 +27,9 @@ pub struct Manifest {
     pub run_id: String,
     /// The object holding the RDB, relative to the destination.
     pub object: String,
-    /// `none` or `zstd`.
-    pub compression: String,
+    /// How the object is stored. Any word but `none` or `zstd` fails to parse, naming it:
+    /// an object this build cannot decode is never taken for plain.
+    pub compression: Codec,
     /// Replication id and offset the RDB corresponds to (`+FULLRESYNC`).
     pub replid: Option<String>,
     pub repl_offset: Option<u64>,
@@ -46,18 +47,46 @@ pub struct Manifest {
     pub finished: DateTime<Utc>,
 }
 
-/// File suffix of the object for a compression.
-pub fn object_suffix(compression: Compression) -> &'static str {
-    match compression {
-        Compression::None => ".rdb",
-        Compression::Zstd { .. } => ".rdb.zst",
+/// How a snapshot's object is stored, as its manifest records it (`"none"`, `"zstd"`): the
+/// policy's [`Compression`] without its level, which a reader does not need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    None,
+    Zstd,
+}
+
+impl Codec {
+    /// The word in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Codec::None => "none",
+            Codec::Zstd => "zstd",
+        }
+    }
+
+    /// File suffix of the object.
+    pub fn object_suffix(self) -> &'static str {
+        match self {
+            Codec::None => ".rdb",
+            Codec::Zstd => ".rdb.zst",
+        }
     }
 }
 
-pub fn compression_name(compression: Compression) -> &'static str {
-    match compression {
-        Compression::None => "none",
-        Compression::Zstd { .. } => "zstd",
+impl From<Compression> for Codec {
+    fn from(compression: Compression) -> Self {
+        match compression {
+            Compression::None => Codec::None,
+            Compression::Zstd { .. } => Codec::Zstd,
+        }
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so table columns (`{:<6}`) line up.
+        f.pad(self.as_str())
     }
 }
 
@@ -79,7 +108,8 @@ pub fn snapshot_id(at: DateTime<Utc>, source: &str) -> String {
 
 /// Whether `manifest`, read from `<stem>.json` in `policy`'s folder, describes itself: its id
 /// is the file's stem and a well-formed id, its policy is `policy`, and its object is the
-/// id's own `.rdb` or `.rdb.zst` for its compression. So a copied or planted manifest can
+/// id's own `.rdb` or `.rdb.zst` for its compression (a compression it does not know never
+/// parsed into a [`Manifest`]). So a copied or planted manifest can
 /// neither point retention at another snapshot's object nor reach outside the folder.
 pub fn check(manifest: &Manifest, stem: &str, policy: &str) -> Result<(), String> {
     if manifest.id != stem {
@@ -92,11 +122,7 @@ pub fn check(manifest: &Manifest, stem: &str, policy: &str) -> Result<(), String
     if manifest.policy != policy {
         return Err(format!("it belongs to policy `{}`, not `{policy}`", manifest.policy));
     }
-    let suffix = match manifest.compression.as_str() {
-        "none" => ".rdb",
-        "zstd" => ".rdb.zst",
-        other => return Err(format!("unknown compression `{other}`")),
-    };
+    let suffix = manifest.compression.object_suffix();
     if manifest.object != format!("{}{suffix}", manifest.id) {
         return Err(format!("its object `{}` is not `{}{suffix}`", manifest.object, manifest.id));
     }
@@ -124,5 +150,26 @@ mod tests {
         let later = snapshot_id(at + chrono::Duration::milliseconds(1), "redis-0");
         assert!(later > id);
         assert_eq!(id_time("garbage"), None);
+    }
+
+    /// A manifest is only ever read back as `none` or `zstd`: an unknown word is an error
+    /// naming it, so nothing downstream can take it for plain.
+    #[test]
+    fn an_unknown_compression_does_not_parse() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 2, 30, 0).unwrap();
+        let id = snapshot_id(at, "redis-0");
+        let json = |compression: &str| {
+            serde_json::json!({
+                "format": FORMAT, "id": id, "policy": "cache", "source": "redis-0",
+                "runId": "r", "object": format!("{id}.rdb"), "compression": compression,
+                "replid": null, "replOffset": null, "rdbVersion": 12, "redisVersion": null,
+                "rawBytes": 1, "storedBytes": 1, "crc64": null, "sha256": "00",
+                "started": at, "finished": at,
+            })
+        };
+        let plain: Manifest = serde_json::from_value(json("none")).expect("none is known");
+        assert_eq!(check(&plain, &id, "cache"), Ok(()));
+        let error = serde_json::from_value::<Manifest>(json("lz9")).expect_err("lz9 is unknown");
+        assert!(error.to_string().contains("lz9"), "{error}");
     }
 }

@@ -9,9 +9,11 @@
 //!   for it, then the master if the policy allows; never an address only `INFO` names.
 //! - [`pace`]: pure: the throughput floor and the deadline that end a snapshot that would
 //!   otherwise never finish.
-//! - [`take`]: the pipeline socket -> verify -> sha256 (+ zstd) -> multipart upload ->
-//!   manifest; and list, verify, restore, prune over a destination.
-//! - [`manifest`]: the JSON document that makes a snapshot exist, and time-sorted names.
+//! - [`snapshotter`]: one policy's snapshots over its destination, one file per kind of
+//!   work: `upload` (socket -> verify -> sha256 (+ zstd) -> multipart upload -> manifest),
+//!   `catalog` (list, prune) and `restore` (verify, restore).
+//! - [`manifest`]: the JSON document that makes a snapshot exist, its codec, and
+//!   time-sorted names.
 //! - [`retention`]: pure: which complete snapshots to delete, and why.
 //!
 //! # Guarantees
@@ -27,13 +29,13 @@ pub mod manifest;
 pub mod pace;
 pub mod rdb;
 pub mod retention;
+pub mod snapshotter;
 pub mod source;
 pub mod store;
 pub mod stream;
-pub mod take;
 
 pub use manifest::Manifest;
-pub use take::{Progress, Snapshotter};
+pub use snapshotter::{Progress, Quiet, Snapshotter};
 
 use crate::observe::InstanceId;
 

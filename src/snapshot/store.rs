@@ -1,4 +1,5 @@
-//! Destinations: a policy's `destination` URL turned into an object store and a key prefix.
+//! Destinations: a policy's `destination`, parsed once by validation into a
+//! [`crate::policy::Store`], opened as an object store and a key prefix.
 //! `s3://bucket/prefix` (AWS or an S3-compatible `endpoint`, path-style), `gs://bucket/prefix`,
 //! `az://container/prefix`, `file:///dir`. Credentials come from the policy's `credentials`
 //! (read through [`crate::sample::secret`], never logged) or, when absent, from the
@@ -16,7 +17,7 @@ use object_store::path::Path;
 use object_store::{BackoffConfig, RetryConfig};
 
 use super::SnapshotError;
-use crate::policy::{DestinationCredentials, Snapshots};
+use crate::policy::{AzureCredentials, S3Credentials, Snapshots, Store};
 use crate::sample::secret;
 
 /// An opened destination: where every snapshot of one policy goes.
@@ -42,23 +43,20 @@ fn retry() -> RetryConfig {
 }
 
 impl Destination {
+    /// Opens the store the policy's destination names, as validation parsed it: a
+    /// `file://` directory is created now; the object stores only build their clients (no
+    /// network yet).
     pub fn open(snapshots: &Snapshots) -> Result<Self, SnapshotError> {
-        let url = snapshots.destination.clone();
+        let url = snapshots.destination.url.clone();
         let bad = |why: String| SnapshotError::Destination { url: url.clone(), why };
-        let parsed = url::Url::parse(&url).map_err(|e| bad(e.to_string()))?;
         let store_error =
             |source| SnapshotError::Store { url: url.clone(), source: Box::new(source) };
-        let bucket = parsed.host_str().unwrap_or_default().to_owned();
-        let prefix = parsed.path().trim_matches('/').to_owned();
-        let store: Arc<dyn ObjectStore> = match parsed.scheme() {
-            "file" => {
-                let dir = parsed
-                    .to_file_path()
-                    .map_err(|()| bad("not an absolute local path".to_owned()))?;
-                std::fs::create_dir_all(&dir)
+        let (store, prefix): (Arc<dyn ObjectStore>, &str) = match &snapshots.destination.store {
+            Store::Local { dir } => {
+                std::fs::create_dir_all(dir)
                     .map_err(|e| bad(format!("cannot create the directory: {e}")))?;
-                let store = LocalFileSystem::new_with_prefix(&dir).map_err(store_error)?;
-                let root = std::fs::canonicalize(&dir)
+                let store = LocalFileSystem::new_with_prefix(dir).map_err(store_error)?;
+                let root = std::fs::canonicalize(dir)
                     .map_err(|e| bad(format!("cannot resolve the directory: {e}")))?;
                 return Ok(Self {
                     url,
@@ -67,24 +65,21 @@ impl Destination {
                     root: Some(root),
                 });
             }
-            "s3" => {
+            Store::S3 { bucket, prefix, endpoint, region, credentials } => {
                 let mut builder = AmazonS3Builder::from_env()
-                    .with_bucket_name(&bucket)
+                    .with_bucket_name(bucket)
                     .with_retry(retry())
                     .with_virtual_hosted_style_request(false);
-                if let Some(endpoint) = &snapshots.endpoint {
+                if let Some(endpoint) = endpoint {
                     builder = builder
                         .with_endpoint(endpoint)
                         .with_allow_http(endpoint.starts_with("http://"));
                 }
-                if let Some(region) = &snapshots.region {
+                if let Some(region) = region {
                     builder = builder.with_region(region);
                 }
-                if let Some(DestinationCredentials::S3 {
-                    access_key_id,
-                    secret_access_key,
-                    session_token,
-                }) = &snapshots.credentials
+                if let Some(S3Credentials { access_key_id, secret_access_key, session_token }) =
+                    credentials
                 {
                     let read = |what, source| {
                         secret::read(source)
@@ -99,42 +94,34 @@ impl Destination {
                         builder = builder.with_token(read("session token", token)?.expose());
                     }
                 }
-                Arc::new(builder.build().map_err(store_error)?)
+                (Arc::new(builder.build().map_err(store_error)?), prefix)
             }
-            "gs" => {
+            Store::Gcs { bucket, prefix, service_account_key } => {
                 let mut builder = GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(&bucket)
+                    .with_bucket_name(bucket)
                     .with_retry(retry());
-                if let Some(DestinationCredentials::Gcs { service_account_key }) =
-                    &snapshots.credentials
-                {
+                if let Some(service_account_key) = service_account_key {
                     let key = secret::read(service_account_key).map_err(|source| {
                         SnapshotError::Credentials { what: "service account key", source }
                     })?;
                     builder = builder.with_service_account_key(key.expose());
                 }
-                Arc::new(builder.build().map_err(store_error)?)
+                (Arc::new(builder.build().map_err(store_error)?), prefix)
             }
-            "az" => {
+            Store::Azure { container, prefix, credentials } => {
                 let mut builder = MicrosoftAzureBuilder::from_env()
-                    .with_container_name(&bucket)
+                    .with_container_name(container)
                     .with_retry(retry());
-                if let Some(DestinationCredentials::Azure { account, access_key }) =
-                    &snapshots.credentials
-                {
+                if let Some(AzureCredentials { account, access_key }) = credentials {
                     let key = secret::read(access_key).map_err(|source| {
                         SnapshotError::Credentials { what: "account key", source }
                     })?;
                     builder = builder.with_account(account).with_access_key(key.expose());
                 }
-                Arc::new(builder.build().map_err(store_error)?)
+                (Arc::new(builder.build().map_err(store_error)?), prefix)
             }
-            other => return Err(bad(format!("unsupported scheme `{other}`"))),
         };
-        if bucket.is_empty() {
-            return Err(bad("names no bucket".to_owned()));
-        }
-        Ok(Self { url, store, prefix, root: None })
+        Ok(Self { url, store, prefix: prefix.to_owned(), root: None })
     }
 
     /// For a `file://` destination, refuses a key that is a symlink or whose folder resolves

@@ -6,38 +6,22 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use tempfile::TempDir;
-
-use super::{Redis, free_port, require};
+use super::Redis;
+pub use super::policy_daemon::Options;
+use super::policy_daemon::{self, STOP_GRACE};
 
 /// The policy's name; it maps alert `RedisHot` to `evaluate`.
 pub const POLICY: &str = "guarded";
-/// How long a daemon gets to become ready, and to exit after SIGTERM.
+/// How long a daemon gets to become ready.
 const START_LIMIT: Duration = Duration::from_secs(30);
-const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// How to start the daemon.
-#[derive(Default)]
-pub struct Options {
-    /// Arguments after `run --policies DIR --listen ADDR`.
-    pub args: Vec<String>,
-    /// Environment variables for the daemon.
-    pub env: Vec<(String, String)>,
-    /// Run under `prlimit --nofile=N:N`.
-    pub max_fds: Option<u64>,
-}
 
 pub struct Daemon {
-    child: Child,
+    process: policy_daemon::Daemon,
     pub port: u16,
-    log_path: PathBuf,
     _redis: Redis,
-    // Last: removed after the daemon is gone.
-    _dir: TempDir,
 }
 
 impl Daemon {
@@ -54,60 +38,24 @@ impl Daemon {
     pub fn try_start(options: Options) -> Result<Self, (ExitStatus, String)> {
         let redis = Redis::master();
         let dir = tempfile::tempdir().expect("temp dir");
-        let policies = dir.path().join("policies");
-        std::fs::create_dir(&policies).expect("create the policy dir");
-        std::fs::write(policies.join("guarded.yaml"), policy_yaml(&redis.addr()))
-            .expect("write the policy");
-        let log_path = dir.path().join("daemon.log");
-        let log = std::fs::File::create(&log_path).expect("create the daemon log");
-        let port = free_port();
-        let binary = env!("CARGO_BIN_EXE_redis-autopilot");
-        let mut command = match options.max_fds {
-            Some(n) => {
-                let mut command = Command::new(require("prlimit", "util-linux"));
-                command.arg(format!("--nofile={n}:{n}")).arg("--").arg(binary);
-                command
-            }
-            None => Command::new(binary),
-        };
-        let child = command
-            .arg("run")
-            .arg("--policies")
-            .arg(&policies)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(&options.args)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn redis-autopilot");
-        let mut daemon = Self { child, port, log_path, _redis: redis, _dir: dir };
-        let deadline = Instant::now() + START_LIMIT;
-        loop {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                return Err((status, daemon.log()));
-            }
-            if daemon.get("/readyz").is_some_and(|(status, _)| status == 200) {
-                return Ok(daemon);
-            }
-            assert!(Instant::now() < deadline, "/readyz not 200 within 30 s:\n{}", daemon.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let policy = policy_yaml(&redis.addr());
+        let mut process =
+            policy_daemon::Daemon::spawn_with(dir, &[("guarded.yaml", &policy)], &options);
+        process.ready_or_exit(START_LIMIT).map_err(|status| (status, process.log()))?;
+        let port = process.http;
+        Ok(Self { process, port, _redis: redis })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        matches!(self.process.child.try_wait(), Ok(None))
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.process.log()
     }
 
     /// One request on a new connection (`Connection: close`), answered within 5 s: status
@@ -184,11 +132,7 @@ impl Daemon {
 
     /// The daemon's resident memory now (`VmRSS`).
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc/PID/status");
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
-        let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("kB");
-        kib * 1024
+        self.process.status_kb("VmRSS") * 1024
     }
 
     /// The daemon's open file descriptors now.
@@ -199,20 +143,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
+        if !self.process.stop() && !std::thread::panicking() {
             panic!("the daemon did not exit within {STOP_GRACE:?} of SIGTERM:\n{}", self.log());
         }
     }

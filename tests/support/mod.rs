@@ -7,6 +7,7 @@
 pub mod daemon;
 pub mod failover;
 pub mod kube_fake;
+pub mod pods;
 pub mod policy_daemon;
 pub mod resp;
 

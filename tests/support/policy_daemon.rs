@@ -3,13 +3,27 @@
 //! (then SIGKILL) on drop.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use prometheus_parse::{Scrape, Value};
 use tempfile::TempDir;
 
-use super::free_port;
+use super::{free_port, require};
+
+/// How to start the daemon, beyond its policies.
+#[derive(Default)]
+pub struct Options {
+    /// Arguments after `run --policies DIR --listen ADDR`.
+    pub args: Vec<String>,
+    /// Environment variables for the daemon.
+    pub env: Vec<(String, String)>,
+    /// Run under `prlimit --nofile=N:N`.
+    pub max_fds: Option<u64>,
+}
+
+/// How long a daemon gets to exit after SIGTERM.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 pub struct Daemon {
     pub child: Child,
@@ -33,6 +47,11 @@ impl Daemon {
 
     /// [`Daemon::spawn`] in `dir`, which may hold what the policies refer to (secrets, data).
     pub fn spawn_in(dir: TempDir, policies: &[(&str, &str)]) -> Self {
+        Self::spawn_with(dir, policies, &Options::default())
+    }
+
+    /// [`Daemon::spawn_in`] with `options`; its log is `daemon.log` in `dir`.
+    pub fn spawn_with(dir: TempDir, policies: &[(&str, &str)], options: &Options) -> Self {
         let policy_dir = dir.path().join("policies");
         std::fs::create_dir_all(&policy_dir).expect("create the policy dir");
         for (name, text) in policies {
@@ -41,12 +60,24 @@ impl Daemon {
         let log_path = dir.path().join("daemon.log");
         let log = std::fs::File::create(&log_path).expect("create the daemon log");
         let http = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+        let binary = env!("CARGO_BIN_EXE_redis-autopilot");
+        let mut command = match options.max_fds {
+            Some(n) => {
+                let mut command = Command::new(require("prlimit", "util-linux"));
+                command.arg(format!("--nofile={n}:{n}")).arg("--").arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .arg("run")
             .arg("--policies")
             .arg(&policy_dir)
             .args(["--listen", &format!("127.0.0.1:{http}")])
+            .args(&options.args)
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -61,6 +92,21 @@ impl Daemon {
             .build()
             .expect("HTTP client");
         Self { child, http, policies: policy_dir, log_path, runtime, client, dir }
+    }
+
+    /// Waits until `/readyz` answers 200, or the daemon exits: `Err` with its status.
+    pub fn ready_or_exit(&mut self, limit: Duration) -> Result<(), ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(status);
+            }
+            if self.ready() {
+                return Ok(());
+            }
+            assert!(Instant::now() < deadline, "/readyz not 200 within {limit:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -115,6 +161,22 @@ impl Daemon {
         self.wait_until(limit, "/readyz 200", |d| d.ready().then_some(()));
     }
 
+    /// `POST /v1/alerts` with `body` and `token` as the bearer token, if any: the status.
+    pub fn post_alerts(&self, token: Option<&str>, body: &str) -> u16 {
+        let url = format!("http://127.0.0.1:{}/v1/alerts", self.http);
+        self.runtime.block_on(async {
+            let mut request = self
+                .client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send().await.expect("POST /v1/alerts").status().as_u16()
+        })
+    }
+
     /// `/metrics`, parsed; `None` while it does not answer.
     pub fn metrics(&self) -> Option<Scrape> {
         let (status, text) = self.try_get("/metrics")?;
@@ -162,13 +224,13 @@ impl Daemon {
         signal_pid(self.pid(), signal);
     }
 
-    /// SIGTERM, then SIGKILL after 15 s. Whether it exited on SIGTERM.
+    /// SIGTERM, then SIGKILL after [`STOP_GRACE`]. Whether it exited on SIGTERM.
     pub fn stop(&mut self) -> bool {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return true;
         }
         signal_pid(self.pid(), "TERM");
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
                 return true;

@@ -1,0 +1,604 @@
+//! `spec.scaling`: the replica bounds, the metrics and their statistics, the scale-up and
+//! scale-down behaviour, scheduled floors, and the forecast.
+
+use std::time::Duration;
+
+use super::checker::{Checker, secs};
+use crate::policy::bounds;
+use crate::policy::source_map::FieldPath;
+use crate::policy::spec::{
+    BehaviorSpec, CronFloorSpec, ForecastSpec, MetricSpec, ScalingSpec, StepSpec,
+};
+use crate::policy::{
+    Aggregate, Behavior, CronFloor, Forecast, ForecastMethod, Metric, MetricSource, Sampling,
+    Scaling, Statistic, Step,
+};
+
+/// Replica counts above this are almost certainly a typo (and would not fit a StatefulSet
+/// one operator can reason about).
+pub const MAX_REPLICAS_LIMIT: i64 = 1000;
+
+pub(super) fn check_scaling(
+    c: &mut Checker,
+    spec: &ScalingSpec,
+    path: &FieldPath,
+    sampling: Option<&Sampling>,
+) -> Option<Scaling> {
+    let interval = sampling.map(|s| s.interval);
+    let min_path = path.key("minReplicas");
+    let max_path = path.key("maxReplicas");
+    let min: Option<u16> = c
+        .required(spec.min_replicas.as_ref(), &min_path)
+        .and_then(|&min| c.int(Some(min), &min_path, None, 1, MAX_REPLICAS_LIMIT));
+    let mut max: Option<u16> = c
+        .required(spec.max_replicas.as_ref(), &max_path)
+        .and_then(|&max| c.int(Some(max), &max_path, None, 1, MAX_REPLICAS_LIMIT));
+    if let (Some(min), Some(found)) = (min, max)
+        && found < min
+    {
+        c.bad(&max_path, format!("must be >= minReplicas ({min}), found {found}"));
+        max = None;
+    }
+
+    let metrics_path = path.key("metrics");
+    let metrics = c.required(spec.metrics.as_ref(), &metrics_path).and_then(|metrics| {
+        if metrics.is_empty() {
+            c.bad(&metrics_path, "needs at least one metric");
+            return None;
+        }
+        let checked: Vec<Option<Metric>> = metrics
+            .iter()
+            .enumerate()
+            .map(|(i, metric)| check_metric(c, metric, &metrics_path.index(i), interval))
+            .collect();
+        checked.into_iter().collect::<Option<Vec<_>>>()
+    });
+
+    let tolerance = match spec.tolerance {
+        None => Some(0.1),
+        Some(t) if t.is_finite() && (0.0..1.0).contains(&t) => Some(t),
+        Some(t) => {
+            c.bad(&path.key("tolerance"), format!("must be >= 0 and < 1, found {t}"));
+            None
+        }
+    };
+    let warmup =
+        c.duration(spec.warmup.as_deref(), &path.key("warmup"), Some(secs(30)), bounds::WARMUP);
+    let scale_up = check_behavior(
+        c,
+        spec.scale_up.as_ref(),
+        &path.key("scaleUp"),
+        Behavior {
+            stabilization: Duration::ZERO,
+            max_step: Step::Percent(100),
+            period: secs(15),
+            cooldown: Duration::ZERO,
+        },
+    );
+    let scale_down = check_behavior(
+        c,
+        spec.scale_down.as_ref(),
+        &path.key("scaleDown"),
+        Behavior {
+            stabilization: secs(300),
+            max_step: Step::Percent(100),
+            period: secs(15),
+            cooldown: Duration::ZERO,
+        },
+    );
+    let schedule = match &spec.schedule {
+        None => Some(Vec::new()),
+        Some(floors) => {
+            let checked: Vec<Option<CronFloor>> = floors
+                .iter()
+                .enumerate()
+                .map(|(i, floor)| check_floor(c, floor, &path.key("schedule").index(i), max))
+                .collect();
+            checked.into_iter().collect::<Option<Vec<_>>>()
+        }
+    };
+    let forecast = match &spec.forecast {
+        None => Some(None),
+        Some(forecast) => check_forecast(c, forecast, &path.key("forecast"), interval).map(Some),
+    };
+
+    Some(Scaling {
+        min_replicas: min?,
+        max_replicas: max?,
+        metrics: metrics?,
+        tolerance: tolerance?,
+        scale_up: scale_up?,
+        scale_down: scale_down?,
+        schedule: schedule?,
+        forecast: forecast?,
+        warmup: warmup?,
+    })
+}
+
+fn check_metric(
+    c: &mut Checker,
+    spec: &MetricSpec,
+    path: &FieldPath,
+    interval: Option<Duration>,
+) -> Option<Metric> {
+    let source = match (&spec.redis, &spec.prometheus) {
+        (None, None) => {
+            c.bad(path, "needs a source: `redis: INFO_FIELD` or `prometheus: QUERY`");
+            None
+        }
+        (Some(_), Some(_)) => {
+            c.unexpected(
+                &path.key("prometheus"),
+                "a metric has one source; `redis` is already set",
+            );
+            None
+        }
+        (Some(field), None) => {
+            let valid = !field.is_empty()
+                && field.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+            if valid {
+                let rate = spec.rate.unwrap_or(false);
+                let plausible_max =
+                    spec.plausible_max.or_else(|| bounds::default_plausible_max(field, rate));
+                Some(MetricSource::Redis { field: field.clone(), rate, plausible_max })
+            } else {
+                c.bad(
+                    &path.key("redis"),
+                    format!(
+                        "must be a field of Redis INFO like `instantaneous_ops_per_sec` \
+                         (letters, digits, `_`), found `{field}`"
+                    ),
+                );
+                None
+            }
+        }
+        (None, Some(query)) => {
+            if spec.rate.is_some() {
+                c.unexpected(
+                    &path.key("rate"),
+                    "applies to `redis` metrics only; a PromQL query takes rate() itself",
+                );
+                None
+            } else if spec.plausible_max.is_some() {
+                c.unexpected(
+                    &path.key("plausibleMax"),
+                    "applies to `redis` metrics only (one instance's reading); bound a PromQL \
+                     query in the query itself (clamp_max)",
+                );
+                None
+            } else if query.trim().is_empty() {
+                c.bad(&path.key("prometheus"), "must be a PromQL query");
+                None
+            } else {
+                Some(MetricSource::Prometheus { query: query.clone() })
+            }
+        }
+    };
+    // A Prometheus query usually sums the whole deployment already; a Redis field is per
+    // instance, and the mean load per replica is what a per-replica target compares with.
+    let default_aggregate = if spec.prometheus.is_some() && spec.redis.is_none() {
+        Aggregate::Sum
+    } else {
+        Aggregate::Mean
+    };
+    let aggregate = c.word(
+        spec.aggregate.as_deref(),
+        &path.key("aggregate"),
+        default_aggregate,
+        &[("mean", Aggregate::Mean), ("max", Aggregate::Max), ("sum", Aggregate::Sum)],
+    );
+    let window_path = path.key("window");
+    let window = c
+        .duration(spec.window.as_deref(), &window_path, Some(secs(60)), bounds::METRIC_WINDOW)
+        .and_then(|window| c.at_least_intervals(window, &window_path, interval, 1));
+    let statistic = check_statistic(c, spec, path, window);
+    let target = c.required(spec.target.as_ref(), &path.key("target")).and_then(|&target| {
+        if target.is_finite() && target > 0.0 {
+            Some(target)
+        } else {
+            c.bad(
+                &path.key("target"),
+                format!("must be a finite number greater than 0, found {target}"),
+            );
+            None
+        }
+    });
+    let source = source.and_then(|source| check_plausible_max(c, spec, path, source, target));
+    Some(Metric {
+        source: source?,
+        aggregate: aggregate?,
+        statistic: statistic?,
+        window: window?,
+        target: target?,
+    })
+}
+
+/// `plausibleMax`: a finite number above the target. At or below the target, honest load
+/// could never reach the target, so the metric could never scale up: a mistake, whether the
+/// policy wrote the number or the field's default is too low for this deployment.
+fn check_plausible_max(
+    c: &mut Checker,
+    spec: &MetricSpec,
+    path: &FieldPath,
+    source: MetricSource,
+    target: Option<f64>,
+) -> Option<MetricSource> {
+    let MetricSource::Redis { field, plausible_max: Some(max), .. } = &source else {
+        return Some(source);
+    };
+    let max_path = path.key("plausibleMax");
+    if !(max.is_finite() && *max > 0.0) {
+        c.bad(&max_path, format!("must be a finite number greater than 0, found {max}"));
+        return None;
+    }
+    match target {
+        Some(target) if *max <= target => {
+            let (at, message) = if spec.plausible_max.is_some() {
+                let message = format!(
+                    "must be above the target ({target}): a reading above it is left out as \
+                     implausible, so the metric could never reach its target, found {max}"
+                );
+                (max_path, message)
+            } else {
+                // No `plausibleMax` in the file: said at the target it is too low for.
+                let message = format!(
+                    "the default plausible maximum of `{field}` per instance is {max}, not \
+                     above the target ({target}): set plausibleMax above the target if one \
+                     instance really carries that much"
+                );
+                (path.key("target"), message)
+            };
+            c.bad(&at, message);
+            None
+        }
+        _ => Some(source),
+    }
+}
+
+fn check_statistic(
+    c: &mut Checker,
+    spec: &MetricSpec,
+    path: &FieldPath,
+    window: Option<Duration>,
+) -> Option<Statistic> {
+    let stat_path = path.key("statistic");
+    let half_life_path = path.key("halfLife");
+    let text = spec.statistic.as_deref().unwrap_or("mean");
+    let statistic = match text {
+        "mean" => Statistic::Mean,
+        "max" => Statistic::Max,
+        "min" => Statistic::Min,
+        "last" => Statistic::Last,
+        "ewma" => {
+            // A quarter of the window: the oldest sample in the window then weighs 1/16.
+            let half_life = c.duration(
+                spec.half_life.as_deref(),
+                &half_life_path,
+                window.map(|w| w / 4),
+                bounds::HALF_LIFE,
+            );
+            // Without a window there is no default to fall back on; the window's own
+            // problem has been reported.
+            return half_life.map(|half_life| Statistic::Ewma { half_life });
+        }
+        other => match percentile(other) {
+            Some(n @ 1..=99) => Statistic::Percentile(n),
+            _ => {
+                c.bad(
+                    &stat_path,
+                    format!(
+                        "unknown statistic `{other}`, expected one of mean, max, min, last, \
+                         p1..p99 (e.g. p95), ewma"
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    if spec.half_life.is_some() {
+        c.unexpected(&half_life_path, "applies only with `statistic: ewma`");
+        return None;
+    }
+    Some(statistic)
+}
+
+/// `p95` -> 95; digits only, without a leading zero, so each percentile has one spelling.
+fn percentile(text: &str) -> Option<u8> {
+    let digits = text.strip_prefix('p')?;
+    let plain = digits.chars().all(|ch| ch.is_ascii_digit()) && !digits.starts_with('0');
+    if plain { digits.parse().ok() } else { None }
+}
+
+fn check_behavior(
+    c: &mut Checker,
+    spec: Option<&BehaviorSpec>,
+    path: &FieldPath,
+    default: Behavior,
+) -> Option<Behavior> {
+    let Some(spec) = spec else { return Some(default) };
+    let stabilization = c.duration(
+        spec.stabilization.as_deref(),
+        &path.key("stabilization"),
+        Some(default.stabilization),
+        bounds::STABILIZATION,
+    );
+    let max_step = match &spec.max_step {
+        None => Some(default.max_step),
+        Some(step) => check_step(c, step, &path.key("maxStep")),
+    };
+    let period = c.duration(
+        spec.period.as_deref(),
+        &path.key("period"),
+        Some(default.period),
+        bounds::PERIOD,
+    );
+    let cooldown = c.duration(
+        spec.cooldown.as_deref(),
+        &path.key("cooldown"),
+        Some(default.cooldown),
+        bounds::COOLDOWN,
+    );
+    Some(Behavior {
+        stabilization: stabilization?,
+        max_step: max_step?,
+        period: period?,
+        cooldown: cooldown?,
+    })
+}
+
+fn check_step(c: &mut Checker, step: &StepSpec, path: &FieldPath) -> Option<Step> {
+    match step {
+        StepSpec::Pods(pods) => {
+            c.int(Some(*pods), path, None, 1, MAX_REPLICAS_LIMIT).map(Step::Pods)
+        }
+        StepSpec::Text(text) => {
+            let percent = text.trim().strip_suffix('%').and_then(|n| n.trim().parse::<i64>().ok());
+            match percent {
+                Some(p @ 1..=1000) => u16::try_from(p).ok().map(Step::Percent),
+                Some(p) => {
+                    c.bad(path, format!("a percentage step must be 1% to 1000%, found {p}%"));
+                    None
+                }
+                None => {
+                    c.bad(
+                        path,
+                        format!(
+                            "expected a whole number of pods like 4 or a percentage like \
+                             \"50%\", found `{text}`"
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+    }
+}
+
+fn check_floor(
+    c: &mut Checker,
+    spec: &CronFloorSpec,
+    path: &FieldPath,
+    max_replicas: Option<u16>,
+) -> Option<CronFloor> {
+    let cron = c.cron(spec.cron.as_deref(), &path.key("cron"));
+    let min_path = path.key("minReplicas");
+    let min_replicas = c
+        .required(spec.min_replicas.as_ref(), &min_path)
+        .and_then(|&min| c.int::<u16>(Some(min), &min_path, None, 1, MAX_REPLICAS_LIMIT))
+        .and_then(|min| match max_replicas {
+            Some(max) if min > max => {
+                c.bad(&min_path, format!("must be <= maxReplicas ({max}), found {min}"));
+                None
+            }
+            _ => Some(min),
+        });
+    let duration = c.duration(spec.duration.as_deref(), &path.key("for"), None, bounds::FLOOR_FOR);
+    Some(CronFloor { cron: cron?, min_replicas: min_replicas?, duration: duration? })
+}
+
+fn check_forecast(
+    c: &mut Checker,
+    spec: &ForecastSpec,
+    path: &FieldPath,
+    interval: Option<Duration>,
+) -> Option<Forecast> {
+    let method = c.word(
+        spec.method.as_deref(),
+        &path.key("method"),
+        ForecastMethod::Linear,
+        &[("linear", ForecastMethod::Linear)],
+    );
+    let window_path = path.key("window");
+    // Two samples is the least a line can be fitted through.
+    let window = c
+        .duration(spec.window.as_deref(), &window_path, None, bounds::FORECAST_WINDOW)
+        .and_then(|window| c.at_least_intervals(window, &window_path, interval, 2));
+    Some(Forecast { method: method?, window: window? })
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::policy::validate::testing::*;
+
+    #[rstest]
+    #[case::max_below_min(
+        "  scaling:\n    minReplicas: 4\n    maxReplicas: 2\n    metrics: [{redis: x, target: 1}]\n",
+        "spec.scaling.maxReplicas",
+        7,
+        18,
+        "must be >= minReplicas (4), found 2"
+    )]
+    #[case::min_zero(
+        "  scaling:\n    minReplicas: 0\n    maxReplicas: 2\n    metrics: [{redis: x, target: 1}]\n",
+        "spec.scaling.minReplicas",
+        6,
+        18,
+        "must be at least 1, found 0"
+    )]
+    #[case::max_over_limit(
+        "  scaling:\n    minReplicas: 1\n    maxReplicas: 1001\n    metrics: [{redis: x, target: 1}]\n",
+        "spec.scaling.maxReplicas",
+        7,
+        18,
+        "must be at most 1000"
+    )]
+    #[case::max_missing(
+        "  scaling:\n    minReplicas: 1\n    metrics: [{redis: x, target: 1}]\n",
+        "spec.scaling.maxReplicas",
+        6,
+        5,
+        "missing required field `maxReplicas`"
+    )]
+    #[case::metrics_empty(
+        "  scaling:\n    minReplicas: 1\n    maxReplicas: 2\n    metrics: []\n",
+        "spec.scaling.metrics",
+        8,
+        14,
+        "needs at least one metric"
+    )]
+    #[case::metric_without_source(
+        &scaling("      - target: 5\n"),
+        "spec.scaling.metrics[1]", 11, 9, "needs a source"
+    )]
+    #[case::metric_with_two_sources(
+        &scaling("      - {redis: x, prometheus: 'up', target: 5}\n"),
+        "spec.scaling.metrics[1].prometheus", 11, 20, "one source; `redis` is already set"
+    )]
+    #[case::rate_on_prometheus(
+        &scaling("      - {prometheus: 'up', rate: true, target: 5}\n"),
+        "spec.scaling.metrics[1].rate", 11, 28, "applies to `redis` metrics only"
+    )]
+    #[case::redis_field_with_spaces(
+        &scaling("      - {redis: 'used memory', target: 5}\n"),
+        "spec.scaling.metrics[1].redis", 11, 17, "must be a field of Redis INFO"
+    )]
+    #[case::statistic_p100(
+        &scaling("        statistic: p100\n"),
+        "spec.scaling.metrics[0].statistic", 11, 20, "unknown statistic `p100`"
+    )]
+    #[case::half_life_without_ewma(
+        &scaling("        halfLife: 30s\n"),
+        "spec.scaling.metrics[0].halfLife", 11, 9, "applies only with `statistic: ewma`"
+    )]
+    #[case::aggregate_unknown(
+        &scaling("        aggregate: avg\n"),
+        "spec.scaling.metrics[0].aggregate", 11, 20, "unknown value `avg`, expected one of mean, max, sum"
+    )]
+    #[case::window_shorter_than_interval(
+        &scaling("        window: 5s\n"),
+        "spec.scaling.metrics[0].window", 11, 17, "must be at least sampling.interval (10s), found 5s"
+    )]
+    #[case::target_zero(
+        "  scaling:\n    minReplicas: 1\n    maxReplicas: 2\n    metrics: [{redis: x, target: 0}]\n",
+        "spec.scaling.metrics[0].target",
+        8,
+        34,
+        "must be a finite number greater than 0, found 0"
+    )]
+    #[case::target_nan(
+        "  scaling:\n    minReplicas: 1\n    maxReplicas: 2\n    metrics: [{redis: x, target: .nan}]\n",
+        "spec.scaling.metrics[0].target",
+        8,
+        34,
+        "found NaN"
+    )]
+    #[case::target_missing(
+        "  scaling:\n    minReplicas: 1\n    maxReplicas: 2\n    metrics: [{redis: x}]\n",
+        "spec.scaling.metrics[0].target",
+        8,
+        15,
+        "missing required field `target`"
+    )]
+    #[case::plausible_max_zero(
+        &scaling("        plausibleMax: 0\n"),
+        "spec.scaling.metrics[0].plausibleMax", 11, 23, "must be a finite number greater than 0, found 0"
+    )]
+    #[case::plausible_max_below_target(
+        &scaling("        plausibleMax: 50\n"),
+        "spec.scaling.metrics[0].plausibleMax", 11, 23, "must be above the target (100)"
+    )]
+    #[case::plausible_max_on_a_query(
+        "  scaling:\n    minReplicas: 1\n    maxReplicas: 2\n    metrics: [{prometheus: up, plausibleMax: 5, target: 1}]\n",
+        "spec.scaling.metrics[0].plausibleMax",
+        8,
+        32,
+        "applies to `redis` metrics only"
+    )]
+    #[case::target_above_the_default_plausible_max(
+        "  scaling:\n    minReplicas: 1\n    maxReplicas: 2\n    metrics: [{redis: instantaneous_ops_per_sec, target: 3000000}]\n",
+        "spec.scaling.metrics[0].target",
+        8,
+        58,
+        "the default plausible maximum of `instantaneous_ops_per_sec` per instance is 2000000"
+    )]
+    #[case::tolerance_one(
+        &scaling("    tolerance: 1\n"),
+        "spec.scaling.tolerance", 11, 16, "must be >= 0 and < 1, found 1"
+    )]
+    #[case::duration_without_unit(
+        &scaling("    warmup: 30\n"),
+        "spec.scaling.warmup", 11, 13, "durations need a unit, e.g. `30s`"
+    )]
+    #[case::duration_garbage(
+        &scaling("    warmup: soon\n"),
+        "spec.scaling.warmup", 11, 13, "invalid duration `soon`"
+    )]
+    #[case::max_step_zero_percent(
+        &scaling("    scaleUp: {maxStep: \"0%\"}\n"),
+        "spec.scaling.scaleUp.maxStep", 11, 24, "must be 1% to 1000%, found 0%"
+    )]
+    #[case::max_step_fraction(
+        &scaling("    scaleUp: {maxStep: 2.5}\n"),
+        "spec.scaling.scaleUp.maxStep", 11, 24, "found `2.5`"
+    )]
+    #[case::max_step_zero_pods(
+        &scaling("    scaleDown: {maxStep: 0}\n"),
+        "spec.scaling.scaleDown.maxStep", 11, 26, "must be at least 1, found 0"
+    )]
+    #[case::period_zero(
+        &scaling("    scaleDown: {period: 0s}\n"),
+        "spec.scaling.scaleDown.period", 11, 25, "must be longer than 0"
+    )]
+    #[case::floor_above_max(
+        &scaling("    schedule:\n      - {cron: '0 0 8 * * *', minReplicas: 11, for: 1h}\n"),
+        "spec.scaling.schedule[0].minReplicas", 12, 44, "must be <= maxReplicas (10), found 11"
+    )]
+    #[case::floor_five_field_cron(
+        &scaling("    schedule:\n      - {cron: '0 8 * * *', minReplicas: 2, for: 1h}\n"),
+        "spec.scaling.schedule[0].cron", 12, 16, "invalid cron `0 8 * * *`"
+    )]
+    #[case::floor_without_for(
+        &scaling("    schedule:\n      - {cron: '0 0 8 * * *', minReplicas: 2}\n"),
+        "spec.scaling.schedule[0].for", 12, 9, "missing required field `for`"
+    )]
+    #[case::forecast_window_too_short(
+        &scaling("    forecast: {window: 15s}\n"),
+        "spec.scaling.forecast.window", 11, 24, "must be at least 2 x sampling.interval (20s)"
+    )]
+    #[case::forecast_method_unknown(
+        &scaling("    forecast: {method: holt, window: 15m}\n"),
+        "spec.scaling.forecast.method", 11, 24, "unknown value `holt`, expected one of linear"
+    )]
+    fn a_broken_rule_is_reported_at_its_field(
+        #[case] body: &str,
+        #[case] path: &str,
+        #[case] line: usize,
+        #[case] column: usize,
+        #[case] message: &str,
+    ) {
+        assert_problem(&format!("{HEAD}{body}{TARGET}"), path, line, column, message);
+    }
+
+    #[rstest]
+    #[case::p1("p1", Some(1))]
+    #[case::p99("p99", Some(99))]
+    #[case::leading_zero("p05", None)]
+    #[case::signed("p+5", None)]
+    #[case::bare("p", None)]
+    fn percentiles_have_one_spelling(#[case] text: &str, #[case] expected: Option<u8>) {
+        assert_eq!(percentile(text), expected);
+    }
+}

@@ -1,0 +1,344 @@
+//! Taking one snapshot: sample the members, resolve their hosts and sample the masters
+//! again, rank them ([`crate::snapshot::source`]: a replica only when its master vouches for
+//! it), open a replication stream on the first that accepts, then two tasks joined by a
+//! small bounded channel:
+//!
+//! ```text
+//!  socket -> reader task (RDB verifier: header, CRC64) -> channel (16 chunks)
+//!         -> writer (zstd?, sha256) -> WriteMultipart (1 buffered + 2 in-flight parts)
+//! ```
+//!
+//! The reader always drains the socket while the channel has room; if the store cannot take
+//! data for `stall`, the snapshot fails (Redis would drop a replica that stops reading anyway)
+//! rather than buffering without bound. Memory is about 16 x 256 KiB + 3 parts (8 MiB each,
+//! more only for RDBs over ~70 GiB, since S3 allows 10,000 parts). The upload is completed
+//! only after the verifier accepted the whole RDB; any failure aborts it. The manifest is
+//! written last.
+//!
+//! The policy's `deadline` runs from the source choice to the end of the RDB, and its
+//! `minBytesPerSecond` floor over the payload ([`crate::snapshot::pace`]): breaching either
+//! fails the snapshot like any other stream error (upload aborted, no manifest), so the
+//! caller's snapshot gate is released. Completing the upload and writing the manifest after
+//! the RDB are bounded by the store client's own timeouts, not by the deadline.
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::Utc;
+use object_store::{ObjectStoreExt as _, PutPayload, WriteMultipart};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+
+use super::{Progress, Snapshotter, hex};
+use crate::observe::{Outcome, Role};
+use crate::policy::Compression;
+use crate::sample::redis::{Endpoint, RedisSampler};
+use crate::snapshot::SnapshotError;
+use crate::snapshot::manifest::{self, Codec, Manifest};
+use crate::snapshot::pace::Pace;
+use crate::snapshot::rdb::RdbVerifier;
+use crate::snapshot::source::{self, Candidate, Seen};
+use crate::snapshot::stream::Transfer;
+
+/// Chunks in flight between the socket reader and the uploader.
+const CHANNEL_CHUNKS: usize = 16;
+/// Upload parts in flight besides the one being filled.
+const PARTS_IN_FLIGHT: usize = 2;
+const MIN_PART: usize = 8 * 1024 * 1024;
+/// S3 allows 10,000 parts; leave room for an RDB larger than `used_memory` predicted.
+const MAX_PARTS: u64 = 9_000;
+
+impl Snapshotter {
+    /// Takes one snapshot from the best of `instances` (the target's members: nothing else
+    /// is ever a source) and returns its manifest.
+    pub async fn take(
+        &self,
+        instances: &[Endpoint],
+        progress: &dyn Progress,
+    ) -> Result<Manifest, SnapshotError> {
+        let run_id = run_id();
+        let pace = Pace::new(self.config.limits, Instant::now());
+        let round = self.observe(instances).await;
+        let candidates = source::rank(&round, self.config.source).map_err(|why| {
+            let tls = |seen: &Seen| matches!(seen.sample.outcome, Outcome::Tls(_));
+            if !round.is_empty() && round.iter().all(tls) {
+                SnapshotError::SourceTls { why }
+            } else {
+                SnapshotError::NoSource { why }
+            }
+        })?;
+        let mut last_error = None;
+        for candidate in candidates {
+            let opened =
+                Transfer::open_paced(&candidate.endpoint, &self.access, self.deadlines, pace).await;
+            match opened {
+                Ok(transfer) => {
+                    return self.upload(&candidate, transfer, &run_id, progress).await;
+                }
+                // Not linked to its master right now, or loading: another may serve.
+                Err(error) if error.retryable() => {
+                    tracing::warn!(
+                        policy = %self.policy, instance = %candidate.endpoint.id, run_id,
+                        error = %crate::errors::chain(&error),
+                        "snapshot source refused; trying the next candidate"
+                    );
+                    last_error = Some(SnapshotError::Stream {
+                        instance: candidate.endpoint.id.clone(),
+                        source: error,
+                    });
+                }
+                Err(error) => {
+                    return Err(SnapshotError::Stream {
+                        instance: candidate.endpoint.id.clone(),
+                        source: error,
+                    });
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| SnapshotError::NoSource { why: "no candidates".into() }))
+    }
+
+    /// What [`source::rank`] needs: every member's `INFO`, the addresses its host resolves
+    /// to (a master lists its replicas by IP), and each master's `INFO` read once more after
+    /// all of that, so its view is no older than any replica's claim.
+    async fn observe(&self, instances: &[Endpoint]) -> Vec<Seen> {
+        let sampler = RedisSampler::new(self.access.clone(), self.sample_timeout);
+        let (samples, addresses) = futures::join!(
+            sampler.sample(instances),
+            futures::future::join_all(instances.iter().map(|e| self.addresses(e)))
+        );
+        let mut round: Vec<Seen> = instances
+            .iter()
+            .zip(samples)
+            .zip(addresses)
+            .map(|((endpoint, sample), addresses)| Seen {
+                endpoint: endpoint.clone(),
+                sample,
+                later: None,
+                addresses,
+            })
+            .collect();
+        let masters: Vec<usize> = (0..round.len())
+            .filter(|&i| {
+                round[i].sample.info.as_ref().is_some_and(|info| info.role == Role::Master)
+            })
+            .collect();
+        let endpoints: Vec<Endpoint> = masters.iter().map(|&i| round[i].endpoint.clone()).collect();
+        for (i, again) in masters.into_iter().zip(sampler.sample(&endpoints).await) {
+            round[i].later = again.info;
+        }
+        round
+    }
+
+    /// `endpoint`'s host as written and the addresses it resolves to (best effort, bounded by
+    /// the sampling timeout: an address not found only leaves a replica uncorroborated).
+    async fn addresses(&self, endpoint: &Endpoint) -> Vec<String> {
+        let mut addresses = vec![endpoint.host.clone()];
+        let lookup = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port));
+        if let Ok(Ok(found)) = tokio::time::timeout(self.sample_timeout, lookup).await {
+            for address in found {
+                let ip = address.ip().to_string();
+                if !addresses.contains(&ip) {
+                    addresses.push(ip);
+                }
+            }
+        }
+        addresses
+    }
+
+    async fn upload(
+        &self,
+        candidate: &Candidate,
+        mut transfer: Transfer,
+        run_id: &str,
+        progress: &dyn Progress,
+    ) -> Result<Manifest, SnapshotError> {
+        let started = Utc::now();
+        let instance = candidate.endpoint.id.clone();
+        let id = manifest::snapshot_id(started, &instance);
+        let object_name = format!("{id}{}", Codec::from(self.config.compression).object_suffix());
+        let key = self.destination.key(&self.policy, &object_name);
+        let url = self.destination.url.clone();
+        tracing::info!(policy = %self.policy, instance, run_id, object = %key, "snapshot started");
+        let hint = transfer.announced_len().or(candidate.used_memory).unwrap_or(0);
+        let part = usize::try_from(hint.div_ceil(MAX_PARTS)).unwrap_or(usize::MAX).max(MIN_PART);
+        let upload = self.destination.store.put_multipart(&key).await.map_err(|source| {
+            SnapshotError::Object {
+                action: "start uploading",
+                url: url.clone(),
+                object: key.to_string(),
+                source: Box::new(source),
+            }
+        })?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, part);
+        progress.start(&format!("{id} from {instance}"), transfer.announced_len());
+
+        // The reader: socket -> verifier -> channel. It never waits on the store for longer
+        // than `stall`, so a slow store fails the snapshot instead of stalling Redis.
+        let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+        let stall = self.deadlines.stall;
+        let reader_instance = instance.clone();
+        let reader_url = url.clone();
+        let reader = tokio::spawn(async move {
+            let mut verifier = RdbVerifier::new();
+            loop {
+                let chunk = transfer.next().await.map_err(|source| SnapshotError::Stream {
+                    instance: reader_instance.clone(),
+                    source,
+                })?;
+                let Some(chunk) = chunk else { break };
+                verifier.update(&chunk);
+                match tokio::time::timeout(stall, tx.send(chunk)).await {
+                    Ok(Ok(())) => {}
+                    // The uploader stopped (its own error is the one reported).
+                    Ok(Err(_closed)) => break,
+                    Err(_elapsed) => {
+                        return Err(SnapshotError::Backpressure { url: reader_url, after: stall });
+                    }
+                }
+            }
+            let summary = verifier
+                .finish()
+                .map_err(|source| SnapshotError::Corrupt { instance: reader_instance, source })?;
+            Ok((summary, transfer.replid.clone(), transfer.offset))
+        });
+
+        let mut sha = Sha256::new();
+        let mut encoder = match self.config.compression {
+            Compression::None => None,
+            Compression::Zstd { level } => Some(
+                zstd::stream::write::Encoder::new(Vec::new(), level)
+                    .map_err(|source| SnapshotError::Compress { id: id.clone(), source })?,
+            ),
+        };
+        let mut stored: u64 = 0;
+        let upload_error = |source, abort| SnapshotError::Upload {
+            url: url.clone(),
+            object: key.to_string(),
+            abort,
+            source: Box::new(source),
+        };
+        let mut failure: Option<SnapshotError> = None;
+        while let Some(chunk) = rx.recv().await {
+            progress.advance(chunk.len() as u64);
+            let out = match encoder.as_mut() {
+                None => chunk,
+                Some(encoder) => {
+                    if let Err(source) = encoder.write_all(&chunk) {
+                        failure = Some(SnapshotError::Compress { id: id.clone(), source });
+                        break;
+                    }
+                    Bytes::from(std::mem::take(encoder.get_mut()))
+                }
+            };
+            if out.is_empty() {
+                continue;
+            }
+            if let Err(source) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                failure = Some(upload_error(source, None));
+                break;
+            }
+            sha.update(&out);
+            stored += out.len() as u64;
+            writer.put(out);
+        }
+        // Stop the reader if we stopped first, then hear its verdict.
+        drop(rx);
+        let verdict = match reader.await {
+            Ok(result) => result,
+            Err(join) => Err(SnapshotError::ReaderFailed { why: join.to_string() }),
+        };
+        progress.finish();
+        let (summary, replid, offset) = match (failure, verdict) {
+            (None, Ok(done)) => done,
+            (Some(error), _) | (None, Err(error)) => {
+                return Err(abort(writer, error).await);
+            }
+        };
+        if let Some(encoder) = encoder {
+            match encoder.finish() {
+                Ok(tail) if !tail.is_empty() => {
+                    sha.update(&tail);
+                    stored += tail.len() as u64;
+                    writer.put(Bytes::from(tail));
+                }
+                Ok(_) => {}
+                Err(source) => {
+                    let error = SnapshotError::Compress { id: id.clone(), source };
+                    return Err(abort(writer, error).await);
+                }
+            }
+        }
+        // `finish` aborts the upload itself when a part or the completion fails.
+        writer.finish().await.map_err(|source| upload_error(source, None))?;
+        let manifest = Manifest {
+            format: manifest::FORMAT,
+            id: id.clone(),
+            policy: self.policy.clone(),
+            source: instance.clone(),
+            run_id: run_id.to_owned(),
+            object: object_name,
+            compression: self.config.compression.into(),
+            replid,
+            repl_offset: offset,
+            rdb_version: summary.version,
+            redis_version: candidate.redis_version.clone(),
+            raw_bytes: summary.bytes,
+            stored_bytes: stored,
+            crc64: summary.crc64.map(|c| format!("{c:016x}")),
+            sha256: hex(&sha.finalize()),
+            started,
+            finished: Utc::now(),
+        };
+        if summary.crc64.is_none() {
+            tracing::warn!(policy = %self.policy, instance, "the RDB has no checksum (rdbchecksum no): only its structure was verified");
+        }
+        self.write_manifest(&manifest).await?;
+        tracing::info!(
+            policy = %self.policy, instance, run_id, id,
+            raw_bytes = manifest.raw_bytes, stored_bytes = manifest.stored_bytes,
+            "snapshot complete"
+        );
+        Ok(manifest)
+    }
+
+    async fn write_manifest(&self, manifest: &Manifest) -> Result<(), SnapshotError> {
+        let key = self.destination.key(&self.policy, &format!("{}.json", manifest.id));
+        let json =
+            serde_json::to_vec_pretty(manifest).map_err(|source| SnapshotError::Manifest {
+                url: self.destination.url.clone(),
+                object: key.to_string(),
+                source,
+            })?;
+        self.destination.store.put(&key, PutPayload::from(json)).await.map_err(|source| {
+            SnapshotError::Object {
+                action: "write the manifest",
+                url: self.destination.url.clone(),
+                object: key.to_string(),
+                source: Box::new(source),
+            }
+        })?;
+        Ok(())
+    }
+}
+
+/// Aborts the multipart upload after `error`, noting in the error if the abort failed too.
+async fn abort(writer: WriteMultipart, error: SnapshotError) -> SnapshotError {
+    match (writer.abort().await, error) {
+        (Ok(()), error) => error,
+        (Err(abort_error), SnapshotError::Upload { url, object, source, .. }) => {
+            SnapshotError::Upload { url, object, abort: Some(abort_error.to_string()), source }
+        }
+        (Err(abort_error), error) => {
+            tracing::warn!(error = %abort_error, "aborting the multipart upload failed; it is not listed, and the bucket's lifecycle rule removes it");
+            error
+        }
+    }
+}
+
+/// A short random-enough id for one attempt: time and process id, no extra crate.
+fn run_id() -> String {
+    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    format!("{:x}-{:x}", nanos, std::process::id())
+}

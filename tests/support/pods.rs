@@ -1,0 +1,219 @@
+//! A StatefulSet whose pods are real: the fake API server holding StatefulSet `redis-session`
+//! with three running pods, each with a real redis-server on its own loopback IP (so replicas
+//! connect from their pod's address), plus a kubeconfig for the fake and a policy directory.
+//! The end-to-end Kubernetes tests (`kube_daemon`, `partition`) drive a daemon against it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+use tempfile::TempDir;
+
+use super::failover::{connect_at, info_field_at, wait_until};
+use super::kube_fake::KubeFake;
+use super::{Redis, free_port};
+
+/// As in `deploy/`: the Redis StatefulSet's namespace and name (its Role names it), and the
+/// daemon's own namespace (`POD_NAMESPACE`), where its Lease lives.
+pub const NS: &str = "cache";
+pub const SET: &str = "redis-session";
+pub const LEASE_NS: &str = "redis-autopilot";
+pub const LEASE: &str = "redis-autopilot";
+pub const IPS: [&str; 3] = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+pub const MASTER_ANNOTATION: &str = "redis-autopilot.io/master";
+pub const EPOCH_ANNOTATION: &str = "redis-autopilot.io/epoch";
+pub const ROLE_LABEL: &str = "redis-autopilot.io/role";
+/// How long a wait on the pods may take before the test fails with their state.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// The fake API server on a runtime the test keeps, the pods' Redis servers, and the temp dir
+/// holding the kubeconfig, the policy and the daemons' logs.
+pub struct Pods {
+    pub fake: KubeFake,
+    /// The one port every pod's Redis listens on, each on its own IP.
+    pub port: u16,
+    /// `--min-replicas-max-lag`, as deploy/examples/redis sets it.
+    max_lag_secs: u64,
+    /// By ordinal; `None` while that pod's Redis is dead.
+    redis: Vec<Option<Redis>>,
+    pub dir: TempDir,
+    pub runtime: tokio::runtime::Runtime,
+}
+
+impl Pods {
+    /// Starts the fake and the three pods, each Redis booted as a replica of itself with the
+    /// write guard at `max_lag_secs`, and writes the policy `policy(port)`. Everything is
+    /// world-readable, so a daemon run as another user (`nobody`) can read it.
+    pub fn start(max_lag_secs: u64, policy: impl FnOnce(u16) -> String) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime for the fake");
+        let fake = runtime.block_on(KubeFake::start());
+        fake.add_statefulset(NS, SET, 3, json!({}));
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the temp dir");
+        let port = free_port_on_every_ip();
+        let mut pods = Self { fake, port, max_lag_secs, redis: Vec::new(), dir, runtime };
+        for (ordinal, ip) in IPS.iter().enumerate() {
+            pods.fake.add_pod(NS, SET, ordinal as u16, ip);
+            pods.redis.push(None);
+            pods.boot(ordinal, true);
+        }
+        // The kubeconfig's namespace is not the Lease's: POD_NAMESPACE must win.
+        pods.fake.write_kubeconfig(&pods.kubeconfig(), "default");
+        std::fs::create_dir(pods.policies()).expect("policy dir");
+        std::fs::write(pods.policy_file(), policy(port)).expect("write the policy");
+        for path in [pods.kubeconfig(), pods.policy_file()] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        pods
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    pub fn policies(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
+    /// The one policy file in [`Pods::policies`], for the CLI's `--policy`.
+    pub fn policy_file(&self) -> PathBuf {
+        self.policies().join("policy.yaml")
+    }
+
+    /// Starts pod `ordinal`'s Redis with the example StatefulSet's settings: booted as a
+    /// replica of itself (as its start.sh does when no master is labelled), or, `replica`
+    /// false, misconfigured as a master. Replicas connect from their own pod IP.
+    pub fn boot(&mut self, ordinal: usize, replica: bool) {
+        let (ip, port, max_lag) = (IPS[ordinal], self.port.to_string(), self.max_lag_secs);
+        let max_lag = max_lag.to_string();
+        let mut args = vec![
+            "--repl-ping-replica-period",
+            "1",
+            "--min-replicas-to-write",
+            "1",
+            "--min-replicas-max-lag",
+            &max_lag,
+            // Protected mode accepts only 127.0.0.1 and ::1 as clients without a password.
+            "--protected-mode",
+            "no",
+            "--bind-source-addr",
+            ip,
+        ];
+        if replica {
+            args.extend(["--replicaof", ip, &port]);
+        }
+        self.redis[ordinal] = Some(Redis::start_at(ip, self.port, &args));
+    }
+
+    /// `kill -9` of pod `ordinal`'s Redis (the pod itself stays running, as when its process
+    /// dies and before the kubelet notices).
+    pub fn kill(&mut self, ordinal: usize) {
+        let redis = self.redis[ordinal].take().expect("a running redis");
+        redis.process.signal("KILL");
+    }
+
+    pub fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..IPS.len()).filter(|&o| self.redis[o].is_some())
+    }
+
+    pub fn addrs(&self) -> Vec<(String, u16)> {
+        IPS.iter().map(|ip| ((*ip).to_owned(), self.port)).collect()
+    }
+
+    pub fn info(&self, ordinal: usize, field: &str) -> Option<String> {
+        info_field_at(IPS[ordinal], self.port, field)
+    }
+
+    pub fn connect(&self, ordinal: usize) -> redis::Connection {
+        connect_at(IPS[ordinal], self.port, Duration::from_secs(5)).expect("connect to redis")
+    }
+
+    /// The pods whose Redis reports role master.
+    pub fn masters(&self) -> Vec<usize> {
+        self.live().filter(|&o| self.info(o, "role").as_deref() == Some("master")).collect()
+    }
+
+    /// The record in the StatefulSet's annotations: the master's ordinal and the epoch.
+    pub fn record(&self) -> Option<(usize, u64)> {
+        let set = self.fake.statefulset(NS, SET);
+        let annotations = &set["metadata"]["annotations"];
+        let master = annotations[MASTER_ANNOTATION].as_str()?;
+        let ordinal = master.strip_prefix(&format!("{SET}-"))?.parse().ok()?;
+        Some((ordinal, annotations[EPOCH_ANNOTATION].as_str()?.parse().ok()?))
+    }
+
+    pub fn label(&self, ordinal: usize) -> Option<String> {
+        let pod = self.fake.pod(NS, &format!("{SET}-{ordinal}"));
+        pod["metadata"]["labels"][ROLE_LABEL].as_str().map(str::to_owned)
+    }
+
+    /// Who holds the daemons' Lease.
+    pub fn holder(&self) -> Option<String> {
+        let lease = self.fake.lease(LEASE_NS, LEASE)?;
+        lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+    }
+
+    /// What the pods look like now, for failure messages.
+    pub fn describe(&self) -> String {
+        let mut text = format!("record {:?}, lease held by {:?}\n", self.record(), self.holder());
+        for (ordinal, ip) in IPS.iter().enumerate() {
+            let field = |f: &str| self.info(ordinal, f).unwrap_or_else(|| "-".into());
+            text.push_str(&format!(
+                "{SET}-{ordinal} {ip}: label {:?}, role {}, master {}, link {}\n",
+                self.label(ordinal),
+                field("role"),
+                field("master_host"),
+                field("master_link_status"),
+            ));
+        }
+        text
+    }
+
+    /// Waits until the record names a master at `epoch`, its Redis (alone) reports role
+    /// master, every other live pod's Redis replicates it with the link up, and the role
+    /// labels say so. Returns the master's ordinal.
+    pub fn wait_healthy(&self, epoch: u64, log: impl Fn() -> String + Copy) -> usize {
+        wait_until(
+            DEADLINE,
+            &format!("one master recorded at epoch {epoch}, labelled, replicated"),
+            || format!("{}\n{}", self.describe(), log()),
+            || {
+                let (master, recorded) = self.record()?;
+                assert!(recorded <= epoch, "epoch {recorded}, beyond {epoch}\n{}", log());
+                (recorded == epoch).then_some(())?;
+                (self.info(master, "role")? == "master").then_some(())?;
+                (self.label(master)? == "master").then_some(())?;
+                for other in self.live().filter(|&o| o != master) {
+                    (self.info(other, "role")? == "slave").then_some(())?;
+                    (self.info(other, "master_host")? == IPS[master]).then_some(())?;
+                    (self.info(other, "master_port")? == self.port.to_string()).then_some(())?;
+                    (self.info(other, "master_link_status")? == "up").then_some(())?;
+                    (self.label(other)? == "replica").then_some(())?;
+                }
+                Some(master)
+            },
+        )
+    }
+}
+
+/// A port free on all three pod IPs.
+fn free_port_on_every_ip() -> u16 {
+    loop {
+        let port = free_port();
+        if IPS.iter().all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok()) {
+            return port;
+        }
+    }
+}
+
+/// A daemon's log file with its path as a heading, for failure messages.
+pub fn read_log(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    format!("--- {} ---\n{text}", path.display())
+}
