@@ -23,9 +23,14 @@
 //! - [`sample`]: the Redis and Prometheus samplers (edges, I/O).
 //! - [`decide`]: the pure decision core: scaling and health. `model`, `policy`, `observe` and
 //!   `decide` do no I/O, read no clock and never await; `tests/purity.rs` checks it.
-//! - [`act`]: admission for actions: apply, dry-run or paused, under a per-policy rate limit.
-//! - [`cluster`]: the cluster edge the daemon acts through (list, scale, promote, repoint, the
-//!   durable master record), and the local `redis-server` fleet backend.
+//! - [`act`]: admission for actions: apply, dry-run or paused, under a per-policy rate limit;
+//!   the one action path for a scale, with the scale-down hand-over of the master.
+//! - [`failover`]: failover, switchover and hand-over as state machines over the cluster trait.
+//! - [`cluster`]: the cluster edge the daemon acts through (list, scale, promote, switch over,
+//!   repoint, the durable master record) and its backends; a backend only does what it is told.
+//!
+//! No module reaches back to one that names it: `tests/purity.rs` fails on any import circle
+//! among the modules under `src/` (the graph is in `docs/architecture.md`).
 //! - [`daemon`]: `run`: policy loops, reloads, metrics, shared status and the HTTP surface
 //!   (probes, `/metrics`, recent decisions, the Alertmanager webhook).
 //! - [`snapshot`]: RDBs streamed from a replica into object storage, verified (CRC64) while

@@ -222,7 +222,11 @@ async fn scaling_down_the_master_switches_over_first_without_losing_keys() {
     const KEYS: usize = 10_000;
     // No replica need acknowledge: the hand-over itself must wait for their offsets.
     write_keys(base + 2, KEYS, 0).await;
-    fleet.scale(2).await.unwrap();
+    // The backend alone only resizes: it refuses to remove the master, and removes nothing.
+    let refused = fleet.scale(2).await.unwrap_err();
+    assert_eq!(refused.category(), "would_remove_master", "{refused}");
+    assert!(!refuses(base + 2));
+    support::resize(&fleet, 2, &Access::default(), TIMEOUT).await.unwrap();
 
     let record = fleet.recorded_master().await.unwrap().unwrap();
     assert_eq!(record.epoch, 3);

@@ -35,6 +35,11 @@ fn config(dir: &Path, base_port: u16) -> LocalConfig {
 }
 
 /// One health probe and its promotions carried out: the first master of a new fleet.
+/// A scale through the action path's hand-over, as the daemon makes it.
+async fn resize(fleet: &LocalFleet, to: u16) -> Result<(), ClusterError> {
+    support::resize(fleet, to, &Access::default(), TIMEOUT).await
+}
+
 async fn settle(fleet: &LocalFleet) {
     support::settle(fleet, &Access::default(), TIMEOUT).await;
 }
@@ -274,7 +279,7 @@ async fn a_failed_hand_over_keeps_the_count_and_a_retry_succeeds() {
 
     // The only replica may not take over: the hand-over fails.
     redis_cmd(base, &["CONFIG", "SET", "replica-priority", "0"]).unwrap();
-    let error = fleet.scale(1).await.unwrap_err();
+    let error = resize(&fleet, 1).await.unwrap_err();
     assert!(matches!(error, ClusterError::NoCandidate { .. }), "{error:?}");
     // The refusal says why the replica was passed over, not a guess.
     assert!(error.to_string().contains(&format!("{}: replica-priority 0", m0.id)), "{error}");
@@ -287,7 +292,7 @@ async fn a_failed_hand_over_keeps_the_count_and_a_retry_succeeds() {
 
     // Once it may, the same call finishes the job.
     redis_cmd(base, &["CONFIG", "SET", "replica-priority", "100"]).unwrap();
-    fleet.scale(1).await.unwrap();
+    resize(&fleet, 1).await.unwrap();
     assert_eq!(fleet.replicas().await.unwrap(), 1);
     let record = fleet.recorded_master().await.unwrap().map(|r| (r.instance, r.epoch));
     assert_eq!(record, Some((m0.id.clone(), 3)));

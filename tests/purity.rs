@@ -4,7 +4,12 @@
 //! `plan` and `simulate` run the same core, so anything that crept in here would behave
 //! differently under each of them. Test code (`#[cfg(test)]` modules, `*tests.rs` files) is
 //! exempt: it may build fixtures on disk.
+//!
+//! Beyond the core, no module under `src/` may reach, through `crate::` paths, a module that
+//! reaches back to it: the top-level modules form a graph without a circle, which is what lets
+//! each be read, tested and replaced from the bottom up (`docs/architecture.md` draws it).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The core's modules under `src/`, and which crate modules each may name: a strict layering,
@@ -163,4 +168,136 @@ fn a_breach_of_the_boundary_is_caught() {
         ],
         "{found:#?}"
     );
+}
+
+/// The top-level module a file under `src` belongs to (`cluster/local/mod.rs` -> `cluster`);
+/// `None` for the crate roots, which declare the modules rather than use them.
+fn top_module(src: &Path, file: &Path) -> Option<String> {
+    let relative = file.strip_prefix(src).ok()?;
+    let first = relative.components().next()?.as_os_str().to_str()?;
+    let name = first.strip_suffix(".rs").unwrap_or(first);
+    (!["lib", "main"].contains(&name)).then(|| name.to_owned())
+}
+
+/// Every top-level module `code` names through `crate::`, grouped imports included
+/// (`crate::{a::X, b}` names `a` and `b`).
+fn named_modules(code: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for (at, found) in code.match_indices("crate::") {
+        if code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = &code[at + found.len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 0;
+            let mut item_start = true;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && (c.is_alphanumeric() || c == '_') => {
+                        let tail = &group[i..];
+                        let end = tail
+                            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                            .unwrap_or(tail.len());
+                        names.push(tail[..end].to_owned());
+                        item_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            names.extend(crate_modules(&code[at..]).first().map(|name| (*name).to_owned()));
+        }
+    }
+    names
+}
+
+/// The edges between top-level modules under `src`, each with the first file naming it.
+fn module_graph(src: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    files.sort();
+    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for file in files {
+        let Some(from) = top_module(src, &file) else { continue };
+        let code: Vec<String> = code_lines(&file).into_iter().map(|(_, line)| line).collect();
+        let shown = file.strip_prefix(src).unwrap_or(&file).display().to_string();
+        let edges = graph.entry(from.clone()).or_default();
+        for to in named_modules(&code.join("\n")) {
+            if !to.is_empty() && to != from {
+                edges.entry(to).or_insert_with(|| shown.clone());
+            }
+        }
+    }
+    graph
+}
+
+/// Every circle in `graph`, each once, as `a -> b (file) -> a (file)`.
+fn circles(graph: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<String> {
+    fn walk(
+        graph: &BTreeMap<String, BTreeMap<String, String>>,
+        path: &mut Vec<String>,
+        found: &mut BTreeSet<Vec<String>>,
+    ) {
+        let Some(last) = path.last().cloned() else { return };
+        for next in graph.get(&last).into_iter().flat_map(BTreeMap::keys) {
+            if let Some(at) = path.iter().position(|m| m == next) {
+                // The circle, rotated to start at its smallest module, so each is found once.
+                let mut circle = path[at..].to_vec();
+                let start = circle.iter().enumerate().min_by_key(|(_, m)| *m).map_or(0, |(i, _)| i);
+                circle.rotate_left(start);
+                found.insert(circle);
+            } else {
+                path.push(next.clone());
+                walk(graph, path, found);
+                path.pop();
+            }
+        }
+    }
+    let mut found = BTreeSet::new();
+    for start in graph.keys() {
+        walk(graph, &mut vec![start.clone()], &mut found);
+    }
+    found
+        .into_iter()
+        .map(|circle| {
+            let mut text = circle[0].clone();
+            for (i, from) in circle.iter().enumerate() {
+                let to = &circle[(i + 1) % circle.len()];
+                text.push_str(&format!(" -> {to} ({})", graph[from][to]));
+            }
+            text
+        })
+        .collect()
+}
+
+#[test]
+fn no_module_under_src_reaches_back_to_itself() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = module_graph(&src);
+    assert!(graph.contains_key("cluster") && graph.contains_key("act"), "{graph:?}");
+    let found = circles(&graph);
+    assert!(found.is_empty(), "import circles among the modules under src/:\n{}", found.join("\n"));
+}
+
+/// The check itself: a circle through a grouped import, two modules deep, is caught and
+/// printed with the file of each edge; test modules and comments do not count.
+#[test]
+fn an_import_circle_is_caught() {
+    let src = tempfile::tempdir().expect("temp dir");
+    let write = |path: &str, text: &str| {
+        let path = src.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    write("lib.rs", "pub mod a;\npub mod b;\npub mod c;\n");
+    write("a/mod.rs", "use crate::b::B;\n// crate::c in a comment\n");
+    write("b.rs", "use crate::{\n    c::C,\n    model,\n};\n");
+    write("c/inner.rs", "fn f() { crate::a::g() }\n#[cfg(test)]\nmod tests { use crate::b; }\n");
+    write("model.rs", "#[cfg(test)]\nmod tests { use crate::a; }\n");
+    let found = circles(&module_graph(src.path()));
+    assert_eq!(found, ["a -> b (a/mod.rs) -> c (b.rs) -> a (c/inner.rs)"], "{found:#?}");
 }

@@ -5,10 +5,13 @@
 //!
 //! [`scale`] is the one action path for a scale decision: the daemon's policy loop and the
 //! simulator (through [`crate::sim::cluster::SimCluster`]) both call it, so what `simulate`
-//! measures is what the daemon does.
+//! measures is what the daemon does, the scale-down hand-over ([`hand_over`]) included.
 
+pub mod hand_over;
 mod leadership;
+pub mod target;
 
+pub use hand_over::HandOver;
 pub use leadership::Leadership;
 
 use std::collections::VecDeque;
@@ -267,7 +270,8 @@ fn subject(decision: &Decision) -> String {
 }
 
 /// Carries out one scale decision `from -> to` decided at `now`: admission, then
-/// [`Cluster::scale`], then, only once it succeeded, the record in `memory` that the
+/// [`hand_over::resize`] (the recorded master handed over first if `to` removes it, then
+/// [`Cluster::scale`]), then, only once it succeeded, the record in `memory` that the
 /// stabilization and cooldown rules read. The caller keeps its own metrics and logs; an
 /// outcome other than `Applied`, `Advice` or `Failed` means the cluster was not called.
 /// A target that cannot scale ([`ClusterError::Unsupported`]) yields `Advice`, uncounted by
@@ -279,12 +283,13 @@ pub async fn scale<C: Cluster>(
     from: u16,
     to: u16,
     now: Timestamp,
+    hand_over: &HandOver<'_>,
 ) -> ActionOutcome {
     if let Err(outcome) = executor.admit(now) {
         return outcome;
     }
-    match cluster.scale(to).await {
-        Ok(()) => {
+    match hand_over::resize(cluster, to, hand_over).await {
+        Ok(_) => {
             memory.scaling.record_scale(now, from, to);
             ActionOutcome::Applied
         }
@@ -373,8 +378,17 @@ mod tests {
         let mut executor = Executor::new(Mode::Apply, limit(1, 60));
         let mut memory = Memory::default();
         let metrics = crate::daemon::metrics::Metrics::new();
+        let (health, access) = (crate::policy::Health::default(), Default::default());
+        let context = crate::failover::Context {
+            access: &access,
+            timeout: Duration::from_secs(1),
+            guard: None,
+            actor: "test",
+        };
+        let hand_over = HandOver { health: &health, context };
         for round in 0..3 {
-            let outcome = scale(&mut executor, &cluster, &mut memory, 3, 5, t(round)).await;
+            let outcome =
+                scale(&mut executor, &cluster, &mut memory, 3, 5, t(round), &hand_over).await;
             assert_eq!(
                 outcome,
                 ActionOutcome::Advice { why: "endpoints targets cannot scale".to_owned() }

@@ -11,7 +11,6 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::{Output, emit, load_policy_or_report};
-use crate::act::Mode;
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::cluster::{AnyCluster, Cluster};
 use crate::decide::{Decision, Fleet, Memory, decide, format_number};
@@ -103,7 +102,7 @@ async fn evaluate(policy: &Policy, fill: bool, kube: ClientOptions) -> anyhow::R
     let (mut endpoints, requested) = match &policy.target {
         Target::Kubernetes { .. } => {
             // Opening a StatefulSet target only reads it: plan never acts.
-            let cluster = AnyCluster::open(policy, Mode::Paused, &KubeClient::new(kube)).await?;
+            let cluster = AnyCluster::open(policy, &KubeClient::new(kube)).await?;
             let members = cluster.members().await?;
             let endpoints = members.into_iter().map(|m| m.endpoint).collect();
             (endpoints, Some(cluster.replicas().await?))

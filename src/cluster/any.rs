@@ -4,8 +4,6 @@
 use super::kubernetes::{EVENT_INTERVAL, KubeClient, KubeCluster, KubeTarget, lease};
 use super::local::{LocalConfig, LocalFleet};
 use super::{Advertised, Cluster, ClusterError, MasterRecord, Member, StaticEndpoints};
-use crate::act::Mode;
-use crate::failover;
 use crate::policy::{Policy, Target};
 use crate::sample::redis::Endpoint;
 use crate::sample::redis_access;
@@ -18,41 +16,31 @@ pub enum AnyCluster {
 
 impl AnyCluster {
     /// Opens the policy's target. A local fleet is brought to its requested size (at least
-    /// `minReplicas`) and, when new, given its first master ([`failover::bootstrap`]: chosen
-    /// by the health core, like every later one). Without instances there is nothing to
-    /// watch, so this happens in every mode; dry-run and paused only stop the daemon from
-    /// *changing* the fleet afterwards. A StatefulSet is only read (its pods watched) through
+    /// `minReplicas`); giving a new one its first master is the caller's next step
+    /// ([`crate::act::target::open`]). A StatefulSet is only read (its pods watched) through
     /// `kube`'s client, built on first use: Kubernetes runs the pods. Its Events name this
     /// process by [`lease::default_identity`] (`POD_NAME`, else `HOSTNAME`).
-    pub async fn open(
-        policy: &Policy,
-        mode: Mode,
-        kube: &KubeClient,
-    ) -> Result<Self, ClusterError> {
-        Self::open_as(policy, mode, kube, &lease::default_identity()).await
+    pub async fn open(policy: &Policy, kube: &KubeClient) -> Result<Self, ClusterError> {
+        Self::open_as(policy, kube, &lease::default_identity()).await
     }
 
     /// [`AnyCluster::open`] for the daemon: a StatefulSet's Events name it `identity`, the
     /// name it holds the Lease under (`run --identity`).
     pub async fn open_as(
         policy: &Policy,
-        mode: Mode,
         kube: &KubeClient,
         identity: &str,
     ) -> Result<Self, ClusterError> {
         match &policy.target {
             Target::Local { .. } => {
                 let access = redis_access(policy).map_err(ClusterError::Access)?;
-                let Some(config) = LocalConfig::from_policy(policy, access.clone()) else {
+                let Some(config) = LocalConfig::from_policy(policy, access) else {
                     return Err(ClusterError::Unsupported { target: "local", action: "open" });
                 };
-                let fleet = LocalFleet::open(config)?;
+                let fleet = LocalFleet::open_async(config).await?;
                 let min = policy.scaling.as_ref().map_or(1, |s| s.min_replicas);
                 let requested = fleet.replicas().await?.max(min);
                 fleet.scale(requested).await?;
-                let context = failover::Context::new(policy, &access, identity);
-                failover::bootstrap(&fleet, &policy.health, &context).await?;
-                tracing::info!(policy = %policy.name, replicas = requested, ?mode, "local fleet ready");
                 Ok(Self::Local(Box::new(fleet)))
             }
             Target::Endpoints(endpoints) => {
@@ -64,10 +52,9 @@ impl AnyCluster {
                     stateful_set: stateful_set.clone(),
                     port: *port,
                     access: redis_access(policy).map_err(ClusterError::Access)?,
-                    timeout: failover::action_timeout(policy),
+                    timeout: super::action_timeout(policy),
                     identity: identity.to_owned(),
                     event_interval: EVENT_INTERVAL,
-                    health: policy.health.clone(),
                 };
                 let cluster = KubeCluster::open(kube.get().await?, target).await?;
                 Ok(Self::Kubernetes(Box::new(cluster)))
@@ -101,12 +88,11 @@ impl AnyCluster {
                 let Some(config) = LocalConfig::from_policy(policy, access) else {
                     return Err(ClusterError::Unsupported { target: "local", action: "attach" });
                 };
-                let fleet = LocalFleet::open(LocalConfig { owns_processes: false, ..config })?;
+                let fleet =
+                    LocalFleet::open_async(LocalConfig { owns_processes: false, ..config }).await?;
                 Ok(Self::Local(Box::new(fleet)))
             }
-            Target::Endpoints(_) | Target::Kubernetes { .. } => {
-                Self::open(policy, Mode::Apply, kube).await
-            }
+            Target::Endpoints(_) | Target::Kubernetes { .. } => Self::open(policy, kube).await,
         }
     }
 }
@@ -178,6 +164,19 @@ impl Cluster for AnyCluster {
             Self::Local(c) => c.promote(member, epoch).await,
             Self::Endpoints(c) => c.promote(member, epoch).await,
             Self::Kubernetes(c) => c.promote(member, epoch).await,
+        }
+    }
+
+    async fn switch_over(
+        &self,
+        from: &Member,
+        to: &Member,
+        epoch: u64,
+    ) -> Result<(), ClusterError> {
+        match self {
+            Self::Local(c) => c.switch_over(from, to, epoch).await,
+            Self::Endpoints(c) => c.switch_over(from, to, epoch).await,
+            Self::Kubernetes(c) => c.switch_over(from, to, epoch).await,
         }
     }
 

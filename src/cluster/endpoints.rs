@@ -69,6 +69,15 @@ impl Cluster for StaticEndpoints {
         std::future::ready(Err(Self::unsupported("promote")))
     }
 
+    fn switch_over(
+        &self,
+        _from: &Member,
+        _to: &Member,
+        _epoch: u64,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send {
+        std::future::ready(Err(Self::unsupported("switch over")))
+    }
+
     fn repoint(
         &self,
         _member: &Member,

@@ -1,5 +1,8 @@
-//! The cluster edge: the one small trait the daemon acts through to list, scale, promote and
-//! repoint Redis instances, and to keep the durable record of which instance is the master.
+//! The cluster edge: the one small trait the daemon acts through to list, scale, promote,
+//! switch over and repoint Redis instances, and to keep the durable record of which instance
+//! is the master. Backends only do what they are told: choosing a master and handing it over
+//! before a scale-down is the action path's work ([`crate::act::hand_over`]), never a
+//! backend's, so nothing here reaches up to `failover` or `act`.
 //!
 //! - [`Cluster`]: the trait. Backends: [`local::LocalFleet`] (child processes on loopback),
 //!   [`kubernetes::KubeCluster`] (a StatefulSet's pods), [`StaticEndpoints`], and the
@@ -29,7 +32,15 @@ use std::future::Future;
 use std::path::PathBuf;
 
 pub use crate::model::{Advertised, Claim, MasterRecord, Member, RecordRefusal};
-use crate::observe::InstanceId;
+use crate::observe::{InstanceId, InstanceSample};
+use crate::policy::Policy;
+use crate::sample::redis::RedisSampler;
+
+/// The deadline of each role command sent to an instance (and of a failover's steps): long
+/// enough for a health probe and for a sampling round, whichever the policy allows more.
+pub fn action_timeout(policy: &Policy) -> std::time::Duration {
+    policy.health.probe_timeout.max(policy.sampling.timeout)
+}
 
 /// What the daemon acts through. Every call is bounded by a deadline chosen by the backend;
 /// every action is safe to retry after a failure or a daemon restart (each says how).
@@ -40,8 +51,10 @@ pub trait Cluster: Send + Sync {
     /// How many instances were last requested by [`Cluster::scale`].
     fn replicas(&self) -> impl Future<Output = Result<u16, ClusterError>> + Send;
 
-    /// Makes ordinals `0..to` exist and removes the others. Never removes the recorded master:
-    /// a backend first switches it over to a surviving replica. Idempotent: calling it again
+    /// Makes ordinals `0..to` exist and removes the others. Only resizes: it refuses
+    /// ([`ClusterError::WouldRemoveMaster`]) to remove the recorded master while that one is a
+    /// member not gone. Moving the master off first is the action path's job
+    /// ([`crate::act::hand_over`]), the same for every backend. Idempotent: calling it again
     /// with the same `to` finishes an interrupted call.
     fn scale(&self, to: u16) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
@@ -74,6 +87,30 @@ pub trait Cluster: Send + Sync {
         member: &Member,
         epoch: u64,
     ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    /// Hands the master role from `from` to its replica `to` without losing acknowledged
+    /// writes (Redis `FAILOVER TO`: writes pause until `to` caught up, then the two swap).
+    /// Refused unless `to` at `epoch` is the recorded master, as [`Cluster::promote`] is. Not
+    /// idempotent on Redis's side: once the swap happened a second call fails, so callers
+    /// check roles before retrying ([`redis_admin::switchover`]).
+    fn switch_over(
+        &self,
+        from: &Member,
+        to: &Member,
+        epoch: u64,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    /// One health sample (`INFO`) of each of `members`, in the same order, through `prober`
+    /// (its deadline bounds the round): what a failover or a hand-over chooses by. Every
+    /// backend with real instances asks Redis; the simulator answers from its model.
+    fn probe(
+        &self,
+        members: &[Member],
+        prober: &RedisSampler,
+    ) -> impl Future<Output = Vec<InstanceSample>> + Send {
+        let endpoints: Vec<_> = members.iter().map(|m| m.endpoint.clone()).collect();
+        async move { prober.sample(&endpoints).await }
+    }
 
     /// Makes `member` replicate `master`. Idempotent (Redis answers "already connected").
     fn repoint(
@@ -159,6 +196,13 @@ pub enum ClusterError {
         "refusing to record {instance} at epoch {epoch}: epochs only grow, and {recorded} is recorded"
     )]
     StaleEpoch { instance: InstanceId, epoch: u64, recorded: String },
+    /// A scale-down reached the backend with the recorded master still on an ordinal it
+    /// removes: the action path hands it over first, so this means something recorded it
+    /// there in between (or a caller skipped the hand-over).
+    #[error(
+        "refusing to scale to {to}: it would remove the recorded master {instance} (ordinal {ordinal}); hand it over first"
+    )]
+    WouldRemoveMaster { instance: InstanceId, ordinal: u16, to: u16 },
     #[error("refusing to repoint {instance}: it is the recorded master (record another first)")]
     RecordedMaster { instance: InstanceId },
     #[error("refusing to change roles: {claim}")]
@@ -169,6 +213,35 @@ pub enum ClusterError {
     Access(#[source] crate::sample::SetupError),
     #[error(transparent)]
     Kubernetes(Box<kubernetes::KubeError>),
+}
+
+/// The recorded master, when a scale to `to` would remove it: a member, not gone, at an
+/// ordinal `>= to` (highest ordinals go first). What the action path hands over before such
+/// a scale, and what every backend's [`Cluster::scale`] refuses.
+pub fn removed_master<'m>(
+    record: Option<&MasterRecord>,
+    members: &'m [Member],
+    to: u16,
+) -> Option<&'m Member> {
+    let record = record?;
+    members.iter().find(|m| m.id == record.instance && m.ordinal >= to && m.gone.is_none())
+}
+
+/// [`ClusterError::WouldRemoveMaster`] when a scale to `to` would remove the recorded master
+/// ([`removed_master`]): the one check every backend's [`Cluster::scale`] makes first.
+pub fn refuse_removing_master(
+    record: Option<&MasterRecord>,
+    members: &[Member],
+    to: u16,
+) -> Result<(), ClusterError> {
+    match removed_master(record, members, to) {
+        Some(master) => Err(ClusterError::WouldRemoveMaster {
+            instance: master.id.clone(),
+            ordinal: master.ordinal,
+            to,
+        }),
+        None => Ok(()),
+    }
 }
 
 impl From<RecordRefusal> for ClusterError {
@@ -209,6 +282,7 @@ impl ClusterError {
             ClusterError::NotRecorded { .. } => "not_recorded",
             ClusterError::StaleEpoch { .. } => "stale_epoch",
             ClusterError::RecordedMaster { .. } => "recorded_master",
+            ClusterError::WouldRemoveMaster { .. } => "would_remove_master",
             ClusterError::Busy { .. } => "busy",
             ClusterError::Unsupported { .. } => "unsupported",
             ClusterError::Access(_) => "access",

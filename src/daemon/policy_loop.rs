@@ -576,8 +576,10 @@ impl<C: Cluster> PolicyLoop<C> {
     /// cluster.
     async fn scale(&mut self, from: u16, to: u16, now: Timestamp) -> ActionOutcome {
         let started = Instant::now();
-        let outcome =
-            act::scale(&mut self.executor, &self.cluster, &mut self.memory, from, to, now).await;
+        let context = failover::Context::new(&self.policy, &self.access, &self.actor);
+        let hand_over = act::HandOver { health: &self.policy.health, context };
+        let (executor, memory) = (&mut self.executor, &mut self.memory);
+        let outcome = act::scale(executor, &self.cluster, memory, from, to, now, &hand_over).await;
         let took = matches!(outcome, ActionOutcome::Applied | ActionOutcome::Failed { .. })
             .then(|| started.elapsed());
         self.shared.metrics.action(&self.policy.name, "scale", &outcome, took);

@@ -26,8 +26,7 @@ use super::leader::{Election, LeaseSettings};
 use super::policies::{Change, PolicySet};
 use super::policy_loop::{Command, PolicyLoop, Shared};
 use super::snapshots::SnapshotScheduler;
-use crate::act::{Executor, Mode, RateLimit};
-use crate::cluster::AnyCluster;
+use crate::act::{self, Executor, Mode, RateLimit};
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::errors::chain;
 use crate::policy::{Diagnostic, Policy, SecretSource};
@@ -257,7 +256,7 @@ impl Launch<'_> {
         self.unstarted.insert(name.clone(), policy.clone());
         let Some(leadership) = self.leadership(&policy).await else { return };
         let (mode, identity) = (self.config.mode, self.election.identity());
-        let cluster = match AnyCluster::open_as(&policy, mode, self.election.client(), &identity)
+        let cluster = match act::target::open_as(&policy, mode, self.election.client(), &identity)
             .await
         {
             Ok(cluster) => cluster,

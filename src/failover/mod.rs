@@ -43,15 +43,15 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Probes every member of `cluster` with `prober` (its deadline bounds the round).
+    /// Probes every member of `cluster` with `prober` (its deadline bounds the round), through
+    /// [`Cluster::probe`].
     pub async fn take<C: Cluster>(
         cluster: &C,
         prober: &RedisSampler,
     ) -> Result<Self, ClusterError> {
         let members = cluster.members().await?;
         let record = cluster.recorded_master().await?;
-        let endpoints: Vec<_> = members.iter().map(|m| m.endpoint.clone()).collect();
-        let samples = prober.sample(&endpoints).await;
+        let samples = cluster.probe(&members, prober).await;
         Ok(Self { record, members, samples })
     }
 
@@ -165,11 +165,8 @@ impl<'a> Context<'a> {
     }
 }
 
-/// The deadline of each role command a failover sends: long enough for a health probe and
-/// for a sampling round, whichever the policy allows more.
-pub fn action_timeout(policy: &Policy) -> Duration {
-    policy.health.probe_timeout.max(policy.sampling.timeout)
-}
+/// The deadline of each role command a failover sends ([`crate::cluster::action_timeout`]).
+pub use crate::cluster::action_timeout;
 
 /// The CLI's actor name: `cli:USER@HOST/PID`.
 pub fn cli_actor() -> String {
@@ -314,13 +311,14 @@ pub async fn switch_over<C: Cluster>(
     if let Err(source) = cluster.record_master(record).await {
         return Err(failed(Phase::Promoting, timeline, source));
     }
-    let switched =
-        redis_admin::switchover(&from.endpoint, &to.endpoint, context.access, context.timeout)
-            .await;
-    if let Err(source) = switched {
-        let still_master = redis_admin::info(&from.endpoint, context.access, context.timeout)
-            .await
-            .is_ok_and(|info| info.role == crate::observe::Role::Master);
+    if let Err(source) = cluster.switch_over(from, to, epoch).await {
+        let prober =
+            RedisSampler::with_sections(context.access.clone(), context.timeout, HEALTH_SECTIONS);
+        let sample = cluster.probe(std::slice::from_ref(from), &prober).await;
+        let still_master = sample
+            .first()
+            .and_then(|s| s.info.as_ref())
+            .is_some_and(|info| info.role == crate::observe::Role::Master);
         if still_master {
             release(cluster, &from.id, epoch + 1, claim).await;
         }
@@ -353,8 +351,8 @@ async fn release<C: Cluster>(cluster: &C, instance: &str, epoch: u64, mut claim:
 /// Moves the master role off `from`, which a scale-down to `keep` instances is about to
 /// remove, to the best instance below `keep`: chosen as a failover chooses
 /// ([`health::successor`]), handed over by [`switch_over`], losing no acknowledged write.
-/// Every backend's `scale` calls this before removing the recorded master; it records through
-/// the trait, so the caller must not hold its own action lock meanwhile.
+/// The action path ([`crate::act::hand_over`]) calls this before every scale-down that
+/// would remove the recorded master, whatever the backend; it records through the trait.
 pub async fn hand_over<C: Cluster>(
     cluster: &C,
     from: &Member,

@@ -7,9 +7,14 @@
 //!   its observations from the model directly.
 //! - [`Cluster::scale`] applies [`ClusterModel::scale_to`] at the simulation's current time,
 //!   which the replay sets before each evaluation ([`SimCluster::set_now`]).
-//! - Failover is not simulated: the master record is kept in memory with the trait's epoch
-//!   rules, and `promote`/`repoint` only check them. Ordinal 0 always plays the master in the
-//!   model, whatever is recorded.
+//! - Roles are modelled, data is not: the master record is kept in memory with the trait's
+//!   epoch rules, and the model remembers which ordinal serves as master. `promote` and
+//!   `switch_over` move that role after checking the record (a switch over needs a ready
+//!   target, as Redis's `FAILOVER TO` needs one caught up); `repoint` only checks it.
+//!   [`Cluster::probe`] answers from the model: the serving master, ready replicas linked up,
+//!   warming ones still syncing. A replay starts with the master recorded on the starting
+//!   fleet's highest ordinal ([`SimCluster::with_master_at`]), so a scale-down below that count
+//!   goes through the daemon's hand-over ([`crate::act::hand_over`]).
 //!
 //! Every future is ready at once (no I/O, no awaits), so a synchronous caller can drive it with
 //! `futures::FutureExt::now_or_never`. The model sits behind a `std::sync::Mutex` only because
@@ -20,8 +25,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::model::ClusterModel;
 use super::trace::Millis;
-use crate::cluster::{Cluster, ClusterError, MasterRecord, Member};
-use crate::sample::redis::Endpoint;
+use crate::cluster::{Cluster, ClusterError, MasterRecord, Member, refuse_removing_master};
+use crate::observe::{Info, InstanceSample, Outcome, Role};
+use crate::sample::redis::{Endpoint, RedisSampler};
 
 /// Host of every simulated endpoint: a name that resolves nowhere, on purpose.
 const HOST: &str = "sim";
@@ -35,12 +41,44 @@ struct State {
     /// The simulation's current time: when a scale requested now takes effect.
     now: Millis,
     master: Option<MasterRecord>,
+    /// The ordinal serving as master in the model: where the last promotion or switchover
+    /// put it (the record may name another between the record write and the Redis step).
+    serving: Option<u16>,
+    /// Switchovers carried out, for whoever asks how often the master moved.
+    switchovers: u64,
 }
 
 impl SimCluster {
     /// `model` as it is at `now`, with no master recorded.
     pub fn new(model: ClusterModel, now: Millis) -> Self {
-        Self { state: Mutex::new(State { model, now, master: None }) }
+        let state = State { model, now, master: None, serving: None, switchovers: 0 };
+        Self { state: Mutex::new(state) }
+    }
+
+    /// The master recorded at epoch 1 on `ordinal`, serving there: a StatefulSet whose master
+    /// a past failover left on that pod.
+    pub fn with_master_at(self, ordinal: u16) -> Self {
+        {
+            let mut state = self.lock();
+            state.master = Some(MasterRecord::new(&member(ordinal).id, 1));
+            state.serving = Some(ordinal);
+        }
+        self
+    }
+
+    /// The ordinal serving as master in the model, if any.
+    pub fn serving_master(&self) -> Option<u16> {
+        self.lock().serving
+    }
+
+    /// The master record as it stands.
+    pub fn record(&self) -> Option<MasterRecord> {
+        self.lock().master.clone()
+    }
+
+    /// How many switchovers moved the master role so far.
+    pub fn switchovers(&self) -> u64 {
+        self.lock().switchovers
     }
 
     /// Exclusive access without locking: the owner integrates time through this.
@@ -93,11 +131,38 @@ impl Cluster for SimCluster {
         Ok(self.lock().model.requested())
     }
 
-    /// Never fails. The recorded master is not switched over first: the model has no roles
-    /// to switch, and its master (ordinal 0) survives every scale but one to zero.
+    /// Refuses, like every backend, to remove the recorded master; otherwise resizes.
     async fn scale(&self, to: u16) -> Result<(), ClusterError> {
+        let members = self.members().await?;
+        refuse_removing_master(self.lock().master.as_ref(), &members, to)?;
         self.resize(to);
         Ok(())
+    }
+
+    /// Answers from the model: the serving master, ready replicas linked up, warming ones
+    /// still syncing, ordinals beyond the requested count unreachable. Offsets and keys are
+    /// not modelled, so every replica is as caught up as the others.
+    async fn probe(&self, members: &[Member], _prober: &RedisSampler) -> Vec<InstanceSample> {
+        let state = self.lock();
+        let ready: Vec<bool> = state.model.instances(0.0).map(|i| i.ready).collect();
+        members
+            .iter()
+            .map(|member| {
+                let Some(&ready) = ready.get(usize::from(member.ordinal)) else {
+                    let outcome = Outcome::Unreachable("not in the model".into());
+                    return InstanceSample { id: member.id.clone(), outcome, info: None };
+                };
+                let role = if state.serving == Some(member.ordinal) {
+                    Role::Master
+                } else {
+                    Role::Replica
+                };
+                let mut info = Info::new(role);
+                info.master_link_up = (role == Role::Replica).then_some(ready);
+                info.syncing = !ready;
+                InstanceSample { id: member.id.clone(), outcome: Outcome::Ok, info: Some(info) }
+            })
+            .collect()
     }
 
     async fn recorded_master(&self) -> Result<Option<MasterRecord>, ClusterError> {
@@ -117,7 +182,38 @@ impl Cluster for SimCluster {
     }
 
     async fn promote(&self, member: &Member, epoch: u64) -> Result<(), ClusterError> {
-        Ok(MasterRecord::may_promote(self.lock().master.as_ref(), member, epoch)?)
+        let mut state = self.lock();
+        MasterRecord::may_promote(state.master.as_ref(), member, epoch)?;
+        state.serving = Some(member.ordinal);
+        Ok(())
+    }
+
+    /// Checked like `promote`; then, as `FAILOVER TO` does, fails unless `from` serves as
+    /// master and `to` is ready (caught up), and swaps the roles.
+    async fn switch_over(
+        &self,
+        from: &Member,
+        to: &Member,
+        epoch: u64,
+    ) -> Result<(), ClusterError> {
+        let mut state = self.lock();
+        MasterRecord::may_promote(state.master.as_ref(), to, epoch)?;
+        let failed = |why: &str| ClusterError::Switchover {
+            from: from.id.clone(),
+            to: to.id.clone(),
+            why: why.to_owned(),
+        };
+        if state.serving != Some(from.ordinal) {
+            return Err(failed("it does not serve as master in the model"));
+        }
+        let ready =
+            state.model.instances(0.0).nth(usize::from(to.ordinal)).is_some_and(|i| i.ready);
+        if !ready {
+            return Err(failed("the target is not ready (still syncing) in the model"));
+        }
+        state.serving = Some(to.ordinal);
+        state.switchovers += 1;
+        Ok(())
     }
 
     async fn repoint(&self, member: &Member, _master: &Member) -> Result<(), ClusterError> {

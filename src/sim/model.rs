@@ -19,7 +19,8 @@ struct Instance {
 /// What an instance looks like to a sampler at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InstanceState {
-    /// Position in the StatefulSet: 0 is the master.
+    /// Position in the StatefulSet (which one serves as master is the simulated cluster's
+    /// business: [`super::cluster::SimCluster`]).
     pub ordinal: usize,
     pub ready: bool,
     /// Ops/s it serves now: its even share of the served load, 0 while warming.

@@ -2,7 +2,8 @@
 //! simulated cluster is turned into the same [`Observation`] a live sampler would build, pushed
 //! into a [`History`], and [`decide`] is called exactly as the daemon calls it. A scale
 //! decision is carried out as the daemon carries it out, through [`act::scale`] (admission,
-//! [`crate::cluster::Cluster::scale`], the record in the decision memory) on a [`SimCluster`].
+//! the scale-down hand-over of the recorded master, [`crate::cluster::Cluster::scale`], the
+//! record in the decision memory) on a [`SimCluster`].
 //! Nothing here changes how the core decides or acts; it only stands in for the samplers.
 
 use std::time::Duration;
@@ -14,10 +15,12 @@ use super::cluster::SimCluster;
 use super::model::{ClusterModel, InstanceState};
 use super::replay::Controller;
 use super::trace::{Millis, timestamp};
-use crate::act::{self, ActionOutcome, Executor, Mode, RateLimit};
+use crate::act::{self, ActionOutcome, Executor, HandOver, Mode, RateLimit};
 use crate::decide::{Decision, Fleet, Memory, decide};
+use crate::failover;
 use crate::observe::{History, Info, InstanceSample, Observation, Outcome, QueryResult, Role};
 use crate::policy::Policy;
+use crate::sample::redis::Access;
 
 /// `INFO` fields the simulated instances report.
 const OPS_FIELD: &str = "instantaneous_ops_per_sec";
@@ -103,7 +106,14 @@ impl<'p> PolicyController<'p> {
         }
     }
 
-    fn observe(&mut self, now: Millis, demand: f64, cluster: &ClusterModel) -> Observation {
+    /// What a sampler sees of `cluster` under `demand`, `master` serving as master.
+    fn observe(
+        &mut self,
+        now: Millis,
+        demand: f64,
+        cluster: &ClusterModel,
+        master: Option<u16>,
+    ) -> Observation {
         let states = cluster.instances(demand);
         while self.instance_ids.len() < states.len() {
             self.instance_ids.push(format!("redis-{}", self.instance_ids.len()));
@@ -112,7 +122,7 @@ impl<'p> PolicyController<'p> {
             .map(|state| InstanceSample {
                 id: self.instance_ids[state.ordinal].clone(),
                 outcome: Outcome::Ok,
-                info: Some(info(&state)),
+                info: Some(info(&state, master)),
             })
             .collect();
         let queries = self
@@ -125,9 +135,11 @@ impl<'p> PolicyController<'p> {
 }
 
 /// What `INFO` says on one instance: a ready one serves its share and its link is up; a
-/// warming one is a replica still in its initial sync.
-fn info(state: &InstanceState) -> Info {
-    let role = if state.ordinal == 0 { Role::Master } else { Role::Replica };
+/// warming one is a replica still in its initial sync; `master` is the ordinal serving as
+/// master.
+fn info(state: &InstanceState, master: Option<u16>) -> Info {
+    let is_master = master.is_some_and(|m| usize::from(m) == state.ordinal);
+    let role = if is_master { Role::Master } else { Role::Replica };
     let mut info = Info::new(role);
     // `master_link_status` only exists on replicas.
     info.master_link_up = (role == Role::Replica).then_some(state.ready);
@@ -144,8 +156,9 @@ impl Controller for PolicyController<'_> {
     }
 
     fn evaluate(&mut self, now: Millis, demand: f64, cluster: &SimCluster) {
-        let (observation, replicas) =
-            cluster.with_model(|model| (self.observe(now, demand, model), model.requested()));
+        let master = cluster.serving_master();
+        let (observation, replicas) = cluster
+            .with_model(|model| (self.observe(now, demand, model, master), model.requested()));
         self.history.push(observation);
         let at = timestamp(now);
         let decisions =
@@ -159,10 +172,23 @@ impl Controller for PolicyController<'_> {
         }) else {
             return;
         };
-        // The simulated cluster's futures are ready at once and its scale never fails, so the
-        // action is always applied; the replay reads its effect from the model.
+        // The daemon's hand-over over the model: nothing connects anywhere (the simulated
+        // cluster answers probes itself), and the model has no config to set a write guard on.
+        let access = Access::default();
+        let context = failover::Context {
+            access: &access,
+            timeout: failover::action_timeout(self.policy),
+            guard: None,
+            actor: "simulate",
+        };
+        let hand_over = HandOver { health: &self.policy.health, context };
+        // The simulated cluster's futures are ready at once, and a scale-down happens only with
+        // every instance ready (no scale-down on doubt), so a replica below the new count can
+        // always take over: the action is always applied; the replay reads its effect from the
+        // model.
+        let (executor, memory) = (&mut self.executor, &mut self.memory);
         let outcome =
-            act::scale(&mut self.executor, cluster, &mut self.memory, from, to, at).now_or_never();
+            act::scale(executor, cluster, memory, from, to, at, &hand_over).now_or_never();
         debug_assert_eq!(outcome, Some(ActionOutcome::Applied));
     }
 }
@@ -192,7 +218,7 @@ mod tests {
         let mut controller = PolicyController::new(&policy).expect("has scaling");
         let mut cluster = ClusterModel::new(2, 100.0, 30_000, 0);
         cluster.scale_to(3, 0);
-        let observation = controller.observe(0, 150.0, &cluster);
+        let observation = controller.observe(0, 150.0, &cluster, Some(0));
         assert_eq!(observation.ready_count(), 2);
         let ids: Vec<&str> = observation.instances.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["redis-0", "redis-1", "redis-2"]);
@@ -216,6 +242,58 @@ mod tests {
         let cluster = SimCluster::new(ClusterModel::new(2, 1000.0, 0, 0), 0);
         controller.evaluate(0, 300.0, &cluster);
         assert_eq!(cluster.with_model(ClusterModel::requested), 3);
+    }
+
+    fn ready<T>(future: impl Future<Output = T>) -> T {
+        future.now_or_never().expect("simulated cluster futures are ready at once")
+    }
+
+    /// Issue 13: `simulate` goes through the daemon's scale-down hand-over. 3 instances with
+    /// the master on the highest, a quiet fleet (30 ops/s for a target of 100 each): the
+    /// policy scales to 1, and the action path first switches the master over to the one
+    /// survivor, recorded at the next epoch with its claim released; the backend only resizes.
+    #[test]
+    fn a_scale_down_removing_the_master_hands_it_over_through_the_action_path() {
+        let policy = policy().metric(redis_metric(OPS_FIELD, 100.0)).build();
+        let mut controller = PolicyController::new(&policy).expect("has scaling");
+        let cluster = SimCluster::new(ClusterModel::new(3, 1000.0, 0, 0), 0).with_master_at(2);
+        // The backend alone refuses to remove the recorded master.
+        let refused = ready(crate::cluster::Cluster::scale(&cluster, 1));
+        assert!(
+            matches!(
+                refused,
+                Err(crate::cluster::ClusterError::WouldRemoveMaster { ordinal: 2, to: 1, .. })
+            ),
+            "{refused:?}"
+        );
+        controller.evaluate(0, 30.0, &cluster);
+        assert_eq!(cluster.with_model(ClusterModel::requested), 1);
+        let record = cluster.record().expect("a record");
+        assert_eq!((record.instance.as_str(), record.epoch), ("redis-0", 2));
+        assert_eq!(record.active_claim(chrono::Utc::now()), None, "{record:?}");
+        assert_eq!(cluster.serving_master(), Some(0));
+        assert_eq!(cluster.switchovers(), 1);
+        // The survivor is the master the next observation shows.
+        let observation =
+            cluster.with_model(|model| controller.observe(10_000, 30.0, model, Some(0)));
+        let roles: Vec<Role> =
+            observation.instances.iter().filter_map(|s| s.info.as_ref()).map(|i| i.role).collect();
+        assert_eq!(roles, [Role::Master]);
+    }
+
+    /// The same through a whole replay: the master starts on the starting fleet's highest
+    /// ordinal, and the run reports the switchover and where the master ended.
+    #[test]
+    fn a_replay_that_scales_below_its_start_hands_the_master_over() {
+        let policy = policy().metric(redis_metric(OPS_FIELD, 100.0)).build();
+        let rows = [(0, 30.0), (60, 30.0)].iter().map(|&(s, load)| Row { at: s * 1000, load });
+        let trace = Trace::from_rows("quiet", TimeKind::Seconds, rows.collect()).expect("valid");
+        let mut controller = PolicyController::new(&policy).expect("has scaling");
+        let run = replay(&trace, ClusterModel::new(3, 1000.0, 0, 0), &mut controller);
+        assert_eq!(run.timeline.last().map(|c| c.requested), Some(1));
+        assert_eq!(run.switchovers, 1);
+        let master = run.master.expect("a record");
+        assert_eq!((master.instance.as_str(), master.epoch), ("redis-0", 2));
     }
 
     #[test]

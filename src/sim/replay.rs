@@ -10,6 +10,7 @@ use super::cluster::SimCluster;
 use super::model::ClusterModel;
 use super::report::Summary;
 use super::trace::{Millis, Row, Trace};
+use crate::cluster::MasterRecord;
 
 /// An autoscaler under test, asked at its own cadence what the deployment should be.
 pub trait Controller {
@@ -34,6 +35,10 @@ pub struct Change {
 pub struct Run {
     pub summary: Summary,
     pub timeline: Vec<Change>,
+    /// How many times a scale-down handed the master over (a switchover) first.
+    pub switchovers: u64,
+    /// The master record at the end.
+    pub master: Option<MasterRecord>,
 }
 
 struct Replay<'t> {
@@ -52,13 +57,16 @@ struct Replay<'t> {
 
 /// Replays `trace` (loads in ops/s) against `cluster` resized by `controller`.
 pub fn replay(trace: &Trace, cluster: ClusterModel, controller: &mut impl Controller) -> Run {
+    // The master where a past failover may have left it, on the highest ordinal: a scale-down
+    // below the starting count must hand it over (see `SimCluster`).
+    let master = cluster.requested().saturating_sub(1);
     let mut replay = Replay {
         rows: trace.rows(),
         row: 0,
         end: trace.end(),
         now: trace.start(),
         peak_replicas: cluster.requested(),
-        cluster: SimCluster::new(cluster, trace.start()),
+        cluster: SimCluster::new(cluster, trace.start()).with_master_at(master),
         under_provisioned: 0,
         replica_millis: 0,
         scale_events: 0,
@@ -145,6 +153,8 @@ impl Replay<'_> {
                 peak_replicas: self.peak_replicas,
             },
             timeline: self.timeline,
+            switchovers: self.cluster.switchovers(),
+            master: self.cluster.record(),
         }
     }
 }

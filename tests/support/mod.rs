@@ -69,9 +69,24 @@ pub fn local_config(
         data_dir: dir.to_owned(),
         access: redis_autopilot::sample::redis::Access::default(),
         timeout,
-        health: redis_autopilot::policy::Health::default(),
         owns_processes: true,
     }
+}
+
+/// Scales `cluster` to `to` as the daemon's action path does: the recorded master handed over
+/// first when `to` removes it ([`redis_autopilot::act::hand_over::resize`]), then the
+/// backend's `scale`, which only resizes.
+pub async fn resize<C: redis_autopilot::cluster::Cluster>(
+    cluster: &C,
+    to: u16,
+    access: &redis_autopilot::sample::redis::Access,
+    timeout: Duration,
+) -> Result<(), redis_autopilot::cluster::ClusterError> {
+    use redis_autopilot::act::hand_over::{self, HandOver};
+    let health = redis_autopilot::policy::Health::default();
+    let context =
+        redis_autopilot::failover::Context { access, timeout, guard: None, actor: "test" };
+    hand_over::resize(cluster, to, &HandOver { health: &health, context }).await.map(drop)
 }
 
 /// One health probe of a local fleet with a fresh memory, as a daemon that just started

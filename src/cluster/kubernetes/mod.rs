@@ -6,6 +6,7 @@
 //! | `replicas` / `scale` | the `scale` subresource (`GET`, merge `PATCH {"spec":{"replicas":N}}`) |
 //! | `recorded_master` / `record_master` | annotations `redis-autopilot.io/master` and `redis-autopilot.io/epoch` on the StatefulSet, written under a resourceVersion precondition ([`record`]) |
 //! | `promote` / `repoint` | Redis `REPLICAOF` on the pod's IP ([`crate::cluster::redis_admin`]) |
+//! | `switch_over` | Redis `FAILOVER TO` from the master's pod IP to the target's |
 //! | `advertise` | merge `PATCH` of the pod label `redis-autopilot.io/role` |
 //!
 //! Every action posts an Event on the StatefulSet ([`events`]). The calls made are listed in
@@ -40,8 +41,6 @@ use self::events::{EventSink, Severity};
 use self::pods::PodCache;
 use super::redis_admin;
 use super::{Advertised, Cluster, ClusterError, MasterRecord, Member};
-use crate::failover;
-use crate::policy::Health;
 use crate::sample::redis::{Access, Endpoint};
 
 /// The pod label Services select by.
@@ -66,8 +65,6 @@ pub struct KubeTarget {
     pub identity: String,
     /// At most one Event per action and reason per this interval.
     pub event_interval: Duration,
-    /// How a scale-down that removes the master chooses its successor and guards it.
-    pub health: Health,
 }
 
 pub struct KubeCluster {
@@ -263,39 +260,17 @@ impl Cluster for KubeCluster {
         Ok(replicas)
     }
 
-    /// Hands the master over first when `to` would remove its pod (highest ordinals go
-    /// first), then sets `spec.replicas` through the scale subresource; the StatefulSet
-    /// controller creates and deletes the pods. New pods boot as replicas of the recorded
-    /// master (the deploy/ startup script reads the annotation). Idempotent; a failed
-    /// hand-over changes no replica count.
+    /// Sets `spec.replicas` through the scale subresource; the StatefulSet controller creates
+    /// and deletes the pods (highest ordinals first). Refused, before any write, while the
+    /// recorded master's pod is one it would remove (the action path hands it over first).
+    /// New pods boot as replicas of the recorded master (the deploy/ startup script reads the
+    /// annotation). Idempotent.
     async fn scale(&self, to: u16) -> Result<(), ClusterError> {
         let from = self.replicas().await?;
         let result = async {
-            if let Some(recorded) = self.read_record().await?.record() {
-                let members = self.members().await?;
-                let master = members.iter().find(|m| m.id == recorded.instance);
-                if let Some(old) = master.filter(|m| m.ordinal >= to && m.gone.is_none()) {
-                    let old = old.clone();
-                    // Outside the action lock: the hand-over records through the trait.
-                    let context = failover::Context {
-                        access: &self.target.access,
-                        timeout: self.target.timeout,
-                        guard: self.target.health.write_guard.as_ref(),
-                        actor: &self.target.identity,
-                    };
-                    let handed =
-                        failover::hand_over(self, &old, to, &self.target.health, &context).await;
-                    let note = format!("{} is to be removed by scaling to {to}", old.id);
-                    match &handed {
-                        Ok(new) => {
-                            let note = format!("{note}: switched over to {}", new.id);
-                            self.report("HandOver", "SwitchedOver", &note, &handed).await;
-                        }
-                        Err(_) => self.report("HandOver", "SwitchedOver", &note, &handed).await,
-                    }
-                    handed?;
-                }
-            }
+            let record = self.read_record().await?.record();
+            let members = self.members().await?;
+            super::refuse_removing_master(record.as_ref(), &members, to)?;
             let _acting = self.acting.lock().await;
             self.set_replicas(to).await
         }
@@ -360,6 +335,26 @@ impl Cluster for KubeCluster {
         .await;
         let note = format!("promote {} (REPLICAOF NO ONE) at epoch {epoch}", member.id);
         self.report("Promote", "Promoted", &note, &result).await;
+        result
+    }
+
+    /// Reads the record fresh, then `FAILOVER TO` with no lock held, like [`Cluster::promote`].
+    async fn switch_over(
+        &self,
+        from: &Member,
+        to: &Member,
+        epoch: u64,
+    ) -> Result<(), ClusterError> {
+        let result = async {
+            let current = self.read_record().await?;
+            MasterRecord::may_promote(current.record().as_ref(), to, epoch)?;
+            let (access, timeout) = (&self.target.access, self.target.timeout);
+            redis_admin::switchover(&from.endpoint, &to.endpoint, access, timeout).await
+        }
+        .await;
+        let note =
+            format!("switch over from {} to {} (FAILOVER TO) at epoch {epoch}", from.id, to.id);
+        self.report("SwitchOver", "SwitchedOver", &note, &result).await;
         result
     }
 

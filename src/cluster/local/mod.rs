@@ -34,12 +34,11 @@ use rustix::process::Signal;
 use self::dumps::{ColdStart, Dump, Saved};
 use self::process::{Identity, Process};
 pub use self::state::read_record;
-use self::state::{State, lock_state, read_state, read_state_async, write_state};
+use self::state::{State, read_state, read_state_async, update_state};
 use super::redis_admin;
 use super::{Cluster, ClusterError, MasterRecord, Member};
-use crate::failover;
 use crate::observe::Role;
-use crate::policy::{Health, Policy, Target};
+use crate::policy::{Policy, Target};
 use crate::sample::redis::{Access, Endpoint};
 
 /// How long an instance may take to listen after it was started.
@@ -64,8 +63,6 @@ pub struct LocalConfig {
     pub access: Access,
     /// Deadline of every role command.
     pub timeout: Duration,
-    /// How a scale-down that removes the master chooses its successor and guards it.
-    pub health: Health,
     /// This handle runs the fleet (the daemon): [`LocalFleet::shutdown`] may stop it. Off (a
     /// one-off command acting beside a daemon), `shutdown` refuses. Dropping a fleet stops
     /// nothing either way: the next [`LocalFleet::open`] adopts the instances.
@@ -81,12 +78,50 @@ impl LocalConfig {
                 base_port: *base_port,
                 data_dir: PathBuf::from(data_dir),
                 access,
-                timeout: crate::failover::action_timeout(policy),
-                health: policy.health.clone(),
+                timeout: super::action_timeout(policy),
                 owns_processes: true,
             }),
             Target::Kubernetes { .. } | Target::Endpoints(_) => None,
         }
+    }
+}
+
+/// Every `dataDir/N` directory, by ordinal.
+fn ordinal_dirs(dir: &Path) -> Result<Vec<(u16, PathBuf)>, ClusterError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ClusterError::StateIo {
+        action: "list",
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut dirs: Vec<(u16, PathBuf)> = entries
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|entry| {
+            let ordinal = entry.file_name().to_str()?.parse::<u16>().ok()?;
+            Some((ordinal, entry.path()))
+        })
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Runs `work` (file I/O that may block: fsync, a lock another process holds) on the blocking
+/// pool, not on an async worker. A panic in it is re-raised here, as if it had run inline;
+/// a runtime shutting down under it is an error about `path`.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> Result<T, ClusterError> + Send + 'static,
+) -> Result<T, ClusterError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(error) => Err(ClusterError::StateIo {
+                action: "finish work on",
+                path: path.to_owned(),
+                source: std::io::Error::other(error),
+            }),
+        },
     }
 }
 
@@ -185,13 +220,15 @@ impl LocalFleet {
             processes: std::sync::Mutex::default(),
         };
         let mut running = BTreeMap::new();
-        for ordinal in fleet.ordinal_dirs()?.into_iter().map(|(ordinal, _)| ordinal) {
+        for ordinal in ordinal_dirs(&fleet.config.data_dir)?.into_iter().map(|(ordinal, _)| ordinal)
+        {
             let Ok(port) = fleet.port(ordinal) else { continue };
             let dir = fleet.dir(ordinal);
             match process::adoptable(&Identity { host: HOST, port, dir: &dir }) {
-                Ok(Some(pid)) => {
-                    tracing::info!(instance = %format!("{HOST}:{port}"), pid, "adopting a running instance");
-                    running.insert(ordinal, Process::Adopted(pid));
+                Ok(Some(adopted)) => {
+                    let process = Process::Adopted(adopted);
+                    tracing::info!(instance = %format!("{HOST}:{port}"), pid = process.pid(), "adopting a running instance");
+                    running.insert(ordinal, process);
                 }
                 Ok(None) => {}
                 Err(why) => {
@@ -201,6 +238,13 @@ impl LocalFleet {
         }
         fleet.lock().running = running;
         Ok(fleet)
+    }
+
+    /// [`LocalFleet::open`] from async code: it reads the data dir and `/proc` and knocks on
+    /// ports, so it runs on the blocking pool, not on an async worker.
+    pub async fn open_async(config: LocalConfig) -> Result<Self, ClusterError> {
+        let data_dir = config.data_dir.clone();
+        blocking(&data_dir, move || Self::open(config)).await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Processes> {
@@ -274,19 +318,22 @@ impl LocalFleet {
             return self.stop(ordinal, process).await;
         }
         let dir = self.dir(ordinal);
-        let identity = Identity { host: HOST, port: member.endpoint.port, dir: &dir };
         let deadline = Instant::now() + SAVE_DEADLINE;
-        while process.alive(&identity) {
+        while process.alive() {
             if Instant::now() >= deadline {
                 tracing::error!(instance = %member.id, "the master did not exit within {SAVE_DEADLINE:?} of SHUTDOWN SAVE: stopping it; the next start restores the freshest file left");
                 return self.stop(ordinal, process).await;
             }
             tokio::time::sleep(POLL).await;
         }
-        match Dump::find(&dir).filter(|dump| dump.modified >= since) {
+        let look = dir.clone();
+        let found = blocking(&dir, move || Ok(Dump::find(&look))).await?;
+        match found.filter(|dump| dump.modified >= since) {
             Some(dump) => {
                 let saved = Saved::new(member.id.clone(), state.epoch, ordinal, &dump);
-                dumps::write_saved(&self.config.data_dir, &saved)?;
+                let data_dir = self.config.data_dir.clone();
+                blocking(&self.config.data_dir, move || dumps::write_saved(&data_dir, &saved))
+                    .await?;
                 tracing::info!(instance = %member.id, epoch = state.epoch, dump = %dump.describe(), "the master saved its data: the next start restores it and promotes it again");
             }
             None => tracing::error!(
@@ -323,26 +370,6 @@ impl LocalFleet {
 
     fn dir(&self, ordinal: u16) -> PathBuf {
         self.config.data_dir.join(ordinal.to_string())
-    }
-
-    /// Every `dataDir/N` directory, by ordinal.
-    fn ordinal_dirs(&self) -> Result<Vec<(u16, PathBuf)>, ClusterError> {
-        let dir = &self.config.data_dir;
-        let entries = std::fs::read_dir(dir).map_err(|source| ClusterError::StateIo {
-            action: "list",
-            path: dir.clone(),
-            source,
-        })?;
-        let mut dirs: Vec<(u16, PathBuf)> = entries
-            .flatten()
-            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|entry| {
-                let ordinal = entry.file_name().to_str()?.parse::<u16>().ok()?;
-                Some((ordinal, entry.path()))
-            })
-            .collect();
-        dirs.sort();
-        Ok(dirs)
     }
 
     fn port(&self, ordinal: u16) -> Result<u16, ClusterError> {
@@ -386,21 +413,31 @@ impl LocalFleet {
             why,
             log: log.clone(),
         };
-        std::fs::create_dir_all(&dir).map_err(|source| ClusterError::StateIo {
-            action: "create",
-            path: dir.clone(),
-            source,
-        })?;
+        let create = dir.clone();
+        blocking(&dir, move || {
+            std::fs::create_dir_all(&create).map_err(|source| ClusterError::StateIo {
+                action: "create",
+                path: create.clone(),
+                source,
+            })
+        })
+        .await?;
         // Something already answering there would be mistaken for the new instance.
         if tokio::net::TcpStream::connect((HOST, member.endpoint.port)).await.is_ok() {
             return Err(failed(format!("port {} is already in use", member.endpoint.port)));
         }
-        if !keep_dump && let Some(dump) = dumps::set_aside(&dir)? {
+        let (files, access) = (dir.clone(), self.config.access.clone());
+        let (set_aside, auth) = blocking(&dir, move || {
+            let set_aside = if keep_dump { None } else { dumps::set_aside(&files)? };
+            Ok((set_aside, write_auth_config(&files, &access)?))
+        })
+        .await?;
+        if let Some(dump) = set_aside {
             tracing::info!(instance = %member.id, dump = %dump.describe(), "set aside a stale dump.rdb: the instance starts empty and resyncs from the master");
         }
         let mut command = process::command(&self.config.redis_server);
         // A config file must come first on redis-server's command line.
-        if let Some(auth) = write_auth_config(&dir, &self.config.access)? {
+        if let Some(auth) = auth {
             command.arg(auth);
         }
         let child = command
@@ -433,7 +470,6 @@ impl LocalFleet {
                 source,
             })?;
         let mut process = Process::Child(child);
-        let identity = Identity { host: HOST, port: member.endpoint.port, dir: &dir };
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if let Process::Child(child) = &mut process
@@ -446,9 +482,11 @@ impl LocalFleet {
                 return Ok(process);
             }
             if Instant::now() >= deadline {
-                let _ = process.signal(&identity, Signal::KILL);
-                if let Process::Child(child) = &mut process {
-                    let _ = child.wait();
+                let _ = process.signal(Signal::KILL);
+                // Reaped without blocking a worker: SIGKILL ends it within moments.
+                let reap = Instant::now() + STOP_GRACE;
+                while process.alive() && Instant::now() < reap {
+                    tokio::time::sleep(POLL).await;
                 }
                 return Err(failed(format!("not listening after {START_DEADLINE:?}")));
             }
@@ -458,28 +496,26 @@ impl LocalFleet {
 
     /// `SIGTERM`, then `SIGKILL` if the process is still there after [`STOP_GRACE`].
     async fn stop(&self, ordinal: u16, mut process: Process) -> Result<(), ClusterError> {
-        let dir = self.dir(ordinal);
         let member = self.member(ordinal)?;
-        let identity = Identity { host: HOST, port: member.endpoint.port, dir: &dir };
-        if !process.alive(&identity) {
+        if !process.alive() {
             return Ok(());
         }
         tracing::info!(instance = %member.id, pid = process.pid(), "stopping");
-        if let Err(why) = process.signal(&identity, Signal::TERM) {
+        if let Err(why) = process.signal(Signal::TERM) {
             tracing::debug!(instance = %member.id, %why, "SIGTERM not delivered");
         }
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
-            if !process.alive(&identity) {
+            if !process.alive() {
                 return Ok(());
             }
             tokio::time::sleep(POLL).await;
         }
         tracing::warn!(instance = %member.id, pid = process.pid(), "still running {STOP_GRACE:?} after SIGTERM: SIGKILL");
-        let _ = process.signal(&identity, Signal::KILL);
+        let _ = process.signal(Signal::KILL);
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
-            if !process.alive(&identity) {
+            if !process.alive() {
                 return Ok(());
             }
             tokio::time::sleep(POLL).await;
@@ -490,31 +526,25 @@ impl LocalFleet {
         })
     }
 
-    /// Moves the master role off `master` (about to be removed) to the best instance below
-    /// `keep` ([`failover::hand_over`]).
-    async fn hand_over(&self, master: u16, keep: u16) -> Result<(), ClusterError> {
-        let actor = crate::cluster::kubernetes::lease::default_identity();
-        let context = failover::Context {
-            access: &self.config.access,
-            timeout: self.config.timeout,
-            guard: self.config.health.write_guard.as_ref(),
-            actor: &actor,
-        };
-        let from = self.member(master)?;
-        failover::hand_over(self, &from, keep, &self.config.health, &context).await.map(drop)
-    }
-
     /// Writes `to` as the requested count, re-reading the record first: a `redis-autopilot
     /// failover` run by hand may have recorded a new master since.
     async fn persist_replicas(&self, to: u16) -> Result<State, ClusterError> {
         let _writing = self.writing.lock().await;
-        let _locked = lock_state(&self.state_path)?;
-        let mut state = read_state_async(&self.state_path).await?;
-        if state.replicas != to {
+        self.update_state(move |state| {
+            let changed = state.replicas != to;
             state.replicas = to;
-            write_state(&self.state_path, &state)?;
-        }
-        Ok(state)
+            Ok(changed)
+        })
+        .await
+    }
+
+    /// [`state::update_state`] off the async workers.
+    async fn update_state(
+        &self,
+        change: impl FnOnce(&mut State) -> Result<bool, ClusterError> + Send + 'static,
+    ) -> Result<State, ClusterError> {
+        let path = self.state_path.clone();
+        blocking(&self.state_path, move || update_state(&path, change)).await
     }
 
     /// Forgets instances that exited and starts the missing ordinals below the requested
@@ -560,7 +590,7 @@ impl LocalFleet {
             life.keep = None;
         }
         if cold && !spare_master {
-            life.keep = self.cold_start(state, master)?;
+            life.keep = self.cold_start(state, master).await?;
         }
         let mut result = Ok(());
         for ordinal in missing {
@@ -594,10 +624,19 @@ impl LocalFleet {
 
     /// A fleet about to start with nothing running: decides what it restores and says what
     /// was lost ([`dumps::prepare`]). Returns the ordinal that keeps its file.
-    fn cold_start(&self, state: &State, master: Option<u16>) -> Result<Option<u16>, ClusterError> {
-        let dirs = self.ordinal_dirs()?;
-        let recorded = state.master.as_deref().zip(master).map(|(id, o)| (id, o, state.epoch));
-        let start = dumps::prepare(&self.config.data_dir, &dirs, recorded)?;
+    async fn cold_start(
+        &self,
+        state: &State,
+        master: Option<u16>,
+    ) -> Result<Option<u16>, ClusterError> {
+        let data_dir = self.config.data_dir.clone();
+        let recorded = state.master.clone().zip(master).map(|(id, o)| (id, o, state.epoch));
+        let start = blocking(&self.config.data_dir, move || {
+            let dirs = ordinal_dirs(&data_dir)?;
+            let recorded = recorded.as_ref().map(|(id, o, epoch)| (id.as_str(), *o, *epoch));
+            dumps::prepare(&data_dir, &dirs, recorded)
+        })
+        .await?;
         let master = state.describe();
         match &start {
             ColdStart::Saved { dump, .. } => {
@@ -614,22 +653,26 @@ impl LocalFleet {
         Ok(start.keeps())
     }
 
-    /// Drops processes that exited from `running`, remembering why in `down`.
+    /// Drops processes that exited from `running`, remembering why in `down`. Each look is a
+    /// syscall that returns at once ([`Process::alive`]), so the mutex is held for no I/O.
     fn forget_exited(&self, processes: &mut Processes) {
         let exited: Vec<(u16, u32)> = processes
             .running
             .iter_mut()
-            .filter_map(|(&ordinal, process)| {
-                let dir = self.dir(ordinal);
-                let port = self.port(ordinal).ok()?;
-                let identity = Identity { host: HOST, port, dir: &dir };
-                (!process.alive(&identity)).then(|| (ordinal, process.pid()))
-            })
+            .filter_map(|(&ordinal, process)| (!process.alive()).then(|| (ordinal, process.pid())))
             .collect();
         for (ordinal, pid) in exited {
             processes.running.remove(&ordinal);
             processes.down.insert(ordinal, format!("redis-server pid {pid} exited"));
         }
+    }
+
+    /// [`process::adoptable`] off the async workers (it reads files and knocks on the port);
+    /// `None` when there is nothing to adopt or the look failed.
+    async fn adoptable(&self, ordinal: u16, port: u16) -> Option<process::Adopted> {
+        let dir = self.dir(ordinal);
+        let look = move || process::adoptable(&Identity { host: HOST, port, dir: &dir });
+        tokio::task::spawn_blocking(look).await.ok()?.ok()?
     }
 
     /// Why `member` (not running as ours) counts as gone, or `None` when it is to be probed
@@ -689,13 +732,12 @@ impl Cluster for LocalFleet {
         }
         for (ordinal, why) in not_running {
             let mut member = self.member(ordinal)?;
-            let dir = self.dir(ordinal);
-            let identity = Identity { host: HOST, port: member.endpoint.port, dir: &dir };
             // Restarted by someone else (by hand, a supervisor): watch the new process.
-            if let Ok(Some(pid)) = process::adoptable(&identity) {
-                tracing::info!(instance = %member.id, pid, "adopting an instance restarted by someone else");
+            if let Some(adopted) = self.adoptable(ordinal, member.endpoint.port).await {
+                let process = Process::Adopted(adopted);
+                tracing::info!(instance = %member.id, pid = process.pid(), "adopting an instance restarted by someone else");
                 let mut processes = self.lock();
-                processes.running.insert(ordinal, Process::Adopted(pid));
+                processes.running.insert(ordinal, process);
                 processes.down.remove(&ordinal);
                 processes.foreign.remove(&ordinal);
             } else {
@@ -711,26 +753,18 @@ impl Cluster for LocalFleet {
         Ok(read_state_async(&self.state_path).await?.replicas)
     }
 
-    /// Reconciles to `to` instances: the recorded master, if it is to be removed, is switched
-    /// over first (see `hand_over`); only then is `to` recorded as requested, so a failed
-    /// switchover changes nothing and a later call tries again; the highest ordinals are
-    /// stopped; missing ordinals below `to` are started as replicas of the recorded master (of
-    /// themselves when none is recorded) and sync from it in the background, except while the
-    /// recorded master runs without serving: they wait for it ([`Cluster::heal`] starts them).
-    /// If the daemon dies halfway, calling `scale(to)` again finishes the job.
+    /// Reconciles to `to` instances: refused while the recorded master runs on an ordinal
+    /// `to` removes (the action path hands it over first), before `to` is recorded as
+    /// requested, so a refusal changes nothing; the highest ordinals are stopped; missing
+    /// ordinals below `to` are started as replicas of the recorded master (of themselves when
+    /// none is recorded) and sync from it in the background, except while the recorded master
+    /// runs without serving: they wait for it ([`Cluster::heal`] starts them). If the daemon
+    /// dies halfway, calling `scale(to)` again finishes the job.
     async fn scale(&self, to: u16) -> Result<(), ClusterError> {
         let mut life = self.lifecycle.lock().await;
         let state = read_state_async(&self.state_path).await?;
-        let hand_over = self.master_ordinal(&state).filter(|&master| {
-            let mut processes = self.lock();
-            self.forget_exited(&mut processes);
-            master >= to && processes.running.contains_key(&master)
-        });
-        // The switchover records the new master through the trait, which takes no lock
-        // this holds.
-        if let Some(master) = hand_over {
-            self.hand_over(master, to).await?;
-        }
+        let members = self.members().await?;
+        super::refuse_removing_master(state.record().as_ref(), &members, to)?;
         let state = self.persist_replicas(to).await?;
         let removing: Vec<(u16, Process)> = {
             let mut processes = self.lock();
@@ -757,17 +791,19 @@ impl Cluster for LocalFleet {
 
     async fn record_master(&self, record: MasterRecord) -> Result<(), ClusterError> {
         let _writing = self.writing.lock().await;
-        let _locked = lock_state(&self.state_path)?;
-        let mut state = read_state_async(&self.state_path).await?;
-        let current = state.record();
-        let Some(next) = MasterRecord::advance(current.as_ref(), &record, chrono::Utc::now())?
-        else {
-            return Ok(());
-        };
-        state.master = Some(next.instance);
-        state.epoch = next.epoch;
-        state.claim = next.claim;
-        write_state(&self.state_path, &state)
+        self.update_state(move |state| {
+            let current = state.record();
+            let now = chrono::Utc::now();
+            let Some(next) = MasterRecord::advance(current.as_ref(), &record, now)? else {
+                return Ok(false);
+            };
+            state.master = Some(next.instance);
+            state.epoch = next.epoch;
+            state.claim = next.claim;
+            Ok(true)
+        })
+        .await
+        .map(drop)
     }
 
     /// The record is checked, then `REPLICAOF NO ONE` sent with no lock held.
@@ -775,6 +811,19 @@ impl Cluster for LocalFleet {
         let state = read_state_async(&self.state_path).await?;
         MasterRecord::may_promote(state.record().as_ref(), member, epoch)?;
         redis_admin::replicaof(member, None, &self.config.access, self.config.timeout).await
+    }
+
+    /// The record is checked, then `FAILOVER TO` sent with no lock held.
+    async fn switch_over(
+        &self,
+        from: &Member,
+        to: &Member,
+        epoch: u64,
+    ) -> Result<(), ClusterError> {
+        let state = read_state_async(&self.state_path).await?;
+        MasterRecord::may_promote(state.record().as_ref(), to, epoch)?;
+        let (access, timeout) = (&self.config.access, self.config.timeout);
+        redis_admin::switchover(&from.endpoint, &to.endpoint, access, timeout).await
     }
 
     /// Refuses to repoint the recorded master: that would leave the fleet without the master
@@ -802,7 +851,6 @@ mod tests {
             data_dir: dir.path().to_owned(),
             access: Access::default(),
             timeout: Duration::from_secs(1),
-            health: Health::default(),
             owns_processes: true,
         };
         assert!(matches!(LocalFleet::open(config), Err(ClusterError::StateCorrupt { .. })));

@@ -1,13 +1,18 @@
 //! The local fleet's processes: a `redis-server` started with a minimal environment, one a
 //! previous daemon started recognised for what it is (never a stranger behind a reused pid or
 //! a stale `redis.pid`), and signals sent through a pidfd, so a pid that changed hands between
-//! the check and the signal is never hit. No subprocess, no `unsafe`: liveness is
-//! `Child::try_wait` for our children and `/proc` for adopted ones.
+//! the check and the signal is never hit. No subprocess, no `unsafe`, nothing that blocks:
+//! liveness is `Child::try_wait` for our children and a zero-timeout `poll` of the pidfd kept
+//! for an adopted one (readable once it exited), so a probe's liveness check is a syscall that
+//! returns at once, never a `/proc` read. Adopting one ([`adoptable`]) reads files and knocks
+//! on its port: callers run it off the async workers.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 /// Where an instance is: what a process must match to be taken for it.
@@ -23,38 +28,61 @@ pub(super) struct Identity<'a> {
 /// to be the instance ([`identify`]).
 pub(super) enum Process {
     Child(Child),
-    Adopted(u32),
+    Adopted(Adopted),
+}
+
+/// A process a previous daemon started: its pid, and a pidfd opened *before* it was proven to
+/// be the instance, so the fd names that very process for as long as it is kept, whatever
+/// later happens to the pid.
+#[derive(Debug)]
+pub(super) struct Adopted {
+    pid: u32,
+    fd: OwnedFd,
 }
 
 impl Process {
     pub fn pid(&self) -> u32 {
         match self {
             Process::Child(child) => child.id(),
-            Process::Adopted(pid) => *pid,
+            Process::Adopted(adopted) => adopted.pid,
         }
     }
 
-    /// Whether the process is still there (reaping our child if it exited) and, if adopted,
-    /// still the instance: a pid that exited and was reused by anything else is not.
-    pub fn alive(&mut self, identity: &Identity<'_>) -> bool {
+    /// Whether the process is still there (reaping our child if it exited). An adopted one is
+    /// alive until its pidfd turns readable, which it does when the process exits: a pid
+    /// reused by anything else afterwards is not mistaken for it.
+    pub fn alive(&mut self) -> bool {
         match self {
             Process::Child(child) => matches!(child.try_wait(), Ok(None)),
-            Process::Adopted(pid) => identify(*pid, identity).is_ok(),
+            Process::Adopted(adopted) => {
+                let mut fds = [PollFd::new(&adopted.fd, PollFlags::IN)];
+                let now = Timespec { tv_sec: 0, tv_nsec: 0 };
+                match poll(&mut fds, Some(&now)) {
+                    Ok(0) => true,
+                    Ok(_) => !fds[0].revents().intersects(PollFlags::IN | PollFlags::HUP),
+                    // Interrupted: say alive, the next look decides.
+                    Err(_) => true,
+                }
+            }
         }
     }
 
-    /// Sends `signal`. An adopted process is proven to be the instance first, through a pidfd
-    /// opened before the check: if the pid changed hands meanwhile, the pidfd still names the
-    /// old process and the signal goes nowhere.
-    pub fn signal(&mut self, identity: &Identity<'_>, signal: Signal) -> Result<(), String> {
+    /// Sends `signal` through a pidfd: the adopted process's own (it names the process proven
+    /// to be the instance, never whoever holds its pid now), or one opened on our child (its
+    /// pid stays ours until we reap it).
+    pub fn signal(&mut self, signal: Signal) -> Result<(), String> {
         let pid = self.pid();
-        let raw = i32::try_from(pid).ok().and_then(Pid::from_raw).ok_or("not a pid")?;
-        let fd = pidfd_open(raw, PidfdFlags::empty()).map_err(|e| format!("pid {pid}: {e}"))?;
-        if let Process::Adopted(_) = self {
-            identify(pid, identity)?;
+        match self {
+            Process::Adopted(adopted) => {
+                pidfd_send_signal(&adopted.fd, signal).map_err(|e| format!("pid {pid}: {e}"))
+            }
+            Process::Child(_) => {
+                let raw = i32::try_from(pid).ok().and_then(Pid::from_raw).ok_or("not a pid")?;
+                let fd =
+                    pidfd_open(raw, PidfdFlags::empty()).map_err(|e| format!("pid {pid}: {e}"))?;
+                pidfd_send_signal(&fd, signal).map_err(|e| format!("pid {pid}: {e}"))
+            }
         }
-        // Our child cannot change hands: its pid stays ours until we reap it.
-        pidfd_send_signal(&fd, signal).map_err(|e| format!("pid {pid}: {e}"))
     }
 }
 
@@ -90,9 +118,10 @@ pub(super) fn identify(pid: u32, identity: &Identity<'_>) -> Result<(), String> 
     Ok(())
 }
 
-/// The pid in `dir/redis.pid` if that process is provably the instance and its port answers:
-/// `Ok(None)` without a pid file, `Err` (why) with one that names anything else.
-pub(super) fn adoptable(identity: &Identity<'_>) -> Result<Option<u32>, String> {
+/// The process in `dir/redis.pid` if it is provably the instance and its port answers:
+/// `Ok(None)` without a pid file, `Err` (why) with one that names anything else. Blocking
+/// (file reads, a connect of up to a second): run it off the async workers.
+pub(super) fn adoptable(identity: &Identity<'_>) -> Result<Option<Adopted>, String> {
     let path = identity.dir.join("redis.pid");
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -106,6 +135,10 @@ pub(super) fn adoptable(identity: &Identity<'_>) -> Result<Option<u32>, String> 
     if pid == 0 {
         return Err(format!("`{}` holds pid 0", path.display()));
     }
+    // Opened before the check, so the fd names the process that passed it.
+    let raw = i32::try_from(pid).ok().and_then(Pid::from_raw).ok_or("not a pid")?;
+    let fd = pidfd_open(raw, PidfdFlags::empty())
+        .map_err(|e| format!("`{}`: pid {pid}: {e}", path.display()))?;
     identify(pid, identity).map_err(|why| format!("`{}`: {why}", path.display()))?;
     let address = (identity.host, identity.port);
     let answers = std::net::ToSocketAddrs::to_socket_addrs(&address)
@@ -119,7 +152,7 @@ pub(super) fn adoptable(identity: &Identity<'_>) -> Result<Option<u32>, String> 
             "pid {pid} is the instance's redis-server but its port does not answer"
         ));
     }
-    Ok(Some(pid))
+    Ok(Some(Adopted { pid, fd }))
 }
 
 /// `binary` with nothing of the daemon's environment (cloud credentials, tokens) but `PATH`,
@@ -137,6 +170,25 @@ pub(super) fn command(binary: &str) -> Command {
 mod tests {
     use super::*;
 
+    /// An adopted process is watched through its pidfd: alive while it runs, dead once it
+    /// exited (here reaped at once, so its pid is free for reuse), with no `/proc` read.
+    #[test]
+    fn an_adopted_process_is_alive_until_its_pidfd_says_it_exited() {
+        let mut child = Command::new("sleep").arg("30").spawn().expect("start sleep");
+        let pid = child.id();
+        let raw = Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+        let fd = pidfd_open(raw, PidfdFlags::empty()).expect("pidfd");
+        let mut adopted = Process::Adopted(Adopted { pid, fd });
+        assert!(adopted.alive());
+        adopted.signal(Signal::TERM).expect("signalled through the pidfd");
+        child.wait().expect("reaped");
+        assert!(!adopted.alive());
+        assert!(
+            adopted.signal(Signal::KILL).is_err(),
+            "a signal to an exited process goes nowhere"
+        );
+    }
+
     #[test]
     fn a_process_that_is_not_a_redis_server_is_not_an_instance() {
         let dir = tempfile::tempdir().unwrap();
@@ -150,6 +202,6 @@ mod tests {
         std::fs::write(dir.join("redis.pid"), "garbage").unwrap();
         assert!(adoptable(&identity).unwrap_err().contains("holds no pid"));
         std::fs::remove_file(dir.join("redis.pid")).unwrap();
-        assert_eq!(adoptable(&identity), Ok(None));
+        assert!(matches!(adoptable(&identity), Ok(None)));
     }
 }

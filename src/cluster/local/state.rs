@@ -60,6 +60,21 @@ pub(super) fn lock_state(path: &Path) -> Result<std::fs::File, ClusterError> {
     Ok(file)
 }
 
+/// Under [`lock_state`], reads the state, lets `change` edit it (`true`: write it back), and
+/// replaces it atomically if so. Returns the state as it stands after. Blocking (a file lock
+/// another process may hold, fsyncs): run it off the async workers.
+pub(super) fn update_state(
+    path: &Path,
+    change: impl FnOnce(&mut State) -> Result<bool, ClusterError>,
+) -> Result<State, ClusterError> {
+    let _locked = lock_state(path)?;
+    let mut state = read_state(path)?;
+    if change(&mut state)? {
+        write_state(path, &state)?;
+    }
+    Ok(state)
+}
+
 /// Reads the state file; a missing file is the empty state of a new fleet.
 pub(super) fn read_state(path: &Path) -> Result<State, ClusterError> {
     match std::fs::read(path) {
