@@ -203,14 +203,20 @@ spec:
         record(&self.data)
     }
 
+    /// The pid in the instance's `redis.pid`; waits while redis-server (re)writes it, when
+    /// the file is briefly empty.
     pub fn pid(&self, port: u16) -> u32 {
         let path = self.data.join(self.ordinal(port).to_string()).join("redis.pid");
-        let text = std::fs::read_to_string(&path).expect("pid file");
-        text.trim().parse().expect("a pid")
+        wait_until(
+            Duration::from_secs(5),
+            &format!("a pid in {}", path.display()),
+            || self.log(),
+            || std::fs::read_to_string(&path).ok()?.trim().parse().ok(),
+        )
     }
 
     /// Exactly the recorded master reports master; every other instance replicates it with
-    /// its link up, and the master streams to each online. Returns the master's port.
+    /// its link up, and acknowledging the master's stream. Returns the master's port.
     pub fn wait_healthy(&self, timeout: Duration) -> u16 {
         wait_until(
             timeout,
@@ -224,15 +230,18 @@ spec:
                     (info_field(port, "master_port")? == master.to_string()).then_some(())?;
                     (info_field(port, "master_link_status")? == "up").then_some(())?;
                 }
-                // A replica reports its link up once it has loaded the RDB, but the master sends
-                // the writes it buffered during the sync only after it puts the replica online.
-                // Until then those writes exist on the master alone, and a master hung in that
-                // window takes them with it, as it would under Sentinel.
-                let online = (0..INSTANCES - 1)
-                    .filter_map(|n| info_field(master, &format!("slave{n}")))
-                    .filter(|line| line.split(',').any(|kv| kv == "state=online"))
-                    .count();
-                (online == usize::from(INSTANCES - 1)).then_some(master)
+                // A replica reports its link up once it has loaded the RDB, and the master
+                // marks it online then too, but streams the writes it buffered during the sync
+                // only once the replica's first ACK arrives. Until then those writes exist on the
+                // master alone, and a master hung in that window takes them with it, as it would
+                // under Sentinel. A PUBLISH (replicated, touching no key) that every replica
+                // acknowledges (`WAIT`) proves the stream flows to each.
+                let mut connection = connect(master, Duration::from_millis(500))?;
+                redis::cmd("PUBLISH").arg("healthy").arg(1).query::<i64>(&mut connection).ok()?;
+                let replicas = INSTANCES - 1;
+                let acked: u16 =
+                    redis::cmd("WAIT").arg(replicas).arg(500).query(&mut connection).ok()?;
+                (acked == replicas).then_some(master)
             },
         )
     }
