@@ -14,7 +14,7 @@ use super::{Output, emit, load_policy_or_report};
 use crate::act::Mode;
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::cluster::{AnyCluster, Cluster};
-use crate::decide::{Decision, Fleet, Memory, decide, format_number};
+use crate::decide::{Fleet, Memory, ScalingDecision, decide, format_number};
 use crate::observe::{History, InstanceSample, Observation, Outcome, Role};
 use crate::policy::{MetricSource, Policy, Target};
 use crate::sample::redis::Endpoint;
@@ -94,7 +94,7 @@ struct QueryRow {
 #[serde(rename_all = "camelCase")]
 struct DecisionRow {
     #[serde(flatten)]
-    decision: Decision,
+    decision: ScalingDecision,
     /// The reason as one sentence, as logs and Events show it.
     sentence: String,
 }
@@ -134,7 +134,7 @@ async fn evaluate(policy: &Policy, fill: bool, kube: ClientOptions) -> anyhow::R
     let decisions = decide(policy, &history, fleet, &mut Memory::default(), latest.at);
     let missing_data = decisions
         .iter()
-        .filter_map(Decision::scaling_reason)
+        .map(ScalingDecision::reason)
         .any(|reason| reason.readings.iter().any(|r| r.value.is_err()))
         || latest.instances.iter().all(|s| s.info.is_none());
     Ok(Report {
@@ -153,7 +153,7 @@ async fn evaluate(policy: &Policy, fill: bool, kube: ClientOptions) -> anyhow::R
             .collect(),
         decisions: decisions
             .into_iter()
-            .map(|decision| DecisionRow { sentence: decision.reason(), decision })
+            .map(|decision| DecisionRow { sentence: decision.sentence(), decision })
             .collect(),
         missing_data,
     })

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::{DemoConfig, describe};
 use crate::daemon::policy_loop::Shared;
-use crate::decide::{Decision, format_number};
+use crate::decide::{Decision, HealthDecision, ScalingDecision, format_number};
 use crate::policy::Policy;
 use crate::sim::trace::Trace;
 
@@ -63,7 +63,11 @@ pub async fn show(feed: Feed, replicas_changed: impl Fn(u16), mut stop: watch::R
         // Oldest first, only those not printed yet.
         for record in recent.iter().rev().filter(|r| seen.is_none_or(|at| r.at > at)) {
             // Every action and alarm; holds and label changes would drown them.
-            if !matches!(record.decision, Decision::Hold { .. } | Decision::Advertise { .. }) {
+            if !matches!(
+                record.decision,
+                Decision::Scaling(ScalingDecision::Hold { .. })
+                    | Decision::Health(HealthDecision::Advertise { .. })
+            ) {
                 let outcome = record.action.as_ref().map_or("-", |a| a.label());
                 say(&format!(
                     "  >> {} [{outcome}] {}",
@@ -75,12 +79,12 @@ pub async fn show(feed: Feed, replicas_changed: impl Fn(u16), mut stop: watch::R
         if let Some(newest) = recent.first() {
             seen = Some(newest.at);
             let now = match &newest.decision {
-                Decision::Hold { replicas, .. } => *replicas,
-                Decision::Scale { from, to, .. } => {
+                Decision::Scaling(ScalingDecision::Hold { replicas, .. }) => *replicas,
+                Decision::Scaling(ScalingDecision::Scale { from, to, .. }) => {
                     let applied = newest.action.as_ref().is_some_and(|a| a.label() == "applied");
                     if applied { *to } else { *from }
                 }
-                _ => replicas,
+                Decision::Health(_) => replicas,
             };
             if now != replicas {
                 replicas = now;

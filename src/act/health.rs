@@ -1,0 +1,282 @@
+//! The one action path for a health decision ([`HealthDecision`], made by
+//! [`crate::decide::health::assess`]), as [`super::scale`] is for a scale decision: admission
+//! ([`Executor::admit_health`]: the mode and leadership decide, not the rate limit), a check
+//! that the master record has not moved since the probe, then the failover, promotion or
+//! role change through the cluster, and, only once it succeeded, the record in
+//! [`HealthMemory`] that the next assessment reads. [`HealthDecision::MasterDown`] is an alarm,
+//! not an action: it reaches no cluster.
+//!
+//! The caller keeps the metrics, the log and the decision record; [`Acted`] says what to count.
+//! Every cluster call is bounded by the failover context's deadline, so a decision in flight
+//! always ends. A daemon that dies halfway through a failover leaves the record written
+//! first; the next probe's "unfinished" rule resumes it.
+
+use std::time::{Duration, Instant};
+
+use super::{ActionOutcome, Executor};
+use crate::cluster::{Advertised, Cluster, MasterRecord};
+use crate::decide::health::{Evidence, HealthDecision, HealthMemory, HealthReason};
+use crate::errors::chain;
+use crate::failover::{self, Phase, Probe};
+use crate::observe::Timestamp;
+
+/// What acting on one policy's health decisions goes through: the cluster, the executor that
+/// admits each action, and the failover context (access, deadlines, who acts).
+pub struct HealthActions<'a, C> {
+    /// The policy's name, for the logs.
+    pub policy: &'a str,
+    pub cluster: &'a C,
+    pub executor: &'a Executor,
+    pub context: failover::Context<'a>,
+}
+
+/// What became of one health action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acted {
+    pub outcome: ActionOutcome,
+    /// How long it ran against the cluster; `None` when it never reached it (not admitted,
+    /// deferred, a member gone), which would otherwise pull the duration histogram to zero.
+    pub took: Option<Duration>,
+    /// An applied failover's phases, `detecting` first, for the phase metrics.
+    pub phases: Vec<(Phase, Duration)>,
+}
+
+impl Acted {
+    fn without_cluster(outcome: ActionOutcome) -> Self {
+        Self { outcome, took: None, phases: Vec::new() }
+    }
+}
+
+impl<C: Cluster> HealthActions<'_, C> {
+    /// Carries out `decision`, made on `probe` at `now`, recording what succeeded in `memory`.
+    /// `None` for [`HealthDecision::MasterDown`], which asks for no action.
+    pub async fn apply(
+        &self,
+        memory: &mut HealthMemory,
+        probe: &Probe,
+        decision: &HealthDecision,
+        now: Timestamp,
+    ) -> Option<Acted> {
+        // A failover needs no record check: its record write is refused if the epoch moved;
+        // an advertisement changes no role. The others were decided on the probe's record.
+        let acted = match decision {
+            HealthDecision::MasterDown { .. } => return None,
+            HealthDecision::Failover { from, to, epoch, reason } => {
+                let failover =
+                    self.fail_over(memory, probe, from.as_deref(), to, *epoch, reason, now);
+                self.admitted(probe, false, failover).await
+            }
+            HealthDecision::Promote { instance, epoch, .. } => {
+                self.admitted(probe, true, self.promote(probe, instance, *epoch)).await
+            }
+            HealthDecision::Fence { instance, master, .. } => {
+                self.admitted(probe, true, self.fence(memory, probe, instance, master)).await
+            }
+            HealthDecision::Repoint { instance, master, .. } => {
+                self.admitted(probe, true, self.repoint(probe, instance, master)).await
+            }
+            HealthDecision::Detach { instance, master, .. } => {
+                self.admitted(probe, true, self.detach(memory, probe, instance, master)).await
+            }
+            HealthDecision::Advertise { instance, role, .. } => {
+                self.admitted(probe, false, self.advertise(memory, probe, instance, *role)).await
+            }
+        };
+        Some(acted)
+    }
+
+    /// Instances that exited come back as replicas once a master serves (a StatefulSet's
+    /// controller does this by itself; a local fleet needs the daemon). Only the leader, in
+    /// apply mode, restarts anything.
+    pub async fn heal(&self, probe: &Probe, master_serving: bool) {
+        if master_serving
+            && probe.members.iter().any(|m| m.gone.is_some())
+            && self.executor.admit_health().is_ok()
+            && let Err(error) = self.cluster.heal().await
+        {
+            tracing::warn!(policy = %self.policy, error = %chain(&error), "cannot restart exited instances");
+        }
+    }
+
+    /// Runs `action` (a future: nothing happens until it is awaited) if the executor admits it
+    /// and, with `recheck`, the master record is still the probe's.
+    async fn admitted(
+        &self,
+        probe: &Probe,
+        recheck: bool,
+        action: impl Future<Output = Acted>,
+    ) -> Acted {
+        if let Err(outcome) = self.executor.admit_health() {
+            return Acted::without_cluster(outcome);
+        }
+        if recheck && let Some(outcome) = self.record_changed(probe).await {
+            return Acted::without_cluster(outcome);
+        }
+        action.await
+    }
+
+    /// A failover to `to` at `epoch`, replacing `from` (`None`: a first master), counted
+    /// against `maxFailoversPerHour` in `memory` once done.
+    #[allow(clippy::too_many_arguments)]
+    async fn fail_over(
+        &self,
+        memory: &mut HealthMemory,
+        probe: &Probe,
+        from: Option<&str>,
+        to: &str,
+        epoch: u64,
+        reason: &HealthReason,
+        now: Timestamp,
+    ) -> Acted {
+        let policy = self.policy;
+        let Some(to) = probe.member(to) else { return missing(to) };
+        let started = Instant::now();
+        let detection = match reason {
+            HealthReason::Down { detection, .. } => Some(detection),
+            _ => None,
+        };
+        // A master that still answers (restarted empty, or answering as a replica) is made a
+        // replica of the new one before that one is promoted; one that is down is left.
+        let replaced = match (from.and_then(|id| probe.member(id)), detection.map(|d| &d.evidence))
+        {
+            (None, _) => failover::Replaced::Nothing,
+            (Some(old), Some(Evidence::Restarted { .. } | Evidence::NotMaster)) => {
+                failover::Replaced::Answering(old)
+            }
+            (Some(old), _) => failover::Replaced::Down(old),
+        };
+        match failover::fail_over(self.cluster, &probe.members, replaced, to, epoch, &self.context)
+            .await
+        {
+            Ok(mut timeline) => {
+                // A first master replaces nothing: not a failover to count.
+                if from.is_some() {
+                    memory.record_failover(now);
+                }
+                // From when it last served to the decision, as the reason says ("after 251ms").
+                if let Some(detection) = detection {
+                    let took = Duration::from_millis(detection.failing_ms);
+                    timeline.phases.insert(0, (Phase::Detecting, took));
+                }
+                tracing::info!(policy = %policy, to = %to.id, epoch, %timeline, "failover done");
+                Acted {
+                    outcome: ActionOutcome::Applied,
+                    took: Some(started.elapsed()),
+                    phases: timeline.phases,
+                }
+            }
+            Err(error) => {
+                tracing::error!(policy = %policy, to = %to.id, epoch, timeline = %error.timeline, error = %chain(&error), "failover failed: the next probe resumes it");
+                ran(started, Err(chain(&error)))
+            }
+        }
+    }
+
+    /// Finishes promoting the recorded master `instance` at `epoch`.
+    async fn promote(&self, probe: &Probe, instance: &str, epoch: u64) -> Acted {
+        let Some(member) = probe.member(instance) else { return missing(instance) };
+        let started = Instant::now();
+        let result = failover::promote(self.cluster, member, epoch, &self.context).await;
+        ran(started, result.map_err(|e| chain(&e)))
+    }
+
+    /// Makes `instance`, which claims master, a replica of `master`, advertised as fenced
+    /// until it has resynced.
+    async fn fence(
+        &self,
+        memory: &mut HealthMemory,
+        probe: &Probe,
+        instance: &str,
+        master: &str,
+    ) -> Acted {
+        let (Some(member), Some(master)) = (probe.member(instance), probe.member(master)) else {
+            return missing(instance);
+        };
+        let started = Instant::now();
+        let result = self.cluster.repoint(member, master).await;
+        if result.is_ok() {
+            memory.record_fenced(instance);
+            if self.cluster.advertise(member, Advertised::Fenced).await.is_ok() {
+                memory.record_advertised(instance, Advertised::Fenced);
+            }
+        }
+        ran(started, result.map_err(|e| chain(&e)))
+    }
+
+    /// Makes `instance`, a replica of something else, a replica of `master`.
+    async fn repoint(&self, probe: &Probe, instance: &str, master: &str) -> Acted {
+        let (Some(member), Some(master)) = (probe.member(instance), probe.member(master)) else {
+            return missing(instance);
+        };
+        let started = Instant::now();
+        let result = self.cluster.repoint(member, master).await;
+        ran(started, result.map_err(|e| chain(&e)))
+    }
+
+    /// Makes `instance` stop following `master`, whose process is not there: it replicates its
+    /// own address (read-only, link down, data kept) until the master is decided on.
+    async fn detach(
+        &self,
+        memory: &mut HealthMemory,
+        probe: &Probe,
+        instance: &str,
+        master: &str,
+    ) -> Acted {
+        let Some(member) = probe.member(instance) else { return missing(instance) };
+        let started = Instant::now();
+        let result = self.cluster.repoint(member, member).await;
+        if result.is_ok() {
+            memory.record_detached(instance, master);
+        }
+        ran(started, result.map_err(|e| chain(&e)))
+    }
+
+    /// Advertises `instance` to clients as `role`.
+    async fn advertise(
+        &self,
+        memory: &mut HealthMemory,
+        probe: &Probe,
+        instance: &str,
+        role: Advertised,
+    ) -> Acted {
+        let Some(member) = probe.member(instance) else { return missing(instance) };
+        let started = Instant::now();
+        let result = self.cluster.advertise(member, role).await;
+        if result.is_ok() {
+            memory.record_advertised(instance, role);
+        }
+        ran(started, result.map_err(|e| chain(&e)))
+    }
+
+    /// A decision that promotes, fences, repoints or detaches was made on the probe's record;
+    /// if another actor (the CLI, another daemon) has written the record since, acting on it
+    /// would undo their work. Such a decision is deferred (the next probe decides on the new
+    /// record), not failed: nothing went wrong.
+    async fn record_changed(&self, probe: &Probe) -> Option<ActionOutcome> {
+        let why = match self.cluster.fresh_record().await {
+            Ok(record) if record == probe.record => return None,
+            Ok(record) => format!(
+                "the master record changed since the probe (now {}): deciding again",
+                MasterRecord::describe(record.as_ref())
+            ),
+            Err(error) => format!("cannot read the master record: {}", chain(&error)),
+        };
+        Some(ActionOutcome::Deferred { why })
+    }
+}
+
+/// An action that reached the cluster at `started`, and how it ended.
+fn ran(started: Instant, result: Result<(), String>) -> Acted {
+    let outcome = match result {
+        Ok(()) => ActionOutcome::Applied,
+        Err(error) => ActionOutcome::Failed { error },
+    };
+    Acted { outcome, took: Some(started.elapsed()), phases: Vec::new() }
+}
+
+/// A decision named an instance the member list no longer has (it changed since the probe).
+fn missing(instance: &str) -> Acted {
+    Acted::without_cluster(ActionOutcome::Failed {
+        error: format!("{instance} is no longer a member"),
+    })
+}
