@@ -280,3 +280,105 @@ fn missing(instance: &str) -> Acted {
         error: format!("{instance} is no longer a member"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::act::{Mode, RateLimit};
+    use crate::cluster::StaticEndpoints;
+    use crate::sample::redis::Access;
+
+    fn now() -> Timestamp {
+        Utc.timestamp_opt(1_800_000_000, 0).unwrap()
+    }
+
+    fn executor(mode: Mode) -> Executor {
+        Executor::new(mode, RateLimit { max: 1, window: Duration::from_secs(60) })
+    }
+
+    /// A probe that saw no member, and `record`.
+    fn probe(record: Option<MasterRecord>) -> Probe {
+        Probe { record, members: vec![], samples: vec![] }
+    }
+
+    fn master_down() -> HealthDecision {
+        HealthDecision::MasterDown {
+            master: "redis-0".into(),
+            reason: HealthReason::Unfinished { offset: 0 },
+        }
+    }
+
+    fn repoint() -> HealthDecision {
+        HealthDecision::Repoint {
+            instance: "redis-1".into(),
+            master: "redis-0".into(),
+            reason: HealthReason::FollowsOther {
+                following: "nothing".into(),
+                master: "redis-0".into(),
+            },
+        }
+    }
+
+    fn advertise() -> HealthDecision {
+        HealthDecision::Advertise {
+            instance: "redis-1".into(),
+            role: Advertised::Replica,
+            reason: HealthReason::Role { role: Advertised::Replica, detail: "linked up".into() },
+        }
+    }
+
+    /// Runs `decision`, made on `probe`, through the health path in `mode`.
+    async fn apply(mode: Mode, probe: &Probe, decision: &HealthDecision) -> Option<Acted> {
+        let cluster = StaticEndpoints::new(vec![]);
+        let executor = executor(mode);
+        let access = Access::default();
+        let context = failover::Context {
+            access: &access,
+            timeout: Duration::from_secs(1),
+            guard: None,
+            actor: "test",
+        };
+        let actions =
+            HealthActions { policy: "cache", cluster: &cluster, executor: &executor, context };
+        actions.apply(&mut HealthMemory::default(), probe, decision, now()).await
+    }
+
+    #[tokio::test]
+    async fn a_master_down_asks_for_no_action() {
+        assert_eq!(apply(Mode::Apply, &probe(None), &master_down()).await, None);
+    }
+
+    #[tokio::test]
+    async fn paused_and_dry_run_reach_no_cluster() {
+        for (mode, outcome) in
+            [(Mode::Paused, ActionOutcome::Paused), (Mode::DryRun, ActionOutcome::DryRun)]
+        {
+            let acted = apply(mode, &probe(None), &repoint()).await;
+            assert_eq!(acted, Some(Acted { outcome, took: None, phases: vec![] }));
+        }
+    }
+
+    /// Acting on a record another actor has replaced would undo their work: a repoint decided
+    /// on the probe's record waits for the next probe. An advertisement changes no role and
+    /// goes ahead (to find its instance gone from the members).
+    #[tokio::test]
+    async fn a_record_written_since_the_probe_defers_a_role_change() {
+        let seen = probe(Some(MasterRecord { instance: "redis-0".into(), epoch: 3, claim: None }));
+        let deferred = ActionOutcome::Deferred {
+            why:
+                "the master record changed since the probe (now nothing (epoch 0)): deciding again"
+                    .into(),
+        };
+        assert_eq!(
+            apply(Mode::Apply, &seen, &repoint()).await,
+            Some(Acted { outcome: deferred, took: None, phases: vec![] })
+        );
+        let gone = ActionOutcome::Failed { error: "redis-1 is no longer a member".into() };
+        assert_eq!(
+            apply(Mode::Apply, &seen, &advertise()).await,
+            Some(Acted { outcome: gone, took: None, phases: vec![] })
+        );
+    }
+}
