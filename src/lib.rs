@@ -8,8 +8,10 @@
 //!   into an [`observe::Observation`]. The simulator is one such edge: it synthesizes
 //!   observations from a recorded load trace.
 //! - **decide** ([`decide`], pure): policy + [`observe::History`] + fleet + memory + `now` in,
-//!   [`decide::Decision`]s with reasons out. No I/O, no clock, no async.
-//! - **act** (edges, I/O): apply decisions to a cluster, or only report them.
+//!   [`decide::ScalingDecision`]s with reasons out; one health probe in,
+//!   [`decide::HealthDecision`]s out. No I/O, no clock, no async.
+//! - **act** (edges, I/O): apply each kind of decision to a cluster through its own path
+//!   ([`act::scale`], [`act::health`]), or only report it.
 //!
 //! # Layout
 //!
@@ -20,9 +22,13 @@
 //! - [`policy_files`]: policy files on disk (the listing, the bounded read).
 //! - [`observe`]: observations, instance samples (typed `INFO`) and the bounded history.
 //! - [`sample`]: the Redis and Prometheus samplers (edges, I/O).
-//! - [`decide`]: the pure decision core: scaling and health. `model`, `policy`, `observe` and
-//!   `decide` do no I/O, read no clock and never await; `tests/purity.rs` checks it.
-//! - [`act`]: admission for actions: apply, dry-run or paused, under a per-policy rate limit.
+//! - [`decide`]: the pure decision core: scaling (`decide`) and health (`decide::health`:
+//!   `assess`, `choice`, `reasons`). `model`, `policy`, `observe` and `decide` do no I/O, read
+//!   no clock and never await; `tests/purity.rs` checks it.
+//! - [`act`]: one action path per kind of decision ([`act::scale`], [`act::health`]) and their
+//!   admission: apply, dry-run or paused, under a per-policy rate limit, only while leading.
+//! - [`failover`]: the failover and switchover state machine over the cluster, and the health
+//!   probe.
 //! - [`cluster`]: the cluster edge the daemon acts through (list, scale, promote, repoint, the
 //!   durable master record), and the local `redis-server` fleet backend.
 //! - [`daemon`]: `run`: policy loops, reloads, metrics, shared status and the HTTP surface

@@ -7,10 +7,12 @@
 //! more than a period late, or finds its round still sampling, is an overrun: counted in
 //! `loop_overruns_total` and logged, at most every 30 s.
 //!
-//! Every *action* happens in this one task, so two actions on the same target are never in
-//! flight at once; a reload or an alert is a message to it. Shutdown is checked between
-//! steps: an action in flight finishes (every cluster call is bounded by a deadline), and
-//! nothing new starts.
+//! The loop only orchestrates: it samples, decides, hands each decision to its action path
+//! ([`act::scale`], [`crate::act::health`]) and records what became of it (status, metrics,
+//! logs, Events). Every *action* happens in this one task, so two actions on the same target
+//! are never in flight at once; a reload or an alert is a message to it. Shutdown is checked
+//! between steps: an action in flight finishes (every cluster call is bounded by a deadline),
+//! and nothing new starts.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
