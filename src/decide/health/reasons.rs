@@ -1,7 +1,7 @@
 //! Why a health decision was made: [`HealthReason`] and what it carries (the [`Evidence`]
 //! that the master is not serving, the [`DownRule`] that declared it down, what [`Blocked`]
 //! a failover), kept as data for `/v1/decisions` and rendered to the one sentence that logs,
-//! Events and `plan` show.
+//! Events and the `failover` command show.
 
 use std::fmt;
 use std::time::Duration;
