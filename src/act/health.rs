@@ -62,9 +62,13 @@ impl<C: Cluster> HealthActions<'_, C> {
         let acted = match decision {
             HealthDecision::MasterDown { .. } => return None,
             HealthDecision::Failover { from, to, epoch, reason } => {
-                let failover =
-                    self.fail_over(memory, probe, from.as_deref(), to, *epoch, reason, now);
-                self.admitted(probe, false, failover).await
+                let failover = self.fail_over(probe, from.as_deref(), to, *epoch, reason);
+                let acted = self.admitted(probe, false, failover).await;
+                // A first master replaces nothing: not a failover to count.
+                if acted.outcome == ActionOutcome::Applied && from.is_some() {
+                    memory.record_failover(now);
+                }
+                acted
             }
             HealthDecision::Promote { instance, epoch, .. } => {
                 self.admitted(probe, true, self.promote(probe, instance, *epoch)).await
@@ -115,18 +119,14 @@ impl<C: Cluster> HealthActions<'_, C> {
         action.await
     }
 
-    /// A failover to `to` at `epoch`, replacing `from` (`None`: a first master), counted
-    /// against `maxFailoversPerHour` in `memory` once done.
-    #[allow(clippy::too_many_arguments)]
+    /// A failover to `to` at `epoch`, replacing `from` (`None`: a first master).
     async fn fail_over(
         &self,
-        memory: &mut HealthMemory,
         probe: &Probe,
         from: Option<&str>,
         to: &str,
         epoch: u64,
         reason: &HealthReason,
-        now: Timestamp,
     ) -> Acted {
         let policy = self.policy;
         let Some(to) = probe.member(to) else { return missing(to) };
@@ -149,10 +149,6 @@ impl<C: Cluster> HealthActions<'_, C> {
             .await
         {
             Ok(mut timeline) => {
-                // A first master replaces nothing: not a failover to count.
-                if from.is_some() {
-                    memory.record_failover(now);
-                }
                 // From when it last served to the decision, as the reason says ("after 251ms").
                 if let Some(detection) = detection {
                     let took = Duration::from_millis(detection.failing_ms);

@@ -80,6 +80,9 @@ impl ScalingDecision {
 /// record. Serialized as the inner decision (untagged): each already names its `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
+// A health decision is larger than a scaling one (its reason carries a candidate ranking);
+// a record is built once and moved into the status ring, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Decision {
     Scaling(ScalingDecision),
     Health(HealthDecision),
