@@ -8,8 +8,10 @@
 //!   into an [`observe::Observation`]. The simulator is one such edge: it synthesizes
 //!   observations from a recorded load trace.
 //! - **decide** ([`decide`], pure): policy + [`observe::History`] + fleet + memory + `now` in,
-//!   [`decide::Decision`]s with reasons out. No I/O, no clock, no async.
-//! - **act** (edges, I/O): apply decisions to a cluster, or only report them.
+//!   [`decide::ScalingDecision`]s with reasons out; one health probe in,
+//!   [`decide::HealthDecision`]s out. No I/O, no clock, no async.
+//! - **act** (edges, I/O): apply each kind of decision to a cluster through its own path
+//!   ([`act::scale`], [`act::health`]), or only report it.
 //!
 //! # Layout
 //!
@@ -21,11 +23,14 @@
 //! - [`policy_files`]: policy files on disk (the listing, the bounded read).
 //! - [`observe`]: observations, instance samples (typed `INFO`) and the bounded history.
 //! - [`sample`]: the Redis and Prometheus samplers (edges, I/O).
-//! - [`decide`]: the pure decision core: scaling and health. `model`, `policy`, `observe` and
-//!   `decide` do no I/O, read no clock and never await; `tests/purity.rs` checks it.
-//! - [`act`]: admission for actions: apply, dry-run or paused, under a per-policy rate limit;
-//!   the one action path for a scale, with the scale-down hand-over of the master.
-//! - [`failover`]: failover, switchover and hand-over as state machines over the cluster trait.
+//! - [`decide`]: the pure decision core: scaling (`decide`) and health (`decide::health`:
+//!   `assess`, `choice`, `reasons`). `model`, `policy`, `observe` and `decide` do no I/O, read
+//!   no clock and never await; `tests/purity.rs` checks it.
+//! - [`act`]: one action path per kind of decision ([`act::scale`], with the scale-down
+//!   hand-over of the master, and [`act::health`]) and their admission: apply, dry-run or
+//!   paused, under a per-policy rate limit, only while leading.
+//! - [`failover`]: failover, switchover and hand-over as state machines over the cluster trait,
+//!   and the health probe.
 //! - [`cluster`]: the cluster edge the daemon acts through (list, scale, promote, switch over,
 //!   repoint, the durable master record) and its backends; a backend only does what it is told.
 //!

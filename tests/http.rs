@@ -12,7 +12,7 @@ use redis_autopilot::daemon::{
     AlertCommand, AlertRoutes, AlertSink, DecisionRecord, HttpLimits, Metrics, Source, Status,
     WebhookAuth, router, serve,
 };
-use redis_autopilot::decide::{Decision, ScalingReason};
+use redis_autopilot::decide::{ScalingDecision, ScalingReason};
 use redis_autopilot::observe::Outcome;
 use redis_autopilot::policy::{AlertAction, Policy, SecretSource, load_policy_str};
 use redis_autopilot::sample::secret::{self, Secret};
@@ -153,11 +153,11 @@ fn hold(policy: &str, s: i64, replicas: u16) -> DecisionRecord {
         adjustments: vec![],
         result: replicas,
     };
-    DecisionRecord::new(at, policy, Decision::Hold { replicas, reason }, None)
+    DecisionRecord::new(at, policy, ScalingDecision::Hold { replicas, reason }, None)
 }
 
-fn scale(from: u16, to: u16) -> Decision {
-    Decision::Scale {
+fn scale(from: u16, to: u16) -> ScalingDecision {
+    ScalingDecision::Scale {
         from,
         to,
         reason: ScalingReason {
@@ -269,8 +269,8 @@ async fn metrics_parse_as_prometheus_text_with_every_family_and_label_set() {
     metrics.sample("checkout", Source::Redis, &Outcome::Ok);
     metrics.sample("checkout", Source::Redis, &Outcome::Timeout);
     metrics.sample("checkout", Source::Prometheus, &Outcome::Refused);
-    metrics.decision("checkout", &scale(2, 3));
-    metrics.decision("sessions", &hold("sessions", 0, 1).decision);
+    metrics.decision("checkout", scale(2, 3).kind());
+    metrics.decision("sessions", hold("sessions", 0, 1).decision.kind());
     metrics.action("checkout", "scale", &ActionOutcome::Applied, Some(Duration::from_millis(40)));
     metrics.action("checkout", "scale", &ActionOutcome::Failed { error: "forbidden".into() }, None);
     metrics.replicas("checkout", 2, 3);
@@ -317,8 +317,8 @@ async fn decisions_are_newest_first_filtered_by_policy_and_limited() {
         server.status.record(hold(policy, s, 2));
     }
     let mut failed = hold("checkout", 8, 2);
-    failed.decision = scale(2, 3);
-    failed.sentence = failed.decision.reason();
+    failed.decision = scale(2, 3).into();
+    failed.sentence = failed.decision.sentence();
     failed.action = Some(ActionOutcome::Failed { error: "patch forbidden".into() });
     server.status.record(failed);
 

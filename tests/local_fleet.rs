@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use redis_autopilot::cluster::local::{LocalConfig, LocalFleet};
 use redis_autopilot::cluster::{Cluster, ClusterError, MasterRecord, Member};
-use redis_autopilot::decide::Decision;
+use redis_autopilot::decide::HealthDecision;
 use redis_autopilot::decide::health::{DownRule, HealthReason};
 use redis_autopilot::policy::SecretSource;
 use redis_autopilot::sample::redis::Access;
@@ -24,18 +24,18 @@ fn config(dir: &Path, base_port: u16) -> LocalConfig {
     support::local_config(dir, base_port, TIMEOUT)
 }
 
-async fn settle(fleet: &LocalFleet) -> Vec<Decision> {
+async fn settle(fleet: &LocalFleet) -> Vec<HealthDecision> {
     support::settle(fleet, &Access::default(), TIMEOUT).await
 }
 
-async fn settle_with(fleet: &LocalFleet, access: &Access) -> Vec<Decision> {
+async fn settle_with(fleet: &LocalFleet, access: &Access) -> Vec<HealthDecision> {
     support::settle(fleet, access, TIMEOUT).await
 }
 
-fn promotions(decisions: &[Decision]) -> Vec<&Decision> {
+fn promotions(decisions: &[HealthDecision]) -> Vec<&HealthDecision> {
     decisions
         .iter()
-        .filter(|d| matches!(d, Decision::Failover { .. } | Decision::Promote { .. }))
+        .filter(|d| matches!(d, HealthDecision::Failover { .. } | HealthDecision::Promote { .. }))
         .collect()
 }
 
@@ -125,7 +125,7 @@ async fn first_master_scale_up_replicate_scale_down_and_reopen() {
     assert!(
         matches!(
             &decisions[..],
-            [Decision::Failover {
+            [HealthDecision::Failover {
                 from: None,
                 epoch: 1,
                 reason: HealthReason::Bootstrap { .. },
@@ -304,8 +304,14 @@ async fn a_master_that_restarted_empty_comes_back_a_replica_and_a_replica_with_d
     // Promoting the empty instance again would wipe the replica: the replica with the data
     // takes over at once (no downAfter to wait for), and the restarted one follows it.
     let decisions = settle(&fleet).await;
-    let [Decision::Failover { from, to, epoch: 2, reason: HealthReason::Down { detection, .. } }] =
-        &promotions(&decisions)[..]
+    let [
+        HealthDecision::Failover {
+            from,
+            to,
+            epoch: 2,
+            reason: HealthReason::Down { detection, .. },
+        },
+    ] = &promotions(&decisions)[..]
     else {
         panic!("expected one failover: {decisions:?}");
     };

@@ -6,8 +6,11 @@
 //! [`scale`] is the one action path for a scale decision: the daemon's policy loop and the
 //! simulator (through [`crate::sim::cluster::SimCluster`]) both call it, so what `simulate`
 //! measures is what the daemon does, the scale-down hand-over ([`hand_over`]) included.
+//! [`health`] is the one action path for a health decision (failover, promote, fence, repoint,
+//! detach, advertise). [`DecisionLog`] logs either kind.
 
 pub mod hand_over;
+pub mod health;
 mod leadership;
 pub mod target;
 
@@ -20,7 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cluster::{Cluster, ClusterError};
-use crate::decide::{Decision, Memory};
+use crate::decide::{Decision, HealthDecision, Memory, ScalingDecision};
 use crate::observe::Timestamp;
 
 /// What the daemon does with a decision that asks for an action.
@@ -222,15 +225,19 @@ impl DecisionLog {
         now: Timestamp,
     ) {
         let mut level = self.level(decision, outcome, now);
-        if matches!(decision, Decision::Advertise { .. }) && level != LogLevel::Warn {
+        if matches!(decision, Decision::Health(HealthDecision::Advertise { .. }))
+            && level != LogLevel::Warn
+        {
             level = LogLevel::Debug;
         }
         let action = decision.kind();
         let label = outcome.map_or("none", ActionOutcome::label);
-        let reason = decision.reason();
+        let reason = decision.sentence();
         let scale = match decision {
-            Decision::Scale { from, to, .. } => Some(format!("{from} -> {to}")),
-            _ => None,
+            Decision::Scaling(ScalingDecision::Scale { from, to, .. }) => {
+                Some(format!("{from} -> {to}"))
+            }
+            Decision::Scaling(ScalingDecision::Hold { .. }) | Decision::Health(_) => None,
         };
         match (level, outcome) {
             (LogLevel::Warn, Some(ActionOutcome::Failed { error })) => {
@@ -255,17 +262,27 @@ impl DecisionLog {
 /// A decision's kind and the instances or counts it is about, without its reason.
 fn subject(decision: &Decision) -> String {
     match decision {
-        Decision::Hold { replicas, .. } => format!("hold {replicas}"),
-        Decision::Scale { from, to, .. } => format!("scale {from} {to}"),
-        Decision::Failover { from, to, .. } => {
-            format!("failover {} {to}", from.as_ref().map_or("-".to_owned(), ToString::to_string))
-        }
-        Decision::Promote { instance, .. } => format!("promote {instance}"),
-        Decision::MasterDown { master, .. } => format!("masterDown {master}"),
-        Decision::Fence { instance, master, .. } => format!("fence {instance} {master}"),
-        Decision::Repoint { instance, master, .. } => format!("repoint {instance} {master}"),
-        Decision::Detach { instance, master, .. } => format!("detach {instance} {master}"),
-        Decision::Advertise { instance, role, .. } => format!("advertise {instance} {role:?}"),
+        Decision::Scaling(decision) => match decision {
+            ScalingDecision::Hold { replicas, .. } => format!("hold {replicas}"),
+            ScalingDecision::Scale { from, to, .. } => format!("scale {from} {to}"),
+        },
+        Decision::Health(decision) => match decision {
+            HealthDecision::Failover { from, to, .. } => {
+                format!("failover {} {to}", from.as_deref().unwrap_or("-"))
+            }
+            HealthDecision::Promote { instance, .. } => format!("promote {instance}"),
+            HealthDecision::MasterDown { master, .. } => format!("masterDown {master}"),
+            HealthDecision::Fence { instance, master, .. } => format!("fence {instance} {master}"),
+            HealthDecision::Repoint { instance, master, .. } => {
+                format!("repoint {instance} {master}")
+            }
+            HealthDecision::Detach { instance, master, .. } => {
+                format!("detach {instance} {master}")
+            }
+            HealthDecision::Advertise { instance, role, .. } => {
+                format!("advertise {instance} {role:?}")
+            }
+        },
     }
 }
 
@@ -357,15 +374,16 @@ mod tests {
             adjustments: vec![],
             result: to,
         };
-        Decision::Scale { from, to, reason }
+        ScalingDecision::Scale { from, to, reason }.into()
     }
 
     fn claims_master(instance: &str) -> Decision {
-        Decision::Fence {
+        HealthDecision::Fence {
             instance: instance.to_owned(),
             master: "m".to_owned(),
             reason: crate::decide::health::HealthReason::ClaimsMaster { master: "m".to_owned() },
         }
+        .into()
     }
 
     /// An endpoints target cannot scale: its scale decisions are advice, not failures, so

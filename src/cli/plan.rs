@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{Output, emit, load_policy_or_report};
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::cluster::{AnyCluster, Cluster};
-use crate::decide::{Decision, Fleet, Memory, decide, format_number};
+use crate::decide::{Fleet, Memory, ScalingDecision, decide, format_number};
 use crate::observe::{History, InstanceSample, Observation, Outcome, Role};
 use crate::policy::{MetricSource, Policy, Target};
 use crate::sample::redis::Endpoint;
@@ -93,7 +93,7 @@ struct QueryRow {
 #[serde(rename_all = "camelCase")]
 struct DecisionRow {
     #[serde(flatten)]
-    decision: Decision,
+    decision: ScalingDecision,
     /// The reason as one sentence, as logs and Events show it.
     sentence: String,
 }
@@ -133,7 +133,7 @@ async fn evaluate(policy: &Policy, fill: bool, kube: ClientOptions) -> anyhow::R
     let decisions = decide(policy, &history, fleet, &mut Memory::default(), latest.at);
     let missing_data = decisions
         .iter()
-        .filter_map(Decision::scaling_reason)
+        .map(ScalingDecision::reason)
         .any(|reason| reason.readings.iter().any(|r| r.value.is_err()))
         || latest.instances.iter().all(|s| s.info.is_none());
     Ok(Report {
@@ -152,7 +152,7 @@ async fn evaluate(policy: &Policy, fill: bool, kube: ClientOptions) -> anyhow::R
             .collect(),
         decisions: decisions
             .into_iter()
-            .map(|decision| DecisionRow { sentence: decision.reason(), decision })
+            .map(|decision| DecisionRow { sentence: decision.sentence(), decision })
             .collect(),
         missing_data,
     })

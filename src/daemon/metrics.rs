@@ -21,7 +21,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::act::ActionOutcome;
-use crate::decide::Decision;
 use crate::observe::{Observation, Outcome, QueryResult};
 
 /// Every metric name starts with this.
@@ -480,10 +479,10 @@ impl Metrics {
         }
     }
 
-    pub fn decision(&self, policy: &str, decision: &Decision) {
-        self.decisions
-            .get_or_create(&DecisionLabels { policy: policy.to_owned(), kind: decision.kind() })
-            .inc();
+    /// One decision of `kind` ([`crate::decide::ScalingDecision::kind`],
+    /// [`crate::decide::HealthDecision::kind`]).
+    pub fn decision(&self, policy: &str, kind: &'static str) {
+        self.decisions.get_or_create(&DecisionLabels { policy: policy.to_owned(), kind }).inc();
     }
 
     /// One action's end. `duration` is how long it ran; `None` for actions that never ran

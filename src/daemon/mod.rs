@@ -2,7 +2,8 @@
 //! act), policy reloads, and the HTTP surface that serves what the loops publish.
 //!
 //! - [`supervisor`]: `run`: starts and stops policy loops, routes alerts, reloads, shuts down.
-//! - [`policy_loop`]: one policy's loop, the only place its target is acted on.
+//! - [`policy_loop`]: one policy's loop, the one task its target is acted from: it samples,
+//!   decides, hands each decision to [`crate::act`] and records what became of it.
 //! - [`master_watch`]: an idle connection to the recorded master, so its death triggers a
 //!   health probe at once.
 //! - [`leader`]: the Lease election that decides whether this daemon acts on StatefulSets.

@@ -7,10 +7,12 @@
 //! more than a period late, or finds its round still sampling, is an overrun: counted in
 //! `loop_overruns_total` and logged, at most every 30 s.
 //!
-//! Every *action* happens in this one task, so two actions on the same target are never in
-//! flight at once; a reload or an alert is a message to it. Shutdown is checked between
-//! steps: an action in flight finishes (every cluster call is bounded by a deadline), and
-//! nothing new starts.
+//! The loop only orchestrates: it samples, decides, hands each decision to its action path
+//! ([`act::scale`], [`crate::act::health`]) and records what became of it (status, metrics,
+//! logs, Events). Every *action* happens in this one task, so two actions on the same target
+//! are never in flight at once; a reload or an alert is a message to it. Shutdown is checked
+//! between steps: an action in flight finishes (every cluster call is bounded by a deadline),
+//! and nothing new starts.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,12 +24,13 @@ use super::master_watch::MasterWatch;
 use super::metrics::Metrics;
 use super::snapshots::SnapshotScheduler;
 use super::status::{DecisionRecord, Status};
+use crate::act::health::HealthActions;
 use crate::act::{self, ActionOutcome, DecisionLog, Executor};
 use crate::cluster::Cluster;
 use crate::decide::health;
-use crate::decide::{Decision, Fleet, Memory, decide};
+use crate::decide::{Decision, Fleet, HealthDecision, Memory, ScalingDecision, decide};
 use crate::errors::chain;
-use crate::failover::{self, Phase, Probe};
+use crate::failover::{self, Probe};
 use crate::observe::{History, Observation, Timestamp};
 use crate::policy::{AlertAction, BeforeAction, MetricSource, Policy, Target};
 use crate::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
@@ -300,31 +303,33 @@ impl<C: Cluster> PolicyLoop<C> {
         let decisions =
             decide(&self.policy, &self.history, Fleet { replicas }, &mut self.memory, now);
         for decision in decisions {
-            self.shared.metrics.decision(&name, &decision);
+            self.shared.metrics.decision(&name, decision.kind());
             let action = match &decision {
-                Decision::Hold { replicas, .. } => {
+                ScalingDecision::Hold { replicas, .. } => {
                     // The scale-down a snapshot was being taken for is no longer wanted.
                     self.before_scale_down = None;
                     self.shared.metrics.replicas(&name, *replicas, *replicas);
-                    tracing::debug!(policy = %name, reason = %decision.reason(), "hold");
+                    tracing::debug!(policy = %name, reason = %decision.sentence(), "hold");
                     None
                 }
-                Decision::Scale { from, to, .. } => {
+                ScalingDecision::Scale { from, to, .. } => {
                     let outcome = match self.snapshot_first(*from, *to).await {
                         Some(outcome) => outcome,
                         None => self.scale(*from, *to, now).await,
                     };
                     let current = if outcome == ActionOutcome::Applied { *to } else { *from };
                     if outcome == ActionOutcome::Applied {
-                        self.cluster.explain(decision.kind(), &decision.reason()).await;
+                        self.cluster.explain(decision.kind(), &decision.sentence()).await;
                     }
                     self.shared.metrics.replicas(&name, current, *to);
-                    self.decision_log.log(&name, &decision, Some(&outcome), now);
                     Some(outcome)
                 }
-                // Health decisions come from `check_health`, never from `decide`.
-                _ => None,
             };
+            let decision = Decision::from(decision);
+            // A hold asks for nothing: `decide` holds every round, logged at DEBUG above.
+            if let Some(outcome) = &action {
+                self.decision_log.log(&name, &decision, Some(outcome), now);
+            }
             self.shared.status.record(DecisionRecord::new(now, &name, decision, action));
         }
         self.shared.status.first_decision(&name);
@@ -357,173 +362,38 @@ impl<C: Cluster> PolicyLoop<C> {
             .filter(|_| assessment.master_serving)
             .and_then(|record| probe.member(&record.instance))
             .map(|master| (master.endpoint.host.clone(), master.endpoint.port));
+        let actions = HealthActions {
+            policy: &name,
+            cluster: &self.cluster,
+            executor: &self.executor,
+            context: failover::Context::new(&self.policy, &self.access, &self.actor),
+        };
         for decision in assessment.decisions {
-            self.shared.metrics.decision(&name, &decision);
-            // A master down with failover blocked is an alarm, not an action.
-            let outcome = match decision {
-                Decision::MasterDown { .. } => None,
-                _ => Some(self.apply_health(&decision, &probe, now).await),
-            };
+            self.shared.metrics.decision(&name, decision.kind());
+            let acted = actions.apply(&mut self.memory.health, &probe, &decision, now).await;
+            if let Some(acted) = &acted {
+                for (phase, took) in &acted.phases {
+                    self.shared.metrics.failover_phase(&name, phase.as_str(), *took);
+                }
+                self.shared.metrics.action(&name, decision.kind(), &acted.outcome, acted.took);
+            }
+            // `None`: a master down with failover blocked, an alarm rather than an action.
+            let outcome = acted.map(|acted| acted.outcome);
             let explained = match &outcome {
                 None => true,
                 Some(outcome) => {
                     *outcome == ActionOutcome::Applied
-                        && !matches!(decision, Decision::Advertise { .. })
+                        && !matches!(decision, HealthDecision::Advertise { .. })
                 }
             };
             if explained {
-                self.cluster.explain(decision.kind(), &decision.reason()).await;
+                self.cluster.explain(decision.kind(), &decision.sentence()).await;
             }
+            let decision = Decision::from(decision);
             self.decision_log.log(&name, &decision, outcome.as_ref(), now);
             self.shared.status.record(DecisionRecord::new(now, &name, decision, outcome));
         }
-        // Instances that exited come back as replicas once a master serves (a StatefulSet's
-        // controller does this by itself; a local fleet needs the daemon).
-        if assessment.master_serving
-            && probe.members.iter().any(|m| m.gone.is_some())
-            && self.executor.admit_health().is_ok()
-            && let Err(error) = self.cluster.heal().await
-        {
-            tracing::warn!(policy = %name, error = %chain(&error), "cannot restart exited instances");
-        }
-    }
-
-    /// Carries out one health decision through the cluster.
-    async fn apply_health(
-        &mut self,
-        decision: &Decision,
-        probe: &Probe,
-        now: Timestamp,
-    ) -> ActionOutcome {
-        let name = self.policy.name.clone();
-        let members = probe.members.as_slice();
-        let find = |id: &str| members.iter().find(|m| m.id == id);
-        if let Err(outcome) = self.executor.admit_health() {
-            self.shared.metrics.action(&name, decision.kind(), &outcome, None);
-            return outcome;
-        }
-        if let Some(outcome) = self.record_changed(decision, probe).await {
-            self.shared.metrics.action(&name, decision.kind(), &outcome, None);
-            return outcome;
-        }
-        let context = failover::Context::new(&self.policy, &self.access, &self.actor);
-        let started = Instant::now();
-        let result = match decision {
-            Decision::Failover { from, to, epoch, .. } => {
-                let Some(to) = find(to) else { return missing(to) };
-                // From when it last served to the decision, as the reason says ("after 251ms").
-                let detecting = decision_detection(decision)
-                    .map(|detection| std::time::Duration::from_millis(detection.failing_ms));
-                let evidence = decision_detection(decision).map(|detection| &detection.evidence);
-                let replaced = match (from.as_deref().and_then(find), evidence) {
-                    (None, _) => failover::Replaced::Nothing,
-                    (
-                        Some(old),
-                        Some(health::Evidence::Restarted { .. } | health::Evidence::NotMaster),
-                    ) => failover::Replaced::Answering(old),
-                    (Some(old), _) => failover::Replaced::Down(old),
-                };
-                match failover::fail_over(&self.cluster, members, replaced, to, *epoch, &context)
-                    .await
-                {
-                    Ok(mut timeline) => {
-                        // A first master replaces nothing: not a failover to count.
-                        if from.is_some() {
-                            self.memory.health.record_failover(now);
-                        }
-                        if let Some(took) = detecting {
-                            timeline.phases.insert(0, (Phase::Detecting, took));
-                        }
-                        for (phase, took) in &timeline.phases {
-                            self.shared.metrics.failover_phase(&name, phase.as_str(), *took);
-                        }
-                        tracing::info!(policy = %name, to = %to.id, epoch, %timeline, "failover done");
-                        Ok(())
-                    }
-                    Err(error) => {
-                        tracing::error!(policy = %name, to = %to.id, epoch, timeline = %error.timeline, error = %chain(&error), "failover failed: the next probe resumes it");
-                        Err(chain(&error))
-                    }
-                }
-            }
-            Decision::Promote { instance, epoch, .. } => {
-                let Some(member) = find(instance) else { return missing(instance) };
-                failover::promote(&self.cluster, member, *epoch, &context)
-                    .await
-                    .map_err(|e| chain(&e))
-            }
-            Decision::Fence { instance, master, .. }
-            | Decision::Repoint { instance, master, .. } => {
-                let (Some(member), Some(master)) = (find(instance), find(master)) else {
-                    return missing(instance);
-                };
-                let fenced = matches!(decision, Decision::Fence { .. });
-                let result = self.cluster.repoint(member, master).await;
-                if result.is_ok() && fenced {
-                    self.memory.health.record_fenced(instance);
-                    let advertised =
-                        self.cluster.advertise(member, crate::cluster::Advertised::Fenced).await;
-                    if advertised.is_ok() {
-                        self.memory
-                            .health
-                            .record_advertised(instance, crate::cluster::Advertised::Fenced);
-                    }
-                }
-                result.map_err(|e| chain(&e))
-            }
-            Decision::Detach { instance, master, .. } => {
-                let Some(member) = find(instance) else { return missing(instance) };
-                let result = self.cluster.repoint(member, member).await;
-                if result.is_ok() {
-                    self.memory.health.record_detached(instance, master);
-                }
-                result.map_err(|e| chain(&e))
-            }
-            Decision::Advertise { instance, role, .. } => {
-                let Some(member) = find(instance) else { return missing(instance) };
-                let result = self.cluster.advertise(member, *role).await;
-                if result.is_ok() {
-                    self.memory.health.record_advertised(instance, *role);
-                }
-                result.map_err(|e| chain(&e))
-            }
-            Decision::Hold { .. } | Decision::Scale { .. } | Decision::MasterDown { .. } => {
-                return ActionOutcome::Dropped;
-            }
-        };
-        let outcome = match result {
-            Ok(()) => ActionOutcome::Applied,
-            Err(error) => ActionOutcome::Failed { error },
-        };
-        self.shared.metrics.action(&name, decision.kind(), &outcome, Some(started.elapsed()));
-        outcome
-    }
-
-    /// A decision that promotes, fences, repoints or detaches was made on the probe's record;
-    /// if another actor (the CLI, another daemon) has written the record since, acting on it
-    /// would undo their work. Such a decision is deferred (the next probe decides on the new
-    /// record), not failed: nothing went wrong. A failover needs no check: its record write
-    /// is refused if the epoch moved.
-    async fn record_changed(&self, decision: &Decision, probe: &Probe) -> Option<ActionOutcome> {
-        let checked = matches!(
-            decision,
-            Decision::Promote { .. }
-                | Decision::Fence { .. }
-                | Decision::Repoint { .. }
-                | Decision::Detach { .. }
-        );
-        if !checked {
-            return None;
-        }
-        let why = match self.cluster.fresh_record().await {
-            Ok(record) if record == probe.record => return None,
-            Ok(record) => format!(
-                "the master record changed since the probe (now {}): deciding again",
-                crate::cluster::MasterRecord::describe(record.as_ref())
-            ),
-            Err(error) => format!("cannot read the master record: {}", chain(&error)),
-        };
-        Some(ActionOutcome::Deferred { why })
+        actions.heal(&probe, assessment.master_serving).await;
     }
 
     /// With `snapshots.beforeActions: [scaleDown]`, a scale-down waits for a snapshot taken for
@@ -585,21 +455,6 @@ impl<C: Cluster> PolicyLoop<C> {
         self.shared.metrics.action(&self.policy.name, "scale", &outcome, took);
         outcome
     }
-}
-
-/// What a failover decision saw of the master it replaces.
-fn decision_detection(decision: &Decision) -> Option<&health::Detection> {
-    match decision {
-        Decision::Failover { reason: health::HealthReason::Down { detection, .. }, .. } => {
-            Some(detection)
-        }
-        _ => None,
-    }
-}
-
-/// A decision named an instance the member list no longer has (it changed since the probe).
-fn missing(instance: &str) -> ActionOutcome {
-    ActionOutcome::Failed { error: format!("{instance} is no longer a member") }
 }
 
 /// How often a lasting overrun is logged (each one is counted).

@@ -26,7 +26,7 @@ pub struct DecisionRecord {
     pub at: Timestamp,
     pub policy: String,
     pub decision: Decision,
-    /// The reason as one sentence ([`Decision::reason`]), so readers need not render it.
+    /// The reason as one sentence ([`Decision::sentence`]), so readers need not render it.
     pub sentence: String,
     /// `None` when the decision asks for nothing (hold).
     pub action: Option<ActionOutcome>,
@@ -36,10 +36,11 @@ impl DecisionRecord {
     pub fn new(
         at: Timestamp,
         policy: &str,
-        decision: Decision,
+        decision: impl Into<Decision>,
         action: Option<ActionOutcome>,
     ) -> Self {
-        let sentence = decision.reason();
+        let decision = decision.into();
+        let sentence = decision.sentence();
         Self { at, policy: policy.to_owned(), decision, sentence, action }
     }
 }
@@ -170,7 +171,12 @@ mod tests {
             adjustments: vec![],
             result: replicas,
         };
-        DecisionRecord::new(at, policy, Decision::Hold { replicas, reason }, None)
+        DecisionRecord::new(
+            at,
+            policy,
+            crate::decide::ScalingDecision::Hold { replicas, reason },
+            None,
+        )
     }
 
     #[test]
@@ -212,7 +218,34 @@ mod tests {
         assert_eq!(json["policy"], "cache");
         assert_eq!(json["decision"]["kind"], "hold");
         assert_eq!(json["action"], serde_json::json!({"outcome": "failed", "error": "forbidden"}));
-        assert_eq!(json["sentence"], record.decision.reason());
+        assert_eq!(json["sentence"], record.decision.sentence());
         assert_eq!(json["at"], "2026-11-24T00:00:00Z");
+    }
+
+    /// Health and scaling decisions are separate types; a record of either serializes as the
+    /// decision itself, `kind` first-level, as `/v1/decisions` always showed it.
+    #[test]
+    fn a_health_record_serializes_as_its_decision() {
+        use crate::decide::{HealthDecision, HealthReason};
+
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap();
+        let decision = HealthDecision::Fence {
+            instance: "redis-1".into(),
+            master: "redis-0".into(),
+            reason: HealthReason::ClaimsMaster { master: "redis-0".into() },
+        };
+        let record = DecisionRecord::new(at, "cache", decision, None);
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(
+            json["decision"],
+            serde_json::json!({
+                "kind": "fence",
+                "instance": "redis-1",
+                "master": "redis-0",
+                "reason": {"why": "claimsMaster", "master": "redis-0"},
+            })
+        );
+        assert_eq!(json["sentence"], "claims master, but redis-0 is the recorded master: fencing");
+        assert_eq!(json["action"], serde_json::Value::Null);
     }
 }

@@ -2,6 +2,11 @@
 //! current shape, what the core remembers of its own past, and `now` in; decisions with their
 //! reasons out. No I/O, no clock reads, no async: the daemon, `plan` and `simulate` all call
 //! [`decide`] and differ only in where observations come from and where decisions go.
+//!
+//! Two kinds of decision, each with its own reason and its own action path: [`decide`] makes
+//! [`ScalingDecision`]s (hold, scale; acted on by [`crate::act::scale`]) and
+//! [`health::assess`] makes [`HealthDecision`]s (failover, fence, repoint, ...; acted on by
+//! [`crate::act::health`]). [`Decision`] holds either, for the record only.
 
 pub mod health;
 mod reason;
@@ -11,17 +16,14 @@ mod series;
 #[cfg(test)]
 mod fixture;
 #[cfg(test)]
-mod health_tests;
-#[cfg(test)]
 mod tests;
 
 use serde::Serialize;
 
-use crate::model::Advertised;
-use crate::observe::{History, InstanceId, Timestamp};
+use crate::observe::{History, Timestamp};
 use crate::policy::Policy;
 
-pub use health::{HealthMemory, HealthReason};
+pub use health::{HealthDecision, HealthMemory, HealthReason};
 pub use reason::{Adjustment, Reading, ScalingReason, number as format_number};
 pub use scaling::ScalingMemory;
 
@@ -40,69 +42,79 @@ pub struct Memory {
     pub health: HealthMemory,
 }
 
-/// One decision, plain data with the reason behind it. Only the leader's executor applies it.
+/// A replica-count decision, what [`decide`] returns: plain data with the reason behind it.
+/// Only the leader's executor applies it ([`crate::act::scale`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
-pub enum Decision {
+pub enum ScalingDecision {
     /// Keep the replica count.
     Hold { replicas: u16, reason: ScalingReason },
     /// Change the replica count.
     Scale { from: u16, to: u16, reason: ScalingReason },
-    /// Record `to` as master at `epoch`, promote it, repoint the others (`from`: the master
-    /// it replaces; `None` when there was none).
-    Failover { from: Option<InstanceId>, to: InstanceId, epoch: u64, reason: HealthReason },
-    /// Finish promoting the recorded master (the daemon stopped between record and promote).
-    Promote { instance: InstanceId, epoch: u64, reason: HealthReason },
-    /// The master is down and nothing is done about it (manual, off, rate-limited, no
-    /// candidate): for people and alerts.
-    MasterDown { master: InstanceId, reason: HealthReason },
-    /// Make an instance that claims master a replica of the recorded master.
-    Fence { instance: InstanceId, master: InstanceId, reason: HealthReason },
-    /// Make a replica of something else a replica of the recorded master.
-    Repoint { instance: InstanceId, master: InstanceId, reason: HealthReason },
-    /// Make a replica of a master whose process is not there stop following it (it
-    /// replicates its own address until the master is decided on).
-    Detach { instance: InstanceId, master: InstanceId, reason: HealthReason },
-    /// Advertise an instance's role to clients (Kubernetes: its pod label).
-    Advertise { instance: InstanceId, role: Advertised, reason: HealthReason },
+}
+
+impl ScalingDecision {
+    /// Short stable name for logs, metrics labels and Kubernetes Event reasons.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ScalingDecision::Hold { .. } => "hold",
+            ScalingDecision::Scale { .. } => "scale",
+        }
+    }
+
+    /// The numbers behind it.
+    pub fn reason(&self) -> &ScalingReason {
+        match self {
+            ScalingDecision::Hold { reason, .. } | ScalingDecision::Scale { reason, .. } => reason,
+        }
+    }
+
+    /// The reason as one human sentence.
+    pub fn sentence(&self) -> String {
+        self.reason().to_string()
+    }
+}
+
+/// Either kind of decision, as the daemon records, counts and logs them (`/v1/decisions`,
+/// metrics, Events). Each path makes and acts on its own kind; this only carries them to the
+/// record. Serialized as the inner decision (untagged): each already names its `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+// A health decision is larger than a scaling one (its reason carries a candidate ranking);
+// a record is built once and moved into the status ring, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Decision {
+    Scaling(ScalingDecision),
+    Health(HealthDecision),
 }
 
 impl Decision {
     /// Short stable name for logs, metrics labels and Kubernetes Event reasons.
     pub fn kind(&self) -> &'static str {
         match self {
-            Decision::Hold { .. } => "hold",
-            Decision::Scale { .. } => "scale",
-            Decision::Failover { .. } => "failover",
-            Decision::Promote { .. } => "promote",
-            Decision::MasterDown { .. } => "masterDown",
-            Decision::Fence { .. } => "fence",
-            Decision::Repoint { .. } => "repoint",
-            Decision::Detach { .. } => "detach",
-            Decision::Advertise { .. } => "advertise",
-        }
-    }
-
-    /// The scaling reason, for the decisions [`decide`] makes.
-    pub fn scaling_reason(&self) -> Option<&ScalingReason> {
-        match self {
-            Decision::Hold { reason, .. } | Decision::Scale { reason, .. } => Some(reason),
-            _ => None,
+            Decision::Scaling(decision) => decision.kind(),
+            Decision::Health(decision) => decision.kind(),
         }
     }
 
     /// The reason as one human sentence.
-    pub fn reason(&self) -> String {
+    pub fn sentence(&self) -> String {
         match self {
-            Decision::Hold { reason, .. } | Decision::Scale { reason, .. } => reason.to_string(),
-            Decision::Failover { reason, .. }
-            | Decision::Promote { reason, .. }
-            | Decision::MasterDown { reason, .. }
-            | Decision::Fence { reason, .. }
-            | Decision::Repoint { reason, .. }
-            | Decision::Detach { reason, .. }
-            | Decision::Advertise { reason, .. } => reason.to_string(),
+            Decision::Scaling(decision) => decision.sentence(),
+            Decision::Health(decision) => decision.sentence(),
         }
+    }
+}
+
+impl From<ScalingDecision> for Decision {
+    fn from(decision: ScalingDecision) -> Self {
+        Decision::Scaling(decision)
+    }
+}
+
+impl From<HealthDecision> for Decision {
+    fn from(decision: HealthDecision) -> Self {
+        Decision::Health(decision)
     }
 }
 
@@ -115,7 +127,7 @@ pub fn decide(
     fleet: Fleet,
     memory: &mut Memory,
     now: Timestamp,
-) -> Vec<Decision> {
+) -> Vec<ScalingDecision> {
     let mut decisions = Vec::new();
     if let Some(scaling) = &policy.scaling {
         decisions.push(scaling::decide(scaling, history, fleet, &mut memory.scaling, now));

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::reason::{Adjustment, Direction, Reading, ScalingReason, within_tolerance};
 use super::series::{self, Series};
-use super::{Decision, Fleet};
+use super::{Fleet, ScalingDecision};
 use crate::observe::{History, Timestamp};
 use crate::policy::{Aggregate, Behavior, Metric, MetricSource, Scaling, Statistic, Step};
 
@@ -97,7 +97,7 @@ pub(super) fn decide(
     fleet: Fleet,
     memory: &mut ScalingMemory,
     now: Timestamp,
-) -> Decision {
+) -> ScalingDecision {
     let current = fleet.replicas;
     let latest = history.latest();
     let ready = latest.map_or(0, |o| o.ready_count()) as u16;
@@ -137,9 +137,9 @@ pub(super) fn decide(
 
     let reason = ScalingReason { current, ready, readings, proposed, adjustments, result };
     if result == current {
-        Decision::Hold { replicas: current, reason }
+        ScalingDecision::Hold { replicas: current, reason }
     } else {
-        Decision::Scale { from: current, to: result, reason }
+        ScalingDecision::Scale { from: current, to: result, reason }
     }
 }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::fixture::{RoundBuilder, round, scaling, secs, t};
-use super::{Decision, Fleet, Memory, decide};
+use super::{Fleet, Memory, ScalingDecision, decide};
 use crate::observe::{History, Outcome};
 use crate::policy::{Aggregate, MetricSource, Policy, Statistic, Step};
 
@@ -21,7 +21,7 @@ impl Run {
         Self { policy, history, memory: Memory::default(), replicas }
     }
 
-    fn tick(&mut self, round: RoundBuilder) -> Decision {
+    fn tick(&mut self, round: RoundBuilder) -> ScalingDecision {
         let at = round.0.at;
         self.history.push(round.0);
         let mut decisions = decide(
@@ -33,7 +33,7 @@ impl Run {
         );
         assert_eq!(decisions.len(), 1, "one scaling decision per evaluation");
         let decision = decisions.remove(0);
-        if let Decision::Scale { from, to, .. } = decision {
+        if let ScalingDecision::Scale { from, to, .. } = decision {
             self.memory.scaling.record_scale(at, from, to);
             self.replicas = to;
         }
@@ -54,10 +54,10 @@ impl Run {
     }
 }
 
-fn scaled_to(d: &Decision) -> Option<u16> {
+fn scaled_to(d: &ScalingDecision) -> Option<u16> {
     match d {
-        Decision::Scale { to, .. } => Some(*to),
-        _ => None,
+        ScalingDecision::Scale { to, .. } => Some(*to),
+        ScalingDecision::Hold { .. } => None,
     }
 }
 
@@ -69,7 +69,7 @@ fn load_above_target_scales_up_to_the_usage_ratio_and_says_why() {
     // ratio 41,200 / 30,000 = 1.373; ceil(1.373 x 3) = 5
     assert_eq!(scaled_to(&d), Some(5));
     assert_eq!(
-        d.reason(),
+        d.sentence(),
         "mean of mean instantaneous_ops_per_sec over 30s 41,200 > target 30,000 x 1.1 -> 5; \
          3 -> 5; scale 3 -> 5"
     );
@@ -81,7 +81,7 @@ fn load_inside_the_tolerance_band_holds() {
     let mut run = Run::new(policy, 4);
     let d = run.tick(round(t(0)).ready_ops(&[1090.0, 1090.0, 1090.0, 1090.0]));
     assert_eq!(scaled_to(&d), None);
-    assert!(d.reason().contains("within 0.1 of target 1,000"), "{}", d.reason());
+    assert!(d.sentence().contains("within 0.1 of target 1,000"), "{}", d.sentence());
 }
 
 #[test]
@@ -102,8 +102,8 @@ fn a_missing_metric_never_scales_down_and_the_reason_says_what_is_missing() {
         .policy();
     let mut run = Run::new(policy, 5);
     let d = run.tick(round(t(0)).ready_ops(&[100.0; 5]).query(query, Err("empty result".into())));
-    assert_eq!(scaled_to(&d), None, "{}", d.reason());
-    let reason = d.reason();
+    assert_eq!(scaled_to(&d), None, "{}", d.sentence());
+    let reason = d.sentence();
     assert!(
         reason.contains(&format!("`{query}` over 30s missing (empty result in the last 30s)")),
         "{reason}"
@@ -120,7 +120,7 @@ fn a_missing_metric_still_lets_another_metric_scale_up() {
         .policy();
     let mut run = Run::new(policy, 2);
     let d = run.tick(round(t(0)).ready_ops(&[2000.0, 2000.0]));
-    assert_eq!(scaled_to(&d), Some(4), "{}", d.reason());
+    assert_eq!(scaled_to(&d), Some(4), "{}", d.sentence());
 }
 
 #[test]
@@ -134,7 +134,11 @@ fn no_instance_answering_is_missing_not_zero() {
             .unreachable(Outcome::Timeout),
     );
     assert_eq!(scaled_to(&d), None);
-    assert!(d.reason().contains("missing (no ready instance in the last 30s)"), "{}", d.reason());
+    assert!(
+        d.sentence().contains("missing (no ready instance in the last 30s)"),
+        "{}",
+        d.sentence()
+    );
 }
 
 #[test]
@@ -143,7 +147,7 @@ fn unready_instances_block_scale_down_but_not_scale_up() {
     let mut run = Run::new(policy.clone(), 4);
     let d = run.tick(round(t(0)).ready_ops(&[100.0, 100.0, 100.0]).syncing());
     assert_eq!(scaled_to(&d), None);
-    assert!(d.reason().contains("1 instance(s) not ready"), "{}", d.reason());
+    assert!(d.sentence().contains("1 instance(s) not ready"), "{}", d.sentence());
 
     let mut run = Run::new(policy, 4);
     let d = run.tick(round(t(0)).ready_ops(&[3000.0, 3000.0, 3000.0]).syncing());
@@ -160,7 +164,7 @@ fn a_sum_is_a_total_divided_by_the_per_replica_target() {
     let mut run = Run::new(policy, 2);
     let d = run.tick(round(t(0)).ready_ops(&[0.0, 0.0]).query(query, Ok(vec![5000.0, 500.0])));
     assert_eq!(scaled_to(&d), Some(6));
-    assert!(d.reason().contains("5,500 = 2,750 per replica > target 1,000"), "{}", d.reason());
+    assert!(d.sentence().contains("5,500 = 2,750 per replica > target 1,000"), "{}", d.sentence());
 }
 
 #[test]
@@ -171,11 +175,11 @@ fn an_empty_query_result_is_missing_and_several_series_follow_the_aggregate() {
         .policy();
     let mut run = Run::new(policy.clone(), 3);
     let d = run.tick(round(t(0)).ready_ops(&[0.0; 3]).query(query, Ok(vec![])));
-    assert!(d.reason().contains("missing (empty result in the last 30s)"), "{}", d.reason());
+    assert!(d.sentence().contains("missing (empty result in the last 30s)"), "{}", d.sentence());
     let mut run = Run::new(policy, 3);
     let d = run.tick(round(t(0)).ready_ops(&[0.0; 3]).query(query, Ok(vec![400.0, 2500.0, 900.0])));
     // The hottest series, 2,500 per replica: ceil(2.5 x 3) = 8.
-    assert_eq!(scaled_to(&d), Some(8), "{}", d.reason());
+    assert_eq!(scaled_to(&d), Some(8), "{}", d.sentence());
 }
 
 #[test]
@@ -210,14 +214,18 @@ fn a_counter_becomes_a_rate_and_a_reset_is_skipped() {
     let mut run = Run::new(policy, 2);
     let field = "total_commands_processed";
     let first = run.tick(round(t(0)).ready(field, &[0.0, 0.0]));
-    assert!(first.reason().contains("missing"), "one round has no rate yet: {}", first.reason());
+    assert!(
+        first.sentence().contains("missing"),
+        "one round has no rate yet: {}",
+        first.sentence()
+    );
     // 30,000 commands in 10 s on each = 3,000/s -> 6 replicas
     let d = run.tick(round(t(10)).ready(field, &[30_000.0, 30_000.0]));
-    assert_eq!(scaled_to(&d), Some(6), "{}", d.reason());
+    assert_eq!(scaled_to(&d), Some(6), "{}", d.sentence());
     // redis-1 restarted and its counter went back to 5: only redis-0's 1,000/s counts.
     run.replicas = 2;
     let d = run.tick(round(t(20)).ready(field, &[40_000.0, 5.0]));
-    assert!(d.reason().contains("rate over 1m 1,000 within"), "{}", d.reason());
+    assert!(d.sentence().contains("rate over 1m 1,000 within"), "{}", d.sentence());
 }
 
 #[test]
@@ -238,9 +246,9 @@ fn percentiles_and_ewma_follow_their_definitions() {
     // Window (1 s, 101 s] holds 100, 100, 200, ..., 1,000. statrs uses the R-8 estimator:
     // h = (11 + 1/3) x 0.9 + 1/3 = 10.53 -> 900 + 0.53 x (1,000 - 900) = 953.
     assert!(
-        d.reason().starts_with("p90 of mean instantaneous_ops_per_sec over 1m 40s 953 "),
+        d.sentence().starts_with("p90 of mean instantaneous_ops_per_sec over 1m 40s 953 "),
         "{}",
-        d.reason()
+        d.sentence()
     );
 
     let ewma = scaling()
@@ -253,7 +261,7 @@ fn percentiles_and_ewma_follow_their_definitions() {
     run.replicas = 1;
     let d = run.tick(round(t(10)).ready_ops(&[300.0]));
     // weights 0.5 (10 s old) and 1: (0 x 0.5 + 300) / 1.5 = 200
-    assert!(d.reason().contains("over 1m 40s 200 "), "{}", d.reason());
+    assert!(d.sentence().contains("over 1m 40s 200 "), "{}", d.sentence());
 }
 
 #[test]
@@ -269,8 +277,8 @@ fn a_window_measured_with_fewer_replicas_does_not_overshoot_after_a_scale_up() {
     // The same 6,000 ops/s now spread over 6. The window still holds the 3,000-per-replica
     // round, but as a total of 6,000: 1,000 per replica ready now, nothing more to add.
     let d = run.tick(round(t(10)).ready_ops(&[1000.0; 6]));
-    assert_eq!(scaled_to(&d), None, "{}", d.reason());
-    assert!(d.reason().contains("over 1m 1,000 within"), "{}", d.reason());
+    assert_eq!(scaled_to(&d), None, "{}", d.sentence());
+    assert!(d.sentence().contains("over 1m 1,000 within"), "{}", d.sentence());
 }
 
 #[test]
@@ -297,10 +305,10 @@ fn max_step_caps_the_change_per_period_from_the_period_start() {
     let mut run = Run::new(policy, 2);
     let d = run.tick(round(t(0)).ready_ops(&[5000.0, 5000.0]));
     assert_eq!(scaled_to(&d), Some(4));
-    assert!(d.reason().contains("capped at 4 by scale-up maxStep 2 per 30s"), "{}", d.reason());
+    assert!(d.sentence().contains("capped at 4 by scale-up maxStep 2 per 30s"), "{}", d.sentence());
     // Still inside the 30 s period that began at 2: no further step allowed.
     let d = run.tick(round(t(10)).ready_ops(&[5000.0; 4]));
-    assert_eq!(scaled_to(&d), None, "{}", d.reason());
+    assert_eq!(scaled_to(&d), None, "{}", d.sentence());
     // The period has rolled: 4 + 2.
     let d = run.tick(round(t(31)).ready_ops(&[5000.0; 4]));
     assert_eq!(scaled_to(&d), Some(6));
@@ -332,7 +340,7 @@ fn cooldown_after_a_scale_event_holds_and_counts_down() {
     assert_eq!(scaled_to(&run.tick(round(t(0)).ready_ops(&[2000.0, 2000.0]))), Some(4));
     let d = run.tick(round(t(30)).ready_ops(&[100.0; 4]));
     assert_eq!(scaled_to(&d), None);
-    assert!(d.reason().contains("scale-down cooldown 2m (1m 30s left)"), "{}", d.reason());
+    assert!(d.sentence().contains("scale-down cooldown 2m (1m 30s left)"), "{}", d.sentence());
     let d = run.tick(round(t(120)).ready_ops(&[100.0; 4]));
     assert_eq!(scaled_to(&d), Some(1));
 }
@@ -343,11 +351,11 @@ fn bounds_override_everything() {
     let mut run = Run::new(policy.clone(), 3);
     let d = run.tick(round(t(0)).ready_ops(&[100_000.0; 3]));
     assert_eq!(scaled_to(&d), Some(5));
-    assert!(d.reason().contains("lowered to 5 by maxReplicas 5"), "{}", d.reason());
+    assert!(d.sentence().contains("lowered to 5 by maxReplicas 5"), "{}", d.sentence());
     let mut run = Run::new(policy, 3);
     let d = run.tick(round(t(0)).ready_ops(&[0.0; 3]));
     assert_eq!(scaled_to(&d), Some(2));
-    assert!(d.reason().contains("raised to 2 by minReplicas 2"), "{}", d.reason());
+    assert!(d.sentence().contains("raised to 2 by minReplicas 2"), "{}", d.sentence());
 }
 
 #[test]
@@ -362,9 +370,9 @@ fn a_cron_floor_holds_replicas_for_its_duration() {
     let d = run.tick(round(t(eight)).ready_ops(&[10.0]));
     assert_eq!(scaled_to(&d), Some(4));
     assert!(
-        d.reason().contains("raised to 4 by schedule `0 0 8 * * Mon-Fri` (at least 4)"),
+        d.sentence().contains("raised to 4 by schedule `0 0 8 * * Mon-Fri` (at least 4)"),
         "{}",
-        d.reason()
+        d.sentence()
     );
     assert_eq!(scaled_to(&run.tick(round(t(eight + 3599)).ready_ops(&[10.0; 4]))), None);
     assert_eq!(scaled_to(&run.tick(round(t(eight + 3600)).ready_ops(&[10.0; 4]))), Some(1));
@@ -376,7 +384,7 @@ fn a_rising_trend_scales_up_before_the_load_arrives() {
         scaling().redis("instantaneous_ops_per_sec", 1000.0).forecast(secs(60), secs(60)).policy();
     let without = scaling().redis("instantaneous_ops_per_sec", 1000.0).policy();
     // Load per instance climbs 50 ops/s every 10 s, from 700 to 950: still under target.
-    let ramp = |run: &mut Run| -> Vec<Decision> {
+    let ramp = |run: &mut Run| -> Vec<ScalingDecision> {
         (0..6)
             .map(|i| run.tick(round(t(i * 10)).ready_ops(&[700.0 + 50.0 * i as f64; 2])))
             .collect()
@@ -390,8 +398,8 @@ fn a_rising_trend_scales_up_before_the_load_arrives() {
     // At t=30 the 30 s mean is 800, but the line through 700..850 reaches 1,150 one warm-up
     // (60 s) ahead: 2 x 1.15 -> 3. (At t=20 the trend, 1,100, sat exactly on the band's edge.)
     let (i, d) = first_scale.expect("the forecast scales up");
-    assert_eq!((i, scaled_to(&d)), (3, Some(3)), "{}", d.reason());
-    assert!(d.reason().contains("over 30s 800 (trend 1,150 after warm-up)"), "{}", d.reason());
+    assert_eq!((i, scaled_to(&d)), (3, Some(3)), "{}", d.sentence());
+    assert!(d.sentence().contains("over 30s 800 (trend 1,150 after warm-up)"), "{}", d.sentence());
 }
 
 #[test]
@@ -404,8 +412,8 @@ fn a_falling_trend_never_argues_for_fewer_replicas() {
         last = Some(run.tick(round(t(i * 10)).ready_ops(&[1000.0 - 20.0 * i as f64; 2])));
     }
     let d = last.unwrap();
-    assert_eq!(scaled_to(&d), None, "{}", d.reason());
-    assert!(!d.reason().contains("trend"), "{}", d.reason());
+    assert_eq!(scaled_to(&d), None, "{}", d.sentence());
+    assert!(!d.sentence().contains("trend"), "{}", d.sentence());
 }
 
 #[test]
@@ -431,15 +439,15 @@ fn an_alert_request_is_a_floor_until_a_scale_meets_it() {
     let d = run.tick(round(t(0)).ready_ops(&[1000.0, 1000.0]));
     assert_eq!(scaled_to(&d), Some(4));
     assert!(
-        d.reason().contains("raised to 4 by alert RedisLatencyHigh (at least 4)"),
+        d.sentence().contains("raised to 4 by alert RedisLatencyHigh (at least 4)"),
         "{}",
-        d.reason()
+        d.sentence()
     );
     // Met: the floor is gone. The 30 s window holds totals 2,000 and 400, 300 per replica
     // over the 4 ready now, which asks for 2.
     let d = run.tick(round(t(10)).ready_ops(&[100.0; 4]));
-    assert_eq!(scaled_to(&d), Some(2), "{}", d.reason());
-    assert!(!d.reason().contains("alert"), "{}", d.reason());
+    assert_eq!(scaled_to(&d), Some(2), "{}", d.sentence());
+    assert!(!d.sentence().contains("alert"), "{}", d.sentence());
 }
 
 #[test]
@@ -448,9 +456,9 @@ fn an_alert_request_expires_when_it_cannot_be_met() {
     let mut run = Run::new(policy, 3);
     run.memory.scaling.request_scale_up(t(0), "RedisLatencyHigh", 5);
     let d = run.tick(round(t(0)).ready_ops(&[100.0; 3]));
-    assert_eq!(scaled_to(&d), None, "maxReplicas caps the request: {}", d.reason());
+    assert_eq!(scaled_to(&d), None, "maxReplicas caps the request: {}", d.sentence());
     let d = run.tick(round(t(601)).ready_ops(&[100.0; 3]));
-    assert_eq!(scaled_to(&d), Some(1), "expired after 10 minutes: {}", d.reason());
+    assert_eq!(scaled_to(&d), Some(1), "expired after 10 minutes: {}", d.sentence());
 }
 
 /// Issue 12: one instance answering INFO with a fake 5,000,000 ops/s among eight honest ones
@@ -464,7 +472,7 @@ fn a_fake_reading_does_not_size_the_fleet_and_the_reason_names_it() {
     ops[4] = 5_000_000.0;
     let d = run.tick(round(t(0)).ready_ops(&ops));
     assert_eq!(scaled_to(&d), None, "{d:?}");
-    let reason = d.scaling_reason().expect("a scaling reason");
+    let reason = d.reason();
     assert_eq!(reason.readings[0].value, Ok(33_000.0), "the honest instances' mean");
     let text = reason.to_string();
     assert!(
@@ -486,7 +494,7 @@ fn an_implausible_reading_is_doubt_no_scale_down_while_it_is_in_the_window() {
     // The honest three ask for 1; the fourth's load is unknown.
     let d = run.tick(round(t(0)).ready_ops(&[5_000.0, 5_000.0, 5_000.0, 9e9]));
     assert_eq!(scaled_to(&d), None, "{d:?}");
-    let text = d.scaling_reason().unwrap().to_string();
+    let text = d.reason().to_string();
     assert!(text.contains("kept at 4: 1 instance(s) reported implausible readings"), "{text}");
     // Once the window (30 s) holds only plausible readings, it scales down.
     for s in [10, 20, 30] {
@@ -500,7 +508,7 @@ fn every_reading_implausible_is_a_missing_metric() {
     let policy = scaling().redis("instantaneous_ops_per_sec", 35_000.0).policy();
     let mut run = Run::new(policy, 3);
     let d = run.tick(round(t(0)).ready_ops(&[5e6, 6e6, f64::NAN]));
-    let reason = d.scaling_reason().unwrap();
+    let reason = d.reason();
     assert_eq!(scaled_to(&d), None);
     let text = reason.to_string();
     assert!(text.contains("every reading of `instantaneous_ops_per_sec` is implausible"), "{text}");

@@ -9,9 +9,9 @@ use std::time::Duration;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use tokio::sync::{mpsc, watch};
 
-use super::Feed;
 use super::fleet;
 use super::screen::{DecisionLine, Point, Screen, draw};
+use super::{Feed, view};
 
 /// Trace time one `n` skips.
 const SKIP: Duration = Duration::from_secs(30 * 60);
@@ -84,11 +84,10 @@ pub async fn show(
                 screen.instances = instances;
                 let recent = feed.shared.status.recent(Some(&feed.policy), 50);
                 for record in recent.iter().rev().filter(|r| seen.is_none_or(|at| r.at > at)) {
-                    let kind = record.decision.kind();
-                    if kind != "hold" && kind != "advertise" {
+                    if view::worth_showing(&record.decision) {
                         screen.decided(DecisionLine {
                             at: record.at.with_timezone(&chrono::Local).format("%H:%M:%S").to_string(),
-                            kind: kind.to_owned(),
+                            kind: record.decision.kind().to_owned(),
                             outcome: record.action.as_ref().map_or("-", |a| a.label()).to_owned(),
                             reason: record.sentence.clone(),
                         });

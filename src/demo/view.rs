@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::fleet::{self, Role};
 use super::tui::FleetAt;
 use super::{DemoConfig, Feed, describe};
-use crate::decide::format_number;
+use crate::decide::{Decision, HealthDecision, ScalingDecision, format_number};
 use crate::policy::Policy;
 
 /// One line on stdout. A closed stdout is no reason to stop the fleet uncleanly.
@@ -43,6 +43,15 @@ pub fn farewell(answered: u64) {
     ));
 }
 
+/// Every action and alarm; holds and role labels would drown them.
+pub fn worth_showing(decision: &Decision) -> bool {
+    !matches!(
+        decision,
+        Decision::Scaling(ScalingDecision::Hold { .. })
+            | Decision::Health(HealthDecision::Advertise { .. })
+    )
+}
+
 /// Prints until `stop`; tells `serving_changed` the instances that serve reads whenever they
 /// change, so the load follows them.
 pub async fn show(
@@ -67,14 +76,14 @@ pub async fn show(
             serving_changed(serving.clone());
         }
         let recent = feed.shared.status.recent(Some(&feed.policy), 50);
-        // Oldest first, only those not printed yet; holds and label changes would drown them.
+        // Oldest first, only those not printed yet.
         for record in recent.iter().rev().filter(|r| seen.is_none_or(|at| r.at > at)) {
-            let kind = record.decision.kind();
-            if kind != "hold" && kind != "advertise" {
+            if worth_showing(&record.decision) {
                 let outcome = record.action.as_ref().map_or("-", |a| a.label());
                 say(&format!(
-                    "  >> {} {kind} [{outcome}] {}",
+                    "  >> {} {} [{outcome}] {}",
                     record.at.format("%H:%M:%S"),
+                    record.decision.kind(),
                     record.sentence
                 ));
             }

@@ -200,7 +200,7 @@ pub async fn bootstrap<C: Cluster>(
     let mut memory = crate::decide::HealthMemory::default();
     let assessment = health::assess(health, probe.input(), &mut memory, true, chrono::Utc::now());
     for decision in assessment.decisions {
-        if let crate::decide::Decision::Failover { from: None, to, epoch, reason } = decision {
+        if let health::HealthDecision::Failover { from: None, to, epoch, reason } = decision {
             let Some(to) = probe.member(&to) else { continue };
             tracing::info!(master = %to.id, %reason, "first master");
             fail_over(cluster, &probe.members, Replaced::Nothing, to, epoch, context)

@@ -16,7 +16,7 @@ use super::model::{ClusterModel, InstanceState};
 use super::replay::Controller;
 use super::trace::{Millis, timestamp};
 use crate::act::{self, ActionOutcome, Executor, HandOver, Mode, RateLimit};
-use crate::decide::{Decision, Fleet, Memory, decide};
+use crate::decide::{Fleet, Memory, ScalingDecision, decide};
 use crate::failover;
 use crate::observe::{History, Info, InstanceSample, Observation, Outcome, QueryResult, Role};
 use crate::policy::Policy;
@@ -88,10 +88,9 @@ impl<'p> PolicyController<'p> {
         self.gaps.iter().map(|g| MetricGap { evaluations, ..g.clone() }).collect()
     }
 
-    fn count_gaps(&mut self, decisions: &[Decision]) {
+    fn count_gaps(&mut self, decisions: &[ScalingDecision]) {
         self.evaluations += 1;
-        let readings =
-            decisions.iter().filter_map(Decision::scaling_reason).flat_map(|r| &r.readings);
+        let readings = decisions.iter().map(ScalingDecision::reason).flat_map(|r| &r.readings);
         for reading in readings {
             let Err(why) = &reading.value else { continue };
             match self.gaps.iter_mut().find(|g| g.metric == reading.metric) {
@@ -167,8 +166,8 @@ impl Controller for PolicyController<'_> {
         // The first scale decision only: after it the fleet is no longer the one the others
         // were decided for.
         let Some((from, to)) = decisions.iter().find_map(|decision| match decision {
-            Decision::Scale { from, to, .. } => Some((*from, *to)),
-            _ => None,
+            ScalingDecision::Scale { from, to, .. } => Some((*from, *to)),
+            ScalingDecision::Hold { .. } => None,
         }) else {
             return;
         };

@@ -95,9 +95,8 @@ pub async fn settle(
     fleet: &redis_autopilot::cluster::local::LocalFleet,
     access: &redis_autopilot::sample::redis::Access,
     timeout: Duration,
-) -> Vec<redis_autopilot::decide::Decision> {
-    use redis_autopilot::decide::Decision;
-    use redis_autopilot::decide::health::{self, HealthMemory};
+) -> Vec<redis_autopilot::decide::HealthDecision> {
+    use redis_autopilot::decide::health::{self, HealthDecision, HealthMemory};
     use redis_autopilot::failover::{self, Probe};
     use redis_autopilot::sample::redis::{HEALTH_SECTIONS, RedisSampler};
 
@@ -114,7 +113,7 @@ pub async fn settle(
     let context = failover::Context { access, timeout, guard: None, actor: "test" };
     for decision in &assessment.decisions {
         match decision {
-            Decision::Failover { from, to, epoch, .. } => {
+            HealthDecision::Failover { from, to, epoch, .. } => {
                 let to = probe.member(to).expect("a member");
                 let from = match from.as_deref().and_then(|from| probe.member(from)) {
                     Some(old) => failover::Replaced::Down(old),
@@ -124,7 +123,7 @@ pub async fn settle(
                     .await
                     .expect("failover");
             }
-            Decision::Promote { instance, epoch, .. } => {
+            HealthDecision::Promote { instance, epoch, .. } => {
                 let member = probe.member(instance).expect("a member");
                 failover::promote(fleet, member, *epoch, &context).await.expect("promote");
             }

@@ -1,4 +1,4 @@
-//! Behaviour of the health core ([`super::health`]), one rule per test. Each test builds
+//! Behaviour of the health core ([`super`]), one rule per test. Each test builds
 //! probes of a small fleet on 127.0.0.1:7000.., feeds them to `assess` in time order the way
 //! the policy loop does, and checks the decisions *and* the rule or choice behind them: a
 //! failover to the right instance for the wrong reason is a bug too.
@@ -6,11 +6,10 @@
 use chrono::TimeDelta;
 use rstest::rstest;
 
-use super::Decision;
-use super::fixture::{secs, t};
-use super::health::{
-    self, Assessment, Blocked, Choice, Detection, DownRule, Evidence, HealthInput, HealthMemory,
-    HealthReason,
+use crate::decide::fixture::{secs, t};
+use crate::decide::health::{
+    self, Assessment, Blocked, Choice, Detection, DownRule, Evidence, HealthDecision, HealthInput,
+    HealthMemory, HealthReason,
 };
 use crate::model::Endpoint;
 use crate::model::{Advertised, Claim, MasterRecord, Member, RecordRefusal};
@@ -227,18 +226,18 @@ impl Run {
     fn apply(&mut self, assessment: &Assessment, ms: i64) {
         for decision in &assessment.decisions {
             match decision {
-                Decision::Failover { to, epoch, .. } => {
+                HealthDecision::Failover { to, epoch, .. } => {
                     self.record = Some(MasterRecord::new(to.clone(), *epoch));
                     self.memory.record_failover(at(ms));
                 }
-                Decision::Detach { instance, master, .. } => {
+                HealthDecision::Detach { instance, master, .. } => {
                     self.memory.record_detached(instance, master);
                 }
-                Decision::Fence { instance, .. } => {
+                HealthDecision::Fence { instance, .. } => {
                     self.memory.record_fenced(instance);
                     self.memory.record_advertised(instance, Advertised::Fenced);
                 }
-                Decision::Advertise { instance, role, .. } => {
+                HealthDecision::Advertise { instance, role, .. } => {
                     self.memory.record_advertised(instance, *role);
                 }
                 _ => {}
@@ -251,7 +250,7 @@ impl Run {
 fn failover(assessment: &Assessment) -> (&Option<String>, &str, u64, &Detection, &Choice) {
     match assessment.decisions.as_slice() {
         [
-            Decision::Failover {
+            HealthDecision::Failover {
                 from,
                 to,
                 epoch,
@@ -265,7 +264,7 @@ fn failover(assessment: &Assessment) -> (&Option<String>, &str, u64, &Detection,
 /// The one bootstrap decision (a failover from no master), with its reason.
 fn first_master(assessment: &Assessment) -> (&str, u64, &HealthReason) {
     match assessment.decisions.as_slice() {
-        [Decision::Failover { from: None, to, epoch, reason }] => (to, *epoch, reason),
+        [HealthDecision::Failover { from: None, to, epoch, reason }] => (to, *epoch, reason),
         other => panic!("expected one first-master decision, got {other:#?}"),
     }
 }
@@ -274,8 +273,9 @@ fn first_master(assessment: &Assessment) -> (&str, u64, &HealthReason) {
 fn master_down(assessment: &Assessment) -> (&Detection, &Blocked) {
     match assessment.decisions.as_slice() {
         [
-            Decision::MasterDown {
-                reason: HealthReason::DownBlocked { detection, blocked }, ..
+            HealthDecision::MasterDown {
+                reason: HealthReason::DownBlocked { detection, blocked },
+                ..
             },
         ] => (detection, blocked),
         other => panic!("expected one MasterDown, got {other:#?}"),
@@ -370,7 +370,7 @@ fn a_serving_master_is_only_advertised_and_each_role_once() {
         .decisions
         .iter()
         .map(|d| match d {
-            Decision::Advertise { instance, role, .. } => (instance.as_str(), *role),
+            HealthDecision::Advertise { instance, role, .. } => (instance.as_str(), *role),
             other => panic!("a serving master needs only advertising, got {other:#?}"),
         })
         .collect();
@@ -383,7 +383,7 @@ fn a_serving_master_is_only_advertised_and_each_role_once() {
         ]
     );
     assert_eq!(
-        assessment.decisions[0].reason(),
+        assessment.decisions[0].sentence(),
         "master: the recorded master, serving",
         "the reason says why the role"
     );
@@ -403,7 +403,7 @@ fn an_advertise_that_was_not_applied_is_decided_again() {
     let again = run.assess(&probe, 250);
     assert_eq!(first.decisions.len(), 2);
     assert!(
-        matches!(again.decisions.as_slice(), [Decision::Advertise { instance, role: Advertised::Replica, .. }] if *instance == name(1)),
+        matches!(again.decisions.as_slice(), [HealthDecision::Advertise { instance, role: Advertised::Replica, .. }] if *instance == name(1)),
         "{:#?}",
         again.decisions
     );
@@ -470,7 +470,10 @@ fn without_confirm_with_replicas_a_refused_master_still_waits_for_down_after() {
     run.assess(&Probe::healthy(3), 0);
     // Its replicas stop following it meanwhile, but nobody is promoted.
     let early = run.assess(&Probe::master_dead(3), 250);
-    assert!(early.decisions.iter().all(|d| matches!(d, Decision::Detach { .. })), "{early:#?}");
+    assert!(
+        early.decisions.iter().all(|d| matches!(d, HealthDecision::Detach { .. })),
+        "{early:#?}"
+    );
     assert_eq!(early.decisions.len(), 2);
     let assessment = run.assess(&Probe::master_dead(3), 5000);
     let (_, _, _, detection, _) = failover(&assessment);
@@ -626,7 +629,7 @@ fn a_recorded_master_answering_as_a_replica_with_the_most_data_is_promoted_at_it
     let assessment = run.assess(&probe, 0);
     assert_eq!(
         assessment.decisions,
-        [Decision::Promote {
+        [HealthDecision::Promote {
             instance: name(1),
             epoch: 4,
             reason: HealthReason::Unfinished { offset: 999 },
@@ -636,7 +639,7 @@ fn a_recorded_master_answering_as_a_replica_with_the_most_data_is_promoted_at_it
     let behind = Probe::master_dead(3).with(2, |i| i.replication.replica_repl_offset = Some(5000));
     let assessment = Run { record: run.record.clone(), ..Run::new() }.assess(&behind, 0);
     assert!(
-        !assessment.decisions.iter().any(|d| matches!(d, Decision::Promote { .. })),
+        !assessment.decisions.iter().any(|d| matches!(d, HealthDecision::Promote { .. })),
         "{:#?}",
         assessment.decisions
     );
@@ -703,7 +706,7 @@ fn candidates_exclude_those_that_cannot_safely_take_over_and_the_reason_says_why
     assert_eq!(why(7), "holds no data while 127.0.0.1:7003 does");
     assert_eq!(why(8), "claims master without being recorded");
     assert_eq!(choice.excluded.len(), 8);
-    let reason = assessment.decisions[0].reason();
+    let reason = assessment.decisions[0].sentence();
     assert!(
         reason.starts_with(
             "master 127.0.0.1:7000 refuses connections and all 6 reachable replicas report the \
@@ -719,7 +722,7 @@ fn candidates_exclude_those_that_cannot_safely_take_over_and_the_reason_says_why
 fn the_reason_names_the_outranked_candidates() {
     let mut run = Run::new();
     run.assess(&Probe::healthy(3), 0);
-    let reason = run.assess(&Probe::master_dead(3), 250).decisions[0].reason();
+    let reason = run.assess(&Probe::master_dead(3), 250).decisions[0].sentence();
     assert_eq!(
         reason,
         "master 127.0.0.1:7000 refuses connections and all 2 reachable replicas report the \
@@ -793,10 +796,10 @@ fn no_candidate_is_reported_with_every_exclusion() {
     );
     assert!(
         assessment.decisions[0]
-            .reason()
+            .sentence()
             .ends_with("no replica can take over; 127.0.0.1:7001: replica-priority 0"),
         "{}",
-        assessment.decisions[0].reason()
+        assessment.decisions[0].sentence()
     );
     assert!(run.assess(&probe, 500).decisions.is_empty(), "reported once");
 }
@@ -826,21 +829,23 @@ fn another_instance_claiming_master_is_fenced() {
     let mut run = Run::new();
     let probe = Probe::healthy(3).with(2, |i| *i = master_info(9, 400));
     let assessment = run.assess(&probe, 0);
-    let fences: Vec<&Decision> =
-        assessment.decisions.iter().filter(|d| !matches!(d, Decision::Advertise { .. })).collect();
+    let fences: Vec<&HealthDecision> = assessment
+        .decisions
+        .iter()
+        .filter(|d| !matches!(d, HealthDecision::Advertise { .. }))
+        .collect();
     assert_eq!(
         fences,
-        [&Decision::Fence {
+        [&HealthDecision::Fence {
             instance: name(2),
             master: name(0),
             reason: HealthReason::ClaimsMaster { master: name(0) },
         }]
     );
     assert!(
-        !assessment
-            .decisions
-            .iter()
-            .any(|d| matches!(d, Decision::Advertise { instance, .. } if *instance == name(2))),
+        !assessment.decisions.iter().any(
+            |d| matches!(d, HealthDecision::Advertise { instance, .. } if *instance == name(2))
+        ),
         "not advertised as anything while it claims master"
     );
     assert!(assessment.master_serving);
@@ -862,7 +867,7 @@ fn a_fenced_instance_is_advertised_fenced_until_it_has_resynced() {
     assert!(assessment.decisions.is_empty(), "still fenced: {:#?}", assessment.decisions);
     let assessment = run.assess(&Probe::healthy(3), 500);
     assert!(
-        matches!(assessment.decisions.as_slice(), [Decision::Advertise { instance, role: Advertised::Replica, .. }] if *instance == name(2)),
+        matches!(assessment.decisions.as_slice(), [HealthDecision::Advertise { instance, role: Advertised::Replica, .. }] if *instance == name(2)),
         "{:#?}",
         assessment.decisions
     );
@@ -881,11 +886,14 @@ fn a_replica_of_anything_else_is_repointed(
         i.replication.master_port = follows.map(|(_, port)| port);
     });
     let assessment = run.assess(&probe, 0);
-    let repoints: Vec<&Decision> =
-        assessment.decisions.iter().filter(|d| !matches!(d, Decision::Advertise { .. })).collect();
+    let repoints: Vec<&HealthDecision> = assessment
+        .decisions
+        .iter()
+        .filter(|d| !matches!(d, HealthDecision::Advertise { .. }))
+        .collect();
     assert_eq!(
         repoints,
-        [&Decision::Repoint {
+        [&HealthDecision::Repoint {
             instance: name(1),
             master: name(0),
             reason: HealthReason::FollowsOther { following: following.into(), master: name(0) },
@@ -908,8 +916,8 @@ fn a_lagging_replica_is_listed_and_taken_out_only_when_the_policy_says(
         .decisions
         .iter()
         .find_map(|d| match d {
-            Decision::Advertise { instance, role, .. } if *instance == name(2) => {
-                Some((*role, d.reason()))
+            HealthDecision::Advertise { instance, role, .. } if *instance == name(2) => {
+                Some((*role, d.sentence()))
             }
             _ => None,
         })
@@ -926,7 +934,7 @@ fn a_replica_with_its_link_down_is_lagging() {
     assert_eq!(assessment.lagging, [name(1)]);
     assert!(assessment.decisions.iter().any(|d| matches!(
         d,
-        Decision::Advertise { instance, role: Advertised::Lagging, .. } if *instance == name(1)
+        HealthDecision::Advertise { instance, role: Advertised::Lagging, .. } if *instance == name(1)
     )));
 }
 
@@ -969,7 +977,7 @@ fn after_a_failover_the_new_master_serves_and_the_old_one_is_fenced_when_it_retu
     let assessment = run.assess(&after, 1000);
     assert!(assessment.master_serving);
     assert!(
-        assessment.decisions.contains(&Decision::Fence {
+        assessment.decisions.contains(&HealthDecision::Fence {
             instance: name(0),
             master: name(1),
             reason: HealthReason::ClaimsMaster { master: name(1) },
@@ -1011,7 +1019,7 @@ fn a_claimed_record_is_left_alone_until_the_claim_is_released_or_lapses() {
     // Lapsed (its holder died): the ordinary rules apply again.
     let assessment = run.assess(&probe, 5_001);
     assert!(
-        matches!(assessment.decisions.as_slice(), [Decision::Promote { instance, epoch: 2, .. }] if *instance == name(1)),
+        matches!(assessment.decisions.as_slice(), [HealthDecision::Promote { instance, epoch: 2, .. }] if *instance == name(1)),
         "{:#?}",
         assessment.decisions
     );
@@ -1077,7 +1085,10 @@ fn a_recorded_master_not_a_member_without_confirmation_waits_for_down_after() {
     probe.samples.remove(0);
     let down_after = i64::try_from(run.health.down_after.as_millis()).unwrap();
     let first = run.assess(&probe, 0);
-    assert!(first.decisions.iter().all(|d| matches!(d, Decision::Detach { .. })), "{first:#?}");
+    assert!(
+        first.decisions.iter().all(|d| matches!(d, HealthDecision::Detach { .. })),
+        "{first:#?}"
+    );
     run.apply(&first, 0);
     let assessment = run.assess(&probe, down_after);
     assert_eq!(failover(&assessment).3.rule, DownRule::Timeout);
@@ -1096,7 +1107,7 @@ fn replicas_of_a_refused_master_are_detached_once_and_repointed_when_it_serves_a
         .decisions
         .iter()
         .map(|d| match d {
-            Decision::Detach { instance, master, reason } => {
+            HealthDecision::Detach { instance, master, reason } => {
                 assert_eq!(*master, name(0));
                 assert!(reason.to_string().contains("refuses connections"), "{reason}");
                 instance.as_str()
@@ -1123,7 +1134,7 @@ fn replicas_of_a_refused_master_are_detached_once_and_repointed_when_it_serves_a
         .decisions
         .iter()
         .filter_map(|d| match d {
-            Decision::Repoint { instance, .. } => Some(instance.as_str()),
+            HealthDecision::Repoint { instance, .. } => Some(instance.as_str()),
             _ => None,
         })
         .collect();
@@ -1146,7 +1157,7 @@ fn a_master_restarted_empty_as_a_master_is_said_to_answer_as_a_master() {
         with_keys(i, 0);
     });
     let assessment = run.assess(&probe, 100);
-    let reason = assessment.decisions[0].reason();
+    let reason = assessment.decisions[0].sentence();
     assert!(
         reason.contains(
             "answers as a master holding 0 keys while another instance holds 100 after restarting"
