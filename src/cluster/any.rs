@@ -17,7 +17,7 @@ pub enum AnyCluster {
 impl AnyCluster {
     /// Opens the policy's target. A local fleet is brought to its requested size (at least
     /// `minReplicas`); giving a new one its first master is the caller's next step
-    /// ([`crate::act::target::open`]). A StatefulSet is only read (its pods watched) through
+    /// ([`crate::act::target::open_as`]). A StatefulSet is only read (its pods watched) through
     /// `kube`'s client, built on first use: Kubernetes runs the pods. Its Events name this
     /// process by [`lease::default_identity`] (`POD_NAME`, else `HOSTNAME`).
     pub async fn open(policy: &Policy, kube: &KubeClient) -> Result<Self, ClusterError> {

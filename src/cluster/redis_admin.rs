@@ -8,9 +8,56 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-use super::{ClusterError, Member};
+use super::{ClusterError, MasterRecord, Member};
 use crate::observe::{Info, ReplicaState, Role};
 use crate::sample::redis::{Access, Endpoint, HEALTH_SECTIONS, connect};
+
+/// The guarded role commands, one implementation for every backend with real instances: each
+/// checks the record as stored now (`current`, which the backend reads past any cache from
+/// wherever it keeps it) with the one rule ([`MasterRecord::may_promote`],
+/// [`MasterRecord::may_repoint`]), then sends the command. Backends differ only in where the
+/// record lives and what they report around the call.
+#[derive(Debug, Clone, Copy)]
+pub struct Guarded<'a> {
+    pub access: &'a Access,
+    pub timeout: Duration,
+}
+
+impl Guarded<'_> {
+    /// `REPLICAOF NO ONE` on `member`, if it is the recorded master at `epoch`.
+    pub async fn promote(
+        &self,
+        current: Option<&MasterRecord>,
+        member: &Member,
+        epoch: u64,
+    ) -> Result<(), ClusterError> {
+        MasterRecord::may_promote(current, member, epoch)?;
+        replicaof(member, None, self.access, self.timeout).await
+    }
+
+    /// `FAILOVER TO` from `from` to `to`, if `to` is the recorded master at `epoch`.
+    pub async fn switch_over(
+        &self,
+        current: Option<&MasterRecord>,
+        from: &Member,
+        to: &Member,
+        epoch: u64,
+    ) -> Result<(), ClusterError> {
+        MasterRecord::may_promote(current, to, epoch)?;
+        switchover(&from.endpoint, &to.endpoint, self.access, self.timeout).await
+    }
+
+    /// `REPLICAOF` of `master` on `member`, unless `member` is the recorded master.
+    pub async fn repoint(
+        &self,
+        current: Option<&MasterRecord>,
+        member: &Member,
+        master: &Member,
+    ) -> Result<(), ClusterError> {
+        MasterRecord::may_repoint(current, member)?;
+        replicaof(member, Some(master), self.access, self.timeout).await
+    }
+}
 
 /// How often [`switchover`] looks at the target while it waits for the roles to swap.
 const POLL: Duration = Duration::from_millis(50);

@@ -1,6 +1,6 @@
 //! The demo's full-screen view on a terminal: once a second it reads the fleet
 //! ([`super::fleet`]), the trace's clock and the daemon's new decisions into a
-//! [`Screen`](super::screen::Screen) and draws it; keys act on the demo (kill the master, more
+//! [`super::screen::Screen`] and draws it; keys act on the demo (kill the master, more
 //! or less load, skip ahead, quit). The terminal is restored however the view ends.
 
 use std::path::PathBuf;

@@ -92,6 +92,11 @@ pub struct KubeCluster {
 const RECORD_MAX_AGE: Duration = Duration::from_secs(2);
 
 impl KubeCluster {
+    /// The role commands, guarded by the record, under the target's access and deadline.
+    fn guarded(&self) -> redis_admin::Guarded<'_> {
+        redis_admin::Guarded { access: &self.target.access, timeout: self.target.timeout }
+    }
+
     /// Reads the StatefulSet (its selector and the recorded master), starts the pod watch and
     /// waits for its first list. Changes nothing.
     pub async fn open(client: kube::Client, target: KubeTarget) -> Result<Self, ClusterError> {
@@ -329,8 +334,7 @@ impl Cluster for KubeCluster {
     async fn promote(&self, member: &Member, epoch: u64) -> Result<(), ClusterError> {
         let result = async {
             let current = self.read_record().await?;
-            MasterRecord::may_promote(current.record().as_ref(), member, epoch)?;
-            redis_admin::replicaof(member, None, &self.target.access, self.target.timeout).await
+            self.guarded().promote(current.record().as_ref(), member, epoch).await
         }
         .await;
         let note = format!("promote {} (REPLICAOF NO ONE) at epoch {epoch}", member.id);
@@ -347,9 +351,7 @@ impl Cluster for KubeCluster {
     ) -> Result<(), ClusterError> {
         let result = async {
             let current = self.read_record().await?;
-            MasterRecord::may_promote(current.record().as_ref(), to, epoch)?;
-            let (access, timeout) = (&self.target.access, self.target.timeout);
-            redis_admin::switchover(&from.endpoint, &to.endpoint, access, timeout).await
+            self.guarded().switch_over(current.record().as_ref(), from, to, epoch).await
         }
         .await;
         let note =
@@ -363,9 +365,8 @@ impl Cluster for KubeCluster {
     /// member must not delay the others by its timeout.
     async fn repoint(&self, member: &Member, master: &Member) -> Result<(), ClusterError> {
         let result = async {
-            MasterRecord::may_repoint(self.read_record().await?.record().as_ref(), member)?;
-            redis_admin::replicaof(member, Some(master), &self.target.access, self.target.timeout)
-                .await
+            let current = self.read_record().await?;
+            self.guarded().repoint(current.record().as_ref(), member, master).await
         }
         .await;
         let note = format!("point {} at master {} (REPLICAOF)", member.id, master.id);

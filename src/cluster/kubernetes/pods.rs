@@ -1,5 +1,5 @@
 //! The StatefulSet's pods, kept current by a watch (list, then a stream of changes) so that
-//! [`super::KubeCluster::members`] is a read of memory and a deleted, evicted or crashed pod
+//! [`KubeCluster::members`](super::KubeCluster) is a read of memory and a deleted, evicted or crashed pod
 //! is known within one watch event rather than one sampling timeout.
 //!
 //! A pod that disappears (deleted, or recreated by the StatefulSet without an IP yet) stays a

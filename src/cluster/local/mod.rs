@@ -1,11 +1,11 @@
-//! [`LocalFleet`], the embedded default [`Cluster`] backend: `redis-server` processes on
+//! [`LocalFleet`], the embedded default [`Cluster`](super::Cluster) backend: `redis-server` processes on
 //! `127.0.0.1`, instance `n` on port `basePort + n` with its files in `dataDir/n`, and the
 //! durable record (master, epoch, requested replicas) in `dataDir/state.json`.
 //!
 //! Every instance boots as a replica: of the recorded master, or of itself when none is
 //! recorded yet (a Redis replicating itself stays a harmless read-only replica with
 //! `master_link_status:down` that refuses to feed others, `-NOMASTERLINK`). Only
-//! [`Cluster::promote`] makes a master, so an instance that restarts empty can never wipe the
+//! [`Cluster::promote`](super::Cluster::promote) makes a master, so an instance that restarts empty can never wipe the
 //! others by coming back as a master.
 //!
 //! - `state`: the durable record, replaced atomically.
@@ -19,6 +19,7 @@
 //! [`LocalFleet::open`] to adopt. No lock is held across a call to Redis: the record is read
 //! and checked, then the role command runs, so one unreachable instance delays no other.
 
+mod cluster;
 mod dumps;
 mod process;
 mod state;
@@ -36,7 +37,7 @@ use self::process::{Identity, Process};
 pub use self::state::read_record;
 use self::state::{State, read_state, read_state_async, update_state};
 use super::redis_admin;
-use super::{Cluster, ClusterError, MasterRecord, Member};
+use super::{ClusterError, Member};
 use crate::observe::Role;
 use crate::policy::{Policy, Target};
 use crate::sample::redis::{Access, Endpoint};
@@ -192,11 +193,16 @@ pub struct LocalFleet {
 }
 
 impl LocalFleet {
+    /// The role commands, guarded by the record, under this fleet's access and deadline.
+    fn guarded(&self) -> redis_admin::Guarded<'_> {
+        redis_admin::Guarded { access: &self.config.access, timeout: self.config.timeout }
+    }
+
     /// Opens the fleet in `config.data_dir` (created if missing): reads the recorded state and
     /// adopts the instances a previous daemon left running: a pid in `dataDir/n/redis.pid`
     /// that is provably instance `n` (a redis-server of its port, working in its directory)
     /// and whose port answers. Any other pid there is logged and never signalled. Starts
-    /// nothing: call [`Cluster::scale`] with [`Cluster::replicas`] to restore the requested
+    /// nothing: call [`Cluster::scale`](super::Cluster::scale) with [`Cluster::replicas`](super::Cluster::replicas) to restore the requested
     /// count.
     pub fn open(mut config: LocalConfig) -> Result<Self, ClusterError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| ClusterError::StateIo {
@@ -255,7 +261,7 @@ impl LocalFleet {
     /// Stops every instance, explicitly and logged: the replicas first, then the recorded
     /// master with `SHUTDOWN SAVE`, recording that save so the next start restores exactly
     /// what it acknowledged (see `dumps`). The record and the requested count stay: the next
-    /// [`Cluster::scale`] brings the instances back. Refused on a fleet opened without
+    /// [`Cluster::scale`](super::Cluster::scale) brings the instances back. Refused on a fleet opened without
     /// [`LocalConfig::owns_processes`].
     pub async fn shutdown(&self) -> Result<(), ClusterError> {
         if !self.config.owns_processes {
@@ -698,142 +704,6 @@ impl LocalFleet {
             tracing::warn!(instance = %member.id, %why, "something the fleet did not start answers on this instance's address: it is probed like any member, and fenced if it claims master");
         }
         (is_master || !answers).then_some(why)
-    }
-}
-
-impl Cluster for LocalFleet {
-    /// Every ordinal below the requested count, the recorded master's, and any still running
-    /// above the count (a scale-down under way). One that runs nothing of ours is marked gone
-    /// with why (it exited, it cannot start), unless something else answers on its address:
-    /// that is probed like any member, so a stranger claiming master there is fenced.
-    async fn members(&self) -> Result<Vec<Member>, ClusterError> {
-        let state = read_state_async(&self.state_path).await?;
-        let master = self.master_ordinal(&state);
-        let (alive, not_running) = {
-            let mut processes = self.lock();
-            self.forget_exited(&mut processes);
-            let ordinals: BTreeSet<u16> = (0..state.replicas)
-                .chain(master)
-                .chain(processes.running.keys().copied())
-                .collect();
-            let alive: BTreeSet<u16> = processes.running.keys().copied().collect();
-            let not_running: Vec<(u16, String)> = ordinals
-                .iter()
-                .filter(|o| !alive.contains(o))
-                .map(|o| {
-                    (*o, processes.down.get(o).cloned().unwrap_or_else(|| "not started".into()))
-                })
-                .collect();
-            (ordinals.into_iter().filter(|o| alive.contains(o)).collect::<Vec<_>>(), not_running)
-        };
-        let mut members = Vec::with_capacity(alive.len() + not_running.len());
-        for ordinal in alive {
-            members.push(self.member(ordinal)?);
-        }
-        for (ordinal, why) in not_running {
-            let mut member = self.member(ordinal)?;
-            // Restarted by someone else (by hand, a supervisor): watch the new process.
-            if let Some(adopted) = self.adoptable(ordinal, member.endpoint.port).await {
-                let process = Process::Adopted(adopted);
-                tracing::info!(instance = %member.id, pid = process.pid(), "adopting an instance restarted by someone else");
-                let mut processes = self.lock();
-                processes.running.insert(ordinal, process);
-                processes.down.remove(&ordinal);
-                processes.foreign.remove(&ordinal);
-            } else {
-                member.gone = self.gone(&member, master == Some(ordinal), why).await;
-            }
-            members.push(member);
-        }
-        members.sort_by_key(|m| m.ordinal);
-        Ok(members)
-    }
-
-    async fn replicas(&self) -> Result<u16, ClusterError> {
-        Ok(read_state_async(&self.state_path).await?.replicas)
-    }
-
-    /// Reconciles to `to` instances: refused while the recorded master runs on an ordinal
-    /// `to` removes (the action path hands it over first), before `to` is recorded as
-    /// requested, so a refusal changes nothing; the highest ordinals are stopped; missing
-    /// ordinals below `to` are started as replicas of the recorded master (of themselves when
-    /// none is recorded) and sync from it in the background, except while the recorded master
-    /// runs without serving: they wait for it ([`Cluster::heal`] starts them). If the daemon
-    /// dies halfway, calling `scale(to)` again finishes the job.
-    async fn scale(&self, to: u16) -> Result<(), ClusterError> {
-        let mut life = self.lifecycle.lock().await;
-        let state = read_state_async(&self.state_path).await?;
-        let members = self.members().await?;
-        super::refuse_removing_master(state.record().as_ref(), &members, to)?;
-        let state = self.persist_replicas(to).await?;
-        let removing: Vec<(u16, Process)> = {
-            let mut processes = self.lock();
-            let removed = processes.running.split_off(&to);
-            processes.down.retain(|&o, _| o < to);
-            processes.foreign.retain(|&o| o < to);
-            removed.into_iter().rev().collect()
-        };
-        for (ordinal, process) in removing {
-            self.stop(ordinal, process).await?;
-        }
-        self.start_missing(&mut life, &state, false).await
-    }
-
-    async fn heal(&self) -> Result<(), ClusterError> {
-        let mut life = self.lifecycle.lock().await;
-        let state = read_state_async(&self.state_path).await?;
-        self.start_missing(&mut life, &state, true).await
-    }
-
-    async fn recorded_master(&self) -> Result<Option<MasterRecord>, ClusterError> {
-        Ok(read_state_async(&self.state_path).await?.record())
-    }
-
-    async fn record_master(&self, record: MasterRecord) -> Result<(), ClusterError> {
-        let _writing = self.writing.lock().await;
-        self.update_state(move |state| {
-            let current = state.record();
-            let now = chrono::Utc::now();
-            let Some(next) = MasterRecord::advance(current.as_ref(), &record, now)? else {
-                return Ok(false);
-            };
-            state.master = Some(next.instance);
-            state.epoch = next.epoch;
-            state.claim = next.claim;
-            Ok(true)
-        })
-        .await
-        .map(drop)
-    }
-
-    /// The record is checked, then `REPLICAOF NO ONE` sent with no lock held.
-    async fn promote(&self, member: &Member, epoch: u64) -> Result<(), ClusterError> {
-        let state = read_state_async(&self.state_path).await?;
-        MasterRecord::may_promote(state.record().as_ref(), member, epoch)?;
-        redis_admin::replicaof(member, None, &self.config.access, self.config.timeout).await
-    }
-
-    /// The record is checked, then `FAILOVER TO` sent with no lock held.
-    async fn switch_over(
-        &self,
-        from: &Member,
-        to: &Member,
-        epoch: u64,
-    ) -> Result<(), ClusterError> {
-        let state = read_state_async(&self.state_path).await?;
-        MasterRecord::may_promote(state.record().as_ref(), to, epoch)?;
-        let (access, timeout) = (&self.config.access, self.config.timeout);
-        redis_admin::switchover(&from.endpoint, &to.endpoint, access, timeout).await
-    }
-
-    /// Refuses to repoint the recorded master: that would leave the fleet without the master
-    /// it records (record another master first). The record is checked, then `REPLICAOF` sent
-    /// with no lock held, so repoints run concurrently and one that waits for an unreachable
-    /// instance delays no other.
-    async fn repoint(&self, member: &Member, master: &Member) -> Result<(), ClusterError> {
-        let state = read_state_async(&self.state_path).await?;
-        MasterRecord::may_repoint(state.record().as_ref(), member)?;
-        redis_admin::replicaof(member, Some(master), &self.config.access, self.config.timeout).await
     }
 }
 
