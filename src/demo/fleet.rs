@@ -15,8 +15,9 @@ const INFO_TIMEOUT: Duration = Duration::from_millis(300);
 pub enum Role {
     Master,
     Replica,
-    /// Not answering (stopped, killed, or not started).
-    Down,
+    /// No answer within the view's deadline: stopped, killed, not started, or just slow. The
+    /// view cannot tell which, so it says only that.
+    NoAnswer,
 }
 
 /// One row of the fleet table.
@@ -33,7 +34,7 @@ pub struct Instance {
     pub ops: Option<u64>,
 }
 
-/// Reads every port from `base` for `count` instances; those that do not answer are `Down`.
+/// Reads every port from `base` for `count` instances; those that do not answer are `NoAnswer`.
 pub async fn instances(base: u16, count: u16) -> Vec<Instance> {
     let ports: Vec<u16> = (0..count).filter_map(|i| base.checked_add(i)).collect();
     let infos = futures::future::join_all(ports.iter().map(|&port| info(port))).await;
@@ -50,7 +51,7 @@ pub async fn instances(base: u16, count: u16) -> Vec<Instance> {
             let Some(info) = info else {
                 return Instance {
                     id,
-                    role: Role::Down,
+                    role: Role::NoAnswer,
                     link_up: None,
                     lag_bytes: None,
                     ops: None,

@@ -114,7 +114,7 @@ pub fn draw(frame: &mut Frame, screen: &Screen) {
 }
 
 fn draw_header(frame: &mut Frame, area: Rect, screen: &Screen) {
-    let serving = screen.instances.iter().filter(|i| i.role != Role::Down).count();
+    let serving = super::fleet::serving(&screen.instances).len();
     let master = match &screen.master {
         Some((id, epoch)) => vec![
             Span::raw("master "),
@@ -211,7 +211,7 @@ fn draw_fleet(frame: &mut Frame, area: Rect, screen: &Screen) {
         let (role, color) = match i.role {
             Role::Master => ("master", Color::Green),
             Role::Replica => ("replica", Color::Reset),
-            Role::Down => ("down", Color::Red),
+            Role::NoAnswer => ("no answer", Color::Red),
         };
         let link = match (i.role, i.link_up) {
             (Role::Replica, Some(true)) => "up",
@@ -232,7 +232,7 @@ fn draw_fleet(frame: &mut Frame, area: Rect, screen: &Screen) {
         rows,
         [
             Constraint::Length(16),
-            Constraint::Length(8),
+            Constraint::Length(9),
             Constraint::Length(5),
             Constraint::Length(9),
             Constraint::Length(8),
@@ -297,7 +297,7 @@ mod tests {
             role,
             link_up: (role == Role::Replica).then_some(true),
             lag_bytes: (role == Role::Replica).then_some(0),
-            ops: (role != Role::Down).then_some(ops),
+            ops: (role != Role::NoAnswer).then_some(ops),
         }
     }
 
@@ -312,7 +312,7 @@ mod tests {
             max_instances: 6,
             master: Some(("127.0.0.1:7001".into(), 2)),
             instances: vec![
-                instance(7000, Role::Down, 0),
+                instance(7000, Role::NoAnswer, 0),
                 instance(7001, Role::Master, 4100),
                 instance(7002, Role::Replica, 3900),
             ],
@@ -353,7 +353,7 @@ mod tests {
         let squeezed: String =
             text.split(' ').filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
         for row in [
-            "127.0.0.1:7000 down",
+            "127.0.0.1:7000 no answer",
             "127.0.0.1:7001 master 4,100",
             "127.0.0.1:7002 replica up 0 B 3,900",
         ] {
