@@ -95,10 +95,11 @@ async fn info(port: u16) -> Option<Info> {
     tokio::time::timeout(INFO_TIMEOUT, read).await.ok().flatten()
 }
 
-/// The recorded master and its epoch (`dataDir/state.json`), once there is one.
-pub async fn recorded_master(data_dir: &Path) -> Option<(String, u64)> {
-    let record = crate::cluster::local::read_record(data_dir).await.ok()??;
-    Some((record.instance.to_string(), record.epoch))
+/// The recorded master and its epoch (`dataDir/state.json`); `Ok(None)` before the first is
+/// chosen. A failed read is an error to show, never "no master".
+pub async fn recorded_master(data_dir: &Path) -> Result<Option<(String, u64)>, String> {
+    let record = crate::cluster::local::read_record(data_dir).await.map_err(|e| e.to_string())?;
+    Ok(record.map(|r| (r.instance.to_string(), r.epoch)))
 }
 
 /// Stops the master's process with `SHUTDOWN NOSAVE`: to the fleet it is a crash (its port

@@ -61,6 +61,9 @@ pub struct Screen {
     pub max_instances: u16,
     /// The recorded master and its epoch, from the fleet's durable record.
     pub master: Option<(String, u64)>,
+    /// Why the record could not be read this second, if it could not (then `master` is the
+    /// last one read).
+    pub record_error: Option<String>,
     pub instances: Vec<Instance>,
     /// Oldest first, at most [`WINDOW_SECS`] of it.
     pub history: VecDeque<Point>,
@@ -115,13 +118,17 @@ pub fn draw(frame: &mut Frame, screen: &Screen) {
 
 fn draw_header(frame: &mut Frame, area: Rect, screen: &Screen) {
     let serving = super::fleet::serving(&screen.instances).len();
-    let master = match &screen.master {
-        Some((id, epoch)) => vec![
+    let master = match (&screen.master, &screen.record_error) {
+        (_, Some(why)) => vec![Span::styled(
+            format!("the fleet's record cannot be read: {why}"),
+            Style::default().fg(Color::Red),
+        )],
+        (Some((id, epoch)), None) => vec![
             Span::raw("master "),
             Span::styled(id.clone(), Style::default().add_modifier(Modifier::BOLD)),
             Span::raw(format!(" at epoch {epoch}")),
         ],
-        None => vec![Span::raw("no master recorded yet")],
+        (None, None) => vec![Span::raw("no master recorded yet")],
     };
     let mut second = master;
     second.push(Span::raw(format!(
@@ -411,6 +418,20 @@ mod tests {
             highest_point(&buffer, 46, 83, instances + 1, decisions - 1),
         );
         assert!(right_step < left_step, "instances {left_step:?} -> {right_step:?}\n{text}");
+    }
+
+    #[test]
+    fn an_unreadable_record_is_shown_as_such_never_as_no_master() {
+        let mut screen = ramp_after_failover();
+        screen.record_error = Some("state.json: Permission denied".into());
+        let mut terminal = Terminal::new(TestBackend::new(140, 40)).unwrap();
+        terminal.draw(|frame| draw(frame, &screen)).unwrap();
+        let text = text(&terminal);
+        assert!(
+            text.contains("the fleet's record cannot be read: state.json: Permission denied"),
+            "{text}"
+        );
+        assert!(!text.contains("no master recorded"), "{text}");
     }
 
     #[test]

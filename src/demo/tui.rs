@@ -74,7 +74,10 @@ pub async fn show(
                 let at = feed.playback.trace_at(elapsed);
                 screen.trace_time = feed.playback.trace.format_time(at);
                 screen.load_factor = feed.playback.factor();
-                screen.master = fleet::recorded_master(&fleet_at.data_dir).await;
+                match fleet::recorded_master(&fleet_at.data_dir).await {
+                    Ok(master) => (screen.master, screen.record_error) = (master, None),
+                    Err(why) => screen.record_error = Some(why),
+                }
                 screen.push(Point {
                     t: elapsed.as_secs_f64(),
                     demanded: feed.playback.demand(elapsed),
