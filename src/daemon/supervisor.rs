@@ -25,8 +25,9 @@ use super::http::{
 use super::leader::{Election, LeaseSettings};
 use super::policies::{Change, PolicySet};
 use super::policy_loop::{Command, PolicyLoop, Shared};
+use super::requests::Request;
 use super::snapshots::SnapshotScheduler;
-use crate::act::{self, Executor, Mode, RateLimit};
+use crate::act::{self, Executor, Mode, Pauses, RateLimit};
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::errors::chain;
 use crate::policy::{Diagnostic, Policy, SecretSource};
@@ -145,9 +146,12 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     };
     tracing::info!(listen = %config.listen, mode = ?config.mode, policies = policies.len(), "daemon started");
 
-    let snapshots = SnapshotScheduler::start(config.mode, shared.metrics.clone(), client)
-        .await
-        .map_err(DaemonError::Scheduler)?;
+    let mut requests = shared.requests.take_receiver();
+    let pauses = Pauses::default();
+    let snapshots =
+        SnapshotScheduler::start(config.mode, pauses.clone(), shared.metrics.clone(), client)
+            .await
+            .map_err(DaemonError::Scheduler)?;
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut launch = Launch {
         config: &config,
@@ -156,6 +160,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
         election: &mut election,
         snapshots: &snapshots,
         routes: &routes,
+        pauses: &pauses,
         unstarted: BTreeMap::new(),
     };
     for policy in policies {
@@ -180,6 +185,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
             _ = poll.tick() => launch.reload(&mut set, &mut running).await,
             _ = retry.tick() => launch.retry(&mut running).await,
             Some(command) = alerts.recv() => route(&running, &snapshots, command).await,
+            Some(request) = requests.recv() => answer(&running, &snapshots, &pauses, &shared, request),
         }
     }
 
@@ -225,6 +231,7 @@ struct Launch<'a> {
     election: &'a mut Election,
     snapshots: &'a SnapshotScheduler,
     routes: &'a AlertRoutes,
+    pauses: &'a Pauses,
     /// Policies whose loop could not start (their target did not open), by name.
     unstarted: BTreeMap<String, Policy>,
 }
@@ -265,8 +272,11 @@ impl Launch<'_> {
                 return;
             }
         };
+        let pause = self.pauses.of(&name);
+        self.shared.metrics.paused(&name, pause.is_paused());
         let executor = Executor::new(self.config.mode, self.config.rate_limit.clone())
-            .with_leadership(leadership);
+            .with_leadership(leadership)
+            .with_pause(pause);
         let version = policy.clone();
         let policy_loop = match PolicyLoop::new(policy, cluster, executor, self.shared.clone()) {
             Ok(policy_loop) => {
@@ -377,6 +387,40 @@ impl Launch<'_> {
                     tracing::warn!(secret = %from, error = %chain(&error), "cannot re-read a secret: the last value stays in use");
                 }
             }
+        }
+    }
+}
+
+/// Answers a request from beside the daemon ([`super::requests`]). A snapshot runs beside the
+/// supervisor, as an alert's does; a pause takes effect at the policy's next action.
+fn answer(
+    running: &BTreeMap<String, Running>,
+    snapshots: &SnapshotScheduler,
+    pauses: &Pauses,
+    shared: &Shared,
+    request: Request,
+) {
+    match request {
+        Request::Snapshot { policy, why, answer } => {
+            let snapshots = snapshots.clone();
+            tokio::spawn(async move {
+                let _ = answer.send(snapshots.take_now(&policy, &why).await);
+            });
+        }
+        Request::Pause { policy, paused, why, answer } => {
+            if !running.contains_key(&policy) {
+                let _ = answer.send(Err(format!("no policy named `{policy}` is running")));
+                return;
+            }
+            if pauses.set(&policy, paused) {
+                if paused {
+                    tracing::warn!(policy = %policy, why, "paused: sampling and deciding, acting on nothing until resumed");
+                } else {
+                    tracing::info!(policy = %policy, why, "resumed: acting again");
+                }
+            }
+            shared.metrics.paused(&policy, paused);
+            let _ = answer.send(Ok(()));
         }
     }
 }
