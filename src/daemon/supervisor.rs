@@ -161,6 +161,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
         snapshots: &snapshots,
         routes: &routes,
         pauses: &pauses,
+        spec_paused: BTreeMap::new(),
         unstarted: BTreeMap::new(),
     };
     for policy in policies {
@@ -232,6 +233,9 @@ struct Launch<'a> {
     snapshots: &'a SnapshotScheduler,
     routes: &'a AlertRoutes,
     pauses: &'a Pauses,
+    /// Each policy's `spec.paused` as last applied: a request's pause or resume holds until
+    /// the file changes its word.
+    spec_paused: BTreeMap<String, bool>,
     /// Policies whose loop could not start (their target did not open), by name.
     unstarted: BTreeMap<String, Policy>,
 }
@@ -258,6 +262,7 @@ impl Launch<'_> {
     /// [`RETRY_START`] or at once when its file changes.
     async fn start(&mut self, running: &mut BTreeMap<String, Running>, policy: Policy) {
         let name = policy.name.clone();
+        self.follow_spec_pause(&policy);
         // Readiness waits for it from now, started or not.
         self.shared.status.policy_loaded(&name);
         self.unstarted.insert(name.clone(), policy.clone());
@@ -296,6 +301,23 @@ impl Launch<'_> {
         running.insert(name, Running { policy: version, commands, task });
     }
 
+    /// Applies `spec.paused` when it is new or changed (logged, and published as
+    /// `policy_paused`), leaving a pause or resume asked for since alone otherwise.
+    fn follow_spec_pause(&mut self, policy: &Policy) {
+        let name = &policy.name;
+        if self.spec_paused.insert(name.clone(), policy.paused) == Some(policy.paused) {
+            return;
+        }
+        if self.pauses.set(name, policy.paused) {
+            if policy.paused {
+                tracing::warn!(policy = %name, "spec.paused: sampling and deciding, acting on nothing until the file resumes it");
+            } else {
+                tracing::info!(policy = %name, "spec.paused is off: acting again");
+            }
+        }
+        self.shared.metrics.paused(name, policy.paused);
+    }
+
     /// Tries again to start every policy that could not.
     async fn retry(&mut self, running: &mut BTreeMap<String, Running>) {
         for policy in std::mem::take(&mut self.unstarted).into_values() {
@@ -329,6 +351,7 @@ impl Launch<'_> {
                             self.start(running, policy).await;
                         }
                         Some(r) => {
+                            self.follow_spec_pause(&policy);
                             r.policy = policy.clone();
                             // Its snapshots and alerts follow the gate of the new version.
                             self.leadership(&policy).await;
@@ -340,6 +363,9 @@ impl Launch<'_> {
                 }
                 Change::Removed(name) => {
                     self.snapshots.remove(&name).await;
+                    // A policy added again under this name starts from its own file's word.
+                    self.spec_paused.remove(&name);
+                    self.pauses.set(&name, false);
                     if self.unstarted.remove(&name).is_some() {
                         self.shared.status.policy_unloaded(&name);
                     }
