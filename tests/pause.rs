@@ -74,9 +74,7 @@ spec:
 fn failover_from(shared: &Shared, port: u16) -> Option<Option<ActionOutcome>> {
     let from = format!("127.0.0.1:{port}");
     shared.status.recent(Some(POLICY), 200).into_iter().find_map(|r| match &r.decision {
-        Decision::Health(HealthDecision::Failover { from: Some(dead), .. })
-            if dead.to_string() == from =>
-        {
+        Decision::Health(HealthDecision::Failover { from: Some(dead), .. }) if *dead == from => {
             Some(r.action)
         }
         _ => None,
