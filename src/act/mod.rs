@@ -53,8 +53,8 @@ pub enum ActionOutcome {
     RateLimited,
     /// Not executed because another daemon holds leadership, or a newer decision superseded it.
     Dropped,
-    /// Waiting for what must happen first (a snapshot before a scale-down); the decision
-    /// stands and is made again next evaluation.
+    /// Waiting for what must happen first (a snapshot before a scale-down), or made on a
+    /// count someone else has changed since; the decision is made again next evaluation.
     Deferred { why: String },
     /// The target cannot perform the action (a fixed `endpoints:` list cannot scale): the
     /// decision is reported as advice for whoever runs the instances. Not a failure: it is
@@ -325,10 +325,16 @@ pub async fn scale<C: Cluster>(
     if let Err(outcome) = executor.admit(now) {
         return outcome;
     }
-    match hand_over::resize(cluster, to, hand_over).await {
+    match hand_over::resize(cluster, from, to, hand_over).await {
         Ok(_) => {
             memory.scaling.record_scale(now, from, to);
             ActionOutcome::Applied
+        }
+        // Someone else resized the target: their count stands, and the next round decides
+        // on it. Nothing was changed, so nothing is spent of the rate limit.
+        Err(error @ ClusterError::Resized { .. }) => {
+            executor.refund();
+            ActionOutcome::Deferred { why: error.to_string() }
         }
         Err(error @ ClusterError::Unsupported { .. }) => {
             executor.refund();
