@@ -23,15 +23,33 @@ pub struct Cli {
     /// `RUST_LOG` (default `info`).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Kubeconfig for StatefulSet targets [default: $KUBECONFIG or ~/.kube/config, else the
-    /// in-cluster service account].
-    #[arg(long, global = true, value_name = "FILE")]
-    kubeconfig: Option<std::path::PathBuf>,
-    /// Kubeconfig context for StatefulSet targets [default: its current context].
-    #[arg(long, global = true, value_name = "NAME")]
-    context: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How to reach the Kubernetes API, on the commands that open a policy's StatefulSet target
+/// (`plan`, `run`, `failover`, `snapshot now`), under a heading of their own; the commands
+/// that never open one (`check`, `simulate`, `demo`, the object-store-only snapshot
+/// commands) do not take them.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Kubernetes")]
+pub struct KubeArgs {
+    /// Kubeconfig for StatefulSet targets [default: $KUBECONFIG or ~/.kube/config, else the
+    /// in-cluster service account].
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Kubeconfig context for StatefulSet targets [default: its current context].
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+}
+
+impl KubeArgs {
+    fn options(self) -> crate::cluster::kubernetes::ClientOptions {
+        crate::cluster::kubernetes::ClientOptions {
+            kubeconfig: self.kubeconfig,
+            context: self.context,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -123,20 +141,16 @@ pub fn run() -> ExitCode {
     if !matches!(cli.command, Command::Demo(_)) {
         init_logging(cli.log_format);
     }
-    let kube = crate::cluster::kubernetes::ClientOptions {
-        kubeconfig: cli.kubeconfig,
-        context: cli.context,
-    };
     // The status an error exits with: `plan` keeps 2 for "a metric was missing", so its
     // errors exit 1, as its help says.
     let (outcome, failure) = match cli.command {
         Command::Check(args) => (check::run(args), 2),
         Command::Simulate(args) => (simulate::run(args), 2),
-        Command::Plan(args) => (plan::run(args, kube), 1),
-        Command::Run(args) => (run::run(args, kube), 1),
+        Command::Plan(args) => (plan::run(args), 1),
+        Command::Run(args) => (run::run(args), 1),
         Command::Demo(args) => (demo::run(args), 1),
-        Command::Failover(args) => (failover::run(args, kube), 1),
-        Command::Snapshot(args) => (snapshot::run(args, kube), 1),
+        Command::Failover(args) => (failover::run(args), 1),
+        Command::Snapshot(args) => (snapshot::run(args), 1),
     };
     match outcome {
         Ok(code) => code,

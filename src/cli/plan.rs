@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{Output, emit, load_policy_or_report};
+use super::{KubeArgs, Output, emit, load_policy_or_report};
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::cluster::{AnyCluster, Cluster};
 use crate::decide::{Fleet, Memory, ScalingDecision, decide, format_number};
@@ -38,12 +38,14 @@ pub struct Args {
     /// so.
     #[arg(long)]
     fill: bool,
+    #[command(flatten)]
+    kube: KubeArgs,
 }
 
-pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let policy = load_policy_or_report(&args.policy)?;
     let runtime = super::runtime()?;
-    let report = runtime.block_on(evaluate(&policy, args.fill, kube))?;
+    let report = runtime.block_on(evaluate(&policy, args.fill, args.kube.options()))?;
     match args.output {
         Output::Table => emit(report.table().trim_end())?,
         Output::Json => {

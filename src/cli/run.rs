@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::act::{Mode, RateLimit};
-use crate::cluster::kubernetes::ClientOptions;
 use crate::cluster::kubernetes::lease::LeaseConfig;
 use crate::daemon::leader::LeaseSettings;
 use crate::daemon::policy_loop::Shared;
@@ -59,6 +58,8 @@ pub struct Args {
     http_read_timeout: Duration,
     #[command(flatten)]
     lease: LeaseArgs,
+    #[command(flatten)]
+    kube: super::KubeArgs,
 }
 
 /// Leader election for StatefulSet targets: only the daemon holding the Lease acts; the
@@ -117,7 +118,7 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mode = if args.dry_run {
         Mode::DryRun
     } else if args.paused {
@@ -143,7 +144,7 @@ pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
         rate_limit: RateLimit { max: args.max_actions_per_hour, window: Duration::from_secs(3600) },
         webhook,
         http,
-        kube,
+        kube: args.kube.options(),
         lease: args.lease.settings()?,
     };
     let runtime = super::runtime()?;

@@ -12,9 +12,9 @@ use std::time::Instant;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{Output, emit, load_policy_or_report};
+use super::{KubeArgs, Output, emit, load_policy_or_report};
 use crate::cluster::AnyCluster;
-use crate::cluster::kubernetes::{ClientOptions, KubeClient};
+use crate::cluster::kubernetes::KubeClient;
 use crate::snapshot::{Manifest, Progress, Snapshotter};
 
 /// Snapshots: RDBs streamed from a replica to the policy's `spec.snapshots.destination`.
@@ -42,6 +42,8 @@ enum Command {
         /// How to print the new snapshot's manifest.
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
+        #[command(flatten)]
+        kube: KubeArgs,
     },
     /// List complete snapshots, oldest first.
     List {
@@ -80,7 +82,7 @@ enum Command {
     },
 }
 
-pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = super::runtime()?;
     let open = |policy: &PathBuf| -> anyhow::Result<(crate::policy::Policy, Snapshotter)> {
         let policy = load_policy_or_report(policy)?;
@@ -89,10 +91,10 @@ pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
     };
     let progress = terminal_progress();
     match args.command {
-        Command::Now { policy, output } => {
+        Command::Now { policy, output, kube } => {
             let (policy, snapshotter) = open(&policy)?;
-            let instances =
-                runtime.block_on(AnyCluster::endpoints(&policy, &KubeClient::new(kube)))?;
+            let kube = KubeClient::new(kube.options());
+            let instances = runtime.block_on(AnyCluster::endpoints(&policy, &kube))?;
             let manifest = runtime
                 .block_on(snapshotter.take(&instances, progress.as_ref()))
                 .map_err(report)?;
