@@ -53,6 +53,7 @@ pub struct Args {
     /// asks for (when the snapshot cannot be taken and the failover cannot wait).
     #[arg(long)]
     no_snapshot: bool,
+    /// How to print what was done (or, with --dry-run, would be).
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
     #[command(flatten)]

@@ -37,6 +37,7 @@ enum Command {
     /// Take a snapshot now: from a replica its master vouches for, else the master when the
     /// policy allows it; given up when slower than `minBytesPerSecond` or past `deadline`.
     Now {
+        /// The policy whose `spec.snapshots` names the destination.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
         /// How to print the new snapshot's manifest.
@@ -47,13 +48,16 @@ enum Command {
     },
     /// List complete snapshots, oldest first.
     List {
+        /// The policy whose `spec.snapshots` names the destination.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
+        /// How to print the manifests.
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
     /// Download a snapshot and check its sha256, RDB structure and CRC64 against its manifest.
     Verify {
+        /// The policy whose `spec.snapshots` names the destination.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
         /// The snapshot id, as `list` shows it.
@@ -62,8 +66,10 @@ enum Command {
     /// Download, verify and decompress a snapshot to a local RDB file (written only once
     /// verified).
     Restore {
+        /// The policy whose `spec.snapshots` names the destination.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
+        /// The snapshot id, as `list` shows it.
         id: String,
         /// Where to write the RDB.
         #[arg(long, value_name = "FILE.rdb")]
@@ -74,6 +80,7 @@ enum Command {
     },
     /// Delete the snapshots the policy's retention no longer keeps (never the newest).
     Prune {
+        /// The policy whose `spec.snapshots` names the destination.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
         /// Only print what would be deleted, and why.
