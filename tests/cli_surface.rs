@@ -101,3 +101,20 @@ fn every_argument_of_every_command_says_what_it_is_for() {
     undocumented(&cli(), "redis-autopilot", &mut found);
     assert!(found.is_empty(), "arguments with no help text:\n{}", found.join("\n"));
 }
+
+/// Issue 17: `run --policy FILE` was `unexpected argument` while every other command takes
+/// `--policy`. `run` reads a directory or one file, so both spellings name the same thing.
+#[test]
+fn run_takes_policy_as_well_as_policies() {
+    for flag in ["--policies", "--policy"] {
+        let parsed = Cli::try_parse_from(["redis-autopilot", "run", flag, "policies/a.yaml"]);
+        assert!(parsed.is_ok(), "run {flag}: {}", parsed.unwrap_err());
+        // Both land in the one value the daemon reads, a directory or a file.
+        let matches = cli().get_matches_from(["redis-autopilot", "run", flag, "one.yaml"]);
+        let (_, run) = matches.subcommand().expect("a subcommand");
+        let path = run.get_one::<std::path::PathBuf>("policies");
+        assert_eq!(path.map(|p| p.as_path()), Some(std::path::Path::new("one.yaml")), "{flag}");
+    }
+    let text = help(&["run"]);
+    assert!(text.contains("--policies <PATH>") && text.contains("--policy"), "{text}");
+}

@@ -13,7 +13,7 @@ use crate::daemon::supervisor::{RunConfig, run as run_daemon};
 use crate::daemon::{HttpLimits, WebhookAccess};
 use crate::policy::SecretSource;
 
-/// Runs the daemon: one loop per policy in DIR (sample -> decide -> act on each policy's
+/// Runs the daemon: one loop per policy in PATH (sample -> decide -> act on each policy's
 /// sampling interval), HTTP on --listen (/healthz, /readyz, /metrics, /v1/decisions,
 /// POST /v1/alerts). Reloads policies on SIGHUP and when a file changes; an invalid edit is
 /// rejected with check's diagnostics and the running version stays. SIGTERM or SIGINT stops
@@ -22,8 +22,9 @@ use crate::policy::SecretSource;
 /// Example: redis-autopilot run --policies policies/ --dry-run --listen 127.0.0.1:9187
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Directory of policy files (*.yaml, *.yml; searched recursively).
-    #[arg(long, value_name = "DIR")]
+    /// A directory of policy files (*.yaml, *.yml; searched recursively), or one policy file.
+    /// `--policy`, as the other commands spell it, is the same flag.
+    #[arg(long, visible_alias = "policy", value_name = "PATH")]
     policies: PathBuf,
     /// Decide and report every action (logs, metrics, /v1/decisions) without performing it.
     #[arg(long, conflicts_with = "paused")]
