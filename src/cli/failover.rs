@@ -60,7 +60,9 @@ pub struct Args {
     kube: KubeArgs,
 }
 
+/// What `--output json` prints; keys in camelCase, as every JSON the tool prints.
 #[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Report {
     policy: String,
     from: String,
