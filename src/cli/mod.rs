@@ -8,6 +8,7 @@ mod plan;
 mod run;
 mod simulate;
 mod snapshot;
+mod table;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde::Serialize;
 
+use super::table::bytes;
 use super::{KubeArgs, Output, emit, load_policy_or_report};
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::cluster::{AnyCluster, Cluster};
@@ -309,16 +310,4 @@ impl InstanceRow {
             self.used_memory.map_or_else(dash, bytes),
         ]
     }
-}
-
-/// `1536` -> `1.5 KiB`.
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::table::{Table, bytes};
 use super::{KubeArgs, Output, emit, load_policy_or_report};
 use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::KubeClient;
@@ -167,25 +168,25 @@ fn print_manifests(manifests: &[Manifest], output: Output) -> anyhow::Result<()>
         Output::Json => emit(
             serde_json::to_string_pretty(manifests).context("cannot encode manifests as JSON")?,
         ),
-        Output::Table => {
-            let mut text = format!(
-                "{:<40} {:<22} {:>14} {:>14} {:<6} {}\n",
-                "ID", "SOURCE", "RDB BYTES", "STORED", "COMP", "FINISHED"
-            );
-            for m in manifests {
-                text.push_str(&format!(
-                    "{:<40} {:<22} {:>14} {:>14} {:<6} {}\n",
-                    m.id,
-                    m.source,
-                    m.raw_bytes,
-                    m.stored_bytes,
-                    m.compression,
-                    m.finished.format("%Y-%m-%d %H:%M:%SZ")
-                ));
-            }
-            emit(text.trim_end())
-        }
+        Output::Table => emit(manifest_table(manifests)),
     }
+}
+
+/// The manifests as a table: sizes in binary units (`--output json` has the exact bytes).
+fn manifest_table(manifests: &[Manifest]) -> Table {
+    let mut table = Table::new(&["ID", "SOURCE", "RDB SIZE", "STORED", "COMP", "FINISHED"])
+        .right_aligned(&["RDB SIZE", "STORED"]);
+    for m in manifests {
+        table.row([
+            m.id.clone(),
+            m.source.clone(),
+            bytes(m.raw_bytes),
+            bytes(m.stored_bytes),
+            m.compression.as_str().to_owned(),
+            m.finished.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+        ]);
+    }
+    table
 }
 
 fn terminal_progress() -> Box<dyn Progress> {
@@ -260,5 +261,50 @@ impl Progress for Lines {
             let rate = bytes as f64 / secs.max(1e-9) / 1e6;
             eprintln!("transfer of {what} ended: {bytes} bytes in {secs:.1} s ({rate:.0} MB/s)");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone as _, Utc};
+
+    use super::*;
+    use crate::snapshot::manifest::{Codec, FORMAT};
+
+    /// Issue 17: `snapshot list` printed `88892` where `plan` prints `86.8 KiB`.
+    #[test]
+    fn the_listing_shows_sizes_in_binary_units_and_json_the_exact_bytes() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 2, 30, 0).unwrap();
+        let manifest = Manifest {
+            format: FORMAT,
+            id: "20261124T023000.000Z-127.0.0.1-6379".into(),
+            policy: "cache".into(),
+            source: "127.0.0.1:6379".into(),
+            run_id: "r1".into(),
+            object: "cache/20261124T023000.000Z-127.0.0.1-6379.rdb.zst".into(),
+            compression: Codec::Zstd,
+            replid: None,
+            repl_offset: None,
+            rdb_version: 12,
+            redis_version: None,
+            raw_bytes: 88_892,
+            stored_bytes: 3 * 1024 * 1024 + 200 * 1024,
+            crc64: None,
+            sha256: "00".into(),
+            started: at,
+            finished: at,
+        };
+        let table = manifest_table(std::slice::from_ref(&manifest)).to_string();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "ID                                   SOURCE          RDB SIZE   STORED  COMP  FINISHED",
+                "20261124T023000.000Z-127.0.0.1-6379  127.0.0.1:6379  86.8 KiB  3.2 MiB  zstd  2026-11-24 02:30:00Z",
+            ]
+        );
+        let json = serde_json::to_value([&manifest]).unwrap();
+        assert_eq!(json[0]["rawBytes"], 88_892);
+        assert_eq!(json[0]["storedBytes"], 3 * 1024 * 1024 + 200 * 1024);
     }
 }
