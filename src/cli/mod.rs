@@ -1,5 +1,7 @@
-//! The command line: one module per subcommand, each with its own `Args` and `run`.
-//! Errors are reported here, at the edge, with their whole chain.
+//! The command line: one module per subcommand, each with its own `Args` and `run`, and
+//! `table`, the one way they print tables and sizes for people. `--output json` keys are
+//! camelCase everywhere (`tests/cli_json.rs`). Errors are reported here, at the edge, with
+//! their whole chain.
 
 mod check;
 mod demo;
