@@ -768,9 +768,10 @@ async fn plan_lists_a_statefulset_through_a_kubeconfig() {
     // The fake serves on this test's runtime: run plan off it.
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(binary)
+            .arg("plan")
             .arg("--kubeconfig")
             .arg(&kubeconfig)
-            .args(["--context", "fake", "plan", "--output", "json", "--policy"])
+            .args(["--context", "fake", "--output", "json", "--policy"])
             .arg(&policy)
             .output()
             .expect("run plan")

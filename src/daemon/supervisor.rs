@@ -124,6 +124,11 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     let policies: Vec<Policy> = set.policies().cloned().collect();
     count_rejected(&shared, &set);
     let routes = AlertRoutes::new(&policies);
+    // Known to `/v1/decisions` (and awaited by `/readyz`) before HTTP serves: a policy that
+    // starts later in the loop below is not unknown meanwhile.
+    for policy in &policies {
+        shared.status.policy_loaded(&policy.name);
+    }
     let (alert_sink, mut alerts) = AlertSink::channel(64);
     let (stop, stopped) = watch::channel(false);
     let client = std::sync::Arc::new(KubeClient::new(config.kube.clone()));
