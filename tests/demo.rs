@@ -171,16 +171,21 @@ fn the_built_in_demo_runs_from_any_directory_and_leaves_nothing_in_it() {
 fn a_port_in_use_stops_the_demo_before_it_starts_and_names_the_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("address");
-    let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+    let child = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
         .args(["demo", "--plain", "--listen", &addr.to_string()])
         .current_dir(std::env::temp_dir())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run the demo");
+    let scratch = std::env::temp_dir().join(format!("redis-autopilot-demo-{}", child.id()));
+    let output = child.wait_with_output().expect("the demo's output");
     let (stdout, stderr) =
         (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(!output.status.success(), "{stdout}\n{stderr}");
     assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
     assert!(stderr.contains("pass --listen 127.0.0.1:PORT"), "{stderr}");
-    // Nothing was started, so nothing is reported as stopped.
+    // Nothing was started, so nothing is reported as stopped, and nothing is left behind.
     assert!(!stdout.contains("demo stopped"), "{stdout}");
+    assert!(!scratch.exists(), "{} left behind", scratch.display());
 }

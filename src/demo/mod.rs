@@ -200,29 +200,52 @@ fn load_trace(config: &DemoConfig) -> Result<Trace, DemoError> {
     Ok(trace)
 }
 
-/// Runs the demo until Ctrl-C (or SIGTERM, or `q` in the full-screen view); returns after the
-/// fleet has been stopped.
-pub async fn run(config: DemoConfig) -> Result<(), DemoError> {
+/// What the demo checked and prepared before starting anything.
+struct Prepared {
+    policy: Policy,
+    /// The local fleet's first port and data directory.
+    base_port: u16,
+    data_dir: PathBuf,
+    trace: Trace,
+    /// The daemon's policy directory, holding only the demo's policy.
+    policies: PathBuf,
+}
+
+/// Everything that can fail before a process starts: the port, the policy, `redis-server`,
+/// the trace, the daemon's policy directory.
+fn prepare(config: &DemoConfig) -> Result<Prepared, DemoError> {
     // Before anything starts: a port in use is the most common way a second demo fails.
     drop(
         std::net::TcpListener::bind(config.listen)
             .map_err(|e| DemoError::Listen(config.listen, e))?,
     );
-    let (text, policy) = policy_text(&config)?;
+    let (text, policy) = policy_text(config)?;
     let Target::Local { redis_server, base_port, data_dir } = &policy.target else {
         return Err(DemoError::NotLocal(policy.name.clone()));
     };
     if !on_path(redis_server) {
         return Err(DemoError::MissingRedisServer(redis_server.clone()));
     }
-    let trace = load_trace(&config)?;
-
+    let (base_port, data_dir) = (*base_port, PathBuf::from(data_dir));
+    let trace = load_trace(config)?;
     // The daemon reads a directory: give it one holding only this policy.
     let policies = config.scratch.join("policies");
     std::fs::create_dir_all(&policies).map_err(|e| DemoError::Scratch(policies.clone(), e))?;
     std::fs::write(policies.join("demo.yaml"), &text)
         .map_err(|e| DemoError::Scratch(policies.clone(), e))?;
+    Ok(Prepared { policy, base_port, data_dir, trace, policies })
+}
 
+/// Runs the demo until Ctrl-C (or SIGTERM, or `q` in the full-screen view); returns after the
+/// fleet has been stopped. A demo that fails before starting anything leaves nothing behind.
+pub async fn run(config: DemoConfig) -> Result<(), DemoError> {
+    let Prepared { policy, base_port, data_dir, trace, policies } = match prepare(&config) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&config.scratch);
+            return Err(error);
+        }
+    };
     let shared = Shared::new();
     let (targets, targets_rx) = watch::channel(Vec::new());
     let (stop, stopped) = watch::channel(false);
@@ -238,9 +261,9 @@ pub async fn run(config: DemoConfig) -> Result<(), DemoError> {
     };
     let scaling = policy.scaling.as_ref();
     let fleet_at = tui::FleetAt {
-        base_port: *base_port,
+        base_port,
         max_instances: scaling.map_or(1, |s| s.max_replicas),
-        data_dir: PathBuf::from(data_dir),
+        data_dir,
         target: scaling.and_then(|s| s.metrics.first()).map_or(0.0, |m| m.target),
     };
     let view = if config.full_screen {

@@ -45,6 +45,9 @@ pub struct DecisionLine {
     /// What became of it: `applied`, `dry_run`, `rate_limited`, ...; `-` when nothing was asked.
     pub outcome: String,
     pub reason: String,
+    /// How many more times the same decision was made, unperformed, since this line began
+    /// (a paused or rate-limited autopilot decides again every round).
+    pub repeats: u32,
 }
 
 /// Everything one frame shows.
@@ -84,8 +87,19 @@ impl Screen {
         }
     }
 
-    /// Adds a decision at the top of the panel.
+    /// Adds a decision at the top of the panel. One not performed (paused, rate-limited,
+    /// deferred...) that repeats the kind and outcome of the line on top replaces it, counted,
+    /// so a paused autopilot deciding every second shows one line, not a screenful.
     pub fn decided(&mut self, line: DecisionLine) {
+        if let Some(top) = self.decisions.front_mut()
+            && line.outcome != "applied"
+            && (top.kind.as_str(), top.outcome.as_str())
+                == (line.kind.as_str(), line.outcome.as_str())
+        {
+            let repeats = top.repeats + 1;
+            *top = DecisionLine { repeats, ..line };
+            return;
+        }
         self.decisions.push_front(line);
         self.decisions.truncate(DECISIONS_KEPT);
     }
@@ -266,9 +280,16 @@ fn draw_decisions(frame: &mut Frame, area: Rect, screen: &Screen) {
                 "failed" => Color::Red,
                 _ => Color::Yellow,
             };
+            let repeated = match d.repeats {
+                0 => String::new(),
+                n => format!(" (decided {} times)", n + 1),
+            };
             Line::from(vec![
                 Span::raw(format!("{} ", d.at)),
-                Span::styled(format!("{} [{}] ", d.kind, d.outcome), Style::default().fg(color)),
+                Span::styled(
+                    format!("{} [{}]{repeated} ", d.kind, d.outcome),
+                    Style::default().fg(color),
+                ),
                 Span::raw(d.reason.clone()),
             ])
         })
@@ -340,12 +361,14 @@ mod tests {
             kind: "scale".into(),
             outcome: "applied".into(),
             reason: "p95 of instantaneous_ops_per_sec 5,200 > target 3,000 x 1.1: 1 -> 3".into(),
+            repeats: 0,
         });
         screen.decided(DecisionLine {
             at: "14:31:10".into(),
             kind: "failover".into(),
             outcome: "applied".into(),
             reason: "master 127.0.0.1:7000 refuses connections: chose 127.0.0.1:7001".into(),
+            repeats: 0,
         });
         screen
     }
@@ -458,6 +481,32 @@ mod tests {
         let header = paused.lines().take(4).collect::<Vec<_>>().join("\n");
         assert!(header.contains("PAUSED: deciding, not acting"), "{paused}");
         assert!(paused.contains("acts on nothing"), "{paused}");
+    }
+
+    #[test]
+    fn a_decision_repeated_unperformed_is_one_line_with_its_count() {
+        let mut screen = ramp_after_failover();
+        let paused = |at: &str, to: u16| DecisionLine {
+            at: at.into(),
+            kind: "scale".into(),
+            outcome: "paused".into(),
+            reason: format!("... scale 4 -> {to}"),
+            repeats: 0,
+        };
+        for (second, to) in [(1, 6), (2, 6), (3, 7)] {
+            screen.decided(paused(&format!("14:32:0{second}"), to));
+        }
+        let mut terminal = Terminal::new(TestBackend::new(140, 40)).unwrap();
+        terminal.draw(|frame| draw(frame, &screen)).unwrap();
+        let text = text(&terminal);
+        assert_eq!(text.matches("scale [paused]").count(), 1, "{text}");
+        assert!(
+            text.contains("14:32:03 scale [paused] (decided 3 times) ... scale 4 -> 7"),
+            "{text}"
+        );
+        // Performed decisions are each their own line.
+        assert_eq!(text.matches("failover [applied]").count(), 1, "{text}");
+        assert_eq!(text.matches("scale [applied]").count(), 1, "{text}");
     }
 
     #[test]

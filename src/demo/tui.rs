@@ -96,6 +96,7 @@ pub async fn show(
                             kind: record.decision.kind().to_owned(),
                             outcome: record.action.as_ref().map_or("-", |a| a.label()).to_owned(),
                             reason: record.sentence.clone(),
+                            repeats: 0,
                         });
                     }
                 }
