@@ -38,7 +38,7 @@ pub mod store;
 pub mod stream;
 
 pub use manifest::Manifest;
-pub use snapshotter::{Progress, Quiet, Snapshotter};
+pub use snapshotter::{IntoOptions, IntoReport, Progress, Quiet, Snapshotter};
 
 use crate::observe::InstanceId;
 

@@ -170,6 +170,9 @@ impl Snapshotter {
         let server = seed::server_version(&target.endpoint, &self.access, options.timeout).await?;
         let recorded = seed::RdbHeader { valkey: false, version: manifest.rdb_version };
         seed::check_version(recorded, &server)?;
+        // Then the header as stored, which a hand-edited manifest cannot hide: read from the
+        // object's first bytes now (the download is dropped), before anything is changed.
+        seed::check_version(self.payload(manifest).await?.header().await?, &server)?;
 
         let mut holding = Vec::new();
         for member in &members {
@@ -191,7 +194,7 @@ impl Snapshotter {
         }
 
         let mut payload = self.payload(manifest).await?;
-        // The header as stored, which a hand-edited manifest cannot hide.
+        // Again: the object may have been replaced since.
         seed::check_version(payload.header().await?, &server)?;
 
         let lease = claim_lease(options.timeout);
@@ -458,8 +461,10 @@ impl Outgoing<'_> {
                 ),
             });
         }
-        // A closed channel means the seed went away; it reports why.
-        let _ = self.sender.send(Ok(bytes)).await;
-        Ok(())
+        // A closed channel: the payload was dropped (a header check, or the seed failed and
+        // reports why). Stop downloading.
+        self.sender.send(Ok(bytes)).await.map_err(|_| SnapshotError::Restore {
+            why: "the payload's reader went away".into(),
+        })
     }
 }
