@@ -74,8 +74,7 @@ fn digests(port: u16) -> BTreeMap<String, String> {
         let values: Vec<Vec<String>> = pipe.query(&mut con).expect("values");
         for ((key, kind), mut value) in chunk.iter().zip(types).zip(values) {
             if kind == "hash" {
-                let mut pairs: Vec<String> =
-                    value.chunks(2).map(|pair| pair.join("=")).collect();
+                let mut pairs: Vec<String> = value.chunks(2).map(|pair| pair.join("=")).collect();
                 pairs.sort();
                 value = pairs;
             } else if kind == "set" {
@@ -119,6 +118,8 @@ async fn a_seed_loads_a_real_redis_server_with_every_key_back() {
     let source = Redis::master();
     load_data(&source, 20_000, 100);
     let expected = digests(source.port);
+    // The dump holds the values themselves, not just the key names.
+    assert!(expected["str:0"].len() > 100 && expected["hash:42"].contains("a=42"), "{expected:?}");
     for compression in ["none", "zstd"] {
         let dir = tempfile::tempdir().expect("temp dir");
         let policy = load_policy_str("p.yaml", &source_policy(&source, dir.path(), compression))
@@ -243,6 +244,28 @@ fn restore_into_a_local_fleet_under_its_daemon() {
     }
     eprintln!("restore --into: {} keys into {restored} in {took:.2?}: {out}", expected.len() - 1);
 
+    // It acted under a claim on the record, like a failover, and released it.
+    let state = state(&fleet);
+    let claim = &state["claim"];
+    assert!(claim["by"].as_str().is_some_and(|by| by.starts_with("cli:")), "{state}");
+    let until: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(claim["until"].clone()).expect("until");
+    assert!(until <= chrono::Utc::now(), "the claim was released: {state}");
+
+    // Another actor holds the record (a failover in progress): refused, nothing changed.
+    let mut busy = state.clone();
+    busy["claim"] = serde_json::json!({
+        "from": null, "by": "daemon-elsewhere",
+        "until": chrono::Utc::now() + chrono::Duration::seconds(120),
+    });
+    write_state(&fleet, &busy);
+    let (ok, out, err) =
+        cli(&["snapshot", "restore", "--policy", &policy, &id, "--into", "--force"]);
+    assert!(!ok, "restore under another actor's claim succeeded: {out}");
+    assert!(err.contains("refusing to change roles") && err.contains("daemon-elsewhere"), "{err}");
+    assert_eq!(fleet.record(), Some((restored, restored_epoch)));
+    write_state(&fleet, &state);
+
     // Over data: refused without --force, nothing changed.
     let (ok, out, err) = cli(&["snapshot", "restore", "--policy", &policy, &id, "--into"]);
     assert!(!ok, "restore over data succeeded: {out}");
@@ -250,7 +273,8 @@ fn restore_into_a_local_fleet_under_its_daemon() {
     assert_eq!(fleet.record(), Some((restored, restored_epoch)));
 
     // With --force: the data replaced is snapshotted first, and listed.
-    let (ok, out, err) = cli(&["snapshot", "restore", "--policy", &policy, &id, "--into", "--force"]);
+    let (ok, out, err) =
+        cli(&["snapshot", "restore", "--policy", &policy, &id, "--into", "--force"]);
     assert!(ok, "restore --force: {out}\n{err}\n{}", fleet.log());
     let pre = out
         .lines()
@@ -261,7 +285,8 @@ fn restore_into_a_local_fleet_under_its_daemon() {
     let (ok, listed, err) = cli(&["snapshot", "list", "--policy", &policy, "--output", "json"]);
     assert!(ok, "{err}");
     let listed: serde_json::Value = serde_json::from_str(&listed).expect("list JSON");
-    let ids: Vec<&str> = listed.as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
+    let ids: Vec<&str> =
+        listed.as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
     assert!(ids.contains(&pre.as_str()) && ids.contains(&id.as_str()), "{ids:?}");
     let (forced, forced_epoch) = fleet.record().expect("record");
     assert_eq!(forced_epoch, restored_epoch + 1);
@@ -287,4 +312,16 @@ fn restore_into_a_local_fleet_under_its_daemon() {
 fn dbsize(port: u16) -> Option<u64> {
     let mut con = connect(port, Duration::from_secs(2))?;
     redis::cmd("DBSIZE").query(&mut con).ok()
+}
+
+fn state(fleet: &Fleet) -> serde_json::Value {
+    let text = std::fs::read_to_string(fleet.data.join("state.json")).expect("state.json");
+    serde_json::from_str(&text).expect("state JSON")
+}
+
+/// Replaces `state.json` atomically, as the fleet does.
+fn write_state(fleet: &Fleet, state: &serde_json::Value) {
+    let temporary = fleet.data.join("state.json.test");
+    std::fs::write(&temporary, state.to_string()).expect("write state");
+    std::fs::rename(&temporary, fleet.data.join("state.json")).expect("replace state");
 }

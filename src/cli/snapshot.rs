@@ -68,7 +68,12 @@ enum Command {
         #[arg(long)]
         latest: bool,
         /// Where to write the RDB.
-        #[arg(long, value_name = "FILE.rdb", required_unless_present = "into", conflicts_with = "into")]
+        #[arg(
+            long,
+            value_name = "FILE.rdb",
+            required_unless_present = "into",
+            conflicts_with = "into"
+        )]
         to: Option<PathBuf>,
         /// Load it into the deployment the policy targets (a local fleet) through the
         /// replication protocol: one instance loads it from a one-shot master, is recorded as

@@ -144,7 +144,9 @@ pub enum SnapshotError {
     #[error("`{}` exists; pass --force to replace it", .path.display())]
     Exists { path: std::path::PathBuf },
     /// `restore --into` found data it would replace, and was not told `--force`.
-    #[error("refusing to restore over data ({instances}); pass --force to snapshot it first and replace it")]
+    #[error(
+        "refusing to restore over data ({instances}); pass --force to snapshot it first and replace it"
+    )]
     HoldsData { instances: String },
     #[error("cannot restore into the deployment: {why}")]
     Restore { why: String },

@@ -34,7 +34,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{
+    AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, BufReader,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -267,8 +269,8 @@ pub enum SeedError {
     Rejected { sent: u64 },
     #[error("reading the snapshot failed; the replica was never sent the whole RDB")]
     Source(#[source] Box<SnapshotError>),
-    #[error("the sync did not finish within {limit:?} ({sent} of {total} bytes sent)")]
-    Deadline { limit: Duration, sent: u64, total: String },
+    #[error("the sync did not finish within {limit:?} ({sent} RDB bytes sent)")]
+    Deadline { limit: Duration, sent: u64 },
     #[error("the seed's task failed: {why}")]
     Task { why: String },
 }
@@ -400,7 +402,10 @@ async fn serve(
                     tracing::warn!(%peer, "seed: a connection from an address other than the target's was closed");
                 }
                 Err(source) => {
-                    return Err(SeedError::Handshake { phase: "accepting", why: source.to_string() });
+                    return Err(SeedError::Handshake {
+                        phase: "accepting",
+                        why: source.to_string(),
+                    });
                 }
             }
         }
@@ -494,12 +499,12 @@ async fn handshake<R: AsyncRead + Unpin>(
 ) -> Result<bool, SeedError> {
     let mut eof_capable = false;
     loop {
-        let command = tokio::time::timeout(step, read_command(reader))
-            .await
-            .map_err(|_| SeedError::Handshake {
+        let command = tokio::time::timeout(step, read_command(reader)).await.map_err(|_| {
+            SeedError::Handshake {
                 phase: "waiting for the next command",
                 why: format!("nothing within {step:?}"),
-            })??;
+            }
+        })??;
         let Some(command) = command else {
             return Err(SeedError::Handshake {
                 phase: "reading commands",
@@ -546,19 +551,23 @@ async fn read_command<R: AsyncRead + Unpin>(
     let bad = |why: String| SeedError::Handshake { phase: "reading a command", why };
     let Some(line) = read_line(reader).await? else { return Ok(None) };
     let Some(count) = line.strip_prefix(b"*") else {
-        return Ok(Some(line.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).map(<[u8]>::to_vec).collect()));
+        return Ok(Some(
+            line.split(|b| b.is_ascii_whitespace())
+                .filter(|w| !w.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect(),
+        ));
     };
-    let count: usize = parse_number(count).filter(|&n| n <= MAX_ARGS).ok_or_else(|| {
-        bad(format!("an array header {:?}", String::from_utf8_lossy(&line)))
-    })?;
+    let count: usize = parse_number(count)
+        .filter(|&n| n <= MAX_ARGS)
+        .ok_or_else(|| bad(format!("an array header {:?}", String::from_utf8_lossy(&line))))?;
     let mut words = Vec::with_capacity(count);
     for _ in 0..count {
         let header = read_line(reader).await?.ok_or_else(|| bad("cut short".into()))?;
-        let len = header
-            .strip_prefix(b"$")
-            .and_then(parse_number)
-            .filter(|&n| n <= MAX_ARG)
-            .ok_or_else(|| bad(format!("a bulk header {:?}", String::from_utf8_lossy(&header))))?;
+        let len =
+            header.strip_prefix(b"$").and_then(parse_number).filter(|&n| n <= MAX_ARG).ok_or_else(
+                || bad(format!("a bulk header {:?}", String::from_utf8_lossy(&header))),
+            )?;
         let mut word = vec![0_u8; len + 2];
         reader.read_exact(&mut word).await.map_err(|e| bad(e.to_string()))?;
         word.truncate(len);
@@ -604,10 +613,16 @@ fn random_hex() -> String {
 }
 
 /// The target's `INFO` sections a seeding reads.
-pub(crate) async fn info(endpoint: &Endpoint, access: &Access, step: Duration) -> Result<String, SeedError> {
-    let failed = |why: String| SeedError::Target { action: "INFO", instance: endpoint.id.clone(), why };
+pub(crate) async fn info(
+    endpoint: &Endpoint,
+    access: &Access,
+    step: Duration,
+) -> Result<String, SeedError> {
+    let failed =
+        |why: String| SeedError::Target { action: "INFO", instance: endpoint.id.clone(), why };
     let run = async {
-        let mut connection = connect(endpoint, access, step).await.map_err(|e| failed(e.to_string()))?;
+        let mut connection =
+            connect(endpoint, access, step).await.map_err(|e| failed(e.to_string()))?;
         redis::cmd("INFO")
             .arg("server")
             .arg("replication")
@@ -617,7 +632,9 @@ pub(crate) async fn info(endpoint: &Endpoint, access: &Access, step: Duration) -
             .await
             .map_err(|e| failed(e.to_string()))
     };
-    tokio::time::timeout(step, run).await.unwrap_or_else(|_| Err(failed(format!("no answer within {step:?}"))))
+    tokio::time::timeout(step, run)
+        .await
+        .unwrap_or_else(|_| Err(failed(format!("no answer within {step:?}"))))
 }
 
 /// The target's server version, from its `INFO`.
@@ -668,11 +685,7 @@ pub async fn wait_loaded(
             return Err(SeedError::Task { why: "ended before the load was confirmed".into() });
         }
         if started.elapsed() > limits.total {
-            return Err(SeedError::Deadline {
-                limit: limits.total,
-                sent,
-                total: "the announced".into(),
-            });
+            return Err(SeedError::Deadline { limit: limits.total, sent });
         }
         if serving.payload_sent()
             && let Ok(text) = info(target, access, limits.step).await
@@ -719,7 +732,9 @@ mod tests {
         assert!(text.contains("up to 10"), "{text}");
         assert!(check_version(rdb12, &server("7.4.1")).is_ok());
         assert!(check_version(RdbHeader { valkey: false, version: 9 }, &server("7.0.15")).is_ok());
-        assert!(check_version(RdbHeader { valkey: false, version: 10 }, &server("6.2.14")).is_err());
+        assert!(
+            check_version(RdbHeader { valkey: false, version: 10 }, &server("6.2.14")).is_err()
+        );
         // A release newer than the table: its own loader decides.
         assert!(check_version(RdbHeader { valkey: false, version: 13 }, &server("9.0.0")).is_ok());
     }

@@ -106,8 +106,7 @@ impl Snapshotter {
                 source: Box::new(source),
             }
         };
-        let stream =
-            self.destination.store.get(&key).await.map_err(&object_error)?.into_stream();
+        let stream = self.destination.store.get(&key).await.map_err(&object_error)?.into_stream();
         let (sender, receiver) = mpsc::channel(IN_FLIGHT);
         let len = manifest_len(manifest);
         let manifest = manifest.clone();
@@ -138,6 +137,16 @@ impl Snapshotter {
                     .into(),
             });
         };
+        // Another actor changing roles now: refused before anything is read or taken (the
+        // record write below would refuse it too, after the work of a --force snapshot).
+        if let Some(claim) = record.active_claim(chrono::Utc::now())
+            && claim.by != options.actor
+        {
+            return Err(SnapshotError::Cluster {
+                action: "claim the master record",
+                source: crate::cluster::ClusterError::Busy { claim: claim.clone() },
+            });
+        }
         let members: Vec<Member> = cluster
             .members()
             .await
@@ -148,15 +157,12 @@ impl Snapshotter {
         let old = members.iter().find(|m| m.id == record.instance).cloned();
         // The instance to load: a replica when there is one (the recorded master is never
         // made a replica of anything but a recorded master), else the master of a fleet of one.
-        let target = members
-            .iter()
-            .find(|m| m.id != record.instance)
-            .or(old.as_ref())
-            .cloned()
-            .ok_or_else(|| SnapshotError::Restore { why: "the fleet has no running instance".into() })?;
-        let loopback =
-            target.endpoint.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-                || target.endpoint.host == "localhost";
+        let target =
+            members.iter().find(|m| m.id != record.instance).or(old.as_ref()).cloned().ok_or_else(
+                || SnapshotError::Restore { why: "the fleet has no running instance".into() },
+            )?;
+        let loopback = target.endpoint.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            || target.endpoint.host == "localhost";
         if !loopback {
             return Err(SnapshotError::Restore {
                 why: format!(
@@ -201,18 +207,28 @@ impl Snapshotter {
         let claim = |from: &Option<Member>| Claim {
             from: from.as_ref().map(|m| m.id.clone()),
             by: options.actor.to_owned(),
-            until: chrono::Utc::now() + chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX),
+            until: chrono::Utc::now()
+                + chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX),
         };
-        let held = tokio::sync::Mutex::new(MasterRecord {
-            claim: Some(claim(&old)),
-            ..record.clone()
-        });
+        let held =
+            tokio::sync::Mutex::new(MasterRecord { claim: Some(claim(&old)), ..record.clone() });
         {
             let held = held.lock().await;
             cluster.record_master(held.clone()).await.map_err(failed("claim the master record"))?;
         }
         let epoch = record.epoch + 1;
-        let work = self.load_and_promote(cluster, &members, old.as_ref(), &target, epoch, payload, &held, &claim, options, progress);
+        let work = self.load_and_promote(
+            cluster,
+            &members,
+            old.as_ref(),
+            &target,
+            epoch,
+            payload,
+            &held,
+            &claim,
+            options,
+            progress,
+        );
         let renew = async {
             loop {
                 tokio::time::sleep(lease / 4).await;
@@ -221,16 +237,19 @@ impl Snapshotter {
                 next.claim = Some(claim(&old));
                 match cluster.record_master(next.clone()).await {
                     Ok(()) => *held = next,
-                    Err(error) => tracing::warn!(error = %crate::errors::chain(&error), "cannot renew the restore's claim"),
+                    Err(error) => {
+                        tracing::warn!(error = %crate::errors::chain(&error), "cannot renew the restore's claim")
+                    }
                 }
             }
         };
-        let result = match futures::future::select(std::pin::pin!(work), std::pin::pin!(renew)).await {
-            futures::future::Either::Left((result, _)) => result,
-            futures::future::Either::Right(_) => {
-                Err(SnapshotError::Restore { why: "the claim's renewal stopped".into() })
-            }
-        };
+        let result =
+            match futures::future::select(std::pin::pin!(work), std::pin::pin!(renew)).await {
+                futures::future::Either::Left((result, _)) => result,
+                futures::future::Either::Right(_) => {
+                    Err(SnapshotError::Restore { why: "the claim's renewal stopped".into() })
+                }
+            };
         // Release: the record stays, and says who last changed roles.
         let mut released = held.into_inner();
         if let Some(claim) = &mut released.claim {
@@ -298,10 +317,14 @@ impl Snapshotter {
                     .await
                     .map_err(failed("point the target at the seed"))?;
             } else {
-                cluster.repoint(target, &seed_member).await.map_err(failed("point the target at the seed"))?;
+                cluster
+                    .repoint(target, &seed_member)
+                    .await
+                    .map_err(failed("point the target at the seed"))?;
             }
             progress.start(&format!("{} into {}", seed_member.id, target.id), len);
-            let loaded = seed::wait_loaded(&target.endpoint, &self.access, &serving, limits, progress).await;
+            let loaded =
+                seed::wait_loaded(&target.endpoint, &self.access, &serving, limits, progress).await;
             progress.finish();
             Ok::<_, SnapshotError>(loaded?)
         };
@@ -310,7 +333,9 @@ impl Snapshotter {
             Err(error) => {
                 let error = match serving.stop().await {
                     // The seed's own error says more than "ended before the load".
-                    Err(seed_error) if matches!(error, SnapshotError::Seed(seed::SeedError::Task { .. })) => {
+                    Err(seed_error)
+                        if matches!(error, SnapshotError::Seed(seed::SeedError::Task { .. })) =>
+                    {
                         SnapshotError::Seed(seed_error)
                     }
                     _ => error,
@@ -327,8 +352,14 @@ impl Snapshotter {
         let _ = serving.stop().await;
         {
             let mut held = held.lock().await;
-            let next = MasterRecord { claim: Some(claim(&old.cloned())), ..MasterRecord::new(&target.id, epoch) };
-            cluster.record_master(next.clone()).await.map_err(failed("record the restored master"))?;
+            let next = MasterRecord {
+                claim: Some(claim(&old.cloned())),
+                ..MasterRecord::new(&target.id, epoch)
+            };
+            cluster
+                .record_master(next.clone())
+                .await
+                .map_err(failed("record the restored master"))?;
             *held = next;
         }
         let mut unreached = Vec::new();
@@ -343,7 +374,8 @@ impl Snapshotter {
                 .await
                 .map_err(failed("set the write guard"))?;
         }
-        let others = members.iter().filter(|m| m.id != target.id && old.is_none_or(|o| o.id != m.id));
+        let others =
+            members.iter().filter(|m| m.id != target.id && old.is_none_or(|o| o.id != m.id));
         let results = futures::future::join_all(
             others.map(|member| async move { (member, cluster.repoint(member, target).await) }),
         )
@@ -422,7 +454,10 @@ async fn produce(
     }
     let sha = hex(&sha.finalize());
     if stored != manifest.stored_bytes {
-        return Err(mismatch(format!("{stored} bytes stored, manifest says {}", manifest.stored_bytes)));
+        return Err(mismatch(format!(
+            "{stored} bytes stored, manifest says {}",
+            manifest.stored_bytes
+        )));
     }
     if sha != manifest.sha256 {
         return Err(mismatch(format!("sha256 {sha}, manifest says {}", manifest.sha256)));
@@ -457,14 +492,18 @@ impl Outgoing<'_> {
                 id: id.to_owned(),
                 source: std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    format!("the object expands past the {} bytes its manifest records", self.limit),
+                    format!(
+                        "the object expands past the {} bytes its manifest records",
+                        self.limit
+                    ),
                 ),
             });
         }
         // A closed channel: the payload was dropped (a header check, or the seed failed and
         // reports why). Stop downloading.
-        self.sender.send(Ok(bytes)).await.map_err(|_| SnapshotError::Restore {
-            why: "the payload's reader went away".into(),
-        })
+        self.sender
+            .send(Ok(bytes))
+            .await
+            .map_err(|_| SnapshotError::Restore { why: "the payload's reader went away".into() })
     }
 }
