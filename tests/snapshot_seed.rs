@@ -165,6 +165,89 @@ async fn a_seed_loads_a_real_redis_server_with_every_key_back() {
     }
 }
 
+/// Loads `payload` into `target` through a seed; returns what the seed and the wait said.
+async fn seed_into(
+    target: &Redis,
+    payload: seed::Payload,
+) -> (Result<u64, seed::SeedError>, Result<seed::Loaded, seed::SeedError>) {
+    let endpoint = Endpoint::parse(&target.addr()).expect("endpoint");
+    let limits = Limits { step: Duration::from_secs(5), ..Limits::default() };
+    let bind = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
+    let serving = bind.serve(payload, vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], limits);
+    target.cli(&["REPLICAOF", "127.0.0.1", &serving.addr().port().to_string()]);
+    let loaded = seed::wait_loaded(&endpoint, &Access::default(), &serving, limits, &Quiet).await;
+    let sent = serving.stop().await;
+    target.cli(&["REPLICAOF", "NO", "ONE"]);
+    (sent, loaded)
+}
+
+/// A plain snapshot of `source` in `dir`: the snapshotter, its manifest, and its object file.
+async fn plain_snapshot(
+    source: &Redis,
+    dir: &Path,
+) -> (Snapshotter, redis_autopilot::snapshot::Manifest, std::path::PathBuf) {
+    let policy =
+        load_policy_str("p.yaml", &source_policy(source, dir, "none")).expect("valid policy");
+    let snapshotter = Snapshotter::new(&policy).expect("snapshotter");
+    let endpoint = Endpoint::parse(&source.addr()).expect("endpoint");
+    let manifest = snapshotter.take(&[endpoint], &Quiet).await.expect("snapshot");
+    let object = dir.join(POLICY).join(&manifest.object);
+    (snapshotter, manifest, object)
+}
+
+/// Without a known length the seed frames the RDB as `$EOF:<mark>` ... mark, which a Redis
+/// that announced `capa eof` reads to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eof_framing_loads_a_real_redis_server_too() {
+    let source = Redis::master();
+    load_data(&source, 5_000, 100);
+    let expected = digests(source.port);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, manifest, object) = plain_snapshot(&source, dir.path()).await;
+    let rdb = std::fs::read(&object).expect("object");
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        for chunk in rdb.chunks(64 * 1024) {
+            let _ = sender.send(Ok(bytes::Bytes::copy_from_slice(chunk))).await;
+        }
+    });
+    let target = Redis::start(&[]);
+    let (sent, loaded) = seed_into(&target, seed::Payload::new(None, receiver)).await;
+    let loaded = loaded.expect("loaded");
+    assert_eq!(sent.expect("the seed ends cleanly"), manifest.raw_bytes);
+    assert_eq!(loaded.keys, expected.len() as u64 - 1);
+    assert!(digests(target.port) == expected, "the restored keys differ");
+}
+
+/// An object replaced by a valid RDB holding other data (its CRC64 recomputed, so Redis's
+/// own loader would take it): the sha256 the manifest records does not match, found only at
+/// the end, and the seed never completes the transfer: the server loads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_never_completes_an_rdb_that_does_not_match_its_manifest() {
+    let source = Redis::master();
+    load_data(&source, 5_000, 100);
+    // Short enough that the RDB stores it as written (LZF only tries values over 20 bytes).
+    source.cli(&["SET", "marker", "before"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (snapshotter, manifest, object) = plain_snapshot(&source, dir.path()).await;
+    let mut rdb = std::fs::read(&object).expect("object");
+    let at = rdb.windows(13).position(|w| w == b"marker\x06before").expect("the value") + 7;
+    rdb[at] = b'B';
+    let body = rdb.len() - 8;
+    let crc = crc::Crc::<u64>::new(&crc::CRC_64_REDIS).checksum(&rdb[..body]);
+    rdb[body..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&object, &rdb).expect("replace the object");
+
+    let target = Redis::start(&[]);
+    let payload = snapshotter.payload(&manifest).await.expect("payload");
+    let (sent, loaded) = seed_into(&target, payload).await;
+    assert!(loaded.is_err(), "loaded a mismatching RDB: {loaded:?}");
+    let error = sent.expect_err("the seed fails");
+    let text = redis_autopilot::errors::chain(&error);
+    assert!(text.contains("sha256"), "{text}");
+    assert_eq!(target.cli(&["DBSIZE"]).trim(), "0", "the server loaded the mismatching RDB");
+}
+
 /// The manifest of snapshot `id` in `folder`, as JSON.
 fn read_manifest(folder: &Path, id: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(folder.join(format!("{id}.json"))).expect("manifest");
