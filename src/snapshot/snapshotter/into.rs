@@ -172,8 +172,11 @@ impl Snapshotter {
                 ),
             });
         }
+        // Reads of our own (not role commands) get at least 2 s: a restore is not in a hurry,
+        // and a loaded host must not turn a slow INFO into "cannot read the version".
+        let step = options.timeout.max(Duration::from_secs(2));
         // The cheap check first: the manifest's RDB version against the target's server.
-        let server = seed::server_version(&target.endpoint, &self.access, options.timeout).await?;
+        let server = seed::server_version(&target.endpoint, &self.access, step).await?;
         let recorded = seed::RdbHeader { valkey: false, version: manifest.rdb_version };
         seed::check_version(recorded, &server)?;
         // Then the header as stored, which a hand-edited manifest cannot hide: read from the
@@ -182,7 +185,7 @@ impl Snapshotter {
 
         let mut holding = Vec::new();
         for member in &members {
-            match instance_keys(&member.endpoint, &self.access, options.timeout).await {
+            match instance_keys(&member.endpoint, &self.access, step).await {
                 Ok(0) => {}
                 Ok(keys) => holding.push(format!("{} holds {keys} keys", member.id)),
                 Err(why) => holding.push(format!("{} cannot be asked ({why})", member.id)),
