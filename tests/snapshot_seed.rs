@@ -342,11 +342,17 @@ fn restore_into_a_local_fleet_under_its_daemon() {
         "until": chrono::Utc::now() + chrono::Duration::seconds(120),
     });
     write_state(&fleet, &busy);
+    let full_syncs = info(restored, "sync_full");
     let (ok, out, err) =
         cli(&["snapshot", "restore", "--policy", &policy, &id, "--into", "--force"]);
     assert!(!ok, "restore under another actor's claim succeeded: {out}");
     assert!(err.contains("refusing to change roles") && err.contains("daemon-elsewhere"), "{err}");
     assert_eq!(fleet.record(), Some((restored, restored_epoch)));
+    // No instance was touched: none was loaded and pointed back (a full resync).
+    assert_eq!(info(restored, "sync_full"), full_syncs, "an instance was loaded: {err}");
+    for port in fleet.ports().into_iter().filter(|&p| p != restored) {
+        assert_eq!(info(port, "master_port"), Some(restored.to_string()));
+    }
     write_state(&fleet, &state);
 
     // Over data: refused without --force, nothing changed.
@@ -407,4 +413,11 @@ fn write_state(fleet: &Fleet, state: &serde_json::Value) {
     let temporary = fleet.data.join("state.json.test");
     std::fs::write(&temporary, state.to_string()).expect("write state");
     std::fs::rename(&temporary, fleet.data.join("state.json")).expect("replace state");
+}
+
+/// One `INFO` field of the Redis on `port`.
+fn info(port: u16, field: &str) -> Option<String> {
+    let mut con = connect(port, Duration::from_secs(2))?;
+    let text: String = redis::cmd("INFO").arg("all").query(&mut con).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':').map(|v| v.trim().to_owned()))
 }
