@@ -209,6 +209,9 @@ pub fn check_version(header: RdbHeader, server: &ServerVersion) -> Result<(), Se
 pub struct Limits {
     /// Each handshake command, and each INFO or role command sent to the target.
     pub step: Duration,
+    /// From serving to the replica's connection: Redis connects within a second of
+    /// `REPLICAOF`, so longer means it cannot reach the seed.
+    pub connect: Duration,
     /// One write of payload to the replica: longer means it stopped reading.
     pub stall: Duration,
     /// The whole sync, from `REPLICAOF` to the load done.
@@ -221,6 +224,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             step: Duration::from_secs(10),
+            connect: Duration::from_secs(30),
             // Redis's own repl-timeout (60 s) ends a master link silent that long.
             stall: Duration::from_secs(60),
             total: Duration::from_secs(6 * 3600),
@@ -376,6 +380,17 @@ impl Serving {
     }
 }
 
+#[cfg(test)]
+impl Serving {
+    /// The seed's result once its task ends by itself.
+    async fn stop_after_end(mut self) -> Result<u64, SeedError> {
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(error) => Err(SeedError::Task { why: error.to_string() }),
+        }
+    }
+}
+
 impl Drop for Serving {
     fn drop(&mut self) {
         // Dropped without `stop` (an error elsewhere): the link must not outlive us.
@@ -410,9 +425,9 @@ async fn serve(
             }
         }
     };
-    let socket = tokio::time::timeout(limits.total, accept)
+    let socket = tokio::time::timeout(limits.connect, accept)
         .await
-        .map_err(|_| SeedError::NoReplica { after: limits.total })??;
+        .map_err(|_| SeedError::NoReplica { after: limits.connect })??;
     // Exactly one replica: a reconnect after a failed load, or anyone else, is refused.
     drop(listener);
     let _ = socket.set_nodelay(true);
@@ -705,6 +720,8 @@ pub async fn wait_loaded(
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncWriteExt as _;
+
     use super::*;
 
     fn server(redis: &str) -> ServerVersion {
@@ -754,6 +771,93 @@ mod tests {
         assert_eq!(server("7.0.15").max_rdb_version(), Some(10));
         assert_eq!(server("7.2.4").max_rdb_version(), Some(11));
         assert_eq!(server("5.0.7").max_rdb_version(), Some(9));
+    }
+
+    fn payload_of(rdb: &'static [u8], len: Option<u64>) -> Payload {
+        let (sender, receiver) = mpsc::channel(2);
+        tokio::spawn(async move {
+            for chunk in rdb.chunks(7) {
+                let _ = sender.send(Ok(Bytes::from_static(chunk))).await;
+            }
+        });
+        Payload::new(len, receiver)
+    }
+
+    async fn serving(rdb: &'static [u8], len: Option<u64>, limits: Limits) -> Serving {
+        let seed = Seed::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        seed.serve(payload_of(rdb, len), vec![IpAddr::from([127, 0, 0, 1])], limits)
+    }
+
+    /// Reads from `socket` until `want` bytes arrived.
+    async fn read_exactly(socket: &mut tokio::net::TcpStream, want: usize) -> Vec<u8> {
+        let mut got = vec![0_u8; want];
+        tokio::time::timeout(Duration::from_secs(5), socket.read_exact(&mut got))
+            .await
+            .expect("in time")
+            .expect("read");
+        got
+    }
+
+    /// What a Redis 7 replica sends, and what it must get back: `+PONG`, `+OK`s, a
+    /// `+FULLRESYNC` with a 40-character id, then `$<len>` and exactly the RDB.
+    #[tokio::test]
+    async fn the_handshake_and_the_length_framing_are_what_a_replica_expects() {
+        const RDB: &[u8] = b"REDIS0010-pretend-rdb-body-of-some-length";
+        let serving = serving(RDB, Some(RDB.len() as u64), Limits::default()).await;
+        let mut socket = tokio::net::TcpStream::connect(serving.addr()).await.unwrap();
+        socket.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
+        assert_eq!(read_exactly(&mut socket, 7).await, b"+PONG\r\n");
+        socket
+            .write_all(b"*3\r\n$8\r\nREPLCONF\r\n$14\r\nlistening-port\r\n$4\r\n6380\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_exactly(&mut socket, 5).await, b"+OK\r\n");
+        socket
+            .write_all(
+                b"*5\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n$4\r\ncapa\r\n$6\r\npsync2\r\n",
+            )
+            .await
+            .unwrap();
+        assert_eq!(read_exactly(&mut socket, 5).await, b"+OK\r\n");
+        socket.write_all(b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n").await.unwrap();
+        let line = read_exactly(&mut socket, "+FULLRESYNC ".len() + ID_LEN + " 0\r\n".len()).await;
+        let line = String::from_utf8(line).unwrap();
+        let id = &line["+FULLRESYNC ".len().."+FULLRESYNC ".len() + ID_LEN];
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{line}");
+        assert!(line.ends_with(" 0\r\n"), "{line}");
+        let header = format!("${}\r\n", RDB.len());
+        assert_eq!(read_exactly(&mut socket, header.len()).await, header.as_bytes());
+        assert_eq!(read_exactly(&mut socket, RDB.len()).await, RDB);
+        // Exactly one replica: nobody else gets in.
+        assert!(tokio::net::TcpStream::connect(serving.addr()).await.is_err());
+        // Then keepalives until stopped.
+        assert_eq!(read_exactly(&mut socket, 14).await, b"*1\r\n$4\r\nPING\r\n");
+        assert!(serving.payload_sent());
+        assert_eq!(serving.stop().await.unwrap(), RDB.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn without_a_length_the_rdb_is_framed_by_an_end_mark() {
+        const RDB: &[u8] = b"REDIS0010-body";
+        let serving = serving(RDB, None, Limits::default()).await;
+        let mut socket = tokio::net::TcpStream::connect(serving.addr()).await.unwrap();
+        socket.write_all(b"REPLCONF capa eof capa psync2\r\nPSYNC ? -1\r\n").await.unwrap();
+        let _ok = read_exactly(&mut socket, 5).await;
+        let _fullresync = read_exactly(&mut socket, 12 + ID_LEN + 4).await;
+        let header = String::from_utf8(read_exactly(&mut socket, 5 + ID_LEN + 2).await).unwrap();
+        let mark = header.strip_prefix("$EOF:").unwrap().trim_end().to_owned();
+        assert_eq!(mark.len(), ID_LEN);
+        assert_eq!(read_exactly(&mut socket, RDB.len()).await, RDB);
+        assert_eq!(read_exactly(&mut socket, ID_LEN).await, mark.as_bytes());
+        serving.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_never_connects_ends_the_seed() {
+        let limits = Limits { connect: Duration::from_millis(100), ..Limits::default() };
+        let serving = serving(b"REDIS0010", Some(9), limits).await;
+        let error = serving.stop_after_end().await.unwrap_err();
+        assert!(matches!(error, SeedError::NoReplica { .. }), "{error}");
     }
 
     #[test]
