@@ -62,6 +62,7 @@ enum Command {
     Restore {
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
+        /// The snapshot id, as `list` shows it.
         #[arg(required_unless_present = "latest", conflicts_with = "latest")]
         id: Option<String>,
         /// Restore the newest complete snapshot.
