@@ -92,6 +92,7 @@ fn realistic_policy(forecast: Option<Forecast>) -> Policy {
         health: Health { down_after: Duration::from_secs(3), ..Health::default() },
         snapshots: None,
         alerts: vec![],
+        paused: false,
     }
 }
 

@@ -29,13 +29,13 @@ struct Rule {
 
 /// Exactly the permissions in deploy/base (rbac-redis.yaml, rbac-leader-election.yaml).
 const EXPECTED_RULES: &[Rule] = &[
-    // Find the target StatefulSet, its selector and annotations (master record), follow changes.
+    // Find the target StatefulSet, its selector and annotations (master record).
     Rule {
         namespace: "cache",
         group: "apps",
         resource: "statefulsets",
         names: &[],
-        verbs: &["get", "list", "watch"],
+        verbs: &["get"],
     },
     // Write the master record: annotations redis-autopilot.io/master and .../epoch.
     Rule {
@@ -45,13 +45,13 @@ const EXPECTED_RULES: &[Rule] = &[
         names: &["redis-session"],
         verbs: &["patch"],
     },
-    // Read and set replicas through the scale subresource.
+    // Read and set replicas through the scale subresource (the patch under a resourceVersion).
     Rule {
         namespace: "cache",
         group: "apps",
         resource: "statefulsets/scale",
         names: &["redis-session"],
-        verbs: &["get", "patch", "update"],
+        verbs: &["get", "patch"],
     },
     // Instances: list by selector, watch for failover evidence, patch the role label.
     Rule {
@@ -59,15 +59,15 @@ const EXPECTED_RULES: &[Rule] = &[
         group: "",
         resource: "pods",
         names: &[],
-        verbs: &["get", "list", "watch", "patch"],
+        verbs: &["list", "watch", "patch"],
     },
-    // One Event per action on the StatefulSet (patch: a repeat's count).
+    // One Event per action on the StatefulSet (repeats are held back, never patched).
     Rule {
         namespace: "cache",
         group: "events.k8s.io",
         resource: "events",
         names: &[],
-        verbs: &["create", "patch"],
+        verbs: &["create"],
     },
     // Leader election: create the Lease once (create cannot be narrowed by name)...
     Rule {
@@ -481,6 +481,35 @@ fn the_deployment_passes_flags_run_accepts_and_mounts_what_they_name() {
     let port: i32 = listen.rsplit_once(':').expect("host:port").1.parse().expect("port");
     let ports = container.ports.expect("ports");
     assert_eq!((ports[0].name.as_deref(), ports[0].container_port), (Some("http"), port));
+}
+
+/// Issue 14: every verb a Role grants is one the code calls (`API_CALLS`, the list the
+/// backend's requests are checked against), and every call is granted: no permission the
+/// daemon never uses, whatever the comments say.
+#[test]
+fn the_roles_grant_exactly_the_calls_the_code_makes() {
+    use redis_autopilot::cluster::kubernetes::API_CALLS;
+    let mut granted = BTreeSet::new();
+    for manifest in manifests().iter().filter(|m| m.kind() == "Role") {
+        let role: Role = manifest.typed();
+        for rule in role.rules.iter().flatten() {
+            for group in rule.api_groups.iter().flatten() {
+                for resource in rule.resources.iter().flatten() {
+                    for verb in &rule.verbs {
+                        granted.insert((verb.clone(), group.clone(), resource.clone()));
+                    }
+                }
+            }
+        }
+    }
+    let called: BTreeSet<(String, String, String)> = API_CALLS
+        .iter()
+        .map(|call| (call.verb.to_owned(), call.group.to_owned(), call.rbac_resource()))
+        .collect();
+    let unused: Vec<_> = granted.difference(&called).collect();
+    let ungranted: Vec<_> = called.difference(&granted).collect();
+    assert!(unused.is_empty(), "granted and never called: {unused:?}");
+    assert!(ungranted.is_empty(), "called and not granted: {ungranted:?}");
 }
 
 #[test]

@@ -129,9 +129,9 @@ impl Daemon {
         let http = free_port();
         let stderr = std::fs::File::create(&log).expect("daemon log");
         let child = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+            .arg("run")
             .arg("--kubeconfig")
             .arg(pods.kubeconfig())
-            .arg("run")
             .arg("--policies")
             .arg(pods.policies())
             .args(["--listen", &format!("127.0.0.1:{http}")])
@@ -366,9 +366,10 @@ fn failover_from_a_laptop_switches_over_while_the_daemon_runs() {
     let checker = Checker::start_at(pods.addrs());
     let failover = |extra: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+            .arg("failover")
             .arg("--kubeconfig")
             .arg(pods.kubeconfig())
-            .args(["failover", "--policy"])
+            .arg("--policy")
             .arg(pods.policy_file())
             .args(extra)
             .env_remove("KUBECONFIG")
@@ -471,9 +472,10 @@ fn ten_switchovers_from_a_laptop_while_the_daemon_runs_lose_no_acknowledged_writ
     let writer = RoleWriter::start(pods.addrs());
     for round in 0..10_u64 {
         let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+            .arg("failover")
             .arg("--kubeconfig")
             .arg(pods.kubeconfig())
-            .args(["failover", "--graceful", "--policy"])
+            .args(["--graceful", "--policy"])
             .arg(pods.policy_file())
             .env_remove("KUBECONFIG")
             .output()

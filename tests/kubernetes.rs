@@ -108,6 +108,52 @@ async fn open_reads_the_record_and_lists_the_pods_by_selector() {
     assert_listed(&fake);
 }
 
+/// Issue 14: someone's `kubectl scale` between the daemon's decision and its write is a
+/// conflict, never overwritten; the action path reports it as deferred (decided again on the
+/// new count next round), spends no rate limit, and a decision made on the new count goes
+/// through.
+#[tokio::test]
+async fn a_concurrent_kubectl_scale_is_a_conflict_never_an_overwrite() {
+    let fake = fake_with(3, json!({}), &["10.0.0.10", "10.0.0.11", "10.0.0.12"]).await;
+    let cluster = open(&fake, 6379).await;
+
+    // Their write lands between the daemon's read of the scale and its PATCH: a 409.
+    fake.interleave_statefulset_write(json!({"spec": {"replicas": 5}}));
+    let error = cluster.scale(3, 4).await.unwrap_err();
+    assert!(matches!(error, ClusterError::Resized { from: 3, to: 4, found: 5 }), "{error}");
+    assert_eq!(fake.statefulset(NS, SET)["spec"]["replicas"], 5, "their count stands");
+
+    // Their write landed before the read: refused before any write.
+    fake.clear_requests();
+    let health = redis_autopilot::policy::Health::default();
+    let access = Access::default();
+    let context = redis_autopilot::failover::Context {
+        access: &access,
+        timeout: Duration::from_secs(2),
+        guard: None,
+        actor: "test",
+    };
+    let hand_over = redis_autopilot::act::HandOver { health: &health, context };
+    let limit = RateLimit { max: 1, window: Duration::from_secs(3600) };
+    let mut executor = Executor::new(Mode::Apply, limit);
+    let mut memory = redis_autopilot::decide::Memory::default();
+    let now = chrono::Utc::now();
+    let outcome =
+        redis_autopilot::act::scale(&mut executor, &cluster, &mut memory, 3, 4, now, &hand_over)
+            .await;
+    let ActionOutcome::Deferred { why } = outcome else { panic!("{outcome:?}") };
+    assert!(why.contains("now asks for 5 instances"), "{why}");
+    assert!(fake.actions().iter().all(|r| r.method != "PATCH"), "nothing written");
+    assert_eq!(fake.statefulset(NS, SET)["spec"]["replicas"], 5);
+
+    // Decided again on their count: performed, with the one admission the limit allows.
+    let outcome =
+        redis_autopilot::act::scale(&mut executor, &cluster, &mut memory, 5, 4, now, &hand_over)
+            .await;
+    assert_eq!(outcome, ActionOutcome::Applied);
+    assert_eq!(fake.statefulset(NS, SET)["spec"]["replicas"], 4);
+}
+
 #[tokio::test]
 async fn scale_goes_through_the_scale_subresource_with_an_event() {
     let fake = fake_with(1, json!({}), &["10.0.0.10"]).await;
@@ -115,16 +161,20 @@ async fn scale_goes_through_the_scale_subresource_with_an_event() {
     fake.clear_requests();
 
     assert_eq!(cluster.replicas().await.unwrap(), 1);
-    cluster.scale(3).await.unwrap();
+    let version = fake.statefulset(NS, SET)["metadata"]["resourceVersion"].clone();
+    cluster.scale(1, 3).await.unwrap();
 
+    // The write carries the resourceVersion read with the count: it cannot overwrite a
+    // change made in between.
     let scale = format!("{SET_PATH}/scale");
+    let patch = json!({"metadata": {"resourceVersion": version}, "spec": {"replicas": 3}});
     assert_eq!(
         sent(&fake.actions()),
         [
             request("GET", &scale, None),
             request("GET", &scale, None),
             request("GET", SET_PATH, None),
-            request("PATCH", &scale, Some(json!({"spec": {"replicas": 3}}))),
+            request("PATCH", &scale, Some(patch)),
         ]
     );
     assert_eq!(fake.statefulset(NS, SET)["spec"]["replicas"], 3);
@@ -235,7 +285,7 @@ async fn forbidden_names_the_missing_permission() {
     let fake = fake_with(1, json!({}), &["10.0.0.10"]).await;
     let cluster = open(&fake, 6379).await;
     fake.forbid(Method::PATCH, "/statefulsets/redis/scale");
-    let error = cluster.scale(2).await.unwrap_err();
+    let error = cluster.scale(cluster.replicas().await.unwrap(), 2).await.unwrap_err();
     assert_eq!(error.category(), "kube_forbidden");
     let text = redis_autopilot::errors::chain(&error);
     assert!(
@@ -403,10 +453,10 @@ async fn events_are_rate_limited_per_action_and_reason() {
         let fake = fake_with(1, json!({}), &["10.0.0.10"]).await;
         let cluster = open_with(&fake, target(6379, interval)).await;
         let before_first = Instant::now();
-        cluster.scale(2).await.unwrap();
+        cluster.scale(cluster.replicas().await.unwrap(), 2).await.unwrap();
         let after_first = Instant::now();
-        cluster.scale(3).await.unwrap(); // ScaledUp again within the interval: held back
-        cluster.scale(2).await.unwrap(); // ScaledDown: another reason, posted
+        cluster.scale(cluster.replicas().await.unwrap(), 3).await.unwrap(); // ScaledUp again within the interval: held back
+        cluster.scale(cluster.replicas().await.unwrap(), 2).await.unwrap(); // ScaledDown: another reason, posted
         let took = before_first.elapsed();
         if took >= interval {
             eprintln!("attempt {attempt}: the calls took {took:?}, not within {interval:?}");
@@ -417,7 +467,7 @@ async fn events_are_rate_limited_per_action_and_reason() {
         assert_eq!(reasons, ["ScaledUp", "ScaledDown"]);
 
         tokio::time::sleep_until((after_first + interval).into()).await;
-        cluster.scale(4).await.unwrap();
+        cluster.scale(cluster.replicas().await.unwrap(), 4).await.unwrap();
         let events = fake.events();
         assert_eq!(events.len(), 3);
         assert_eq!(events[2]["note"], "scale from 2 to 4 replicas (1 more like it held back)");
@@ -718,9 +768,10 @@ async fn plan_lists_a_statefulset_through_a_kubeconfig() {
     // The fake serves on this test's runtime: run plan off it.
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(binary)
+            .arg("plan")
             .arg("--kubeconfig")
             .arg(&kubeconfig)
-            .args(["--context", "fake", "plan", "--output", "json", "--policy"])
+            .args(["--context", "fake", "--output", "json", "--policy"])
             .arg(&policy)
             .output()
             .expect("run plan")

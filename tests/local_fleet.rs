@@ -118,7 +118,7 @@ async fn first_master_scale_up_replicate_scale_down_and_reopen() {
     let fleet = LocalFleet::open(config(dir.path(), base)).unwrap();
     assert_eq!(fleet.recorded_master().await.unwrap(), None);
 
-    fleet.scale(1).await.unwrap();
+    fleet.scale(fleet.replicas().await.unwrap(), 1).await.unwrap();
     // Booted as a replica of itself: read-only, no master until the health core chooses one.
     assert_eq!(info_field(base, "role").await.as_deref(), Some("slave"));
     let decisions = settle(&fleet).await;
@@ -141,7 +141,7 @@ async fn first_master_scale_up_replicate_scale_down_and_reopen() {
     assert!(record.as_ref().is_some_and(|r| r.active_claim(chrono::Utc::now()).is_none()));
     assert_eq!(info_field(base, "role").await.as_deref(), Some("master"));
 
-    fleet.scale(3).await.unwrap();
+    fleet.scale(fleet.replicas().await.unwrap(), 3).await.unwrap();
     let members = fleet.members().await.unwrap();
     let ordinals: Vec<u16> = members.iter().map(|m| m.ordinal).collect();
     assert_eq!(ordinals, [0, 1, 2]);
@@ -162,7 +162,7 @@ async fn first_master_scale_up_replicate_scale_down_and_reopen() {
         serde_json::json!({"master": id(base), "epoch": 1, "replicas": 3})
     );
 
-    fleet.scale(1).await.unwrap();
+    fleet.scale(fleet.replicas().await.unwrap(), 1).await.unwrap();
     assert!(refuses(base + 1) && refuses(base + 2));
     assert_eq!(fleet.members().await.unwrap().len(), 1);
     assert_eq!(fleet.replicas().await.unwrap(), 1);
@@ -193,7 +193,7 @@ async fn scaling_down_the_master_switches_over_first_without_losing_keys() {
     let dir = tempfile::tempdir().unwrap();
     let base = free_ports(3);
     let fleet = LocalFleet::open(config(dir.path(), base)).unwrap();
-    fleet.scale(3).await.unwrap();
+    fleet.scale(fleet.replicas().await.unwrap(), 3).await.unwrap();
     settle(&fleet).await;
     for port in [base + 1, base + 2] {
         wait_for(port, "master_link_status", "up").await;
@@ -223,7 +223,7 @@ async fn scaling_down_the_master_switches_over_first_without_losing_keys() {
     // No replica need acknowledge: the hand-over itself must wait for their offsets.
     write_keys(base + 2, KEYS, 0).await;
     // The backend alone only resizes: it refuses to remove the master, and removes nothing.
-    let refused = fleet.scale(2).await.unwrap_err();
+    let refused = fleet.scale(fleet.replicas().await.unwrap(), 2).await.unwrap_err();
     assert_eq!(refused.category(), "would_remove_master", "{refused}");
     assert!(!refuses(base + 2));
     support::resize(&fleet, 2, &Access::default(), TIMEOUT).await.unwrap();
@@ -255,7 +255,7 @@ async fn a_missing_redis_server_is_named() {
         ..config(dir.path(), base_port)
     };
     let fleet = LocalFleet::open(config).unwrap();
-    let error = fleet.scale(1).await.unwrap_err();
+    let error = fleet.scale(fleet.replicas().await.unwrap(), 1).await.unwrap_err();
     assert!(matches!(error, ClusterError::Spawn { .. }), "{error:?}");
     let message = error.to_string();
     assert!(
@@ -274,7 +274,7 @@ async fn a_master_that_restarted_empty_comes_back_a_replica_and_a_replica_with_d
     let dir = tempfile::tempdir().unwrap();
     let base = free_ports(2);
     let fleet = LocalFleet::open(config(dir.path(), base)).unwrap();
-    fleet.scale(2).await.unwrap();
+    fleet.scale(fleet.replicas().await.unwrap(), 2).await.unwrap();
     settle(&fleet).await;
     wait_for(base + 1, "master_link_status", "up").await;
     assert_eq!(write_keys(base, 100, 1).await, 1);
@@ -291,7 +291,7 @@ async fn a_master_that_restarted_empty_comes_back_a_replica_and_a_replica_with_d
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     loop {
-        fleet.scale(2).await.unwrap();
+        fleet.scale(fleet.replicas().await.unwrap(), 2).await.unwrap();
         if info_field(base, "role").await.is_some() {
             break;
         }
@@ -340,7 +340,7 @@ async fn a_fleet_with_auth_demands_it_and_replicates_with_it() {
         let fleet =
             LocalFleet::open(LocalConfig { access: access.clone(), ..config(dir.path(), base) })
                 .unwrap();
-        fleet.scale(2).await.unwrap();
+        fleet.scale(fleet.replicas().await.unwrap(), 2).await.unwrap();
         settle_with(&fleet, &access).await;
 
         let url = |port: u16| match username {

@@ -263,7 +263,7 @@ async fn a_failed_hand_over_keeps_the_count_and_a_retry_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let base = free_ports(2);
     let fleet = LocalFleet::open(config(dir.path(), base)).unwrap();
-    fleet.scale(2).await.unwrap();
+    fleet.scale(fleet.replicas().await.unwrap(), 2).await.unwrap();
     settle(&fleet).await;
     let [m0, m1]: [Member; 2] = fleet.members().await.unwrap().try_into().unwrap();
     // The highest ordinal becomes the master, so that scaling to one must hand over.
@@ -372,7 +372,7 @@ async fn repointing_a_healthy_replica_does_not_wait_for_an_unreachable_one() {
     let dir = tempfile::tempdir().unwrap();
     let base = free_ports(3);
     let fleet = LocalFleet::open(config(dir.path(), base)).unwrap();
-    fleet.scale(3).await.unwrap();
+    fleet.scale(fleet.replicas().await.unwrap(), 3).await.unwrap();
     settle(&fleet).await;
     let [m0, m1, m2]: [Member; 3] = fleet.members().await.unwrap().try_into().unwrap();
     let stopped = pid_file(dir.path(), 2);
@@ -403,7 +403,7 @@ async fn a_dropped_fleet_leaves_its_instances_running_for_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
     let base = free_ports(2);
     let fleet = LocalFleet::open(config(dir.path(), base)).unwrap();
-    fleet.scale(2).await.unwrap();
+    fleet.scale(fleet.replicas().await.unwrap(), 2).await.unwrap();
     settle(&fleet).await;
     let pids = [pid_file(dir.path(), 0), pid_file(dir.path(), 1)];
     drop(fleet);
@@ -432,7 +432,7 @@ async fn a_pid_file_naming_another_process_is_never_adopted_or_signalled() {
             .unwrap();
     }
     let fleet = LocalFleet::open(config(dir.path(), base)).unwrap();
-    fleet.scale(1).await.unwrap();
+    fleet.scale(fleet.replicas().await.unwrap(), 1).await.unwrap();
     settle(&fleet).await;
     let members = fleet.members().await.unwrap();
     assert_eq!(members.len(), 1, "{members:?}");
@@ -470,7 +470,7 @@ async fn instances_get_none_of_the_daemons_environment() {
         ..config(&data, base)
     })
     .unwrap();
-    fleet.scale(1).await.unwrap();
+    fleet.scale(fleet.replicas().await.unwrap(), 1).await.unwrap();
     let environment = std::fs::read_to_string(&seen).unwrap();
     let names: Vec<&str> =
         environment.lines().filter_map(|line| line.split_once('=').map(|(n, _)| n)).collect();

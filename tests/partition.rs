@@ -187,9 +187,9 @@ impl Daemon {
                 "--",
                 env!("CARGO_BIN_EXE_redis-autopilot"),
             ])
+            .arg("run")
             .arg("--kubeconfig")
             .arg(pods.kubeconfig())
-            .arg("run")
             .arg("--policies")
             .arg(pods.policies())
             .args(["--listen", &format!("127.0.0.1:{}", free_port())])

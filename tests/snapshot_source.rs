@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use redis_autopilot::act::{Leadership, Mode};
+use redis_autopilot::act::{Leadership, Mode, Pauses};
 use redis_autopilot::cluster::kubernetes::{ClientOptions, KubeClient};
 use redis_autopilot::daemon::metrics::Metrics;
 use redis_autopilot::daemon::snapshots::SnapshotScheduler;
@@ -286,6 +286,7 @@ async fn a_trickling_source_fails_on_the_floor_or_the_deadline_and_frees_the_gat
     let store = tempfile::tempdir().expect("temp dir");
     let scheduler = SnapshotScheduler::start(
         Mode::Apply,
+        Pauses::default(),
         Arc::new(Metrics::new()),
         Arc::new(KubeClient::new(ClientOptions::default())),
     )
@@ -338,9 +339,10 @@ async fn a_trickling_source_fails_on_the_floor_or_the_deadline_and_frees_the_gat
     let taken = tokio::time::timeout(Duration::from_secs(120), scheduler.take_now("cache", "test"))
         .await
         .expect("the real snapshot ended");
-    assert_eq!(taken, Ok(()));
+    let taken = taken.expect("a snapshot from the real master");
     let listed = Snapshotter::new(&real).expect("snapshotter").list().await.expect("list");
     assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, taken.id);
     assert_eq!(listed[0].source, master.addr());
     scheduler.shutdown().await;
 }

@@ -24,17 +24,21 @@ pub struct HandedOver {
     pub to: Member,
 }
 
-/// Resizes `cluster` to `to` instances, handing the recorded master over first when `to`
-/// would remove it (it is a member, not gone, at an ordinal `>= to`). A failed hand-over
-/// changes no replica count. Idempotent: after an interrupted call the record names the
-/// survivor, so a retry only resizes. Returns the hand-over, if one ran.
+/// Resizes `cluster` from `from` (the count decided on) to `to` instances, handing the
+/// recorded master over first when `to` would remove it (it is a member, not gone, at an
+/// ordinal `>= to`). A count someone else changed since is refused before the hand-over
+/// ([`ClusterError::Resized`]), and again atomically by the backend's write. A failed
+/// hand-over changes no replica count. Idempotent: after an interrupted call the record
+/// names the survivor, so a retry only resizes. Returns the hand-over, if one ran.
 pub async fn resize<C: Cluster>(
     cluster: &C,
+    from: u16,
     to: u16,
     hand_over: &HandOver<'_>,
 ) -> Result<Option<HandedOver>, ClusterError> {
+    crate::cluster::refuse_resized(from, to, cluster.replicas().await?)?;
     let handed = before_scale(cluster, to, hand_over).await?;
-    cluster.scale(to).await?;
+    cluster.scale(from, to).await?;
     Ok(handed)
 }
 

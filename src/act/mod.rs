@@ -12,10 +12,12 @@
 pub mod hand_over;
 pub mod health;
 mod leadership;
+mod pause;
 pub mod target;
 
 pub use hand_over::HandOver;
 pub use leadership::Leadership;
+pub use pause::{Pause, Pauses};
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -51,8 +53,8 @@ pub enum ActionOutcome {
     RateLimited,
     /// Not executed because another daemon holds leadership, or a newer decision superseded it.
     Dropped,
-    /// Waiting for what must happen first (a snapshot before a scale-down); the decision
-    /// stands and is made again next evaluation.
+    /// Waiting for what must happen first (a snapshot before a scale-down), or made on a
+    /// count someone else has changed since; the decision is made again next evaluation.
     Deferred { why: String },
     /// The target cannot perform the action (a fixed `endpoints:` list cannot scale): the
     /// decision is reported as advice for whoever runs the instances. Not a failure: it is
@@ -93,12 +95,20 @@ pub struct Executor {
     limit: RateLimit,
     admitted: VecDeque<Timestamp>,
     leadership: Leadership,
+    /// This policy paused at runtime: while it is on, the mode is [`Mode::Paused`].
+    pause: Pause,
 }
 
 impl Executor {
     /// An executor that always leads (no election).
     pub fn new(mode: Mode, limit: RateLimit) -> Self {
-        Self { mode, limit, admitted: VecDeque::new(), leadership: Leadership::always() }
+        Self {
+            mode,
+            limit,
+            admitted: VecDeque::new(),
+            leadership: Leadership::always(),
+            pause: Pause::default(),
+        }
     }
 
     /// Acts only while `leadership` says this daemon leads; otherwise every action is
@@ -108,8 +118,16 @@ impl Executor {
         self
     }
 
+    /// Follows `pause`: while it is on, this executor acts as if in [`Mode::Paused`].
+    pub fn with_pause(mut self, pause: Pause) -> Self {
+        self.pause = pause;
+        self
+    }
+
+    /// The mode actions are admitted under now: the daemon's, or `Paused` while this
+    /// policy is paused.
     pub fn mode(&self) -> Mode {
-        self.mode
+        self.pause.over(self.mode)
     }
 
     /// `Ok` when the caller should perform the action now (it is counted); otherwise what to
@@ -121,7 +139,8 @@ impl Executor {
         while self.admitted.front().is_some_and(|at| now.signed_duration_since(*at) >= window) {
             self.admitted.pop_front();
         }
-        if self.mode == Mode::Paused {
+        let mode = self.mode();
+        if mode == Mode::Paused {
             return Err(ActionOutcome::Paused);
         }
         if !self.leadership.is_leader() {
@@ -131,7 +150,7 @@ impl Executor {
             return Err(ActionOutcome::RateLimited);
         }
         self.admitted.push_back(now);
-        match self.mode {
+        match mode {
             Mode::Apply => Ok(()),
             Mode::DryRun => Err(ActionOutcome::DryRun),
             Mode::Paused => Err(ActionOutcome::Paused),
@@ -151,10 +170,11 @@ impl Executor {
     /// fence or a repoint delayed by scaling's budget is never safer. A standby drops them,
     /// like every action: only the leader changes roles.
     pub fn admit_health(&self) -> Result<(), ActionOutcome> {
-        if self.mode != Mode::Paused && !self.leadership.is_leader() {
+        let mode = self.mode();
+        if mode != Mode::Paused && !self.leadership.is_leader() {
             return Err(ActionOutcome::Dropped);
         }
-        match self.mode {
+        match mode {
             Mode::Apply => Ok(()),
             Mode::DryRun => Err(ActionOutcome::DryRun),
             Mode::Paused => Err(ActionOutcome::Paused),
@@ -305,10 +325,16 @@ pub async fn scale<C: Cluster>(
     if let Err(outcome) = executor.admit(now) {
         return outcome;
     }
-    match hand_over::resize(cluster, to, hand_over).await {
+    match hand_over::resize(cluster, from, to, hand_over).await {
         Ok(_) => {
             memory.scaling.record_scale(now, from, to);
             ActionOutcome::Applied
+        }
+        // Someone else resized the target: their count stands, and the next round decides
+        // on it. Nothing was changed, so nothing is spent of the rate limit.
+        Err(error @ ClusterError::Resized { .. }) => {
+            executor.refund();
+            ActionOutcome::Deferred { why: error.to_string() }
         }
         Err(error @ ClusterError::Unsupported { .. }) => {
             executor.refund();

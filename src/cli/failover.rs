@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
-use super::{Output, emit, load_policy_or_report};
+use super::{KubeArgs, Output, emit, load_policy_or_report};
 use crate::cluster::AnyCluster;
-use crate::cluster::kubernetes::{ClientOptions, KubeClient};
+use crate::cluster::kubernetes::KubeClient;
 use crate::decide::health::{self, HealthReason};
 use crate::failover::{self, Probe};
 use crate::observe::Role;
@@ -53,11 +53,16 @@ pub struct Args {
     /// asks for (when the snapshot cannot be taken and the failover cannot wait).
     #[arg(long)]
     no_snapshot: bool,
+    /// How to print what was done (or, with --dry-run, would be).
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
+    #[command(flatten)]
+    kube: KubeArgs,
 }
 
+/// What `--output json` prints; keys in camelCase, as every JSON the tool prints.
 #[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Report {
     policy: String,
     from: String,
@@ -71,10 +76,11 @@ struct Report {
     timeline: Option<failover::Timeline>,
 }
 
-pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let policy = load_policy_or_report(&args.policy)?;
     let runtime = super::runtime()?;
-    let report = runtime.block_on(fail_over(&policy, &args, &KubeClient::new(kube)))?;
+    let kube = KubeClient::new(args.kube.clone().options());
+    let report = runtime.block_on(fail_over(&policy, &args, &kube))?;
     match args.output {
         Output::Json => emit(serde_json::to_string_pretty(&report)?)?,
         Output::Table => {

@@ -1,5 +1,7 @@
-//! The command line: one module per subcommand, each with its own `Args` and `run`.
-//! Errors are reported here, at the edge, with their whole chain.
+//! The command line: one module per subcommand, each with its own `Args` and `run`, and
+//! `table`, the one way they print tables and sizes for people. `--output json` keys are
+//! camelCase everywhere (`tests/cli_json.rs`). Errors are reported here, at the edge, with
+//! their whole chain.
 
 mod check;
 mod demo;
@@ -8,6 +10,7 @@ mod plan;
 mod run;
 mod simulate;
 mod snapshot;
+mod table;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -23,15 +26,33 @@ pub struct Cli {
     /// `RUST_LOG` (default `info`).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Kubeconfig for StatefulSet targets [default: $KUBECONFIG or ~/.kube/config, else the
-    /// in-cluster service account].
-    #[arg(long, global = true, value_name = "FILE")]
-    kubeconfig: Option<std::path::PathBuf>,
-    /// Kubeconfig context for StatefulSet targets [default: its current context].
-    #[arg(long, global = true, value_name = "NAME")]
-    context: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How to reach the Kubernetes API, on the commands that open a policy's StatefulSet target
+/// (`plan`, `run`, `failover`, `snapshot now`), under a heading of their own; the commands
+/// that never open one (`check`, `simulate`, `demo`, the object-store-only snapshot
+/// commands) do not take them.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Kubernetes")]
+pub struct KubeArgs {
+    /// Kubeconfig for StatefulSet targets [default: $KUBECONFIG or ~/.kube/config, else the
+    /// in-cluster service account].
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Kubeconfig context for StatefulSet targets [default: its current context].
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+}
+
+impl KubeArgs {
+    fn options(self) -> crate::cluster::kubernetes::ClientOptions {
+        crate::cluster::kubernetes::ClientOptions {
+            kubeconfig: self.kubeconfig,
+            context: self.context,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -72,7 +93,7 @@ enum Command {
     Simulate(simulate::Args),
     /// Sample a policy's instances now and show what would be done and why; never acts.
     Plan(plan::Args),
-    /// Run the daemon: sample -> decide -> act for every policy in a directory.
+    /// Run the daemon: sample -> decide -> act for every policy in a directory (or one file).
     Run(run::Args),
     /// Fail the master over to the best replica (or --to), now; --graceful loses no write.
     Failover(failover::Args),
@@ -123,20 +144,16 @@ pub fn run() -> ExitCode {
     if !matches!(cli.command, Command::Demo(_)) {
         init_logging(cli.log_format);
     }
-    let kube = crate::cluster::kubernetes::ClientOptions {
-        kubeconfig: cli.kubeconfig,
-        context: cli.context,
-    };
     // The status an error exits with: `plan` keeps 2 for "a metric was missing", so its
     // errors exit 1, as its help says.
     let (outcome, failure) = match cli.command {
         Command::Check(args) => (check::run(args), 2),
         Command::Simulate(args) => (simulate::run(args), 2),
-        Command::Plan(args) => (plan::run(args, kube), 1),
-        Command::Run(args) => (run::run(args, kube), 1),
+        Command::Plan(args) => (plan::run(args), 1),
+        Command::Run(args) => (run::run(args), 1),
         Command::Demo(args) => (demo::run(args), 1),
-        Command::Failover(args) => (failover::run(args, kube), 1),
-        Command::Snapshot(args) => (snapshot::run(args, kube), 1),
+        Command::Failover(args) => (failover::run(args), 1),
+        Command::Snapshot(args) => (snapshot::run(args), 1),
     };
     match outcome {
         Ok(code) => code,

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{Output, emit, load_policy_or_report};
+use super::table::{Table, bytes, one_line};
+use super::{KubeArgs, Output, emit, load_policy_or_report};
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::cluster::{AnyCluster, Cluster};
 use crate::decide::{Fleet, Memory, ScalingDecision, decide, format_number};
@@ -38,12 +39,14 @@ pub struct Args {
     /// so.
     #[arg(long)]
     fill: bool,
+    #[command(flatten)]
+    kube: KubeArgs,
 }
 
-pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let policy = load_policy_or_report(&args.policy)?;
     let runtime = super::runtime()?;
-    let report = runtime.block_on(evaluate(&policy, args.fill, kube))?;
+    let report = runtime.block_on(evaluate(&policy, args.fill, args.kube.options()))?;
     match args.output {
         Output::Table => emit(report.table().trim_end())?,
         Output::Json => {
@@ -244,23 +247,14 @@ impl Report {
             "  plan starts with no memory: stabilization windows and cooldowns are empty, so the \
              daemon may hold where plan would scale\n"
         );
-        let header = ["INSTANCE", "OUTCOME", "ROLE", "LINK", "OFFSET", "LAG", "OPS/S", "MEMORY"];
-        let rows: Vec<[String; 8]> = self.instances.iter().map(InstanceRow::cells).collect();
-        let mut widths = header.map(str::len);
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.len());
-            }
+        let mut table = Table::new(&[
+            "INSTANCE", "OUTCOME", "ROLE", "LINK", "OFFSET", "LAG", "OPS/S", "MEMORY",
+        ])
+        .right_aligned(&["OFFSET", "OPS/S", "MEMORY"]);
+        for instance in &self.instances {
+            table.row(instance.cells());
         }
-        let line = |cells: &[String]| {
-            let padded: Vec<String> =
-                cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-            padded.join("  ").trim_end().to_owned()
-        };
-        let _ = writeln!(out, "{}", line(&header.map(str::to_owned)));
-        for row in &rows {
-            let _ = writeln!(out, "{}", line(row));
-        }
+        let _ = writeln!(out, "{table}");
         if !self.queries.is_empty() {
             let _ = writeln!(out, "\nQUERIES");
             for q in &self.queries {
@@ -268,10 +262,10 @@ impl Report {
                     (Some(series), _) => {
                         series.iter().map(|v| format_number(*v)).collect::<Vec<_>>().join(", ")
                     }
-                    (None, Some(error)) => format!("error: {error}"),
+                    (None, Some(error)) => format!("error: {}", one_line(error)),
                     (None, None) => String::new(),
                 };
-                let _ = writeln!(out, "  {}: {value}", q.query);
+                let _ = writeln!(out, "  {}: {value}", one_line(&q.query));
             }
         }
         let _ = writeln!(out, "\nDECISIONS");
@@ -279,7 +273,7 @@ impl Report {
             let _ = writeln!(out, "  none: the policy has no scaling section");
         }
         for d in &self.decisions {
-            let _ = writeln!(out, "  {}: {}", d.decision.kind(), d.sentence);
+            let _ = writeln!(out, "  {}: {}", d.decision.kind(), one_line(&d.sentence));
         }
         if self.missing_data {
             let _ = writeln!(out, "\nData was missing: exit status 2.");
@@ -298,8 +292,8 @@ impl InstanceRow {
             self.link_up.map_or_else(dash, |up| if up { "up" } else { "down" }.to_owned()),
             self.offset.map_or_else(dash, |o| o.to_string()),
             match (self.lag_bytes, self.last_io_seconds_ago) {
-                (Some(bytes), Some(io)) => format!("{bytes} B, io {io}s ago"),
-                (Some(bytes), None) => format!("{bytes} B"),
+                (Some(lag), Some(io)) => format!("{}, io {io}s ago", bytes(lag)),
+                (Some(lag), None) => bytes(lag),
                 (None, Some(io)) => format!("io {io}s ago"),
                 (None, None) => dash(),
             },
@@ -309,14 +303,55 @@ impl InstanceRow {
     }
 }
 
-/// `1536` -> `1.5 KiB`.
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, outcome: &str) -> InstanceRow {
+        InstanceRow {
+            id: id.into(),
+            outcome: outcome.into(),
+            role: Some("replica"),
+            link_up: Some(true),
+            offset: Some(1_000),
+            lag_bytes: Some(1_536),
+            last_io_seconds_ago: Some(0),
+            ops_per_sec: Some(1_200),
+            used_memory: Some(2 * 1024 * 1024),
+        }
     }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+
+    /// Issue 17: a peer's parse error spans lines, and broke the instance table.
+    #[test]
+    fn every_instance_is_one_line_of_the_table_whatever_its_outcome_says() {
+        let report = Report {
+            policy: "cache".into(),
+            rounds: 1,
+            rounds_wanted: 1,
+            instances: vec![
+                row("10.0.0.1:6379", "protocol error: Parse error at 1\nUnexpected `84`\n"),
+                row("10.0.0.2:6379", "ok"),
+            ],
+            queries: vec![QueryRow {
+                query: "sum(rate(\n  x[1m]))".into(),
+                series: None,
+                error: Some("bad\nquery".into()),
+            }],
+            decisions: Vec::new(),
+            missing_data: false,
+        };
+        let table = report.table();
+        let lines: Vec<&str> = table.lines().collect();
+        let header = lines.iter().position(|l| l.starts_with("INSTANCE")).expect("a header");
+        assert_eq!(
+            &lines[header..header + 4],
+            [
+                "INSTANCE       OUTCOME                                           ROLE     LINK  OFFSET  LAG                 OPS/S   MEMORY",
+                "10.0.0.1:6379  protocol error: Parse error at 1 Unexpected `84`  replica  up      1000  1.5 KiB, io 0s ago  1,200  2.0 MiB",
+                "10.0.0.2:6379  ok                                                replica  up      1000  1.5 KiB, io 0s ago  1,200  2.0 MiB",
+                "",
+            ]
+        );
+        assert!(table.contains("  sum(rate( x[1m])): error: bad query"), "{table}");
+    }
 }

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::act::{Mode, RateLimit};
-use crate::cluster::kubernetes::ClientOptions;
 use crate::cluster::kubernetes::lease::LeaseConfig;
 use crate::daemon::leader::LeaseSettings;
 use crate::daemon::policy_loop::Shared;
@@ -14,7 +13,7 @@ use crate::daemon::supervisor::{RunConfig, run as run_daemon};
 use crate::daemon::{HttpLimits, WebhookAccess};
 use crate::policy::SecretSource;
 
-/// Runs the daemon: one loop per policy in DIR (sample -> decide -> act on each policy's
+/// Runs the daemon: one loop per policy in PATH (sample -> decide -> act on each policy's
 /// sampling interval), HTTP on --listen (/healthz, /readyz, /metrics, /v1/decisions,
 /// POST /v1/alerts). Reloads policies on SIGHUP and when a file changes; an invalid edit is
 /// rejected with check's diagnostics and the running version stays. SIGTERM or SIGINT stops
@@ -23,8 +22,9 @@ use crate::policy::SecretSource;
 /// Example: redis-autopilot run --policies policies/ --dry-run --listen 127.0.0.1:9187
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Directory of policy files (*.yaml, *.yml; searched recursively).
-    #[arg(long, value_name = "DIR")]
+    /// A directory of policy files (*.yaml, *.yml; searched recursively), or one policy file.
+    /// `--policy`, as the other commands spell it, is the same flag.
+    #[arg(long, visible_alias = "policy", value_name = "PATH")]
     policies: PathBuf,
     /// Decide and report every action (logs, metrics, /v1/decisions) without performing it.
     #[arg(long, conflicts_with = "paused")]
@@ -59,6 +59,8 @@ pub struct Args {
     http_read_timeout: Duration,
     #[command(flatten)]
     lease: LeaseArgs,
+    #[command(flatten)]
+    kube: super::KubeArgs,
 }
 
 /// Leader election for StatefulSet targets: only the daemon holding the Lease acts; the
@@ -117,7 +119,7 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mode = if args.dry_run {
         Mode::DryRun
     } else if args.paused {
@@ -143,7 +145,7 @@ pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
         rate_limit: RateLimit { max: args.max_actions_per_hour, window: Duration::from_secs(3600) },
         webhook,
         http,
-        kube,
+        kube: args.kube.options(),
         lease: args.lease.settings()?,
     };
     let runtime = super::runtime()?;

@@ -12,9 +12,10 @@ use std::time::Instant;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{Output, emit, load_policy_or_report};
+use super::table::{Table, bytes};
+use super::{KubeArgs, Output, emit, load_policy_or_report};
 use crate::cluster::AnyCluster;
-use crate::cluster::kubernetes::{ClientOptions, KubeClient};
+use crate::cluster::kubernetes::KubeClient;
 use crate::snapshot::{Manifest, Progress, Snapshotter};
 
 /// Snapshots: RDBs streamed from a replica to the policy's `spec.snapshots.destination`.
@@ -37,21 +38,27 @@ enum Command {
     /// Take a snapshot now: from a replica its master vouches for, else the master when the
     /// policy allows it; given up when slower than `minBytesPerSecond` or past `deadline`.
     Now {
+        /// The policy whose `spec.snapshots` names the destination.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
         /// How to print the new snapshot's manifest.
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
+        #[command(flatten)]
+        kube: KubeArgs,
     },
     /// List complete snapshots, oldest first.
     List {
+        /// The policy whose `spec.snapshots` names the destination.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
+        /// How to print the manifests.
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
     /// Download a snapshot and check its sha256, RDB structure and CRC64 against its manifest.
     Verify {
+        /// The policy whose `spec.snapshots` names the destination.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
         /// The snapshot id, as `list` shows it.
@@ -60,6 +67,7 @@ enum Command {
     /// Download, verify and decompress a snapshot to a local RDB file (written only once
     /// verified), or with --into load it into the deployment the policy targets.
     Restore {
+        /// The policy whose `spec.snapshots` names the destination.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
         /// The snapshot id, as `list` shows it.
@@ -89,6 +97,7 @@ enum Command {
     },
     /// Delete the snapshots the policy's retention no longer keeps (never the newest).
     Prune {
+        /// The policy whose `spec.snapshots` names the destination.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
         /// Only print what would be deleted, and why.
@@ -97,7 +106,7 @@ enum Command {
     },
 }
 
-pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = super::runtime()?;
     let open = |policy: &PathBuf| -> anyhow::Result<(crate::policy::Policy, Snapshotter)> {
         let policy = load_policy_or_report(policy)?;
@@ -106,10 +115,10 @@ pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
     };
     let progress = terminal_progress();
     match args.command {
-        Command::Now { policy, output } => {
+        Command::Now { policy, output, kube } => {
             let (policy, snapshotter) = open(&policy)?;
-            let instances =
-                runtime.block_on(AnyCluster::endpoints(&policy, &KubeClient::new(kube)))?;
+            let kube = KubeClient::new(kube.options());
+            let instances = runtime.block_on(AnyCluster::endpoints(&policy, &kube))?;
             let manifest = runtime
                 .block_on(snapshotter.take(&instances, progress.as_ref()))
                 .map_err(report)?;
@@ -143,7 +152,8 @@ pub fn run(args: Args, kube: ClientOptions) -> anyhow::Result<ExitCode> {
             let report = runtime.block_on(restore_into(
                 &policy,
                 &snapshotter,
-                &KubeClient::new(kube),
+                // Only a local fleet for now, which needs no Kubernetes client.
+                &KubeClient::new(crate::cluster::kubernetes::ClientOptions::default()),
                 id.as_deref().filter(|_| !latest),
                 force,
                 progress.as_ref(),
@@ -241,25 +251,25 @@ fn print_manifests(manifests: &[Manifest], output: Output) -> anyhow::Result<()>
         Output::Json => emit(
             serde_json::to_string_pretty(manifests).context("cannot encode manifests as JSON")?,
         ),
-        Output::Table => {
-            let mut text = format!(
-                "{:<40} {:<22} {:>14} {:>14} {:<6} {}\n",
-                "ID", "SOURCE", "RDB BYTES", "STORED", "COMP", "FINISHED"
-            );
-            for m in manifests {
-                text.push_str(&format!(
-                    "{:<40} {:<22} {:>14} {:>14} {:<6} {}\n",
-                    m.id,
-                    m.source,
-                    m.raw_bytes,
-                    m.stored_bytes,
-                    m.compression,
-                    m.finished.format("%Y-%m-%d %H:%M:%SZ")
-                ));
-            }
-            emit(text.trim_end())
-        }
+        Output::Table => emit(manifest_table(manifests)),
     }
+}
+
+/// The manifests as a table: sizes in binary units (`--output json` has the exact bytes).
+fn manifest_table(manifests: &[Manifest]) -> Table {
+    let mut table = Table::new(&["ID", "SOURCE", "RDB SIZE", "STORED", "COMP", "FINISHED"])
+        .right_aligned(&["RDB SIZE", "STORED"]);
+    for m in manifests {
+        table.row([
+            m.id.clone(),
+            m.source.clone(),
+            bytes(m.raw_bytes),
+            bytes(m.stored_bytes),
+            m.compression.as_str().to_owned(),
+            m.finished.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+        ]);
+    }
+    table
 }
 
 fn terminal_progress() -> Box<dyn Progress> {
@@ -334,5 +344,50 @@ impl Progress for Lines {
             let rate = bytes as f64 / secs.max(1e-9) / 1e6;
             eprintln!("transfer of {what} ended: {bytes} bytes in {secs:.1} s ({rate:.0} MB/s)");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone as _, Utc};
+
+    use super::*;
+    use crate::snapshot::manifest::{Codec, FORMAT};
+
+    /// Issue 17: `snapshot list` printed `88892` where `plan` prints `86.8 KiB`.
+    #[test]
+    fn the_listing_shows_sizes_in_binary_units_and_json_the_exact_bytes() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 2, 30, 0).unwrap();
+        let manifest = Manifest {
+            format: FORMAT,
+            id: "20261124T023000.000Z-127.0.0.1-6379".into(),
+            policy: "cache".into(),
+            source: "127.0.0.1:6379".into(),
+            run_id: "r1".into(),
+            object: "cache/20261124T023000.000Z-127.0.0.1-6379.rdb.zst".into(),
+            compression: Codec::Zstd,
+            replid: None,
+            repl_offset: None,
+            rdb_version: 12,
+            redis_version: None,
+            raw_bytes: 88_892,
+            stored_bytes: 3 * 1024 * 1024 + 200 * 1024,
+            crc64: None,
+            sha256: "00".into(),
+            started: at,
+            finished: at,
+        };
+        let table = manifest_table(std::slice::from_ref(&manifest)).to_string();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "ID                                   SOURCE          RDB SIZE   STORED  COMP  FINISHED",
+                "20261124T023000.000Z-127.0.0.1-6379  127.0.0.1:6379  86.8 KiB  3.2 MiB  zstd  2026-11-24 02:30:00Z",
+            ]
+        );
+        let json = serde_json::to_value([&manifest]).unwrap();
+        assert_eq!(json[0]["rawBytes"], 88_892);
+        assert_eq!(json[0]["storedBytes"], 3 * 1024 * 1024 + 200 * 1024);
     }
 }

@@ -39,8 +39,8 @@ impl AnyCluster {
                 };
                 let fleet = LocalFleet::open_async(config).await?;
                 let min = policy.scaling.as_ref().map_or(1, |s| s.min_replicas);
-                let requested = fleet.replicas().await?.max(min);
-                fleet.scale(requested).await?;
+                let recorded = fleet.replicas().await?;
+                fleet.scale(recorded, recorded.max(min)).await?;
                 Ok(Self::Local(Box::new(fleet)))
             }
             Target::Endpoints(endpoints) => {
@@ -127,11 +127,11 @@ impl Cluster for AnyCluster {
         }
     }
 
-    async fn scale(&self, to: u16) -> Result<(), ClusterError> {
+    async fn scale(&self, from: u16, to: u16) -> Result<(), ClusterError> {
         match self {
-            Self::Local(c) => c.scale(to).await,
-            Self::Endpoints(c) => c.scale(to).await,
-            Self::Kubernetes(c) => c.scale(to).await,
+            Self::Local(c) => c.scale(from, to).await,
+            Self::Endpoints(c) => c.scale(from, to).await,
+            Self::Kubernetes(c) => c.scale(from, to).await,
         }
     }
 

@@ -44,7 +44,7 @@ impl Cluster for StaticEndpoints {
         std::future::ready(Ok(u16::try_from(self.members.len()).unwrap_or(u16::MAX)))
     }
 
-    fn scale(&self, _to: u16) -> impl Future<Output = Result<(), ClusterError>> + Send {
+    fn scale(&self, _from: u16, _to: u16) -> impl Future<Output = Result<(), ClusterError>> + Send {
         std::future::ready(Err(Self::unsupported("scale")))
     }
 

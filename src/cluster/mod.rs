@@ -51,12 +51,18 @@ pub trait Cluster: Send + Sync {
     /// How many instances were last requested by [`Cluster::scale`].
     fn replicas(&self) -> impl Future<Output = Result<u16, ClusterError>> + Send;
 
-    /// Makes ordinals `0..to` exist and removes the others. Only resizes: it refuses
+    /// Makes ordinals `0..to` exist and removes the others, if the count is still `from` (the
+    /// one the caller decided on). Only resizes: it refuses
     /// ([`ClusterError::WouldRemoveMaster`]) to remove the recorded master while that one is a
     /// member not gone. Moving the master off first is the action path's job
-    /// ([`crate::act::hand_over`]), the same for every backend. Idempotent: calling it again
-    /// with the same `to` finishes an interrupted call.
-    fn scale(&self, to: u16) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// ([`crate::act::hand_over`]), the same for every backend.
+    ///
+    /// A count that is neither `from` nor `to` was changed by someone else since the caller
+    /// read it (`kubectl scale`): refused with [`ClusterError::Resized`] and nothing written,
+    /// atomically where others can write (a resourceVersion precondition on Kubernetes), so a
+    /// decision is made again on the new count and never overwrites it. Idempotent: calling
+    /// it again with the same `from` and `to` finishes an interrupted call.
+    fn scale(&self, from: u16, to: u16) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
     /// The last durably recorded master, if any. A backend may answer from a short-lived
     /// cache (Kubernetes: see `RECORD_MAX_AGE`); [`Cluster::fresh_record`] never does.
@@ -203,6 +209,11 @@ pub enum ClusterError {
         "refusing to scale to {to}: it would remove the recorded master {instance} (ordinal {ordinal}); hand it over first"
     )]
     WouldRemoveMaster { instance: InstanceId, ordinal: u16, to: u16 },
+    /// The count changed since the caller read it: someone else resized the target.
+    #[error(
+        "refusing to scale {from} -> {to}: the target now asks for {found} instances (someone else resized it since this was decided)"
+    )]
+    Resized { from: u16, to: u16, found: u16 },
     #[error("refusing to repoint {instance}: it is the recorded master (record another first)")]
     RecordedMaster { instance: InstanceId },
     #[error("refusing to change roles: {claim}")]
@@ -225,6 +236,16 @@ pub fn removed_master<'m>(
 ) -> Option<&'m Member> {
     let record = record?;
     members.iter().find(|m| m.id == record.instance && m.ordinal >= to && m.gone.is_none())
+}
+
+/// [`Cluster::scale`]'s precondition, for every backend: the count read now is the one the
+/// caller decided on, or already the one it asked for (a retry finishing an interrupted call).
+pub fn refuse_resized(from: u16, to: u16, found: u16) -> Result<(), ClusterError> {
+    if found == from || found == to {
+        Ok(())
+    } else {
+        Err(ClusterError::Resized { from, to, found })
+    }
 }
 
 /// [`ClusterError::WouldRemoveMaster`] when a scale to `to` would remove the recorded master
@@ -283,6 +304,7 @@ impl ClusterError {
             ClusterError::StaleEpoch { .. } => "stale_epoch",
             ClusterError::RecordedMaster { .. } => "recorded_master",
             ClusterError::WouldRemoveMaster { .. } => "would_remove_master",
+            ClusterError::Resized { .. } => "resized",
             ClusterError::Busy { .. } => "busy",
             ClusterError::Unsupported { .. } => "unsupported",
             ClusterError::Access(_) => "access",

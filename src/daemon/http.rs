@@ -7,7 +7,7 @@
 //! | `GET /healthz` | 200 `ok` while the process serves |
 //! | `GET /readyz` | 200 once every policy was evaluated; 503 with the reason before |
 //! | `GET /metrics` | OpenMetrics text |
-//! | `GET /v1/decisions?policy=NAME&limit=N` | recent decisions, newest first, JSON |
+//! | `GET /v1/decisions?policy=NAME&limit=N` | recent decisions, newest first, JSON; a policy it knows nothing of: 404 with the names it knows |
 //! | `POST /v1/alerts` | Alertmanager webhook: bearer token, or explicitly open, or 404 (disabled) |
 //!
 //! The webhook only *routes*: it never acts. Commands go into the [`AlertSink`] channel and
@@ -549,12 +549,26 @@ struct DecisionsQuery {
     limit: Option<usize>,
 }
 
-async fn decisions(
-    State(app): State<App>,
-    Query(query): Query<DecisionsQuery>,
-) -> axum::Json<Vec<super::status::DecisionRecord>> {
+/// `/v1/decisions`' answer to a policy it knows nothing of: a typo must not read as a policy
+/// that decided nothing.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UnknownPolicy {
+    error: String,
+    known_policies: Vec<String>,
+}
+
+async fn decisions(State(app): State<App>, Query(query): Query<DecisionsQuery>) -> Response {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    axum::Json(app.status.recent(query.policy.as_deref(), limit))
+    if let Some(name) = query.policy.as_deref() {
+        let known = app.status.known_policies();
+        if !known.iter().any(|k| k == name) {
+            let error = format!("no policy named `{}`", escaped(name));
+            let answer = UnknownPolicy { error, known_policies: known };
+            return (StatusCode::NOT_FOUND, axum::Json(answer)).into_response();
+        }
+    }
+    axum::Json(app.status.recent(query.policy.as_deref(), limit)).into_response()
 }
 
 /// Alertmanager's webhook body (version 4), reduced to what routing reads; every other field
@@ -929,6 +943,68 @@ mod tests {
         assert_eq!(escaped("a\u{202e}b"), r"a\u{202e}b");
         let long = "a".repeat(10_000);
         assert_eq!(escaped(&long).chars().count(), MAX_LOGGED_CHARS + 3);
+    }
+
+    /// `GET path` on `router` served on a loopback port: status and body.
+    async fn get(router: Router, path: &str) -> (u16, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}{path}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = Arc::new(Metrics::new());
+        let server = tokio::spawn(serve(listener, router, HttpLimits::default(), metrics, async {
+            let _ = stopped.await;
+        }));
+        let response = reqwest::get(&url).await.unwrap();
+        let answer = (response.status().as_u16(), response.text().await.unwrap());
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+        answer
+    }
+
+    /// Issue 17: `/v1/decisions?policy=nope` answered `[]` with 200, as if `nope` ran and had
+    /// decided nothing. Known: a loaded policy (decisions or not yet) and one whose decisions
+    /// are still kept (removed on reload, its past stays readable).
+    #[tokio::test]
+    async fn decisions_of_an_unknown_policy_are_a_404_naming_the_known_ones() {
+        use crate::daemon::status::DecisionRecord;
+        use crate::decide::{ScalingDecision, ScalingReason};
+
+        let status = Status::new(10);
+        status.policy_loaded("sessions");
+        let reason = ScalingReason {
+            current: 2,
+            ready: 2,
+            readings: vec![],
+            proposed: 2,
+            adjustments: vec![],
+            result: 2,
+        };
+        let hold = ScalingDecision::Hold { replicas: 2, reason };
+        status.record(DecisionRecord::new(chrono::Utc::now(), "checkout", hold, None));
+        let (sink, _commands) = AlertSink::channel(1);
+        let app = router(
+            status,
+            Arc::new(Metrics::new()),
+            sink,
+            AlertRoutes::default(),
+            WebhookAuth::Disabled,
+            &HttpLimits::default(),
+        );
+
+        let (code, body) = get(app.clone(), "/v1/decisions?policy=nope").await;
+        assert_eq!(code, 404, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["knownPolicies"], serde_json::json!(["checkout", "sessions"]), "{body}");
+        assert!(answer["error"].as_str().unwrap().contains("`nope`"), "{body}");
+
+        let (code, body) = get(app.clone(), "/v1/decisions?policy=sessions").await;
+        assert_eq!((code, body.as_str()), (200, "[]"), "loaded, nothing decided yet");
+        let (code, body) = get(app.clone(), "/v1/decisions?policy=checkout").await;
+        let records: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((code, records.as_array().map(Vec::len)), (200, Some(1)), "{body}");
+        let (code, body) = get(app, "/v1/decisions").await;
+        let records: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((code, records.as_array().map(Vec::len)), (200, Some(1)), "{body}");
     }
 
     #[test]

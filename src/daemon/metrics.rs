@@ -227,6 +227,7 @@ pub struct Metrics {
     action_duration: Family<DecisionLabels, Histogram>,
     replicas_current: Family<PolicyLabels, Gauge>,
     replicas_desired: Family<PolicyLabels, Gauge>,
+    paused: Family<PolicyLabels, Gauge>,
     alerts: Family<AlertLabels, Counter>,
     master_serving: Family<PolicyLabels, Gauge>,
     replicas_lagging: Family<PolicyLabels, Gauge>,
@@ -295,6 +296,12 @@ impl Metrics {
             "replicas_desired",
             "Redis instances the latest decision wants, by policy",
             replicas_desired.clone(),
+        );
+        let paused = Family::<PolicyLabels, Gauge>::default();
+        registry.register(
+            "policy_paused",
+            "1 while a policy is paused (it samples and decides, and acts on nothing), by policy",
+            paused.clone(),
         );
         let alerts = Family::<AlertLabels, Counter>::default();
         registry.register(
@@ -438,6 +445,7 @@ impl Metrics {
             action_duration,
             replicas_current,
             replicas_desired,
+            paused,
             alerts,
             master_serving,
             replicas_lagging,
@@ -512,6 +520,11 @@ impl Metrics {
         let labels = PolicyLabels { policy: policy.to_owned() };
         self.replicas_current.get_or_create(&labels).set(i64::from(current));
         self.replicas_desired.get_or_create(&labels).set(i64::from(desired));
+    }
+
+    pub fn paused(&self, policy: &str, paused: bool) {
+        let labels = PolicyLabels { policy: policy.to_owned() };
+        self.paused.get_or_create(&labels).set(i64::from(paused));
     }
 
     /// One snapshot run's outcome; `ok` and `failed` come with their details.

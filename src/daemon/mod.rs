@@ -10,6 +10,7 @@
 //! - [`policies`]: the policy directory, loaded at start and reloaded on change.
 //! - [`snapshots`]: each policy's snapshot schedule, at most one transfer in flight per policy.
 //! - [`metrics`]: every Prometheus metric, in one explicit registry.
+//! - [`requests`]: what code beside the daemon may ask of it (a snapshot now, a pause).
 //! - [`status`]: readiness and the ring of recent decisions, shared by loops and handlers.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`, `/v1/decisions`, `/v1/alerts`.
 
@@ -19,6 +20,7 @@ pub mod master_watch;
 pub mod metrics;
 pub mod policies;
 pub mod policy_loop;
+pub mod requests;
 pub mod snapshots;
 pub mod status;
 pub mod supervisor;

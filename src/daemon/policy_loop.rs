@@ -45,11 +45,14 @@ pub enum Command {
     Alert { alert_name: String, action: AlertAction },
 }
 
-/// Handles shared by every policy's loop and the HTTP surface.
+/// Handles shared by every policy's loop, the HTTP surface, and code running beside the
+/// daemon in its process (the demo).
 #[derive(Clone)]
 pub struct Shared {
     pub metrics: std::sync::Arc<Metrics>,
     pub status: Status,
+    /// What code beside the daemon may ask of it.
+    pub requests: super::requests::Requests,
 }
 
 impl Shared {
@@ -57,6 +60,7 @@ impl Shared {
         Self {
             metrics: std::sync::Arc::new(Metrics::new()),
             status: Status::new(super::status::DEFAULT_CAPACITY),
+            requests: super::requests::Requests::new(),
         }
     }
 }
@@ -418,7 +422,7 @@ impl<C: Cluster> PolicyLoop<C> {
             None => {
                 let name = self.policy.name.clone();
                 self.before_scale_down = Some(tokio::spawn(async move {
-                    snapshots.take_now(&name, "before a scale-down").await
+                    snapshots.take_now(&name, "before a scale-down").await.map(drop)
                 }));
                 ActionOutcome::Deferred { why: "taking a snapshot before scaling down".to_owned() }
             }

@@ -12,7 +12,8 @@
 //!   down when one was due: a warning and `snapshots_missed_total`. No snapshot at all is a
 //!   new policy (or destination), not a missed one: its first is at the next firing. The
 //!   next firing takes one as usual; nothing is silently skipped.
-//! - **Modes**: `dry-run` and `paused` never upload; they log what would have run and count it.
+//! - **Modes**: `dry-run` and `paused` (the daemon's, or one policy's [`Pause`]) never upload;
+//!   they log what would have run and count it.
 //! - After a successful snapshot, retention prunes the policy's older ones (logged).
 //! - Alerts mapped to `snapshot` take one at once, through the same gate.
 //! - Shutdown stops the scheduler; a transfer in flight is dropped with the runtime, which
@@ -26,7 +27,7 @@ use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use super::metrics::Metrics;
-use crate::act::{Leadership, Mode};
+use crate::act::{Leadership, Mode, Pause, Pauses};
 use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::KubeClient;
 use crate::errors::chain;
@@ -44,6 +45,8 @@ type Jobs = HashMap<String, (JobId, Arc<Runner>)>;
 pub struct SnapshotScheduler {
     scheduler: JobScheduler,
     mode: Mode,
+    /// Each policy's runtime pause, as its executor sees it.
+    pauses: Pauses,
     metrics: Arc<Metrics>,
     /// Lists a StatefulSet's pods when a snapshot chooses its source.
     kube: Arc<KubeClient>,
@@ -56,12 +59,21 @@ pub struct SnapshotScheduler {
 impl SnapshotScheduler {
     pub async fn start(
         mode: Mode,
+        pauses: Pauses,
         metrics: Arc<Metrics>,
         kube: Arc<KubeClient>,
     ) -> Result<Self, JobSchedulerError> {
         let scheduler = JobScheduler::new().await?;
         scheduler.start().await?;
-        Ok(Self { scheduler, mode, metrics, kube, jobs: Arc::default(), gates: Arc::default() })
+        Ok(Self {
+            scheduler,
+            mode,
+            pauses,
+            metrics,
+            kube,
+            jobs: Arc::default(),
+            gates: Arc::default(),
+        })
     }
 
     /// Schedules `policy`'s snapshots (replacing a previous version's job), or removes its
@@ -84,6 +96,7 @@ impl SnapshotScheduler {
             snapshotter,
             gate,
             mode: self.mode,
+            pause: self.pauses.of(&name),
             leadership,
             kube: self.kube.clone(),
             metrics: self.metrics.clone(),
@@ -127,7 +140,7 @@ impl SnapshotScheduler {
     /// Takes a snapshot of `name` now and waits for it: `Err` says why none was taken (in
     /// flight already, standby, dry run, paused, no schedule, or the failure). What a
     /// `beforeActions: [scaleDown]` policy waits for before removing instances.
-    pub async fn take_now(&self, name: &str, why: &str) -> Result<(), String> {
+    pub async fn take_now(&self, name: &str, why: &str) -> Result<Manifest, String> {
         let runner = self.jobs.lock().await.get(name).map(|(_, runner)| runner.clone());
         match runner {
             Some(runner) => runner.run(why).await,
@@ -170,6 +183,7 @@ struct Runner {
     snapshotter: Snapshotter,
     gate: Arc<Mutex<()>>,
     mode: Mode,
+    pause: Pause,
     /// Only the leader takes snapshots: two daemons would upload every one twice.
     leadership: Leadership,
     kube: Arc<KubeClient>,
@@ -178,7 +192,7 @@ struct Runner {
 
 impl Runner {
     /// Takes one snapshot, logging and counting the outcome; `Err` says why none was taken.
-    async fn run(&self, why: &str) -> Result<(), String> {
+    async fn run(&self, why: &str) -> Result<Manifest, String> {
         let name = &self.policy.name;
         let Ok(_in_flight) = self.gate.try_lock() else {
             tracing::warn!(policy = %name, why, "a snapshot is still in flight: skipping this one");
@@ -190,7 +204,7 @@ impl Runner {
             self.metrics.snapshot_run(name, "standby");
             return Err("this daemon is a standby".to_owned());
         }
-        match self.mode {
+        match self.pause.over(self.mode) {
             Mode::DryRun => {
                 tracing::info!(policy = %name, why, "dry run: would take a snapshot now");
                 self.metrics.snapshot_run(name, "dry_run");
@@ -217,7 +231,7 @@ impl Runner {
                 if let Err(error) = self.snapshotter.prune(false).await {
                     tracing::warn!(policy = %name, error = %chain(&error), "retention could not prune");
                 }
-                Ok(())
+                Ok(manifest)
             }
             Err(error) => {
                 tracing::error!(policy = %name, why, reason = error.category(), error = %chain(&error), "snapshot failed");

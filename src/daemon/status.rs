@@ -139,6 +139,21 @@ impl Status {
         inner.recent.push_back(record);
     }
 
+    /// Every policy there can be decisions of, sorted: the loaded ones (decided yet or not)
+    /// and any whose decisions are still in the ring (a policy removed on reload keeps its
+    /// past readable).
+    pub fn known_policies(&self) -> Vec<String> {
+        let inner = self.lock();
+        let mut known: Vec<String> = inner.policies.keys().cloned().collect();
+        for record in &inner.recent {
+            if !known.contains(&record.policy) {
+                known.push(record.policy.clone());
+            }
+        }
+        known.sort();
+        known
+    }
+
     /// Up to `limit` recent decisions, newest first, of one policy or all.
     pub fn recent(&self, policy: Option<&str>, limit: usize) -> Vec<DecisionRecord> {
         self.lock()

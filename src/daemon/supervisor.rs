@@ -25,8 +25,9 @@ use super::http::{
 use super::leader::{Election, LeaseSettings};
 use super::policies::{Change, PolicySet};
 use super::policy_loop::{Command, PolicyLoop, Shared};
+use super::requests::Request;
 use super::snapshots::SnapshotScheduler;
-use crate::act::{self, Executor, Mode, RateLimit};
+use crate::act::{self, Executor, Mode, Pauses, RateLimit};
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::errors::chain;
 use crate::policy::{Diagnostic, Policy, SecretSource};
@@ -123,6 +124,11 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     let policies: Vec<Policy> = set.policies().cloned().collect();
     count_rejected(&shared, &set);
     let routes = AlertRoutes::new(&policies);
+    // Known to `/v1/decisions` (and awaited by `/readyz`) before HTTP serves: a policy that
+    // starts later in the loop below is not unknown meanwhile.
+    for policy in &policies {
+        shared.status.policy_loaded(&policy.name);
+    }
     let (alert_sink, mut alerts) = AlertSink::channel(64);
     let (stop, stopped) = watch::channel(false);
     let client = std::sync::Arc::new(KubeClient::new(config.kube.clone()));
@@ -145,9 +151,12 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     };
     tracing::info!(listen = %config.listen, mode = ?config.mode, policies = policies.len(), "daemon started");
 
-    let snapshots = SnapshotScheduler::start(config.mode, shared.metrics.clone(), client)
-        .await
-        .map_err(DaemonError::Scheduler)?;
+    let mut requests = shared.requests.take_receiver();
+    let pauses = Pauses::default();
+    let snapshots =
+        SnapshotScheduler::start(config.mode, pauses.clone(), shared.metrics.clone(), client)
+            .await
+            .map_err(DaemonError::Scheduler)?;
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut launch = Launch {
         config: &config,
@@ -156,6 +165,8 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
         election: &mut election,
         snapshots: &snapshots,
         routes: &routes,
+        pauses: &pauses,
+        spec_paused: BTreeMap::new(),
         unstarted: BTreeMap::new(),
     };
     for policy in policies {
@@ -180,6 +191,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
             _ = poll.tick() => launch.reload(&mut set, &mut running).await,
             _ = retry.tick() => launch.retry(&mut running).await,
             Some(command) = alerts.recv() => route(&running, &snapshots, command).await,
+            Some(request) = requests.recv() => answer(&running, &snapshots, &pauses, &shared, request),
         }
     }
 
@@ -225,6 +237,10 @@ struct Launch<'a> {
     election: &'a mut Election,
     snapshots: &'a SnapshotScheduler,
     routes: &'a AlertRoutes,
+    pauses: &'a Pauses,
+    /// Each policy's `spec.paused` as last applied: a request's pause or resume holds until
+    /// the file changes its word.
+    spec_paused: BTreeMap<String, bool>,
     /// Policies whose loop could not start (their target did not open), by name.
     unstarted: BTreeMap<String, Policy>,
 }
@@ -251,6 +267,7 @@ impl Launch<'_> {
     /// [`RETRY_START`] or at once when its file changes.
     async fn start(&mut self, running: &mut BTreeMap<String, Running>, policy: Policy) {
         let name = policy.name.clone();
+        self.follow_spec_pause(&policy);
         // Readiness waits for it from now, started or not.
         self.shared.status.policy_loaded(&name);
         self.unstarted.insert(name.clone(), policy.clone());
@@ -265,8 +282,11 @@ impl Launch<'_> {
                 return;
             }
         };
+        let pause = self.pauses.of(&name);
+        self.shared.metrics.paused(&name, pause.is_paused());
         let executor = Executor::new(self.config.mode, self.config.rate_limit.clone())
-            .with_leadership(leadership);
+            .with_leadership(leadership)
+            .with_pause(pause);
         let version = policy.clone();
         let policy_loop = match PolicyLoop::new(policy, cluster, executor, self.shared.clone()) {
             Ok(policy_loop) => {
@@ -284,6 +304,23 @@ impl Launch<'_> {
             tokio::spawn(async move { policy_loop.run(receiver, stopped).await.stop().await });
         self.unstarted.remove(&name);
         running.insert(name, Running { policy: version, commands, task });
+    }
+
+    /// Applies `spec.paused` when it is new or changed (logged, and published as
+    /// `policy_paused`), leaving a pause or resume asked for since alone otherwise.
+    fn follow_spec_pause(&mut self, policy: &Policy) {
+        let name = &policy.name;
+        if self.spec_paused.insert(name.clone(), policy.paused) == Some(policy.paused) {
+            return;
+        }
+        if self.pauses.set(name, policy.paused) {
+            if policy.paused {
+                tracing::warn!(policy = %name, "spec.paused: sampling and deciding, acting on nothing until the file resumes it");
+            } else {
+                tracing::info!(policy = %name, "spec.paused is off: acting again");
+            }
+        }
+        self.shared.metrics.paused(name, policy.paused);
     }
 
     /// Tries again to start every policy that could not.
@@ -319,6 +356,7 @@ impl Launch<'_> {
                             self.start(running, policy).await;
                         }
                         Some(r) => {
+                            self.follow_spec_pause(&policy);
                             r.policy = policy.clone();
                             // Its snapshots and alerts follow the gate of the new version.
                             self.leadership(&policy).await;
@@ -330,6 +368,9 @@ impl Launch<'_> {
                 }
                 Change::Removed(name) => {
                     self.snapshots.remove(&name).await;
+                    // A policy added again under this name starts from its own file's word.
+                    self.spec_paused.remove(&name);
+                    self.pauses.set(&name, false);
                     if self.unstarted.remove(&name).is_some() {
                         self.shared.status.policy_unloaded(&name);
                     }
@@ -377,6 +418,40 @@ impl Launch<'_> {
                     tracing::warn!(secret = %from, error = %chain(&error), "cannot re-read a secret: the last value stays in use");
                 }
             }
+        }
+    }
+}
+
+/// Answers a request from beside the daemon ([`super::requests`]). A snapshot runs beside the
+/// supervisor, as an alert's does; a pause takes effect at the policy's next action.
+fn answer(
+    running: &BTreeMap<String, Running>,
+    snapshots: &SnapshotScheduler,
+    pauses: &Pauses,
+    shared: &Shared,
+    request: Request,
+) {
+    match request {
+        Request::Snapshot { policy, why, answer } => {
+            let snapshots = snapshots.clone();
+            tokio::spawn(async move {
+                let _ = answer.send(snapshots.take_now(&policy, &why).await);
+            });
+        }
+        Request::Pause { policy, paused, why, answer } => {
+            if !running.contains_key(&policy) {
+                let _ = answer.send(Err(format!("no policy named `{policy}` is running")));
+                return;
+            }
+            if pauses.set(&policy, paused) {
+                if paused {
+                    tracing::warn!(policy = %policy, why, "paused: sampling and deciding, acting on nothing until resumed");
+                } else {
+                    tracing::info!(policy = %policy, why, "resumed: acting again");
+                }
+            }
+            shared.metrics.paused(&policy, paused);
+            let _ = answer.send(Ok(()));
         }
     }
 }

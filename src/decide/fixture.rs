@@ -112,6 +112,7 @@ impl ScalingBuilder {
             health: Health::default(),
             snapshots: None,
             alerts: vec![],
+            paused: false,
         }
     }
 }

@@ -183,7 +183,15 @@ const OUTLIERS_SHOWN: usize = 3;
 
 impl fmt::Display for Reading {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.render(f)?;
+        self.render(f, None)
+    }
+}
+
+impl Reading {
+    /// The reading as a sentence; with `ready` (the instances its load was shared over), the
+    /// arithmetic behind the count it asks for, so `-> 5` never has to be taken on trust.
+    fn render(&self, f: &mut fmt::Formatter<'_>, ready: Option<u16>) -> fmt::Result {
+        self.render_value(f, ready)?;
         if self.outliers.is_empty() {
             return Ok(());
         }
@@ -205,10 +213,8 @@ impl fmt::Display for Reading {
         }
         f.write_str(")")
     }
-}
 
-impl Reading {
-    fn render(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn render_value(&self, f: &mut fmt::Formatter<'_>, ready: Option<u16>) -> fmt::Result {
         let value = match &self.value {
             Err(why) => return write!(f, "{} missing ({why})", self.metric),
             Ok(v) => *v,
@@ -240,8 +246,23 @@ impl Reading {
                 number(self.target),
                 1.0 + if cmp == ">" { self.tolerance } else { -self.tolerance }
             )?;
-            match self.desired {
-                Some(d) => write!(f, " -> {d}"),
+            let Some(desired) = self.desired else { return Ok(()) };
+            write!(f, " -> {desired}")?;
+            match ready {
+                Some(ready) => {
+                    // The rule in `scaling::read_metric`: the ready instances' share of the
+                    // load over the target, rounded up.
+                    let exact = per_replica / self.target * f64::from(ready);
+                    let plural = if ready == 1 { "" } else { "s" };
+                    write!(
+                        f,
+                        " ({} / {} x {ready} ready instance{plural} = {}",
+                        number(per_replica),
+                        number(self.target),
+                        number(exact)
+                    )?;
+                    f.write_str(if exact.fract() == 0.0 { ")" } else { ", rounded up)" })
+                }
                 None => Ok(()),
             }
         }
@@ -294,7 +315,7 @@ impl fmt::Display for ScalingReason {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{reading}")?;
+            reading.render(f, Some(self.ready))?;
         }
         if self.readings.is_empty() {
             f.write_str("no metrics")?;

@@ -70,8 +70,21 @@ fn load_above_target_scales_up_to_the_usage_ratio_and_says_why() {
     assert_eq!(scaled_to(&d), Some(5));
     assert_eq!(
         d.sentence(),
-        "mean of mean instantaneous_ops_per_sec over 30s 41,200 > target 30,000 x 1.1 -> 5; \
-         3 -> 5; scale 3 -> 5"
+        "mean of mean instantaneous_ops_per_sec over 30s 41,200 > target 30,000 x 1.1 -> 5 \
+         (41,200 / 30,000 x 3 ready instances = 4.1, rounded up); 3 -> 5; scale 3 -> 5"
+    );
+}
+
+#[test]
+fn a_count_the_load_divides_into_exactly_is_not_rounded() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 2000.0).policy();
+    let mut run = Run::new(policy, 3);
+    let d = run.tick(round(t(0)).ready_ops(&[4000.0, 4000.0, 4000.0]));
+    assert_eq!(scaled_to(&d), Some(6));
+    assert!(
+        d.sentence().contains("-> 6 (4,000 / 2,000 x 3 ready instances = 6); 3 -> 6"),
+        "{}",
+        d.sentence()
     );
 }
 
@@ -164,7 +177,14 @@ fn a_sum_is_a_total_divided_by_the_per_replica_target() {
     let mut run = Run::new(policy, 2);
     let d = run.tick(round(t(0)).ready_ops(&[0.0, 0.0]).query(query, Ok(vec![5000.0, 500.0])));
     assert_eq!(scaled_to(&d), Some(6));
-    assert!(d.sentence().contains("5,500 = 2,750 per replica > target 1,000"), "{}", d.sentence());
+    assert!(
+        d.sentence().contains(
+            "5,500 = 2,750 per replica > target 1,000 x 1.1 -> 6 \
+             (2,750 / 1,000 x 2 ready instances = 5.5, rounded up)"
+        ),
+        "{}",
+        d.sentence()
+    );
 }
 
 #[test]

@@ -42,6 +42,8 @@ const DEFAULT_TRACE: &str = include_str!("../../simulations/worldcup98-requests-
 const DEFAULT_TRACE_NAME: &str = "worldcup98-requests-per-minute.csv (embedded)";
 /// The embedded policy's `dataDir`, replaced by the demo's temporary directory.
 const DEFAULT_DATA_DIR: &str = "./data/local-demo";
+/// The embedded policy's snapshot directory, replaced by one in the demo's directory.
+const DEFAULT_BACKUPS: &str = "/tmp/redis-autopilot-local-demo/backups";
 
 /// What the demo runs.
 #[derive(Debug, Clone)]
@@ -155,10 +157,13 @@ pub struct Feed {
     pub playback: Arc<Playback>,
 }
 
-/// The embedded policy with its `dataDir` in `scratch`.
+/// The embedded policy with its `dataDir` and its snapshots in `scratch`.
 fn embedded_policy(scratch: &Path) -> String {
     let data = scratch.join("data");
-    DEFAULT_POLICY.replace(DEFAULT_DATA_DIR, &data.to_string_lossy())
+    let backups = scratch.join("backups");
+    DEFAULT_POLICY
+        .replace(DEFAULT_DATA_DIR, &data.to_string_lossy())
+        .replace(DEFAULT_BACKUPS, &backups.to_string_lossy())
 }
 
 /// The policy to run, as text, and what to call it in errors.

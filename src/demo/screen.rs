@@ -69,6 +69,8 @@ pub struct Screen {
     pub history: VecDeque<Point>,
     /// Newest first.
     pub decisions: VecDeque<DecisionLine>,
+    /// The autopilot is paused (`p`): it decides and explains, and acts on nothing.
+    pub paused: bool,
     /// The last key's effect, or an error, for one line at the bottom.
     pub notice: String,
 }
@@ -97,7 +99,7 @@ pub fn draw(frame: &mut Frame, screen: &Screen) {
             Constraint::Length(4),
             Constraint::Min(10),
             Constraint::Length(10),
-            Constraint::Length(1),
+            Constraint::Length(2),
         ])
         .split(frame.area());
     draw_header(frame, rows[0], screen);
@@ -137,13 +139,17 @@ fn draw_header(frame: &mut Frame, area: Rect, screen: &Screen) {
         serving.saturating_sub(1),
         format_number(screen.target),
     )));
-    let text = vec![
-        Line::from(format!(
-            "policy {}  ·  trace {} at {}x  ·  load x{:.2}",
-            screen.policy, screen.trace_time, screen.speed, screen.load_factor
-        )),
-        Line::from(second),
-    ];
+    let mut first = vec![Span::raw(format!(
+        "policy {}  ·  trace {} at {}x  ·  load x{:.2}",
+        screen.policy, screen.trace_time, screen.speed, screen.load_factor
+    ))];
+    if screen.paused {
+        first.push(Span::styled(
+            "  ·  PAUSED: deciding, not acting",
+            Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ));
+    }
+    let text = vec![Line::from(first), Line::from(second)];
     let block = Block::default().borders(Borders::ALL).title(" redis-autopilot demo ");
     frame.render_widget(Paragraph::new(text).block(block), area);
 }
@@ -272,16 +278,15 @@ fn draw_decisions(frame: &mut Frame, area: Rect, screen: &Screen) {
 }
 
 fn draw_keys(frame: &mut Frame, area: Rect, screen: &Screen) {
-    let keys = "k kill the master  + more load  - less load  n skip 30 min ahead  q quit";
-    let text = if screen.notice.is_empty() {
-        keys.to_owned()
-    } else {
-        format!("{keys}   |  {}", screen.notice)
-    };
-    frame.render_widget(
-        Paragraph::new(text).style(Style::default().add_modifier(Modifier::DIM)),
-        area,
-    );
+    let keys =
+        "k kill the master  + more load  - less load  s snapshot  p pause  n skip 30 min  q quit";
+    // The notice on a line of its own: a key's answer (a snapshot's id, why a pause failed)
+    // is what a person just asked for, and must not be cut off by the key list.
+    let text = vec![
+        Line::from(Span::styled(keys, Style::default().add_modifier(Modifier::DIM))),
+        Line::from(screen.notice.clone()),
+    ];
+    frame.render_widget(Paragraph::new(text), area);
 }
 
 #[cfg(test)]
@@ -432,6 +437,27 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("no master recorded"), "{text}");
+    }
+
+    #[test]
+    fn a_paused_autopilot_says_so_in_the_header_and_its_keys_are_listed() {
+        let mut screen = ramp_after_failover();
+        let draw_text = |screen: &Screen| {
+            let mut terminal = Terminal::new(TestBackend::new(140, 40)).unwrap();
+            terminal.draw(|frame| draw(frame, screen)).unwrap();
+            text(&terminal)
+        };
+        let running = draw_text(&screen);
+        assert!(!running.contains("PAUSED"), "{running}");
+        for key in ["s snapshot", "p pause", "k kill the master", "+ more load"] {
+            assert!(running.contains(key), "no key {key:?} in\n{running}");
+        }
+        screen.paused = true;
+        screen.notice = "paused: the autopilot decides and explains, and acts on nothing".into();
+        let paused = draw_text(&screen);
+        let header = paused.lines().take(4).collect::<Vec<_>>().join("\n");
+        assert!(header.contains("PAUSED: deciding, not acting"), "{paused}");
+        assert!(paused.contains("acts on nothing"), "{paused}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The demo's full-screen view on a terminal: once a second it reads the fleet
 //! ([`super::fleet`]), the trace's clock and the daemon's new decisions into a
 //! [`super::screen::Screen`] and draws it; keys act on the demo (kill the master, more
-//! or less load, skip ahead, quit). The terminal is restored however the view ends.
+//! or less load, take a snapshot, pause the autopilot, skip ahead, quit). The terminal is
+//! restored however the view ends.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,6 +58,8 @@ pub async fn show(
         max_instances: fleet_at.max_instances,
         ..Screen::default()
     };
+    // A snapshot takes seconds: it runs beside the view and reports back here.
+    let (snapshot_done, mut snapshots_done) = mpsc::channel::<String>(4);
     let started = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut seen = None;
@@ -122,6 +125,31 @@ pub async fn show(
                         feed.playback.set_factor(feed.playback.factor() / LOAD_STEP);
                         screen.notice = format!("load x{:.2}", feed.playback.factor());
                     }
+                    KeyCode::Char('s') => {
+                        screen.notice = "taking a snapshot...".to_owned();
+                        let requests = feed.shared.requests.clone();
+                        let (policy, done) = (feed.policy.clone(), snapshot_done.clone());
+                        tokio::spawn(async move {
+                            let outcome = requests.snapshot(&policy, "the demo's `s` key").await;
+                            let _ = done.send(snapshot_notice(outcome)).await;
+                        });
+                    }
+                    KeyCode::Char('p') => {
+                        let paused = !screen.paused;
+                        let why = "the demo's `p` key";
+                        screen.notice = match feed.shared.requests.pause(&feed.policy, paused, why).await {
+                            Ok(Ok(())) => {
+                                screen.paused = paused;
+                                if paused {
+                                    "paused: the autopilot decides and explains, and acts on nothing (p resumes)".to_owned()
+                                } else {
+                                    "resumed: the autopilot acts again".to_owned()
+                                }
+                            }
+                            Ok(Err(why)) => format!("cannot pause: {why}"),
+                            Err(not_running) => not_running.to_string(),
+                        };
+                    }
                     KeyCode::Char('n') => {
                         feed.playback.skip(SKIP);
                         screen.notice = "skipped 30 minutes of trace".to_owned();
@@ -130,6 +158,7 @@ pub async fn show(
                 }
                 screen.load_factor = feed.playback.factor();
             }
+            Some(notice) = snapshots_done.recv() => screen.notice = notice,
             _ = stop.changed() => break,
         }
         // A draw that fails (the terminal went away) is no reason to stop the fleet uncleanly.
@@ -142,5 +171,21 @@ pub async fn show(
         // Raw mode swallowed Ctrl-C: deliver it as the signal the daemon stops on.
         let _ =
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::INT);
+    }
+}
+
+/// What the notice line says once a snapshot asked for with `s` is done.
+fn snapshot_notice(
+    outcome: Result<Result<crate::snapshot::Manifest, String>, crate::daemon::requests::NotRunning>,
+) -> String {
+    match outcome {
+        Ok(Ok(manifest)) => format!(
+            "snapshot {} taken from {}: {} bytes of RDB",
+            manifest.id,
+            manifest.source,
+            crate::decide::format_number(manifest.raw_bytes as f64)
+        ),
+        Ok(Err(why)) => format!("no snapshot taken: {why}"),
+        Err(not_running) => not_running.to_string(),
     }
 }

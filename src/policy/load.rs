@@ -606,7 +606,6 @@ mod tests {
     fn mutated_policies_never_panic() {
         let mut rng = Rng(0x5EED_CAFE_F00D_0001);
         let mut rejected = 0;
-        let started = Instant::now();
         for round in 0..400 {
             for (name, text) in EXAMPLES {
                 let mutated = mutate(&mut rng, text.as_bytes().to_vec());
@@ -627,7 +626,6 @@ mod tests {
         }
         // Most mutations break something; if none did, the loop tested nothing.
         assert!(rejected > 800, "only {rejected} of 1600 mutations were rejected");
-        assert!(started.elapsed().as_secs() < 20, "took {:?}", started.elapsed());
     }
 
     #[test]

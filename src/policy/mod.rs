@@ -39,6 +39,9 @@ pub struct Policy {
     pub health: Health,
     pub snapshots: Option<Snapshots>,
     pub alerts: Vec<AlertRule>,
+    /// `spec.paused`: sample, decide and explain, and act on nothing (no scale, no failover,
+    /// no snapshot), until the file says otherwise.
+    pub paused: bool,
 }
 
 impl Policy {

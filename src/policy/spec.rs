@@ -59,6 +59,7 @@ pub struct PolicySpec {
     pub health: Option<HealthSpec>,
     pub snapshots: Option<SnapshotsSpec>,
     pub alerts: Option<Vec<AlertSpec>>,
+    pub paused: Option<bool>,
 }
 
 impl PolicySpec {
@@ -72,6 +73,7 @@ impl PolicySpec {
         "health",
         "snapshots",
         "alerts",
+        "paused",
     ];
 }
 

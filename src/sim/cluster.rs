@@ -131,8 +131,10 @@ impl Cluster for SimCluster {
         Ok(self.lock().model.requested())
     }
 
-    /// Refuses, like every backend, to remove the recorded master; otherwise resizes.
-    async fn scale(&self, to: u16) -> Result<(), ClusterError> {
+    /// Refuses, like every backend, a count changed since `from` was read and to remove the
+    /// recorded master; otherwise resizes.
+    async fn scale(&self, from: u16, to: u16) -> Result<(), ClusterError> {
+        crate::cluster::refuse_resized(from, to, self.lock().model.requested())?;
         let members = self.members().await?;
         refuse_removing_master(self.lock().master.as_ref(), &members, to)?;
         self.resize(to);
@@ -235,7 +237,7 @@ mod tests {
     fn scale_applies_at_the_current_time_and_members_follow() {
         let mut cluster = SimCluster::new(ClusterModel::new(1, 100.0, 30_000, 0), 0);
         cluster.set_now(10_000);
-        ready(cluster.scale(3)).expect("never fails");
+        ready(cluster.scale(1, 3)).expect("never fails");
         assert_eq!(ready(cluster.replicas()).expect("replicas"), 3);
         assert_eq!(cluster.model_mut().next_ready_at(), Some(40_000));
         let members = ready(cluster.members()).expect("members");

@@ -45,6 +45,7 @@ pub fn policy() -> PolicyBuilder {
             health: Health { failover: FailoverMode::Off, ..Health::default() },
             snapshots: None,
             alerts: vec![],
+            paused: false,
         },
     }
 }

@@ -257,7 +257,7 @@ mod tests {
         let mut controller = PolicyController::new(&policy).expect("has scaling");
         let cluster = SimCluster::new(ClusterModel::new(3, 1000.0, 0, 0), 0).with_master_at(2);
         // The backend alone refuses to remove the recorded master.
-        let refused = ready(crate::cluster::Cluster::scale(&cluster, 1));
+        let refused = ready(crate::cluster::Cluster::scale(&cluster, 3, 1));
         assert!(
             matches!(
                 refused,

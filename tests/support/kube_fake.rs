@@ -196,7 +196,8 @@ impl KubeFake {
         self.lock().forbidden.retain(|(m, p)| !(*m == method && p == path));
     }
 
-    /// Another writer merge-patches the StatefulSet just before our next patch of it.
+    /// Another writer merge-patches the StatefulSet just before our next patch of it or of
+    /// its scale.
     pub fn interleave_statefulset_write(&self, patch: Value) {
         self.lock().interleaved.push(patch);
     }
@@ -550,8 +551,30 @@ fn statefulset(
         }
         (Method::GET, ["scale"]) => ok(scale(&set)),
         (Method::PATCH | Method::PUT, ["scale"]) => {
+            // The scale shares the StatefulSet's resourceVersion: a write to either since the
+            // caller's read (interleaved here, as a `kubectl scale` would land) makes a
+            // precondition on it fail, as the API server does.
             let mut set = set;
-            set["spec"]["replicas"] = body.unwrap_or_default()["spec"]["replicas"].clone();
+            for other in std::mem::take(&mut state.interleaved) {
+                merge(&mut set, &other);
+                set["metadata"]["resourceVersion"] = json!(state.bump());
+            }
+            let body = body.unwrap_or_default();
+            let precondition = body["metadata"]["resourceVersion"].as_str();
+            if precondition
+                .is_some_and(|rv| Some(rv) != set["metadata"]["resourceVersion"].as_str())
+            {
+                state.sets.insert(key.clone(), set);
+                return status(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    &format!(
+                        "Operation cannot be fulfilled on statefulsets.apps \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+                        key.1
+                    ),
+                );
+            }
+            set["spec"]["replicas"] = body["spec"]["replicas"].clone();
             set["metadata"]["resourceVersion"] = json!(state.bump());
             state.sets.insert(key, set.clone());
             ok(scale(&set))

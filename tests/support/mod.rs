@@ -86,7 +86,8 @@ pub async fn resize<C: redis_autopilot::cluster::Cluster>(
     let health = redis_autopilot::policy::Health::default();
     let context =
         redis_autopilot::failover::Context { access, timeout, guard: None, actor: "test" };
-    hand_over::resize(cluster, to, &HandOver { health: &health, context }).await.map(drop)
+    let from = cluster.replicas().await?;
+    hand_over::resize(cluster, from, to, &HandOver { health: &health, context }).await.map(drop)
 }
 
 /// One health probe of a local fleet with a fresh memory, as a daemon that just started

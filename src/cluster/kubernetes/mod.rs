@@ -3,7 +3,7 @@
 //! | [`Cluster`] call | Kubernetes |
 //! |---|---|
 //! | `members` | the StatefulSet's pods (its label selector), from a watch cache ([`pods`]); addressed `status.podIP:port`, ordinal from the name's `-N` suffix, `gone` from the pod's state |
-//! | `replicas` / `scale` | the `scale` subresource (`GET`, merge `PATCH {"spec":{"replicas":N}}`) |
+//! | `replicas` / `scale` | the `scale` subresource (`GET`, then merge `PATCH {"metadata":{"resourceVersion":RV},"spec":{"replicas":N}}` with the RV read: a concurrent `kubectl scale` makes it a 409, never an overwrite) |
 //! | `recorded_master` / `record_master` | annotations `redis-autopilot.io/master` and `redis-autopilot.io/epoch` on the StatefulSet, written under a resourceVersion precondition ([`record`]) |
 //! | `promote` / `repoint` | Redis `REPLICAOF` on the pod's IP ([`crate::cluster::redis_admin`]) |
 //! | `switch_over` | Redis `FAILOVER TO` from the master's pod IP to the target's |
@@ -206,13 +206,43 @@ impl KubeCluster {
         }
     }
 
-    async fn set_replicas(&self, to: u16) -> Result<(), ClusterError> {
-        let patch = serde_json::json!({"spec": {"replicas": to}});
+    /// The scale subresource now: its `spec.replicas` and the resourceVersion to write under.
+    async fn read_scale(&self) -> Result<(u16, Option<String>), ClusterError> {
+        let scale =
+            bounded(&GET_SCALE, &self.object, self.sets.get_scale(&self.target.stateful_set))
+                .await?;
+        let replicas = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
+        let replicas = u16::try_from(replicas).unwrap_or(u16::MAX);
+        self.pods.set_requested(replicas);
+        Ok((replicas, scale.metadata.resource_version))
+    }
+
+    /// Writes `spec.replicas` under `version`: the API server answers 409 if anyone wrote the
+    /// StatefulSet since it was read, which is [`ClusterError::Resized`] (read again to say
+    /// what it is now), never a silent overwrite.
+    async fn set_replicas(
+        &self,
+        from: u16,
+        to: u16,
+        version: Option<String>,
+    ) -> Result<(), ClusterError> {
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": version},
+            "spec": {"replicas": to},
+        });
         let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
         let request = self.sets.patch_scale(&self.target.stateful_set, &params, &patch);
-        bounded(&PATCH_SCALE, &self.object, request).await?;
-        self.pods.set_requested(to);
-        Ok(())
+        match bounded(&PATCH_SCALE, &self.object, request).await {
+            Ok(_) => {
+                self.pods.set_requested(to);
+                Ok(())
+            }
+            Err(error) if error.is_conflict() => {
+                let (found, _) = self.read_scale().await?;
+                Err(ClusterError::Resized { from, to, found })
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 }
 
@@ -256,13 +286,7 @@ impl Cluster for KubeCluster {
     }
 
     async fn replicas(&self) -> Result<u16, ClusterError> {
-        let scale =
-            bounded(&GET_SCALE, &self.object, self.sets.get_scale(&self.target.stateful_set))
-                .await?;
-        let replicas = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
-        let replicas = u16::try_from(replicas).unwrap_or(u16::MAX);
-        self.pods.set_requested(replicas);
-        Ok(replicas)
+        Ok(self.read_scale().await?.0)
     }
 
     /// Sets `spec.replicas` through the scale subresource; the StatefulSet controller creates
@@ -270,14 +294,15 @@ impl Cluster for KubeCluster {
     /// recorded master's pod is one it would remove (the action path hands it over first).
     /// New pods boot as replicas of the recorded master (the deploy/ startup script reads the
     /// annotation). Idempotent.
-    async fn scale(&self, to: u16) -> Result<(), ClusterError> {
-        let from = self.replicas().await?;
+    async fn scale(&self, from: u16, to: u16) -> Result<(), ClusterError> {
         let result = async {
+            let (found, version) = self.read_scale().await?;
+            super::refuse_resized(from, to, found)?;
             let record = self.read_record().await?.record();
             let members = self.members().await?;
             super::refuse_removing_master(record.as_ref(), &members, to)?;
             let _acting = self.acting.lock().await;
-            self.set_replicas(to).await
+            self.set_replicas(from, to, version).await
         }
         .await;
         let reason = if to >= from { "ScaledUp" } else { "ScaledDown" };

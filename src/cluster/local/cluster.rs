@@ -66,10 +66,12 @@ impl Cluster for LocalFleet {
     /// ordinals below `to` are started as replicas of the recorded master (of themselves when
     /// none is recorded) and sync from it in the background, except while the recorded master
     /// runs without serving: they wait for it ([`Cluster::heal`] starts them). If the daemon
-    /// dies halfway, calling `scale(to)` again finishes the job.
-    async fn scale(&self, to: u16) -> Result<(), ClusterError> {
+    /// dies halfway, calling `scale(from, to)` again finishes the job. The count is checked
+    /// under the fleet's lock, so two callers cannot both resize from the same count.
+    async fn scale(&self, from: u16, to: u16) -> Result<(), ClusterError> {
         let mut life = self.lifecycle.lock().await;
         let state = read_state_async(&self.state_path).await?;
+        crate::cluster::refuse_resized(from, to, state.replicas)?;
         let members = self.members().await?;
         crate::cluster::refuse_removing_master(state.record().as_ref(), &members, to)?;
         let state = self.persist_replicas(to).await?;

@@ -14,7 +14,12 @@ use crate::observe::InstanceId;
 
 /// Why the recorded master is not serving.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "probe", content = "detail", rename_all = "camelCase")]
+#[serde(
+    tag = "probe",
+    content = "detail",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Evidence {
     /// The backend reports its process or pod gone.
     Gone(String),

@@ -180,6 +180,7 @@ fn check_spec(
         health: health?,
         snapshots: snapshots?,
         alerts: alerts?,
+        paused: spec.paused.unwrap_or(false),
     })
 }
 
@@ -301,6 +302,7 @@ spec:
     deadline: 3h
   alerts:
     - {alertname: OrdersRedisSlow, action: {scaleUp: 1}}
+  paused: true
 "#;
         let cron = |line: &str| CronSchedule::parse(line).expect("cron");
         let expected = Policy {
@@ -404,6 +406,7 @@ spec:
                 alert_name: "OrdersRedisSlow".to_owned(),
                 action: AlertAction::ScaleUp(1),
             }],
+            paused: true,
         };
         assert_eq!(load_policy_str("orders.yaml", text), Ok(expected));
     }
