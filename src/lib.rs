@@ -39,8 +39,9 @@
 //! - [`daemon`]: `run`: policy loops, reloads, metrics, shared status and the HTTP surface
 //!   (probes, `/metrics`, recent decisions, the Alertmanager webhook).
 //! - [`snapshot`]: RDBs streamed from a replica into object storage, verified (CRC64) while
-//!   streaming, described by a manifest, pruned by retention, restorable; the
-//!   [`snapshot::Snapshotter`] splits into upload, catalog and restore.
+//!   streaming, described by a manifest, pruned by retention, restorable to a file or into
+//!   the deployment through a one-shot master ([`snapshot::seed`]); the
+//!   [`snapshot::Snapshotter`] splits into upload, catalog, restore and into.
 //! - [`demo`]: the embedded default: local fleet, trace-driven load, live view.
 //! - [`errors`]: an error and its causes as one line of text.
 //! - [`sim`]: replays a load trace against a policy and against the Kubernetes HPA baseline.

@@ -65,17 +65,33 @@ enum Command {
         id: String,
     },
     /// Download, verify and decompress a snapshot to a local RDB file (written only once
-    /// verified).
+    /// verified), or with --into load it into the deployment the policy targets.
     Restore {
         /// The policy whose `spec.snapshots` names the destination.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
         /// The snapshot id, as `list` shows it.
-        id: String,
+        #[arg(required_unless_present = "latest", conflicts_with = "latest")]
+        id: Option<String>,
+        /// Restore the newest complete snapshot.
+        #[arg(long)]
+        latest: bool,
         /// Where to write the RDB.
-        #[arg(long, value_name = "FILE.rdb")]
-        to: PathBuf,
-        /// Replace FILE.rdb if it exists (without it, an existing file is an error).
+        #[arg(
+            long,
+            value_name = "FILE.rdb",
+            required_unless_present = "into",
+            conflicts_with = "into"
+        )]
+        to: Option<PathBuf>,
+        /// Load it into the deployment the policy targets (a local fleet) through the
+        /// replication protocol: one instance loads it from a one-shot master, is recorded as
+        /// master at a new epoch, and the others resync from it. Refused while any instance
+        /// holds data, unless --force.
+        #[arg(long)]
+        into: bool,
+        /// With --to: replace FILE.rdb if it exists. With --into: restore over data, after
+        /// taking a snapshot of it.
         #[arg(long)]
         force: bool,
     },
@@ -131,8 +147,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 manifest.sha256
             ))?;
         }
-        Command::Restore { policy, id, to, force } => {
+        Command::Restore { policy, id, latest, to: None, into: true, force } => {
+            let (policy, snapshotter) = open(&policy)?;
+            let report = runtime.block_on(restore_into(
+                &policy,
+                &snapshotter,
+                // Only a local fleet for now, which needs no Kubernetes client.
+                &KubeClient::new(crate::cluster::kubernetes::ClientOptions::default()),
+                id.as_deref().filter(|_| !latest),
+                force,
+                progress.as_ref(),
+            ))?;
+            emit(restore_into_text(&report))?;
+            for (instance, why) in &report.unreached {
+                eprintln!("left: {instance} does not follow the restored master yet ({why})");
+            }
+        }
+        Command::Restore { policy, id, latest, to, force, .. } => {
             let (_, snapshotter) = open(&policy)?;
+            let id = match (id, latest) {
+                (Some(id), false) => id,
+                _ => runtime.block_on(snapshotter.latest()).map_err(report)?.id,
+            };
+            let to = to.context("--to FILE.rdb or --into is required")?;
             let manifest = runtime
                 .block_on(snapshotter.restore_with(&id, &to, force, progress.as_ref()))
                 .map_err(report)?;
@@ -156,6 +193,52 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `restore --into`: only a local fleet for now (the one-shot master listens on loopback).
+async fn restore_into(
+    policy: &crate::policy::Policy,
+    snapshotter: &Snapshotter,
+    kube: &KubeClient,
+    id: Option<&str>,
+    force: bool,
+    progress: &dyn Progress,
+) -> anyhow::Result<crate::snapshot::IntoReport> {
+    if !matches!(policy.target, crate::policy::Target::Local { .. }) {
+        anyhow::bail!(
+            "restore --into supports a local fleet target for now; use --to FILE.rdb and the \
+             runbook in docs/operations.md"
+        );
+    }
+    let manifest = match id {
+        Some(id) => snapshotter.find(id).await,
+        None => snapshotter.latest().await,
+    }
+    .map_err(report)?;
+    let cluster = AnyCluster::attach(policy, kube).await?;
+    let actor = crate::failover::cli_actor();
+    let options = crate::snapshot::IntoOptions {
+        force,
+        actor: &actor,
+        timeout: crate::cluster::action_timeout(policy),
+        guard: policy.health.write_guard.as_ref(),
+    };
+    snapshotter.restore_into(&cluster, &manifest, &options, progress).await.map_err(report)
+}
+
+fn restore_into_text(report: &crate::snapshot::IntoReport) -> String {
+    let expected = match report.keys_expected {
+        Some(keys) => format!("{keys} expected"),
+        None => "the manifest records no key count".to_owned(),
+    };
+    let mut text = format!(
+        "restored {} into {}: master at epoch {}, {} keys loaded ({expected}), {} RDB bytes in {:.1} s",
+        report.id, report.instance, report.epoch, report.keys_loaded, report.bytes, report.seconds
+    );
+    if let Some(id) = &report.pre_restore_snapshot {
+        text.push_str(&format!("\nthe data it replaced is snapshot {id}"));
+    }
+    text
 }
 
 /// The whole error chain on one line, as everywhere else.

@@ -15,6 +15,8 @@
 //! - [`manifest`]: the JSON document that makes a snapshot exist, its codec, and
 //!   time-sorted names.
 //! - [`retention`]: pure: which complete snapshots to delete, and why.
+//! - [`seed`]: the one-shot master that restores through the replication protocol: answers
+//!   a replica's handshake and streams it an RDB; the RDB-version rule; waiting for the load.
 //!
 //! # Guarantees
 //!
@@ -29,13 +31,14 @@ pub mod manifest;
 pub mod pace;
 pub mod rdb;
 pub mod retention;
+pub mod seed;
 pub mod snapshotter;
 pub mod source;
 pub mod store;
 pub mod stream;
 
 pub use manifest::Manifest;
-pub use snapshotter::{Progress, Quiet, Snapshotter};
+pub use snapshotter::{IntoOptions, IntoReport, Progress, Quiet, Snapshotter};
 
 use crate::observe::InstanceId;
 
@@ -140,6 +143,21 @@ pub enum SnapshotError {
     },
     #[error("`{}` exists; pass --force to replace it", .path.display())]
     Exists { path: std::path::PathBuf },
+    /// `restore --into` found data it would replace, and was not told `--force`.
+    #[error(
+        "refusing to restore over data ({instances}); pass --force to snapshot it first and replace it"
+    )]
+    HoldsData { instances: String },
+    #[error("cannot restore into the deployment: {why}")]
+    Restore { why: String },
+    #[error("cannot {action}")]
+    Cluster {
+        action: &'static str,
+        #[source]
+        source: crate::cluster::ClusterError,
+    },
+    #[error(transparent)]
+    Seed(#[from] seed::SeedError),
     #[error("cannot write `{}`", .path.display())]
     Local {
         path: std::path::PathBuf,
@@ -196,6 +214,10 @@ impl SnapshotError {
             SnapshotError::ReaderFailed { .. } => "reader_failed",
             SnapshotError::Decompress { .. } => "decompress",
             SnapshotError::Local { .. } | SnapshotError::Exists { .. } => "local_io",
+            SnapshotError::HoldsData { .. } => "holds_data",
+            SnapshotError::Restore { .. } => "restore",
+            SnapshotError::Cluster { source, .. } => source.category(),
+            SnapshotError::Seed(error) => error.category(),
         }
     }
 }

@@ -5,17 +5,21 @@
 //! - `catalog`: what the destination holds (list, with every untrusted manifest left out)
 //!   and retention's deletes (prune);
 //! - `restore`: reading one back, checked against its manifest (verify), and writing it to
-//!   a local file (restore).
+//!   a local file (restore);
+//! - `into`: streaming one into the deployment the policy targets through the one-shot
+//!   master ([`crate::snapshot::seed`]), under a claim on the master record.
 //!
 //! Each file adds its methods to the one [`Snapshotter`], so callers see a single type.
 
 mod catalog;
+mod into;
 mod restore;
 mod upload;
 
 use std::time::Duration;
 
 pub use catalog::{Listing, MAX_MANIFEST_BYTES, Skipped};
+pub use into::{IntoOptions, IntoReport, claim_lease};
 pub use restore::ExpandsPastManifest;
 
 use super::SnapshotError;

@@ -1,0 +1,512 @@
+//! Restoring into the deployment a policy targets (`snapshot restore ID --into`): the RDB
+//! streamed from the destination, checked and decompressed on the fly ([`Snapshotter::payload`]),
+//! loaded into one instance through the one-shot master ([`crate::snapshot::seed`]), which is
+//! then recorded as master at a new epoch and promoted while the others resync from it.
+//!
+//! One actor at a time: everything that changes roles happens under a claim on the durable
+//! record, the same one a failover takes (see `docs/failover.md`), renewed while the load runs
+//! and released at the end, so a running daemon leaves the fleet's roles alone meanwhile, and a
+//! restore started while a failover holds the record is refused. A restore that dies leaves a
+//! claim that lapses by itself within [`claim_lease`]; the instance it was loading then follows
+//! a seed that is gone, and the daemon repoints it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use object_store::ObjectStoreExt as _;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+
+use super::{Progress, Snapshotter, hex};
+use crate::cluster::{Claim, Cluster, MasterRecord, Member, redis_admin};
+use crate::observe::Info;
+use crate::policy::WriteGuard;
+use crate::snapshot::SnapshotError;
+use crate::snapshot::manifest::{Codec, Manifest};
+use crate::snapshot::rdb::RdbVerifier;
+use crate::snapshot::seed::{self, Limits, Payload, Seed};
+
+/// Decompressed bytes per chunk sent to the seed, and chunks in flight: the payload holds at
+/// most about 8 x 256 KiB, whatever the RDB's size.
+const CHUNK: usize = 256 * 1024;
+const IN_FLIGHT: usize = 8;
+
+/// What `restore --into` is told besides the snapshot.
+#[derive(Debug, Clone)]
+pub struct IntoOptions<'a> {
+    /// Restore over instances that hold data, after taking a snapshot of them.
+    pub force: bool,
+    /// Who acts, named in the claim (`cli:USER@HOST/PID`).
+    pub actor: &'a str,
+    /// The deadline of each role command and INFO ([`crate::cluster::action_timeout`]).
+    pub timeout: Duration,
+    /// The write guard the policy sets on every master it promotes.
+    pub guard: Option<&'a WriteGuard>,
+}
+
+/// What a restore into a deployment did.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntoReport {
+    pub id: String,
+    /// The instance loaded and promoted.
+    pub instance: String,
+    pub epoch: u64,
+    pub keys_loaded: u64,
+    /// The key count the manifest recorded at snapshot time; `None`: it records none.
+    pub keys_expected: Option<u64>,
+    pub bytes: u64,
+    pub seconds: f64,
+    /// The snapshot `--force` took of what was there first.
+    pub pre_restore_snapshot: Option<String>,
+    /// Members that could not be repointed now, with why (a running daemon does it later).
+    pub unreached: Vec<(String, String)>,
+}
+
+/// How long the restore's claim holds if it is not renewed (its holder died): long enough
+/// that renewing every quarter of it survives a slow record write.
+pub fn claim_lease(timeout: Duration) -> Duration {
+    (timeout * 4).max(Duration::from_secs(10)) + Duration::from_secs(5)
+}
+
+impl Snapshotter {
+    /// The newest complete snapshot's manifest.
+    pub async fn latest(&self) -> Result<Manifest, SnapshotError> {
+        self.list().await?.pop().ok_or_else(|| SnapshotError::NotFound {
+            id: "latest".into(),
+            url: self.destination.url.clone(),
+        })
+    }
+
+    /// The manifest of `id`.
+    pub async fn find(&self, id: &str) -> Result<Manifest, SnapshotError> {
+        self.manifest(id).await
+    }
+
+    /// Streams `manifest`'s RDB from the destination, decompressed, as a [`Payload`] of
+    /// bounded chunks. Stored bytes and sha256, the RDB's size and CRC64 are checked against
+    /// the manifest as they pass; a mismatch, found at the end, is sent instead of the end,
+    /// so a seed never completes a transfer that did not verify.
+    pub async fn payload(&self, manifest: &Manifest) -> Result<Payload, SnapshotError> {
+        let key = self.destination.key(&self.policy, &manifest.object);
+        let url = self.destination.url.clone();
+        self.destination.check_local(&key).map_err(|why| SnapshotError::InvalidManifest {
+            url: url.clone(),
+            object: key.to_string(),
+            why,
+        })?;
+        let object_error = {
+            let (url, key) = (url.clone(), key.to_string());
+            move |source| SnapshotError::Object {
+                action: "download",
+                url: url.clone(),
+                object: key.clone(),
+                source: Box::new(source),
+            }
+        };
+        let stream = self.destination.store.get(&key).await.map_err(&object_error)?.into_stream();
+        let (sender, receiver) = mpsc::channel(IN_FLIGHT);
+        let len = manifest_len(manifest);
+        let manifest = manifest.clone();
+        tokio::spawn(async move {
+            let result = produce(stream, &manifest, &sender, object_error).await;
+            if let Err(error) = result {
+                let _ = sender.send(Err(error)).await;
+            }
+        });
+        Ok(Payload::new(Some(len), receiver))
+    }
+
+    /// Restores `manifest` into `cluster`: see the module documentation.
+    pub async fn restore_into<C: Cluster>(
+        &self,
+        cluster: &C,
+        manifest: &Manifest,
+        options: &IntoOptions<'_>,
+        progress: &dyn Progress,
+    ) -> Result<IntoReport, SnapshotError> {
+        let started = Instant::now();
+        let failed = |action: &'static str| move |source| SnapshotError::Cluster { action, source };
+        let record = cluster.fresh_record().await.map_err(failed("read the master record"))?;
+        let Some(record) = record else {
+            return Err(SnapshotError::Restore {
+                why: "no master is recorded for the fleet yet: start it (the daemon records its \
+                      first master) and retry"
+                    .into(),
+            });
+        };
+        // Another actor changing roles now: refused before anything is read or taken (the
+        // record write below would refuse it too, after the work of a --force snapshot).
+        if let Some(claim) = record.active_claim(chrono::Utc::now())
+            && claim.by != options.actor
+        {
+            return Err(SnapshotError::Cluster {
+                action: "claim the master record",
+                source: crate::cluster::ClusterError::Busy { claim: claim.clone() },
+            });
+        }
+        let members: Vec<Member> = cluster
+            .members()
+            .await
+            .map_err(failed("list the members"))?
+            .into_iter()
+            .filter(|m| m.gone.is_none())
+            .collect();
+        let old = members.iter().find(|m| m.id == record.instance).cloned();
+        // The instance to load: a replica when there is one (the recorded master is never
+        // made a replica of anything but a recorded master), else the master of a fleet of one.
+        let target =
+            members.iter().find(|m| m.id != record.instance).or(old.as_ref()).cloned().ok_or_else(
+                || SnapshotError::Restore { why: "the fleet has no running instance".into() },
+            )?;
+        let loopback = target.endpoint.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            || target.endpoint.host == "localhost";
+        if !loopback {
+            return Err(SnapshotError::Restore {
+                why: format!(
+                    "{} is not on this host's loopback: the seed listens on loopback, so only a \
+                     local fleet can be restored into for now",
+                    target.id
+                ),
+            });
+        }
+        // Reads of our own (not role commands) get at least 2 s: a restore is not in a hurry,
+        // and a loaded host must not turn a slow INFO into "cannot read the version".
+        let step = options.timeout.max(Duration::from_secs(2));
+        // The cheap check first: the manifest's RDB version against the target's server.
+        let server = seed::server_version(&target.endpoint, &self.access, step).await?;
+        let recorded = seed::RdbHeader { valkey: false, version: manifest.rdb_version };
+        seed::check_version(recorded, &server)?;
+        // Then the header as stored, which a hand-edited manifest cannot hide: read from the
+        // object's first bytes now (the download is dropped), before anything is changed.
+        seed::check_version(self.payload(manifest).await?.header().await?, &server)?;
+
+        let mut holding = Vec::new();
+        for member in &members {
+            match instance_keys(&member.endpoint, &self.access, step).await {
+                Ok(0) => {}
+                Ok(keys) => holding.push(format!("{} holds {keys} keys", member.id)),
+                Err(why) => holding.push(format!("{} cannot be asked ({why})", member.id)),
+            }
+        }
+        let mut pre_restore_snapshot = None;
+        if !holding.is_empty() {
+            if !options.force {
+                return Err(SnapshotError::HoldsData { instances: holding.join(", ") });
+            }
+            let endpoints: Vec<_> = members.iter().map(|m| m.endpoint.clone()).collect();
+            let taken = self.take(&endpoints, progress).await?;
+            tracing::info!(policy = %self.policy, id = %taken.id, "snapshot of the data restore replaces");
+            pre_restore_snapshot = Some(taken.id);
+        }
+
+        let mut payload = self.payload(manifest).await?;
+        // Again: the object may have been replaced since.
+        seed::check_version(payload.header().await?, &server)?;
+
+        let lease = claim_lease(options.timeout);
+        let claim = |from: &Option<Member>| Claim {
+            from: from.as_ref().map(|m| m.id.clone()),
+            by: options.actor.to_owned(),
+            until: chrono::Utc::now()
+                + chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX),
+        };
+        let held =
+            tokio::sync::Mutex::new(MasterRecord { claim: Some(claim(&old)), ..record.clone() });
+        {
+            let held = held.lock().await;
+            cluster.record_master(held.clone()).await.map_err(failed("claim the master record"))?;
+        }
+        let epoch = record.epoch + 1;
+        let work = self.load_and_promote(
+            cluster,
+            &members,
+            old.as_ref(),
+            &target,
+            epoch,
+            payload,
+            &held,
+            &claim,
+            options,
+            progress,
+        );
+        let renew = async {
+            loop {
+                tokio::time::sleep(lease / 4).await;
+                let mut held = held.lock().await;
+                let mut next = held.clone();
+                next.claim = Some(claim(&old));
+                match cluster.record_master(next.clone()).await {
+                    Ok(()) => *held = next,
+                    Err(error) => {
+                        tracing::warn!(error = %crate::errors::chain(&error), "cannot renew the restore's claim")
+                    }
+                }
+            }
+        };
+        let result =
+            match futures::future::select(std::pin::pin!(work), std::pin::pin!(renew)).await {
+                futures::future::Either::Left((result, _)) => result,
+                futures::future::Either::Right(_) => {
+                    Err(SnapshotError::Restore { why: "the claim's renewal stopped".into() })
+                }
+            };
+        // Release: the record stays, and says who last changed roles.
+        let mut released = held.into_inner();
+        if let Some(claim) = &mut released.claim {
+            claim.until = chrono::Utc::now();
+        }
+        if let Err(error) = cluster.record_master(released).await {
+            tracing::warn!(error = %crate::errors::chain(&error), "cannot release the restore's claim: it lapses by itself");
+        }
+        let (loaded, unreached) = result?;
+        Ok(IntoReport {
+            id: manifest.id.clone(),
+            instance: target.id.clone(),
+            epoch,
+            keys_loaded: loaded.keys,
+            keys_expected: None,
+            bytes: loaded.bytes,
+            seconds: started.elapsed().as_secs_f64(),
+            pre_restore_snapshot,
+            unreached,
+        })
+    }
+
+    /// Under the claim: load `target` from a seed, record it at `epoch`, demote the old
+    /// master, promote `target`, repoint the others. On a failure before `target` is
+    /// recorded, it is pointed back at the old master.
+    #[allow(clippy::too_many_arguments)]
+    async fn load_and_promote<C: Cluster>(
+        &self,
+        cluster: &C,
+        members: &[Member],
+        old: Option<&Member>,
+        target: &Member,
+        epoch: u64,
+        payload: Payload,
+        held: &tokio::sync::Mutex<MasterRecord>,
+        claim: &(dyn Fn(&Option<Member>) -> Claim + Sync),
+        options: &IntoOptions<'_>,
+        progress: &dyn Progress,
+    ) -> Result<(seed::Loaded, Vec<(String, String)>), SnapshotError> {
+        let failed = |action: &'static str| move |source| SnapshotError::Cluster { action, source };
+        let limits = Limits {
+            step: options.timeout.max(Duration::from_secs(2)),
+            total: self.config.limits.deadline,
+            ..Limits::default()
+        };
+        let len = payload.len;
+        let seed = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let peers = target.endpoint.host.parse::<IpAddr>().map(|ip| vec![ip]).unwrap_or_default();
+        let serving = seed.serve(payload, peers, limits);
+        let seed_member = Member {
+            id: format!("seed {}", serving.addr()),
+            endpoint: crate::sample::redis::Endpoint {
+                id: format!("seed {}", serving.addr()),
+                host: serving.addr().ip().to_string(),
+                port: serving.addr().port(),
+            },
+            ordinal: u16::MAX,
+            gone: None,
+        };
+        let loading = async {
+            if old.is_some_and(|o| o.id == target.id) {
+                // A fleet of one: its recorded master is the only instance to load. Safe under
+                // the claim: no other actor changes roles until the record names it again.
+                redis_admin::replicaof(target, Some(&seed_member), &self.access, options.timeout)
+                    .await
+                    .map_err(failed("point the target at the seed"))?;
+            } else {
+                cluster
+                    .repoint(target, &seed_member)
+                    .await
+                    .map_err(failed("point the target at the seed"))?;
+            }
+            progress.start(&format!("{} into {}", seed_member.id, target.id), len);
+            let loaded =
+                seed::wait_loaded(&target.endpoint, &self.access, &serving, limits, progress).await;
+            progress.finish();
+            Ok::<_, SnapshotError>(loaded?)
+        };
+        let loaded = match loading.await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                let error = match serving.stop().await {
+                    // The seed's own error says more than "ended before the load".
+                    Err(seed_error)
+                        if matches!(error, SnapshotError::Seed(seed::SeedError::Task { .. })) =>
+                    {
+                        SnapshotError::Seed(seed_error)
+                    }
+                    _ => error,
+                };
+                if let Some(old) = old.filter(|o| o.id != target.id)
+                    && let Err(back) = cluster.repoint(target, old).await
+                {
+                    tracing::warn!(instance = %target.id, error = %crate::errors::chain(&back), "cannot point the target back at the master after a failed restore");
+                }
+                return Err(error);
+            }
+        };
+        // Loaded: end the seed's link before anything else changes the target's role.
+        let _ = serving.stop().await;
+        {
+            let mut held = held.lock().await;
+            let next = MasterRecord {
+                claim: Some(claim(&old.cloned())),
+                ..MasterRecord::new(&target.id, epoch)
+            };
+            cluster
+                .record_master(next.clone())
+                .await
+                .map_err(failed("record the restored master"))?;
+            *held = next;
+        }
+        let mut unreached = Vec::new();
+        if let Some(old) = old.filter(|o| o.id != target.id)
+            && let Err(error) = cluster.repoint(old, target).await
+        {
+            unreached.push((old.id.clone(), crate::errors::chain(&error)));
+        }
+        cluster.promote(target, epoch).await.map_err(failed("promote the restored master"))?;
+        if let Some(guard) = options.guard {
+            redis_admin::write_guard(&target.endpoint, guard, &self.access, options.timeout)
+                .await
+                .map_err(failed("set the write guard"))?;
+        }
+        let others =
+            members.iter().filter(|m| m.id != target.id && old.is_none_or(|o| o.id != m.id));
+        let results = futures::future::join_all(
+            others.map(|member| async move { (member, cluster.repoint(member, target).await) }),
+        )
+        .await;
+        for (member, result) in results {
+            if let Err(error) = result {
+                unreached.push((member.id.clone(), crate::errors::chain(&error)));
+            }
+        }
+        Ok((loaded, unreached))
+    }
+}
+
+/// Keys over every database of one instance.
+async fn instance_keys(
+    endpoint: &crate::sample::redis::Endpoint,
+    access: &crate::sample::redis::Access,
+    timeout: Duration,
+) -> Result<u64, String> {
+    let text = seed::info(endpoint, access, timeout).await.map_err(|e| crate::errors::chain(&e))?;
+    Ok(Info::parse(&text).keyspace.iter().map(|db| db.keys).sum())
+}
+
+fn manifest_len(manifest: &Manifest) -> u64 {
+    manifest.raw_bytes
+}
+
+/// Reads the object, checks it, decodes it, and sends the RDB in bounded chunks.
+async fn produce(
+    mut stream: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    manifest: &Manifest,
+    sender: &mpsc::Sender<Result<Bytes, SnapshotError>>,
+    object_error: impl Fn(object_store::Error) -> SnapshotError,
+) -> Result<(), SnapshotError> {
+    let id = &manifest.id;
+    let decompress = |source| SnapshotError::Decompress { id: id.clone(), source };
+    let mismatch = |why: String| SnapshotError::Mismatch { id: id.clone(), why };
+    let mut decoder = match manifest.compression {
+        Codec::Zstd => Some(zstd::stream::raw::Decoder::new().map_err(decompress)?),
+        Codec::None => None,
+    };
+    let mut sha = Sha256::new();
+    let mut verifier = RdbVerifier::new();
+    let mut stored = 0_u64;
+    let mut out = Outgoing { sender, raw: 0, limit: manifest.raw_bytes };
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(&object_error)?;
+        sha.update(&chunk);
+        stored += chunk.len() as u64;
+        match &mut decoder {
+            None => {
+                for piece in chunk.chunks(CHUNK) {
+                    verifier.update(piece);
+                    out.push(Bytes::copy_from_slice(piece), id).await?;
+                }
+            }
+            Some(decoder) => {
+                use zstd::stream::raw::{InBuffer, Operation as _, OutBuffer};
+                let mut input = InBuffer::around(&chunk);
+                loop {
+                    let mut buffer = vec![0_u8; CHUNK];
+                    let mut output = OutBuffer::around(&mut buffer[..]);
+                    decoder.run(&mut input, &mut output).map_err(decompress)?;
+                    let produced = output.pos();
+                    buffer.truncate(produced);
+                    if produced > 0 {
+                        verifier.update(&buffer);
+                        out.push(Bytes::from(buffer), id).await?;
+                    }
+                    if input.pos() == input.src.len() && produced < CHUNK {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let sha = hex(&sha.finalize());
+    if stored != manifest.stored_bytes {
+        return Err(mismatch(format!(
+            "{stored} bytes stored, manifest says {}",
+            manifest.stored_bytes
+        )));
+    }
+    if sha != manifest.sha256 {
+        return Err(mismatch(format!("sha256 {sha}, manifest says {}", manifest.sha256)));
+    }
+    let summary = verifier
+        .finish()
+        .map_err(|source| SnapshotError::StoredCorrupt { id: id.clone(), source })?;
+    if summary.bytes != manifest.raw_bytes
+        || summary.crc64.map(|c| format!("{c:016x}")) != manifest.crc64
+    {
+        return Err(mismatch(format!(
+            "RDB of {} bytes with CRC64 {:?}, manifest says {} bytes and {:?}",
+            summary.bytes, summary.crc64, manifest.raw_bytes, manifest.crc64
+        )));
+    }
+    Ok(())
+}
+
+/// The chunks on their way to the seed, never past the manifest's `rawBytes` (a zstd bomb,
+/// a wrong manifest). The seed itself holds the last one back until the verdict.
+struct Outgoing<'a> {
+    sender: &'a mpsc::Sender<Result<Bytes, SnapshotError>>,
+    raw: u64,
+    limit: u64,
+}
+
+impl Outgoing<'_> {
+    async fn push(&mut self, bytes: Bytes, id: &str) -> Result<(), SnapshotError> {
+        self.raw += bytes.len() as u64;
+        if self.raw > self.limit {
+            return Err(SnapshotError::Decompress {
+                id: id.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "the object expands past the {} bytes its manifest records",
+                        self.limit
+                    ),
+                ),
+            });
+        }
+        // A closed channel: the payload was dropped (a header check, or the seed failed and
+        // reports why). Stop downloading.
+        self.sender
+            .send(Ok(bytes))
+            .await
+            .map_err(|_| SnapshotError::Restore { why: "the payload's reader went away".into() })
+    }
+}
