@@ -26,8 +26,8 @@ pub struct HandedOver {
 
 /// Resizes `cluster` from `from` (the count decided on) to `to` instances, handing the
 /// recorded master over first when `to` would remove it (it is a member, not gone, at an
-/// ordinal `>= to`). A count someone else changed since is refused before the hand-over
-/// ([`ClusterError::Resized`]), and again atomically by the backend's write. A failed
+/// ordinal `>= to`). A count someone else changed since is refused before a hand-over
+/// ([`ClusterError::Resized`]), and by the backend's write, atomically. A failed
 /// hand-over changes no replica count. Idempotent: after an interrupted call the record
 /// names the survivor, so a retry only resizes. Returns the hand-over, if one ran.
 pub async fn resize<C: Cluster>(
@@ -36,16 +36,17 @@ pub async fn resize<C: Cluster>(
     to: u16,
     hand_over: &HandOver<'_>,
 ) -> Result<Option<HandedOver>, ClusterError> {
-    crate::cluster::refuse_resized(from, to, cluster.replicas().await?)?;
-    let handed = before_scale(cluster, to, hand_over).await?;
+    let handed = before_scale(cluster, from, to, hand_over).await?;
     cluster.scale(from, to).await?;
     Ok(handed)
 }
 
 /// The hand-over alone: the record read fresh (another actor may have moved the master since
-/// the last probe), and the master switched over if `to` removes it.
+/// the last probe), and the master switched over if `to` removes it; `count` is the replica
+/// count the scale was decided on.
 pub async fn before_scale<C: Cluster>(
     cluster: &C,
+    count: u16,
     to: u16,
     hand_over: &HandOver<'_>,
 ) -> Result<Option<HandedOver>, ClusterError> {
@@ -54,6 +55,8 @@ pub async fn before_scale<C: Cluster>(
     let Some(from) = removed_master(record.as_ref(), &members, to).cloned() else {
         return Ok(None);
     };
+    // No master is moved for a scale someone else has overtaken.
+    crate::cluster::refuse_resized(count, to, cluster.replicas().await?)?;
     tracing::info!(master = %from.id, to, "scaling down removes the master: handing it over first");
     let handed =
         failover::hand_over(cluster, &from, to, hand_over.health, &hand_over.context).await;

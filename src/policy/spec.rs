@@ -591,6 +591,7 @@ spec:
     throughputWindow: x
     deadline: x
   alerts: [{alertname: x, action: evaluate}]
+  paused: false
 "#;
 
     /// Checks each mapping with fixed fields against its `FIELDS`; returns how many it checked.
