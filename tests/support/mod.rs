@@ -461,6 +461,17 @@ pub fn replicated(replicas: usize) -> (Redis, Vec<Redis>) {
         r.wait_for_field("master_link_status", "up");
     }
     master.wait_for_field("connected_slaves", &replicas.len().to_string());
+    // The master counts a replica connected from its first byte, and lists it `online` (what a
+    // snapshot source must be) only once it streams to it, which can come after the replica
+    // reports its link up.
+    for index in 0..replicas.len() {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let field = format!("slave{index}");
+        while !master.info_field(&field).is_some_and(|line| line.contains("state=online")) {
+            assert!(Instant::now() < deadline, "{field} never online on {}", master.addr());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     (master, replicas)
 }
 
