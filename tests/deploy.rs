@@ -590,6 +590,32 @@ fn example_policies(manifests: &[Manifest]) -> BTreeMap<String, String> {
     data.into_iter().collect()
 }
 
+/// Issue 14: the example's write guard and its smallest fleet agree with docs/failover.md.
+/// `min-replicas-to-write N` counts replicas, and every failover leaves the new master without
+/// the old pod until it restarts and fully resyncs: with only N replicas the master refuses
+/// every write meanwhile, and for good if that node is lost. So the policy keeps at least
+/// N + 1 replicas, N + 2 instances.
+#[test]
+fn the_example_write_guard_leaves_a_replica_to_spare() {
+    let manifests = manifests();
+    let config: ConfigMap = find(&manifests, "ConfigMap", "redis-session-config").typed();
+    let conf = config.data.expect("data").remove("redis.conf").expect("redis.conf");
+    let guard: u16 = conf
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("min-replicas-to-write "))
+        .map_or(0, |n| n.trim().parse().expect("a count"));
+    for (name, text) in example_policies(&manifests) {
+        let policy = redis_autopilot::policy::load_policy_str(&name, &text).expect("valid");
+        let Some(scaling) = policy.scaling else { continue };
+        assert!(
+            scaling.min_replicas >= guard + 2,
+            "{name}: minReplicas {} with min-replicas-to-write {guard}: every failover leaves the \
+             master refusing writes until the old pod resyncs",
+            scaling.min_replicas
+        );
+    }
+}
+
 #[test]
 fn the_mounted_policies_pass_check() {
     let policies = example_policies(&manifests());
