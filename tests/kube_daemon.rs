@@ -187,6 +187,14 @@ impl Daemon {
             .sum()
     }
 
+    /// The decisions `/v1/decisions` keeps for the policy, newest first (up to 500).
+    fn decisions(&self, runtime: &tokio::runtime::Runtime) -> Vec<Value> {
+        let url = format!("http://127.0.0.1:{}/v1/decisions?policy={POLICY}&limit=500", self.http);
+        runtime
+            .block_on(async { reqwest::get(url).await.ok()?.json::<Vec<Value>>().await.ok() })
+            .expect("/v1/decisions answers")
+    }
+
     /// `redis_autopilot_actions_total` of the policy, by (kind, outcome); empty while the
     /// daemon does not answer.
     fn actions(&self, runtime: &tokio::runtime::Runtime) -> Vec<(String, String, f64)> {
@@ -561,6 +569,18 @@ fn only_the_lease_holder_acts_and_the_standby_fails_over_when_it_dies_with_the_m
     });
     let standby_actions = daemons[standby].actions(&pods.runtime);
     assert_eq!(count(&standby_actions, "applied"), 0.0, "{standby_actions:?}");
+    // Issue 14: a standby is quiet. It decides on every probe and drops every action; its
+    // `/v1/decisions` holds each decision once per change, not one record per drop.
+    let dropped = wait_until(DEADLINE, "the standby drops 40 actions", log, || {
+        let dropped = count(&daemons[standby].actions(&pods.runtime), "dropped");
+        (dropped >= 40.0).then_some(dropped)
+    });
+    let recorded = daemons[standby].decisions(&pods.runtime);
+    let no_ops = recorded.iter().filter(|r| r["action"]["outcome"] == "dropped").count();
+    assert!(
+        no_ops <= 2 * IPS.len() + 2,
+        "{no_ops} dropped decisions recorded for {dropped} dropped actions:\n{recorded:#?}"
+    );
     let leader_actions = daemons[leader].actions(&pods.runtime);
     assert!(count(&leader_actions, "applied") > 0.0, "{leader_actions:?}");
     let events = statefulset_events(&pods);

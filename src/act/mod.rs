@@ -124,6 +124,12 @@ impl Executor {
         self
     }
 
+    /// Whether this daemon leads the policy now: a standby decides and explains to itself,
+    /// and keeps quiet (no Events, no repeated records).
+    pub fn leads(&self) -> bool {
+        self.leadership.is_leader()
+    }
+
     /// The mode actions are admitted under now: the daemon's, or `Paused` while this
     /// policy is paused.
     pub fn mode(&self) -> Mode {
@@ -195,12 +201,14 @@ pub enum LogLevel {
 /// Logs decisions: a failed action at WARN with its whole error chain, a performed one at
 /// INFO, and one that was not performed (paused, dry run, advice, rate limited, no action)
 /// at INFO once per change: while the same decision on the same instances comes back with
-/// the same outcome, the repeats go to DEBUG. A decision not seen for [`Self::FORGET_AFTER`]
-/// counts as new again.
+/// the same outcome, the repeats go to DEBUG, however many other decisions come between (a
+/// standby drops an advertisement for each pod on every probe). A decision not seen for
+/// [`Self::FORGET_AFTER`] counts as new again.
 #[derive(Debug, Default)]
 pub struct DecisionLog {
-    /// By decision kind: what was last logged at INFO, and when it was last seen.
-    last: std::collections::HashMap<&'static str, (String, Timestamp)>,
+    /// By decision subject (kind and instances): the outcome last seen, and when. Entries not
+    /// seen for [`Self::FORGET_AFTER`] are dropped, so it holds at most what one minute decided.
+    last: std::collections::HashMap<String, (&'static str, Timestamp)>,
 }
 
 impl DecisionLog {
@@ -214,41 +222,41 @@ impl DecisionLog {
         outcome: Option<&ActionOutcome>,
         now: Timestamp,
     ) -> LogLevel {
+        // What the decision is about, without its reason (which carries a ticking "down
+        // for 3.2s").
+        let subject = subject(decision);
         match outcome {
             Some(ActionOutcome::Failed { .. }) => return LogLevel::Warn,
             Some(ActionOutcome::Applied) => {
-                self.last.remove(decision.kind());
+                self.last.remove(&subject);
                 return LogLevel::Info;
             }
             _ => {}
         }
-        // What the decision is about, without its reason (which carries a ticking "down
-        // for 3.2s"), and what became of it.
-        let key = format!("{} {}", subject(decision), outcome.map_or("none", ActionOutcome::label));
+        let label = outcome.map_or("none", ActionOutcome::label);
         let forget =
             chrono::Duration::from_std(Self::FORGET_AFTER).unwrap_or(chrono::Duration::MAX);
-        let repeat = self
-            .last
-            .get(decision.kind())
-            .is_some_and(|(last, seen)| *last == key && now.signed_duration_since(*seen) < forget);
-        self.last.insert(decision.kind(), (key, now));
+        self.last.retain(|_, (_, seen)| now.signed_duration_since(*seen) < forget);
+        let repeat = self.last.get(&subject).is_some_and(|(last, _)| *last == label);
+        self.last.insert(subject, (label, now));
         if repeat { LogLevel::Debug } else { LogLevel::Info }
     }
 
-    /// Logs `decision` of `policy` at the level [`Self::level`] chooses. Role advertisements
-    /// are bookkeeping: DEBUG unless they fail.
+    /// Logs `decision` of `policy` at the level [`Self::level`] chooses, and returns that
+    /// level (DEBUG: a repeat). Role advertisements are bookkeeping: DEBUG unless they fail.
     pub fn log(
         &mut self,
         policy: &str,
         decision: &Decision,
         outcome: Option<&ActionOutcome>,
         now: Timestamp,
-    ) {
-        let mut level = self.level(decision, outcome, now);
+    ) -> LogLevel {
+        let level = self.level(decision, outcome, now);
+        let mut shown = level;
         if matches!(decision, Decision::Health(HealthDecision::Advertise { .. }))
             && level != LogLevel::Warn
         {
-            level = LogLevel::Debug;
+            shown = LogLevel::Debug;
         }
         let action = decision.kind();
         let label = outcome.map_or("none", ActionOutcome::label);
@@ -259,7 +267,7 @@ impl DecisionLog {
             }
             Decision::Scaling(ScalingDecision::Hold { .. }) | Decision::Health(_) => None,
         };
-        match (level, outcome) {
+        match (shown, outcome) {
             (LogLevel::Warn, Some(ActionOutcome::Failed { error })) => {
                 tracing::warn!(policy, action, replicas = scale, outcome = label, %reason, error = %error, "action failed");
             }
@@ -276,6 +284,7 @@ impl DecisionLog {
                 tracing::info!(policy, action, replicas = scale, outcome = label, why, %reason, "decision");
             }
         }
+        level
     }
 }
 
@@ -476,6 +485,24 @@ mod tests {
         assert_eq!(log.level(&scale_decision(3, 4), paused, at(10_500)), LogLevel::Info);
         // Absent for longer than FORGET_AFTER: new again.
         assert_eq!(log.level(&claims_master("b"), None, at(80_000)), LogLevel::Info);
+    }
+
+    /// A standby drops a decision for each of several instances on every probe: each is
+    /// reported once, however they interleave, not once per probe.
+    #[test]
+    fn interleaved_repeats_of_several_instances_are_each_reported_once() {
+        let mut log = DecisionLog::default();
+        let dropped = Some(&ActionOutcome::Dropped);
+        let at = |ms: i64| t(0) + chrono::Duration::milliseconds(ms);
+        for instance in ["a", "b", "c"] {
+            assert_eq!(log.level(&claims_master(instance), dropped, at(0)), LogLevel::Info);
+        }
+        for probe in 1..40 {
+            for instance in ["a", "b", "c"] {
+                let level = log.level(&claims_master(instance), dropped, at(probe * 250));
+                assert_eq!(level, LogLevel::Debug, "probe {probe}, {instance}");
+            }
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use super::metrics::Metrics;
 use super::snapshots::SnapshotScheduler;
 use super::status::{DecisionRecord, Status};
 use crate::act::health::HealthActions;
-use crate::act::{self, ActionOutcome, DecisionLog, Executor};
+use crate::act::{self, ActionOutcome, DecisionLog, Executor, LogLevel};
 use crate::cluster::Cluster;
 use crate::decide::health;
 use crate::decide::{Decision, Fleet, HealthDecision, Memory, ScalingDecision, decide};
@@ -331,12 +331,21 @@ impl<C: Cluster> PolicyLoop<C> {
             };
             let decision = Decision::from(decision);
             // A hold asks for nothing: `decide` holds every round, logged at DEBUG above.
-            if let Some(outcome) = &action {
-                self.decision_log.log(&name, &decision, Some(outcome), now);
+            let level = action
+                .as_ref()
+                .map(|outcome| self.decision_log.log(&name, &decision, Some(outcome), now));
+            if self.worth_recording(level) {
+                self.shared.status.record(DecisionRecord::new(now, &name, decision, action));
             }
-            self.shared.status.record(DecisionRecord::new(now, &name, decision, action));
         }
         self.shared.status.first_decision(&name);
+    }
+
+    /// Whether a decision logged at `level` goes to `/v1/decisions`. The leader records every
+    /// one; a standby, which drops every action and decides again on every probe, records a
+    /// decision only when it changes, so its ring is not a flood of the same no-ops.
+    fn worth_recording(&self, level: Option<LogLevel>) -> bool {
+        self.executor.leads() || level != Some(LogLevel::Debug)
     }
 
     /// One health probe: probe every member, assess, act on what the core decided.
@@ -390,12 +399,16 @@ impl<C: Cluster> PolicyLoop<C> {
                         && !matches!(decision, HealthDecision::Advertise { .. })
                 }
             };
-            if explained {
+            // A standby's view can be a step behind the leader's (a cached record): its
+            // Events would contradict what the leader did.
+            if explained && self.executor.leads() {
                 self.cluster.explain(decision.kind(), &decision.sentence()).await;
             }
             let decision = Decision::from(decision);
-            self.decision_log.log(&name, &decision, outcome.as_ref(), now);
-            self.shared.status.record(DecisionRecord::new(now, &name, decision, outcome));
+            let level = self.decision_log.log(&name, &decision, outcome.as_ref(), now);
+            if self.worth_recording(Some(level)) {
+                self.shared.status.record(DecisionRecord::new(now, &name, decision, outcome));
+            }
         }
         actions.heal(&probe, assessment.master_serving).await;
     }
