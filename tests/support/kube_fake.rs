@@ -499,6 +499,35 @@ async fn handle(
     }
 }
 
+/// Applies the writes another writer interleaved (`interleave_statefulset_write`, landing as a
+/// `kubectl scale` would, between the caller's read and its write), then checks the write's
+/// `metadata.resourceVersion` precondition: the StatefulSet to write to, or the 409 the API
+/// server answers a stale one with.
+fn precondition_holds(
+    state: &mut State,
+    key: &(String, String),
+    mut set: Value,
+    write: &Value,
+) -> Result<Value, Box<Response>> {
+    for other in std::mem::take(&mut state.interleaved) {
+        merge(&mut set, &other);
+        set["metadata"]["resourceVersion"] = json!(state.bump());
+    }
+    let precondition = write["metadata"]["resourceVersion"].as_str();
+    if precondition.is_some_and(|rv| Some(rv) != set["metadata"]["resourceVersion"].as_str()) {
+        state.sets.insert(key.clone(), set);
+        return Err(Box::new(status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            &format!(
+                "Operation cannot be fulfilled on statefulsets.apps \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+                key.1
+            ),
+        )));
+    }
+    Ok(set)
+}
+
 fn statefulset(
     state: &mut State,
     method: Method,
@@ -524,26 +553,11 @@ fn statefulset(
     match (method, rest) {
         (Method::GET, []) => ok(set),
         (Method::PATCH, []) => {
-            let mut set = set;
-            for other in std::mem::take(&mut state.interleaved) {
-                merge(&mut set, &other);
-                set["metadata"]["resourceVersion"] = json!(state.bump());
-            }
             let patch = body.unwrap_or_default();
-            let precondition = patch["metadata"]["resourceVersion"].as_str();
-            if precondition
-                .is_some_and(|rv| Some(rv) != set["metadata"]["resourceVersion"].as_str())
-            {
-                state.sets.insert(key.clone(), set);
-                return status(
-                    StatusCode::CONFLICT,
-                    "Conflict",
-                    &format!(
-                        "Operation cannot be fulfilled on statefulsets.apps \"{}\": the object has been modified; please apply your changes to the latest version and try again",
-                        key.1
-                    ),
-                );
-            }
+            let mut set = match precondition_holds(state, &key, set, &patch) {
+                Ok(set) => set,
+                Err(conflict) => return *conflict,
+            };
             merge(&mut set, &patch);
             set["metadata"]["resourceVersion"] = json!(state.bump());
             state.sets.insert(key, set.clone());
@@ -552,28 +566,12 @@ fn statefulset(
         (Method::GET, ["scale"]) => ok(scale(&set)),
         (Method::PATCH | Method::PUT, ["scale"]) => {
             // The scale shares the StatefulSet's resourceVersion: a write to either since the
-            // caller's read (interleaved here, as a `kubectl scale` would land) makes a
-            // precondition on it fail, as the API server does.
-            let mut set = set;
-            for other in std::mem::take(&mut state.interleaved) {
-                merge(&mut set, &other);
-                set["metadata"]["resourceVersion"] = json!(state.bump());
-            }
+            // caller's read makes a precondition on it fail, as the API server does.
             let body = body.unwrap_or_default();
-            let precondition = body["metadata"]["resourceVersion"].as_str();
-            if precondition
-                .is_some_and(|rv| Some(rv) != set["metadata"]["resourceVersion"].as_str())
-            {
-                state.sets.insert(key.clone(), set);
-                return status(
-                    StatusCode::CONFLICT,
-                    "Conflict",
-                    &format!(
-                        "Operation cannot be fulfilled on statefulsets.apps \"{}\": the object has been modified; please apply your changes to the latest version and try again",
-                        key.1
-                    ),
-                );
-            }
+            let mut set = match precondition_holds(state, &key, set, &body) {
+                Ok(set) => set,
+                Err(conflict) => return *conflict,
+            };
             set["spec"]["replicas"] = body["spec"]["replicas"].clone();
             set["metadata"]["resourceVersion"] = json!(state.bump());
             state.sets.insert(key, set.clone());

@@ -415,7 +415,6 @@ async fn produce(
 ) -> Result<(), SnapshotError> {
     let id = &manifest.id;
     let decompress = |source| SnapshotError::Decompress { id: id.clone(), source };
-    let mismatch = |why: String| SnapshotError::Mismatch { id: id.clone(), why };
     let mut decoder = match manifest.compression {
         Codec::Zstd => Some(zstd::stream::raw::Decoder::new().map_err(decompress)?),
         Codec::None => None,
@@ -455,28 +454,8 @@ async fn produce(
             }
         }
     }
-    let sha = hex(&sha.finalize());
-    if stored != manifest.stored_bytes {
-        return Err(mismatch(format!(
-            "{stored} bytes stored, manifest says {}",
-            manifest.stored_bytes
-        )));
-    }
-    if sha != manifest.sha256 {
-        return Err(mismatch(format!("sha256 {sha}, manifest says {}", manifest.sha256)));
-    }
-    let summary = verifier
-        .finish()
-        .map_err(|source| SnapshotError::StoredCorrupt { id: id.clone(), source })?;
-    if summary.bytes != manifest.raw_bytes
-        || summary.crc64.map(|c| format!("{c:016x}")) != manifest.crc64
-    {
-        return Err(mismatch(format!(
-            "RDB of {} bytes with CRC64 {:?}, manifest says {} bytes and {:?}",
-            summary.bytes, summary.crc64, manifest.raw_bytes, manifest.crc64
-        )));
-    }
-    Ok(())
+    super::restore::check_stored(manifest, stored, &hex(&sha.finalize()))?;
+    super::restore::check_rdb(manifest, verifier)
 }
 
 /// The chunks on their way to the seed, never past the manifest's `rawBytes` (a zstd bomb,

@@ -153,34 +153,53 @@ impl Snapshotter {
                 decoder.into_inner()
             }
         };
-        let mismatch = |why: String| SnapshotError::Mismatch { id: id.clone(), why };
-        let sha = hex(&sha.finalize());
-        if stored != manifest.stored_bytes {
-            return Err(mismatch(format!(
-                "{stored} bytes stored, manifest says {}",
-                manifest.stored_bytes
-            )));
-        }
-        if sha != manifest.sha256 {
-            return Err(mismatch(format!("sha256 {sha}, manifest says {}", manifest.sha256)));
-        }
+        check_stored(manifest, stored, &hex(&sha.finalize()))?;
         if let Some((path, file)) = sink.file.as_mut() {
             file.flush().map_err(|source| SnapshotError::Local { path: path.clone(), source })?;
         }
-        let summary: RdbSummary = sink
-            .verifier
-            .finish()
-            .map_err(|source| SnapshotError::StoredCorrupt { id: id.clone(), source })?;
-        if summary.bytes != manifest.raw_bytes
-            || summary.crc64.map(|c| format!("{c:016x}")) != manifest.crc64
-        {
-            return Err(mismatch(format!(
+        check_rdb(manifest, sink.verifier)
+    }
+}
+
+/// The object as downloaded against its manifest: the bytes stored (`stored`) and their
+/// sha256. Every read of a snapshot (to a file, a verification, into an instance) checks it.
+pub(super) fn check_stored(
+    manifest: &Manifest,
+    stored: u64,
+    sha256: &str,
+) -> Result<(), SnapshotError> {
+    let mismatch = |why: String| SnapshotError::Mismatch { id: manifest.id.clone(), why };
+    if stored != manifest.stored_bytes {
+        return Err(mismatch(format!(
+            "{stored} bytes stored, manifest says {}",
+            manifest.stored_bytes
+        )));
+    }
+    if sha256 != manifest.sha256 {
+        return Err(mismatch(format!("sha256 {sha256}, manifest says {}", manifest.sha256)));
+    }
+    Ok(())
+}
+
+/// The RDB the object decoded to against its manifest: a complete file (header, end opcode,
+/// CRC64) of the size and CRC64 recorded.
+pub(super) fn check_rdb(manifest: &Manifest, verifier: RdbVerifier) -> Result<(), SnapshotError> {
+    let id = &manifest.id;
+    let summary: RdbSummary = verifier
+        .finish()
+        .map_err(|source| SnapshotError::StoredCorrupt { id: id.clone(), source })?;
+    if summary.bytes != manifest.raw_bytes
+        || summary.crc64.map(|c| format!("{c:016x}")) != manifest.crc64
+    {
+        return Err(SnapshotError::Mismatch {
+            id: id.clone(),
+            why: format!(
                 "RDB of {} bytes with CRC64 {:?}, manifest says {} bytes and {:?}",
                 summary.bytes, summary.crc64, manifest.raw_bytes, manifest.crc64
-            )));
-        }
-        Ok(())
+            ),
+        });
     }
+    Ok(())
 }
 
 /// Where downloaded RDB bytes go: the verifier, and a file when restoring.
