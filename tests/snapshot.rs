@@ -28,30 +28,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");
 
 /// A few thousand keys of several types on `master`, and the replicas caught up.
 fn load_data(master: &Redis, replicas: &[Redis]) {
-    set_strings(master, "str", 3000, 64);
+    support::set_strings(master, "str", 3000, 64);
     load_collections(master, replicas);
-}
-
-/// `count` string keys `prefix:N` of `size` bytes that LZF cannot shrink much.
-fn set_strings(redis: &Redis, prefix: &str, count: usize, size: usize) {
-    let client = redis::Client::open(format!("redis://{}/", redis.addr())).expect("client");
-    let mut con = client.get_connection().expect("connect");
-    for batch in (0..count).collect::<Vec<_>>().chunks(5000) {
-        let mut pipe = redis::pipe();
-        for &i in batch {
-            let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let value: String = (0..size)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    char::from(b'!' + (x % 90) as u8)
-                })
-                .collect();
-            pipe.cmd("SET").arg(format!("{prefix}:{i}")).arg(value);
-        }
-        pipe.query::<()>(&mut con).expect("set strings");
-    }
 }
 
 /// Values compared between the source and a restored server.
@@ -244,7 +222,7 @@ async fn a_corrupted_byte_is_rejected_by_the_crc_and_the_upload_aborted() {
 async fn the_store_going_away_mid_upload_leaves_no_snapshot() {
     let master = Redis::master();
     // About 6 MB of RDB: the cut lands inside the upload.
-    set_strings(&master, "big", 60_000, 100);
+    support::set_strings(&master, "big", 60_000, 100);
     let moto = MotoServer::start();
     moto.create_bucket("bkt");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -315,7 +293,7 @@ fn s3_policy_with_key(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_s3_credentials_are_refused_by_a_store_that_checks_them() {
     let master = Redis::master();
-    set_strings(&master, "k", 500, 64);
+    support::set_strings(&master, "k", 500, 64);
     let (moto, key) = MotoServer::start_with_auth(&["bkt"]);
     let dir = tempfile::tempdir().expect("temp dir");
     let wrong_secret: String = key.secret.chars().rev().collect();
@@ -421,7 +399,7 @@ async fn a_replica_without_its_master_is_refused_and_another_source_chosen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_the_newest_and_never_touches_an_unfinished_snapshot() {
     let master = Redis::master();
-    set_strings(&master, "k", 100, 10);
+    support::set_strings(&master, "k", 100, 10);
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("file://{}", dir.path().display());
     let text = policy_text(
@@ -461,7 +439,7 @@ async fn retention_keeps_the_newest_and_never_touches_an_unfinished_snapshot() {
 #[test]
 fn the_daemon_takes_scheduled_snapshots_and_dry_run_uploads_nothing() {
     let master = Redis::master();
-    set_strings(&master, "k", 2000, 50);
+    support::set_strings(&master, "k", 2000, 50);
     for dry_run in [false, true] {
         let work = tempfile::tempdir().expect("temp dir");
         let backups = work.path().join("backups");

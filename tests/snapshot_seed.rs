@@ -25,23 +25,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");
 
 /// `count` string keys of `size` bytes LZF cannot shrink much, and the collections.
 fn load_data(redis: &Redis, count: usize, size: usize) {
+    support::set_strings(redis, "str", count, size);
     let mut con = redis.client().get_connection().expect("connect");
-    for batch in (0..count).collect::<Vec<_>>().chunks(5000) {
-        let mut pipe = redis::pipe();
-        for &i in batch {
-            let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let value: String = (0..size)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    char::from(b'!' + (x % 90) as u8)
-                })
-                .collect();
-            pipe.cmd("SET").arg(format!("str:{i}")).arg(value);
-        }
-        pipe.query::<()>(&mut con).expect("set strings");
-    }
     redis::cmd("SET").arg("ttl:1").arg("v").arg("EX").arg(3600).query::<()>(&mut con).expect("ttl");
     load_collections(redis, []);
 }

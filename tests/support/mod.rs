@@ -73,6 +73,28 @@ pub fn local_config(
     }
 }
 
+/// `count` string keys `prefix:N` of `size` bytes that LZF cannot shrink much.
+pub fn set_strings(redis: &Redis, prefix: &str, count: usize, size: usize) {
+    let client = redis::Client::open(format!("redis://{}/", redis.addr())).expect("client");
+    let mut con = client.get_connection().expect("connect");
+    for batch in (0..count).collect::<Vec<_>>().chunks(5000) {
+        let mut pipe = redis::pipe();
+        for &i in batch {
+            let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let value: String = (0..size)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b'!' + (x % 90) as u8)
+                })
+                .collect();
+            pipe.cmd("SET").arg(format!("{prefix}:{i}")).arg(value);
+        }
+        pipe.query::<()>(&mut con).expect("set strings");
+    }
+}
+
 /// Scales `cluster` to `to` as the daemon's action path does: the recorded master handed over
 /// first when `to` removes it ([`redis_autopilot::act::hand_over::resize`]), then the
 /// backend's `scale`, which only resizes.
