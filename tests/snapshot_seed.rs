@@ -73,10 +73,18 @@ fn digests(port: u16) -> BTreeMap<String, String> {
     out
 }
 
+/// Short steps, and a whole sync bounded at two minutes (the default is the six hours a
+/// production restore may take): a sync that never completes fails the test with the seed's
+/// `Deadline` error instead of holding the suite.
+fn test_limits() -> Limits {
+    Limits { step: Duration::from_secs(5), total: Duration::from_secs(120), ..Limits::default() }
+}
+
+/// Snapshots of the fleet's policy, bounded like [`test_limits`] (`deadline` bounds a restore).
 fn snapshots_section(dir: &Path, compression: &str) -> String {
     format!(
         "  snapshots:\n    schedule: '0 0 3 * * *'\n    destination: 'file://{}'\n    \
-         compression: {compression}\n    source: replicaOrMaster\n",
+         compression: {compression}\n    source: replicaOrMaster\n    deadline: 2m\n",
         dir.display()
     )
 }
@@ -116,7 +124,7 @@ async fn a_seed_loads_a_real_redis_server_with_every_key_back() {
         let target = Redis::start(&[]);
         let target_endpoint = Endpoint::parse(&target.addr()).expect("endpoint");
         let access = Access::default();
-        let limits = Limits { step: Duration::from_secs(5), ..Limits::default() };
+        let limits = test_limits();
         let server = seed::server_version(&target_endpoint, &access, limits.step).await.unwrap();
         let mut payload = snapshotter.payload(&manifest).await.expect("payload");
         let header = payload.header().await.expect("header");
@@ -156,7 +164,7 @@ async fn seed_into(
     payload: seed::Payload,
 ) -> (Result<u64, seed::SeedError>, Result<seed::Loaded, seed::SeedError>) {
     let endpoint = Endpoint::parse(&target.addr()).expect("endpoint");
-    let limits = Limits { step: Duration::from_secs(5), ..Limits::default() };
+    let limits = test_limits();
     let bind = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
     let serving = bind.serve(payload, vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], limits);
     target.cli(&["REPLICAOF", "127.0.0.1", &serving.addr().port().to_string()]);
