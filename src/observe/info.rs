@@ -170,6 +170,9 @@ pub struct Replication {
     pub replica_repl_offset: Option<u64>,
     pub master_repl_offset: Option<u64>,
     pub master_replid: Option<RedisId>,
+    /// `master_replid2`: the history this one continues, on an instance promoted from a
+    /// replica; `None` when Redis reports all zeros (no such history).
+    pub master_replid2: Option<RedisId>,
     /// `slave_priority`: lower is preferred for promotion; `0` means never promote.
     pub replica_priority: Option<u32>,
     /// `slave_read_only`.
@@ -404,6 +407,10 @@ impl Info {
             b"slave_repl_offset" => self.replication.replica_repl_offset = value.parse().ok(),
             b"master_repl_offset" => self.replication.master_repl_offset = value.parse().ok(),
             b"master_replid" => self.replication.master_replid = RedisId::parse(value),
+            b"master_replid2" => {
+                self.replication.master_replid2 =
+                    RedisId::parse(value).filter(|id| *id != RedisId([0; 20]));
+            }
             b"slave_priority" | b"replica_priority" => {
                 self.replication.replica_priority = value.parse().ok();
             }
@@ -718,6 +725,16 @@ mod tests {
     }
 
     #[test]
+    fn a_promoted_instance_keeps_the_history_it_continues() {
+        let history = "15b30630954f55b03528bf9ad9d3f7eb6b4260e8";
+        let info = Info::parse(&MASTER.replace(
+            "master_replid2:0000000000000000000000000000000000000000",
+            &format!("master_replid2:{history}"),
+        ));
+        assert_eq!(info.replication.master_replid2, Some(id(history)));
+    }
+
+    #[test]
     fn master_with_two_replicas_and_two_databases() {
         let info = Info::parse(MASTER);
         assert_eq!(info.role, Role::Master);
@@ -839,6 +856,8 @@ mod tests {
                 replica_repl_offset: Some(7_356_106),
                 master_repl_offset: Some(7_356_106),
                 master_replid: Some(id("15b30630954f55b03528bf9ad9d3f7eb6b4260e8")),
+                // `master_replid2:000...`: no earlier history.
+                master_replid2: None,
                 replica_priority: Some(50),
                 replica_read_only: Some(true),
                 connected_replicas: Some(0),

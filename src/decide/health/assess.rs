@@ -103,12 +103,16 @@ pub fn assess(
         return assessment;
     };
     let serving = master.answering().is_some_and(|info| info.role == Role::Master);
-    let any_holder = seen.iter().any(|s| s.id() != master.id() && s.holds_data());
+    // Data the master lacks counts only off its history: a replica of this very history
+    // holding more keys was sampled a moment later (the first writes to a new fleet land
+    // between two samples), not left behind by a restart.
+    let holder_elsewhere =
+        seen.iter().any(|s| s.id() != master.id() && s.holds_data() && !s.shares_history(master));
     let most_elsewhere = seen.iter().filter(|s| s.id() != master.id()).map(Seen::keys).max();
     let behind = most_elsewhere.is_some_and(|most| master.keys() < most);
     let restarted_empty = master.answering().is_some()
         && behind
-        && any_holder
+        && holder_elsewhere
         && (memory.restarted.contains(master.id())
             || (memory.last_serving.is_none() && !master.holds_data()));
     if serving && !restarted_empty {

@@ -142,6 +142,18 @@ impl Seen<'_> {
         self.keys() > 0
     }
 
+    /// Whether its data descends from `other`'s write history: the same replication id, or
+    /// the one `other` continued when it was promoted. A master that restarted without its
+    /// data starts a new history, so replicas still holding the old one do not share it;
+    /// a replica that synced from it since does. Unknown ids share nothing.
+    fn shares_history(&self, other: &Seen<'_>) -> bool {
+        let replid = |s: &Seen<'_>| s.info.and_then(|i| i.replication.master_replid);
+        let Some(own) = replid(self) else { return false };
+        other.info.is_some_and(|i| {
+            i.replication.master_replid == Some(own) || i.replication.master_replid2 == Some(own)
+        })
+    }
+
     /// Whether it replicates `master`'s endpoint.
     fn follows(&self, master: &Member) -> bool {
         self.info.is_some_and(|info| {

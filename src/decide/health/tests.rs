@@ -589,6 +589,35 @@ fn after_a_daemon_restart_a_recorded_master_with_no_data_while_a_replica_has_som
 }
 
 #[test]
+fn a_new_master_whose_first_write_reached_a_replica_before_its_own_sample_serves() {
+    // Seen in CI: the fleet was just bootstrapped (no memory of the master serving), the
+    // master was sampled before the first write and its replica after. The replica's data
+    // descends from the master's own history, so nothing was lost and nothing fails over.
+    let history = RedisId([7; 20]);
+    let mut run = Run::new();
+    let probe = Probe::healthy(3).with(0, |i| with_keys(i, 0));
+    let probe = (0..3)
+        .fold(probe, |probe, n| probe.with(n, |i| i.replication.master_replid = Some(history)));
+    let assessment = run.assess(&probe, 0);
+    assert!(assessment.master_serving, "{:#?}", assessment.decisions);
+    assert!(
+        !assessment.decisions.iter().any(|d| matches!(d, HealthDecision::Failover { .. })),
+        "{:#?}",
+        assessment.decisions
+    );
+    // A master promoted since continues that history as its second id: the same holds.
+    let promoted = probe.clone().with(0, |i| {
+        i.replication.master_replid = Some(RedisId([8; 20]));
+        i.replication.master_replid2 = Some(history);
+    });
+    assert!(Run::new().assess(&promoted, 0).master_serving);
+    // An empty master on a history of its own is one that restarted without its data.
+    let restarted = probe.with(0, |i| i.replication.master_replid = Some(RedisId([9; 20])));
+    let assessment = Run::new().assess(&restarted, 0);
+    assert_eq!(failover(&assessment).3.rule, DownRule::RestartedEmpty);
+}
+
+#[test]
 fn an_empty_master_of_an_empty_fleet_serves() {
     // Nobody holds data: nothing to protect, so an empty master is just a new one.
     let mut run = Run::new();
