@@ -298,51 +298,19 @@ impl Snapshotter {
             total: self.config.limits.deadline,
             ..Limits::default()
         };
-        let len = payload.len;
-        let seed = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-        let peers = target.endpoint.host.parse::<IpAddr>().map(|ip| vec![ip]).unwrap_or_default();
-        let serving = seed.serve(payload, peers, limits);
-        let seed_member = Member {
-            id: format!("seed {}", serving.addr()),
-            endpoint: crate::sample::redis::Endpoint {
-                id: format!("seed {}", serving.addr()),
-                host: serving.addr().ip().to_string(),
-                port: serving.addr().port(),
-            },
-            ordinal: u16::MAX,
-            gone: None,
-        };
-        let loading = async {
+        let pointed = |seed: Member| async move {
             if old.is_some_and(|o| o.id == target.id) {
                 // A fleet of one: its recorded master is the only instance to load. Safe under
                 // the claim: no other actor changes roles until the record names it again.
-                redis_admin::replicaof(target, Some(&seed_member), &self.access, options.timeout)
-                    .await
-                    .map_err(failed("point the target at the seed"))?;
+                redis_admin::replicaof(target, Some(&seed), &self.access, options.timeout).await
             } else {
-                cluster
-                    .repoint(target, &seed_member)
-                    .await
-                    .map_err(failed("point the target at the seed"))?;
+                cluster.repoint(target, &seed).await
             }
-            progress.start(&format!("{} into {}", seed_member.id, target.id), len);
-            let loaded =
-                seed::wait_loaded(&target.endpoint, &self.access, &serving, limits, progress).await;
-            progress.finish();
-            Ok::<_, SnapshotError>(loaded?)
+            .map_err(failed("point the target at the seed"))
         };
-        let loaded = match loading.await {
+        let loaded = match self.load_from_seed(target, payload, limits, progress, pointed).await {
             Ok(loaded) => loaded,
             Err(error) => {
-                let error = match serving.stop().await {
-                    // The seed's own error says more than "ended before the load".
-                    Err(seed_error)
-                        if matches!(error, SnapshotError::Seed(seed::SeedError::Task { .. })) =>
-                    {
-                        SnapshotError::Seed(seed_error)
-                    }
-                    _ => error,
-                };
                 if let Some(old) = old.filter(|o| o.id != target.id)
                     && let Err(back) = cluster.repoint(target, old).await
                 {
@@ -351,8 +319,6 @@ impl Snapshotter {
                 return Err(error);
             }
         };
-        // Loaded: end the seed's link before anything else changes the target's role.
-        let _ = serving.stop().await;
         {
             let mut held = held.lock().await;
             let next = MasterRecord {
@@ -389,6 +355,62 @@ impl Snapshotter {
             }
         }
         Ok((loaded, unreached))
+    }
+
+    /// Loads `target` from a one-shot seed on loopback serving `payload`: `point` makes
+    /// `target` a replica of the seed (given as a member), then the load is awaited and the
+    /// seed's link ended. On any failure the seed is stopped and its own error, which says
+    /// more than "ended before the load", is returned; where `target` points then is the
+    /// caller's to fix.
+    pub(crate) async fn load_from_seed<Pointed>(
+        &self,
+        target: &Member,
+        payload: Payload,
+        limits: Limits,
+        progress: &dyn Progress,
+        point: impl FnOnce(Member) -> Pointed,
+    ) -> Result<seed::Loaded, SnapshotError>
+    where
+        Pointed: Future<Output = Result<(), SnapshotError>>,
+    {
+        let len = payload.len;
+        let seed = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let peers = target.endpoint.host.parse::<IpAddr>().map(|ip| vec![ip]).unwrap_or_default();
+        let serving = seed.serve(payload, peers, limits);
+        let seed_member = Member {
+            id: format!("seed {}", serving.addr()),
+            endpoint: crate::sample::redis::Endpoint {
+                id: format!("seed {}", serving.addr()),
+                host: serving.addr().ip().to_string(),
+                port: serving.addr().port(),
+            },
+            ordinal: u16::MAX,
+            gone: None,
+        };
+        let label = format!("{} into {}", seed_member.id, target.id);
+        let loading = async {
+            point(seed_member).await?;
+            progress.start(&label, len);
+            let loaded =
+                seed::wait_loaded(&target.endpoint, &self.access, &serving, limits, progress).await;
+            progress.finish();
+            Ok::<_, SnapshotError>(loaded?)
+        };
+        match loading.await {
+            Ok(loaded) => {
+                // Loaded: end the seed's link before anything else changes the target's role.
+                let _ = serving.stop().await;
+                Ok(loaded)
+            }
+            Err(error) => Err(match serving.stop().await {
+                Err(seed_error)
+                    if matches!(error, SnapshotError::Seed(seed::SeedError::Task { .. })) =>
+                {
+                    SnapshotError::Seed(seed_error)
+                }
+                _ => error,
+            }),
+        }
     }
 }
 
