@@ -2,7 +2,8 @@
 //! ([`Member`], [`Endpoint`]), how one is advertised ([`Advertised`]), and the durable record
 //! of the master with its epoch ([`MasterRecord`], [`Claim`]) together with the rule every
 //! backend obeys when writing it ([`MasterRecord::advance`], [`MasterRecord::may_promote`],
-//! [`MasterRecord::may_repoint`]), written and tested once.
+//! [`MasterRecord::may_repoint`]), written and tested once; and how a snapshot is named
+//! ([`snapshot_id`]), which policies refer to and the snapshot store writes.
 //!
 //! It imports nothing from the crate: the decision core (`policy`, `observe`, `decide`)
 //! builds on it, and so do the edges (`sample`, `cluster`, `failover`, `sim`).
@@ -229,4 +230,26 @@ pub enum RecordRefusal {
     NotRecorded { instance: InstanceId, epoch: u64, recorded: String },
     #[error("refusing to repoint {instance}: it is the recorded master (record another first)")]
     RecordedMaster { instance: InstanceId },
+}
+
+/// UTC to the millisecond: two snapshots of one source never share a name.
+const TIME_FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
+
+/// The id of a snapshot taken at `at` from `source`: characters object stores or shells
+/// dislike (`:`, `/`, `[`) become `-`.
+pub fn snapshot_id(at: DateTime<Utc>, source: &str) -> String {
+    let mut clean = String::with_capacity(source.len());
+    for c in source.chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '-' };
+        if !(c == '-' && clean.ends_with('-')) {
+            clean.push(c);
+        }
+    }
+    format!("{}-{}", at.format(TIME_FORMAT), clean.trim_matches('-'))
+}
+
+/// When a snapshot was taken, from its id (the part every id starts with).
+pub fn snapshot_id_time(id: &str) -> Option<DateTime<Utc>> {
+    let stamp = id.get(..20)?;
+    chrono::NaiveDateTime::parse_from_str(stamp, TIME_FORMAT).ok().map(|t| t.and_utc())
 }

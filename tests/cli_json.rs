@@ -174,6 +174,7 @@ fn every_shape_of_decision_record_is_camel_case() {
         Adjustment, HealthDecision, HealthReason, Reading, ScalingDecision, ScalingReason,
     };
     use redis_autopilot::model::Advertised;
+    use redis_autopilot::policy::Bootstrap;
 
     let evidences = vec![
         Evidence::Gone("pod deleted".into()),
@@ -230,6 +231,11 @@ fn every_shape_of_decision_record_is_camel_case() {
     }
     let mut reasons = vec![
         HealthReason::Bootstrap { choice: choice.clone() },
+        HealthReason::Seed { from: Bootstrap::Latest, choice: choice.clone() },
+        HealthReason::Seed {
+            from: Bootstrap::Snapshot("20261124T023000.000Z-redis-0".into()),
+            choice: choice.clone(),
+        },
         HealthReason::Adopt { offset: 7 },
         HealthReason::Unfinished { offset: 7 },
         HealthReason::ClaimsMaster { master: "redis-0".into() },
@@ -254,6 +260,7 @@ fn every_shape_of_decision_record_is_camel_case() {
     for reason in reasons {
         match &reason {
             HealthReason::Bootstrap { .. }
+            | HealthReason::Seed { .. }
             | HealthReason::Adopt { .. }
             | HealthReason::Down { .. }
             | HealthReason::DownBlocked { .. }
@@ -270,6 +277,11 @@ fn every_shape_of_decision_record_is_camel_case() {
                 from: Some(m.clone()),
                 to: i.clone(),
                 epoch: 2,
+                reason: reason.clone(),
+            },
+            HealthDecision::Seed {
+                instance: i.clone(),
+                from: Bootstrap::Latest,
                 reason: reason.clone(),
             },
             HealthDecision::Promote { instance: i.clone(), epoch: 2, reason: reason.clone() },
@@ -295,6 +307,7 @@ fn every_shape_of_decision_record_is_camel_case() {
     for decision in &decisions {
         match decision {
             HealthDecision::Failover { .. }
+            | HealthDecision::Seed { .. }
             | HealthDecision::Promote { .. }
             | HealthDecision::MasterDown { .. }
             | HealthDecision::Fence { .. }

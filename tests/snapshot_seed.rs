@@ -414,3 +414,52 @@ fn info(port: u16, field: &str) -> Option<String> {
     let text: String = redis::cmd("INFO").arg("all").query(&mut con).ok()?;
     text.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':').map(|v| v.trim().to_owned()))
 }
+
+/// `spec.snapshots.bootstrap: latest`: a new fleet whose destination holds no snapshot starts
+/// empty; once one exists, a brand-new fleet of the same policy (a cache recreated elsewhere)
+/// has its first master loaded from it *before* it is recorded: epoch 1, every key back on
+/// every instance, and never an empty master that clients could have written to.
+#[test]
+fn a_new_fleet_is_seeded_from_the_latest_snapshot_before_its_first_master_is_recorded() {
+    let backups = tempfile::tempdir().expect("temp dir");
+    let section = format!("{}    bootstrap: latest\n", snapshots_section(backups.path(), "zstd"));
+
+    let first = Fleet::start(&section);
+    let (master, epoch) = first.record().expect("a recorded master");
+    assert_eq!(epoch, 1);
+    assert!(first.log().contains("no snapshot to bootstrap from"), "{}", first.log());
+    assert_eq!(dbsize(master), Some(0));
+    {
+        let mut con = connect(master, Duration::from_secs(5)).expect("connect");
+        let mut pipe = redis::pipe();
+        for i in 0..5_000 {
+            pipe.cmd("SET").arg(format!("key:{i}")).arg(format!("value {i}")).ignore();
+        }
+        pipe.cmd("RPUSH").arg("list").arg(&["a", "b", "c"]).ignore();
+        pipe.query::<()>(&mut con).expect("write");
+    }
+    let expected = digests(master);
+    let policy = first.policy.to_str().expect("utf-8").to_owned();
+    let (ok, out, err) = cli(&["snapshot", "now", "--policy", &policy, "--output", "json"]);
+    assert!(ok, "snapshot now: {err}");
+    let taken: serde_json::Value = serde_json::from_str(&out).expect("manifest JSON");
+    let id = taken[0]["id"].as_str().expect("id").to_owned();
+    drop(first);
+
+    // The cache recreated: new instances, no record, the same policy and destination.
+    let second = Fleet::start(&section);
+    let log = second.log();
+    let (master, epoch) = second.record().expect("a recorded master");
+    assert_eq!(epoch, 1, "seeded before the first record, not restored over one: {log}");
+    assert!(log.contains("first master seeded from a snapshot") && log.contains(&id), "{log}");
+    for port in second.ports() {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{port} holds every key"),
+            || second.log(),
+            || (dbsize(port)? == expected.len() as u64 - 1).then_some(()),
+        );
+        assert!(digests(port) == expected, "{port}: the keys differ from the snapshot");
+    }
+    assert_eq!(second.wait_healthy(Duration::from_secs(30)), master);
+}

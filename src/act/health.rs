@@ -19,15 +19,21 @@ use crate::decide::health::{Evidence, HealthDecision, HealthMemory, HealthReason
 use crate::errors::chain;
 use crate::failover::{self, Phase, Probe};
 use crate::observe::Timestamp;
+use crate::policy::Bootstrap;
+use crate::snapshot::{SnapshotError, Snapshotter};
 
 /// What acting on one policy's health decisions goes through: the cluster, the executor that
-/// admits each action, and the failover context (access, deadlines, who acts).
+/// admits each action, the failover context (access, deadlines, who acts), and where a first
+/// master is seeded from.
 pub struct HealthActions<'a, C> {
     /// The policy's name, for the logs.
     pub policy: &'a str,
     pub cluster: &'a C,
     pub executor: &'a Executor,
     pub context: failover::Context<'a>,
+    /// The policy's snapshots, for [`HealthDecision::Seed`]: `Err` says why its destination
+    /// cannot be opened; `None` when the policy has none.
+    pub seeds: Option<Result<&'a Snapshotter, &'a SnapshotError>>,
 }
 
 /// What became of one health action.
@@ -67,6 +73,14 @@ impl<C: Cluster> HealthActions<'_, C> {
                 // A first master replaces nothing: not a failover to count.
                 if acted.outcome == ActionOutcome::Applied && from.is_some() {
                     memory.record_failover(now);
+                }
+                acted
+            }
+            HealthDecision::Seed { instance, from, reason } => {
+                let acted =
+                    self.admitted(probe, false, self.seed(probe, instance, from, reason)).await;
+                if acted.took.is_some() {
+                    memory.record_seed_attempt(now);
                 }
                 acted
             }
@@ -163,6 +177,63 @@ impl<C: Cluster> HealthActions<'_, C> {
             }
             Err(error) => {
                 tracing::error!(policy = %policy, to = %to.id, epoch, timeline = %error.timeline, error = %chain(&error), "failover failed: the next probe resumes it");
+                ran(started, Err(chain(&error)))
+            }
+        }
+    }
+
+    /// Loads `instance` from the snapshot `from` names, then makes it the first master (a
+    /// record at epoch 1, refused if another actor recorded one meanwhile). `latest` with no
+    /// snapshot at all starts the fleet empty, as without `bootstrap`; anything else that
+    /// fails leaves no master recorded, and the core decides again after `SEED_RETRY`.
+    async fn seed(
+        &self,
+        probe: &Probe,
+        instance: &str,
+        from: &Bootstrap,
+        reason: &HealthReason,
+    ) -> Acted {
+        let policy = self.policy;
+        let Some(target) = probe.member(instance) else { return missing(instance) };
+        let snapshotter = match self.seeds {
+            Some(Ok(snapshotter)) => snapshotter,
+            Some(Err(error)) => {
+                let error = format!("cannot open the snapshot destination: {}", chain(error));
+                return Acted::without_cluster(ActionOutcome::Failed { error });
+            }
+            None => {
+                let error = "the policy has no snapshot destination to seed from".to_owned();
+                return Acted::without_cluster(ActionOutcome::Failed { error });
+            }
+        };
+        let started = Instant::now();
+        let manifest = match snapshotter.bootstrap_source(from).await {
+            Ok(Some(manifest)) => manifest,
+            Ok(None) => {
+                tracing::info!(policy = %policy, destination = %snapshotter.destination().url, "no snapshot to bootstrap from: the first master starts empty");
+                return self.fail_over(probe, None, instance, 1, reason).await;
+            }
+            Err(error) => return ran(started, Err(chain(&error))),
+        };
+        let loaded = snapshotter
+            .seed_first_master(
+                self.cluster,
+                &probe.members,
+                target,
+                &manifest,
+                self.context.timeout,
+                &crate::snapshot::Quiet,
+            )
+            .await;
+        match loaded {
+            Ok(loaded) => {
+                tracing::info!(policy = %policy, instance = %target.id, snapshot = %manifest.id, keys = loaded.keys, bytes = loaded.bytes, took = ?loaded.took, "first master seeded from a snapshot");
+                let mut acted = self.fail_over(probe, None, instance, 1, reason).await;
+                acted.took = Some(started.elapsed());
+                acted
+            }
+            Err(error) => {
+                tracing::error!(policy = %policy, instance = %target.id, snapshot = %manifest.id, error = %chain(&error), "cannot seed the first master: no master is recorded; trying again later");
                 ran(started, Err(chain(&error)))
             }
         }
@@ -336,8 +407,13 @@ mod tests {
             guard: None,
             actor: "test",
         };
-        let actions =
-            HealthActions { policy: "cache", cluster: &cluster, executor: &executor, context };
+        let actions = HealthActions {
+            policy: "cache",
+            cluster: &cluster,
+            executor: &executor,
+            context,
+            seeds: None,
+        };
         actions.apply(&mut HealthMemory::default(), probe, decision, now()).await
     }
 

@@ -299,6 +299,7 @@ fn subject(decision: &Decision) -> String {
             HealthDecision::Failover { from, to, .. } => {
                 format!("failover {} {to}", from.as_deref().unwrap_or("-"))
             }
+            HealthDecision::Seed { instance, .. } => format!("seed {instance}"),
             HealthDecision::Promote { instance, .. } => format!("promote {instance}"),
             HealthDecision::MasterDown { master, .. } => format!("masterDown {master}"),
             HealthDecision::Fence { instance, master, .. } => format!("fence {instance} {master}"),

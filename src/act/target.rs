@@ -24,7 +24,8 @@ pub async fn open_as(
     if let AnyCluster::Local(fleet) = &cluster {
         let access = redis_access(policy).map_err(ClusterError::Access)?;
         let context = failover::Context::new(policy, &access, identity);
-        failover::bootstrap(fleet.as_ref(), &policy.health, &context).await?;
+        let seed_from = policy.snapshots.as_ref().and_then(|s| s.bootstrap.as_ref());
+        failover::bootstrap(fleet.as_ref(), &policy.health, seed_from, &context).await?;
         let replicas = crate::cluster::Cluster::replicas(fleet.as_ref()).await?;
         tracing::info!(policy = %policy.name, replicas, ?mode, "local fleet ready");
     }

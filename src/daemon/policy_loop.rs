@@ -35,6 +35,7 @@ use crate::observe::{History, Observation, Timestamp};
 use crate::policy::{AlertAction, BeforeAction, MetricSource, Policy, Target};
 use crate::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
 use crate::sample::{PolicySampler, SetupError, redis_access};
+use crate::snapshot::Snapshotter;
 
 /// What the rest of the daemon can ask of a policy's loop.
 #[derive(Debug)]
@@ -361,8 +362,10 @@ impl<C: Cluster> PolicyLoop<C> {
         let now = chrono::Utc::now();
         // Static endpoints have no durable record to keep: their roles are only watched.
         let manage = !matches!(self.policy.target, Target::Endpoints(_));
+        let seed_from = self.policy.snapshots.as_ref().and_then(|s| s.bootstrap.as_ref());
         let assessment = health::assess(
             &self.policy.health,
+            seed_from,
             probe.input(),
             &mut self.memory.health,
             manage,
@@ -375,11 +378,18 @@ impl<C: Cluster> PolicyLoop<C> {
             .filter(|_| assessment.master_serving)
             .and_then(|record| probe.member(&record.instance))
             .map(|master| (master.endpoint.host.clone(), master.endpoint.port));
+        // Opened only for a seed, which is rare: the store's client is not kept between probes.
+        let seeds = assessment
+            .decisions
+            .iter()
+            .any(|d| matches!(d, HealthDecision::Seed { .. }))
+            .then(|| Snapshotter::new(&self.policy));
         let actions = HealthActions {
             policy: &name,
             cluster: &self.cluster,
             executor: &self.executor,
             context: failover::Context::new(&self.policy, &self.access, &self.actor),
+            seeds: seeds.as_ref().map(Result::as_ref),
         };
         for decision in assessment.decisions {
             self.shared.metrics.decision(&name, decision.kind());

@@ -30,7 +30,7 @@ use serde::Serialize;
 use crate::cluster::{Claim, Cluster, ClusterError, MasterRecord, Member, redis_admin};
 use crate::decide::health::{self, HealthInput};
 use crate::observe::{InstanceId, InstanceSample};
-use crate::policy::{Health, Policy, WriteGuard};
+use crate::policy::{Bootstrap, Health, Policy, WriteGuard};
 use crate::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
 
 /// One health probe: the durable record, the members, and one sample of each.
@@ -185,10 +185,13 @@ pub fn claim_lifetime(timeout: Duration) -> Duration {
 /// Gives a fleet with no recorded master its first one, as the health core chooses it (the
 /// instance already serving as master, or the lowest ordinal of a fleet holding no data).
 /// Opening a local fleet does this in every mode, as it starts the processes in every mode:
-/// without a master there is nothing to watch. Returns the record, if there is one now.
+/// without a master there is nothing to watch. A first master the core would seed from a
+/// snapshot (`seed_from`) is left to the daemon's health loop, which seeds only when it may
+/// act. Returns the record, if there is one now.
 pub async fn bootstrap<C: Cluster>(
     cluster: &C,
     health: &Health,
+    seed_from: Option<&Bootstrap>,
     context: &Context<'_>,
 ) -> Result<Option<MasterRecord>, ClusterError> {
     if let Some(record) = cluster.recorded_master().await? {
@@ -198,7 +201,8 @@ pub async fn bootstrap<C: Cluster>(
         RedisSampler::with_sections(context.access.clone(), context.timeout, HEALTH_SECTIONS);
     let probe = Probe::take(cluster, &prober).await?;
     let mut memory = crate::decide::HealthMemory::default();
-    let assessment = health::assess(health, probe.input(), &mut memory, true, chrono::Utc::now());
+    let now = chrono::Utc::now();
+    let assessment = health::assess(health, seed_from, probe.input(), &mut memory, true, now);
     for decision in assessment.decisions {
         if let health::HealthDecision::Failover { from: None, to, epoch, reason } = decision {
             let Some(to) = probe.member(&to) else { continue };

@@ -342,6 +342,28 @@ pub struct Snapshots {
     pub before_actions: Vec<BeforeAction>,
     /// How slow and how long a snapshot may be before it is given up.
     pub limits: TransferLimits,
+    /// What a fleet with no recorded master and no data anywhere is seeded from.
+    pub bootstrap: Option<Bootstrap>,
+}
+
+/// `spec.snapshots.bootstrap`: the snapshot a brand-new (or wholly emptied) fleet's first
+/// master is loaded from before it is recorded (see docs/snapshots.md).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Bootstrap {
+    /// The newest complete snapshot; a destination holding none starts the fleet empty.
+    Latest,
+    /// That snapshot, by id; it must exist.
+    Snapshot(String),
+}
+
+impl std::fmt::Display for Bootstrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bootstrap::Latest => f.write_str("the latest snapshot"),
+            Bootstrap::Snapshot(id) => write!(f, "snapshot {id}"),
+        }
+    }
 }
 
 /// `minBytesPerSecond`, `throughputWindow` and `deadline`: a source that trickles, or a

@@ -362,6 +362,7 @@ pub struct SnapshotsSpec {
     pub min_bytes_per_second: Option<i64>,
     pub throughput_window: Option<String>,
     pub deadline: Option<String>,
+    pub bootstrap: Option<String>,
 }
 
 impl SnapshotsSpec {
@@ -379,6 +380,7 @@ impl SnapshotsSpec {
         "minBytesPerSecond",
         "throughputWindow",
         "deadline",
+        "bootstrap",
     ];
 }
 
@@ -590,6 +592,7 @@ spec:
     minBytesPerSecond: 1
     throughputWindow: x
     deadline: x
+    bootstrap: x
   alerts: [{alertname: x, action: evaluate}]
   paused: false
 "#;

@@ -6,7 +6,7 @@
 //! Names sort by time: `<prefix>/<policy>/<20261124T023000.000Z>-<source>.rdb[.zst]`, the
 //! manifest the same name with `.json`; the id is the file stem.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::Compression;
@@ -90,21 +90,7 @@ impl std::fmt::Display for Codec {
     }
 }
 
-/// UTC to the millisecond: two snapshots of one source never share a name.
-const TIME_FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
-
-/// The id of a snapshot taken at `at` from `source`: characters object stores or shells
-/// dislike (`:`, `/`, `[`) become `-`.
-pub fn snapshot_id(at: DateTime<Utc>, source: &str) -> String {
-    let mut clean = String::with_capacity(source.len());
-    for c in source.chars() {
-        let c = if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '-' };
-        if !(c == '-' && clean.ends_with('-')) {
-            clean.push(c);
-        }
-    }
-    format!("{}-{}", at.format(TIME_FORMAT), clean.trim_matches('-'))
-}
+pub use crate::model::{snapshot_id, snapshot_id_time};
 
 /// Whether `manifest`, read from `<stem>.json` in `policy`'s folder, describes itself: its id
 /// is the file's stem and a well-formed id, its policy is `policy`, and its object is the
@@ -116,7 +102,7 @@ pub fn check(manifest: &Manifest, stem: &str, policy: &str) -> Result<(), String
         return Err(format!("its id `{}` is not its file name `{stem}`", manifest.id));
     }
     let clean = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if id_time(&manifest.id).is_none() || !manifest.id.chars().all(clean) {
+    if snapshot_id_time(&manifest.id).is_none() || !manifest.id.chars().all(clean) {
         return Err(format!("`{}` is not a snapshot id", manifest.id));
     }
     if manifest.policy != policy {
@@ -127,12 +113,6 @@ pub fn check(manifest: &Manifest, stem: &str, policy: &str) -> Result<(), String
         return Err(format!("its object `{}` is not `{}{suffix}`", manifest.object, manifest.id));
     }
     Ok(())
-}
-
-/// When a snapshot was taken, from its id (the part every id starts with).
-pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
-    let stamp = id.get(..20)?;
-    NaiveDateTime::parse_from_str(stamp, TIME_FORMAT).ok().map(|t| t.and_utc())
 }
 
 #[cfg(test)]
@@ -146,10 +126,10 @@ mod tests {
         let at = Utc.with_ymd_and_hms(2026, 11, 24, 2, 30, 0).unwrap();
         let id = snapshot_id(at, "[::1]:6379");
         assert_eq!(id, "20261124T023000.000Z-1-6379");
-        assert_eq!(id_time(&id), Some(at));
+        assert_eq!(snapshot_id_time(&id), Some(at));
         let later = snapshot_id(at + chrono::Duration::milliseconds(1), "redis-0");
         assert!(later > id);
-        assert_eq!(id_time("garbage"), None);
+        assert_eq!(snapshot_id_time("garbage"), None);
     }
 
     /// A manifest is only ever read back as `none` or `zstd`: an unknown word is an error

@@ -148,6 +148,9 @@ pub enum SnapshotError {
         "refusing to restore over data ({instances}); pass --force to snapshot it first and replace it"
     )]
     HoldsData { instances: String },
+    /// A bootstrap found data (or an instance it could not ask) right before seeding.
+    #[error("not seeding the first master: {instances}, and a bootstrap never replaces data")]
+    SeedOverData { instances: String },
     #[error("cannot restore into the deployment: {why}")]
     Restore { why: String },
     #[error("cannot {action}")]
@@ -214,7 +217,7 @@ impl SnapshotError {
             SnapshotError::ReaderFailed { .. } => "reader_failed",
             SnapshotError::Decompress { .. } => "decompress",
             SnapshotError::Local { .. } | SnapshotError::Exists { .. } => "local_io",
-            SnapshotError::HoldsData { .. } => "holds_data",
+            SnapshotError::HoldsData { .. } | SnapshotError::SeedOverData { .. } => "holds_data",
             SnapshotError::Restore { .. } => "restore",
             SnapshotError::Cluster { source, .. } => source.category(),
             SnapshotError::Seed(error) => error.category(),

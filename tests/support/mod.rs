@@ -128,6 +128,7 @@ pub async fn settle(
     let mut memory = HealthMemory::default();
     let assessment = health::assess(
         &redis_autopilot::policy::Health::default(),
+        None,
         probe.input(),
         &mut memory,
         true,

@@ -12,7 +12,9 @@
 //! 1. **Restarted without its data**: it answers with a new run id holding fewer keys than
 //!    another instance (or, after a daemon restart, holding none while another holds some).
 //!    Immediately: its replicas would otherwise resync from it and lose everything. Fewer, not
-//!    none: clients may write a few keys into it before any probe sees it.
+//!    none: clients may write a few keys into it before any probe sees it. The instance
+//!    holding more must be off the master's replication history: one sampled a moment after
+//!    the master shares it.
 //! 2. **Unambiguous death** (only with `confirmWithReplicas`): its connection is refused or the
 //!    backend reports it gone, at least one replica is reachable, and every reachable replica
 //!    reports its master link down. Immediately.
@@ -23,6 +25,13 @@
 //! A recorded master that answers as a *replica* while holding the most data is not down but
 //! unfinished: the daemon stopped between recording and promoting it, and [`HealthDecision::Promote`]
 //! resumes.
+//!
+//! # With no master recorded
+//!
+//! The instance already serving as master is adopted; else the best holder of data is
+//! chosen, or, when none holds any, the lowest ordinal. With `spec.snapshots.bootstrap`, a
+//! fleet where every instance answers and none holds data is seeded instead
+//! ([`HealthDecision::Seed`]), at most once per [`super::SEED_RETRY`].
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,11 +39,11 @@ use std::time::Duration;
 use super::choice::choose;
 use super::{
     Blocked, Candidate, Detection, DownRule, Evidence, HealthDecision, HealthInput, HealthMemory,
-    HealthReason, Seen, see,
+    HealthReason, SEED_RETRY, Seen, see,
 };
 use crate::model::{Advertised, Member};
 use crate::observe::{Info, InstanceId, InstanceSample, Outcome, Role, Timestamp};
-use crate::policy::{FailoverMode, Health};
+use crate::policy::{Bootstrap, FailoverMode, Health};
 
 /// What a health probe concluded.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -49,6 +58,7 @@ pub struct Assessment {
 /// Assesses one health probe. `manage` is false for targets whose roles are only observed.
 pub fn assess(
     health: &Health,
+    seed_from: Option<&Bootstrap>,
     input: HealthInput<'_>,
     memory: &mut HealthMemory,
     manage: bool,
@@ -94,7 +104,8 @@ pub fn assess(
     }
     let Some(record) = input.record else {
         if manage && health.failover != FailoverMode::Off {
-            assessment.decisions.extend(bootstrap(health, &seen));
+            let seeding = seed_from.map(|from| (from, memory.seed_attempted, now));
+            assessment.decisions.extend(bootstrap(health, &seen, seeding));
         }
         return assessment;
     };
@@ -253,7 +264,14 @@ pub fn assess(
 }
 
 /// No master is recorded: keep the one instance already serving as master, or choose one.
-fn bootstrap(health: &Health, seen: &[Seen<'_>]) -> Option<HealthDecision> {
+/// The first master of a fleet with no record. With `seeding` (what to seed from, when the
+/// last attempt was, now), a fleet where every instance answers and none holds data has its
+/// first master loaded from a snapshot instead of starting empty.
+fn bootstrap(
+    health: &Health,
+    seen: &[Seen<'_>],
+    seeding: Option<(&Bootstrap, Option<Timestamp>, Timestamp)>,
+) -> Option<HealthDecision> {
     let masters: Vec<&Seen> =
         seen.iter().filter(|s| s.answering().is_some_and(|i| i.role == Role::Master)).collect();
     if let Some(best) =
@@ -270,13 +288,32 @@ fn bootstrap(health: &Health, seen: &[Seen<'_>]) -> Option<HealthDecision> {
     // instance holds data, any will do: the lowest ordinal, so a new fleet's first master is
     // predictable (instance 0, pod-0) rather than whichever has the smallest random run id.
     let mut choice = choose(health, seen, None, Duration::ZERO, &HealthMemory::default()).ok()?;
-    if !seen.iter().any(|s| s.holds_data()) {
+    let empty = !seen.iter().any(|s| s.holds_data());
+    if empty {
         let mut all: Vec<Candidate> =
             std::iter::once(choice.chosen).chain(choice.outranked).collect();
         all.sort_by_key(|c| (c.priority, c.ordinal));
         let mut ranked = all.into_iter();
         choice.chosen = ranked.next()?;
         choice.outranked = ranked.collect();
+    }
+    if let Some((from, attempted, now)) = seeding
+        && empty
+    {
+        // Never over data: an instance that cannot be read might hold some, so seeding waits
+        // until every one answers (a new StatefulSet lists only the pods it has created).
+        if !seen.iter().all(|s| s.answering().is_some()) {
+            return None;
+        }
+        let retry = chrono::TimeDelta::from_std(SEED_RETRY).unwrap_or(chrono::TimeDelta::MAX);
+        if attempted.is_some_and(|at| now - at < retry) {
+            return None;
+        }
+        return Some(HealthDecision::Seed {
+            instance: choice.chosen.instance.clone(),
+            from: from.clone(),
+            reason: HealthReason::Seed { from: from.clone(), choice },
+        });
     }
     Some(HealthDecision::Failover {
         from: None,

@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use crate::model::{Advertised, MasterRecord, Member};
 use crate::observe::{Info, InstanceId, InstanceSample, Outcome, RedisId, Role, Timestamp};
+use crate::policy::Bootstrap;
 
 pub use assess::{Assessment, assess};
 pub use choice::{Candidate, Choice, successor};
@@ -70,7 +71,14 @@ pub struct HealthMemory {
     /// Replicas detached from a master that stopped answering (by replica), and from which
     /// master: they keep their data whatever restarts on its address.
     detached: HashMap<InstanceId, InstanceId>,
+    /// When seeding a first master from a snapshot last reached the fleet: a seed that
+    /// failed (a corrupt object, a refused RDB) is tried again after [`SEED_RETRY`], not on
+    /// every probe, each of which would download the snapshot again.
+    seed_attempted: Option<Timestamp>,
 }
+
+/// How long after a seeding attempt the next may start.
+pub const SEED_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl HealthMemory {
     /// Records an applied failover (counted against `maxFailoversPerHour`).
@@ -86,6 +94,11 @@ impl HealthMemory {
     /// Records that `instance` was detached from `master`.
     pub fn record_detached(&mut self, instance: &str, master: &str) {
         self.detached.insert(instance.to_owned(), master.to_owned());
+    }
+
+    /// Records that seeding a first master reached the fleet, whatever became of it.
+    pub fn record_seed_attempt(&mut self, at: Timestamp) {
+        self.seed_attempted = Some(at);
     }
 
     /// Records that `instance` was fenced: advertised as such until it has resynced.
@@ -184,6 +197,10 @@ pub enum HealthDecision {
     /// Record `to` as master at `epoch`, promote it, repoint the others (`from`: the master
     /// it replaces; `None` when there was none).
     Failover { from: Option<InstanceId>, to: InstanceId, epoch: u64, reason: HealthReason },
+    /// Load `instance` from a snapshot, then record it as the first master at epoch 1 and
+    /// promote it (`spec.snapshots.bootstrap`): no master is recorded and no instance holds
+    /// data.
+    Seed { instance: InstanceId, from: Bootstrap, reason: HealthReason },
     /// Finish promoting the recorded master (the daemon stopped between record and promote).
     Promote { instance: InstanceId, epoch: u64, reason: HealthReason },
     /// The master is down and nothing is done about it (manual, off, rate-limited, no
@@ -205,6 +222,7 @@ impl HealthDecision {
     pub fn kind(&self) -> &'static str {
         match self {
             HealthDecision::Failover { .. } => "failover",
+            HealthDecision::Seed { .. } => "seed",
             HealthDecision::Promote { .. } => "promote",
             HealthDecision::MasterDown { .. } => "masterDown",
             HealthDecision::Fence { .. } => "fence",
@@ -218,6 +236,7 @@ impl HealthDecision {
     pub fn reason(&self) -> &HealthReason {
         match self {
             HealthDecision::Failover { reason, .. }
+            | HealthDecision::Seed { reason, .. }
             | HealthDecision::Promote { reason, .. }
             | HealthDecision::MasterDown { reason, .. }
             | HealthDecision::Fence { reason, .. }

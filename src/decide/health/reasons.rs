@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::Choice;
 use crate::model::Advertised;
 use crate::observe::InstanceId;
+use crate::policy::Bootstrap;
 
 /// Why the recorded master is not serving.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -163,6 +164,8 @@ impl fmt::Display for Blocked {
 pub enum HealthReason {
     /// No master is recorded: the first is chosen.
     Bootstrap { choice: Choice },
+    /// No master is recorded and no instance holds data: the first is loaded from `from`.
+    Seed { from: Bootstrap, choice: Choice },
     /// No master is recorded and one instance already serves as master: it is kept.
     Adopt { offset: u64 },
     /// The master is down.
@@ -187,6 +190,11 @@ impl fmt::Display for HealthReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HealthReason::Bootstrap { choice } => write!(f, "no master is recorded: {choice}"),
+            HealthReason::Seed { from, choice } => write!(
+                f,
+                "no master is recorded and no instance holds data: seeding from {from} \
+                 (spec.snapshots.bootstrap); {choice}"
+            ),
             HealthReason::Adopt { offset } => write!(
                 f,
                 "no master is recorded and this instance already serves as master (offset {offset}): keeping it"

@@ -15,7 +15,7 @@ use crate::model::Endpoint;
 use crate::model::{Advertised, Claim, MasterRecord, Member, RecordRefusal};
 use crate::observe::info::{ConnectedReplica, Keyspace, ReplicaState};
 use crate::observe::{Info, InstanceSample, Outcome, RedisId, Role, Timestamp};
-use crate::policy::{FailoverMode, Health};
+use crate::policy::{Bootstrap, FailoverMode, Health};
 
 /// Keys every instance of a healthy fleet holds.
 const KEYS: u64 = 100;
@@ -193,6 +193,8 @@ impl Probe {
 /// Drives the core as the policy loop does, and applies what it decides as a cluster would.
 struct Run {
     health: Health,
+    /// `spec.snapshots.bootstrap`.
+    seed_from: Option<Bootstrap>,
     memory: HealthMemory,
     record: Option<MasterRecord>,
     manage: bool,
@@ -207,6 +209,7 @@ impl Run {
     fn with(health: Health) -> Self {
         Self {
             health,
+            seed_from: None,
             memory: HealthMemory::default(),
             record: Some(MasterRecord::new(name(0), 1)),
             manage: true,
@@ -219,7 +222,8 @@ impl Run {
             members: &probe.members,
             samples: &probe.samples,
         };
-        health::assess(&self.health, input, &mut self.memory, self.manage, at(ms))
+        let seed_from = self.seed_from.as_ref();
+        health::assess(&self.health, seed_from, input, &mut self.memory, self.manage, at(ms))
     }
 
     /// Records what the policy loop records once an action succeeded.
@@ -307,6 +311,58 @@ fn bootstrap_of_an_empty_fleet_chooses_the_lowest_ordinal_at_epoch_1() {
     assert_eq!(order(choice), [name(0), name(1), name(2)]);
     assert!(choice.excluded.is_empty(), "{choice:?}");
     assert!(!assessment.master_serving);
+}
+
+/// A new fleet under `bootstrap: latest`, with no master recorded.
+fn seeding() -> Run {
+    Run { record: None, seed_from: Some(Bootstrap::Latest), ..Run::new() }
+}
+
+/// The one seed decided.
+fn seed(assessment: &Assessment) -> (&str, &Bootstrap) {
+    match assessment.decisions.as_slice() {
+        [HealthDecision::Seed { instance, from, .. }] => (instance, from),
+        other => panic!("expected one seed: {other:#?}"),
+    }
+}
+
+#[test]
+fn with_bootstrap_an_empty_new_fleet_is_seeded_into_the_lowest_ordinal() {
+    let mut run = seeding();
+    let probe = Probe::blank(3);
+    let assessment = run.assess(&probe, 0);
+    assert_eq!(seed(&assessment), (name(0).as_str(), &Bootstrap::Latest));
+    let reason = assessment.decisions[0].sentence();
+    assert!(reason.contains("seeding from the latest snapshot"), "{reason}");
+    // Nothing is recorded until the seed is done: a later probe decides it again, but not
+    // before SEED_RETRY has passed since an attempt reached the fleet.
+    run.memory.record_seed_attempt(at(0));
+    assert!(run.assess(&probe, 59_999).decisions.is_empty());
+    assert_eq!(seed(&run.assess(&probe, 60_000)).0, name(0));
+}
+
+#[test]
+fn bootstrap_never_seeds_over_data_or_past_an_instance_it_cannot_read() {
+    // One instance holds keys: it becomes the first master with its data, as without
+    // bootstrap.
+    let holding = Probe::blank(3).with(2, |i| with_keys(i, 10));
+    let assessment = seeding().assess(&holding, 0);
+    let (to, epoch, _) = first_master(&assessment);
+    assert_eq!((to, epoch), (name(2).as_str(), 1));
+    // One cannot be read: it might hold data. Nothing is decided until it answers.
+    let unread = Probe::blank(3).fail(1, Outcome::Timeout);
+    assert!(seeding().assess(&unread, 0).decisions.is_empty());
+    // A recorded master, even an empty one: a fleet that has one is never seeded.
+    let mut recorded = Run { record: Some(MasterRecord::new(name(0), 1)), ..seeding() };
+    let empty = Probe::healthy(3).with(0, |i| with_keys(i, 0)).with(1, |i| with_keys(i, 0));
+    let empty = empty.with(2, |i| with_keys(i, 0));
+    assert!(
+        !recorded
+            .assess(&empty, 0)
+            .decisions
+            .iter()
+            .any(|d| matches!(d, HealthDecision::Seed { .. }))
+    );
 }
 
 #[test]

@@ -300,6 +300,7 @@ spec:
     minBytesPerSecond: 1000
     throughputWindow: 2s
     deadline: 3h
+    bootstrap: 20261124T023000.000Z-redis-0
   alerts:
     - {alertname: OrdersRedisSlow, action: {scaleUp: 1}}
   paused: true
@@ -401,6 +402,9 @@ spec:
                     throughput_window: secs(2),
                     deadline: secs(3 * 3600),
                 },
+                bootstrap: Some(crate::policy::Bootstrap::Snapshot(
+                    "20261124T023000.000Z-redis-0".to_owned(),
+                )),
             }),
             alerts: vec![AlertRule {
                 alert_name: "OrdersRedisSlow".to_owned(),

@@ -8,7 +8,7 @@ use crate::policy::bounds;
 use crate::policy::source_map::FieldPath;
 use crate::policy::spec::{DestinationCredentialsSpec, RetentionSpec, SnapshotsSpec};
 use crate::policy::{
-    AzureCredentials, BeforeAction, Compression, Destination, Retention, S3Credentials,
+    AzureCredentials, BeforeAction, Bootstrap, Compression, Destination, Retention, S3Credentials,
     SecretSource, SnapshotSource, Snapshots, Store, TransferLimits,
 };
 
@@ -89,6 +89,7 @@ pub(super) fn check_snapshots(
     };
     let before_actions = check_before_actions(c, spec.before_actions.as_deref(), path);
     let limits = check_transfer_limits(c, spec, path);
+    let bootstrap = check_bootstrap(c, spec.bootstrap.as_deref(), &path.key("bootstrap"));
     Some(Snapshots {
         schedule: schedule?,
         source: source?,
@@ -97,7 +98,34 @@ pub(super) fn check_snapshots(
         retention: retention?,
         before_actions: before_actions?,
         limits: limits?,
+        bootstrap: bootstrap?,
     })
+}
+
+/// `latest`, or a snapshot id as `snapshot list` prints it (its time and source: a typo is
+/// caught here rather than when a new fleet cannot start).
+fn check_bootstrap(
+    c: &mut Checker,
+    bootstrap: Option<&str>,
+    path: &FieldPath,
+) -> Option<Option<Bootstrap>> {
+    match bootstrap.map(str::trim) {
+        None => Some(None),
+        Some("latest") => Some(Some(Bootstrap::Latest)),
+        Some(id) if crate::model::snapshot_id_time(id).is_some() => {
+            Some(Some(Bootstrap::Snapshot(id.to_owned())))
+        }
+        Some(other) => {
+            c.bad(
+                path,
+                format!(
+                    "`{other}` is neither `latest` nor a snapshot id (like \
+                     `20261124T023000.000Z-10.0.0.7-6379`, as `snapshot list` prints it)"
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// The store a valid destination names, with the fields that apply to it. The fields were
@@ -533,6 +561,13 @@ mod tests {
         5,
         73,
         "must be at most 7days, found `8d` (a snapshot holds the policy's snapshot gate"
+    )]
+    #[case::bootstrap_neither_latest_nor_an_id(
+        "  snapshots: {schedule: '0 0 3 * * *', destination: 's3://b', bootstrap: newest}\n",
+        "spec.snapshots.bootstrap",
+        5,
+        74,
+        "`newest` is neither `latest` nor a snapshot id"
     )]
     fn a_broken_rule_is_reported_at_its_field(
         #[case] body: &str,

@@ -161,36 +161,17 @@ impl Snapshotter {
             members.iter().find(|m| m.id != record.instance).or(old.as_ref()).cloned().ok_or_else(
                 || SnapshotError::Restore { why: "the fleet has no running instance".into() },
             )?;
-        let loopback = target.endpoint.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-            || target.endpoint.host == "localhost";
-        if !loopback {
-            return Err(SnapshotError::Restore {
-                why: format!(
-                    "{} is not on this host's loopback: the seed listens on loopback, so only a \
-                     local fleet can be restored into for now",
-                    target.id
-                ),
-            });
-        }
+        seed_reaches(&target)?;
         // Reads of our own (not role commands) get at least 2 s: a restore is not in a hurry,
         // and a loaded host must not turn a slow INFO into "cannot read the version".
         let step = options.timeout.max(Duration::from_secs(2));
         // The cheap check first: the manifest's RDB version against the target's server.
-        let server = seed::server_version(&target.endpoint, &self.access, step).await?;
-        let recorded = seed::RdbHeader { valkey: false, version: manifest.rdb_version };
-        seed::check_version(recorded, &server)?;
+        let server = self.loadable_by(&target, manifest, step).await?;
         // Then the header as stored, which a hand-edited manifest cannot hide: read from the
         // object's first bytes now (the download is dropped), before anything is changed.
-        seed::check_version(self.payload(manifest).await?.header().await?, &server)?;
+        drop(self.checked_payload(manifest, &server).await?);
 
-        let mut holding = Vec::new();
-        for member in &members {
-            match instance_keys(&member.endpoint, &self.access, step).await {
-                Ok(0) => {}
-                Ok(keys) => holding.push(format!("{} holds {keys} keys", member.id)),
-                Err(why) => holding.push(format!("{} cannot be asked ({why})", member.id)),
-            }
-        }
+        let holding = self.holding_data(&members, step).await;
         let mut pre_restore_snapshot = None;
         if !holding.is_empty() {
             if !options.force {
@@ -202,9 +183,8 @@ impl Snapshotter {
             pre_restore_snapshot = Some(taken.id);
         }
 
-        let mut payload = self.payload(manifest).await?;
         // Again: the object may have been replaced since.
-        seed::check_version(payload.header().await?, &server)?;
+        let payload = self.checked_payload(manifest, &server).await?;
 
         let lease = claim_lease(options.timeout);
         let claim = |from: &Option<Member>| Claim {
@@ -357,6 +337,44 @@ impl Snapshotter {
         Ok((loaded, unreached))
     }
 
+    /// The server `target` runs, once the RDB version `manifest` records is one it can load
+    /// (the cheap check, before anything is downloaded).
+    pub(super) async fn loadable_by(
+        &self,
+        target: &Member,
+        manifest: &Manifest,
+        step: Duration,
+    ) -> Result<seed::ServerVersion, SnapshotError> {
+        let server = seed::server_version(&target.endpoint, &self.access, step).await?;
+        let recorded = seed::RdbHeader { valkey: false, version: manifest.rdb_version };
+        seed::check_version(recorded, &server)?;
+        Ok(server)
+    }
+
+    /// [`Snapshotter::payload`], once the RDB header as stored is one `server` can load.
+    pub(super) async fn checked_payload(
+        &self,
+        manifest: &Manifest,
+        server: &seed::ServerVersion,
+    ) -> Result<Payload, SnapshotError> {
+        let mut payload = self.payload(manifest).await?;
+        seed::check_version(payload.header().await?, server)?;
+        Ok(payload)
+    }
+
+    /// Which of `members` hold keys, or cannot be asked (which might): each as a phrase.
+    pub(super) async fn holding_data(&self, members: &[Member], step: Duration) -> Vec<String> {
+        let mut holding = Vec::new();
+        for member in members {
+            match instance_keys(&member.endpoint, &self.access, step).await {
+                Ok(0) => {}
+                Ok(keys) => holding.push(format!("{} holds {keys} keys", member.id)),
+                Err(why) => holding.push(format!("{} cannot be asked ({why})", member.id)),
+            }
+        }
+        holding
+    }
+
     /// Loads `target` from a one-shot seed on loopback serving `payload`: `point` makes
     /// `target` a replica of the seed (given as a member), then the load is awaited and the
     /// seed's link ended. On any failure the seed is stopped and its own error, which says
@@ -412,6 +430,23 @@ impl Snapshotter {
             }),
         }
     }
+}
+
+/// Whether a seed this process listens with can reach `target`: it listens on loopback, so
+/// only an instance on this host's loopback (a local fleet) can be loaded for now.
+pub(super) fn seed_reaches(target: &Member) -> Result<(), SnapshotError> {
+    let loopback = target.endpoint.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || target.endpoint.host == "localhost";
+    if loopback {
+        return Ok(());
+    }
+    Err(SnapshotError::Restore {
+        why: format!(
+            "{} is not on this host's loopback: the seed listens on loopback, so only a local \
+             fleet can be loaded from a snapshot for now",
+            target.id
+        ),
+    })
 }
 
 /// Keys over every database of one instance.

@@ -7,10 +7,12 @@
 //! - `restore`: reading one back, checked against its manifest (verify), and writing it to
 //!   a local file (restore);
 //! - `into`: streaming one into the deployment the policy targets through the one-shot
-//!   master ([`crate::snapshot::seed`]), under a claim on the master record.
+//!   master ([`crate::snapshot::seed`]), under a claim on the master record;
+//! - `bootstrap`: loading a new fleet's first master the same way, before it is recorded.
 //!
 //! Each file adds its methods to the one [`Snapshotter`], so callers see a single type.
 
+mod bootstrap;
 mod catalog;
 mod into;
 mod restore;
