@@ -922,36 +922,42 @@ fn the_dockerfile_builds_what_the_deployment_runs() {
 }
 
 /// The example NetworkPolicy selects the daemon's pods, admits only Prometheus and
-/// Alertmanager and only on the port the Deployment serves, and lets the daemon reach DNS
-/// and the Redis port.
+/// Alertmanager and only on the port the Deployment serves, and the Redis pods only on the
+/// port a one-shot master listens on while a snapshot is loaded into one; and lets the daemon
+/// reach DNS and the Redis port.
 #[test]
 fn the_network_policy_admits_only_scrapes_and_alerts_on_the_daemons_port() {
     let manifests = manifests();
     let policy: NetworkPolicy = find(&manifests, "NetworkPolicy", "redis-autopilot").typed();
     let deployment: Deployment = find(&manifests, "Deployment", "redis-autopilot").typed();
     let spec = policy.spec.expect("spec");
+    let container_ports = deployment_ports(&deployment);
     let pod_labels = deployment.spec.and_then(|s| s.template.metadata).and_then(|m| m.labels);
     assert_eq!(spec.pod_selector.and_then(|s| s.match_labels), pod_labels);
     assert_eq!(spec.policy_types, Some(vec!["Ingress".to_owned(), "Egress".to_owned()]));
-    let ingress = spec.ingress.expect("ingress rules");
-    assert_eq!(ingress.len(), 1);
-    let peers: Vec<String> = ingress[0]
-        .from
-        .iter()
-        .flatten()
-        .map(|peer| {
-            let pods = peer.pod_selector.as_ref().and_then(|s| s.match_labels.as_ref());
-            pods.and_then(|l| l.get("app.kubernetes.io/name")).cloned().unwrap_or_default()
-        })
-        .collect();
-    assert_eq!(peers, ["prometheus", "alertmanager"]);
-    let ports: Vec<String> = ingress[0]
-        .ports
-        .iter()
-        .flatten()
-        .filter_map(|p| p.port.as_ref().map(|p| serde_json::to_string(p).expect("port")))
-        .collect();
-    assert_eq!(ports, ["9187"], "the daemon's containerPort");
+    let rules: Vec<(Vec<String>, Vec<String>)> =
+        spec.ingress
+            .expect("ingress rules")
+            .iter()
+            .map(|rule| {
+                let peers = rule.from.iter().flatten().map(|peer| {
+                    let pods = peer.pod_selector.as_ref().and_then(|s| s.match_labels.as_ref());
+                    pods.and_then(|l| l.get("app.kubernetes.io/name")).cloned().unwrap_or_default()
+                });
+                let ports = rule.ports.iter().flatten().filter_map(|p| {
+                    p.port.as_ref().map(|p| serde_json::to_string(p).expect("port"))
+                });
+                (peers.collect(), ports.collect())
+            })
+            .collect();
+    let seed = redis_autopilot::snapshot::SEED_PORT.to_string();
+    let expected = [
+        (vec!["redis".to_owned()], vec![seed.clone()]),
+        (vec!["prometheus".to_owned(), "alertmanager".to_owned()], vec!["9187".to_owned()]),
+    ];
+    assert_eq!(rules, expected);
+    assert!(container_ports.contains(&"9187".to_owned()), "{container_ports:?}");
+    assert!(container_ports.contains(&seed), "{container_ports:?}");
     let egress_ports: BTreeSet<String> = spec
         .egress
         .iter()
@@ -962,4 +968,12 @@ fn the_network_policy_admits_only_scrapes_and_alerts_on_the_daemons_port() {
     for needed in ["53", "6379", "443"] {
         assert!(egress_ports.contains(needed), "egress to {needed}: {egress_ports:?}");
     }
+}
+
+/// The daemon container's `containerPort`s.
+fn deployment_ports(deployment: &Deployment) -> Vec<String> {
+    let spec = deployment.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec");
+    let container =
+        spec.containers.iter().find(|c| c.name == "redis-autopilot").expect("container");
+    container.ports.iter().flatten().map(|p| p.container_port.to_string()).collect()
 }

@@ -36,9 +36,13 @@ const KEYS: usize = 1000;
 /// The pods (`support::pods`) with the policy every test here runs: three replicas, a fast
 /// probe, and the write guard as `deploy/examples/redis` sets it.
 fn start_pods() -> Pods {
-    Pods::start(10, |port| {
-        format!(
-            "\
+    Pods::start(10, policy)
+}
+
+/// The policy [`start_pods`] runs, for pods on `port`.
+fn policy(port: u16) -> String {
+    format!(
+        "\
 apiVersion: autopilot.redis.io/v1alpha1
 kind: RedisPolicy
 metadata:
@@ -63,8 +67,7 @@ spec:
     minReplicasToWrite: 1
     minReplicasMaxLag: 10s
 "
-        )
-    })
+    )
 }
 
 /// `KEYS` keys on the master, acknowledged by `replicas` replicas before returning.
@@ -648,4 +651,63 @@ fn handover(
     let renewed = writes.iter().rfind(|w| holder(w, old)).expect("a renewal by the leader");
     let acquired = updates.iter().find(|w| holder(w, new)).expect("a takeover by the standby");
     (time(renewed, "renewTime"), time(acquired, "acquireTime"))
+}
+
+/// Issue 15 through the Kubernetes backend: `snapshot restore --into` run from the daemon's
+/// pod (`kubectl exec`, which inherits its `POD_IP`) while the daemon runs. The seed listens at
+/// that address on its fixed port, a pod loads the snapshot, is recorded at the next epoch and
+/// promoted, and the others resync from it: every key back on every pod.
+#[test]
+fn restore_into_a_statefulset_from_the_daemons_pod_while_it_runs() {
+    let backups = tempfile::tempdir().expect("temp dir");
+    let pods = Pods::start(10, |port| {
+        format!(
+            "{}  snapshots:\n    schedule: '0 0 3 * * *'\n    destination: 'file://{}'\n    \
+             source: replicaOrMaster\n    deadline: 2m\n",
+            policy(port),
+            backups.path().display()
+        )
+    });
+    let daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
+    let log = || daemon.log();
+    let first = pods.wait_healthy(1, log);
+    write_keys(&pods, first, 2);
+    let cli = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(pods.kubeconfig())
+            .arg("--policy")
+            .arg(pods.policy_file())
+            .env_remove("KUBECONFIG")
+            .env("POD_IP", "127.0.0.10")
+            .output()
+            .expect("run the CLI");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{args:?}: {stdout}\n{stderr}\n{}", log());
+        (stdout, stderr)
+    };
+    let (taken, _) = cli(&["snapshot", "now", "--output", "json"]);
+    let taken: Value = serde_json::from_str(&taken).expect("manifest JSON");
+    let id = taken[0]["id"].as_str().expect("id").to_owned();
+    // The data lost (a FLUSHALL reaches every replica), then restored.
+    let mut master = pods.connect(first);
+    redis::cmd("FLUSHALL").query::<()>(&mut master).expect("FLUSHALL");
+    let acked: usize = redis::cmd("WAIT").arg(2).arg(5000).query(&mut master).expect("WAIT");
+    assert_eq!(acked, 2);
+    let (report, progress) = cli(&["snapshot", "restore", &id, "--into"]);
+    assert!(progress.contains("seed 127.0.0.10:9188 into"), "{progress}");
+    let (restored, epoch) = pods.record().expect("a record");
+    assert_eq!(epoch, 2, "{report}");
+    assert_ne!(restored, first, "a replica is loaded, then promoted: {report}");
+    assert_eq!(pods.wait_healthy(2, log), restored);
+    for ordinal in 0..IPS.len() {
+        wait_until(DEADLINE, "every key on every pod", log, || {
+            let keys: usize = redis::cmd("DBSIZE").query(&mut pods.connect(ordinal)).ok()?;
+            (keys == KEYS).then_some(())
+        });
+        assert_keys(&pods, ordinal);
+    }
+    assert_eq!(pods.masters(), [restored], "{}", pods.describe());
 }

@@ -84,16 +84,19 @@ enum Command {
             conflicts_with = "into"
         )]
         to: Option<PathBuf>,
-        /// Load it into the deployment the policy targets (a local fleet) through the
-        /// replication protocol: one instance loads it from a one-shot master, is recorded as
-        /// master at a new epoch, and the others resync from it. Refused while any instance
-        /// holds data, unless --force.
+        /// Load it into the deployment the policy targets (a local fleet or a StatefulSet)
+        /// through the replication protocol: one instance loads it from a one-shot master, is
+        /// recorded as master at a new epoch, and the others resync from it. Refused while any
+        /// instance holds data, unless --force. For a StatefulSet, run it in the daemon's pod
+        /// (`kubectl exec`), whose POD_IP the pods can reach.
         #[arg(long)]
         into: bool,
         /// With --to: replace FILE.rdb if it exists. With --into: restore over data, after
         /// taking a snapshot of it.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        kube: KubeArgs,
     },
     /// Delete the snapshots the policy's retention no longer keeps (never the newest).
     Prune {
@@ -147,13 +150,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 manifest.sha256
             ))?;
         }
-        Command::Restore { policy, id, latest, to: None, into: true, force } => {
+        Command::Restore { policy, id, latest, to: None, into: true, force, kube } => {
             let (policy, snapshotter) = open(&policy)?;
             let report = runtime.block_on(restore_into(
                 &policy,
                 &snapshotter,
-                // Only a local fleet for now, which needs no Kubernetes client.
-                &KubeClient::new(crate::cluster::kubernetes::ClientOptions::default()),
+                &KubeClient::new(kube.options()),
                 id.as_deref().filter(|_| !latest),
                 force,
                 progress.as_ref(),
@@ -195,7 +197,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `restore --into`: only a local fleet for now (the one-shot master listens on loopback).
+/// `restore --into` a local fleet or a StatefulSet: targets with a durable master record for
+/// the restore to advance (static endpoints have none).
 async fn restore_into(
     policy: &crate::policy::Policy,
     snapshotter: &Snapshotter,
@@ -204,9 +207,10 @@ async fn restore_into(
     force: bool,
     progress: &dyn Progress,
 ) -> anyhow::Result<crate::snapshot::IntoReport> {
-    if !matches!(policy.target, crate::policy::Target::Local { .. }) {
+    if matches!(policy.target, crate::policy::Target::Endpoints(_)) {
         anyhow::bail!(
-            "restore --into supports a local fleet target for now; use --to FILE.rdb and the \
+            "restore --into needs a target whose master is recorded (a local fleet or a \
+             StatefulSet); `endpoints:` roles are only watched: use --to FILE.rdb and the \
              runbook in docs/operations.md"
         );
     }

@@ -38,7 +38,7 @@ pub mod store;
 pub mod stream;
 
 pub use manifest::Manifest;
-pub use snapshotter::{IntoOptions, IntoReport, Progress, Quiet, Snapshotter};
+pub use snapshotter::{IntoOptions, IntoReport, Progress, Quiet, SEED_PORT, Snapshotter};
 
 use crate::observe::InstanceId;
 

@@ -2,7 +2,7 @@
 //! `REPLICAOF host port` connects there, asks for a full resync and loads whatever RDB it is
 //! sent, validating it with its own loader. [`Seed`] is such a master for exactly one sync:
 //!
-//! 1. it listens (a loopback port for the local fleet) and accepts **one** connection, from an
+//! 1. it listens (a loopback port for the local fleet, the pod's address in a cluster) and accepts **one** connection, from an
 //!    allowed peer address; every other is closed at once, and the listener is closed as soon
 //!    as that one is accepted, so a replica that reconnects after a failed load is refused;
 //! 2. it answers the replica's handshake as `replication.c`'s `syncWithMaster` expects:

@@ -44,7 +44,7 @@ impl Snapshotter {
         timeout: Duration,
         progress: &dyn Progress,
     ) -> Result<Loaded, SnapshotError> {
-        super::into::seed_reaches(target)?;
+        super::into::seed_address(target)?;
         let step = timeout.max(Duration::from_secs(2));
         let server = self.loadable_by(target, manifest, step).await?;
         let payload = self.checked_payload(manifest, &server).await?;

@@ -9,6 +9,9 @@
 //! restore started while a failover holds the record is refused. A restore that dies leaves a
 //! claim that lapses by itself within [`claim_lease`]; the instance it was loading then follows
 //! a seed that is gone, and the daemon repoints it.
+//!
+//! Where the seed listens ([`seed_address`]): on loopback for a local fleet, and at the pod's
+//! own `POD_IP` on [`SEED_PORT`] inside a cluster, where the Redis pods can reach it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -161,7 +164,7 @@ impl Snapshotter {
             members.iter().find(|m| m.id != record.instance).or(old.as_ref()).cloned().ok_or_else(
                 || SnapshotError::Restore { why: "the fleet has no running instance".into() },
             )?;
-        seed_reaches(&target)?;
+        seed_address(&target)?;
         // Reads of our own (not role commands) get at least 2 s: a restore is not in a hurry,
         // and a loaded host must not turn a slow INFO into "cannot read the version".
         let step = options.timeout.max(Duration::from_secs(2));
@@ -375,7 +378,7 @@ impl Snapshotter {
         holding
     }
 
-    /// Loads `target` from a one-shot seed on loopback serving `payload`: `point` makes
+    /// Loads `target` from a one-shot seed at [`seed_address`] serving `payload`: `point` makes
     /// `target` a replica of the seed (given as a member), then the load is awaited and the
     /// seed's link ended. On any failure the seed is stopped and its own error, which says
     /// more than "ended before the load", is returned; where `target` points then is the
@@ -392,7 +395,7 @@ impl Snapshotter {
         Pointed: Future<Output = Result<(), SnapshotError>>,
     {
         let len = payload.len;
-        let seed = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let seed = Seed::bind(seed_address(target)?).await?;
         let peers = target.endpoint.host.parse::<IpAddr>().map(|ip| vec![ip]).unwrap_or_default();
         let serving = seed.serve(payload, peers, limits);
         let seed_member = Member {
@@ -432,18 +435,34 @@ impl Snapshotter {
     }
 }
 
-/// Whether a seed this process listens with can reach `target`: it listens on loopback, so
-/// only an instance on this host's loopback (a local fleet) can be loaded for now.
-pub(super) fn seed_reaches(target: &Member) -> Result<(), SnapshotError> {
+/// The port a seed listens on at the pod's own address: fixed, so that a NetworkPolicy can
+/// admit the Redis pods to it (`deploy/examples/network-policy`).
+pub const SEED_PORT: u16 = 9188;
+
+/// Where a seed loading `target` listens. With `POD_IP` set (the Deployment in `deploy/base`
+/// sets it from the downward API, and `kubectl exec` into that pod inherits it): that address
+/// on [`SEED_PORT`], which pods can reach. Without it: loopback on any free port, which only an
+/// instance on this host's loopback (a local fleet) can reach, so anything else is refused
+/// here, before any work, rather than after the replica failed to connect.
+pub(super) fn seed_address(target: &Member) -> Result<SocketAddr, SnapshotError> {
+    if let Some(ip) = std::env::var_os("POD_IP") {
+        let ip = ip.to_string_lossy();
+        return ip.trim().parse::<IpAddr>().map(|ip| SocketAddr::new(ip, SEED_PORT)).map_err(
+            |_| SnapshotError::Restore {
+                why: format!("POD_IP `{ip}` is not an IP address to listen on"),
+            },
+        );
+    }
     let loopback = target.endpoint.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
         || target.endpoint.host == "localhost";
     if loopback {
-        return Ok(());
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     }
     Err(SnapshotError::Restore {
         why: format!(
-            "{} is not on this host's loopback: the seed listens on loopback, so only a local \
-             fleet can be loaded from a snapshot for now",
+            "{} cannot reach a seed listening here: run this inside the cluster, in the \
+             daemon's pod (`kubectl exec deploy/redis-autopilot -- redis-autopilot snapshot \
+             restore ...`), where POD_IP names an address the pods reach",
             target.id
         ),
     })

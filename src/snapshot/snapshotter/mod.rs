@@ -21,7 +21,7 @@ mod upload;
 use std::time::Duration;
 
 pub use catalog::{Listing, MAX_MANIFEST_BYTES, Skipped};
-pub use into::{IntoOptions, IntoReport, claim_lease};
+pub use into::{IntoOptions, IntoReport, SEED_PORT, claim_lease};
 pub use restore::ExpandsPastManifest;
 
 use super::SnapshotError;
