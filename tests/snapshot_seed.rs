@@ -133,7 +133,7 @@ async fn a_seed_loads_a_real_redis_server_with_every_key_back() {
 
         let started = Instant::now();
         let seed = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
-        let serving = seed.serve(payload, vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], limits);
+        let serving = seed.serve(payload, only(&target), limits);
         let port = serving.addr().port().to_string();
         target.cli(&["REPLICAOF", "127.0.0.1", &port]);
         let loaded = seed::wait_loaded(&target_endpoint, &access, &serving, limits, &Quiet)
@@ -158,6 +158,11 @@ async fn a_seed_loads_a_real_redis_server_with_every_key_back() {
     }
 }
 
+/// The seed serves `target` alone: its address and the port it listens on.
+fn only(target: &Redis) -> seed::Expected {
+    seed::Expected { ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], port: Some(target.port) }
+}
+
 /// Loads `payload` into `target` through a seed; returns what the seed and the wait said.
 async fn seed_into(
     target: &Redis,
@@ -166,7 +171,7 @@ async fn seed_into(
     let endpoint = Endpoint::parse(&target.addr()).expect("endpoint");
     let limits = test_limits();
     let bind = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
-    let serving = bind.serve(payload, vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], limits);
+    let serving = bind.serve(payload, only(target), limits);
     target.cli(&["REPLICAOF", "127.0.0.1", &serving.addr().port().to_string()]);
     let loaded = seed::wait_loaded(&endpoint, &Access::default(), &serving, limits, &Quiet).await;
     let sent = serving.stop().await;

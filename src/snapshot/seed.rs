@@ -258,6 +258,9 @@ pub enum SeedError {
          cannot be framed"
     )]
     NoEofCapability,
+    /// A replica other than the target (announcing another listening port) connected.
+    #[error("a replica listening on port {announced}, not the target, connected to the seed")]
+    OtherReplica { announced: u16 },
     #[error("the replica stopped reading: a write of the payload took more than {after:?}")]
     Stalled { after: Duration },
     #[error("the link to the replica failed after {sent} payload bytes")]
@@ -288,7 +291,9 @@ impl SeedError {
             SeedError::Unsupported { .. } => "rdb_version",
             SeedError::TargetVersion { .. } | SeedError::Target { .. } => "target",
             SeedError::NoReplica { .. } => "no_replica",
-            SeedError::Handshake { .. } | SeedError::NoEofCapability => "handshake",
+            SeedError::Handshake { .. }
+            | SeedError::NoEofCapability
+            | SeedError::OtherReplica { .. } => "handshake",
             SeedError::Stalled { .. } => "stalled",
             SeedError::Link { .. } => "link",
             SeedError::Rejected { .. } => "rejected",
@@ -297,6 +302,19 @@ impl SeedError {
             SeedError::Task { .. } => "task",
         }
     }
+}
+
+/// The one replica a seed serves. A connection from another address is closed at once; one
+/// whose `REPLCONF listening-port` names another port is turned away before the resync
+/// (`-ERR`, its data untouched) and the seed waits on: on a shared host every local replica
+/// connects from loopback, and a replica of a master that once listened on the seed's port
+/// (ports are reused) would otherwise be fed the snapshot in the target's place.
+#[derive(Debug, Clone, Default)]
+pub struct Expected {
+    /// Its addresses; empty: any.
+    pub ips: Vec<IpAddr>,
+    /// The port it listens on (and announces); `None`: any.
+    pub port: Option<u16>,
 }
 
 /// A listening one-shot master, not serving yet.
@@ -319,16 +337,15 @@ impl Seed {
         self.addr
     }
 
-    /// Serves `payload` to the first connection from one of `peers` (any address when
-    /// empty), in a task of its own.
-    pub fn serve(self, payload: Payload, peers: Vec<IpAddr>, limits: Limits) -> Serving {
+    /// Serves `payload` to the first replica that is the `expected` one, in a task of its own.
+    pub fn serve(self, payload: Payload, expected: Expected, limits: Limits) -> Serving {
         let sent = Arc::new(AtomicU64::new(0));
         let (done_tx, done) = watch::channel(false);
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(serve(
             self.listener,
             payload,
-            peers,
+            expected,
             limits,
             Arc::clone(&sent),
             done_tx,
@@ -401,7 +418,7 @@ impl Drop for Serving {
 async fn serve(
     listener: TcpListener,
     mut payload: Payload,
-    peers: Vec<IpAddr>,
+    expected: Expected,
     limits: Limits,
     sent: Arc<AtomicU64>,
     done: watch::Sender<bool>,
@@ -409,31 +426,30 @@ async fn serve(
 ) -> Result<u64, SeedError> {
     let accept = async {
         loop {
-            match listener.accept().await {
-                Ok((socket, peer)) if peers.is_empty() || peers.contains(&peer.ip()) => {
-                    return Ok(socket);
+            let (socket, peer) = listener.accept().await.map_err(|source| {
+                SeedError::Handshake { phase: "accepting", why: source.to_string() }
+            })?;
+            if !expected.ips.is_empty() && !expected.ips.contains(&peer.ip()) {
+                tracing::warn!(%peer, "seed: a connection from an address other than the target's was closed");
+                continue;
+            }
+            let _ = socket.set_nodelay(true);
+            let (read, mut write) = socket.into_split();
+            let mut reader = BufReader::new(read);
+            match handshake(&mut reader, &mut write, limits.step, expected.port).await {
+                Ok(eof_capable) => return Ok((reader, write, eof_capable)),
+                Err(SeedError::OtherReplica { announced }) => {
+                    tracing::warn!(%peer, announced, "seed: turned away a replica listening on another port than the target's");
                 }
-                Ok((_, peer)) => {
-                    tracing::warn!(%peer, "seed: a connection from an address other than the target's was closed");
-                }
-                Err(source) => {
-                    return Err(SeedError::Handshake {
-                        phase: "accepting",
-                        why: source.to_string(),
-                    });
-                }
+                Err(error) => return Err(error),
             }
         }
     };
-    let socket = tokio::time::timeout(limits.connect, accept)
+    let (mut reader, mut write, eof_capable) = tokio::time::timeout(limits.connect, accept)
         .await
         .map_err(|_| SeedError::NoReplica { after: limits.connect })??;
     // Exactly one replica: a reconnect after a failed load, or anyone else, is refused.
     drop(listener);
-    let _ = socket.set_nodelay(true);
-    let (read, mut write) = socket.into_split();
-    let mut reader = BufReader::new(read);
-    let eof_capable = handshake(&mut reader, &mut write, limits.step).await?;
 
     let mark: Option<String> = match (payload.len, eof_capable) {
         (Some(_), _) => None,
@@ -506,11 +522,13 @@ async fn put(
 }
 
 /// Answers the replica's handshake up to and including its `PSYNC` (or `SYNC`); returns
-/// whether it announced `capa eof`.
+/// whether it announced `capa eof`. A replica announcing another listening port than
+/// `port` gets `-ERR` and [`SeedError::OtherReplica`] before anything is resynced.
 async fn handshake<R: AsyncRead + Unpin>(
     reader: &mut BufReader<R>,
     write: &mut tokio::net::tcp::OwnedWriteHalf,
     step: Duration,
+    port: Option<u16>,
 ) -> Result<bool, SeedError> {
     let mut eof_capable = false;
     loop {
@@ -534,6 +552,17 @@ async fn handshake<R: AsyncRead + Unpin>(
                 let words: Vec<Vec<u8>> = command.iter().map(|w| w.to_ascii_lowercase()).collect();
                 if words.windows(2).any(|w| w[0] == b"capa" && w[1] == b"eof") {
                     eof_capable = true;
+                }
+                let announced = words
+                    .windows(2)
+                    .find(|w| w[0] == b"listening-port")
+                    .and_then(|w| std::str::from_utf8(&w[1]).ok()?.parse::<u16>().ok());
+                if let (Some(announced), Some(port)) = (announced, port)
+                    && announced != port
+                {
+                    let refusal = b"-ERR this seed serves another replica\r\n";
+                    let _ = tokio::time::timeout(step, write.write_all(refusal)).await;
+                    return Err(SeedError::OtherReplica { announced });
                 }
                 ("+OK\r\n".into(), false)
             }
@@ -650,6 +679,39 @@ pub(crate) async fn info(
     tokio::time::timeout(step, run)
         .await
         .unwrap_or_else(|_| Err(failed(format!("no answer within {step:?}"))))
+}
+
+/// Sets the target's `repl-diskless-load` to `value`, returning what it was: `on-empty-db`
+/// has an empty replica load a full sync as it arrives, rather than write it all to disk
+/// and only then load it (Redis's default, `disabled`), so a restore takes about as long as
+/// the slower of the transfer and the load rather than their sum, and needs no disk. A
+/// replica holding data still loads from disk (`on-empty-db` falls back), so its memory
+/// never holds two datasets as `swapdb` would. `None` when Redis refuses (`CONFIG` renamed
+/// or an older server): the load then goes through disk as before.
+pub async fn set_diskless_load(
+    endpoint: &Endpoint,
+    access: &Access,
+    step: Duration,
+    value: &str,
+) -> Option<String> {
+    let run = async {
+        let mut connection = connect(endpoint, access, step).await.ok()?;
+        let (_, previous): (String, String) = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("repl-diskless-load")
+            .query_async(&mut connection)
+            .await
+            .ok()?;
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("repl-diskless-load")
+            .arg(value)
+            .query_async::<()>(&mut connection)
+            .await
+            .ok()?;
+        Some(previous)
+    };
+    tokio::time::timeout(step, run).await.ok().flatten()
 }
 
 /// The target's server version, from its `INFO`.
@@ -785,7 +847,8 @@ mod tests {
 
     async fn serving(rdb: &'static [u8], len: Option<u64>, limits: Limits) -> Serving {
         let seed = Seed::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
-        seed.serve(payload_of(rdb, len), vec![IpAddr::from([127, 0, 0, 1])], limits)
+        let expected = Expected { ips: vec![IpAddr::from([127, 0, 0, 1])], port: None };
+        seed.serve(payload_of(rdb, len), expected, limits)
     }
 
     /// Reads from `socket` until `want` bytes arrived.
@@ -850,6 +913,42 @@ mod tests {
         assert_eq!(read_exactly(&mut socket, RDB.len()).await, RDB);
         assert_eq!(read_exactly(&mut socket, ID_LEN).await, mark.as_bytes());
         serving.stop().await.unwrap();
+    }
+
+    /// Seen as a suite that hung: on a shared host, a replica of a master that once had the
+    /// seed's port (ports are reused) reconnected to the seed before the target and was fed
+    /// the snapshot, and the target waited for the whole deadline. A replica announcing
+    /// another listening port is turned away before its resync; the target is then served.
+    #[tokio::test]
+    async fn a_replica_listening_on_another_port_than_the_targets_is_turned_away() {
+        const RDB: &[u8] = b"REDIS0010-body";
+        let seed = Seed::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let expected = Expected { ips: vec![IpAddr::from([127, 0, 0, 1])], port: Some(6380) };
+        let serving =
+            seed.serve(payload_of(RDB, Some(RDB.len() as u64)), expected, Limits::default());
+        let replconf = |port: &str| {
+            format!(
+                "*3\r\n$8\r\nREPLCONF\r\n$14\r\nlistening-port\r\n${}\r\n{port}\r\n",
+                port.len()
+            )
+        };
+        let mut stray = tokio::net::TcpStream::connect(serving.addr()).await.unwrap();
+        stray.write_all(replconf("7001").as_bytes()).await.unwrap();
+        let refusal = b"-ERR this seed serves another replica\r\n";
+        assert_eq!(read_exactly(&mut stray, refusal.len()).await, refusal);
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), stray.read_to_end(&mut rest));
+        assert!(closed.await.expect("closed in time").is_ok() && rest.is_empty(), "{rest:?}");
+
+        let mut target = tokio::net::TcpStream::connect(serving.addr()).await.unwrap();
+        target.write_all(replconf("6380").as_bytes()).await.unwrap();
+        assert_eq!(read_exactly(&mut target, 5).await, b"+OK\r\n");
+        target.write_all(b"PSYNC ? -1\r\n").await.unwrap();
+        let _fullresync = read_exactly(&mut target, 12 + ID_LEN + 4).await;
+        let header = format!("${}\r\n", RDB.len());
+        assert_eq!(read_exactly(&mut target, header.len()).await, header.as_bytes());
+        assert_eq!(read_exactly(&mut target, RDB.len()).await, RDB);
+        assert_eq!(serving.stop().await.unwrap(), RDB.len() as u64);
     }
 
     #[tokio::test]

@@ -396,8 +396,11 @@ impl Snapshotter {
     {
         let len = payload.len;
         let seed = Seed::bind(seed_address(target)?).await?;
-        let peers = target.endpoint.host.parse::<IpAddr>().map(|ip| vec![ip]).unwrap_or_default();
-        let serving = seed.serve(payload, peers, limits);
+        let expected = seed::Expected {
+            ips: target.endpoint.host.parse::<IpAddr>().map(|ip| vec![ip]).unwrap_or_default(),
+            port: Some(target.endpoint.port),
+        };
+        let serving = seed.serve(payload, expected, limits);
         let seed_member = Member {
             id: format!("seed {}", serving.addr()),
             endpoint: crate::sample::redis::Endpoint {
@@ -409,6 +412,9 @@ impl Snapshotter {
             gone: None,
         };
         let label = format!("{} into {}", seed_member.id, target.id);
+        let previous =
+            seed::set_diskless_load(&target.endpoint, &self.access, limits.step, "on-empty-db")
+                .await;
         let loading = async {
             point(seed_member).await?;
             progress.start(&label, len);
@@ -417,7 +423,15 @@ impl Snapshotter {
             progress.finish();
             Ok::<_, SnapshotError>(loaded?)
         };
-        match loading.await {
+        let loaded = loading.await;
+        if let Some(previous) = previous.filter(|p| p != "on-empty-db")
+            && seed::set_diskless_load(&target.endpoint, &self.access, limits.step, &previous)
+                .await
+                .is_none()
+        {
+            tracing::warn!(instance = %target.id, previous, "cannot set repl-diskless-load back after a load from a seed");
+        }
+        match loaded {
             Ok(loaded) => {
                 // Loaded: end the seed's link before anything else changes the target's role.
                 let _ = serving.stop().await;
