@@ -7,6 +7,13 @@
 //! a child process. Reported: the best of `ROUNDS` runs of each in MB/s of RDB, their ratio
 //! (target >= 0.95), and the snapshot process's peak resident memory (`VmHWM`, polled from
 //! `/proc` while it runs; target < 64 MiB whatever the dataset size).
+//!
+//! Then restore, on the same RDB: the anchor is `redis-server --dbfilename` loading it from
+//! local disk (from spawn to `loading:0` with every key), against the one-shot master
+//! (`Snapshotter::load_from_seed`, the path `restore --into` and bootstrap take) loading an
+//! empty `redis-server` from the `file://` destination (from `REPLICAOF` to loaded). Reported:
+//! the best of `ROUNDS` of each, their ratio (target >= 0.9), and this bench process's peak
+//! resident memory across the restores (target < 64 MiB), which holds the restoring code.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -92,6 +99,109 @@ fn main() {
         best_cli.as_secs_f64() / best_ours.as_secs_f64()
     );
     println!("  snapshot peak RSS (target < 64 MiB): {:>8.1} MiB", peak_rss_kib as f64 / 1024.0);
+
+    restore(&policy, &backups, keys, rdb_bytes);
+}
+
+/// The restore half: see the module documentation.
+fn restore(policy: &Path, backups: &Path, keys: u64, rdb_bytes: u64) {
+    let mut command = Command::new(BIN);
+    command.args(["snapshot", "now", "--policy"]).arg(policy);
+    timed(command);
+    let folder = backups.join("bench");
+    let rdb = std::fs::read_dir(&folder)
+        .expect("policy folder")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "rdb"))
+        .expect("the snapshot's object");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let text = std::fs::read_to_string(policy).expect("the bench policy");
+    let policy =
+        redis_autopilot::policy::load_policy_str("bench.yaml", &text).expect("the bench policy");
+    let snapshotter = redis_autopilot::snapshot::Snapshotter::new(&policy).expect("snapshotter");
+    let manifest = runtime.block_on(snapshotter.latest()).expect("the snapshot");
+    let mut best_disk = Duration::MAX;
+    let mut best_seed = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::copy(&rdb, dir.path().join("dump.rdb")).expect("copy the RDB");
+        let started = Instant::now();
+        let loading = Redis::start(&[
+            "--dir",
+            dir.path().to_str().expect("utf-8"),
+            "--dbfilename",
+            "dump.rdb",
+        ]);
+        wait_loaded(&loading, keys);
+        best_disk = best_disk.min(started.elapsed());
+        drop(loading);
+
+        let target = Redis::start(&[]);
+        let member = redis_autopilot::cluster::Member {
+            id: target.addr(),
+            endpoint: redis_autopilot::sample::redis::Endpoint::parse(&target.addr())
+                .expect("endpoint"),
+            ordinal: 0,
+            gone: None,
+        };
+        let started = Instant::now();
+        let loaded = runtime.block_on(async {
+            let payload = snapshotter.payload(&manifest).await.expect("payload");
+            let limits = redis_autopilot::snapshot::seed::Limits::default();
+            let point = |seed: redis_autopilot::cluster::Member| {
+                let port = seed.endpoint.port.to_string();
+                let reply = target.cli(&["REPLICAOF", &seed.endpoint.host, &port]);
+                async move {
+                    assert!(reply.contains("OK"), "REPLICAOF: {reply}");
+                    Ok(())
+                }
+            };
+            let quiet = redis_autopilot::snapshot::Quiet;
+            snapshotter.load_from_seed(&member, payload, limits, &quiet, point).await
+        });
+        let loaded = loaded.expect("loaded from the seed");
+        best_seed = best_seed.min(started.elapsed());
+        assert_eq!(loaded.keys, keys, "every key restored");
+    }
+    let peak_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| vm_hwm(&s))
+        .unwrap_or_default();
+    let mbps = |d: Duration| rdb_bytes as f64 / d.as_secs_f64() / 1e6;
+    println!(
+        "\nrestore bench, {keys} keys, RDB {:.1} MB, best of {ROUNDS}:",
+        rdb_bytes as f64 / 1e6
+    );
+    println!(
+        "  redis-server --dbfilename (disk):    {:>8.1} MB/s ({:.2} s)",
+        mbps(best_disk),
+        best_disk.as_secs_f64()
+    );
+    println!(
+        "  one-shot master (file://, verified): {:>8.1} MB/s ({:.2} s)",
+        mbps(best_seed),
+        best_seed.as_secs_f64()
+    );
+    println!(
+        "  throughput ratio (target >= 0.9):    {:>8.2}x",
+        best_disk.as_secs_f64() / best_seed.as_secs_f64()
+    );
+    println!("  restoring process peak RSS (< 64 MiB): {:>6.1} MiB", peak_kib as f64 / 1024.0);
+}
+
+/// Waits until `redis` has loaded its RDB: `loading:0` and `keys` keys.
+fn wait_loaded(redis: &Redis, keys: u64) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let done = redis.info_field("loading").as_deref() == Some("0")
+            && redis.cli(&["DBSIZE"]).trim().parse::<u64>().ok() == Some(keys);
+        if done {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the RDB did not load within 10 minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Runs `command` to completion; returns its wall time and its peak RSS in KiB (`VmHWM`,

@@ -383,7 +383,7 @@ impl Snapshotter {
     /// seed's link ended. On any failure the seed is stopped and its own error, which says
     /// more than "ended before the load", is returned; where `target` points then is the
     /// caller's to fix.
-    pub(crate) async fn load_from_seed<Pointed>(
+    pub async fn load_from_seed<Pointed>(
         &self,
         target: &Member,
         payload: Payload,
