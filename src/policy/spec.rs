@@ -362,6 +362,8 @@ pub struct SnapshotsSpec {
     pub min_bytes_per_second: Option<i64>,
     pub throughput_window: Option<String>,
     pub deadline: Option<String>,
+    #[serde(default, deserialize_with = "section")]
+    pub encryption: Option<EncryptionSpec>,
 }
 
 impl SnapshotsSpec {
@@ -379,7 +381,22 @@ impl SnapshotsSpec {
         "minBytesPerSecond",
         "throughputWindow",
         "deadline",
+        "encryption",
     ];
+}
+
+/// `spec.snapshots.encryption`: where the age recipients (public keys, to encrypt) and the
+/// identity (the secret key, to decrypt) are read, never the keys themselves.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionSpec {
+    pub recipients_file: Option<String>,
+    pub identity_file: Option<String>,
+    pub identity_env: Option<String>,
+}
+
+impl EncryptionSpec {
+    pub const FIELDS: &[&str] = &["recipientsFile", "identityFile", "identityEnv"];
 }
 
 /// `spec.snapshots.credentials`: where the destination's credentials are read (S3 keys, a
@@ -476,6 +493,7 @@ pub fn fields_at(path: &[Segment]) -> Option<&'static [&'static str]> {
         [Some("spec"), Some("snapshots"), Some("credentials")] => {
             DestinationCredentialsSpec::FIELDS
         }
+        [Some("spec"), Some("snapshots"), Some("encryption")] => EncryptionSpec::FIELDS,
         [Some("spec"), Some("alerts"), None] => AlertSpec::FIELDS,
         _ => return None,
     };
@@ -504,6 +522,11 @@ pub fn inline_secret_hint(path: &[Segment]) -> Option<&'static str> {
             Some(
                 "secrets are read from the field's `Env` or `File` form, never written in a policy",
             )
+        }
+        [Some("spec"), Some("snapshots"), Some("encryption")]
+            if is("identity") || is("secretKey") || is("key") =>
+        {
+            Some("the identity is read from identityFile or identityEnv, never written in a policy")
         }
         _ => None,
     }

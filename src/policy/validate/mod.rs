@@ -401,6 +401,7 @@ spec:
                     throughput_window: secs(2),
                     deadline: secs(3 * 3600),
                 },
+                encryption: None,
             }),
             alerts: vec![AlertRule {
                 alert_name: "OrdersRedisSlow".to_owned(),

@@ -1,4 +1,5 @@
-//! `spec.snapshots`: schedule, source, compression, retention, transfer limits, and the
+//! `spec.snapshots`: schedule, source, compression, encryption, retention, transfer limits,
+//! and the
 //! destination, parsed here once into a [`Store`] (a local directory, or an S3, GCS or Azure
 //! bucket with its prefix and the fields and credentials that apply to that store only),
 //! which the snapshot store opens as it is.
@@ -6,9 +7,11 @@
 use super::checker::{Checker, env_name, file_path};
 use crate::policy::bounds;
 use crate::policy::source_map::FieldPath;
-use crate::policy::spec::{DestinationCredentialsSpec, RetentionSpec, SnapshotsSpec};
+use crate::policy::spec::{
+    DestinationCredentialsSpec, EncryptionSpec, RetentionSpec, SnapshotsSpec,
+};
 use crate::policy::{
-    AzureCredentials, BeforeAction, Compression, Destination, Retention, S3Credentials,
+    AzureCredentials, BeforeAction, Compression, Destination, Encryption, Retention, S3Credentials,
     SecretSource, SnapshotSource, Snapshots, Store, TransferLimits,
 };
 
@@ -89,6 +92,10 @@ pub(super) fn check_snapshots(
     };
     let before_actions = check_before_actions(c, spec.before_actions.as_deref(), path);
     let limits = check_transfer_limits(c, spec, path);
+    let encryption = match &spec.encryption {
+        None => Some(None),
+        Some(encryption) => check_encryption(c, encryption, &path.key("encryption")).map(Some),
+    };
     Some(Snapshots {
         schedule: schedule?,
         source: source?,
@@ -97,7 +104,37 @@ pub(super) fn check_snapshots(
         retention: retention?,
         before_actions: before_actions?,
         limits: limits?,
+        encryption: encryption?,
     })
+}
+
+/// `encryption`: the recipients file is required (an encryption section that cannot encrypt
+/// would store plain snapshots unnoticed); when it is readable now, its keys must parse, so
+/// `check` catches a pasted secret key or a typo before the first snapshot does. The
+/// identity is a secret: only where it is read is checked, never its content.
+fn check_encryption(
+    c: &mut Checker,
+    spec: &EncryptionSpec,
+    path: &FieldPath,
+) -> Option<Encryption> {
+    let recipients_path = path.key("recipientsFile");
+    let recipients_file = c
+        .required(spec.recipients_file.as_ref(), &recipients_path)
+        .and_then(|file| c.check(file_path(file), &recipients_path).map(|()| file));
+    if let Some(file) = recipients_file
+        && let Ok(text) = std::fs::read_to_string(file)
+        && let Err(error) = crate::snapshot::crypt::Recipients::parse(&text, file.as_ref())
+    {
+        c.bad(&recipients_path, error.to_string());
+        return None;
+    }
+    let identity = secret_field(
+        c,
+        (&spec.identity_env, &spec.identity_file),
+        ("identityEnv", "identityFile"),
+        path,
+    );
+    Some(Encryption { recipients_file: recipients_file?.into(), identity: identity? })
 }
 
 /// The store a valid destination names, with the fields that apply to it. The fields were

@@ -4,6 +4,9 @@
 //! - `upload`: taking one, from choosing the source to writing the manifest;
 //! - `catalog`: what the destination holds (list, with every untrusted manifest left out)
 //!   and retention's deletes (prune);
+//! - `object`: the download every read of a snapshot takes: stored bytes counted and
+//!   hashed, then decrypted when the manifest says `age` (so verify, restore and `into`
+//!   all decrypt the same way);
 //! - `restore`: reading one back, checked against its manifest (verify), and writing it to
 //!   a local file (restore);
 //! - `into`: streaming one into the deployment the policy targets through the one-shot
@@ -13,6 +16,7 @@
 
 mod catalog;
 mod into;
+mod object;
 mod restore;
 mod upload;
 
