@@ -678,4 +678,101 @@ mod tests {
         let problem = problem_at(&text, "spec.snapshots.destination");
         assert!(problem.message.contains(message), "`{message}` not in {problem}");
     }
+
+    fn encrypted(fields: &str) -> String {
+        format!(
+            "{HEAD}{TARGET}  snapshots: {{schedule: '0 0 3 * * *', destination: 'file:///b', \
+             encryption: {{{fields}}}}}\n"
+        )
+    }
+
+    /// Encryption reads its keys from files or the environment; a section that cannot
+    /// encrypt, two sources for the identity, or an identity written inline are refused at
+    /// their field.
+    #[rstest]
+    #[case::recipients_missing(
+        "identityFile: /k",
+        "spec.snapshots.encryption.recipientsFile",
+        "missing required field `recipientsFile`"
+    )]
+    #[case::recipients_empty_path(
+        "recipientsFile: ' '",
+        "spec.snapshots.encryption.recipientsFile",
+        "must be a file path"
+    )]
+    #[case::identity_twice(
+        "recipientsFile: /r, identityFile: /k, identityEnv: AGE_KEY",
+        "spec.snapshots.encryption.identityFile",
+        "a secret is read from one place"
+    )]
+    #[case::identity_env_name(
+        "recipientsFile: /r, identityEnv: 'age key'",
+        "spec.snapshots.encryption.identityEnv",
+        "must be an environment variable name"
+    )]
+    #[case::identity_inline(
+        "recipientsFile: /r, identity: AGE-SECRET-KEY-1QQQ",
+        "spec.snapshots.encryption.identity",
+        "never written in a policy"
+    )]
+    fn a_broken_encryption_section_is_reported_at_its_field(
+        #[case] fields: &str,
+        #[case] path: &str,
+        #[case] message: &str,
+    ) {
+        let problem = problem_at(&encrypted(fields), path);
+        assert!(problem.message.contains(message), "`{message}` not in {problem}");
+        assert!(!problem.to_string().contains("AGE-SECRET-KEY-1QQQ"), "{problem}");
+    }
+
+    #[test]
+    fn a_valid_encryption_section_is_parsed_and_its_identity_file_is_a_secret_file() {
+        let loaded = load_policy_str(
+            "t.yaml",
+            &encrypted("recipientsFile: /nonexistent/recipients, identityFile: /run/age/key"),
+        )
+        .expect("valid");
+        let snapshots = loaded.snapshots.as_ref().unwrap();
+        assert_eq!(
+            snapshots.encryption,
+            Some(Encryption {
+                recipients_file: "/nonexistent/recipients".into(),
+                identity: Some(file("/run/age/key")),
+            })
+        );
+        let secret_files = loaded.secret_files();
+        assert!(
+            secret_files.iter().any(|(field, path)| *field
+                == "spec.snapshots.encryption.identityFile"
+                && *path == std::path::Path::new("/run/age/key")),
+            "{secret_files:?}"
+        );
+        let loaded = load_policy_str("t.yaml", &encrypted("recipientsFile: /r, identityEnv: K"))
+            .expect("valid");
+        let encryption = loaded.snapshots.unwrap().encryption.unwrap();
+        assert_eq!(encryption.identity, Some(env("K")));
+    }
+
+    /// A readable recipients file must parse: a secret key pasted there is reported by its
+    /// line, and not a character of it is shown.
+    #[test]
+    fn a_readable_recipients_file_must_hold_public_keys() {
+        use age::secrecy::ExposeSecret as _;
+        let dir = std::env::temp_dir().join(format!("autopilot-recipients-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let identity = age::x25519::Identity::generate();
+        let secret = identity.to_string().expose_secret().to_owned();
+        let good = dir.join("good");
+        std::fs::write(&good, format!("# ops\n{}\n", identity.to_public())).unwrap();
+        let bad = dir.join("bad");
+        std::fs::write(&bad, format!("{}\n{secret}\n", identity.to_public())).unwrap();
+        let fields = |path: &std::path::Path| format!("recipientsFile: '{}'", path.display());
+        assert!(load_policy_str("t.yaml", &encrypted(&fields(&good))).is_ok());
+        let problem =
+            problem_at(&encrypted(&fields(&bad)), "spec.snapshots.encryption.recipientsFile");
+        let shown = problem.to_string();
+        assert!(shown.contains("line 2") && shown.contains("secret key"), "{shown}");
+        assert!(!shown.contains(&secret[15..]), "{shown}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
