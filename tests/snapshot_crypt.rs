@@ -376,3 +376,48 @@ fn restore_into_a_local_fleet_decrypts_and_a_wrong_identity_changes_nothing() {
         assert!(!err.contains(secret.as_str()));
     }
 }
+
+/// The same through S3 (moto), credentials from files, with more than one multipart part:
+/// the object stored is age ciphertext, the sha256 is of it, and a snapshot larger than one
+/// upload part restores with every key back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_snapshot_round_trips_through_s3() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = keys(dir.path());
+    let moto = support::MotoServer::start();
+    moto.create_bucket("backups");
+    let source = Redis::master();
+    // Incompressible values, about 12 MB: more than one 8 MiB part.
+    support::set_strings(&source, "big", 12_000, 1_000);
+    let expected = dump(source.port);
+    std::fs::write(dir.path().join("key"), "testing\n").unwrap();
+    std::fs::write(dir.path().join("secret"), "testing\n").unwrap();
+    let text = format!(
+        "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: {POLICY}}}\n\
+         spec:\n  target: {{endpoints: [\"{addr}\"]}}\n  snapshots:\n    schedule: '0 0 3 * * *'\n    \
+         destination: 's3://backups/redis'\n    endpoint: '{endpoint}'\n    region: us-east-1\n    \
+         credentials: {{accessKeyIdFile: '{dir}/key', secretAccessKeyFile: '{dir}/secret'}}\n    \
+         compression: zstd\n    source: master\n    encryption:\n      recipientsFile: '{recipients}'\n      \
+         identityFile: '{identity}'\n",
+        addr = source.addr(),
+        endpoint = moto.endpoint(),
+        dir = dir.path().display(),
+        recipients = keys.recipients.display(),
+        identity = keys.identity.display(),
+    );
+    let policy = load_policy_str("p.yaml", &text).expect("valid policy");
+    let snapshotter = Snapshotter::new(&policy).expect("snapshotter");
+    let manifest = take(&snapshotter, &source).await;
+    assert_eq!(manifest.encryption, Cipher::Age);
+    assert!(manifest.stored_bytes > 8 * 1024 * 1024, "{} bytes", manifest.stored_bytes);
+    assert_eq!(moto.open_uploads("backups"), 0);
+
+    let file = dir.path().join("restored.rdb");
+    snapshotter.restore(&manifest.id, &file, &Quiet).await.expect("restore from S3");
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), manifest.raw_bytes);
+    let target = Redis::start(&[]);
+    let (sent, loaded) = seed_into(&target, snapshotter.payload(&manifest).await.unwrap()).await;
+    assert_eq!(sent.expect("sent"), manifest.raw_bytes);
+    assert_eq!(loaded.expect("loaded").keys, expected.len() as u64);
+    assert!(dump(target.port) == expected);
+}
