@@ -99,8 +99,7 @@ fn dump(port: u16) -> BTreeMap<String, String> {
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).expect("KEYS");
     let mut out = BTreeMap::new();
     for chunk in keys.chunks(1000) {
-        let values: Vec<String> =
-            redis::cmd("MGET").arg(chunk).query(&mut con).expect("MGET");
+        let values: Vec<String> = redis::cmd("MGET").arg(chunk).query(&mut con).expect("MGET");
         out.extend(chunk.iter().cloned().zip(values));
     }
     out
@@ -117,8 +116,11 @@ async fn seed_into(
     payload: seed::Payload,
 ) -> (Result<u64, seed::SeedError>, Result<seed::Loaded, seed::SeedError>) {
     let endpoint = Endpoint::parse(&target.addr()).expect("endpoint");
-    let limits =
-        Limits { step: Duration::from_secs(5), total: Duration::from_secs(120), ..Limits::default() };
+    let limits = Limits {
+        step: Duration::from_secs(5),
+        total: Duration::from_secs(120),
+        ..Limits::default()
+    };
     let bind = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
     let serving = bind.serve(payload, vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], limits);
     target.cli(&["REPLICAOF", "127.0.0.1", &serving.addr().port().to_string()]);
@@ -196,7 +198,10 @@ async fn an_encrypted_snapshot_is_age_ciphertext_and_reads_back_with_its_identit
     let error = encrypt_only.verify(&manifest.id, &Quiet).await.expect_err("no identity");
     let text = shown(&error);
     assert!(matches!(error, SnapshotError::NoIdentity { .. }), "{text}");
-    assert!(text.contains("names no identity") && text.contains(&keys_no_identity.public), "{text}");
+    assert!(
+        text.contains("names no identity") && text.contains(&keys_no_identity.public),
+        "{text}"
+    );
 }
 
 /// The wrong key, then no key file: each fails naming what the snapshot needs and where the

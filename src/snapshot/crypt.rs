@@ -42,7 +42,9 @@ pub enum CryptError {
         #[source]
         source: crate::sample::secret::SecretError,
     },
-    #[error("the identity ({what}), line {line}, is not an age X25519 identity (`AGE-SECRET-KEY-1…`)")]
+    #[error(
+        "the identity ({what}), line {line}, is not an age X25519 identity (`AGE-SECRET-KEY-1…`)"
+    )]
     BadIdentity { what: String, line: usize },
     #[error("the identity ({what}) holds no age identity (`AGE-SECRET-KEY-1…`)")]
     NoIdentity { what: String },
@@ -88,7 +90,8 @@ impl Recipients {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = |why| CryptError::BadRecipient { path: path.to_owned(), line: index + 1, why };
+            let bad =
+                |why| CryptError::BadRecipient { path: path.to_owned(), line: index + 1, why };
             if line.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
                 return Err(bad(
                     "holds a secret key (an identity), which belongs in identityFile; this file \

@@ -188,7 +188,11 @@ pub enum SnapshotError {
 }
 
 fn recipients_text(recipients: &[String]) -> String {
-    if recipients.is_empty() { "keys its manifest does not list".to_owned() } else { recipients.join(", ") }
+    if recipients.is_empty() {
+        "keys its manifest does not list".to_owned()
+    } else {
+        recipients.join(", ")
+    }
 }
 
 fn abort_note(abort: Option<&str>) -> String {

@@ -742,9 +742,10 @@ mod tests {
         );
         let secret_files = loaded.secret_files();
         assert!(
-            secret_files.iter().any(|(field, path)| *field
-                == "spec.snapshots.encryption.identityFile"
-                && *path == std::path::Path::new("/run/age/key")),
+            secret_files
+                .iter()
+                .any(|(field, path)| *field == "spec.snapshots.encryption.identityFile"
+                    && *path == std::path::Path::new("/run/age/key")),
             "{secret_files:?}"
         );
         let loaded = load_policy_str("t.yaml", &encrypted("recipientsFile: /r, identityEnv: K"))

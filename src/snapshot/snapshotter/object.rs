@@ -186,9 +186,10 @@ impl ObjectReader {
         if self.tap.lock().failed.is_some() {
             return self.object_error();
         }
-        let checked = self.drain().await.and_then(|(stored, sha)| {
-            super::restore::check_stored(&self.manifest, stored, &sha)
-        });
+        let checked = self
+            .drain()
+            .await
+            .and_then(|(stored, sha)| super::restore::check_stored(&self.manifest, stored, &sha));
         match checked {
             Err(error) => error,
             Ok(()) => SnapshotError::Decrypt { id: self.manifest.id.clone(), why },
@@ -208,10 +209,11 @@ impl ObjectReader {
     }
 
     fn object_error(&self) -> SnapshotError {
-        let source = self.tap.lock().failed.take().unwrap_or_else(|| object_store::Error::Generic {
-            store: "snapshot",
-            source: "the download ended with an error".into(),
-        });
+        let source =
+            self.tap.lock().failed.take().unwrap_or_else(|| object_store::Error::Generic {
+                store: "snapshot",
+                source: "the download ended with an error".into(),
+            });
         SnapshotError::Object {
             action: "download",
             url: self.url.clone(),

@@ -168,8 +168,7 @@ impl Snapshotter {
         let instance = candidate.endpoint.id.clone();
         let id = manifest::snapshot_id(started, &instance);
         let cipher = if recipients.is_some() { Cipher::Age } else { Cipher::None };
-        let object_name =
-            manifest::object_name(&id, Codec::from(self.config.compression), cipher);
+        let object_name = manifest::object_name(&id, Codec::from(self.config.compression), cipher);
         let key = self.destination.key(&self.policy, &object_name);
         let url = self.destination.url.clone();
         tracing::info!(policy = %self.policy, instance, run_id, object = %key, "snapshot started");
@@ -360,7 +359,8 @@ impl Encoder {
         let compressed = match self.zstd.as_mut() {
             None => chunk,
             Some(zstd) => {
-                zstd.write_all(&chunk).map_err(|source| SnapshotError::Compress { id: self.id.clone(), source })?;
+                zstd.write_all(&chunk)
+                    .map_err(|source| SnapshotError::Compress { id: self.id.clone(), source })?;
                 Bytes::from(std::mem::take(zstd.get_mut()))
             }
         };
@@ -381,14 +381,16 @@ impl Encoder {
     fn finish(mut self) -> Result<Bytes, SnapshotError> {
         let mut tail = match self.zstd.take() {
             None => Bytes::new(),
-            Some(zstd) => zstd.finish().map(Bytes::from).map_err(|source| {
-                SnapshotError::Compress { id: self.id.clone(), source }
-            })?,
+            Some(zstd) => zstd
+                .finish()
+                .map(Bytes::from)
+                .map_err(|source| SnapshotError::Compress { id: self.id.clone(), source })?,
         };
         tail = self.seal(&tail)?;
         let Some(age) = self.age.take() else { return Ok(tail) };
-        let last =
-            age.finish().map_err(|source| SnapshotError::Encrypt { id: self.id.clone(), source })?;
+        let last = age
+            .finish()
+            .map_err(|source| SnapshotError::Encrypt { id: self.id.clone(), source })?;
         let mut out = Vec::with_capacity(tail.len() + last.len());
         out.extend_from_slice(&tail);
         out.extend_from_slice(&last);
