@@ -249,6 +249,17 @@ async fn a_wrong_or_missing_identity_fails_clearly_without_showing_a_key() {
     assert!(!ok, "{out}");
     assert!(err.contains("holds none of them") && err.contains(&keys.public), "{err}");
     assert!(!err.contains(&other_secret) && !out.contains(&other_secret), "{err}");
+
+    // Without its recipients file a snapshot fails before any Redis forks, and none is listed.
+    std::fs::remove_file(&keys.recipients).unwrap();
+    let endpoint = Endpoint::parse(&source.addr()).expect("endpoint");
+    let forks = source.info_field("total_forks");
+    let error = snapshotter.take(&[endpoint], &Quiet).await.expect_err("no recipients");
+    let text = shown(&error);
+    assert_eq!(error.category(), "recipients", "{text}");
+    assert!(text.contains(&keys.recipients.display().to_string()), "{text}");
+    assert_eq!(source.info_field("total_forks"), forks, "Redis forked for a doomed snapshot");
+    assert_eq!(snapshotter.list().await.expect("list").len(), 1);
 }
 
 /// The object cut short and its manifest patched to match (size and sha256), so only

@@ -60,7 +60,9 @@ pub struct Snapshotter {
 }
 
 impl Snapshotter {
-    /// Reads the policy's secrets now and opens its destination (no network yet).
+    /// Reads the policy's credentials now and opens its destination (no network yet). The
+    /// encryption keys are read where they are used: the recipients when a snapshot starts,
+    /// the identity when an encrypted snapshot is read.
     pub fn new(policy: &Policy) -> Result<Self, SnapshotError> {
         let config = policy
             .snapshots
