@@ -174,6 +174,8 @@ impl Snapshotter {
         tracing::info!(policy = %self.policy, instance, run_id, object = %key, "snapshot started");
         let hint = transfer.announced_len().or(candidate.used_memory).unwrap_or(0);
         let part = usize::try_from(hint.div_ceil(MAX_PARTS)).unwrap_or(usize::MAX).max(MIN_PART);
+        // Before the upload starts: a failure here leaves no multipart upload to abort.
+        let mut encoder = Encoder::new(&id, self.config.compression, recipients)?;
         let upload = self.destination.store.put_multipart(&key).await.map_err(|source| {
             SnapshotError::Object {
                 action: "start uploading",
@@ -216,7 +218,6 @@ impl Snapshotter {
         });
 
         let mut sha = Sha256::new();
-        let mut encoder = Encoder::new(&id, self.config.compression, recipients)?;
         let mut stored: u64 = 0;
         let upload_error = |source, abort| SnapshotError::Upload {
             url: url.clone(),
