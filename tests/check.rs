@@ -359,3 +359,36 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     assert!(seen.contains("INFO"), "a log line was written: {seen}");
     assert!(!seen.contains("\x1b["), "{seen:?}");
 }
+
+/// A snapshot recipients file that `check` can read must hold age public keys: a secret key
+/// pasted there is a problem at `recipientsFile`, by line number, without a character of it.
+#[test]
+fn a_readable_recipients_file_must_hold_public_keys() {
+    use age::secrecy::ExposeSecret as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let identity = age::x25519::Identity::generate();
+    let secret = identity.to_string().expose_secret().to_owned();
+    let good = write(dir.path(), "good.txt", format!("# ops\n{}\n", identity.to_public()));
+    let bad = write(dir.path(), "bad.txt", format!("{}\n{secret}\n", identity.to_public()));
+    let policy = |name: &str, recipients: &Path| {
+        let text = format!(
+            "{VALID}  snapshots:\n    schedule: '0 0 3 * * *'\n    destination: 'file:///b'\n    \
+             encryption: {{recipientsFile: '{}'}}\n",
+            recipients.display()
+        );
+        write(dir.path(), name, text)
+    };
+    let run = check(&[policy("good.yaml", &good)]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let missing = policy("elsewhere.yaml", &dir.path().join("mounted-only-in-the-pod"));
+    assert_eq!(check(&[missing]).code, Some(0), "an unreadable file is not checked here");
+    let run = check(&[policy("bad.yaml", &bad)]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    let shown = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        shown.contains("bad.yaml:9:") && shown.contains("spec.snapshots.encryption.recipientsFile"),
+        "{shown}"
+    );
+    assert!(shown.contains("line 2") && shown.contains("secret key"), "{shown}");
+    assert!(!shown.contains(&secret[15..]), "{shown}");
+}

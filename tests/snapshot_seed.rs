@@ -9,14 +9,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use redis_autopilot::policy::load_policy_str;
 use redis_autopilot::sample::redis::{Access, Endpoint};
-use redis_autopilot::snapshot::seed::{self, Limits, Seed};
+use redis_autopilot::snapshot::seed::{self, Seed};
 use redis_autopilot::snapshot::{Quiet, Snapshotter};
 use support::failover::{Fleet, POLICY, connect, wait_until};
 use support::{Redis, load_collections};
@@ -73,14 +73,7 @@ fn digests(port: u16) -> BTreeMap<String, String> {
     out
 }
 
-/// Short steps, and a whole sync bounded at two minutes (the default is the six hours a
-/// production restore may take): a sync that never completes fails the test with the seed's
-/// `Deadline` error instead of holding the suite.
-fn test_limits() -> Limits {
-    Limits { step: Duration::from_secs(5), total: Duration::from_secs(120), ..Limits::default() }
-}
-
-/// Snapshots of the fleet's policy, bounded like [`test_limits`] (`deadline` bounds a restore).
+/// Snapshots of the fleet's policy, bounded like [`support::seed::limits`] (`deadline` bounds a restore).
 fn snapshots_section(dir: &Path, compression: &str) -> String {
     format!(
         "  snapshots:\n    schedule: '0 0 3 * * *'\n    destination: 'file://{}'\n    \
@@ -124,7 +117,7 @@ async fn a_seed_loads_a_real_redis_server_with_every_key_back() {
         let target = Redis::start(&[]);
         let target_endpoint = Endpoint::parse(&target.addr()).expect("endpoint");
         let access = Access::default();
-        let limits = test_limits();
+        let limits = support::seed::limits();
         let server = seed::server_version(&target_endpoint, &access, limits.step).await.unwrap();
         let mut payload = snapshotter.payload(&manifest).await.expect("payload");
         let header = payload.header().await.expect("header");
@@ -133,7 +126,7 @@ async fn a_seed_loads_a_real_redis_server_with_every_key_back() {
 
         let started = Instant::now();
         let seed = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
-        let serving = seed.serve(payload, only(&target), limits);
+        let serving = seed.serve(payload, support::seed::only(&target), limits);
         let port = serving.addr().port().to_string();
         target.cli(&["REPLICAOF", "127.0.0.1", &port]);
         let loaded = seed::wait_loaded(&target_endpoint, &access, &serving, limits, &Quiet)
@@ -156,27 +149,6 @@ async fn a_seed_loads_a_real_redis_server_with_every_key_back() {
             loaded.keys, manifest.raw_bytes, manifest.stored_bytes, took
         );
     }
-}
-
-/// The seed serves `target` alone: its address and the port it listens on.
-fn only(target: &Redis) -> seed::Expected {
-    seed::Expected { ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], port: Some(target.port) }
-}
-
-/// Loads `payload` into `target` through a seed; returns what the seed and the wait said.
-async fn seed_into(
-    target: &Redis,
-    payload: seed::Payload,
-) -> (Result<u64, seed::SeedError>, Result<seed::Loaded, seed::SeedError>) {
-    let endpoint = Endpoint::parse(&target.addr()).expect("endpoint");
-    let limits = test_limits();
-    let bind = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
-    let serving = bind.serve(payload, only(target), limits);
-    target.cli(&["REPLICAOF", "127.0.0.1", &serving.addr().port().to_string()]);
-    let loaded = seed::wait_loaded(&endpoint, &Access::default(), &serving, limits, &Quiet).await;
-    let sent = serving.stop().await;
-    target.cli(&["REPLICAOF", "NO", "ONE"]);
-    (sent, loaded)
 }
 
 /// A plain snapshot of `source` in `dir`: the snapshotter, its manifest, and its object file.
@@ -210,7 +182,8 @@ async fn the_eof_framing_loads_a_real_redis_server_too() {
         }
     });
     let target = Redis::start(&[]);
-    let (sent, loaded) = seed_into(&target, seed::Payload::new(None, receiver)).await;
+    let (sent, loaded) =
+        support::seed::seed_into(&target, seed::Payload::new(None, receiver)).await;
     let loaded = loaded.expect("loaded");
     assert_eq!(sent.expect("the seed ends cleanly"), manifest.raw_bytes);
     assert_eq!(loaded.keys, expected.len() as u64 - 1);
@@ -238,7 +211,7 @@ async fn a_seed_never_completes_an_rdb_that_does_not_match_its_manifest() {
 
     let target = Redis::start(&[]);
     let payload = snapshotter.payload(&manifest).await.expect("payload");
-    let (sent, loaded) = seed_into(&target, payload).await;
+    let (sent, loaded) = support::seed::seed_into(&target, payload).await;
     assert!(loaded.is_err(), "loaded a mismatching RDB: {loaded:?}");
     let error = sent.expect_err("the seed fails");
     let text = redis_autopilot::errors::chain(&error);

@@ -3,7 +3,9 @@
 //!
 //! Beyond each file on its own: two policies on the same target are refused
 //! ([`crate::policy::overlap`]), risky combinations are warned about (exit status stays 0),
-//! and a file that a checked policy names as a secret is reported without a byte of it.
+//! a file that a checked policy names as a secret is reported without a byte of it, and a
+//! snapshot recipients file that can be read must hold age public keys (validation itself
+//! does no I/O, so this is checked here).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
     hide_secret_files(&mut checked);
+    check_recipients_files(&mut checked);
     find_overlaps(&mut checked);
 
     let mut out = std::io::stdout().lock();
@@ -119,6 +122,31 @@ fn hide_secret_files(checked: &mut [Checked]) {
                  and nothing in it is shown"
             );
             entry.result = Err(vec![Diagnostic::whole_file(&name, &message)]);
+        }
+    }
+}
+
+/// A valid policy's `spec.snapshots.encryption.recipientsFile`, when it can be read here,
+/// must parse as age public keys: a typo or a secret key pasted there (reported by its line,
+/// never shown) fails `check` rather than the first snapshot. One that cannot be read here
+/// is not a problem: it is usually a Secret mounted only where the daemon runs.
+fn check_recipients_files(checked: &mut [Checked]) {
+    use crate::policy::source_map::{Anchor, FieldPath};
+    for entry in checked.iter_mut() {
+        let Ok(loaded) = &entry.result else { continue };
+        let Some(encryption) = loaded.policy.snapshots.as_ref().and_then(|s| s.encryption.as_ref())
+        else {
+            continue;
+        };
+        let file = &encryption.recipients_file;
+        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        if let Err(error) = crate::snapshot::crypt::Recipients::parse(&text, file) {
+            let path = FieldPath::root()
+                .key("spec")
+                .key("snapshots")
+                .key("encryption")
+                .key("recipientsFile");
+            entry.more.push(loaded.diagnostic(&path, Anchor::Value, &error.to_string()));
         }
     }
 }

@@ -370,6 +370,8 @@ mod tests {
             run_id: "r1".into(),
             object: "cache/20261124T023000.000Z-127.0.0.1-6379.rdb.zst".into(),
             compression: Codec::Zstd,
+            encryption: crate::snapshot::manifest::Cipher::None,
+            recipients: Vec::new(),
             replid: None,
             repl_offset: None,
             rdb_version: 12,

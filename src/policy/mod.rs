@@ -97,6 +97,11 @@ impl Policy {
             }
             _ => {}
         }
+        if let Some(identity) =
+            self.snapshots.as_ref().and_then(|s| s.encryption.as_ref()?.identity.as_ref())
+        {
+            add("spec.snapshots.encryption.identityFile", identity);
+        }
         files
     }
 
@@ -344,6 +349,9 @@ pub struct Snapshots {
     pub limits: TransferLimits,
     /// What a fleet with no recorded master and no data anywhere is seeded from.
     pub bootstrap: Option<Bootstrap>,
+    /// Client-side encryption before upload; `None`: objects are stored as the RDB (or its
+    /// zstd) is.
+    pub encryption: Option<Encryption>,
 }
 
 /// `spec.snapshots.bootstrap`: the snapshot a brand-new (or wholly emptied) fleet's first
@@ -364,6 +372,16 @@ impl std::fmt::Display for Bootstrap {
             Bootstrap::Snapshot(id) => write!(f, "snapshot {id}"),
         }
     }
+}
+
+/// `spec.snapshots.encryption`: snapshots are encrypted with age to the X25519 public keys
+/// in `recipients_file`, read at each snapshot (a rotated Secret applies to the next one);
+/// restore and verify decrypt with the identity, read only when an encrypted snapshot is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encryption {
+    pub recipients_file: std::path::PathBuf,
+    /// `None`: this policy can encrypt but not read its encrypted snapshots back.
+    pub identity: Option<SecretSource>,
 }
 
 /// `minBytesPerSecond`, `throughputWindow` and `deadline`: a source that trickles, or a

@@ -363,6 +363,8 @@ pub struct SnapshotsSpec {
     pub throughput_window: Option<String>,
     pub deadline: Option<String>,
     pub bootstrap: Option<String>,
+    #[serde(default, deserialize_with = "section")]
+    pub encryption: Option<EncryptionSpec>,
 }
 
 impl SnapshotsSpec {
@@ -381,7 +383,22 @@ impl SnapshotsSpec {
         "throughputWindow",
         "deadline",
         "bootstrap",
+        "encryption",
     ];
+}
+
+/// `spec.snapshots.encryption`: where the age recipients (public keys, to encrypt) and the
+/// identity (the secret key, to decrypt) are read, never the keys themselves.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionSpec {
+    pub recipients_file: Option<String>,
+    pub identity_file: Option<String>,
+    pub identity_env: Option<String>,
+}
+
+impl EncryptionSpec {
+    pub const FIELDS: &[&str] = &["recipientsFile", "identityFile", "identityEnv"];
 }
 
 /// `spec.snapshots.credentials`: where the destination's credentials are read (S3 keys, a
@@ -478,6 +495,7 @@ pub fn fields_at(path: &[Segment]) -> Option<&'static [&'static str]> {
         [Some("spec"), Some("snapshots"), Some("credentials")] => {
             DestinationCredentialsSpec::FIELDS
         }
+        [Some("spec"), Some("snapshots"), Some("encryption")] => EncryptionSpec::FIELDS,
         [Some("spec"), Some("alerts"), None] => AlertSpec::FIELDS,
         _ => return None,
     };
@@ -506,6 +524,11 @@ pub fn inline_secret_hint(path: &[Segment]) -> Option<&'static str> {
             Some(
                 "secrets are read from the field's `Env` or `File` form, never written in a policy",
             )
+        }
+        [Some("spec"), Some("snapshots"), Some("encryption")]
+            if is("identity") || is("secretKey") || is("key") =>
+        {
+            Some("the identity is read from identityFile or identityEnv, never written in a policy")
         }
         _ => None,
     }
@@ -593,6 +616,7 @@ spec:
     throughputWindow: x
     deadline: x
     bootstrap: x
+    encryption: {recipientsFile: x, identityFile: x, identityEnv: x}
   alerts: [{alertname: x, action: evaluate}]
   paused: false
 "#;
@@ -634,10 +658,10 @@ spec:
             });
         assert!(parsed.is_ok(), "{:?}", parsed.err());
         assert!(unknown.is_empty(), "{unknown:?}");
-        // ...and every mapping in the document lists exactly its struct's fields (22 mappings:
+        // ...and every mapping in the document lists exactly its struct's fields (23 mappings:
         // scaleUp and scaleDown share a struct, as do auth and basicAuth).
         let map = SourceMap::parse(EVERY_FIELD, serde_saphyr::Options::default()).expect("YAML");
-        assert_eq!(check_fields(map.root(), &FieldPath::root()), 22);
+        assert_eq!(check_fields(map.root(), &FieldPath::root()), 23);
     }
 
     #[test]

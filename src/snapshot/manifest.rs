@@ -3,8 +3,8 @@
 //! that failed halfway, or one still running, is never listed, restored or counted by
 //! retention.
 //!
-//! Names sort by time: `<prefix>/<policy>/<20261124T023000.000Z>-<source>.rdb[.zst]`, the
-//! manifest the same name with `.json`; the id is the file stem.
+//! Names sort by time: `<prefix>/<policy>/<20261124T023000.000Z>-<source>.rdb[.zst][.age]`,
+//! the manifest the same name with `.json`; the id is the file stem.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,15 @@ pub struct Manifest {
     /// How the object is stored. Any word but `none` or `zstd` fails to parse, naming it:
     /// an object this build cannot decode is never taken for plain.
     pub compression: Codec,
+    /// Whether the object is encrypted (after compression). Absent in manifests written
+    /// before encryption existed, which are plain; any word but `none` or `age` fails to
+    /// parse, so a sealed object is never taken for plain.
+    #[serde(default)]
+    pub encryption: Cipher,
+    /// The age public keys (`age1…`) the object is encrypted to: public, recorded so that a
+    /// restore without a matching identity can say which keys it needs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
     /// Replication id and offset the RDB corresponds to (`+FULLRESYNC`).
     pub replid: Option<String>,
     pub repl_offset: Option<u64>,
@@ -40,8 +49,8 @@ pub struct Manifest {
     pub stored_bytes: u64,
     /// The RDB's own CRC64 (hex); `None` when the server had `rdbchecksum no`.
     pub crc64: Option<String>,
-    /// SHA-256 of the object as stored (compressed if compressed), hex: `sha256sum` of a
-    /// downloaded object matches it.
+    /// SHA-256 of the object as stored (compressed and encrypted if so), hex: `sha256sum` of
+    /// a downloaded object matches it.
     pub sha256: String,
     pub started: DateTime<Utc>,
     pub finished: DateTime<Utc>,
@@ -92,11 +101,48 @@ impl std::fmt::Display for Codec {
 
 pub use crate::model::{snapshot_id, snapshot_id_time};
 
+/// How a snapshot's object is encrypted, as its manifest records it (`"none"`, `"age"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cipher {
+    #[default]
+    None,
+    Age,
+}
+
+impl Cipher {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cipher::None => "none",
+            Cipher::Age => "age",
+        }
+    }
+
+    /// What the object's name gains after the codec's suffix.
+    pub fn object_suffix(self) -> &'static str {
+        match self {
+            Cipher::None => "",
+            Cipher::Age => ".age",
+        }
+    }
+}
+
+impl std::fmt::Display for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The object name of snapshot `id` stored with `codec` and `cipher`.
+pub fn object_name(id: &str, codec: Codec, cipher: Cipher) -> String {
+    format!("{id}{}{}", codec.object_suffix(), cipher.object_suffix())
+}
+
 /// Whether `manifest`, read from `<stem>.json` in `policy`'s folder, describes itself: its id
 /// is the file's stem and a well-formed id, its policy is `policy`, and its object is the
-/// id's own `.rdb` or `.rdb.zst` for its compression (a compression it does not know never
-/// parsed into a [`Manifest`]). So a copied or planted manifest can
-/// neither point retention at another snapshot's object nor reach outside the folder.
+/// id's own `.rdb` or `.rdb.zst` for its compression, `.age` added when encrypted (a
+/// compression or encryption it does not know never parsed into a [`Manifest`]). So a
+/// copied or planted manifest can neither point retention at another snapshot's object nor reach outside the folder.
 pub fn check(manifest: &Manifest, stem: &str, policy: &str) -> Result<(), String> {
     if manifest.id != stem {
         return Err(format!("its id `{}` is not its file name `{stem}`", manifest.id));
@@ -108,9 +154,9 @@ pub fn check(manifest: &Manifest, stem: &str, policy: &str) -> Result<(), String
     if manifest.policy != policy {
         return Err(format!("it belongs to policy `{}`, not `{policy}`", manifest.policy));
     }
-    let suffix = manifest.compression.object_suffix();
-    if manifest.object != format!("{}{suffix}", manifest.id) {
-        return Err(format!("its object `{}` is not `{}{suffix}`", manifest.object, manifest.id));
+    let expected = object_name(&manifest.id, manifest.compression, manifest.encryption);
+    if manifest.object != expected {
+        return Err(format!("its object `{}` is not `{expected}`", manifest.object));
     }
     Ok(())
 }
@@ -151,5 +197,37 @@ mod tests {
         assert_eq!(check(&plain, &id, "cache"), Ok(()));
         let error = serde_json::from_value::<Manifest>(json("lz9")).expect_err("lz9 is unknown");
         assert!(error.to_string().contains("lz9"), "{error}");
+    }
+
+    /// A manifest from before encryption existed reads as plain; `age` reads with its
+    /// recipients and its `.age` object; an unknown word is an error naming it.
+    #[test]
+    fn encryption_defaults_to_none_and_an_unknown_cipher_does_not_parse() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 2, 30, 0).unwrap();
+        let id = snapshot_id(at, "redis-0");
+        let mut json = serde_json::json!({
+            "format": FORMAT, "id": id, "policy": "cache", "source": "redis-0",
+            "runId": "r", "object": format!("{id}.rdb.zst"), "compression": "zstd",
+            "replid": null, "replOffset": null, "rdbVersion": 12, "redisVersion": null,
+            "rawBytes": 1, "storedBytes": 1, "crc64": null, "sha256": "00",
+            "started": at, "finished": at,
+        });
+        let old: Manifest = serde_json::from_value(json.clone()).expect("an old manifest");
+        assert_eq!((old.encryption, old.recipients.len()), (Cipher::None, 0));
+        assert_eq!(check(&old, &id, "cache"), Ok(()));
+        assert!(!serde_json::to_string(&old).unwrap().contains("recipients"));
+
+        json["encryption"] = "age".into();
+        json["recipients"] = serde_json::json!(["age1xyz"]);
+        let sealed: Manifest = serde_json::from_value(json.clone()).expect("age is known");
+        assert_eq!(sealed.encryption, Cipher::Age);
+        assert!(check(&sealed, &id, "cache").unwrap_err().contains(".rdb.zst.age"));
+        json["object"] = format!("{id}.rdb.zst.age").into();
+        let sealed: Manifest = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(check(&sealed, &id, "cache"), Ok(()));
+
+        json["encryption"] = "rot13".into();
+        let error = serde_json::from_value::<Manifest>(json).expect_err("rot13 is unknown");
+        assert!(error.to_string().contains("rot13"), "{error}");
     }
 }

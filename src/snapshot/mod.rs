@@ -10,8 +10,12 @@
 //! - [`pace`]: pure: the throughput floor and the deadline that end a snapshot that would
 //!   otherwise never finish.
 //! - [`snapshotter`]: one policy's snapshots over its destination, one file per kind of
-//!   work: `upload` (socket -> verify -> sha256 (+ zstd) -> multipart upload -> manifest),
-//!   `catalog` (list, prune) and `restore` (verify, restore).
+//!   work: `upload` (socket -> verify -> (zstd) -> (age) -> sha256 -> multipart upload ->
+//!   manifest), `catalog` (list, prune), `object` (the one download path every read takes:
+//!   sha256 of the stored bytes, then age decryption), `restore` (verify, restore) and
+//!   `into` (restore into the deployment).
+//! - [`crypt`]: encryption at rest with age: recipients and identities read from files
+//!   (an identity's secret never shown), the streaming encryptor, the decrypting reader.
 //! - [`manifest`]: the JSON document that makes a snapshot exist, its codec, and
 //!   time-sorted names.
 //! - [`retention`]: pure: which complete snapshots to delete, and why.
@@ -27,6 +31,7 @@
 //! invisible to `list` and is left to the bucket's lifecycle rule. Safe to cancel at any point; a daemon that dies mid-transfer
 //! leaves at most an incomplete multipart upload.
 
+pub mod crypt;
 pub mod manifest;
 pub mod pace;
 pub mod rdb;
@@ -135,6 +140,22 @@ pub enum SnapshotError {
     /// was cancelled): a fault here, not the source's.
     #[error("the snapshot's reader task failed: {why}")]
     ReaderFailed { why: String },
+    /// The recipients or the identity could not be read, or encryption could not start.
+    #[error(transparent)]
+    Crypt(#[from] crypt::CryptError),
+    #[error("cannot encrypt snapshot `{id}`")]
+    Encrypt {
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An encrypted snapshot, and no identity here is one of the keys it was encrypted to.
+    #[error("snapshot `{id}` is encrypted (age) to {}, and {why}", recipients_text(.recipients))]
+    NoIdentity { id: String, recipients: Vec<String>, why: String },
+    /// Not a valid age object, or cut, or altered: the object matched its manifest's size
+    /// and sha256, so the manifest itself describes a damaged object.
+    #[error("cannot decrypt snapshot `{id}`: {why}")]
+    Decrypt { id: String, why: String },
     #[error("cannot decompress snapshot `{id}`")]
     Decompress {
         id: String,
@@ -167,6 +188,14 @@ pub enum SnapshotError {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn recipients_text(recipients: &[String]) -> String {
+    if recipients.is_empty() {
+        "keys its manifest does not list".to_owned()
+    } else {
+        recipients.join(", ")
+    }
 }
 
 fn abort_note(abort: Option<&str>) -> String {
@@ -216,6 +245,10 @@ impl SnapshotError {
             SnapshotError::Compress { .. } => "compress",
             SnapshotError::ReaderFailed { .. } => "reader_failed",
             SnapshotError::Decompress { .. } => "decompress",
+            SnapshotError::Crypt(error) => error.category(),
+            SnapshotError::Encrypt { .. } => "encrypt",
+            SnapshotError::NoIdentity { .. } => "no_identity",
+            SnapshotError::Decrypt { .. } => "decrypt",
             SnapshotError::Local { .. } | SnapshotError::Exists { .. } => "local_io",
             SnapshotError::HoldsData { .. } | SnapshotError::SeedOverData { .. } => "holds_data",
             SnapshotError::Restore { .. } => "restore",

@@ -10,6 +10,7 @@ pub mod kube_fake;
 pub mod pods;
 pub mod policy_daemon;
 pub mod resp;
+pub mod seed;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

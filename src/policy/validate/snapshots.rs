@@ -1,4 +1,5 @@
-//! `spec.snapshots`: schedule, source, compression, retention, transfer limits, and the
+//! `spec.snapshots`: schedule, source, compression, encryption, retention, transfer limits,
+//! and the
 //! destination, parsed here once into a [`Store`] (a local directory, or an S3, GCS or Azure
 //! bucket with its prefix and the fields and credentials that apply to that store only),
 //! which the snapshot store opens as it is.
@@ -6,10 +7,12 @@
 use super::checker::{Checker, env_name, file_path};
 use crate::policy::bounds;
 use crate::policy::source_map::FieldPath;
-use crate::policy::spec::{DestinationCredentialsSpec, RetentionSpec, SnapshotsSpec};
+use crate::policy::spec::{
+    DestinationCredentialsSpec, EncryptionSpec, RetentionSpec, SnapshotsSpec,
+};
 use crate::policy::{
-    AzureCredentials, BeforeAction, Bootstrap, Compression, Destination, Retention, S3Credentials,
-    SecretSource, SnapshotSource, Snapshots, Store, TransferLimits,
+    AzureCredentials, BeforeAction, Bootstrap, Compression, Destination, Encryption, Retention,
+    S3Credentials, SecretSource, SnapshotSource, Snapshots, Store, TransferLimits,
 };
 
 pub(super) fn check_snapshots(
@@ -90,6 +93,10 @@ pub(super) fn check_snapshots(
     let before_actions = check_before_actions(c, spec.before_actions.as_deref(), path);
     let limits = check_transfer_limits(c, spec, path);
     let bootstrap = check_bootstrap(c, spec.bootstrap.as_deref(), &path.key("bootstrap"));
+    let encryption = match &spec.encryption {
+        None => Some(None),
+        Some(encryption) => check_encryption(c, encryption, &path.key("encryption")).map(Some),
+    };
     Some(Snapshots {
         schedule: schedule?,
         source: source?,
@@ -99,6 +106,7 @@ pub(super) fn check_snapshots(
         before_actions: before_actions?,
         limits: limits?,
         bootstrap: bootstrap?,
+        encryption: encryption?,
     })
 }
 
@@ -126,6 +134,28 @@ fn check_bootstrap(
             None
         }
     }
+}
+
+/// `encryption`: the recipients file is required (an encryption section that cannot encrypt
+/// would store plain snapshots unnoticed). Only where the keys are read is checked here
+/// (validation does no I/O); `check` also parses a readable recipients file
+/// (`cli::check`), and never reads the identity, a secret.
+fn check_encryption(
+    c: &mut Checker,
+    spec: &EncryptionSpec,
+    path: &FieldPath,
+) -> Option<Encryption> {
+    let recipients_path = path.key("recipientsFile");
+    let recipients_file = c
+        .required(spec.recipients_file.as_ref(), &recipients_path)
+        .and_then(|file| c.check(file_path(file), &recipients_path).map(|()| file));
+    let identity = secret_field(
+        c,
+        (&spec.identity_env, &spec.identity_file),
+        ("identityEnv", "identityFile"),
+        path,
+    );
+    Some(Encryption { recipients_file: recipients_file?.into(), identity: identity? })
 }
 
 /// The store a valid destination names, with the fields that apply to it. The fields were
@@ -675,5 +705,80 @@ mod tests {
         );
         let problem = problem_at(&text, "spec.snapshots.destination");
         assert!(problem.message.contains(message), "`{message}` not in {problem}");
+    }
+
+    fn encrypted(fields: &str) -> String {
+        format!(
+            "{HEAD}{TARGET}  snapshots: {{schedule: '0 0 3 * * *', destination: 'file:///b', \
+             encryption: {{{fields}}}}}\n"
+        )
+    }
+
+    /// Encryption reads its keys from files or the environment; a section that cannot
+    /// encrypt, two sources for the identity, or an identity written inline are refused at
+    /// their field.
+    #[rstest]
+    #[case::recipients_missing(
+        "identityFile: /k",
+        "spec.snapshots.encryption.recipientsFile",
+        "missing required field `recipientsFile`"
+    )]
+    #[case::recipients_empty_path(
+        "recipientsFile: ' '",
+        "spec.snapshots.encryption.recipientsFile",
+        "must be a file path"
+    )]
+    #[case::identity_twice(
+        "recipientsFile: /r, identityFile: /k, identityEnv: AGE_KEY",
+        "spec.snapshots.encryption.identityFile",
+        "a secret is read from one place"
+    )]
+    #[case::identity_env_name(
+        "recipientsFile: /r, identityEnv: 'age key'",
+        "spec.snapshots.encryption.identityEnv",
+        "must be an environment variable name"
+    )]
+    #[case::identity_inline(
+        "recipientsFile: /r, identity: AGE-SECRET-KEY-1QQQ",
+        "spec.snapshots.encryption.identity",
+        "never written in a policy"
+    )]
+    fn a_broken_encryption_section_is_reported_at_its_field(
+        #[case] fields: &str,
+        #[case] path: &str,
+        #[case] message: &str,
+    ) {
+        let problem = problem_at(&encrypted(fields), path);
+        assert!(problem.message.contains(message), "`{message}` not in {problem}");
+        assert!(!problem.to_string().contains("AGE-SECRET-KEY-1QQQ"), "{problem}");
+    }
+
+    #[test]
+    fn a_valid_encryption_section_is_parsed_and_its_identity_file_is_a_secret_file() {
+        let loaded = load_policy_str(
+            "t.yaml",
+            &encrypted("recipientsFile: /nonexistent/recipients, identityFile: /run/age/key"),
+        )
+        .expect("valid");
+        let snapshots = loaded.snapshots.as_ref().unwrap();
+        assert_eq!(
+            snapshots.encryption,
+            Some(Encryption {
+                recipients_file: "/nonexistent/recipients".into(),
+                identity: Some(file("/run/age/key")),
+            })
+        );
+        let secret_files = loaded.secret_files();
+        assert!(
+            secret_files
+                .iter()
+                .any(|(field, path)| *field == "spec.snapshots.encryption.identityFile"
+                    && *path == std::path::Path::new("/run/age/key")),
+            "{secret_files:?}"
+        );
+        let loaded = load_policy_str("t.yaml", &encrypted("recipientsFile: /r, identityEnv: K"))
+            .expect("valid");
+        let encryption = loaded.snapshots.unwrap().encryption.unwrap();
+        assert_eq!(encryption.identity, Some(env("K")));
     }
 }

@@ -1,5 +1,5 @@
 //! Restoring into the deployment a policy targets (`snapshot restore ID --into`): the RDB
-//! streamed from the destination, checked and decompressed on the fly ([`Snapshotter::payload`]),
+//! streamed from the destination, checked, decrypted and decompressed on the fly ([`Snapshotter::payload`]),
 //! loaded into one instance through the one-shot master ([`crate::snapshot::seed`]), which is
 //! then recorded as master at a new epoch and promoted while the others resync from it.
 //!
@@ -17,12 +17,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt as _;
-use object_store::ObjectStoreExt as _;
-use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use super::{Progress, Snapshotter, hex};
+use super::{Progress, Snapshotter};
 use crate::cluster::{Claim, Cluster, MasterRecord, Member, redis_admin};
 use crate::observe::Info;
 use crate::policy::WriteGuard;
@@ -93,28 +90,14 @@ impl Snapshotter {
     /// the manifest as they pass; a mismatch, found at the end, is sent instead of the end,
     /// so a seed never completes a transfer that did not verify.
     pub async fn payload(&self, manifest: &Manifest) -> Result<Payload, SnapshotError> {
-        let key = self.destination.key(&self.policy, &manifest.object);
-        let url = self.destination.url.clone();
-        self.destination.check_local(&key).map_err(|why| SnapshotError::InvalidManifest {
-            url: url.clone(),
-            object: key.to_string(),
-            why,
-        })?;
-        let object_error = {
-            let (url, key) = (url.clone(), key.to_string());
-            move |source| SnapshotError::Object {
-                action: "download",
-                url: url.clone(),
-                object: key.clone(),
-                source: Box::new(source),
-            }
-        };
-        let stream = self.destination.store.get(&key).await.map_err(&object_error)?.into_stream();
+        // Decrypted here when encrypted: a missing or wrong identity fails now, before the
+        // caller changes anything.
+        let object = self.open_object(manifest).await?;
         let (sender, receiver) = mpsc::channel(IN_FLIGHT);
         let len = manifest_len(manifest);
         let manifest = manifest.clone();
         tokio::spawn(async move {
-            let result = produce(stream, &manifest, &sender, object_error).await;
+            let result = produce(object, &manifest, &sender).await;
             if let Err(error) = result {
                 let _ = sender.send(Err(error)).await;
             }
@@ -496,12 +479,12 @@ fn manifest_len(manifest: &Manifest) -> u64 {
     manifest.raw_bytes
 }
 
-/// Reads the object, checks it, decodes it, and sends the RDB in bounded chunks.
+/// Reads the object (decrypted if encrypted), checks it, decodes it, and sends the RDB in
+/// bounded chunks.
 async fn produce(
-    mut stream: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    mut object: super::object::ObjectReader,
     manifest: &Manifest,
     sender: &mpsc::Sender<Result<Bytes, SnapshotError>>,
-    object_error: impl Fn(object_store::Error) -> SnapshotError,
 ) -> Result<(), SnapshotError> {
     let id = &manifest.id;
     let decompress = |source| SnapshotError::Decompress { id: id.clone(), source };
@@ -509,14 +492,9 @@ async fn produce(
         Codec::Zstd => Some(zstd::stream::raw::Decoder::new().map_err(decompress)?),
         Codec::None => None,
     };
-    let mut sha = Sha256::new();
     let mut verifier = RdbVerifier::new();
-    let mut stored = 0_u64;
     let mut out = Outgoing { sender, raw: 0, limit: manifest.raw_bytes };
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(&object_error)?;
-        sha.update(&chunk);
-        stored += chunk.len() as u64;
+    while let Some(chunk) = object.next().await? {
         match &mut decoder {
             None => {
                 for piece in chunk.chunks(CHUNK) {
@@ -544,7 +522,7 @@ async fn produce(
             }
         }
     }
-    super::restore::check_stored(manifest, stored, &hex(&sha.finalize()))?;
+    object.finish().await?;
     super::restore::check_rdb(manifest, verifier)
 }
 

@@ -4,6 +4,9 @@
 //! - `upload`: taking one, from choosing the source to writing the manifest;
 //! - `catalog`: what the destination holds (list, with every untrusted manifest left out)
 //!   and retention's deletes (prune);
+//! - `object`: the download every read of a snapshot takes: stored bytes counted and
+//!   hashed, then decrypted when the manifest says `age` (so verify, restore and `into`
+//!   all decrypt the same way);
 //! - `restore`: reading one back, checked against its manifest (verify), and writing it to
 //!   a local file (restore);
 //! - `into`: streaming one into the deployment the policy targets through the one-shot
@@ -15,6 +18,7 @@
 mod bootstrap;
 mod catalog;
 mod into;
+mod object;
 mod restore;
 mod upload;
 
@@ -58,7 +62,9 @@ pub struct Snapshotter {
 }
 
 impl Snapshotter {
-    /// Reads the policy's secrets now and opens its destination (no network yet).
+    /// Reads the policy's credentials now and opens its destination (no network yet). The
+    /// encryption keys are read where they are used: the recipients when a snapshot starts,
+    /// the identity when an encrypted snapshot is read.
     pub fn new(policy: &Policy) -> Result<Self, SnapshotError> {
         let config = policy
             .snapshots

@@ -1,17 +1,15 @@
 //! Reading a snapshot back: download its object, check the bytes stored (count and
 //! sha256) and the RDB inside (header, end opcode, CRC64, size) against its manifest, and,
 //! to restore, write the plain RDB to a local file that appears only once all of that held.
-//! [`Snapshotter::verify`] is the same download with nowhere to write. A compressed object
-//! is decoded by the codec its manifest names, and never past the `rawBytes` it records.
+//! [`Snapshotter::verify`] is the same download with nowhere to write. The object is read
+//! through the shared download path (`object`: hashed, decrypted when encrypted); a
+//! compressed one is decoded by the codec its manifest names, and never past the
+//! `rawBytes` it records.
 
 use std::io::Write as _;
 use std::path::Path as FsPath;
 
-use futures::StreamExt as _;
-use object_store::ObjectStoreExt as _;
-use sha2::{Digest as _, Sha256};
-
-use super::{Progress, Snapshotter, hex};
+use super::{Progress, Snapshotter};
 use crate::snapshot::SnapshotError;
 use crate::snapshot::manifest::{Codec, Manifest};
 use crate::snapshot::rdb::{RdbSummary, RdbVerifier};
@@ -100,21 +98,7 @@ impl Snapshotter {
         progress: &dyn Progress,
     ) -> Result<(), SnapshotError> {
         let id = manifest.id.clone();
-        let key = self.destination.key(&self.policy, &manifest.object);
-        let url = &self.destination.url;
-        let object_error = |source| SnapshotError::Object {
-            action: "download",
-            url: url.clone(),
-            object: key.to_string(),
-            source: Box::new(source),
-        };
-        self.destination.check_local(&key).map_err(|why| SnapshotError::InvalidManifest {
-            url: url.clone(),
-            object: key.to_string(),
-            why,
-        })?;
-        let mut stream =
-            self.destination.store.get(&key).await.map_err(object_error)?.into_stream();
+        let mut object = self.open_object(manifest).await?;
         let sink = Sink {
             verifier: RdbVerifier::new(),
             file,
@@ -129,14 +113,11 @@ impl Snapshotter {
             ),
             Codec::None => Output::Plain(sink),
         };
-        let mut sha = Sha256::new();
-        let mut stored = 0_u64;
         progress.start(&id, Some(manifest.stored_bytes));
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(object_error)?;
-            sha.update(&chunk);
-            stored += chunk.len() as u64;
-            progress.advance(chunk.len() as u64);
+        let mut stored = 0_u64;
+        while let Some(chunk) = object.next().await? {
+            progress.advance(object.stored() - stored);
+            stored = object.stored();
             let written = match &mut output {
                 Output::Plain(sink) => sink.write_all(&chunk),
                 Output::Zstd(decoder) => decoder.write_all(&chunk),
@@ -153,7 +134,7 @@ impl Snapshotter {
                 decoder.into_inner()
             }
         };
-        check_stored(manifest, stored, &hex(&sha.finalize()))?;
+        object.finish().await?;
         if let Some((path, file)) = sink.file.as_mut() {
             file.flush().map_err(|source| SnapshotError::Local { path: path.clone(), source })?;
         }

@@ -5,8 +5,13 @@
 //!
 //! ```text
 //!  socket -> reader task (RDB verifier: header, CRC64) -> channel (16 chunks)
-//!         -> writer (zstd?, sha256) -> WriteMultipart (1 buffered + 2 in-flight parts)
+//!         -> writer (zstd?, age?, sha256) -> WriteMultipart (1 buffered + 2 in-flight parts)
 //! ```
+//!
+//! With `encryption`, the recipients file is read when the snapshot starts (so a rotated
+//! Secret applies to the next one, and an unreadable one fails it before Redis forks), and
+//! what zstd produced (or the RDB) is encrypted with age before it is hashed and uploaded;
+//! the manifest records `encryption: age` and the recipients' public keys.
 //!
 //! The reader always drains the socket while the channel has room; if the store cannot take
 //! data for `stall`, the snapshot fails (Redis would drop a replica that stops reading anyway)
@@ -35,7 +40,8 @@ use crate::observe::{Outcome, Role};
 use crate::policy::Compression;
 use crate::sample::redis::{Endpoint, RedisSampler};
 use crate::snapshot::SnapshotError;
-use crate::snapshot::manifest::{self, Codec, Manifest};
+use crate::snapshot::crypt::{Encrypt, Recipients};
+use crate::snapshot::manifest::{self, Cipher, Codec, Manifest};
 use crate::snapshot::pace::Pace;
 use crate::snapshot::rdb::RdbVerifier;
 use crate::snapshot::source::{self, Candidate, Seen};
@@ -58,6 +64,7 @@ impl Snapshotter {
         progress: &dyn Progress,
     ) -> Result<Manifest, SnapshotError> {
         let run_id = run_id();
+        let recipients = self.recipients()?;
         let pace = Pace::new(self.config.limits, Instant::now());
         let round = self.observe(instances).await;
         let candidates = source::rank(&round, self.config.source).map_err(|why| {
@@ -74,7 +81,9 @@ impl Snapshotter {
                 Transfer::open_paced(&candidate.endpoint, &self.access, self.deadlines, pace).await;
             match opened {
                 Ok(transfer) => {
-                    return self.upload(&candidate, transfer, &run_id, progress).await;
+                    return self
+                        .upload(&candidate, transfer, &run_id, recipients.as_ref(), progress)
+                        .await;
                 }
                 // Not linked to its master right now, or loading: another may serve.
                 Err(error) if error.retryable() => {
@@ -152,17 +161,21 @@ impl Snapshotter {
         candidate: &Candidate,
         mut transfer: Transfer,
         run_id: &str,
+        recipients: Option<&Recipients>,
         progress: &dyn Progress,
     ) -> Result<Manifest, SnapshotError> {
         let started = Utc::now();
         let instance = candidate.endpoint.id.clone();
         let id = manifest::snapshot_id(started, &instance);
-        let object_name = format!("{id}{}", Codec::from(self.config.compression).object_suffix());
+        let cipher = if recipients.is_some() { Cipher::Age } else { Cipher::None };
+        let object_name = manifest::object_name(&id, Codec::from(self.config.compression), cipher);
         let key = self.destination.key(&self.policy, &object_name);
         let url = self.destination.url.clone();
         tracing::info!(policy = %self.policy, instance, run_id, object = %key, "snapshot started");
         let hint = transfer.announced_len().or(candidate.used_memory).unwrap_or(0);
         let part = usize::try_from(hint.div_ceil(MAX_PARTS)).unwrap_or(usize::MAX).max(MIN_PART);
+        // Before the upload starts: a failure here leaves no multipart upload to abort.
+        let mut encoder = Encoder::new(&id, self.config.compression, recipients)?;
         let upload = self.destination.store.put_multipart(&key).await.map_err(|source| {
             SnapshotError::Object {
                 action: "start uploading",
@@ -205,13 +218,6 @@ impl Snapshotter {
         });
 
         let mut sha = Sha256::new();
-        let mut encoder = match self.config.compression {
-            Compression::None => None,
-            Compression::Zstd { level } => Some(
-                zstd::stream::write::Encoder::new(Vec::new(), level)
-                    .map_err(|source| SnapshotError::Compress { id: id.clone(), source })?,
-            ),
-        };
         let mut stored: u64 = 0;
         let upload_error = |source, abort| SnapshotError::Upload {
             url: url.clone(),
@@ -222,14 +228,11 @@ impl Snapshotter {
         let mut failure: Option<SnapshotError> = None;
         while let Some(chunk) = rx.recv().await {
             progress.advance(chunk.len() as u64);
-            let out = match encoder.as_mut() {
-                None => chunk,
-                Some(encoder) => {
-                    if let Err(source) = encoder.write_all(&chunk) {
-                        failure = Some(SnapshotError::Compress { id: id.clone(), source });
-                        break;
-                    }
-                    Bytes::from(std::mem::take(encoder.get_mut()))
+            let out = match encoder.push(chunk) {
+                Ok(out) => out,
+                Err(error) => {
+                    failure = Some(error);
+                    break;
                 }
             };
             if out.is_empty() {
@@ -256,19 +259,14 @@ impl Snapshotter {
                 return Err(abort(writer, error).await);
             }
         };
-        if let Some(encoder) = encoder {
-            match encoder.finish() {
-                Ok(tail) if !tail.is_empty() => {
-                    sha.update(&tail);
-                    stored += tail.len() as u64;
-                    writer.put(Bytes::from(tail));
-                }
-                Ok(_) => {}
-                Err(source) => {
-                    let error = SnapshotError::Compress { id: id.clone(), source };
-                    return Err(abort(writer, error).await);
-                }
+        match encoder.finish() {
+            Ok(tail) if !tail.is_empty() => {
+                sha.update(&tail);
+                stored += tail.len() as u64;
+                writer.put(tail);
             }
+            Ok(_) => {}
+            Err(error) => return Err(abort(writer, error).await),
         }
         // `finish` aborts the upload itself when a part or the completion fails.
         writer.finish().await.map_err(|source| upload_error(source, None))?;
@@ -280,6 +278,8 @@ impl Snapshotter {
             run_id: run_id.to_owned(),
             object: object_name,
             compression: self.config.compression.into(),
+            encryption: cipher,
+            recipients: recipients.map(Recipients::names).unwrap_or_default(),
             replid,
             repl_offset: offset,
             rdb_version: summary.version,
@@ -320,6 +320,82 @@ impl Snapshotter {
             }
         })?;
         Ok(())
+    }
+}
+
+impl Snapshotter {
+    /// The policy's recipients, read now; `None` without `encryption`.
+    fn recipients(&self) -> Result<Option<Recipients>, SnapshotError> {
+        let Some(encryption) = &self.config.encryption else { return Ok(None) };
+        Ok(Some(Recipients::read(&encryption.recipients_file)?))
+    }
+}
+
+/// What the RDB becomes before it is stored: zstd-compressed, then age-encrypted, each only
+/// when the policy says so. Each push returns the bytes ready to store.
+struct Encoder {
+    id: String,
+    zstd: Option<zstd::stream::write::Encoder<'static, Vec<u8>>>,
+    age: Option<Encrypt>,
+}
+
+impl Encoder {
+    fn new(
+        id: &str,
+        compression: Compression,
+        recipients: Option<&Recipients>,
+    ) -> Result<Self, SnapshotError> {
+        let zstd = match compression {
+            Compression::None => None,
+            Compression::Zstd { level } => Some(
+                zstd::stream::write::Encoder::new(Vec::new(), level)
+                    .map_err(|source| SnapshotError::Compress { id: id.to_owned(), source })?,
+            ),
+        };
+        let age = recipients.map(Encrypt::new).transpose()?;
+        Ok(Self { id: id.to_owned(), zstd, age })
+    }
+
+    fn push(&mut self, chunk: Bytes) -> Result<Bytes, SnapshotError> {
+        let compressed = match self.zstd.as_mut() {
+            None => chunk,
+            Some(zstd) => {
+                zstd.write_all(&chunk)
+                    .map_err(|source| SnapshotError::Compress { id: self.id.clone(), source })?;
+                Bytes::from(std::mem::take(zstd.get_mut()))
+            }
+        };
+        self.seal(&compressed)
+    }
+
+    fn seal(&mut self, bytes: &Bytes) -> Result<Bytes, SnapshotError> {
+        match self.age.as_mut() {
+            None => Ok(bytes.clone()),
+            Some(_) if bytes.is_empty() => Ok(Bytes::new()),
+            Some(age) => age
+                .push(bytes)
+                .map_err(|source| SnapshotError::Encrypt { id: self.id.clone(), source }),
+        }
+    }
+
+    /// The last bytes: zstd's end of frame, then age's last chunk.
+    fn finish(mut self) -> Result<Bytes, SnapshotError> {
+        let mut tail = match self.zstd.take() {
+            None => Bytes::new(),
+            Some(zstd) => zstd
+                .finish()
+                .map(Bytes::from)
+                .map_err(|source| SnapshotError::Compress { id: self.id.clone(), source })?,
+        };
+        tail = self.seal(&tail)?;
+        let Some(age) = self.age.take() else { return Ok(tail) };
+        let last = age
+            .finish()
+            .map_err(|source| SnapshotError::Encrypt { id: self.id.clone(), source })?;
+        let mut out = Vec::with_capacity(tail.len() + last.len());
+        out.extend_from_slice(&tail);
+        out.extend_from_slice(&last);
+        Ok(Bytes::from(out))
     }
 }
 
