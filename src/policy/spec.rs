@@ -363,6 +363,7 @@ pub struct SnapshotsSpec {
     pub throughput_window: Option<String>,
     pub deadline: Option<String>,
     pub bootstrap: Option<String>,
+    pub verify: Option<VerifySpec>,
 }
 
 impl SnapshotsSpec {
@@ -381,7 +382,20 @@ impl SnapshotsSpec {
         "throughputWindow",
         "deadline",
         "bootstrap",
+        "verify",
     ];
+}
+
+/// `spec.snapshots.verify`: scheduled restore tests.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifySpec {
+    pub schedule: Option<String>,
+    pub keep: Option<i64>,
+}
+
+impl VerifySpec {
+    pub const FIELDS: &[&str] = &["schedule", "keep"];
 }
 
 /// `spec.snapshots.credentials`: where the destination's credentials are read (S3 keys, a
@@ -475,6 +489,7 @@ pub fn fields_at(path: &[Segment]) -> Option<&'static [&'static str]> {
         [Some("spec"), Some("health")] => HealthSpec::FIELDS,
         [Some("spec"), Some("snapshots")] => SnapshotsSpec::FIELDS,
         [Some("spec"), Some("snapshots"), Some("retention")] => RetentionSpec::FIELDS,
+        [Some("spec"), Some("snapshots"), Some("verify")] => VerifySpec::FIELDS,
         [Some("spec"), Some("snapshots"), Some("credentials")] => {
             DestinationCredentialsSpec::FIELDS
         }

@@ -11,10 +11,14 @@
 //!   otherwise never finish.
 //! - [`snapshotter`]: one policy's snapshots over its destination, one file per kind of
 //!   work: `upload` (socket -> verify -> sha256 (+ zstd) -> multipart upload -> manifest),
-//!   `catalog` (list, prune) and `restore` (verify, restore).
+//!   `catalog` (list, prune), `restore` (verify, restore), `into` (restore into the
+//!   deployment) and `proof` (restore tests into a scratch instance).
 //! - [`manifest`]: the JSON document that makes a snapshot exist, its codec, and
 //!   time-sorted names.
-//! - [`retention`]: pure: which complete snapshots to delete, and why.
+//! - [`retention`]: pure: which complete snapshots to delete, and why (never the newest
+//!   `verify.keep` proven restorable).
+//! - [`proof`]: pure: what a restore test concludes from a loaded scratch instance (the
+//!   key-count tolerance, the sampled keys' types); `snapshotter`'s `proof` runs the test.
 //! - [`seed`]: the one-shot master that restores through the replication protocol: answers
 //!   a replica's handshake and streams it an RDB; the RDB-version rule; waiting for the load.
 //!
@@ -29,6 +33,7 @@
 
 pub mod manifest;
 pub mod pace;
+pub mod proof;
 pub mod rdb;
 pub mod retention;
 pub mod seed;

@@ -405,6 +405,7 @@ spec:
                 bootstrap: Some(crate::policy::Bootstrap::Snapshot(
                     "20261124T023000.000Z-redis-0".to_owned(),
                 )),
+                verify: None,
             }),
             alerts: vec![AlertRule {
                 alert_name: "OrdersRedisSlow".to_owned(),

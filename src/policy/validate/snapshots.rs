@@ -6,10 +6,10 @@
 use super::checker::{Checker, env_name, file_path};
 use crate::policy::bounds;
 use crate::policy::source_map::FieldPath;
-use crate::policy::spec::{DestinationCredentialsSpec, RetentionSpec, SnapshotsSpec};
+use crate::policy::spec::{DestinationCredentialsSpec, RetentionSpec, SnapshotsSpec, VerifySpec};
 use crate::policy::{
     AzureCredentials, BeforeAction, Bootstrap, Compression, Destination, Retention, S3Credentials,
-    SecretSource, SnapshotSource, Snapshots, Store, TransferLimits,
+    SecretSource, SnapshotSource, Snapshots, Store, TransferLimits, Verify,
 };
 
 pub(super) fn check_snapshots(
@@ -90,6 +90,10 @@ pub(super) fn check_snapshots(
     let before_actions = check_before_actions(c, spec.before_actions.as_deref(), path);
     let limits = check_transfer_limits(c, spec, path);
     let bootstrap = check_bootstrap(c, spec.bootstrap.as_deref(), &path.key("bootstrap"));
+    let verify = match &spec.verify {
+        None => Some(None),
+        Some(verify) => check_verify(c, verify, &path.key("verify")).map(Some),
+    };
     Some(Snapshots {
         schedule: schedule?,
         source: source?,
@@ -99,6 +103,7 @@ pub(super) fn check_snapshots(
         before_actions: before_actions?,
         limits: limits?,
         bootstrap: bootstrap?,
+        verify: verify?,
     })
 }
 
@@ -126,6 +131,27 @@ fn check_bootstrap(
             None
         }
     }
+}
+
+/// `verify`: a cron line no more frequent than a snapshot's (each test streams the whole
+/// snapshot and loads it into memory), and how many proven snapshots retention keeps.
+fn check_verify(c: &mut Checker, spec: &VerifySpec, path: &FieldPath) -> Option<Verify> {
+    let schedule_path = path.key("schedule");
+    let schedule = c
+        .required(spec.schedule.as_ref(), &schedule_path)
+        .and_then(|text| c.cron(Some(text), &schedule_path))
+        .and_then(|cron| match bounds::snapshot_schedule_problem(&cron) {
+            Some(problem) => {
+                c.bad(
+                    &schedule_path,
+                    problem.replace("snapshots may run", "restore tests may run"),
+                );
+                None
+            }
+            None => Some(cron),
+        });
+    let keep = c.int(spec.keep, &path.key("keep"), Some(1_u32), 0, i64::from(u32::MAX));
+    Some(Verify { schedule: schedule?, keep: keep? })
 }
 
 /// The store a valid destination names, with the fields that apply to it. The fields were

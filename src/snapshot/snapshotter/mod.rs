@@ -9,12 +9,15 @@
 //! - `into`: streaming one into the deployment the policy targets through the one-shot
 //!   master ([`crate::snapshot::seed`]), under a claim on the master record;
 //! - `bootstrap`: loading a new fleet's first master the same way, before it is recorded.
+//! - `proof`: restore tests: the same load into a scratch instance outside the fleet, checked
+//!   against the manifest, and the verdict written into it.
 //!
 //! Each file adds its methods to the one [`Snapshotter`], so callers see a single type.
 
 mod bootstrap;
 mod catalog;
 mod into;
+mod proof;
 mod restore;
 mod upload;
 
