@@ -605,6 +605,60 @@ mod tests {
         assert_problem(&format!("{HEAD}{body}{TARGET}"), path, line, column, message);
     }
 
+    /// `verify`: a schedule is required and fires no more often than snapshots may, `keep`
+    /// is a count, and an unknown field is named; each reported at its field, all at once.
+    #[rstest]
+    #[case::schedule_missing(
+        "{keep: 2}",
+        "spec.snapshots.verify.schedule",
+        "missing required field `schedule`"
+    )]
+    #[case::schedule_garbage("{schedule: 'every day'}", "spec.snapshots.verify.schedule", "")]
+    #[case::too_often(
+        "{schedule: '0 * * * * *'}",
+        "spec.snapshots.verify.schedule",
+        "restore tests may run at most every"
+    )]
+    #[case::keep_negative(
+        "{schedule: '0 0 4 * * *', keep: -1}",
+        "spec.snapshots.verify.keep",
+        "must be at least 0"
+    )]
+    #[case::unknown_field(
+        "{schedule: '0 0 4 * * *', every: 2}",
+        "spec.snapshots.verify.every",
+        "schedule, keep"
+    )]
+    fn a_bad_verify_section_is_reported_at_its_field(
+        #[case] verify: &str,
+        #[case] path: &str,
+        #[case] message: &str,
+    ) {
+        let text = format!(
+            "{HEAD}{TARGET}  snapshots: {{schedule: '0 0 3 * * *', destination: 's3://b', verify: {verify}}}\n"
+        );
+        let problem = problem_at(&text, path);
+        assert!(problem.message.contains(message), "`{message}` not in {problem}");
+        assert_eq!(problem.line, 6, "{problem}");
+    }
+
+    #[test]
+    fn verify_is_parsed_with_keep_defaulting_to_one() {
+        let text = |verify: &str| {
+            format!(
+                "{HEAD}{TARGET}  snapshots: {{schedule: '0 0 3 * * *', destination: 's3://b'{verify}}}\n"
+            )
+        };
+        let snapshots =
+            |t: String| load_policy_str("t.yaml", &t).expect("valid").snapshots.expect("set");
+        assert_eq!(snapshots(text("")).verify, None);
+        let verify = snapshots(text(", verify: {schedule: '0 30 4 * * *'}")).verify.expect("set");
+        assert_eq!((verify.schedule.as_str(), verify.keep), ("0 30 4 * * *", 1));
+        let verify =
+            snapshots(text(", verify: {schedule: '0 30 4 * * 0', keep: 0}")).verify.expect("set");
+        assert_eq!(verify.keep, 0);
+    }
+
     /// `s3://KEY:SECRET@bucket` (and an endpoint with `user:password@`) is refused, and
     /// neither the key nor the secret is repeated.
     #[rstest]
