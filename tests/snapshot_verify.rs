@@ -169,6 +169,11 @@ fn a_scheduled_restore_test_proves_a_local_fleets_newest_snapshot() {
     assert!(ok, "{err}");
     let row = out.lines().find(|l| l.starts_with(&id)).expect("listed");
     assert!(row.contains("restorable"), "{out}");
+    // The same test run now from the CLI.
+    let policy_arg = policy.to_str().unwrap();
+    let (ok, out, err) = cli(&["snapshot", "verify", "--policy", policy_arg, &id, "--restore"]);
+    assert!(ok, "verify --restore: {out}\n{err}");
+    assert!(out.contains(&format!("restorable: {total} keys loaded ({total} expected)")), "{out}");
     // The fleet was left alone: still the same master, both instances holding everything.
     assert_eq!(recorded_master(&data), Some(format!("127.0.0.1:{master}")));
     assert_eq!((dbsize(master), dbsize(replica)), (Some(total), Some(total)));
@@ -240,6 +245,14 @@ fn a_snapshot_replaced_by_another_valid_rdb_fails_on_its_key_count() {
     let (ok, out, err) = cli(&["snapshot", "list", "--policy", big_file.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains("FAILED key_count"), "{out}");
+    // The CLI's restore test says the same, and fails.
+    let (ok, out, err) =
+        cli(&["snapshot", "verify", "--policy", big_file.to_str().unwrap(), &id, "--restore"]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("restore test FAILED (key_count)") && err.contains("700 keys loaded"),
+        "{err}"
+    );
     // The source was left alone.
     assert_eq!(dbsize(big.port), Some(3200));
 }

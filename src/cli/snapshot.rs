@@ -56,13 +56,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// Download a snapshot and check its sha256, RDB structure and CRC64 against its manifest.
+    /// Download a snapshot and check its sha256, RDB structure and CRC64 against its manifest;
+    /// with --restore, also run a restore test now (load it into a scratch redis-server, check
+    /// its key count and sampled key types) and record the verdict in its manifest.
     Verify {
         /// The policy whose `spec.snapshots` names the destination.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
         /// The snapshot id, as `list` shows it.
         id: String,
+        /// Also prove it restores, as the daemon's scheduled restore tests do.
+        #[arg(long)]
+        restore: bool,
     },
     /// Download, verify and decompress a snapshot to a local RDB file (written only once
     /// verified), or with --into load it into the deployment the policy targets.
@@ -136,8 +141,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("skipped `{}`: {}", skipped.object, skipped.why);
             }
         }
-        Command::Verify { policy, id } => {
-            let (_, snapshotter) = open(&policy)?;
+        Command::Verify { policy, id, restore } => {
+            let (policy, snapshotter) = open(&policy)?;
             let manifest =
                 runtime.block_on(snapshotter.verify(&id, progress.as_ref())).map_err(report)?;
             emit(format_args!(
@@ -149,6 +154,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 manifest.crc64.as_deref().unwrap_or("disabled (rdbchecksum no)"),
                 manifest.sha256
             ))?;
+            if restore {
+                let server =
+                    crate::snapshot::snapshotter::scratch_binary(&policy).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "a restore test needs a local redis-server: not available for a \
+                             Kubernetes target yet"
+                        )
+                    })?;
+                let verified = runtime.block_on(snapshotter.restore_test(&manifest, &server));
+                runtime
+                    .block_on(snapshotter.record_verified(&manifest.id, verified.clone()))
+                    .map_err(report)?;
+                let expected = manifest.keys().map_or_else(
+                    || "no key count recorded".to_owned(),
+                    |k| format!("{k} expected"),
+                );
+                let loaded = verified
+                    .keys
+                    .map_or_else(|| "not loaded".to_owned(), |k| format!("{k} keys loaded"));
+                if !verified.ok {
+                    anyhow::bail!(
+                        "{} restore test FAILED ({}): {} ({loaded}, {expected})",
+                        manifest.id,
+                        verified.reason.as_deref().unwrap_or("unknown"),
+                        verified.why.as_deref().unwrap_or_default()
+                    );
+                }
+                emit(format_args!("{} restorable: {loaded} ({expected})", manifest.id))?;
+            }
         }
         Command::Restore { policy, id, latest, to: None, into: true, force, kube } => {
             let (policy, snapshotter) = open(&policy)?;

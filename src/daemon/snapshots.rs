@@ -37,7 +37,7 @@ use crate::act::{Leadership, Mode, Pause, Pauses};
 use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::KubeClient;
 use crate::errors::chain;
-use crate::policy::{Policy, Target};
+use crate::policy::Policy;
 use crate::snapshot::Quiet;
 use crate::snapshot::manifest::Verified;
 use crate::snapshot::{Manifest, SnapshotError, Snapshotter};
@@ -302,17 +302,13 @@ impl Runner {
             self.metrics.verification_failed(name, reason);
             Err(message)
         };
-        let redis_server = match &self.policy.target {
-            Target::Local { redis_server, .. } => redis_server.clone(),
-            Target::Endpoints(_) => "redis-server".to_owned(),
-            Target::Kubernetes { .. } => {
-                return failed(
-                    "no_scratch",
-                    "restore tests need a scratch instance, which the daemon starts only as a \
-                     local redis-server child: not available for a Kubernetes target yet"
-                        .to_owned(),
-                );
-            }
+        let Some(redis_server) = crate::snapshot::snapshotter::scratch_binary(&self.policy) else {
+            return failed(
+                "no_scratch",
+                "restore tests need a scratch instance, which the daemon starts only as a local \
+                 redis-server child: not available for a Kubernetes target yet"
+                    .to_owned(),
+            );
         };
         let newest = match self.snapshotter.latest().await {
             Ok(newest) => newest,

@@ -177,6 +177,17 @@ impl Snapshotter {
     }
 }
 
+/// The `redis-server` a restore test of `policy` starts as its scratch instance: the local
+/// target's own, `redis-server` on `PATH` for an `endpoints` target; `None` for a Kubernetes
+/// target, where the daemon runs in a pod without one.
+pub fn scratch_binary(policy: &crate::policy::Policy) -> Option<String> {
+    match &policy.target {
+        crate::policy::Target::Local { redis_server, .. } => Some(redis_server.clone()),
+        crate::policy::Target::Endpoints(_) => Some("redis-server".to_owned()),
+        crate::policy::Target::Kubernetes { .. } => None,
+    }
+}
+
 /// The bounded reason for a failure: the snapshot's own problem when the seed failed because
 /// of it (a sha256 or CRC64 mismatch found at the end), else the error's category.
 fn reason(error: &SnapshotError) -> &'static str {
