@@ -267,7 +267,10 @@ async fn a_manifest_from_before_keyspaces_still_lists_verifies_restores_and_is_t
     let backups = dir.path().join("backups");
     let source = Redis::master();
     load(source.port, 1000);
-    let policy = policy_of(&endpoints_policy(&source, &backups, "0 0 4 * * *"));
+    // Retention keeps one snapshot by its count; `verify.keep: 1` one proven restorable.
+    let text = endpoints_policy(&source, &backups, "0 0 4 * * *")
+        .replace("    verify:", "    retention: {keepLast: 1}\n    verify:");
+    let policy = policy_of(&text);
     let snapshotter = Snapshotter::new(&policy).expect("snapshotter");
     let endpoint = Endpoint { id: source.addr(), host: "127.0.0.1".into(), port: source.port };
     let taken = snapshotter.take(&[endpoint], &Quiet).await.expect("snapshot");
@@ -297,6 +300,14 @@ async fn a_manifest_from_before_keyspaces_still_lists_verifies_restores_and_is_t
     let listed = snapshotter.list().await.expect("list");
     assert!(listed[0].proven() && listed[0].keys().is_none(), "{:?}", listed[0]);
     snapshotter.verify(&manifest.id, &Quiet).await.expect("verify after the rewrite");
+
+    // A newer, untested snapshot: `keepLast: 1` alone would delete the proven one.
+    let endpoint = Endpoint { id: source.addr(), host: "127.0.0.1".into(), port: source.port };
+    let newer = snapshotter.take(&[endpoint], &Quiet).await.expect("snapshot");
+    assert!(snapshotter.prune(false).await.expect("prune").is_empty(), "the proven one stays");
+    let ids: Vec<String> =
+        snapshotter.list().await.expect("list").into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, [manifest.id.clone(), newer.id.clone()]);
 
     // A scratch that cannot start is a failed test with its reason.
     let verified = snapshotter.restore_test(&manifest, "/nonexistent/redis-server").await;
