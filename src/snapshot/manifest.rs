@@ -1,7 +1,8 @@
 //! The manifest: a small JSON document written next to each RDB object, *after* the object
 //! is complete and verified. A snapshot exists exactly when its manifest does, so a transfer
 //! that failed halfway, or one still running, is never listed, restored or counted by
-//! retention.
+//! retention. A restore test later rewrites it whole with its verdict (`verified`), in one
+//! atomic put; nothing else in it ever changes.
 //!
 //! Names sort by time: `<prefix>/<policy>/<20261124T023000.000Z>-<source>.rdb[.zst]`, the
 //! manifest the same name with `.json`; the id is the file stem.
