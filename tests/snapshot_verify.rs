@@ -8,6 +8,7 @@
 //! - A snapshot whose object was replaced by another valid RDB (its sha256, sizes and CRC64
 //!   fixed in the manifest, so only the key count betrays it) fails, reported by reason.
 //! - A manifest written before these fields still lists, verifies, restores and is tested.
+//! - In a dry run a restore test is only counted: nothing loaded, nothing written.
 //! - The scratch instance is killed and its directory removed, discarded or dropped; one that
 //!   cannot start is a failed test with a reason, not a panic.
 
@@ -343,4 +344,33 @@ async fn a_scratch_instance_is_killed_and_its_directory_removed_discarded_or_dro
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!alive(pid), "dropped: killed");
+}
+
+/// A restore test goes through the snapshot gate: in a dry run it is counted and nothing is
+/// loaded or written.
+#[test]
+fn a_dry_run_counts_the_restore_test_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backups = dir.path().join("backups");
+    let source = Redis::master();
+    load(source.port, 100);
+    let file = dir.path().join("cache.yaml");
+    let later = daily_cron_in(Duration::from_secs(12 * 3600));
+    std::fs::write(&file, endpoints_policy(&source, &backups, &later)).expect("policy");
+    let taken = snapshot_now(&file);
+    let manifest_path =
+        backups.join("cache").join(format!("{}.json", taken["id"].as_str().unwrap()));
+    let before = std::fs::read(&manifest_path).expect("manifest");
+    let options = Options { args: vec!["--dry-run".into()], ..Options::default() };
+    let soon = daily_cron_in(Duration::from_secs(6));
+    let mut daemon = Daemon::spawn_with(
+        tempfile::tempdir().expect("temp dir"),
+        &[("cache.yaml", &endpoints_policy(&source, &backups, &soon))],
+        &options,
+    );
+    daemon.wait_until(Duration::from_secs(60), "a restore test counted as a dry run", |d| {
+        verifications(d, "dry_run").filter(|n| *n >= 1.0)
+    });
+    assert_eq!(verifications(&daemon, "ok"), Some(0.0));
+    assert_eq!(std::fs::read(&manifest_path).expect("manifest"), before, "nothing written");
 }
