@@ -150,7 +150,7 @@ fn a_scheduled_restore_test_proves_a_local_fleets_newest_snapshot() {
     // Now a restore test a few seconds ahead (the daemon reloads the edited policy).
     daemon.write_policy(
         "cache.yaml",
-        &local_policy(base, &data, &backups, &daily_cron_in(Duration::from_secs(8))),
+        &local_policy(base, &data, &backups, &daily_cron_in(Duration::from_secs(15))),
     );
     daemon.wait_until(Duration::from_secs(90), "a passed restore test", |d| {
         verifications(d, "ok").filter(|n| *n >= 1.0)
@@ -217,7 +217,7 @@ fn a_snapshot_replaced_by_another_valid_rdb_fails_on_its_key_count() {
     let (ok, _, err) = cli(&["snapshot", "verify", "--policy", big_file.to_str().unwrap(), &id]);
     assert!(ok, "the tampered snapshot's checksums hold: {err}");
 
-    let soon = daily_cron_in(Duration::from_secs(6));
+    let soon = daily_cron_in(Duration::from_secs(12));
     let options = Options {
         env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
         ..Options::default()
@@ -362,7 +362,7 @@ fn a_dry_run_counts_the_restore_test_and_writes_nothing() {
         backups.join("cache").join(format!("{}.json", taken["id"].as_str().unwrap()));
     let before = std::fs::read(&manifest_path).expect("manifest");
     let options = Options { args: vec!["--dry-run".into()], ..Options::default() };
-    let soon = daily_cron_in(Duration::from_secs(6));
+    let soon = daily_cron_in(Duration::from_secs(12));
     let mut daemon = Daemon::spawn_with(
         tempfile::tempdir().expect("temp dir"),
         &[("cache.yaml", &endpoints_policy(&source, &backups, &soon))],
