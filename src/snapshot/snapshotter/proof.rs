@@ -96,7 +96,12 @@ impl Snapshotter {
             let seed = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
                 .await
                 .map_err(|e| failed(&e.into()))?;
-            let serving = seed.serve(payload, vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], limits);
+            // Only the scratch: from loopback, announcing its own port.
+            let expected = seed::Expected {
+                ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+                port: Some(scratch.endpoint().port),
+            };
+            let serving = seed.serve(payload, expected, limits);
             let as_member = |endpoint: &crate::sample::redis::Endpoint| Member {
                 id: endpoint.id.clone(),
                 endpoint: endpoint.clone(),
