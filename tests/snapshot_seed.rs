@@ -278,7 +278,12 @@ fn restore_into_a_local_fleet_under_its_daemon() {
     let (ok, out, err) = cli(&["snapshot", "restore", "--policy", &policy, "--latest", "--into"]);
     let took = started.elapsed();
     assert!(ok, "restore --into: {out}\n{err}\n{}", fleet.log());
-    assert!(out.contains(&id) && out.contains("the manifest records no key count"), "{out}");
+    // The manifest recorded the source's key count at snapshot time: reported beside the load.
+    let keys = expected.len() - 1;
+    assert!(
+        out.contains(&id) && out.contains(&format!("{keys} keys loaded ({keys} expected)")),
+        "{out}"
+    );
     let (restored, restored_epoch) = fleet.record().expect("a recorded master");
     assert_eq!(restored_epoch, epoch + 1, "{out}");
     assert_ne!(restored, master, "a replica is loaded, then promoted");

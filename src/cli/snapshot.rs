@@ -56,13 +56,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// Download a snapshot and check its sha256, RDB structure and CRC64 against its manifest.
+    /// Download a snapshot and check its sha256, RDB structure and CRC64 against its manifest;
+    /// with --restore, also run a restore test now (load it into a scratch redis-server, check
+    /// its key count and sampled key types) and record the verdict in its manifest.
     Verify {
         /// The policy whose `spec.snapshots` names the destination.
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
         /// The snapshot id, as `list` shows it.
         id: String,
+        /// Also prove it restores, as the daemon's scheduled restore tests do.
+        #[arg(long)]
+        restore: bool,
     },
     /// Download, verify and decompress a snapshot to a local RDB file (written only once
     /// verified), or with --into load it into the deployment the policy targets.
@@ -136,8 +141,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("skipped `{}`: {}", skipped.object, skipped.why);
             }
         }
-        Command::Verify { policy, id } => {
-            let (_, snapshotter) = open(&policy)?;
+        Command::Verify { policy, id, restore } => {
+            let (policy, snapshotter) = open(&policy)?;
             let manifest =
                 runtime.block_on(snapshotter.verify(&id, progress.as_ref())).map_err(report)?;
             emit(format_args!(
@@ -149,6 +154,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 manifest.crc64.as_deref().unwrap_or("disabled (rdbchecksum no)"),
                 manifest.sha256
             ))?;
+            if restore {
+                let server =
+                    crate::snapshot::snapshotter::scratch_binary(&policy).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "a restore test needs a local redis-server: not available for a \
+                             Kubernetes target yet"
+                        )
+                    })?;
+                let verified = runtime.block_on(snapshotter.restore_test(&manifest, &server));
+                runtime
+                    .block_on(snapshotter.record_verified(&manifest.id, verified.clone()))
+                    .map_err(report)?;
+                let expected = manifest.keys().map_or_else(
+                    || "no key count recorded".to_owned(),
+                    |k| format!("{k} expected"),
+                );
+                let loaded = verified
+                    .keys
+                    .map_or_else(|| "not loaded".to_owned(), |k| format!("{k} keys loaded"));
+                if !verified.ok {
+                    anyhow::bail!(
+                        "{} restore test FAILED ({}): {} ({loaded}, {expected})",
+                        manifest.id,
+                        verified.reason.as_deref().unwrap_or("unknown"),
+                        verified.why.as_deref().unwrap_or_default()
+                    );
+                }
+                emit(format_args!("{} restorable: {loaded} ({expected})", manifest.id))?;
+            }
         }
         Command::Restore { policy, id, latest, to: None, into: true, force, kube } => {
             let (policy, snapshotter) = open(&policy)?;
@@ -261,8 +295,9 @@ fn print_manifests(manifests: &[Manifest], output: Output) -> anyhow::Result<()>
 
 /// The manifests as a table: sizes in binary units (`--output json` has the exact bytes).
 fn manifest_table(manifests: &[Manifest]) -> Table {
-    let mut table = Table::new(&["ID", "SOURCE", "RDB SIZE", "STORED", "COMP", "FINISHED"])
-        .right_aligned(&["RDB SIZE", "STORED"]);
+    let mut table =
+        Table::new(&["ID", "SOURCE", "RDB SIZE", "STORED", "COMP", "KEYS", "FINISHED", "VERIFIED"])
+            .right_aligned(&["RDB SIZE", "STORED", "KEYS"]);
     for m in manifests {
         table.row([
             m.id.clone(),
@@ -270,10 +305,24 @@ fn manifest_table(manifests: &[Manifest]) -> Table {
             bytes(m.raw_bytes),
             bytes(m.stored_bytes),
             m.compression.as_str().to_owned(),
+            m.keys().map_or_else(|| "-".to_owned(), |keys| keys.to_string()),
             m.finished.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+            verified_cell(m.verified.as_ref()),
         ]);
     }
     table
+}
+
+/// Whether the snapshot was proven restorable: `restorable <when>`, `FAILED <reason> <when>`,
+/// or `-` when never tested.
+fn verified_cell(verified: Option<&crate::snapshot::manifest::Verified>) -> String {
+    let Some(verified) = verified else { return "-".to_owned() };
+    let at = verified.at.format("%Y-%m-%d %H:%M:%SZ");
+    if verified.ok {
+        format!("restorable {at}")
+    } else {
+        format!("FAILED {} {at}", verified.reason.as_deref().unwrap_or("unknown"))
+    }
 }
 
 fn terminal_progress() -> Box<dyn Progress> {
@@ -382,14 +431,40 @@ mod tests {
             sha256: "00".into(),
             started: at,
             finished: at,
+            keyspace: None,
+            sample: Vec::new(),
+            verified: None,
         };
-        let table = manifest_table(std::slice::from_ref(&manifest)).to_string();
+        let proven = Manifest {
+            keyspace: Some([(0, 1200), (2, 34)].into_iter().collect()),
+            verified: Some(crate::snapshot::manifest::Verified {
+                at,
+                keys: Some(1234),
+                ok: true,
+                reason: None,
+                why: None,
+            }),
+            ..manifest.clone()
+        };
+        let failed = Manifest {
+            verified: Some(crate::snapshot::manifest::Verified {
+                at,
+                keys: Some(7),
+                ok: false,
+                reason: Some("key_count".into()),
+                why: Some("loaded 7 keys".into()),
+            }),
+            ..proven.clone()
+        };
+        let table = manifest_table(&[manifest.clone(), proven, failed]).to_string();
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines,
             [
-                "ID                                   SOURCE          RDB SIZE   STORED  COMP  FINISHED",
-                "20261124T023000.000Z-127.0.0.1-6379  127.0.0.1:6379  86.8 KiB  3.2 MiB  zstd  2026-11-24 02:30:00Z",
+                "ID                                   SOURCE          RDB SIZE   STORED  COMP  KEYS  FINISHED              VERIFIED",
+                "20261124T023000.000Z-127.0.0.1-6379  127.0.0.1:6379  86.8 KiB  3.2 MiB  zstd     -  2026-11-24 02:30:00Z  -",
+                "20261124T023000.000Z-127.0.0.1-6379  127.0.0.1:6379  86.8 KiB  3.2 MiB  zstd  1234  2026-11-24 02:30:00Z  restorable 2026-11-24 02:30:00Z",
+                "20261124T023000.000Z-127.0.0.1-6379  127.0.0.1:6379  86.8 KiB  3.2 MiB  zstd  1234  2026-11-24 02:30:00Z  FAILED key_count 2026-11-24 02:30:00Z",
             ]
         );
         let json = serde_json::to_value([&manifest]).unwrap();

@@ -180,6 +180,13 @@ struct SnapshotFailureLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerificationFailureLabels {
+    policy: String,
+    /// A restore test's bounded reason (`key_count`, `rejected`, `scratch`, ...).
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SnapshotBytesLabels {
     policy: String,
     /// `raw` (the RDB) or `stored` (the object, compressed or not).
@@ -224,6 +231,9 @@ pub struct Metrics {
     snapshot_duration: Family<PolicyLabels, Histogram>,
     snapshot_bytes: Family<SnapshotBytesLabels, Gauge>,
     snapshots_missed: Family<PolicyLabels, Counter>,
+    verifications: Family<SnapshotRunLabels, Counter>,
+    verification_failures: Family<VerificationFailureLabels, Counter>,
+    last_verified: Family<PolicyLabels, Gauge>,
     action_duration: Family<DecisionLabels, Histogram>,
     replicas_current: Family<PolicyLabels, Gauge>,
     replicas_desired: Family<PolicyLabels, Gauge>,
@@ -353,6 +363,26 @@ impl Metrics {
              start by comparing the newest snapshot with the schedule",
             snapshots_missed.clone(),
         );
+        let verifications = Family::<SnapshotRunLabels, Counter>::default();
+        registry.register(
+            "snapshot_verifications",
+            "Scheduled restore tests of the newest snapshot, by policy and outcome (ok, failed, \
+             busy, standby, dry_run, paused, no_snapshot)",
+            verifications.clone(),
+        );
+        let verification_failures = Family::<VerificationFailureLabels, Counter>::default();
+        registry.register(
+            "snapshot_verification_failures",
+            "Failed restore tests, by policy and reason",
+            verification_failures.clone(),
+        );
+        let last_verified = Family::<PolicyLabels, Gauge>::default();
+        registry.register_with_unit(
+            "snapshot_last_verified_timestamp",
+            "When a restore test last proved one of the policy's snapshots restorable (Unix time)",
+            Unit::Seconds,
+            last_verified.clone(),
+        );
         let master_serving = Family::<PolicyLabels, Gauge>::default();
         registry.register(
             "master_serving",
@@ -442,6 +472,9 @@ impl Metrics {
             snapshot_duration,
             snapshot_bytes,
             snapshots_missed,
+            verifications,
+            verification_failures,
+            last_verified,
             action_duration,
             replicas_current,
             replicas_desired,
@@ -562,6 +595,31 @@ impl Metrics {
 
     pub fn snapshot_missed(&self, policy: &str) {
         self.snapshots_missed.get_or_create(&PolicyLabels { policy: policy.to_owned() }).inc();
+    }
+
+    /// One scheduled restore test's outcome, when it did not run or fail.
+    pub fn verification_run(&self, policy: &str, outcome: &'static str) {
+        self.verifications
+            .get_or_create(&SnapshotRunLabels { policy: policy.to_owned(), outcome })
+            .inc();
+    }
+
+    /// A restore test that passed at `at_unix`.
+    pub fn verification_passed(&self, policy: &str, at_unix: i64) {
+        self.verification_run(policy, "ok");
+        let labels = PolicyLabels { policy: policy.to_owned() };
+        self.last_verified.get_or_create(&labels).set(at_unix);
+    }
+
+    /// A restore test that failed, with its bounded reason.
+    pub fn verification_failed(&self, policy: &str, reason: &str) {
+        self.verification_run(policy, "failed");
+        self.verification_failures
+            .get_or_create(&VerificationFailureLabels {
+                policy: policy.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// What the latest health probe concluded.

@@ -16,6 +16,12 @@
 //!   they log what would have run and count it.
 //! - After a successful snapshot, retention prunes the policy's older ones (logged).
 //! - Alerts mapped to `snapshot` take one at once, through the same gate.
+//! - **Restore tests** (`spec.snapshots.verify`): a second job on its own cron line loads the
+//!   newest snapshot into a scratch `redis-server` child (never a member of the fleet), checks
+//!   it ([`crate::snapshot::proof`]) and writes the verdict into its manifest. Through the same
+//!   gate, leader check and modes as snapshots: never beside a snapshot of the same policy
+//!   (`busy`), only on the leader, not in a dry run or paused. Counted in
+//!   `snapshot_verifications_total` and, failed, by reason.
 //! - Shutdown stops the scheduler; a transfer in flight is dropped with the runtime, which
 //!   leaves an incomplete multipart upload and no manifest: never a listed snapshot.
 
@@ -33,12 +39,14 @@ use crate::cluster::kubernetes::KubeClient;
 use crate::errors::chain;
 use crate::policy::Policy;
 use crate::snapshot::Quiet;
+use crate::snapshot::manifest::Verified;
 use crate::snapshot::{Manifest, SnapshotError, Snapshotter};
 
 /// The scheduler's handle on one job.
 type JobId = uuid::Uuid;
-/// Each scheduled policy's job and runner, by policy name.
-type Jobs = HashMap<String, (JobId, Arc<Runner>)>;
+/// Each scheduled policy's jobs (snapshots, and restore tests when set) and runner, by
+/// policy name.
+type Jobs = HashMap<String, (Vec<JobId>, Arc<Runner>)>;
 
 /// Every policy's snapshot job. Cheap to clone: clones share the scheduler.
 #[derive(Clone)]
@@ -113,26 +121,54 @@ impl SnapshotScheduler {
             Ok(job) => self.scheduler.add(job).await,
             Err(error) => Err(error),
         };
-        match added {
+        let mut ids = match added {
             Ok(id) => {
                 tracing::info!(policy = %name, schedule = %config.schedule, destination = %config.destination, "snapshots scheduled");
-                self.jobs.lock().await.insert(name, (id, runner.clone()));
-                if first {
-                    tokio::spawn(async move { runner.report_missed().await });
-                }
+                vec![id]
             }
             Err(error) => {
                 tracing::error!(policy = %name, error = %error, "cannot schedule snapshots");
                 self.metrics.snapshot_failed(&name, "schedule");
+                return;
             }
+        };
+        if let Some(verify) = &config.verify {
+            let job_runner = runner.clone();
+            let job = Job::new_async(verify.schedule.as_str(), move |_id, _scheduler| {
+                let runner = job_runner.clone();
+                Box::pin(async move {
+                    // `verify` logs and counts every outcome itself.
+                    let _ = runner.verify("schedule").await;
+                })
+            });
+            let added = match job {
+                Ok(job) => self.scheduler.add(job).await,
+                Err(error) => Err(error),
+            };
+            match added {
+                Ok(id) => {
+                    tracing::info!(policy = %name, schedule = %verify.schedule, keep = verify.keep, "restore tests scheduled");
+                    ids.push(id);
+                }
+                Err(error) => {
+                    tracing::error!(policy = %name, error = %error, "cannot schedule restore tests");
+                    self.metrics.verification_failed(&name, "schedule");
+                }
+            }
+        }
+        self.jobs.lock().await.insert(name, (ids, runner.clone()));
+        if first {
+            tokio::spawn(async move { runner.report_missed().await });
         }
     }
 
     /// Stops `name`'s job (a run in flight finishes). Returns whether there was one.
     pub async fn remove(&self, name: &str) -> Option<()> {
-        let (id, _) = self.jobs.lock().await.remove(name)?;
-        if let Err(error) = self.scheduler.remove(&id).await {
-            tracing::warn!(policy = %name, error = %error, "cannot unschedule snapshots");
+        let (ids, _) = self.jobs.lock().await.remove(name)?;
+        for id in ids {
+            if let Err(error) = self.scheduler.remove(&id).await {
+                tracing::warn!(policy = %name, error = %error, "cannot unschedule snapshots");
+            }
         }
         Some(())
     }
@@ -191,32 +227,43 @@ struct Runner {
 }
 
 impl Runner {
-    /// Takes one snapshot, logging and counting the outcome; `Err` says why none was taken.
-    async fn run(&self, why: &str) -> Result<Manifest, String> {
+    /// The gate every run passes: one transfer at a time per policy (a snapshot or a restore
+    /// test), the leader only, and neither in a dry run nor paused. `Err` is the outcome label
+    /// and why, already logged; `what` names the work in the logs.
+    fn admit(
+        &self,
+        why: &str,
+        what: &str,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, (&'static str, String)> {
         let name = &self.policy.name;
-        let Ok(_in_flight) = self.gate.try_lock() else {
-            tracing::warn!(policy = %name, why, "a snapshot is still in flight: skipping this one");
-            self.metrics.snapshot_run(name, "busy");
-            return Err("another snapshot is in flight".to_owned());
+        let Ok(in_flight) = self.gate.try_lock() else {
+            tracing::warn!(policy = %name, why, "a snapshot or restore test is still in flight: skipping this {what}");
+            return Err(("busy", "another snapshot is in flight".to_owned()));
         };
         if !self.leadership.is_leader() {
-            tracing::debug!(policy = %name, why, "standby: the leader takes this snapshot");
-            self.metrics.snapshot_run(name, "standby");
-            return Err("this daemon is a standby".to_owned());
+            tracing::debug!(policy = %name, why, "standby: the leader runs this {what}");
+            return Err(("standby", "this daemon is a standby".to_owned()));
         }
         match self.pause.over(self.mode) {
             Mode::DryRun => {
-                tracing::info!(policy = %name, why, "dry run: would take a snapshot now");
-                self.metrics.snapshot_run(name, "dry_run");
-                return Err("dry run".to_owned());
+                tracing::info!(policy = %name, why, "dry run: would run a {what} now");
+                Err(("dry_run", "dry run".to_owned()))
             }
             Mode::Paused => {
-                tracing::info!(policy = %name, why, "paused: not taking the snapshot due now");
-                self.metrics.snapshot_run(name, "paused");
-                return Err("paused".to_owned());
+                tracing::info!(policy = %name, why, "paused: not running the {what} due now");
+                Err(("paused", "paused".to_owned()))
             }
-            Mode::Apply => {}
+            Mode::Apply => Ok(in_flight),
         }
+    }
+
+    /// Takes one snapshot, logging and counting the outcome; `Err` says why none was taken.
+    async fn run(&self, why: &str) -> Result<Manifest, String> {
+        let name = &self.policy.name;
+        let _in_flight = self.admit(why, "snapshot").map_err(|(outcome, message)| {
+            self.metrics.snapshot_run(name, outcome);
+            message
+        })?;
         let started = Instant::now();
         match self.take().await {
             Ok(manifest) => {
@@ -237,6 +284,60 @@ impl Runner {
                 tracing::error!(policy = %name, why, reason = error.category(), error = %chain(&error), "snapshot failed");
                 self.metrics.snapshot_failed(name, error.category());
                 Err(chain(&error))
+            }
+        }
+    }
+
+    /// Runs one restore test of the newest snapshot, through the same gate as snapshots,
+    /// writing the verdict into its manifest and counting and logging it. `Err` says why none
+    /// ran or what failed.
+    async fn verify(&self, why: &str) -> Result<Verified, String> {
+        let name = &self.policy.name;
+        let _in_flight = self.admit(why, "restore test").map_err(|(outcome, message)| {
+            self.metrics.verification_run(name, outcome);
+            message
+        })?;
+        let failed = |reason: &str, message: String| {
+            tracing::error!(policy = %name, why, reason, error = %message, "restore test failed");
+            self.metrics.verification_failed(name, reason);
+            Err(message)
+        };
+        let Some(redis_server) = crate::snapshot::snapshotter::scratch_binary(&self.policy) else {
+            return failed(
+                "no_scratch",
+                "restore tests need a scratch instance, which the daemon starts only as a local \
+                 redis-server child: not available for a Kubernetes target yet"
+                    .to_owned(),
+            );
+        };
+        let newest = match self.snapshotter.latest().await {
+            Ok(newest) => newest,
+            Err(SnapshotError::NotFound { .. }) => {
+                tracing::info!(policy = %name, why, "no snapshot to test yet");
+                self.metrics.verification_run(name, "no_snapshot");
+                return Err("no snapshot to test".to_owned());
+            }
+            Err(error) => return failed(error.category(), chain(&error)),
+        };
+        let started = Instant::now();
+        let verified = self.snapshotter.restore_test(&newest, &redis_server).await;
+        if let Err(error) = self.snapshotter.record_verified(&newest.id, verified.clone()).await {
+            tracing::warn!(policy = %name, id = %newest.id, error = %chain(&error), "cannot write the restore test's verdict into the manifest");
+        }
+        match (&verified.reason, &verified.why) {
+            (None, _) if verified.ok => {
+                tracing::info!(
+                    policy = %name, why, id = %newest.id, keys = verified.keys,
+                    expected = newest.keys(), took = ?started.elapsed(),
+                    "restore test passed: the snapshot loads"
+                );
+                self.metrics.verification_passed(name, verified.at.timestamp());
+                Ok(verified)
+            }
+            (reason, message) => {
+                let reason = reason.as_deref().unwrap_or("unknown");
+                let message = message.clone().unwrap_or_default();
+                failed(reason, format!("snapshot {}: {message}", newest.id))
             }
         }
     }

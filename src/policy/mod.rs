@@ -352,6 +352,19 @@ pub struct Snapshots {
     /// Client-side encryption before upload; `None`: objects are stored as the RDB (or its
     /// zstd) is.
     pub encryption: Option<Encryption>,
+    /// Scheduled restore tests of the newest snapshot (`None`: never run).
+    pub verify: Option<Verify>,
+}
+
+/// `spec.snapshots.verify`: when to prove the newest snapshot restores (loaded into a scratch
+/// instance, its key count and sampled key types checked), and how many proven snapshots
+/// retention always keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verify {
+    pub schedule: CronSchedule,
+    /// Retention never deletes the newest `keep` snapshots whose last restore test passed,
+    /// whatever its counts say; 0 adds nothing to them.
+    pub keep: u32,
 }
 
 /// `spec.snapshots.bootstrap`: the snapshot a brand-new (or wholly emptied) fleet's first

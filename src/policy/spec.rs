@@ -365,6 +365,7 @@ pub struct SnapshotsSpec {
     pub bootstrap: Option<String>,
     #[serde(default, deserialize_with = "section")]
     pub encryption: Option<EncryptionSpec>,
+    pub verify: Option<VerifySpec>,
 }
 
 impl SnapshotsSpec {
@@ -384,6 +385,7 @@ impl SnapshotsSpec {
         "deadline",
         "bootstrap",
         "encryption",
+        "verify",
     ];
 }
 
@@ -399,6 +401,18 @@ pub struct EncryptionSpec {
 
 impl EncryptionSpec {
     pub const FIELDS: &[&str] = &["recipientsFile", "identityFile", "identityEnv"];
+}
+
+/// `spec.snapshots.verify`: scheduled restore tests.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifySpec {
+    pub schedule: Option<String>,
+    pub keep: Option<i64>,
+}
+
+impl VerifySpec {
+    pub const FIELDS: &[&str] = &["schedule", "keep"];
 }
 
 /// `spec.snapshots.credentials`: where the destination's credentials are read (S3 keys, a
@@ -492,6 +506,7 @@ pub fn fields_at(path: &[Segment]) -> Option<&'static [&'static str]> {
         [Some("spec"), Some("health")] => HealthSpec::FIELDS,
         [Some("spec"), Some("snapshots")] => SnapshotsSpec::FIELDS,
         [Some("spec"), Some("snapshots"), Some("retention")] => RetentionSpec::FIELDS,
+        [Some("spec"), Some("snapshots"), Some("verify")] => VerifySpec::FIELDS,
         [Some("spec"), Some("snapshots"), Some("credentials")] => {
             DestinationCredentialsSpec::FIELDS
         }
@@ -617,6 +632,7 @@ spec:
     deadline: x
     bootstrap: x
     encryption: {recipientsFile: x, identityFile: x, identityEnv: x}
+    verify: {schedule: x, keep: 1}
   alerts: [{alertname: x, action: evaluate}]
   paused: false
 "#;
@@ -658,10 +674,10 @@ spec:
             });
         assert!(parsed.is_ok(), "{:?}", parsed.err());
         assert!(unknown.is_empty(), "{unknown:?}");
-        // ...and every mapping in the document lists exactly its struct's fields (23 mappings:
+        // ...and every mapping in the document lists exactly its struct's fields (24 mappings:
         // scaleUp and scaleDown share a struct, as do auth and basicAuth).
         let map = SourceMap::parse(EVERY_FIELD, serde_saphyr::Options::default()).expect("YAML");
-        assert_eq!(check_fields(map.root(), &FieldPath::root()), 23);
+        assert_eq!(check_fields(map.root(), &FieldPath::root()), 24);
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The manifest: a small JSON document written next to each RDB object, *after* the object
 //! is complete and verified. A snapshot exists exactly when its manifest does, so a transfer
 //! that failed halfway, or one still running, is never listed, restored or counted by
-//! retention.
+//! retention. A restore test later rewrites it whole with its verdict (`verified`), in one
+//! atomic put; nothing else in it ever changes.
 //!
 //! Names sort by time: `<prefix>/<policy>/<20261124T023000.000Z>-<source>.rdb[.zst][.age]`,
 //! the manifest the same name with `.json`; the id is the file stem.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -54,6 +57,58 @@ pub struct Manifest {
     pub sha256: String,
     pub started: DateTime<Utc>,
     pub finished: DateTime<Utc>,
+    /// The source's keys per database (`INFO keyspace`), read as the RDB payload began, so
+    /// just after the fork that wrote it: what a restore test compares the loaded count with.
+    /// `None` in manifests written before it was recorded, or when that `INFO` failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyspace: Option<BTreeMap<u32, u64>>,
+    /// A few of the source's keys with their types (`SCAN` + `TYPE` at the same moment), at
+    /// most [`SAMPLE_KEYS`]: a restore test checks them in the loaded instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sample: Vec<SampledKey>,
+    /// The last restore test of this snapshot; `None` until one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verified>,
+}
+
+/// The most keys a manifest samples: enough to catch an RDB of another dataset, few enough
+/// that the manifest stays small.
+pub const SAMPLE_KEYS: usize = 16;
+
+/// One sampled key: its database, name and type (`string`, `hash`, ...) at snapshot time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampledKey {
+    pub db: u32,
+    pub key: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// What a restore test found: when it ran, the keys the scratch instance loaded (`None`
+/// when it never loaded), whether it passed, and otherwise why (`reason` is the bounded
+/// label the metrics use, `why` the sentence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verified {
+    pub at: DateTime<Utc>,
+    pub keys: Option<u64>,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+impl Manifest {
+    /// Keys over every database at snapshot time, when recorded.
+    pub fn keys(&self) -> Option<u64> {
+        self.keyspace.as_ref().map(|dbs| dbs.values().sum())
+    }
+
+    /// Whether the last restore test of this snapshot passed.
+    pub fn proven(&self) -> bool {
+        self.verified.as_ref().is_some_and(|v| v.ok)
+    }
 }
 
 /// How a snapshot's object is stored, as its manifest records it (`"none"`, `"zstd"`): the
@@ -195,6 +250,8 @@ mod tests {
         };
         let plain: Manifest = serde_json::from_value(json("none")).expect("none is known");
         assert_eq!(check(&plain, &id, "cache"), Ok(()));
+        // Written before keyspaces, samples and restore tests were recorded: still read.
+        assert_eq!((plain.keys(), plain.sample.len(), plain.proven()), (None, 0, false));
         let error = serde_json::from_value::<Manifest>(json("lz9")).expect_err("lz9 is unknown");
         assert!(error.to_string().contains("lz9"), "{error}");
     }

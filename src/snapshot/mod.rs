@@ -12,13 +12,17 @@
 //! - [`snapshotter`]: one policy's snapshots over its destination, one file per kind of
 //!   work: `upload` (socket -> verify -> (zstd) -> (age) -> sha256 -> multipart upload ->
 //!   manifest), `catalog` (list, prune), `object` (the one download path every read takes:
-//!   sha256 of the stored bytes, then age decryption), `restore` (verify, restore) and
-//!   `into` (restore into the deployment).
+//!   sha256 of the stored bytes, then age decryption), `restore` (verify, restore), `into`
+//!   (restore into the deployment), `bootstrap` (seed a new fleet's first master) and `proof`
+//!   (restore tests into a scratch instance).
 //! - [`crypt`]: encryption at rest with age: recipients and identities read from files
 //!   (an identity's secret never shown), the streaming encryptor, the decrypting reader.
 //! - [`manifest`]: the JSON document that makes a snapshot exist, its codec, and
 //!   time-sorted names.
-//! - [`retention`]: pure: which complete snapshots to delete, and why.
+//! - [`retention`]: pure: which complete snapshots to delete, and why (never the newest
+//!   `verify.keep` proven restorable).
+//! - [`proof`]: pure: what a restore test concludes from a loaded scratch instance (the
+//!   key-count tolerance, the sampled keys' types); `snapshotter`'s `proof` runs the test.
 //! - [`seed`]: the one-shot master that restores through the replication protocol: answers
 //!   a replica's handshake and streams it an RDB; the RDB-version rule; waiting for the load.
 //!
@@ -34,6 +38,7 @@
 pub mod crypt;
 pub mod manifest;
 pub mod pace;
+pub mod proof;
 pub mod rdb;
 pub mod retention;
 pub mod seed;

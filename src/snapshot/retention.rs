@@ -5,6 +5,10 @@
 //! Rules (as restic and most backup tools read them): `keepLast` keeps the newest N;
 //! `daily`/`weekly`/`monthly` keep the newest snapshot of each of the last N days / ISO
 //! weeks / months that have one. A snapshot kept by any rule stays.
+//!
+//! With `spec.snapshots.verify.keep: N`, [`keep_proven`] takes out of the plan the newest N
+//! snapshots whose last restore test passed: however the counts are set, N snapshots proven
+//! restorable remain (a newer snapshot, not yet tested, never pushes the last proven one out).
 
 use std::collections::BTreeSet;
 
@@ -57,6 +61,15 @@ pub fn plan(snapshots: &[(String, DateTime<Utc>)], retention: &Retention) -> Vec
         .filter(|(id, _)| !keep.contains(id.as_str()))
         .map(|(id, _)| Prune { id: id.clone(), why: why.clone() })
         .collect()
+}
+
+/// `plan` without the newest `keep` of `proven` (ids of snapshots whose last restore test
+/// passed, in any order; ids sort by time).
+pub fn keep_proven(plan: Vec<Prune>, proven: &[String], keep: u32) -> Vec<Prune> {
+    let mut newest: Vec<&String> = proven.iter().collect();
+    newest.sort_unstable_by(|a, b| b.cmp(a));
+    newest.truncate(keep as usize);
+    plan.into_iter().filter(|prune| !newest.contains(&&prune.id)).collect()
 }
 
 #[cfg(test)]
@@ -113,6 +126,23 @@ mod tests {
         let p = plan(&s, &Retention { keep_last: 1, ..Retention::default() });
         assert_eq!(p.len(), 1);
         assert!(p[0].why.contains("keepLast 1"), "{}", p[0].why);
+    }
+
+    #[test]
+    fn the_newest_proven_snapshots_are_kept_whatever_the_counts() {
+        let s = snaps(&[(0, 0), (1, 0), (2, 0), (3, 0)]);
+        let r = Retention { keep_last: 1, ..Retention::default() };
+        let proven = vec!["d000h00".to_owned(), "d001h00".to_owned()];
+        let ids = |plan: Vec<Prune>| {
+            let mut ids: Vec<String> = plan.into_iter().map(|p| p.id).collect();
+            ids.sort();
+            ids
+        };
+        // keep 1: the newest proven (day 1) stays, the older proven one may go.
+        assert_eq!(ids(keep_proven(plan(&s, &r), &proven, 1)), ["d000h00", "d002h00"]);
+        assert_eq!(ids(keep_proven(plan(&s, &r), &proven, 2)), ["d002h00"]);
+        // keep 0 adds nothing to the counts.
+        assert_eq!(ids(keep_proven(plan(&s, &r), &proven, 0)), ids(plan(&s, &r)));
     }
 
     proptest! {

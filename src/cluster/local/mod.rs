@@ -11,6 +11,8 @@
 //! - `state`: the durable record, replaced atomically.
 //! - `process`: starting an instance (minimal environment), recognising one a previous daemon
 //!   started (never a stranger behind a stale `redis.pid`), signalling it through a pidfd.
+//! - `scratch`: a throwaway instance outside the fleet that restore tests load a snapshot
+//!   into, killed and its directory removed afterwards.
 //! - `dumps`: what a restart of the whole fleet restores: the clean shutdown's save, else the
 //!   freshest file left, and never a replica's stale `dump.rdb`.
 //!
@@ -22,6 +24,7 @@
 mod cluster;
 mod dumps;
 mod process;
+mod scratch;
 mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +37,7 @@ use rustix::process::Signal;
 
 use self::dumps::{ColdStart, Dump, Saved};
 use self::process::{Identity, Process};
+pub use self::scratch::Scratch;
 pub use self::state::read_record;
 use self::state::{State, read_state, read_state_async, update_state};
 use super::redis_admin;

@@ -406,6 +406,7 @@ spec:
                     "20261124T023000.000Z-redis-0".to_owned(),
                 )),
                 encryption: None,
+                verify: None,
             }),
             alerts: vec![AlertRule {
                 alert_name: "OrdersRedisSlow".to_owned(),

@@ -8,11 +8,11 @@ use super::checker::{Checker, env_name, file_path};
 use crate::policy::bounds;
 use crate::policy::source_map::FieldPath;
 use crate::policy::spec::{
-    DestinationCredentialsSpec, EncryptionSpec, RetentionSpec, SnapshotsSpec,
+    DestinationCredentialsSpec, EncryptionSpec, RetentionSpec, SnapshotsSpec, VerifySpec,
 };
 use crate::policy::{
     AzureCredentials, BeforeAction, Bootstrap, Compression, Destination, Encryption, Retention,
-    S3Credentials, SecretSource, SnapshotSource, Snapshots, Store, TransferLimits,
+    S3Credentials, SecretSource, SnapshotSource, Snapshots, Store, TransferLimits, Verify,
 };
 
 pub(super) fn check_snapshots(
@@ -97,6 +97,10 @@ pub(super) fn check_snapshots(
         None => Some(None),
         Some(encryption) => check_encryption(c, encryption, &path.key("encryption")).map(Some),
     };
+    let verify = match &spec.verify {
+        None => Some(None),
+        Some(verify) => check_verify(c, verify, &path.key("verify")).map(Some),
+    };
     Some(Snapshots {
         schedule: schedule?,
         source: source?,
@@ -107,6 +111,7 @@ pub(super) fn check_snapshots(
         limits: limits?,
         bootstrap: bootstrap?,
         encryption: encryption?,
+        verify: verify?,
     })
 }
 
@@ -156,6 +161,27 @@ fn check_encryption(
         path,
     );
     Some(Encryption { recipients_file: recipients_file?.into(), identity: identity? })
+}
+
+/// `verify`: a cron line no more frequent than a snapshot's (each test streams the whole
+/// snapshot and loads it into memory), and how many proven snapshots retention keeps.
+fn check_verify(c: &mut Checker, spec: &VerifySpec, path: &FieldPath) -> Option<Verify> {
+    let schedule_path = path.key("schedule");
+    let schedule = c
+        .required(spec.schedule.as_ref(), &schedule_path)
+        .and_then(|text| c.cron(Some(text), &schedule_path))
+        .and_then(|cron| match bounds::snapshot_schedule_problem(&cron) {
+            Some(problem) => {
+                c.bad(
+                    &schedule_path,
+                    problem.replace("snapshots may run", "restore tests may run"),
+                );
+                None
+            }
+            None => Some(cron),
+        });
+    let keep = c.int(spec.keep, &path.key("keep"), Some(1_u32), 0, i64::from(u32::MAX));
+    Some(Verify { schedule: schedule?, keep: keep? })
 }
 
 /// The store a valid destination names, with the fields that apply to it. The fields were
@@ -607,6 +633,60 @@ mod tests {
         #[case] message: &str,
     ) {
         assert_problem(&format!("{HEAD}{body}{TARGET}"), path, line, column, message);
+    }
+
+    /// `verify`: a schedule is required and fires no more often than snapshots may, `keep`
+    /// is a count, and an unknown field is named; each reported at its field, all at once.
+    #[rstest]
+    #[case::schedule_missing(
+        "{keep: 2}",
+        "spec.snapshots.verify.schedule",
+        "missing required field `schedule`"
+    )]
+    #[case::schedule_garbage("{schedule: 'every day'}", "spec.snapshots.verify.schedule", "")]
+    #[case::too_often(
+        "{schedule: '0 * * * * *'}",
+        "spec.snapshots.verify.schedule",
+        "restore tests may run at most every"
+    )]
+    #[case::keep_negative(
+        "{schedule: '0 0 4 * * *', keep: -1}",
+        "spec.snapshots.verify.keep",
+        "must be at least 0"
+    )]
+    #[case::unknown_field(
+        "{schedule: '0 0 4 * * *', every: 2}",
+        "spec.snapshots.verify.every",
+        "schedule, keep"
+    )]
+    fn a_bad_verify_section_is_reported_at_its_field(
+        #[case] verify: &str,
+        #[case] path: &str,
+        #[case] message: &str,
+    ) {
+        let text = format!(
+            "{HEAD}{TARGET}  snapshots: {{schedule: '0 0 3 * * *', destination: 's3://b', verify: {verify}}}\n"
+        );
+        let problem = problem_at(&text, path);
+        assert!(problem.message.contains(message), "`{message}` not in {problem}");
+        assert_eq!(problem.line, 6, "{problem}");
+    }
+
+    #[test]
+    fn verify_is_parsed_with_keep_defaulting_to_one() {
+        let text = |verify: &str| {
+            format!(
+                "{HEAD}{TARGET}  snapshots: {{schedule: '0 0 3 * * *', destination: 's3://b'{verify}}}\n"
+            )
+        };
+        let snapshots =
+            |t: String| load_policy_str("t.yaml", &t).expect("valid").snapshots.expect("set");
+        assert_eq!(snapshots(text("")).verify, None);
+        let verify = snapshots(text(", verify: {schedule: '0 30 4 * * *'}")).verify.expect("set");
+        assert_eq!((verify.schedule.as_str(), verify.keep), ("0 30 4 * * *", 1));
+        let verify =
+            snapshots(text(", verify: {schedule: '0 30 4 * * 0', keep: 0}")).verify.expect("set");
+        assert_eq!(verify.keep, 0);
     }
 
     /// `s3://KEY:SECRET@bucket` (and an endpoint with `user:password@`) is refused, and

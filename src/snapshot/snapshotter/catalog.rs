@@ -2,8 +2,9 @@
 //! exactly when its manifest does; [`Snapshotter::listing`] reads every manifest in the
 //! policy's folder and trusts one only when it is small, parses, and names itself, this
 //! policy and its own object, so a stray or planted file can neither stop `list` and `prune`
-//! nor steer them. [`Snapshotter::prune`] deletes what [`retention::plan`] chose, manifest
-//! first, so a half-deleted snapshot is never listed.
+//! nor steer them. [`Snapshotter::prune`] deletes what [`retention::plan`] chose (less the
+//! newest proven-restorable snapshots `verify.keep` protects), manifest first, so a
+//! half-deleted snapshot is never listed.
 
 use futures::StreamExt as _;
 use object_store::ObjectStoreExt as _;
@@ -116,7 +117,12 @@ impl Snapshotter {
     pub async fn prune(&self, dry_run: bool) -> Result<Vec<Prune>, SnapshotError> {
         let manifests = self.listing().await?.manifests;
         let times: Vec<_> = manifests.iter().map(|m| (m.id.clone(), m.started)).collect();
-        let plan = retention::plan(&times, &self.config.retention);
+        let mut plan = retention::plan(&times, &self.config.retention);
+        if let Some(verify) = &self.config.verify {
+            let proven: Vec<String> =
+                manifests.iter().filter(|m| m.proven()).map(|m| m.id.clone()).collect();
+            plan = retention::keep_proven(plan, &proven, verify.keep);
+        }
         if dry_run {
             return Ok(plan);
         }

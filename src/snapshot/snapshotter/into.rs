@@ -55,7 +55,8 @@ pub struct IntoReport {
     pub instance: String,
     pub epoch: u64,
     pub keys_loaded: u64,
-    /// The key count the manifest recorded at snapshot time; `None`: it records none.
+    /// The key count the manifest recorded at snapshot time (the source's `INFO keyspace` as
+    /// the payload began); `None`: it records none (written before keyspaces were recorded).
     pub keys_expected: Option<u64>,
     pub bytes: u64,
     pub seconds: f64,
@@ -233,7 +234,7 @@ impl Snapshotter {
             instance: target.id.clone(),
             epoch,
             keys_loaded: loaded.keys,
-            keys_expected: None,
+            keys_expected: manifest.keys(),
             bytes: loaded.bytes,
             seconds: started.elapsed().as_secs_f64(),
             pre_restore_snapshot,

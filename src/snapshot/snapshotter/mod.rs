@@ -12,6 +12,8 @@
 //! - `into`: streaming one into the deployment the policy targets through the one-shot
 //!   master ([`crate::snapshot::seed`]), under a claim on the master record;
 //! - `bootstrap`: loading a new fleet's first master the same way, before it is recorded.
+//! - `proof`: restore tests: the same load into a scratch instance outside the fleet, checked
+//!   against the manifest, and the verdict written into it.
 //!
 //! Each file adds its methods to the one [`Snapshotter`], so callers see a single type.
 
@@ -19,6 +21,7 @@ mod bootstrap;
 mod catalog;
 mod into;
 mod object;
+mod proof;
 mod restore;
 mod upload;
 
@@ -26,6 +29,7 @@ use std::time::Duration;
 
 pub use catalog::{Listing, MAX_MANIFEST_BYTES, Skipped};
 pub use into::{IntoOptions, IntoReport, SEED_PORT, claim_lease};
+pub use proof::scratch_binary;
 pub use restore::ExpandsPastManifest;
 
 use super::SnapshotError;

@@ -41,7 +41,7 @@ use crate::policy::Compression;
 use crate::sample::redis::{Endpoint, RedisSampler};
 use crate::snapshot::SnapshotError;
 use crate::snapshot::crypt::{Encrypt, Recipients};
-use crate::snapshot::manifest::{self, Cipher, Codec, Manifest};
+use crate::snapshot::manifest::{self, Cipher, Codec, Manifest, SampledKey};
 use crate::snapshot::pace::Pace;
 use crate::snapshot::rdb::RdbVerifier;
 use crate::snapshot::source::{self, Candidate, Seen};
@@ -193,14 +193,26 @@ impl Snapshotter {
         let stall = self.deadlines.stall;
         let reader_instance = instance.clone();
         let reader_url = url.clone();
+        let (endpoint, access, timeout) =
+            (candidate.endpoint.clone(), self.access.clone(), self.sample_timeout);
         let reader = tokio::spawn(async move {
             let mut verifier = RdbVerifier::new();
+            let mut keyspace = None;
             loop {
                 let chunk = transfer.next().await.map_err(|source| SnapshotError::Stream {
                     instance: reader_instance.clone(),
                     source,
                 })?;
                 let Some(chunk) = chunk else { break };
+                // The payload began: the fork that writes it has happened. The source's key
+                // count is read now, beside the stream, so it differs from the RDB's only by
+                // the writes of these few milliseconds.
+                if keyspace.is_none() {
+                    let (endpoint, access) = (endpoint.clone(), access.clone());
+                    keyspace = Some(tokio::spawn(async move {
+                        keyspace_at(&endpoint, &access, timeout).await
+                    }));
+                }
                 verifier.update(&chunk);
                 match tokio::time::timeout(stall, tx.send(chunk)).await {
                     Ok(Ok(())) => {}
@@ -214,7 +226,7 @@ impl Snapshotter {
             let summary = verifier
                 .finish()
                 .map_err(|source| SnapshotError::Corrupt { instance: reader_instance, source })?;
-            Ok((summary, transfer.replid.clone(), transfer.offset))
+            Ok((summary, transfer.replid.clone(), transfer.offset, keyspace))
         });
 
         let mut sha = Sha256::new();
@@ -253,7 +265,7 @@ impl Snapshotter {
             Err(join) => Err(SnapshotError::ReaderFailed { why: join.to_string() }),
         };
         progress.finish();
-        let (summary, replid, offset) = match (failure, verdict) {
+        let (summary, replid, offset, keyspace) = match (failure, verdict) {
             (None, Ok(done)) => done,
             (Some(error), _) | (None, Err(error)) => {
                 return Err(abort(writer, error).await);
@@ -270,6 +282,13 @@ impl Snapshotter {
         }
         // `finish` aborts the upload itself when a part or the completion fails.
         writer.finish().await.map_err(|source| upload_error(source, None))?;
+        let (keyspace, sample) = match keyspace {
+            Some(task) => task.await.unwrap_or_default(),
+            None => (None, Vec::new()),
+        };
+        if keyspace.is_none() {
+            tracing::warn!(policy = %self.policy, instance, "the source's keyspace could not be read: restore tests of this snapshot cannot check its key count");
+        }
         let manifest = Manifest {
             format: manifest::FORMAT,
             id: id.clone(),
@@ -290,6 +309,9 @@ impl Snapshotter {
             sha256: hex(&sha.finalize()),
             started,
             finished: Utc::now(),
+            keyspace,
+            sample,
+            verified: None,
         };
         if summary.crc64.is_none() {
             tracing::warn!(policy = %self.policy, instance, "the RDB has no checksum (rdbchecksum no): only its structure was verified");
@@ -410,6 +432,82 @@ async fn abort(writer: WriteMultipart, error: SnapshotError) -> SnapshotError {
             tracing::warn!(error = %abort_error, "aborting the multipart upload failed; it is not listed, and the bucket's lifecycle rule removes it");
             error
         }
+    }
+}
+
+/// `SCAN` calls per database while sampling keys: a database of mostly long or binary names
+/// yields fewer than [`manifest::SAMPLE_KEYS`] rather than a long scan.
+const SAMPLE_SCANS: usize = 4;
+
+/// The source's keys per database (`INFO keyspace`) and a sample of its keys with their types
+/// (`SCAN`, `TYPE`), for the manifest. Best effort, each step bounded by `timeout`: a failure
+/// leaves the keyspace `None` or the sample short, never fails the snapshot. Only names that
+/// are UTF-8 and at most 200 bytes, of keys without a time to live, are sampled: the manifest
+/// stays small and readable, and no sampled key expires before a restore test looks for it.
+async fn keyspace_at(
+    endpoint: &Endpoint,
+    access: &crate::sample::redis::Access,
+    timeout: std::time::Duration,
+) -> (Option<std::collections::BTreeMap<u32, u64>>, Vec<SampledKey>) {
+    let run = async {
+        let mut connection = crate::sample::redis::connect(endpoint, access, timeout).await.ok()?;
+        let text: String =
+            redis::cmd("INFO").arg("keyspace").query_async(&mut connection).await.ok()?;
+        let info = crate::observe::Info::parse(&text);
+        let keyspace: std::collections::BTreeMap<u32, u64> =
+            info.keyspace.iter().map(|db| (db.db, db.keys)).collect();
+        let mut sample = Vec::new();
+        for (&db, _) in keyspace.iter().filter(|(_, keys)| **keys > 0) {
+            if sample.len() >= manifest::SAMPLE_KEYS
+                || redis::cmd("SELECT").arg(db).query_async::<()>(&mut connection).await.is_err()
+            {
+                break;
+            }
+            let mut cursor = 0_u64;
+            for _ in 0..SAMPLE_SCANS {
+                let Ok((next, keys)) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(64)
+                    .query_async::<(u64, Vec<Vec<u8>>)>(&mut connection)
+                    .await
+                else {
+                    break;
+                };
+                for key in keys {
+                    if sample.len() >= manifest::SAMPLE_KEYS {
+                        break;
+                    }
+                    let Ok(name) = String::from_utf8(key) else { continue };
+                    if name.len() > 200 {
+                        continue;
+                    }
+                    // A key that may expire before a restore test cannot be expected there.
+                    let ttl: Result<i64, _> =
+                        redis::cmd("PTTL").arg(&name).query_async(&mut connection).await;
+                    if ttl != Ok(-1) {
+                        continue;
+                    }
+                    let kind: Result<String, _> =
+                        redis::cmd("TYPE").arg(&name).query_async(&mut connection).await;
+                    // `none`: gone since the SCAN.
+                    if let Ok(kind) = kind
+                        && kind != "none"
+                    {
+                        sample.push(SampledKey { db, key: name, kind });
+                    }
+                }
+                cursor = next;
+                if cursor == 0 || sample.len() >= manifest::SAMPLE_KEYS {
+                    break;
+                }
+            }
+        }
+        Some((keyspace, sample))
+    };
+    match tokio::time::timeout(timeout * 4, run).await {
+        Ok(Some((keyspace, sample))) => (Some(keyspace), sample),
+        _ => (None, Vec::new()),
     }
 }
 

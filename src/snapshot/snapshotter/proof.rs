@@ -1,0 +1,241 @@
+//! Restore tests: prove a snapshot restores by loading it into a scratch instance
+//! ([`crate::cluster::local::Scratch`]) through the one-shot master ([`crate::snapshot::seed`]),
+//! the same path `restore --into` takes, then checking the scratch with
+//! [`crate::snapshot::proof`]: its key count against the manifest's, its sampled keys' types.
+//! The scratch is discarded however the test ends; nothing of the fleet is touched.
+//!
+//! The verdict is written into the snapshot's manifest (`verified`), replacing it in one put:
+//! an atomic rename for `file://` (the local store stages the new file and renames it over the
+//! old), a single `PUT` for object stores. Only `verified` changes; the object and every field
+//! its checks use (size, sha256, CRC64) stay as they were.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use chrono::Utc;
+use object_store::{ObjectStoreExt as _, PutPayload};
+
+use super::Snapshotter;
+use crate::cluster::Member;
+use crate::cluster::local::Scratch;
+use crate::snapshot::SnapshotError;
+use crate::snapshot::manifest::{Manifest, Verified};
+use crate::snapshot::proof::{self, Failure};
+use crate::snapshot::seed::{self, Limits, Seed, SeedError};
+
+/// The deadline of each command sent to the scratch instance.
+const STEP: Duration = Duration::from_secs(5);
+
+impl Snapshotter {
+    /// Loads `manifest`'s snapshot into a scratch `redis-server` (`redis_server`: a path or a
+    /// name on `PATH`) and checks it. Never fails: what went wrong is the verdict's `reason`
+    /// and `why`. Bounded by the policy's snapshot `deadline`.
+    pub async fn restore_test(&self, manifest: &Manifest, redis_server: &str) -> Verified {
+        let at = Utc::now();
+        let deadline = self.config.limits.deadline;
+        let run = self.load_and_check(manifest, redis_server);
+        let (keys, result) = match tokio::time::timeout(deadline, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => (
+                None,
+                Err(Failure {
+                    reason: "deadline",
+                    why: format!("the restore test did not finish within {deadline:?}"),
+                }),
+            ),
+        };
+        match result {
+            Ok(()) => Verified { at, keys, ok: true, reason: None, why: None },
+            Err(Failure { reason, why }) => {
+                Verified { at, keys, ok: false, reason: Some(reason.to_owned()), why: Some(why) }
+            }
+        }
+    }
+
+    /// The keys loaded (when it loaded) and the verdict.
+    async fn load_and_check(
+        &self,
+        manifest: &Manifest,
+        redis_server: &str,
+    ) -> (Option<u64>, Result<(), Failure>) {
+        let failed = |error: &SnapshotError| Failure {
+            reason: reason(error),
+            why: crate::errors::chain(error),
+        };
+        let mut payload = match self.payload(manifest).await {
+            Ok(payload) => payload,
+            Err(error) => return (None, Err(failed(&error))),
+        };
+        let header = match payload.header().await {
+            Ok(header) => header,
+            Err(error) => return (None, Err(failed(&error.into()))),
+        };
+        // The scratch takes the policy's password (never its TLS: a local child listens plain).
+        let access = crate::sample::redis::Access { tls: None, ..self.access.clone() };
+        let databases = manifest
+            .keyspace
+            .as_ref()
+            .and_then(|dbs| dbs.keys().max())
+            .map_or(0, |db| db.saturating_add(1));
+        let scratch = match Scratch::start(redis_server, &access, databases).await {
+            Ok(scratch) => scratch,
+            Err(error) => {
+                return (
+                    None,
+                    Err(Failure { reason: "scratch", why: crate::errors::chain(&error) }),
+                );
+            }
+        };
+        let result = async {
+            let server = seed::server_version(scratch.endpoint(), &access, STEP)
+                .await
+                .map_err(|e| failed(&e.into()))?;
+            seed::check_version(header, &server).map_err(|e| failed(&e.into()))?;
+            let limits =
+                Limits { step: STEP, total: self.config.limits.deadline, ..Limits::default() };
+            let seed = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+                .await
+                .map_err(|e| failed(&e.into()))?;
+            // Only the scratch: from loopback, announcing its own port.
+            let expected = seed::Expected {
+                ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+                port: Some(scratch.endpoint().port),
+            };
+            let serving = seed.serve(payload, expected, limits);
+            let as_member = |endpoint: &crate::sample::redis::Endpoint| Member {
+                id: endpoint.id.clone(),
+                endpoint: endpoint.clone(),
+                ordinal: u16::MAX,
+                gone: None,
+            };
+            let seed_endpoint = crate::sample::redis::Endpoint {
+                id: format!("seed {}", serving.addr()),
+                host: serving.addr().ip().to_string(),
+                port: serving.addr().port(),
+            };
+            crate::cluster::redis_admin::replicaof(
+                &as_member(scratch.endpoint()),
+                Some(&as_member(&seed_endpoint)),
+                &access,
+                STEP,
+            )
+            .await
+            .map_err(|e| Failure { reason: "scratch", why: crate::errors::chain(&e) })?;
+            let loaded =
+                seed::wait_loaded(scratch.endpoint(), &access, &serving, limits, &super::Quiet)
+                    .await
+                    .map_err(|error| {
+                        let mut failure = failed(&error.into());
+                        let log = scratch.log_tail();
+                        if !log.is_empty() {
+                            failure.why = format!("{}; the scratch's log: {log}", failure.why);
+                        }
+                        failure
+                    });
+            // The link is no longer needed once loaded (or failed): stop the seed either way.
+            let _ = serving.stop().await;
+            let loaded = loaded?;
+            let checked = async {
+                proof::check_keys(manifest, loaded.keys)?;
+                let found = sample_types(&scratch, &access, manifest).await?;
+                proof::check_sample(&manifest.sample, &found)
+            };
+            Ok::<_, Failure>((loaded.keys, checked.await))
+        }
+        .await;
+        scratch.discard().await;
+        match result {
+            Ok((keys, verdict)) => (Some(keys), verdict),
+            Err(failure) => (None, Err(failure)),
+        }
+    }
+
+    /// Writes `verified` into `id`'s manifest, read afresh (a snapshot pruned meanwhile is
+    /// not written back: `NotFound`), and returns the manifest as written.
+    pub async fn record_verified(
+        &self,
+        id: &str,
+        verified: Verified,
+    ) -> Result<Manifest, SnapshotError> {
+        let mut manifest = self.manifest(id).await?;
+        manifest.verified = Some(verified);
+        let key = self.destination.key(&self.policy, &format!("{}.json", manifest.id));
+        let url = self.destination.url.clone();
+        // A symlink planted since it was read is refused, never followed.
+        self.destination.check_local(&key).map_err(|why| SnapshotError::InvalidManifest {
+            url: url.clone(),
+            object: key.to_string(),
+            why,
+        })?;
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|source| {
+            SnapshotError::Manifest { url: url.clone(), object: key.to_string(), source }
+        })?;
+        self.destination.store.put(&key, PutPayload::from(json)).await.map_err(|source| {
+            SnapshotError::Object {
+                action: "rewrite the manifest",
+                url,
+                object: key.to_string(),
+                source: Box::new(source),
+            }
+        })?;
+        Ok(manifest)
+    }
+}
+
+/// The `redis-server` a restore test of `policy` starts as its scratch instance: the local
+/// target's own, `redis-server` on `PATH` for an `endpoints` target; `None` for a Kubernetes
+/// target, where the daemon runs in a pod without one.
+pub fn scratch_binary(policy: &crate::policy::Policy) -> Option<String> {
+    match &policy.target {
+        crate::policy::Target::Local { redis_server, .. } => Some(redis_server.clone()),
+        crate::policy::Target::Endpoints(_) => Some("redis-server".to_owned()),
+        crate::policy::Target::Kubernetes { .. } => None,
+    }
+}
+
+/// The bounded reason for a failure: the snapshot's own problem when the seed failed because
+/// of it (a sha256 or CRC64 mismatch found at the end), else the error's category.
+fn reason(error: &SnapshotError) -> &'static str {
+    match error {
+        SnapshotError::Seed(SeedError::Source(inner)) => inner.category(),
+        other => other.category(),
+    }
+}
+
+/// `TYPE` of every sampled key in the scratch (`none` when missing).
+async fn sample_types(
+    scratch: &Scratch,
+    access: &crate::sample::redis::Access,
+    manifest: &Manifest,
+) -> Result<Vec<String>, Failure> {
+    if manifest.sample.is_empty() {
+        return Ok(Vec::new());
+    }
+    let failed = |why: String| Failure {
+        reason: "scratch",
+        why: format!("cannot read the sampled keys: {why}"),
+    };
+    let run = async {
+        let mut connection = crate::sample::redis::connect(scratch.endpoint(), access, STEP)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let mut found = Vec::with_capacity(manifest.sample.len());
+        for key in &manifest.sample {
+            redis::cmd("SELECT")
+                .arg(key.db)
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let kind: String = redis::cmd("TYPE")
+                .arg(&key.key)
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            found.push(kind);
+        }
+        Ok(found)
+    };
+    tokio::time::timeout(STEP * 4, run)
+        .await
+        .unwrap_or_else(|_| Err(failed(format!("no answer within {:?}", STEP * 4))))
+}
