@@ -20,17 +20,7 @@ pub(super) fn check_snapshots(
     spec: &SnapshotsSpec,
     path: &FieldPath,
 ) -> Option<Snapshots> {
-    let schedule_path = path.key("schedule");
-    let schedule = c
-        .required(spec.schedule.as_ref(), &schedule_path)
-        .and_then(|text| c.cron(Some(text), &schedule_path))
-        .and_then(|cron| match bounds::snapshot_schedule_problem(&cron) {
-            Some(problem) => {
-                c.bad(&schedule_path, problem);
-                None
-            }
-            None => Some(cron),
-        });
+    let schedule = check_schedule(c, spec.schedule.as_ref(), &path.key("schedule"), "snapshots");
     let source = c.word(
         spec.source.as_deref(),
         &path.key("source"),
@@ -115,6 +105,24 @@ pub(super) fn check_snapshots(
     })
 }
 
+/// A required cron line no more frequent than a snapshot's: each run of `what` streams a
+/// whole dataset (forks a Redis, or loads one into memory).
+fn check_schedule(
+    c: &mut Checker,
+    schedule: Option<&String>,
+    path: &FieldPath,
+    what: &str,
+) -> Option<crate::policy::CronSchedule> {
+    let cron = c.required(schedule, path).and_then(|text| c.cron(Some(text), path))?;
+    match bounds::snapshot_schedule_problem(&cron) {
+        Some(problem) => {
+            c.bad(path, problem.replace("snapshots may run", &format!("{what} may run")));
+            None
+        }
+        None => Some(cron),
+    }
+}
+
 /// `latest`, or a snapshot id as `snapshot list` prints it (its time and source: a typo is
 /// caught here rather than when a new fleet cannot start).
 fn check_bootstrap(
@@ -166,20 +174,8 @@ fn check_encryption(
 /// `verify`: a cron line no more frequent than a snapshot's (each test streams the whole
 /// snapshot and loads it into memory), and how many proven snapshots retention keeps.
 fn check_verify(c: &mut Checker, spec: &VerifySpec, path: &FieldPath) -> Option<Verify> {
-    let schedule_path = path.key("schedule");
-    let schedule = c
-        .required(spec.schedule.as_ref(), &schedule_path)
-        .and_then(|text| c.cron(Some(text), &schedule_path))
-        .and_then(|cron| match bounds::snapshot_schedule_problem(&cron) {
-            Some(problem) => {
-                c.bad(
-                    &schedule_path,
-                    problem.replace("snapshots may run", "restore tests may run"),
-                );
-                None
-            }
-            None => Some(cron),
-        });
+    let schedule =
+        check_schedule(c, spec.schedule.as_ref(), &path.key("schedule"), "restore tests");
     let keep = c.int(spec.keep, &path.key("keep"), Some(1_u32), 0, i64::from(u32::MAX));
     Some(Verify { schedule: schedule?, keep: keep? })
 }

@@ -129,16 +129,9 @@ impl Snapshotter {
         for prune in &plan {
             let Some(manifest) = manifests.iter().find(|m| m.id == prune.id) else { continue };
             for name in [format!("{}.json", manifest.id), manifest.object.clone()] {
-                let key = self.destination.key(&self.policy, &name);
                 // Checked again just before deleting: a symlink planted since the listing
                 // must not take the delete out of the store.
-                self.destination.check_local(&key).map_err(|why| {
-                    SnapshotError::InvalidManifest {
-                        url: self.destination.url.clone(),
-                        object: key.to_string(),
-                        why,
-                    }
-                })?;
+                let key = self.checked_key(&name)?;
                 self.destination.store.delete(&key).await.map_err(|source| {
                     SnapshotError::Object {
                         action: "delete",

@@ -97,6 +97,19 @@ impl Snapshotter {
     pub fn destination(&self) -> &Destination {
         &self.destination
     }
+
+    /// The key of `name` in the policy's folder, once the destination allows it
+    /// ([`Destination::check_local`]: no symlink, nothing outside the store). Checked just
+    /// before each use, so one planted since a listing is refused, never followed.
+    fn checked_key(&self, name: &str) -> Result<object_store::path::Path, SnapshotError> {
+        let key = self.destination.key(&self.policy, name);
+        self.destination.check_local(&key).map_err(|why| SnapshotError::InvalidManifest {
+            url: self.destination.url.clone(),
+            object: key.to_string(),
+            why,
+        })?;
+        Ok(key)
+    }
 }
 
 /// Lowercase hex of a digest, as `sha256sum` prints it: the manifest records it so.

@@ -56,13 +56,8 @@ impl Snapshotter {
         &self,
         manifest: &Manifest,
     ) -> Result<ObjectReader, SnapshotError> {
-        let key = self.destination.key(&self.policy, &manifest.object);
+        let key = self.checked_key(&manifest.object)?;
         let url = self.destination.url.clone();
-        self.destination.check_local(&key).map_err(|why| SnapshotError::InvalidManifest {
-            url: url.clone(),
-            object: key.to_string(),
-            why,
-        })?;
         // The identity first: without one, nothing is downloaded.
         let identities = match manifest.encryption {
             Cipher::None => None,

@@ -159,14 +159,8 @@ impl Snapshotter {
     ) -> Result<Manifest, SnapshotError> {
         let mut manifest = self.manifest(id).await?;
         manifest.verified = Some(verified);
-        let key = self.destination.key(&self.policy, &format!("{}.json", manifest.id));
+        let key = self.checked_key(&format!("{}.json", manifest.id))?;
         let url = self.destination.url.clone();
-        // A symlink planted since it was read is refused, never followed.
-        self.destination.check_local(&key).map_err(|why| SnapshotError::InvalidManifest {
-            url: url.clone(),
-            object: key.to_string(),
-            why,
-        })?;
         let json = serde_json::to_vec_pretty(&manifest).map_err(|source| {
             SnapshotError::Manifest { url: url.clone(), object: key.to_string(), source }
         })?;
