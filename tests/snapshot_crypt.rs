@@ -19,7 +19,7 @@ use redis_autopilot::sample::redis::Endpoint;
 use redis_autopilot::snapshot::manifest::Cipher;
 use redis_autopilot::snapshot::{Manifest, Quiet, SnapshotError, Snapshotter};
 use support::Redis;
-use support::failover::{Fleet, POLICY, connect, wait_until};
+use support::failover::{Fleet, POLICY, connect, dbsize};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");
 
@@ -101,11 +101,6 @@ fn dump(port: u16) -> BTreeMap<String, String> {
         out.extend(chunk.iter().cloned().zip(values));
     }
     out
-}
-
-fn dbsize(port: u16) -> Option<u64> {
-    let mut con = connect(port, Duration::from_secs(2))?;
-    redis::cmd("DBSIZE").query(&mut con).ok()
 }
 
 fn cli(args: &[&str]) -> (bool, String, String) {
@@ -358,13 +353,8 @@ fn restore_into_a_local_fleet_decrypts_and_a_wrong_identity_changes_nothing() {
     let (restored, epoch) = fleet.record().expect("a recorded master");
     assert_eq!(epoch, before.1 + 1);
     assert_eq!(fleet.wait_healthy(Duration::from_secs(60)), restored);
+    fleet.wait_every_instance_holds(expected.len() as u64, Duration::from_secs(30));
     for port in fleet.ports() {
-        wait_until(
-            Duration::from_secs(30),
-            &format!("{port} holds every key"),
-            || fleet.log(),
-            || (dbsize(port)? == expected.len() as u64).then_some(()),
-        );
         assert!(dump(port) == expected, "{port}: the keys differ from the source");
     }
     let log = fleet.log();

@@ -18,7 +18,7 @@ use redis_autopilot::policy::load_policy_str;
 use redis_autopilot::sample::redis::{Access, Endpoint};
 use redis_autopilot::snapshot::seed::{self, Seed};
 use redis_autopilot::snapshot::{Quiet, Snapshotter};
-use support::failover::{Fleet, POLICY, connect, wait_until};
+use support::failover::{Fleet, POLICY, connect, dbsize};
 use support::{Redis, load_collections};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");
@@ -289,16 +289,8 @@ fn restore_into_a_local_fleet_under_its_daemon() {
     assert_ne!(restored, master, "a replica is loaded, then promoted");
     assert!(out.contains(&format!("127.0.0.1:{restored}")), "{out}");
     assert_eq!(fleet.wait_healthy(Duration::from_secs(60)), restored);
+    fleet.wait_every_instance_holds(expected.len() as u64 - 1, Duration::from_secs(30));
     for port in fleet.ports() {
-        wait_until(
-            Duration::from_secs(30),
-            &format!("{port} holds every key"),
-            || fleet.log(),
-            || {
-                let keys = dbsize(port)?;
-                (keys == expected.len() as u64 - 1).then_some(())
-            },
-        );
         assert!(digests(port) == expected, "{port}: the keys differ from the source");
     }
     eprintln!("restore --into: {} keys into {restored} in {took:.2?}: {out}", expected.len() - 1);
@@ -374,11 +366,6 @@ fn restore_into_a_local_fleet_under_its_daemon() {
     assert!(digests(forced) == expected);
 }
 
-fn dbsize(port: u16) -> Option<u64> {
-    let mut con = connect(port, Duration::from_secs(2))?;
-    redis::cmd("DBSIZE").query(&mut con).ok()
-}
-
 fn state(fleet: &Fleet) -> serde_json::Value {
     let text = std::fs::read_to_string(fleet.data.join("state.json")).expect("state.json");
     serde_json::from_str(&text).expect("state JSON")
@@ -435,13 +422,8 @@ fn a_new_fleet_is_seeded_from_the_latest_snapshot_before_its_first_master_is_rec
     let (master, epoch) = second.record().expect("a recorded master");
     assert_eq!(epoch, 1, "seeded before the first record, not restored over one: {log}");
     assert!(log.contains("first master seeded from a snapshot") && log.contains(&id), "{log}");
+    second.wait_every_instance_holds(expected.len() as u64 - 1, Duration::from_secs(30));
     for port in second.ports() {
-        wait_until(
-            Duration::from_secs(30),
-            &format!("{port} holds every key"),
-            || second.log(),
-            || (dbsize(port)? == expected.len() as u64 - 1).then_some(()),
-        );
         assert!(digests(port) == expected, "{port}: the keys differ from the snapshot");
     }
     assert_eq!(second.wait_healthy(Duration::from_secs(30)), master);

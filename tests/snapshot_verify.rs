@@ -22,6 +22,7 @@ use redis_autopilot::cluster::local::Scratch;
 use redis_autopilot::policy::load_policy_str;
 use redis_autopilot::sample::redis::{Access, Endpoint};
 use redis_autopilot::snapshot::{Quiet, Snapshotter};
+use support::failover::dbsize;
 use support::policy_daemon::{Daemon, Options, free_port_range, recorded_master};
 use support::{Redis, require};
 
@@ -43,12 +44,6 @@ fn load(port: u16, strings: usize) {
         pipe.cmd("SET").arg(format!("ttl:{i}")).arg("v").arg("EX").arg(3600).ignore();
     }
     pipe.query::<()>(&mut con).expect("load");
-}
-
-fn dbsize(port: u16) -> Option<u64> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
-    let mut con = client.get_connection_with_timeout(Duration::from_secs(2)).ok()?;
-    redis::cmd("DBSIZE").query(&mut con).ok()
 }
 
 fn cli(args: &[&str]) -> (bool, String, String) {

@@ -53,6 +53,12 @@ pub fn info_field_at(host: &str, port: u16, field: &str) -> Option<String> {
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':').map(|v| v.trim().to_owned()))
 }
 
+/// Keys over every database of the Redis on `port`.
+pub fn dbsize(port: u16) -> Option<u64> {
+    let mut con = connect(port, Duration::from_secs(2))?;
+    redis::cmd("DBSIZE").query(&mut con).ok()
+}
+
 pub fn wait_until<T>(
     timeout: Duration,
     what: &str,
@@ -184,6 +190,18 @@ spec:
     /// The running daemon's pid.
     pub fn daemon_pid(&self) -> Option<u32> {
         self.daemon.as_ref().map(Child::id)
+    }
+
+    /// Waits until every instance holds `keys` keys (the others resynced from a restore).
+    pub fn wait_every_instance_holds(&self, keys: u64, timeout: Duration) {
+        for port in self.ports() {
+            wait_until(
+                timeout,
+                &format!("{port} holds every key"),
+                || self.log(),
+                || (dbsize(port)? == keys).then_some(()),
+            );
+        }
     }
 
     pub fn log(&self) -> String {
