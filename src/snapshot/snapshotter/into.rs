@@ -378,8 +378,29 @@ impl Snapshotter {
     where
         Pointed: Future<Output = Result<(), SnapshotError>>,
     {
+        let listen = seed_address(target)?;
+        self.load_through_seed(target, &self.access, listen, payload, limits, progress, point).await
+    }
+
+    /// [`Snapshotter::load_from_seed`] with the seed at `listen`, reaching `target` with
+    /// `access`: a restore test's scratch instance listens on loopback without TLS, wherever
+    /// the daemon runs.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn load_through_seed<Pointed>(
+        &self,
+        target: &Member,
+        access: &crate::sample::redis::Access,
+        listen: SocketAddr,
+        payload: Payload,
+        limits: Limits,
+        progress: &dyn Progress,
+        point: impl FnOnce(Member) -> Pointed,
+    ) -> Result<seed::Loaded, SnapshotError>
+    where
+        Pointed: Future<Output = Result<(), SnapshotError>>,
+    {
         let len = payload.len;
-        let seed = Seed::bind(seed_address(target)?).await?;
+        let seed = Seed::bind(listen).await?;
         let expected = seed::Expected {
             ips: target.endpoint.host.parse::<IpAddr>().map(|ip| vec![ip]).unwrap_or_default(),
             port: Some(target.endpoint.port),
@@ -397,19 +418,18 @@ impl Snapshotter {
         };
         let label = format!("{} into {}", seed_member.id, target.id);
         let previous =
-            seed::set_diskless_load(&target.endpoint, &self.access, limits.step, "on-empty-db")
-                .await;
+            seed::set_diskless_load(&target.endpoint, access, limits.step, "on-empty-db").await;
         let loading = async {
             point(seed_member).await?;
             progress.start(&label, len);
             let loaded =
-                seed::wait_loaded(&target.endpoint, &self.access, &serving, limits, progress).await;
+                seed::wait_loaded(&target.endpoint, access, &serving, limits, progress).await;
             progress.finish();
             Ok::<_, SnapshotError>(loaded?)
         };
         let loaded = loading.await;
         if let Some(previous) = previous.filter(|p| p != "on-empty-db")
-            && seed::set_diskless_load(&target.endpoint, &self.access, limits.step, &previous)
+            && seed::set_diskless_load(&target.endpoint, access, limits.step, &previous)
                 .await
                 .is_none()
         {

@@ -9,7 +9,7 @@
 //! old), a single `PUT` for object stores. Only `verified` changes; the object and every field
 //! its checks use (size, sha256, CRC64) stay as they were.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -21,10 +21,12 @@ use crate::cluster::local::Scratch;
 use crate::snapshot::SnapshotError;
 use crate::snapshot::manifest::{Manifest, Verified};
 use crate::snapshot::proof::{self, Failure};
-use crate::snapshot::seed::{self, Limits, Seed, SeedError};
+use crate::snapshot::seed::{self, Limits, SeedError};
 
 /// The deadline of each command sent to the scratch instance.
 const STEP: Duration = Duration::from_secs(5);
+/// The step that points the scratch at the seed: its failure is the scratch's.
+const SCRATCH: &str = "point the scratch at the seed";
 
 impl Snapshotter {
     /// Loads `manifest`'s snapshot into a scratch `redis-server` (`redis_server`: a path or a
@@ -93,47 +95,37 @@ impl Snapshotter {
             seed::check_version(header, &server).map_err(|e| failed(&e.into()))?;
             let limits =
                 Limits { step: STEP, total: self.config.limits.deadline, ..Limits::default() };
-            let seed = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-                .await
-                .map_err(|e| failed(&e.into()))?;
-            // Only the scratch: from loopback, announcing its own port.
-            let expected = seed::Expected {
-                ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
-                port: Some(scratch.endpoint().port),
-            };
-            let serving = seed.serve(payload, expected, limits);
-            let as_member = |endpoint: &crate::sample::redis::Endpoint| Member {
-                id: endpoint.id.clone(),
-                endpoint: endpoint.clone(),
+            let target = Member {
+                id: scratch.endpoint().id.clone(),
+                endpoint: scratch.endpoint().clone(),
                 ordinal: u16::MAX,
                 gone: None,
             };
-            let seed_endpoint = crate::sample::redis::Endpoint {
-                id: format!("seed {}", serving.addr()),
-                host: serving.addr().ip().to_string(),
-                port: serving.addr().port(),
+            let point = |seed: Member| {
+                let (target, access) = (&target, &access);
+                async move {
+                    crate::cluster::redis_admin::replicaof(target, Some(&seed), access, STEP)
+                        .await
+                        .map_err(|source| SnapshotError::Cluster { action: SCRATCH, source })
+                }
             };
-            crate::cluster::redis_admin::replicaof(
-                &as_member(scratch.endpoint()),
-                Some(&as_member(&seed_endpoint)),
-                &access,
-                STEP,
-            )
-            .await
-            .map_err(|e| Failure { reason: "scratch", why: crate::errors::chain(&e) })?;
-            let loaded =
-                seed::wait_loaded(scratch.endpoint(), &access, &serving, limits, &super::Quiet)
-                    .await
-                    .map_err(|error| {
-                        let mut failure = failed(&error.into());
-                        let log = scratch.log_tail();
-                        if !log.is_empty() {
-                            failure.why = format!("{}; the scratch's log: {log}", failure.why);
+            let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+            let loaded = self
+                .load_through_seed(&target, &access, listen, payload, limits, &super::Quiet, point)
+                .await
+                .map_err(|error| {
+                    let mut failure = match &error {
+                        SnapshotError::Cluster { action: SCRATCH, .. } => {
+                            Failure { reason: "scratch", why: crate::errors::chain(&error) }
                         }
-                        failure
-                    });
-            // The link is no longer needed once loaded (or failed): stop the seed either way.
-            let _ = serving.stop().await;
+                        _ => failed(&error),
+                    };
+                    let log = scratch.log_tail();
+                    if !log.is_empty() {
+                        failure.why = format!("{}; the scratch's log: {log}", failure.why);
+                    }
+                    failure
+                });
             let loaded = loaded?;
             let checked = async {
                 proof::check_keys(manifest, loaded.keys)?;
