@@ -490,18 +490,23 @@ async fn serve(
     let _ = done.send(true);
 
     // Keep the link alive until told to stop: after the load the replica times its master
-    // out after repl-timeout without traffic. Its REPLCONF ACKs are read and dropped.
+    // out after repl-timeout without traffic. Only once it has acknowledged (its first
+    // `REPLCONF ACK`, sent when the sync is done), as Redis's own master waits after a
+    // diskless sync: a PING arriving in the same read as the `$EOF:` mark would end the
+    // replica's buffer with it instead of the mark, and the replica would wait for the mark
+    // forever. Its ACKs are read and dropped.
     let mut tick = tokio::time::interval(limits.keepalive);
+    let mut acknowledged = false;
     let mut scratch = vec![0_u8; 4096];
     loop {
         tokio::select! {
             _ = &mut stop => return Ok(total),
-            _ = tick.tick() => {
+            _ = tick.tick(), if acknowledged => {
                 put(stall, &mut write, Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"), &sent).await?;
             }
             read = reader.read(&mut scratch) => match read {
                 Ok(0) | Err(_) => return Err(SeedError::Rejected { sent: total }),
-                Ok(_) => {}
+                Ok(_) => acknowledged = true,
             },
         }
     }
@@ -893,7 +898,8 @@ mod tests {
         assert_eq!(read_exactly(&mut socket, RDB.len()).await, RDB);
         // Exactly one replica: nobody else gets in.
         assert!(tokio::net::TcpStream::connect(serving.addr()).await.is_err());
-        // Then keepalives until stopped.
+        // Then, once the replica acknowledges (its sync done), keepalives until stopped.
+        socket.write_all(b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$1\r\n0\r\n").await.unwrap();
         assert_eq!(read_exactly(&mut socket, 14).await, b"*1\r\n$4\r\nPING\r\n");
         assert!(serving.payload_sent());
         assert_eq!(serving.stop().await.unwrap(), RDB.len() as u64);
@@ -912,7 +918,13 @@ mod tests {
         assert_eq!(mark.len(), ID_LEN);
         assert_eq!(read_exactly(&mut socket, RDB.len()).await, RDB);
         assert_eq!(read_exactly(&mut socket, ID_LEN).await, mark.as_bytes());
+        // Nothing follows the mark until the replica acknowledges: a PING right behind it
+        // would land in the replica's read of the mark (seen as a suite that hung). Told to
+        // stop, the seed closes the link with nothing sent after the mark.
         serving.stop().await.unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut rest));
+        assert!(closed.await.expect("closed in time").is_ok() && rest.is_empty(), "{rest:?}");
     }
 
     /// Seen as a suite that hung: on a shared host, a replica of a master that once had the
