@@ -409,3 +409,46 @@ async fn an_encrypted_snapshot_round_trips_through_s3() {
     assert_eq!(loaded.expect("loaded").keys, expected.len() as u64);
     assert!(dump(target.port) == expected);
 }
+
+/// Key names are the dataset's own words: an encrypted snapshot's manifest names none of
+/// them. Its sampled keys are sealed to the same recipients (`sealedSample`), and a restore
+/// test opens them with the identity and checks their types: a sample sealed with a wrong
+/// type fails the test on that key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_snapshot_seals_its_sampled_key_names_and_a_restore_test_opens_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = keys(dir.path());
+    let backups = dir.path().join("backups");
+    let source = Redis::master();
+    load_data(&source, 300);
+    let snapshotter = snapshotter(&source, &backups, "zstd", Some(&keys));
+    let manifest = take(&snapshotter, &source).await;
+
+    let path = backups.join(POLICY).join(format!("{}.json", manifest.id));
+    let json = std::fs::read_to_string(&path).expect("manifest");
+    assert!(manifest.sample.is_empty(), "{json}");
+    assert!(manifest.sealed_sample.is_some(), "{json}");
+    assert!(!json.contains("str:") && !json.contains("marker"), "a key name in clear:\n{json}");
+
+    let server = support::require("redis-server", "redis-server").display().to_string();
+    let verified = snapshotter.restore_test(&manifest, &server).await;
+    assert!(verified.ok, "{verified:?}");
+    assert_eq!(verified.keys, Some(301));
+
+    // The sealed sample is what the test checks: sealed to say `marker` is a hash, the test
+    // fails on it, naming it.
+    let recipients = redis_autopilot::snapshot::crypt::Recipients::read(&keys.recipients).unwrap();
+    let forged = br#"[{"db":0,"key":"marker","type":"hash"}]"#;
+    let sealed = redis_autopilot::snapshot::crypt::seal(&recipients, forged).expect("seal");
+    let forged = Manifest {
+        sealed_sample: Some({
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(sealed)
+        }),
+        ..manifest.clone()
+    };
+    let verified = snapshotter.restore_test(&forged, &server).await;
+    assert!(!verified.ok, "{verified:?}");
+    assert_eq!(verified.reason.as_deref(), Some("key_type"), "{verified:?}");
+    assert!(verified.why.as_deref().is_some_and(|why| why.contains("`marker`")), "{verified:?}");
+}

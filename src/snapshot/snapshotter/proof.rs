@@ -19,7 +19,7 @@ use super::Snapshotter;
 use crate::cluster::Member;
 use crate::cluster::local::Scratch;
 use crate::snapshot::SnapshotError;
-use crate::snapshot::manifest::{Manifest, Verified};
+use crate::snapshot::manifest::{Manifest, SampledKey, Verified};
 use crate::snapshot::proof::{self, Failure};
 use crate::snapshot::seed::{self, Limits, SeedError};
 
@@ -129,8 +129,9 @@ impl Snapshotter {
             let loaded = loaded?;
             let checked = async {
                 proof::check_keys(manifest, loaded.keys)?;
-                let found = sample_types(&scratch, &access, manifest).await?;
-                proof::check_sample(&manifest.sample, &found)
+                let sample = self.sampled_keys(manifest).await.map_err(|e| failed(&e))?;
+                let found = sample_types(&scratch, &access, &sample).await?;
+                proof::check_sample(&sample, &found)
             };
             Ok::<_, Failure>((loaded.keys, checked.await))
         }
@@ -192,9 +193,9 @@ fn reason(error: &SnapshotError) -> &'static str {
 async fn sample_types(
     scratch: &Scratch,
     access: &crate::sample::redis::Access,
-    manifest: &Manifest,
+    sample: &[SampledKey],
 ) -> Result<Vec<String>, Failure> {
-    if manifest.sample.is_empty() {
+    if sample.is_empty() {
         return Ok(Vec::new());
     }
     let failed = |why: String| Failure {
@@ -205,8 +206,8 @@ async fn sample_types(
         let mut connection = crate::sample::redis::connect(scratch.endpoint(), access, STEP)
             .await
             .map_err(|e| failed(e.to_string()))?;
-        let mut found = Vec::with_capacity(manifest.sample.len());
-        for key in &manifest.sample {
+        let mut found = Vec::with_capacity(sample.len());
+        for key in sample {
             redis::cmd("SELECT")
                 .arg(key.db)
                 .query_async::<()>(&mut connection)
