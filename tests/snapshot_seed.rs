@@ -125,7 +125,9 @@ async fn a_seed_loads_a_real_redis_server_with_every_key_back() {
         seed::check_version(header, &server).expect("the server loads its own version");
 
         let started = Instant::now();
-        let seed = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
+        let seed = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), Duration::ZERO)
+            .await
+            .expect("bind");
         let serving = seed.serve(payload, support::seed::only(&target), limits);
         let port = serving.addr().port().to_string();
         target.cli(&["REPLICAOF", "127.0.0.1", &port]);
