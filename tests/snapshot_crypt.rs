@@ -13,42 +13,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use age::secrecy::ExposeSecret as _;
 use redis_autopilot::policy::load_policy_str;
 use redis_autopilot::sample::redis::Endpoint;
 use redis_autopilot::snapshot::manifest::Cipher;
 use redis_autopilot::snapshot::{Manifest, Quiet, SnapshotError, Snapshotter};
 use support::Redis;
+use support::crypt::{Keys, identity_file, key_pair, keys};
 use support::failover::{Fleet, POLICY, connect, dbsize};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");
-
-/// An age key pair as files: the recipients file (public key, with a comment) and the
-/// identity file (as `age-keygen` writes it).
-struct Keys {
-    recipients: PathBuf,
-    identity: PathBuf,
-    secret: String,
-    public: String,
-}
-
-fn keys(dir: &Path) -> Keys {
-    let (secret, public) = key_pair();
-    let recipients = dir.join("recipients.txt");
-    std::fs::write(&recipients, format!("# backups of the cache\n{public}\n")).expect("recipients");
-    let identity = dir.join("identity.txt");
-    std::fs::write(&identity, identity_file(&secret, &public)).expect("identity");
-    Keys { recipients, identity, secret, public }
-}
-
-fn key_pair() -> (String, String) {
-    let identity = age::x25519::Identity::generate();
-    (identity.to_string().expose_secret().to_owned(), identity.to_public().to_string())
-}
-
-fn identity_file(secret: &str, public: &str) -> String {
-    format!("# created: 2026-12-03T12:00:00Z\n# public key: {public}\n{secret}\n")
-}
 
 fn snapshots_section(dir: &Path, compression: &str, keys: Option<&Keys>) -> String {
     let mut text = format!(
