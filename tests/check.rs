@@ -90,8 +90,8 @@ spec:
     let f = file.display();
     let expected = [
         format!(
-            "{f}:5:3: metadata.owner: unknown field `owner`, expected one of name, labels, \
-             annotations"
+            "{f}:5:3: metadata.owner: unknown field `owner`, expected one of name, namespace, \
+             labels, annotations"
         ),
         format!(
             "{f}:10:15: spec.sampling.interval: durations need a unit, e.g. `30s` (found `10`)"

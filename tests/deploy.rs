@@ -78,12 +78,12 @@ const EXPECTED_RULES: &[Rule] = &[
         names: &[],
         verbs: &["create"],
     },
-    // ...then read, renew or take over only that Lease.
+    // ...then read, renew or take over each policy's Lease (`redis-autopilot-POLICY`).
     Rule {
         namespace: "redis-autopilot",
         group: "coordination.k8s.io",
         resource: "leases",
-        names: &["redis-autopilot"],
+        names: &[],
         verbs: &["get", "update"],
     },
 ];

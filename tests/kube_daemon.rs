@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use support::failover::{Checker, connect_at, info_field_at, wait_until};
 use support::free_port;
 use support::kube_fake::{KubeFake, assert_granted_by_roles, assert_listed};
-use support::pods::{DEADLINE, IPS, LEASE, LEASE_NS, NS, Pods, ROLE_LABEL, SET, read_log};
+use support::pods::{DEADLINE, IPS, LEASE_NS, NS, Pods, ROLE_LABEL, SET, lease_name, read_log};
 
 const POLICY: &str = "kube-e2e";
 /// Short leases, so a standby takes over within about a second.
@@ -253,7 +253,7 @@ fn the_daemon_takes_the_lease_bootstraps_fails_over_and_fences_a_statefulset() {
     );
     let log = || daemon.log();
     wait_until(DEADLINE, "the daemon holds the Lease", log, || {
-        (pods.holder()? == "autopilot-0").then_some(())
+        (pods.holder(POLICY)? == "autopilot-0").then_some(())
     });
 
     // No pod holds data: the first master is the lowest ordinal, recorded at epoch 1.
@@ -590,7 +590,7 @@ fn only_the_lease_holder_acts_and_the_standby_fails_over_when_it_dies_with_the_m
         names.iter().map(|name| Daemon::start(&pods, name, &[], &[("POD_NAME", name)])).collect();
     let logs: Vec<PathBuf> = daemons.iter().map(|d| d.log.clone()).collect();
     let log = || logs.iter().map(|path| read_log(path)).collect::<Vec<_>>().join("\n");
-    let leader_name = wait_until(DEADLINE, "a daemon holds the Lease", log, || pods.holder());
+    let leader_name = wait_until(DEADLINE, "a daemon holds the Lease", log, || pods.holder(POLICY));
     let leader = names.iter().position(|n| *n == leader_name).expect("a daemon's identity");
     let standby = 1 - leader;
     let master = pods.wait_healthy(1, log);
@@ -629,8 +629,8 @@ fn only_the_lease_holder_acts_and_the_standby_fails_over_when_it_dies_with_the_m
     let took = died.elapsed();
     eprintln!("the standby failed over {took:?} after the leader and the master died");
     assert_ne!(new, master);
-    assert_eq!(pods.holder().as_deref(), Some(names[standby]));
-    let lease = pods.fake.lease(LEASE_NS, LEASE).expect("the Lease");
+    assert_eq!(pods.holder(POLICY).as_deref(), Some(names[standby]));
+    let lease = pods.fake.lease(LEASE_NS, &lease_name(POLICY)).expect("the Lease");
     assert_eq!(lease["spec"]["leaseTransitions"], 1, "{lease}");
     // The standby took the Lease only once the leader's last renewal was a lease duration
     // old (both clocks are this machine's), and within a retry period or so after that.

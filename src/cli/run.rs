@@ -68,7 +68,7 @@ pub struct Args {
 /// --lease-duration + --retry-period after the old one died.
 #[derive(Debug, clap::Args)]
 struct LeaseArgs {
-    /// Name of the coordination.k8s.io/v1 Lease.
+    /// Prefix of the coordination.k8s.io/v1 Leases: each policy's is `NAME-POLICY`.
     #[arg(long, value_name = "NAME", default_value = "redis-autopilot")]
     lease_name: String,
     /// Namespace of the Lease [default: $POD_NAMESPACE, else the client's namespace].

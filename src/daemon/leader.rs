@@ -1,8 +1,12 @@
-//! Which daemon acts: for StatefulSet targets, the one holding the Lease. Started on the
-//! first policy that targets Kubernetes (a daemon with only local or endpoints targets never
-//! talks to an API server and always leads), shared by every policy's executor, and stopped
-//! (the Lease released) after the policy loops at shutdown.
+//! Which daemon acts on a policy: for a StatefulSet target, the one holding that policy's
+//! Lease (`--lease-name` + `-` + the policy's name). One Lease per policy, so any number of the
+//! daemon's replicas share the policies, and a dead replica's policies move to the others,
+//! each within its lease duration. A policy with a local or endpoints target never talks to an
+//! API server and always leads. A campaign starts with the policy's first loop, goes on
+//! across its reloads, ends (its Lease released) when the policy is removed, and every
+//! campaign ends after the policy loops at shutdown.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +18,13 @@ use crate::cluster::kubernetes::lease::{Elector, LeaseConfig, default_identity};
 use crate::cluster::kubernetes::{KubeClient, KubeError};
 use crate::policy::{Policy, Target};
 
+/// How long a removed policy's campaign may take to release its Lease.
+pub const RELEASE_GRACE: Duration = Duration::from_secs(5);
+
 /// `run`'s leader-election flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseSettings {
+    /// The Leases' prefix: each policy's Lease is `NAME-POLICY` ([`lease_name`]).
     pub name: String,
     /// `None`: `POD_NAMESPACE`, else the client's default namespace.
     pub namespace: Option<String>,
@@ -27,7 +35,7 @@ pub struct LeaseSettings {
     pub retry_period: Duration,
 }
 
-/// The Lease name, and client-go's default timings: a new leader acts at most
+/// The Leases' name prefix, and client-go's default timings: a new leader acts at most
 /// `lease_duration + retry_period` (17 s) after the old one died.
 impl Default for LeaseSettings {
     fn default() -> Self {
@@ -42,42 +50,54 @@ impl Default for LeaseSettings {
     }
 }
 
-/// The daemon's Kubernetes client and, once started, its elector.
+/// The daemon's Kubernetes client and one campaign per policy with a Kubernetes target.
 pub struct Election {
     client: Arc<KubeClient>,
     settings: LeaseSettings,
-    stopped: watch::Receiver<bool>,
-    running: Option<(watch::Receiver<bool>, JoinHandle<()>)>,
+    campaigns: BTreeMap<String, Campaign>,
+}
+
+/// One policy's Lease: whether we hold it, the switch that ends the campaign (releasing the
+/// Lease if held), and the elector's task.
+struct Campaign {
+    leader: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The Lease of `policy`: one per policy, so that the daemon's replicas share the policies
+/// and a dead replica's policies move to the others one by one, each within its own lease
+/// duration.
+pub fn lease_name(prefix: &str, policy: &str) -> String {
+    format!("{prefix}-{policy}")
 }
 
 impl Election {
-    /// `stopped` turning true ends the campaign (releasing the Lease).
-    pub fn new(
-        client: Arc<KubeClient>,
-        settings: LeaseSettings,
-        stopped: watch::Receiver<bool>,
-    ) -> Self {
-        Self { client, settings, stopped, running: None }
+    pub fn new(client: Arc<KubeClient>, settings: LeaseSettings) -> Self {
+        Self { client, settings, campaigns: BTreeMap::new() }
     }
 
     pub fn client(&self) -> &KubeClient {
         &self.client
     }
 
-    /// Who this daemon is, in the Lease and in the Events it posts: `--identity`, else
+    /// Who this daemon is, in the Leases and in the Events it posts: `--identity`, else
     /// [`default_identity`].
     pub fn identity(&self) -> String {
         self.settings.identity.clone().unwrap_or_else(default_identity)
     }
 
-    /// The gate `policy`'s executor obeys: the Lease for a Kubernetes target (starting the
-    /// elector on first use), always leading otherwise.
+    /// The gate `policy`'s executor obeys: its own Lease for a Kubernetes target (the
+    /// campaign starts on first use and goes on across the policy's reloads), always leading
+    /// otherwise.
     pub async fn leadership_for(&mut self, policy: &Policy) -> Result<Leadership, KubeError> {
         if !matches!(policy.target, Target::Kubernetes { .. }) {
+            // A policy that no longer targets Kubernetes leaves its Lease to no one.
+            self.release(&policy.name, RELEASE_GRACE).await;
             return Ok(Leadership::always());
         }
-        if let Some((leader, _)) = &self.running {
-            return Ok(Leadership::following(leader.clone()));
+        if let Some(campaign) = self.campaigns.get(&policy.name) {
+            return Ok(Leadership::following(campaign.leader.clone()));
         }
         let client = self.client.get().await?;
         let namespace = self
@@ -87,27 +107,42 @@ impl Election {
             .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty()))
             .unwrap_or_else(|| client.default_namespace().to_owned());
         let config = LeaseConfig {
-            name: self.settings.name.clone(),
+            name: lease_name(&self.settings.name, &policy.name),
             namespace,
             identity: self.identity(),
             lease_duration: self.settings.lease_duration,
             renew_deadline: self.settings.renew_deadline,
             retry_period: self.settings.retry_period,
         };
-        tracing::info!(lease = %format!("{}/{}", config.namespace, config.name), identity = %config.identity, "campaigning for the lease");
+        tracing::info!(policy = %policy.name, lease = %format!("{}/{}", config.namespace, config.name), identity = %config.identity, "campaigning for the policy's lease");
         let (sender, leader) = watch::channel(false);
-        let task = tokio::spawn(Elector::new(client, config).run(sender, self.stopped.clone()));
-        self.running = Some((leader.clone(), task));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(Elector::new(client, config).run(sender, stopped));
+        self.campaigns.insert(policy.name.clone(), Campaign { leader: leader.clone(), stop, task });
         Ok(Leadership::following(leader))
     }
 
-    /// Waits (at most `grace`) for the elector to release the Lease; call after `stopped`
-    /// turned true.
+    /// Ends `policy`'s campaign, releasing its Lease if we hold it, and waits for that (at
+    /// most `grace`): the policy was removed, or no longer targets Kubernetes.
+    pub async fn release(&mut self, policy: &str, grace: Duration) {
+        if let Some(campaign) = self.campaigns.remove(policy) {
+            let _ = campaign.stop.send(true);
+            if tokio::time::timeout(grace, campaign.task).await.is_err() {
+                tracing::warn!(policy, "the policy's lease was not released within {grace:?}");
+            }
+        }
+    }
+
+    /// Ends every campaign, releasing the Leases we hold, and waits (at most `grace` in all);
+    /// called once the policy loops have stopped, so no standby acts while one of ours might.
     pub async fn finish(self, grace: Duration) {
-        if let Some((_, task)) = self.running
-            && tokio::time::timeout(grace, task).await.is_err()
-        {
-            tracing::warn!("the lease was not released within {grace:?}");
+        let mut tasks = Vec::new();
+        for (_, campaign) in self.campaigns {
+            let _ = campaign.stop.send(true);
+            tasks.push(campaign.task);
+        }
+        if tokio::time::timeout(grace, futures::future::join_all(tasks)).await.is_err() {
+            tracing::warn!("the leases were not released within {grace:?}");
         }
     }
 }

@@ -22,7 +22,7 @@ use super::http::{
     AlertCommand, AlertRoutes, AlertSink, DaemonView, HttpLimits, WebhookAccess, WebhookAuth,
     WebhookTokenError, router, serve,
 };
-use super::leader::{Election, LeaseSettings};
+use super::leader::{Election, LeaseSettings, RELEASE_GRACE as LEASE_RELEASE_GRACE};
 use super::policies::{Change, PolicySet};
 use super::policy_loop::{Command, PolicyLoop, Shared};
 use super::requests::Request;
@@ -132,7 +132,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     let (alert_sink, mut alerts) = AlertSink::channel(64);
     let (stop, stopped) = watch::channel(false);
     let client = std::sync::Arc::new(KubeClient::new(config.kube.clone()));
-    let mut election = Election::new(client.clone(), config.lease.clone(), stopped.clone());
+    let mut election = Election::new(client.clone(), config.lease.clone());
 
     let pauses = Pauses::default();
     let http = {
@@ -381,6 +381,8 @@ impl Launch<'_> {
                         r.stop().await;
                         tracing::info!(policy = %name, "policy removed");
                     }
+                    // After its loop stopped: no standby acts while it still might.
+                    self.election.release(&name, LEASE_RELEASE_GRACE).await;
                 }
                 Change::Rejected(diagnostics) => {
                     for diagnostic in diagnostics {

@@ -19,7 +19,8 @@ use super::{Redis, free_port};
 pub const NS: &str = "cache";
 pub const SET: &str = "redis-session";
 pub const LEASE_NS: &str = "redis-autopilot";
-pub const LEASE: &str = "redis-autopilot";
+/// The daemon's `--lease-name` default: each policy's Lease is `redis-autopilot-POLICY`.
+pub const LEASE_PREFIX: &str = "redis-autopilot";
 pub const IPS: [&str; 3] = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
 pub const MASTER_ANNOTATION: &str = "redis-autopilot.io/master";
 pub const EPOCH_ANNOTATION: &str = "redis-autopilot.io/epoch";
@@ -153,15 +154,15 @@ impl Pods {
         pod["metadata"]["labels"][ROLE_LABEL].as_str().map(str::to_owned)
     }
 
-    /// Who holds the daemons' Lease.
-    pub fn holder(&self) -> Option<String> {
-        let lease = self.fake.lease(LEASE_NS, LEASE)?;
+    /// Who holds `policy`'s Lease.
+    pub fn holder(&self, policy: &str) -> Option<String> {
+        let lease = self.fake.lease(LEASE_NS, &lease_name(policy))?;
         lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
     }
 
     /// What the pods look like now, for failure messages.
     pub fn describe(&self) -> String {
-        let mut text = format!("record {:?}, lease held by {:?}\n", self.record(), self.holder());
+        let mut text = format!("record {:?}\n", self.record());
         for (ordinal, ip) in IPS.iter().enumerate() {
             let field = |f: &str| self.info(ordinal, f).unwrap_or_else(|| "-".into());
             text.push_str(&format!(
@@ -216,4 +217,9 @@ fn free_port_on_every_ip() -> u16 {
 pub fn read_log(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     format!("--- {} ---\n{text}", path.display())
+}
+
+/// `policy`'s Lease, as the daemon names it (`redis_autopilot::daemon::leader::lease_name`).
+pub fn lease_name(policy: &str) -> String {
+    format!("{LEASE_PREFIX}-{policy}")
 }
