@@ -17,11 +17,14 @@
 //! - After a successful snapshot, retention prunes the policy's older ones (logged).
 //! - Alerts mapped to `snapshot` take one at once, through the same gate.
 //! - **Restore tests** (`spec.snapshots.verify`): a second job on its own cron line loads the
-//!   newest snapshot into a scratch `redis-server` child (never a member of the fleet), checks
-//!   it ([`crate::snapshot::proof`]) and writes the verdict into its manifest. Through the same
-//!   gate, leader check and modes as snapshots: never beside a snapshot of the same policy
-//!   (`busy`), only on the leader, not in a dry run or paused. Counted in
-//!   `snapshot_verifications_total` and, failed, by reason.
+//!   newest snapshot into a scratch instance (never a member of the fleet: a `redis-server`
+//!   child, or for a `kubernetes` target the verifier StatefulSet scaled to one pod and back
+//!   to 0, see [`crate::cluster::scratch`]), checks it ([`crate::snapshot::proof`]) and writes
+//!   the verdict into its manifest. Through the same gate, leader check and modes as
+//!   snapshots: never beside a snapshot of the same policy (`busy`), only on the leader, not
+//!   in a dry run or paused. Counted in `snapshot_verifications_total` and, failed, by
+//!   reason; on a `kubernetes` target every verdict is also an Event on the StatefulSet
+//!   (`RestoreTestPassed`, or a Warning `RestoreTestFailed` with the reason and key counts).
 //! - Shutdown stops the scheduler; a transfer in flight is dropped with the runtime, which
 //!   leaves an incomplete multipart upload and no manifest: never a listed snapshot.
 
@@ -34,10 +37,11 @@ use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use super::metrics::Metrics;
 use crate::act::{Leadership, Mode, Pause, Pauses};
-use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::KubeClient;
+use crate::cluster::scratch::ScratchKind;
+use crate::cluster::{AnyCluster, Cluster as _};
 use crate::errors::chain;
-use crate::policy::Policy;
+use crate::policy::{Policy, Target};
 use crate::snapshot::Quiet;
 use crate::snapshot::manifest::Verified;
 use crate::snapshot::{Manifest, SnapshotError, Snapshotter};
@@ -289,55 +293,103 @@ impl Runner {
     }
 
     /// Runs one restore test of the newest snapshot, through the same gate as snapshots,
-    /// writing the verdict into its manifest and counting and logging it. `Err` says why none
-    /// ran or what failed.
+    /// writing the verdict into its manifest, counting and logging it, and on a Kubernetes
+    /// target posting it as an Event ([`Runner::announce`]). `Err` says why none ran or what
+    /// failed.
     async fn verify(&self, why: &str) -> Result<Verified, String> {
         let name = &self.policy.name;
         let _in_flight = self.admit(why, "restore test").map_err(|(outcome, message)| {
             self.metrics.verification_run(name, outcome);
             message
         })?;
-        let failed = |reason: &str, message: String| {
-            tracing::error!(policy = %name, why, reason, error = %message, "restore test failed");
-            self.metrics.verification_failed(name, reason);
-            Err(message)
-        };
-        let Some(redis_server) = crate::snapshot::snapshotter::scratch_binary(&self.policy) else {
-            return failed(
-                "no_scratch",
-                "restore tests need a scratch instance, which the daemon starts only as a local \
-                 redis-server child: not available for a Kubernetes target yet"
-                    .to_owned(),
-            );
+        let started = Instant::now();
+        let verdict = self.restore_test(why).await;
+        match &verdict {
+            Ok((id, verified, expected)) => {
+                tracing::info!(
+                    policy = %name, why, id = %id, keys = verified.keys,
+                    expected, took = ?started.elapsed(),
+                    "restore test passed: the snapshot loads"
+                );
+                self.metrics.verification_passed(name, verified.at.timestamp());
+                let note = format!(
+                    "snapshot {id} restores: {} keys loaded, {} expected; sampled key types match",
+                    show(verified.keys),
+                    show(*expected)
+                );
+                self.announce("RestoreTestPassed", false, &note).await;
+            }
+            Err(Some((reason, message))) => {
+                tracing::error!(policy = %name, why, reason, error = %message, "restore test failed");
+                self.metrics.verification_failed(name, reason);
+                let note = format!("restore test failed ({reason}): {message}");
+                self.announce("RestoreTestFailed", true, &note).await;
+            }
+            Err(None) => {}
+        }
+        match verdict {
+            Ok((_, verified, _)) => Ok(verified),
+            Err(Some((_, message))) => Err(message),
+            Err(None) => Err("no snapshot to test".to_owned()),
+        }
+    }
+
+    /// The test itself: the newest snapshot's id, verdict and expected key count when it
+    /// passed; else the failure's reason and message (`None`: no snapshot yet, counted here).
+    #[allow(clippy::type_complexity)]
+    async fn restore_test(
+        &self,
+        why: &str,
+    ) -> Result<(String, Verified, Option<u64>), Option<(String, String)>> {
+        let name = &self.policy.name;
+        let failed = |reason: &str, message: String| Err(Some((reason.to_owned(), message)));
+        let scratch = match ScratchKind::for_policy(&self.policy, &self.kube).await {
+            Ok(scratch) => scratch,
+            Err(error) => return failed("no_scratch", chain(&error)),
         };
         let newest = match self.snapshotter.latest().await {
             Ok(newest) => newest,
             Err(SnapshotError::NotFound { .. }) => {
                 tracing::info!(policy = %name, why, "no snapshot to test yet");
                 self.metrics.verification_run(name, "no_snapshot");
-                return Err("no snapshot to test".to_owned());
+                return Err(None);
             }
             Err(error) => return failed(error.category(), chain(&error)),
         };
-        let started = Instant::now();
-        let verified = self.snapshotter.restore_test(&newest, &redis_server).await;
+        let verified = self.snapshotter.restore_test(&newest, &scratch).await;
         if let Err(error) = self.snapshotter.record_verified(&newest.id, verified.clone()).await {
             tracing::warn!(policy = %name, id = %newest.id, error = %chain(&error), "cannot write the restore test's verdict into the manifest");
         }
         match (&verified.reason, &verified.why) {
-            (None, _) if verified.ok => {
-                tracing::info!(
-                    policy = %name, why, id = %newest.id, keys = verified.keys,
-                    expected = newest.keys(), took = ?started.elapsed(),
-                    "restore test passed: the snapshot loads"
-                );
-                self.metrics.verification_passed(name, verified.at.timestamp());
-                Ok(verified)
-            }
+            (None, _) if verified.ok => Ok((newest.id.clone(), verified, newest.keys())),
             (reason, message) => {
                 let reason = reason.as_deref().unwrap_or("unknown");
                 let message = message.clone().unwrap_or_default();
-                failed(reason, format!("snapshot {}: {message}", newest.id))
+                failed(
+                    reason,
+                    format!(
+                        "snapshot {}: {} keys loaded, {} expected: {message}",
+                        newest.id,
+                        show(verified.keys),
+                        show(newest.keys())
+                    ),
+                )
+            }
+        }
+    }
+
+    /// Posts a verdict through the target's backend ([`Cluster::announce`]): an Event on a
+    /// StatefulSet, never held back as a repeat. Only a Kubernetes target has somewhere to
+    /// post it; local and endpoints targets have the log line already written. Best effort:
+    /// a target that cannot be opened now is logged.
+    async fn announce(&self, reason: &str, warning: bool, note: &str) {
+        if !matches!(self.policy.target, Target::Kubernetes { .. }) {
+            return;
+        }
+        match AnyCluster::attach(&self.policy, &self.kube).await {
+            Ok(cluster) => cluster.announce("RestoreTest", reason, warning, note).await,
+            Err(error) => {
+                tracing::warn!(policy = %self.policy.name, error = %chain(&error), "cannot post the restore test's verdict as an Event");
             }
         }
     }
@@ -372,6 +424,11 @@ impl Runner {
             }
         }
     }
+}
+
+/// A key count for a verdict's message: `unknown` when none was loaded or recorded.
+fn show(keys: Option<u64>) -> String {
+    keys.map_or_else(|| "unknown".to_owned(), |k| k.to_string())
 }
 
 /// Whether a firing at `due` has no snapshot at or after it although an earlier one exists.
