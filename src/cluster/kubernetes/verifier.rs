@@ -13,8 +13,8 @@
 //! a task. A scale-down that fails is logged at ERROR: the pod then keeps the restored data
 //! and its memory until someone scales it down (`kubectl scale --replicas 0`).
 //!
-//! API calls: `get`/`patch` on `statefulsets/scale` and `list` on pods, in the verifier's
-//! namespace (the Role in `deploy/base/rbac-verifier.yaml`).
+//! API calls: `get` (a look at its replicas first) and `patch` on `statefulsets/scale`, and
+//! `list` on pods, in the verifier's namespace (the Role in `deploy/base/rbac-verifier.yaml`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -26,7 +26,7 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::api::{KubeError, LIST_PODS, PATCH_SCALE, bounded};
+use super::api::{GET_SCALE, KubeError, LIST_PODS, PATCH_SCALE, bounded};
 use crate::cluster::ClusterError;
 use crate::sample::redis::Endpoint;
 
@@ -96,6 +96,17 @@ impl Verifier {
             scaled: false,
             lock: Some(lock),
         };
+        // Above 0 before a test: one that died before its scale-down left it there (the
+        // next scale-down fixes that), or something else scales it. Said, and used anyway:
+        // the load replaces whatever it holds.
+        let found = bounded(&GET_SCALE, &verifier.object, verifier.sets.get_scale(&target.name))
+            .await?
+            .spec
+            .and_then(|s| s.replicas)
+            .unwrap_or(0);
+        if found > 0 {
+            tracing::warn!(verifier = %verifier.object, replicas = found, "the verifier was not at 0 replicas before this restore test");
+        }
         // From the request on, the guard scales it down again, even if the request's answer
         // was lost.
         verifier.scaled = true;
