@@ -1003,13 +1003,18 @@ fn the_network_policy_admits_only_scrapes_and_alerts_on_the_daemons_port() {
         find(&manifests, "NetworkPolicy", "redis-autopilot-verifier").typed();
     let spec = verifier.spec.expect("spec");
     let selected = spec.pod_selector.and_then(|s| s.match_labels).unwrap_or_default();
-    assert_eq!(selected.get("app.kubernetes.io/name").map(String::as_str), Some("redis-autopilot-verifier"));
+    assert_eq!(
+        selected.get("app.kubernetes.io/name").map(String::as_str),
+        Some("redis-autopilot-verifier")
+    );
     assert_eq!(spec.policy_types, Some(vec!["Ingress".to_owned(), "Egress".to_owned()]));
     let ingress: Vec<_> = spec
         .ingress
         .iter()
         .flatten()
-        .map(|rule| (names(rule.from.iter().flatten().map(|p| &p.pod_selector)), ports(&rule.ports)))
+        .map(|rule| {
+            (names(rule.from.iter().flatten().map(|p| &p.pod_selector)), ports(&rule.ports))
+        })
         .collect();
     assert_eq!(ingress, [(vec!["redis-autopilot".to_owned()], vec!["6379".to_owned()])]);
     let egress: Vec<_> = spec
@@ -1023,7 +1028,9 @@ fn the_network_policy_admits_only_scrapes_and_alerts_on_the_daemons_port() {
 
 /// The `app.kubernetes.io/name` each peer's pod selector names.
 fn names<'a>(
-    selectors: impl Iterator<Item = &'a Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>>,
+    selectors: impl Iterator<
+        Item = &'a Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    >,
 ) -> Vec<String> {
     selectors
         .map(|s| {
@@ -1068,7 +1075,8 @@ fn the_verifier_is_a_statefulset_at_zero_without_persistence_targeted_by_no_poli
     let redis = &pod.containers[0];
     let command = redis.command.clone().unwrap_or_default().join(" ");
     assert!(command.contains("--save ''") && command.contains("--appendonly no"), "{command}");
-    let memory = redis.resources.as_ref().and_then(|r| r.limits.as_ref()).and_then(|l| l.get("memory"));
+    let memory =
+        redis.resources.as_ref().and_then(|r| r.limits.as_ref()).and_then(|l| l.get("memory"));
     assert!(memory.is_some(), "a memory limit");
     let volumes = pod.volumes.unwrap_or_default();
     let data = volumes.iter().find(|v| v.name == "data").expect("a data volume");

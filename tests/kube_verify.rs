@@ -98,7 +98,8 @@ fn verifier_port() -> u16 {
 /// its pod name, Running, Ready, at `VERIFIER_IP`.
 fn verifier_pod() -> Value {
     let mut pod = running_pod(LEASE_NS, VERIFIER, 0, VERIFIER_IP);
-    pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] = json!(format!("{VERIFIER}-0"));
+    pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] =
+        json!(format!("{VERIFIER}-0"));
     pod["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
     pod
 }
@@ -110,7 +111,12 @@ fn verifier_replicas(fake: &KubeFake) -> u64 {
 
 /// Plays the StatefulSet controller for the verifier until `stop`: a real redis-server and a
 /// Ready pod while it asks for 1 replica, neither at 0. Each start and stop is logged in `log`.
-fn play_verifier_controller(fake: &KubeFake, port: u16, stop: &AtomicBool, log: &Mutex<Vec<String>>) {
+fn play_verifier_controller(
+    fake: &KubeFake,
+    port: u16,
+    stop: &AtomicBool,
+    log: &Mutex<Vec<String>>,
+) {
     let mut redis: Option<Redis> = None;
     while !stop.load(Ordering::SeqCst) {
         match (verifier_replicas(fake), redis.is_some()) {
@@ -168,7 +174,14 @@ impl Daemon {
             .arg(pods.policies())
             .args(["--listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--identity", "autopilot-0"])
-            .args(["--lease-duration", "1s", "--renew-deadline", "600ms", "--retry-period", "100ms"])
+            .args([
+                "--lease-duration",
+                "1s",
+                "--renew-deadline",
+                "600ms",
+                "--retry-period",
+                "100ms",
+            ])
             .env_remove("POD_NAME")
             .env_remove("HOSTNAME")
             .env_remove("KUBECONFIG")
@@ -356,14 +369,17 @@ fn a_scheduled_restore_test_of_a_statefulset_passes_in_the_verifier_and_leaves_t
         assert!(kinds.contains(&("patch".into(), "apps".into(), "statefulsets/scale".into())));
         eprintln!(
             "restore test of {id} in the verifier: {}",
-            log().lines().filter(|l| l.contains("restore test") || l.contains("verifier")).collect::<Vec<_>>().join("\n")
+            log()
+                .lines()
+                .filter(|l| l.contains("restore test") || l.contains("verifier"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     });
 }
 
 #[test]
-fn a_snapshot_of_a_statefulset_replaced_by_another_valid_rdb_fails_its_restore_test_on_key_count()
-{
+fn a_snapshot_of_a_statefulset_replaced_by_another_valid_rdb_fails_its_restore_test_on_key_count() {
     let verifier = "namespace: redis-autopilot, name: redis-autopilot-verifier, port: PORT";
     let case = start_case(verifier);
     let pods = &case.pods;

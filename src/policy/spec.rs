@@ -523,9 +523,7 @@ pub fn fields_at(path: &[Segment]) -> Option<&'static [&'static str]> {
         [Some("spec"), Some("snapshots")] => SnapshotsSpec::FIELDS,
         [Some("spec"), Some("snapshots"), Some("retention")] => RetentionSpec::FIELDS,
         [Some("spec"), Some("snapshots"), Some("verify")] => VerifySpec::FIELDS,
-        [Some("spec"), Some("snapshots"), Some("verify"), Some("verifier")] => {
-            VerifierSpec::FIELDS
-        }
+        [Some("spec"), Some("snapshots"), Some("verify"), Some("verifier")] => VerifierSpec::FIELDS,
         [Some("spec"), Some("snapshots"), Some("credentials")] => {
             DestinationCredentialsSpec::FIELDS
         }

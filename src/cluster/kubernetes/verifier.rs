@@ -254,11 +254,8 @@ fn ready_ip(pod: &Pod) -> Result<String, String> {
     if phase != "Running" {
         return Err(format!("phase {phase}"));
     }
-    let ready = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let ready =
+        status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
     if !ready {
         return Err("Running, not Ready".into());
     }
@@ -279,9 +276,8 @@ mod tests {
     #[test]
     fn only_a_ready_running_pod_with_an_ip_is_used() {
         let ready = json!({"type": "Ready", "status": "True"});
-        let base = |status: serde_json::Value| {
-            json!({"metadata": {"name": "v-0"}, "status": status})
-        };
+        let base =
+            |status: serde_json::Value| json!({"metadata": {"name": "v-0"}, "status": status});
         let ok = base(json!({"phase": "Running", "podIP": "10.0.0.4", "conditions": [ready]}));
         assert_eq!(ready_ip(&pod(ok.clone())), Ok("10.0.0.4".to_owned()));
         let mut terminating = ok;

@@ -738,12 +738,42 @@ mod tests {
     /// A bad verifier is reported at its field: a name Kubernetes refuses, a port out of
     /// range, the target StatefulSet itself, or a target that starts its own scratch.
     #[rstest]
-    #[case::namespace("kubernetes: {namespace: cache, statefulSet: redis}", "{namespace: Ops}", "spec.snapshots.verify.verifier.namespace", "DNS-1123 label")]
-    #[case::name("kubernetes: {namespace: cache, statefulSet: redis}", "{name: 'a_b'}", "spec.snapshots.verify.verifier.name", "DNS-1123 subdomain")]
-    #[case::port("kubernetes: {namespace: cache, statefulSet: redis}", "{port: 0}", "spec.snapshots.verify.verifier.port", "must be at least 1")]
-    #[case::the_fleet_itself("kubernetes: {namespace: cache, statefulSet: redis}", "{namespace: cache, name: redis}", "spec.snapshots.verify.verifier.name", "names the target StatefulSet cache/redis")]
-    #[case::local_target("local: {basePort: 7000, dataDir: /tmp/d}", "{name: proof}", "spec.snapshots.verify.verifier", "applies only to a `kubernetes` target")]
-    #[case::endpoints_target("endpoints: ['a:1']", "{}", "spec.snapshots.verify.verifier", "applies only to a `kubernetes` target")]
+    #[case::namespace(
+        "kubernetes: {namespace: cache, statefulSet: redis}",
+        "{namespace: Ops}",
+        "spec.snapshots.verify.verifier.namespace",
+        "DNS-1123 label"
+    )]
+    #[case::name(
+        "kubernetes: {namespace: cache, statefulSet: redis}",
+        "{name: 'a_b'}",
+        "spec.snapshots.verify.verifier.name",
+        "DNS-1123 subdomain"
+    )]
+    #[case::port(
+        "kubernetes: {namespace: cache, statefulSet: redis}",
+        "{port: 0}",
+        "spec.snapshots.verify.verifier.port",
+        "must be at least 1"
+    )]
+    #[case::the_fleet_itself(
+        "kubernetes: {namespace: cache, statefulSet: redis}",
+        "{namespace: cache, name: redis}",
+        "spec.snapshots.verify.verifier.name",
+        "names the target StatefulSet cache/redis"
+    )]
+    #[case::local_target(
+        "local: {basePort: 7000, dataDir: /tmp/d}",
+        "{name: proof}",
+        "spec.snapshots.verify.verifier",
+        "applies only to a `kubernetes` target"
+    )]
+    #[case::endpoints_target(
+        "endpoints: ['a:1']",
+        "{}",
+        "spec.snapshots.verify.verifier",
+        "applies only to a `kubernetes` target"
+    )]
     fn a_bad_verifier_is_reported_at_its_field(
         #[case] target: &str,
         #[case] verifier: &str,
