@@ -83,9 +83,9 @@ impl ScratchKind {
             Self::Local { redis_server } => {
                 Ok(ScratchInstance::Local(Scratch::start(redis_server, access, databases).await?))
             }
-            Self::Verifier { client, target } => Ok(ScratchInstance::Verifier(
+            Self::Verifier { client, target } => Ok(ScratchInstance::Verifier(Box::new(
                 Verifier::start(client.clone(), target, deadline).await?,
-            )),
+            ))),
         }
     }
 }
@@ -93,7 +93,8 @@ impl ScratchKind {
 /// A running scratch; see the module documentation.
 pub enum ScratchInstance {
     Local(Scratch),
-    Verifier(Verifier),
+    /// Boxed: it carries two API handles, several times a local scratch's size.
+    Verifier(Box<Verifier>),
 }
 
 impl ScratchInstance {

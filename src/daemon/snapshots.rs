@@ -217,6 +217,9 @@ impl SnapshotScheduler {
     }
 }
 
+/// A restore test that passed: the snapshot's id, the verdict, the key count it recorded.
+type Passed = (String, Verified, Option<u64>);
+
 /// One policy's snapshot runs.
 struct Runner {
     policy: Policy,
@@ -336,11 +339,7 @@ impl Runner {
 
     /// The test itself: the newest snapshot's id, verdict and expected key count when it
     /// passed; else the failure's reason and message (`None`: no snapshot yet, counted here).
-    #[allow(clippy::type_complexity)]
-    async fn restore_test(
-        &self,
-        why: &str,
-    ) -> Result<(String, Verified, Option<u64>), Option<(String, String)>> {
+    async fn restore_test(&self, why: &str) -> Result<Passed, Option<(String, String)>> {
         let name = &self.policy.name;
         let failed = |reason: &str, message: String| Err(Some((reason.to_owned(), message)));
         let scratch = match ScratchKind::for_policy(&self.policy, &self.kube).await {

@@ -54,8 +54,10 @@ impl VerifierTarget {
 
 /// One lock per verifier StatefulSet in this process: the per-policy gate serialises one
 /// policy's tests, this serialises every policy naming the same verifier.
-static LOCKS: LazyLock<std::sync::Mutex<HashMap<(String, String), Arc<Mutex<()>>>>> =
-    LazyLock::new(Default::default);
+static LOCKS: LazyLock<std::sync::Mutex<Locks>> = LazyLock::new(Default::default);
+
+/// Each verifier's lock, by (namespace, name).
+type Locks = HashMap<(String, String), Arc<Mutex<()>>>;
 
 fn lock_for(target: &VerifierTarget) -> Arc<Mutex<()>> {
     let mut locks = LOCKS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
