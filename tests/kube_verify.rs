@@ -14,6 +14,9 @@
 //!   request granted by deploy/base's Roles.
 //! - A snapshot whose object was replaced by another valid RDB (the manifest's checks fixed to
 //!   match) fails on `key_count`, and the Warning Event says so with both counts.
+//! - The verifier's guard on the fake alone: two tests naming one verifier take turns (scales
+//!   1, 0, 1, 0); a pod that never gets Ready fails in time and is scaled back; a test dropped
+//!   mid-way scales it back from a task and releases it to the next.
 
 mod support;
 
@@ -23,6 +26,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use redis_autopilot::cluster::kubernetes::KubeClient;
+use redis_autopilot::cluster::kubernetes::verifier::{Verifier, VerifierTarget};
 use serde_json::{Value, json};
 
 use support::failover::wait_until;
@@ -440,4 +445,88 @@ fn a_snapshot_of_a_statefulset_replaced_by_another_valid_rdb_fails_its_restore_t
         });
         assert_eq!(fleet(pods), before, "{}", pods.describe());
     });
+}
+
+/// The verifier's guard on the fake alone (no Redis): its pod appears Ready while it asks for
+/// 1 replica and goes at 0, as `play_verifier_controller` does, from a task.
+async fn play_pods_only(fake: std::sync::Arc<KubeFake>) {
+    let mut running = false;
+    loop {
+        match (verifier_replicas(&fake), running) {
+            (1, false) => {
+                fake.put_pod(LEASE_NS, verifier_pod());
+                running = true;
+            }
+            (0, true) => {
+                fake.delete_pod(LEASE_NS, &format!("{VERIFIER}-0"));
+                running = false;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The fake with the verifier at 0, a client for it, and the verifier as a policy names it.
+async fn verifier_fake() -> (std::sync::Arc<KubeFake>, kube::Client, VerifierTarget) {
+    let fake = std::sync::Arc::new(KubeFake::start().await);
+    fake.add_statefulset(LEASE_NS, VERIFIER, 0, json!({}));
+    let client =
+        KubeClient::from_config(fake.config()).expect("client").get().await.expect("client");
+    let target = VerifierTarget { namespace: LEASE_NS.into(), name: VERIFIER.into(), port: 6379 };
+    (fake, client, target)
+}
+
+/// Two restore tests naming one verifier (two policies) never use it at once: the second
+/// scales it up only after the first scaled it back to 0 and its pod went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_restore_tests_naming_one_verifier_take_turns() {
+    let (fake, client, target) = verifier_fake().await;
+    let controller = tokio::spawn(play_pods_only(fake.clone()));
+    let one = || async {
+        let verifier = Verifier::start(client.clone(), &target, Duration::from_secs(10))
+            .await
+            .expect("the verifier starts");
+        let host = verifier.endpoint().host.clone();
+        verifier.discard().await;
+        host
+    };
+    let (a, b) = tokio::join!(one(), one());
+    controller.abort();
+    assert_eq!((a.as_str(), b.as_str()), (VERIFIER_IP, VERIFIER_IP));
+    assert_eq!(verifier_scales(&fake), [1, 0, 1, 0], "one at a time");
+    assert_eq!(verifier_replicas(&fake), 0);
+}
+
+/// A verifier whose pod never becomes Ready fails within the deadline, saying what it saw,
+/// and is scaled back to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_whose_pod_never_gets_ready_fails_in_time_and_is_scaled_back() {
+    let (fake, client, target) = verifier_fake().await;
+    let error = Verifier::start(client, &target, Duration::from_secs(1))
+        .await
+        .err()
+        .expect("no pod: no verifier");
+    let text = redis_autopilot::errors::chain(&error);
+    assert!(
+        text.contains("was not Running and Ready") && text.contains("not created yet"),
+        "{text}"
+    );
+    assert_eq!(verifier_scales(&fake), [1, 0]);
+}
+
+/// A restore test cancelled with the verifier up (the daemon shutting down, a policy removed)
+/// scales it back to 0 from a task, and releases it to the next test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_dropped_mid_test_is_scaled_back_and_released() {
+    let (fake, client, target) = verifier_fake().await;
+    let controller = tokio::spawn(play_pods_only(fake.clone()));
+    let deadline = Duration::from_secs(10);
+    let verifier = Verifier::start(client.clone(), &target, deadline).await.expect("start");
+    drop(verifier);
+    // The next test gets it once the dropped one's scale-down went out.
+    let next = Verifier::start(client, &target, deadline).await.expect("the next test starts");
+    next.discard().await;
+    controller.abort();
+    assert_eq!(verifier_scales(&fake), [1, 0, 1, 0]);
 }
