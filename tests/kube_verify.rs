@@ -10,8 +10,10 @@
 //!
 //! - A scheduled restore test passes: the verdict in the manifest (`verified.ok`, the keys),
 //!   a `RestoreTestPassed` Event on the StatefulSet, the verifier scaled 0 -> 1 -> 0 (two scale
-//!   patches) and its server gone, the fleet untouched (same master, epoch and keys), every
-//!   request granted by deploy/base's Roles.
+//!   patches) and its server gone; `snapshot verify ID --restore` run by hand (as in the
+//!   daemon's pod) then does the same and its identical verdict is a second Event, not held
+//!   back; the fleet untouched (same master, epoch and keys), every request granted by
+//!   deploy/base's Roles.
 //! - A snapshot whose object was replaced by another valid RDB (the manifest's checks fixed to
 //!   match) fails on `key_count`, and the Warning Event says so with both counts.
 //! - The verifier's guard on the fake alone: two tests naming one verifier take turns (scales
@@ -364,6 +366,31 @@ fn a_scheduled_restore_test_of_a_statefulset_passes_in_the_verifier_and_leaves_t
                 && !verifier_listening(case.port))
             .then_some(())
         });
+        // The same test by hand, from the daemon's pod (`kubectl exec`: its POD_IP and
+        // POD_NAMESPACE): the same verdict, posted again as an Event, not held back as a repeat.
+        let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+            .args(["snapshot", "verify", &id, "--restore", "--kubeconfig"])
+            .arg(pods.kubeconfig())
+            .arg("--policy")
+            .arg(pods.policy_file())
+            .env_remove("KUBECONFIG")
+            .env("POD_IP", "127.0.0.13")
+            .env("POD_NAMESPACE", LEASE_NS)
+            .output()
+            .expect("run the CLI");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "verify --restore: {stdout}\n{stderr}");
+        assert!(stdout.contains("restorable: 1000 keys loaded (1000 expected)"), "{stdout}");
+        let again = verdict_events(&pods.fake);
+        assert_eq!(again.len(), 2, "{again:?}");
+        assert_eq!(again[1], events[0], "the same verdict, posted again");
+        assert_eq!(verifier_scales(&pods.fake), [1, 0, 1, 0]);
+        wait_until(Duration::from_secs(10), "the verifier's server gone again", log, || {
+            (started.lock().expect("log").len() == 4 && !verifier_listening(case.port))
+                .then_some(())
+        });
+
         // No fleet member was touched: same master, epoch, roles and keys.
         assert_eq!(fleet(pods), before, "{}", pods.describe());
         assert_eq!(before.2, [1000, 1000, 1000]);

@@ -17,6 +17,7 @@ use super::{KubeArgs, Output, emit, load_policy_or_report};
 use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::KubeClient;
 use crate::cluster::scratch::ScratchKind;
+use crate::snapshot::snapshotter::{announce, verdict_event};
 use crate::snapshot::{Manifest, Progress, Snapshotter};
 
 /// Snapshots: RDBs streamed from a replica to the policy's `spec.snapshots.destination`.
@@ -168,6 +169,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 runtime
                     .block_on(snapshotter.record_verified(&manifest.id, verified.clone()))
                     .map_err(report)?;
+                // On a StatefulSet, an Event as the daemon's scheduled tests post.
+                let (event, warning, note) = verdict_event(&manifest, &verified);
+                runtime.block_on(announce(&policy, &kube, event, warning, &note));
                 let expected = manifest.keys().map_or_else(
                     || "no key count recorded".to_owned(),
                     |k| format!("{k} expected"),

@@ -37,13 +37,14 @@ use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use super::metrics::Metrics;
 use crate::act::{Leadership, Mode, Pause, Pauses};
+use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::KubeClient;
 use crate::cluster::scratch::ScratchKind;
-use crate::cluster::{AnyCluster, Cluster as _};
 use crate::errors::chain;
-use crate::policy::{Policy, Target};
+use crate::policy::Policy;
 use crate::snapshot::Quiet;
 use crate::snapshot::manifest::Verified;
+use crate::snapshot::snapshotter::{announce, verdict_event};
 use crate::snapshot::{Manifest, SnapshotError, Snapshotter};
 
 /// The scheduler's handle on one job.
@@ -217,9 +218,6 @@ impl SnapshotScheduler {
     }
 }
 
-/// A restore test that passed: the snapshot's id, the verdict, the key count it recorded.
-type Passed = (String, Verified, Option<u64>);
-
 /// One policy's snapshot runs.
 struct Runner {
     policy: Policy,
@@ -297,7 +295,7 @@ impl Runner {
 
     /// Runs one restore test of the newest snapshot, through the same gate as snapshots,
     /// writing the verdict into its manifest, counting and logging it, and on a Kubernetes
-    /// target posting it as an Event ([`Runner::announce`]). `Err` says why none ran or what
+    /// target posting it as an Event ([`announce`]). `Err` says why none ran or what
     /// failed.
     async fn verify(&self, why: &str) -> Result<Verified, String> {
         let name = &self.policy.name;
@@ -306,46 +304,48 @@ impl Runner {
             message
         })?;
         let started = Instant::now();
-        let verdict = self.restore_test(why).await;
-        match &verdict {
-            Ok((id, verified, expected)) => {
-                tracing::info!(
-                    policy = %name, why, id = %id, keys = verified.keys,
-                    expected, took = ?started.elapsed(),
-                    "restore test passed: the snapshot loads"
-                );
-                self.metrics.verification_passed(name, verified.at.timestamp());
-                let note = format!(
-                    "snapshot {id} restores: {} keys loaded, {} expected; sampled key types match",
-                    show(verified.keys),
-                    show(*expected)
-                );
-                self.announce("RestoreTestPassed", false, &note).await;
-            }
+        let (newest, verified) = match self.restore_test(why).await {
+            Ok(tested) => tested,
+            Err(None) => return Err("no snapshot to test".to_owned()),
+            // No verdict: the test could not run at all (no scratch, the store unreachable).
             Err(Some((reason, message))) => {
                 tracing::error!(policy = %name, why, reason, error = %message, "restore test failed");
                 self.metrics.verification_failed(name, reason);
                 let note = format!("restore test failed ({reason}): {message}");
-                self.announce("RestoreTestFailed", true, &note).await;
+                announce(&self.policy, &self.kube, "RestoreTestFailed", true, &note).await;
+                return Err(message);
             }
-            Err(None) => {}
-        }
-        match verdict {
-            Ok((_, verified, _)) => Ok(verified),
-            Err(Some((_, message))) => Err(message),
-            Err(None) => Err("no snapshot to test".to_owned()),
+        };
+        let (event, warning, note) = verdict_event(&newest, &verified);
+        if verified.ok && verified.reason.is_none() {
+            tracing::info!(
+                policy = %name, why, id = %newest.id, keys = verified.keys,
+                expected = newest.keys(), took = ?started.elapsed(),
+                "restore test passed: the snapshot loads"
+            );
+            self.metrics.verification_passed(name, verified.at.timestamp());
+            announce(&self.policy, &self.kube, event, warning, &note).await;
+            Ok(verified)
+        } else {
+            let reason = verified.reason.as_deref().unwrap_or("unknown");
+            tracing::error!(policy = %name, why, reason, error = %note, "restore test failed");
+            self.metrics.verification_failed(name, reason);
+            announce(&self.policy, &self.kube, event, warning, &note).await;
+            Err(note)
         }
     }
 
-    /// The test itself: the newest snapshot's id, verdict and expected key count when it
-    /// passed; else the failure's reason and message (`None`: no snapshot yet, counted here).
-    async fn restore_test(&self, why: &str) -> Result<Passed, Option<(String, String)>> {
+    /// The test of the newest snapshot, its verdict written into the manifest: the manifest
+    /// and the verdict; else why none was reached, `None` when there is no snapshot yet
+    /// (counted here), else the reason and message.
+    async fn restore_test(
+        &self,
+        why: &str,
+    ) -> Result<(Manifest, Verified), Option<(&'static str, String)>> {
         let name = &self.policy.name;
-        let failed = |reason: &str, message: String| Err(Some((reason.to_owned(), message)));
-        let scratch = match ScratchKind::for_policy(&self.policy, &self.kube).await {
-            Ok(scratch) => scratch,
-            Err(error) => return failed("no_scratch", chain(&error)),
-        };
+        let scratch = ScratchKind::for_policy(&self.policy, &self.kube)
+            .await
+            .map_err(|error| Some(("no_scratch", chain(&error))))?;
         let newest = match self.snapshotter.latest().await {
             Ok(newest) => newest,
             Err(SnapshotError::NotFound { .. }) => {
@@ -353,44 +353,13 @@ impl Runner {
                 self.metrics.verification_run(name, "no_snapshot");
                 return Err(None);
             }
-            Err(error) => return failed(error.category(), chain(&error)),
+            Err(error) => return Err(Some((error.category(), chain(&error)))),
         };
         let verified = self.snapshotter.restore_test(&newest, &scratch).await;
         if let Err(error) = self.snapshotter.record_verified(&newest.id, verified.clone()).await {
             tracing::warn!(policy = %name, id = %newest.id, error = %chain(&error), "cannot write the restore test's verdict into the manifest");
         }
-        match (&verified.reason, &verified.why) {
-            (None, _) if verified.ok => Ok((newest.id.clone(), verified, newest.keys())),
-            (reason, message) => {
-                let reason = reason.as_deref().unwrap_or("unknown");
-                let message = message.clone().unwrap_or_default();
-                failed(
-                    reason,
-                    format!(
-                        "snapshot {}: {} keys loaded, {} expected: {message}",
-                        newest.id,
-                        show(verified.keys),
-                        show(newest.keys())
-                    ),
-                )
-            }
-        }
-    }
-
-    /// Posts a verdict through the target's backend ([`Cluster::announce`]): an Event on a
-    /// StatefulSet, never held back as a repeat. Only a Kubernetes target has somewhere to
-    /// post it; local and endpoints targets have the log line already written. Best effort:
-    /// a target that cannot be opened now is logged.
-    async fn announce(&self, reason: &str, warning: bool, note: &str) {
-        if !matches!(self.policy.target, Target::Kubernetes { .. }) {
-            return;
-        }
-        match AnyCluster::attach(&self.policy, &self.kube).await {
-            Ok(cluster) => cluster.announce("RestoreTest", reason, warning, note).await,
-            Err(error) => {
-                tracing::warn!(policy = %self.policy.name, error = %chain(&error), "cannot post the restore test's verdict as an Event");
-            }
-        }
+        Ok((newest, verified))
     }
 
     async fn take(&self) -> Result<Manifest, SnapshotError> {
@@ -423,11 +392,6 @@ impl Runner {
             }
         }
     }
-}
-
-/// A key count for a verdict's message: `unknown` when none was loaded or recorded.
-fn show(keys: Option<u64>) -> String {
-    keys.map_or_else(|| "unknown".to_owned(), |k| k.to_string())
 }
 
 /// Whether a firing at `due` has no snapshot at or after it although an earlier one exists.

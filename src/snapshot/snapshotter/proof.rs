@@ -19,8 +19,10 @@ use chrono::Utc;
 use object_store::{ObjectStoreExt as _, PutPayload};
 
 use super::Snapshotter;
-use crate::cluster::Member;
+use crate::cluster::kubernetes::KubeClient;
 use crate::cluster::scratch::{ScratchInstance, ScratchKind};
+use crate::cluster::{AnyCluster, Cluster as _, Member};
+use crate::policy::{Policy, Target};
 use crate::snapshot::SnapshotError;
 use crate::snapshot::manifest::{Manifest, Verified};
 use crate::snapshot::proof::{self, Failure};
@@ -182,6 +184,47 @@ impl Snapshotter {
             }
         })?;
         Ok(manifest)
+    }
+}
+
+/// A restore test's verdict as an Event (`action` `RestoreTest`): its reason, whether it is a
+/// Warning, and its note with the numbers (keys loaded vs expected). One wording for the
+/// daemon's scheduled tests and `snapshot verify --restore`.
+pub fn verdict_event(manifest: &Manifest, verified: &Verified) -> (&'static str, bool, String) {
+    let show = |keys: Option<u64>| keys.map_or_else(|| "unknown".to_owned(), |k| k.to_string());
+    let counts = format!("{} keys loaded, {} expected", show(verified.keys), show(manifest.keys()));
+    if verified.ok {
+        let note = format!(
+            "snapshot {} restores: {counts}, {} sampled keys of the recorded types",
+            manifest.id,
+            manifest.sample.len()
+        );
+        ("RestoreTestPassed", false, note)
+    } else {
+        let note = format!(
+            "snapshot {} failed its restore test ({}): {counts}: {}",
+            manifest.id,
+            verified.reason.as_deref().unwrap_or("unknown"),
+            verified.why.as_deref().unwrap_or_default()
+        );
+        ("RestoreTestFailed", true, note)
+    }
+}
+
+/// Posts a restore test's outcome on `policy`'s target through its backend
+/// ([`Cluster::announce`]): an Event on a StatefulSet, never held back as a repeat. Only a
+/// Kubernetes target has somewhere to post it (local and endpoints targets have the log
+/// line), so no other target is opened. Best effort: a target that cannot be opened now is
+/// logged.
+pub async fn announce(policy: &Policy, kube: &KubeClient, reason: &str, warning: bool, note: &str) {
+    if !matches!(policy.target, Target::Kubernetes { .. }) {
+        return;
+    }
+    match AnyCluster::attach(policy, kube).await {
+        Ok(cluster) => cluster.announce("RestoreTest", reason, warning, note).await,
+        Err(error) => {
+            tracing::warn!(policy = %policy.name, error = %crate::errors::chain(&error), "cannot post the restore test's verdict as an Event");
+        }
     }
 }
 
