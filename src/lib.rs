@@ -21,6 +21,8 @@
 //!   fields are typed (endpoints, the snapshot destination), with positioned diagnostics for
 //!   every problem; validation has one file per policy section.
 //! - [`policy_files`]: policy files on disk (the listing, the bounded read).
+//! - [`resource`]: RedisPolicy as a Kubernetes resource: the CRD, generated from the policy's
+//!   own types, and its `status`.
 //! - [`observe`]: observations, instance samples (typed `INFO`) and the bounded history.
 //! - [`sample`]: the Redis and Prometheus samplers (edges, I/O).
 //! - [`decide`]: the pure decision core: scaling (`decide`) and health (`decide::health`:
@@ -59,6 +61,7 @@ pub mod model;
 pub mod observe;
 pub mod policy;
 pub mod policy_files;
+pub mod resource;
 pub mod sample;
 pub mod sim;
 pub mod snapshot;

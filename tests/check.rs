@@ -392,3 +392,14 @@ fn a_readable_recipients_file_must_hold_public_keys() {
     assert!(shown.contains("line 2") && shown.contains("secret key"), "{shown}");
     assert!(!shown.contains(&secret[15..]), "{shown}");
 }
+
+/// A RedisPolicy resource as `kubectl apply -f` takes it (a namespace in its metadata)
+/// passes `check` as it is: a file and a resource are one language.
+#[test]
+fn a_resource_manifest_with_a_namespace_passes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let resource = VALID.replace("metadata: {name: ok}", "metadata: {name: ok, namespace: cache}");
+    let path = write(dir.path(), "resource.yaml", resource);
+    let run = check(&[&path]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+}

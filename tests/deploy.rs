@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Service, Servi
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -248,6 +249,9 @@ fn every_manifest_is_an_object_of_its_declared_kind() {
             ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
                 drop(manifest.typed::<RoleBinding>())
             }
+            ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
+                drop(manifest.typed::<CustomResourceDefinition>())
+            }
             ("kustomize.config.k8s.io/v1beta1", "Kustomization") => {
                 check_kustomization(&manifest);
             }
@@ -260,12 +264,20 @@ fn every_manifest_is_an_object_of_its_declared_kind() {
         }
         // Kustomizations are build files, not objects: every object names its namespace,
         // since the base spans two and sets none by transformer.
-        if manifest.kind() != "Kustomization" && manifest.kind() != "Namespace" {
+        let cluster_scoped = ["Kustomization", "Namespace", "CustomResourceDefinition"];
+        if !cluster_scoped.contains(&manifest.kind()) {
             assert!(manifest.namespace().is_some(), "{}: no metadata.namespace", manifest.at());
         }
         kinds.insert(manifest.kind().to_owned());
     }
-    for expected in ["Deployment", "StatefulSet", "Role", "ServiceMonitor", "PrometheusRule"] {
+    for expected in [
+        "CustomResourceDefinition",
+        "Deployment",
+        "StatefulSet",
+        "Role",
+        "ServiceMonitor",
+        "PrometheusRule",
+    ] {
         assert!(kinds.contains(expected), "no {expected} under deploy/: {kinds:?}");
     }
 }
@@ -1084,5 +1096,103 @@ fn the_verifier_is_a_statefulset_at_zero_without_persistence_targeted_by_no_poli
     assert!(spec.volume_claim_templates.is_none());
     for (file, text) in example_policies(&manifests) {
         assert!(!text.contains(&format!("statefulSet: {name}")), "{file} targets the verifier");
+    }
+}
+
+/// The shipped CRD is exactly what the code generates from the policy types, and what
+/// `redis-autopilot crd` prints: a field added to the policy cannot be missing from it.
+#[test]
+fn the_shipped_crd_is_the_one_the_code_generates() {
+    let shipped = std::fs::read_to_string(deploy_dir().join("base/crd.yaml")).expect("crd.yaml");
+    let generated = redis_autopilot::resource::crd::yaml().expect("the CRD as YAML");
+    assert!(
+        shipped == generated,
+        "deploy/base/crd.yaml is stale: run `cargo run -- crd > deploy/base/crd.yaml`"
+    );
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+        .arg("crd")
+        .output()
+        .expect("run crd");
+    assert!(printed.status.success());
+    assert_eq!(String::from_utf8_lossy(&printed.stdout), generated);
+}
+
+/// What the API server demands of a CRD's schema (structural: a type on every node, no
+/// references, no `oneOf`/`allOf`, `additionalProperties` never beside `properties`), and the
+/// promise that a file and a resource are one language: the properties of every object under
+/// `spec` are exactly the fields the policy loader accepts there.
+#[test]
+fn the_crd_schema_is_structural_and_has_exactly_the_policy_fields() {
+    let crd = redis_autopilot::resource::crd::definition();
+    let version = &crd.spec.versions[0];
+    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+    let schema = serde_json::to_value(&version.schema.as_ref().unwrap().open_api_v3_schema)
+        .expect("schema as JSON");
+    let mut problems = Vec::new();
+    structural(&schema, "", &mut problems);
+    let spec = &schema["properties"]["spec"];
+    let mut path = vec![redis_autopilot::policy::source_map::Segment::Key("spec".into())];
+    same_fields(spec, &mut path, &mut problems);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let columns: Vec<&str> =
+        version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+    assert_eq!(columns, ["Master", "Epoch", "Replicas", "Phase", "Last Snapshot", "Age"]);
+}
+
+fn structural(node: &Value, at: &str, problems: &mut Vec<String>) {
+    let Some(object) = node.as_object() else { return };
+    let exempt = ["x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields"]
+        .iter()
+        .any(|flag| object.get(*flag) == Some(&Value::Bool(true)));
+    if !object.contains_key("type") && !exempt {
+        problems.push(format!("{at}: no type"));
+    }
+    for forbidden in ["$ref", "oneOf", "allOf", "definitions", "$defs"] {
+        if object.contains_key(forbidden) {
+            problems.push(format!("{at}: {forbidden}"));
+        }
+    }
+    if object.contains_key("properties") && object.contains_key("additionalProperties") {
+        problems.push(format!("{at}: additionalProperties beside properties"));
+    }
+    if let Some(properties) = object.get("properties").and_then(Value::as_object) {
+        for (name, child) in properties {
+            structural(child, &format!("{at}.{name}"), problems);
+        }
+    }
+    if let Some(items) = object.get("items") {
+        structural(items, &format!("{at}[]"), problems);
+    }
+}
+
+fn same_fields(
+    node: &Value,
+    path: &mut Vec<redis_autopilot::policy::source_map::Segment>,
+    problems: &mut Vec<String>,
+) {
+    use redis_autopilot::policy::source_map::Segment;
+    if let Some(items) = node.get("items") {
+        path.push(Segment::Index(0));
+        same_fields(items, path, problems);
+        path.pop();
+        return;
+    }
+    let Some(properties) = node.get("properties").and_then(Value::as_object) else { return };
+    let in_schema: BTreeSet<&str> = properties.keys().map(String::as_str).collect();
+    match redis_autopilot::policy::spec::fields_at(path) {
+        Some(fields) => {
+            let in_loader: BTreeSet<&str> = fields.iter().copied().collect();
+            if in_schema != in_loader {
+                problems.push(format!(
+                    "{path:?}: the CRD has {in_schema:?}, the loader accepts {in_loader:?}"
+                ));
+            }
+        }
+        None => problems.push(format!("{path:?}: the loader has no field list here")),
+    }
+    for (name, child) in properties {
+        path.push(Segment::Key(name.clone()));
+        same_fields(child, path, problems);
+        path.pop();
     }
 }

@@ -9,46 +9,19 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use age::secrecy::ExposeSecret as _;
 use redis_autopilot::policy::load_policy_str;
 use redis_autopilot::sample::redis::Endpoint;
 use redis_autopilot::snapshot::manifest::Cipher;
 use redis_autopilot::snapshot::{Manifest, Quiet, SnapshotError, Snapshotter};
 use support::Redis;
+use support::crypt::{Keys, identity_file, key_pair, keys};
 use support::failover::{Fleet, POLICY, connect, dbsize};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");
-
-/// An age key pair as files: the recipients file (public key, with a comment) and the
-/// identity file (as `age-keygen` writes it).
-struct Keys {
-    recipients: PathBuf,
-    identity: PathBuf,
-    secret: String,
-    public: String,
-}
-
-fn keys(dir: &Path) -> Keys {
-    let (secret, public) = key_pair();
-    let recipients = dir.join("recipients.txt");
-    std::fs::write(&recipients, format!("# backups of the cache\n{public}\n")).expect("recipients");
-    let identity = dir.join("identity.txt");
-    std::fs::write(&identity, identity_file(&secret, &public)).expect("identity");
-    Keys { recipients, identity, secret, public }
-}
-
-fn key_pair() -> (String, String) {
-    let identity = age::x25519::Identity::generate();
-    (identity.to_string().expose_secret().to_owned(), identity.to_public().to_string())
-}
-
-fn identity_file(secret: &str, public: &str) -> String {
-    format!("# created: 2026-12-03T12:00:00Z\n# public key: {public}\n{secret}\n")
-}
 
 fn snapshots_section(dir: &Path, compression: &str, keys: Option<&Keys>) -> String {
     let mut text = format!(
@@ -408,4 +381,47 @@ async fn an_encrypted_snapshot_round_trips_through_s3() {
     assert_eq!(sent.expect("sent"), manifest.raw_bytes);
     assert_eq!(loaded.expect("loaded").keys, expected.len() as u64);
     assert!(dump(target.port) == expected);
+}
+
+/// Key names are the dataset's own words: an encrypted snapshot's manifest names none of
+/// them. Its sampled keys are sealed to the same recipients (`sealedSample`), and a restore
+/// test opens them with the identity and checks their types: a sample sealed with a wrong
+/// type fails the test on that key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_snapshot_seals_its_sampled_key_names_and_a_restore_test_opens_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = keys(dir.path());
+    let backups = dir.path().join("backups");
+    let source = Redis::master();
+    load_data(&source, 300);
+    let snapshotter = snapshotter(&source, &backups, "zstd", Some(&keys));
+    let manifest = take(&snapshotter, &source).await;
+
+    let path = backups.join(POLICY).join(format!("{}.json", manifest.id));
+    let json = std::fs::read_to_string(&path).expect("manifest");
+    assert!(manifest.sample.is_empty(), "{json}");
+    assert!(manifest.sealed_sample.is_some(), "{json}");
+    assert!(!json.contains("str:") && !json.contains("marker"), "a key name in clear:\n{json}");
+
+    let server = support::require("redis-server", "redis-server").display().to_string();
+    let verified = snapshotter.restore_test(&manifest, &server).await;
+    assert!(verified.ok, "{verified:?}");
+    assert_eq!(verified.keys, Some(301));
+
+    // The sealed sample is what the test checks: sealed to say `marker` is a hash, the test
+    // fails on it, naming it.
+    let recipients = redis_autopilot::snapshot::crypt::Recipients::read(&keys.recipients).unwrap();
+    let forged = br#"[{"db":0,"key":"marker","type":"hash"}]"#;
+    let sealed = redis_autopilot::snapshot::crypt::seal(&recipients, forged).expect("seal");
+    let forged = Manifest {
+        sealed_sample: Some({
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(sealed)
+        }),
+        ..manifest.clone()
+    };
+    let verified = snapshotter.restore_test(&forged, &server).await;
+    assert!(!verified.ok, "{verified:?}");
+    assert_eq!(verified.reason.as_deref(), Some("key_type"), "{verified:?}");
+    assert!(verified.why.as_deref().is_some_and(|why| why.contains("`marker`")), "{verified:?}");
 }

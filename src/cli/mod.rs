@@ -101,6 +101,8 @@ enum Command {
     Demo(demo::Args),
     /// Take, list, verify, restore or prune RDB snapshots (`spec.snapshots`).
     Snapshot(snapshot::Args),
+    /// Print the RedisPolicy CustomResourceDefinition (YAML) for `kubectl apply -f -`.
+    Crd,
 }
 
 /// How a subcommand prints its result.
@@ -137,6 +139,14 @@ fn load_policy_or_report(path: &Path) -> anyhow::Result<crate::policy::Policy> {
     })
 }
 
+/// `crd`: the RedisPolicy CustomResourceDefinition, as `deploy/base/crd.yaml` ships it.
+fn print_crd() -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    let yaml = crate::resource::crd::yaml().context("cannot write the CRD as YAML")?;
+    emit(yaml.trim_end())?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Parses the command line, runs the subcommand, and turns its outcome into an exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
@@ -154,6 +164,7 @@ pub fn run() -> ExitCode {
         Command::Demo(args) => (demo::run(args), 1),
         Command::Failover(args) => (failover::run(args), 1),
         Command::Snapshot(args) => (snapshot::run(args), 1),
+        Command::Crd => (print_crd(), 1),
     };
     match outcome {
         Ok(code) => code,

@@ -439,6 +439,7 @@ mod tests {
             finished: at,
             keyspace: None,
             sample: Vec::new(),
+            sealed_sample: None,
             verified: None,
         };
         let proven = Manifest {

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
@@ -29,22 +30,24 @@ impl PolicyDocument {
     pub const FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 }
 
-/// `metadata`. Labels and annotations are accepted for tools that manage policies like
-/// Kubernetes objects; the daemon does not read them.
+/// `metadata`. A namespace, labels and annotations are accepted so that a RedisPolicy
+/// resource's manifest (`kubectl apply -f`) passes `check` as it is; the daemon does not read
+/// them from a file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Metadata {
     pub name: Option<String>,
+    pub namespace: Option<String>,
     pub labels: Option<BTreeMap<String, String>>,
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
 impl Metadata {
-    pub const FIELDS: &[&str] = &["name", "labels", "annotations"];
+    pub const FIELDS: &[&str] = &["name", "namespace", "labels", "annotations"];
 }
 
 /// `spec`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicySpec {
     pub target: Option<TargetSpec>,
@@ -91,7 +94,7 @@ where
 /// A user and where their password is read: `spec.auth` (Redis `AUTH`, the user optional)
 /// and `spec.prometheus.basicAuth` (the user required). There is deliberately no `password`
 /// field: a policy names where a secret is, never the secret.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginSpec {
     pub username: Option<String>,
@@ -104,7 +107,7 @@ impl LoginSpec {
 }
 
 /// `spec.tls`: present means TLS.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {
     pub ca_file: Option<String>,
@@ -115,7 +118,7 @@ impl TlsSpec {
 }
 
 /// `spec.prometheus`: at most one of the three credentials.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusSpec {
     pub url: Option<String>,
@@ -129,7 +132,7 @@ impl PrometheusSpec {
 }
 
 /// `spec.target`: exactly one of the three is set.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetSpec {
     pub kubernetes: Option<KubernetesSpec>,
@@ -141,7 +144,7 @@ impl TargetSpec {
     pub const FIELDS: &[&str] = &["kubernetes", "endpoints", "local"];
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KubernetesSpec {
     pub namespace: Option<String>,
@@ -153,7 +156,7 @@ impl KubernetesSpec {
     pub const FIELDS: &[&str] = &["namespace", "statefulSet", "port"];
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalSpec {
     pub redis_server: Option<String>,
@@ -165,7 +168,7 @@ impl LocalSpec {
     pub const FIELDS: &[&str] = &["redisServer", "basePort", "dataDir"];
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SamplingSpec {
     pub interval: Option<String>,
@@ -176,7 +179,7 @@ impl SamplingSpec {
     pub const FIELDS: &[&str] = &["interval", "timeout"];
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScalingSpec {
     pub min_replicas: Option<i64>,
@@ -205,7 +208,7 @@ impl ScalingSpec {
 }
 
 /// One metric: exactly one of `redis` (an INFO field) or `prometheus` (a PromQL query).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricSpec {
     pub redis: Option<String>,
@@ -234,7 +237,7 @@ impl MetricSpec {
 }
 
 /// `scaleUp` / `scaleDown`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BehaviorSpec {
     pub stabilization: Option<String>,
@@ -253,6 +256,20 @@ impl BehaviorSpec {
 pub enum StepSpec {
     Pods(i64),
     Text(String),
+}
+
+/// In the CRD: an integer or a string, as Kubernetes' own `maxSurge` is.
+impl JsonSchema for StepSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StepSpec".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A whole number of pods like 4, or a percentage like \"50%\".",
+            "x-kubernetes-int-or-string": true
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for StepSpec {
@@ -291,7 +308,7 @@ impl<'de> Deserialize<'de> for StepSpec {
 }
 
 /// One `schedule` entry: from each firing of `cron`, keep `minReplicas` for `for`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CronFloorSpec {
     pub cron: Option<String>,
@@ -304,7 +321,7 @@ impl CronFloorSpec {
     pub const FIELDS: &[&str] = &["cron", "minReplicas", "for"];
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ForecastSpec {
     pub method: Option<String>,
@@ -315,7 +332,7 @@ impl ForecastSpec {
     pub const FIELDS: &[&str] = &["method", "window"];
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthSpec {
     pub down_after: Option<String>,
@@ -345,7 +362,7 @@ impl HealthSpec {
     ];
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotsSpec {
     pub schedule: Option<String>,
@@ -391,7 +408,7 @@ impl SnapshotsSpec {
 
 /// `spec.snapshots.encryption`: where the age recipients (public keys, to encrypt) and the
 /// identity (the secret key, to decrypt) are read, never the keys themselves.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EncryptionSpec {
     pub recipients_file: Option<String>,
@@ -404,7 +421,7 @@ impl EncryptionSpec {
 }
 
 /// `spec.snapshots.verify`: scheduled restore tests.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifySpec {
     pub schedule: Option<String>,
@@ -419,7 +436,7 @@ impl VerifySpec {
 
 /// `spec.snapshots.verify.verifier`: the StatefulSet a restore test of a `kubernetes` target
 /// scales up and loads the snapshot into.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifierSpec {
     pub namespace: Option<String>,
@@ -433,7 +450,7 @@ impl VerifierSpec {
 
 /// `spec.snapshots.credentials`: where the destination's credentials are read (S3 keys, a
 /// GCS service-account key, an Azure account key), never the credentials themselves.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationCredentialsSpec {
     pub access_key_id_env: Option<String>,
@@ -465,7 +482,7 @@ impl DestinationCredentialsSpec {
     ];
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetentionSpec {
     pub keep_last: Option<i64>,
@@ -479,7 +496,7 @@ impl RetentionSpec {
 }
 
 /// One `alerts` entry. `alertname` is spelled as Alertmanager spells the label.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 pub struct AlertSpec {
     pub alertname: Option<String>,
     pub action: Option<AlertActionSpec>,
@@ -497,6 +514,21 @@ pub enum AlertActionSpec {
     Evaluate,
     Snapshot,
     ScaleUp(i64),
+}
+
+/// In the CRD: a word or a one-key mapping has no structural schema (a type must be one of
+/// the two), so any value is kept and the daemon's validation says what is wrong with it.
+impl JsonSchema for AlertActionSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AlertActionSpec".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`evaluate`, `snapshot`, or `{scaleUp: N}`.",
+            "x-kubernetes-preserve-unknown-fields": true
+        })
+    }
 }
 
 /// The fields allowed in the mapping at `path`, for "unknown field" messages. `None` where
@@ -585,7 +617,7 @@ mod tests {
     const EVERY_FIELD: &str = r#"
 apiVersion: x
 kind: x
-metadata: {name: x, labels: {a: b}, annotations: {a: b}}
+metadata: {name: x, namespace: x, labels: {a: b}, annotations: {a: b}}
 spec:
   target:
     kubernetes: {namespace: x, statefulSet: x, port: 1}

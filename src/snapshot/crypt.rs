@@ -242,6 +242,32 @@ where
     })
 }
 
+/// Encrypts a small buffer whole to `recipients`: the manifest's sampled key names, which
+/// are the dataset's own words and are kept as private as the object they describe.
+pub fn seal(recipients: &Recipients, plain: &[u8]) -> Result<Vec<u8>, CryptError> {
+    let failed = |e: std::io::Error| CryptError::Encryptor { why: e.to_string() };
+    let mut encrypt = Encrypt::new(recipients)?;
+    let mut sealed = encrypt.push(plain).map_err(failed)?.to_vec();
+    sealed.extend_from_slice(&encrypt.finish().map_err(failed)?);
+    Ok(sealed)
+}
+
+/// Decrypts what [`seal`] wrote. `Err` says why in words that hold no key material.
+pub async fn open_sealed(sealed: &[u8], identities: &Identities) -> Result<Vec<u8>, String> {
+    use futures::AsyncReadExt as _;
+    let mut reader = match decrypt(sealed, identities).await {
+        Ok(reader) => reader,
+        Err(OpenError::NoMatch) => {
+            return Err("the identity holds none of the keys it was sealed to".to_owned());
+        }
+        Err(OpenError::Other(error)) => return Err(error.to_string()),
+    };
+    // The plaintext is never longer than the ciphertext, itself inside a bounded manifest.
+    let mut plain = Vec::with_capacity(sealed.len());
+    reader.read_to_end(&mut plain).await.map_err(|e| e.to_string())?;
+    Ok(plain)
+}
+
 #[cfg(test)]
 mod tests {
     use futures::AsyncReadExt as _;
@@ -316,5 +342,21 @@ mod tests {
             let error = decrypt_all(&object[..cut], &identities).await.unwrap_err();
             assert!(!error.is_empty());
         }
+    }
+
+    #[tokio::test]
+    async fn a_sealed_buffer_opens_only_with_its_identity_and_never_when_cut() {
+        let (secret, public) = pair();
+        let recipients = Recipients::parse(&public, Path::new("r")).unwrap();
+        let sealed = seal(&recipients, b"user:1042 session:9f").unwrap();
+        assert!(sealed.starts_with(MAGIC));
+        assert!(!sealed.windows(9).any(|w| w == b"user:1042"));
+        let identities = Identities::parse(&secret, "s").unwrap();
+        assert_eq!(open_sealed(&sealed, &identities).await.unwrap(), b"user:1042 session:9f");
+        let (other, _) = pair();
+        let wrong = Identities::parse(&other, "o").unwrap();
+        let error = open_sealed(&sealed, &wrong).await.unwrap_err();
+        assert!(error.contains("none of the keys"), "{error}");
+        assert!(open_sealed(&sealed[..sealed.len() - 1], &identities).await.is_err());
     }
 }

@@ -64,8 +64,14 @@ pub struct Manifest {
     pub keyspace: Option<BTreeMap<u32, u64>>,
     /// A few of the source's keys with their types (`SCAN` + `TYPE` at the same moment), at
     /// most [`SAMPLE_KEYS`]: a restore test checks them in the loaded instance.
+    /// Empty when the object is encrypted: key names are the dataset's own words (user ids,
+    /// emails), so they are sealed with it, in `sealedSample`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sample: Vec<SampledKey>,
+    /// With encryption: `sample` as JSON, sealed to the object's recipients (an age file,
+    /// base64). A restore test opens it with the identity that decrypts the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_sample: Option<String>,
     /// The last restore test of this snapshot; `None` until one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<Verified>,

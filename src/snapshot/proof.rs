@@ -121,6 +121,7 @@ mod tests {
             finished: now,
             keyspace: keyspace.map(|dbs| dbs.iter().copied().collect()),
             sample: Vec::new(),
+            sealed_sample: None,
             verified: None,
         }
     }

@@ -241,6 +241,10 @@ pub enum SeedError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot listen on {addr} for the replica: another load from this port was still running after {waited:?}"
+    )]
+    Busy { addr: SocketAddr, waited: Duration },
     #[error("the payload is not an RDB: it starts with {found:?}")]
     NotRdb { found: String },
     #[error("the target runs {server}, which cannot load this {rdb} RDB: {why}")]
@@ -286,7 +290,7 @@ impl SeedError {
     /// A bounded label for metrics and reports.
     pub fn category(&self) -> &'static str {
         match self {
-            SeedError::Bind { .. } => "bind",
+            SeedError::Bind { .. } | SeedError::Busy { .. } => "bind",
             SeedError::NotRdb { .. } => "not_rdb",
             SeedError::Unsupported { .. } => "rdb_version",
             SeedError::TargetVersion { .. } | SeedError::Target { .. } => "target",
@@ -321,15 +325,54 @@ pub struct Expected {
 pub struct Seed {
     listener: TcpListener,
     addr: SocketAddr,
+    /// This process's turn on a fixed port, held until the seed is done.
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
+/// Seeds on a fixed port (`SEED_PORT` in a pod) take turns: two policies bootstrapping at
+/// once in one daemon, or a restore test beside a bootstrap, would otherwise find the port
+/// taken and fail. A seed on port 0 takes any free port and needs no turn.
+static FIXED_PORT_TURN: std::sync::LazyLock<Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Mutex::new(())));
+
+/// How often a fixed port still in use is tried again: by another process (`snapshot
+/// restore` run in the daemon's pod), or by a seed of this one whose task is being dropped.
+const BIND_RETRY: Duration = Duration::from_millis(100);
+
 impl Seed {
-    /// Listens on `addr` (port 0: any free port).
-    pub async fn bind(addr: SocketAddr) -> Result<Self, SeedError> {
+    /// Listens on `addr`. Port 0: any free port, at once. A fixed port: after this process's
+    /// earlier seeds on one are done, and while another process holds it, tried again, for at
+    /// most `wait` in all.
+    pub async fn bind(addr: SocketAddr, wait: Duration) -> Result<Self, SeedError> {
         let bind = |source| SeedError::Bind { addr, source };
-        let listener = TcpListener::bind(addr).await.map_err(bind)?;
-        let addr = listener.local_addr().map_err(bind)?;
-        Ok(Self { listener, addr })
+        if addr.port() == 0 {
+            let listener = TcpListener::bind(addr).await.map_err(bind)?;
+            let addr = listener.local_addr().map_err(bind)?;
+            return Ok(Self { listener, addr, turn: None });
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let turn = Arc::clone(&FIXED_PORT_TURN);
+        let turn = match turn.try_lock_owned() {
+            Ok(turn) => turn,
+            Err(_) => {
+                tracing::info!(%addr, "another load from this seed port is running: waiting for it");
+                let turn =
+                    tokio::time::timeout_at(deadline, Arc::clone(&FIXED_PORT_TURN).lock_owned());
+                turn.await.map_err(|_| SeedError::Busy { addr, waited: wait })?
+            }
+        };
+        loop {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => return Ok(Self { listener, addr, turn: Some(turn) }),
+                Err(error)
+                    if error.kind() == std::io::ErrorKind::AddrInUse
+                        && tokio::time::Instant::now() + BIND_RETRY < deadline =>
+                {
+                    tokio::time::sleep(BIND_RETRY).await;
+                }
+                Err(error) => return Err(bind(error)),
+            }
+        }
     }
 
     /// Where the replica is told to connect.
@@ -351,7 +394,7 @@ impl Seed {
             done_tx,
             stopped,
         ));
-        Serving { addr: self.addr, sent, done, stop: Some(stop), task }
+        Serving { addr: self.addr, sent, done, stop: Some(stop), task, _turn: self.turn }
     }
 }
 
@@ -362,6 +405,8 @@ pub struct Serving {
     done: watch::Receiver<bool>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<u64, SeedError>>,
+    /// Released when the seed is stopped or dropped (see [`Seed::bind`]).
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Serving {
@@ -851,9 +896,32 @@ mod tests {
     }
 
     async fn serving(rdb: &'static [u8], len: Option<u64>, limits: Limits) -> Serving {
-        let seed = Seed::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let seed = Seed::bind(SocketAddr::from(([127, 0, 0, 1], 0)), Duration::ZERO).await.unwrap();
         let expected = Expected { ips: vec![IpAddr::from([127, 0, 0, 1])], port: None };
         seed.serve(payload_of(rdb, len), expected, limits)
+    }
+
+    /// Two seeds on one fixed port in one process take turns: the second waits for the
+    /// first to be done, then listens; one that cannot get its turn in time says so.
+    #[tokio::test]
+    async fn seeds_on_a_fixed_port_take_turns() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let first = Seed::bind(addr, Duration::ZERO).await.expect("the port is free");
+        let error = Seed::bind(addr, Duration::from_millis(200)).await.err().expect("busy");
+        assert!(matches!(error, SeedError::Busy { .. }), "{error}");
+        assert_eq!(error.category(), "bind");
+        let second = tokio::spawn(Seed::bind(addr, Duration::from_secs(30)));
+        tokio::task::yield_now().await;
+        assert!(!second.is_finished(), "the second seed must wait for the first");
+        let serving = first.serve(
+            payload_of(b"REDIS0010-body", None),
+            Expected::default(),
+            Limits::default(),
+        );
+        drop(serving);
+        let second = second.await.unwrap().expect("its turn once the first is done");
+        assert_eq!(second.addr(), addr);
     }
 
     /// Reads from `socket` until `want` bytes arrived.
@@ -934,7 +1002,7 @@ mod tests {
     #[tokio::test]
     async fn a_replica_listening_on_another_port_than_the_targets_is_turned_away() {
         const RDB: &[u8] = b"REDIS0010-body";
-        let seed = Seed::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let seed = Seed::bind(SocketAddr::from(([127, 0, 0, 1], 0)), Duration::ZERO).await.unwrap();
         let expected = Expected { ips: vec![IpAddr::from([127, 0, 0, 1])], port: Some(6380) };
         let serving =
             seed.serve(payload_of(RDB, Some(RDB.len() as u64)), expected, Limits::default());

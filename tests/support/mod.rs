@@ -4,6 +4,7 @@
 //! a test that skips silently would prove nothing.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod crypt;
 pub mod daemon;
 pub mod failover;
 pub mod kube_fake;

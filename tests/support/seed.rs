@@ -29,7 +29,8 @@ pub async fn seed_into(
 ) -> (Result<u64, seed::SeedError>, Result<seed::Loaded, seed::SeedError>) {
     let endpoint = Endpoint::parse(&target.addr()).expect("endpoint");
     let limits = limits();
-    let bind = Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
+    let bind =
+        Seed::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), Duration::ZERO).await.expect("bind");
     let serving = bind.serve(payload, only(target), limits);
     target.cli(&["REPLICAOF", "127.0.0.1", &serving.addr().port().to_string()]);
     let loaded = seed::wait_loaded(&endpoint, &Access::default(), &serving, limits, &Quiet).await;

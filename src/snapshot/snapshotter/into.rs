@@ -400,7 +400,7 @@ impl Snapshotter {
         Pointed: Future<Output = Result<(), SnapshotError>>,
     {
         let len = payload.len;
-        let seed = Seed::bind(listen).await?;
+        let seed = Seed::bind(listen, limits.connect).await?;
         let expected = seed::Expected {
             ips: target.endpoint.host.parse::<IpAddr>().map(|ip| vec![ip]).unwrap_or_default(),
             port: Some(target.endpoint.port),

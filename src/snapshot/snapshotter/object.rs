@@ -26,6 +26,7 @@ use sha2::{Digest as _, Sha256};
 use super::{Snapshotter, hex};
 use crate::snapshot::SnapshotError;
 use crate::snapshot::crypt::{self, Identities};
+use crate::snapshot::manifest::SampledKey;
 use crate::snapshot::manifest::{Cipher, Manifest};
 
 /// Plaintext read per call when decrypting; age hands out at most one 64 KiB chunk a read.
@@ -110,6 +111,28 @@ impl Snapshotter {
             }
         }
         Ok(reader)
+    }
+
+    /// The keys `manifest` sampled at snapshot time: in clear for a plain snapshot, opened
+    /// with the policy's identity for an encrypted one (`sealedSample`).
+    pub(super) async fn sampled_keys(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<Vec<SampledKey>, SnapshotError> {
+        use base64::Engine as _;
+        let Some(sealed) = &manifest.sealed_sample else {
+            return Ok(manifest.sample.clone());
+        };
+        let identities = self.identities(manifest)?;
+        let unreadable = |why: String| SnapshotError::Decrypt {
+            id: manifest.id.clone(),
+            why: format!("its sampled keys (sealedSample): {why}"),
+        };
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .map_err(|e| unreadable(e.to_string()))?;
+        let plain = crypt::open_sealed(&sealed, &identities).await.map_err(unreadable)?;
+        serde_json::from_slice(&plain).map_err(|e| unreadable(e.to_string()))
     }
 
     /// The policy's identity, read now (a rotated Secret applies to the next read).

@@ -289,6 +289,12 @@ impl Snapshotter {
         if keyspace.is_none() {
             tracing::warn!(policy = %self.policy, instance, "the source's keyspace could not be read: restore tests of this snapshot cannot check its key count");
         }
+        let (sample, sealed_sample) = match recipients {
+            Some(recipients) if !sample.is_empty() => {
+                (Vec::new(), Some(seal_sample(&sample, recipients)?))
+            }
+            _ => (sample, None),
+        };
         let manifest = Manifest {
             format: manifest::FORMAT,
             id: id.clone(),
@@ -311,6 +317,7 @@ impl Snapshotter {
             finished: Utc::now(),
             keyspace,
             sample,
+            sealed_sample,
             verified: None,
         };
         if summary.crc64.is_none() {
@@ -515,4 +522,14 @@ async fn keyspace_at(
 fn run_id() -> String {
     let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
     format!("{:x}-{:x}", nanos, std::process::id())
+}
+
+/// The sampled keys as JSON, sealed to the snapshot's recipients and base64-encoded for the
+/// manifest (see [`Manifest::sealed_sample`]).
+fn seal_sample(sample: &[SampledKey], recipients: &Recipients) -> Result<String, SnapshotError> {
+    use base64::Engine as _;
+    let json = serde_json::to_vec(sample)
+        .map_err(|e| crate::snapshot::crypt::CryptError::Encryptor { why: e.to_string() })?;
+    let sealed = crate::snapshot::crypt::seal(recipients, &json)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
 }
