@@ -90,6 +90,25 @@ impl ScratchKind {
     }
 }
 
+/// A `redis-server` path or name: a local child.
+impl From<&str> for ScratchKind {
+    fn from(redis_server: &str) -> Self {
+        Self::Local { redis_server: redis_server.to_owned() }
+    }
+}
+
+impl From<&String> for ScratchKind {
+    fn from(redis_server: &String) -> Self {
+        Self::from(redis_server.as_str())
+    }
+}
+
+impl From<&ScratchKind> for ScratchKind {
+    fn from(kind: &ScratchKind) -> Self {
+        kind.clone()
+    }
+}
+
 /// A running scratch; see the module documentation.
 pub enum ScratchInstance {
     Local(Scratch),

@@ -35,10 +35,16 @@ const SCRATCH: &str = "point the scratch at the seed";
 
 impl Snapshotter {
     /// Loads `manifest`'s snapshot into a scratch instance (`scratch`: a local `redis-server`
-    /// child, or the verifier StatefulSet) and checks it. Never fails: what went wrong is the
+    /// child, its binary's path or name given as text, or the verifier StatefulSet) and
+    /// checks it. Never fails: what went wrong is the
     /// verdict's `reason` and `why`. Bounded by the policy's snapshot `deadline`; the scratch
     /// is discarded (the verifier scaled back to 0) after that, however the test ended.
-    pub async fn restore_test(&self, manifest: &Manifest, scratch: &ScratchKind) -> Verified {
+    pub async fn restore_test(
+        &self,
+        manifest: &Manifest,
+        scratch: impl Into<ScratchKind>,
+    ) -> Verified {
+        let scratch = &scratch.into();
         let at = Utc::now();
         let deadline = self.config.limits.deadline;
         let mut started = None;
