@@ -9,8 +9,8 @@ use chrono::{TimeZone, Utc};
 use prometheus_parse::{Scrape, Value};
 use redis_autopilot::act::{ActionOutcome, Leadership};
 use redis_autopilot::daemon::{
-    AlertCommand, AlertRoutes, AlertSink, DecisionRecord, HttpLimits, Metrics, Source, Status,
-    WebhookAuth, router, serve,
+    AlertCommand, AlertRoutes, AlertSink, DaemonView, DecisionRecord, HttpLimits, Metrics, Source,
+    Status, WebhookAuth, router, serve,
 };
 use redis_autopilot::decide::{ScalingDecision, ScalingReason};
 use redis_autopilot::observe::Outcome;
@@ -86,7 +86,13 @@ impl Server {
         let routes = AlertRoutes::new(&policies());
         let limits = HttpLimits::default();
         let webhook = WebhookAuth::Token(token);
-        let app = router(status.clone(), metrics.clone(), sink, routes.clone(), webhook, &limits);
+        let view = DaemonView {
+            identity: "test".into(),
+            mode: redis_autopilot::act::Mode::Apply,
+            pauses: redis_autopilot::act::Pauses::default(),
+        };
+        let app =
+            router(status.clone(), view, metrics.clone(), sink, routes.clone(), webhook, &limits);
         let listener =
             tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let base = format!("http://{}", listener.local_addr().expect("the bound address"));

@@ -431,6 +431,35 @@ fn failover_from_a_laptop_switches_over_while_the_daemon_runs() {
     assert!(failed.is_empty(), "failed actions after a CLI switchover: {failed:?}\n{}", log());
     let conflicts = checker.finish();
     assert!(conflicts.is_empty(), "two masters accepted writes: {conflicts:?}\n{}", log());
+
+    // Issue 14: `status` through the kubeconfig says who is master now, at which epoch, who
+    // changed the roles (the CLI's claim), and which daemon leads the policy.
+    let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+        .arg("status")
+        .arg("--kubeconfig")
+        .arg(pods.kubeconfig())
+        .arg("--policy")
+        .arg(pods.policy_file())
+        .args(["--daemon", &format!("http://127.0.0.1:{}", daemon.http), "--output", "json"])
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("run status");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let report: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["master"]["instance"], format!("{SET}-{new}"), "{report:#}");
+    assert_eq!(
+        (report["master"]["epoch"].as_u64(), report["master"]["serving"].as_bool()),
+        (Some(2), Some(true))
+    );
+    assert!(
+        report["master"]["changedBy"].as_str().is_some_and(|by| by.starts_with("cli:")),
+        "{report:#}"
+    );
+    assert_eq!(report["members"].as_array().map(Vec::len), Some(IPS.len()), "{report:#}");
+    assert_eq!(report["daemon"]["view"]["leading"], true, "{report:#}");
+    assert_eq!(report["daemon"]["view"]["identity"], "autopilot-0", "{report:#}");
 }
 
 /// Writes `w:N = N` for N = 0, 1, 2... to whichever pod answers as master, and keeps every N

@@ -10,6 +10,7 @@ mod plan;
 mod run;
 mod simulate;
 mod snapshot;
+mod status;
 mod table;
 
 use std::path::Path;
@@ -101,6 +102,8 @@ enum Command {
     Demo(demo::Args),
     /// Take, list, verify, restore or prune RDB snapshots (`spec.snapshots`).
     Snapshot(snapshot::Args),
+    /// Show a deployment now: master and epoch, members, health, leader, pause, last actions.
+    Status(status::Args),
     /// Print the RedisPolicy CustomResourceDefinition (YAML) for `kubectl apply -f -`.
     Crd,
 }
@@ -164,6 +167,7 @@ pub fn run() -> ExitCode {
         Command::Demo(args) => (demo::run(args), 1),
         Command::Failover(args) => (failover::run(args), 1),
         Command::Snapshot(args) => (snapshot::run(args), 1),
+        Command::Status(args) => (status::run(args), 1),
         Command::Crd => (print_crd(), 1),
     };
     match outcome {

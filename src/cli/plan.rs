@@ -69,9 +69,10 @@ struct Report {
     missing_data: bool,
 }
 
+/// One instance as `plan` and `status` show it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct InstanceRow {
+pub(super) struct InstanceRow {
     id: String,
     outcome: String,
     role: Option<&'static str>,
@@ -143,7 +144,7 @@ async fn evaluate(policy: &Policy, fill: bool, kube: ClientOptions) -> anyhow::R
         policy: policy.name.clone(),
         rounds,
         rounds_wanted,
-        instances: instance_rows(&latest),
+        instances: instance_rows(&latest.instances),
         queries: latest
             .queries
             .iter()
@@ -193,14 +194,26 @@ fn only(observation: &Observation, endpoints: &[Endpoint]) -> Observation {
     observation
 }
 
-fn instance_rows(observation: &Observation) -> Vec<InstanceRow> {
-    let master_offset = observation
-        .instances
+/// The instances as a table.
+pub(super) fn instance_table(rows: &[InstanceRow]) -> Table {
+    let mut table = Table::new(&INSTANCE_COLUMNS).right_aligned(&["OFFSET", "OPS/S", "MEMORY"]);
+    for row in rows {
+        table.row(row.cells());
+    }
+    table
+}
+
+const INSTANCE_COLUMNS: [&str; 8] =
+    ["INSTANCE", "OUTCOME", "ROLE", "LINK", "OFFSET", "LAG", "OPS/S", "MEMORY"];
+
+/// A row per sample; a replica's lag is counted against the first master among them.
+pub(super) fn instance_rows(samples: &[InstanceSample]) -> Vec<InstanceRow> {
+    let master_offset = samples
         .iter()
         .filter_map(|s| s.info.as_ref())
         .find(|info| info.role == Role::Master)
         .and_then(|info| info.replication.master_repl_offset);
-    observation.instances.iter().map(|s| instance_row(s, master_offset)).collect()
+    samples.iter().map(|s| instance_row(s, master_offset)).collect()
 }
 
 fn instance_row(sample: &InstanceSample, master_offset: Option<u64>) -> InstanceRow {
@@ -247,14 +260,7 @@ impl Report {
             "  plan starts with no memory: stabilization windows and cooldowns are empty, so the \
              daemon may hold where plan would scale\n"
         );
-        let mut table = Table::new(&[
-            "INSTANCE", "OUTCOME", "ROLE", "LINK", "OFFSET", "LAG", "OPS/S", "MEMORY",
-        ])
-        .right_aligned(&["OFFSET", "OPS/S", "MEMORY"]);
-        for instance in &self.instances {
-            table.row(instance.cells());
-        }
-        let _ = writeln!(out, "{table}");
+        let _ = writeln!(out, "{}", instance_table(&self.instances));
         if !self.queries.is_empty() {
             let _ = writeln!(out, "\nQUERIES");
             for q in &self.queries {
@@ -283,7 +289,8 @@ impl Report {
 }
 
 impl InstanceRow {
-    fn cells(&self) -> [String; 8] {
+    /// The columns of [`INSTANCE_COLUMNS`].
+    pub(super) fn cells(&self) -> [String; 8] {
         let dash = || "-".to_owned();
         [
             self.id.clone(),

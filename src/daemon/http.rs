@@ -8,6 +8,7 @@
 //! | `GET /readyz` | 200 once every policy was evaluated; 503 with the reason before |
 //! | `GET /metrics` | OpenMetrics text |
 //! | `GET /v1/decisions?policy=NAME&limit=N` | recent decisions, newest first, JSON; a policy it knows nothing of: 404 with the names it knows |
+//! | `GET /v1/policies` | each loaded policy: whether this daemon leads it, whether it is paused, the mode and the daemon's identity (what `redis-autopilot status` asks) |
 //! | `POST /v1/alerts` | Alertmanager webhook: bearer token, or explicitly open, or 404 (disabled) |
 //!
 //! The webhook only *routes*: it never acts. Commands go into the [`AlertSink`] channel and
@@ -246,6 +247,12 @@ impl AlertRoutes {
         table.leaders.insert(policy.to_owned(), leadership);
     }
 
+    /// Whether this daemon leads `policy` now (a policy without a gate leads: no election).
+    fn leads(&self, policy: &str) -> bool {
+        let table = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        table.leaders.get(policy).is_none_or(Leadership::is_leader)
+    }
+
     /// The policies among `commands` this daemon does not lead now, each once, in order.
     fn standby_for(&self, commands: &[AlertCommand]) -> Vec<String> {
         let table = self.0.read().unwrap_or_else(PoisonError::into_inner);
@@ -329,6 +336,7 @@ impl RejectionLog {
 #[derive(Clone)]
 struct App {
     status: Status,
+    daemon: DaemonView,
     metrics: Arc<Metrics>,
     alerts: AlertSink,
     routes: AlertRoutes,
@@ -346,8 +354,32 @@ struct RequestGate {
 }
 
 /// Every route, with its shared state, and at most `limits.max_requests` in handlers at once.
+/// What `GET /v1/policies` reads besides the loaded policies and their leader gates.
+#[derive(Debug, Clone)]
+pub struct DaemonView {
+    /// Who this daemon is (`run --identity`, or the pod's name): in its Lease and Events.
+    pub identity: String,
+    pub mode: crate::act::Mode,
+    pub pauses: crate::act::Pauses,
+}
+
+/// One loaded policy as `GET /v1/policies` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyView {
+    pub name: String,
+    /// This daemon acts on it now (it holds its lease, or there is no election).
+    pub leading: bool,
+    /// Paused (`spec.paused`, or a pause request): decided, never acted on.
+    pub paused: bool,
+    /// `apply` or `dry_run`: the daemon's `--dry-run`.
+    pub mode: String,
+    pub identity: String,
+}
+
 pub fn router(
     status: Status,
+    daemon: DaemonView,
     metrics: Arc<Metrics>,
     alerts: AlertSink,
     routes: AlertRoutes,
@@ -360,6 +392,7 @@ pub fn router(
     };
     let app = App {
         status,
+        daemon,
         metrics,
         alerts,
         routes,
@@ -373,6 +406,7 @@ pub fn router(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/v1/decisions", get(decisions))
+        .route("/v1/policies", get(policies))
         .route("/v1/alerts", post(alert_webhook))
         .with_state(app)
         .layer(middleware::from_fn_with_state(gate, limit_requests))
@@ -569,6 +603,28 @@ async fn decisions(State(app): State<App>, Query(query): Query<DecisionsQuery>) 
         }
     }
     axum::Json(app.status.recent(query.policy.as_deref(), limit)).into_response()
+}
+
+async fn policies(State(app): State<App>) -> Response {
+    let mode = match app.daemon.mode {
+        crate::act::Mode::Apply => "apply",
+        crate::act::Mode::DryRun => "dry_run",
+        crate::act::Mode::Paused => "paused",
+    };
+    let views: Vec<PolicyView> = app
+        .status
+        .known_policies()
+        .into_iter()
+        .map(|name| PolicyView {
+            leading: app.routes.leads(&name),
+            paused: app.daemon.mode == crate::act::Mode::Paused
+                || app.daemon.pauses.of(&name).is_paused(),
+            mode: mode.to_owned(),
+            identity: app.daemon.identity.clone(),
+            name,
+        })
+        .collect();
+    axum::Json(views).into_response()
 }
 
 /// Alertmanager's webhook body (version 4), reduced to what routing reads; every other field
@@ -945,6 +1001,54 @@ mod tests {
         assert_eq!(escaped(&long).chars().count(), MAX_LOGGED_CHARS + 3);
     }
 
+    fn view(mode: crate::act::Mode) -> DaemonView {
+        DaemonView { identity: "pod-a".into(), mode, pauses: crate::act::Pauses::default() }
+    }
+
+    /// `GET /v1/policies`: each loaded policy, whether this daemon leads it (its leader gate)
+    /// and whether it is paused (a pause request, or the daemon's own `--paused`).
+    #[tokio::test]
+    async fn policies_say_who_leads_each_and_whether_it_is_paused() {
+        let status = Status::new(10);
+        status.policy_loaded("checkout");
+        status.policy_loaded("sessions");
+        let routes = AlertRoutes::default();
+        let (_leading, following) = tokio::sync::watch::channel(false);
+        routes.lead("sessions", Leadership::following(following));
+        let daemon = view(crate::act::Mode::Apply);
+        daemon.pauses.set("checkout", true);
+        let (sink, _commands) = AlertSink::channel(1);
+        let app = router(
+            status.clone(),
+            daemon,
+            Arc::new(Metrics::new()),
+            sink.clone(),
+            routes.clone(),
+            WebhookAuth::Disabled,
+            &HttpLimits::default(),
+        );
+        let (code, body) = get(app, "/v1/policies").await;
+        assert_eq!(code, 200, "{body}");
+        let views: Vec<PolicyView> = serde_json::from_str(&body).unwrap();
+        let summary: Vec<(&str, bool, bool)> =
+            views.iter().map(|v| (v.name.as_str(), v.leading, v.paused)).collect();
+        assert_eq!(summary, [("checkout", true, true), ("sessions", false, false)], "{body}");
+        assert!(views.iter().all(|v| v.identity == "pod-a" && v.mode == "apply"), "{body}");
+
+        let app = router(
+            status,
+            view(crate::act::Mode::Paused),
+            Arc::new(Metrics::new()),
+            sink,
+            routes,
+            WebhookAuth::Disabled,
+            &HttpLimits::default(),
+        );
+        let (_, body) = get(app, "/v1/policies").await;
+        let views: Vec<PolicyView> = serde_json::from_str(&body).unwrap();
+        assert!(views.iter().all(|v| v.paused), "a --paused daemon pauses every policy: {body}");
+    }
+
     /// `GET path` on `router` served on a loopback port: status and body.
     async fn get(router: Router, path: &str) -> (u16, String) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -984,6 +1088,7 @@ mod tests {
         let (sink, _commands) = AlertSink::channel(1);
         let app = router(
             status,
+            view(crate::act::Mode::Apply),
             Arc::new(Metrics::new()),
             sink,
             AlertRoutes::default(),

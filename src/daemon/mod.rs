@@ -26,8 +26,8 @@ pub mod status;
 pub mod supervisor;
 
 pub use http::{
-    AlertCommand, AlertRoutes, AlertSink, HttpError, HttpLimits, WebhookAccess, WebhookAuth,
-    router, serve,
+    AlertCommand, AlertRoutes, AlertSink, DaemonView, HttpError, HttpLimits, PolicyView,
+    WebhookAccess, WebhookAuth, router, serve,
 };
 pub use metrics::{AlertOutcome, Metrics, Source};
 pub use status::{DecisionRecord, Status};

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::http::{
-    AlertCommand, AlertRoutes, AlertSink, HttpLimits, WebhookAccess, WebhookAuth,
+    AlertCommand, AlertRoutes, AlertSink, DaemonView, HttpLimits, WebhookAccess, WebhookAuth,
     WebhookTokenError, router, serve,
 };
 use super::leader::{Election, LeaseSettings};
@@ -134,10 +134,14 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     let client = std::sync::Arc::new(KubeClient::new(config.kube.clone()));
     let mut election = Election::new(client.clone(), config.lease.clone(), stopped.clone());
 
+    let pauses = Pauses::default();
     let http = {
         let mut stopped = stopped.clone();
+        let view =
+            DaemonView { identity: election.identity(), mode: config.mode, pauses: pauses.clone() };
         let app = router(
             shared.status.clone(),
+            view,
             shared.metrics.clone(),
             alert_sink,
             routes.clone(),
@@ -152,7 +156,6 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     tracing::info!(listen = %config.listen, mode = ?config.mode, policies = policies.len(), "daemon started");
 
     let mut requests = shared.requests.take_receiver();
-    let pauses = Pauses::default();
     let snapshots =
         SnapshotScheduler::start(config.mode, pauses.clone(), shared.metrics.clone(), client)
             .await

@@ -86,6 +86,8 @@ pub struct Fleet {
     pub data: PathBuf,
     pub policy: PathBuf,
     pub log: PathBuf,
+    /// The running daemon's `--listen` address (`127.0.0.1:PORT`).
+    pub listen: String,
     daemon: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -135,13 +137,15 @@ spec:
         )
         .expect("write the policy");
         let log = dir.path().join("daemon.log");
-        let mut fleet = Self { base, data, policy, log, daemon: None, _dir: dir };
+        let listen = String::new();
+        let mut fleet = Self { base, data, policy, log, listen, daemon: None, _dir: dir };
         fleet.spawn_daemon();
         fleet.wait_healthy(Duration::from_secs(30));
         fleet
     }
 
     pub fn spawn_daemon(&mut self) {
+        self.listen = format!("127.0.0.1:{}", free_port());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -151,7 +155,7 @@ spec:
             .arg("run")
             .arg("--policies")
             .arg(self.policy.parent().expect("policy dir"))
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--listen", &self.listen])
             .args(["--max-actions-per-hour", "1000"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

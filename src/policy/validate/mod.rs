@@ -42,6 +42,9 @@ use crate::policy::{Policy, Target};
 
 pub const API_VERSION: &str = "autopilot.redis.io/v1alpha1";
 pub const KIND: &str = "RedisPolicy";
+/// The annotation that pauses a policy like `spec.paused: true` (either pauses it): what a
+/// tool sets without editing the spec, as `kubectl annotate` does.
+pub const PAUSED_ANNOTATION: &str = "redis-autopilot.io/paused";
 
 /// One rule a spec breaks.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,11 +68,30 @@ pub fn validate(doc: &PolicyDocument) -> Result<Policy, Vec<Problem>> {
         c.check(dns_label(name), &path)?;
         Some(name.clone())
     });
+    let annotated_pause = doc
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|annotations| annotations.get(PAUSED_ANNOTATION))
+        .and_then(|value| {
+            let path = root.key("metadata").key("annotations").key(PAUSED_ANNOTATION);
+            match value.as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => {
+                    c.bad(&path, format!("`{value}`: expected \"true\" or \"false\""));
+                    None
+                }
+            }
+        });
     let path = root.key("spec");
     let Some(spec) = c.required(doc.spec.as_ref(), &path) else {
         return Err(c.problems);
     };
-    let policy = check_spec(&mut c, spec, &path, name);
+    let mut policy = check_spec(&mut c, spec, &path, name);
+    if let Some(policy) = &mut policy {
+        policy.paused |= annotated_pause.unwrap_or(false);
+    }
     match policy {
         Some(policy) if c.problems.is_empty() => Ok(policy),
         _ => {
@@ -550,6 +572,29 @@ spec:
         // No AUTH, plain TCP, and Prometheus without credentials.
         assert_eq!((policy.auth, policy.tls), (None, None));
         assert_eq!(policy.prometheus.and_then(|prometheus| prometheus.credentials), None);
+    }
+
+    /// Issue 14: `redis-autopilot.io/paused: "true"` pauses like `spec.paused: true`; either
+    /// one pauses; any other value is a problem at the annotation.
+    #[test]
+    fn the_paused_annotation_pauses_like_the_spec_field() {
+        let annotated = |value: &str, spec: &str| {
+            format!(
+                "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata:\n  \
+                 name: t\n  annotations: {{redis-autopilot.io/paused: '{value}'}}\nspec:\n{TARGET}{spec}"
+            )
+        };
+        let paused = |text: &str| load_policy_str("t.yaml", text).map(|p| p.paused);
+        assert_eq!(paused(&annotated("true", "")), Ok(true));
+        assert_eq!(paused(&annotated("false", "")), Ok(false));
+        assert_eq!(paused(&annotated("false", "  paused: true\n")), Ok(true));
+        assert_problem(
+            &annotated("yes", ""),
+            "metadata.annotations.redis-autopilot.io/paused",
+            5,
+            44,
+            "`yes`: expected \"true\" or \"false\"",
+        );
     }
 
     #[test]
