@@ -28,8 +28,26 @@ struct Rule {
     verbs: &'static [&'static str],
 }
 
-/// Exactly the permissions in deploy/base (rbac-redis.yaml, rbac-leader-election.yaml).
+/// Exactly the permissions in deploy/base (rbac-redis.yaml, rbac-leader-election.yaml,
+/// rbac-verifier.yaml).
 const EXPECTED_RULES: &[Rule] = &[
+    // Restore tests of a StatefulSet: scale the verifier 0 -> 1 -> 0 (a look at its replicas
+    // first)...
+    Rule {
+        namespace: "redis-autopilot",
+        group: "apps",
+        resource: "statefulsets/scale",
+        names: &["redis-autopilot-verifier"],
+        verbs: &["get", "patch"],
+    },
+    // ...and find its pod's IP, and see it gone.
+    Rule {
+        namespace: "redis-autopilot",
+        group: "",
+        resource: "pods",
+        names: &[],
+        verbs: &["list"],
+    },
     // Find the target StatefulSet, its selector and annotations (master record).
     Rule {
         namespace: "cache",
@@ -935,8 +953,9 @@ fn the_dockerfile_builds_what_the_deployment_runs() {
 
 /// The example NetworkPolicy selects the daemon's pods, admits only Prometheus and
 /// Alertmanager and only on the port the Deployment serves, and the Redis pods only on the
-/// port a one-shot master listens on while a snapshot is loaded into one; and lets the daemon
-/// reach DNS and the Redis port.
+/// port a one-shot master listens on while a snapshot is loaded into one (or into the
+/// verifier); and lets the daemon reach DNS, the Redis port and the verifier's, and the
+/// verifier's pod reach only that port of the daemon's.
 #[test]
 fn the_network_policy_admits_only_scrapes_and_alerts_on_the_daemons_port() {
     let manifests = manifests();
@@ -964,7 +983,7 @@ fn the_network_policy_admits_only_scrapes_and_alerts_on_the_daemons_port() {
             .collect();
     let seed = redis_autopilot::snapshot::SEED_PORT.to_string();
     let expected = [
-        (vec!["redis".to_owned()], vec![seed.clone()]),
+        (vec!["redis".to_owned(), "redis-autopilot-verifier".to_owned()], vec![seed.clone()]),
         (vec!["prometheus".to_owned(), "alertmanager".to_owned()], vec!["9187".to_owned()]),
     ];
     assert_eq!(rules, expected);
@@ -980,6 +999,66 @@ fn the_network_policy_admits_only_scrapes_and_alerts_on_the_daemons_port() {
     for needed in ["53", "6379", "443"] {
         assert!(egress_ports.contains(needed), "egress to {needed}: {egress_ports:?}");
     }
+    // The daemon reaches the verifier's Redis, and the verifier reaches only the daemon's seed.
+    let verifier_egress: Vec<(Vec<String>, Vec<String>)> = spec
+        .egress
+        .iter()
+        .flatten()
+        .map(|rule| (names(rule.to.iter().flatten().map(|p| &p.pod_selector)), ports(&rule.ports)))
+        .filter(|(peers, _)| peers.contains(&"redis-autopilot-verifier".to_owned()))
+        .collect();
+    assert_eq!(
+        verifier_egress,
+        [(vec!["redis-autopilot-verifier".to_owned()], vec!["6379".to_owned()])]
+    );
+    let verifier: NetworkPolicy =
+        find(&manifests, "NetworkPolicy", "redis-autopilot-verifier").typed();
+    let spec = verifier.spec.expect("spec");
+    let selected = spec.pod_selector.and_then(|s| s.match_labels).unwrap_or_default();
+    assert_eq!(
+        selected.get("app.kubernetes.io/name").map(String::as_str),
+        Some("redis-autopilot-verifier")
+    );
+    assert_eq!(spec.policy_types, Some(vec!["Ingress".to_owned(), "Egress".to_owned()]));
+    let ingress: Vec<_> = spec
+        .ingress
+        .iter()
+        .flatten()
+        .map(|rule| {
+            (names(rule.from.iter().flatten().map(|p| &p.pod_selector)), ports(&rule.ports))
+        })
+        .collect();
+    assert_eq!(ingress, [(vec!["redis-autopilot".to_owned()], vec!["6379".to_owned()])]);
+    let egress: Vec<_> = spec
+        .egress
+        .iter()
+        .flatten()
+        .map(|rule| (names(rule.to.iter().flatten().map(|p| &p.pod_selector)), ports(&rule.ports)))
+        .collect();
+    assert_eq!(egress, [(vec!["redis-autopilot".to_owned()], vec![seed])]);
+}
+
+/// The `app.kubernetes.io/name` each peer's pod selector names.
+fn names<'a>(
+    selectors: impl Iterator<
+        Item = &'a Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    >,
+) -> Vec<String> {
+    selectors
+        .map(|s| {
+            let labels = s.as_ref().and_then(|s| s.match_labels.as_ref());
+            labels.and_then(|l| l.get("app.kubernetes.io/name")).cloned().unwrap_or_default()
+        })
+        .collect()
+}
+
+/// A rule's ports, as text.
+fn ports(ports: &Option<Vec<k8s_openapi::api::networking::v1::NetworkPolicyPort>>) -> Vec<String> {
+    ports
+        .iter()
+        .flatten()
+        .filter_map(|p| p.port.as_ref().map(|p| serde_json::to_string(p).expect("port")))
+        .collect()
 }
 
 /// The daemon container's `containerPort`s.
@@ -988,6 +1067,36 @@ fn deployment_ports(deployment: &Deployment) -> Vec<String> {
     let container =
         spec.containers.iter().find(|c| c.name == "redis-autopilot").expect("container");
     container.ports.iter().flatten().map(|p| p.container_port.to_string()).collect()
+}
+
+/// The verifier restore tests of a StatefulSet load into: in the daemon's namespace under the
+/// name a policy's `verify.verifier` defaults to (the one the Role's scale rule names), shipped
+/// at 0 replicas, one Redis container without persistence on an emptyDir with memory limits,
+/// and targeted by no policy.
+#[test]
+fn the_verifier_is_a_statefulset_at_zero_without_persistence_targeted_by_no_policy() {
+    let manifests = manifests();
+    let name = redis_autopilot::policy::Verifier::DEFAULT_NAME;
+    let manifest = find(&manifests, "StatefulSet", name);
+    assert_eq!(manifest.namespace(), Some("redis-autopilot"));
+    let set: StatefulSet = manifest.typed();
+    let spec = set.spec.expect("spec");
+    assert_eq!(spec.replicas, Some(0), "shipped at 0: a restore test scales it");
+    let pod = spec.template.spec.expect("pod spec");
+    assert_eq!(pod.containers.len(), 1);
+    let redis = &pod.containers[0];
+    let command = redis.command.clone().unwrap_or_default().join(" ");
+    assert!(command.contains("--save ''") && command.contains("--appendonly no"), "{command}");
+    let memory =
+        redis.resources.as_ref().and_then(|r| r.limits.as_ref()).and_then(|l| l.get("memory"));
+    assert!(memory.is_some(), "a memory limit");
+    let volumes = pod.volumes.unwrap_or_default();
+    let data = volumes.iter().find(|v| v.name == "data").expect("a data volume");
+    assert!(data.empty_dir.is_some(), "an emptyDir, no persistent volume");
+    assert!(spec.volume_claim_templates.is_none());
+    for (file, text) in example_policies(&manifests) {
+        assert!(!text.contains(&format!("statefulSet: {name}")), "{file} targets the verifier");
+    }
 }
 
 /// The shipped CRD is exactly what the code generates from the policy types, and what

@@ -19,6 +19,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use redis_autopilot::cluster::local::Scratch;
+use redis_autopilot::cluster::scratch::ScratchKind;
 use redis_autopilot::policy::load_policy_str;
 use redis_autopilot::sample::redis::{Access, Endpoint};
 use redis_autopilot::snapshot::{Quiet, Snapshotter};
@@ -288,7 +289,8 @@ async fn a_manifest_from_before_keyspaces_still_lists_verifies_restores_and_is_t
     snapshotter.restore(&manifest.id, &file, &Quiet).await.expect("restore");
     assert!(std::fs::metadata(&file).expect("restored").len() > 0);
     let server = require("redis-server", "redis-server").display().to_string();
-    let verified = snapshotter.restore_test(&manifest, &server).await;
+    let verified =
+        snapshotter.restore_test(&manifest, &ScratchKind::Local { redis_server: server }).await;
     assert!(verified.ok, "{verified:?}");
     assert_eq!(verified.keys, Some(1200));
     let written = snapshotter.record_verified(&manifest.id, verified).await.expect("record");
@@ -306,7 +308,8 @@ async fn a_manifest_from_before_keyspaces_still_lists_verifies_restores_and_is_t
     assert_eq!(ids, [manifest.id.clone(), newer.id.clone()]);
 
     // A scratch that cannot start is a failed test with its reason.
-    let verified = snapshotter.restore_test(&manifest, "/nonexistent/redis-server").await;
+    let missing = ScratchKind::Local { redis_server: "/nonexistent/redis-server".into() };
+    let verified = snapshotter.restore_test(&manifest, &missing).await;
     assert!(!verified.ok);
     assert_eq!(verified.reason.as_deref(), Some("scratch"), "{verified:?}");
     assert!(verified.why.as_deref().unwrap_or_default().contains("/nonexistent"), "{verified:?}");

@@ -16,6 +16,8 @@ use super::table::{Table, bytes};
 use super::{KubeArgs, Output, emit, load_policy_or_report};
 use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::KubeClient;
+use crate::cluster::scratch::ScratchKind;
+use crate::snapshot::snapshotter::{announce, verdict_event};
 use crate::snapshot::{Manifest, Progress, Snapshotter};
 
 /// Snapshots: RDBs streamed from a replica to the policy's `spec.snapshots.destination`.
@@ -57,8 +59,10 @@ enum Command {
         output: Output,
     },
     /// Download a snapshot and check its sha256, RDB structure and CRC64 against its manifest;
-    /// with --restore, also run a restore test now (load it into a scratch redis-server, check
-    /// its key count and sampled key types) and record the verdict in its manifest.
+    /// with --restore, also run a restore test now (load it into a scratch redis-server, or for
+    /// a StatefulSet the policy's verifier StatefulSet, check its key count and sampled key
+    /// types) and record the verdict in its manifest. For a StatefulSet, run it in the daemon's
+    /// pod (`kubectl exec`), whose POD_IP the verifier's pod can reach.
     Verify {
         /// The policy whose `spec.snapshots` names the destination.
         #[arg(long, value_name = "FILE")]
@@ -68,6 +72,8 @@ enum Command {
         /// Also prove it restores, as the daemon's scheduled restore tests do.
         #[arg(long)]
         restore: bool,
+        #[command(flatten)]
+        kube: KubeArgs,
     },
     /// Download, verify and decompress a snapshot to a local RDB file (written only once
     /// verified), or with --into load it into the deployment the policy targets.
@@ -141,7 +147,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("skipped `{}`: {}", skipped.object, skipped.why);
             }
         }
-        Command::Verify { policy, id, restore } => {
+        Command::Verify { policy, id, restore, kube } => {
             let (policy, snapshotter) = open(&policy)?;
             let manifest =
                 runtime.block_on(snapshotter.verify(&id, progress.as_ref())).map_err(report)?;
@@ -155,17 +161,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 manifest.sha256
             ))?;
             if restore {
-                let server =
-                    crate::snapshot::snapshotter::scratch_binary(&policy).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "a restore test needs a local redis-server: not available for a \
-                             Kubernetes target yet"
-                        )
-                    })?;
-                let verified = runtime.block_on(snapshotter.restore_test(&manifest, &server));
+                // A `kubernetes` target's test scales the policy's verifier StatefulSet, and
+                // its seed listens at POD_IP: run it in the daemon's pod (`kubectl exec`).
+                let kube = KubeClient::new(kube.options());
+                let scratch = runtime.block_on(ScratchKind::for_policy(&policy, &kube))?;
+                let verified = runtime.block_on(snapshotter.restore_test(&manifest, &scratch));
                 runtime
                     .block_on(snapshotter.record_verified(&manifest.id, verified.clone()))
                     .map_err(report)?;
+                // On a StatefulSet, an Event as the daemon's scheduled tests post.
+                let (event, warning, note) = verdict_event(&manifest, &verified);
+                runtime.block_on(announce(&policy, &kube, event, warning, &note));
                 let expected = manifest.keys().map_or_else(
                     || "no key count recorded".to_owned(),
                     |k| format!("{k} expected"),

@@ -204,6 +204,14 @@ impl Cluster for AnyCluster {
         }
     }
 
+    async fn announce(&self, action: &str, reason: &str, warning: bool, note: &str) {
+        match self {
+            Self::Local(c) => c.announce(action, reason, warning, note).await,
+            Self::Endpoints(c) => c.announce(action, reason, warning, note).await,
+            Self::Kubernetes(c) => c.announce(action, reason, warning, note).await,
+        }
+    }
+
     async fn explain(&self, kind: &str, reason: &str) {
         match self {
             Self::Local(c) => c.explain(kind, reason).await,

@@ -11,6 +11,8 @@
 //!   `FAILOVER`), each under a deadline.
 //! - [`local`]: the embedded default backend.
 //! - [`kubernetes`]: the in-cluster backend, and the Lease that decides which daemon acts.
+//! - [`scratch`]: where a restore test loads a snapshot (a local `redis-server` child or the
+//!   verifier StatefulSet), outside every fleet.
 //!
 //! # The master invariant
 //!
@@ -24,6 +26,7 @@ mod endpoints;
 pub mod kubernetes;
 pub mod local;
 pub mod redis_admin;
+pub mod scratch;
 
 pub use any::AnyCluster;
 pub use endpoints::StaticEndpoints;
@@ -138,6 +141,23 @@ pub trait Cluster: Send + Sync {
     /// sentence. Kubernetes: an Event on the StatefulSet. Elsewhere the logs and
     /// `/v1/decisions` carry it, so the default does nothing.
     fn explain(&self, _kind: &str, _reason: &str) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Tells the people watching the deployment a result that is news every time, however
+    /// alike the last one was: a restore test's verdict (`action` `RestoreTest`, `reason`
+    /// `RestoreTestPassed` or `RestoreTestFailed`, `warning` when it failed, `note` the numbers).
+    /// Not [`Cluster::explain`]: that one holds back a repeat of the same kind within a minute,
+    /// which would hide a second identical verdict (a `snapshot verify --restore` run by hand
+    /// right after the scheduled one). Kubernetes: an Event on the StatefulSet. Elsewhere the
+    /// logs carry it, so the default does nothing.
+    fn announce(
+        &self,
+        _action: &str,
+        _reason: &str,
+        _warning: bool,
+        _note: &str,
+    ) -> impl Future<Output = ()> + Send {
         async {}
     }
 

@@ -17,11 +17,14 @@
 //! - After a successful snapshot, retention prunes the policy's older ones (logged).
 //! - Alerts mapped to `snapshot` take one at once, through the same gate.
 //! - **Restore tests** (`spec.snapshots.verify`): a second job on its own cron line loads the
-//!   newest snapshot into a scratch `redis-server` child (never a member of the fleet), checks
-//!   it ([`crate::snapshot::proof`]) and writes the verdict into its manifest. Through the same
-//!   gate, leader check and modes as snapshots: never beside a snapshot of the same policy
-//!   (`busy`), only on the leader, not in a dry run or paused. Counted in
-//!   `snapshot_verifications_total` and, failed, by reason.
+//!   newest snapshot into a scratch instance (never a member of the fleet: a `redis-server`
+//!   child, or for a `kubernetes` target the verifier StatefulSet scaled to one pod and back
+//!   to 0, see [`crate::cluster::scratch`]), checks it ([`crate::snapshot::proof`]) and writes
+//!   the verdict into its manifest. Through the same gate, leader check and modes as
+//!   snapshots: never beside a snapshot of the same policy (`busy`), only on the leader, not
+//!   in a dry run or paused. Counted in `snapshot_verifications_total` and, failed, by
+//!   reason; on a `kubernetes` target every verdict is also an Event on the StatefulSet
+//!   (`RestoreTestPassed`, or a Warning `RestoreTestFailed` with the reason and key counts).
 //! - Shutdown stops the scheduler; a transfer in flight is dropped with the runtime, which
 //!   leaves an incomplete multipart upload and no manifest: never a listed snapshot.
 
@@ -36,10 +39,12 @@ use super::metrics::Metrics;
 use crate::act::{Leadership, Mode, Pause, Pauses};
 use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::KubeClient;
+use crate::cluster::scratch::ScratchKind;
 use crate::errors::chain;
 use crate::policy::Policy;
 use crate::snapshot::Quiet;
 use crate::snapshot::manifest::Verified;
+use crate::snapshot::snapshotter::{announce, verdict_event};
 use crate::snapshot::{Manifest, SnapshotError, Snapshotter};
 
 /// The scheduler's handle on one job.
@@ -289,57 +294,72 @@ impl Runner {
     }
 
     /// Runs one restore test of the newest snapshot, through the same gate as snapshots,
-    /// writing the verdict into its manifest and counting and logging it. `Err` says why none
-    /// ran or what failed.
+    /// writing the verdict into its manifest, counting and logging it, and on a Kubernetes
+    /// target posting it as an Event ([`announce`]). `Err` says why none ran or what
+    /// failed.
     async fn verify(&self, why: &str) -> Result<Verified, String> {
         let name = &self.policy.name;
         let _in_flight = self.admit(why, "restore test").map_err(|(outcome, message)| {
             self.metrics.verification_run(name, outcome);
             message
         })?;
-        let failed = |reason: &str, message: String| {
-            tracing::error!(policy = %name, why, reason, error = %message, "restore test failed");
-            self.metrics.verification_failed(name, reason);
-            Err(message)
+        let started = Instant::now();
+        let (newest, verified) = match self.restore_test(why).await {
+            Ok(tested) => tested,
+            Err(None) => return Err("no snapshot to test".to_owned()),
+            // No verdict: the test could not run at all (no scratch, the store unreachable).
+            Err(Some((reason, message))) => {
+                tracing::error!(policy = %name, why, reason, error = %message, "restore test failed");
+                self.metrics.verification_failed(name, reason);
+                let note = format!("restore test failed ({reason}): {message}");
+                announce(&self.policy, &self.kube, "RestoreTestFailed", true, &note).await;
+                return Err(message);
+            }
         };
-        let Some(redis_server) = crate::snapshot::snapshotter::scratch_binary(&self.policy) else {
-            return failed(
-                "no_scratch",
-                "restore tests need a scratch instance, which the daemon starts only as a local \
-                 redis-server child: not available for a Kubernetes target yet"
-                    .to_owned(),
+        let (event, warning, note) = verdict_event(&newest, &verified);
+        if verified.ok && verified.reason.is_none() {
+            tracing::info!(
+                policy = %name, why, id = %newest.id, keys = verified.keys,
+                expected = newest.keys(), took = ?started.elapsed(),
+                "restore test passed: the snapshot loads"
             );
-        };
+            self.metrics.verification_passed(name, verified.at.timestamp());
+            announce(&self.policy, &self.kube, event, warning, &note).await;
+            Ok(verified)
+        } else {
+            let reason = verified.reason.as_deref().unwrap_or("unknown");
+            tracing::error!(policy = %name, why, reason, error = %note, "restore test failed");
+            self.metrics.verification_failed(name, reason);
+            announce(&self.policy, &self.kube, event, warning, &note).await;
+            Err(note)
+        }
+    }
+
+    /// The test of the newest snapshot, its verdict written into the manifest: the manifest
+    /// and the verdict; else why none was reached, `None` when there is no snapshot yet
+    /// (counted here), else the reason and message.
+    async fn restore_test(
+        &self,
+        why: &str,
+    ) -> Result<(Manifest, Verified), Option<(&'static str, String)>> {
+        let name = &self.policy.name;
+        let scratch = ScratchKind::for_policy(&self.policy, &self.kube)
+            .await
+            .map_err(|error| Some(("no_scratch", chain(&error))))?;
         let newest = match self.snapshotter.latest().await {
             Ok(newest) => newest,
             Err(SnapshotError::NotFound { .. }) => {
                 tracing::info!(policy = %name, why, "no snapshot to test yet");
                 self.metrics.verification_run(name, "no_snapshot");
-                return Err("no snapshot to test".to_owned());
+                return Err(None);
             }
-            Err(error) => return failed(error.category(), chain(&error)),
+            Err(error) => return Err(Some((error.category(), chain(&error)))),
         };
-        let started = Instant::now();
-        let verified = self.snapshotter.restore_test(&newest, &redis_server).await;
+        let verified = self.snapshotter.restore_test(&newest, &scratch).await;
         if let Err(error) = self.snapshotter.record_verified(&newest.id, verified.clone()).await {
             tracing::warn!(policy = %name, id = %newest.id, error = %chain(&error), "cannot write the restore test's verdict into the manifest");
         }
-        match (&verified.reason, &verified.why) {
-            (None, _) if verified.ok => {
-                tracing::info!(
-                    policy = %name, why, id = %newest.id, keys = verified.keys,
-                    expected = newest.keys(), took = ?started.elapsed(),
-                    "restore test passed: the snapshot loads"
-                );
-                self.metrics.verification_passed(name, verified.at.timestamp());
-                Ok(verified)
-            }
-            (reason, message) => {
-                let reason = reason.as_deref().unwrap_or("unknown");
-                let message = message.clone().unwrap_or_default();
-                failed(reason, format!("snapshot {}: {message}", newest.id))
-            }
-        }
+        Ok((newest, verified))
     }
 
     async fn take(&self) -> Result<Manifest, SnapshotError> {

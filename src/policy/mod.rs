@@ -365,6 +365,31 @@ pub struct Verify {
     /// Retention never deletes the newest `keep` snapshots whose last restore test passed,
     /// whatever its counts say; 0 adds nothing to them.
     pub keep: u32,
+    /// Where a `kubernetes` target's restore tests load the snapshot (`verify.verifier`);
+    /// local and endpoints targets start a scratch `redis-server` child instead.
+    pub verifier: Verifier,
+}
+
+/// `spec.snapshots.verify.verifier`: the StatefulSet (`deploy/base/verifier.yaml`, replicas 0)
+/// a restore test scales to one pod, loads and scales back to 0. Never a member of any fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verifier {
+    /// `None`: the daemon's own namespace (`POD_NAMESPACE`, else the Kubernetes client's).
+    pub namespace: Option<String>,
+    pub name: String,
+    /// The port its Redis listens on.
+    pub port: u16,
+}
+
+impl Verifier {
+    /// The StatefulSet `deploy/base` ships.
+    pub const DEFAULT_NAME: &str = "redis-autopilot-verifier";
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Self { namespace: None, name: Self::DEFAULT_NAME.to_owned(), port: 6379 }
+    }
 }
 
 /// `spec.snapshots.bootstrap`: the snapshot a brand-new (or wholly emptied) fleet's first

@@ -426,10 +426,26 @@ impl EncryptionSpec {
 pub struct VerifySpec {
     pub schedule: Option<String>,
     pub keep: Option<i64>,
+    #[serde(default, deserialize_with = "section")]
+    pub verifier: Option<VerifierSpec>,
 }
 
 impl VerifySpec {
-    pub const FIELDS: &[&str] = &["schedule", "keep"];
+    pub const FIELDS: &[&str] = &["schedule", "keep", "verifier"];
+}
+
+/// `spec.snapshots.verify.verifier`: the StatefulSet a restore test of a `kubernetes` target
+/// scales up and loads the snapshot into.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifierSpec {
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub port: Option<i64>,
+}
+
+impl VerifierSpec {
+    pub const FIELDS: &[&str] = &["namespace", "name", "port"];
 }
 
 /// `spec.snapshots.credentials`: where the destination's credentials are read (S3 keys, a
@@ -539,6 +555,7 @@ pub fn fields_at(path: &[Segment]) -> Option<&'static [&'static str]> {
         [Some("spec"), Some("snapshots")] => SnapshotsSpec::FIELDS,
         [Some("spec"), Some("snapshots"), Some("retention")] => RetentionSpec::FIELDS,
         [Some("spec"), Some("snapshots"), Some("verify")] => VerifySpec::FIELDS,
+        [Some("spec"), Some("snapshots"), Some("verify"), Some("verifier")] => VerifierSpec::FIELDS,
         [Some("spec"), Some("snapshots"), Some("credentials")] => {
             DestinationCredentialsSpec::FIELDS
         }
@@ -664,7 +681,7 @@ spec:
     deadline: x
     bootstrap: x
     encryption: {recipientsFile: x, identityFile: x, identityEnv: x}
-    verify: {schedule: x, keep: 1}
+    verify: {schedule: x, keep: 1, verifier: {namespace: x, name: x, port: 1}}
   alerts: [{alertname: x, action: evaluate}]
   paused: false
 "#;
@@ -706,10 +723,10 @@ spec:
             });
         assert!(parsed.is_ok(), "{:?}", parsed.err());
         assert!(unknown.is_empty(), "{unknown:?}");
-        // ...and every mapping in the document lists exactly its struct's fields (24 mappings:
+        // ...and every mapping in the document lists exactly its struct's fields (25 mappings:
         // scaleUp and scaleDown share a struct, as do auth and basicAuth).
         let map = SourceMap::parse(EVERY_FIELD, serde_saphyr::Options::default()).expect("YAML");
-        assert_eq!(check_fields(map.root(), &FieldPath::root()), 24);
+        assert_eq!(check_fields(map.root(), &FieldPath::root()), 25);
     }
 
     #[test]

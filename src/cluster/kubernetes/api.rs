@@ -51,11 +51,12 @@ impl std::fmt::Display for ApiCall {
 pub const GET_STATEFULSET: ApiCall = ApiCall::new("get", "apps", "statefulsets");
 /// Writes the master record (annotations) under a resourceVersion precondition.
 pub const PATCH_STATEFULSET: ApiCall = ApiCall::new("patch", "apps", "statefulsets");
-/// Reads the requested replica count.
+/// Reads the requested replica count (the fleet's; the verifier's before a restore test).
 pub const GET_SCALE: ApiCall = ApiCall::sub("get", "apps", "statefulsets", "scale");
-/// Sets the requested replica count.
+/// Sets the requested replica count (the fleet's; the verifier's 0 -> 1 -> 0 for a restore
+/// test, see [`super::verifier`]).
 pub const PATCH_SCALE: ApiCall = ApiCall::sub("patch", "apps", "statefulsets", "scale");
-/// The pod watcher's initial (and recovery) list.
+/// The pod watcher's initial (and recovery) list; the verifier's pod during a restore test.
 pub const LIST_PODS: ApiCall = ApiCall::new("list", "", "pods");
 /// The pod watcher's stream.
 pub const WATCH_PODS: ApiCall = ApiCall::new("watch", "", "pods");

@@ -3,7 +3,8 @@
 //! action and reason at most once per [`EventSink::new`]'s interval; the next one that goes
 //! out says how many were held back. A new master record starts afresh
 //! ([`EventSink::new_epoch`]): a failover right after the first master (or another failover)
-//! is news, not a repeat. Events are best effort: a failure to post one is logged (naming the
+//! is news, not a repeat; [`EventSink::emit_always`] posts what is news every time (a restore
+//! test's verdict). Events are best effort: a failure to post one is logged (naming the
 //! missing permission on a 403) and never fails the action it reports.
 
 use std::collections::HashMap;
@@ -94,6 +95,17 @@ impl EventSink {
         if held_back > 0 {
             note.push_str(&format!(" ({held_back} more like it held back)"));
         }
+        self.post(severity, action, reason, note).await;
+    }
+
+    /// Posts one Event now, never held back as a repeat and not counted against
+    /// [`EventSink::emit`]'s interval: for results that are news each time, however alike
+    /// (a restore test's verdict: one per firing of its own schedule, at least minutes apart).
+    pub async fn emit_always(&self, severity: Severity, action: &str, reason: &str, note: &str) {
+        self.post(severity, action, reason, note.to_owned()).await;
+    }
+
+    async fn post(&self, severity: Severity, action: &str, reason: &str, mut note: String) {
         if note.len() > NOTE_MAX {
             let mut end = NOTE_MAX - 3;
             while !note.is_char_boundary(end) {

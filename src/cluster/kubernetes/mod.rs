@@ -18,6 +18,7 @@
 //! - [`record`]: the master record in annotations.
 //! - [`events`]: rate-limited Events.
 //! - [`lease`]: the `coordination.k8s.io/v1` Lease elector.
+//! - [`verifier`]: the StatefulSet restore tests scale up, load and scale back to 0.
 
 pub mod api;
 pub mod client;
@@ -25,6 +26,7 @@ pub mod events;
 pub mod lease;
 pub mod pods;
 pub mod record;
+pub mod verifier;
 
 use std::time::{Duration, Instant};
 
@@ -276,6 +278,12 @@ impl Cluster for KubeCluster {
             note.push_str("...");
         }
         self.events.emit(Severity::Normal, "Decided", &event_reason, &note).await;
+    }
+
+    /// An Event posted at once, never held back as a repeat ([`EventSink::emit_always`]).
+    async fn announce(&self, action: &str, reason: &str, warning: bool, note: &str) {
+        let severity = if warning { Severity::Warning } else { Severity::Normal };
+        self.events.emit_always(severity, action, reason, note).await;
     }
 
     /// Pods with an address (current or last known), in ordinal order; an error while the pod

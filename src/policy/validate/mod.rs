@@ -182,6 +182,40 @@ fn check_spec(
         }
     }
 
+    // A verifier is where a StatefulSet's restore tests load: local and endpoints targets
+    // start a scratch redis-server child, and the fleet itself is never one (a test would
+    // scale it to one pod and load a snapshot over its data).
+    let verifier = spec.snapshots.as_ref().and_then(|s| s.verify.as_ref()?.verifier.as_ref());
+    if let Some(written) = verifier {
+        let at = path.key("snapshots").key("verify").key("verifier");
+        match (&target, &snapshots) {
+            (Some(Target::Kubernetes { namespace, stateful_set, .. }), Some(Some(snapshots))) => {
+                let chosen = snapshots.verify.as_ref().map(|v| &v.verifier);
+                if let Some(chosen) = chosen
+                    && chosen.namespace.as_ref() == Some(namespace)
+                    && chosen.name == *stateful_set
+                {
+                    let field = if written.name.is_some() { at.key("name") } else { at };
+                    c.bad(
+                        &field,
+                        format!(
+                            "names the target StatefulSet {namespace}/{stateful_set}: a restore \
+                             test would scale the fleet itself and load a snapshot over it; \
+                             name a StatefulSet of its own (deploy/base ships \
+                             redis-autopilot-verifier)"
+                        ),
+                    );
+                }
+            }
+            (Some(Target::Local { .. } | Target::Endpoints(_)), _) => c.unexpected(
+                &at,
+                "applies only to a `kubernetes` target: local and endpoints targets load a \
+                 restore test into a scratch redis-server the daemon starts",
+            ),
+            _ => {}
+        }
+    }
+
     // The local fleet starts its instances without TLS: the daemon could never connect.
     if let (Some(Target::Local { .. }), Some(_)) = (&target, &spec.tls) {
         c.unexpected(

@@ -5,14 +5,17 @@
 //! which the snapshot store opens as it is.
 
 use super::checker::{Checker, env_name, file_path};
+use super::target::{dns_label, dns_subdomain};
 use crate::policy::bounds;
 use crate::policy::source_map::FieldPath;
 use crate::policy::spec::{
-    DestinationCredentialsSpec, EncryptionSpec, RetentionSpec, SnapshotsSpec, VerifySpec,
+    DestinationCredentialsSpec, EncryptionSpec, RetentionSpec, SnapshotsSpec, VerifierSpec,
+    VerifySpec,
 };
 use crate::policy::{
     AzureCredentials, BeforeAction, Bootstrap, Compression, Destination, Encryption, Retention,
-    S3Credentials, SecretSource, SnapshotSource, Snapshots, Store, TransferLimits, Verify,
+    S3Credentials, SecretSource, SnapshotSource, Snapshots, Store, TransferLimits, Verifier,
+    Verify,
 };
 
 pub(super) fn check_snapshots(
@@ -177,7 +180,26 @@ fn check_verify(c: &mut Checker, spec: &VerifySpec, path: &FieldPath) -> Option<
     let schedule =
         check_schedule(c, spec.schedule.as_ref(), &path.key("schedule"), "restore tests");
     let keep = c.int(spec.keep, &path.key("keep"), Some(1_u32), 0, i64::from(u32::MAX));
-    Some(Verify { schedule: schedule?, keep: keep? })
+    let verifier = match &spec.verifier {
+        None => Some(Verifier::default()),
+        Some(verifier) => check_verifier(c, verifier, &path.key("verifier")),
+    };
+    Some(Verify { schedule: schedule?, keep: keep?, verifier: verifier? })
+}
+
+/// `verify.verifier`: a StatefulSet's namespace (default: the daemon's) and name, and its
+/// Redis port. Whether the target is one it applies to is the policy's check.
+fn check_verifier(c: &mut Checker, spec: &VerifierSpec, path: &FieldPath) -> Option<Verifier> {
+    let namespace = match &spec.namespace {
+        None => Some(None),
+        Some(ns) => c.check(dns_label(ns), &path.key("namespace")).map(|()| Some(ns.clone())),
+    };
+    let name = match &spec.name {
+        None => Some(Verifier::DEFAULT_NAME.to_owned()),
+        Some(name) => c.check(dns_subdomain(name), &path.key("name")).map(|()| name.clone()),
+    };
+    let port = c.int(spec.port, &path.key("port"), Some(6379_u16), 1, 65535);
+    Some(Verifier { namespace: namespace?, name: name?, port: port? })
 }
 
 /// The store a valid destination names, with the fields that apply to it. The fields were
@@ -683,6 +705,87 @@ mod tests {
         let verify =
             snapshots(text(", verify: {schedule: '0 30 4 * * 0', keep: 0}")).verify.expect("set");
         assert_eq!(verify.keep, 0);
+        assert_eq!(verify.verifier, crate::policy::Verifier::default());
+    }
+
+    /// `verify.verifier` on a StatefulSet target: the defaults (the daemon's namespace,
+    /// `redis-autopilot-verifier`, 6379), or what is written.
+    #[test]
+    fn a_verifier_defaults_to_the_one_deploy_ships() {
+        let text = |verifier: &str| {
+            format!(
+                "{HEAD}  target: {{kubernetes: {{namespace: cache, statefulSet: redis}}}}\n  \
+                 snapshots: {{schedule: '0 0 3 * * *', destination: 's3://b', verify: \
+                 {{schedule: '0 30 4 * * *'{verifier}}}}}\n"
+            )
+        };
+        let verifier = |t: String| {
+            let policy = load_policy_str("t.yaml", &t).expect("valid");
+            policy.snapshots.expect("set").verify.expect("set").verifier
+        };
+        let default = verifier(text(""));
+        assert_eq!(
+            (default.namespace, default.name.as_str(), default.port),
+            (None, "redis-autopilot-verifier", 6379)
+        );
+        let written = verifier(text(", verifier: {namespace: ops, name: proof, port: 7000}"));
+        assert_eq!(
+            (written.namespace.as_deref(), written.name.as_str(), written.port),
+            (Some("ops"), "proof", 7000)
+        );
+    }
+
+    /// A bad verifier is reported at its field: a name Kubernetes refuses, a port out of
+    /// range, the target StatefulSet itself, or a target that starts its own scratch.
+    #[rstest]
+    #[case::namespace(
+        "kubernetes: {namespace: cache, statefulSet: redis}",
+        "{namespace: Ops}",
+        "spec.snapshots.verify.verifier.namespace",
+        "DNS-1123 label"
+    )]
+    #[case::name(
+        "kubernetes: {namespace: cache, statefulSet: redis}",
+        "{name: 'a_b'}",
+        "spec.snapshots.verify.verifier.name",
+        "DNS-1123 subdomain"
+    )]
+    #[case::port(
+        "kubernetes: {namespace: cache, statefulSet: redis}",
+        "{port: 0}",
+        "spec.snapshots.verify.verifier.port",
+        "must be at least 1"
+    )]
+    #[case::the_fleet_itself(
+        "kubernetes: {namespace: cache, statefulSet: redis}",
+        "{namespace: cache, name: redis}",
+        "spec.snapshots.verify.verifier.name",
+        "names the target StatefulSet cache/redis"
+    )]
+    #[case::local_target(
+        "local: {basePort: 7000, dataDir: /tmp/d}",
+        "{name: proof}",
+        "spec.snapshots.verify.verifier",
+        "applies only to a `kubernetes` target"
+    )]
+    #[case::endpoints_target(
+        "endpoints: ['a:1']",
+        "{}",
+        "spec.snapshots.verify.verifier",
+        "applies only to a `kubernetes` target"
+    )]
+    fn a_bad_verifier_is_reported_at_its_field(
+        #[case] target: &str,
+        #[case] verifier: &str,
+        #[case] path: &str,
+        #[case] message: &str,
+    ) {
+        let text = format!(
+            "{HEAD}  target: {{{target}}}\n  snapshots: {{schedule: '0 0 3 * * *', destination: \
+             's3://b', verify: {{schedule: '0 30 4 * * *', verifier: {verifier}}}}}\n"
+        );
+        let problem = problem_at(&text, path);
+        assert!(problem.message.contains(message), "`{message}` not in {problem}");
     }
 
     /// `s3://KEY:SECRET@bucket` (and an endpoint with `user:password@`) is refused, and

@@ -121,7 +121,7 @@ pub(super) fn dns_label(name: &str) -> Result<(), String> {
 }
 
 /// A Kubernetes object name that must be a DNS-1123 subdomain: labels joined by dots.
-fn dns_subdomain(name: &str) -> Result<(), String> {
+pub(super) fn dns_subdomain(name: &str) -> Result<(), String> {
     if name.len() <= 253 && name.split('.').all(|label| dns_label(label).is_ok()) {
         Ok(())
     } else {

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use catalog::{Listing, MAX_MANIFEST_BYTES, Skipped};
 pub use into::{IntoOptions, IntoReport, SEED_PORT, claim_lease};
-pub use proof::scratch_binary;
+pub use proof::{announce, verdict_event};
 pub use restore::ExpandsPastManifest;
 
 use super::SnapshotError;

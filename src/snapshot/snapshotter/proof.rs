@@ -1,8 +1,11 @@
 //! Restore tests: prove a snapshot restores by loading it into a scratch instance
-//! ([`crate::cluster::local::Scratch`]) through the one-shot master ([`crate::snapshot::seed`]),
-//! the same path `restore --into` takes, then checking the scratch with
-//! [`crate::snapshot::proof`]: its key count against the manifest's, its sampled keys' types.
-//! The scratch is discarded however the test ends; nothing of the fleet is touched.
+//! ([`crate::cluster::scratch`]: a local `redis-server` child, or for a `kubernetes` target the
+//! verifier StatefulSet scaled to one pod) through the one-shot master
+//! ([`crate::snapshot::seed`]), the same path `restore --into` takes (on Kubernetes the seed
+//! listens at the daemon's `POD_IP`:9188 and the verifier's Redis connects to it), then
+//! checking the scratch with [`crate::snapshot::proof`]: its key count against the manifest's,
+//! its sampled keys' types. The scratch is discarded however the test ends (the verifier
+//! scaled back to 0); nothing of the fleet is touched.
 //!
 //! The verdict is written into the snapshot's manifest (`verified`), replacing it in one put:
 //! an atomic rename for `file://` (the local store stages the new file and renames it over the
@@ -16,8 +19,10 @@ use chrono::Utc;
 use object_store::{ObjectStoreExt as _, PutPayload};
 
 use super::Snapshotter;
-use crate::cluster::Member;
-use crate::cluster::local::Scratch;
+use crate::cluster::kubernetes::KubeClient;
+use crate::cluster::scratch::{ScratchInstance, ScratchKind};
+use crate::cluster::{AnyCluster, Cluster as _, Member};
+use crate::policy::{Policy, Target};
 use crate::snapshot::SnapshotError;
 use crate::snapshot::manifest::{Manifest, SampledKey, Verified};
 use crate::snapshot::proof::{self, Failure};
@@ -29,13 +34,21 @@ const STEP: Duration = Duration::from_secs(5);
 const SCRATCH: &str = "point the scratch at the seed";
 
 impl Snapshotter {
-    /// Loads `manifest`'s snapshot into a scratch `redis-server` (`redis_server`: a path or a
-    /// name on `PATH`) and checks it. Never fails: what went wrong is the verdict's `reason`
-    /// and `why`. Bounded by the policy's snapshot `deadline`.
-    pub async fn restore_test(&self, manifest: &Manifest, redis_server: &str) -> Verified {
+    /// Loads `manifest`'s snapshot into a scratch instance (`scratch`: a local `redis-server`
+    /// child, its binary's path or name given as text, or the verifier StatefulSet) and
+    /// checks it. Never fails: what went wrong is the
+    /// verdict's `reason` and `why`. Bounded by the policy's snapshot `deadline`; the scratch
+    /// is discarded (the verifier scaled back to 0) after that, however the test ended.
+    pub async fn restore_test(
+        &self,
+        manifest: &Manifest,
+        scratch: impl Into<ScratchKind>,
+    ) -> Verified {
+        let scratch = &scratch.into();
         let at = Utc::now();
         let deadline = self.config.limits.deadline;
-        let run = self.load_and_check(manifest, redis_server);
+        let mut started = None;
+        let run = self.load_and_check(manifest, scratch, &mut started);
         let (keys, result) = match tokio::time::timeout(deadline, run).await {
             Ok(outcome) => outcome,
             Err(_) => (
@@ -46,6 +59,10 @@ impl Snapshotter {
                 }),
             ),
         };
+        // Outside the deadline: a test that ran out of time still scales the verifier down.
+        if let Some(instance) = started {
+            instance.discard().await;
+        }
         match result {
             Ok(()) => Verified { at, keys, ok: true, reason: None, why: None },
             Err(Failure { reason, why }) => {
@@ -54,11 +71,13 @@ impl Snapshotter {
         }
     }
 
-    /// The keys loaded (when it loaded) and the verdict.
+    /// The keys loaded (when it loaded) and the verdict. The scratch, once started, is left
+    /// in `started` for the caller to discard.
     async fn load_and_check(
         &self,
         manifest: &Manifest,
-        redis_server: &str,
+        kind: &ScratchKind,
+        started: &mut Option<ScratchInstance>,
     ) -> (Option<u64>, Result<(), Failure>) {
         let failed = |error: &SnapshotError| Failure {
             reason: reason(error),
@@ -72,15 +91,17 @@ impl Snapshotter {
             Ok(header) => header,
             Err(error) => return (None, Err(failed(&error.into()))),
         };
-        // The scratch takes the policy's password (never its TLS: a local child listens plain).
+        // The scratch takes the policy's password, never its TLS: a local child listens
+        // plain, and so does the verifier deploy/ ships.
         let access = crate::sample::redis::Access { tls: None, ..self.access.clone() };
         let databases = manifest
             .keyspace
             .as_ref()
             .and_then(|dbs| dbs.keys().max())
             .map_or(0, |db| db.saturating_add(1));
-        let scratch = match Scratch::start(redis_server, &access, databases).await {
-            Ok(scratch) => scratch,
+        let deadline = self.config.limits.deadline;
+        let scratch = match kind.start(&access, databases, deadline).await {
+            Ok(scratch) => started.insert(scratch),
             Err(error) => {
                 return (
                     None,
@@ -93,13 +114,19 @@ impl Snapshotter {
                 .await
                 .map_err(|e| failed(&e.into()))?;
             seed::check_version(header, &server).map_err(|e| failed(&e.into()))?;
-            let limits =
-                Limits { step: STEP, total: self.config.limits.deadline, ..Limits::default() };
+            let limits = Limits { step: STEP, total: deadline, ..Limits::default() };
             let target = Member {
                 id: scratch.endpoint().id.clone(),
                 endpoint: scratch.endpoint().clone(),
                 ordinal: u16::MAX,
                 gone: None,
+            };
+            // A local child reaches a seed on loopback; the verifier's pod reaches the
+            // daemon's pod at POD_IP:9188, as a restore into the fleet does.
+            let listen = if scratch.in_cluster() {
+                super::into::seed_address(&target).map_err(|e| failed(&e))?
+            } else {
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
             };
             let point = |seed: Member| {
                 let (target, access) = (&target, &access);
@@ -109,7 +136,6 @@ impl Snapshotter {
                         .map_err(|source| SnapshotError::Cluster { action: SCRATCH, source })
                 }
             };
-            let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
             let loaded = self
                 .load_through_seed(&target, &access, listen, payload, limits, &super::Quiet, point)
                 .await
@@ -130,13 +156,12 @@ impl Snapshotter {
             let checked = async {
                 proof::check_keys(manifest, loaded.keys)?;
                 let sample = self.sampled_keys(manifest).await.map_err(|e| failed(&e))?;
-                let found = sample_types(&scratch, &access, &sample).await?;
+                let found = sample_types(scratch.endpoint(), &access, &sample).await?;
                 proof::check_sample(&sample, &found)
             };
             Ok::<_, Failure>((loaded.keys, checked.await))
         }
         .await;
-        scratch.discard().await;
         match result {
             Ok((keys, verdict)) => (Some(keys), verdict),
             Err(failure) => (None, Err(failure)),
@@ -169,14 +194,40 @@ impl Snapshotter {
     }
 }
 
-/// The `redis-server` a restore test of `policy` starts as its scratch instance: the local
-/// target's own, `redis-server` on `PATH` for an `endpoints` target; `None` for a Kubernetes
-/// target, where the daemon runs in a pod without one.
-pub fn scratch_binary(policy: &crate::policy::Policy) -> Option<String> {
-    match &policy.target {
-        crate::policy::Target::Local { redis_server, .. } => Some(redis_server.clone()),
-        crate::policy::Target::Endpoints(_) => Some("redis-server".to_owned()),
-        crate::policy::Target::Kubernetes { .. } => None,
+/// A restore test's verdict as an Event (`action` `RestoreTest`): its reason, whether it is a
+/// Warning, and its note with the numbers (keys loaded vs expected). One wording for the
+/// daemon's scheduled tests and `snapshot verify --restore`.
+pub fn verdict_event(manifest: &Manifest, verified: &Verified) -> (&'static str, bool, String) {
+    let show = |keys: Option<u64>| keys.map_or_else(|| "unknown".to_owned(), |k| k.to_string());
+    let counts = format!("{} keys loaded, {} expected", show(verified.keys), show(manifest.keys()));
+    if verified.ok {
+        let note = format!("snapshot {} restores: {counts}", manifest.id);
+        ("RestoreTestPassed", false, note)
+    } else {
+        let note = format!(
+            "snapshot {} failed its restore test ({}): {counts}: {}",
+            manifest.id,
+            verified.reason.as_deref().unwrap_or("unknown"),
+            verified.why.as_deref().unwrap_or_default()
+        );
+        ("RestoreTestFailed", true, note)
+    }
+}
+
+/// Posts a restore test's outcome on `policy`'s target through its backend
+/// ([`Cluster::announce`]): an Event on a StatefulSet, never held back as a repeat. Only a
+/// Kubernetes target has somewhere to post it (local and endpoints targets have the log
+/// line), so no other target is opened. Best effort: a target that cannot be opened now is
+/// logged.
+pub async fn announce(policy: &Policy, kube: &KubeClient, reason: &str, warning: bool, note: &str) {
+    if !matches!(policy.target, Target::Kubernetes { .. }) {
+        return;
+    }
+    match AnyCluster::attach(policy, kube).await {
+        Ok(cluster) => cluster.announce("RestoreTest", reason, warning, note).await,
+        Err(error) => {
+            tracing::warn!(policy = %policy.name, error = %crate::errors::chain(&error), "cannot post the restore test's verdict as an Event");
+        }
     }
 }
 
@@ -191,7 +242,7 @@ fn reason(error: &SnapshotError) -> &'static str {
 
 /// `TYPE` of every sampled key in the scratch (`none` when missing).
 async fn sample_types(
-    scratch: &Scratch,
+    scratch: &crate::sample::redis::Endpoint,
     access: &crate::sample::redis::Access,
     sample: &[SampledKey],
 ) -> Result<Vec<String>, Failure> {
@@ -203,7 +254,7 @@ async fn sample_types(
         why: format!("cannot read the sampled keys: {why}"),
     };
     let run = async {
-        let mut connection = crate::sample::redis::connect(scratch.endpoint(), access, STEP)
+        let mut connection = crate::sample::redis::connect(scratch, access, STEP)
             .await
             .map_err(|e| failed(e.to_string()))?;
         let mut found = Vec::with_capacity(sample.len());
