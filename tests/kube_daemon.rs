@@ -15,7 +15,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
@@ -23,14 +23,13 @@ use prometheus_parse::{Scrape, Value as Metric};
 use serde_json::{Value, json};
 
 use support::failover::{Checker, connect_at, info_field_at, wait_until};
-use support::free_port;
 use support::kube_fake::{KubeFake, assert_granted_by_roles, assert_listed};
-use support::pods::{DEADLINE, IPS, LEASE_NS, NS, Pods, ROLE_LABEL, SET, lease_name, read_log};
+use support::pods::{
+    DEADLINE, IPS, LEASE_NS, NS, Pods, PodsDaemon, ROLE_LABEL, SET, lease_name, read_log,
+};
 
 const POLICY: &str = "kube-e2e";
 /// Short leases, so a standby takes over within about a second.
-const LEASE_FLAGS: [&str; 6] =
-    ["--lease-duration", "1s", "--renew-deadline", "600ms", "--retry-period", "100ms"];
 const KEYS: usize = 1000;
 
 /// The pods (`support::pods`) with the policy every test here runs: three replicas, a fast
@@ -116,57 +115,8 @@ fn assert_granted(pods: &Pods) -> Vec<String> {
     kinds.into_iter().map(|(verb, group, resource)| format!("{verb} {group}/{resource}")).collect()
 }
 
-/// `redis-autopilot run` on the pods' policy, killed (SIGKILL) on drop.
-struct Daemon {
-    child: Option<Child>,
-    http: u16,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// Runs the binary with short leases, `extra` flags and `env` on top of an environment
-    /// with no identity (`POD_NAME`, `HOSTNAME`) and `POD_NAMESPACE` set as in deploy/;
-    /// stderr goes to `NAME.log` in the temp dir.
-    fn start(pods: &Pods, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let log = pods.dir.path().join(format!("{name}.log"));
-        let http = free_port();
-        let stderr = std::fs::File::create(&log).expect("daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
-            .arg("run")
-            .arg("--kubeconfig")
-            .arg(pods.kubeconfig())
-            .arg("--policies")
-            .arg(pods.policies())
-            .args(["--listen", &format!("127.0.0.1:{http}")])
-            .args(LEASE_FLAGS)
-            .args(extra)
-            .env_remove("POD_NAME")
-            .env_remove("HOSTNAME")
-            .env_remove("KUBECONFIG")
-            .env("POD_NAMESPACE", LEASE_NS)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn redis-autopilot");
-        Self { child: Some(child), http, log }
-    }
-
-    fn log(&self) -> String {
-        read_log(&self.log)
-    }
-
-    /// `kill -9`: no chance to release the Lease.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill the daemon");
-            child.wait().expect("reap the daemon");
-        }
-    }
-
+/// What the kube tests read from a running daemon.
+impl PodsDaemon {
     /// `redis_autopilot_samples_total` of the policy, summed over sources and outcomes: it
     /// grows by one per pod every sampling round. 0 while the daemon does not answer.
     fn samples(&self, runtime: &tokio::runtime::Runtime) -> f64 {
@@ -226,15 +176,6 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// Sum of the counts of `outcome` actions.
 fn count(actions: &[(String, String, f64)], outcome: &str) -> f64 {
     actions.iter().filter(|(_, o, _)| o == outcome).map(|(_, _, n)| n).sum()
@@ -245,7 +186,7 @@ fn the_daemon_takes_the_lease_bootstraps_fails_over_and_fences_a_statefulset() {
     let mut pods = start_pods();
     // The identity comes from --identity, not from the environment: the Lease and the
     // Events both carry it.
-    let daemon = Daemon::start(
+    let daemon = PodsDaemon::start(
         &pods,
         "autopilot-0",
         &["--identity", "autopilot-0"],
@@ -340,7 +281,7 @@ fn a_target_that_cannot_be_opened_at_start_is_tried_again_until_it_opens() {
     let pods = start_pods();
     let statefulset = format!("/namespaces/{NS}/statefulsets/{SET}");
     pods.fake.forbid(Method::GET, &statefulset);
-    let daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
+    let daemon = PodsDaemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
     let log = || daemon.log();
     wait_until(DEADLINE, "the daemon fails to open the target and says so", log, || {
         daemon.log().contains("cannot open the policy's target").then_some(())
@@ -370,7 +311,7 @@ fn a_target_that_cannot_be_opened_at_start_is_tried_again_until_it_opens() {
 #[test]
 fn failover_from_a_laptop_switches_over_while_the_daemon_runs() {
     let pods = start_pods();
-    let daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
+    let daemon = PodsDaemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
     let log = || daemon.log();
     let first = pods.wait_healthy(1, log);
     write_keys(&pods, first, 2);
@@ -514,7 +455,7 @@ impl RoleWriter {
 #[test]
 fn ten_switchovers_from_a_laptop_while_the_daemon_runs_lose_no_acknowledged_write() {
     let pods = start_pods();
-    let daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
+    let daemon = PodsDaemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
     let log = || daemon.log();
     let mut master = pods.wait_healthy(1, log);
     let checker = Checker::start_at(pods.addrs());
@@ -564,7 +505,7 @@ fn ten_switchovers_from_a_laptop_while_the_daemon_runs_lose_no_acknowledged_writ
 #[test]
 fn a_recorded_master_whose_pod_has_no_ip_is_failed_over_after_a_daemon_restart() {
     let mut pods = start_pods();
-    let mut daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
+    let mut daemon = PodsDaemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
     let master = pods.wait_healthy(1, || daemon.log());
     write_keys(&pods, master, 2);
     daemon.kill();
@@ -574,7 +515,7 @@ fn a_recorded_master_whose_pod_has_no_ip_is_failed_over_after_a_daemon_restart()
     let mut pod = pods.fake.pod(NS, &name);
     pod["status"] = json!({"phase": "Pending"});
     pods.fake.put_pod(NS, pod);
-    let daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
+    let daemon = PodsDaemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
     let log = || daemon.log();
     let new = pods.wait_healthy(2, log);
     assert_ne!(new, master);
@@ -586,9 +527,11 @@ fn a_recorded_master_whose_pod_has_no_ip_is_failed_over_after_a_daemon_restart()
 fn only_the_lease_holder_acts_and_the_standby_fails_over_when_it_dies_with_the_master() {
     let mut pods = start_pods();
     let names = ["autopilot-a", "autopilot-b"];
-    let mut daemons: Vec<Daemon> =
-        names.iter().map(|name| Daemon::start(&pods, name, &[], &[("POD_NAME", name)])).collect();
-    let logs: Vec<PathBuf> = daemons.iter().map(|d| d.log.clone()).collect();
+    let mut daemons: Vec<PodsDaemon> = names
+        .iter()
+        .map(|name| PodsDaemon::start(&pods, name, &[], &[("POD_NAME", name)]))
+        .collect();
+    let logs: Vec<PathBuf> = daemons.iter().map(|d| d.log_path.clone()).collect();
     let log = || logs.iter().map(|path| read_log(path)).collect::<Vec<_>>().join("\n");
     let leader_name = wait_until(DEADLINE, "a daemon holds the Lease", log, || pods.holder(POLICY));
     let leader = names.iter().position(|n| *n == leader_name).expect("a daemon's identity");
@@ -697,7 +640,7 @@ fn restore_into_a_statefulset_from_the_daemons_pod_while_it_runs() {
             backups.path().display()
         )
     });
-    let daemon = Daemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
+    let daemon = PodsDaemon::start(&pods, "autopilot-0", &["--identity", "autopilot-0"], &[]);
     let log = || daemon.log();
     let first = pods.wait_healthy(1, log);
     write_keys(&pods, first, 2);

@@ -22,8 +22,8 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 
 use support::failover::wait_until;
 use support::kube_fake::{KubeFake, assert_granted_by_roles, assert_listed, running_pod};
-use support::pods::{IPS, LEASE_NS, NS, Pods, SET, read_log};
+use support::pods::{IPS, LEASE_NS, NS, Pods, PodsDaemon, SET};
 use support::{Redis, free_port};
 
 const POLICY: &str = "kube-verify";
@@ -164,59 +164,10 @@ fn verifier_listening(port: u16) -> bool {
     .is_ok()
 }
 
-/// `redis-autopilot run` on the pods' policy with `POD_IP` = `pod_ip`, killed on drop.
-struct Daemon {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(pods: &Pods, pod_ip: &str) -> Self {
-        let log = pods.dir.path().join("autopilot.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
-            .arg("run")
-            .arg("--kubeconfig")
-            .arg(pods.kubeconfig())
-            .arg("--policies")
-            .arg(pods.policies())
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--identity", "autopilot-0"])
-            .args([
-                "--lease-duration",
-                "1s",
-                "--renew-deadline",
-                "600ms",
-                "--retry-period",
-                "100ms",
-            ])
-            .env_remove("POD_NAME")
-            .env_remove("HOSTNAME")
-            .env_remove("KUBECONFIG")
-            // The verifier's namespace defaults to the daemon's own.
-            .env("POD_NAMESPACE", LEASE_NS)
-            .env("POD_IP", pod_ip)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("daemon log"))
-            .spawn()
-            .expect("spawn redis-autopilot");
-        Self { child: Some(child), log }
-    }
-
-    fn log(&self) -> String {
-        read_log(&self.log)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// `redis-autopilot run` on the pods' policy with `POD_IP` = `pod_ip`, killed on drop. The
+/// verifier's namespace defaults to the daemon's own (`POD_NAMESPACE`).
+fn start_daemon(pods: &Pods, pod_ip: &str) -> PodsDaemon {
+    PodsDaemon::start(pods, "autopilot", &["--identity", "autopilot-0"], &[("POD_IP", pod_ip)])
 }
 
 /// `KEYS` keys `k{from}`.. `k{to - 1}` on the master, acknowledged by both replicas.
@@ -327,7 +278,7 @@ fn a_scheduled_restore_test_of_a_statefulset_passes_in_the_verifier_and_leaves_t
     let verifier = "port: PORT";
     let case = start_case(verifier);
     let pods = &case.pods;
-    let daemon = Daemon::start(pods, "127.0.0.11");
+    let daemon = start_daemon(pods, "127.0.0.11");
     let log = || daemon.log();
     let (stop, started) = (AtomicBool::new(false), Mutex::new(Vec::new()));
     std::thread::scope(|scope| {
@@ -415,7 +366,7 @@ fn a_snapshot_of_a_statefulset_replaced_by_another_valid_rdb_fails_its_restore_t
     let verifier = "namespace: redis-autopilot, name: redis-autopilot-verifier, port: PORT";
     let case = start_case(verifier);
     let pods = &case.pods;
-    let daemon = Daemon::start(pods, "127.0.0.12");
+    let daemon = start_daemon(pods, "127.0.0.12");
     let log = || daemon.log();
     let (stop, started) = (AtomicBool::new(false), Mutex::new(Vec::new()));
     std::thread::scope(|scope| {

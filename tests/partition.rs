@@ -25,16 +25,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use support::failover::{Checker, connect_at, info_field_at, wait_until};
-use support::pods::{DEADLINE, IPS, LEASE_NS, NS, Pods, SET, read_log};
-use support::{free_port, require};
+use support::pods::{DEADLINE, IPS, NS, Pods, PodsDaemon, SET};
+use support::require;
 
 const POLICY: &str = "partition-e2e";
 /// The user the daemon runs as: the iptables rule matches its packets only.
@@ -170,65 +170,16 @@ fn fenced(pods: &Pods) -> bool {
 }
 
 /// `redis-autopilot run` as `nobody` on the pods' policy, killed on drop.
-struct Daemon {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(pods: &Pods) -> Self {
-        let log = pods.dir.path().join("daemon.log");
-        let stderr = std::fs::File::create(&log).expect("daemon log");
-        let child = Command::new("setpriv")
-            .args([
-                &format!("--reuid={DAEMON_USER}"),
-                &format!("--regid={DAEMON_GROUP}"),
-                "--clear-groups",
-                "--",
-                env!("CARGO_BIN_EXE_redis-autopilot"),
-            ])
-            .arg("run")
-            .arg("--kubeconfig")
-            .arg(pods.kubeconfig())
-            .arg("--policies")
-            .arg(pods.policies())
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--identity", "autopilot-0"])
-            .args([
-                "--lease-duration",
-                "1s",
-                "--renew-deadline",
-                "600ms",
-                "--retry-period",
-                "100ms",
-            ])
-            .args(["--max-actions-per-hour", "1000"])
-            .env_remove("POD_NAME")
-            .env_remove("KUBECONFIG")
-            .env("HOME", pods.dir.path())
-            .env("POD_NAMESPACE", LEASE_NS)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn setpriv redis-autopilot");
-        Self { child: Some(child), log }
-    }
-
-    fn log(&self) -> String {
-        read_log(&self.log)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+fn start_daemon(pods: &Pods) -> PodsDaemon {
+    let (user, group) = (format!("--reuid={DAEMON_USER}"), format!("--regid={DAEMON_GROUP}"));
+    let home = pods.dir.path().display().to_string();
+    PodsDaemon::start_as(
+        pods,
+        "daemon",
+        &["setpriv", &user, &group, "--clear-groups", "--"],
+        &["--identity", "autopilot-0", "--max-actions-per-hour", "1000"],
+        &[("HOME", &home)],
+    )
 }
 
 /// One acknowledged write: its number, the pod that acknowledged it, and when.
@@ -368,13 +319,13 @@ fn a_master_cut_off_from_the_daemon_only_is_failed_over_and_the_guard_bounds_the
     require_root_and_iptables();
     let started = Instant::now();
     let pods = start_pods();
-    let daemon = Daemon::start(&pods);
+    let daemon = start_daemon(&pods);
     let log = || daemon.log();
     let mut master = pods.wait_healthy(1, log);
     let mut rounds = Vec::new();
     for round in 0..ROUNDS {
         // Each round fails over once: round r starts at epoch r + 1.
-        rounds.push(partition_round(&pods, &daemon.log, round, master, round + 1, log));
+        rounds.push(partition_round(&pods, &daemon.log_path, round, master, round + 1, log));
         master = pods.record().expect("a record").0;
     }
     let total = |f: fn(&Round) -> usize| rounds.iter().map(f).sum::<usize>();

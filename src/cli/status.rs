@@ -242,9 +242,17 @@ async fn ask_daemon(url: &str, policy: &str) -> Daemon {
             if daemon.view.is_none() {
                 daemon.error = Some(format!("the daemon at {url} does not run policy {policy}"));
             }
-            let decisions = decisions.unwrap_or_default();
-            daemon.last_scale = last_applied(&decisions, "scale");
-            daemon.last_failover = last_applied(&decisions, "failover");
+            match decisions {
+                Ok(decisions) => {
+                    daemon.last_scale = last_applied(&decisions, "scale");
+                    daemon.last_failover = last_applied(&decisions, "failover");
+                }
+                // Not "none": the last actions are unknown, and the page says so.
+                Err(error) => {
+                    let why = crate::errors::chain(&error.without_url());
+                    daemon.error = Some(format!("cannot read its decisions: {why}"));
+                }
+            }
         }
         (Err(error), _) => daemon.error = Some(crate::errors::chain(&error.without_url())),
     }
@@ -321,9 +329,15 @@ impl Report {
             Some(a) => format!("{} {}: {}", a.time, a.what, one_line(&a.reason)),
             None => "none the daemon remembers".to_owned(),
         };
-        if self.daemon.view.is_some() {
-            let _ = writeln!(out, "Last scale: {}", last(&self.daemon.last_scale));
-            let _ = writeln!(out, "Last failover: {}", last(&self.daemon.last_failover));
+        match (&self.daemon.view, &self.daemon.error) {
+            (Some(_), None) => {
+                let _ = writeln!(out, "Last scale: {}", last(&self.daemon.last_scale));
+                let _ = writeln!(out, "Last failover: {}", last(&self.daemon.last_failover));
+            }
+            (Some(_), Some(error)) => {
+                let _ = writeln!(out, "Last scale and failover: unknown ({})", one_line(error));
+            }
+            (None, _) => {}
         }
         match (&self.last_snapshot, &self.snapshots_note) {
             (Some(s), _) => {

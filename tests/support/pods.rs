@@ -223,3 +223,90 @@ pub fn read_log(path: &std::path::Path) -> String {
 pub fn lease_name(policy: &str) -> String {
     format!("{LEASE_PREFIX}-{policy}")
 }
+
+/// The daemon tests' short leases: a standby takes over within about a second.
+pub const LEASE_FLAGS: [&str; 6] =
+    ["--lease-duration", "1s", "--renew-deadline", "600ms", "--retry-period", "100ms"];
+
+/// `redis-autopilot run` on the pods' kubeconfig and policy directory, with short leases, in
+/// an environment with no identity (`POD_NAME`, `HOSTNAME`) and `POD_NAMESPACE` set as in
+/// deploy/; its stderr goes to `NAME.log` in the pods' temp dir. Killed on drop.
+pub struct PodsDaemon {
+    child: Option<std::process::Child>,
+    /// Its `--listen` port.
+    pub http: u16,
+    pub log_path: PathBuf,
+}
+
+impl PodsDaemon {
+    /// Runs the daemon with `extra` flags and `env` on top of that environment.
+    pub fn start(pods: &Pods, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_as(pods, name, &[], extra, env)
+    }
+
+    /// [`PodsDaemon::start`] under `wrapper` (a command and its arguments, ending with `--`,
+    /// which runs the binary: `setpriv ... --` to run it as another user).
+    pub fn start_as(
+        pods: &Pods,
+        name: &str,
+        wrapper: &[&str],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let binary = env!("CARGO_BIN_EXE_redis-autopilot");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = std::process::Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => std::process::Command::new(binary),
+        };
+        let log_path = pods.dir.path().join(format!("{name}.log"));
+        let http = super::free_port();
+        let stderr = std::fs::File::create(&log_path).expect("daemon log");
+        let child = command
+            .arg("run")
+            .arg("--kubeconfig")
+            .arg(pods.kubeconfig())
+            .arg("--policies")
+            .arg(pods.policies())
+            .args(["--listen", &format!("127.0.0.1:{http}")])
+            .args(LEASE_FLAGS)
+            .args(extra)
+            .env_remove("POD_NAME")
+            .env_remove("HOSTNAME")
+            .env_remove("KUBECONFIG")
+            .env("POD_NAMESPACE", LEASE_NS)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn redis-autopilot");
+        Self { child: Some(child), http, log_path }
+    }
+
+    pub fn log(&self) -> String {
+        read_log(&self.log_path)
+    }
+
+    /// `kill -9`: no chance to release a Lease.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill the daemon");
+            child.wait().expect("reap the daemon");
+        }
+    }
+}
+
+impl Drop for PodsDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
