@@ -382,19 +382,7 @@ fn a_snapshot_of_a_statefulset_replaced_by_another_valid_rdb_fails_its_restore_t
         let id = real["id"].as_str().expect("id").to_owned();
         assert_ne!(other["id"], real["id"]);
         let folder = case.backups.path().join(POLICY);
-        let other_object = folder.join(other["object"].as_str().expect("object"));
-        std::fs::copy(&other_object, folder.join(real["object"].as_str().expect("object")))
-            .expect("replace the object");
-        let manifest_path = folder.join(format!("{id}.json"));
-        let mut manifest = read_json(&manifest_path);
-        for field in ["rawBytes", "storedBytes", "sha256", "crc64", "rdbVersion"] {
-            manifest[field] = other[field].clone();
-        }
-        std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).expect("JSON"))
-            .expect("write the manifest");
-        std::fs::remove_file(&other_object).expect("remove");
-        std::fs::remove_file(folder.join(format!("{}.json", other["id"].as_str().expect("id"))))
-            .expect("remove");
+        support::seed::replace_object_with_another_valid_rdb(&folder, &real, &other);
         let before = fleet(pods);
 
         schedule_restore_test_soon(&case, verifier);

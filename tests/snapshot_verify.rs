@@ -197,18 +197,7 @@ fn a_snapshot_replaced_by_another_valid_rdb_fails_on_its_key_count() {
     let real = snapshot_now(&big_file);
     let folder = backups.join("cache");
     let id = real["id"].as_str().expect("id").to_owned();
-    let other_object = folder.join(other["object"].as_str().expect("object"));
-    std::fs::copy(&other_object, folder.join(real["object"].as_str().expect("object")))
-        .expect("replace the object");
-    let manifest_path = folder.join(format!("{id}.json"));
-    let mut manifest = read_json(&manifest_path);
-    for field in ["rawBytes", "storedBytes", "sha256", "crc64", "rdbVersion"] {
-        manifest[field] = other[field].clone();
-    }
-    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).expect("write");
-    std::fs::remove_file(&other_object).expect("remove");
-    std::fs::remove_file(folder.join(format!("{}.json", other["id"].as_str().unwrap())))
-        .expect("remove");
+    support::seed::replace_object_with_another_valid_rdb(&folder, &real, &other);
     // Every check of the object passes: only a restore test can tell.
     let (ok, _, err) = cli(&["snapshot", "verify", "--policy", big_file.to_str().unwrap(), &id]);
     assert!(ok, "the tampered snapshot's checksums hold: {err}");
@@ -232,7 +221,7 @@ fn a_snapshot_replaced_by_another_valid_rdb_fails_on_its_key_count() {
     );
     assert_eq!(by_reason, Some(1.0), "{}", daemon.log());
     assert_eq!(verifications(&daemon, "ok"), Some(0.0));
-    let manifest = read_json(&manifest_path);
+    let manifest = read_json(&folder.join(format!("{id}.json")));
     let verified = &manifest["verified"];
     assert_eq!(verified["ok"], false, "{manifest:#}");
     assert_eq!(verified["reason"], "key_count", "{manifest:#}");

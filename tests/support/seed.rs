@@ -38,3 +38,29 @@ pub async fn seed_into(
     target.cli(&["REPLICAOF", "NO", "ONE"]);
     (sent, loaded)
 }
+
+/// Makes snapshot `real` (a manifest as `snapshot now --output json` prints it, in `folder`)
+/// hold `other`'s RDB instead, a valid RDB of another dataset, with `real`'s manifest patched
+/// to match it (sizes, sha256, CRC64, RDB version), so that every check of the object passes
+/// and only a restore test can tell; `other` itself is removed.
+pub fn replace_object_with_another_valid_rdb(
+    folder: &std::path::Path,
+    real: &serde_json::Value,
+    other: &serde_json::Value,
+) {
+    let object = |manifest: &serde_json::Value| {
+        folder.join(manifest["object"].as_str().expect("the manifest names its object"))
+    };
+    let id = |manifest: &serde_json::Value| manifest["id"].as_str().expect("id").to_owned();
+    std::fs::copy(object(other), object(real)).expect("replace the object");
+    let manifest_path = folder.join(format!("{}.json", id(real)));
+    let text = std::fs::read_to_string(&manifest_path).expect("read the manifest");
+    let mut manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest JSON");
+    for field in ["rawBytes", "storedBytes", "sha256", "crc64", "rdbVersion"] {
+        manifest[field] = other[field].clone();
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).expect("JSON"))
+        .expect("write the manifest");
+    std::fs::remove_file(object(other)).expect("remove the other object");
+    std::fs::remove_file(folder.join(format!("{}.json", id(other)))).expect("remove its manifest");
+}
