@@ -26,6 +26,7 @@ use support::failover::{Checker, connect_at, info_field_at, wait_until};
 use support::kube_fake::{KubeFake, assert_granted_by_roles, assert_listed};
 use support::pods::{
     DEADLINE, IPS, LEASE_NS, NS, Pods, PodsDaemon, ROLE_LABEL, SET, lease_name, read_log,
+    three_pod_policy,
 };
 
 const POLICY: &str = "kube-e2e";
@@ -40,33 +41,7 @@ fn start_pods() -> Pods {
 
 /// The policy [`start_pods`] runs, for pods on `port`.
 fn policy(port: u16) -> String {
-    format!(
-        "\
-apiVersion: autopilot.redis.io/v1alpha1
-kind: RedisPolicy
-metadata:
-  name: {POLICY}
-spec:
-  target:
-    kubernetes: {{namespace: {NS}, statefulSet: {SET}, port: {port}}}
-  sampling:
-    interval: 1s
-    timeout: 500ms
-  scaling:
-    minReplicas: 3
-    maxReplicas: 3
-    metrics:
-      - redis: instantaneous_ops_per_sec
-        target: 1000000
-  health:
-    downAfter: 2s
-    confirmWithReplicas: true
-    probeInterval: 100ms
-    probeTimeout: 300ms
-    minReplicasToWrite: 1
-    minReplicasMaxLag: 10s
-"
-    )
+    three_pod_policy(POLICY, port, "")
 }
 
 /// `KEYS` keys on the master, acknowledged by `replicas` replicas before returning.

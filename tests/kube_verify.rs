@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 
 use support::failover::wait_until;
 use support::kube_fake::{KubeFake, assert_granted_by_roles, assert_listed, running_pod};
-use support::pods::{IPS, LEASE_NS, NS, Pods, PodsDaemon, SET};
+use support::pods::{IPS, LEASE_NS, Pods, PodsDaemon, SET, three_pod_policy};
 use support::{Redis, free_port};
 
 const POLICY: &str = "kube-verify";
@@ -48,31 +48,8 @@ const VERDICT_DEADLINE: Duration = Duration::from_secs(120);
 /// far ahead: the test takes them with `snapshot now`), restore tests on `verify` into the
 /// verifier `verifier` names (the fields inside `verifier: {...}`).
 fn policy(port: u16, backups: &Path, verify: &str, verifier: &str) -> String {
-    format!(
-        "\
-apiVersion: autopilot.redis.io/v1alpha1
-kind: RedisPolicy
-metadata:
-  name: {POLICY}
-spec:
-  target:
-    kubernetes: {{namespace: {NS}, statefulSet: {SET}, port: {port}}}
-  sampling:
-    interval: 1s
-    timeout: 500ms
-  scaling:
-    minReplicas: 3
-    maxReplicas: 3
-    metrics:
-      - redis: instantaneous_ops_per_sec
-        target: 1000000
-  health:
-    downAfter: 2s
-    probeInterval: 100ms
-    probeTimeout: 300ms
-    minReplicasToWrite: 1
-    minReplicasMaxLag: 10s
-  snapshots:
+    let snapshots = format!(
+        "  snapshots:
     schedule: '0 0 3 * * *'
     destination: 'file://{}'
     source: replicaOrMaster
@@ -80,7 +57,8 @@ spec:
     verify: {{schedule: '{verify}', verifier: {{{verifier}}}}}
 ",
         backups.display()
-    )
+    );
+    three_pod_policy(POLICY, port, &snapshots)
 }
 
 /// A cron line firing once a day, `after` from now (UTC): restore tests may fire at most every

@@ -310,3 +310,37 @@ impl Drop for PodsDaemon {
         }
     }
 }
+
+/// A policy `name` on the pods' StatefulSet (pods on `port`): three instances held there, a
+/// 1 s sampling round, a fast probe (100 ms, a 2 s `downAfter`, replicas asked), the write
+/// guard as `deploy/examples/redis` sets it; `more` (whole sections, indented under `spec:`)
+/// is appended.
+pub fn three_pod_policy(name: &str, port: u16, more: &str) -> String {
+    format!(
+        "\
+apiVersion: autopilot.redis.io/v1alpha1
+kind: RedisPolicy
+metadata:
+  name: {name}
+spec:
+  target:
+    kubernetes: {{namespace: {NS}, statefulSet: {SET}, port: {port}}}
+  sampling:
+    interval: 1s
+    timeout: 500ms
+  scaling:
+    minReplicas: 3
+    maxReplicas: 3
+    metrics:
+      - redis: instantaneous_ops_per_sec
+        target: 1000000
+  health:
+    downAfter: 2s
+    confirmWithReplicas: true
+    probeInterval: 100ms
+    probeTimeout: 300ms
+    minReplicasToWrite: 1
+    minReplicasMaxLag: 10s
+{more}"
+    )
+}
