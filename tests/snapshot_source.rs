@@ -288,6 +288,7 @@ async fn a_trickling_source_fails_on_the_floor_or_the_deadline_and_frees_the_gat
         Mode::Apply,
         Pauses::default(),
         Arc::new(Metrics::new()),
+        Default::default(),
         Arc::new(KubeClient::new(ClientOptions::default())),
     )
     .await

@@ -9,11 +9,12 @@ use crate::act::{Mode, RateLimit};
 use crate::cluster::kubernetes::lease::LeaseConfig;
 use crate::daemon::leader::LeaseSettings;
 use crate::daemon::policy_loop::Shared;
-use crate::daemon::supervisor::{RunConfig, run as run_daemon};
+use crate::daemon::supervisor::{ResourceScope, RunConfig, run as run_daemon};
 use crate::daemon::{HttpLimits, WebhookAccess};
 use crate::policy::SecretSource;
 
-/// Runs the daemon: one loop per policy in PATH (sample -> decide -> act on each policy's
+/// Runs the daemon: one loop per policy in PATH and, with --resources, per RedisPolicy
+/// object (sample -> decide -> act on each policy's
 /// sampling interval), HTTP on --listen (/healthz, /readyz, /metrics, /v1/decisions,
 /// POST /v1/alerts). Reloads policies on SIGHUP and when a file changes; an invalid edit is
 /// rejected with check's diagnostics and the running version stays. SIGTERM or SIGINT stops
@@ -24,8 +25,21 @@ use crate::policy::SecretSource;
 pub struct Args {
     /// A directory of policy files (*.yaml, *.yml; searched recursively), or one policy file.
     /// `--policy`, as the other commands spell it, is the same flag.
-    #[arg(long, visible_alias = "policy", value_name = "PATH")]
-    policies: PathBuf,
+    #[arg(long, visible_alias = "policy", value_name = "PATH", required_unless_present = "resources")]
+    policies: Option<PathBuf>,
+    /// Also run the RedisPolicy objects of the API server (the CRD, deploy/base/crd.yaml), in
+    /// --resources-namespace or in every namespace. Each object's status says what the
+    /// daemon makes of it; an invalid one is never run, and its previous valid spec keeps
+    /// running.
+    #[arg(long)]
+    resources: bool,
+    /// The namespace whose RedisPolicy objects run [default: $POD_NAMESPACE, else the
+    /// client's namespace].
+    #[arg(long, value_name = "NS", requires = "resources", conflicts_with = "all_namespaces")]
+    resources_namespace: Option<String>,
+    /// Run the RedisPolicy objects of every namespace (a ClusterRole, deploy/cluster-wide).
+    #[arg(long, requires = "resources")]
+    all_namespaces: bool,
     /// Decide and report every action (logs, metrics, /v1/decisions) without performing it.
     #[arg(long, conflicts_with = "paused")]
     dry_run: bool,
@@ -138,8 +152,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         read_timeout: args.http_read_timeout,
         ..HttpLimits::default()
     };
+    let resources = match (args.resources, args.all_namespaces) {
+        (false, _) => None,
+        (true, true) => Some(ResourceScope::AllNamespaces),
+        (true, false) => Some(ResourceScope::Namespace(args.resources_namespace)),
+    };
     let config = RunConfig {
         policies: args.policies,
+        resources,
         mode,
         listen: args.listen,
         rate_limit: RateLimit { max: args.max_actions_per_hour, window: Duration::from_secs(3600) },

@@ -7,7 +7,10 @@
 //! - [`master_watch`]: an idle connection to the recorded master, so its death triggers a
 //!   health probe at once.
 //! - [`leader`]: the Lease election that decides whether this daemon acts on StatefulSets.
-//! - [`policies`]: the policy directory, loaded at start and reloaded on change.
+//! - [`policies`]: the policies of a directory and of RedisPolicy objects, loaded at start
+//!   and reloaded on change.
+//! - [`resources`]: RedisPolicy objects as a policy source, and the writer of their status.
+//! - [`report`]: what each policy's loop last saw and did, for its status.
 //! - [`snapshots`]: each policy's snapshot schedule, at most one transfer in flight per policy.
 //! - [`metrics`]: every Prometheus metric, in one explicit registry.
 //! - [`requests`]: what code beside the daemon may ask of it (a snapshot now, a pause).
@@ -20,7 +23,9 @@ pub mod master_watch;
 pub mod metrics;
 pub mod policies;
 pub mod policy_loop;
+pub mod report;
 pub mod requests;
+pub mod resources;
 pub mod snapshots;
 pub mod status;
 pub mod supervisor;

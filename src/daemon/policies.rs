@@ -19,21 +19,113 @@ use crate::policy::overlap::refusal;
 use crate::policy::{Diagnostic, Loaded, Policy, load_policy_str_checked};
 use crate::policy_files::{list_policy_files, read_policy_text};
 
-/// What a reload changed, one entry per affected file.
+/// Where policies come from: a directory of files ([`Directory`]), or the RedisPolicy
+/// objects of the API server ([`super::resources::Resources`]). Each policy text has a key
+/// (its path, or `redispolicy NS/NAME`) that names it in every diagnostic.
+pub trait PolicySource: Send {
+    /// Every policy text now, by key, or why the source cannot be listed (nothing is then
+    /// removed: a failed read is not a deletion).
+    fn list(&mut self) -> Result<Vec<(String, Read)>, Vec<Diagnostic>>;
+    /// Whether `key`, missing from a listing, is positively gone rather than unlisted for a
+    /// moment.
+    fn is_gone(&self, key: &str) -> bool;
+    /// Loads one text. Files keep their positions; a resource's text is ours, so its
+    /// problems name fields only.
+    fn load(&self, key: &str, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
+        load_policy_str_checked(key, text)
+    }
+    /// The same, for a problem found beside the loader (a conflict).
+    fn present(&self, diagnostic: Diagnostic) -> Diagnostic {
+        diagnostic
+    }
+    /// Whether a problem found when the daemon starts fails the start. A policy directory is
+    /// the operator's own deployment, checked before it ships; resources are anyone's, and
+    /// one invalid object must not keep the daemon from running the others.
+    fn fatal_at_start(&self) -> bool;
+    /// The problem of a source with nothing in it when the daemon starts, if that is one.
+    fn empty_at_start(&self) -> Option<Diagnostic> {
+        None
+    }
+}
+
+/// One listed entry of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Read {
+    Text(String),
+    /// Gone between the listing and the read: the next check for gone keys removes it.
+    Vanished,
+    /// There, but no policy text can be had from it now (cannot be read, too large, not
+    /// UTF-8): its running version stays.
+    Unreadable(Vec<Diagnostic>),
+}
+
+/// A directory of policy files (`run --policies`), or a single file.
+#[derive(Debug)]
+pub struct Directory {
+    path: PathBuf,
+}
+
+impl Directory {
+    pub fn new(path: &Path) -> Self {
+        Self { path: path.to_owned() }
+    }
+}
+
+impl PolicySource for Directory {
+    fn list(&mut self) -> Result<Vec<(String, Read)>, Vec<Diagnostic>> {
+        let paths = list_policy_files(&self.path)?;
+        Ok(paths
+            .into_iter()
+            .map(|path| {
+                let name = path.display().to_string();
+                let read = match read_policy_text(&path) {
+                    Ok(Ok(text)) => Read::Text(text),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Read::Vanished,
+                    // Unreadable now (too many open files, permissions).
+                    Err(e) => Read::Unreadable(vec![Diagnostic::whole_file(
+                        &name,
+                        &format!("cannot read: {e}"),
+                    )]),
+                    // Not text a policy can be (too large, not UTF-8).
+                    Ok(Err(diagnostics)) => Read::Unreadable(diagnostics),
+                };
+                (name, read)
+            })
+            .collect())
+    }
+
+    /// `stat` says `NotFound` (a dangling symlink too, as when a ConfigMap drops a key). Any
+    /// other answer keeps the policy running.
+    fn is_gone(&self, key: &str) -> bool {
+        std::fs::metadata(key).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    }
+
+    fn fatal_at_start(&self) -> bool {
+        true
+    }
+
+    fn empty_at_start(&self) -> Option<Diagnostic> {
+        // A typo in `--policies` should fail the start, not run a daemon with nothing.
+        let name = self.path.display().to_string();
+        Some(Diagnostic::whole_file(&name, "no *.yaml or *.yml files in this directory"))
+    }
+}
+
+/// What a reload changed, one entry per affected policy text.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Added(Policy),
-    /// The file changed and still validates: the new version replaces the old.
+    /// The text changed and still validates: the new version replaces the old.
     Replaced(Policy),
-    /// The file is gone (or renamed its policy): stop this one.
+    /// The text is gone (or renamed its policy): stop this one.
     Removed(String),
-    /// The file changed but does not validate: the old version (if any) keeps running.
-    Rejected(Vec<Diagnostic>),
-    /// The file validates but conflicts with a running policy (its target overlaps, or it
-    /// defines the same name): not run; the running one and this file's old version (if
+    /// The text changed but does not validate: the old version (if any) keeps running.
+    Rejected { key: String, diagnostics: Vec<Diagnostic> },
+    /// The text validates but conflicts with a running policy (its target overlaps, or it
+    /// defines the same name): not run; the running one and this text's old version (if
     /// any) keep running. Reported once per conflict, retried on every reload.
-    Refused(Conflict, Diagnostic),
-    /// The directory could not be listed: nothing changed, every running policy stays.
+    Refused { key: String, conflict: Conflict, diagnostic: Diagnostic },
+    /// A source could not be listed: nothing of it changed, every policy of it stays.
     /// Reported once until a listing succeeds again.
     Unreadable(Vec<Diagnostic>),
 }
@@ -43,7 +135,7 @@ pub enum Change {
 pub enum Conflict {
     /// Its target overlaps a running policy's ([`crate::policy::overlap`]).
     Overlap,
-    /// Another file already defines a policy of its name.
+    /// Another text already defines a policy of its name.
     DuplicateName,
 }
 
@@ -57,7 +149,7 @@ impl Conflict {
     }
 }
 
-/// How many policy files are not running their current content, and why.
+/// How many policy texts are not running their current content, and why.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RejectedCounts {
     /// Does not validate, or cannot be read.
@@ -70,9 +162,11 @@ pub struct RejectedCounts {
 struct Current {
     text: String,
     loaded: Loaded,
+    /// The index of its source.
+    source: usize,
 }
 
-/// A valid file's version that is not running because it conflicts.
+/// A valid text's version that is not running because it conflicts.
 #[derive(Debug, Clone)]
 struct Refusal {
     text: String,
@@ -81,55 +175,91 @@ struct Refusal {
     diagnostic: Diagnostic,
 }
 
-/// The policies running now, by file.
-#[derive(Debug, Default)]
+/// The policies running now, by key.
+#[derive(Default)]
 pub struct PolicySet {
-    dir: PathBuf,
-    files: BTreeMap<PathBuf, Current>,
-    /// The text of each file whose last version did not validate: it is reported once, not
-    /// again on every poll until the file changes.
-    rejected: BTreeMap<PathBuf, String>,
-    /// Each file whose last version validates but conflicts with a running policy. Unlike a
+    sources: Vec<Box<dyn PolicySource>>,
+    running: BTreeMap<String, Current>,
+    /// The text of each key whose last version did not validate, and why: it is reported
+    /// once, not again on every poll until the text changes.
+    rejected: BTreeMap<String, (String, Vec<Diagnostic>)>,
+    /// Each key whose last version validates but conflicts with a running policy. Unlike a
     /// rejected text it is checked again on every reload (the other side may have moved);
     /// it is reported again only when the conflict says something new.
-    refused: BTreeMap<PathBuf, Refusal>,
-    /// The last listing failure reported, so a lasting one is not reported on every poll.
-    unreadable: Option<Vec<Diagnostic>>,
+    refused: BTreeMap<String, Refusal>,
+    /// The last listing failure reported, per source, so a lasting one is not reported on
+    /// every poll.
+    unreadable: BTreeMap<usize, Vec<Diagnostic>>,
+    /// The source that last listed each key.
+    origin: BTreeMap<String, usize>,
+}
+
+impl std::fmt::Debug for PolicySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySet").field("running", &self.running.keys()).finish()
+    }
 }
 
 impl PolicySet {
-    /// Loads every policy under `dir`; any problem fails the start, with every diagnostic:
-    /// an invalid file, and two files on one target or of one policy name (the later file,
-    /// in sorted order, names the earlier one).
-    pub fn load(dir: &Path) -> Result<Self, Vec<Diagnostic>> {
-        let mut set = Self { dir: dir.to_owned(), ..Self::default() };
-        let rejected: Vec<Diagnostic> = set
-            .reload()
-            .into_iter()
-            .flat_map(|change| match change {
-                Change::Rejected(diagnostics) | Change::Unreadable(diagnostics) => diagnostics,
-                Change::Refused(_, diagnostic) => vec![diagnostic],
-                _ => Vec::new(),
-            })
-            .collect();
-        if !rejected.is_empty() {
-            return Err(rejected);
+    /// Loads every policy of `sources`. A problem of a source that is [`fatal_at_start`]
+    /// fails the start, with every diagnostic: an invalid file, and two files on one target
+    /// or of one policy name (the later file, in sorted order, names the earlier one). The
+    /// problems of the other sources are returned as changes, for the caller to report.
+    ///
+    /// [`fatal_at_start`]: PolicySource::fatal_at_start
+    pub fn load(sources: Vec<Box<dyn PolicySource>>) -> Result<(Self, Vec<Change>), Vec<Diagnostic>> {
+        let mut set = Self { sources, ..Self::default() };
+        let mut fatal = Vec::new();
+        let mut reported = Vec::new();
+        for change in set.reload() {
+            let (key, diagnostics) = match &change {
+                Change::Rejected { key, diagnostics } => (Some(key), diagnostics.clone()),
+                Change::Refused { key, diagnostic, .. } => (Some(key), vec![diagnostic.clone()]),
+                Change::Unreadable(diagnostics) => (None, diagnostics.clone()),
+                Change::Added(_) | Change::Replaced(_) | Change::Removed(_) => continue,
+            };
+            let source_fatal = match key {
+                Some(key) => set.origin.get(key).is_none_or(|i| set.sources[*i].fatal_at_start()),
+                // Which source failed to list: the one whose failure is remembered.
+                None => set.unreadable.iter().any(|(i, d)| {
+                    *d == diagnostics && set.sources[*i].fatal_at_start()
+                }),
+            };
+            if source_fatal {
+                fatal.extend(diagnostics);
+            } else {
+                reported.push(change);
+            }
         }
-        if set.files.is_empty() {
-            // A typo in `--policies` should fail the start, not run a daemon with nothing.
-            let name = dir.display().to_string();
-            let message = "no *.yaml or *.yml files in this directory";
-            return Err(vec![Diagnostic::whole_file(&name, message)]);
+        for (index, source) in set.sources.iter().enumerate() {
+            if !set.origin.values().any(|origin| *origin == index)
+                && !set.unreadable.contains_key(&index)
+                && let Some(empty) = source.empty_at_start()
+            {
+                fatal.push(empty);
+            }
         }
-        Ok(set)
+        if !fatal.is_empty() {
+            return Err(fatal);
+        }
+        Ok((set, reported))
     }
 
     pub fn policies(&self) -> impl Iterator<Item = &Policy> {
-        self.files.values().map(|current| &current.loaded.policy)
+        self.running.values().map(|current| &current.loaded.policy)
     }
 
-    /// The files whose current content is not running, by reason (for a gauge: a refused
-    /// or rejected edit leaves the old version running, which nothing else would show).
+    /// The key of the text the running policy `name` comes from.
+    pub fn key_of(&self, name: &str) -> Option<&str> {
+        self.running
+            .iter()
+            .find(|(_, current)| current.loaded.policy.name == name)
+            .map(|(key, _)| key.as_str())
+    }
+
+    /// The policy texts whose current content is not running, by reason (for a gauge: a
+    /// refused or rejected edit leaves the old version running, which nothing else would
+    /// show).
     pub fn rejected_counts(&self) -> RejectedCounts {
         let count = |conflict| self.refused.values().filter(|r| r.conflict == conflict).count();
         RejectedCounts {
@@ -139,91 +269,112 @@ impl PolicySet {
         }
     }
 
-    /// Reads the directory again and applies what changed. A failed listing changes nothing;
-    /// a file that cannot be read keeps its running version; a policy is removed only when
-    /// its file is gone (`NotFound`). Removals come first and new versions are checked for
-    /// conflicts only then, against what runs after every other change of this reload: a
-    /// policy moved from one file to another, or a fleet moved off the ports a new one
-    /// takes, is one reload, not a refusal.
+    /// Why the current text of `key` is not running, if it is not: it does not validate
+    /// (`None`), or it conflicts with a running policy.
+    pub fn problem(&self, key: &str) -> Option<(Option<Conflict>, Vec<Diagnostic>)> {
+        if let Some((_, diagnostics)) = self.rejected.get(key) {
+            return Some((None, diagnostics.clone()));
+        }
+        self.refused.get(key).map(|r| (Some(r.conflict), vec![r.diagnostic.clone()]))
+    }
+
+    /// Lists every source again and applies what changed. A failed listing changes nothing
+    /// of its source; a text that cannot be read keeps its running version; a policy is
+    /// removed only when its text is positively gone. Removals come first and new versions
+    /// are checked for conflicts only then, against what runs after every other change of
+    /// this reload: a policy moved from one file to another, or a fleet moved off the ports
+    /// a new one takes, is one reload, not a refusal.
     pub fn reload(&mut self) -> Vec<Change> {
-        let paths = match list_policy_files(&self.dir) {
-            Ok(paths) => {
-                self.unreadable = None;
-                paths
-            }
-            Err(diagnostics) => {
-                if self.unreadable.as_ref() == Some(&diagnostics) {
-                    return Vec::new();
-                }
-                self.unreadable = Some(diagnostics.clone());
-                return vec![Change::Unreadable(diagnostics)];
-            }
-        };
         let mut changes = Vec::new();
-        let mut seen = Vec::new();
-        // Valid new versions, in path order, checked for conflicts once removals are done.
-        let mut candidates: Vec<(PathBuf, String, Loaded)> = Vec::new();
-        for path in paths {
-            let name = path.display().to_string();
-            let text = match read_policy_text(&path) {
-                Ok(Ok(text)) => text,
-                // Deleted since the listing: the check for gone files below removes it.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                // Unreadable now (too many open files, permissions): the running version
-                // stays, whatever the file holds.
-                Err(e) => {
-                    let diagnostic = Diagnostic::whole_file(&name, &format!("cannot read: {e}"));
-                    self.refused.remove(&path);
-                    self.reject_once(&mut changes, path.clone(), vec![diagnostic]);
-                    seen.push(path);
-                    continue;
+        let mut seen: Vec<String> = Vec::new();
+        let mut failed: Vec<usize> = Vec::new();
+        // Valid new versions, in key order, checked for conflicts once removals are done.
+        let mut candidates: Vec<(String, usize, String, Loaded)> = Vec::new();
+        for index in 0..self.sources.len() {
+            let entries = match self.sources[index].list() {
+                Ok(entries) => {
+                    self.unreadable.remove(&index);
+                    entries
                 }
-                // Not text a policy can be (too large, not UTF-8).
-                Ok(Err(diagnostics)) => {
-                    self.refused.remove(&path);
-                    self.reject_once(&mut changes, path.clone(), diagnostics);
-                    seen.push(path);
+                Err(diagnostics) => {
+                    failed.push(index);
+                    if self.unreadable.get(&index) != Some(&diagnostics) {
+                        self.unreadable.insert(index, diagnostics.clone());
+                        changes.push(Change::Unreadable(diagnostics));
+                    }
                     continue;
                 }
             };
-            seen.push(path.clone());
-            if self.files.get(&path).is_some_and(|current| current.text == text) {
-                // Reverted to the running version: a later bad edit is news again.
-                self.rejected.remove(&path);
-                self.refused.remove(&path);
-                continue;
-            }
-            if self.rejected.get(&path) == Some(&text) {
-                continue;
-            }
-            // A refused version is valid: retried without parsing it again.
-            let loaded = match self.refused.get(&path).filter(|r| r.text == text) {
-                Some(refused) => refused.loaded.clone(),
-                None => match load_policy_str_checked(&name, &text) {
-                    Ok(loaded) => {
-                        self.rejected.remove(&path);
-                        loaded
-                    }
-                    Err(diagnostics) => {
-                        changes.push(Change::Rejected(diagnostics));
-                        self.refused.remove(&path);
-                        self.rejected.insert(path, text);
+            for (key, read) in entries {
+                self.origin.insert(key.clone(), index);
+                let text = match read {
+                    Read::Text(text) => text,
+                    // Deleted since the listing: the check for gone keys below removes it.
+                    Read::Vanished => continue,
+                    Read::Unreadable(diagnostics) => {
+                        self.refused.remove(&key);
+                        self.reject_once(&mut changes, key.clone(), diagnostics);
+                        seen.push(key);
                         continue;
                     }
-                },
-            };
-            candidates.push((path, text, loaded));
+                };
+                seen.push(key.clone());
+                if self.running.get(&key).is_some_and(|current| current.text == text) {
+                    // Reverted to the running version: a later bad edit is news again.
+                    self.rejected.remove(&key);
+                    self.refused.remove(&key);
+                    continue;
+                }
+                if self.rejected.get(&key).is_some_and(|(rejected, _)| *rejected == text) {
+                    continue;
+                }
+                // A refused version is valid: retried without parsing it again.
+                let loaded = match self.refused.get(&key).filter(|r| r.text == text) {
+                    Some(refused) => refused.loaded.clone(),
+                    None => match self.sources[index].load(&key, &text) {
+                        Ok(loaded) => {
+                            self.rejected.remove(&key);
+                            loaded
+                        }
+                        Err(diagnostics) => {
+                            let rejected = Change::Rejected {
+                                key: key.clone(),
+                                diagnostics: diagnostics.clone(),
+                            };
+                            changes.push(rejected);
+                            self.refused.remove(&key);
+                            self.rejected.insert(key, (text, diagnostics));
+                            continue;
+                        }
+                    },
+                };
+                candidates.push((key, index, text, loaded));
+            }
         }
-        self.rejected.retain(|path, _| seen.contains(path));
-        self.refused.retain(|path, _| seen.contains(path));
-        let gone: Vec<PathBuf> = self
-            .files
-            .keys()
-            .filter(|path| !seen.contains(path) && is_gone(path))
-            .cloned()
+        // Every text of a source that could not be listed stays as it is.
+        let kept = |key: &String, set: &Self| {
+            seen.contains(key)
+                || set.running.get(key).is_some_and(|current| failed.contains(&current.source))
+        };
+        let rejected = std::mem::take(&mut self.rejected);
+        self.rejected = rejected.into_iter().filter(|(key, _)| kept(key, self)).collect();
+        let refused = std::mem::take(&mut self.refused);
+        self.refused = refused.into_iter().filter(|(key, _)| kept(key, self)).collect();
+        let origin = std::mem::take(&mut self.origin);
+        self.origin = origin
+            .into_iter()
+            .filter(|(key, index)| seen.contains(key) || failed.contains(index))
             .collect();
-        for path in gone {
-            if let Some(current) = self.files.remove(&path) {
+        let gone: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(key, current)| {
+                !kept(key, self) && self.sources[current.source].is_gone(key)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            if let Some(current) = self.running.remove(&key) {
                 changes.push(Change::Removed(current.loaded.policy.name));
             }
         }
@@ -232,20 +383,20 @@ impl PolicySet {
     }
 
     /// Runs each candidate that conflicts with nothing running, and refuses the rest. Taken
-    /// in passes until none is admitted: a candidate may be free only once another file's
-    /// new version (later in path order) moved off its target.
-    fn admit(&mut self, mut pending: Vec<(PathBuf, String, Loaded)>, changes: &mut Vec<Change>) {
+    /// in passes until none is admitted: a candidate may be free only once another text's
+    /// new version (later in key order) moved off its target.
+    fn admit(&mut self, mut pending: Vec<(String, usize, String, Loaded)>, changes: &mut Vec<Change>) {
         loop {
             let before = pending.len();
             let mut waiting = Vec::new();
-            for (path, text, loaded) in pending {
-                if self.conflict(&path, &loaded).is_some() {
-                    waiting.push((path, text, loaded));
+            for (key, source, text, loaded) in pending {
+                if self.conflict(&key, &loaded).is_some() {
+                    waiting.push((key, source, text, loaded));
                     continue;
                 }
-                self.refused.remove(&path);
+                self.refused.remove(&key);
                 let policy = loaded.policy.clone();
-                let previous = self.files.insert(path, Current { text, loaded });
+                let previous = self.running.insert(key, Current { text, loaded, source });
                 match previous {
                     Some(old) if old.loaded.policy.name != policy.name => {
                         changes.push(Change::Removed(old.loaded.policy.name));
@@ -260,28 +411,29 @@ impl PolicySet {
                 break;
             }
         }
-        for (path, text, loaded) in pending {
-            let Some((conflict, diagnostic)) = self.conflict(&path, &loaded) else { continue };
-            let news = self.refused.get(&path).is_none_or(|r| {
+        for (key, source, text, loaded) in pending {
+            let Some((conflict, diagnostic)) = self.conflict(&key, &loaded) else { continue };
+            let diagnostic = self.sources[source].present(diagnostic);
+            let news = self.refused.get(&key).is_none_or(|r| {
                 r.text != text || r.conflict != conflict || r.diagnostic != diagnostic
             });
             if news {
-                changes.push(Change::Refused(conflict, diagnostic.clone()));
+                let refused = Change::Refused { key: key.clone(), conflict, diagnostic: diagnostic.clone() };
+                changes.push(refused);
             }
-            self.refused.insert(path, Refusal { text, loaded, conflict, diagnostic });
+            self.refused.insert(key, Refusal { text, loaded, conflict, diagnostic });
         }
     }
 
-    /// Why `loaded` (the new version of `path`) may not run beside the policies of the other
-    /// files: the first running policy it conflicts with.
-    fn conflict(&self, path: &Path, loaded: &Loaded) -> Option<(Conflict, Diagnostic)> {
-        self.files.iter().filter(|(other, _)| other.as_path() != path).find_map(
+    /// Why `loaded` (the new version of `key`) may not run beside the policies of the other
+    /// texts: the first running policy it conflicts with.
+    fn conflict(&self, key: &str, loaded: &Loaded) -> Option<(Conflict, Diagnostic)> {
+        self.running.iter().filter(|(other, _)| other.as_str() != key).find_map(
             |(other, current)| {
                 if current.loaded.policy.name == loaded.policy.name {
                     let message = format!(
-                        "policy `{}` is already defined in {}",
+                        "policy `{}` is already defined in {other}",
                         loaded.policy.name,
-                        other.display()
                     );
                     let diagnostic = Diagnostic::whole_file(&loaded.file, &message);
                     return Some((Conflict::DuplicateName, diagnostic));
@@ -291,26 +443,16 @@ impl PolicySet {
         )
     }
 
-    /// Reports a problem with a file that has no text to remember (it could not be read, or
-    /// is no policy text): remembered by its diagnostics instead, so it is reported once.
-    fn reject_once(
-        &mut self,
-        changes: &mut Vec<Change>,
-        path: PathBuf,
-        diagnostics: Vec<Diagnostic>,
-    ) {
+    /// Reports a problem with a text that has no content to remember (it could not be read,
+    /// or is no policy text): remembered by its diagnostics instead, so it is reported once.
+    fn reject_once(&mut self, changes: &mut Vec<Change>, key: String, diagnostics: Vec<Diagnostic>) {
         let marker: String = diagnostics.iter().map(|d| format!("{d}\n")).collect();
-        if self.rejected.get(&path) != Some(&marker) {
-            changes.push(Change::Rejected(diagnostics));
-            self.rejected.insert(path, marker);
+        if self.rejected.get(&key).is_none_or(|(rejected, _)| *rejected != marker) {
+            let rejected = Change::Rejected { key: key.clone(), diagnostics: diagnostics.clone() };
+            changes.push(rejected);
+            self.rejected.insert(key, (marker, diagnostics));
         }
     }
-}
-
-/// Whether `path` is positively gone: `stat` says `NotFound` (a dangling symlink too, as
-/// when a ConfigMap drops a key). Any other answer keeps the policy running.
-fn is_gone(path: &Path) -> bool {
-    std::fs::metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
 }
 
 #[cfg(test)]
@@ -331,6 +473,12 @@ mod tests {
         )
     }
 
+    fn load_dir(dir: &Path) -> Result<PolicySet, Vec<Diagnostic>> {
+        let (set, reported) = PolicySet::load(vec![Box::new(Directory::new(dir))])?;
+        assert!(reported.is_empty(), "a directory's problems fail the start: {reported:?}");
+        Ok(set)
+    }
+
     fn names(changes: &[Change]) -> Vec<String> {
         changes
             .iter()
@@ -338,8 +486,10 @@ mod tests {
                 Change::Added(p) => format!("+{}", p.name),
                 Change::Replaced(p) => format!("~{}", p.name),
                 Change::Removed(name) => format!("-{name}"),
-                Change::Rejected(d) => format!("!{}", d[0]),
-                Change::Refused(conflict, d) => format!("x{}: {d}", conflict.label()),
+                Change::Rejected { diagnostics, .. } => format!("!{}", diagnostics[0]),
+                Change::Refused { conflict, diagnostic, .. } => {
+                    format!("x{}: {diagnostic}", conflict.label())
+                }
                 Change::Unreadable(d) => format!("?{}", d[0]),
             })
             .collect()
@@ -349,7 +499,7 @@ mod tests {
     fn reload_reports_additions_replacements_and_removals() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.yaml"), policy_text("a", 3)).unwrap();
-        let mut set = PolicySet::load(dir.path()).unwrap();
+        let mut set = load_dir(dir.path()).unwrap();
         assert_eq!(set.policies().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["a"]);
         assert!(set.reload().is_empty(), "nothing changed");
 
@@ -365,12 +515,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.yaml");
         std::fs::write(&file, policy_text("a", 3)).unwrap();
-        let mut set = PolicySet::load(dir.path()).unwrap();
+        let mut set = load_dir(dir.path()).unwrap();
         std::fs::write(&file, policy_text("a", 3).replace("maxReplicas: 3", "maxReplicas: 0"))
             .unwrap();
         let changes = set.reload();
         assert_eq!(changes.len(), 1);
-        let Change::Rejected(diagnostics) = &changes[0] else { panic!("{changes:?}") };
+        let Change::Rejected { diagnostics, .. } = &changes[0] else { panic!("{changes:?}") };
         assert!(diagnostics[0].to_string().contains("spec.scaling.maxReplicas"), "{diagnostics:?}");
         let running: Vec<u16> =
             set.policies().map(|p| p.scaling.as_ref().unwrap().max_replicas).collect();
@@ -381,7 +531,7 @@ mod tests {
         assert!(set.reload().is_empty(), "the running version: nothing changed");
         std::fs::write(&file, policy_text("a", 3).replace("maxReplicas: 3", "maxReplicas: 0"))
             .unwrap();
-        assert!(matches!(set.reload().as_slice(), [Change::Rejected(_)]));
+        assert!(matches!(set.reload().as_slice(), [Change::Rejected { .. }]));
         // Fixing the file replaces it.
         std::fs::write(&file, policy_text("a", 4)).unwrap();
         assert_eq!(names(&set.reload()), ["~a"]);
@@ -397,7 +547,7 @@ mod tests {
         let dir = root.path().join("policies");
         std::fs::create_dir(&dir).unwrap();
         std::fs::write(dir.join("a.yaml"), policy_text("a", 3)).unwrap();
-        let mut set = PolicySet::load(&dir).unwrap();
+        let mut set = load_dir(&dir).unwrap();
         // The path cannot be read now (a symlink loop, ELOOP), as it cannot with EMFILE.
         std::fs::rename(&dir, root.path().join("elsewhere")).unwrap();
         std::os::unix::fs::symlink(&dir, &dir).unwrap();
@@ -421,7 +571,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.yaml");
         std::fs::write(&file, policy_text("a", 3)).unwrap();
-        let mut set = PolicySet::load(dir.path()).unwrap();
+        let mut set = load_dir(dir.path()).unwrap();
         // A path that is there but no readable file: not listed, yet not gone either.
         std::fs::remove_file(&file).unwrap();
         std::fs::create_dir(&file).unwrap();
@@ -431,7 +581,7 @@ mod tests {
         // Bytes that are no text: rejected once, the running version stays.
         std::fs::write(&file, b"\xff\xfe").unwrap();
         let changes = set.reload();
-        assert!(matches!(changes.as_slice(), [Change::Rejected(_)]), "{changes:?}");
+        assert!(matches!(changes.as_slice(), [Change::Rejected { .. }]), "{changes:?}");
         assert!(set.reload().is_empty());
         assert_eq!(running(&set), ["a"]);
     }
@@ -441,12 +591,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.yaml");
         std::fs::write(&file, policy_text("a", 3)).unwrap();
-        let mut set = PolicySet::load(dir.path()).unwrap();
+        let mut set = load_dir(dir.path()).unwrap();
         // 2 GiB of holes: read whole, it would take 2 GiB of memory and seconds.
         let huge = std::fs::File::create(&file).unwrap();
         huge.set_len(2 << 30).unwrap();
         let changes = set.reload();
-        let [Change::Rejected(diagnostics)] = changes.as_slice() else { panic!("{changes:?}") };
+        let [Change::Rejected { diagnostics, .. }] = changes.as_slice() else { panic!("{changes:?}") };
         assert!(diagnostics[0].to_string().contains("larger than 1024 KiB"), "{diagnostics:?}");
         assert_eq!(running(&set), ["a"]);
         assert!(set.reload().is_empty(), "reported once");
@@ -457,7 +607,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.yaml"), policy_text("a", 3)).unwrap();
         std::fs::write(dir.path().join("b.yaml"), policy_text("a", 3)).unwrap();
-        let errors = PolicySet::load(dir.path()).unwrap_err();
+        let errors = load_dir(dir.path()).unwrap_err();
         assert!(errors[0].to_string().contains("already defined in"), "{errors:?}");
     }
 
@@ -465,7 +615,7 @@ mod tests {
     fn an_invalid_policy_at_start_fails_with_every_diagnostic() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.yaml"), "kind: Nope\n").unwrap();
-        let errors = PolicySet::load(dir.path()).unwrap_err();
+        let errors = load_dir(dir.path()).unwrap_err();
         assert!(errors.len() > 1, "{errors:?}");
     }
 
@@ -474,7 +624,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.yaml"), on_endpoint("a", "10.0.0.1:6379", 3)).unwrap();
         std::fs::write(dir.path().join("b.yaml"), on_endpoint("b", "10.0.0.1:6379", 3)).unwrap();
-        let errors = PolicySet::load(dir.path()).unwrap_err();
+        let errors = load_dir(dir.path()).unwrap_err();
         let [error] = errors.as_slice() else { panic!("{errors:?}") };
         let text = error.to_string();
         let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
@@ -487,7 +637,7 @@ mod tests {
     fn an_overlapping_policy_is_refused_until_the_overlap_is_gone() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.yaml"), on_endpoint("a", "10.0.0.1:6379", 3)).unwrap();
-        let mut set = PolicySet::load(dir.path()).unwrap();
+        let mut set = load_dir(dir.path()).unwrap();
         assert_eq!(set.rejected_counts(), RejectedCounts::default());
 
         // A new file on a's endpoint: refused, a untouched, reported once.
@@ -507,7 +657,7 @@ mod tests {
 
         // An edit of running b onto a's endpoint: refused, b's old version keeps running.
         std::fs::write(dir.path().join("b.yaml"), on_endpoint("b", "10.0.0.1:6379", 7)).unwrap();
-        assert!(matches!(set.reload().as_slice(), [Change::Refused(Conflict::Overlap, _)]));
+        assert!(matches!(set.reload().as_slice(), [Change::Refused { conflict: Conflict::Overlap, .. }]));
         let b = set.policies().find(|p| p.name == "b").unwrap();
         assert_eq!(b.scaling.as_ref().unwrap().max_replicas, 5, "b's old version runs");
         // a goes: b's new version takes its place in the same reload.
@@ -522,7 +672,7 @@ mod tests {
     fn a_policy_may_move_to_another_file_or_off_a_target_in_one_reload() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("b.yaml"), on_endpoint("b", "10.0.0.1:6379", 3)).unwrap();
-        let mut set = PolicySet::load(dir.path()).unwrap();
+        let mut set = load_dir(dir.path()).unwrap();
         // Renamed b.yaml -> c.yaml: the old file's removal comes first, so no conflict.
         std::fs::rename(dir.path().join("b.yaml"), dir.path().join("c.yaml")).unwrap();
         assert_eq!(names(&set.reload()), ["-b", "+b"]);
@@ -537,7 +687,7 @@ mod tests {
     fn a_duplicate_name_on_reload_is_refused_once_and_loads_when_the_other_goes() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.yaml"), on_endpoint("a", "10.0.0.1:6379", 3)).unwrap();
-        let mut set = PolicySet::load(dir.path()).unwrap();
+        let mut set = load_dir(dir.path()).unwrap();
         std::fs::write(dir.path().join("b.yaml"), on_endpoint("a", "10.0.0.2:6379", 3)).unwrap();
         let changes = names(&set.reload());
         assert!(changes.len() == 1 && changes[0].contains("already defined in"), "{changes:?}");

@@ -35,6 +35,7 @@ use crate::observe::{History, Observation, Timestamp};
 use crate::policy::{AlertAction, BeforeAction, MetricSource, Policy, Target};
 use crate::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
 use crate::sample::{PolicySampler, SetupError, redis_access};
+use crate::resource::status::{LastAction, LastFailover};
 use crate::snapshot::Snapshotter;
 
 /// What the rest of the daemon can ask of a policy's loop.
@@ -54,6 +55,8 @@ pub struct Shared {
     pub status: Status,
     /// What code beside the daemon may ask of it.
     pub requests: super::requests::Requests,
+    /// What each policy last saw and did, for its resource's status.
+    pub reports: super::report::Reports,
 }
 
 impl Shared {
@@ -62,6 +65,7 @@ impl Shared {
             metrics: std::sync::Arc::new(Metrics::new()),
             status: Status::new(super::status::DEFAULT_CAPACITY),
             requests: super::requests::Requests::new(),
+            reports: super::report::Reports::default(),
         }
     }
 }
@@ -302,6 +306,8 @@ impl<C: Cluster> PolicyLoop<C> {
             Ok(replicas) => replicas,
             Err(error) => {
                 tracing::warn!(policy = %name, error = %chain(&error), "cannot read the replica count: no decision this round");
+                let why = format!("cannot read the replica count: {}", chain(&error));
+                self.shared.reports.update(&name, |r| r.scaling = Some((false, why)));
                 return;
             }
         };
@@ -314,6 +320,11 @@ impl<C: Cluster> PolicyLoop<C> {
                     // The scale-down a snapshot was being taken for is no longer wanted.
                     self.before_scale_down = None;
                     self.shared.metrics.replicas(&name, *replicas, *replicas);
+                    let (desired, why) = (u32::from(*replicas), decision.sentence());
+                    self.shared.reports.update(&name, |r| {
+                        r.desired = Some(desired);
+                        r.scaling = Some((true, why));
+                    });
                     tracing::debug!(policy = %name, reason = %decision.sentence(), "hold");
                     None
                 }
@@ -325,6 +336,16 @@ impl<C: Cluster> PolicyLoop<C> {
                     let current = if outcome == ActionOutcome::Applied { *to } else { *from };
                     if outcome == ActionOutcome::Applied {
                         self.cluster.explain(decision.kind(), &decision.sentence()).await;
+                        let last = LastAction {
+                            time: rfc3339(now),
+                            what: format!("scale {from} -> {to}"),
+                            reason: decision.sentence(),
+                        };
+                        self.shared.reports.update(&name, |r| {
+                            r.desired = Some(u32::from(*to));
+                            r.scaling = Some((true, last.reason.clone()));
+                            r.last_scale = Some(last);
+                        });
                     }
                     self.shared.metrics.replicas(&name, current, *to);
                     Some(outcome)
@@ -372,6 +393,7 @@ impl<C: Cluster> PolicyLoop<C> {
             now,
         );
         self.shared.metrics.health(&name, assessment.master_serving, assessment.lagging.len());
+        self.report_probe(&probe, assessment.master_serving, now);
         self.serving_master = probe
             .record
             .as_ref()
@@ -399,6 +421,18 @@ impl<C: Cluster> PolicyLoop<C> {
                     self.shared.metrics.failover_phase(&name, phase.as_str(), *took);
                 }
                 self.shared.metrics.action(&name, decision.kind(), &acted.outcome, acted.took);
+                if let HealthDecision::Failover { to, epoch, .. } = &decision
+                    && acted.outcome == ActionOutcome::Applied
+                {
+                    let took: Duration = acted.phases.iter().map(|(_, took)| *took).sum();
+                    let last = LastFailover {
+                        time: rfc3339(now),
+                        what: format!("failover to {to} at epoch {epoch}"),
+                        reason: decision.sentence(),
+                        duration_seconds: Some(took.as_secs_f64()).filter(|s| *s > 0.0),
+                    };
+                    self.shared.reports.update(&name, |r| r.last_failover = Some(last));
+                }
             }
             // `None`: a master down with failover blocked, an alarm rather than an action.
             let outcome = acted.map(|acted| acted.outcome);
@@ -421,6 +455,30 @@ impl<C: Cluster> PolicyLoop<C> {
             }
         }
         actions.heal(&probe, assessment.master_serving).await;
+    }
+
+    /// What this probe says for the policy's status: the record, who answered, and whether
+    /// roles are changing (a live claim, or a `FAILOVER` on an instance).
+    fn report_probe(&self, probe: &Probe, master_serving: bool, now: Timestamp) {
+        let master = probe.record.as_ref().map(|record| (record.instance.to_string(), record.epoch));
+        let claimed = probe
+            .record
+            .as_ref()
+            .and_then(|record| record.claim.as_ref())
+            .is_some_and(|claim| claim.until > now);
+        let failing_over = probe
+            .samples
+            .iter()
+            .any(|sample| sample.info.as_ref().is_some_and(|info| info.replication.failover_in_progress));
+        let answered = probe.samples.iter().filter(|sample| sample.info.is_some()).count();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.shared.reports.update(&self.policy.name, |r| {
+            r.master = master;
+            r.master_serving = Some(master_serving);
+            r.changing_roles = claimed || failing_over;
+            r.members = count(probe.members.len());
+            r.answered = count(answered);
+        });
     }
 
     /// With `snapshots.beforeActions: [scaleDown]`, a scale-down waits for a snapshot taken for
@@ -537,6 +595,11 @@ impl Overruns {
         }
         !busy
     }
+}
+
+/// A time as status fields say it (RFC 3339, UTC, milliseconds).
+pub fn rfc3339(at: Timestamp) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn interval(period: std::time::Duration) -> tokio::time::Interval {

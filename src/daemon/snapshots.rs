@@ -36,6 +36,9 @@ use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use super::metrics::Metrics;
+use super::policy_loop::rfc3339;
+use super::report::Reports;
+use crate::resource::status::LastSnapshot;
 use crate::act::{Leadership, Mode, Pause, Pauses};
 use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::KubeClient;
@@ -61,6 +64,8 @@ pub struct SnapshotScheduler {
     /// Each policy's runtime pause, as its executor sees it.
     pauses: Pauses,
     metrics: Arc<Metrics>,
+    /// Where each policy's last snapshot is told, for its resource's status.
+    reports: Reports,
     /// Lists a StatefulSet's pods when a snapshot chooses its source.
     kube: Arc<KubeClient>,
     jobs: Arc<Mutex<Jobs>>,
@@ -74,6 +79,7 @@ impl SnapshotScheduler {
         mode: Mode,
         pauses: Pauses,
         metrics: Arc<Metrics>,
+        reports: Reports,
         kube: Arc<KubeClient>,
     ) -> Result<Self, JobSchedulerError> {
         let scheduler = JobScheduler::new().await?;
@@ -83,6 +89,7 @@ impl SnapshotScheduler {
             mode,
             pauses,
             metrics,
+            reports,
             kube,
             jobs: Arc::default(),
             gates: Arc::default(),
@@ -113,6 +120,7 @@ impl SnapshotScheduler {
             leadership,
             kube: self.kube.clone(),
             metrics: self.metrics.clone(),
+            reports: self.reports.clone(),
         });
         let job_runner = runner.clone();
         let job = Job::new_async(config.schedule.as_str(), move |_id, _scheduler| {
@@ -229,6 +237,7 @@ struct Runner {
     leadership: Leadership,
     kube: Arc<KubeClient>,
     metrics: Arc<Metrics>,
+    reports: Reports,
 }
 
 impl Runner {
@@ -279,6 +288,13 @@ impl Runner {
                     manifest.raw_bytes,
                     manifest.stored_bytes,
                 );
+                let last = LastSnapshot {
+                    time: rfc3339(manifest.finished),
+                    id: manifest.id.clone(),
+                    bytes: manifest.stored_bytes,
+                    verified: false,
+                };
+                self.reports.update(name, |r| r.last_snapshot = Some(last));
                 // Retention after success only: a failing schedule never prunes what is left.
                 if let Err(error) = self.snapshotter.prune(false).await {
                     tracing::warn!(policy = %name, error = %chain(&error), "retention could not prune");
@@ -324,6 +340,11 @@ impl Runner {
                 "restore test passed: the snapshot loads"
             );
             self.metrics.verification_passed(name, verified.at.timestamp());
+            self.reports.update(name, |r| {
+                if let Some(last) = r.last_snapshot.as_mut().filter(|last| last.id == newest.id) {
+                    last.verified = true;
+                }
+            });
             announce(&self.policy, &self.kube, event, warning, &note).await;
             Ok(verified)
         } else {

@@ -23,11 +23,13 @@ use super::http::{
     WebhookTokenError, router, serve,
 };
 use super::leader::{Election, LeaseSettings, RELEASE_GRACE as LEASE_RELEASE_GRACE};
-use super::policies::{Change, PolicySet};
+use super::policies::{Change, Directory, PolicySet, PolicySource};
+use super::resources::{Resources, StatusWriter};
 use super::policy_loop::{Command, PolicyLoop, Shared};
 use super::requests::Request;
 use super::snapshots::SnapshotScheduler;
 use crate::act::{self, Executor, Mode, Pauses, RateLimit};
+use crate::cluster::kubernetes::policies::PolicyWatch;
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::errors::chain;
 use crate::policy::{Diagnostic, Policy, SecretSource};
@@ -45,7 +47,10 @@ const RETRY_START: Duration = Duration::from_secs(10);
 /// Everything `redis-autopilot run` is told on its command line.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    pub policies: PathBuf,
+    /// A directory of policy files (or one file), if any.
+    pub policies: Option<PathBuf>,
+    /// RedisPolicy objects to run, if any.
+    pub resources: Option<ResourceScope>,
     pub mode: Mode,
     pub listen: SocketAddr,
     pub rate_limit: RateLimit,
@@ -59,10 +64,26 @@ pub struct RunConfig {
     pub lease: LeaseSettings,
 }
 
+/// Which RedisPolicy objects `run --resources` runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceScope {
+    /// Those of one namespace; `None`: `$POD_NAMESPACE`, else the client's namespace.
+    Namespace(Option<String>),
+    AllNamespaces,
+}
+
+/// How long the start waits for the first list of RedisPolicy objects.
+const RESOURCES_SYNC: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("the policy directory has problems:\n{}", lines(.0))]
     Policies(Vec<Diagnostic>),
+    #[error(
+        "cannot read RedisPolicy objects (is the CRD installed, deploy/base/crd.yaml, and may \
+         the daemon list and watch them?)"
+    )]
+    Resources(#[source] crate::cluster::kubernetes::KubeError),
     #[error(transparent)]
     Token(WebhookTokenError),
     #[error("cannot listen on {addr}")]
@@ -116,7 +137,20 @@ fn uses_secret(policy: &Policy, source: &SecretSource) -> bool {
 /// Runs the daemon until SIGTERM or SIGINT. Returns once every policy loop has stopped.
 /// `shared` is where loops publish decisions and metrics; the caller may read it too.
 pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
-    let mut set = PolicySet::load(&config.policies).map_err(DaemonError::Policies)?;
+    let client = std::sync::Arc::new(KubeClient::new(config.kube.clone()));
+    let mut sources: Vec<Box<dyn PolicySource>> = Vec::new();
+    if let Some(dir) = &config.policies {
+        sources.push(Box::new(Directory::new(dir)));
+    }
+    let watch = match &config.resources {
+        Some(scope) => {
+            let watch = std::sync::Arc::new(watch_resources(&client, scope).await?);
+            sources.push(Box::new(Resources::new(watch.clone())));
+            Some(watch)
+        }
+        None => None,
+    };
+    let (mut set, problems) = PolicySet::load(sources).map_err(DaemonError::Policies)?;
     let webhook = WebhookAuth::resolve(&config.webhook).map_err(DaemonError::Token)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -131,7 +165,6 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     }
     let (alert_sink, mut alerts) = AlertSink::channel(64);
     let (stop, stopped) = watch::channel(false);
-    let client = std::sync::Arc::new(KubeClient::new(config.kube.clone()));
     let mut election = Election::new(client.clone(), config.lease.clone());
 
     let pauses = Pauses::default();
@@ -156,10 +189,27 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     tracing::info!(listen = %config.listen, mode = ?config.mode, policies = policies.len(), "daemon started");
 
     let mut requests = shared.requests.take_receiver();
-    let snapshots =
-        SnapshotScheduler::start(config.mode, pauses.clone(), shared.metrics.clone(), client)
-            .await
-            .map_err(DaemonError::Scheduler)?;
+    let snapshots = SnapshotScheduler::start(
+        config.mode,
+        pauses.clone(),
+        shared.metrics.clone(),
+        shared.reports.clone(),
+        client.clone(),
+    )
+    .await
+    .map_err(DaemonError::Scheduler)?;
+    let statuses = watch.as_ref().map(|watch| {
+        let identity = election.identity();
+        let writer = StatusWriter::new(
+            client.clone(),
+            watch.clone(),
+            shared.reports.clone(),
+            pauses.clone(),
+            identity,
+        );
+        let task = tokio::spawn(writer.clone().run(stopped.clone()));
+        (writer, task)
+    });
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut launch = Launch {
         config: &config,
@@ -171,10 +221,15 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
         pauses: &pauses,
         spec_paused: BTreeMap::new(),
         unstarted: BTreeMap::new(),
+        leaders: BTreeMap::new(),
+        statuses: statuses.as_ref().map(|(writer, _)| writer.clone()),
     };
     for policy in policies {
         launch.start(&mut running, policy).await;
     }
+    launch.report(problems);
+    launch.publish(&set);
+    let mut resource_changes = watch.as_ref().map(|watch| watch.changes());
 
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate(), "SIGTERM")?;
     let mut hangup = signal(tokio::signal::unix::SignalKind::hangup(), "SIGHUP")?;
@@ -192,6 +247,7 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
                 launch.reload(&mut set, &mut running).await;
             }
             _ = poll.tick() => launch.reload(&mut set, &mut running).await,
+            Some(()) = changed(&mut resource_changes) => launch.reload(&mut set, &mut running).await,
             _ = retry.tick() => launch.retry(&mut running).await,
             Some(command) = alerts.recv() => route(&running, &snapshots, command).await,
             Some(request) = requests.recv() => answer(&running, &snapshots, &pauses, &shared, request),
@@ -200,6 +256,9 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
 
     let _ = stop.send(true);
     snapshots.shutdown().await;
+    if let Some((_, task)) = statuses {
+        let _ = task.await;
+    }
     let tasks = running.into_values().map(|r| r.task);
     if tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(tasks)).await.is_err() {
         tracing::warn!("policy loops did not stop within {SHUTDOWN_GRACE:?}; abandoning them");
@@ -214,6 +273,35 @@ pub async fn run(config: RunConfig, shared: Shared) -> Result<(), DaemonError> {
     }
     tracing::info!("daemon stopped");
     Ok(())
+}
+
+/// Starts the watch of the RedisPolicy objects `scope` names, and waits for its first list.
+async fn watch_resources(
+    client: &KubeClient,
+    scope: &ResourceScope,
+) -> Result<PolicyWatch, DaemonError> {
+    let kube = client.get().await.map_err(DaemonError::Resources)?;
+    let namespace = match scope {
+        ResourceScope::AllNamespaces => None,
+        ResourceScope::Namespace(Some(namespace)) => Some(namespace.clone()),
+        ResourceScope::Namespace(None) => Some(
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| kube.default_namespace().to_owned()),
+        ),
+    };
+    let watch = PolicyWatch::start(kube, namespace.as_deref());
+    watch.wait_synced(RESOURCES_SYNC).await.map_err(DaemonError::Resources)?;
+    Ok(watch)
+}
+
+/// The next change of the RedisPolicy objects; never, without them.
+async fn changed(changes: &mut Option<watch::Receiver<u64>>) -> Option<()> {
+    match changes {
+        Some(changes) => changes.changed().await.ok(),
+        None => std::future::pending().await,
+    }
 }
 
 /// Publishes how many policy files are not running their current content, and why.
@@ -246,6 +334,10 @@ struct Launch<'a> {
     spec_paused: BTreeMap<String, bool>,
     /// Policies whose loop could not start (their target did not open), by name.
     unstarted: BTreeMap<String, Policy>,
+    /// Each policy's leader gate, for its status.
+    leaders: BTreeMap<String, crate::act::Leadership>,
+    /// Writes the status of RedisPolicy objects (`run --resources`).
+    statuses: Option<StatusWriter>,
 }
 
 impl Launch<'_> {
@@ -256,6 +348,7 @@ impl Launch<'_> {
             Ok(leadership) => {
                 self.snapshots.set(policy, leadership.clone()).await;
                 self.routes.lead(&policy.name, leadership.clone());
+                self.leaders.insert(policy.name.clone(), leadership.clone());
                 Some(leadership)
             }
             Err(error) => {
@@ -341,6 +434,8 @@ impl Launch<'_> {
         // Even with nothing to apply: a refused or rejected file may just have been deleted.
         count_rejected(self.shared, set);
         if changes.is_empty() {
+            // A text reverted to its running version says nothing, and is valid again.
+            self.publish(set);
             return;
         }
         for change in changes {
@@ -371,6 +466,8 @@ impl Launch<'_> {
                 }
                 Change::Removed(name) => {
                     self.snapshots.remove(&name).await;
+                    self.leaders.remove(&name);
+                    self.shared.reports.remove(&name);
                     // A policy added again under this name starts from its own file's word.
                     self.spec_paused.remove(&name);
                     self.pauses.set(&name, false);
@@ -384,23 +481,41 @@ impl Launch<'_> {
                     // After its loop stopped: no standby acts while it still might.
                     self.election.release(&name, LEASE_RELEASE_GRACE).await;
                 }
-                Change::Rejected(diagnostics) => {
-                    for diagnostic in diagnostics {
-                        tracing::error!(%diagnostic, "policy rejected: the running version stays");
-                    }
-                }
-                Change::Refused(conflict, diagnostic) => {
-                    tracing::error!(%diagnostic, conflict = conflict.label(), "policy refused: it conflicts with a running policy, which keeps running untouched; it loads once the conflict is gone");
-                }
-                Change::Unreadable(diagnostics) => {
-                    for diagnostic in diagnostics {
-                        tracing::error!(%diagnostic, "cannot list the policy directory: every running policy stays");
-                    }
-                }
+                problem => self.report(vec![problem]),
             }
         }
         let policies: Vec<Policy> = set.policies().cloned().collect();
         self.routes.replace(&policies);
+        self.publish(set);
+    }
+
+    /// Logs the policy texts that do not run, and why.
+    fn report(&self, problems: Vec<Change>) {
+        for problem in problems {
+            match problem {
+                Change::Rejected { diagnostics, .. } => {
+                    for diagnostic in diagnostics {
+                        tracing::error!(%diagnostic, "policy rejected: the running version stays");
+                    }
+                }
+                Change::Refused { conflict, diagnostic, .. } => {
+                    tracing::error!(%diagnostic, conflict = conflict.label(), "policy refused: it conflicts with a running policy, which keeps running untouched; it loads once the conflict is gone");
+                }
+                Change::Unreadable(diagnostics) => {
+                    for diagnostic in diagnostics {
+                        tracing::error!(%diagnostic, "cannot list the policies: every running policy stays");
+                    }
+                }
+                Change::Added(_) | Change::Replaced(_) | Change::Removed(_) => {}
+            }
+        }
+    }
+
+    /// Tells the status writer what runs, who leads it, and what is refused.
+    fn publish(&self, set: &PolicySet) {
+        if let Some(statuses) = &self.statuses {
+            statuses.update(set, &self.leaders);
+        }
     }
 }
 

@@ -275,7 +275,8 @@ pub async fn run(config: DemoConfig) -> Result<(), DemoError> {
 
     let daemon = run_daemon(
         RunConfig {
-            policies: policies.clone(),
+            policies: Some(policies.clone()),
+            resources: None,
             mode: config.mode,
             listen: config.listen,
             rate_limit: RateLimit { max: 600, window: Duration::from_secs(3600) },

@@ -62,6 +62,10 @@ impl Diagnostic {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let warning = if self.severity == Severity::Warning { "warning: " } else { "" };
+        // Line 0: a text with no lines to point at (a resource read from the API server).
+        if self.line == 0 {
+            return write!(f, "{}: {}: {warning}{}", self.file, self.path, self.message);
+        }
         write!(
             f,
             "{}:{}:{}: {}: {warning}{}",

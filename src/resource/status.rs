@@ -36,6 +36,21 @@ pub struct PolicyStatus {
     pub conditions: Vec<Condition>,
 }
 
+impl PolicyStatus {
+    /// Every top-level field as serialized, so a writer can clear the ones now empty.
+    pub const FIELDS: &[&str] = &[
+        "observedGeneration",
+        "phase",
+        "master",
+        "epoch",
+        "replicas",
+        "lastScale",
+        "lastFailover",
+        "lastSnapshot",
+        "conditions",
+    ];
+}
+
 /// The policy's state in one word, most urgent first when several hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Phase {

@@ -71,6 +71,16 @@ pub const CREATE_LEASE: ApiCall = ApiCall::new("create", "coordination.k8s.io", 
 /// Leader election: acquire, renew or release the Lease (resourceVersion precondition).
 pub const UPDATE_LEASE: ApiCall = ApiCall::new("update", "coordination.k8s.io", "leases");
 
+/// `run --resources`: the initial (and recovery) list of RedisPolicy objects.
+pub const LIST_POLICIES: ApiCall = ApiCall::new("list", "autopilot.redis.io", "redispolicies");
+/// `run --resources`: the stream of RedisPolicy changes.
+pub const WATCH_POLICIES: ApiCall = ApiCall::new("watch", "autopilot.redis.io", "redispolicies");
+/// `status NAME` and the kubectl plugin: one RedisPolicy object.
+pub const GET_POLICY: ApiCall = ApiCall::new("get", "autopilot.redis.io", "redispolicies");
+/// A policy's status, written by its leader (and `Valid=False` for an invalid one).
+pub const PATCH_POLICY_STATUS: ApiCall =
+    ApiCall::sub("patch", "autopilot.redis.io", "redispolicies", "status");
+
 /// Every API call the daemon makes. Add a call here when the code makes a new one.
 pub const API_CALLS: &[ApiCall] = &[
     GET_STATEFULSET,
@@ -84,6 +94,9 @@ pub const API_CALLS: &[ApiCall] = &[
     GET_LEASE,
     CREATE_LEASE,
     UPDATE_LEASE,
+    LIST_POLICIES,
+    WATCH_POLICIES,
+    PATCH_POLICY_STATUS,
 ];
 
 /// Why a Kubernetes API interaction failed. Names the object and the call; never a token.

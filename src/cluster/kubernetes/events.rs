@@ -125,7 +125,8 @@ impl EventSink {
 
     fn object(&self) -> String {
         format!(
-            "statefulset {}/{}",
+            "{} {}/{}",
+            self.regarding.kind.as_deref().unwrap_or_default().to_lowercase(),
             self.regarding.namespace.as_deref().unwrap_or_default(),
             self.regarding.name.as_deref().unwrap_or_default()
         )

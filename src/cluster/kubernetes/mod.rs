@@ -18,6 +18,7 @@
 //! - [`record`]: the master record in annotations.
 //! - [`events`]: rate-limited Events.
 //! - [`lease`]: the `coordination.k8s.io/v1` Lease elector.
+//! - [`policies`]: RedisPolicy objects (`run --resources`): their watch, status and Events.
 //! - [`verifier`]: the StatefulSet restore tests scale up, load and scale back to 0.
 
 pub mod api;
@@ -25,6 +26,7 @@ pub mod client;
 pub mod events;
 pub mod lease;
 pub mod pods;
+pub mod policies;
 pub mod record;
 pub mod verifier;
 
