@@ -2,12 +2,12 @@
 //! the successor the way the daemon does (or takes `--to`), explains the choice, and carries it
 //! out through the same state machine ([`crate::failover`]).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
 
-use super::{KubeArgs, Output, emit, load_policy_or_report};
+use super::policy_arg::PolicyArg;
+use super::{KubeArgs, Output, emit};
 use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::KubeClient;
 use crate::decide::health::{self, HealthReason};
@@ -33,9 +33,8 @@ use crate::snapshot::{Quiet, Snapshotter};
 /// Example: redis-autopilot failover --policy policies/session-cache.yaml --graceful
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The policy naming the deployment.
-    #[arg(long, value_name = "FILE")]
-    policy: PathBuf,
+    #[command(flatten)]
+    policy: PolicyArg,
     /// The instance to promote (as `plan` lists it); default: the best replica.
     #[arg(long, value_name = "INSTANCE")]
     to: Option<String>,
@@ -77,8 +76,8 @@ struct Report {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let policy = load_policy_or_report(&args.policy)?;
     let runtime = super::runtime()?;
+    let policy = runtime.block_on(args.policy.resolve(&args.kube))?.policy;
     let kube = KubeClient::new(args.kube.clone().options());
     let report = runtime.block_on(fail_over(&policy, &args, &kube))?;
     match args.output {

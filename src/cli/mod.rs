@@ -6,7 +6,9 @@
 mod check;
 mod demo;
 mod failover;
+mod pause;
 mod plan;
+mod policy_arg;
 mod run;
 mod simulate;
 mod snapshot;
@@ -104,6 +106,11 @@ enum Command {
     Snapshot(snapshot::Args),
     /// Show a deployment now: master and epoch, members, health, leader, pause, last actions.
     Status(status::Args),
+    /// Stop acting on one RedisPolicy object (the pause annotation); it is still sampled and
+    /// decided, and its status says Paused.
+    Pause(pause::Args),
+    /// Act again on a RedisPolicy object paused with `pause`.
+    Resume(pause::Args),
     /// Print the RedisPolicy CustomResourceDefinition (YAML) for `kubectl apply -f -`.
     Crd,
 }
@@ -150,9 +157,27 @@ fn print_crd() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The name kubectl runs the binary under as a plugin (`kubectl autopilot ...`).
+pub const KUBECTL_PLUGIN: &str = "kubectl-autopilot";
+
+/// Parses the command line. Installed as `kubectl-autopilot` (a copy or a symlink), the
+/// binary is a kubectl plugin: the same commands, whose help and errors say `kubectl
+/// autopilot`, taking resource names with kubectl's `-n/--namespace`, `--context` and
+/// `--kubeconfig`.
+fn parse() -> Cli {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let invoked = std::env::args_os().next().unwrap_or_default();
+    let plugin = Path::new(&invoked).file_name().is_some_and(|name| name == KUBECTL_PLUGIN);
+    if !plugin {
+        return Cli::parse();
+    }
+    let matches = Cli::command().name("kubectl autopilot").bin_name("kubectl autopilot").get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+}
+
 /// Parses the command line, runs the subcommand, and turns its outcome into an exit code.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     // The demo logs to a file of its own (`demo::run`).
     if !matches!(cli.command, Command::Demo(_)) {
         init_logging(cli.log_format);
@@ -168,6 +193,8 @@ pub fn run() -> ExitCode {
         Command::Failover(args) => (failover::run(args), 1),
         Command::Snapshot(args) => (snapshot::run(args), 1),
         Command::Status(args) => (status::run(args), 1),
+        Command::Pause(args) => (pause::run(args, true), 1),
+        Command::Resume(args) => (pause::run(args, false), 1),
         Command::Crd => (print_crd(), 1),
     };
     match outcome {

@@ -4,14 +4,14 @@
 //! laptop: `--kubeconfig`/`--context`) and its pods sampled at their IPs, which must be
 //! reachable from where plan runs.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use serde::Serialize;
 
 use super::table::{Table, bytes, one_line};
-use super::{KubeArgs, Output, emit, load_policy_or_report};
+use super::policy_arg::PolicyArg;
+use super::{KubeArgs, Output, emit};
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::cluster::{AnyCluster, Cluster};
 use crate::decide::{Fleet, Memory, ScalingDecision, decide, format_number};
@@ -28,9 +28,8 @@ use crate::sample::{PolicySampler, static_endpoints};
 /// Example: redis-autopilot plan --policy policies/session-cache.yaml --fill
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The policy to evaluate.
-    #[arg(long, value_name = "FILE")]
-    policy: PathBuf,
+    #[command(flatten)]
+    policy: PolicyArg,
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -44,8 +43,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let policy = load_policy_or_report(&args.policy)?;
     let runtime = super::runtime()?;
+    let policy = runtime.block_on(args.policy.resolve(&args.kube))?.policy;
     let report = runtime.block_on(evaluate(&policy, args.fill, args.kube.options()))?;
     match args.output {
         Output::Table => emit(report.table().trim_end())?,

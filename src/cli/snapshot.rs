@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::policy_arg::PolicyArg;
 use super::table::{Table, bytes};
 use super::{KubeArgs, Output, emit, load_policy_or_report};
 use crate::cluster::AnyCluster;
@@ -41,8 +42,8 @@ enum Command {
     /// policy allows it; given up when slower than `minBytesPerSecond` or past `deadline`.
     Now {
         /// The policy whose `spec.snapshots` names the destination.
-        #[arg(long, value_name = "FILE")]
-        policy: PathBuf,
+        #[command(flatten)]
+        policy: PolicyArg,
         /// How to print the new snapshot's manifest.
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
@@ -130,7 +131,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let progress = terminal_progress();
     match args.command {
         Command::Now { policy, output, kube } => {
-            let (policy, snapshotter) = open(&policy)?;
+            let policy = runtime.block_on(policy.resolve(&kube))?.policy;
+            let snapshotter = Snapshotter::new(&policy).map_err(report)?;
             let kube = KubeClient::new(kube.options());
             let instances = runtime.block_on(AnyCluster::endpoints(&policy, &kube))?;
             let manifest = runtime

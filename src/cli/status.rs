@@ -8,7 +8,6 @@
 //! comes from its HTTP surface (`--daemon`), and a daemon that cannot be reached is said so,
 //! not treated as an error.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -16,14 +15,15 @@ use serde::Serialize;
 
 use super::plan::{InstanceRow, instance_rows, instance_table};
 use super::table::one_line;
-use super::{KubeArgs, Output, emit, load_policy_or_report};
+use super::policy_arg::PolicyArg;
+use super::{KubeArgs, Output, emit};
 use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::KubeClient;
 use crate::daemon::PolicyView;
 use crate::decide::health::{self, HealthDecision, HealthMemory};
 use crate::failover::Probe;
 use crate::policy::{Policy, Target};
-use crate::resource::status::{LastAction, LastSnapshot};
+use crate::resource::status::{LastAction, LastSnapshot, PolicyStatus};
 use crate::sample::redis::{HEALTH_SECTIONS, RedisSampler};
 use crate::sample::redis_access;
 use crate::snapshot::{SnapshotError, Snapshotter};
@@ -39,12 +39,12 @@ const DECISIONS: usize = 500;
 /// Exit status: 0 the master serves, 2 it does not (or none is recorded), 1 the status could
 /// not be read.
 ///
-/// Example: redis-autopilot status --policy policies/session-cache.yaml
+/// Examples: redis-autopilot status --policy policies/session-cache.yaml
+///           kubectl autopilot status session-cache -n cache
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The policy naming the deployment.
-    #[arg(long, value_name = "FILE")]
-    policy: PathBuf,
+    #[command(flatten)]
+    policy: PolicyArg,
     /// The daemon's HTTP address (its `--listen`), asked who leads the policy, whether it is
     /// paused, and what it last did. Not reached: said so, the rest is shown.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9187")]
@@ -73,6 +73,18 @@ struct Report {
     /// Why the snapshot line is missing, when it is (not configured, or the listing failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     snapshots_note: Option<String>,
+    /// The RedisPolicy object, when the policy was named by one: what its status says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<Resource>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Resource {
+    namespace: String,
+    name: String,
+    generation: Option<i64>,
+    status: PolicyStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,10 +114,17 @@ struct Daemon {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let policy = load_policy_or_report(&args.policy)?;
     let runtime = super::runtime()?;
+    let resolved = runtime.block_on(args.policy.resolve(&args.kube))?;
+    let policy = resolved.policy;
     let kube = KubeClient::new(args.kube.clone().options());
-    let report = runtime.block_on(gather(&policy, &args.daemon, &kube))?;
+    let mut report = runtime.block_on(gather(&policy, &args.daemon, &kube))?;
+    report.resource = resolved.object.map(|object| Resource {
+        status: object.status.clone().unwrap_or_default(),
+        namespace: object.namespace,
+        name: object.name,
+        generation: object.generation,
+    });
     match args.output {
         Output::Json => emit(serde_json::to_string_pretty(&report)?)?,
         Output::Table => emit(report.table())?,
@@ -181,6 +200,7 @@ async fn gather(policy: &Policy, daemon_url: &str, kube: &KubeClient) -> anyhow:
         daemon,
         last_snapshot,
         snapshots_note,
+        resource: None,
     })
 }
 
@@ -276,6 +296,49 @@ fn last_applied(decisions: &[serde_json::Value], kind: &str) -> Option<LastActio
     Some(LastAction { time: text("at"), what, reason: text("sentence") })
 }
 
+impl Resource {
+    /// What the object's status says; with `actions`, its last scale and failover too (the
+    /// daemon's own account was not reached).
+    fn lines(&self, out: &mut String, actions: bool) {
+        use std::fmt::Write as _;
+        let status = &self.status;
+        let phase = status.phase.map_or_else(|| "-".to_owned(), |p| format!("{p:?}"));
+        let observed = match (status.observed_generation, self.generation) {
+            (Some(seen), Some(now)) if seen < now => {
+                format!(", status of generation {seen} (the daemon has not read generation {now} yet)")
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "Resource: redispolicy {}/{}: phase {phase}{observed}",
+            self.namespace, self.name
+        );
+        for c in &status.conditions {
+            let _ = writeln!(
+                out,
+                "  {}={} ({}) since {}: {}",
+                c.kind,
+                c.status,
+                c.reason,
+                c.last_transition_time,
+                one_line(&c.message)
+            );
+        }
+        if actions {
+            let last = |action: Option<(&str, &str, &str)>| match action {
+                Some((time, what, reason)) => format!("{time} {what}: {}", one_line(reason)),
+                None => "none in the status".to_owned(),
+            };
+            let scale = status.last_scale.as_ref().map(|a| (&*a.time, &*a.what, &*a.reason));
+            let failover =
+                status.last_failover.as_ref().map(|a| (&*a.time, &*a.what, &*a.reason));
+            let _ = writeln!(out, "Last scale: {}", last(scale));
+            let _ = writeln!(out, "Last failover: {}", last(failover));
+        }
+    }
+}
+
 impl Report {
     fn table(&self) -> String {
         use std::fmt::Write as _;
@@ -338,6 +401,9 @@ impl Report {
                 let _ = writeln!(out, "Last scale and failover: unknown ({})", one_line(error));
             }
             (None, _) => {}
+        }
+        if let Some(resource) = &self.resource {
+            resource.lines(&mut out, self.daemon.view.is_none());
         }
         match (&self.last_snapshot, &self.snapshots_note) {
             (Some(s), _) => {

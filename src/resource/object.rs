@@ -59,6 +59,11 @@ impl PolicyObject {
         })
     }
 
+    /// Whether its `spec.paused` is true.
+    pub fn spec_paused(&self) -> bool {
+        self.spec["paused"] == Value::Bool(true)
+    }
+
     /// How diagnostics, logs and the policy set name this object: `redispolicy NS/NAME`.
     pub fn key(&self) -> String {
         key(&self.namespace, &self.name)

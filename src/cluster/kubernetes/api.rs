@@ -75,8 +75,10 @@ pub const UPDATE_LEASE: ApiCall = ApiCall::new("update", "coordination.k8s.io", 
 pub const LIST_POLICIES: ApiCall = ApiCall::new("list", "autopilot.redis.io", "redispolicies");
 /// `run --resources`: the stream of RedisPolicy changes.
 pub const WATCH_POLICIES: ApiCall = ApiCall::new("watch", "autopilot.redis.io", "redispolicies");
-/// `status NAME` and the kubectl plugin: one RedisPolicy object.
+/// `status NAME` and the other commands that take a RedisPolicy's name (a person's call).
 pub const GET_POLICY: ApiCall = ApiCall::new("get", "autopilot.redis.io", "redispolicies");
+/// `pause NAME` and `resume NAME`: the pause annotation (a person's call, not the daemon's).
+pub const PATCH_POLICY: ApiCall = ApiCall::new("patch", "autopilot.redis.io", "redispolicies");
 /// A policy's status, written by its leader (and `Valid=False` for an invalid one).
 pub const PATCH_POLICY_STATUS: ApiCall =
     ApiCall::sub("patch", "autopilot.redis.io", "redispolicies", "status");
