@@ -11,6 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use kube::api::WatchEvent;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
     PatchParams, PostParams,
@@ -83,7 +84,10 @@ fn refusal<T: std::fmt::Debug>(result: kube::Result<T>) -> (u16, String, String)
 fn names(list: &[DynamicObject]) -> Vec<(String, String)> {
     list.iter()
         .map(|o| {
-            (o.metadata.namespace.clone().unwrap_or_default(), o.metadata.name.clone().unwrap())
+            (
+                o.metadata.namespace.clone().unwrap_or_default(),
+                o.metadata.name.clone().expect("a name"),
+            )
         })
         .collect()
 }
@@ -102,7 +106,7 @@ async fn next_change(
             format!(
                 "{}/{}",
                 o.metadata.namespace.as_deref().unwrap_or(""),
-                o.metadata.name.as_deref().unwrap()
+                o.metadata.name.as_deref().expect("a name")
             )
         };
         match event {
@@ -241,6 +245,37 @@ async fn a_watcher_sees_create_modify_and_delete_in_order() {
         }
     };
     assert_eq!(after, ("apply", "cache/late".into(), Some(1)));
+}
+
+/// A watch from resourceVersion "0" (or none) starts with the objects there now, each
+/// ADDED, not with their history, then goes on with every change.
+#[tokio::test]
+async fn a_watch_from_version_zero_starts_with_the_objects_there() {
+    let fake = KubeFake::start().await;
+    fake.put_policy(NS, "orders", spec("redis-orders"));
+    fake.put_policy(NS, "gone", spec("redis-gone"));
+    fake.delete_policy(NS, "gone");
+    fake.put_policy(NS, "orders", spec("redis-orders-2"));
+    let api = namespaced(&fake, NS).await;
+    let mut events =
+        api.watch(&kube::api::WatchParams::default(), "0").await.expect("watch").boxed();
+    let mut next = async || {
+        let event = tokio::time::timeout(DEADLINE, events.next())
+            .await
+            .expect("an event within the deadline")
+            .expect("the watch goes on")
+            .expect("an event");
+        let (kind, object) = match event {
+            WatchEvent::Added(o) => ("ADDED", o),
+            WatchEvent::Modified(o) => ("MODIFIED", o),
+            WatchEvent::Deleted(o) => ("DELETED", o),
+            other => panic!("unexpected {other:?}"),
+        };
+        (kind, object.metadata.name.clone().expect("a name"), generation(&object))
+    };
+    assert_eq!(next().await, ("ADDED", "orders".into(), Some(2)));
+    fake.put_policy(NS, "carts", spec("redis-carts"));
+    assert_eq!(next().await, ("ADDED", "carts".into(), Some(1)));
 }
 
 #[tokio::test]
