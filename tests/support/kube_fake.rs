@@ -644,9 +644,11 @@ async fn handle(
             collection(guard, &state, &changed, scope, &query)
         }
         (m, ["apis", GROUP, VERSION, "namespaces", ns, POLICIES, rest @ ..]) => {
+            let before = guard.version;
             let response = policies(&mut guard, m, ns, rest, content_type.as_deref(), body);
-            let version = guard.version;
-            changed.send_replace(version);
+            if guard.version != before {
+                changed.send_replace(guard.version);
+            }
             response
         }
         (Method::PATCH, ["api", "v1", "namespaces", ns, "pods", name]) => {
