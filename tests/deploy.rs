@@ -31,6 +31,30 @@ struct Rule {
 /// Exactly the permissions in deploy/base (rbac-redis.yaml, rbac-leader-election.yaml,
 /// rbac-verifier.yaml).
 const EXPECTED_RULES: &[Rule] = &[
+    // `run --resources`: watch the RedisPolicy objects of the daemon's namespace...
+    Rule {
+        namespace: "redis-autopilot",
+        group: "autopilot.redis.io",
+        resource: "redispolicies",
+        names: &[],
+        verbs: &["list", "watch"],
+    },
+    // ...write their status...
+    Rule {
+        namespace: "redis-autopilot",
+        group: "autopilot.redis.io",
+        resource: "redispolicies/status",
+        names: &[],
+        verbs: &["patch"],
+    },
+    // ...and say why one cannot run.
+    Rule {
+        namespace: "redis-autopilot",
+        group: "events.k8s.io",
+        resource: "events",
+        names: &[],
+        verbs: &["create"],
+    },
     // Restore tests of a StatefulSet: scale the verifier 0 -> 1 -> 0 (a look at its replicas
     // first)...
     Rule {

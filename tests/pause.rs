@@ -166,7 +166,8 @@ fn a_paused_policy_decides_and_does_not_act_until_resumed() {
     let shared = Shared::new();
     let daemon = runtime.spawn(run(
         RunConfig {
-            policies: dir.path().join("policies"),
+            policies: Some(dir.path().join("policies")),
+            resources: None,
             mode: Mode::Apply,
             listen: format!("127.0.0.1:{}", free_port()).parse().expect("address"),
             rate_limit: RateLimit { max: 100, window: Duration::from_secs(3600) },
