@@ -171,7 +171,8 @@ fn parse() -> Cli {
     if !plugin {
         return Cli::parse();
     }
-    let matches = Cli::command().name("kubectl autopilot").bin_name("kubectl autopilot").get_matches();
+    let matches =
+        Cli::command().name("kubectl autopilot").bin_name("kubectl autopilot").get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
 }
 

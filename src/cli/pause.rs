@@ -43,7 +43,11 @@ pub fn run(args: Args, paused: bool) -> anyhow::Result<ExitCode> {
         let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
         bounded(&PATCH_POLICY, &key, api.patch(&object.name, &params, &patch)).await.map(drop)
     })?;
-    let verb = if paused { "paused: the daemon samples and decides, and acts on nothing" } else { "resumed" };
+    let verb = if paused {
+        "paused: the daemon samples and decides, and acts on nothing"
+    } else {
+        "resumed"
+    };
     emit(format!("{key} {verb}"))?;
     if !paused && object.spec_paused() {
         emit("note: its spec.paused is still true, which keeps it paused")?;

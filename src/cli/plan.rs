@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::table::{Table, bytes, one_line};
 use super::policy_arg::PolicyArg;
+use super::table::{Table, bytes, one_line};
 use super::{KubeArgs, Output, emit};
 use crate::cluster::kubernetes::{ClientOptions, KubeClient};
 use crate::cluster::{AnyCluster, Cluster};

@@ -53,7 +53,11 @@ impl PolicyArg {
 }
 
 /// Reads one RedisPolicy object.
-pub async fn fetch(kube: &KubeArgs, namespace: Option<&str>, name: &str) -> anyhow::Result<PolicyObject> {
+pub async fn fetch(
+    kube: &KubeArgs,
+    namespace: Option<&str>,
+    name: &str,
+) -> anyhow::Result<PolicyObject> {
     let client = KubeClient::new(kube.clone().options()).get().await?;
     let namespace = namespace.map_or_else(|| client.default_namespace().to_owned(), str::to_owned);
     let api = policies::api(client, Some(&namespace));

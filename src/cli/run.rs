@@ -25,7 +25,12 @@ use crate::policy::SecretSource;
 pub struct Args {
     /// A directory of policy files (*.yaml, *.yml; searched recursively), or one policy file.
     /// `--policy`, as the other commands spell it, is the same flag.
-    #[arg(long, visible_alias = "policy", value_name = "PATH", required_unless_present = "resources")]
+    #[arg(
+        long,
+        visible_alias = "policy",
+        value_name = "PATH",
+        required_unless_present = "resources"
+    )]
     policies: Option<PathBuf>,
     /// Also run the RedisPolicy objects of the API server (the CRD, deploy/base/crd.yaml), in
     /// --resources-namespace or in every namespace. Each object's status says what the

@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::plan::{InstanceRow, instance_rows, instance_table};
-use super::table::one_line;
 use super::policy_arg::PolicyArg;
+use super::table::one_line;
 use super::{KubeArgs, Output, emit};
 use crate::cluster::AnyCluster;
 use crate::cluster::kubernetes::KubeClient;
@@ -305,7 +305,9 @@ impl Resource {
         let phase = status.phase.map_or_else(|| "-".to_owned(), |p| format!("{p:?}"));
         let observed = match (status.observed_generation, self.generation) {
             (Some(seen), Some(now)) if seen < now => {
-                format!(", status of generation {seen} (the daemon has not read generation {now} yet)")
+                format!(
+                    ", status of generation {seen} (the daemon has not read generation {now} yet)"
+                )
             }
             _ => String::new(),
         };
@@ -331,8 +333,7 @@ impl Resource {
                 None => "none in the status".to_owned(),
             };
             let scale = status.last_scale.as_ref().map(|a| (&*a.time, &*a.what, &*a.reason));
-            let failover =
-                status.last_failover.as_ref().map(|a| (&*a.time, &*a.what, &*a.reason));
+            let failover = status.last_failover.as_ref().map(|a| (&*a.time, &*a.what, &*a.reason));
             let _ = writeln!(out, "Last scale: {}", last(scale));
             let _ = writeln!(out, "Last failover: {}", last(failover));
         }

@@ -120,11 +120,18 @@ pub enum Change {
     /// The text is gone (or renamed its policy): stop this one.
     Removed(String),
     /// The text changed but does not validate: the old version (if any) keeps running.
-    Rejected { key: String, diagnostics: Vec<Diagnostic> },
+    Rejected {
+        key: String,
+        diagnostics: Vec<Diagnostic>,
+    },
     /// The text validates but conflicts with a running policy (its target overlaps, or it
     /// defines the same name): not run; the running one and this text's old version (if
     /// any) keep running. Reported once per conflict, retried on every reload.
-    Refused { key: String, conflict: Conflict, diagnostic: Diagnostic },
+    Refused {
+        key: String,
+        conflict: Conflict,
+        diagnostic: Diagnostic,
+    },
     /// A source could not be listed: nothing of it changed, every policy of it stays.
     /// Reported once until a listing succeeds again.
     Unreadable(Vec<Diagnostic>),
@@ -207,7 +214,9 @@ impl PolicySet {
     /// problems of the other sources are returned as changes, for the caller to report.
     ///
     /// [`fatal_at_start`]: PolicySource::fatal_at_start
-    pub fn load(sources: Vec<Box<dyn PolicySource>>) -> Result<(Self, Vec<Change>), Vec<Diagnostic>> {
+    pub fn load(
+        sources: Vec<Box<dyn PolicySource>>,
+    ) -> Result<(Self, Vec<Change>), Vec<Diagnostic>> {
         let mut set = Self { sources, ..Self::default() };
         let mut fatal = Vec::new();
         let mut reported = Vec::new();
@@ -221,9 +230,10 @@ impl PolicySet {
             let source_fatal = match key {
                 Some(key) => set.origin.get(key).is_none_or(|i| set.sources[*i].fatal_at_start()),
                 // Which source failed to list: the one whose failure is remembered.
-                None => set.unreadable.iter().any(|(i, d)| {
-                    *d == diagnostics && set.sources[*i].fatal_at_start()
-                }),
+                None => set
+                    .unreadable
+                    .iter()
+                    .any(|(i, d)| *d == diagnostics && set.sources[*i].fatal_at_start()),
             };
             if source_fatal {
                 fatal.extend(diagnostics);
@@ -368,9 +378,7 @@ impl PolicySet {
         let gone: Vec<String> = self
             .running
             .iter()
-            .filter(|(key, current)| {
-                !kept(key, self) && self.sources[current.source].is_gone(key)
-            })
+            .filter(|(key, current)| !kept(key, self) && self.sources[current.source].is_gone(key))
             .map(|(key, _)| key.clone())
             .collect();
         for key in gone {
@@ -385,7 +393,11 @@ impl PolicySet {
     /// Runs each candidate that conflicts with nothing running, and refuses the rest. Taken
     /// in passes until none is admitted: a candidate may be free only once another text's
     /// new version (later in key order) moved off its target.
-    fn admit(&mut self, mut pending: Vec<(String, usize, String, Loaded)>, changes: &mut Vec<Change>) {
+    fn admit(
+        &mut self,
+        mut pending: Vec<(String, usize, String, Loaded)>,
+        changes: &mut Vec<Change>,
+    ) {
         loop {
             let before = pending.len();
             let mut waiting = Vec::new();
@@ -418,7 +430,8 @@ impl PolicySet {
                 r.text != text || r.conflict != conflict || r.diagnostic != diagnostic
             });
             if news {
-                let refused = Change::Refused { key: key.clone(), conflict, diagnostic: diagnostic.clone() };
+                let refused =
+                    Change::Refused { key: key.clone(), conflict, diagnostic: diagnostic.clone() };
                 changes.push(refused);
             }
             self.refused.insert(key, Refusal { text, loaded, conflict, diagnostic });
@@ -431,10 +444,8 @@ impl PolicySet {
         self.running.iter().filter(|(other, _)| other.as_str() != key).find_map(
             |(other, current)| {
                 if current.loaded.policy.name == loaded.policy.name {
-                    let message = format!(
-                        "policy `{}` is already defined in {other}",
-                        loaded.policy.name,
-                    );
+                    let message =
+                        format!("policy `{}` is already defined in {other}", loaded.policy.name,);
                     let diagnostic = Diagnostic::whole_file(&loaded.file, &message);
                     return Some((Conflict::DuplicateName, diagnostic));
                 }
@@ -445,7 +456,12 @@ impl PolicySet {
 
     /// Reports a problem with a text that has no content to remember (it could not be read,
     /// or is no policy text): remembered by its diagnostics instead, so it is reported once.
-    fn reject_once(&mut self, changes: &mut Vec<Change>, key: String, diagnostics: Vec<Diagnostic>) {
+    fn reject_once(
+        &mut self,
+        changes: &mut Vec<Change>,
+        key: String,
+        diagnostics: Vec<Diagnostic>,
+    ) {
         let marker: String = diagnostics.iter().map(|d| format!("{d}\n")).collect();
         if self.rejected.get(&key).is_none_or(|(rejected, _)| *rejected != marker) {
             let rejected = Change::Rejected { key: key.clone(), diagnostics: diagnostics.clone() };
@@ -596,7 +612,9 @@ mod tests {
         let huge = std::fs::File::create(&file).unwrap();
         huge.set_len(2 << 30).unwrap();
         let changes = set.reload();
-        let [Change::Rejected { diagnostics, .. }] = changes.as_slice() else { panic!("{changes:?}") };
+        let [Change::Rejected { diagnostics, .. }] = changes.as_slice() else {
+            panic!("{changes:?}")
+        };
         assert!(diagnostics[0].to_string().contains("larger than 1024 KiB"), "{diagnostics:?}");
         assert_eq!(running(&set), ["a"]);
         assert!(set.reload().is_empty(), "reported once");
@@ -657,7 +675,10 @@ mod tests {
 
         // An edit of running b onto a's endpoint: refused, b's old version keeps running.
         std::fs::write(dir.path().join("b.yaml"), on_endpoint("b", "10.0.0.1:6379", 7)).unwrap();
-        assert!(matches!(set.reload().as_slice(), [Change::Refused { conflict: Conflict::Overlap, .. }]));
+        assert!(matches!(
+            set.reload().as_slice(),
+            [Change::Refused { conflict: Conflict::Overlap, .. }]
+        ));
         let b = set.policies().find(|p| p.name == "b").unwrap();
         assert_eq!(b.scaling.as_ref().unwrap().max_replicas, 5, "b's old version runs");
         // a goes: b's new version takes its place in the same reload.

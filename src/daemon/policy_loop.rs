@@ -33,9 +33,9 @@ use crate::errors::chain;
 use crate::failover::{self, Probe};
 use crate::observe::{History, Observation, Timestamp};
 use crate::policy::{AlertAction, BeforeAction, MetricSource, Policy, Target};
+use crate::resource::status::{LastAction, LastFailover};
 use crate::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
 use crate::sample::{PolicySampler, SetupError, redis_access};
-use crate::resource::status::{LastAction, LastFailover};
 use crate::snapshot::Snapshotter;
 
 /// What the rest of the daemon can ask of a policy's loop.
@@ -460,16 +460,16 @@ impl<C: Cluster> PolicyLoop<C> {
     /// What this probe says for the policy's status: the record, who answered, and whether
     /// roles are changing (a live claim, or a `FAILOVER` on an instance).
     fn report_probe(&self, probe: &Probe, master_serving: bool, now: Timestamp) {
-        let master = probe.record.as_ref().map(|record| (record.instance.to_string(), record.epoch));
+        let master =
+            probe.record.as_ref().map(|record| (record.instance.to_string(), record.epoch));
         let claimed = probe
             .record
             .as_ref()
             .and_then(|record| record.claim.as_ref())
             .is_some_and(|claim| claim.until > now);
-        let failing_over = probe
-            .samples
-            .iter()
-            .any(|sample| sample.info.as_ref().is_some_and(|info| info.replication.failover_in_progress));
+        let failing_over = probe.samples.iter().any(|sample| {
+            sample.info.as_ref().is_some_and(|info| info.replication.failover_in_progress)
+        });
         let answered = probe.samples.iter().filter(|sample| sample.info.is_some()).count();
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         self.shared.reports.update(&self.policy.name, |r| {

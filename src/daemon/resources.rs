@@ -125,7 +125,8 @@ impl StatusWriter {
     pub fn update(&self, set: &PolicySet, leaders: &BTreeMap<String, Leadership>) {
         let mut board = Board::default();
         for policy in set.policies() {
-            let (Some(key), Some(leadership)) = (set.key_of(&policy.name), leaders.get(&policy.name))
+            let (Some(key), Some(leadership)) =
+                (set.key_of(&policy.name), leaders.get(&policy.name))
             else {
                 continue;
             };
@@ -209,7 +210,8 @@ impl StatusWriter {
                 }
             }
         }
-        written.retain(|key, _| self.watch.objects().is_ok_and(|o| o.iter().any(|o| o.key() == *key)));
+        written
+            .retain(|key, _| self.watch.objects().is_ok_and(|o| o.iter().any(|o| o.key() == *key)));
     }
 }
 
@@ -466,8 +468,14 @@ mod tests {
             at("2026-12-03T10:00:00Z"),
         );
         let written = serde_json::to_value(&first).unwrap();
-        let again =
-            compose(&object(written), &policy(false), &report(), false, None, at("2026-12-03T11:00:00Z"));
+        let again = compose(
+            &object(written),
+            &policy(false),
+            &report(),
+            false,
+            None,
+            at("2026-12-03T11:00:00Z"),
+        );
         assert_eq!(again, first, "nothing changed: nothing to write");
     }
 
@@ -499,7 +507,10 @@ mod tests {
         assert_eq!(status.phase, Some(Phase::Invalid));
         assert_eq!((status.master.as_deref(), status.epoch), (Some("redis-1"), Some(7)));
         let valid = find(&status, "Valid");
-        assert_eq!((valid.status.as_str(), valid.message.as_str()), ("False", "spec.x: unknown field"));
+        assert_eq!(
+            (valid.status.as_str(), valid.message.as_str()),
+            ("False", "spec.x: unknown field")
+        );
         assert_eq!(valid.observed_generation, Some(4));
         let said = newly_said(&PolicyStatus::default(), &status, Some(&problem));
         assert!(said.is_some(), "a new problem is an Event");

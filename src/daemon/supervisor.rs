@@ -24,9 +24,9 @@ use super::http::{
 };
 use super::leader::{Election, LeaseSettings, RELEASE_GRACE as LEASE_RELEASE_GRACE};
 use super::policies::{Change, Directory, PolicySet, PolicySource};
-use super::resources::{Resources, StatusWriter};
 use super::policy_loop::{Command, PolicyLoop, Shared};
 use super::requests::Request;
+use super::resources::{Resources, StatusWriter};
 use super::snapshots::SnapshotScheduler;
 use crate::act::{self, Executor, Mode, Pauses, RateLimit};
 use crate::cluster::kubernetes::policies::PolicyWatch;

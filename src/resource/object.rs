@@ -105,11 +105,7 @@ pub fn unpositioned(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
 
 /// The problems as `status.conditions` says them: `field.path: message`, one per line.
 pub fn problems_text(diagnostics: &[Diagnostic]) -> String {
-    diagnostics
-        .iter()
-        .map(|d| format!("{}: {}", d.path, d.message))
-        .collect::<Vec<_>>()
-        .join("\n")
+    diagnostics.iter().map(|d| format!("{}: {}", d.path, d.message)).collect::<Vec<_>>().join("\n")
 }
 
 #[cfg(test)]

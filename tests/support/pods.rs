@@ -244,12 +244,29 @@ impl PodsDaemon {
         Self::start_as(pods, name, &[], extra, env)
     }
 
+    /// Runs the daemon on the RedisPolicy objects of [`LEASE_NS`] (`run --resources`, its
+    /// `POD_NAMESPACE`) instead of the policy directory.
+    pub fn on_resources(pods: &Pods, name: &str, extra: &[&str]) -> Self {
+        Self::spawn(pods, name, &[], Source::Resources, extra, &[])
+    }
+
     /// [`PodsDaemon::start`] under `wrapper` (a command and its arguments, ending with `--`,
     /// which runs the binary: `setpriv ... --` to run it as another user).
     pub fn start_as(
         pods: &Pods,
         name: &str,
         wrapper: &[&str],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::spawn(pods, name, wrapper, Source::Directory, extra, env)
+    }
+
+    fn spawn(
+        pods: &Pods,
+        name: &str,
+        wrapper: &[&str],
+        source: Source,
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
@@ -265,12 +282,12 @@ impl PodsDaemon {
         let log_path = pods.dir.path().join(format!("{name}.log"));
         let http = super::free_port();
         let stderr = std::fs::File::create(&log_path).expect("daemon log");
+        command.arg("run").arg("--kubeconfig").arg(pods.kubeconfig());
+        match source {
+            Source::Directory => command.arg("--policies").arg(pods.policies()),
+            Source::Resources => command.arg("--resources"),
+        };
         let child = command
-            .arg("run")
-            .arg("--kubeconfig")
-            .arg(pods.kubeconfig())
-            .arg("--policies")
-            .arg(pods.policies())
             .args(["--listen", &format!("127.0.0.1:{http}")])
             .args(LEASE_FLAGS)
             .args(extra)
@@ -300,6 +317,12 @@ impl PodsDaemon {
             child.wait().expect("reap the daemon");
         }
     }
+}
+
+/// Where a [`PodsDaemon`] takes its policies from.
+enum Source {
+    Directory,
+    Resources,
 }
 
 impl Drop for PodsDaemon {

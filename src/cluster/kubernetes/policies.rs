@@ -119,10 +119,8 @@ impl PolicyWatch {
                 let mut state = feed.lock().unwrap_or_else(PoisonError::into_inner);
                 match event {
                     Ok(event) => {
-                        let news = !matches!(
-                            event,
-                            watcher::Event::Init | watcher::Event::InitApply(_)
-                        );
+                        let news =
+                            !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_));
                         state.apply(event);
                         if news {
                             changed.send_modify(|count| *count += 1);
