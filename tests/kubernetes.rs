@@ -855,3 +855,66 @@ async fn the_record_is_read_from_the_api_server_at_most_once_per_cache_period() 
     }
     panic!("no attempt made its reads within {period:?}");
 }
+
+/// Issue 14: the daemon's replicas share the policies. A candidate whose process already holds
+/// Leases leaves a free one to an idle replica: it waits one retry period more per Lease
+/// held, long here (10 s), so the idle candidate wins on its first try, whatever the timing.
+/// The holder writes its URL into the Lease, and every candidate publishes the holder's.
+#[tokio::test]
+async fn a_loaded_candidate_leaves_a_free_lease_to_an_idle_one_and_learns_its_url() {
+    use redis_autopilot::cluster::kubernetes::lease::{Candidacy, URL_ANNOTATION};
+    let fake = KubeFake::start().await;
+    let client =
+        KubeClient::from_config(fake.config()).expect("client").get().await.expect("client");
+    let config = |lease: &str, identity: &str| LeaseConfig {
+        name: lease.into(),
+        lease_duration: Duration::from_secs(30),
+        renew_deadline: Duration::from_secs(20),
+        retry_period: Duration::from_secs(10),
+        ..lease_config(identity)
+    };
+    // Process "busy" leads two policies: their Leases name it already (it restarted), so it
+    // renews them at once.
+    let busy = Candidacy::new(Some("http://10.0.0.1:9187".into()));
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client.clone(), NS);
+    let mut stops = Vec::new();
+    for lease in ["policy-a", "policy-b"] {
+        let held = serde_json::from_value(json!({
+            "metadata": {"name": lease},
+            "spec": {"holderIdentity": "busy", "leaseDurationSeconds": 30},
+        }))
+        .expect("a Lease");
+        leases.create(&Default::default(), &held).await.expect("create the Lease");
+        let (leader, mut following) = tokio::sync::watch::channel(false);
+        let (url, _) = tokio::sync::watch::channel(None);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let elector = Elector::new(client.clone(), config(lease, "busy")).sharing(busy.clone(), url);
+        tokio::spawn(elector.run(leader, stopped));
+        tokio::time::timeout(Duration::from_secs(10), following.wait_for(|l| *l))
+            .await
+            .expect("busy leads")
+            .expect("elector alive");
+        stops.push(stop);
+    }
+    assert_eq!(busy.held(), 2);
+    let holder_url = |lease: &str| {
+        fake.lease(NS, lease).and_then(|l| l["metadata"]["annotations"][URL_ANNOTATION].as_str().map(str::to_owned))
+    };
+    assert_eq!(holder_url("policy-a").as_deref(), Some("http://10.0.0.1:9187"));
+
+    // A third policy's Lease, free: busy holds back, idle takes it.
+    let (url, busy_sees) = tokio::sync::watch::channel(None);
+    let mut loaded = Elector::new(client.clone(), config("policy-c", "busy")).sharing(busy.clone(), url);
+    assert!(!loaded.try_acquire_or_renew().await.expect("a round"), "busy took a free Lease");
+    let idle = Candidacy::new(Some("http://10.0.0.2:9187".into()));
+    let (url, _) = tokio::sync::watch::channel(None);
+    let mut fresh = Elector::new(client.clone(), config("policy-c", "idle")).sharing(idle, url);
+    assert!(fresh.try_acquire_or_renew().await.expect("a round"), "idle did not take it");
+    // Busy now sees idle's Lease, and where idle serves.
+    assert!(!loaded.try_acquire_or_renew().await.expect("a round"));
+    assert_eq!(busy_sees.borrow().as_deref(), Some("http://10.0.0.2:9187"));
+    for stop in stops {
+        let _ = stop.send(true);
+    }
+}

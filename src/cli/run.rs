@@ -105,11 +105,23 @@ struct LeaseArgs {
     /// How often the leader renews and a standby retries (< --renew-deadline).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
     retry_period: Duration,
+    /// The URL other replicas reach this daemon's HTTP port on, written into the Leases it
+    /// holds: a replica that receives an alert for a policy it does not lead sends it on
+    /// there [default: http://$POD_IP:PORT, PORT from --listen; without POD_IP, none: a
+    /// standby refuses such alerts and Alertmanager retries].
+    #[arg(long, value_name = "URL")]
+    advertise_url: Option<String>,
 }
 
 impl LeaseArgs {
-    fn settings(self) -> anyhow::Result<LeaseSettings> {
+    fn settings(self, listen: SocketAddr) -> anyhow::Result<LeaseSettings> {
+        let advertise_url = self.advertise_url.or_else(|| {
+            let ip = std::env::var("POD_IP").ok().filter(|ip| !ip.is_empty())?;
+            let ip: std::net::IpAddr = ip.parse().ok()?;
+            Some(format!("http://{}", SocketAddr::new(ip, listen.port())))
+        });
         let settings = LeaseSettings {
+            advertise_url,
             name: self.lease_name,
             namespace: self.lease_namespace,
             identity: self.identity,
@@ -171,7 +183,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         webhook,
         http,
         kube: args.kube.options(),
-        lease: args.lease.settings()?,
+        lease: args.lease.settings(args.listen)?,
     };
     let runtime = super::runtime()?;
     runtime.block_on(run_daemon(config, Shared::new()))?;

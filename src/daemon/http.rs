@@ -15,9 +15,14 @@
 //! the daemon's policy tasks decide what they mean, so an alert cannot bypass leadership,
 //! apply mode or the policy's limits.
 //!
-//! A standby refuses alerts for the policies it does not lead: `503` with `Connection:
-//! close`. Alertmanager retries a 5xx on a new connection, which the Service may send to the
-//! leader; accepted by a standby, the alert's action would only be dropped.
+//! Each policy has its own leader among the daemon's replicas, so one request may carry alerts
+//! for policies led by different replicas. A replica sends the alerts of the policies it
+//! does not lead on to their leaders (the URL each leader writes into its Lease), with the
+//! caller's credentials and a [`FORWARDED_HEADER`], and answers once every leader accepted
+//! its share; only then does it hand its own share to its policies. A forwarded request is
+//! never forwarded again. When a leader is unknown (no URL in its Lease, or the Lease just
+//! moved) or does not accept, the whole request is refused with `503` and `Connection:
+//! close`: Alertmanager retries a 5xx, on a new connection the Service may send elsewhere.
 //!
 //! **Hostile callers.** The listener may face anything that reaches the pod, so every
 //! resource a caller can hold is bounded ([`HttpLimits`]): connections (past the cap a new
@@ -75,6 +80,12 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_LOGGED_CHARS: usize = 128;
 /// Unknown alert names the summary log line shows; the rest are counted.
 const UNKNOWN_SHOWN: usize = 5;
+/// Marks a webhook request one replica sent on to another (its value: the sender's identity).
+/// Such a request is never sent on again, so two replicas that each think the other leads
+/// cannot pass it back and forth.
+pub const FORWARDED_HEADER: &str = "x-redis-autopilot-forwarded-by";
+/// How long a leader has to accept forwarded alerts.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// A rejected webhook caller is logged at most once per this, with a count of the others.
 const REJECTION_LOG_EVERY: Duration = Duration::from_secs(10);
 /// After a failed `accept` (out of file descriptors, say), wait this long before the next,
@@ -253,6 +264,21 @@ impl AlertRoutes {
         table.leaders.get(policy).is_none_or(Leadership::is_leader)
     }
 
+    /// Where the leader of each of `policies` serves; `Err` names those whose leader is not
+    /// known.
+    fn leaders_of(&self, policies: &[String]) -> Result<BTreeMap<String, Vec<String>>, Vec<String>> {
+        let table = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        let mut by_url: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut unknown = Vec::new();
+        for policy in policies {
+            match table.leaders.get(policy).and_then(Leadership::leader_url) {
+                Some(url) => by_url.entry(url).or_default().push(policy.clone()),
+                None => unknown.push(policy.clone()),
+            }
+        }
+        if unknown.is_empty() { Ok(by_url) } else { Err(unknown) }
+    }
+
     /// The policies among `commands` this daemon does not lead now, each once, in order.
     fn standby_for(&self, commands: &[AlertCommand]) -> Vec<String> {
         let table = self.0.read().unwrap_or_else(PoisonError::into_inner);
@@ -335,6 +361,8 @@ impl RejectionLog {
 
 #[derive(Clone)]
 struct App {
+    /// Sends alerts on to the leaders of the policies this daemon does not lead.
+    forwarder: reqwest::Client,
     status: Status,
     daemon: DaemonView,
     metrics: Arc<Metrics>,
@@ -390,7 +418,13 @@ pub fn router(
         permits: Arc::new(Semaphore::new(limits.max_requests.max(1))),
         metrics: metrics.clone(),
     };
+    let forwarder = reqwest::Client::builder()
+        .timeout(FORWARD_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default();
     let app = App {
+        forwarder,
         status,
         daemon,
         metrics,
@@ -774,6 +808,49 @@ fn bad_request(app: &App, message: String) -> Response {
     refuse(app, Refusal::BadBody, StatusCode::BAD_REQUEST, message)
 }
 
+/// Sends the webhook `body` on to the leader of each of `policies` (this daemon leads none of
+/// them), all at once; `Err` says why one did not take it. A request that was itself
+/// forwarded is not sent on again.
+async fn forward(
+    app: &App,
+    headers: &HeaderMap,
+    body: &[u8],
+    policies: &[String],
+) -> Result<(), String> {
+    if headers.contains_key(FORWARDED_HEADER) {
+        return Err("the request was already sent on to this daemon as their leader".to_owned());
+    }
+    let leaders = app.routes.leaders_of(policies).map_err(|unknown| {
+        format!("the leader of {} is not known (no URL in its Lease)", unknown.join(", "))
+    })?;
+    let sends = leaders.iter().map(|(url, led)| async move {
+        let mut request = app
+            .forwarder
+            .post(format!("{}/v1/alerts", url.trim_end_matches('/')))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(FORWARDED_HEADER, app.daemon.identity.as_str())
+            .body(body.to_vec());
+        if let Some(authorization) = headers.get(header::AUTHORIZATION) {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
+        let answer = request.send().await.and_then(reqwest::Response::error_for_status);
+        match answer {
+            Ok(_) => {
+                tracing::info!(leader = %url, policies = %led.join(", "), "alerts sent on to the policies' leader");
+                Ok(())
+            }
+            Err(error) => Err(format!(
+                "the leader of {} at {url} did not take them ({})",
+                led.join(", "),
+                crate::errors::chain(&error.without_url())
+            )),
+        }
+    });
+    let failures: Vec<String> =
+        futures::future::join_all(sends).await.into_iter().filter_map(Result::err).collect();
+    if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
+}
+
 async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
     // Authenticate on the headers, before any body byte is read: an unauthenticated caller
     // costs no body buffer and learns nothing about the body format.
@@ -800,7 +877,6 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Body) -
                 return bad_request(&app, format!("invalid Alertmanager webhook body: {error}"));
             }
         };
-    drop(body);
     if webhook.alerts.len() > MAX_ALERTS {
         let message = format!(
             "{} alerts in one request; at most {MAX_ALERTS} (set max_alerts: {MAX_ALERTS} on \
@@ -839,18 +915,21 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Body) -
     let all: Vec<AlertCommand> = routed.iter().flat_map(|(_, _, r)| r.iter().cloned()).collect();
     let standby = app.routes.standby_for(&all);
     if !standby.is_empty() {
-        for _ in routed.iter().filter(|(_, _, r)| !r.is_empty()) {
-            app.metrics.alert(AlertOutcome::Standby);
+        if let Err(why) = forward(&app, &headers, &body, &standby).await {
+            for _ in routed.iter().filter(|(_, _, r)| !r.is_empty()) {
+                app.metrics.alert(AlertOutcome::Standby);
+            }
+            let message = format!(
+                "this daemon is a standby for {}, and {why}: retry, to reach the leader",
+                standby.join(", ")
+            );
+            tracing::info!(%group_key, %message, "alert webhook request refused");
+            // A new connection, which the Service may balance to the leader.
+            return (StatusCode::SERVICE_UNAVAILABLE, [(header::CONNECTION, "close")], message)
+                .into_response();
         }
-        let message = format!(
-            "this daemon is a standby for {}: retry, to reach the leader",
-            standby.join(", ")
-        );
-        tracing::info!(%group_key, %message, "alert webhook request refused");
-        // A new connection, which the Service may balance to the leader.
-        return (StatusCode::SERVICE_UNAVAILABLE, [(header::CONNECTION, "close")], message)
-            .into_response();
     }
+    drop(body);
 
     let mut commands: Vec<AlertCommand> = Vec::new();
     let mut sent: HashSet<(String, String)> = HashSet::new();
@@ -866,8 +945,16 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Body) -
             }
             continue;
         }
+        let (theirs, ours): (Vec<_>, Vec<_>) =
+            routed.into_iter().partition(|command| standby.contains(&command.policy));
+        if !theirs.is_empty() {
+            app.metrics.alert(AlertOutcome::Forwarded);
+        }
+        if ours.is_empty() {
+            continue;
+        }
         app.metrics.alert(AlertOutcome::Mapped);
-        for command in routed {
+        for command in ours {
             // One group often holds the same alert for several instances (pod-0, pod-1):
             // that is one condition, and `scaleUp: 2` must add two replicas, not four. A
             // policy maps a name to one action, so policy and name identify the command.

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::act::Leadership;
-use crate::cluster::kubernetes::lease::{Elector, LeaseConfig, default_identity};
+use crate::cluster::kubernetes::lease::{Candidacy, Elector, LeaseConfig, default_identity};
 use crate::cluster::kubernetes::{KubeClient, KubeError};
 use crate::policy::{Policy, Target};
 
@@ -33,6 +33,9 @@ pub struct LeaseSettings {
     pub lease_duration: Duration,
     pub renew_deadline: Duration,
     pub retry_period: Duration,
+    /// Where this daemon serves requests, written into the Leases it holds, so a standby
+    /// sends a policy's alerts on to its leader; `None`: nowhere (a standby refuses them).
+    pub advertise_url: Option<String>,
 }
 
 /// The Leases' name prefix, and client-go's default timings: a new leader acts at most
@@ -46,6 +49,7 @@ impl Default for LeaseSettings {
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
+            advertise_url: None,
         }
     }
 }
@@ -55,12 +59,15 @@ pub struct Election {
     client: Arc<KubeClient>,
     settings: LeaseSettings,
     campaigns: BTreeMap<String, Campaign>,
+    /// Shared by every campaign: the load that spreads the Leases, the URL they advertise.
+    candidacy: Candidacy,
 }
 
-/// One policy's Lease: whether we hold it, the switch that ends the campaign (releasing the
-/// Lease if held), and the elector's task.
+/// One policy's Lease: whether we hold it, where its holder serves, the switch that ends the
+/// campaign (releasing the Lease if held), and the elector's task.
 struct Campaign {
     leader: watch::Receiver<bool>,
+    leader_url: watch::Receiver<Option<String>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -74,7 +81,8 @@ pub fn lease_name(prefix: &str, policy: &str) -> String {
 
 impl Election {
     pub fn new(client: Arc<KubeClient>, settings: LeaseSettings) -> Self {
-        Self { client, settings, campaigns: BTreeMap::new() }
+        let candidacy = Candidacy::new(settings.advertise_url.clone());
+        Self { client, settings, campaigns: BTreeMap::new(), candidacy }
     }
 
     pub fn client(&self) -> &KubeClient {
@@ -97,7 +105,8 @@ impl Election {
             return Ok(Leadership::always());
         }
         if let Some(campaign) = self.campaigns.get(&policy.name) {
-            return Ok(Leadership::following(campaign.leader.clone()));
+            let leadership = Leadership::following(campaign.leader.clone());
+            return Ok(leadership.with_leader_url(campaign.leader_url.clone()));
         }
         let client = self.client.get().await?;
         let namespace = self
@@ -116,10 +125,15 @@ impl Election {
         };
         tracing::info!(policy = %policy.name, lease = %format!("{}/{}", config.namespace, config.name), identity = %config.identity, "campaigning for the policy's lease");
         let (sender, leader) = watch::channel(false);
+        let (url_sender, leader_url) = watch::channel(None);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(Elector::new(client, config).run(sender, stopped));
-        self.campaigns.insert(policy.name.clone(), Campaign { leader: leader.clone(), stop, task });
-        Ok(Leadership::following(leader))
+        let elector = Elector::new(client, config).sharing(self.candidacy.clone(), url_sender);
+        let task = tokio::spawn(elector.run(sender, stopped));
+        let leadership =
+            Leadership::following(leader.clone()).with_leader_url(leader_url.clone());
+        let campaign = Campaign { leader, leader_url, stop, task };
+        self.campaigns.insert(policy.name.clone(), campaign);
+        Ok(leadership)
     }
 
     /// Ends `policy`'s campaign, releasing its Lease if we hold it, and waits for that (at

@@ -54,8 +54,11 @@ pub enum AlertOutcome {
     Mapped,
     /// No policy maps it (or not the policy its `policy` label names).
     Unknown,
-    /// Mapped, but refused: this daemon is a standby for the policy.
+    /// Mapped, but refused: this daemon is a standby for the policy, and could not send it
+    /// on to the leader.
     Standby,
+    /// Mapped to a policy another replica leads, and sent on to it.
+    Forwarded,
 }
 
 impl AlertOutcome {
@@ -64,6 +67,7 @@ impl AlertOutcome {
             AlertOutcome::Mapped => "mapped",
             AlertOutcome::Unknown => "unknown",
             AlertOutcome::Standby => "standby",
+            AlertOutcome::Forwarded => "forwarded",
         }
     }
 }

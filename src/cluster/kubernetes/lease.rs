@@ -7,7 +7,17 @@
 //! The holder stops leading as soon as a renewal shows another holder, or when it could not
 //! renew for `renew_deadline` (shorter than the lease duration: it stops before anyone else
 //! can start). On shutdown it releases the Lease so a standby takes over at once.
+//!
+//! One process campaigns for many Leases (one per policy), and its replicas share them
+//! ([`Candidacy`]): a candidate waits one retry period more for a free Lease per Lease its
+//! process already holds, so the least loaded replica takes it first, at start and when a
+//! replica dies. The holder writes the URL it serves on into the Lease (annotation
+//! [`URL_ANNOTATION`]) and every candidate publishes the current holder's, so a request for a
+//! policy reaching a standby is sent on to its leader.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -59,20 +69,86 @@ pub fn default_identity() -> String {
         .unwrap_or_else(|| "redis-autopilot".into())
 }
 
+/// The annotation on a Lease naming the URL its holder serves requests on.
+pub const URL_ANNOTATION: &str = "redis-autopilot.io/url";
+
+/// What the campaigns of one process share: how many Leases it holds now, and the URL it
+/// advertises in those.
+#[derive(Debug, Clone, Default)]
+pub struct Candidacy {
+    held: Arc<AtomicUsize>,
+    url: Option<String>,
+}
+
+impl Candidacy {
+    /// `url`: where this process serves requests for the policies it leads, if anywhere.
+    pub fn new(url: Option<String>) -> Self {
+        Self { held: Arc::default(), url }
+    }
+
+    /// How many Leases this process holds now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
 /// One candidate.
 pub struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
     object: String,
-    /// The last Lease record seen (its resourceVersion) and when it was first seen so.
-    observed: Option<(String, Instant)>,
+    /// The last Lease record seen (its resourceVersion, or none for a Lease that does not
+    /// exist) and when it was first seen so.
+    observed: Option<(Option<String>, Instant)>,
+    candidacy: Candidacy,
+    /// Where the current holder serves, as its Lease says.
+    leader_url: Option<watch::Sender<Option<String>>>,
 }
 
 impl Elector {
     pub fn new(client: kube::Client, config: LeaseConfig) -> Self {
         let api = Api::namespaced(client, &config.namespace);
         let object = format!("lease {}/{}", config.namespace, config.name);
-        Self { api, config, object, observed: None }
+        let candidacy = Candidacy::default();
+        Self { api, config, object, observed: None, candidacy, leader_url: None }
+    }
+
+    /// Campaigns as one of the process's candidates (sharing its load, advertising its URL),
+    /// publishing the holder's URL on `leader_url`.
+    pub fn sharing(
+        mut self,
+        candidacy: Candidacy,
+        leader_url: watch::Sender<Option<String>>,
+    ) -> Self {
+        self.candidacy = candidacy;
+        self.leader_url = Some(leader_url);
+        self
+    }
+
+    /// How long this candidate waits, beyond what the protocol asks, before taking a free
+    /// Lease: one retry period per Lease its process holds already.
+    fn yield_to_others(&self) -> Duration {
+        let held = u32::try_from(self.candidacy.held()).unwrap_or(u32::MAX);
+        self.config.retry_period.saturating_mul(held)
+    }
+
+    fn publish_leader_url(&self, lease: Option<&Lease>) {
+        let Some(sender) = &self.leader_url else { return };
+        let url = lease.and_then(|lease| {
+            let held = lease.spec.as_ref()?.holder_identity.as_deref().filter(|h| !h.is_empty());
+            held?;
+            lease.metadata.annotations.as_ref()?.get(URL_ANNOTATION).cloned()
+        });
+        sender.send_if_modified(|current| {
+            let changed = *current != url;
+            *current = url;
+            changed
+        });
+    }
+
+    fn annotations(&self) -> Option<BTreeMap<String, String>> {
+        let url = self.candidacy.url.clone()?;
+        Some(BTreeMap::from([(URL_ANNOTATION.to_owned(), url)]))
     }
 
     /// Campaigns until `shutdown` turns true, publishing on `leader` whether we hold the
@@ -103,6 +179,11 @@ impl Elector {
             };
             if *leader.borrow() != leading {
                 if leading {
+                    self.candidacy.held.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.candidacy.held.fetch_sub(1, Ordering::Relaxed);
+                }
+                if leading {
                     tracing::info!(lease = %self.object, identity = %self.config.identity, "acquired the lease: acting");
                 } else {
                     tracing::warn!(lease = %self.object, identity = %self.config.identity, "lost the lease: not acting");
@@ -116,6 +197,7 @@ impl Elector {
         }
         if *leader.borrow() {
             let _ = leader.send(false);
+            self.candidacy.held.fetch_sub(1, Ordering::Relaxed);
             if let Err(error) = self.release().await {
                 tracing::warn!(lease = %self.object, error = %crate::errors::chain(&error), "cannot release the lease");
             }
@@ -127,11 +209,22 @@ impl Elector {
         let now = k8s_openapi::jiff::Timestamp::now();
         let seconds = i32::try_from(self.config.lease_duration.as_secs()).unwrap_or(i32::MAX);
         let name = self.config.name.clone();
-        let lease = match bounded(&GET_LEASE, &self.object, self.api.get_opt(&name)).await? {
+        let read = bounded(&GET_LEASE, &self.object, self.api.get_opt(&name)).await?;
+        self.publish_leader_url(read.as_ref());
+        let lease = match read {
             Some(lease) => lease,
             None => {
+                // Not there yet: a loaded process lets an idle replica create it first.
+                let absent_since = self.observe(None);
+                if absent_since.elapsed() < self.yield_to_others() {
+                    return Ok(false);
+                }
                 let lease = Lease {
-                    metadata: ObjectMeta { name: Some(name), ..ObjectMeta::default() },
+                    metadata: ObjectMeta {
+                        name: Some(name),
+                        annotations: self.annotations(),
+                        ..ObjectMeta::default()
+                    },
                     spec: Some(LeaseSpec {
                         holder_identity: Some(self.config.identity.clone()),
                         lease_duration_seconds: Some(seconds),
@@ -145,7 +238,8 @@ impl Elector {
                 let created = self.api.create(&params, &lease);
                 return match bounded(&CREATE_LEASE, &self.object, created).await {
                     Ok(created) => {
-                        self.observe(&created);
+                        self.observe(Some(&created));
+                        self.publish_leader_url(Some(&created));
                         Ok(true)
                     }
                     // Another candidate created it first.
@@ -154,24 +248,28 @@ impl Elector {
                 };
             }
         };
-        let observed_at = self.observe(&lease);
+        let observed_at = self.observe(Some(&lease));
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
         let ours = holder.as_deref() == Some(self.config.identity.as_str());
-        if let Some(other) = &holder
-            && !ours
-        {
+        if !ours {
+            // Held: until it expired. Released: free at once. Either way, a loaded process
+            // waits a little longer, so an idle replica takes it first.
             let duration = spec
                 .lease_duration_seconds
                 .and_then(|s| u64::try_from(s).ok())
                 .map_or(self.config.lease_duration, Duration::from_secs);
-            if observed_at.elapsed() < duration {
-                tracing::debug!(lease = %self.object, holder = %other, "the lease is held");
+            let expires = if holder.is_some() { duration } else { Duration::ZERO };
+            if observed_at.elapsed() < expires + self.yield_to_others() {
+                tracing::debug!(lease = %self.object, holder = ?holder, "the lease is held, or left to a less loaded replica");
                 return Ok(false);
             }
         }
         let transitions = spec.lease_transitions.unwrap_or(0);
         let mut next = lease.clone();
+        if let Some(ours) = self.annotations() {
+            next.metadata.annotations.get_or_insert_with(BTreeMap::new).extend(ours);
+        }
         next.spec = Some(LeaseSpec {
             holder_identity: Some(self.config.identity.clone()),
             lease_duration_seconds: Some(seconds),
@@ -184,7 +282,8 @@ impl Elector {
         let replaced = self.api.replace(&self.config.name, &params, &next);
         match bounded(&UPDATE_LEASE, &self.object, replaced).await {
             Ok(written) => {
-                self.observe(&written);
+                self.observe(Some(&written));
+                self.publish_leader_url(Some(&written));
                 Ok(true)
             }
             // Someone else wrote it since we read it: they won this round.
@@ -214,9 +313,10 @@ impl Elector {
         Ok(())
     }
 
-    /// Notes `lease`'s record; returns when it was first seen as it is now.
-    fn observe(&mut self, lease: &Lease) -> Instant {
-        let version = lease.metadata.resource_version.clone().unwrap_or_default();
+    /// Notes `lease`'s record (`None`: there is none); returns when it was first seen as it
+    /// is now.
+    fn observe(&mut self, lease: Option<&Lease>) -> Instant {
+        let version = lease.map(|lease| lease.metadata.resource_version.clone().unwrap_or_default());
         match &self.observed {
             Some((seen, at)) if *seen == version => *at,
             _ => {
