@@ -889,7 +889,8 @@ async fn a_loaded_candidate_leaves_a_free_lease_to_an_idle_one_and_learns_its_ur
         let (leader, mut following) = tokio::sync::watch::channel(false);
         let (url, _) = tokio::sync::watch::channel(None);
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let elector = Elector::new(client.clone(), config(lease, "busy")).sharing(busy.clone(), url);
+        let elector =
+            Elector::new(client.clone(), config(lease, "busy")).sharing(busy.clone(), url);
         tokio::spawn(elector.run(leader, stopped));
         tokio::time::timeout(Duration::from_secs(10), following.wait_for(|l| *l))
             .await
@@ -899,13 +900,15 @@ async fn a_loaded_candidate_leaves_a_free_lease_to_an_idle_one_and_learns_its_ur
     }
     assert_eq!(busy.held(), 2);
     let holder_url = |lease: &str| {
-        fake.lease(NS, lease).and_then(|l| l["metadata"]["annotations"][URL_ANNOTATION].as_str().map(str::to_owned))
+        fake.lease(NS, lease)
+            .and_then(|l| l["metadata"]["annotations"][URL_ANNOTATION].as_str().map(str::to_owned))
     };
     assert_eq!(holder_url("policy-a").as_deref(), Some("http://10.0.0.1:9187"));
 
     // A third policy's Lease, free: busy holds back, idle takes it.
     let (url, busy_sees) = tokio::sync::watch::channel(None);
-    let mut loaded = Elector::new(client.clone(), config("policy-c", "busy")).sharing(busy.clone(), url);
+    let mut loaded =
+        Elector::new(client.clone(), config("policy-c", "busy")).sharing(busy.clone(), url);
     assert!(!loaded.try_acquire_or_renew().await.expect("a round"), "busy took a free Lease");
     let idle = Candidacy::new(Some("http://10.0.0.2:9187".into()));
     let (url, _) = tokio::sync::watch::channel(None);

@@ -2,7 +2,8 @@
 //! API server. The first daemon takes every policy's Lease, the second stands by for each
 //! (`GET /v1/policies` says so on both); killed, the first's policies move to the second, each
 //! through its own Lease, and the time that takes is printed. A policy removed from the
-//! directory has its Lease released.
+//! directory has its Lease released. An alert for a policy reaching its standby is sent on
+//! to the leader (the URL in the Lease), which acts on it.
 
 mod support;
 
@@ -23,7 +24,8 @@ const DEADLINE: Duration = Duration::from_secs(30);
 fn policy(name: &str) -> String {
     format!(
         "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: {name}}}\n\
-         spec:\n  target:\n    kubernetes: {{namespace: {NS}, statefulSet: redis-{name}}}\n"
+         spec:\n  target:\n    kubernetes: {{namespace: {NS}, statefulSet: redis-{name}}}\n  \
+         alerts:\n    - {{alertname: RedisHot, action: evaluate}}\n"
     )
 }
 
@@ -46,10 +48,13 @@ fn daemon(identity: &str, kubeconfig: &std::path::Path) -> Daemon {
         "--identity".into(),
         identity.into(),
         "--dry-run".into(),
+        "--webhook-insecure-no-token".into(),
     ];
     args.extend(LEASE_FLAGS.iter().map(|f| (*f).to_owned()));
-    let options =
-        Options { args, env: vec![("POD_NAMESPACE".into(), LEASE_NS.into())], max_fds: None };
+    // POD_IP: each daemon advertises http://127.0.0.1:ITS_PORT in the Leases it holds.
+    let env =
+        vec![("POD_NAMESPACE".into(), LEASE_NS.into()), ("POD_IP".into(), "127.0.0.1".into())];
+    let options = Options { args, env, max_fds: None };
     Daemon::spawn_with(tempfile::tempdir().expect("temp dir"), &files, &options)
 }
 
@@ -86,6 +91,19 @@ fn each_policy_has_its_own_lease_and_moves_to_the_standby_when_its_leader_dies()
     let views = leading(&a);
     assert!(views.len() == 3 && views.iter().all(|(_, leads)| *leads), "{views:?}\n{}", a.log());
     assert!(holders(&fake).iter().all(|h| h.as_deref() == Some("daemon-a")));
+
+    // An alert for `orders` reaching the standby goes on to its leader, which acts on it.
+    let alert = r#"{"version":"4","groupKey":"g","status":"firing","receiver":"autopilot",
+        "alerts":[{"status":"firing","labels":{"alertname":"RedisHot","policy":"orders"},
+                   "annotations":{},"fingerprint":"f1"}]}"#;
+    assert_eq!(b.post_alerts(None, alert), 200, "{}\n{}", b.log(), a.log());
+    let received = |d: &Daemon, outcome: &str| {
+        d.metric("redis_autopilot_alerts_received_total", &[("outcome", outcome)]).unwrap_or(0.0)
+    };
+    assert_eq!(received(&b, "forwarded"), 1.0, "{}", b.log());
+    assert_eq!(received(&b, "mapped"), 0.0, "the standby acts on nothing");
+    assert_eq!(received(&a, "mapped"), 1.0, "{}", a.log());
+    assert!(a.log().contains("firing alert mapped to a policy action"), "{}", a.log());
 
     // kill -9: no Lease is released; each moves once it expired on the standby's clock.
     let killed = Instant::now();

@@ -96,7 +96,8 @@ enum Command {
     Simulate(simulate::Args),
     /// Sample a policy's instances now and show what would be done and why; never acts.
     Plan(plan::Args),
-    /// Run the daemon: sample -> decide -> act for every policy in a directory (or one file).
+    /// Run the daemon: sample -> decide -> act for every policy in a directory (or one file)
+    /// and, with --resources, every RedisPolicy object.
     Run(run::Args),
     /// Fail the master over to the best replica (or --to), now; --graceful loses no write.
     Failover(failover::Args),

@@ -266,7 +266,10 @@ impl AlertRoutes {
 
     /// Where the leader of each of `policies` serves; `Err` names those whose leader is not
     /// known.
-    fn leaders_of(&self, policies: &[String]) -> Result<BTreeMap<String, Vec<String>>, Vec<String>> {
+    fn leaders_of(
+        &self,
+        policies: &[String],
+    ) -> Result<BTreeMap<String, Vec<String>>, Vec<String>> {
         let table = self.0.read().unwrap_or_else(PoisonError::into_inner);
         let mut by_url: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut unknown = Vec::new();
@@ -914,20 +917,20 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Body) -
         .collect();
     let all: Vec<AlertCommand> = routed.iter().flat_map(|(_, _, r)| r.iter().cloned()).collect();
     let standby = app.routes.standby_for(&all);
-    if !standby.is_empty() {
-        if let Err(why) = forward(&app, &headers, &body, &standby).await {
-            for _ in routed.iter().filter(|(_, _, r)| !r.is_empty()) {
-                app.metrics.alert(AlertOutcome::Standby);
-            }
-            let message = format!(
-                "this daemon is a standby for {}, and {why}: retry, to reach the leader",
-                standby.join(", ")
-            );
-            tracing::info!(%group_key, %message, "alert webhook request refused");
-            // A new connection, which the Service may balance to the leader.
-            return (StatusCode::SERVICE_UNAVAILABLE, [(header::CONNECTION, "close")], message)
-                .into_response();
+    if !standby.is_empty()
+        && let Err(why) = forward(&app, &headers, &body, &standby).await
+    {
+        for _ in routed.iter().filter(|(_, _, r)| !r.is_empty()) {
+            app.metrics.alert(AlertOutcome::Standby);
         }
+        let message = format!(
+            "this daemon is a standby for {}, and {why}: retry, to reach the leader",
+            standby.join(", ")
+        );
+        tracing::info!(%group_key, %message, "alert webhook request refused");
+        // A new connection, which the Service may balance to the leader.
+        return (StatusCode::SERVICE_UNAVAILABLE, [(header::CONNECTION, "close")], message)
+            .into_response();
     }
     drop(body);
 

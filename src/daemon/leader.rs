@@ -129,8 +129,7 @@ impl Election {
         let (stop, stopped) = watch::channel(false);
         let elector = Elector::new(client, config).sharing(self.candidacy.clone(), url_sender);
         let task = tokio::spawn(elector.run(sender, stopped));
-        let leadership =
-            Leadership::following(leader.clone()).with_leader_url(leader_url.clone());
+        let leadership = Leadership::following(leader.clone()).with_leader_url(leader_url.clone());
         let campaign = Campaign { leader, leader_url, stop, task };
         self.campaigns.insert(policy.name.clone(), campaign);
         Ok(leadership)

@@ -316,7 +316,8 @@ impl Elector {
     /// Notes `lease`'s record (`None`: there is none); returns when it was first seen as it
     /// is now.
     fn observe(&mut self, lease: Option<&Lease>) -> Instant {
-        let version = lease.map(|lease| lease.metadata.resource_version.clone().unwrap_or_default());
+        let version =
+            lease.map(|lease| lease.metadata.resource_version.clone().unwrap_or_default());
         match &self.observed {
             Some((seen, at)) if *seen == version => *at,
             _ => {
