@@ -61,6 +61,32 @@ fn wait_status(
     )
 }
 
+/// `redis_autopilot_samples_total` of the policy: one more per pod every sampling round.
+fn samples(pods: &Pods, daemon: &PodsDaemon) -> f64 {
+    let url = format!("http://127.0.0.1:{}/metrics", daemon.http);
+    let text: Option<String> =
+        pods.runtime.block_on(async { reqwest::get(url).await.ok()?.text().await.ok() });
+    let scrape =
+        prometheus_parse::Scrape::parse(text.unwrap_or_default().lines().map(|l| Ok(l.to_owned())))
+            .expect("/metrics parses");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "redis_autopilot_samples_total")
+        .filter(|s| s.labels.get("policy") == Some(POLICY))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// The status writes the fake received.
+fn status_writes(pods: &Pods) -> usize {
+    let path = format!("/redispolicies/{POLICY}/status");
+    pods.fake.requests().iter().filter(|r| r.method != "GET" && r.path.ends_with(&path)).count()
+}
+
 /// The Events posted on the RedisPolicy object.
 fn policy_events(pods: &Pods) -> Vec<Value> {
     pods.fake
@@ -181,6 +207,19 @@ fn the_status_follows_a_failover_and_a_scale_and_the_plugin_shows_pauses_and_swi
     let log = || daemon.log();
     let first = pods.wait_healthy(1, log);
     wait_status(&pods, "healthy at epoch 1", log, |s| s["phase"] == "Healthy" && s["epoch"] == 1);
+
+    // Written on change only: once the status says the steady state (the scaling rounds
+    // hold), three more sampling rounds of a steady fleet (new metric values every round)
+    // bring not one status write.
+    wait_status(&pods, "the scaling rounds holding", log, |s| {
+        condition(s, "ScalingActive")["message"] == "holding at 3 replicas"
+    });
+    let writes = status_writes(&pods);
+    let settled = samples(&pods, &daemon);
+    wait_until(DEADLINE, "three more sampling rounds", log, || {
+        (samples(&pods, &daemon) >= settled + 9.0).then_some(())
+    });
+    assert_eq!(status_writes(&pods), writes, "a steady policy's status was rewritten\n{}", log());
 
     // A failover: the status names the new master, the epoch, and why, with its duration.
     pods.kill(first);

@@ -727,6 +727,9 @@ fn api_calls_are_what_the_role_must_grant() {
             "get coordination.k8s.io/leases",
             "create coordination.k8s.io/leases",
             "update coordination.k8s.io/leases",
+            "list autopilot.redis.io/redispolicies",
+            "watch autopilot.redis.io/redispolicies",
+            "patch autopilot.redis.io/redispolicies/status",
         ]
     );
 }

@@ -210,7 +210,7 @@ fn running_out_of_file_descriptors_removes_no_policy() {
 
     set_soft_nofile(daemon.pid(), &lowest_free_fd(daemon.pid()).to_string());
     daemon.wait_until(Duration::from_secs(20), "a failed listing of the policy directory", |d| {
-        d.log().contains("cannot list the policy directory").then_some(())
+        d.log().contains("cannot list the policies").then_some(())
     });
     set_soft_nofile(daemon.pid(), &soft);
 

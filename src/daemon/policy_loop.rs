@@ -320,10 +320,12 @@ impl<C: Cluster> PolicyLoop<C> {
                     // The scale-down a snapshot was being taken for is no longer wanted.
                     self.before_scale_down = None;
                     self.shared.metrics.replicas(&name, *replicas, *replicas);
-                    let (desired, why) = (u32::from(*replicas), decision.sentence());
+                    // Words that change only when the decision does: the status is rewritten
+                    // on every change, and the numbers move every round.
+                    let desired = u32::from(*replicas);
                     self.shared.reports.update(&name, |r| {
                         r.desired = Some(desired);
-                        r.scaling = Some((true, why));
+                        r.scaling = Some((true, format!("holding at {desired} replicas")));
                     });
                     tracing::debug!(policy = %name, reason = %decision.sentence(), "hold");
                     None
@@ -343,7 +345,7 @@ impl<C: Cluster> PolicyLoop<C> {
                         };
                         self.shared.reports.update(&name, |r| {
                             r.desired = Some(u32::from(*to));
-                            r.scaling = Some((true, last.reason.clone()));
+                            r.scaling = Some((true, format!("scaled from {from} to {to}")));
                             r.last_scale = Some(last);
                         });
                     }

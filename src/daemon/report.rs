@@ -26,7 +26,8 @@ pub struct PolicyReport {
     pub answered: u32,
     /// The replica count the last scaling round asked for.
     pub desired: Option<u32>,
-    /// Whether scaling is being decided, and in words why or why not.
+    /// Whether scaling is being decided, and in words why or why not: words that change only
+    /// when the decision does (no metric values), so a steady policy's status stays as it is.
     pub scaling: Option<(bool, String)>,
     pub last_scale: Option<LastAction>,
     pub last_failover: Option<LastFailover>,
