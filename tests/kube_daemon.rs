@@ -292,20 +292,9 @@ fn failover_from_a_laptop_switches_over_while_the_daemon_runs() {
     write_keys(&pods, first, 2);
     let checker = Checker::start_at(pods.addrs());
     let failover = |extra: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
-            .arg("failover")
-            .arg("--kubeconfig")
-            .arg(pods.kubeconfig())
-            .arg("--policy")
-            .arg(pods.policy_file())
-            .args(extra)
-            .env_remove("KUBECONFIG")
-            .output()
-            .expect("run failover");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "failover {extra:?}: {stdout}\n{stderr}\n{}", log());
-        stdout
+        let policy = pods.policy_file().display().to_string();
+        let args: Vec<&str> = ["failover", "--policy", &policy].into_iter().chain(extra.iter().copied()).collect();
+        pods.cli(Path::new(env!("CARGO_BIN_EXE_redis-autopilot")), &args, log)
     };
 
     let planned = failover(&["--graceful", "--dry-run"]);
@@ -350,20 +339,13 @@ fn failover_from_a_laptop_switches_over_while_the_daemon_runs() {
 
     // Issue 14: `status` through the kubeconfig says who is master now, at which epoch, who
     // changed the roles (the CLI's claim), and which daemon leads the policy.
-    let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
-        .arg("status")
-        .arg("--kubeconfig")
-        .arg(pods.kubeconfig())
-        .arg("--policy")
-        .arg(pods.policy_file())
-        .args(["--daemon", &format!("http://127.0.0.1:{}", daemon.http), "--output", "json"])
-        .env_remove("KUBECONFIG")
-        .output()
-        .expect("run status");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let report: serde_json::Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&output.stderr)));
-    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    let policy = pods.policy_file().display().to_string();
+    let url = format!("http://127.0.0.1:{}", daemon.http);
+    let args = ["status", "--policy", &policy, "--daemon", &url, "--output", "json"];
+    // Exit 0: the master serves.
+    let text = pods.cli(Path::new(env!("CARGO_BIN_EXE_redis-autopilot")), &args, log);
+    let report: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert_eq!(report["master"]["instance"], format!("{SET}-{new}"), "{report:#}");
     assert_eq!(
         (report["master"]["epoch"].as_u64(), report["master"]["serving"].as_bool()),
@@ -436,18 +418,10 @@ fn ten_switchovers_from_a_laptop_while_the_daemon_runs_lose_no_acknowledged_writ
     let checker = Checker::start_at(pods.addrs());
     let writer = RoleWriter::start(pods.addrs());
     for round in 0..10_u64 {
-        let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
-            .arg("failover")
-            .arg("--kubeconfig")
-            .arg(pods.kubeconfig())
-            .args(["--graceful", "--policy"])
-            .arg(pods.policy_file())
-            .env_remove("KUBECONFIG")
-            .output()
-            .expect("run failover");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "round {round}: {stdout}\n{stderr}\n{}", log());
+        let policy = pods.policy_file().display().to_string();
+        let args = ["failover", "--graceful", "--policy", &policy];
+        let round_log = || format!("round {round}\n{}", log());
+        pods.cli(Path::new(env!("CARGO_BIN_EXE_redis-autopilot")), &args, round_log);
         let new = pods.wait_healthy(round + 2, log);
         assert_ne!(new, master, "round {round}");
         master = new;

@@ -8,7 +8,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -186,17 +185,8 @@ fn plugin(dir: &Path) -> PathBuf {
 /// `kubectl autopilot ARGS -n redis-autopilot --kubeconfig ...`: its stdout, or a failure
 /// with both streams.
 fn kubectl_autopilot(pods: &Pods, args: &[&str], log: impl Fn() -> String) -> String {
-    let output = Command::new(plugin(pods.dir.path()))
-        .args(args)
-        .args(["-n", LEASE_NS, "--kubeconfig"])
-        .arg(pods.kubeconfig())
-        .env_remove("KUBECONFIG")
-        .output()
-        .expect("run kubectl-autopilot");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "kubectl autopilot {args:?}: {stdout}\n{stderr}\n{}", log());
-    stdout
+    let args: Vec<&str> = args.iter().copied().chain(["-n", LEASE_NS]).collect();
+    pods.cli(&plugin(pods.dir.path()), &args, log)
 }
 
 #[test]

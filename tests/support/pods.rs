@@ -4,7 +4,7 @@
 //! The end-to-end Kubernetes tests (`kube_daemon`, `partition`) drive a daemon against it.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
@@ -158,6 +158,22 @@ impl Pods {
     pub fn holder(&self, policy: &str) -> Option<String> {
         let lease = self.fake.lease(LEASE_NS, &lease_name(policy))?;
         lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+    }
+
+    /// `PROGRAM ARGS --kubeconfig KUBECONFIG` with no `$KUBECONFIG`: a command run from a
+    /// laptop against the fake. Its stdout; a failure shows both streams and `log()`.
+    pub fn cli(&self, program: &Path, args: &[&str], log: impl Fn() -> String) -> String {
+        let output = std::process::Command::new(program)
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {stdout}\n{stderr}\n{}", log());
+        stdout
     }
 
     /// What the pods look like now, for failure messages.
