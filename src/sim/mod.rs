@@ -10,6 +10,7 @@
 //! - [`hpa`]: the HPA algorithm as a controller.
 //! - [`report`]: the four numbers per controller, as JSON or a table.
 //! - [`plot`]: demand, capacity and replicas over time as SVG.
+//! - [`synthetic`]: seeded synthetic traces (daily and weekly cycles, flash crowds, growth, noise).
 
 pub mod cluster;
 pub mod hpa;
@@ -19,6 +20,7 @@ pub mod policy_run;
 pub mod replay;
 pub mod report;
 pub mod scenario;
+pub mod synthetic;
 pub mod trace;
 
 #[cfg(test)]
