@@ -118,7 +118,7 @@ pub struct Spec {
 pub const DEFAULT_START: Millis = 1_767_571_200_000;
 
 impl Spec {
-    pub fn new(kind: Kind) -> Self {
+    pub const fn new(kind: Kind) -> Self {
         Self {
             kind,
             start: DEFAULT_START,
