@@ -201,7 +201,7 @@ impl fmt::Display for Table<'_> {
 }
 
 /// Minutes with one decimal when it shows; a small non-zero value never reads as `0`.
-fn minutes(value: f64) -> String {
+pub(crate) fn minutes(value: f64) -> String {
     let tenths = (value * 10.0).round();
     if tenths == 0.0 && value > 0.0 {
         return "<0.1".to_owned();
