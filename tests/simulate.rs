@@ -92,7 +92,8 @@ fn a_scenario_prints_exactly_the_four_numbers_per_controller() {
         "policy: policy.yaml\ntrace: steady.csv\ncapacityPerReplica: 100\n",
     );
     let result = json(&simulate(&[scenario.to_str().expect("utf-8"), "--output", "json"]));
-    assert_eq!(keys(&result), ["hpa", "policy"]);
+    // The two objects of the first release, and vsHpa added beside them.
+    assert_eq!(keys(&result), ["hpa", "policy", "vsHpa"]);
     for controller in ["policy", "hpa"] {
         assert_eq!(
             keys(&result[controller]),
@@ -104,6 +105,38 @@ fn a_scenario_prints_exactly_the_four_numbers_per_controller() {
         assert_eq!(result[controller]["scaleEvents"], 0);
         assert_eq!(result[controller]["peakReplicas"], 1);
     }
+    // Equal costs; no ratio where the HPA's figure is 0.
+    assert_eq!(
+        result["vsHpa"],
+        serde_json::json!({"underProvisionedMinutes": null, "replicaMinutes": 1.0,
+                           "scaleEvents": null})
+    );
+}
+
+#[test]
+fn vs_hpa_is_the_policy_over_the_hpa_in_the_json_and_the_table() {
+    let ws = Workspace::new();
+    ws.write("policy.yaml", POLICY);
+    ws.write("step.csv", STEP);
+    let scenario = ws.write(
+        "scenario.yaml",
+        "policy: policy.yaml\ntrace: step.csv\ncapacityPerReplica: 100\nwarmup: 1m\n",
+    );
+    let result = json(&simulate(&[scenario.to_str().expect("utf-8"), "--output", "json"]));
+    for key in ["underProvisionedMinutes", "replicaMinutes", "scaleEvents"] {
+        let (policy, hpa) = (&result["policy"][key], &result["hpa"][key]);
+        let (policy, hpa) = (policy.as_f64().expect("a number"), hpa.as_f64().expect("a number"));
+        assert!(hpa > 0.0, "the step trace makes the HPA scale and fall short: {result}");
+        let ratio = result["vsHpa"][key].as_f64().expect("a ratio");
+        assert!((ratio - policy / hpa).abs() < 1e-12, "{key}: {ratio} vs {policy}/{hpa}");
+    }
+
+    let output = simulate(&[scenario.to_str().expect("utf-8")]);
+    let table = String::from_utf8_lossy(&output.stdout);
+    let replica_minutes = result["vsHpa"]["replicaMinutes"].as_f64().expect("a ratio");
+    let row = table.lines().find(|l| l.contains("replica-minutes  ")).expect("a row");
+    assert!(row.ends_with(&format!("{replica_minutes:.2}x")), "{table}");
+    assert!(table.contains("policy/HPA"), "{table}");
 }
 
 #[test]
@@ -192,7 +225,7 @@ fn every_shipped_scenario_runs() {
     for scenario in scenarios {
         let output = simulate(&[scenario.to_str().expect("utf-8"), "--output", "json"]);
         let result = json(&output);
-        assert_eq!(keys(&result), ["hpa", "policy"], "{}", scenario.display());
+        assert_eq!(keys(&result), ["hpa", "policy", "vsHpa"], "{}", scenario.display());
     }
 }
 

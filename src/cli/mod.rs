@@ -14,6 +14,7 @@ mod simulate;
 mod snapshot;
 mod status;
 mod table;
+mod trace;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -94,6 +95,8 @@ enum Command {
     Check(check::Args),
     /// Replay a recorded load trace against a policy and the Kubernetes HPA, side by side.
     Simulate(simulate::Args),
+    /// Generate synthetic load traces (diurnal, flash crowds, slow ramp) for `simulate`.
+    Trace(trace::Args),
     /// Sample a policy's instances now and show what would be done and why; never acts.
     Plan(plan::Args),
     /// Run the daemon: sample -> decide -> act for every policy in a directory (or one file)
@@ -189,6 +192,7 @@ pub fn run() -> ExitCode {
     let (outcome, failure) = match cli.command {
         Command::Check(args) => (check::run(args), 2),
         Command::Simulate(args) => (simulate::run(args), 2),
+        Command::Trace(args) => (trace::run(args), 2),
         Command::Plan(args) => (plan::run(args), 1),
         Command::Run(args) => (run::run(args), 1),
         Command::Demo(args) => (demo::run(args), 1),

@@ -40,6 +40,11 @@ Reported per controller:
   replicaMinutes           requested instances (ready or warming) integrated over time
   scaleEvents              changes of the requested count
   peakReplicas             most instances requested at once
+  vsHpa                    the policy's figure over the HPA's for the first three (below 1:
+                           the policy does better; null where the HPA's figure is 0)
+
+The plot (--plot) shades the periods each controller was under-provisioned, in its colour,
+and dashes the HPA's lines so they stay visible where they coincide with the policy's.
 
 Examples:
   redis-autopilot simulate simulations/session-cache.yaml
@@ -106,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             emit(Table { context: &context, comparison: &simulation.comparison() })?;
         }
         Output::Json => {
-            let json = serde_json::to_string_pretty(&simulation.comparison())
+            let json = serde_json::to_string_pretty(&simulation.comparison().report())
                 .context("cannot encode the result as JSON")?;
             emit(json)?;
         }

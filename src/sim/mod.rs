@@ -8,8 +8,9 @@
 //! - [`replay`](mod@replay): the event-driven loop that integrates exactly between events.
 //! - [`policy_run`]: the policy as a controller: observations in, [`crate::decide`] decides.
 //! - [`hpa`]: the HPA algorithm as a controller.
-//! - [`report`]: the four numbers per controller, as JSON or a table.
-//! - [`plot`]: demand, capacity and replicas over time as SVG.
+//! - [`report`]: the four numbers per controller and the policy/HPA ratios, as JSON or a table.
+//! - [`plot`]: demand, capacity, replicas and under-provisioned periods over time as SVG.
+//! - [`synthetic`]: seeded synthetic traces (daily and weekly cycles, flash crowds, growth, noise).
 
 pub mod cluster;
 pub mod hpa;
@@ -19,6 +20,7 @@ pub mod policy_run;
 pub mod replay;
 pub mod report;
 pub mod scenario;
+pub mod synthetic;
 pub mod trace;
 
 #[cfg(test)]
