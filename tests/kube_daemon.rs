@@ -293,7 +293,8 @@ fn failover_from_a_laptop_switches_over_while_the_daemon_runs() {
     let checker = Checker::start_at(pods.addrs());
     let failover = |extra: &[&str]| {
         let policy = pods.policy_file().display().to_string();
-        let args: Vec<&str> = ["failover", "--policy", &policy].into_iter().chain(extra.iter().copied()).collect();
+        let args: Vec<&str> =
+            ["failover", "--policy", &policy].into_iter().chain(extra.iter().copied()).collect();
         pods.cli(Path::new(env!("CARGO_BIN_EXE_redis-autopilot")), &args, log)
     };
 
