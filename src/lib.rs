@@ -46,7 +46,8 @@
 //!   [`snapshot::Snapshotter`] splits into upload, catalog, restore and into.
 //! - [`demo`]: the embedded default: local fleet, trace-driven load, live view.
 //! - [`errors`]: an error and its causes as one line of text.
-//! - [`sim`]: replays a load trace against a policy and against the Kubernetes HPA baseline.
+//! - [`sim`]: replays a load trace against a policy and against the Kubernetes HPA baseline,
+//!   and generates synthetic traces (`trace generate`).
 //! - [`cli`]: the `redis-autopilot` subcommands; `main.rs` only calls [`cli::run`].
 
 pub mod act;
