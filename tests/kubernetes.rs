@@ -860,8 +860,8 @@ async fn the_record_is_read_from_the_api_server_at_most_once_per_cache_period() 
 }
 
 /// Issue 14: the daemon's replicas share the policies. A candidate whose process already holds
-/// Leases leaves a free one to an idle replica: it waits one retry period more per Lease
-/// held, long here (10 s), so the idle candidate wins on its first try, whatever the timing.
+/// Leases leaves a free one to an idle replica: it waits one retry period more, long here
+/// (10 s), so the idle candidate wins on its first try, whatever the timing.
 /// The holder writes its URL into the Lease, and every candidate publishes the holder's.
 #[tokio::test]
 async fn a_loaded_candidate_leaves_a_free_lease_to_an_idle_one_and_learns_its_url() {

@@ -9,9 +9,10 @@
 //! can start). On shutdown it releases the Lease so a standby takes over at once.
 //!
 //! One process campaigns for many Leases (one per policy), and its replicas share them
-//! ([`Candidacy`]): a candidate waits one retry period more for a free Lease per Lease its
-//! process already holds, so the least loaded replica takes it first, at start and when a
-//! replica dies. The holder writes the URL it serves on into the Lease (annotation
+//! ([`Candidacy`]): a candidate whose process already holds a Lease waits one retry period
+//! more for a free one, so a replica holding none (which looks once per retry period) takes
+//! it first, at start and when a replica dies. One period, not one per Lease held: a lone
+//! survivor must not take the last of many policies many periods late. The holder writes the URL it serves on into the Lease (annotation
 //! [`URL_ANNOTATION`]) and every candidate publishes the current holder's, so a request for a
 //! policy reaching a standby is sent on to its leader.
 
@@ -126,10 +127,9 @@ impl Elector {
     }
 
     /// How long this candidate waits, beyond what the protocol asks, before taking a free
-    /// Lease: one retry period per Lease its process holds already.
+    /// Lease: one retry period when its process holds one already.
     fn yield_to_others(&self) -> Duration {
-        let held = u32::try_from(self.candidacy.held()).unwrap_or(u32::MAX);
-        self.config.retry_period.saturating_mul(held)
+        if self.candidacy.held() > 0 { self.config.retry_period } else { Duration::ZERO }
     }
 
     fn publish_leader_url(&self, lease: Option<&Lease>) {
