@@ -192,8 +192,19 @@ fn kubectl_autopilot(pods: &Pods, args: &[&str], log: impl Fn() -> String) -> St
 #[test]
 fn the_status_follows_a_failover_and_a_scale_and_the_plugin_shows_pauses_and_switches_over() {
     let mut pods = start();
-    pods.fake.put_policy(LEASE_NS, POLICY, spec(pods.port, ""));
-    let daemon = PodsDaemon::on_resources(&pods, "autopilot-0", &["--identity", "autopilot-0"]);
+    let backups = pods.dir.path().join("backups");
+    // Snapshots on a yearly schedule, and one now when the `Backup` alert fires.
+    let more = format!(
+        "  snapshots:\n    schedule: '0 0 0 1 1 *'\n    destination: 'file://{}'\n    \
+         source: replicaOrMaster\n  alerts:\n    - {{alertname: Backup, action: snapshot}}\n",
+        backups.display()
+    );
+    pods.fake.put_policy(LEASE_NS, POLICY, spec(pods.port, &more));
+    let daemon = PodsDaemon::on_resources(
+        &pods,
+        "autopilot-0",
+        &["--identity", "autopilot-0", "--webhook-insecure-no-token"],
+    );
     let log = || daemon.log();
     let first = pods.wait_healthy(1, log);
     wait_status(&pods, "healthy at epoch 1", log, |s| s["phase"] == "Healthy" && s["epoch"] == 1);
@@ -236,8 +247,26 @@ fn the_status_follows_a_failover_and_a_scale_and_the_plugin_shows_pauses_and_swi
     assert!(page.contains("leads it"), "{page}");
     println!("kubectl autopilot status {POLICY}:\n{page}");
 
+    // A snapshot the daemon takes (for an alert): the status names it, its size and why.
+    let alert = r#"{"version":"4","groupKey":"g","status":"firing","receiver":"autopilot",
+        "alerts":[{"status":"firing","labels":{"alertname":"Backup"},"annotations":{},
+                   "fingerprint":"f1"}]}"#;
+    let url = format!("http://127.0.0.1:{}/v1/alerts", daemon.http);
+    let posted = pods.runtime.block_on(async {
+        let client = reqwest::Client::new();
+        client.post(url).header("content-type", "application/json").body(alert).send().await
+    });
+    assert_eq!(posted.expect("POST /v1/alerts").status().as_u16(), 200, "{}", log());
+    let backed_up = wait_status(&pods, "the snapshot in the status", log, |s| {
+        s["lastSnapshot"].is_object() && condition(s, "BackedUp")["status"] == "True"
+    });
+    let snapshot = &backed_up["lastSnapshot"];
+    assert_eq!(snapshot["reason"], "alert Backup", "{snapshot:#}");
+    assert!(snapshot["bytes"].as_u64().is_some_and(|b| b > 0), "{snapshot:#}");
+    assert_eq!(snapshot["verified"], false);
+
     // A scale: four wanted, the StatefulSet asked for four, the status says so and why.
-    let mut four = spec(pods.port, "");
+    let mut four = spec(pods.port, &more);
     four["scaling"]["minReplicas"] = json!(4);
     four["scaling"]["maxReplicas"] = json!(4);
     pods.fake.put_policy(LEASE_NS, POLICY, four);

@@ -2,10 +2,12 @@
 //! the page says who is master at which epoch and whether it serves, lists every member, says
 //! who leads the policy, and after a master is killed shows the failover with its reason. With
 //! the master dead and no daemon, it says the master is down (where `plan` only said a metric
-//! was missing) and exits 2. A daemon that cannot be reached is said so, not fatal.
+//! was missing) and exits 2. A daemon that cannot be reached is said so, not fatal. The same
+//! page comes from the kubectl plugin (the binary run as `kubectl-autopilot`).
 
 mod support;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,7 +16,17 @@ use support::failover::{Fleet, POLICY, signal, wait_until};
 
 /// Runs `status` on the fleet's policy: exit code, stdout, stderr.
 fn status(fleet: &Fleet, daemon: &str, json: bool) -> (Option<i32>, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"));
+    status_by(Path::new(env!("CARGO_BIN_EXE_redis-autopilot")), fleet, daemon, json)
+}
+
+/// [`status`], run as `program`.
+fn status_by(
+    program: &Path,
+    fleet: &Fleet,
+    daemon: &str,
+    json: bool,
+) -> (Option<i32>, String, String) {
+    let mut command = Command::new(program);
     command.arg("status").arg("--policy").arg(&fleet.policy).args(["--daemon", daemon]);
     if json {
         command.args(["--output", "json"]);
@@ -62,7 +74,14 @@ fn status_shows_the_master_the_members_the_leader_and_a_failover_with_its_reason
         || fleet.record().filter(|&(_, e)| e > epoch),
     );
     let (new_master, new_epoch) = fleet.record().expect("a record");
-    let (code, out, err) = status(&fleet, &format!("http://{}", fleet.listen), false);
+    // As the kubectl plugin: the binary under the plugin's name, with a policy file.
+    let bin = tempfile::tempdir().expect("temp dir");
+    let plugin = bin.path().join("kubectl-autopilot");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_redis-autopilot"), &plugin).expect("link");
+    let help = Command::new(&plugin).arg("--help").output().expect("run the plugin");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Usage: kubectl autopilot"), "{help}");
+    let (code, out, err) = status_by(&plugin, &fleet, &format!("http://{}", fleet.listen), false);
     assert_eq!(code, Some(0), "{out}{err}");
     eprintln!("status after the failover:\n{out}");
     assert!(

@@ -228,6 +228,7 @@ async fn newest_snapshot(policy: &Policy) -> Result<Option<LastSnapshot>, String
             verified: manifest.proven(),
             bytes: manifest.stored_bytes,
             id: manifest.id,
+            reason: None,
         })),
         Ok(Err(SnapshotError::NotFound { .. })) => Ok(None),
         Ok(Err(error)) => Err(format!("cannot list snapshots: {}", crate::errors::chain(&error))),

@@ -487,6 +487,7 @@ mod tests {
             id: "s".into(),
             bytes: 1,
             verified: false,
+            reason: None,
         };
         // Hourly, with the 6 h default transfer deadline: an hour's grace, so at 10:59 a
         // snapshot since the 09:00 run is wanted.

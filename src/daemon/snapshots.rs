@@ -293,6 +293,7 @@ impl Runner {
                     id: manifest.id.clone(),
                     bytes: manifest.stored_bytes,
                     verified: false,
+                    reason: Some(why.to_owned()),
                 };
                 self.reports.update(name, |r| r.last_snapshot = Some(last));
                 // Retention after success only: a failing schedule never prunes what is left.

@@ -112,6 +112,9 @@ pub struct LastSnapshot {
     pub bytes: u64,
     /// Whether a restore test proved it restores.
     pub verified: bool,
+    /// Why it was taken: `schedule`, `alert NAME`, `before a scale-down`, a request's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A condition, as Kubernetes objects report them (`metav1.Condition`'s fields).
