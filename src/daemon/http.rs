@@ -84,6 +84,9 @@ const UNKNOWN_SHOWN: usize = 5;
 /// Such a request is never sent on again, so two replicas that each think the other leads
 /// cannot pass it back and forth.
 pub const FORWARDED_HEADER: &str = "x-redis-autopilot-forwarded-by";
+/// The policies a forwarded request was sent on for (comma-separated): the receiver acts on
+/// those only. The request carries the whole body, whose other alerts belong to other leaders.
+pub const FORWARDED_FOR_HEADER: &str = "x-redis-autopilot-forwarded-for";
 /// How long a leader has to accept forwarded alerts.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// A rejected webhook caller is logged at most once per this, with a count of the others.
@@ -811,6 +814,21 @@ fn bad_request(app: &App, message: String) -> Response {
     refuse(app, Refusal::BadBody, StatusCode::BAD_REQUEST, message)
 }
 
+/// The policies a forwarded request was sent here for ([`FORWARDED_FOR_HEADER`]); `None` for
+/// a request from Alertmanager itself.
+fn forwarded_for(headers: &HeaderMap) -> Option<Vec<String>> {
+    headers.contains_key(FORWARDED_HEADER).then(|| {
+        let value = headers.get(FORWARDED_FOR_HEADER).and_then(|v| v.to_str().ok());
+        value
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|policy| !policy.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
 /// Sends the webhook `body` on to the leader of each of `policies` (this daemon leads none of
 /// them), all at once; `Err` says why one did not take it. A request that was itself
 /// forwarded is not sent on again.
@@ -832,6 +850,7 @@ async fn forward(
             .post(format!("{}/v1/alerts", url.trim_end_matches('/')))
             .header(header::CONTENT_TYPE, "application/json")
             .header(FORWARDED_HEADER, app.daemon.identity.as_str())
+            .header(FORWARDED_FOR_HEADER, led.join(","))
             .body(body.to_vec());
         if let Some(authorization) = headers.get(header::AUTHORIZATION) {
             request = request.header(header::AUTHORIZATION, authorization);
@@ -907,20 +926,29 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Body) -
         firing.push((name, alert));
     }
 
-    // Routed first and counted after, so a refusal by a standby counts nothing as mapped.
+    // Routed first and counted after, so a refusal by a standby counts nothing as mapped. A
+    // forwarded request is acted on for the policies it was sent here for only; an alert
+    // mapped to none of those is another leader's (`elsewhere`), neither unknown nor ours.
+    let sent_for = forwarded_for(&headers);
     let routed: Vec<_> = firing
         .into_iter()
         .map(|(name, alert)| {
             let only = alert.labels.get("policy").map(String::as_str);
-            (name, alert, app.routes.route(name, only))
+            let mut commands = app.routes.route(name, only);
+            let mapped = !commands.is_empty();
+            if let Some(sent_for) = &sent_for {
+                commands.retain(|command| sent_for.contains(&command.policy));
+            }
+            let elsewhere = mapped && commands.is_empty();
+            (name, alert, commands, elsewhere)
         })
         .collect();
-    let all: Vec<AlertCommand> = routed.iter().flat_map(|(_, _, r)| r.iter().cloned()).collect();
+    let all: Vec<AlertCommand> = routed.iter().flat_map(|(_, _, r, _)| r.iter().cloned()).collect();
     let standby = app.routes.standby_for(&all);
     if !standby.is_empty()
         && let Err(why) = forward(&app, &headers, &body, &standby).await
     {
-        for _ in routed.iter().filter(|(_, _, r)| !r.is_empty()) {
+        for _ in routed.iter().filter(|(_, _, r, _)| !r.is_empty()) {
             app.metrics.alert(AlertOutcome::Standby);
         }
         let message = format!(
@@ -939,7 +967,10 @@ async fn alert_webhook(State(app): State<App>, headers: HeaderMap, body: Body) -
     let mut answer = WebhookAnswer { mapped: Vec::new(), unknown: Vec::new() };
     let mut unknown_seen: HashSet<&str> = HashSet::new();
     let mut unknown_alerts = 0_usize;
-    for (name, alert, routed) in routed {
+    for (name, alert, routed, elsewhere) in routed {
+        if elsewhere {
+            continue;
+        }
         if routed.is_empty() {
             app.metrics.alert(AlertOutcome::Unknown);
             unknown_alerts += 1;
@@ -1137,6 +1168,88 @@ mod tests {
         let (_, body) = get(app, "/v1/policies").await;
         let views: Vec<PolicyView> = serde_json::from_str(&body).unwrap();
         assert!(views.iter().all(|v| v.paused), "a --paused daemon pauses every policy: {body}");
+    }
+
+    /// Issue 14: one request with alerts for two policies led by two replicas. The replica
+    /// Alertmanager reached acts on its own policy's alert and sends the other on to its
+    /// leader, which acts on that one only (the body's other alert is the sender's): each
+    /// command is sent once, by its policy's leader, and both answer 200.
+    #[tokio::test]
+    async fn alerts_for_policies_led_by_two_replicas_are_each_acted_on_by_its_leader() {
+        let policy = |name: &str| {
+            let text = format!(
+                "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: {name}}}\n\
+                 spec:\n  target: {{endpoints: ['{name}:6379']}}\n  \
+                 alerts:\n    - {{alertname: Hot, action: evaluate}}\n"
+            );
+            crate::policy::load_policy_str("p.yaml", &text).expect("a valid policy")
+        };
+        let policies = [policy("orders"), policy("carts")];
+        let listeners = [
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        ];
+        let urls: Vec<String> =
+            listeners.iter().map(|l| format!("http://{}", l.local_addr().unwrap())).collect();
+        // Replica 0 leads `orders`, replica 1 leads `carts`; each knows where the other serves.
+        let mut commands = Vec::new();
+        let mut stops = Vec::new();
+        let mut keep = Vec::new();
+        for (me, listener) in listeners.into_iter().enumerate() {
+            let routes = AlertRoutes::new(&policies);
+            for (index, policy) in policies.iter().enumerate() {
+                let (leads, following) = tokio::sync::watch::channel(index == me);
+                let (url, leader_url) = tokio::sync::watch::channel(Some(urls[index].clone()));
+                let leadership = Leadership::following(following).with_leader_url(leader_url);
+                routes.lead(&policy.name, leadership);
+                keep.push((leads, url));
+            }
+            let (sink, received) = AlertSink::channel(8);
+            commands.push(received);
+            let app = router(
+                Status::new(10),
+                DaemonView {
+                    identity: format!("replica-{me}"),
+                    mode: crate::act::Mode::Apply,
+                    pauses: crate::act::Pauses::default(),
+                },
+                Arc::new(Metrics::new()),
+                sink,
+                routes,
+                WebhookAuth::InsecureNoToken,
+                &HttpLimits::default(),
+            );
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let metrics = Arc::new(Metrics::new());
+            tokio::spawn(serve(listener, app, HttpLimits::default(), metrics, async {
+                let _ = stopped.await;
+            }));
+            stops.push(stop);
+        }
+        let body = r#"{"version":"4","groupKey":"g","status":"firing","receiver":"autopilot",
+            "alerts":[{"status":"firing","labels":{"alertname":"Hot","policy":"orders"},"annotations":{},"fingerprint":"1"},
+                      {"status":"firing","labels":{"alertname":"Hot","policy":"carts"},"annotations":{},"fingerprint":"2"}]}"#;
+        let answer = reqwest::Client::new()
+            .post(format!("{}/v1/alerts", urls[0]))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        assert_eq!(status, 200, "{}", answer.text().await.unwrap());
+        let policies_of = |received: &mut mpsc::Receiver<AlertCommand>| {
+            let mut policies = Vec::new();
+            while let Ok(command) = received.try_recv() {
+                policies.push(command.policy);
+            }
+            policies
+        };
+        assert_eq!(policies_of(&mut commands[0]), ["orders"], "replica 0 acts on its own");
+        assert_eq!(policies_of(&mut commands[1]), ["carts"], "replica 1 on what it leads");
+        for stop in stops {
+            let _ = stop.send(());
+        }
     }
 
     /// `GET path` on `router` served on a loopback port: status and body.
