@@ -166,6 +166,9 @@ impl StatusWriter {
     ) {
         let Ok(objects) = self.watch.objects() else { return };
         let now = Utc::now();
+        // What is no longer there needs no memory of what was written or said on it.
+        written.retain(|key, _| objects.iter().any(|object| object.key() == *key));
+        sinks.retain(|key, _| objects.iter().any(|object| object.key() == *key));
         for object in objects {
             let key = object.key();
             let (running, problem) = {
@@ -192,7 +195,13 @@ impl StatusWriter {
             // Unled writers race each other on purpose: the first write wins, the rest see a
             // 409 and find it said on their next look.
             let precondition = running.is_none().then_some(object.resource_version.as_deref());
-            let Ok(client) = self.client.get().await else { return };
+            let client = match self.client.get().await {
+                Ok(client) => client,
+                Err(error) => {
+                    tracing::warn!(error = %chain(&error), "cannot write policy statuses: no Kubernetes client");
+                    return;
+                }
+            };
             match write_status(client.clone(), &object, &status, precondition.flatten()).await {
                 Ok(()) => {
                     tracing::debug!(policy = %key, phase = ?status.phase, "status written");
@@ -210,8 +219,6 @@ impl StatusWriter {
                 }
             }
         }
-        written
-            .retain(|key, _| self.watch.objects().is_ok_and(|o| o.iter().any(|o| o.key() == *key)));
     }
 }
 
