@@ -92,29 +92,6 @@ fn assert_granted(pods: &Pods) -> Vec<String> {
 
 /// What the kube tests read from a running daemon.
 impl PodsDaemon {
-    /// `redis_autopilot_samples_total` of the policy, summed over sources and outcomes: it
-    /// grows by one per pod every sampling round. 0 while the daemon does not answer.
-    fn samples(&self, runtime: &tokio::runtime::Runtime) -> f64 {
-        let url = format!("http://127.0.0.1:{}/metrics", self.http);
-        let Some(text) =
-            runtime.block_on(async { reqwest::get(url).await.ok()?.text().await.ok() })
-        else {
-            return 0.0;
-        };
-        let scrape =
-            Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("/metrics parses");
-        scrape
-            .samples
-            .iter()
-            .filter(|s| s.metric == "redis_autopilot_samples_total")
-            .filter(|s| s.labels.get("policy") == Some(POLICY))
-            .map(|s| match s.value {
-                Metric::Counter(v) | Metric::Untyped(v) => v,
-                ref other => panic!("samples_total: unexpected {other:?}"),
-            })
-            .sum()
-    }
-
     /// The decisions `/v1/decisions` keeps for the policy, newest first (up to 500).
     fn decisions(&self, runtime: &tokio::runtime::Runtime) -> Vec<Value> {
         let url = format!("http://127.0.0.1:{}/v1/decisions?policy={POLICY}&limit=500", self.http);
@@ -315,12 +292,12 @@ fn failover_from_a_laptop_switches_over_while_the_daemon_runs() {
     // and two reads of the record from the API server since the switchover (the first sees
     // epoch 2; the second comes a cache lifetime after it).
     pods.fake.clear_requests();
-    let rounds_before = daemon.samples(&pods.runtime);
+    let rounds_before = daemon.samples(&pods.runtime, POLICY);
     let set_path = format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{SET}");
     let (reads, rounds) = wait_until(DEADLINE, "three rounds and two record reads", log, || {
         let reads =
             pods.fake.requests().iter().filter(|r| r.method == "GET" && r.path == set_path).count();
-        let rounds = (daemon.samples(&pods.runtime) - rounds_before) / IPS.len() as f64;
+        let rounds = (daemon.samples(&pods.runtime, POLICY) - rounds_before) / IPS.len() as f64;
         (reads >= 2 && rounds >= 3.0).then_some((reads, rounds))
     });
     eprintln!("after the switchover: {rounds} rounds, {reads} record reads from the API server");

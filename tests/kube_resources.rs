@@ -60,26 +60,6 @@ fn wait_status(
     )
 }
 
-/// `redis_autopilot_samples_total` of the policy: one more per pod every sampling round.
-fn samples(pods: &Pods, daemon: &PodsDaemon) -> f64 {
-    let url = format!("http://127.0.0.1:{}/metrics", daemon.http);
-    let text: Option<String> =
-        pods.runtime.block_on(async { reqwest::get(url).await.ok()?.text().await.ok() });
-    let scrape =
-        prometheus_parse::Scrape::parse(text.unwrap_or_default().lines().map(|l| Ok(l.to_owned())))
-            .expect("/metrics parses");
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == "redis_autopilot_samples_total")
-        .filter(|s| s.labels.get("policy") == Some(POLICY))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
-}
-
 /// The status writes the fake received.
 fn status_writes(pods: &Pods) -> usize {
     let path = format!("/redispolicies/{POLICY}/status");
@@ -216,9 +196,9 @@ fn the_status_follows_a_failover_and_a_scale_and_the_plugin_shows_pauses_and_swi
         condition(s, "ScalingActive")["message"] == "holding at 3 replicas"
     });
     let writes = status_writes(&pods);
-    let settled = samples(&pods, &daemon);
+    let settled = daemon.samples(&pods.runtime, POLICY);
     wait_until(DEADLINE, "three more sampling rounds", log, || {
-        (samples(&pods, &daemon) >= settled + 9.0).then_some(())
+        (daemon.samples(&pods.runtime, POLICY) >= settled + 9.0).then_some(())
     });
     assert_eq!(status_writes(&pods), writes, "a steady policy's status was rewritten\n{}", log());
 

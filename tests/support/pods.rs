@@ -326,6 +326,30 @@ impl PodsDaemon {
         read_log(&self.log_path)
     }
 
+    /// `redis_autopilot_samples_total` of `policy`, summed over sources and outcomes: it
+    /// grows by one per pod every sampling round. 0 while the daemon does not answer.
+    pub fn samples(&self, runtime: &tokio::runtime::Runtime, policy: &str) -> f64 {
+        use prometheus_parse::{Scrape, Value};
+        let url = format!("http://127.0.0.1:{}/metrics", self.http);
+        let Some(text) =
+            runtime.block_on(async { reqwest::get(url).await.ok()?.text().await.ok() })
+        else {
+            return 0.0;
+        };
+        let scrape =
+            Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("/metrics parses");
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "redis_autopilot_samples_total")
+            .filter(|s| s.labels.get("policy") == Some(policy))
+            .map(|s| match s.value {
+                Value::Counter(v) | Value::Untyped(v) => v,
+                ref other => panic!("samples_total: unexpected {other:?}"),
+            })
+            .sum()
+    }
+
     /// `kill -9`: no chance to release a Lease.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
