@@ -244,6 +244,12 @@ fn the_status_follows_a_failover_and_a_scale_and_the_plugin_shows_pauses_and_swi
     assert_eq!(snapshot["reason"], "alert Backup", "{snapshot:#}");
     assert!(snapshot["bytes"].as_u64().is_some_and(|b| b > 0), "{snapshot:#}");
     assert_eq!(snapshot["verified"], false);
+    // And one now, by the plugin, by name: another snapshot in the policy's destination.
+    let taken = kubectl_autopilot(&pods, &["snapshot", "now", POLICY, "--output", "json"], log);
+    let manifests: Value = serde_json::from_str(&taken).expect("the manifest as JSON");
+    let id = manifests[0]["id"].as_str().expect("an id");
+    assert_ne!(Some(id), snapshot["id"].as_str(), "{taken}");
+    assert!(backups.join(POLICY).exists(), "{}", backups.display());
 
     // A scale: four wanted, the StatefulSet asked for four, the status says so and why.
     let mut four = spec(pods.port, &more);

@@ -162,17 +162,10 @@ fn write_keys(pods: &Pods, master: usize, from: usize, to: usize) {
 
 /// `snapshot now` through the CLI with the fake's kubeconfig: the new manifest.
 fn snapshot_now(pods: &Pods) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
-        .args(["snapshot", "now", "--output", "json", "--kubeconfig"])
-        .arg(pods.kubeconfig())
-        .arg("--policy")
-        .arg(pods.policy_file())
-        .env_remove("KUBECONFIG")
-        .output()
-        .expect("run the CLI");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    assert!(output.status.success(), "snapshot now: {}", text(&output.stderr));
-    let taken: Value = serde_json::from_slice(&output.stdout).expect("manifest JSON");
+    let policy = pods.policy_file().display().to_string();
+    let args = ["snapshot", "now", "--output", "json", "--policy", &policy];
+    let text = pods.cli(Path::new(env!("CARGO_BIN_EXE_redis-autopilot")), &args, String::new);
+    let taken: Value = serde_json::from_str(&text).expect("manifest JSON");
     taken[0].clone()
 }
 
