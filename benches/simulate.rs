@@ -71,6 +71,8 @@ fn realistic_policy(forecast: Option<Forecast>) -> Policy {
                 statistic: Statistic::Percentile(95),
                 window: Duration::from_secs(120),
                 target: 17_500.0,
+                seasonal: None,
+                saturation: None,
             }],
             tolerance: 0.1,
             scale_up: Behavior {

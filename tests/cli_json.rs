@@ -172,6 +172,7 @@ fn every_shape_of_decision_record_is_camel_case() {
     };
     use redis_autopilot::decide::{
         Adjustment, HealthDecision, HealthReason, Reading, ScalingDecision, ScalingReason,
+        SeasonalForecast, SeasonalReading,
     };
     use redis_autopilot::model::Advertised;
     use redis_autopilot::policy::Bootstrap;
@@ -316,6 +317,15 @@ fn every_shape_of_decision_record_is_camel_case() {
             | HealthDecision::Advertise { .. } => {}
         }
     }
+    let forecast = SeasonalForecast {
+        period: Duration::from_secs(86_400),
+        seen_at: chrono::DateTime::parse_from_rfc3339("2026-11-23T14:05:00Z")
+            .expect("time")
+            .to_utc(),
+        load: 212_000.0,
+        error: 0.06,
+        trusted: true,
+    };
     let adjustments = vec![
         Adjustment::MissingNoScaleDown { to: 3 },
         Adjustment::UnreadyNoScaleDown { unready: 1, to: 3 },
@@ -324,6 +334,17 @@ fn every_shape_of_decision_record_is_camel_case() {
         Adjustment::MaxReplicas { max: 8, to: 3 },
         Adjustment::CronFloor { cron: "0 0 8 * * *".into(), min: 3, to: 3 },
         Adjustment::Alert { alert: "RedisHot".into(), min: 3, to: 3 },
+        Adjustment::SeasonalFloor {
+            metric: "p95 of mean instantaneous_ops_per_sec over 2m".into(),
+            forecast: forecast.clone(),
+            min: 3,
+            to: 3,
+        },
+        Adjustment::ForecastAgrees {
+            window: Duration::from_secs(60),
+            instead_of: Duration::from_secs(300),
+            floor: 2,
+        },
     ];
     let reading = |value: Result<f64, String>| Reading {
         metric: "p95 of mean instantaneous_ops_per_sec over 2m".into(),
@@ -333,6 +354,8 @@ fn every_shape_of_decision_record_is_camel_case() {
         target: 1000.0,
         tolerance: 0.1,
         desired: Some(3),
+        saturated: true,
+        seasonal: Some(SeasonalReading { forecast: forecast.clone(), replicas: 7 }),
         outliers: Vec::new(),
     };
     let scaling = ScalingReason {

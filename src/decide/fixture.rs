@@ -8,7 +8,7 @@ use chrono::{TimeZone, Utc};
 use crate::observe::{Info, InstanceSample, Observation, Outcome, QueryResult, Role, Timestamp};
 use crate::policy::{
     Aggregate, Behavior, CronFloor, CronSchedule, Forecast, ForecastMethod, Health, Metric,
-    MetricSource, Policy, Sampling, Scaling, Statistic, Step, Target,
+    MetricSource, Policy, Sampling, Saturation, Scaling, Seasonal, Statistic, Step, Target,
 };
 
 pub fn secs(s: u64) -> Duration {
@@ -71,6 +71,8 @@ impl ScalingBuilder {
             statistic: Statistic::Mean,
             window: secs(30),
             target,
+            seasonal: None,
+            saturation: None,
         });
         self
     }
@@ -79,6 +81,28 @@ impl ScalingBuilder {
         if let Some(m) = self.0.metrics.last_mut() {
             m.statistic = statistic;
             m.window = window;
+        }
+        self
+    }
+    /// A seasonal forecast on the last metric added: `periods` in hours, trusted up to a
+    /// relative error of 0.25, a 5 m horizon, and a scale-down window of `agreed` seconds
+    /// while it agrees.
+    pub fn seasonal(mut self, periods_hours: &[u64], agreed: u64) -> Self {
+        if let Some(m) = self.0.metrics.last_mut() {
+            m.seasonal = Some(Seasonal {
+                periods: periods_hours.iter().map(|h| secs(h * 3600)).collect(),
+                horizon: secs(300),
+                max_error: 0.25,
+                scale_down_stabilization: secs(agreed),
+                history: None,
+            });
+        }
+        self
+    }
+    /// A replica at `above` per replica (last metric added) is at its ceiling.
+    pub fn saturation(mut self, above: f64, factor: f64) -> Self {
+        if let Some(m) = self.0.metrics.last_mut() {
+            m.saturation = Some(Saturation { above, factor });
         }
         self
     }

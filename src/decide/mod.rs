@@ -11,6 +11,7 @@
 pub mod health;
 mod reason;
 mod scaling;
+mod seasonal;
 mod series;
 
 #[cfg(test)]
@@ -24,8 +25,9 @@ use crate::observe::{History, Timestamp};
 use crate::policy::Policy;
 
 pub use health::{HealthDecision, HealthMemory, HealthReason};
-pub use reason::{Adjustment, Reading, ScalingReason, number as format_number};
+pub use reason::{Adjustment, Reading, ScalingReason, SeasonalReading, number as format_number};
 pub use scaling::ScalingMemory;
+pub use seasonal::SeasonalForecast;
 
 /// The deployment as the cluster reports it right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

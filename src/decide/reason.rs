@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use super::seasonal::SeasonalForecast;
 pub use super::series::Outlier;
 use crate::policy::Step;
 
@@ -41,10 +42,26 @@ pub struct Reading {
     pub tolerance: f64,
     /// Replicas this metric asks for; `None` when missing.
     pub desired: Option<u16>,
+    /// The newest round read at or above the metric's `saturation.above` per replica: the
+    /// served load is capped, and `desired` is at least the ready replicas times the factor.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub saturated: bool,
+    /// What the metric's seasonal profile says of the time ahead, once it has learnt enough.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seasonal: Option<SeasonalReading>,
     /// Instances whose readings in the window were above the plausible maximum and left out
     /// (each with the highest it reported).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub outliers: Vec<Outlier>,
+}
+
+/// A seasonal forecast and the replicas its load needs at the metric's target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeasonalReading {
+    #[serde(flatten)]
+    pub forecast: SeasonalForecast,
+    pub replicas: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -70,6 +87,13 @@ pub enum Adjustment {
         window: Duration,
         to: u16,
     },
+    /// The trusted seasonal forecast agrees the load stays low: the scale-down window was
+    /// `window` rather than `instead_of`.
+    ForecastAgrees {
+        window: Duration,
+        instead_of: Duration,
+        floor: u16,
+    },
     /// `maxStep` per `period` capped the change.
     MaxStep {
         direction: Direction,
@@ -94,6 +118,13 @@ pub enum Adjustment {
     },
     CronFloor {
         cron: String,
+        min: u16,
+        to: u16,
+    },
+    /// A trusted seasonal forecast: the load one period ago, one warm-up ahead, needs `min`.
+    SeasonalFloor {
+        metric: String,
+        forecast: SeasonalForecast,
         min: u16,
         to: u16,
     },
@@ -238,7 +269,13 @@ impl Reading {
             "<"
         };
         if cmp == "within" {
-            write!(f, " within {} of target {}", self.tolerance, number(self.target))
+            write!(f, " within {} of target {}", self.tolerance, number(self.target))?;
+            match self.desired {
+                Some(desired) if self.saturated => {
+                    write!(f, " but saturated (served load at its ceiling) -> {desired}")
+                }
+                _ => Ok(()),
+            }
         } else {
             write!(
                 f,
@@ -247,6 +284,10 @@ impl Reading {
                 1.0 + if cmp == ">" { self.tolerance } else { -self.tolerance }
             )?;
             let Some(desired) = self.desired else { return Ok(()) };
+            if self.saturated {
+                // The arithmetic below is not what asked for `desired`: the step is.
+                return write!(f, " and saturated (served load at its ceiling) -> {desired}");
+            }
             write!(f, " -> {desired}")?;
             match ready {
                 Some(ready) => {
@@ -286,6 +327,12 @@ impl fmt::Display for Adjustment {
             Adjustment::Stabilized { direction, window, to } => {
                 write!(f, "held at {to} by the {direction} stabilization window {}", dur(*window))
             }
+            Adjustment::ForecastAgrees { window, instead_of, floor } => write!(
+                f,
+                "scale-down window {} instead of {}: the seasonal forecast agrees (it needs {floor})",
+                dur(*window),
+                dur(*instead_of)
+            ),
             Adjustment::MaxStep { direction, step, period, to } => {
                 write!(f, "capped at {to} by {direction} maxStep {step} per {}", dur(*period))
             }
@@ -302,6 +349,15 @@ impl fmt::Display for Adjustment {
             Adjustment::CronFloor { cron, min, to } => {
                 write!(f, "raised to {to} by schedule `{cron}` (at least {min})")
             }
+            Adjustment::SeasonalFloor { metric, forecast, min, to } => write!(
+                f,
+                "raised to {to} by the seasonal forecast of {metric}: {} ago at {} the load was \
+                 {} (lately within {:.0} %), {min} replicas",
+                dur(forecast.period),
+                forecast.seen_at.format("%a %H:%M UTC"),
+                number(forecast.load),
+                forecast.error * 100.0
+            ),
             Adjustment::Alert { alert, min, to } => {
                 write!(f, "raised to {to} by alert {alert} (at least {min})")
             }

@@ -10,10 +10,13 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::reason::{Adjustment, Direction, Reading, ScalingReason, within_tolerance};
+use super::seasonal::{SeasonalForecast, SeasonalMemory};
 use super::series::{self, Series};
 use super::{Fleet, ScalingDecision};
 use crate::observe::{History, Timestamp};
-use crate::policy::{Aggregate, Behavior, Metric, MetricSource, Scaling, Statistic, Step};
+use crate::policy::{
+    Aggregate, Behavior, Metric, MetricSource, Scaling, Seasonal, Statistic, Step,
+};
 
 /// Scaling's memory of its own past: raw recommendations (for stabilization) and applied
 /// scale events (for step limits and cooldowns), pruned to the longest window that reads them.
@@ -23,6 +26,8 @@ pub struct ScalingMemory {
     events: VecDeque<ScaleEvent>,
     /// An alert's request for at least this many replicas, until met or expired.
     requested: Option<ScaleRequest>,
+    /// Each metric's seasonal profile, by metric index (`None` for a metric without one).
+    seasonal: Vec<Option<SeasonalMemory>>,
 }
 
 /// How long an alert's scale-up request stands if it cannot be met (maxReplicas, failures):
@@ -58,6 +63,29 @@ impl ScalingMemory {
         self.requested = Some(ScaleRequest { at, alert: alert.to_owned(), at_least });
     }
 
+    /// Feeds past values of metric `index`'s total (oldest first), as Prometheus kept them, to
+    /// its seasonal profile: a restarted daemon forecasts from its first decision. Values
+    /// older than the newest already fed are ignored, so seeding twice counts nothing twice.
+    pub fn seed_seasonal(&mut self, scaling: &Scaling, index: usize, points: &[(Timestamp, f64)]) {
+        if let Some(profile) = self.seasonal_for(scaling, index) {
+            profile.feed(points);
+        }
+    }
+
+    /// Metric `index`'s profile, made (or remade, if the policy changed) on first use.
+    fn seasonal_for(&mut self, scaling: &Scaling, index: usize) -> Option<&mut SeasonalMemory> {
+        let seasonal = scaling.metrics.get(index)?.seasonal.as_ref()?;
+        let ahead = ahead(scaling, seasonal);
+        if self.seasonal.len() < scaling.metrics.len() {
+            self.seasonal.resize(scaling.metrics.len(), None);
+        }
+        let slot = &mut self.seasonal[index];
+        if !slot.as_ref().is_some_and(|m| m.fits(seasonal, ahead)) {
+            *slot = Some(SeasonalMemory::new(seasonal, ahead));
+        }
+        slot.as_mut()
+    }
+
     /// Recommendations and events held: bounded by the policy's windows, not by uptime.
     #[cfg(test)]
     pub(super) fn held(&self) -> usize {
@@ -65,8 +93,14 @@ impl ScalingMemory {
     }
 
     fn prune(&mut self, scaling: &Scaling, now: Timestamp) {
-        let keep_recommendations =
-            scaling.scale_up.stabilization.max(scaling.scale_down.stabilization);
+        let keep_recommendations = scaling
+            .metrics
+            .iter()
+            .filter_map(|m| m.seasonal.as_ref().map(|s| s.scale_down_stabilization))
+            .fold(
+                scaling.scale_up.stabilization.max(scaling.scale_down.stabilization),
+                Duration::max,
+            );
         let keep_events = [&scaling.scale_up, &scaling.scale_down]
             .iter()
             .map(|b| b.period.max(b.cooldown))
@@ -82,6 +116,11 @@ impl ScalingMemory {
             self.events.pop_front();
         }
     }
+}
+
+/// How far ahead a seasonal floor looks: a replica asked for now serves after the warm-up.
+fn ahead(scaling: &Scaling, seasonal: &Seasonal) -> Duration {
+    scaling.warmup.saturating_add(seasonal.horizon)
 }
 
 fn before(now: Timestamp, d: Duration) -> Timestamp {
@@ -101,10 +140,11 @@ pub(super) fn decide(
     let current = fleet.replicas;
     let latest = history.latest();
     let ready = latest.map_or(0, |o| o.ready_count()) as u16;
-    let readings: Vec<Reading> = scaling
-        .metrics
-        .iter()
-        .map(|m| read_metric(m, scaling, history, current, ready, now))
+    let readings: Vec<Reading> = (0..scaling.metrics.len())
+        .map(|i| {
+            let seasonal = memory.seasonal_for(scaling, i);
+            read_metric(&scaling.metrics[i], scaling, history, current, ready, now, seasonal)
+        })
         .collect();
 
     let mut adjustments = Vec::new();
@@ -127,13 +167,15 @@ pub(super) fn decide(
 
     memory.prune(scaling, now);
     memory.recommendations.push_back((now, recommendation));
-    let mut result = stabilize(scaling, memory, current, recommendation, now, &mut adjustments);
+    let agreed = forecast_agrees(scaling, &readings, recommendation);
+    let mut result =
+        stabilize(scaling, memory, current, recommendation, agreed, now, &mut adjustments);
     result = limit_rate(scaling, memory, current, result, now, &mut adjustments);
     let request = memory
         .requested
         .as_ref()
         .filter(|r| (now - r.at).to_std().map_or(true, |age| age < REQUEST_LIFETIME));
-    result = bound(scaling, result, request, now, &mut adjustments);
+    result = bound(scaling, result, request, &readings, now, &mut adjustments);
 
     let reason = ScalingReason { current, ready, readings, proposed, adjustments, result };
     if result == current {
@@ -160,6 +202,7 @@ fn read_metric(
     current: u16,
     ready: u16,
     now: Timestamp,
+    seasonal: Option<&mut SeasonalMemory>,
 ) -> Reading {
     let mut reading = Reading {
         metric: metric_label(metric),
@@ -169,11 +212,20 @@ fn read_metric(
         target: metric.target,
         tolerance: scaling.tolerance,
         desired: None,
+        saturated: false,
+        seasonal: None,
         outliers: Vec::new(),
     };
     let span = scaling.forecast.as_ref().map_or(metric.window, |f| f.window.max(metric.window));
     let series = Series::read(metric, history, now, span);
     reading.outliers = series.outliers(now, metric.window);
+    if let (Some(profile), Some(config)) = (seasonal, &metric.seasonal) {
+        // Learnt from every round the metric had, whatever the window says about it.
+        profile.feed(series.points());
+        reading.seasonal = profile
+            .forecast(config, now, ahead(scaling, config))
+            .map(|forecast| seasonal_reading(forecast, metric.target));
+    }
     let points = match series.window(now, metric.window) {
         Ok(points) => points,
         Err(why) => {
@@ -219,7 +271,51 @@ fn read_metric(
         // A total with nobody ready to share it: size for the total directly.
         None => to_replicas(load / metric.target),
     });
+    if let (Some(saturation), Some(&(_, newest))) = (metric.saturation, points.last()) {
+        // The newest round alone: a replica at its ceiling now is what a step must relieve.
+        let newest_per_replica = match metric.aggregate {
+            Aggregate::Max => Some(newest),
+            Aggregate::Mean | Aggregate::Sum => spread(newest),
+        };
+        if newest_per_replica.is_some_and(|v| v >= saturation.above) {
+            // The served load is capped, so the ratio understates the demand: step by the
+            // factor from the replicas serving now.
+            let stepped = to_replicas(f64::from(ready) * saturation.factor);
+            reading.saturated = true;
+            reading.desired = reading.desired.map(|d| d.max(stepped));
+        }
+    }
     reading
+}
+
+/// A forecast with the replicas its load needs at the metric's target.
+fn seasonal_reading(forecast: SeasonalForecast, target: f64) -> super::reason::SeasonalReading {
+    let replicas = to_replicas(forecast.load / target);
+    super::reason::SeasonalReading { forecast, replicas }
+}
+
+/// When every metric with a seasonal forecast has a trusted one whose floor is at or below
+/// the recommendation, the forecast agrees the load has fallen: the shortest of their
+/// `scaleDownStabilization` windows, and the highest floor, for the reason.
+fn forecast_agrees(
+    scaling: &Scaling,
+    readings: &[Reading],
+    recommendation: u16,
+) -> Option<(Duration, u16)> {
+    let mut agreed: Option<(Duration, u16)> = None;
+    for (metric, reading) in scaling.metrics.iter().zip(readings) {
+        let Some(config) = &metric.seasonal else { continue };
+        let seasonal = reading.seasonal.as_ref().filter(|s| s.forecast.trusted)?;
+        if seasonal.replicas > recommendation {
+            return None;
+        }
+        let window = config.scale_down_stabilization;
+        agreed = Some(match agreed {
+            Some((w, floor)) => (w.min(window), floor.max(seasonal.replicas)),
+            None => (window, seasonal.replicas),
+        });
+    }
+    agreed
 }
 
 fn to_replicas(x: f64) -> u16 {
@@ -260,6 +356,7 @@ fn stabilize(
     memory: &ScalingMemory,
     current: u16,
     recommendation: u16,
+    agreed: Option<(Duration, u16)>,
     now: Timestamp,
     adjustments: &mut Vec<Adjustment>,
 ) -> u16 {
@@ -272,7 +369,19 @@ fn stabilize(
             .map(|(_, r)| *r)
     };
     let up_floor = in_window(scaling.scale_up.stabilization).min().unwrap_or(recommendation);
-    let down_ceiling = in_window(scaling.scale_down.stabilization).max().unwrap_or(recommendation);
+    let mut down_window = scaling.scale_down.stabilization;
+    if let Some((window, floor)) = agreed
+        && recommendation < current
+        && window < down_window
+    {
+        down_window = window;
+        adjustments.push(Adjustment::ForecastAgrees {
+            window,
+            instead_of: scaling.scale_down.stabilization,
+            floor,
+        });
+    }
+    let down_ceiling = in_window(down_window).max().unwrap_or(recommendation);
     if recommendation > current && up_floor < recommendation {
         let to = up_floor.max(current);
         adjustments.push(Adjustment::Stabilized {
@@ -286,7 +395,7 @@ fn stabilize(
         let to = down_ceiling.min(current);
         adjustments.push(Adjustment::Stabilized {
             direction: Direction::Down,
-            window: scaling.scale_down.stabilization,
+            window: down_window,
             to,
         });
         return to;
@@ -358,12 +467,13 @@ fn step_limit(behavior: &Behavior, direction: Direction, period_start: i32) -> u
     limit.clamp(0.0, f64::from(u16::MAX)) as u16
 }
 
-/// Hard bounds last: `maxReplicas`, then `minReplicas`, any active cron floor, and an alert's
-/// standing request.
+/// Hard bounds last: `maxReplicas`, then `minReplicas`, any active cron floor, a trusted
+/// seasonal forecast's floor, and an alert's standing request.
 fn bound(
     scaling: &Scaling,
     wanted: u16,
     request: Option<&ScaleRequest>,
+    readings: &[Reading],
     now: Timestamp,
     adjustments: &mut Vec<Adjustment>,
 ) -> u16 {
@@ -386,6 +496,20 @@ fn bound(
             result = min;
             adjustments.push(Adjustment::CronFloor {
                 cron: floor.cron.to_string(),
+                min,
+                to: result,
+            });
+        }
+    }
+    for (metric, seasonal) in
+        readings.iter().filter_map(|r| Some((&r.metric, r.seasonal.as_ref()?)))
+    {
+        let min = seasonal.replicas.min(scaling.max_replicas);
+        if seasonal.forecast.trusted && result < min {
+            result = min;
+            adjustments.push(Adjustment::SeasonalFloor {
+                metric: metric.clone(),
+                forecast: seasonal.forecast.clone(),
                 min,
                 to: result,
             });

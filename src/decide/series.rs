@@ -48,6 +48,11 @@ impl Series {
         Self { points, last_error, outliers }
     }
 
+    /// Every value read, oldest first.
+    pub fn points(&self) -> &[(Timestamp, f64)] {
+        &self.points
+    }
+
     /// The instances left out as implausible in `(now - window, now]`, each once with the
     /// highest value it reported, by instance name.
     pub fn outliers(&self, now: Timestamp, window: Duration) -> Vec<Outlier> {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::fixture::{RoundBuilder, round, scaling, secs, t};
 use super::{Fleet, Memory, ScalingDecision, decide};
-use crate::observe::{History, Outcome};
+use crate::observe::{History, Outcome, Timestamp};
 use crate::policy::{Aggregate, MetricSource, Policy, Statistic, Step};
 
 /// Drives the core the way every caller does: push a round, decide, apply what was decided.
@@ -547,4 +547,126 @@ fn a_policy_plausible_max_replaces_the_default() {
     // 5,000,000 is plausible here (a Redis-compatible server with many threads): 2 -> 4.
     let d = run.tick(round(t(0)).ready_ops(&[5e6, 5e6]));
     assert_eq!(scaled_to(&d), Some(4), "{d:?}");
+}
+
+/// Per-minute totals from `from` (seconds after `t(0)`) for `minutes` minutes, as the daemon
+/// reads them back from Prometheus: `load(second)` at the start of each minute.
+fn minutes_of(from: i64, minutes: i64, load: impl Fn(i64) -> f64) -> Vec<(Timestamp, f64)> {
+    (0..minutes).map(|m| from + m * 60).map(|s| (t(s), load(s))).collect()
+}
+
+/// Yesterday (the day before `t(0)` + 1 day) the load jumped from 1,000 to 5,000 at 14:00;
+/// today it has matched yesterday minute by minute so far.
+fn yesterday_ramped_at_two_pm(today: impl Fn(i64) -> f64) -> Vec<(Timestamp, f64)> {
+    let ramp = 14 * 3600;
+    let mut points = minutes_of(0, 24 * 60, |s| if s >= ramp { 5_000.0 } else { 1_000.0 });
+    points.extend(minutes_of(86_400, 13 * 60 + 50, |s| today(s - 86_400)));
+    points
+}
+
+fn seasonal_run(policy: Policy, replicas: u16, history: &[(Timestamp, f64)]) -> Run {
+    let mut run = Run::new(policy, replicas);
+    let scaling = run.policy.scaling.clone().expect("scaling");
+    run.memory.scaling.seed_seasonal(&scaling, 0, history);
+    run
+}
+
+/// Issue 16: the load that came yesterday at 14:00 is a floor one warm-up (30 s) plus the
+/// horizon (5 m) ahead of it today, with the numbers in the reason; before that window the
+/// floor says nothing.
+#[test]
+fn a_trusted_seasonal_forecast_raises_the_count_a_warmup_ahead_of_yesterdays_ramp() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 1000.0).seasonal(&[24], 60).policy();
+    let mut run = seasonal_run(policy, 1, &yesterday_ramped_at_two_pm(|_| 1_000.0));
+    let today = 86_400;
+    // 13:50: the window ahead ends at 13:55:30; yesterday's ramp is not in it.
+    let early = run.tick(round(t(today + 13 * 3600 + 50 * 60)).ready_ops(&[1_000.0]));
+    assert_eq!(scaled_to(&early), None, "{}", early.sentence());
+    // 13:55: the window reaches 14:00.
+    let decision = run.tick(round(t(today + 13 * 3600 + 55 * 60)).ready_ops(&[1_000.0]));
+    assert_eq!(scaled_to(&decision), Some(5), "{}", decision.sentence());
+    assert!(
+        decision.sentence().contains(
+            "raised to 5 by the seasonal forecast of mean of mean instantaneous_ops_per_sec over \
+             30s: 1day ago at Tue 14:00 UTC the load was 5,000 (lately within 0 %), 5 replicas"
+        ),
+        "{}",
+        decision.sentence()
+    );
+}
+
+/// A forecast that has been wrong lately (today runs at twice yesterday's load) is not
+/// trusted: no floor, and the reading says why.
+#[test]
+fn a_seasonal_forecast_wrong_lately_is_not_trusted() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 1000.0).seasonal(&[24], 60).policy();
+    let mut run = seasonal_run(policy, 2, &yesterday_ramped_at_two_pm(|_| 2_000.0));
+    let decision = run.tick(round(t(86_400 + 13 * 3600 + 55 * 60)).ready_ops(&[1_000.0, 1_000.0]));
+    assert_eq!(scaled_to(&decision), None, "{}", decision.sentence());
+    let seasonal = decision.reason().readings[0].seasonal.clone().expect("a forecast");
+    assert!(!seasonal.forecast.trusted);
+    assert!(seasonal.forecast.error > 0.4, "{:?}", seasonal.forecast);
+}
+
+/// The forecast never scales down by itself: yesterday's quiet hour needs 1 replica, today
+/// the load holds at 3,600 on 4 (within tolerance), and the count stays.
+#[test]
+fn a_low_seasonal_forecast_never_scales_down_by_itself() {
+    let policy = scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .seasonal(&[24], 0)
+        .down(300, Step::Pods(10), 15, 0)
+        .policy();
+    let quiet = minutes_of(0, 24 * 60 + 10 * 60, |s| if s < 86_400 { 500.0 } else { 3_600.0 });
+    let mut run = seasonal_run(policy, 4, &quiet);
+    let counts = run.steady(86_400 + 10 * 3600, 86_400 + 10 * 3600 + 600, 900.0);
+    assert!(counts.iter().all(|&n| n == 4), "{counts:?}");
+}
+
+/// When the load has fallen and the trusted forecast agrees it stays low, the scale-down
+/// waits `scaleDownStabilization` (30 s) rather than `scaleDown.stabilization` (5 m); with
+/// no forecast the same fall waits the five minutes.
+#[test]
+fn a_scale_down_the_forecast_agrees_with_comes_sooner() {
+    let policy = |seasonal: bool| {
+        let builder = scaling().redis("instantaneous_ops_per_sec", 1000.0);
+        let builder = if seasonal { builder.seasonal(&[24], 30) } else { builder };
+        builder.down(300, Step::Pods(10), 15, 0).policy()
+    };
+    // Yesterday and today: 4,000 until 10:00, then 1,000.
+    let fall = 10 * 3600;
+    let history =
+        minutes_of(0, 24 * 60 + 10 * 60, |s| if s % 86_400 < fall { 4_000.0 } else { 1_000.0 });
+    let start = 86_400 + fall;
+    let mut agreed = seasonal_run(policy(true), 4, &history);
+    let mut plain = seasonal_run(policy(false), 4, &history);
+    for run in [&mut agreed, &mut plain] {
+        assert!(run.steady(start - 300, start - 10, 1_000.0).iter().all(|&n| n == 4));
+    }
+    let with_forecast = agreed.steady(start, start + 120, 250.0);
+    let without = plain.steady(start, start + 120, 250.0);
+    // 250 x 4 = 1,000 from 10:00: both want 1; the plain policy holds for its 5 minutes.
+    assert_eq!(without.last(), Some(&4), "{without:?}");
+    assert_eq!(with_forecast.last(), Some(&1), "{with_forecast:?}");
+    let first_down = with_forecast.iter().position(|&n| n < 4).expect("scaled down");
+    assert!(first_down <= 4, "{with_forecast:?}");
+}
+
+/// A replica serving at its ceiling hides the demand behind it: within tolerance of the
+/// target or not, the count steps by the factor from the replicas serving now.
+#[test]
+fn a_saturated_metric_steps_by_its_factor() {
+    let policy =
+        scaling().redis("instantaneous_ops_per_sec", 1000.0).saturation(1_050.0, 2.0).policy();
+    let mut run = Run::new(policy, 3);
+    let decision = run.tick(round(t(0)).ready_ops(&[1_060.0, 1_060.0, 1_060.0]));
+    assert_eq!(scaled_to(&decision), Some(6), "{}", decision.sentence());
+    assert!(decision.sentence().contains("saturated (served load at its ceiling) -> 6"));
+    // Below the ceiling, the ratio as always.
+    let mut run = Run::new(
+        scaling().redis("instantaneous_ops_per_sec", 1000.0).saturation(1_500.0, 2.0).policy(),
+        3,
+    );
+    let decision = run.tick(round(t(0)).ready_ops(&[1_400.0, 1_400.0, 1_400.0]));
+    assert_eq!(scaled_to(&decision), Some(5), "{}", decision.sentence());
 }

@@ -69,6 +69,15 @@ pub const SAMPLING_TIMEOUT: Bounds = Bounds { min: MS, max: HOUR, why: "" };
 pub const METRIC_WINDOW: Bounds = Bounds { min: MS, max: WEEK, why: A_WEEK_IS_A_MISTAKE };
 pub const HALF_LIFE: Bounds = Bounds { min: MS, max: WEEK, why: A_WEEK_IS_A_MISTAKE };
 pub const FORECAST_WINDOW: Bounds = Bounds { min: MS, max: WEEK, why: A_WEEK_IS_A_MISTAKE };
+/// A season is learnt per minute; a day and a week are what load repeats over, and a week of
+/// minutes (10,080 numbers) is what one metric's profile holds.
+pub const SEASONAL_PERIOD: Bounds = Bounds {
+    min: HOUR,
+    max: WEEK,
+    why: "load repeats daily and weekly; a profile holds at most a week of minutes",
+};
+pub const SEASONAL_HORIZON: Bounds =
+    Bounds { min: Duration::ZERO, max: HOUR, why: "a floor an hour early already costs a lot" };
 pub const WARMUP: Bounds =
     Bounds { min: Duration::ZERO, max: DAY, why: "a replica that takes a day to sync is down" };
 pub const STABILIZATION: Bounds =

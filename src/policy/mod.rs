@@ -207,6 +207,41 @@ pub struct Metric {
     /// Load one replica should carry. A `mean`/`max` value is compared per replica; a `sum`
     /// value is a total and is divided by the target.
     pub target: f64,
+    /// The load's daily and weekly profile, learnt as it is observed, as a floor one warm-up
+    /// ahead of the ramp that comes every day ([`crate::decide`]'s seasonal forecast).
+    pub seasonal: Option<Seasonal>,
+    /// The per-replica value at which an instance serves all it can: above it the served
+    /// load is capped, so the true demand is unknown and the count steps up by a factor.
+    pub saturation: Option<Saturation>,
+}
+
+/// A seasonal-naive forecast of a `mean` or `sum` metric's total: the load one period ago
+/// (a day, a week), per minute, from whichever period has been right lately.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seasonal {
+    /// The periods the load repeats over, shortest first (default a day and a week).
+    pub periods: Vec<Duration>,
+    /// The floor covers the highest load expected from now until one warm-up plus this
+    /// ahead, so a ramp a little early is still covered.
+    pub horizon: Duration,
+    /// The forecast is trusted only while its recent relative error (per minute, an
+    /// exponentially weighted mean over about an hour) is at most this.
+    pub max_error: f64,
+    /// While the trusted forecast agrees that the load stays below the recommendation, a
+    /// scale-down waits this long instead of `scaleDown.stabilization`.
+    pub scale_down_stabilization: Duration,
+    /// A PromQL expression for the same total over time, read back `periods`' longest on a
+    /// daemon's start so a restart does not forget; `None`: learnt from the samples alone.
+    pub history: Option<String>,
+}
+
+/// See [`Metric::saturation`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Saturation {
+    /// Per-replica value (in the metric's unit) at which a replica is at its ceiling.
+    pub above: f64,
+    /// Replicas ready now times this, at least, while saturated.
+    pub factor: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

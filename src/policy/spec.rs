@@ -220,6 +220,37 @@ pub struct MetricSpec {
     pub window: Option<String>,
     pub target: Option<f64>,
     pub plausible_max: Option<f64>,
+    pub seasonal: Option<SeasonalSpec>,
+    pub saturation: Option<SaturationSpec>,
+}
+
+/// `metrics[].seasonal`: the daily/weekly forecast (see [`crate::policy::Seasonal`]).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeasonalSpec {
+    pub periods: Option<Vec<String>>,
+    pub horizon: Option<String>,
+    pub max_error: Option<f64>,
+    pub scale_down_stabilization: Option<String>,
+    pub history: Option<String>,
+}
+
+impl SeasonalSpec {
+    pub const FIELDS: &[&str] =
+        &["periods", "horizon", "maxError", "scaleDownStabilization", "history"];
+}
+
+/// `metrics[].saturation`: where a replica is at its ceiling (see
+/// [`crate::policy::Saturation`]).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SaturationSpec {
+    pub above: Option<f64>,
+    pub factor: Option<f64>,
+}
+
+impl SaturationSpec {
+    pub const FIELDS: &[&str] = &["above", "factor"];
 }
 
 impl MetricSpec {
@@ -233,6 +264,8 @@ impl MetricSpec {
         "window",
         "target",
         "plausibleMax",
+        "seasonal",
+        "saturation",
     ];
 }
 
@@ -548,6 +581,12 @@ pub fn fields_at(path: &[Segment]) -> Option<&'static [&'static str]> {
         [Some("spec"), Some("sampling")] => SamplingSpec::FIELDS,
         [Some("spec"), Some("scaling")] => ScalingSpec::FIELDS,
         [Some("spec"), Some("scaling"), Some("metrics"), None] => MetricSpec::FIELDS,
+        [Some("spec"), Some("scaling"), Some("metrics"), None, Some("seasonal")] => {
+            SeasonalSpec::FIELDS
+        }
+        [Some("spec"), Some("scaling"), Some("metrics"), None, Some("saturation")] => {
+            SaturationSpec::FIELDS
+        }
         [Some("spec"), Some("scaling"), Some("scaleUp" | "scaleDown")] => BehaviorSpec::FIELDS,
         [Some("spec"), Some("scaling"), Some("schedule"), None] => CronFloorSpec::FIELDS,
         [Some("spec"), Some("scaling"), Some("forecast")] => ForecastSpec::FIELDS,

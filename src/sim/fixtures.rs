@@ -62,6 +62,8 @@ pub fn redis_metric(field: &str, target: f64) -> Metric {
         statistic: Statistic::Last,
         window: Duration::from_secs(30),
         target,
+        seasonal: None,
+        saturation: None,
     }
 }
 
@@ -73,6 +75,8 @@ pub fn prometheus_metric(query: &str, target: f64) -> Metric {
         statistic: Statistic::Last,
         window: Duration::from_secs(30),
         target,
+        seasonal: None,
+        saturation: None,
     }
 }
 

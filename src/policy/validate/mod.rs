@@ -396,6 +396,8 @@ spec:
                         statistic: Statistic::Percentile(90),
                         window: secs(120),
                         target: 0.5,
+                        seasonal: None,
+                        saturation: None,
                     },
                     Metric {
                         source: MetricSource::Prometheus {
@@ -405,6 +407,8 @@ spec:
                         statistic: Statistic::Last,
                         window: secs(60),
                         target: 500.0,
+                        seasonal: None,
+                        saturation: None,
                     },
                 ],
                 tolerance: 0.05,
@@ -533,6 +537,8 @@ spec:
                 statistic: Statistic::Mean,
                 window: secs(60),
                 target: 100.0,
+                seasonal: None,
+                saturation: None,
             }
         );
         // A Prometheus metric sums by default; ewma's half-life defaults to window / 4.

@@ -7,11 +7,12 @@ use super::checker::{Checker, secs};
 use crate::policy::bounds;
 use crate::policy::source_map::FieldPath;
 use crate::policy::spec::{
-    BehaviorSpec, CronFloorSpec, ForecastSpec, MetricSpec, ScalingSpec, StepSpec,
+    BehaviorSpec, CronFloorSpec, ForecastSpec, MetricSpec, SaturationSpec, ScalingSpec,
+    SeasonalSpec, StepSpec,
 };
 use crate::policy::{
     Aggregate, Behavior, CronFloor, Forecast, ForecastMethod, Metric, MetricSource, Sampling,
-    Scaling, Statistic, Step,
+    Saturation, Scaling, Seasonal, Statistic, Step,
 };
 
 /// Replica counts above this are almost certainly a typo (and would not fit a StatefulSet
@@ -204,13 +205,150 @@ fn check_metric(
         }
     });
     let source = source.and_then(|source| check_plausible_max(c, spec, path, source, target));
+    let seasonal = match &spec.seasonal {
+        None => Some(None),
+        Some(seasonal) => {
+            check_seasonal(c, seasonal, &path.key("seasonal"), aggregate, &spec.prometheus)
+                .map(Some)
+        }
+    };
+    let saturation = match &spec.saturation {
+        None => Some(None),
+        Some(saturation) => {
+            check_saturation(c, saturation, &path.key("saturation"), target).map(Some)
+        }
+    };
     Some(Metric {
         source: source?,
         aggregate: aggregate?,
         statistic: statistic?,
         window: window?,
         target: target?,
+        seasonal: seasonal?,
+        saturation: saturation?,
     })
+}
+
+/// `seasonal`: up to three distinct periods of whole minutes (the profile is kept per
+/// minute), on a total (`mean` or `sum`: a `max` is one instance's load, which a different
+/// count of replicas would have changed).
+fn check_seasonal(
+    c: &mut Checker,
+    spec: &SeasonalSpec,
+    path: &FieldPath,
+    aggregate: Option<Aggregate>,
+    query: &Option<String>,
+) -> Option<Seasonal> {
+    if aggregate == Some(Aggregate::Max) {
+        c.unexpected(
+            path,
+            "needs `aggregate: mean` or `sum`: a `max` is one instance's load, and it depends \
+             on how many replicas shared it",
+        );
+        return None;
+    }
+    let periods_path = path.key("periods");
+    let periods = match &spec.periods {
+        None => Some(vec![secs(86_400), secs(7 * 86_400)]),
+        Some(texts) if texts.is_empty() || texts.len() > 3 => {
+            c.bad(&periods_path, format!("needs 1 to 3 periods, found {}", texts.len()));
+            None
+        }
+        Some(texts) => {
+            let mut periods = Vec::with_capacity(texts.len());
+            for (i, text) in texts.iter().enumerate() {
+                let at = periods_path.index(i);
+                let period = c.duration(Some(text), &at, None, bounds::SEASONAL_PERIOD);
+                match period {
+                    Some(p) if p.as_secs() % 60 != 0 || p.subsec_nanos() != 0 => {
+                        c.bad(&at, format!("must be whole minutes, found {text}"));
+                    }
+                    Some(p) if periods.contains(&p) => {
+                        c.bad(&at, format!("is listed twice: {text}"));
+                    }
+                    Some(p) => periods.push(p),
+                    None => {}
+                }
+            }
+            (periods.len() == texts.len()).then(|| {
+                periods.sort_unstable();
+                periods
+            })
+        }
+    };
+    let horizon = c.duration(
+        spec.horizon.as_deref(),
+        &path.key("horizon"),
+        Some(secs(5 * 60)),
+        bounds::SEASONAL_HORIZON,
+    );
+    let max_error = match spec.max_error {
+        None => Some(0.25),
+        Some(e) if e.is_finite() && e > 0.0 && e <= 1.0 => Some(e),
+        Some(e) => {
+            c.bad(&path.key("maxError"), format!("must be > 0 and <= 1, found {e}"));
+            None
+        }
+    };
+    let scale_down_stabilization = c.duration(
+        spec.scale_down_stabilization.as_deref(),
+        &path.key("scaleDownStabilization"),
+        Some(secs(60)),
+        bounds::STABILIZATION,
+    );
+    let history = match &spec.history {
+        Some(text) if text.trim().is_empty() => {
+            c.bad(&path.key("history"), "must be a PromQL query");
+            None
+        }
+        // A Prometheus metric's own query is its history.
+        Some(text) => Some(Some(text.clone())),
+        None => Some(query.clone()),
+    };
+    Some(Seasonal {
+        periods: periods?,
+        horizon: horizon?,
+        max_error: max_error?,
+        scale_down_stabilization: scale_down_stabilization?,
+        history: history?,
+    })
+}
+
+/// `saturation`: a ceiling above the target (at or below it, every busy replica would read
+/// saturated), and a factor above 1 and at most 10.
+fn check_saturation(
+    c: &mut Checker,
+    spec: &SaturationSpec,
+    path: &FieldPath,
+    target: Option<f64>,
+) -> Option<Saturation> {
+    let above_path = path.key("above");
+    let above = c.required(spec.above.as_ref(), &above_path).and_then(|&above| match target {
+        _ if !above.is_finite() || above <= 0.0 => {
+            c.bad(&above_path, format!("must be a finite number greater than 0, found {above}"));
+            None
+        }
+        Some(target) if above <= target => {
+            c.bad(
+                &above_path,
+                format!(
+                    "must be above the target ({target}): at or below it every busy replica \
+                     would read saturated, found {above}"
+                ),
+            );
+            None
+        }
+        _ => Some(above),
+    });
+    let factor = match spec.factor {
+        None => Some(2.0),
+        Some(f) if f.is_finite() && f > 1.0 && f <= 10.0 => Some(f),
+        Some(f) => {
+            c.bad(&path.key("factor"), format!("must be > 1 and <= 10, found {f}"));
+            None
+        }
+    };
+    Some(Saturation { above: above?, factor: factor? })
 }
 
 /// `plausibleMax`: a finite number above the target. At or below the target, honest load

@@ -1,0 +1,281 @@
+//! The seasonal forecast: a metric's total load learnt per minute as it is observed, and the
+//! load one period ago (a day, a week) read back as a floor one warm-up ahead.
+//!
+//! Seasonal-naive on purpose. Web load repeats daily and weekly, and the question a floor has
+//! to answer is "what came at this time of day last time". A profile of minute peaks answers
+//! it in constant time per decision (the simulator makes hundreds of thousands of them per
+//! run), and the answer explains itself: "7 days ago at 14:05 the load was 212,000". Fitted
+//! models (MSTL, ETS) smooth the peaks a floor exists to cover, and need refitting.
+//!
+//! Trust is earned: each period's forecast of every completed minute is scored against what
+//! came, as an exponentially weighted mean of the relative error over about an hour. Only the
+//! period that has been right lately speaks, and only while its error is within `maxError`.
+//! A forecast only ever raises the count (a floor) or lets a scale-down the load already asks
+//! for come sooner; it never scales down by itself.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::observe::Timestamp;
+use crate::policy::Seasonal;
+
+/// How much one completed minute's error weighs against the past: half-life of an hour.
+const ERROR_HALF_LIFE_MINUTES: f64 = 60.0;
+/// Minutes a period must have been scored on before it is trusted at all.
+const MIN_SCORED_MINUTES: u32 = 30;
+
+/// One metric's profile and its periods' scores. Owned by [`super::ScalingMemory`]; fed by
+/// the decision core from the metric's series, and seeded by the daemon from Prometheus.
+#[derive(Debug, Clone)]
+pub struct SeasonalMemory {
+    /// Per-minute peak of the total, a ring indexed by epoch minute; NaN: no sample.
+    minutes: Vec<f32>,
+    /// The newest minute held.
+    newest: Option<i64>,
+    /// The newest sample fed, so feeding the same series twice counts nothing twice.
+    last_fed: Option<Timestamp>,
+    /// One per period of the policy, in its order.
+    scores: Vec<Score>,
+    periods: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Score {
+    error: f64,
+    scored: u32,
+}
+
+/// What the profile says about the time ahead.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeasonalForecast {
+    /// The period that spoke: the one with the lowest recent error.
+    pub period: Duration,
+    /// When, one period ago, the highest load of the window ahead came.
+    pub seen_at: Timestamp,
+    /// That load (the metric's total).
+    pub load: f64,
+    /// The period's recent relative error (0.06: within 6 %).
+    pub error: f64,
+    /// Whether the error is within `maxError`: only a trusted forecast acts.
+    pub trusted: bool,
+}
+
+fn minute_of(at: Timestamp) -> i64 {
+    at.timestamp().div_euclid(60)
+}
+
+fn minutes(d: Duration) -> i64 {
+    i64::try_from(d.as_secs() / 60).unwrap_or(i64::MAX)
+}
+
+/// The longest period plus what is looked ahead, and a minute each side. Validation bounds
+/// this: a week of periods plus a day of warm-up and an hour of horizon.
+fn ring_len(periods: &[i64], ahead: Duration) -> usize {
+    let longest = periods.iter().copied().max().unwrap_or(0);
+    usize::try_from(longest.saturating_add(minutes(ahead)).saturating_add(2)).unwrap_or(0)
+}
+
+impl SeasonalMemory {
+    /// Room for the longest period plus `ahead` (warm-up and horizon) and a minute each side.
+    pub fn new(seasonal: &Seasonal, ahead: Duration) -> Self {
+        let periods: Vec<i64> = seasonal.periods.iter().map(|p| minutes(*p)).collect();
+        Self {
+            minutes: vec![f32::NAN; ring_len(&periods, ahead)],
+            newest: None,
+            last_fed: None,
+            scores: vec![Score::default(); periods.len()],
+            periods,
+        }
+    }
+
+    /// Whether this memory was built for `seasonal` looking `ahead`: a changed policy starts a
+    /// new one.
+    pub fn fits(&self, seasonal: &Seasonal, ahead: Duration) -> bool {
+        let periods: Vec<i64> = seasonal.periods.iter().map(|p| minutes(*p)).collect();
+        periods == self.periods && ring_len(&periods, ahead) == self.minutes.len()
+    }
+
+    /// Feeds the samples newer than any fed before, oldest first.
+    pub fn feed(&mut self, points: &[(Timestamp, f64)]) {
+        let first = match self.last_fed {
+            Some(last) => points.partition_point(|(at, _)| *at <= last),
+            None => 0,
+        };
+        for &(at, value) in &points[first..] {
+            self.record(at, value);
+        }
+    }
+
+    fn slot(&self, minute: i64) -> usize {
+        minute.rem_euclid(self.minutes.len() as i64) as usize
+    }
+
+    fn held(&self, minute: i64) -> Option<f64> {
+        let newest = self.newest?;
+        let len = self.minutes.len() as i64;
+        if minute > newest || minute <= newest - len {
+            return None;
+        }
+        let value = self.minutes[self.slot(minute)];
+        (!value.is_nan()).then_some(f64::from(value))
+    }
+
+    fn record(&mut self, at: Timestamp, value: f64) {
+        if !value.is_finite() || self.minutes.is_empty() {
+            return;
+        }
+        self.last_fed = Some(at);
+        let minute = minute_of(at);
+        let len = self.minutes.len() as i64;
+        match self.newest {
+            Some(newest) if minute <= newest - len => return,
+            Some(newest) if minute > newest => {
+                // `newest` is complete: score each period's forecast of it, then clear the
+                // minutes skipped over (no samples) and the one starting.
+                self.score(newest);
+                for m in (minute - (minute - newest).min(len) + 1)..=minute {
+                    let slot = self.slot(m);
+                    self.minutes[slot] = f32::NAN;
+                }
+                self.newest = Some(minute);
+            }
+            Some(_) => {}
+            None => {
+                let slot = self.slot(minute);
+                self.minutes[slot] = f32::NAN;
+                self.newest = Some(minute);
+            }
+        }
+        let slot = self.slot(minute);
+        let (held, value) = (self.minutes[slot], value as f32);
+        self.minutes[slot] = if held.is_nan() { value } else { held.max(value) };
+    }
+
+    fn score(&mut self, minute: i64) {
+        let Some(actual) = self.held(minute) else { return };
+        let alpha = 1.0 - 0.5f64.powf(1.0 / ERROR_HALF_LIFE_MINUTES);
+        for i in 0..self.periods.len() {
+            let Some(predicted) = self.held(minute - self.periods[i]) else { continue };
+            let scale = actual.max(predicted);
+            let error = if scale > 0.0 { (actual - predicted).abs() / scale } else { 0.0 };
+            let score = &mut self.scores[i];
+            score.error =
+                if score.scored == 0 { error } else { score.error + alpha * (error - score.error) };
+            score.scored = score.scored.saturating_add(1);
+        }
+    }
+
+    /// The highest load one period ago over `[now, now + ahead]`, from the period with the
+    /// lowest recent error among those scored long enough; `None` before any has been.
+    pub fn forecast(
+        &self,
+        seasonal: &Seasonal,
+        now: Timestamp,
+        ahead: Duration,
+    ) -> Option<SeasonalForecast> {
+        let now_minute = minute_of(now);
+        let ahead_minutes = minutes(ahead).max(0) + 1;
+        let mut best: Option<(usize, f64, i64)> = None;
+        for (i, &period) in self.periods.iter().enumerate() {
+            let score = self.scores[i];
+            if score.scored < MIN_SCORED_MINUTES {
+                continue;
+            }
+            // Only minutes already seen: with a warm-up longer than the period, the part of
+            // the window a period ago that is still ahead is not known yet.
+            let peak = (0..=ahead_minutes.min(period - 1))
+                .filter_map(|k| {
+                    let minute = now_minute + k - period;
+                    self.held(minute).map(|load| (load, minute))
+                })
+                // The first minute of the highest load: when the ramp came.
+                .fold(None, |best: Option<(f64, i64)>, (load, minute)| match best {
+                    Some((top, _)) if top >= load => best,
+                    _ => Some((load, minute)),
+                });
+            let Some((load, minute)) = peak else { continue };
+            if best.is_none_or(|(j, _, _)| score.error < self.scores[j].error) {
+                best = Some((i, load, minute));
+            }
+        }
+        let (i, load, minute) = best?;
+        let error = self.scores[i].error;
+        Some(SeasonalForecast {
+            period: Duration::from_secs(u64::try_from(self.periods[i]).unwrap_or(0) * 60),
+            seen_at: Timestamp::from_timestamp(minute * 60, 0).unwrap_or(Timestamp::MIN_UTC),
+            load,
+            error,
+            trusted: error <= seasonal.max_error,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::fixture::{secs, t};
+
+    fn daily() -> Seasonal {
+        Seasonal {
+            periods: vec![secs(3600), secs(86_400)],
+            horizon: secs(300),
+            max_error: 0.25,
+            scale_down_stabilization: secs(60),
+            history: None,
+        }
+    }
+
+    fn fed(seasonal: &Seasonal, points: &[(Timestamp, f64)]) -> SeasonalMemory {
+        let mut memory = SeasonalMemory::new(seasonal, secs(60));
+        memory.feed(points);
+        memory
+    }
+
+    /// Feeding the same samples again (every decision reads its whole window) changes nothing.
+    #[test]
+    fn feeding_a_window_twice_counts_it_once() {
+        let seasonal = daily();
+        let points: Vec<_> = (0..600).map(|m| (t(m * 60), 100.0 + (m % 7) as f64)).collect();
+        let once = fed(&seasonal, &points);
+        let mut twice = fed(&seasonal, &points);
+        twice.feed(&points[300..]);
+        assert_eq!(once.scores[0].scored, twice.scores[0].scored);
+        assert_eq!(once.scores[0].error.to_bits(), twice.scores[0].error.to_bits());
+    }
+
+    /// The period right lately speaks: the load repeats hourly but not daily.
+    #[test]
+    fn the_period_with_the_lowest_recent_error_speaks() {
+        let seasonal = daily();
+        // Two days; each hour ramps 100 -> 159 by minute, and the second day runs at 3x.
+        let points: Vec<_> = (0..2 * 1440)
+            .map(|m: i64| {
+                let day = if m >= 1440 { 3.0 } else { 1.0 };
+                (t(m * 60), day * (100.0 + (m % 60) as f64))
+            })
+            .collect();
+        let memory = fed(&seasonal, &points);
+        let forecast = memory.forecast(&seasonal, t(2 * 1440 * 60), secs(60)).expect("forecast");
+        assert_eq!(forecast.period, secs(3600));
+        assert!(forecast.trusted && forecast.error < 0.05, "{forecast:?}");
+        // An hour ago, this minute to the end of the warm-up (rounded up): minutes 0..=2 of
+        // the hour, at 3x.
+        assert_eq!(forecast.load, 3.0 * 102.0);
+    }
+
+    /// Minutes without samples are unknown, not the values a ring slot held a period ago.
+    #[test]
+    fn a_gap_forgets_rather_than_replays_stale_minutes() {
+        let seasonal = Seasonal { periods: vec![secs(3600)], ..daily() };
+        let mut memory = fed(&seasonal, &(0..120).map(|m| (t(m * 60), 500.0)).collect::<Vec<_>>());
+        // Nothing for three hours, then one sample.
+        memory.feed(&[(t(5 * 3600), 10.0)]);
+        let base = minute_of(t(0));
+        assert_eq!(memory.held(base + 300), Some(10.0));
+        // The ring's slot for 04:59 last held a 500 from the first two hours.
+        assert_eq!(memory.held(base + 299), None);
+        assert_eq!(memory.forecast(&seasonal, t(5 * 3600 + 60), secs(60)), None);
+    }
+}
