@@ -116,6 +116,20 @@ async fn evaluate(policy: &Policy, fill: bool, kube: ClientOptions) -> anyhow::R
     let interval = policy.sampling.interval;
     let rounds_wanted = rounds_to_fill(policy);
     let rounds = if fill { rounds_wanted } else { rounds_for_rates(policy) };
+    // The seasonal forecasts start from what Prometheus kept, as in the daemon.
+    let mut memory = Memory::default();
+    if let Some(scaling) = &policy.scaling {
+        for past in sampler.seasonal_history(policy, chrono::Utc::now()).await {
+            match &past.points {
+                Ok(points) => memory.scaling.seed_seasonal(scaling, past.metric, points),
+                Err(error) => eprintln!(
+                    "warning: cannot read the seasonal history `{}` from Prometheus: {error}; \
+                     the forecast has nothing to go on",
+                    past.query
+                ),
+            }
+        }
+    }
     let mut history = History::new(policy.history_span(), interval);
     for round in 0..rounds {
         if round > 0 {
@@ -133,7 +147,7 @@ async fn evaluate(policy: &Policy, fill: bool, kube: ClientOptions) -> anyhow::R
     let latest = only(&latest, &endpoints);
     let replicas = requested.unwrap_or(u16::try_from(endpoints.len()).unwrap_or(u16::MAX));
     let fleet = Fleet { replicas };
-    let decisions = decide(policy, &history, fleet, &mut Memory::default(), latest.at);
+    let decisions = decide(policy, &history, fleet, &mut memory, latest.at);
     let missing_data = decisions
         .iter()
         .map(ScalingDecision::reason)

@@ -35,7 +35,7 @@ use crate::observe::{History, Observation, Timestamp};
 use crate::policy::{AlertAction, BeforeAction, MetricSource, Policy, Target};
 use crate::resource::status::{LastAction, LastFailover};
 use crate::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
-use crate::sample::{PolicySampler, SetupError, redis_access};
+use crate::sample::{PolicySampler, SeasonalHistory, SetupError, redis_access};
 use crate::snapshot::Snapshotter;
 
 /// What the rest of the daemon can ask of a policy's loop.
@@ -161,6 +161,9 @@ impl<C: Cluster> PolicyLoop<C> {
         let master_watch = MasterWatch::start();
         let mut round_overruns = Overruns::new("scaling");
         let mut probe_overruns = Overruns::new("health");
+        // The seasonal forecasts' past, read in the background: a slow Prometheus must not
+        // hold up health probes, and rounds sampled meanwhile are learnt as usual.
+        let mut history_read = self.read_seasonal_history();
         loop {
             master_watch.follow(self.serving_master.clone());
             // Biased: shutdown and commands first, then starting a round (it only spawns its
@@ -172,7 +175,14 @@ impl<C: Cluster> PolicyLoop<C> {
                 command = commands.recv() => match command {
                     None => break,
                     Some(Command::Reload(policy)) => {
+                        let seasonal_before = seasonal_configs(&self.policy);
                         self.reload(*policy, &mut ticker, &mut probes);
+                        if seasonal_configs(&self.policy) != seasonal_before {
+                            if let Some(read) = history_read.take() {
+                                read.abort();
+                            }
+                            history_read = self.read_seasonal_history();
+                        }
                     }
                     Some(Command::Alert { alert_name, action }) => {
                         self.alert(&alert_name, action).await;
@@ -192,6 +202,12 @@ impl<C: Cluster> PolicyLoop<C> {
                         Err(error) => tracing::error!(policy = %name, %error, "sampling round failed"),
                     }
                 }
+                histories = wait(&mut history_read) => {
+                    history_read = None;
+                    if let Ok(histories) = histories {
+                        self.seed_seasonal(&histories);
+                    }
+                }
                 at = probes.tick() => {
                     probe_overruns.on_time(&self.shared, &name, at, probes.period(), false);
                     self.check_health().await;
@@ -200,6 +216,9 @@ impl<C: Cluster> PolicyLoop<C> {
         }
         if let Some(round) = round {
             round.abort();
+        }
+        if let Some(read) = history_read {
+            read.abort();
         }
         self.shared.status.policy_unloaded(&name);
         tracing::info!(policy = %name, "policy loop stopped");
@@ -263,6 +282,40 @@ impl<C: Cluster> PolicyLoop<C> {
             AlertAction::Snapshot => {
                 // The supervisor hands snapshot alerts to the snapshot scheduler, beside this loop.
                 tracing::debug!(policy = %name, alert = %alert_name, "snapshot alert: taken by the snapshot scheduler");
+            }
+        }
+    }
+
+    /// Starts reading the history of every seasonal forecast that names a query, if any does.
+    fn read_seasonal_history(&self) -> Option<JoinHandle<Vec<SeasonalHistory>>> {
+        let reads_history = self
+            .policy
+            .scaling
+            .iter()
+            .flat_map(|s| &s.metrics)
+            .any(|m| m.seasonal.as_ref().is_some_and(|s| s.history.is_some()));
+        if !reads_history {
+            return None;
+        }
+        let (sampler, policy) = (Arc::clone(&self.sampler), self.policy.clone());
+        Some(tokio::spawn(
+            async move { sampler.seasonal_history(&policy, chrono::Utc::now()).await },
+        ))
+    }
+
+    /// Feeds what Prometheus kept to the forecasts; a failed read is said and the forecast
+    /// learns from the rounds alone.
+    fn seed_seasonal(&mut self, histories: &[SeasonalHistory]) {
+        let Some(scaling) = &self.policy.scaling else { return };
+        for history in histories {
+            match &history.points {
+                Ok(points) => {
+                    self.memory.scaling.seed_seasonal(scaling, history.metric, points);
+                    tracing::info!(policy = %self.policy.name, query = %history.query, minutes = points.len(), "seasonal forecast: history read from Prometheus");
+                }
+                Err(error) => {
+                    tracing::warn!(policy = %self.policy.name, query = %history.query, %error, "seasonal forecast: cannot read its history; it learns from the samples alone");
+                }
             }
         }
     }
@@ -615,14 +668,18 @@ fn prober(policy: &Policy, access: Access) -> RedisSampler {
     RedisSampler::with_sections(access, policy.health.probe_timeout, HEALTH_SECTIONS)
 }
 
-/// Waits for the background round, if there is one; never completes otherwise.
-async fn wait(
-    round: &mut Option<JoinHandle<Observation>>,
-) -> Result<Observation, tokio::task::JoinError> {
-    match round {
+/// Waits for the background task (a round, a history read), if there is one; never
+/// completes otherwise.
+async fn wait<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match task {
         Some(handle) => handle.await,
         None => std::future::pending().await,
     }
+}
+
+/// Each metric's seasonal forecast settings: a reload that changes them reads history again.
+fn seasonal_configs(policy: &Policy) -> Vec<Option<crate::policy::Seasonal>> {
+    policy.scaling.iter().flat_map(|s| &s.metrics).map(|m| m.seasonal.clone()).collect()
 }
 
 /// The `INFO` fields a policy's metrics read, each once.

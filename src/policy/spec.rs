@@ -675,7 +675,8 @@ spec:
     maxReplicas: 1
     metrics:
       - {redis: x, prometheus: x, rate: true, aggregate: x, statistic: x, halfLife: x, window: x, target: 1,
-          plausibleMax: 1}
+          plausibleMax: 1, seasonal: {periods: [x], horizon: x, maxError: 1,
+          scaleDownStabilization: x, history: x}, saturation: {above: 1, factor: 1}}
     tolerance: 0
     warmup: x
     scaleUp: {stabilization: x, maxStep: 1, period: x, cooldown: x}
@@ -762,10 +763,10 @@ spec:
             });
         assert!(parsed.is_ok(), "{:?}", parsed.err());
         assert!(unknown.is_empty(), "{unknown:?}");
-        // ...and every mapping in the document lists exactly its struct's fields (25 mappings:
+        // ...and every mapping in the document lists exactly its struct's fields (27 mappings:
         // scaleUp and scaleDown share a struct, as do auth and basicAuth).
         let map = SourceMap::parse(EVERY_FIELD, serde_saphyr::Options::default()).expect("YAML");
-        assert_eq!(check_fields(map.root(), &FieldPath::root()), 25);
+        assert_eq!(check_fields(map.root(), &FieldPath::root()), 27);
     }
 
     #[test]

@@ -40,6 +40,21 @@ pub fn warnings(policy: &Policy) -> Vec<Problem> {
                 .to_owned(),
         });
     }
+    // A forecast that only learns from its own samples knows nothing for a period after
+    // every restart, rollout or leader change.
+    let metrics = policy.scaling.iter().flat_map(|s| s.metrics.iter().enumerate());
+    for (i, metric) in metrics {
+        if metric.seasonal.as_ref().is_some_and(|s| s.history.is_none()) {
+            found.push(Problem {
+                path: spec.key("scaling").key("metrics").index(i).key("seasonal"),
+                anchor: Anchor::Key,
+                message: "without `history` (a PromQL query for the same total), the forecast \
+                          learns from the daemon's own samples and forgets on every restart: \
+                          it forecasts nothing for a day after each one"
+                    .to_owned(),
+            });
+        }
+    }
     found
 }
 
@@ -85,6 +100,14 @@ mod tests {
     )]
     #[case::local_restore_tests(
         "  target: {local: {basePort: 7000, dataDir: /tmp/d}}\n  snapshots: {schedule: '0 0 3 * * *', destination: 'file:///b', verify: {schedule: '0 0 4 * * *'}}\n",
+        &[]
+    )]
+    #[case::seasonal_without_history(
+        "  target: {kubernetes: {namespace: n, statefulSet: s}}\n  scaling: {minReplicas: 1, maxReplicas: 3, metrics: [{redis: x, target: 10, seasonal: {}}]}\n",
+        &["spec.scaling.metrics[0].seasonal"]
+    )]
+    #[case::seasonal_with_history(
+        "  target: {kubernetes: {namespace: n, statefulSet: s}}\n  prometheus: {url: 'http://p:9090'}\n  scaling: {minReplicas: 1, maxReplicas: 3, metrics: [{redis: x, target: 10, seasonal: {history: 'sum(x)'}}]}\n",
         &[]
     )]
     fn risky_combinations_are_warned(#[case] body: &str, #[case] expected: &[&str]) {

@@ -5,7 +5,8 @@
 //! - [`redis`]: every instance's `INFO`, concurrently, classified by outcome.
 //! - [`prometheus`]: the policy's PromQL instant queries.
 //! - [`secret`]: credentials from environment variables or files, never printed.
-//! - [`PolicySampler`]: both, for one policy, as one [`Observation`] per round.
+//! - [`PolicySampler`]: both, for one policy, as one [`Observation`] per round, and the
+//!   history its seasonal forecasts start from.
 
 pub mod prometheus;
 pub mod redis;
@@ -86,6 +87,47 @@ impl PolicySampler {
         };
         let (instances, queries) = tokio::join!(self.redis.sample(endpoints), queries);
         Observation { at, instances, queries }
+    }
+}
+
+/// One seasonal metric's past, as Prometheus kept it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeasonalHistory {
+    /// The metric's index in `spec.scaling.metrics`.
+    pub metric: usize,
+    pub query: String,
+    /// Per minute, oldest first; or why it could not be read.
+    pub points: Result<Vec<(Timestamp, f64)>, String>,
+}
+
+impl PolicySampler {
+    /// The history of every metric whose seasonal forecast names a query, per minute, over
+    /// the longest period plus what the forecast looks ahead and an hour to score it on.
+    pub async fn seasonal_history(&self, policy: &Policy, now: Timestamp) -> Vec<SeasonalHistory> {
+        let Some(scaling) = &policy.scaling else { return Vec::new() };
+        let wanted = scaling.metrics.iter().enumerate().filter_map(|(metric, m)| {
+            let seasonal = m.seasonal.as_ref()?;
+            let longest = seasonal.periods.iter().max().copied().unwrap_or_default();
+            let span = longest
+                .saturating_add(scaling.warmup)
+                .saturating_add(seasonal.horizon)
+                .saturating_add(std::time::Duration::from_secs(3600));
+            Some((metric, seasonal.history.clone()?, span))
+        });
+        let reads = wanted.map(|(metric, query, span)| async move {
+            let start = chrono::Duration::from_std(span)
+                .ok()
+                .and_then(|span| now.checked_sub_signed(span))
+                .unwrap_or(now);
+            let points = match &self.prometheus {
+                Some(prometheus) => {
+                    prometheus.history(&query, start, now, std::time::Duration::from_secs(60)).await
+                }
+                None => Err("no spec.prometheus to read it from".to_owned()),
+            };
+            SeasonalHistory { metric, query, points }
+        });
+        futures::future::join_all(reads).await
     }
 }
 

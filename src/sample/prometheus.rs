@@ -1,6 +1,9 @@
 //! The Prometheus sampler: the policy's PromQL instant queries, concurrently, each under the
 //! sampling deadline. A result is every series' value; aggregating them is the core's job
 //! (the metric's `aggregate`), and an empty result is reported as such — never as zero.
+//!
+//! It also reads a seasonal forecast's history back ([`PrometheusSampler::history`]): a range
+//! query per day, so a daemon that restarts forecasts from its first decision.
 
 use std::time::Duration;
 
@@ -8,7 +11,7 @@ use prometheus_http_query::Client;
 use prometheus_http_query::response::Data;
 
 use super::secret::Secret;
-use crate::observe::QueryResult;
+use crate::observe::{QueryResult, Timestamp};
 
 /// How to authenticate to Prometheus, secrets already read.
 #[derive(Debug, Clone)]
@@ -55,17 +58,21 @@ impl PrometheusSampler {
         .await
     }
 
+    fn authorization(&self) -> Result<Option<reqwest::header::HeaderValue>, String> {
+        match &self.auth {
+            None => Ok(None),
+            Some(PrometheusAuth::Bearer(token)) => bearer(token).map(Some),
+            Some(PrometheusAuth::Basic { username, password }) => {
+                basic(username, password).map(Some)
+            }
+        }
+    }
+
     async fn query(&self, query: &str) -> Result<Vec<f64>, String> {
         let mut request = self.client.query(query);
-        request = match &self.auth {
-            None => request,
-            Some(PrometheusAuth::Bearer(token)) => {
-                request.header(reqwest::header::AUTHORIZATION, bearer(token)?)
-            }
-            Some(PrometheusAuth::Basic { username, password }) => {
-                request.header(reqwest::header::AUTHORIZATION, basic(username, password)?)
-            }
-        };
+        if let Some(value) = self.authorization()? {
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
         let response = tokio::time::timeout(self.timeout, request.get())
             .await
             .map_err(|_| format!("timed out after {}", humantime::format_duration(self.timeout)))?
@@ -83,6 +90,66 @@ impl PrometheusSampler {
             return Err("empty result".into());
         }
         Ok(values)
+    }
+}
+
+/// A day of minutes per range query: well under Prometheus' 11,000 points per series.
+const HISTORY_CHUNK: Duration = Duration::from_secs(86_400);
+/// More series than this is a query that forgot to sum them.
+const HISTORY_MAX_SERIES: usize = 64;
+/// Each range query's deadline: a day of one series is one quick read, even on a loaded
+/// Prometheus, and a start must not hang on it.
+const HISTORY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl PrometheusSampler {
+    /// `query`'s values every `step` over `[start, end]`, oldest first, the series of each
+    /// instant summed (the query should return one: the total). Read a day per request.
+    pub async fn history(
+        &self,
+        query: &str,
+        start: Timestamp,
+        end: Timestamp,
+        step: Duration,
+    ) -> Result<Vec<(Timestamp, f64)>, String> {
+        let step_seconds = step.as_secs().max(1) as i64;
+        let chunk = HISTORY_CHUNK.as_secs() as i64;
+        let (mut from, end) = (start.timestamp(), end.timestamp());
+        let mut points = Vec::new();
+        while from <= end {
+            let to = (from + chunk - step_seconds).min(end);
+            let mut request = self.client.query_range(query, from, to, step_seconds as f64);
+            if let Some(value) = self.authorization()? {
+                request = request.header(reqwest::header::AUTHORIZATION, value);
+            }
+            let response = tokio::time::timeout(HISTORY_TIMEOUT, request.get())
+                .await
+                .map_err(|_| {
+                    format!("timed out after {}", humantime::format_duration(HISTORY_TIMEOUT))
+                })?
+                .map_err(|e| crate::errors::chain(&e))?;
+            let Data::Matrix(series) = response.data() else {
+                return Err("not a range result; write an instant-vector expression".into());
+            };
+            if series.len() > HISTORY_MAX_SERIES {
+                return Err(format!(
+                    "{} series; write a query that sums them into one total",
+                    series.len()
+                ));
+            }
+            let mut totals: std::collections::BTreeMap<i64, f64> = Default::default();
+            for sample in series.iter().flat_map(|s| s.samples()) {
+                if sample.value().is_finite() {
+                    *totals.entry(sample.timestamp() as i64).or_default() += sample.value();
+                }
+            }
+            points.extend(
+                totals
+                    .into_iter()
+                    .filter_map(|(at, v)| Some((Timestamp::from_timestamp(at, 0)?, v))),
+            );
+            from = to + step_seconds;
+        }
+        Ok(points)
     }
 }
 

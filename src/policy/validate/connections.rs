@@ -117,9 +117,19 @@ fn check_basic_auth(
 
 /// The first metric whose source is a PromQL query (one with `redis` set too has its own
 /// problem already).
-pub(super) fn first_promql_metric(spec: &PolicySpec) -> Option<usize> {
+/// The first field that needs PromQL evaluated: a metric's `prometheus` query, or a seasonal
+/// forecast's `history`.
+pub(super) fn first_promql_use(spec: &PolicySpec, metrics_path: &FieldPath) -> Option<FieldPath> {
     let metrics = spec.scaling.as_ref()?.metrics.as_ref()?;
-    metrics.iter().position(|metric| metric.prometheus.is_some() && metric.redis.is_none())
+    metrics.iter().enumerate().find_map(|(i, metric)| {
+        if metric.prometheus.is_some() && metric.redis.is_none() {
+            Some(metrics_path.index(i).key("prometheus"))
+        } else if metric.seasonal.as_ref().is_some_and(|s| s.history.is_some()) {
+            Some(metrics_path.index(i).key("seasonal").key("history"))
+        } else {
+            None
+        }
+    })
 }
 
 /// The base URL of the Prometheus HTTP API, as written less any trailing `/` (the client

@@ -29,7 +29,7 @@ pub use scaling::MAX_REPLICAS_LIMIT;
 
 use self::alerts::check_alerts;
 use self::checker::Checker;
-use self::connections::{check_auth, check_prometheus, check_tls, first_promql_metric};
+use self::connections::{check_auth, check_prometheus, check_tls, first_promql_use};
 use self::health::check_health;
 use self::sampling::check_sampling;
 use self::scaling::check_scaling;
@@ -120,14 +120,10 @@ fn check_spec(
     };
     let prometheus = match &spec.prometheus {
         Some(prometheus) => check_prometheus(c, prometheus, &path.key("prometheus")).map(Some),
-        None => match first_promql_metric(spec) {
+        None => match first_promql_use(spec, &path.key("scaling").key("metrics")) {
             // Once, at the first: the fix is one section, not one per metric.
-            Some(index) => {
-                let metric = path.key("scaling").key("metrics").index(index);
-                c.unexpected(
-                    &metric.key("prometheus"),
-                    "needs spec.prometheus.url to evaluate PromQL",
-                );
+            Some(field) => {
+                c.unexpected(&field, "needs spec.prometheus.url to evaluate PromQL");
                 None
             }
             None => Some(None),

@@ -720,6 +720,35 @@ mod tests {
         &scaling("    forecast: {method: holt, window: 15m}\n"),
         "spec.scaling.forecast.method", 11, 24, "unknown value `holt`, expected one of linear"
     )]
+    #[case::seasonal_period_twice(
+        &scaling("        seasonal: {periods: [1d, 1d]}\n"),
+        "spec.scaling.metrics[0].seasonal.periods[1]", 11, 34, "is listed twice: 1d"
+    )]
+    #[case::seasonal_period_not_whole_minutes(
+        &scaling("        seasonal: {periods: [61m30s]}\n"),
+        "spec.scaling.metrics[0].seasonal.periods[0]", 11, 30, "must be whole minutes, found 61m30s"
+    )]
+    #[case::seasonal_on_a_max(
+        &scaling("        aggregate: max\n        seasonal: {}\n"),
+        "spec.scaling.metrics[0].seasonal", 12, 9,
+        "needs `aggregate: mean` or `sum`: a `max` is one instance's load, and it depends on how \
+         many replicas shared it"
+    )]
+    #[case::seasonal_max_error_zero(
+        &scaling("        seasonal: {maxError: 0}\n"),
+        "spec.scaling.metrics[0].seasonal.maxError", 11, 30, "must be > 0 and <= 1, found 0"
+    )]
+    #[case::seasonal_history_without_prometheus(
+        &scaling("        seasonal: {history: 'sum(x)'}\n"),
+        "spec.scaling.metrics[0].seasonal.history", 11, 20,
+        "needs spec.prometheus.url to evaluate PromQL"
+    )]
+    #[case::saturation_below_target(
+        &scaling("        saturation: {above: 90}\n"),
+        "spec.scaling.metrics[0].saturation.above", 11, 29,
+        "must be above the target (100): at or below it every busy replica would read \
+         saturated, found 90"
+    )]
     fn a_broken_rule_is_reported_at_its_field(
         #[case] body: &str,
         #[case] path: &str,
