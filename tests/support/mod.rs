@@ -563,6 +563,49 @@ impl Prometheus {
         Self { port, process: Process { child, dir } }
     }
 
+    /// A Prometheus that scrapes nothing and holds `openmetrics` (text ending in `# EOF`) as
+    /// history, backfilled into its storage with `promtool tsdb create-blocks-from
+    /// openmetrics` before it starts, as an operator backfills a new Prometheus.
+    pub fn with_history(openmetrics: &str) -> Self {
+        let promtool = require("promtool", "prometheus");
+        let binary = require("prometheus", "prometheus");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let input = dir.path().join("history.om");
+        std::fs::write(&input, openmetrics).expect("write the OpenMetrics history");
+        let data = dir.path().join("data");
+        let backfill = Command::new(promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(&data)
+            .output()
+            .expect("run promtool");
+        assert!(
+            backfill.status.success(),
+            "promtool create-blocks-from openmetrics failed:\n{}{}",
+            String::from_utf8_lossy(&backfill.stdout),
+            String::from_utf8_lossy(&backfill.stderr)
+        );
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 1m\n").expect("write prometheus.yml");
+        let port = free_port();
+        let log = dir.path().join("prometheus.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            // Backfilled blocks are older than the default 15 days' retention would drop
+            // only if the machine's clock were far off; keep them regardless.
+            .arg("--storage.tsdb.retention.time=30d")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn prometheus");
+        wait_for_port(port, &mut child, "prometheus", &log);
+        Self { port, process: Process { child, dir } }
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

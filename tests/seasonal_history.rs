@@ -1,0 +1,78 @@
+//! Issue 16: the seasonal forecast starts from what Prometheus kept. A real Prometheus holds
+//! two days of a load gauge, backfilled with `promtool`; yesterday the load jumped from 1,000
+//! to 5,000 a few minutes after this time of day. `plan`, which reads the history exactly as
+//! the daemon does (`PolicySampler::seasonal_history`, then `ScalingMemory::seed_seasonal`),
+//! must raise a one-replica fleet to the five replicas yesterday's ramp needed, and say so.
+
+mod support;
+
+use std::fmt::Write as _;
+use std::process::Command;
+
+use serde_json::Value;
+use support::{Prometheus, Redis};
+
+const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");
+
+/// Minute samples of `app_load` from two days ago until `end_ago` seconds ago; the load is
+/// 5,000 from `ramp_in` seconds from now minus a day, for an hour, and 1,000 otherwise.
+fn history(now: i64, ramp_in: i64, end_ago: i64) -> String {
+    let ramp = now + ramp_in - 86_400;
+    let mut text = String::from("# HELP app_load Ops/s the cache serves.\n# TYPE app_load gauge\n");
+    let start = (now - 2 * 86_400) / 60 * 60;
+    for at in (start..now - end_ago).step_by(60) {
+        let load = if (ramp..ramp + 3600).contains(&at) { 5_000 } else { 1_000 };
+        writeln!(text, "app_load {load} {at}").expect("write to a string");
+    }
+    text.push_str("# EOF\n");
+    text
+}
+
+#[test]
+fn plan_forecasts_yesterdays_ramp_from_a_backfilled_prometheus() {
+    let now = chrono::Utc::now().timestamp();
+    // Yesterday's ramp came 3 minutes after this time of day: inside the 5 m horizon (plus
+    // the 30 s warm-up) the forecast looks ahead. The last 10 minutes are left to the head
+    // block, as a live Prometheus would have them, and are simply missing here.
+    let prometheus = Prometheus::with_history(&history(now, 3 * 60, 10 * 60));
+    let redis = Redis::master();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: cache}}\n\
+             spec:\n  target: {{endpoints: ['{}']}}\n  prometheus: {{url: '{}'}}\n  scaling:\n    \
+             minReplicas: 1\n    maxReplicas: 8\n    metrics:\n      - redis: \
+             instantaneous_ops_per_sec\n        target: 1000\n        seasonal:\n          \
+             periods: [1d]\n          history: 'sum(app_load)'\n",
+            redis.addr(),
+            prometheus.url()
+        ),
+    )
+    .expect("write the policy");
+    let output = Command::new(BIN)
+        .args(["plan", "--output", "json", "--policy"])
+        .arg(&policy)
+        .output()
+        .expect("run plan");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("cannot read the seasonal history"), "{stderr}");
+    let document: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("plan printed no JSON ({e}):\n{stdout}\n{stderr}"));
+    let decision = &document["decisions"][0];
+    assert_eq!(decision["kind"], "scale", "{decision:#}");
+    assert_eq!(decision["to"], 5, "{decision:#}");
+    let floor = decision["reason"]["adjustments"]
+        .as_array()
+        .and_then(|all| all.iter().find(|a| a["rule"] == "seasonalFloor"))
+        .unwrap_or_else(|| panic!("no seasonal floor: {decision:#}"));
+    assert_eq!(floor["forecast"]["load"], 5_000.0, "{floor:#}");
+    assert_eq!(floor["forecast"]["trusted"], true, "{floor:#}");
+    // The minute the ramp came, one day ago.
+    let ramp_minute = (now + 3 * 60 - 86_400) / 60 * 60 + 60;
+    let seen_at = floor["forecast"]["seenAt"].as_str().expect("seenAt");
+    let seen_at = chrono::DateTime::parse_from_rfc3339(seen_at).expect("RFC 3339").timestamp();
+    assert!((ramp_minute - 60..=ramp_minute).contains(&seen_at), "{floor:#}");
+}
