@@ -165,9 +165,11 @@ pub(super) fn decide(
         }
     }
 
+    // The forecast speaks on what the metrics asked for, before its own floor joins in.
+    let agreed = forecast_agrees(scaling, &readings, recommendation);
+    recommendation = seasonal_floor(scaling, &readings, recommendation, &mut adjustments);
     memory.prune(scaling, now);
     memory.recommendations.push_back((now, recommendation));
-    let agreed = forecast_agrees(scaling, &readings, recommendation);
     let mut result =
         stabilize(scaling, memory, current, recommendation, agreed, now, &mut adjustments);
     result = limit_rate(scaling, memory, current, result, now, &mut adjustments);
@@ -175,7 +177,7 @@ pub(super) fn decide(
         .requested
         .as_ref()
         .filter(|r| (now - r.at).to_std().map_or(true, |age| age < REQUEST_LIFETIME));
-    result = bound(scaling, result, request, &readings, now, &mut adjustments);
+    result = bound(scaling, result, request, now, &mut adjustments);
 
     let reason = ScalingReason { current, ready, readings, proposed, adjustments, result };
     if result == current {
@@ -292,6 +294,34 @@ fn read_metric(
 fn seasonal_reading(forecast: SeasonalForecast, target: f64) -> super::reason::SeasonalReading {
     let replicas = to_replicas(forecast.load / target);
     super::reason::SeasonalReading { forecast, replicas }
+}
+
+/// A trusted seasonal forecast's floor joins the recommendation, so the windows and limits
+/// treat it as they treat the metrics: up at once, down only as the stabilization allows
+/// (a floor that rose for a minute does not cost two scale events).
+fn seasonal_floor(
+    scaling: &Scaling,
+    readings: &[Reading],
+    recommendation: u16,
+    adjustments: &mut Vec<Adjustment>,
+) -> u16 {
+    let mut result = recommendation;
+    for reading in readings {
+        let Some(seasonal) = reading.seasonal.as_ref().filter(|s| s.forecast.trusted) else {
+            continue;
+        };
+        let min = seasonal.replicas.min(scaling.max_replicas);
+        if result < min {
+            result = min;
+            adjustments.push(Adjustment::SeasonalFloor {
+                metric: reading.metric.clone(),
+                forecast: seasonal.forecast.clone(),
+                min,
+                to: result,
+            });
+        }
+    }
+    result
 }
 
 /// When every metric with a seasonal forecast has a trusted one whose floor is at or below
@@ -467,13 +497,12 @@ fn step_limit(behavior: &Behavior, direction: Direction, period_start: i32) -> u
     limit.clamp(0.0, f64::from(u16::MAX)) as u16
 }
 
-/// Hard bounds last: `maxReplicas`, then `minReplicas`, any active cron floor, a trusted
-/// seasonal forecast's floor, and an alert's standing request.
+/// Hard bounds last: `maxReplicas`, then `minReplicas`, any active cron floor, and an alert's
+/// standing request.
 fn bound(
     scaling: &Scaling,
     wanted: u16,
     request: Option<&ScaleRequest>,
-    readings: &[Reading],
     now: Timestamp,
     adjustments: &mut Vec<Adjustment>,
 ) -> u16 {
@@ -496,20 +525,6 @@ fn bound(
             result = min;
             adjustments.push(Adjustment::CronFloor {
                 cron: floor.cron.to_string(),
-                min,
-                to: result,
-            });
-        }
-    }
-    for (metric, seasonal) in
-        readings.iter().filter_map(|r| Some((&r.metric, r.seasonal.as_ref()?)))
-    {
-        let min = seasonal.replicas.min(scaling.max_replicas);
-        if seasonal.forecast.trusted && result < min {
-            result = min;
-            adjustments.push(Adjustment::SeasonalFloor {
-                metric: metric.clone(),
-                forecast: seasonal.forecast.clone(),
                 min,
                 to: result,
             });
