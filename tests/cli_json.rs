@@ -317,12 +317,15 @@ fn every_shape_of_decision_record_is_camel_case() {
             | HealthDecision::Advertise { .. } => {}
         }
     }
+    let minute = |at: &str| chrono::DateTime::parse_from_rfc3339(at).expect("time").to_utc();
     let forecast = SeasonalForecast {
         period: Duration::from_secs(86_400),
-        seen_at: chrono::DateTime::parse_from_rfc3339("2026-11-23T14:05:00Z")
-            .expect("time")
-            .to_utc(),
-        load: 212_000.0,
+        seen_from: minute("2026-11-23T13:55:00Z"),
+        seen_from_load: 150_000.0,
+        seen_at: minute("2026-11-23T14:00:00Z"),
+        seen_load: 212_000.0,
+        now_load: 160_000.0,
+        load: 226_133.0,
         error: 0.06,
         trusted: true,
     };

@@ -351,10 +351,16 @@ impl fmt::Display for Adjustment {
             }
             Adjustment::SeasonalFloor { metric, forecast, min, to } => write!(
                 f,
-                "raised to {to} by the seasonal forecast of {metric}: {} ago at {} the load was \
-                 {} (lately within {:.0} %), {min} replicas",
+                "raised to {to} by the seasonal forecast of {metric}: {} ago the load went from \
+                 {} ({}) to {} ({}), so {} now x {:.2} = {} (lately within {:.0} %), {min} \
+                 replicas",
                 dur(forecast.period),
+                number(forecast.seen_from_load),
+                forecast.seen_from.format("%a %H:%M UTC"),
+                number(forecast.seen_load),
                 forecast.seen_at.format("%a %H:%M UTC"),
+                number(forecast.now_load),
+                forecast.load / forecast.now_load,
                 number(forecast.load),
                 forecast.error * 100.0
             ),

@@ -75,13 +75,13 @@ impl ScalingMemory {
     /// Metric `index`'s profile, made (or remade, if the policy changed) on first use.
     fn seasonal_for(&mut self, scaling: &Scaling, index: usize) -> Option<&mut SeasonalMemory> {
         let seasonal = scaling.metrics.get(index)?.seasonal.as_ref()?;
-        let ahead = ahead(scaling, seasonal);
+        let (ahead, lead) = (ahead(scaling, seasonal), scaling.warmup);
         if self.seasonal.len() < scaling.metrics.len() {
             self.seasonal.resize(scaling.metrics.len(), None);
         }
         let slot = &mut self.seasonal[index];
-        if !slot.as_ref().is_some_and(|m| m.fits(seasonal, ahead)) {
-            *slot = Some(SeasonalMemory::new(seasonal, ahead));
+        if !slot.as_ref().is_some_and(|m| m.fits(seasonal, ahead, lead)) {
+            *slot = Some(SeasonalMemory::new(seasonal, ahead, lead));
         }
         slot.as_mut()
     }

@@ -1,17 +1,21 @@
 //! The seasonal forecast: a metric's total load learnt per minute as it is observed, and the
-//! load one period ago (a day, a week) read back as a floor one warm-up ahead.
+//! shape of the load one period ago (a day, a week) read forward as a floor one warm-up ahead.
 //!
-//! Seasonal-naive on purpose. Web load repeats daily and weekly, and the question a floor has
-//! to answer is "what came at this time of day last time". A profile of minute peaks answers
-//! it in constant time per decision (the simulator makes hundreds of thousands of them per
-//! run), and the answer explains itself: "7 days ago at 14:05 the load was 212,000". Fitted
-//! models (MSTL, ETS) smooth the peaks a floor exists to cover, and need refitting.
+//! Seasonal-naive on the *shape*, on purpose. Web load repeats daily and weekly, but not at
+//! the same level: a Saturday is quieter than a Friday, and a growing service is busier than
+//! last week. So the forecast does not replay yesterday's numbers; it replays yesterday's
+//! *rise*: if the load went up 40 % between 13:55 and 14:00 yesterday, today's load now is
+//! expected to go up 40 % by 14:00. That needs constant time per decision (the simulator
+//! makes hundreds of thousands per run), and it explains itself in one sentence. Fitted
+//! models (MSTL, ETS) smooth away the ramps a floor exists for, and need refitting.
 //!
-//! Trust is earned: each period's forecast of every completed minute is scored against what
-//! came, as an exponentially weighted mean of the relative error over about an hour. Only the
-//! period that has been right lately speaks, and only while its error is within `maxError`.
-//! A forecast only ever raises the count (a floor) or lets a scale-down the load already asks
-//! for come sooner; it never scales down by itself.
+//! Each minute holds the mean of its rounds (a peak of noisy rounds would size every floor for
+//! a spike). Trust is earned: every completed minute, each period's forecast of it made one
+//! warm-up earlier is scored against what came, as an exponentially weighted mean of the
+//! relative error over about an hour. Only the period that has been right lately speaks, and
+//! only while its error is within `maxError`. A forecast only ever raises the count (a floor)
+//! or lets a scale-down the metrics already ask for come sooner; it never scales down by
+//! itself.
 
 use std::time::Duration;
 
@@ -24,13 +28,18 @@ use crate::policy::Seasonal;
 const ERROR_HALF_LIFE_MINUTES: f64 = 60.0;
 /// Minutes a period must have been scored on before it is trusted at all.
 const MIN_SCORED_MINUTES: u32 = 30;
+/// The most a forecast multiplies today's load by: a season that rose from nearly nothing
+/// (a night at 0) says little about today's rise.
+const MAX_RISE: f64 = 10.0;
 
 /// One metric's profile and its periods' scores. Owned by [`super::ScalingMemory`]; fed by
 /// the decision core from the metric's series, and seeded by the daemon from Prometheus.
 #[derive(Debug, Clone)]
 pub struct SeasonalMemory {
-    /// Per-minute peak of the total, a ring indexed by epoch minute; NaN: no sample.
+    /// Per-minute mean of the total, a ring indexed by epoch minute; NaN: no sample.
     minutes: Vec<f32>,
+    /// Rounds in each minute's mean.
+    counts: Vec<u16>,
     /// The newest minute held.
     newest: Option<i64>,
     /// The newest sample fed, so feeding the same series twice counts nothing twice.
@@ -38,6 +47,8 @@ pub struct SeasonalMemory {
     /// One per period of the policy, in its order.
     scores: Vec<Score>,
     periods: Vec<i64>,
+    /// Minutes from a forecast to the minute it is about: the warm-up, at least one.
+    lead: i64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -52,9 +63,16 @@ struct Score {
 pub struct SeasonalForecast {
     /// The period that spoke: the one with the lowest recent error.
     pub period: Duration,
-    /// When, one period ago, the highest load of the window ahead came.
+    /// One period ago, the minute matching the newest one held today, and its load.
+    pub seen_from: Timestamp,
+    pub seen_from_load: f64,
+    /// One period ago, the minute of the highest load of the window ahead, and that load.
     pub seen_at: Timestamp,
-    /// That load (the metric's total).
+    pub seen_load: f64,
+    /// Today's newest minute's load.
+    pub now_load: f64,
+    /// `now_load` times the rise one period ago (`seen_load / seen_from_load`): the load
+    /// expected within the window ahead.
     pub load: f64,
     /// The period's recent relative error (0.06: within 6 %).
     pub error: f64,
@@ -70,6 +88,10 @@ fn minutes(d: Duration) -> i64 {
     i64::try_from(d.as_secs() / 60).unwrap_or(i64::MAX)
 }
 
+fn timestamp_of(minute: i64) -> Timestamp {
+    Timestamp::from_timestamp(minute.saturating_mul(60), 0).unwrap_or(Timestamp::MIN_UTC)
+}
+
 /// The longest period plus what is looked ahead, and a minute each side. Validation bounds
 /// this: a week of periods plus a day of warm-up and an hour of horizon.
 fn ring_len(periods: &[i64], ahead: Duration) -> usize {
@@ -77,24 +99,35 @@ fn ring_len(periods: &[i64], ahead: Duration) -> usize {
     usize::try_from(longest.saturating_add(minutes(ahead)).saturating_add(2)).unwrap_or(0)
 }
 
+/// The rise from `from` to `to`, bounded; `None` when `from` carried no load.
+fn rise(from: f64, to: f64) -> Option<f64> {
+    (from > 0.0).then(|| (to / from).min(MAX_RISE))
+}
+
 impl SeasonalMemory {
-    /// Room for the longest period plus `ahead` (warm-up and horizon) and a minute each side.
-    pub fn new(seasonal: &Seasonal, ahead: Duration) -> Self {
+    /// Room for the longest period plus `ahead` (warm-up and horizon) and a minute each side;
+    /// forecasts are scored `lead` (the warm-up) ahead.
+    pub fn new(seasonal: &Seasonal, ahead: Duration, lead: Duration) -> Self {
         let periods: Vec<i64> = seasonal.periods.iter().map(|p| minutes(*p)).collect();
+        let len = ring_len(&periods, ahead);
         Self {
-            minutes: vec![f32::NAN; ring_len(&periods, ahead)],
+            minutes: vec![f32::NAN; len],
+            counts: vec![0; len],
             newest: None,
             last_fed: None,
             scores: vec![Score::default(); periods.len()],
             periods,
+            lead: minutes(lead).max(1),
         }
     }
 
-    /// Whether this memory was built for `seasonal` looking `ahead`: a changed policy starts a
-    /// new one.
-    pub fn fits(&self, seasonal: &Seasonal, ahead: Duration) -> bool {
+    /// Whether this memory was built for `seasonal` looking `ahead` with this `lead`: a
+    /// changed policy starts a new one.
+    pub fn fits(&self, seasonal: &Seasonal, ahead: Duration, lead: Duration) -> bool {
         let periods: Vec<i64> = seasonal.periods.iter().map(|p| minutes(*p)).collect();
-        periods == self.periods && ring_len(&periods, ahead) == self.minutes.len()
+        periods == self.periods
+            && ring_len(&periods, ahead) == self.minutes.len()
+            && minutes(lead).max(1) == self.lead
     }
 
     /// Feeds the samples newer than any fed before, oldest first.
@@ -122,11 +155,17 @@ impl SeasonalMemory {
         (!value.is_nan()).then_some(f64::from(value))
     }
 
+    fn clear(&mut self, minute: i64) {
+        let slot = self.slot(minute);
+        self.minutes[slot] = f32::NAN;
+        self.counts[slot] = 0;
+    }
+
     fn record(&mut self, at: Timestamp, value: f64) {
         if !value.is_finite() || self.minutes.is_empty() {
             return;
         }
-        self.last_fed = Some(at);
+        self.last_fed = Some(self.last_fed.map_or(at, |last| last.max(at)));
         let minute = minute_of(at);
         let len = self.minutes.len() as i64;
         match self.newest {
@@ -136,28 +175,38 @@ impl SeasonalMemory {
                 // minutes skipped over (no samples) and the one starting.
                 self.score(newest);
                 for m in (minute - (minute - newest).min(len) + 1)..=minute {
-                    let slot = self.slot(m);
-                    self.minutes[slot] = f32::NAN;
+                    self.clear(m);
                 }
                 self.newest = Some(minute);
             }
             Some(_) => {}
             None => {
-                let slot = self.slot(minute);
-                self.minutes[slot] = f32::NAN;
+                self.clear(minute);
                 self.newest = Some(minute);
             }
         }
         let slot = self.slot(minute);
-        let (held, value) = (self.minutes[slot], value as f32);
-        self.minutes[slot] = if held.is_nan() { value } else { held.max(value) };
+        let count = self.counts[slot].saturating_add(1);
+        let mean = if count == 1 { 0.0 } else { f64::from(self.minutes[slot]) };
+        self.minutes[slot] = (mean + (value - mean) / f64::from(count)) as f32;
+        self.counts[slot] = count;
     }
 
+    /// Scores each period's forecast of `minute`, made `lead` minutes before it: the load
+    /// then times the rise one period earlier.
     fn score(&mut self, minute: i64) {
         let Some(actual) = self.held(minute) else { return };
+        let Some(then) = self.held(minute - self.lead) else { return };
         let alpha = 1.0 - 0.5f64.powf(1.0 / ERROR_HALF_LIFE_MINUTES);
         for i in 0..self.periods.len() {
-            let Some(predicted) = self.held(minute - self.periods[i]) else { continue };
+            let period = self.periods[i];
+            let (Some(from), Some(to)) =
+                (self.held(minute - self.lead - period), self.held(minute - period))
+            else {
+                continue;
+            };
+            let Some(rise) = rise(from, to) else { continue };
+            let predicted = then * rise;
             let scale = actual.max(predicted);
             let error = if scale > 0.0 { (actual - predicted).abs() / scale } else { 0.0 };
             let score = &mut self.scores[i];
@@ -167,22 +216,26 @@ impl SeasonalMemory {
         }
     }
 
-    /// The highest load one period ago over `[now, now + ahead]`, from the period with the
-    /// lowest recent error among those scored long enough; `None` before any has been.
+    /// The load expected within `[now, now + ahead]`: today's newest minute times the rise one
+    /// period ago from the matching minute to the highest of that window, from the period with
+    /// the lowest recent error among those scored long enough; `None` before any has been.
     pub fn forecast(
         &self,
         seasonal: &Seasonal,
         now: Timestamp,
         ahead: Duration,
     ) -> Option<SeasonalForecast> {
-        let now_minute = minute_of(now);
+        let newest = self.newest?;
+        let now_load = self.held(newest)?;
+        let now_minute = minute_of(now).max(newest);
         let ahead_minutes = minutes(ahead).max(0) + 1;
-        let mut best: Option<(usize, f64, i64)> = None;
+        let mut best: Option<(usize, SeasonalForecast)> = None;
         for (i, &period) in self.periods.iter().enumerate() {
             let score = self.scores[i];
             if score.scored < MIN_SCORED_MINUTES {
                 continue;
             }
+            let Some(from) = self.held(newest - period) else { continue };
             // Only minutes already seen: with a warm-up longer than the period, the part of
             // the window a period ago that is still ahead is not known yet.
             let peak = (0..=ahead_minutes.min(period - 1))
@@ -195,20 +248,27 @@ impl SeasonalMemory {
                     Some((top, _)) if top >= load => best,
                     _ => Some((load, minute)),
                 });
-            let Some((load, minute)) = peak else { continue };
-            if best.is_none_or(|(j, _, _)| score.error < self.scores[j].error) {
-                best = Some((i, load, minute));
+            let Some((seen_load, seen_minute)) = peak else { continue };
+            let Some(rise) = rise(from, seen_load) else { continue };
+            if best.as_ref().is_some_and(|(j, _)| self.scores[*j].error <= score.error) {
+                continue;
             }
+            best = Some((
+                i,
+                SeasonalForecast {
+                    period: Duration::from_secs(u64::try_from(period).unwrap_or(0) * 60),
+                    seen_from: timestamp_of(newest - period),
+                    seen_from_load: from,
+                    seen_at: timestamp_of(seen_minute),
+                    seen_load,
+                    now_load,
+                    load: now_load * rise,
+                    error: score.error,
+                    trusted: score.error <= seasonal.max_error,
+                },
+            ));
         }
-        let (i, load, minute) = best?;
-        let error = self.scores[i].error;
-        Some(SeasonalForecast {
-            period: Duration::from_secs(u64::try_from(self.periods[i]).unwrap_or(0) * 60),
-            seen_at: Timestamp::from_timestamp(minute * 60, 0).unwrap_or(Timestamp::MIN_UTC),
-            load,
-            error,
-            trusted: error <= seasonal.max_error,
-        })
+        best.map(|(_, forecast)| forecast)
     }
 }
 
@@ -228,7 +288,7 @@ mod tests {
     }
 
     fn fed(seasonal: &Seasonal, points: &[(Timestamp, f64)]) -> SeasonalMemory {
-        let mut memory = SeasonalMemory::new(seasonal, secs(60));
+        let mut memory = SeasonalMemory::new(seasonal, secs(60), secs(60));
         memory.feed(points);
         memory
     }
@@ -245,24 +305,26 @@ mod tests {
         assert_eq!(once.scores[0].error.to_bits(), twice.scores[0].error.to_bits());
     }
 
-    /// The period right lately speaks: the load repeats hourly but not daily.
+    /// The period right lately speaks: on the second day each hour ramps down where the first
+    /// day's hours ramped up, so an hour ago has the shape right and a day ago has it wrong.
     #[test]
     fn the_period_with_the_lowest_recent_error_speaks() {
         let seasonal = daily();
-        // Two days; each hour ramps 100 -> 159 by minute, and the second day runs at 3x.
         let points: Vec<_> = (0..2 * 1440)
             .map(|m: i64| {
-                let day = if m >= 1440 { 3.0 } else { 1.0 };
-                (t(m * 60), day * (100.0 + (m % 60) as f64))
+                let minute = (m % 60) as f64;
+                let load = if m < 1440 { 100.0 + minute } else { 3.0 * (159.0 - minute) };
+                (t(m * 60), load)
             })
             .collect();
         let memory = fed(&seasonal, &points);
         let forecast = memory.forecast(&seasonal, t(2 * 1440 * 60), secs(60)).expect("forecast");
         assert_eq!(forecast.period, secs(3600));
         assert!(forecast.trusted && forecast.error < 0.05, "{forecast:?}");
-        // An hour ago, this minute to the end of the warm-up (rounded up): minutes 0..=2 of
-        // the hour, at 3x.
-        assert_eq!(forecast.load, 3.0 * 102.0);
+        // Now 300 (the hour's last minute); an hour ago it went from 300 to 477 at the top of
+        // the hour: 300 x 1.59.
+        assert_eq!((forecast.now_load, forecast.seen_load), (300.0, 477.0));
+        assert!((forecast.load - 477.0).abs() < 1e-9, "{forecast:?}");
     }
 
     /// Minutes without samples are unknown, not the values a ring slot held a period ago.

@@ -588,19 +588,21 @@ fn a_trusted_seasonal_forecast_raises_the_count_a_warmup_ahead_of_yesterdays_ram
     assert!(
         decision.sentence().contains(
             "raised to 5 by the seasonal forecast of mean of mean instantaneous_ops_per_sec over \
-             30s: 1day ago at Tue 14:00 UTC the load was 5,000 (lately within 0 %), 5 replicas"
+             30s: 1day ago the load went from 1,000 (Tue 13:55 UTC) to 5,000 (Tue 14:00 UTC), \
+             so 1,000 now x 5.00 = 5,000 (lately within 0 %), 5 replicas"
         ),
         "{}",
         decision.sentence()
     );
 }
 
-/// A forecast that has been wrong lately (today runs at twice yesterday's load) is not
-/// trusted: no floor, and the reading says why.
+/// A forecast that has been wrong lately (today's load swings minute by minute where
+/// yesterday's was flat) is not trusted: no floor, and the reading says why.
 #[test]
 fn a_seasonal_forecast_wrong_lately_is_not_trusted() {
     let policy = scaling().redis("instantaneous_ops_per_sec", 1000.0).seasonal(&[24], 60).policy();
-    let mut run = seasonal_run(policy, 2, &yesterday_ramped_at_two_pm(|_| 2_000.0));
+    let swinging = |s: i64| if (s / 60) % 2 == 0 { 500.0 } else { 2_000.0 };
+    let mut run = seasonal_run(policy, 2, &yesterday_ramped_at_two_pm(swinging));
     let decision = run.tick(round(t(86_400 + 13 * 3600 + 55 * 60)).ready_ops(&[1_000.0, 1_000.0]));
     assert_eq!(scaled_to(&decision), None, "{}", decision.sentence());
     let seasonal = decision.reason().readings[0].seasonal.clone().expect("a forecast");
