@@ -5,7 +5,12 @@
 //! - `policy_and_hpa`: the realistic policy (sampling every 10 s, p95 over 2 m) and the HPA.
 //! - `policy_with_forecast_and_hpa`: the same plus a 15 m linear forecast, which makes the
 //!   decision core read 90 rounds per tick instead of 12.
+//! - `policy_with_seasonal_and_hpa`: the realistic policy with a daily and weekly seasonal
+//!   forecast and a saturation step, as `policies/session-cache.yaml` has them: the profile
+//!   is fed and read at every tick.
 //! - `hpa_only`: the simulator's own cost (event loop, cluster model, HPA) without the core.
+//!
+//! `simulate` replays the policy and the HPA on one core each.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -13,7 +18,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use redis_autopilot::policy::{
     Aggregate, Behavior, Forecast, ForecastMethod, Health, Metric, MetricSource, Policy, Sampling,
-    Scaling, Statistic, Step, Target,
+    Saturation, Scaling, Seasonal, Statistic, Step, Target,
 };
 use redis_autopilot::sim::hpa::{HpaController, HpaSpec};
 use redis_autopilot::sim::model::ClusterModel;
@@ -105,6 +110,17 @@ fn week_per_second(c: &mut Criterion) {
         method: ForecastMethod::Linear,
         window: Duration::from_secs(900),
     }));
+    let mut seasonal = realistic_policy(None);
+    if let Some(metric) = seasonal.scaling.as_mut().and_then(|s| s.metrics.first_mut()) {
+        metric.seasonal = Some(Seasonal {
+            periods: vec![Duration::from_secs(86_400), Duration::from_secs(7 * 86_400)],
+            horizon: Duration::from_secs(300),
+            max_error: 0.25,
+            scale_down_stabilization: Duration::from_secs(60),
+            history: None,
+        });
+        metric.saturation = Some(Saturation { above: 23_750.0, factor: 2.0 });
+    }
     let settings = Settings {
         capacity_per_replica: CAPACITY_PER_REPLICA,
         warmup: Duration::from_secs(90),
@@ -120,6 +136,9 @@ fn week_per_second(c: &mut Criterion) {
         b.iter(|| {
             simulate(black_box(&forecasting), black_box(&trace), &settings).expect("simulates")
         })
+    });
+    group.bench_function("policy_with_seasonal_and_hpa", |b| {
+        b.iter(|| simulate(black_box(&seasonal), black_box(&trace), &settings).expect("simulates"))
     });
     group.bench_function("hpa_only", |b| {
         b.iter(|| {

@@ -2,7 +2,7 @@
 //! two days of a load gauge, backfilled with `promtool`; yesterday the load jumped from 1,000
 //! to 5,000 a few minutes after this time of day. `plan`, which reads the history exactly as
 //! the daemon does (`PolicySampler::seasonal_history`, then `ScalingMemory::seed_seasonal`),
-//! must raise a one-replica fleet to the five replicas yesterday's ramp needed, and say so.
+//! must raise a one-replica fleet to the five replicas yesterday's rise (x5) needs, and say so.
 
 mod support;
 
@@ -35,7 +35,9 @@ fn plan_forecasts_yesterdays_ramp_from_a_backfilled_prometheus() {
     // the 30 s warm-up) the forecast looks ahead. The last 10 minutes are left to the head
     // block, as a live Prometheus would have them, and are simply missing here.
     let prometheus = Prometheus::with_history(&history(now, 3 * 60, 10 * 60));
-    let redis = Redis::master();
+    // Today's load reads a steady 1,000, as yesterday's did at this time: an INFO field that
+    // holds still (`maxclients`) stands for it, so the rise, not the level, is under test.
+    let redis = Redis::start(&["--maxclients", "1000"]);
     let dir = tempfile::tempdir().expect("temp dir");
     let policy = dir.path().join("policy.yaml");
     std::fs::write(
@@ -43,8 +45,8 @@ fn plan_forecasts_yesterdays_ramp_from_a_backfilled_prometheus() {
         format!(
             "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: cache}}\n\
              spec:\n  target: {{endpoints: ['{}']}}\n  prometheus: {{url: '{}'}}\n  scaling:\n    \
-             minReplicas: 1\n    maxReplicas: 8\n    metrics:\n      - redis: \
-             instantaneous_ops_per_sec\n        target: 1000\n        seasonal:\n          \
+             minReplicas: 1\n    maxReplicas: 8\n    metrics:\n      - redis: maxclients\n        \
+             target: 1000\n        seasonal:\n          \
              periods: [1d]\n          history: 'sum(app_load)'\n",
             redis.addr(),
             prometheus.url()
@@ -68,6 +70,7 @@ fn plan_forecasts_yesterdays_ramp_from_a_backfilled_prometheus() {
         .as_array()
         .and_then(|all| all.iter().find(|a| a["rule"] == "seasonalFloor"))
         .unwrap_or_else(|| panic!("no seasonal floor: {decision:#}"));
+    assert_eq!(floor["forecast"]["seenLoad"], 5_000.0, "{floor:#}");
     assert_eq!(floor["forecast"]["load"], 5_000.0, "{floor:#}");
     assert_eq!(floor["forecast"]["trusted"], true, "{floor:#}");
     // The minute the ramp came, one day ago.

@@ -226,7 +226,7 @@ fn read_metric(
         profile.feed(series.points());
         reading.seasonal = profile
             .forecast(config, now, ahead(scaling, config))
-            .map(|forecast| seasonal_reading(forecast, metric.target));
+            .map(|forecast| seasonal_reading(forecast, metric.target, scaling.tolerance, current));
     }
     let points = match series.window(now, metric.window) {
         Ok(points) => points,
@@ -291,8 +291,22 @@ fn read_metric(
 }
 
 /// A forecast with the replicas its load needs at the metric's target.
-fn seasonal_reading(forecast: SeasonalForecast, target: f64) -> super::reason::SeasonalReading {
-    let replicas = to_replicas(forecast.load / target);
+/// A forecast with the replicas its load needs at the metric's target. The tolerance band
+/// applies as it does to a metric: a forecast within it of what `current` replicas carry asks
+/// for `current`, so a floor hovering around a multiple of the target does not move the
+/// count by one replica at a time.
+fn seasonal_reading(
+    forecast: SeasonalForecast,
+    target: f64,
+    tolerance: f64,
+    current: u16,
+) -> super::reason::SeasonalReading {
+    let ratio = forecast.load / (target * f64::from(current.max(1)));
+    let replicas = if within_tolerance(ratio, tolerance) {
+        current
+    } else {
+        to_replicas(forecast.load / target)
+    };
     super::reason::SeasonalReading { forecast, replicas }
 }
 

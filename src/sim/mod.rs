@@ -117,12 +117,13 @@ pub fn simulate(
         max_replicas: scaling.max_replicas,
         average_value: first_metric.target,
     });
-    let policy_run = replay(trace, cluster.clone(), &mut policy_controller);
-    Ok(Simulation {
-        policy: policy_run,
-        hpa: replay(trace, cluster, &mut hpa_controller),
-        gaps: policy_controller.gaps(),
-    })
+    // The two replays share nothing but the trace: one per core.
+    let (policy_run, hpa_run) = std::thread::scope(|scope| {
+        let hpa = scope.spawn(|| replay(trace, cluster.clone(), &mut hpa_controller));
+        let policy_run = replay(trace, cluster, &mut policy_controller);
+        (policy_run, hpa.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    Ok(Simulation { policy: policy_run, hpa: hpa_run, gaps: policy_controller.gaps() })
 }
 
 #[cfg(test)]
