@@ -119,7 +119,8 @@ pub fn simulate(
     });
     // The two replays share nothing but the trace: one per core.
     let (policy_run, hpa_run) = std::thread::scope(|scope| {
-        let hpa = scope.spawn(|| replay(trace, cluster.clone(), &mut hpa_controller));
+        let hpa_cluster = cluster.clone();
+        let hpa = scope.spawn(|| replay(trace, hpa_cluster, &mut hpa_controller));
         let policy_run = replay(trace, cluster, &mut policy_controller);
         (policy_run, hpa.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     });
