@@ -12,13 +12,11 @@ use serde::Serialize;
 use super::table::Table;
 use super::{Output, emit, load_policy_or_report};
 use crate::decide::format_number;
-use crate::policy::Statistic;
 use crate::sim::Settings;
 use crate::sim::report::{Summary, minutes};
 use crate::sim::trace::Trace;
 use crate::sim::tune::frontier::{Choice, Scored};
-use crate::sim::tune::knobs;
-use crate::sim::tune::write::{Edit, tuned_policy_text};
+use crate::sim::tune::write::{edits, tuned_policy_text};
 use crate::sim::tune::{KnobChange, Options, Outcome, plot, tune};
 
 /// The subcommand's one-line `about` comes from `cli::Command`; this is the rest of `--help`.
@@ -257,10 +255,14 @@ impl Run<'_> {
             );
         }
         text.push_str(&frontier.to_string());
-        text.push_str("\n\n");
+        let on_frontier = o.frontier.iter().any(|p| p.index == chosen);
+        text.push_str(if on_frontier { "\n  * the chosen candidate\n\n" } else { "\n\n" });
         text.push_str(&format!("Chosen: {}\n", self.choice_sentence()));
-        if !o.frontier.iter().any(|p| p.index == chosen) {
-            text.push_str("  (tied on under-provisioned minutes with a cheaper frontier point, it has fewer scale events)\n");
+        if !on_frontier {
+            text.push_str(
+                "  (off the frontier: it ties a cheaper frontier point on under-provisioned \
+                 minutes with fewer scale events)\n",
+            );
         }
         text.push_str(&format!("  changed: {}\n\n", describe(&o.chosen_candidate().changes)));
         let mut slices = Table::new(&[
@@ -388,33 +390,6 @@ impl Run<'_> {
             "Fields marked `tuned` differ from the base policy.".to_owned(),
         ]
     }
-}
-
-/// The YAML edits that write `candidate`'s changes, each commented with the base's value.
-/// An EWMA's half-life is written out whenever the first metric uses one: left out, it would
-/// default to a quarter of the (possibly tuned) window, not the value the candidate ran with.
-fn edits(candidate: &crate::sim::tune::Candidate) -> Vec<Edit> {
-    let mut edits = Vec::new();
-    for change in &candidate.changes {
-        for (field, value) in knobs::yaml_edits(change.field, &change.value) {
-            edits.push(Edit {
-                field,
-                value,
-                comment: format!("tuned; base: {}", change.base.show()),
-            });
-        }
-    }
-    let statistic =
-        candidate.policy.scaling.as_ref().and_then(|s| s.metrics.first()).map(|m| m.statistic);
-    let half_life_written = edits.iter().any(|e| e.field.ends_with("halfLife"));
-    if let (Some(Statistic::Ewma { half_life }), false) = (statistic, half_life_written) {
-        edits.push(Edit {
-            field: "metrics[0].halfLife".to_owned(),
-            value: Some(knobs::duration_text(half_life)),
-            comment: "written out: its default follows the window".to_owned(),
-        });
-    }
-    edits
 }
 
 fn changes(changes: &[KnobChange]) -> Vec<JsonChange> {

@@ -8,9 +8,10 @@
 
 use std::ops::Range;
 
-use crate::policy::Policy;
-use crate::policy::load_policy_str;
+use super::Candidate;
+use super::knobs::{duration_text, yaml_edits};
 use crate::policy::source_map::{Node, NodeKind, Segment, SourceMap};
+use crate::policy::{Policy, Statistic, load_policy_str};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -40,6 +41,31 @@ pub struct Edit {
     pub field: String,
     pub value: Option<String>,
     pub comment: String,
+}
+
+/// The edits that write `candidate`'s changes, each commented with the base's value. An
+/// EWMA's half-life is written out whenever the first metric uses one: left out, it would
+/// default to a quarter of the (possibly tuned) window, not the value the candidate ran with.
+pub fn edits(candidate: &Candidate) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    for change in &candidate.changes {
+        for (field, value) in yaml_edits(change.field, &change.value) {
+            let comment = format!("tuned; base: {}", change.base.show());
+            edits.push(Edit { field, value, comment });
+        }
+    }
+    let first = candidate.policy.scaling.as_ref().and_then(|s| s.metrics.first());
+    let half_life_written = edits.iter().any(|e| e.field == "metrics[0].halfLife");
+    if let (Some(Statistic::Ewma { half_life }), false) =
+        (first.map(|m| m.statistic), half_life_written)
+    {
+        edits.push(Edit {
+            field: "metrics[0].halfLife".to_owned(),
+            value: Some(duration_text(half_life)),
+            comment: "written out: its default follows the window".to_owned(),
+        });
+    }
+    edits
 }
 
 /// `base_text` (the file `file`) with `edits` applied to `spec.scaling` and `header` (lines
@@ -360,5 +386,48 @@ spec:
         let text = "spec:\n  scaling:\n    a: 1\n\n    b: 2\n  # next\n  health: {}\n";
         assert_eq!(section_lines(text, 2, 3), Some(1..5));
         assert_eq!(section_lines("spec: {scaling: {}}\n", 1, 8), None);
+    }
+
+    /// Every candidate the search draws from each shipped policy is a valid policy: written
+    /// over the shipped file, it loads back through the real loader as exactly itself.
+    #[test]
+    fn every_candidate_of_every_shipped_policy_writes_and_loads_as_itself() {
+        let shipped = [
+            ("session-cache.yaml", include_str!("../../../policies/session-cache.yaml")),
+            ("api-prometheus.yaml", include_str!("../../../policies/api-prometheus.yaml")),
+            ("checkout-scheduled.yaml", include_str!("../../../policies/checkout-scheduled.yaml")),
+            ("local-demo.yaml", include_str!("../../../policies/local-demo.yaml")),
+        ];
+        for (file, text) in shipped {
+            let base = load(text);
+            let candidates = super::super::candidates(&base, 50, 3).expect("scales");
+            assert_eq!(candidates.len(), 50, "{file}");
+            for (index, candidate) in candidates.iter().enumerate() {
+                let written =
+                    tuned_policy_text(file, text, &edits(candidate), &[], &candidate.policy);
+                assert!(written.is_ok(), "{file} candidate {index}: {written:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_ewma_half_life_is_written_out_when_the_window_changes() {
+        let text = BASE.replace("        halfLife: 30s\n", "");
+        let base = load(&text);
+        let mut policy = base.clone();
+        let window = std::time::Duration::from_secs(300);
+        policy.scaling.as_mut().expect("scaling").metrics[0].window = window;
+        let change = super::super::KnobChange {
+            field: "metrics[0].window",
+            base: super::super::knobs::Setting::Duration(std::time::Duration::from_secs(60)),
+            value: super::super::knobs::Setting::Duration(window),
+        };
+        let candidate = Candidate { policy, changes: vec![change] };
+        let edits = edits(&candidate);
+        // The base's default half-life: a quarter of its 1m window.
+        assert_eq!(edits[1].field, "metrics[0].halfLife");
+        assert_eq!(edits[1].value.as_deref(), Some("15s"));
+        let written = tuned_policy_text("t.yaml", &text, &edits, &[], &candidate.policy);
+        assert!(written.is_ok(), "{written:?}");
     }
 }
