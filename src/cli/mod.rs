@@ -15,6 +15,7 @@ mod snapshot;
 mod status;
 mod table;
 mod trace;
+mod tune;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -95,6 +96,9 @@ enum Command {
     Check(check::Args),
     /// Replay a recorded load trace against a policy and the Kubernetes HPA, side by side.
     Simulate(simulate::Args),
+    /// Search a policy's scaling settings on a load trace; print the Pareto frontier against
+    /// the HPA and write the chosen policy.
+    Tune(tune::Args),
     /// Generate synthetic load traces (diurnal, flash crowds, slow ramp) for `simulate`.
     Trace(trace::Args),
     /// Sample a policy's instances now and show what would be done and why; never acts.
@@ -192,6 +196,7 @@ pub fn run() -> ExitCode {
     let (outcome, failure) = match cli.command {
         Command::Check(args) => (check::run(args), 2),
         Command::Simulate(args) => (simulate::run(args), 2),
+        Command::Tune(args) => (tune::run(args), 2),
         Command::Trace(args) => (trace::run(args), 2),
         Command::Plan(args) => (plan::run(args), 1),
         Command::Run(args) => (run::run(args), 1),

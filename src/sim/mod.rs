@@ -11,6 +11,8 @@
 //! - [`report`]: the four numbers per controller and the policy/HPA ratios, as JSON or a table.
 //! - [`plot`]: demand, capacity, replicas and under-provisioned periods over time as SVG.
 //! - [`synthetic`]: seeded synthetic traces (daily and weekly cycles, flash crowds, growth, noise).
+//! - [`tune`]: a seeded search over a policy's scaling settings, ranked on the trace's first four
+//!   fifths and checked on the last.
 
 pub mod cluster;
 pub mod hpa;
@@ -22,6 +24,7 @@ pub mod report;
 pub mod scenario;
 pub mod synthetic;
 pub mod trace;
+pub mod tune;
 
 #[cfg(test)]
 mod fixtures;

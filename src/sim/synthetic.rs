@@ -442,13 +442,13 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The random value number `index` of `stream` under `seed`.
-fn hash(seed: u64, stream: u64, index: u64) -> u64 {
+/// The random value number `index` of `stream` under `seed` (also `tune`'s candidate draws).
+pub(crate) fn hash(seed: u64, stream: u64, index: u64) -> u64 {
     mix(mix(seed ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93)) ^ index)
 }
 
 /// A uniform value in [0, 1) from the top 53 bits.
-fn unit(bits: u64) -> f64 {
+pub(crate) fn unit(bits: u64) -> f64 {
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 

@@ -1,0 +1,64 @@
+//! How long `tune` takes at the size issue 16 sets: 200 candidates of the shipped session-cache
+//! policy on a 3-week synthetic trace at one row per second (1,814,400 rows, flash crowds
+//! included). Target: under 2 minutes on the 2-core machine.
+//!
+//! A plain bench binary rather than criterion: one run takes minutes, and criterion's least
+//! 10 samples would make the bench itself half an hour. It prints the wall time and the
+//! candidate-steps per second (candidates x training-slice rows / seconds).
+//!
+//! Measured 2026-12-04 on the shared 2-core machine (load average 2.3 from other builds when
+//! it started): 171 s, 1.69 M candidate-steps/s, peak RSS 127 MiB. The time is the decision
+//! core's per-tick cost (about 145,000 ticks per candidate at 10 s sampling), not the replay.
+
+use std::time::Instant;
+
+use redis_autopilot::policy::load_policy_str;
+use redis_autopilot::sim::Settings;
+use redis_autopilot::sim::synthetic::{Generator, Kind, Spec};
+use redis_autopilot::sim::trace::{TimeKind, Trace};
+use redis_autopilot::sim::tune::{Options, tune};
+
+const CANDIDATES: usize = 200;
+const DAYS: f64 = 21.0;
+const CAPACITY_PER_REPLICA: f64 = 50_000.0;
+
+fn main() {
+    let policy = load_policy_str(
+        "policies/session-cache.yaml",
+        include_str!("../policies/session-cache.yaml"),
+    )
+    .expect("the shipped policy is valid");
+    let generator = Generator::new(Spec { days: DAYS, ..Spec::new(Kind::FlashCrowd) })
+        .expect("a valid synthetic spec");
+    let trace =
+        Trace::from_rows("3 weeks, per second", TimeKind::Calendar, generator.rows().collect())
+            .expect("increasing times");
+    let rows = trace.rows().len();
+    let scaling = policy.scaling.as_ref().expect("session-cache scales");
+    let options = Options {
+        settings: Settings {
+            capacity_per_replica: CAPACITY_PER_REPLICA,
+            warmup: scaling.warmup,
+            initial_replicas: scaling.min_replicas,
+        },
+        candidates: CANDIDATES,
+        seed: 1,
+        budget: None,
+    };
+
+    let started = Instant::now();
+    let outcome = tune(&policy, &trace, &options).expect("tunes");
+    let seconds = started.elapsed().as_secs_f64();
+
+    let training_rows = rows as f64 * 0.8;
+    let steps_per_second = outcome.scored.len() as f64 * training_rows / seconds;
+    println!(
+        "tune: {} candidates on {rows} rows ({DAYS} days per second) in {seconds:.1} s on {} \
+         threads: {:.2} M candidate-steps/s; frontier {} points, chosen candidate {}",
+        outcome.scored.len(),
+        rayon::current_num_threads(),
+        steps_per_second / 1e6,
+        outcome.frontier.len(),
+        outcome.choice.scored().index,
+    );
+}

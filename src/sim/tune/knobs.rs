@@ -1,0 +1,387 @@
+//! The search space: one [`Knob`] per tunable field of `spec.scaling`, each with the values
+//! the search tries, how to read and set it on a validated [`Scaling`], and how it is written
+//! back to YAML. Adding a knob (a forecast setting, say) is one more entry in [`KNOBS`].
+//!
+//! Every value a knob offers keeps the policy valid on its own (the bounds `check` enforces:
+//! [`crate::policy::bounds`], a window of at least one sampling interval and a history that
+//! fits, a target under the metric's plausible maximum), and no two knobs constrain each
+//! other, so any combination of offered values is a valid policy. `write` proves it for the
+//! chosen one by loading the file it writes through the real loader.
+
+use std::time::Duration;
+
+use crate::policy::{Metric, MetricSource, Policy, Scaling, Statistic, Step, bounds};
+
+/// One value of a knob.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Setting {
+    Duration(Duration),
+    Number(f64),
+    Statistic(Statistic),
+    Step(Step),
+}
+
+impl Setting {
+    /// The value as the policy file spells it (a YAML scalar).
+    pub fn yaml(&self) -> String {
+        match self {
+            Setting::Duration(duration) => duration_text(*duration),
+            Setting::Number(number) => number.to_string(),
+            Setting::Statistic(statistic) => statistic_word(statistic),
+            Setting::Step(Step::Pods(pods)) => pods.to_string(),
+            Setting::Step(Step::Percent(percent)) => format!("\"{percent}%\""),
+        }
+    }
+
+    /// The value for people: as written, with an EWMA's half-life.
+    pub fn show(&self) -> String {
+        match self {
+            Setting::Statistic(Statistic::Ewma { half_life }) => {
+                format!("ewma/{}", duration_text(*half_life))
+            }
+            Setting::Step(Step::Percent(percent)) => format!("{percent}%"),
+            other => other.yaml(),
+        }
+    }
+}
+
+/// A statistic's word in `statistic:` (an EWMA's half-life is its own field, `halfLife`).
+fn statistic_word(statistic: &Statistic) -> String {
+    match statistic {
+        Statistic::Mean => "mean".to_owned(),
+        Statistic::Max => "max".to_owned(),
+        Statistic::Min => "min".to_owned(),
+        Statistic::Last => "last".to_owned(),
+        Statistic::Percentile(n) => format!("p{n}"),
+        Statistic::Ewma { .. } => "ewma".to_owned(),
+    }
+}
+
+/// A duration in the policy's one syntax, largest unit first without spaces (`1m30s`).
+pub fn duration_text(duration: Duration) -> String {
+    const UNITS: [(&str, u128); 5] =
+        [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
+    let mut left = duration.as_millis();
+    if left == 0 {
+        return "0s".to_owned();
+    }
+    let mut text = String::new();
+    for (unit, millis) in UNITS {
+        if left >= millis {
+            text.push_str(&format!("{}{unit}", left / millis));
+            left %= millis;
+        }
+    }
+    text
+}
+
+/// One tunable field of `spec.scaling`.
+pub struct Knob {
+    /// The field under `spec.scaling`, as `check` names it (`scaleDown.stabilization`).
+    pub field: &'static str,
+    /// The values the search tries for this base policy, the base's own value among them.
+    pub values: fn(&Policy, &Scaling) -> Vec<Setting>,
+    pub get: fn(&Scaling) -> Setting,
+    pub set: fn(&mut Scaling, &Setting),
+}
+
+impl Knob {
+    /// The values to try, the base's own value first and no value twice.
+    pub fn domain(&self, policy: &Policy, scaling: &Scaling) -> Vec<Setting> {
+        let mut domain = vec![(self.get)(scaling)];
+        for value in (self.values)(policy, scaling) {
+            if !domain.contains(&value) {
+                domain.push(value);
+            }
+        }
+        domain
+    }
+}
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// The metric the knobs tune: the first, whose target the HPA baseline shares. Validation
+/// guarantees a scaling section has one.
+fn first(scaling: &Scaling) -> Option<&Metric> {
+    scaling.metrics.first()
+}
+
+fn durations(values: &[Duration]) -> Vec<Setting> {
+    values.iter().copied().map(Setting::Duration).collect()
+}
+
+/// Targets from 60 % to 120 % of the base's, to three significant digits (so the file says
+/// `24500`, not `24499.999999999996`), below the metric's plausible maximum.
+fn targets(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
+    let Some(metric) = first(scaling) else { return Vec::new() };
+    let ceiling = match &metric.source {
+        MetricSource::Redis { plausible_max: Some(max), .. } => *max,
+        _ => f64::INFINITY,
+    };
+    [0.6, 0.7, 0.8, 0.9, 1.1, 1.2]
+        .iter()
+        .map(|factor| significant(metric.target * factor, 3))
+        .filter(|target| target.is_finite() && *target > 0.0 && *target < ceiling)
+        .map(Setting::Number)
+        .collect()
+}
+
+/// `value` rounded to `digits` significant digits.
+pub fn significant(value: f64, digits: i32) -> f64 {
+    if value == 0.0 || !value.is_finite() {
+        return value;
+    }
+    let scale = 10f64.powi(digits - 1 - value.abs().log10().floor() as i32);
+    (value * scale).round() / scale
+}
+
+fn statistics(_: &Policy, _: &Scaling) -> Vec<Setting> {
+    let mut values = vec![
+        Statistic::Mean,
+        Statistic::Max,
+        Statistic::Last,
+        Statistic::Percentile(50),
+        Statistic::Percentile(90),
+        Statistic::Percentile(95),
+        Statistic::Percentile(99),
+    ];
+    values.extend([15, 30, 60].map(|s| Statistic::Ewma { half_life: secs(s) }));
+    values.into_iter().map(Setting::Statistic).collect()
+}
+
+/// Windows from one sampling interval to 10 minutes whose history fits the policy's bound.
+fn windows(policy: &Policy, _: &Scaling) -> Vec<Setting> {
+    let interval = policy.sampling.interval;
+    let candidates = [interval, secs(30), secs(60), secs(120), secs(180), secs(300), secs(600)];
+    let valid = candidates.into_iter().filter(|window| {
+        *window >= interval
+            && bounds::METRIC_WINDOW.check(*window, "").is_ok()
+            && bounds::history_problem(*window, interval).is_none()
+    });
+    valid.map(Setting::Duration).collect()
+}
+
+fn tolerances(_: &Policy, _: &Scaling) -> Vec<Setting> {
+    [0.0, 0.05, 0.1, 0.15, 0.2].map(Setting::Number).to_vec()
+}
+
+fn up_stabilizations(_: &Policy, _: &Scaling) -> Vec<Setting> {
+    durations(&[secs(0), secs(15), secs(30), secs(60), secs(120)])
+}
+
+fn down_stabilizations(_: &Policy, _: &Scaling) -> Vec<Setting> {
+    durations(&[secs(0), secs(60), secs(120), secs(180), secs(300), secs(600)])
+}
+
+fn up_steps(_: &Policy, _: &Scaling) -> Vec<Setting> {
+    let steps = [Step::Pods(1), Step::Pods(2), Step::Pods(4), Step::Pods(8)];
+    let percents = [Step::Percent(50), Step::Percent(100), Step::Percent(200)];
+    steps.into_iter().chain(percents).map(Setting::Step).collect()
+}
+
+fn down_steps(_: &Policy, _: &Scaling) -> Vec<Setting> {
+    let steps = [Step::Pods(1), Step::Pods(2), Step::Pods(4)];
+    let percents = [Step::Percent(10), Step::Percent(25), Step::Percent(50), Step::Percent(100)];
+    steps.into_iter().chain(percents).map(Setting::Step).collect()
+}
+
+fn periods(_: &Policy, _: &Scaling) -> Vec<Setting> {
+    durations(&[secs(15), secs(30), secs(60), secs(120)])
+}
+
+fn up_cooldowns(_: &Policy, _: &Scaling) -> Vec<Setting> {
+    durations(&[secs(0), secs(30), secs(60), secs(120)])
+}
+
+fn down_cooldowns(_: &Policy, _: &Scaling) -> Vec<Setting> {
+    durations(&[secs(0), secs(60), secs(120), secs(300), secs(600)])
+}
+
+// Each setter ignores a value of another kind: the domain only ever holds the kind its own
+// getter returns (`tests::every_value_reads_back_as_set` checks every knob).
+
+/// A knob over a `Duration` field of `Scaling`.
+macro_rules! duration_knob {
+    ($name:literal, $values:expr, $($field:ident).+) => {
+        Knob {
+            field: $name,
+            values: $values,
+            get: |scaling| Setting::Duration(scaling.$($field).+),
+            set: |scaling, value| {
+                if let Setting::Duration(duration) = value {
+                    scaling.$($field).+ = *duration;
+                }
+            },
+        }
+    };
+}
+
+/// A knob over a `Step` field of `Scaling`.
+macro_rules! step_knob {
+    ($name:literal, $values:expr, $($field:ident).+) => {
+        Knob {
+            field: $name,
+            values: $values,
+            get: |scaling| Setting::Step(scaling.$($field).+),
+            set: |scaling, value| {
+                if let Setting::Step(step) = value {
+                    scaling.$($field).+ = *step;
+                }
+            },
+        }
+    };
+}
+
+/// Every knob, in the order reports list them.
+pub const KNOBS: &[Knob] = &[
+    Knob {
+        field: "metrics[0].target",
+        values: targets,
+        get: |scaling| Setting::Number(first(scaling).map_or(0.0, |m| m.target)),
+        set: |scaling, value| {
+            if let (Setting::Number(target), Some(metric)) = (value, scaling.metrics.first_mut()) {
+                metric.target = *target;
+            }
+        },
+    },
+    Knob {
+        field: "metrics[0].statistic",
+        values: statistics,
+        get: |scaling| Setting::Statistic(first(scaling).map_or(Statistic::Mean, |m| m.statistic)),
+        set: |scaling, value| {
+            if let (Setting::Statistic(statistic), Some(metric)) =
+                (value, scaling.metrics.first_mut())
+            {
+                metric.statistic = *statistic;
+            }
+        },
+    },
+    Knob {
+        field: "metrics[0].window",
+        values: windows,
+        get: |scaling| Setting::Duration(first(scaling).map_or(Duration::ZERO, |m| m.window)),
+        set: |scaling, value| {
+            if let (Setting::Duration(window), Some(metric)) = (value, scaling.metrics.first_mut())
+            {
+                metric.window = *window;
+            }
+        },
+    },
+    Knob {
+        field: "tolerance",
+        values: tolerances,
+        get: |scaling| Setting::Number(scaling.tolerance),
+        set: |scaling, value| {
+            if let Setting::Number(tolerance) = value {
+                scaling.tolerance = *tolerance;
+            }
+        },
+    },
+    duration_knob!("scaleUp.stabilization", up_stabilizations, scale_up.stabilization),
+    step_knob!("scaleUp.maxStep", up_steps, scale_up.max_step),
+    duration_knob!("scaleUp.period", periods, scale_up.period),
+    duration_knob!("scaleUp.cooldown", up_cooldowns, scale_up.cooldown),
+    duration_knob!("scaleDown.stabilization", down_stabilizations, scale_down.stabilization),
+    step_knob!("scaleDown.maxStep", down_steps, scale_down.max_step),
+    duration_knob!("scaleDown.period", periods, scale_down.period),
+    duration_knob!("scaleDown.cooldown", down_cooldowns, scale_down.cooldown),
+];
+
+/// The YAML edits that write `value` of the knob at `field`, as (path under `spec.scaling`,
+/// new scalar or `None` to remove the key). A statistic also writes or removes `halfLife`,
+/// which validation accepts only with `ewma`.
+pub fn yaml_edits(field: &str, value: &Setting) -> Vec<(String, Option<String>)> {
+    let mut edits = vec![(field.to_owned(), Some(value.yaml()))];
+    if let Setting::Statistic(statistic) = value {
+        let half_life = field
+            .rsplit_once('.')
+            .map_or("halfLife".to_owned(), |(parent, _)| format!("{parent}.halfLife"));
+        let text = match statistic {
+            Statistic::Ewma { half_life } => Some(duration_text(*half_life)),
+            _ => None,
+        };
+        edits.push((half_life, text));
+    }
+    edits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::fixtures::{policy, redis_metric};
+
+    fn base() -> Policy {
+        policy().metric(redis_metric("instantaneous_ops_per_sec", 35_000.0)).max(12).build()
+    }
+
+    #[test]
+    fn every_value_reads_back_as_set() {
+        let base = base();
+        let scaling = base.scaling.clone().expect("scaling");
+        for knob in KNOBS {
+            let domain = knob.domain(&base, &scaling);
+            assert!(domain.len() > 1, "{} offers nothing to try", knob.field);
+            assert_eq!(domain[0], (knob.get)(&scaling), "{}: base value first", knob.field);
+            for value in domain {
+                let mut tuned = scaling.clone();
+                (knob.set)(&mut tuned, &value);
+                assert_eq!((knob.get)(&tuned), value, "{}", knob.field);
+            }
+        }
+    }
+
+    #[test]
+    fn windows_respect_the_sampling_interval_and_the_history_bound() {
+        let mut base = base();
+        base.sampling.interval = secs(45);
+        let scaling = base.scaling.clone().expect("scaling");
+        let windows = windows(&base, &scaling);
+        assert!(windows.contains(&Setting::Duration(secs(45))), "{windows:?}");
+        assert!(!windows.contains(&Setting::Duration(secs(30))), "{windows:?}");
+        // At 1 s sampling, 10 minutes is 600 rounds: still within the bound.
+        base.sampling.interval = secs(1);
+        assert!(windows_of(&base).contains(&Setting::Duration(secs(600))));
+    }
+
+    fn windows_of(policy: &Policy) -> Vec<Setting> {
+        windows(policy, policy.scaling.as_ref().expect("scaling"))
+    }
+
+    #[test]
+    fn targets_stay_below_the_plausible_maximum() {
+        // The default plausible maximum of instantaneous_ops_per_sec is 2,000,000.
+        let base = policy().metric(redis_metric("instantaneous_ops_per_sec", 1_800_000.0)).build();
+        let scaling = base.scaling.clone().expect("scaling");
+        let offered = targets(&base, &scaling);
+        assert!(offered.contains(&Setting::Number(1_080_000.0)), "{offered:?}");
+        assert!(offered.iter().all(|t| matches!(t, Setting::Number(n) if *n < 2_000_000.0)));
+        assert_eq!(offered.len(), 5, "120 % is 2,160,000: left out");
+    }
+
+    #[test]
+    fn values_are_written_in_the_policy_syntax() {
+        assert_eq!(duration_text(Duration::ZERO), "0s");
+        assert_eq!(duration_text(secs(90)), "1m30s");
+        assert_eq!(duration_text(Duration::from_millis(1500)), "1s500ms");
+        assert_eq!(duration_text(secs(86_400 + 3_600)), "1d1h");
+        assert_eq!(Setting::Step(Step::Percent(50)).yaml(), "\"50%\"");
+        assert_eq!(Setting::Number(24_500.0).yaml(), "24500");
+        assert_eq!(significant(35_000.0 * 0.7, 3), 24_500.0);
+        assert_eq!(significant(0.123_456, 3), 0.123);
+        let ewma = Setting::Statistic(Statistic::Ewma { half_life: secs(30) });
+        assert_eq!(
+            yaml_edits("metrics[0].statistic", &ewma),
+            [
+                ("metrics[0].statistic".to_owned(), Some("ewma".to_owned())),
+                ("metrics[0].halfLife".to_owned(), Some("30s".to_owned())),
+            ]
+        );
+        let p95 = Setting::Statistic(Statistic::Percentile(95));
+        assert_eq!(
+            yaml_edits("metrics[0].statistic", &p95)[1],
+            ("metrics[0].halfLife".into(), None)
+        );
+    }
+}
