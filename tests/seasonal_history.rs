@@ -47,7 +47,7 @@ fn plan_forecasts_yesterdays_ramp_from_a_backfilled_prometheus() {
              spec:\n  target: {{endpoints: ['{}']}}\n  prometheus: {{url: '{}'}}\n  scaling:\n    \
              minReplicas: 1\n    maxReplicas: 8\n    metrics:\n      - redis: maxclients\n        \
              target: 1000\n        seasonal:\n          \
-             periods: [1d]\n          history: 'sum(app_load)'\n",
+             periods: [1d]\n          history: 'sum(app_load)'\n    scaleUp: {{maxStep: 8}}\n",
             redis.addr(),
             prometheus.url()
         ),

@@ -89,6 +89,7 @@ pub enum Adjustment {
     },
     /// The trusted seasonal forecast agrees the load stays low: the scale-down window was
     /// `window` rather than `instead_of`.
+    #[serde(rename_all = "camelCase")]
     ForecastAgrees {
         window: Duration,
         instead_of: Duration,
