@@ -534,33 +534,15 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(targets: &[u16]) -> Self {
-        let binary = require("prometheus", "prometheus");
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: redis\n    static_configs:\n      - targets: [{}]\n",
-                targets.join(", ")
-            ),
-        )
-        .expect("write prometheus.yml");
-        let log = dir.path().join("prometheus.log");
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let mut child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log"))
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn prometheus");
-        wait_for_port(port, &mut child, "prometheus", &log);
-        Self { port, process: Process { child, dir } }
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: redis\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        let data = dir.path().join("data");
+        Self::launch(dir, &config, &data, &[])
     }
 
     /// A Prometheus that scrapes nothing and holds `openmetrics` (text ending in `# EOF`) as
@@ -568,7 +550,6 @@ impl Prometheus {
     /// openmetrics` before it starts, as an operator backfills a new Prometheus.
     pub fn with_history(openmetrics: &str) -> Self {
         let promtool = require("promtool", "prometheus");
-        let binary = require("prometheus", "prometheus");
         let dir = tempfile::tempdir().expect("temp dir");
         let input = dir.path().join("history.om");
         std::fs::write(&input, openmetrics).expect("write the OpenMetrics history");
@@ -585,18 +566,29 @@ impl Prometheus {
             String::from_utf8_lossy(&backfill.stdout),
             String::from_utf8_lossy(&backfill.stderr)
         );
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 1m\n").expect("write prometheus.yml");
+        // Blocks older than the default 15 days' retention are dropped at start; keep them
+        // whatever the history's age.
+        Self::launch(
+            dir,
+            "global:\n  scrape_interval: 1m\n",
+            &data,
+            &["--storage.tsdb.retention.time=30d"],
+        )
+    }
+
+    /// Starts Prometheus in `dir` with `config`, its storage at `data`, on a free port.
+    fn launch(dir: tempfile::TempDir, config: &str, data: &Path, extra: &[&str]) -> Self {
+        let binary = require("prometheus", "prometheus");
         let port = free_port();
+        let config_file = dir.path().join("prometheus.yml");
+        std::fs::write(&config_file, config).expect("write prometheus.yml");
         let log = dir.path().join("prometheus.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--config.file={}", config_file.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
-            // Backfilled blocks are older than the default 15 days' retention would drop
-            // only if the machine's clock were far off; keep them regardless.
-            .arg("--storage.tsdb.retention.time=30d")
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file)
