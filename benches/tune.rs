@@ -20,15 +20,22 @@ use redis_autopilot::sim::tune::{Options, tune};
 
 const CANDIDATES: usize = 200;
 const DAYS: f64 = 21.0;
+/// `cargo test --all-targets` runs this binary too, unoptimised and without `--bench`: a
+/// smoke run of the same path at a size that takes seconds there.
+const SMOKE_CANDIDATES: usize = 3;
+const SMOKE_DAYS: f64 = 0.25;
 const CAPACITY_PER_REPLICA: f64 = 50_000.0;
 
 fn main() {
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let (candidates, days) =
+        if measuring { (CANDIDATES, DAYS) } else { (SMOKE_CANDIDATES, SMOKE_DAYS) };
     let policy = load_policy_str(
         "policies/session-cache.yaml",
         include_str!("../policies/session-cache.yaml"),
     )
     .expect("the shipped policy is valid");
-    let generator = Generator::new(Spec { days: DAYS, ..Spec::new(Kind::FlashCrowd) })
+    let generator = Generator::new(Spec { days, ..Spec::new(Kind::FlashCrowd) })
         .expect("a valid synthetic spec");
     let trace =
         Trace::from_rows("3 weeks, per second", TimeKind::Calendar, generator.rows().collect())
@@ -41,7 +48,7 @@ fn main() {
             warmup: scaling.warmup,
             initial_replicas: scaling.min_replicas,
         },
-        candidates: CANDIDATES,
+        candidates,
         seed: 1,
         budget: None,
     };
@@ -53,7 +60,7 @@ fn main() {
     let training_rows = rows as f64 * 0.8;
     let steps_per_second = outcome.scored.len() as f64 * training_rows / seconds;
     println!(
-        "tune: {} candidates on {rows} rows ({DAYS} days per second) in {seconds:.1} s on {} \
+        "tune: {} candidates on {rows} rows ({days} days per second) in {seconds:.1} s on {} \
          threads: {:.2} M candidate-steps/s; frontier {} points, chosen candidate {}",
         outcome.scored.len(),
         rayon::current_num_threads(),

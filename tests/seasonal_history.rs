@@ -2,14 +2,18 @@
 //! two days of a load gauge, backfilled with `promtool`; yesterday the load jumped from 1,000
 //! to 5,000 a few minutes after this time of day. `plan`, which reads the history exactly as
 //! the daemon does (`PolicySampler::seasonal_history`, then `ScalingMemory::seed_seasonal`),
-//! must raise a one-replica fleet to the five replicas yesterday's rise (x5) needs, and say so.
+//! must raise a one-replica fleet to the five replicas yesterday's rise (x5) needs, and say so;
+//! so must the daemon, which reads it in the background when the policy starts.
 
 mod support;
 
 use std::fmt::Write as _;
 use std::process::Command;
 
+use std::time::Duration;
+
 use serde_json::Value;
+use support::policy_daemon;
 use support::{Prometheus, Redis};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");
@@ -28,42 +32,33 @@ fn history(now: i64, ramp_in: i64, end_ago: i64) -> String {
     text
 }
 
-#[test]
-fn plan_forecasts_yesterdays_ramp_from_a_backfilled_prometheus() {
-    let now = chrono::Utc::now().timestamp();
-    // Yesterday's ramp came 3 minutes after this time of day: inside the 5 m horizon (plus
-    // the 30 s warm-up) the forecast looks ahead. The last 10 minutes are left to the head
-    // block, as a live Prometheus would have them, and are simply missing here.
-    let prometheus = Prometheus::with_history(&history(now, 3 * 60, 10 * 60));
-    // Today's load reads a steady 1,000, as yesterday's did at this time: an INFO field that
-    // holds still (`maxclients`) stands for it, so the rise, not the level, is under test.
-    let redis = Redis::start(&["--maxclients", "1000"]);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let policy = dir.path().join("policy.yaml");
-    std::fs::write(
-        &policy,
-        format!(
-            "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: cache}}\n\
-             spec:\n  target: {{endpoints: ['{}']}}\n  prometheus: {{url: '{}'}}\n  scaling:\n    \
-             minReplicas: 1\n    maxReplicas: 8\n    metrics:\n      - redis: maxclients\n        \
-             target: 1000\n        seasonal:\n          \
-             periods: [1d]\n          history: 'sum(app_load)'\n    scaleUp: {{maxStep: 8}}\n",
-            redis.addr(),
-            prometheus.url()
-        ),
+/// The policy: `maxclients` reads a steady 1,000 (today's load, which has matched yesterday's
+/// at this time), and its seasonal history is `app_load` in `prometheus`.
+fn policy(redis: &Redis, prometheus: &Prometheus) -> String {
+    format!(
+        "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: cache}}\n\
+         spec:\n  target: {{endpoints: ['{}']}}\n  prometheus: {{url: '{}'}}\n  scaling:\n    \
+         minReplicas: 1\n    maxReplicas: 8\n    metrics:\n      - redis: maxclients\n        \
+         target: 1000\n        seasonal:\n          periods: [1d]\n          history: \
+         'sum(app_load)'\n    scaleUp: {{maxStep: 8}}\n",
+        redis.addr(),
+        prometheus.url()
     )
-    .expect("write the policy");
-    let output = Command::new(BIN)
-        .args(["plan", "--output", "json", "--policy"])
-        .arg(&policy)
-        .output()
-        .expect("run plan");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("cannot read the seasonal history"), "{stderr}");
-    let document: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("plan printed no JSON ({e}):\n{stdout}\n{stderr}"));
-    let decision = &document["decisions"][0];
+}
+
+/// A Redis whose `maxclients` stands for today's steady 1,000, and a Prometheus whose history
+/// has yesterday's ramp 3 minutes after this time of day (inside the 5 m horizon plus the 30 s
+/// warm-up the forecast looks ahead). The last 10 minutes are left to the head block, as a
+/// live Prometheus would have them, and are simply missing here.
+fn yesterday_ramped() -> (Redis, Prometheus, i64) {
+    let now = chrono::Utc::now().timestamp();
+    let prometheus = Prometheus::with_history(&history(now, 3 * 60, 10 * 60));
+    (Redis::start(&["--maxclients", "1000"]), prometheus, now)
+}
+
+/// A scale decision (as `plan --output json` and `/v1/decisions` print it) raised to 5 by the
+/// seasonal floor, with the load seen one day ago at the minute the ramp came.
+fn assert_raised_by_yesterdays_ramp(decision: &Value, now: i64) {
     assert_eq!(decision["kind"], "scale", "{decision:#}");
     assert_eq!(decision["to"], 5, "{decision:#}");
     let floor = decision["reason"]["adjustments"]
@@ -73,9 +68,50 @@ fn plan_forecasts_yesterdays_ramp_from_a_backfilled_prometheus() {
     assert_eq!(floor["forecast"]["seenLoad"], 5_000.0, "{floor:#}");
     assert_eq!(floor["forecast"]["load"], 5_000.0, "{floor:#}");
     assert_eq!(floor["forecast"]["trusted"], true, "{floor:#}");
-    // The minute the ramp came, one day ago.
     let ramp_minute = (now + 3 * 60 - 86_400) / 60 * 60 + 60;
     let seen_at = floor["forecast"]["seenAt"].as_str().expect("seenAt");
     let seen_at = chrono::DateTime::parse_from_rfc3339(seen_at).expect("RFC 3339").timestamp();
     assert!((ramp_minute - 60..=ramp_minute).contains(&seen_at), "{floor:#}");
+}
+
+#[test]
+fn plan_forecasts_yesterdays_ramp_from_a_backfilled_prometheus() {
+    let (redis, prometheus, now) = yesterday_ramped();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policy_file = dir.path().join("policy.yaml");
+    std::fs::write(&policy_file, policy(&redis, &prometheus)).expect("write the policy");
+    let output = Command::new(BIN)
+        .args(["plan", "--output", "json", "--policy"])
+        .arg(&policy_file)
+        .output()
+        .expect("run plan");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("cannot read the seasonal history"), "{stderr}");
+    let document: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("plan printed no JSON ({e}):\n{stdout}\n{stderr}"));
+    assert_raised_by_yesterdays_ramp(&document["decisions"][0], now);
+}
+
+/// The daemon reads the history in the background when the policy starts, and its first
+/// decisions after that carry the floor (as advice: an `endpoints` target is observed).
+#[test]
+fn the_daemon_forecasts_yesterdays_ramp_from_a_backfilled_prometheus() {
+    let (redis, prometheus, now) = yesterday_ramped();
+    let mut daemon = policy_daemon::Daemon::spawn(&[("cache.yaml", &policy(&redis, &prometheus))]);
+    let decision = daemon.wait_until(Duration::from_secs(60), "a seasonal floor", |d| {
+        let (status, body) = d.try_get("/v1/decisions?policy=cache&limit=50")?;
+        let decisions: Vec<Value> = serde_json::from_str(&body).ok().filter(|_| status == 200)?;
+        decisions.into_iter().map(|record| record["decision"].clone()).find(|decision| {
+            decision["reason"]["adjustments"]
+                .as_array()
+                .is_some_and(|all| all.iter().any(|a| a["rule"] == "seasonalFloor"))
+        })
+    });
+    assert_raised_by_yesterdays_ramp(&decision, now);
+    assert!(
+        daemon.log().contains("seasonal forecast: history read from Prometheus"),
+        "{}",
+        daemon.log()
+    );
 }

@@ -63,10 +63,15 @@ impl ScalingMemory {
         self.requested = Some(ScaleRequest { at, alert: alert.to_owned(), at_least });
     }
 
-    /// Feeds past values of metric `index`'s total (oldest first), as Prometheus kept them, to
-    /// its seasonal profile: a restarted daemon forecasts from its first decision. Values
-    /// older than the newest already fed are ignored, so seeding twice counts nothing twice.
+    /// Starts metric `index`'s seasonal profile afresh from its past total (oldest first), as
+    /// Prometheus kept it: a restarted daemon forecasts from its first decisions. Afresh,
+    /// because the history usually arrives after a round or two were learnt, and a profile
+    /// only scores the minutes it sees in order; those rounds are learnt again from the
+    /// metric's window at the next decision.
     pub fn seed_seasonal(&mut self, scaling: &Scaling, index: usize, points: &[(Timestamp, f64)]) {
+        if let Some(slot) = self.seasonal.get_mut(index) {
+            *slot = None;
+        }
         if let Some(profile) = self.seasonal_for(scaling, index) {
             profile.feed(points);
         }
