@@ -68,7 +68,12 @@ impl ScalingMemory {
     /// because the history usually arrives after a round or two were learnt, and a profile
     /// only scores the minutes it sees in order; those rounds are learnt again from the
     /// metric's window at the next decision.
+    /// An empty history changes nothing: a query that matched nothing says nothing about the
+    /// load, and must not erase what the rounds taught.
     pub fn seed_seasonal(&mut self, scaling: &Scaling, index: usize, points: &[(Timestamp, f64)]) {
+        if points.is_empty() {
+            return;
+        }
         if let Some(slot) = self.seasonal.get_mut(index) {
             *slot = None;
         }

@@ -672,3 +672,15 @@ fn a_saturated_metric_steps_by_its_factor() {
     let decision = run.tick(round(t(0)).ready_ops(&[1_400.0, 1_400.0, 1_400.0]));
     assert_eq!(scaled_to(&decision), Some(5), "{}", decision.sentence());
 }
+
+/// A history read that matched nothing (an empty range result) leaves what the profile
+/// learnt alone: the forecast that raised the count still does.
+#[test]
+fn an_empty_seasonal_history_erases_nothing() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 1000.0).seasonal(&[24], 60).policy();
+    let mut run = seasonal_run(policy, 1, &yesterday_ramped_at_two_pm(|_| 1_000.0));
+    let scaling = run.policy.scaling.clone().expect("scaling");
+    run.memory.scaling.seed_seasonal(&scaling, 0, &[]);
+    let decision = run.tick(round(t(86_400 + 13 * 3600 + 55 * 60)).ready_ops(&[1_000.0]));
+    assert_eq!(scaled_to(&decision), Some(5), "{}", decision.sentence());
+}
