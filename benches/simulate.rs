@@ -80,6 +80,7 @@ fn realistic_policy(forecast: Option<Forecast>) -> Policy {
                 saturation: None,
             }],
             tolerance: 0.1,
+            band: None,
             scale_up: Behavior {
                 stabilization: Duration::ZERO,
                 max_step: Step::Pods(4),
@@ -119,7 +120,7 @@ fn week_per_second(c: &mut Criterion) {
             scale_down_stabilization: Duration::from_secs(60),
             history: None,
         });
-        metric.saturation = Some(Saturation { above: 23_750.0, factor: 2.0 });
+        metric.saturation = Some(Saturation { above: 23_750.0, factor: 2.0, rounds: 1 });
     }
     let settings = Settings {
         capacity_per_replica: CAPACITY_PER_REPLICA,

@@ -356,6 +356,7 @@ fn every_shape_of_decision_record_is_camel_case() {
         per_replica: Some(1.0),
         target: 1000.0,
         tolerance: 0.1,
+        band: None,
         desired: Some(3),
         saturated: true,
         seasonal: Some(SeasonalReading { forecast: forecast.clone(), replicas: 7 }),

@@ -7,7 +7,7 @@ use chrono::{TimeZone, Utc};
 
 use crate::observe::{Info, InstanceSample, Observation, Outcome, QueryResult, Role, Timestamp};
 use crate::policy::{
-    Aggregate, Behavior, CronFloor, CronSchedule, Forecast, ForecastMethod, Health, Metric,
+    Aggregate, Band, Behavior, CronFloor, CronSchedule, Forecast, ForecastMethod, Health, Metric,
     MetricSource, Policy, Sampling, Saturation, Scaling, Seasonal, Statistic, Step, Target,
 };
 
@@ -35,6 +35,7 @@ pub fn scaling() -> ScalingBuilder {
         max_replicas: 10,
         metrics: vec![],
         tolerance: 0.1,
+        band: None,
         scale_up: free.clone(),
         scale_down: free,
         schedule: vec![],
@@ -99,11 +100,21 @@ impl ScalingBuilder {
         }
         self
     }
-    /// A replica at `above` per replica (last metric added) is at its ceiling.
-    pub fn saturation(mut self, above: f64, factor: f64) -> Self {
+    /// A replica at `above` per replica (last metric added) is at its ceiling, read in the
+    /// newest round alone.
+    pub fn saturation(self, above: f64, factor: f64) -> Self {
+        self.saturation_over(above, factor, 1)
+    }
+    /// The same, read in each of the newest `rounds` rounds.
+    pub fn saturation_over(mut self, above: f64, factor: f64, rounds: u8) -> Self {
         if let Some(m) = self.0.metrics.last_mut() {
-            m.saturation = Some(Saturation { above, factor });
+            m.saturation = Some(Saturation { above, factor, rounds });
         }
+        self
+    }
+    /// The band rule instead of the tolerance, in fractions of each metric's target.
+    pub fn band(mut self, scale_up_above: f64, size_for: f64, scale_down_below: f64) -> Self {
+        self.0.band = Some(Band { scale_up_above, size_for, scale_down_below });
         self
     }
     pub fn up(mut self, stabilization: u64, step: Step, period: u64, cooldown: u64) -> Self {

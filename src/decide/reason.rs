@@ -8,7 +8,7 @@ use serde::Serialize;
 
 pub use super::seasonal::SeasonalForecast;
 pub use super::series::Outlier;
-use crate::policy::Step;
+use crate::policy::{Band, Step};
 
 /// Everything that shaped one scaling decision, in the order it was applied.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -40,9 +40,12 @@ pub struct Reading {
     pub per_replica: Option<f64>,
     pub target: f64,
     pub tolerance: f64,
+    /// The band that sized `desired` instead of `tolerance`, when the policy has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub band: Option<Band>,
     /// Replicas this metric asks for; `None` when missing.
     pub desired: Option<u16>,
-    /// The newest round read at or above the metric's `saturation.above` per replica: the
+    /// The newest rounds read at or above the metric's `saturation.above` per replica: the
     /// served load is capped, and `desired` is at least the ready replicas times the factor.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub saturated: bool,
@@ -246,6 +249,51 @@ impl Reading {
         f.write_str(")")
     }
 
+    /// `band`'s rule in words: which edge the load is past and what it was sized for, e.g.
+    /// `33,600 per replica > 95 % of target 35,000 -> 5 (sized for 90 %: 33,600 x 4 ready /
+    /// 31,500 = 4.27, rounded up)`.
+    fn render_band(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        band: Band,
+        per_replica: f64,
+        ready: Option<u16>,
+    ) -> fmt::Result {
+        let ratio = per_replica / self.target;
+        let percent = |fraction: f64| number(fraction * 100.0);
+        let (cmp, edge, sized_for) = if ratio > band.scale_up_above + 1e-9 {
+            (">", band.scale_up_above, band.size_for)
+        } else {
+            ("<=", band.scale_up_above, band.scale_down_below)
+        };
+        write!(f, " {cmp} {} % of target {}", percent(edge), number(self.target))?;
+        let Some(desired) = self.desired else { return Ok(()) };
+        if self.saturated {
+            return write!(f, " but saturated (served load at its ceiling) -> {desired}");
+        }
+        write!(f, " -> {desired}")?;
+        let Some(ready) = ready else { return Ok(()) };
+        let carried = self.target * sized_for;
+        let exact = per_replica * f64::from(ready) / carried;
+        let how = if cmp == ">" { "sized for" } else { "fewer only at or below" };
+        write!(
+            f,
+            " ({how} {} %: {} x {ready} ready / {} = {}",
+            percent(sized_for),
+            number(per_replica),
+            number(carried),
+            number(exact)
+        )?;
+        // `replicas_for` keeps a scale-up from asking for fewer and a scale-down for more.
+        f.write_str(if f64::from(desired) != exact.ceil() {
+            if cmp == ">" { ", never fewer than now)" } else { ", never more than now)" }
+        } else if exact.fract() == 0.0 {
+            ")"
+        } else {
+            ", rounded up)"
+        })
+    }
+
     fn render_value(&self, f: &mut fmt::Formatter<'_>, ready: Option<u16>) -> fmt::Result {
         let value = match &self.value {
             Err(why) => return write!(f, "{} missing ({why})", self.metric),
@@ -262,6 +310,9 @@ impl Reading {
             write!(f, " = {} per replica", number(per_replica))?;
         }
         let ratio = per_replica / self.target;
+        if let Some(band) = self.band {
+            return self.render_band(f, band, per_replica, ready);
+        }
         let cmp = if within_tolerance(ratio, self.tolerance) {
             "within"
         } else if ratio > 1.0 {

@@ -223,6 +223,7 @@ fn read_metric(
         per_replica: None,
         target: metric.target,
         tolerance: scaling.tolerance,
+        band: scaling.band,
         desired: None,
         saturated: false,
         seasonal: None,
@@ -236,7 +237,7 @@ fn read_metric(
         profile.feed(series.points());
         reading.seasonal = profile
             .forecast(config, now, ahead(scaling, config))
-            .map(|forecast| seasonal_reading(forecast, metric.target, scaling.tolerance, current));
+            .map(|forecast| seasonal_reading(forecast, scaling, metric.target, current));
     }
     let points = match series.window(now, metric.window) {
         Ok(points) => points,
@@ -274,22 +275,24 @@ fn read_metric(
     reading.desired = Some(match per_replica {
         Some(per_replica) => {
             let ratio = per_replica / metric.target;
-            if within_tolerance(ratio, scaling.tolerance) {
-                current
-            } else {
-                to_replicas(ratio * f64::from(ready))
-            }
+            replicas_for(scaling, ratio, ratio * f64::from(ready), current)
         }
         // A total with nobody ready to share it: size for the total directly.
         None => to_replicas(load / metric.target),
     });
-    if let (Some(saturation), Some(&(_, newest))) = (metric.saturation, points.last()) {
-        // The newest round alone: a replica at its ceiling now is what a step must relieve.
-        let newest_per_replica = match metric.aggregate {
-            Aggregate::Max => Some(newest),
-            Aggregate::Mean | Aggregate::Sum => spread(newest),
+    if let Some(saturation) = metric.saturation
+        && let Some(newest) = points.len().checked_sub(usize::from(saturation.rounds))
+    {
+        // The newest rounds alone, whatever the statistic: a replica at its ceiling now is
+        // what a step must relieve.
+        let at_ceiling = |&(_, total): &(Timestamp, f64)| {
+            let per_replica = match metric.aggregate {
+                Aggregate::Max => Some(total),
+                Aggregate::Mean | Aggregate::Sum => spread(total),
+            };
+            per_replica.is_some_and(|v| v >= saturation.above)
         };
-        if newest_per_replica.is_some_and(|v| v >= saturation.above) {
+        if points[newest..].iter().all(at_ceiling) {
             // The served load is capped, so the ratio understates the demand: step by the
             // factor from the replicas serving now.
             let stepped = to_replicas(f64::from(ready) * saturation.factor);
@@ -300,24 +303,38 @@ fn read_metric(
     reading
 }
 
-/// A forecast with the replicas its load needs at the metric's target.
-/// A forecast with the replicas its load needs at the metric's target. The tolerance band
-/// applies as it does to a metric: a forecast within it of what `current` replicas carry asks
-/// for `current`, so a floor hovering around a multiple of the target does not move the
-/// count by one replica at a time.
+/// A forecast with the replicas its load needs at the metric's target, sized by the same rule
+/// as a metric ([`replicas_for`]): a forecast within the tolerance band of what `current`
+/// replicas carry asks for `current`, so a floor hovering around a multiple of the target does
+/// not move the count by one replica at a time.
 fn seasonal_reading(
     forecast: SeasonalForecast,
+    scaling: &Scaling,
     target: f64,
-    tolerance: f64,
     current: u16,
 ) -> super::reason::SeasonalReading {
     let ratio = forecast.load / (target * f64::from(current.max(1)));
-    let replicas = if within_tolerance(ratio, tolerance) {
-        current
-    } else {
-        to_replicas(forecast.load / target)
-    };
+    let replicas = replicas_for(scaling, ratio, forecast.load / target, current);
     super::reason::SeasonalReading { forecast, replicas }
+}
+
+/// The replicas a load asks for, from its usage `ratio` (load per replica over the target)
+/// and `needed`, the load in targets (the replicas that would carry it at exactly the target).
+///
+/// - Without a band, the HPA's rule: within the tolerance, `current`; else `needed` rounded up.
+/// - With a band ([`crate::policy::Band`]): above `scaleUpAbove`, what carries the load at
+///   `sizeFor`; otherwise the fewest replicas that carry it at `scaleDownBelow` or less, if
+///   fewer than `current`.
+fn replicas_for(scaling: &Scaling, ratio: f64, needed: f64, current: u16) -> u16 {
+    match scaling.band {
+        None if within_tolerance(ratio, scaling.tolerance) => current,
+        None => to_replicas(needed),
+        // The epsilon keeps a ratio of exactly the edge inside the band despite rounding.
+        Some(band) if ratio > band.scale_up_above + 1e-9 => {
+            to_replicas(needed / band.size_for).max(current)
+        }
+        Some(band) => to_replicas(needed / band.scale_down_below).min(current),
+    }
 }
 
 /// A trusted seasonal forecast's floor joins the recommendation, so the windows and limits

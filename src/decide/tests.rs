@@ -684,3 +684,64 @@ fn an_empty_seasonal_history_erases_nothing() {
     let decision = run.tick(round(t(86_400 + 13 * 3600 + 55 * 60)).ready_ops(&[1_000.0]));
     assert_eq!(scaled_to(&decision), Some(5), "{}", decision.sentence());
 }
+
+/// The band sizes a scale-up for `sizeFor`: 4 replicas at 980 against a target of 1,000 are
+/// past 95 %, and 3,920 at 90 % needs 4.4 -> 5. At 940 (94 %) nothing moves: the HPA's rule
+/// would hold both, as both are within its 10 %.
+#[test]
+fn a_band_scales_up_past_its_edge_sized_for_its_headroom() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 1000.0).band(0.95, 0.9, 0.85);
+    let mut run = Run::new(policy.policy(), 4);
+    let decision = run.tick(round(t(0)).ready_ops(&[940.0; 4]));
+    assert_eq!(scaled_to(&decision), None, "{}", decision.sentence());
+    let decision = run.tick(round(t(30)).ready_ops(&[980.0; 4]));
+    assert_eq!(scaled_to(&decision), Some(5), "{}", decision.sentence());
+    let sentence = decision.sentence();
+    assert!(
+        sentence.contains(
+            "> 95 % of target 1,000 -> 5 (sized for 90 %: 980 x 4 ready / 900 = 4.4, rounded up)"
+        ),
+        "{sentence}"
+    );
+}
+
+/// A scale-down lands where the smaller count carries the load at `scaleDownBelow` or less,
+/// not at the target: 5 replicas at 700 (3,500) go to 5 (3,500 / 850 = 4.1 -> 5 holds), and
+/// at 650 (3,250 / 850 = 3.8) to 4, which then runs at 81 %: a whole band below the next
+/// scale-up. The HPA's rule would have gone to 4 at 700 already, at 87.5 %.
+#[test]
+fn a_band_scales_down_only_to_a_count_below_its_floor() {
+    let policy = scaling().redis("instantaneous_ops_per_sec", 1000.0).band(0.95, 0.9, 0.85);
+    let mut run = Run::new(policy.policy(), 5);
+    let decision = run.tick(round(t(0)).ready_ops(&[700.0; 5]));
+    assert_eq!(scaled_to(&decision), None, "{}", decision.sentence());
+    let sentence = decision.sentence();
+    assert!(
+        sentence.contains("<= 95 % of target 1,000 -> 5 (fewer only at or below 85 %: 700 x 5 ready / 850 = 4.1, rounded up)"),
+        "{sentence}"
+    );
+    let decision = run.tick(round(t(30)).ready_ops(&[650.0; 5]));
+    assert_eq!(scaled_to(&decision), Some(4), "{}", decision.sentence());
+    // And it stays there: 3,250 over 4 is 812.5, below the edge, and 3 would be past 85 %.
+    assert_eq!(run.steady(60, 120, 812.5), vec![4; 7]);
+}
+
+/// With `rounds: 2`, one saturated round (a burst of a few seconds) is not a ceiling; two
+/// in a row are, and the count steps by the factor.
+#[test]
+fn saturation_over_two_rounds_ignores_a_one_round_burst() {
+    let policy = scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .statistic(Statistic::Min, secs(20))
+        .saturation_over(1_050.0, 2.0, 2)
+        .policy();
+    let mut run = Run::new(policy, 3);
+    run.tick(round(t(0)).ready_ops(&[900.0; 3]));
+    let burst = run.tick(round(t(10)).ready_ops(&[1_060.0; 3]));
+    assert_eq!(scaled_to(&burst), None, "{}", burst.sentence());
+    run.tick(round(t(20)).ready_ops(&[900.0; 3]));
+    let held = run.tick(round(t(30)).ready_ops(&[1_060.0; 3]));
+    assert_eq!(scaled_to(&held), None, "{}", held.sentence());
+    let ceiling = run.tick(round(t(40)).ready_ops(&[1_060.0; 3]));
+    assert_eq!(scaled_to(&ceiling), Some(6), "{}", ceiling.sentence());
+}

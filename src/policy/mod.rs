@@ -187,7 +187,11 @@ pub struct Scaling {
     pub max_replicas: u16,
     pub metrics: Vec<Metric>,
     /// Relative band around 1.0 in which the usage ratio changes nothing (HPA's 0.1).
+    /// Unused when `band` is set.
     pub tolerance: f64,
+    /// Where a scale-up starts, what it sizes for and how far a scale-down may go, as fractions
+    /// of each metric's target; `None`: the HPA's rule around `tolerance`.
+    pub band: Option<Band>,
     pub scale_up: Behavior,
     pub scale_down: Behavior,
     pub schedule: Vec<CronFloor>,
@@ -242,6 +246,29 @@ pub struct Saturation {
     pub above: f64,
     /// Replicas ready now times this, at least, while saturated.
     pub factor: f64,
+    /// How many newest rounds must all read at or above `above`: a burst of a few seconds
+    /// caught by one round is not a ceiling that needs the count doubled.
+    pub rounds: u8,
+}
+
+/// See [`Scaling::band`]. Fractions of a metric's target, with
+/// `scale_down_below <= size_for <= scale_up_above`:
+///
+/// - above `scale_up_above` per replica, the count becomes what carries the load at
+///   `size_for`;
+/// - otherwise it drops to the smallest count that carries the load at `scale_down_below` or
+///   less, when that is fewer than now.
+///
+/// The HPA's rule sizes both ways for the target itself, so a scale-down lands right below the
+/// next scale-up's trigger and only its 5-minute window stops it flapping. Landing a scale-down
+/// below the band instead lets the window be short: the load must rise the band's width before
+/// the count comes back.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Band {
+    pub scale_up_above: f64,
+    pub size_for: f64,
+    pub scale_down_below: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -186,6 +186,7 @@ pub struct ScalingSpec {
     pub max_replicas: Option<i64>,
     pub metrics: Option<Vec<MetricSpec>>,
     pub tolerance: Option<f64>,
+    pub band: Option<BandSpec>,
     pub warmup: Option<String>,
     pub scale_up: Option<BehaviorSpec>,
     pub scale_down: Option<BehaviorSpec>,
@@ -199,6 +200,7 @@ impl ScalingSpec {
         "maxReplicas",
         "metrics",
         "tolerance",
+        "band",
         "warmup",
         "scaleUp",
         "scaleDown",
@@ -240,6 +242,19 @@ impl SeasonalSpec {
         &["periods", "horizon", "maxError", "scaleDownStabilization", "history"];
 }
 
+/// `scaling.band`: fractions of each metric's target (see [`crate::policy::Band`]).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BandSpec {
+    pub scale_up_above: Option<f64>,
+    pub size_for: Option<f64>,
+    pub scale_down_below: Option<f64>,
+}
+
+impl BandSpec {
+    pub const FIELDS: &[&str] = &["scaleUpAbove", "sizeFor", "scaleDownBelow"];
+}
+
 /// `metrics[].saturation`: where a replica is at its ceiling (see
 /// [`crate::policy::Saturation`]).
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -247,10 +262,11 @@ impl SeasonalSpec {
 pub struct SaturationSpec {
     pub above: Option<f64>,
     pub factor: Option<f64>,
+    pub rounds: Option<i64>,
 }
 
 impl SaturationSpec {
-    pub const FIELDS: &[&str] = &["above", "factor"];
+    pub const FIELDS: &[&str] = &["above", "factor", "rounds"];
 }
 
 impl MetricSpec {
@@ -587,6 +603,7 @@ pub fn fields_at(path: &[Segment]) -> Option<&'static [&'static str]> {
         [Some("spec"), Some("scaling"), Some("metrics"), None, Some("saturation")] => {
             SaturationSpec::FIELDS
         }
+        [Some("spec"), Some("scaling"), Some("band")] => BandSpec::FIELDS,
         [Some("spec"), Some("scaling"), Some("scaleUp" | "scaleDown")] => BehaviorSpec::FIELDS,
         [Some("spec"), Some("scaling"), Some("schedule"), None] => CronFloorSpec::FIELDS,
         [Some("spec"), Some("scaling"), Some("forecast")] => ForecastSpec::FIELDS,
@@ -676,8 +693,9 @@ spec:
     metrics:
       - {redis: x, prometheus: x, rate: true, aggregate: x, statistic: x, halfLife: x, window: x, target: 1,
           plausibleMax: 1, seasonal: {periods: [x], horizon: x, maxError: 1,
-          scaleDownStabilization: x, history: x}, saturation: {above: 1, factor: 1}}
+          scaleDownStabilization: x, history: x}, saturation: {above: 1, factor: 1, rounds: 1}}
     tolerance: 0
+    band: {scaleUpAbove: 1, sizeFor: 1, scaleDownBelow: 1}
     warmup: x
     scaleUp: {stabilization: x, maxStep: 1, period: x, cooldown: x}
     scaleDown: {stabilization: x, maxStep: "1%", period: x, cooldown: x}
@@ -763,10 +781,10 @@ spec:
             });
         assert!(parsed.is_ok(), "{:?}", parsed.err());
         assert!(unknown.is_empty(), "{unknown:?}");
-        // ...and every mapping in the document lists exactly its struct's fields (27 mappings:
+        // ...and every mapping in the document lists exactly its struct's fields (28 mappings:
         // scaleUp and scaleDown share a struct, as do auth and basicAuth).
         let map = SourceMap::parse(EVERY_FIELD, serde_saphyr::Options::default()).expect("YAML");
-        assert_eq!(check_fields(map.root(), &FieldPath::root()), 27);
+        assert_eq!(check_fields(map.root(), &FieldPath::root()), 28);
     }
 
     #[test]

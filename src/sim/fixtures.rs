@@ -36,6 +36,7 @@ pub fn policy() -> PolicyBuilder {
                 max_replicas: 4,
                 metrics: vec![],
                 tolerance: 0.1,
+                band: None,
                 scale_up: behavior.clone(),
                 scale_down: behavior,
                 schedule: vec![],

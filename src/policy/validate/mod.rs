@@ -408,6 +408,7 @@ spec:
                     },
                 ],
                 tolerance: 0.05,
+                band: None,
                 scale_up: Behavior {
                     stabilization: secs(15),
                     max_step: Step::Pods(2),

@@ -7,11 +7,11 @@ use super::checker::{Checker, secs};
 use crate::policy::bounds;
 use crate::policy::source_map::FieldPath;
 use crate::policy::spec::{
-    BehaviorSpec, CronFloorSpec, ForecastSpec, MetricSpec, SaturationSpec, ScalingSpec,
+    BandSpec, BehaviorSpec, CronFloorSpec, ForecastSpec, MetricSpec, SaturationSpec, ScalingSpec,
     SeasonalSpec, StepSpec,
 };
 use crate::policy::{
-    Aggregate, Behavior, CronFloor, Forecast, ForecastMethod, Metric, MetricSource, Sampling,
+    Aggregate, Band, Behavior, CronFloor, Forecast, ForecastMethod, Metric, MetricSource, Sampling,
     Saturation, Scaling, Seasonal, Statistic, Step,
 };
 
@@ -63,6 +63,17 @@ pub(super) fn check_scaling(
             None
         }
     };
+    let band = match &spec.band {
+        None => Some(None),
+        Some(_) if spec.tolerance.is_some() => {
+            c.unexpected(
+                &path.key("band"),
+                "band replaces tolerance: give one or the other, not both",
+            );
+            None
+        }
+        Some(band) => check_band(c, band, &path.key("band")).map(Some),
+    };
     let warmup =
         c.duration(spec.warmup.as_deref(), &path.key("warmup"), Some(secs(30)), bounds::WARMUP);
     let scale_up = check_behavior(
@@ -108,6 +119,7 @@ pub(super) fn check_scaling(
         max_replicas: max?,
         metrics: metrics?,
         tolerance: tolerance?,
+        band: band?,
         scale_up: scale_up?,
         scale_down: scale_down?,
         schedule: schedule?,
@@ -218,6 +230,20 @@ fn check_metric(
             check_saturation(c, saturation, &path.key("saturation"), target).map(Some)
         }
     };
+    if let (Some(Some(saturation)), Some(window), Some(interval)) = (&saturation, window, interval)
+        && window < interval.saturating_mul(u32::from(saturation.rounds))
+    {
+        c.bad(
+            &path.key("saturation").key("rounds"),
+            format!(
+                "{} rounds of sampling.interval ({}) do not fit in the metric's window ({})",
+                saturation.rounds,
+                humantime::format_duration(interval),
+                humantime::format_duration(window)
+            ),
+        );
+        return None;
+    }
     Some(Metric {
         source: source?,
         aggregate: aggregate?,
@@ -348,7 +374,48 @@ fn check_saturation(
             None
         }
     };
-    Some(Saturation { above: above?, factor: factor? })
+    let rounds = c.int(spec.rounds, &path.key("rounds"), Some(1), 1, SATURATION_ROUNDS_MAX);
+    Some(Saturation { above: above?, factor: factor?, rounds: rounds? })
+}
+
+/// More rounds than this and a real ceiling would go unanswered for a minute at 10 s rounds.
+const SATURATION_ROUNDS_MAX: i64 = 6;
+
+/// `band`: three fractions of the target in (0, 2], ordered
+/// `scaleDownBelow <= sizeFor <= scaleUpAbove` (a scale-up sized above its own trigger would
+/// trigger again, and a scale-down allowed above the sizing would undo the scale-up).
+fn check_band(c: &mut Checker, spec: &BandSpec, path: &FieldPath) -> Option<Band> {
+    let mut fraction = |value: Option<&f64>, key: &str| {
+        let field = path.key(key);
+        c.required(value, &field).and_then(|&v| {
+            if v.is_finite() && v > 0.0 && v <= 2.0 {
+                Some(v)
+            } else {
+                c.bad(&field, format!("must be a fraction of the target in (0, 2], found {v}"));
+                None
+            }
+        })
+    };
+    let up = fraction(spec.scale_up_above.as_ref(), "scaleUpAbove");
+    let size_for = fraction(spec.size_for.as_ref(), "sizeFor");
+    let down = fraction(spec.scale_down_below.as_ref(), "scaleDownBelow");
+    let (up, size_for, down) = (up?, size_for?, down?);
+    let mut ordered = true;
+    if size_for > up {
+        c.bad(
+            &path.key("sizeFor"),
+            format!("must be at most scaleUpAbove ({up}): a scale-up would trigger the next, found {size_for}"),
+        );
+        ordered = false;
+    }
+    if down > size_for {
+        c.bad(
+            &path.key("scaleDownBelow"),
+            format!("must be at most sizeFor ({size_for}): a scale-down would undo a scale-up, found {down}"),
+        );
+        ordered = false;
+    }
+    ordered.then_some(Band { scale_up_above: up, size_for, scale_down_below: down })
 }
 
 /// `plausibleMax`: a finite number above the target. At or below the target, honest load
@@ -748,6 +815,33 @@ mod tests {
         "spec.scaling.metrics[0].saturation.above", 11, 29,
         "must be above the target (100): at or below it every busy replica would read \
          saturated, found 90"
+    )]
+    #[case::saturation_rounds_zero(
+        &scaling("        saturation: {above: 150, rounds: 0}\n"),
+        "spec.scaling.metrics[0].saturation.rounds", 11, 42, "must be at least 1, found 0"
+    )]
+    #[case::saturation_rounds_beyond_the_window(
+        &scaling("        window: 30s\n        saturation: {above: 150, rounds: 4}\n"),
+        "spec.scaling.metrics[0].saturation.rounds", 12, 42,
+        "4 rounds of sampling.interval (10s) do not fit in the metric's window (30s)"
+    )]
+    #[case::band_and_tolerance(
+        &scaling("    tolerance: 0.1\n    band: {scaleUpAbove: 0.95, sizeFor: 0.9, scaleDownBelow: 0.85}\n"),
+        "spec.scaling.band", 12, 5, "band replaces tolerance: give one or the other, not both"
+    )]
+    #[case::band_fraction_zero(
+        &scaling("    band: {scaleUpAbove: 0, sizeFor: 0.9, scaleDownBelow: 0.85}\n"),
+        "spec.scaling.band.scaleUpAbove", 11, 26, "must be a fraction of the target in (0, 2], found 0"
+    )]
+    #[case::band_sized_above_its_edge(
+        &scaling("    band: {scaleUpAbove: 0.9, sizeFor: 0.95, scaleDownBelow: 0.85}\n"),
+        "spec.scaling.band.sizeFor", 11, 40,
+        "must be at most scaleUpAbove (0.9): a scale-up would trigger the next, found 0.95"
+    )]
+    #[case::band_down_above_the_sizing(
+        &scaling("    band: {scaleUpAbove: 0.95, sizeFor: 0.9, scaleDownBelow: 0.92}\n"),
+        "spec.scaling.band.scaleDownBelow", 11, 62,
+        "must be at most sizeFor (0.9): a scale-down would undo a scale-up, found 0.92"
     )]
     fn a_broken_rule_is_reported_at_its_field(
         #[case] body: &str,

@@ -151,19 +151,26 @@ fn statistics(_: &Policy, _: &Scaling) -> Vec<Setting> {
     values.into_iter().map(Setting::Statistic).collect()
 }
 
-/// Windows from one sampling interval to 10 minutes whose history fits the policy's bound.
-fn windows(policy: &Policy, _: &Scaling) -> Vec<Setting> {
+/// Windows from one sampling interval to 10 minutes whose history fits the policy's bound,
+/// and long enough for the rounds the metric's saturation reads.
+fn windows(policy: &Policy, scaling: &Scaling) -> Vec<Setting> {
     let interval = policy.sampling.interval;
+    let rounds = first(scaling).and_then(|m| m.saturation).map_or(1, |s| u32::from(s.rounds));
     let candidates = [interval, secs(30), secs(60), secs(120), secs(180), secs(300), secs(600)];
     let valid = candidates.into_iter().filter(|window| {
-        *window >= interval
+        *window >= interval.saturating_mul(rounds)
             && bounds::METRIC_WINDOW.check(*window, "").is_ok()
             && bounds::history_problem(*window, interval).is_none()
     });
     valid.map(Setting::Duration).collect()
 }
 
-fn tolerances(_: &Policy, _: &Scaling) -> Vec<Setting> {
+/// None under a `band`, which replaces the tolerance: the field would change nothing, and
+/// writing it beside the band would make the policy invalid.
+fn tolerances(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
+    if scaling.band.is_some() {
+        return Vec::new();
+    }
     [0.0, 0.05, 0.1, 0.15, 0.2].map(Setting::Number).to_vec()
 }
 
@@ -330,6 +337,19 @@ mod tests {
                 assert_eq!((knob.get)(&tuned), value, "{}", knob.field);
             }
         }
+    }
+
+    #[test]
+    fn a_band_leaves_the_tolerance_alone() {
+        let base = base();
+        let mut scaling = base.scaling.clone().expect("scaling");
+        scaling.band = Some(crate::policy::Band {
+            scale_up_above: 0.95,
+            size_for: 0.9,
+            scale_down_below: 0.85,
+        });
+        let tolerance = KNOBS.iter().find(|k| k.field == "tolerance").expect("a tolerance knob");
+        assert_eq!(tolerance.domain(&base, &scaling), vec![Setting::Number(scaling.tolerance)]);
     }
 
     #[test]
