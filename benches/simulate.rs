@@ -8,6 +8,8 @@
 //! - `policy_with_seasonal_and_hpa`: the realistic policy with a daily and weekly seasonal
 //!   forecast and a saturation step, as `policies/session-cache.yaml` has them: the profile
 //!   is fed and read at every tick.
+//! - `session_cache_and_hpa`: `policies/session-cache.yaml` as shipped (capacity 50,000 ops/s
+//!   per replica, for its 35,000 target).
 //! - `hpa_only`: the simulator's own cost (event loop, cluster model, HPA) without the core.
 //!
 //! `simulate` replays the policy and the HPA on one core each.
@@ -140,6 +142,18 @@ fn week_per_second(c: &mut Criterion) {
     });
     group.bench_function("policy_with_seasonal_and_hpa", |b| {
         b.iter(|| simulate(black_box(&seasonal), black_box(&trace), &settings).expect("simulates"))
+    });
+    // The recommended policy as shipped: two metrics, the band, saturation over two rounds.
+    let shipped = redis_autopilot::policy::load_policy_str(
+        "session-cache.yaml",
+        include_str!("../policies/session-cache.yaml"),
+    )
+    .expect("the shipped policy loads");
+    let shipped_settings = Settings { capacity_per_replica: 50_000.0, ..settings };
+    group.bench_function("session_cache_and_hpa", |b| {
+        b.iter(|| {
+            simulate(black_box(&shipped), black_box(&trace), &shipped_settings).expect("simulates")
+        })
     });
     group.bench_function("hpa_only", |b| {
         b.iter(|| {

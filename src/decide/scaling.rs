@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::reason::{Adjustment, Direction, Reading, ScalingReason, within_tolerance};
 use super::seasonal::{SeasonalForecast, SeasonalMemory};
-use super::series::{self, Series};
+use super::series::{self, RoundValues, Series};
 use super::{Fleet, ScalingDecision};
 use crate::observe::{History, Timestamp};
 use crate::policy::{
@@ -28,6 +28,8 @@ pub struct ScalingMemory {
     requested: Option<ScaleRequest>,
     /// Each metric's seasonal profile, by metric index (`None` for a metric without one).
     seasonal: Vec<Option<SeasonalMemory>>,
+    /// Each metric's value in the rounds of its span, by metric index.
+    rounds: Vec<RoundValues>,
 }
 
 /// How long an alert's scale-up request stands if it cannot be met (maxReplicas, failures):
@@ -77,29 +79,27 @@ impl ScalingMemory {
         if let Some(slot) = self.seasonal.get_mut(index) {
             *slot = None;
         }
-        if let Some(profile) = self.seasonal_for(scaling, index) {
+        if let Some(profile) = seasonal_for(&mut self.seasonal, scaling, index) {
             profile.feed(points);
         }
-    }
-
-    /// Metric `index`'s profile, made (or remade, if the policy changed) on first use.
-    fn seasonal_for(&mut self, scaling: &Scaling, index: usize) -> Option<&mut SeasonalMemory> {
-        let seasonal = scaling.metrics.get(index)?.seasonal.as_ref()?;
-        let (ahead, lead) = (ahead(scaling, seasonal), scaling.warmup);
-        if self.seasonal.len() < scaling.metrics.len() {
-            self.seasonal.resize(scaling.metrics.len(), None);
-        }
-        let slot = &mut self.seasonal[index];
-        if !slot.as_ref().is_some_and(|m| m.fits(seasonal, ahead, lead)) {
-            *slot = Some(SeasonalMemory::new(seasonal, ahead, lead));
-        }
-        slot.as_mut()
     }
 
     /// Recommendations and events held: bounded by the policy's windows, not by uptime.
     #[cfg(test)]
     pub(super) fn held(&self) -> usize {
         self.recommendations.len() + self.events.len()
+    }
+
+    /// Rounds whose values are remembered, over all metrics: bounded by the metrics' spans.
+    #[cfg(test)]
+    pub(super) fn rounds_held(&self) -> usize {
+        self.rounds.iter().map(RoundValues::len).sum()
+    }
+
+    /// Forgets every remembered round value, so the next evaluation reads all afresh.
+    #[cfg(test)]
+    pub(super) fn forget_rounds(&mut self) {
+        self.rounds.clear();
     }
 
     fn prune(&mut self, scaling: &Scaling, now: Timestamp) {
@@ -129,6 +129,31 @@ impl ScalingMemory {
 }
 
 /// How far ahead a seasonal floor looks: a replica asked for now serves after the warm-up.
+/// What [`ScalingMemory`] keeps for one metric, lent to one evaluation of it.
+struct MetricMemory<'m> {
+    seasonal: Option<&'m mut SeasonalMemory>,
+    rounds: &'m mut RoundValues,
+}
+
+/// Metric `index`'s seasonal profile in `profiles`, started afresh when the metric's seasonal
+/// settings changed (a reloaded policy); `None` for a metric without one.
+fn seasonal_for<'m>(
+    profiles: &'m mut Vec<Option<SeasonalMemory>>,
+    scaling: &Scaling,
+    index: usize,
+) -> Option<&'m mut SeasonalMemory> {
+    let seasonal = scaling.metrics.get(index)?.seasonal.as_ref()?;
+    let (ahead, lead) = (ahead(scaling, seasonal), scaling.warmup);
+    if profiles.len() < scaling.metrics.len() {
+        profiles.resize(scaling.metrics.len(), None);
+    }
+    let slot = &mut profiles[index];
+    if !slot.as_ref().is_some_and(|m| m.fits(seasonal, ahead, lead)) {
+        *slot = Some(SeasonalMemory::new(seasonal, ahead, lead));
+    }
+    slot.as_mut()
+}
+
 fn ahead(scaling: &Scaling, seasonal: &Seasonal) -> Duration {
     scaling.warmup.saturating_add(seasonal.horizon)
 }
@@ -150,10 +175,14 @@ pub(super) fn decide(
     let current = fleet.replicas;
     let latest = history.latest();
     let ready = latest.map_or(0, |o| o.ready_count()) as u16;
+    memory.rounds.resize_with(scaling.metrics.len(), RoundValues::default);
     let readings: Vec<Reading> = (0..scaling.metrics.len())
         .map(|i| {
-            let seasonal = memory.seasonal_for(scaling, i);
-            read_metric(&scaling.metrics[i], scaling, history, current, ready, now, seasonal)
+            let metric_memory = MetricMemory {
+                seasonal: seasonal_for(&mut memory.seasonal, scaling, i),
+                rounds: &mut memory.rounds[i],
+            };
+            read_metric(&scaling.metrics[i], scaling, history, current, ready, now, metric_memory)
         })
         .collect();
 
@@ -214,10 +243,11 @@ fn read_metric(
     current: u16,
     ready: u16,
     now: Timestamp,
-    seasonal: Option<&mut SeasonalMemory>,
+    memory: MetricMemory<'_>,
 ) -> Reading {
+    let MetricMemory { seasonal, rounds } = memory;
     let mut reading = Reading {
-        metric: metric_label(metric),
+        metric: rounds.label(metric, || metric_label(metric)).to_owned(),
         value: Err(String::new()),
         forecast: None,
         per_replica: None,
@@ -230,7 +260,7 @@ fn read_metric(
         outliers: Vec::new(),
     };
     let span = scaling.forecast.as_ref().map_or(metric.window, |f| f.window.max(metric.window));
-    let series = Series::read(metric, history, now, span);
+    let series = Series::read(metric, history, now, span, rounds);
     reading.outliers = series.outliers(now, metric.window);
     if let (Some(profile), Some(config)) = (seasonal, &metric.seasonal) {
         // Learnt from every round the metric had, whatever the window says about it.

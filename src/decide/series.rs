@@ -3,6 +3,8 @@
 //! optional linear trend. An instance's reading above the metric's plausible maximum is left
 //! out of its round and kept as an [`Outlier`] for the reason to name.
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -29,20 +31,107 @@ pub struct Outlier {
     pub plausible_max: f64,
 }
 
+/// One metric's value in each round of its span, kept by the caller between evaluations
+/// (in [`super::ScalingMemory`]). A round never changes once in the history, so an evaluation
+/// aggregates only the rounds it has not seen, the newest in steady state, instead of every
+/// instance of every round of the span: `simulate` makes millions of evaluations. Holds no
+/// more rounds than the span.
+#[derive(Debug, Clone, Default)]
+pub struct RoundValues {
+    /// The metric the values were read for: another (a reloaded policy) starts afresh.
+    metric: Option<Metric>,
+    /// The metric's name in reasons, made once rather than formatted at every evaluation.
+    label: Option<String>,
+    rounds: VecDeque<RoundValue>,
+}
+
+#[derive(Debug, Clone)]
+struct RoundValue {
+    at: Timestamp,
+    value: Result<f64, String>,
+    outliers: Vec<Outlier>,
+}
+
+impl RoundValues {
+    /// Forgets everything unless it was read for `metric`.
+    fn keep_for(&mut self, metric: &Metric) {
+        if self.metric.as_ref() != Some(metric) {
+            *self = Self { metric: Some(metric.clone()), ..Self::default() };
+        }
+    }
+
+    /// `metric`'s name in reasons, made by `make` once per metric.
+    pub fn label(&mut self, metric: &Metric, make: impl FnOnce() -> String) -> &str {
+        self.keep_for(metric);
+        self.label.get_or_insert_with(make)
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.rounds.len()
+    }
+
+    /// The value of `round` (whose predecessor in the history is `previous`), read once.
+    /// Rounds come oldest first; `next` is where the search for this one starts.
+    fn value_of(
+        &mut self,
+        metric: &Metric,
+        round: &Observation,
+        previous: Option<&Observation>,
+        next: &mut usize,
+    ) -> Cow<'_, RoundValue> {
+        if previous.is_some_and(|p| p.at >= round.at) {
+            // Two rounds at one instant would share a key: the later is read afresh each time.
+            return Cow::Owned(RoundValue::read(metric, round, previous));
+        }
+        while self.rounds.get(*next).is_some_and(|r| r.at < round.at) {
+            *next += 1;
+        }
+        if self.rounds.get(*next).is_none_or(|r| r.at != round.at) {
+            self.rounds.insert(*next, RoundValue::read(metric, round, previous));
+        }
+        *next += 1;
+        Cow::Borrowed(&self.rounds[*next - 1])
+    }
+}
+
+impl RoundValue {
+    fn read(metric: &Metric, round: &Observation, previous: Option<&Observation>) -> Self {
+        let mut outliers = Vec::new();
+        let value = round_value(metric, round, previous, &mut outliers);
+        Self { at: round.at, value, outliers }
+    }
+}
+
 impl Series {
     /// Reads `span` of history once; callers then take windows of it, so a 15-minute forecast
-    /// and a 2-minute statistic cost one pass.
-    pub fn read(metric: &Metric, history: &History, now: Timestamp, span: Duration) -> Self {
+    /// and a 2-minute statistic cost one pass. Rounds read before come from `memo`.
+    pub fn read(
+        metric: &Metric,
+        history: &History,
+        now: Timestamp,
+        span: Duration,
+        memo: &mut RoundValues,
+    ) -> Self {
+        memo.keep_for(metric);
         let w = history.window(now, span);
+        // What left the span is never read again.
+        let first = w.rounds.clone().next().map(|round| round.at);
+        while memo.rounds.front().is_some_and(|r| first.is_none_or(|first| r.at < first)) {
+            memo.rounds.pop_front();
+        }
         let mut previous = w.before;
         let mut points = Vec::with_capacity(w.rounds.len());
         let mut last_error = None;
         let mut outliers = Vec::new();
+        let mut next = 0;
         for round in w.rounds {
-            match round_value(metric, round, previous, &mut outliers) {
-                Ok(v) => points.push((round.at, v)),
-                Err(e) => last_error = Some((round.at, e)),
+            let read = memo.value_of(metric, round, previous, &mut next);
+            match &read.value {
+                Ok(v) => points.push((round.at, *v)),
+                Err(e) => last_error = Some((round.at, e.clone())),
             }
+            outliers.extend(read.outliers.iter().map(|o| (round.at, o.clone())));
             previous = Some(round);
         }
         Self { points, last_error, outliers }
@@ -102,7 +191,7 @@ fn round_value(
     metric: &Metric,
     round: &Observation,
     previous: Option<&Observation>,
-    outliers: &mut Vec<(Timestamp, Outlier)>,
+    outliers: &mut Vec<Outlier>,
 ) -> Result<f64, String> {
     match &metric.source {
         MetricSource::Prometheus { query } => match round.query(query) {
@@ -115,25 +204,23 @@ fn round_value(
         },
         MetricSource::Redis { field, rate, plausible_max } => {
             let mut left_out = 0;
-            let values: Vec<f64> = round
-                .instances
-                .iter()
-                .filter(|s| s.ready())
-                .filter_map(|s| {
-                    let value = instance_value(s, field, *rate, round.at, previous)?;
-                    match plausible_max {
-                        Some(max) if value.is_nan() || value > *max => {
-                            let outlier =
-                                Outlier { instance: s.id.clone(), value, plausible_max: *max };
-                            outliers.push((round.at, outlier));
-                            left_out += 1;
-                            None
-                        }
-                        _ => Some(value),
+            // Streamed into the aggregate: this runs for every round of every window at every
+            // evaluation, and `simulate` makes millions of them.
+            let values = round.instances.iter().filter(|s| s.ready()).filter_map(|s| {
+                let value = instance_value(s, field, *rate, round.at, previous)?;
+                match plausible_max {
+                    Some(max) if value.is_nan() || value > *max => {
+                        let outlier =
+                            Outlier { instance: s.id.clone(), value, plausible_max: *max };
+                        outliers.push(outlier);
+                        left_out += 1;
+                        None
                     }
-                })
-                .collect();
-            aggregate(metric.aggregate, round.ready_count(), values.into_iter()).ok_or_else(|| {
+                    _ => Some(value),
+                }
+            });
+            let value = aggregate(metric.aggregate, round.ready_count(), values);
+            value.ok_or_else(|| {
                 if left_out > 0 {
                     format!("every reading of `{field}` is implausible")
                 } else if round.instances.iter().any(InstanceSample::ready) {

@@ -745,3 +745,80 @@ fn saturation_over_two_rounds_ignores_a_one_round_burst() {
     let ceiling = run.tick(round(t(40)).ready_ops(&[1_060.0; 3]));
     assert_eq!(scaled_to(&ceiling), Some(6), "{}", ceiling.sentence());
 }
+
+/// Round values remembered between evaluations decide exactly as values read afresh: two
+/// runs over the same rounds (a counter turned into a rate, a fake reading, an instance
+/// syncing, two rounds at one instant), one forgetting its memory before each evaluation,
+/// give the same sentence every time; and the memory holds no more than the windows.
+#[test]
+fn remembered_round_values_decide_as_fresh_ones() {
+    let policy = scaling()
+        .max(30)
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .statistic(Statistic::Mean, secs(60))
+        .metric(
+            MetricSource::Redis {
+                field: "total_commands_processed".into(),
+                rate: true,
+                plausible_max: Some(10_000.0),
+            },
+            Aggregate::Mean,
+            2000.0,
+        )
+        .policy();
+    let (mut remembering, mut forgetting) = (Run::new(policy.clone(), 3), Run::new(policy, 3));
+    let mut commands = 0.0;
+    for i in 0..40i64 {
+        // Each instance's load and counter; a round repeats its instant at i = 20.
+        let at = if i == 21 { t(200) } else { t(i * 10) };
+        let ops = 900.0 + 40.0 * (i % 7) as f64;
+        commands += ops * 10.0;
+        let mut values = vec![ops; usize::from(remembering.replicas)];
+        if i % 9 == 4 {
+            values[0] = 5_000_000.0;
+        }
+        let round_of = |values: &[f64]| {
+            let mut r = round(at).ready_ops(values);
+            for (n, sample) in r.0.instances.iter_mut().enumerate() {
+                let counter = if i % 13 == 6 && n == 1 { 1.0 } else { commands };
+                sample.info.as_mut().expect("info").set_number("total_commands_processed", counter);
+            }
+            if i % 11 == 3 { r.syncing() } else { r }
+        };
+        forgetting.memory.scaling.forget_rounds();
+        let kept = remembering.tick(round_of(&values));
+        let fresh = forgetting.tick(round_of(&values));
+        assert_eq!(kept.sentence(), fresh.sentence(), "round {i}");
+    }
+    // 60 s at 10 s: at most 7 rounds per metric (the window and the one at its edge).
+    assert!(
+        remembering.memory.scaling.rounds_held() <= 14,
+        "{}",
+        remembering.memory.scaling.rounds_held()
+    );
+}
+
+/// A reloaded policy whose metric reads another field does not reuse the old field's values.
+#[test]
+fn a_reloaded_metric_reads_its_own_field_in_rounds_already_seen() {
+    let ops =
+        scaling().redis("instantaneous_ops_per_sec", 1000.0).statistic(Statistic::Mean, secs(60));
+    let mut run = Run::new(ops.policy(), 2);
+    let round_at = |s: i64| {
+        let mut r = round(t(s)).ready_ops(&[500.0, 500.0]);
+        for sample in &mut r.0.instances {
+            sample.info.as_mut().expect("info").set_number("connected_clients", 3000.0);
+        }
+        r
+    };
+    for s in (0..50).step_by(10) {
+        run.tick(round_at(s));
+    }
+    run.policy = scaling()
+        .max(10)
+        .redis("connected_clients", 1000.0)
+        .statistic(Statistic::Mean, secs(60))
+        .policy();
+    let decision = run.tick(round_at(50));
+    assert_eq!(decision.reason().readings[0].value, Ok(3000.0), "{}", decision.sentence());
+}
