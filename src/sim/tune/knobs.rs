@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::policy::{Metric, MetricSource, Policy, Scaling, Statistic, Step, bounds};
+use crate::policy::{Band, Metric, MetricSource, Policy, Scaling, Statistic, Step, bounds};
 
 /// One value of a knob.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -19,6 +19,7 @@ pub enum Setting {
     Number(f64),
     Statistic(Statistic),
     Step(Step),
+    Band(Band),
 }
 
 impl Setting {
@@ -30,6 +31,12 @@ impl Setting {
             Setting::Statistic(statistic) => statistic_word(statistic),
             Setting::Step(Step::Pods(pods)) => pods.to_string(),
             Setting::Step(Step::Percent(percent)) => format!("\"{percent}%\""),
+            // A flow mapping: the band's three fractions constrain each other, so they are
+            // one value, written on one line.
+            Setting::Band(band) => format!(
+                "{{scaleUpAbove: {}, sizeFor: {}, scaleDownBelow: {}}}",
+                band.scale_up_above, band.size_for, band.scale_down_below
+            ),
         }
     }
 
@@ -40,6 +47,9 @@ impl Setting {
                 format!("ewma/{}", duration_text(*half_life))
             }
             Setting::Step(Step::Percent(percent)) => format!("{percent}%"),
+            Setting::Band(band) => {
+                format!("{}/{}/{}", band.scale_up_above, band.size_for, band.scale_down_below)
+            }
             other => other.yaml(),
         }
     }
@@ -174,6 +184,57 @@ fn tolerances(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
     [0.0, 0.05, 0.1, 0.15, 0.2].map(Setting::Number).to_vec()
 }
 
+/// Under a `band` (else none, as the tolerance is then the knob): bands sized for 80 % to
+/// 95 % of the target, each triggered 3, 5 or 10 points above its sizing and scaling down 5 or
+/// 10 points below it. One knob for all three fractions, since each bounds the others.
+fn bands(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
+    if scaling.band.is_none() {
+        return Vec::new();
+    }
+    let mut bands = Vec::new();
+    for size_for in [0.8, 0.85, 0.9, 0.95] {
+        for up in [0.03, 0.05, 0.1] {
+            for down in [0.05, 0.1] {
+                bands.push(Setting::Band(Band {
+                    scale_up_above: significant(size_for + up, 3),
+                    size_for,
+                    scale_down_below: significant(size_for - down, 3),
+                }));
+            }
+        }
+    }
+    bands
+}
+
+/// Where the first metric saturates, from 95 % to 110 % of the base's ceiling, and always above
+/// every target the target knob offers (validation wants the ceiling above the target). None
+/// without a saturation step.
+fn saturation_ceilings(policy: &Policy, scaling: &Scaling) -> Vec<Setting> {
+    let Some(saturation) = first(scaling).and_then(|m| m.saturation) else { return Vec::new() };
+    let highest_target = targets(policy, scaling)
+        .into_iter()
+        .chain([Setting::Number(first(scaling).map_or(0.0, |m| m.target))])
+        .filter_map(|setting| match setting {
+            Setting::Number(target) => Some(target),
+            _ => None,
+        })
+        .fold(0.0, f64::max);
+    [0.95, 1.05, 1.1]
+        .iter()
+        .map(|factor| significant(saturation.above * factor, 3))
+        .filter(|above| above.is_finite() && *above > highest_target)
+        .map(Setting::Number)
+        .collect()
+}
+
+/// How far a saturated count is multiplied at once; none without a saturation step.
+fn saturation_factors(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
+    if first(scaling).and_then(|m| m.saturation).is_none() {
+        return Vec::new();
+    }
+    [1.5, 2.0, 3.0, 4.0].map(Setting::Number).to_vec()
+}
+
 fn up_stabilizations(_: &Policy, _: &Scaling) -> Vec<Setting> {
     durations(&[secs(0), secs(15), secs(30), secs(60), secs(120)])
 }
@@ -286,6 +347,45 @@ pub const KNOBS: &[Knob] = &[
             }
         },
     },
+    Knob {
+        field: "band",
+        values: bands,
+        get: |scaling| match scaling.band {
+            Some(band) => Setting::Band(band),
+            None => Setting::Number(scaling.tolerance),
+        },
+        set: |scaling, value| {
+            if let (Setting::Band(band), Some(_)) = (value, scaling.band) {
+                scaling.band = Some(*band);
+            }
+        },
+    },
+    Knob {
+        field: "metrics[0].saturation.above",
+        values: saturation_ceilings,
+        get: |scaling| {
+            Setting::Number(first(scaling).and_then(|m| m.saturation).map_or(0.0, |s| s.above))
+        },
+        set: |scaling, value| {
+            let saturation = scaling.metrics.first_mut().and_then(|m| m.saturation.as_mut());
+            if let (Setting::Number(above), Some(saturation)) = (value, saturation) {
+                saturation.above = *above;
+            }
+        },
+    },
+    Knob {
+        field: "metrics[0].saturation.factor",
+        values: saturation_factors,
+        get: |scaling| {
+            Setting::Number(first(scaling).and_then(|m| m.saturation).map_or(0.0, |s| s.factor))
+        },
+        set: |scaling, value| {
+            let saturation = scaling.metrics.first_mut().and_then(|m| m.saturation.as_mut());
+            if let (Setting::Number(factor), Some(saturation)) = (value, saturation) {
+                saturation.factor = *factor;
+            }
+        },
+    },
     duration_knob!("scaleUp.stabilization", up_stabilizations, scale_up.stabilization),
     step_knob!("scaleUp.maxStep", up_steps, scale_up.max_step),
     duration_knob!("scaleUp.period", periods, scale_up.period),
@@ -323,33 +423,70 @@ mod tests {
         policy().metric(redis_metric("instantaneous_ops_per_sec", 35_000.0)).max(12).build()
     }
 
+    /// The base with a band (in place of the tolerance) and a saturation step on its metric.
+    fn banded() -> Policy {
+        let mut base = base();
+        let scaling = base.scaling.as_mut().expect("scaling");
+        scaling.band = Some(Band { scale_up_above: 0.95, size_for: 0.9, scale_down_below: 0.85 });
+        scaling.metrics[0].saturation =
+            Some(crate::policy::Saturation { above: 47_500.0, factor: 2.0, rounds: 1 });
+        base
+    }
+
     #[test]
     fn every_value_reads_back_as_set() {
-        let base = base();
-        let scaling = base.scaling.clone().expect("scaling");
+        let bases = [base(), banded()];
         for knob in KNOBS {
-            let domain = knob.domain(&base, &scaling);
-            assert!(domain.len() > 1, "{} offers nothing to try", knob.field);
-            assert_eq!(domain[0], (knob.get)(&scaling), "{}: base value first", knob.field);
-            for value in domain {
-                let mut tuned = scaling.clone();
-                (knob.set)(&mut tuned, &value);
-                assert_eq!((knob.get)(&tuned), value, "{}", knob.field);
+            let mut offered = false;
+            for base in &bases {
+                let scaling = base.scaling.clone().expect("scaling");
+                let domain = knob.domain(base, &scaling);
+                offered |= domain.len() > 1;
+                assert_eq!(domain[0], (knob.get)(&scaling), "{}: base value first", knob.field);
+                for value in domain {
+                    let mut tuned = scaling.clone();
+                    (knob.set)(&mut tuned, &value);
+                    assert_eq!((knob.get)(&tuned), value, "{}", knob.field);
+                }
             }
+            assert!(offered, "{} offers nothing to try", knob.field);
         }
     }
 
     #[test]
     fn a_band_leaves_the_tolerance_alone() {
-        let base = base();
-        let mut scaling = base.scaling.clone().expect("scaling");
-        scaling.band = Some(crate::policy::Band {
-            scale_up_above: 0.95,
-            size_for: 0.9,
-            scale_down_below: 0.85,
-        });
+        let base = banded();
+        let scaling = base.scaling.clone().expect("scaling");
         let tolerance = KNOBS.iter().find(|k| k.field == "tolerance").expect("a tolerance knob");
         assert_eq!(tolerance.domain(&base, &scaling), vec![Setting::Number(scaling.tolerance)]);
+    }
+
+    #[test]
+    fn every_band_offered_is_ordered_and_every_ceiling_above_every_target() {
+        let base = banded();
+        let scaling = base.scaling.clone().expect("scaling");
+        let offered = bands(&base, &scaling);
+        assert_eq!(offered.len(), 24);
+        for band in offered {
+            let Setting::Band(band) = band else { panic!("{band:?} is not a band") };
+            assert!(band.scale_down_below < band.size_for && band.size_for < band.scale_up_above);
+            assert!(band.scale_down_below > 0.0 && band.scale_up_above <= 2.0, "{band:?}");
+        }
+        // Targets go up to 120 % of 35,000 = 42,000; 95 % of 47,500 is 45,125.
+        let ceilings = saturation_ceilings(&base, &scaling);
+        assert_eq!(ceilings.len(), 3, "{ceilings:?}");
+        assert!(ceilings.iter().all(|c| matches!(c, Setting::Number(n) if *n > 42_000.0)));
+        // A ceiling close to the target drops the values that would fall below a tuned target.
+        let mut close = banded();
+        close.scaling.as_mut().expect("scaling").metrics[0].saturation =
+            Some(crate::policy::Saturation { above: 36_000.0, factor: 2.0, rounds: 1 });
+        let close_scaling = close.scaling.clone().expect("scaling");
+        assert!(saturation_ceilings(&close, &close_scaling).is_empty());
+        // Without a band or a saturation step these knobs offer nothing beyond the base.
+        let plain = super::tests::base();
+        let plain_scaling = plain.scaling.clone().expect("scaling");
+        assert!(bands(&plain, &plain_scaling).is_empty());
+        assert!(saturation_factors(&plain, &plain_scaling).is_empty());
     }
 
     #[test]
