@@ -302,6 +302,26 @@ macro_rules! step_knob {
     };
 }
 
+/// A knob over a number of the first metric's saturation step (none: it reads 0 and is
+/// offered nothing, see [`saturation_ceilings`]).
+macro_rules! saturation_knob {
+    ($name:literal, $values:expr, $field:ident) => {
+        Knob {
+            field: $name,
+            values: $values,
+            get: |scaling| {
+                Setting::Number(first(scaling).and_then(|m| m.saturation).map_or(0.0, |s| s.$field))
+            },
+            set: |scaling, value| {
+                let saturation = scaling.metrics.first_mut().and_then(|m| m.saturation.as_mut());
+                if let (Setting::Number(number), Some(saturation)) = (value, saturation) {
+                    saturation.$field = *number;
+                }
+            },
+        }
+    };
+}
+
 /// Every knob, in the order reports list them.
 pub const KNOBS: &[Knob] = &[
     Knob {
@@ -360,32 +380,8 @@ pub const KNOBS: &[Knob] = &[
             }
         },
     },
-    Knob {
-        field: "metrics[0].saturation.above",
-        values: saturation_ceilings,
-        get: |scaling| {
-            Setting::Number(first(scaling).and_then(|m| m.saturation).map_or(0.0, |s| s.above))
-        },
-        set: |scaling, value| {
-            let saturation = scaling.metrics.first_mut().and_then(|m| m.saturation.as_mut());
-            if let (Setting::Number(above), Some(saturation)) = (value, saturation) {
-                saturation.above = *above;
-            }
-        },
-    },
-    Knob {
-        field: "metrics[0].saturation.factor",
-        values: saturation_factors,
-        get: |scaling| {
-            Setting::Number(first(scaling).and_then(|m| m.saturation).map_or(0.0, |s| s.factor))
-        },
-        set: |scaling, value| {
-            let saturation = scaling.metrics.first_mut().and_then(|m| m.saturation.as_mut());
-            if let (Setting::Number(factor), Some(saturation)) = (value, saturation) {
-                saturation.factor = *factor;
-            }
-        },
-    },
+    saturation_knob!("metrics[0].saturation.above", saturation_ceilings, above),
+    saturation_knob!("metrics[0].saturation.factor", saturation_factors, factor),
     duration_knob!("scaleUp.stabilization", up_stabilizations, scale_up.stabilization),
     step_knob!("scaleUp.maxStep", up_steps, scale_up.max_step),
     duration_knob!("scaleUp.period", periods, scale_up.period),
