@@ -209,6 +209,12 @@ pub fn within_tolerance(ratio: f64, tolerance: f64) -> bool {
     (ratio - 1.0).abs() <= tolerance + 1e-9
 }
 
+/// Whether a usage ratio is past a band's scale-up edge. The epsilon keeps a ratio of exactly
+/// the edge inside the band despite rounding, as [`within_tolerance`] does.
+pub fn past_band_edge(ratio: f64, band: Band) -> bool {
+    ratio > band.scale_up_above + 1e-9
+}
+
 fn dur(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(d)
 }
@@ -261,12 +267,10 @@ impl Reading {
     ) -> fmt::Result {
         let ratio = per_replica / self.target;
         let percent = |fraction: f64| number(fraction * 100.0);
-        let (cmp, edge, sized_for) = if ratio > band.scale_up_above + 1e-9 {
-            (">", band.scale_up_above, band.size_for)
-        } else {
-            ("<=", band.scale_up_above, band.scale_down_below)
-        };
-        write!(f, " {cmp} {} % of target {}", percent(edge), number(self.target))?;
+        let up = past_band_edge(ratio, band);
+        let (cmp, sized_for) =
+            if up { (">", band.size_for) } else { ("<=", band.scale_down_below) };
+        write!(f, " {cmp} {} % of target {}", percent(band.scale_up_above), number(self.target))?;
         let Some(desired) = self.desired else { return Ok(()) };
         if self.saturated {
             return write!(f, " but saturated (served load at its ceiling) -> {desired}");
@@ -275,7 +279,7 @@ impl Reading {
         let Some(ready) = ready else { return Ok(()) };
         let carried = self.target * sized_for;
         let exact = per_replica * f64::from(ready) / carried;
-        let how = if cmp == ">" { "sized for" } else { "fewer only at or below" };
+        let how = if up { "sized for" } else { "fewer only at or below" };
         write!(
             f,
             " ({how} {} %: {} x {ready} ready / {} = {}",
@@ -286,7 +290,7 @@ impl Reading {
         )?;
         // `replicas_for` keeps a scale-up from asking for fewer and a scale-down for more.
         f.write_str(if f64::from(desired) != exact.ceil() {
-            if cmp == ">" { ", never fewer than now)" } else { ", never more than now)" }
+            if up { ", never fewer than now)" } else { ", never more than now)" }
         } else if exact.fract() == 0.0 {
             ")"
         } else {

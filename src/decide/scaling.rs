@@ -9,7 +9,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::reason::{Adjustment, Direction, Reading, ScalingReason, within_tolerance};
+use super::reason::{
+    Adjustment, Direction, Reading, ScalingReason, past_band_edge, within_tolerance,
+};
 use super::seasonal::{SeasonalForecast, SeasonalMemory};
 use super::series::{self, RoundValues, Series};
 use super::{Fleet, ScalingDecision};
@@ -128,7 +130,6 @@ impl ScalingMemory {
     }
 }
 
-/// How far ahead a seasonal floor looks: a replica asked for now serves after the warm-up.
 /// What [`ScalingMemory`] keeps for one metric, lent to one evaluation of it.
 struct MetricMemory<'m> {
     seasonal: Option<&'m mut SeasonalMemory>,
@@ -154,6 +155,7 @@ fn seasonal_for<'m>(
     slot.as_mut()
 }
 
+/// How far ahead a seasonal floor looks: a replica asked for now serves after the warm-up.
 fn ahead(scaling: &Scaling, seasonal: &Seasonal) -> Duration {
     scaling.warmup.saturating_add(seasonal.horizon)
 }
@@ -359,8 +361,7 @@ fn replicas_for(scaling: &Scaling, ratio: f64, needed: f64, current: u16) -> u16
     match scaling.band {
         None if within_tolerance(ratio, scaling.tolerance) => current,
         None => to_replicas(needed),
-        // The epsilon keeps a ratio of exactly the edge inside the band despite rounding.
-        Some(band) if ratio > band.scale_up_above + 1e-9 => {
+        Some(band) if past_band_edge(ratio, band) => {
             to_replicas(needed / band.size_for).max(current)
         }
         Some(band) => to_replicas(needed / band.scale_down_below).min(current),

@@ -370,6 +370,8 @@ pub const KNOBS: &[Knob] = &[
     Knob {
         field: "band",
         values: bands,
+        // Without a band the knob offers nothing, so its base value is never set or written:
+        // the tolerance stands in for it.
         get: |scaling| match scaling.band {
             Some(band) => Setting::Band(band),
             None => Setting::Number(scaling.tolerance),
