@@ -304,26 +304,38 @@ pub fn statistic(statistic: Statistic, points: &[(Timestamp, f64)], now: Timesta
 
 /// Least-squares line through the series, evaluated `ahead` after `now`. `None` with fewer
 /// than two distinct times.
+///
+/// One pass over the points, each time read once as whole milliseconds: `simulate` fits a
+/// line at every tick, and a calendar difference between two `Timestamp`s costs more than all
+/// the arithmetic around it (a millisecond is far below any sampling interval). The sums are
+/// of times relative to the first point, which keeps them as small as the window and the
+/// single-pass formula accurate.
 pub fn linear_forecast(
     points: &[(Timestamp, f64)],
     now: Timestamp,
     ahead: Duration,
 ) -> Option<f64> {
-    if points.len() < 2 {
+    let (first, last) = (points.first()?.0, points.last()?.0);
+    // Points are oldest first: two distinct times exist exactly when the ends differ.
+    if first == last {
         return None;
     }
-    let x = |at: &Timestamp| (*at - now).as_seconds_f64();
-    let n = points.len() as f64;
-    let mean_x = points.iter().map(|(at, _)| x(at)).sum::<f64>() / n;
-    let mean_y = points.iter().map(|(_, y)| y).sum::<f64>() / n;
-    let (mut sxy, mut sxx) = (0.0, 0.0);
+    let origin = first.timestamp_millis();
+    let seconds_since_first = |at: &Timestamp| (at.timestamp_millis() - origin) as f64 / 1000.0;
+    let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
     for (at, y) in points {
-        let dx = x(at) - mean_x;
-        sxy += dx * (y - mean_y);
-        sxx += dx * dx;
+        let x = seconds_since_first(at);
+        sx += x;
+        sy += y;
+        sxx += x * x;
+        sxy += x * y;
     }
-    if sxx <= f64::EPSILON {
+    let n = points.len() as f64;
+    let (mean_x, mean_y) = (sx / n, sy / n);
+    let (cov, var) = (sxy - sx * mean_y, sxx - sx * mean_x);
+    if var <= 0.0 {
         return None;
     }
-    Some(mean_y + sxy / sxx * (ahead.as_secs_f64() - mean_x))
+    let at = seconds_since_first(&now) + ahead.as_secs_f64();
+    Some(mean_y + cov / var * (at - mean_x))
 }

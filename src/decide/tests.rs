@@ -422,6 +422,22 @@ fn a_rising_trend_scales_up_before_the_load_arrives() {
     assert!(d.sentence().contains("over 30s 800 (trend 1,150 after warm-up)"), "{}", d.sentence());
 }
 
+/// The fit is exact on a line, even with large loads over a long window, and has no slope to
+/// give without two distinct times.
+#[test]
+fn the_linear_trend_extends_the_line_through_the_window() {
+    use super::series::linear_forecast;
+    let line: Vec<(Timestamp, f64)> =
+        (0..90).map(|i| (t(10_000 + i * 10), 2_000_000.0 + 250.0 * i as f64)).collect();
+    let now = t(10_000 + 89 * 10);
+    let ahead = linear_forecast(&line, now, secs(60)).expect("a slope");
+    // 60 s past the last point is 6 steps of 250 further.
+    assert!((ahead - (2_000_000.0 + 250.0 * 95.0)).abs() < 1e-3, "{ahead}");
+    assert_eq!(linear_forecast(&line[..1], now, secs(60)), None);
+    let same_instant = [(t(5), 1.0), (t(5), 3.0)];
+    assert_eq!(linear_forecast(&same_instant, t(5), secs(60)), None);
+}
+
 #[test]
 fn a_falling_trend_never_argues_for_fewer_replicas() {
     let policy =
