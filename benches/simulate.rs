@@ -80,6 +80,7 @@ fn realistic_policy(forecast: Option<Forecast>) -> Policy {
                 target: 17_500.0,
                 seasonal: None,
                 saturation: None,
+                bursts: None,
             }],
             tolerance: 0.1,
             band: None,

@@ -171,8 +171,8 @@ fn every_shape_of_decision_record_is_camel_case() {
         Blocked, Candidate, Choice, Detection, DownRule, Evidence,
     };
     use redis_autopilot::decide::{
-        Adjustment, HealthDecision, HealthReason, Reading, ScalingDecision, ScalingReason,
-        SeasonalForecast, SeasonalReading,
+        Adjustment, BurstReading, HealthDecision, HealthReason, Reading, ScalingDecision,
+        ScalingReason, SeasonalForecast, SeasonalReading,
     };
     use redis_autopilot::model::Advertised;
     use redis_autopilot::policy::Bootstrap;
@@ -360,6 +360,13 @@ fn every_shape_of_decision_record_is_camel_case() {
         desired: Some(3),
         saturated: true,
         seasonal: Some(SeasonalReading { forecast: forecast.clone(), replicas: 7 }),
+        bursts: Some(BurstReading {
+            quantile: 0.99,
+            measured: Some(1.12),
+            expect: 1.2,
+            factor: 0.93,
+            rounds: 8_640,
+        }),
         outliers: Vec::new(),
     };
     let scaling = ScalingReason {

@@ -7,8 +7,8 @@ use chrono::{TimeZone, Utc};
 
 use crate::observe::{Info, InstanceSample, Observation, Outcome, QueryResult, Role, Timestamp};
 use crate::policy::{
-    Aggregate, Band, Behavior, CronFloor, CronSchedule, Forecast, ForecastMethod, Health, Metric,
-    MetricSource, Policy, Sampling, Saturation, Scaling, Seasonal, Statistic, Step, Target,
+    Aggregate, Band, Behavior, Bursts, CronFloor, CronSchedule, Forecast, ForecastMethod, Health,
+    Metric, MetricSource, Policy, Sampling, Saturation, Scaling, Seasonal, Statistic, Step, Target,
 };
 
 pub fn secs(s: u64) -> Duration {
@@ -74,6 +74,7 @@ impl ScalingBuilder {
             target,
             seasonal: None,
             saturation: None,
+            bursts: None,
         });
         self
     }
@@ -109,6 +110,14 @@ impl ScalingBuilder {
     pub fn saturation_over(mut self, above: f64, factor: f64, rounds: u8) -> Self {
         if let Some(m) = self.0.metrics.last_mut() {
             m.saturation = Some(Saturation { above, factor, rounds });
+        }
+        self
+    }
+    /// Measured bursts scale the last metric added: the `quantile` of rounds over their
+    /// level within `window`, against `expect`.
+    pub fn bursts(mut self, quantile: f64, window: Duration, expect: f64) -> Self {
+        if let Some(m) = self.0.metrics.last_mut() {
+            m.bursts = Some(Bursts { quantile, window, expect });
         }
         self
     }

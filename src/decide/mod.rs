@@ -8,6 +8,7 @@
 //! [`health::assess`] makes [`HealthDecision`]s (failover, fence, repoint, ...; acted on by
 //! [`crate::act::health`]). [`Decision`] holds either, for the record only.
 
+mod bursts;
 pub mod health;
 mod reason;
 mod scaling;
@@ -25,7 +26,9 @@ use crate::observe::{History, Timestamp};
 use crate::policy::Policy;
 
 pub use health::{HealthDecision, HealthMemory, HealthReason};
-pub use reason::{Adjustment, Reading, ScalingReason, SeasonalReading, number as format_number};
+pub use reason::{
+    Adjustment, BurstReading, Reading, ScalingReason, SeasonalReading, number as format_number,
+};
 pub use scaling::ScalingMemory;
 pub use seasonal::SeasonalForecast;
 

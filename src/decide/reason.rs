@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use super::bursts::BurstReading;
 pub use super::seasonal::SeasonalForecast;
 pub use super::series::Outlier;
 use crate::policy::{Band, Step};
@@ -52,6 +53,9 @@ pub struct Reading {
     /// What the metric's seasonal profile says of the time ahead, once it has learnt enough.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seasonal: Option<SeasonalReading>,
+    /// The measured burstiness that scaled the load, for a metric with `bursts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bursts: Option<BurstReading>,
     /// Instances whose readings in the window were above the plausible maximum and left out
     /// (each with the highest it reported).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -215,6 +219,26 @@ pub fn past_band_edge(ratio: f64, band: Band) -> bool {
     ratio > band.scale_up_above + 1e-9
 }
 
+/// ` x 0.93 for bursts (p99 of rounds over their level 1.12, the band sized for 1.2)`, or
+/// why the factor is still 1.
+fn render_bursts(f: &mut fmt::Formatter<'_>, bursts: &BurstReading) -> fmt::Result {
+    // 0.99 -> p99, 0.995 -> p99.5: the percentile without float noise.
+    let percentile = format!("p{}", (bursts.quantile * 1000.0).round() / 10.0);
+    match bursts.measured {
+        Some(measured) => write!(
+            f,
+            " x {:.2} for bursts ({percentile} of rounds over their level {measured:.2}, the \
+             band sized for {})",
+            bursts.factor, bursts.expect
+        ),
+        None => write!(
+            f,
+            " (bursts: {} rounds near the target so far, too few for the {percentile})",
+            bursts.rounds
+        ),
+    }
+}
+
 fn dur(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(d)
 }
@@ -307,10 +331,13 @@ impl Reading {
         if let Some(forecast) = self.forecast {
             write!(f, " (trend {} after warm-up)", number(forecast))?;
         }
+        if let Some(bursts) = &self.bursts {
+            render_bursts(f, bursts)?;
+        }
         let Some(per_replica) = self.per_replica else {
             return write!(f, " with no ready replica to divide it");
         };
-        if self.per_replica != Some(value) || self.forecast.is_some() {
+        if self.per_replica != Some(value) || self.forecast.is_some() || self.bursts.is_some() {
             write!(f, " = {} per replica", number(per_replica))?;
         }
         let ratio = per_replica / self.target;

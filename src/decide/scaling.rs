@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::bursts::{self, BurstMemory};
 use super::reason::{
     Adjustment, Direction, Reading, ScalingReason, past_band_edge, within_tolerance,
 };
@@ -32,6 +33,8 @@ pub struct ScalingMemory {
     seasonal: Vec<Option<SeasonalMemory>>,
     /// Each metric's value in the rounds of its span, by metric index.
     rounds: Vec<RoundValues>,
+    /// Each metric's measured burstiness, by metric index (`None` for a metric without).
+    bursts: Vec<Option<BurstMemory>>,
 }
 
 /// How long an alert's scale-up request stands if it cannot be met (maxReplicas, failures):
@@ -98,6 +101,12 @@ impl ScalingMemory {
         self.rounds.iter().map(RoundValues::len).sum()
     }
 
+    /// Burst ratios held, over all metrics: bounded by their windows.
+    #[cfg(test)]
+    pub(super) fn burst_rounds_held(&self) -> usize {
+        self.bursts.iter().flatten().map(BurstMemory::held).sum()
+    }
+
     /// Forgets every remembered round value, so the next evaluation reads all afresh.
     #[cfg(test)]
     pub(super) fn forget_rounds(&mut self) {
@@ -133,6 +142,7 @@ impl ScalingMemory {
 /// What [`ScalingMemory`] keeps for one metric, lent to one evaluation of it.
 struct MetricMemory<'m> {
     seasonal: Option<&'m mut SeasonalMemory>,
+    bursts: Option<&'m mut BurstMemory>,
     rounds: &'m mut RoundValues,
 }
 
@@ -145,14 +155,43 @@ fn seasonal_for<'m>(
 ) -> Option<&'m mut SeasonalMemory> {
     let seasonal = scaling.metrics.get(index)?.seasonal.as_ref()?;
     let (ahead, lead) = (ahead(scaling, seasonal), scaling.warmup);
-    if profiles.len() < scaling.metrics.len() {
-        profiles.resize(scaling.metrics.len(), None);
+    Some(kept_for(
+        profiles,
+        scaling,
+        index,
+        |m| m.fits(seasonal, ahead, lead),
+        || SeasonalMemory::new(seasonal, ahead, lead),
+    ))
+}
+
+/// Metric `index`'s burst memory in `memories`, started afresh when its settings changed;
+/// `None` for a metric without `bursts`.
+fn bursts_for<'m>(
+    memories: &'m mut Vec<Option<BurstMemory>>,
+    scaling: &Scaling,
+    index: usize,
+) -> Option<&'m mut BurstMemory> {
+    let config = scaling.metrics.get(index)?.bursts.as_ref()?;
+    Some(kept_for(memories, scaling, index, |m| m.fits(config), || BurstMemory::new(config)))
+}
+
+/// Metric `index`'s slot in a per-metric memory, started by `start` when empty or when `fits`
+/// says what it holds was learnt under other settings.
+fn kept_for<'m, M: Clone>(
+    memories: &'m mut Vec<Option<M>>,
+    scaling: &Scaling,
+    index: usize,
+    fits: impl Fn(&M) -> bool,
+    start: impl FnOnce() -> M,
+) -> &'m mut M {
+    if memories.len() < scaling.metrics.len() {
+        memories.resize(scaling.metrics.len(), None);
     }
-    let slot = &mut profiles[index];
-    if !slot.as_ref().is_some_and(|m| m.fits(seasonal, ahead, lead)) {
-        *slot = Some(SeasonalMemory::new(seasonal, ahead, lead));
+    let slot = &mut memories[index];
+    if !slot.as_ref().is_some_and(fits) {
+        *slot = None;
     }
-    slot.as_mut()
+    slot.get_or_insert_with(start)
 }
 
 /// How far ahead a seasonal floor looks: a replica asked for now serves after the warm-up.
@@ -182,6 +221,7 @@ pub(super) fn decide(
         .map(|i| {
             let metric_memory = MetricMemory {
                 seasonal: seasonal_for(&mut memory.seasonal, scaling, i),
+                bursts: bursts_for(&mut memory.bursts, scaling, i),
                 rounds: &mut memory.rounds[i],
             };
             read_metric(&scaling.metrics[i], scaling, history, current, ready, now, metric_memory)
@@ -247,7 +287,7 @@ fn read_metric(
     now: Timestamp,
     memory: MetricMemory<'_>,
 ) -> Reading {
-    let MetricMemory { seasonal, rounds } = memory;
+    let MetricMemory { seasonal, bursts, rounds } = memory;
     let mut reading = Reading {
         metric: rounds.label(metric, || metric_label(metric)).to_owned(),
         value: Err(String::new()),
@@ -259,6 +299,7 @@ fn read_metric(
         desired: None,
         saturated: false,
         seasonal: None,
+        bursts: None,
         outliers: Vec::new(),
     };
     let span = scaling.forecast.as_ref().map_or(metric.window, |f| f.window.max(metric.window));
@@ -279,7 +320,7 @@ fn read_metric(
         }
     };
     let value = series::statistic(metric.statistic, points, now);
-    let mut load = value;
+    let mut trend = value;
     if let Some(forecast) = &scaling.forecast {
         // The trend only brings a scale-up forward; it never argues for fewer replicas.
         let predicted = series
@@ -288,21 +329,33 @@ fn read_metric(
             .and_then(|p| series::linear_forecast(p, now, scaling.warmup))
             .filter(|p| *p > value);
         if let Some(predicted) = predicted {
-            load = predicted;
+            trend = predicted;
         }
     }
     // `mean` and `sum` series are totals: spread them over the replicas ready now.
     let spread = |total: f64| (ready > 0).then(|| total / f64::from(ready));
-    let per_replica = match metric.aggregate {
-        Aggregate::Max => Some(load),
-        Aggregate::Mean | Aggregate::Sum => spread(load),
+    let per_replica_of = |total: f64| match metric.aggregate {
+        Aggregate::Max => Some(total),
+        Aggregate::Mean | Aggregate::Sum => spread(total),
     };
+    let mut load = trend;
+    if let Some(memory) = bursts {
+        // Rounds are measured against the level around them; only a fleet near its target
+        // says how bursty the load is where headroom matters.
+        let counted = per_replica_of(value)
+            .is_some_and(|level| level >= bursts::COUNTED_FROM * metric.target);
+        memory.feed(points, value, counted, now);
+        let burst = memory.reading();
+        load *= burst.factor;
+        reading.bursts = Some(burst);
+    }
+    let per_replica = per_replica_of(load);
     let shown = |v: f64| match metric.aggregate {
         Aggregate::Mean => spread(v).unwrap_or(v),
         Aggregate::Max | Aggregate::Sum => v,
     };
     reading.value = Ok(shown(value));
-    reading.forecast = (load != value).then(|| shown(load));
+    reading.forecast = (trend != value).then(|| shown(trend));
     reading.per_replica = per_replica;
     reading.desired = Some(match per_replica {
         Some(per_replica) => {
@@ -318,11 +371,7 @@ fn read_metric(
         // The newest rounds alone, whatever the statistic: a replica at its ceiling now is
         // what a step must relieve.
         let at_ceiling = |&(_, total): &(Timestamp, f64)| {
-            let per_replica = match metric.aggregate {
-                Aggregate::Max => Some(total),
-                Aggregate::Mean | Aggregate::Sum => spread(total),
-            };
-            per_replica.is_some_and(|v| v >= saturation.above)
+            per_replica_of(total).is_some_and(|v| v >= saturation.above)
         };
         if points[newest..].iter().all(at_ceiling) {
             // The served load is capped, so the ratio understates the demand: step by the

@@ -689,6 +689,143 @@ fn a_saturated_metric_steps_by_its_factor() {
     assert_eq!(scaled_to(&decision), Some(5), "{}", decision.sentence());
 }
 
+/// A p50 over 2 minutes with measured bursts (the 0.9 quantile over an hour, the band sized
+/// for 1.1) at a target of 1,000 per replica, on 4 replicas.
+fn bursty_policy() -> Policy {
+    scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .statistic(Statistic::Percentile(50), secs(120))
+        .bursts(0.9, secs(3600), 1.1)
+        .policy()
+}
+
+/// Runs up to `rounds` rounds of 1,050 per replica on 4 replicas, every fifth `burst` times
+/// that, and returns the first scale, or the last decision if none.
+fn run_bursts(run: &mut Run, from: i64, rounds: i64, burst: f64) -> ScalingDecision {
+    let mut last = None;
+    for i in 0..rounds {
+        let ops = if i % 5 == 4 { 1_050.0 * burst } else { 1_050.0 };
+        let decision = run.tick(round(t(from + i * 10)).ready_ops(&[ops; 4]));
+        if scaled_to(&decision).is_some() {
+            return decision;
+        }
+        last = Some(decision);
+    }
+    last.expect("at least one round")
+}
+
+/// The burst reading of a decision's first metric.
+fn bursts_of(d: &ScalingDecision) -> super::reason::BurstReading {
+    d.reason().readings[0].bursts.expect("a burst reading")
+}
+
+/// The same level (1,050 per replica, within the tolerance of a 1,000 target) asks for more
+/// replicas when a fifth of the rounds are bursts of 1.5x, and for none when the load is
+/// steady: the headroom follows the load's measured bursts.
+#[test]
+fn measured_bursts_size_the_headroom_for_the_load_at_hand() {
+    let mut steady = Run::new(bursty_policy(), 4);
+    let d = run_bursts(&mut steady, 0, 200, 1.0);
+    assert_eq!(scaled_to(&d), None, "{}", d.sentence());
+    let bursts = bursts_of(&d);
+    assert!(bursts.factor < 1.0, "{bursts:?}");
+
+    let mut bursty = Run::new(bursty_policy(), 4);
+    let d = run_bursts(&mut bursty, 0, 200, 1.5);
+    // The 0.9 quantile is a burst, about 1.5: 1,050 x 1.5 / 1.1 = 1,432 per replica -> 6.
+    assert_eq!(scaled_to(&d), Some(6), "{}", d.sentence());
+    assert!(
+        d.sentence().contains(
+            "x 1.37 for bursts (p90 of rounds over their level 1.51, the band sized for 1.1)"
+        ),
+        "{}",
+        d.sentence()
+    );
+}
+
+/// Until the window holds ten rounds beyond the quantile (100 for the 0.9), the factor is 1
+/// and the policy decides as without bursts.
+#[test]
+fn bursts_change_nothing_until_enough_rounds_are_counted() {
+    let mut run = Run::new(bursty_policy(), 4);
+    let d = run_bursts(&mut run, 0, 60, 1.5);
+    assert_eq!(scaled_to(&d), None, "{}", d.sentence());
+    let bursts = bursts_of(&d);
+    assert_eq!((bursts.measured, bursts.factor), (None, 1.0), "{bursts:?}");
+    assert!(d.sentence().contains("too few for the p90"), "{}", d.sentence());
+}
+
+/// Lasting rises and falls (crowds coming and going) are not bursts: each round is measured
+/// against the higher of the level before it and the level around it, so neither the first
+/// rounds after a rise nor the last before a fall read as bursts. Measured against the level
+/// before it alone, a load that doubles for 5 minutes in every 10 reads as bursts of 2x.
+#[test]
+fn lasting_rises_and_falls_are_not_counted_as_bursts() {
+    let policy = scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .statistic(Statistic::Percentile(50), secs(120))
+        .bursts(0.95, secs(3600), 1.1)
+        .policy();
+    let mut run = Run::new(policy, 4);
+    let mut last = None;
+    for i in 0..360 {
+        // 5 minutes (30 rounds) at 1,050 per replica, 5 minutes at 2,100.
+        let ops = if (i / 30) % 2 == 0 { 1_050.0 } else { 2_100.0 };
+        last = Some(run.tick(round(t(i * 10)).ready_ops(&[ops; 4])));
+    }
+    let d = last.expect("decided");
+    let bursts = bursts_of(&d);
+    let measured = bursts.measured.expect("enough rounds");
+    assert!(measured < 1.02, "{bursts:?}: {}", d.sentence());
+}
+
+/// The quantile kept up to date round by round is the one a sort of the rounds in the window
+/// gives, to its bin (half a percent), as rounds come and go.
+#[test]
+fn the_burst_quantile_follows_the_rounds_in_its_window() {
+    use super::bursts::BurstMemory;
+    let config = crate::policy::Bursts { quantile: 0.95, window: secs(600), expect: 1.0 };
+    let mut memory = BurstMemory::new(&config);
+    let mut seed: u64 = 7;
+    let mut held: Vec<(i64, f64)> = Vec::new();
+    for i in 0..2_000i64 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        // Mostly 0.9 to 1.1, a burst up to 2.5 now and then; the mix changes over time.
+        let unit = (seed >> 11) as f64 / (1u64 << 53) as f64;
+        let value = if unit < 0.02 + 0.05 * ((i / 300) % 2) as f64 {
+            1.0 + 1.5 * unit * 10.0
+        } else {
+            0.9 + 0.2 * unit
+        };
+        // A window of one round, at level 1: the round is measured at once, as `value`.
+        memory.feed(&[(t(i), value)], 1.0, true, t(i));
+        held.push((i, value));
+        held.retain(|(at, _)| *at > i - 600);
+        let Some(measured) = memory.reading().measured else { continue };
+        let mut sorted: Vec<f64> = held.iter().map(|(_, v)| *v).collect();
+        sorted.sort_by(f64::total_cmp);
+        let rank = (0.95 * sorted.len() as f64).ceil() as usize;
+        let exact = sorted[rank - 1];
+        assert!(
+            measured >= exact && measured <= exact * 1.0051,
+            "round {i}: {measured} for {exact}"
+        );
+    }
+}
+
+/// Ratios older than the window are forgotten: memory is bounded by the window, not uptime.
+#[test]
+fn burst_memory_is_bounded_by_its_window() {
+    let mut run = Run::new(bursty_policy(), 4);
+    run_bursts(&mut run, 0, 1_000, 1.2);
+    // An hour of rounds at 10 s.
+    assert!(
+        run.memory.scaling.burst_rounds_held() <= 360,
+        "{}",
+        run.memory.scaling.burst_rounds_held()
+    );
+}
+
 /// A history read that matched nothing (an empty range result) leaves what the profile
 /// learnt alone: the forecast that raised the count still does.
 #[test]

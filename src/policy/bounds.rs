@@ -76,6 +76,13 @@ pub const SEASONAL_PERIOD: Bounds = Bounds {
     max: WEEK,
     why: "load repeats daily and weekly; a profile holds at most a week of minutes",
 };
+/// Bursts are the load's character over a day or a week; over less, the estimate moves with
+/// every burst and moves the count with it.
+pub const BURSTS_WINDOW: Bounds = Bounds {
+    min: HOUR,
+    max: WEEK,
+    why: "burstiness is measured over hours to a week; a shorter window follows each burst",
+};
 pub const SEASONAL_HORIZON: Bounds =
     Bounds { min: Duration::ZERO, max: HOUR, why: "a floor an hour early already costs a lot" };
 pub const WARMUP: Bounds =

@@ -217,6 +217,9 @@ pub struct Metric {
     /// The per-replica value at which an instance serves all it can: above it the served
     /// load is capped, so the true demand is unknown and the count steps up by a factor.
     pub saturation: Option<Saturation>,
+    /// Measured burstiness scales the level: the band's headroom is sized for `expect`, and a
+    /// quieter or noisier load gets proportionally less or more ([`crate::decide`]'s bursts).
+    pub bursts: Option<Bursts>,
 }
 
 /// A seasonal-naive forecast of a `mean` or `sum` metric's total: the load one period ago
@@ -237,6 +240,18 @@ pub struct Seasonal {
     /// A PromQL expression for the same total over time, read back `periods`' longest on a
     /// daemon's start so a restart does not forget; `None`: learnt from the samples alone.
     pub history: Option<String>,
+}
+
+/// See [`Metric::bursts`]. The level is multiplied by the `quantile` of each round's value
+/// over the level at that round, measured over `window`, divided by `expect`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bursts {
+    /// Which quantile of the ratios is the burst the headroom must hold (e.g. 0.99).
+    pub quantile: f64,
+    /// How long ratios are kept: long enough to be the load's character (a day).
+    pub window: Duration,
+    /// The burst ratio the policy's band and target were chosen for.
+    pub expect: f64,
 }
 
 /// See [`Metric::saturation`].

@@ -224,6 +224,7 @@ pub struct MetricSpec {
     pub plausible_max: Option<f64>,
     pub seasonal: Option<SeasonalSpec>,
     pub saturation: Option<SaturationSpec>,
+    pub bursts: Option<BurstsSpec>,
 }
 
 /// `metrics[].seasonal`: the daily/weekly forecast (see [`crate::policy::Seasonal`]).
@@ -269,6 +270,20 @@ impl SaturationSpec {
     pub const FIELDS: &[&str] = &["above", "factor", "rounds"];
 }
 
+/// `metrics[].bursts`: headroom sized to the measured burstiness (see
+/// [`crate::policy::Bursts`]).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BurstsSpec {
+    pub quantile: Option<f64>,
+    pub window: Option<String>,
+    pub expect: Option<f64>,
+}
+
+impl BurstsSpec {
+    pub const FIELDS: &[&str] = &["quantile", "window", "expect"];
+}
+
 impl MetricSpec {
     pub const FIELDS: &[&str] = &[
         "redis",
@@ -282,6 +297,7 @@ impl MetricSpec {
         "plausibleMax",
         "seasonal",
         "saturation",
+        "bursts",
     ];
 }
 
@@ -603,6 +619,9 @@ pub fn fields_at(path: &[Segment]) -> Option<&'static [&'static str]> {
         [Some("spec"), Some("scaling"), Some("metrics"), None, Some("saturation")] => {
             SaturationSpec::FIELDS
         }
+        [Some("spec"), Some("scaling"), Some("metrics"), None, Some("bursts")] => {
+            BurstsSpec::FIELDS
+        }
         [Some("spec"), Some("scaling"), Some("band")] => BandSpec::FIELDS,
         [Some("spec"), Some("scaling"), Some("scaleUp" | "scaleDown")] => BehaviorSpec::FIELDS,
         [Some("spec"), Some("scaling"), Some("schedule"), None] => CronFloorSpec::FIELDS,
@@ -693,7 +712,8 @@ spec:
     metrics:
       - {redis: x, prometheus: x, rate: true, aggregate: x, statistic: x, halfLife: x, window: x, target: 1,
           plausibleMax: 1, seasonal: {periods: [x], horizon: x, maxError: 1,
-          scaleDownStabilization: x, history: x}, saturation: {above: 1, factor: 1, rounds: 1}}
+          scaleDownStabilization: x, history: x}, saturation: {above: 1, factor: 1, rounds: 1},
+          bursts: {quantile: 1, window: x, expect: 1}}
     tolerance: 0
     band: {scaleUpAbove: 1, sizeFor: 1, scaleDownBelow: 1}
     warmup: x
@@ -781,10 +801,10 @@ spec:
             });
         assert!(parsed.is_ok(), "{:?}", parsed.err());
         assert!(unknown.is_empty(), "{unknown:?}");
-        // ...and every mapping in the document lists exactly its struct's fields (28 mappings:
+        // ...and every mapping in the document lists exactly its struct's fields (29 mappings:
         // scaleUp and scaleDown share a struct, as do auth and basicAuth).
         let map = SourceMap::parse(EVERY_FIELD, serde_saphyr::Options::default()).expect("YAML");
-        assert_eq!(check_fields(map.root(), &FieldPath::root()), 28);
+        assert_eq!(check_fields(map.root(), &FieldPath::root()), 29);
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub fn redis_metric(field: &str, target: f64) -> Metric {
         target,
         seasonal: None,
         saturation: None,
+        bursts: None,
     }
 }
 
@@ -78,6 +79,7 @@ pub fn prometheus_metric(query: &str, target: f64) -> Metric {
         target,
         seasonal: None,
         saturation: None,
+        bursts: None,
     }
 }
 

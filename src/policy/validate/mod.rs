@@ -394,6 +394,7 @@ spec:
                         target: 0.5,
                         seasonal: None,
                         saturation: None,
+                        bursts: None,
                     },
                     Metric {
                         source: MetricSource::Prometheus {
@@ -405,6 +406,7 @@ spec:
                         target: 500.0,
                         seasonal: None,
                         saturation: None,
+                        bursts: None,
                     },
                 ],
                 tolerance: 0.05,
@@ -536,6 +538,7 @@ spec:
                 target: 100.0,
                 seasonal: None,
                 saturation: None,
+                bursts: None,
             }
         );
         // A Prometheus metric sums by default; ewma's half-life defaults to window / 4.

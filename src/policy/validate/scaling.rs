@@ -7,12 +7,12 @@ use super::checker::{Checker, secs};
 use crate::policy::bounds;
 use crate::policy::source_map::FieldPath;
 use crate::policy::spec::{
-    BandSpec, BehaviorSpec, CronFloorSpec, ForecastSpec, MetricSpec, SaturationSpec, ScalingSpec,
-    SeasonalSpec, StepSpec,
+    BandSpec, BehaviorSpec, BurstsSpec, CronFloorSpec, ForecastSpec, MetricSpec, SaturationSpec,
+    ScalingSpec, SeasonalSpec, StepSpec,
 };
 use crate::policy::{
-    Aggregate, Band, Behavior, CronFloor, Forecast, ForecastMethod, Metric, MetricSource, Sampling,
-    Saturation, Scaling, Seasonal, Statistic, Step,
+    Aggregate, Band, Behavior, Bursts, CronFloor, Forecast, ForecastMethod, Metric, MetricSource,
+    Sampling, Saturation, Scaling, Seasonal, Statistic, Step,
 };
 
 /// Replica counts above this are almost certainly a typo (and would not fit a StatefulSet
@@ -230,6 +230,10 @@ fn check_metric(
             check_saturation(c, saturation, &path.key("saturation"), target).map(Some)
         }
     };
+    let bursts = match &spec.bursts {
+        None => Some(None),
+        Some(bursts) => check_bursts(c, bursts, &path.key("bursts"), interval).map(Some),
+    };
     if let (Some(Some(saturation)), Some(window), Some(interval)) = (&saturation, window, interval)
         && window < interval.saturating_mul(u32::from(saturation.rounds))
     {
@@ -252,6 +256,7 @@ fn check_metric(
         target: target?,
         seasonal: seasonal?,
         saturation: saturation?,
+        bursts: bursts?,
     })
 }
 
@@ -338,6 +343,61 @@ fn check_seasonal(
         scale_down_stabilization: scale_down_stabilization?,
         history: history?,
     })
+}
+
+/// `bursts`: a quantile in [0.5, 1) that the window's rounds can answer (at least ten rounds
+/// beyond it), a window of hours to a week that the history cap holds, and an expected ratio
+/// of at least 1.
+fn check_bursts(
+    c: &mut Checker,
+    spec: &BurstsSpec,
+    path: &FieldPath,
+    interval: Option<Duration>,
+) -> Option<Bursts> {
+    let window_path = path.key("window");
+    let window = c
+        .duration(spec.window.as_deref(), &window_path, Some(secs(86_400)), bounds::BURSTS_WINDOW)
+        .and_then(|window| match interval.and_then(|i| bounds::history_problem(window, i)) {
+            Some(problem) => {
+                c.bad(&window_path, problem);
+                None
+            }
+            None => Some(window),
+        });
+    let quantile_path = path.key("quantile");
+    let quantile = match spec.quantile {
+        None => Some(0.99),
+        Some(q) if q.is_finite() && (0.5..1.0).contains(&q) => Some(q),
+        Some(q) => {
+            c.bad(&quantile_path, format!("must be at least 0.5 and below 1, found {q}"));
+            None
+        }
+    };
+    if let (Some(q), Some(window), Some(interval)) = (quantile, window, interval) {
+        let rounds = bounds::history_rounds(window, interval);
+        let needed = (10.0 / (1.0 - q)).ceil();
+        if (rounds as f64) < needed {
+            c.bad(
+                &quantile_path,
+                format!(
+                    "the {q} quantile needs at least {needed} rounds in bursts.window (ten beyond \
+                     it); {} at sampling.interval {} holds {rounds}",
+                    humantime::format_duration(window),
+                    humantime::format_duration(interval)
+                ),
+            );
+            return None;
+        }
+    }
+    let expect = match spec.expect {
+        Some(e) if e.is_finite() && (1.0..=16.0).contains(&e) => Some(e),
+        Some(e) => {
+            c.bad(&path.key("expect"), format!("must be at least 1 and at most 16, found {e}"));
+            None
+        }
+        None => c.required(None::<&f64>, &path.key("expect")).copied(),
+    };
+    Some(Bursts { quantile: quantile?, window: window?, expect: expect? })
 }
 
 /// `saturation`: a ceiling above the target (at or below it, every busy replica would read
@@ -824,6 +884,32 @@ mod tests {
         &scaling("        window: 30s\n        saturation: {above: 150, rounds: 4}\n"),
         "spec.scaling.metrics[0].saturation.rounds", 12, 42,
         "4 rounds of sampling.interval (10s) do not fit in the metric's window (30s)"
+    )]
+    #[case::bursts_quantile_one(
+        &scaling("        bursts: {quantile: 1, expect: 1.2}\n"),
+        "spec.scaling.metrics[0].bursts.quantile", 11, 28, "must be at least 0.5 and below 1, found 1"
+    )]
+    #[case::bursts_quantile_beyond_the_window(
+        &scaling("        bursts: {quantile: 0.999, window: 1h, expect: 1.2}\n"),
+        "spec.scaling.metrics[0].bursts.quantile", 11, 28,
+        "the 0.999 quantile needs at least 10000 rounds in bursts.window (ten beyond it); 1h at \
+         sampling.interval 10s holds 360"
+    )]
+    #[case::bursts_window_minutes(
+        &scaling("        bursts: {window: 10m, expect: 1.2}\n"),
+        "spec.scaling.metrics[0].bursts.window", 11, 26, "hours to a week"
+    )]
+    #[case::bursts_window_beyond_the_history_cap(
+        &scaling("        bursts: {window: 7d, expect: 1.2}\n"),
+        "spec.scaling.metrics[0].bursts.window", 11, 26, "60480 rounds of history; at most 20160"
+    )]
+    #[case::bursts_expect_below_one(
+        &scaling("        bursts: {expect: 0.9}\n"),
+        "spec.scaling.metrics[0].bursts.expect", 11, 26, "must be at least 1 and at most 16, found 0.9"
+    )]
+    #[case::bursts_without_expect(
+        &scaling("        bursts: {quantile: 0.99}\n"),
+        "spec.scaling.metrics[0].bursts.expect", 11, 17, "missing required field `expect`"
     )]
     #[case::band_and_tolerance(
         &scaling("    tolerance: 0.1\n    band: {scaleUpAbove: 0.95, sizeFor: 0.9, scaleDownBelow: 0.85}\n"),

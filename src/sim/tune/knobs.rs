@@ -235,6 +235,18 @@ fn saturation_factors(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
     [1.5, 2.0, 3.0, 4.0].map(Setting::Number).to_vec()
 }
 
+/// The burst ratio the first metric's headroom is sized for, 10 % either side of the base's in
+/// steps of 5 %, within validation's [1, 16]; none without `bursts`.
+fn burst_expectations(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
+    let Some(bursts) = first(scaling).and_then(|m| m.bursts) else { return Vec::new() };
+    [0.9, 0.95, 1.05, 1.1]
+        .iter()
+        .map(|factor| significant(bursts.expect * factor, 3))
+        .filter(|expect| (1.0..=16.0).contains(expect))
+        .map(Setting::Number)
+        .collect()
+}
+
 fn up_stabilizations(_: &Policy, _: &Scaling) -> Vec<Setting> {
     durations(&[secs(0), secs(15), secs(30), secs(60), secs(120)])
 }
@@ -384,6 +396,20 @@ pub const KNOBS: &[Knob] = &[
     },
     saturation_knob!("metrics[0].saturation.above", saturation_ceilings, above),
     saturation_knob!("metrics[0].saturation.factor", saturation_factors, factor),
+    Knob {
+        field: "metrics[0].bursts.expect",
+        values: burst_expectations,
+        // Without bursts the knob offers nothing, and 0 is never set or written.
+        get: |scaling| {
+            Setting::Number(first(scaling).and_then(|m| m.bursts).map_or(0.0, |b| b.expect))
+        },
+        set: |scaling, value| {
+            let bursts = scaling.metrics.first_mut().and_then(|m| m.bursts.as_mut());
+            if let (Setting::Number(expect), Some(bursts)) = (value, bursts) {
+                bursts.expect = *expect;
+            }
+        },
+    },
     duration_knob!("scaleUp.stabilization", up_stabilizations, scale_up.stabilization),
     step_knob!("scaleUp.maxStep", up_steps, scale_up.max_step),
     duration_knob!("scaleUp.period", periods, scale_up.period),
@@ -421,13 +447,16 @@ mod tests {
         policy().metric(redis_metric("instantaneous_ops_per_sec", 35_000.0)).max(12).build()
     }
 
-    /// The base with a band (in place of the tolerance) and a saturation step on its metric.
+    /// The base with a band (in place of the tolerance), a saturation step and measured
+    /// bursts on its metric.
     fn banded() -> Policy {
         let mut base = base();
         let scaling = base.scaling.as_mut().expect("scaling");
         scaling.band = Some(Band { scale_up_above: 0.95, size_for: 0.9, scale_down_below: 0.85 });
         scaling.metrics[0].saturation =
             Some(crate::policy::Saturation { above: 47_500.0, factor: 2.0, rounds: 1 });
+        scaling.metrics[0].bursts =
+            Some(crate::policy::Bursts { quantile: 0.99, window: secs(86_400), expect: 1.2 });
         base
     }
 
@@ -485,6 +514,15 @@ mod tests {
         let plain_scaling = plain.scaling.clone().expect("scaling");
         assert!(bands(&plain, &plain_scaling).is_empty());
         assert!(saturation_factors(&plain, &plain_scaling).is_empty());
+        assert!(burst_expectations(&plain, &plain_scaling).is_empty());
+        // Expected bursts stay at or above 1, as validation wants: from 1.0, only upwards.
+        let mut calm = banded();
+        if let Some(bursts) = calm.scaling.as_mut().and_then(|s| s.metrics[0].bursts.as_mut()) {
+            bursts.expect = 1.0;
+        }
+        let calm_scaling = calm.scaling.clone().expect("scaling");
+        let offered = burst_expectations(&calm, &calm_scaling);
+        assert_eq!(offered, vec![Setting::Number(1.05), Setting::Number(1.1)]);
     }
 
     #[test]
