@@ -219,7 +219,7 @@ pub fn past_band_edge(ratio: f64, band: Band) -> bool {
     ratio > band.scale_up_above + 1e-9
 }
 
-/// ` x 0.93 for bursts (p99 of rounds over their level 1.12, the band sized for 1.2)`, or
+/// ` x 0.93 for bursts (p99 of rounds over their level 1.12, the headroom sized for 1.2)`, or
 /// why the factor is still 1.
 fn render_bursts(f: &mut fmt::Formatter<'_>, bursts: &BurstReading) -> fmt::Result {
     // 0.99 -> p99, 0.995 -> p99.5: the percentile without float noise.
@@ -228,7 +228,7 @@ fn render_bursts(f: &mut fmt::Formatter<'_>, bursts: &BurstReading) -> fmt::Resu
         Some(measured) => write!(
             f,
             " x {:.2} for bursts ({percentile} of rounds over their level {measured:.2}, the \
-             band sized for {})",
+             headroom sized for {})",
             bursts.factor, bursts.expect
         ),
         None => write!(

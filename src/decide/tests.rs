@@ -736,7 +736,7 @@ fn measured_bursts_size_the_headroom_for_the_load_at_hand() {
     assert_eq!(scaled_to(&d), Some(6), "{}", d.sentence());
     assert!(
         d.sentence().contains(
-            "x 1.37 for bursts (p90 of rounds over their level 1.51, the band sized for 1.1)"
+            "x 1.37 for bursts (p90 of rounds over their level 1.51, the headroom sized for 1.1)"
         ),
         "{}",
         d.sentence()

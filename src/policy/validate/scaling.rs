@@ -373,22 +373,26 @@ fn check_bursts(
             None
         }
     };
-    if let (Some(q), Some(window), Some(interval)) = (quantile, window, interval) {
+    // A quantile the window cannot answer is reported on the quantile; `expect` is still
+    // checked, so every problem shows at once.
+    let quantile = quantile.filter(|&q| {
+        let (Some(window), Some(interval)) = (window, interval) else { return true };
         let rounds = bounds::history_rounds(window, interval);
         let needed = (10.0 / (1.0 - q)).ceil();
-        if (rounds as f64) < needed {
-            c.bad(
-                &quantile_path,
-                format!(
-                    "the {q} quantile needs at least {needed} rounds in bursts.window (ten beyond \
-                     it); {} at sampling.interval {} holds {rounds}",
-                    humantime::format_duration(window),
-                    humantime::format_duration(interval)
-                ),
-            );
-            return None;
+        if (rounds as f64) >= needed {
+            return true;
         }
-    }
+        c.bad(
+            &quantile_path,
+            format!(
+                "the {q} quantile needs at least {needed} rounds in bursts.window (ten beyond \
+                 it); {} at sampling.interval {} holds {rounds}",
+                humantime::format_duration(window),
+                humantime::format_duration(interval)
+            ),
+        );
+        false
+    });
     let expect = match spec.expect {
         Some(e) if e.is_finite() && (1.0..=16.0).contains(&e) => Some(e),
         Some(e) => {
