@@ -24,6 +24,7 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
+use super::series::window_start;
 use crate::observe::Timestamp;
 use crate::policy::Bursts;
 
@@ -114,10 +115,7 @@ impl BurstMemory {
                 self.count(bin, true);
             }
         }
-        let cutoff = chrono::Duration::from_std(self.config.window)
-            .ok()
-            .and_then(|w| now.checked_sub_signed(w))
-            .unwrap_or(Timestamp::MIN_UTC);
+        let cutoff = window_start(now, self.config.window);
         while let Some(&(at, bin)) = self.rounds.front() {
             if at > cutoff {
                 break;

@@ -14,7 +14,7 @@ use super::reason::{
     Adjustment, Direction, Reading, ScalingReason, past_band_edge, within_tolerance,
 };
 use super::seasonal::{SeasonalForecast, SeasonalMemory};
-use super::series::{self, RoundValues, Series};
+use super::series::{self, RoundValues, Series, window_start};
 use super::{Fleet, ScalingDecision};
 use crate::observe::{History, Timestamp};
 use crate::policy::{
@@ -127,11 +127,11 @@ impl ScalingMemory {
             .map(|b| b.period.max(b.cooldown))
             .max()
             .unwrap_or_default();
-        let rec_cutoff = before(now, keep_recommendations);
+        let rec_cutoff = window_start(now, keep_recommendations);
         while self.recommendations.front().is_some_and(|(at, _)| *at <= rec_cutoff) {
             self.recommendations.pop_front();
         }
-        let event_cutoff = before(now, keep_events);
+        let event_cutoff = window_start(now, keep_events);
         // The newest event stays: cooldowns measure from it.
         while self.events.len() > 1 && self.events.front().is_some_and(|e| e.at <= event_cutoff) {
             self.events.pop_front();
@@ -197,13 +197,6 @@ fn kept_for<'m, M: Clone>(
 /// How far ahead a seasonal floor looks: a replica asked for now serves after the warm-up.
 fn ahead(scaling: &Scaling, seasonal: &Seasonal) -> Duration {
     scaling.warmup.saturating_add(seasonal.horizon)
-}
-
-fn before(now: Timestamp, d: Duration) -> Timestamp {
-    chrono::Duration::from_std(d)
-        .ok()
-        .and_then(|d| now.checked_sub_signed(d))
-        .unwrap_or(Timestamp::MIN_UTC)
 }
 
 pub(super) fn decide(
@@ -512,7 +505,7 @@ fn stabilize(
     adjustments: &mut Vec<Adjustment>,
 ) -> u16 {
     let in_window = |window: Duration| {
-        let cutoff = before(now, window);
+        let cutoff = window_start(now, window);
         memory
             .recommendations
             .iter()
@@ -584,7 +577,7 @@ fn limit_rate(
             return current;
         }
     }
-    let cutoff = before(now, behavior.period);
+    let cutoff = window_start(now, behavior.period);
     let (mut added, mut removed) = (0i32, 0i32);
     for e in memory.events.iter().filter(|e| e.at > cutoff) {
         let change = i32::from(e.to) - i32::from(e.from);

@@ -174,7 +174,9 @@ impl Series {
     }
 }
 
-fn window_start(now: Timestamp, window: Duration) -> Timestamp {
+/// The instant `window` before `now`, or the earliest time when that is before it: where a
+/// window ending now starts. Every cutoff in the core is this one instant.
+pub(super) fn window_start(now: Timestamp, window: Duration) -> Timestamp {
     chrono::Duration::from_std(window)
         .ok()
         .and_then(|w| now.checked_sub_signed(w))
