@@ -1,6 +1,6 @@
 //! The search space: one [`Knob`] per tunable field of `spec.scaling`, each with the values
 //! the search tries, how to read and set it on a validated [`Scaling`], and how it is written
-//! back to YAML. Adding a knob (a forecast setting, say) is one more entry in [`KNOBS`].
+//! back to YAML. Adding a knob is one more entry in [`KNOBS`].
 //!
 //! Every value a knob offers keeps the policy valid on its own (the bounds `check` enforces:
 //! [`crate::policy::bounds`], a window of at least one sampling interval and a history that
@@ -247,6 +247,47 @@ fn burst_expectations(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
         .collect()
 }
 
+/// How far past one warm-up the seasonal floor looks: from the ramp's own minute to half an
+/// hour early; none without `seasonal`.
+fn seasonal_horizons(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
+    if first(scaling).and_then(|m| m.seasonal.as_ref()).is_none() {
+        return Vec::new();
+    }
+    durations(&[secs(0), secs(300), secs(900), secs(1800)])
+}
+
+/// How wrong the seasonal forecast may lately have been and still act; none without `seasonal`.
+fn seasonal_errors(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
+    if first(scaling).and_then(|m| m.seasonal.as_ref()).is_none() {
+        return Vec::new();
+    }
+    [0.1, 0.2, 0.3, 0.5].map(Setting::Number).to_vec()
+}
+
+/// The scale-down window while the seasonal forecast agrees; none without `seasonal`.
+fn seasonal_stabilizations(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
+    if first(scaling).and_then(|m| m.seasonal.as_ref()).is_none() {
+        return Vec::new();
+    }
+    durations(&[secs(0), secs(60), secs(120), secs(300)])
+}
+
+/// Trend windows from 2 to 30 minutes that fit a line (two sampling intervals at least) and
+/// the history bound; none without `forecast`.
+fn forecast_windows(policy: &Policy, scaling: &Scaling) -> Vec<Setting> {
+    if scaling.forecast.is_none() {
+        return Vec::new();
+    }
+    let interval = policy.sampling.interval;
+    let candidates = [secs(120), secs(300), secs(600), secs(900), secs(1800)];
+    let valid = candidates.into_iter().filter(|window| {
+        *window >= interval.saturating_mul(2)
+            && bounds::FORECAST_WINDOW.check(*window, "").is_ok()
+            && bounds::history_problem(*window, interval).is_none()
+    });
+    valid.map(Setting::Duration).collect()
+}
+
 fn up_stabilizations(_: &Policy, _: &Scaling) -> Vec<Setting> {
     durations(&[secs(0), secs(15), secs(30), secs(60), secs(120)])
 }
@@ -314,20 +355,36 @@ macro_rules! step_knob {
     };
 }
 
-/// A knob over a number of the first metric's saturation step (none: it reads 0 and is
-/// offered nothing, see [`saturation_ceilings`]).
-macro_rules! saturation_knob {
-    ($name:literal, $values:expr, $field:ident) => {
+/// A knob over a field of an optional block: of the first metric (`metric saturation.above`)
+/// or of `spec.scaling` (`scaling forecast.window`). Without the block it reads the field's
+/// default, which is never set or written: its values function offers nothing then.
+macro_rules! block_knob {
+    ($name:literal, $values:expr, $kind:ident, metric $block:ident . $field:ident) => {
         Knob {
             field: $name,
             values: $values,
             get: |scaling| {
-                Setting::Number(first(scaling).and_then(|m| m.saturation).map_or(0.0, |s| s.$field))
+                let block = first(scaling).and_then(|m| m.$block.as_ref());
+                Setting::$kind(block.map_or(Default::default(), |b| b.$field))
             },
             set: |scaling, value| {
-                let saturation = scaling.metrics.first_mut().and_then(|m| m.saturation.as_mut());
-                if let (Setting::Number(number), Some(saturation)) = (value, saturation) {
-                    saturation.$field = *number;
+                let block = scaling.metrics.first_mut().and_then(|m| m.$block.as_mut());
+                if let (Setting::$kind(value), Some(block)) = (value, block) {
+                    block.$field = *value;
+                }
+            },
+        }
+    };
+    ($name:literal, $values:expr, $kind:ident, scaling $block:ident . $field:ident) => {
+        Knob {
+            field: $name,
+            values: $values,
+            get: |scaling| {
+                Setting::$kind(scaling.$block.as_ref().map_or(Default::default(), |b| b.$field))
+            },
+            set: |scaling, value| {
+                if let (Setting::$kind(value), Some(block)) = (value, scaling.$block.as_mut()) {
+                    block.$field = *value;
                 }
             },
         }
@@ -394,22 +451,23 @@ pub const KNOBS: &[Knob] = &[
             }
         },
     },
-    saturation_knob!("metrics[0].saturation.above", saturation_ceilings, above),
-    saturation_knob!("metrics[0].saturation.factor", saturation_factors, factor),
-    Knob {
-        field: "metrics[0].bursts.expect",
-        values: burst_expectations,
-        // Without bursts the knob offers nothing, and 0 is never set or written.
-        get: |scaling| {
-            Setting::Number(first(scaling).and_then(|m| m.bursts).map_or(0.0, |b| b.expect))
-        },
-        set: |scaling, value| {
-            let bursts = scaling.metrics.first_mut().and_then(|m| m.bursts.as_mut());
-            if let (Setting::Number(expect), Some(bursts)) = (value, bursts) {
-                bursts.expect = *expect;
-            }
-        },
-    },
+    block_knob!(
+        "metrics[0].saturation.above",
+        saturation_ceilings,
+        Number,
+        metric saturation.above
+    ),
+    block_knob!("metrics[0].saturation.factor", saturation_factors, Number, metric saturation.factor),
+    block_knob!("metrics[0].bursts.expect", burst_expectations, Number, metric bursts.expect),
+    block_knob!("metrics[0].seasonal.horizon", seasonal_horizons, Duration, metric seasonal.horizon),
+    block_knob!("metrics[0].seasonal.maxError", seasonal_errors, Number, metric seasonal.max_error),
+    block_knob!(
+        "metrics[0].seasonal.scaleDownStabilization",
+        seasonal_stabilizations,
+        Duration,
+        metric seasonal.scale_down_stabilization
+    ),
+    block_knob!("forecast.window", forecast_windows, Duration, scaling forecast.window),
     duration_knob!("scaleUp.stabilization", up_stabilizations, scale_up.stabilization),
     step_knob!("scaleUp.maxStep", up_steps, scale_up.max_step),
     duration_knob!("scaleUp.period", periods, scale_up.period),
@@ -447,8 +505,8 @@ mod tests {
         policy().metric(redis_metric("instantaneous_ops_per_sec", 35_000.0)).max(12).build()
     }
 
-    /// The base with a band (in place of the tolerance), a saturation step and measured
-    /// bursts on its metric.
+    /// The base with a band (in place of the tolerance), a saturation step, measured bursts
+    /// and a seasonal forecast on its metric, and a linear trend.
     fn banded() -> Policy {
         let mut base = base();
         let scaling = base.scaling.as_mut().expect("scaling");
@@ -457,6 +515,17 @@ mod tests {
             Some(crate::policy::Saturation { above: 47_500.0, factor: 2.0, rounds: 1 });
         scaling.metrics[0].bursts =
             Some(crate::policy::Bursts { quantile: 0.99, window: secs(86_400), expect: 1.2 });
+        scaling.metrics[0].seasonal = Some(crate::policy::Seasonal {
+            periods: vec![secs(86_400), secs(7 * 86_400)],
+            horizon: secs(300),
+            max_error: 0.25,
+            scale_down_stabilization: secs(60),
+            history: None,
+        });
+        scaling.forecast = Some(crate::policy::Forecast {
+            method: crate::policy::ForecastMethod::Linear,
+            window: secs(900),
+        });
         base
     }
 
@@ -536,6 +605,24 @@ mod tests {
         // At 1 s sampling, 10 minutes is 600 rounds: still within the bound.
         base.sampling.interval = secs(1);
         assert!(windows_of(&base).contains(&Setting::Duration(secs(600))));
+    }
+
+    #[test]
+    fn forecast_knobs_offer_nothing_without_a_forecast_and_fit_the_sampling() {
+        let plain = super::tests::base();
+        let plain_scaling = plain.scaling.clone().expect("scaling");
+        for values in
+            [seasonal_horizons, seasonal_errors, seasonal_stabilizations, forecast_windows]
+        {
+            assert!(values(&plain, &plain_scaling).is_empty());
+        }
+        // A line needs two rounds: at 2-minute sampling, a 2-minute trend window is left out.
+        let mut slow = banded();
+        slow.sampling.interval = secs(120);
+        let slow_scaling = slow.scaling.clone().expect("scaling");
+        let windows = forecast_windows(&slow, &slow_scaling);
+        assert!(!windows.contains(&Setting::Duration(secs(120))), "{windows:?}");
+        assert!(windows.contains(&Setting::Duration(secs(300))), "{windows:?}");
     }
 
     fn windows_of(policy: &Policy) -> Vec<Setting> {
