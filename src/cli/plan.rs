@@ -116,15 +116,16 @@ async fn evaluate(policy: &Policy, fill: bool, kube: ClientOptions) -> anyhow::R
     let interval = policy.sampling.interval;
     let rounds_wanted = rounds_to_fill(policy);
     let rounds = if fill { rounds_wanted } else { rounds_for_rates(policy) };
-    // The seasonal forecasts start from what Prometheus kept, as in the daemon.
+    // Seasonal forecasts and measured bursts start from what Prometheus kept, as in the daemon.
     let mut memory = Memory::default();
     if let Some(scaling) = &policy.scaling {
-        for past in sampler.seasonal_history(policy, chrono::Utc::now()).await {
+        for past in sampler.metric_histories(policy, chrono::Utc::now()).await {
             match &past.points {
-                Ok(points) => memory.scaling.seed_seasonal(scaling, past.metric, points),
+                Ok(points) => memory.scaling.seed(scaling, past.learns, past.metric, points),
                 Err(error) => eprintln!(
-                    "warning: cannot read the seasonal history `{}` from Prometheus: {error}; \
-                     the forecast has nothing to go on",
+                    "warning: cannot read the {} history `{}` from Prometheus: {error}; it has \
+                     only this run's samples to go on",
+                    past.learns.name(),
                     past.query
                 ),
             }

@@ -35,7 +35,7 @@ use crate::observe::{History, Observation, Timestamp};
 use crate::policy::{AlertAction, BeforeAction, MetricSource, Policy, Target};
 use crate::resource::status::{LastAction, LastFailover};
 use crate::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
-use crate::sample::{PolicySampler, SeasonalHistory, SetupError, redis_access};
+use crate::sample::{MetricHistory, PolicySampler, SetupError, redis_access};
 use crate::snapshot::Snapshotter;
 
 /// What the rest of the daemon can ask of a policy's loop.
@@ -161,9 +161,10 @@ impl<C: Cluster> PolicyLoop<C> {
         let master_watch = MasterWatch::start();
         let mut round_overruns = Overruns::new("scaling");
         let mut probe_overruns = Overruns::new("health");
-        // The seasonal forecasts' past, read in the background: a slow Prometheus must not
-        // hold up health probes, and rounds sampled meanwhile are learnt as usual.
-        let mut history_read = self.read_seasonal_history();
+        // The past of what metrics learn over time (seasonal forecasts, measured bursts), read
+        // in the background: a slow Prometheus must not hold up health probes, and rounds
+        // sampled meanwhile are learnt as usual.
+        let mut history_read = self.read_histories();
         loop {
             master_watch.follow(self.serving_master.clone());
             // Biased: shutdown and commands first, then starting a round (it only spawns its
@@ -175,13 +176,13 @@ impl<C: Cluster> PolicyLoop<C> {
                 command = commands.recv() => match command {
                     None => break,
                     Some(Command::Reload(policy)) => {
-                        let seasonal_before = seasonal_configs(&self.policy);
+                        let learnt_before = learnt_configs(&self.policy);
                         self.reload(*policy, &mut ticker, &mut probes);
-                        if seasonal_configs(&self.policy) != seasonal_before {
+                        if learnt_configs(&self.policy) != learnt_before {
                             if let Some(read) = history_read.take() {
                                 read.abort();
                             }
-                            history_read = self.read_seasonal_history();
+                            history_read = self.read_histories();
                         }
                     }
                     Some(Command::Alert { alert_name, action }) => {
@@ -205,7 +206,7 @@ impl<C: Cluster> PolicyLoop<C> {
                 histories = wait(&mut history_read) => {
                     history_read = None;
                     if let Ok(histories) = histories {
-                        self.seed_seasonal(&histories);
+                        self.seed(&histories);
                     }
                 }
                 at = probes.tick() => {
@@ -286,35 +287,35 @@ impl<C: Cluster> PolicyLoop<C> {
         }
     }
 
-    /// Starts reading the history of every seasonal forecast that names a query, if any does.
-    fn read_seasonal_history(&self) -> Option<JoinHandle<Vec<SeasonalHistory>>> {
-        let reads_history = self
-            .policy
-            .scaling
-            .iter()
-            .flat_map(|s| &s.metrics)
-            .any(|m| m.seasonal.as_ref().is_some_and(|s| s.history.is_some()));
+    /// Starts reading the history of every seasonal forecast and measured bursts that name a
+    /// query, if any do.
+    fn read_histories(&self) -> Option<JoinHandle<Vec<MetricHistory>>> {
+        let reads_history = self.policy.scaling.iter().flat_map(|s| &s.metrics).any(|m| {
+            m.seasonal.as_ref().is_some_and(|s| s.history.is_some())
+                || m.bursts.as_ref().is_some_and(|b| b.history.is_some())
+        });
         if !reads_history {
             return None;
         }
         let (sampler, policy) = (Arc::clone(&self.sampler), self.policy.clone());
         Some(tokio::spawn(
-            async move { sampler.seasonal_history(&policy, chrono::Utc::now()).await },
+            async move { sampler.metric_histories(&policy, chrono::Utc::now()).await },
         ))
     }
 
-    /// Feeds what Prometheus kept to the forecasts; a failed read is said and the forecast
-    /// learns from the rounds alone.
-    fn seed_seasonal(&mut self, histories: &[SeasonalHistory]) {
+    /// Feeds what Prometheus kept to what the metrics learn; a failed read is said and the
+    /// metric learns from the rounds alone.
+    fn seed(&mut self, histories: &[MetricHistory]) {
         let Some(scaling) = &self.policy.scaling else { return };
         for history in histories {
+            let what = history.learns.name();
             match &history.points {
                 Ok(points) => {
-                    self.memory.scaling.seed_seasonal(scaling, history.metric, points);
-                    tracing::info!(policy = %self.policy.name, query = %history.query, minutes = points.len(), "seasonal forecast: history read from Prometheus");
+                    self.memory.scaling.seed(scaling, history.learns, history.metric, points);
+                    tracing::info!(policy = %self.policy.name, query = %history.query, points = points.len(), "{what}: history read from Prometheus");
                 }
                 Err(error) => {
-                    tracing::warn!(policy = %self.policy.name, query = %history.query, %error, "seasonal forecast: cannot read its history; it learns from the samples alone");
+                    tracing::warn!(policy = %self.policy.name, query = %history.query, %error, "{what}: cannot read its history; it learns from the samples alone");
                 }
             }
         }
@@ -678,8 +679,13 @@ async fn wait<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::Joi
 }
 
 /// Each metric's seasonal forecast settings: a reload that changes them reads history again.
-fn seasonal_configs(policy: &Policy) -> Vec<Option<crate::policy::Seasonal>> {
-    policy.scaling.iter().flat_map(|s| &s.metrics).map(|m| m.seasonal.clone()).collect()
+/// What each metric learns over time, as configured: a reload that changes it reads the
+/// history again.
+fn learnt_configs(
+    policy: &Policy,
+) -> Vec<(Option<crate::policy::Seasonal>, Option<crate::policy::Bursts>)> {
+    let metrics = policy.scaling.iter().flat_map(|s| &s.metrics);
+    metrics.map(|m| (m.seasonal.clone(), m.bursts.clone())).collect()
 }
 
 /// The `INFO` fields a policy's metrics read, each once.

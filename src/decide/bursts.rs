@@ -24,9 +24,9 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use super::series::window_start;
+use super::series::{self, window_start};
 use crate::observe::Timestamp;
-use crate::policy::Bursts;
+use crate::policy::{Bursts, Metric};
 
 /// Ratios are kept in logarithmic bins of this relative width (half a percent), from
 /// `RATIO_MIN` up; anything beyond the last bin counts in it.
@@ -74,7 +74,7 @@ pub struct BurstReading {
 impl BurstMemory {
     pub fn new(config: &Bursts) -> Self {
         Self {
-            config: *config,
+            config: config.clone(),
             pending: VecDeque::new(),
             newest: None,
             rounds: VecDeque::new(),
@@ -124,6 +124,25 @@ impl BurstMemory {
             self.count(bin, false);
         }
         self.settle();
+    }
+
+    /// Measures a metric's past values per replica (oldest first, one per sampling round) as
+    /// if each had been a live round: its level is the metric's statistic over the metric's
+    /// window ending at it, counted from the same fraction of the target. The rounds still
+    /// waiting for their level around them at the end are dropped: live rounds are totals,
+    /// and a level of totals must not measure a value per replica.
+    pub fn replay(&mut self, metric: &Metric, points: &[(Timestamp, f64)]) {
+        let mut first = 0;
+        for (newest, &(now, _)) in points.iter().enumerate() {
+            let cutoff = window_start(now, metric.window);
+            while first < newest && points[first].0 <= cutoff {
+                first += 1;
+            }
+            let window = &points[first..=newest];
+            let level = series::statistic(metric.statistic, window, now);
+            self.feed(window, level, level >= COUNTED_FROM * metric.target, now);
+        }
+        self.pending.clear();
     }
 
     /// One round more or less in `bin`.

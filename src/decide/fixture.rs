@@ -117,7 +117,7 @@ impl ScalingBuilder {
     /// level within `window`, against `expect`.
     pub fn bursts(mut self, quantile: f64, window: Duration, expect: f64) -> Self {
         if let Some(m) = self.0.metrics.last_mut() {
-            m.bursts = Some(Bursts { quantile, window, expect });
+            m.bursts = Some(Bursts { quantile, window, expect, history: None });
         }
         self
     }

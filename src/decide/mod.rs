@@ -29,7 +29,7 @@ pub use health::{HealthDecision, HealthMemory, HealthReason};
 pub use reason::{
     Adjustment, BurstReading, Reading, ScalingReason, SeasonalReading, number as format_number,
 };
-pub use scaling::ScalingMemory;
+pub use scaling::{Learnt, ScalingMemory};
 pub use seasonal::SeasonalForecast;
 
 /// The deployment as the cluster reports it right now.

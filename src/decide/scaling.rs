@@ -37,6 +37,25 @@ pub struct ScalingMemory {
     bursts: Vec<Option<BurstMemory>>,
 }
 
+/// What a metric learns over time, and so what its history read back from Prometheus seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learnt {
+    /// `seasonal`: the per-minute total, over the longest period.
+    Seasonal,
+    /// `bursts`: the value per replica each round, over the bursts' window.
+    Bursts,
+}
+
+impl Learnt {
+    /// How logs and warnings name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Learnt::Seasonal => "seasonal forecast",
+            Learnt::Bursts => "measured bursts",
+        }
+    }
+}
+
 /// How long an alert's scale-up request stands if it cannot be met (maxReplicas, failures):
 /// long enough to outlast cooldowns and rate limits, short enough not to pin the fleet.
 const REQUEST_LIFETIME: Duration = Duration::from_secs(600);
@@ -70,22 +89,45 @@ impl ScalingMemory {
         self.requested = Some(ScaleRequest { at, alert: alert.to_owned(), at_least });
     }
 
-    /// Starts metric `index`'s seasonal profile afresh from its past total (oldest first), as
-    /// Prometheus kept it: a restarted daemon forecasts from its first decisions. Afresh,
-    /// because the history usually arrives after a round or two were learnt, and a profile
-    /// only scores the minutes it sees in order; those rounds are learnt again from the
-    /// metric's window at the next decision.
+    /// Starts what metric `index` learns over time afresh from its past (oldest first), as
+    /// Prometheus kept it, so a restarted daemon decides as the old one would have from its
+    /// first decisions: the seasonal profile from the per-minute total, the burst ratios from
+    /// the per-replica value each round. Afresh, because the history usually arrives after a
+    /// round or two were learnt: a profile only scores the minutes it sees in order, and
+    /// ratios must not be counted twice; those rounds are learnt again from the metric's
+    /// window at the next decision.
     /// An empty history changes nothing: a query that matched nothing says nothing about the
     /// load, and must not erase what the rounds taught.
-    pub fn seed_seasonal(&mut self, scaling: &Scaling, index: usize, points: &[(Timestamp, f64)]) {
+    pub fn seed(
+        &mut self,
+        scaling: &Scaling,
+        learns: Learnt,
+        index: usize,
+        points: &[(Timestamp, f64)],
+    ) {
         if points.is_empty() {
             return;
         }
-        if let Some(slot) = self.seasonal.get_mut(index) {
-            *slot = None;
-        }
-        if let Some(profile) = seasonal_for(&mut self.seasonal, scaling, index) {
-            profile.feed(points);
+        match learns {
+            Learnt::Seasonal => {
+                if let Some(slot) = self.seasonal.get_mut(index) {
+                    *slot = None;
+                }
+                if let Some(profile) = seasonal_for(&mut self.seasonal, scaling, index) {
+                    profile.feed(points);
+                }
+            }
+            Learnt::Bursts => {
+                if let Some(slot) = self.bursts.get_mut(index) {
+                    *slot = None;
+                }
+                let metric = scaling.metrics.get(index);
+                if let (Some(memory), Some(metric)) =
+                    (bursts_for(&mut self.bursts, scaling, index), metric)
+                {
+                    memory.replay(metric, points);
+                }
+            }
         }
     }
 

@@ -583,7 +583,7 @@ fn yesterday_ramped_at_two_pm(today: impl Fn(i64) -> f64) -> Vec<(Timestamp, f64
 fn seasonal_run(policy: Policy, replicas: u16, history: &[(Timestamp, f64)]) -> Run {
     let mut run = Run::new(policy, replicas);
     let scaling = run.policy.scaling.clone().expect("scaling");
-    run.memory.scaling.seed_seasonal(&scaling, 0, history);
+    run.memory.scaling.seed(&scaling, crate::decide::Learnt::Seasonal, 0, history);
     run
 }
 
@@ -743,6 +743,44 @@ fn measured_bursts_size_the_headroom_for_the_load_at_hand() {
     );
 }
 
+/// Issue 16: a restarted daemon measures the bursts from its first decision. The history
+/// Prometheus kept (the value per replica each round: 1,050, every fifth 1.5x, for 200 rounds)
+/// seeds the same ratios the live rounds would have counted, so the first round after it
+/// decides what the 200th live round did; without it the factor is 1 and nothing moves.
+#[test]
+fn a_history_of_the_value_per_replica_measures_the_bursts_from_the_first_decision() {
+    let mut live = Run::new(bursty_policy(), 4);
+    let lived = run_bursts(&mut live, 0, 200, 1.5);
+    assert_eq!(scaled_to(&lived), Some(6), "{}", lived.sentence());
+
+    let history: Vec<(Timestamp, f64)> =
+        (0..200).map(|i| (t(i * 10), if i % 5 == 4 { 1_050.0 * 1.5 } else { 1_050.0 })).collect();
+    let mut restarted = Run::new(bursty_policy(), 4);
+    let scaling = restarted.policy.scaling.clone().expect("scaling");
+    restarted.memory.scaling.seed(&scaling, crate::decide::Learnt::Bursts, 0, &history);
+    let first = restarted.tick(round(t(2_000)).ready_ops(&[1_050.0; 4]));
+    assert_eq!(scaled_to(&first), Some(6), "{}", first.sentence());
+    assert_eq!(bursts_of(&first).measured, bursts_of(&lived).measured);
+
+    let mut forgetful = Run::new(bursty_policy(), 4);
+    let first = forgetful.tick(round(t(2_000)).ready_ops(&[1_050.0; 4]));
+    assert_eq!((scaled_to(&first), bursts_of(&first).factor), (None, 1.0), "{}", first.sentence());
+}
+
+/// Rounds of a history well under the target (an idle night) are not counted, as live ones
+/// are not: their ratios say nothing about the headroom at the target.
+#[test]
+fn a_history_under_half_the_target_counts_no_bursts() {
+    let history: Vec<(Timestamp, f64)> =
+        (0..200).map(|i| (t(i * 10), if i % 5 == 4 { 300.0 * 1.5 } else { 300.0 })).collect();
+    let mut run = Run::new(bursty_policy(), 4);
+    let scaling = run.policy.scaling.clone().expect("scaling");
+    run.memory.scaling.seed(&scaling, crate::decide::Learnt::Bursts, 0, &history);
+    let first = run.tick(round(t(2_000)).ready_ops(&[1_050.0; 4]));
+    // The live round's own ratio alone.
+    assert_eq!(bursts_of(&first).rounds, 1, "{}", first.sentence());
+}
+
 /// Until the window holds ten rounds beyond the quantile (100 for the 0.9), the factor is 1
 /// and the policy decides as without bursts.
 #[test]
@@ -784,7 +822,8 @@ fn lasting_rises_and_falls_are_not_counted_as_bursts() {
 #[test]
 fn the_burst_quantile_follows_the_rounds_in_its_window() {
     use super::bursts::BurstMemory;
-    let config = crate::policy::Bursts { quantile: 0.95, window: secs(600), expect: 1.0 };
+    let config =
+        crate::policy::Bursts { quantile: 0.95, window: secs(600), expect: 1.0, history: None };
     let mut memory = BurstMemory::new(&config);
     let mut seed: u64 = 7;
     let mut held: Vec<(i64, f64)> = Vec::new();
@@ -833,7 +872,7 @@ fn an_empty_seasonal_history_erases_nothing() {
     let policy = scaling().redis("instantaneous_ops_per_sec", 1000.0).seasonal(&[24], 60).policy();
     let mut run = seasonal_run(policy, 1, &yesterday_ramped_at_two_pm(|_| 1_000.0));
     let scaling = run.policy.scaling.clone().expect("scaling");
-    run.memory.scaling.seed_seasonal(&scaling, 0, &[]);
+    run.memory.scaling.seed(&scaling, crate::decide::Learnt::Seasonal, 0, &[]);
     let decision = run.tick(round(t(86_400 + 13 * 3600 + 55 * 60)).ready_ops(&[1_000.0]));
     assert_eq!(scaled_to(&decision), Some(5), "{}", decision.sentence());
 }

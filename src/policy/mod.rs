@@ -244,7 +244,7 @@ pub struct Seasonal {
 
 /// See [`Metric::bursts`]. The level is multiplied by the `quantile` of each round's value
 /// over the level at that round, measured over `window`, divided by `expect`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Bursts {
     /// Which quantile of the ratios is the burst the headroom must hold (e.g. 0.99).
     pub quantile: f64,
@@ -252,6 +252,9 @@ pub struct Bursts {
     pub window: Duration,
     /// The burst ratio the policy's band and target were chosen for.
     pub expect: f64,
+    /// A PromQL expression for the metric per replica over time, read back over `window` on a
+    /// daemon's start so a restart does not forget; `None`: measured from the samples alone.
+    pub history: Option<String>,
 }
 
 /// See [`Metric::saturation`].

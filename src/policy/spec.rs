@@ -278,10 +278,11 @@ pub struct BurstsSpec {
     pub quantile: Option<f64>,
     pub window: Option<String>,
     pub expect: Option<f64>,
+    pub history: Option<String>,
 }
 
 impl BurstsSpec {
-    pub const FIELDS: &[&str] = &["quantile", "window", "expect"];
+    pub const FIELDS: &[&str] = &["quantile", "window", "expect", "history"];
 }
 
 impl MetricSpec {
@@ -713,7 +714,7 @@ spec:
       - {redis: x, prometheus: x, rate: true, aggregate: x, statistic: x, halfLife: x, window: x, target: 1,
           plausibleMax: 1, seasonal: {periods: [x], horizon: x, maxError: 1,
           scaleDownStabilization: x, history: x}, saturation: {above: 1, factor: 1, rounds: 1},
-          bursts: {quantile: 1, window: x, expect: 1}}
+          bursts: {quantile: 1, window: x, expect: 1, history: x}}
     tolerance: 0
     band: {scaleUpAbove: 1, sizeFor: 1, scaleDownBelow: 1}
     warmup: x

@@ -13,10 +13,12 @@ pub mod redis;
 pub mod secret;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use self::prometheus::{PrometheusAuth, PrometheusSampler, PrometheusSetupError};
 use self::redis::{Access, Endpoint, RedisSampler, Tls};
 use self::secret::SecretError;
+use crate::decide::Learnt;
 use crate::observe::{Observation, Timestamp};
 use crate::policy::{Policy, PrometheusCredentials, Target};
 
@@ -90,42 +92,55 @@ impl PolicySampler {
     }
 }
 
-/// One seasonal metric's past, as Prometheus kept it.
+/// One metric's past, as Prometheus kept it, for what the metric learns over time.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SeasonalHistory {
+pub struct MetricHistory {
     /// The metric's index in `spec.scaling.metrics`.
     pub metric: usize,
+    pub learns: Learnt,
     pub query: String,
-    /// Per minute, oldest first; or why it could not be read.
+    /// Oldest first, one per step; or why it could not be read.
     pub points: Result<Vec<(Timestamp, f64)>, String>,
 }
 
 impl PolicySampler {
-    /// The history of every metric whose seasonal forecast names a query, per minute, over
-    /// the longest period plus what the forecast looks ahead and an hour to score it on.
-    pub async fn seasonal_history(&self, policy: &Policy, now: Timestamp) -> Vec<SeasonalHistory> {
+    /// The history of every metric whose seasonal forecast or measured bursts name a query:
+    /// for the forecast per minute, over the longest period plus what it looks ahead and an
+    /// hour to score it on; for the bursts per sampling round, over their window plus the
+    /// metric's (the level of the window's first round).
+    pub async fn metric_histories(&self, policy: &Policy, now: Timestamp) -> Vec<MetricHistory> {
         let Some(scaling) = &policy.scaling else { return Vec::new() };
-        let wanted = scaling.metrics.iter().enumerate().filter_map(|(metric, m)| {
-            let seasonal = m.seasonal.as_ref()?;
-            let longest = seasonal.periods.iter().max().copied().unwrap_or_default();
-            let span = longest
-                .saturating_add(scaling.warmup)
-                .saturating_add(seasonal.horizon)
-                .saturating_add(std::time::Duration::from_secs(3600));
-            Some((metric, seasonal.history.clone()?, span))
-        });
-        let reads = wanted.map(|(metric, query, span)| async move {
+        const MINUTE: Duration = Duration::from_secs(60);
+        let mut wanted = Vec::new();
+        for (metric, m) in scaling.metrics.iter().enumerate() {
+            if let Some(seasonal) = &m.seasonal
+                && let Some(query) = &seasonal.history
+            {
+                let longest = seasonal.periods.iter().max().copied().unwrap_or_default();
+                let span = longest
+                    .saturating_add(scaling.warmup)
+                    .saturating_add(seasonal.horizon)
+                    .saturating_add(Duration::from_secs(3600));
+                wanted.push((metric, Learnt::Seasonal, query.clone(), span, MINUTE));
+            }
+            if let Some(bursts) = &m.bursts
+                && let Some(query) = &bursts.history
+            {
+                let span = bursts.window.saturating_add(m.window);
+                let step = policy.sampling.interval;
+                wanted.push((metric, Learnt::Bursts, query.clone(), span, step));
+            }
+        }
+        let reads = wanted.into_iter().map(|(metric, learns, query, span, step)| async move {
             let start = chrono::Duration::from_std(span)
                 .ok()
                 .and_then(|span| now.checked_sub_signed(span))
                 .unwrap_or(now);
             let points = match &self.prometheus {
-                Some(prometheus) => {
-                    prometheus.history(&query, start, now, std::time::Duration::from_secs(60)).await
-                }
+                Some(prometheus) => prometheus.history(&query, start, now, step).await,
                 None => Err("no spec.prometheus to read it from".to_owned()),
             };
-            SeasonalHistory { metric, query, points }
+            MetricHistory { metric, learns, query, points }
         });
         futures::future::join_all(reads).await
     }

@@ -93,8 +93,10 @@ impl PrometheusSampler {
     }
 }
 
-/// A day of minutes per range query: well under Prometheus' 11,000 points per series.
+/// At most a day per range query, and fewer points than Prometheus' 11,000 per series: a day
+/// of minutes or of 10-second rounds is one read.
 const HISTORY_CHUNK: Duration = Duration::from_secs(86_400);
+const HISTORY_POINTS_PER_READ: i64 = 10_000;
 /// More series than this is a query that forgot to sum them.
 const HISTORY_MAX_SERIES: usize = 64;
 /// Each range query's deadline: a day of one series is one quick read, even on a loaded
@@ -103,7 +105,8 @@ const HISTORY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl PrometheusSampler {
     /// `query`'s values every `step` over `[start, end]`, oldest first, the series of each
-    /// instant summed (the query should return one: the total). Read a day per request.
+    /// instant summed (the query should return one: the total). Read a day (or 10,000 steps)
+    /// per request.
     pub async fn history(
         &self,
         query: &str,
@@ -112,7 +115,7 @@ impl PrometheusSampler {
         step: Duration,
     ) -> Result<Vec<(Timestamp, f64)>, String> {
         let step_seconds = step.as_secs().max(1) as i64;
-        let chunk = HISTORY_CHUNK.as_secs() as i64;
+        let chunk = (HISTORY_CHUNK.as_secs() as i64).min(step_seconds * HISTORY_POINTS_PER_READ);
         let (mut from, end) = (start.timestamp(), end.timestamp());
         let mut points = Vec::new();
         while from <= end {

@@ -115,21 +115,26 @@ fn check_basic_auth(
     Some(PrometheusCredentials::Basic { username: username?, password: password? })
 }
 
-/// The first metric whose source is a PromQL query (one with `redis` set too has its own
-/// problem already).
 /// The first field that needs PromQL evaluated: a metric's `prometheus` query, or a seasonal
-/// forecast's `history`.
+/// forecast's or measured bursts' `history`.
 pub(super) fn first_promql_use(spec: &PolicySpec, metrics_path: &FieldPath) -> Option<FieldPath> {
     let metrics = spec.scaling.as_ref()?.metrics.as_ref()?;
     metrics.iter().enumerate().find_map(|(i, metric)| {
         if metric.prometheus.is_some() && metric.redis.is_none() {
             Some(metrics_path.index(i).key("prometheus"))
-        } else if metric.seasonal.as_ref().is_some_and(|s| s.history.is_some()) {
+        } else if metric.seasonal.as_ref().is_some_and(|s| names_query(&s.history)) {
             Some(metrics_path.index(i).key("seasonal").key("history"))
+        } else if metric.bursts.as_ref().is_some_and(|b| names_query(&b.history)) {
+            Some(metrics_path.index(i).key("bursts").key("history"))
         } else {
             None
         }
     })
+}
+
+/// Whether a `history` names a query (a blank one is its own problem).
+fn names_query(history: &Option<String>) -> bool {
+    history.as_deref().is_some_and(|q| !q.trim().is_empty())
 }
 
 /// The base URL of the Prometheus HTTP API, as written less any trailing `/` (the client

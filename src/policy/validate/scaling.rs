@@ -401,7 +401,14 @@ fn check_bursts(
         }
         None => c.required(None::<&f64>, &path.key("expect")).copied(),
     };
-    Some(Bursts { quantile: quantile?, window: window?, expect: expect? })
+    let history = match &spec.history {
+        Some(text) if text.trim().is_empty() => {
+            c.bad(&path.key("history"), "must be a PromQL query");
+            None
+        }
+        history => Some(history.clone()),
+    };
+    Some(Bursts { quantile: quantile?, window: window?, expect: expect?, history: history? })
 }
 
 /// `saturation`: a ceiling above the target (at or below it, every busy replica would read
@@ -872,6 +879,15 @@ mod tests {
     #[case::seasonal_history_without_prometheus(
         &scaling("        seasonal: {history: 'sum(x)'}\n"),
         "spec.scaling.metrics[0].seasonal.history", 11, 20,
+        "needs spec.prometheus.url to evaluate PromQL"
+    )]
+    #[case::bursts_history_empty(
+        &scaling("        bursts: {expect: 1.2, history: ' '}\n"),
+        "spec.scaling.metrics[0].bursts.history", 11, 40, "must be a PromQL query"
+    )]
+    #[case::bursts_history_without_prometheus(
+        &scaling("        bursts: {expect: 1.2, history: 'avg(x)'}\n"),
+        "spec.scaling.metrics[0].bursts.history", 11, 31,
         "needs spec.prometheus.url to evaluate PromQL"
     )]
     #[case::saturation_below_target(

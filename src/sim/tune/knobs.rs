@@ -238,7 +238,7 @@ fn saturation_factors(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
 /// The burst ratio the first metric's headroom is sized for, 10 % either side of the base's in
 /// steps of 5 %, within validation's [1, 16]; none without `bursts`.
 fn burst_expectations(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
-    let Some(bursts) = first(scaling).and_then(|m| m.bursts) else { return Vec::new() };
+    let Some(bursts) = first(scaling).and_then(|m| m.bursts.as_ref()) else { return Vec::new() };
     [0.9, 0.95, 1.05, 1.1]
         .iter()
         .map(|factor| significant(bursts.expect * factor, 3))
@@ -513,8 +513,12 @@ mod tests {
         scaling.band = Some(Band { scale_up_above: 0.95, size_for: 0.9, scale_down_below: 0.85 });
         scaling.metrics[0].saturation =
             Some(crate::policy::Saturation { above: 47_500.0, factor: 2.0, rounds: 1 });
-        scaling.metrics[0].bursts =
-            Some(crate::policy::Bursts { quantile: 0.99, window: secs(86_400), expect: 1.2 });
+        scaling.metrics[0].bursts = Some(crate::policy::Bursts {
+            quantile: 0.99,
+            window: secs(86_400),
+            expect: 1.2,
+            history: None,
+        });
         scaling.metrics[0].seasonal = Some(crate::policy::Seasonal {
             periods: vec![secs(86_400), secs(7 * 86_400)],
             horizon: secs(300),

@@ -1,9 +1,14 @@
-//! Issue 16: the seasonal forecast starts from what Prometheus kept. A real Prometheus holds
-//! two days of a load gauge, backfilled with `promtool`; yesterday the load jumped from 1,000
-//! to 5,000 a few minutes after this time of day. `plan`, which reads the history exactly as
-//! the daemon does (`PolicySampler::seasonal_history`, then `ScalingMemory::seed_seasonal`),
-//! must raise a one-replica fleet to the five replicas yesterday's rise (x5) needs, and say so;
-//! so must the daemon, which reads it in the background when the policy starts.
+//! Issue 16: what metrics learn over time starts from what Prometheus kept, so a restart does
+//! not forget. A real Prometheus holds the history, backfilled with `promtool`; `plan` reads it
+//! exactly as the daemon does (`PolicySampler::metric_histories`, then `ScalingMemory::seed`),
+//! and the daemon reads it in the background when the policy starts.
+//!
+//! - The seasonal forecast: two days of a load gauge per minute; yesterday the load jumped
+//!   from 1,000 to 5,000 a few minutes after this time of day. A one-replica fleet must be
+//!   raised to the five replicas yesterday's rise (x5) needs, and the reason must say so.
+//! - Measured bursts: an hour of the load per replica every 10 s, every fifth round a burst of
+//!   1.5x. The first decision must size the headroom for those bursts, which live rounds alone
+//!   would take 17 minutes to measure.
 
 mod support;
 
@@ -111,6 +116,92 @@ fn the_daemon_forecasts_yesterdays_ramp_from_a_backfilled_prometheus() {
     assert_raised_by_yesterdays_ramp(&decision, now);
     assert!(
         daemon.log().contains("seasonal forecast: history read from Prometheus"),
+        "{}",
+        daemon.log()
+    );
+}
+
+/// Rounds every 10 s of `app_ops_per_replica` from 70 until 10 minutes ago: 1,050, and every
+/// fifth round 1.5 times that.
+fn bursty_hour(now: i64) -> String {
+    let mut text = String::from(
+        "# HELP app_ops_per_replica Ops/s per replica.\n# TYPE app_ops_per_replica gauge\n",
+    );
+    let start = (now - 70 * 60) / 10 * 10;
+    for (i, at) in (start..now - 10 * 60).step_by(10).enumerate() {
+        let load = if i % 5 == 4 { 1_575 } else { 1_050 };
+        writeln!(text, "app_ops_per_replica {load} {at}").expect("write to a string");
+    }
+    text.push_str("# EOF\n");
+    text
+}
+
+/// One replica whose `maxclients` stands for a steady 1,050 ops/s against a target of 1,000
+/// (within the tolerance), with its bursts measured over an hour from `app_ops_per_replica`.
+fn bursty_policy(redis: &Redis, prometheus: &Prometheus) -> String {
+    format!(
+        "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: cache}}\n\
+         spec:\n  target: {{endpoints: ['{}']}}\n  prometheus: {{url: '{}'}}\n  sampling: \
+         {{interval: 10s}}\n  scaling:\n    minReplicas: 1\n    maxReplicas: 8\n    metrics:\n      \
+         - redis: maxclients\n        statistic: p50\n        window: 2m\n        target: 1000\n        \
+         bursts: {{quantile: 0.9, window: 1h, expect: 1.1, history: \
+         'avg(app_ops_per_replica)'}}\n",
+        redis.addr(),
+        prometheus.url()
+    )
+}
+
+fn bursty_past() -> (Redis, Prometheus) {
+    let prometheus = Prometheus::with_history(&bursty_hour(chrono::Utc::now().timestamp()));
+    (Redis::start(&["--maxclients", "1050"]), prometheus)
+}
+
+/// A decision whose headroom was sized for the history's bursts: the 0.9 quantile of the
+/// rounds over their level is a burst (1.5), so 1,050 x 1.5 / 1.1 = 1,432 asks for 2 replicas.
+fn assert_sized_for_the_past_bursts(decision: &Value) {
+    let bursts = &decision["reason"]["readings"][0]["bursts"];
+    let measured = bursts["measured"].as_f64().unwrap_or_else(|| panic!("{decision:#}"));
+    assert!((1.49..1.52).contains(&measured), "{decision:#}");
+    assert!(bursts["rounds"].as_u64().is_some_and(|r| r >= 200), "{decision:#}");
+    assert_eq!(decision["to"], 2, "{decision:#}");
+}
+
+#[test]
+fn plan_measures_the_bursts_prometheus_kept() {
+    let (redis, prometheus) = bursty_past();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policy_file = dir.path().join("policy.yaml");
+    std::fs::write(&policy_file, bursty_policy(&redis, &prometheus)).expect("write the policy");
+    let output = Command::new(BIN)
+        .args(["plan", "--output", "json", "--policy"])
+        .arg(&policy_file)
+        .output()
+        .expect("run plan");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("cannot read"), "{stderr}");
+    let document: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("plan printed no JSON ({e}):\n{stdout}\n{stderr}"));
+    assert_sized_for_the_past_bursts(&document["decisions"][0]);
+}
+
+/// The daemon's first decisions after the read carry the measured bursts.
+#[test]
+fn the_daemon_measures_the_bursts_prometheus_kept() {
+    let (redis, prometheus) = bursty_past();
+    let policy = bursty_policy(&redis, &prometheus);
+    let mut daemon = policy_daemon::Daemon::spawn(&[("cache.yaml", &policy)]);
+    let decision = daemon.wait_until(Duration::from_secs(60), "measured bursts", |d| {
+        let (status, body) = d.try_get("/v1/decisions?policy=cache&limit=50")?;
+        let decisions: Vec<Value> = serde_json::from_str(&body).ok().filter(|_| status == 200)?;
+        decisions
+            .into_iter()
+            .map(|record| record["decision"].clone())
+            .find(|decision| decision["reason"]["readings"][0]["bursts"]["measured"].is_number())
+    });
+    assert_sized_for_the_past_bursts(&decision);
+    assert!(
+        daemon.log().contains("measured bursts: history read from Prometheus"),
         "{}",
         daemon.log()
     );
