@@ -678,7 +678,6 @@ async fn wait<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::Joi
     }
 }
 
-/// Each metric's seasonal forecast settings: a reload that changes them reads history again.
 /// What each metric learns over time, as configured: a reload that changes it reads the
 /// history again.
 fn learnt_configs(
