@@ -23,18 +23,26 @@ use support::{Prometheus, Redis};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");
 
+/// A gauge's samples as OpenMetrics text, as `promtool` backfills it.
+fn openmetrics(gauge: &str, samples: impl Iterator<Item = (i64, u32)>) -> String {
+    let mut text = format!("# HELP {gauge} Ops/s.\n# TYPE {gauge} gauge\n");
+    for (at, value) in samples {
+        writeln!(text, "{gauge} {value} {at}").expect("write to a string");
+    }
+    text.push_str("# EOF\n");
+    text
+}
+
 /// Minute samples of `app_load` from two days ago until `end_ago` seconds ago; the load is
 /// 5,000 from `ramp_in` seconds from now minus a day, for an hour, and 1,000 otherwise.
 fn history(now: i64, ramp_in: i64, end_ago: i64) -> String {
     let ramp = now + ramp_in - 86_400;
-    let mut text = String::from("# HELP app_load Ops/s the cache serves.\n# TYPE app_load gauge\n");
     let start = (now - 2 * 86_400) / 60 * 60;
-    for at in (start..now - end_ago).step_by(60) {
-        let load = if (ramp..ramp + 3600).contains(&at) { 5_000 } else { 1_000 };
-        writeln!(text, "app_load {load} {at}").expect("write to a string");
-    }
-    text.push_str("# EOF\n");
-    text
+    let minutes = (start..now - end_ago).step_by(60);
+    openmetrics(
+        "app_load",
+        minutes.map(|at| (at, if (ramp..ramp + 3600).contains(&at) { 5_000 } else { 1_000 })),
+    )
 }
 
 /// The policy: `maxclients` reads a steady 1,000 (today's load, which has matched yesterday's
@@ -79,12 +87,11 @@ fn assert_raised_by_yesterdays_ramp(decision: &Value, now: i64) {
     assert!((ramp_minute - 60..=ramp_minute).contains(&seen_at), "{floor:#}");
 }
 
-#[test]
-fn plan_forecasts_yesterdays_ramp_from_a_backfilled_prometheus() {
-    let (redis, prometheus, now) = yesterday_ramped();
+/// `plan --output json` on `policy`: its first decision. Nothing may fail to be read.
+fn plan_first_decision(policy: &str) -> Value {
     let dir = tempfile::tempdir().expect("temp dir");
     let policy_file = dir.path().join("policy.yaml");
-    std::fs::write(&policy_file, policy(&redis, &prometheus)).expect("write the policy");
+    std::fs::write(&policy_file, policy).expect("write the policy");
     let output = Command::new(BIN)
         .args(["plan", "--output", "json", "--policy"])
         .arg(&policy_file)
@@ -92,48 +99,53 @@ fn plan_forecasts_yesterdays_ramp_from_a_backfilled_prometheus() {
         .expect("run plan");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("cannot read the seasonal history"), "{stderr}");
+    assert!(!stderr.contains("cannot read"), "{stderr}");
     let document: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("plan printed no JSON ({e}):\n{stdout}\n{stderr}"));
-    assert_raised_by_yesterdays_ramp(&document["decisions"][0], now);
+    document["decisions"][0].clone()
 }
 
-/// The daemon reads the history in the background when the policy starts, and its first
-/// decisions after that carry the floor (as advice: an `endpoints` target is observed).
+/// The daemon on `policy`: the first decision `wanted` finds within a minute, and its log. It
+/// reads the history in the background when the policy starts; its decisions after that are
+/// advice (an `endpoints` target is observed).
+fn daemon_decision(policy: &str, what: &str, wanted: fn(&Value) -> bool) -> (Value, String) {
+    let mut daemon = policy_daemon::Daemon::spawn(&[("cache.yaml", policy)]);
+    let decision = daemon.wait_until(Duration::from_secs(60), what, |d| {
+        let (status, body) = d.try_get("/v1/decisions?policy=cache&limit=50")?;
+        let decisions: Vec<Value> = serde_json::from_str(&body).ok().filter(|_| status == 200)?;
+        decisions.into_iter().map(|record| record["decision"].clone()).find(wanted)
+    });
+    (decision, daemon.log())
+}
+
+#[test]
+fn plan_forecasts_yesterdays_ramp_from_a_backfilled_prometheus() {
+    let (redis, prometheus, now) = yesterday_ramped();
+    let decision = plan_first_decision(&policy(&redis, &prometheus));
+    assert_raised_by_yesterdays_ramp(&decision, now);
+}
+
 #[test]
 fn the_daemon_forecasts_yesterdays_ramp_from_a_backfilled_prometheus() {
     let (redis, prometheus, now) = yesterday_ramped();
-    let mut daemon = policy_daemon::Daemon::spawn(&[("cache.yaml", &policy(&redis, &prometheus))]);
-    let decision = daemon.wait_until(Duration::from_secs(60), "a seasonal floor", |d| {
-        let (status, body) = d.try_get("/v1/decisions?policy=cache&limit=50")?;
-        let decisions: Vec<Value> = serde_json::from_str(&body).ok().filter(|_| status == 200)?;
-        decisions.into_iter().map(|record| record["decision"].clone()).find(|decision| {
-            decision["reason"]["adjustments"]
-                .as_array()
-                .is_some_and(|all| all.iter().any(|a| a["rule"] == "seasonalFloor"))
-        })
+    let (decision, log) = daemon_decision(&policy(&redis, &prometheus), "a seasonal floor", |d| {
+        d["reason"]["adjustments"]
+            .as_array()
+            .is_some_and(|all| all.iter().any(|a| a["rule"] == "seasonalFloor"))
     });
     assert_raised_by_yesterdays_ramp(&decision, now);
-    assert!(
-        daemon.log().contains("seasonal forecast: history read from Prometheus"),
-        "{}",
-        daemon.log()
-    );
+    assert!(log.contains("seasonal forecast: history read from Prometheus"), "{log}");
 }
 
 /// Rounds every 10 s of `app_ops_per_replica` from 70 until 10 minutes ago: 1,050, and every
 /// fifth round 1.5 times that.
 fn bursty_hour(now: i64) -> String {
-    let mut text = String::from(
-        "# HELP app_ops_per_replica Ops/s per replica.\n# TYPE app_ops_per_replica gauge\n",
-    );
     let start = (now - 70 * 60) / 10 * 10;
-    for (i, at) in (start..now - 10 * 60).step_by(10).enumerate() {
-        let load = if i % 5 == 4 { 1_575 } else { 1_050 };
-        writeln!(text, "app_ops_per_replica {load} {at}").expect("write to a string");
-    }
-    text.push_str("# EOF\n");
-    text
+    let rounds = (start..now - 10 * 60).step_by(10).enumerate();
+    openmetrics(
+        "app_ops_per_replica",
+        rounds.map(|(i, at)| (at, if i % 5 == 4 { 1_575 } else { 1_050 })),
+    )
 }
 
 /// One replica whose `maxclients` stands for a steady 1,050 ops/s against a target of 1,000
@@ -169,40 +181,16 @@ fn assert_sized_for_the_past_bursts(decision: &Value) {
 #[test]
 fn plan_measures_the_bursts_prometheus_kept() {
     let (redis, prometheus) = bursty_past();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let policy_file = dir.path().join("policy.yaml");
-    std::fs::write(&policy_file, bursty_policy(&redis, &prometheus)).expect("write the policy");
-    let output = Command::new(BIN)
-        .args(["plan", "--output", "json", "--policy"])
-        .arg(&policy_file)
-        .output()
-        .expect("run plan");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("cannot read"), "{stderr}");
-    let document: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("plan printed no JSON ({e}):\n{stdout}\n{stderr}"));
-    assert_sized_for_the_past_bursts(&document["decisions"][0]);
+    assert_sized_for_the_past_bursts(&plan_first_decision(&bursty_policy(&redis, &prometheus)));
 }
 
-/// The daemon's first decisions after the read carry the measured bursts.
 #[test]
 fn the_daemon_measures_the_bursts_prometheus_kept() {
     let (redis, prometheus) = bursty_past();
-    let policy = bursty_policy(&redis, &prometheus);
-    let mut daemon = policy_daemon::Daemon::spawn(&[("cache.yaml", &policy)]);
-    let decision = daemon.wait_until(Duration::from_secs(60), "measured bursts", |d| {
-        let (status, body) = d.try_get("/v1/decisions?policy=cache&limit=50")?;
-        let decisions: Vec<Value> = serde_json::from_str(&body).ok().filter(|_| status == 200)?;
-        decisions
-            .into_iter()
-            .map(|record| record["decision"].clone())
-            .find(|decision| decision["reason"]["readings"][0]["bursts"]["measured"].is_number())
-    });
+    let (decision, log) =
+        daemon_decision(&bursty_policy(&redis, &prometheus), "measured bursts", |d| {
+            d["reason"]["readings"][0]["bursts"]["measured"].is_number()
+        });
     assert_sized_for_the_past_bursts(&decision);
-    assert!(
-        daemon.log().contains("measured bursts: history read from Prometheus"),
-        "{}",
-        daemon.log()
-    );
+    assert!(log.contains("measured bursts: history read from Prometheus"), "{log}");
 }

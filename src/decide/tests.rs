@@ -753,12 +753,7 @@ fn a_history_of_the_value_per_replica_measures_the_bursts_from_the_first_decisio
     let lived = run_bursts(&mut live, 0, 200, 1.5);
     assert_eq!(scaled_to(&lived), Some(6), "{}", lived.sentence());
 
-    let history: Vec<(Timestamp, f64)> =
-        (0..200).map(|i| (t(i * 10), if i % 5 == 4 { 1_050.0 * 1.5 } else { 1_050.0 })).collect();
-    let mut restarted = Run::new(bursty_policy(), 4);
-    let scaling = restarted.policy.scaling.clone().expect("scaling");
-    restarted.memory.scaling.seed(&scaling, crate::decide::Learnt::Bursts, 0, &history);
-    let first = restarted.tick(round(t(2_000)).ready_ops(&[1_050.0; 4]));
+    let first = first_decision_after_bursty_history(1_050.0);
     assert_eq!(scaled_to(&first), Some(6), "{}", first.sentence());
     assert_eq!(bursts_of(&first).measured, bursts_of(&lived).measured);
 
@@ -771,14 +766,20 @@ fn a_history_of_the_value_per_replica_measures_the_bursts_from_the_first_decisio
 /// are not: their ratios say nothing about the headroom at the target.
 #[test]
 fn a_history_under_half_the_target_counts_no_bursts() {
+    let first = first_decision_after_bursty_history(300.0);
+    // The live round's own ratio alone.
+    assert_eq!(bursts_of(&first).rounds, 1, "{}", first.sentence());
+}
+
+/// The first decision (4 replicas at a steady 1,050) of a run seeded with 200 rounds of
+/// history per replica at `level`, every fifth 1.5 times that.
+fn first_decision_after_bursty_history(level: f64) -> ScalingDecision {
     let history: Vec<(Timestamp, f64)> =
-        (0..200).map(|i| (t(i * 10), if i % 5 == 4 { 300.0 * 1.5 } else { 300.0 })).collect();
+        (0..200).map(|i| (t(i * 10), if i % 5 == 4 { level * 1.5 } else { level })).collect();
     let mut run = Run::new(bursty_policy(), 4);
     let scaling = run.policy.scaling.clone().expect("scaling");
     run.memory.scaling.seed(&scaling, crate::decide::Learnt::Bursts, 0, &history);
-    let first = run.tick(round(t(2_000)).ready_ops(&[1_050.0; 4]));
-    // The live round's own ratio alone.
-    assert_eq!(bursts_of(&first).rounds, 1, "{}", first.sentence());
+    run.tick(round(t(2_000)).ready_ops(&[1_050.0; 4]))
 }
 
 /// Until the window holds ten rounds beyond the quantile (100 for the 0.9), the factor is 1
