@@ -327,15 +327,8 @@ fn check_seasonal(
         Some(secs(60)),
         bounds::STABILIZATION,
     );
-    let history = match &spec.history {
-        Some(text) if text.trim().is_empty() => {
-            c.bad(&path.key("history"), "must be a PromQL query");
-            None
-        }
-        // A Prometheus metric's own query is its history.
-        Some(text) => Some(Some(text.clone())),
-        None => Some(query.clone()),
-    };
+    // A Prometheus metric's own query is its history.
+    let history = check_history(c, &spec.history, path, query);
     Some(Seasonal {
         periods: periods?,
         horizon: horizon?,
@@ -401,14 +394,25 @@ fn check_bursts(
         }
         None => c.required(None::<&f64>, &path.key("expect")).copied(),
     };
-    let history = match &spec.history {
+    let history = check_history(c, &spec.history, path, &None);
+    Some(Bursts { quantile: quantile?, window: window?, expect: expect?, history: history? })
+}
+
+/// A `history` query: as written, or `default` when absent; a blank one is a problem.
+fn check_history(
+    c: &mut Checker,
+    history: &Option<String>,
+    path: &FieldPath,
+    default: &Option<String>,
+) -> Option<Option<String>> {
+    match history {
         Some(text) if text.trim().is_empty() => {
             c.bad(&path.key("history"), "must be a PromQL query");
             None
         }
-        history => Some(history.clone()),
-    };
-    Some(Bursts { quantile: quantile?, window: window?, expect: expect?, history: history? })
+        Some(text) => Some(Some(text.clone())),
+        None => Some(default.clone()),
+    }
 }
 
 /// `saturation`: a ceiling above the target (at or below it, every busy replica would read
