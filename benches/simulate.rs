@@ -120,6 +120,7 @@ fn week_per_second(c: &mut Criterion) {
             periods: vec![Duration::from_secs(86_400), Duration::from_secs(7 * 86_400)],
             horizon: Duration::from_secs(300),
             max_error: 0.25,
+            min_rise: 1.0,
             scale_down_stabilization: Duration::from_secs(60),
             history: None,
         });

@@ -179,13 +179,13 @@ impl BurstMemory {
 
     /// The factor to multiply the level by now.
     pub fn reading(&self) -> BurstReading {
-        let Bursts { quantile, expect, .. } = self.config;
+        let Bursts { quantile, expect, max_factor, .. } = self.config;
         let measured = self.measured();
         BurstReading {
             quantile,
             measured,
             expect,
-            factor: measured.map_or(1.0, |m| m / expect),
+            factor: measured.map_or(1.0, |m| (m / expect).min(max_factor)),
             rounds: self.rounds.len(),
         }
     }

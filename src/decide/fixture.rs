@@ -95,6 +95,7 @@ impl ScalingBuilder {
                 periods: periods_hours.iter().map(|h| secs(h * 3600)).collect(),
                 horizon: secs(300),
                 max_error: 0.25,
+                min_rise: 1.0,
                 scale_down_stabilization: secs(agreed),
                 history: None,
             });
@@ -117,7 +118,8 @@ impl ScalingBuilder {
     /// level within `window`, against `expect`.
     pub fn bursts(mut self, quantile: f64, window: Duration, expect: f64) -> Self {
         if let Some(m) = self.0.metrics.last_mut() {
-            m.bursts = Some(Bursts { quantile, window, expect, history: None });
+            m.bursts =
+                Some(Bursts { quantile, window, expect, max_factor: f64::INFINITY, history: None });
         }
         self
     }

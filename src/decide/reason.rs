@@ -219,18 +219,25 @@ pub fn past_band_edge(ratio: f64, band: Band) -> bool {
     ratio > band.scale_up_above + 1e-9
 }
 
-/// ` x 0.93 for bursts (p99 of rounds over their level 1.12, the headroom sized for 1.2)`, or
-/// why the factor is still 1.
+/// ` x 0.93 for bursts (p99 of rounds over their level 1.12, the headroom sized for 1.2)`
+/// (with `; at most maxFactor 1` where the cap held it), or why the factor is still 1.
 fn render_bursts(f: &mut fmt::Formatter<'_>, bursts: &BurstReading) -> fmt::Result {
     // 0.99 -> p99, 0.995 -> p99.5: the percentile without float noise.
     let percentile = format!("p{}", (bursts.quantile * 1000.0).round() / 10.0);
     match bursts.measured {
-        Some(measured) => write!(
-            f,
-            " x {:.2} for bursts ({percentile} of rounds over their level {measured:.2}, the \
-             headroom sized for {})",
-            bursts.factor, bursts.expect
-        ),
+        Some(measured) => {
+            write!(
+                f,
+                " x {:.2} for bursts ({percentile} of rounds over their level {measured:.2}, the \
+                 headroom sized for {}",
+                bursts.factor, bursts.expect
+            )?;
+            // Below the measured ratio only when `maxFactor` held it.
+            if measured / bursts.expect > bursts.factor + 1e-9 {
+                write!(f, "; at most maxFactor {}", bursts.factor)?;
+            }
+            f.write_str(")")
+        }
         None => write!(
             f,
             " (bursts: {} rounds near the target so far, too few for the {percentile})",

@@ -454,7 +454,8 @@ fn replicas_for(scaling: &Scaling, ratio: f64, needed: f64, current: u16) -> u16
 
 /// A trusted seasonal forecast's floor joins the recommendation, so the windows and limits
 /// treat it as they treat the metrics: up at once, down only as the stabilization allows
-/// (a floor that rose for a minute does not cost two scale events).
+/// (a floor that rose for a minute does not cost two scale events). A rise below the metric's
+/// `minRise` sets no floor: the metrics follow a gentle ramp in time on their own.
 fn seasonal_floor(
     scaling: &Scaling,
     readings: &[Reading],
@@ -462,8 +463,13 @@ fn seasonal_floor(
     adjustments: &mut Vec<Adjustment>,
 ) -> u16 {
     let mut result = recommendation;
-    for reading in readings {
-        let Some(seasonal) = reading.seasonal.as_ref().filter(|s| s.forecast.trusted) else {
+    for (metric, reading) in scaling.metrics.iter().zip(readings) {
+        let Some(min_rise) = metric.seasonal.as_ref().map(|s| s.min_rise) else { continue };
+        let Some(seasonal) = reading
+            .seasonal
+            .as_ref()
+            .filter(|s| s.forecast.trusted && s.forecast.load >= s.forecast.now_load * min_rise)
+        else {
             continue;
         };
         let min = seasonal.replicas.min(scaling.max_replicas);
@@ -518,6 +524,9 @@ fn metric_label(metric: &Metric) -> String {
         Statistic::Percentile(p) => format!("p{p}"),
         Statistic::Ewma { half_life } => {
             format!("ewma(half-life {})", humantime::format_duration(half_life))
+        }
+        Statistic::Tail { exceedance } => {
+            format!("tail(exceeded by 1 round in {:.0})", 1.0 / exceedance)
         }
     };
     let window = humantime::format_duration(metric.window);

@@ -28,9 +28,7 @@ use crate::policy::Seasonal;
 const ERROR_HALF_LIFE_MINUTES: f64 = 60.0;
 /// Minutes a period must have been scored on before it is trusted at all.
 const MIN_SCORED_MINUTES: u32 = 30;
-/// The most a forecast multiplies today's load by: a season that rose from nearly nothing
-/// (a night at 0) says little about today's rise.
-const MAX_RISE: f64 = 10.0;
+use crate::policy::bounds::SEASONAL_MAX_RISE as MAX_RISE;
 
 /// One metric's profile and its periods' scores. Owned by [`super::ScalingMemory`]; fed by
 /// the decision core from the metric's series, and seeded by the daemon from Prometheus.
@@ -282,6 +280,7 @@ mod tests {
             periods: vec![secs(3600), secs(86_400)],
             horizon: secs(300),
             max_error: 0.25,
+            min_rise: 1.0,
             scale_down_stabilization: secs(60),
             history: None,
         }

@@ -301,7 +301,65 @@ pub fn statistic(statistic: Statistic, points: &[(Timestamp, f64)], now: Timesta
             }
             weighted / weights
         }
+        Statistic::Tail { exceedance } => poisson_tail(points, exceedance),
     }
+}
+
+/// The value one round of `points` exceeds with probability `exceedance`, modelling the load
+/// as requests that arrive at random: a Poisson count of requests per round, each of one
+/// size. Both are measured from the window: a Poisson count's variance is its mean, so
+/// variance / mean is the size of a request and mean / size their count.
+///
+/// Why a model and not a percentile: a percentile over a window that holds a few hundred
+/// rounds cannot see a one-in-a-thousand round, and how far the rare round reaches depends on
+/// how few requests make up the load. A load of many small requests is nearly normal; one of
+/// few large ones is skewed, its rare rounds far above the mean (a Poisson count of mean 1
+/// reaches 5 one round in 270). The same `exceedance` sizes both right.
+///
+/// The variance is taken between consecutive rounds (half the mean squared difference), not
+/// around the window's mean: a lasting rise or fall within the window (a flash crowd, the
+/// morning ramp) adds one large difference, not a spread of every round around a mean that
+/// lies between two levels.
+fn poisson_tail(points: &[(Timestamp, f64)], exceedance: f64) -> f64 {
+    let n = points.len();
+    let mean = points.iter().map(|p| p.1).sum::<f64>() / n as f64;
+    let squared_steps: f64 = points.windows(2).map(|w| (w[1].1 - w[0].1).powi(2)).sum();
+    let variance = if n > 1 { squared_steps / (2.0 * (n - 1) as f64) } else { 0.0 };
+    // A constant or empty load has no spread to model: the level is its own tail.
+    if !(mean > 0.0 && variance > 0.0 && variance.is_finite()) {
+        return mean;
+    }
+    let request = variance / mean;
+    poisson_quantile(mean / request, exceedance) * request
+}
+
+/// The smallest count a Poisson variable of mean `lambda` exceeds with probability at most
+/// `exceedance`. Summed term by term while the terms are representable (the first,
+/// e^-lambda, underflows past a mean of about 700, and the sum takes a term per count); from
+/// a mean of 30 on, where the count is nearly normal, the Cornish-Fisher expansion (normal
+/// plus the skew's first correction), which is within one count there.
+fn poisson_quantile(lambda: f64, exceedance: f64) -> f64 {
+    const NORMAL_FROM: f64 = 30.0;
+    if lambda >= NORMAL_FROM {
+        let z = standard_normal_quantile(1.0 - exceedance);
+        return (lambda + z * lambda.sqrt() + (z * z - 1.0) / 6.0).ceil();
+    }
+    let (mut term, mut below, mut count) = ((-lambda).exp(), 0.0, 0.0);
+    loop {
+        below += term;
+        // A mean under 30 is exceeded by 1e-6 within ~60 counts; the bound only guards the
+        // loop against rounding that keeps `below` a hair under its target.
+        if 1.0 - below <= exceedance || count >= 200.0 {
+            return count;
+        }
+        count += 1.0;
+        term *= lambda / count;
+    }
+}
+
+fn standard_normal_quantile(p: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    Normal::standard().inverse_cdf(p)
 }
 
 /// Least-squares line through the series, evaluated `ahead` after `now`. `None` with fewer

@@ -284,6 +284,50 @@ fn percentiles_and_ewma_follow_their_definitions() {
     assert!(d.sentence().contains("over 1m 40s 200 "), "{}", d.sentence());
 }
 
+/// Rounds alternating between `mean - spread` and `mean + spread`, every 5 s: their mean is
+/// `mean` and half their mean squared step is `2 x spread^2`, the variance `tail` reads.
+fn alternating(mean: f64, spread: f64, rounds: i64) -> Vec<(Timestamp, f64)> {
+    (0..rounds)
+        .map(|i| (t(i * 5), if i % 2 == 0 { mean - spread } else { mean + spread }))
+        .collect()
+}
+
+/// `tail` is a Poisson quantile in requests of the measured size: a load of requests of
+/// 20,000 arriving once a second on average (variance / mean = 20,000, mean / that = 1)
+/// reaches 5 requests (100,000) one round in a thousand and 4 (80,000) one in a hundred,
+/// as a Poisson count of mean 1 does (P(X <= 4) = 0.9963, P(X <= 5) = 0.9994). Many small
+/// requests (1,000 each, 100 a second) are nearly normal: 133 requests, as the Poisson
+/// quantile is.
+#[test]
+fn a_tail_is_the_poisson_quantile_of_the_measured_requests() {
+    use super::series::statistic;
+    let tail = |exceedance, points: &[(Timestamp, f64)]| {
+        statistic(Statistic::Tail { exceedance }, points, points[points.len() - 1].0)
+    };
+    // 2 x spread^2 = 20,000 x 20,000 (mean 20,000 of 20,000-sized requests).
+    let few_large = alternating(20_000.0, (20_000.0f64 * 20_000.0 / 2.0).sqrt(), 120);
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-6 * b;
+    assert!(close(tail(0.001, &few_large), 100_000.0), "{}", tail(0.001, &few_large));
+    assert!(close(tail(0.01, &few_large), 80_000.0), "{}", tail(0.01, &few_large));
+    let many_small = alternating(100_000.0, (1_000.0f64 * 100_000.0 / 2.0).sqrt(), 120);
+    assert!(close(tail(0.001, &many_small), 133_000.0), "{}", tail(0.001, &many_small));
+    // A constant load has no spread: its tail is itself.
+    let flat: Vec<_> = (0..10).map(|i| (t(i * 5), 42_000.0)).collect();
+    assert_eq!(tail(0.001, &flat), 42_000.0);
+}
+
+/// A load that stepped from 50,000 to 100,000 within the window is one large step, not a
+/// spread around 75,000: its tail (about 90,000) stays below the new level, where the
+/// variance around the mean (625,000,000) would have put it at 158,000.
+#[test]
+fn a_step_within_the_window_is_not_read_as_noise() {
+    use super::series::statistic;
+    let stepped: Vec<_> =
+        (0..60).map(|i| (t(i * 5), if i < 30 { 50_000.0 } else { 100_000.0 })).collect();
+    let tail = statistic(Statistic::Tail { exceedance: 0.001 }, &stepped, t(295));
+    assert!(tail < 100_000.0, "{tail}");
+}
+
 #[test]
 fn a_window_measured_with_fewer_replicas_does_not_overshoot_after_a_scale_up() {
     let policy = scaling()
@@ -612,6 +656,25 @@ fn a_trusted_seasonal_forecast_raises_the_count_a_warmup_ahead_of_yesterdays_ram
     );
 }
 
+/// `minRise`: yesterday's ramp was a 5x rise; a floor that asks for a rise of at least 6
+/// sets none, one that asks for 5 sets the same floor as without it.
+#[test]
+fn a_rise_below_min_rise_sets_no_floor() {
+    let floor_at_two_pm = |min_rise: f64| {
+        let mut policy =
+            scaling().redis("instantaneous_ops_per_sec", 1000.0).seasonal(&[24], 60).policy();
+        if let Some(seasonal) = policy.scaling.as_mut().and_then(|s| s.metrics[0].seasonal.as_mut())
+        {
+            seasonal.min_rise = min_rise;
+        }
+        let mut run = seasonal_run(policy, 1, &yesterday_ramped_at_two_pm(|_| 1_000.0));
+        let decision = run.tick(round(t(86_400 + 13 * 3600 + 55 * 60)).ready_ops(&[1_000.0]));
+        scaled_to(&decision)
+    };
+    assert_eq!(floor_at_two_pm(5.0), Some(5));
+    assert_eq!(floor_at_two_pm(6.0), None);
+}
+
 /// A forecast that has been wrong lately (today's load swings minute by minute where
 /// yesterday's was flat) is not trusted: no floor, and the reading says why.
 #[test]
@@ -743,6 +806,28 @@ fn measured_bursts_size_the_headroom_for_the_load_at_hand() {
     );
 }
 
+/// `maxFactor: 1`: the same bursts of 1.5x measured, but the factor only ever lowers the
+/// level, so the level within the tolerance scales nothing and the reason says what held it.
+#[test]
+fn a_burst_factor_capped_at_one_never_adds_headroom() {
+    let mut policy = bursty_policy();
+    if let Some(bursts) = policy.scaling.as_mut().and_then(|s| s.metrics[0].bursts.as_mut()) {
+        bursts.max_factor = 1.0;
+    }
+    let mut capped = Run::new(policy, 4);
+    let d = run_bursts(&mut capped, 0, 200, 1.5);
+    assert_eq!(scaled_to(&d), None, "{}", d.sentence());
+    assert_eq!(bursts_of(&d).factor, 1.0);
+    assert!(
+        d.sentence().contains(
+            "(p90 of rounds over their level 1.51, the headroom sized for 1.1; \
+             at most maxFactor 1)"
+        ),
+        "{}",
+        d.sentence()
+    );
+}
+
 /// Issue 16: a restarted daemon measures the bursts from its first decision. The history
 /// Prometheus kept (the value per replica each round: 1,050, every fifth 1.5x, for 200 rounds)
 /// seeds the same ratios the live rounds would have counted, so the first round after it
@@ -823,8 +908,13 @@ fn lasting_rises_and_falls_are_not_counted_as_bursts() {
 #[test]
 fn the_burst_quantile_follows_the_rounds_in_its_window() {
     use super::bursts::BurstMemory;
-    let config =
-        crate::policy::Bursts { quantile: 0.95, window: secs(600), expect: 1.0, history: None };
+    let config = crate::policy::Bursts {
+        quantile: 0.95,
+        window: secs(600),
+        expect: 1.0,
+        max_factor: f64::INFINITY,
+        history: None,
+    };
     let mut memory = BurstMemory::new(&config);
     let mut seed: u64 = 7;
     let mut held: Vec<(i64, f64)> = Vec::new();

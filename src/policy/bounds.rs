@@ -69,6 +69,9 @@ pub const SAMPLING_TIMEOUT: Bounds = Bounds { min: MS, max: HOUR, why: "" };
 pub const METRIC_WINDOW: Bounds = Bounds { min: MS, max: WEEK, why: A_WEEK_IS_A_MISTAKE };
 pub const HALF_LIFE: Bounds = Bounds { min: MS, max: WEEK, why: A_WEEK_IS_A_MISTAKE };
 pub const FORECAST_WINDOW: Bounds = Bounds { min: MS, max: WEEK, why: A_WEEK_IS_A_MISTAKE };
+/// The most a seasonal forecast multiplies today's load by: a season that rose from nearly
+/// nothing (a night at 0) says little about today's rise. `minRise` can ask no more.
+pub const SEASONAL_MAX_RISE: f64 = 10.0;
 /// A season is learnt per minute; a day and a week are what load repeats over, and a week of
 /// minutes (10,080 numbers) is what one metric's profile holds.
 pub const SEASONAL_PERIOD: Bounds = Bounds {

@@ -234,6 +234,9 @@ pub struct Seasonal {
     /// The forecast is trusted only while its recent relative error (per minute, an
     /// exponentially weighted mean over about an hour) is at most this.
     pub max_error: f64,
+    /// The least rise one period ago (its highest minute ahead over the minute matching
+    /// now) that sets a floor: 1 floors every rise; 2 only a load that doubled.
+    pub min_rise: f64,
     /// While the trusted forecast agrees that the load stays below the recommendation, a
     /// scale-down waits this long instead of `scaleDown.stabilization`.
     pub scale_down_stabilization: Duration,
@@ -252,6 +255,9 @@ pub struct Bursts {
     pub window: Duration,
     /// The burst ratio the policy's band and target were chosen for.
     pub expect: f64,
+    /// The most the level is multiplied by (infinite: no cap). `1`: a quieter load than
+    /// `expect` gets less headroom, a burstier one none more.
+    pub max_factor: f64,
     /// A PromQL expression for the metric per replica over time, read back over `window` on a
     /// daemon's start so a restart does not forget; `None`: measured from the samples alone.
     pub history: Option<String>,
@@ -318,6 +324,13 @@ pub enum Statistic {
     /// Exponentially weighted mean: a sample `half_life` old weighs half a fresh one.
     Ewma {
         half_life: Duration,
+    },
+    /// The value one round exceeds with probability `exceedance`, from a model of the window:
+    /// load as a Poisson count of requests per second, their size and rate measured from the
+    /// window's mean and the variance between consecutive rounds ([`crate::decide`]'s
+    /// series).
+    Tail {
+        exceedance: f64,
     },
 }
 

@@ -219,6 +219,7 @@ pub struct MetricSpec {
     pub aggregate: Option<String>,
     pub statistic: Option<String>,
     pub half_life: Option<String>,
+    pub exceedance: Option<f64>,
     pub window: Option<String>,
     pub target: Option<f64>,
     pub plausible_max: Option<f64>,
@@ -234,13 +235,14 @@ pub struct SeasonalSpec {
     pub periods: Option<Vec<String>>,
     pub horizon: Option<String>,
     pub max_error: Option<f64>,
+    pub min_rise: Option<f64>,
     pub scale_down_stabilization: Option<String>,
     pub history: Option<String>,
 }
 
 impl SeasonalSpec {
     pub const FIELDS: &[&str] =
-        &["periods", "horizon", "maxError", "scaleDownStabilization", "history"];
+        &["periods", "horizon", "maxError", "minRise", "scaleDownStabilization", "history"];
 }
 
 /// `scaling.band`: fractions of each metric's target (see [`crate::policy::Band`]).
@@ -278,11 +280,12 @@ pub struct BurstsSpec {
     pub quantile: Option<f64>,
     pub window: Option<String>,
     pub expect: Option<f64>,
+    pub max_factor: Option<f64>,
     pub history: Option<String>,
 }
 
 impl BurstsSpec {
-    pub const FIELDS: &[&str] = &["quantile", "window", "expect", "history"];
+    pub const FIELDS: &[&str] = &["quantile", "window", "expect", "maxFactor", "history"];
 }
 
 impl MetricSpec {
@@ -293,6 +296,7 @@ impl MetricSpec {
         "aggregate",
         "statistic",
         "halfLife",
+        "exceedance",
         "window",
         "target",
         "plausibleMax",
@@ -711,10 +715,11 @@ spec:
     minReplicas: 1
     maxReplicas: 1
     metrics:
-      - {redis: x, prometheus: x, rate: true, aggregate: x, statistic: x, halfLife: x, window: x, target: 1,
-          plausibleMax: 1, seasonal: {periods: [x], horizon: x, maxError: 1,
+      - {redis: x, prometheus: x, rate: true, aggregate: x, statistic: x, halfLife: x,
+          exceedance: 1, window: x, target: 1,
+          plausibleMax: 1, seasonal: {periods: [x], horizon: x, maxError: 1, minRise: 1,
           scaleDownStabilization: x, history: x}, saturation: {above: 1, factor: 1, rounds: 1},
-          bursts: {quantile: 1, window: x, expect: 1, history: x}}
+          bursts: {quantile: 1, window: x, expect: 1, maxFactor: 1, history: x}}
     tolerance: 0
     band: {scaleUpAbove: 1, sizeFor: 1, scaleDownBelow: 1}
     warmup: x

@@ -321,6 +321,17 @@ fn check_seasonal(
             None
         }
     };
+    let min_rise = match spec.min_rise {
+        None => Some(1.0),
+        Some(r) if r.is_finite() && (1.0..=bounds::SEASONAL_MAX_RISE).contains(&r) => Some(r),
+        Some(r) => {
+            c.bad(
+                &path.key("minRise"),
+                format!("must be >= 1 and <= {}, found {r}", bounds::SEASONAL_MAX_RISE),
+            );
+            None
+        }
+    };
     let scale_down_stabilization = c.duration(
         spec.scale_down_stabilization.as_deref(),
         &path.key("scaleDownStabilization"),
@@ -333,6 +344,7 @@ fn check_seasonal(
         periods: periods?,
         horizon: horizon?,
         max_error: max_error?,
+        min_rise: min_rise?,
         scale_down_stabilization: scale_down_stabilization?,
         history: history?,
     })
@@ -394,8 +406,22 @@ fn check_bursts(
         }
         None => c.required(None::<&f64>, &path.key("expect")).copied(),
     };
+    let max_factor = match spec.max_factor {
+        None => Some(f64::INFINITY),
+        Some(f) if f.is_finite() && (1.0..=16.0).contains(&f) => Some(f),
+        Some(f) => {
+            c.bad(&path.key("maxFactor"), format!("must be at least 1 and at most 16, found {f}"));
+            None
+        }
+    };
     let history = check_history(c, &spec.history, path, &None);
-    Some(Bursts { quantile: quantile?, window: window?, expect: expect?, history: history? })
+    Some(Bursts {
+        quantile: quantile?,
+        window: window?,
+        expect: expect?,
+        max_factor: max_factor?,
+        history: history?,
+    })
 }
 
 /// A `history` query: as written, or `default` when absent; a blank one is a problem.
@@ -543,44 +569,67 @@ fn check_statistic(
 ) -> Option<Statistic> {
     let stat_path = path.key("statistic");
     let half_life_path = path.key("halfLife");
+    let exceedance_path = path.key("exceedance");
     let text = spec.statistic.as_deref().unwrap_or("mean");
     let statistic = match text {
-        "mean" => Statistic::Mean,
-        "max" => Statistic::Max,
-        "min" => Statistic::Min,
-        "last" => Statistic::Last,
-        "ewma" => {
-            // A quarter of the window: the oldest sample in the window then weighs 1/16.
-            let half_life = c.duration(
+        "mean" => Some(Statistic::Mean),
+        "max" => Some(Statistic::Max),
+        "min" => Some(Statistic::Min),
+        "last" => Some(Statistic::Last),
+        // A quarter of the window: the oldest sample in the window then weighs 1/16. Without
+        // a window there is no default to fall back on; the window's own problem has been
+        // reported.
+        "ewma" => c
+            .duration(
                 spec.half_life.as_deref(),
                 &half_life_path,
                 window.map(|w| w / 4),
                 bounds::HALF_LIFE,
-            );
-            // Without a window there is no default to fall back on; the window's own
-            // problem has been reported.
-            return half_life.map(|half_life| Statistic::Ewma { half_life });
-        }
+            )
+            .map(|half_life| Statistic::Ewma { half_life }),
+        "tail" => match spec.exceedance.unwrap_or(DEFAULT_EXCEEDANCE) {
+            e if e.is_finite() && (MIN_EXCEEDANCE..=MAX_EXCEEDANCE).contains(&e) => {
+                Some(Statistic::Tail { exceedance: e })
+            }
+            e => {
+                c.bad(
+                    &exceedance_path,
+                    format!("must be >= {MIN_EXCEEDANCE} and <= {MAX_EXCEEDANCE}, found {e}"),
+                );
+                None
+            }
+        },
         other => match percentile(other) {
-            Some(n @ 1..=99) => Statistic::Percentile(n),
+            Some(n @ 1..=99) => Some(Statistic::Percentile(n)),
             _ => {
                 c.bad(
                     &stat_path,
                     format!(
                         "unknown statistic `{other}`, expected one of mean, max, min, last, \
-                         p1..p99 (e.g. p95), ewma"
+                         p1..p99 (e.g. p95), ewma, tail"
                     ),
                 );
                 return None;
             }
         },
     };
-    if spec.half_life.is_some() {
+    if spec.half_life.is_some() && text != "ewma" {
         c.unexpected(&half_life_path, "applies only with `statistic: ewma`");
         return None;
     }
-    Some(statistic)
+    if spec.exceedance.is_some() && text != "tail" {
+        c.unexpected(&exceedance_path, "applies only with `statistic: tail`");
+        return None;
+    }
+    statistic
 }
+
+/// `tail`'s default: one round in a thousand above the value.
+const DEFAULT_EXCEEDANCE: f64 = 0.001;
+/// Rarer than one round in a million is beyond what a window of rounds can say anything about;
+/// more often than one in ten is a percentile's job.
+const MIN_EXCEEDANCE: f64 = 1e-6;
+const MAX_EXCEEDANCE: f64 = 0.1;
 
 /// `p95` -> 95; digits only, without a leading zero, so each percentile has one spelling.
 fn percentile(text: &str) -> Option<u8> {
@@ -763,6 +812,14 @@ mod tests {
         &scaling("        halfLife: 30s\n"),
         "spec.scaling.metrics[0].halfLife", 11, 9, "applies only with `statistic: ewma`"
     )]
+    #[case::exceedance_without_tail(
+        &scaling("        exceedance: 0.001\n"),
+        "spec.scaling.metrics[0].exceedance", 11, 9, "applies only with `statistic: tail`"
+    )]
+    #[case::exceedance_out_of_range(
+        &scaling("        statistic: tail\n        exceedance: 0.5\n"),
+        "spec.scaling.metrics[0].exceedance", 12, 21, "must be >= 0.000001 and <= 0.1, found 0.5"
+    )]
     #[case::aggregate_unknown(
         &scaling("        aggregate: avg\n"),
         "spec.scaling.metrics[0].aggregate", 11, 20, "unknown value `avg`, expected one of mean, max, sum"
@@ -879,6 +936,15 @@ mod tests {
     #[case::seasonal_max_error_zero(
         &scaling("        seasonal: {maxError: 0}\n"),
         "spec.scaling.metrics[0].seasonal.maxError", 11, 30, "must be > 0 and <= 1, found 0"
+    )]
+    #[case::seasonal_min_rise_below_one(
+        &scaling("        seasonal: {minRise: 0.5}\n"),
+        "spec.scaling.metrics[0].seasonal.minRise", 11, 29, "must be >= 1 and <= 10, found 0.5"
+    )]
+    #[case::bursts_max_factor_below_one(
+        &scaling("        bursts: {expect: 1.2, maxFactor: 0.5}\n"),
+        "spec.scaling.metrics[0].bursts.maxFactor", 11, 42,
+        "must be at least 1 and at most 16, found 0.5"
     )]
     #[case::seasonal_history_without_prometheus(
         &scaling("        seasonal: {history: 'sum(x)'}\n"),

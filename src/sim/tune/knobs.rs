@@ -46,6 +46,7 @@ impl Setting {
             Setting::Statistic(Statistic::Ewma { half_life }) => {
                 format!("ewma/{}", duration_text(*half_life))
             }
+            Setting::Statistic(Statistic::Tail { exceedance }) => format!("tail/{exceedance}"),
             Setting::Step(Step::Percent(percent)) => format!("{percent}%"),
             Setting::Band(band) => {
                 format!("{}/{}/{}", band.scale_up_above, band.size_for, band.scale_down_below)
@@ -64,6 +65,7 @@ fn statistic_word(statistic: &Statistic) -> String {
         Statistic::Last => "last".to_owned(),
         Statistic::Percentile(n) => format!("p{n}"),
         Statistic::Ewma { .. } => "ewma".to_owned(),
+        Statistic::Tail { .. } => "tail".to_owned(),
     }
 }
 
@@ -479,19 +481,21 @@ pub const KNOBS: &[Knob] = &[
 ];
 
 /// The YAML edits that write `value` of the knob at `field`, as (path under `spec.scaling`,
-/// new scalar or `None` to remove the key). A statistic also writes or removes `halfLife`,
-/// which validation accepts only with `ewma`.
+/// new scalar or `None` to remove the key). A statistic also writes or removes `halfLife` and
+/// `exceedance`, which validation accepts only with `ewma` and `tail`.
 pub fn yaml_edits(field: &str, value: &Setting) -> Vec<(String, Option<String>)> {
     let mut edits = vec![(field.to_owned(), Some(value.yaml()))];
     if let Setting::Statistic(statistic) = value {
-        let half_life = field
-            .rsplit_once('.')
-            .map_or("halfLife".to_owned(), |(parent, _)| format!("{parent}.halfLife"));
-        let text = match statistic {
-            Statistic::Ewma { half_life } => Some(duration_text(*half_life)),
-            _ => None,
+        let sibling = |key: &str| {
+            field.rsplit_once('.').map_or(key.to_owned(), |(parent, _)| format!("{parent}.{key}"))
         };
-        edits.push((half_life, text));
+        let (half_life, exceedance) = match statistic {
+            Statistic::Ewma { half_life } => (Some(duration_text(*half_life)), None),
+            Statistic::Tail { exceedance } => (None, Some(exceedance.to_string())),
+            _ => (None, None),
+        };
+        edits.push((sibling("halfLife"), half_life));
+        edits.push((sibling("exceedance"), exceedance));
     }
     edits
 }
@@ -517,12 +521,14 @@ mod tests {
             quantile: 0.99,
             window: secs(86_400),
             expect: 1.2,
+            max_factor: f64::INFINITY,
             history: None,
         });
         scaling.metrics[0].seasonal = Some(crate::policy::Seasonal {
             periods: vec![secs(86_400), secs(7 * 86_400)],
             horizon: secs(300),
             max_error: 0.25,
+            min_rise: 1.0,
             scale_down_stabilization: secs(60),
             history: None,
         });
@@ -660,12 +666,22 @@ mod tests {
             [
                 ("metrics[0].statistic".to_owned(), Some("ewma".to_owned())),
                 ("metrics[0].halfLife".to_owned(), Some("30s".to_owned())),
+                ("metrics[0].exceedance".to_owned(), None),
             ]
         );
         let p95 = Setting::Statistic(Statistic::Percentile(95));
         assert_eq!(
-            yaml_edits("metrics[0].statistic", &p95)[1],
-            ("metrics[0].halfLife".into(), None)
+            yaml_edits("metrics[0].statistic", &p95)[1..],
+            [("metrics[0].halfLife".into(), None), ("metrics[0].exceedance".into(), None)]
+        );
+        // A tail's exceedance is written beside it, and a half-life removed.
+        let tail = Setting::Statistic(Statistic::Tail { exceedance: 0.0003 });
+        assert_eq!(
+            yaml_edits("metrics[0].statistic", &tail)[1..],
+            [
+                ("metrics[0].halfLife".into(), None),
+                ("metrics[0].exceedance".into(), Some("0.0003".into()))
+            ]
         );
     }
 }
