@@ -100,7 +100,7 @@ spec:
         format!(
             "{f}:17:9: spec.scaling.metrics[0].windw: unknown field `windw` (did you mean \
              `window`?), expected one of redis, prometheus, rate, aggregate, statistic, \
-             halfLife, window, target, plausibleMax, seasonal, saturation, bursts"
+             halfLife, exceedance, window, target, plausibleMax, seasonal, saturation, bursts"
         ),
         format!(
             "{f}:19:15: spec.scaling.schedule[0].cron: invalid cron `0 8 * * Mon-Fri`: Invalid \
