@@ -145,7 +145,8 @@ fn week_per_second(c: &mut Criterion) {
     group.bench_function("policy_with_seasonal_and_hpa", |b| {
         b.iter(|| simulate(black_box(&seasonal), black_box(&trace), &settings).expect("simulates"))
     });
-    // The recommended policy as shipped: two metrics, the band, saturation over two rounds.
+    // The recommended policy as shipped: sampling every 5 s, three metrics (the tail over
+    // 10 minutes), the band, saturation over two rounds, capped bursts, the seasonal floor.
     let shipped = redis_autopilot::policy::load_policy_str(
         "session-cache.yaml",
         include_str!("../policies/session-cache.yaml"),

@@ -6,7 +6,7 @@
 mod support;
 
 use std::io::Write as _;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -17,7 +17,7 @@ use prometheus_parse::{Scrape, Value};
 use serde_json::Value as Json;
 
 use support::policy_daemon::{self, STOP_GRACE};
-use support::{free_port, require};
+use support::{free_ports, require};
 
 /// Instances a fleet may use above its base port (maxReplicas of every policy here is 4, plus
 /// room, so a stray extra instance would still be noticed).
@@ -34,24 +34,22 @@ fn load_turn() -> std::sync::MutexGuard<'static, ()> {
     LOAD_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A base port whose next [`PORT_SPAN`] ports are free too.
-fn free_port_range() -> u16 {
-    for _ in 0..100 {
-        let base = free_port();
-        if base.checked_add(PORT_SPAN).is_none() {
-            continue;
-        }
-        let all_free =
-            (base..=base + PORT_SPAN).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no run of {} free ports found", PORT_SPAN + 1);
-}
-
 fn refuses(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_err()
+}
+
+/// Whether a Redis answering on `port` keeps its data under `dir`: one of this fleet's
+/// instances, not a port some other process took once the fleet let it go.
+fn serves_from(port: u16, dir: &Path) -> bool {
+    use std::io::Read as _;
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$3\r\ndir\r\n").is_err() {
+        return false;
+    }
+    let mut reply = vec![0u8; 4096];
+    let read = stream.read(&mut reply).unwrap_or(0);
+    String::from_utf8_lossy(&reply[..read]).contains(&*dir.to_string_lossy())
 }
 
 /// Polls `probe` every 200 ms until it returns `Some`, or panics naming `what` (with the
@@ -212,7 +210,9 @@ impl Daemon {
     fn start(options: Options<'_>) -> Self {
         require("redis-server", "redis-server");
         let dir = tempfile::tempdir().expect("temp dir");
-        let base = free_port_range();
+        // Never a range another test of this binary took: each test's fleet and its checks
+        // own their ports.
+        let base = free_ports(PORT_SPAN + 1);
         let data_dir = dir.path().join("data");
         let policy = policy_yaml(base, &data_dir, options.scaling, options.alerts);
         let args = options.args.iter().map(|a| (*a).to_owned()).collect();
@@ -260,9 +260,9 @@ impl Daemon {
         self.base + ordinal
     }
 
-    /// Instances listening in the fleet's port range.
+    /// The fleet's instances listening in its port range.
     fn listening(&self) -> u16 {
-        (0..=PORT_SPAN).filter(|&o| !refuses(self.port(o))).count() as u16
+        (0..=PORT_SPAN).filter(|&o| serves_from(self.port(o), &self.data_dir)).count() as u16
     }
 
     /// Replaces the policy file in one rename, so the daemon never reads half of it.
@@ -313,8 +313,10 @@ impl Drop for Daemon {
                 "redis-servers {leaked:?} outlived the daemon:\n{}",
                 self.log()
             );
-            let listening: Vec<u16> =
-                (0..=PORT_SPAN).map(|o| self.port(o)).filter(|&p| !refuses(p)).collect();
+            let listening: Vec<u16> = (0..=PORT_SPAN)
+                .map(|o| self.port(o))
+                .filter(|&p| serves_from(p, &self.data_dir))
+                .collect();
             assert!(
                 listening.is_empty(),
                 "ports {listening:?} still answer after the daemon exited"
