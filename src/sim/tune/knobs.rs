@@ -266,6 +266,14 @@ fn seasonal_errors(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
     [0.1, 0.2, 0.3, 0.5].map(Setting::Number).to_vec()
 }
 
+/// The least rise that sets a seasonal floor; none without `seasonal`.
+fn seasonal_rises(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
+    if first(scaling).and_then(|m| m.seasonal.as_ref()).is_none() {
+        return Vec::new();
+    }
+    [1.0, 1.5, 2.0, 3.0].map(Setting::Number).to_vec()
+}
+
 /// The scale-down window while the seasonal forecast agrees; none without `seasonal`.
 fn seasonal_stabilizations(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
     if first(scaling).and_then(|m| m.seasonal.as_ref()).is_none() {
@@ -463,6 +471,7 @@ pub const KNOBS: &[Knob] = &[
     block_knob!("metrics[0].bursts.expect", burst_expectations, Number, metric bursts.expect),
     block_knob!("metrics[0].seasonal.horizon", seasonal_horizons, Duration, metric seasonal.horizon),
     block_knob!("metrics[0].seasonal.maxError", seasonal_errors, Number, metric seasonal.max_error),
+    block_knob!("metrics[0].seasonal.minRise", seasonal_rises, Number, metric seasonal.min_rise),
     block_knob!(
         "metrics[0].seasonal.scaleDownStabilization",
         seasonal_stabilizations,
@@ -621,9 +630,13 @@ mod tests {
     fn forecast_knobs_offer_nothing_without_a_forecast_and_fit_the_sampling() {
         let plain = super::tests::base();
         let plain_scaling = plain.scaling.clone().expect("scaling");
-        for values in
-            [seasonal_horizons, seasonal_errors, seasonal_stabilizations, forecast_windows]
-        {
+        for values in [
+            seasonal_horizons,
+            seasonal_errors,
+            seasonal_rises,
+            seasonal_stabilizations,
+            forecast_windows,
+        ] {
             assert!(values(&plain, &plain_scaling).is_empty());
         }
         // A line needs two rounds: at 2-minute sampling, a 2-minute trend window is left out.
