@@ -23,12 +23,12 @@ use serde::Serialize;
 
 use crate::observe::Timestamp;
 use crate::policy::Seasonal;
+use crate::policy::bounds::SEASONAL_MAX_RISE as MAX_RISE;
 
 /// How much one completed minute's error weighs against the past: half-life of an hour.
 const ERROR_HALF_LIFE_MINUTES: f64 = 60.0;
 /// Minutes a period must have been scored on before it is trusted at all.
 const MIN_SCORED_MINUTES: u32 = 30;
-use crate::policy::bounds::SEASONAL_MAX_RISE as MAX_RISE;
 
 /// One metric's profile and its periods' scores. Owned by [`super::ScalingMemory`]; fed by
 /// the decision core from the metric's series, and seeded by the daemon from Prometheus.

@@ -321,17 +321,13 @@ fn check_seasonal(
             None
         }
     };
-    let min_rise = match spec.min_rise {
-        None => Some(1.0),
-        Some(r) if r.is_finite() && (1.0..=bounds::SEASONAL_MAX_RISE).contains(&r) => Some(r),
-        Some(r) => {
-            c.bad(
-                &path.key("minRise"),
-                format!("must be >= 1 and <= {}, found {r}", bounds::SEASONAL_MAX_RISE),
-            );
-            None
-        }
-    };
+    let min_rise = within(
+        c,
+        spec.min_rise.or(Some(1.0)),
+        &path.key("minRise"),
+        1.0..=bounds::SEASONAL_MAX_RISE,
+        &format!("must be >= 1 and <= {}", bounds::SEASONAL_MAX_RISE),
+    );
     let scale_down_stabilization = c.duration(
         spec.scale_down_stabilization.as_deref(),
         &path.key("scaleDownStabilization"),
@@ -398,21 +394,13 @@ fn check_bursts(
         );
         false
     });
-    let expect = match spec.expect {
-        Some(e) if e.is_finite() && (1.0..=16.0).contains(&e) => Some(e),
-        Some(e) => {
-            c.bad(&path.key("expect"), format!("must be at least 1 and at most 16, found {e}"));
-            None
-        }
-        None => c.required(None::<&f64>, &path.key("expect")).copied(),
-    };
+    const BURST_RATIOS: std::ops::RangeInclusive<f64> = 1.0..=16.0;
+    const BURST_RATIOS_TEXT: &str = "must be at least 1 and at most 16";
+    let expect = within(c, spec.expect, &path.key("expect"), BURST_RATIOS, BURST_RATIOS_TEXT);
+    // No cap unless one is written.
     let max_factor = match spec.max_factor {
         None => Some(f64::INFINITY),
-        Some(f) if f.is_finite() && (1.0..=16.0).contains(&f) => Some(f),
-        Some(f) => {
-            c.bad(&path.key("maxFactor"), format!("must be at least 1 and at most 16, found {f}"));
-            None
-        }
+        given => within(c, given, &path.key("maxFactor"), BURST_RATIOS, BURST_RATIOS_TEXT),
     };
     let history = check_history(c, &spec.history, path, &None);
     Some(Bursts {
@@ -422,6 +410,25 @@ fn check_bursts(
         max_factor: max_factor?,
         history: history?,
     })
+}
+
+/// A finite number within `range`, or `must` as the problem (`must be ..., found X`); an
+/// absent one is required (give `Some(default)` for a field that has one).
+fn within(
+    c: &mut Checker,
+    value: Option<f64>,
+    path: &FieldPath,
+    range: std::ops::RangeInclusive<f64>,
+    must: &str,
+) -> Option<f64> {
+    match value {
+        Some(v) if v.is_finite() && range.contains(&v) => Some(v),
+        Some(v) => {
+            c.bad(path, format!("{must}, found {v}"));
+            None
+        }
+        None => c.required(None::<&f64>, path).copied(),
+    }
 }
 
 /// A `history` query: as written, or `default` when absent; a blank one is a problem.
@@ -587,18 +594,14 @@ fn check_statistic(
                 bounds::HALF_LIFE,
             )
             .map(|half_life| Statistic::Ewma { half_life }),
-        "tail" => match spec.exceedance.unwrap_or(DEFAULT_EXCEEDANCE) {
-            e if e.is_finite() && (MIN_EXCEEDANCE..=MAX_EXCEEDANCE).contains(&e) => {
-                Some(Statistic::Tail { exceedance: e })
-            }
-            e => {
-                c.bad(
-                    &exceedance_path,
-                    format!("must be >= {MIN_EXCEEDANCE} and <= {MAX_EXCEEDANCE}, found {e}"),
-                );
-                None
-            }
-        },
+        "tail" => within(
+            c,
+            spec.exceedance.or(Some(DEFAULT_EXCEEDANCE)),
+            &exceedance_path,
+            MIN_EXCEEDANCE..=MAX_EXCEEDANCE,
+            &format!("must be >= {MIN_EXCEEDANCE} and <= {MAX_EXCEEDANCE}"),
+        )
+        .map(|exceedance| Statistic::Tail { exceedance }),
         other => match percentile(other) {
             Some(n @ 1..=99) => Some(Statistic::Percentile(n)),
             _ => {

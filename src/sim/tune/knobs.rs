@@ -249,37 +249,30 @@ fn burst_expectations(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
         .collect()
 }
 
+/// `values` when the first metric has a seasonal forecast; none without one.
+fn with_seasonal(scaling: &Scaling, values: Vec<Setting>) -> Vec<Setting> {
+    if first(scaling).is_some_and(|m| m.seasonal.is_some()) { values } else { Vec::new() }
+}
+
 /// How far past one warm-up the seasonal floor looks: from the ramp's own minute to half an
 /// hour early; none without `seasonal`.
 fn seasonal_horizons(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
-    if first(scaling).and_then(|m| m.seasonal.as_ref()).is_none() {
-        return Vec::new();
-    }
-    durations(&[secs(0), secs(300), secs(900), secs(1800)])
+    with_seasonal(scaling, durations(&[secs(0), secs(300), secs(900), secs(1800)]))
 }
 
 /// How wrong the seasonal forecast may lately have been and still act; none without `seasonal`.
 fn seasonal_errors(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
-    if first(scaling).and_then(|m| m.seasonal.as_ref()).is_none() {
-        return Vec::new();
-    }
-    [0.1, 0.2, 0.3, 0.5].map(Setting::Number).to_vec()
+    with_seasonal(scaling, [0.1, 0.2, 0.3, 0.5].map(Setting::Number).to_vec())
 }
 
 /// The least rise that sets a seasonal floor; none without `seasonal`.
 fn seasonal_rises(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
-    if first(scaling).and_then(|m| m.seasonal.as_ref()).is_none() {
-        return Vec::new();
-    }
-    [1.0, 1.5, 2.0, 3.0].map(Setting::Number).to_vec()
+    with_seasonal(scaling, [1.0, 1.5, 2.0, 3.0].map(Setting::Number).to_vec())
 }
 
 /// The scale-down window while the seasonal forecast agrees; none without `seasonal`.
 fn seasonal_stabilizations(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
-    if first(scaling).and_then(|m| m.seasonal.as_ref()).is_none() {
-        return Vec::new();
-    }
-    durations(&[secs(0), secs(60), secs(120), secs(300)])
+    with_seasonal(scaling, durations(&[secs(0), secs(60), secs(120), secs(300)]))
 }
 
 /// Trend windows from 2 to 30 minutes that fit a line (two sampling intervals at least) and
