@@ -31,8 +31,11 @@ pub struct ScalingMemory {
     requested: Option<ScaleRequest>,
     /// Each metric's seasonal profile, by metric index (`None` for a metric without one).
     seasonal: Vec<Option<SeasonalMemory>>,
-    /// Each metric's value in the rounds of its span, by metric index.
+    /// Each source's value in the rounds of its span, by [`Sources`] index.
     rounds: Vec<RoundValues>,
+    /// Each metric's name in reasons, by metric index, made once rather than formatted at
+    /// every evaluation, with the metric it was made for.
+    labels: Vec<(Metric, String)>,
     /// Each metric's measured burstiness, by metric index (`None` for a metric without).
     bursts: Vec<Option<BurstMemory>>,
 }
@@ -137,7 +140,7 @@ impl ScalingMemory {
         self.recommendations.len() + self.events.len()
     }
 
-    /// Rounds whose values are remembered, over all metrics: bounded by the metrics' spans.
+    /// Rounds whose values are remembered, over all sources: bounded by the metrics' spans.
     #[cfg(test)]
     pub(super) fn rounds_held(&self) -> usize {
         self.rounds.iter().map(RoundValues::len).sum()
@@ -183,9 +186,53 @@ impl ScalingMemory {
 
 /// What [`ScalingMemory`] keeps for one metric, lent to one evaluation of it.
 struct MetricMemory<'m> {
+    label: &'m str,
     seasonal: Option<&'m mut SeasonalMemory>,
     bursts: Option<&'m mut BurstMemory>,
-    rounds: &'m mut RoundValues,
+}
+
+/// The distinct sources the metrics read ([`RoundValues`]): each with the first metric that
+/// reads it and the longest span any of them reads, and each metric's source by index.
+struct Sources {
+    read: Vec<(usize, Duration)>,
+    of_metric: Vec<usize>,
+}
+
+impl Sources {
+    fn of(scaling: &Scaling) -> Self {
+        let mut sources = Sources { read: Vec::new(), of_metric: Vec::new() };
+        for (index, metric) in scaling.metrics.iter().enumerate() {
+            let span =
+                scaling.forecast.as_ref().map_or(metric.window, |f| f.window.max(metric.window));
+            let same = sources.read.iter().position(|&(first, _)| {
+                let other = &scaling.metrics[first];
+                other.source == metric.source && other.aggregate == metric.aggregate
+            });
+            let source = match same {
+                Some(source) => {
+                    sources.read[source].1 = sources.read[source].1.max(span);
+                    source
+                }
+                None => {
+                    sources.read.push((index, span));
+                    sources.read.len() - 1
+                }
+            };
+            sources.of_metric.push(source);
+        }
+        sources
+    }
+}
+
+/// Metric `index`'s name in reasons, made once per metric.
+fn label_for<'m>(labels: &'m mut Vec<(Metric, String)>, metric: &Metric, index: usize) -> &'m str {
+    if labels.len() <= index {
+        labels.truncate(index);
+        labels.push((metric.clone(), metric_label(metric)));
+    } else if labels[index].0 != *metric {
+        labels[index] = (metric.clone(), metric_label(metric));
+    }
+    &labels[index].1
 }
 
 /// Metric `index`'s seasonal profile in `profiles`, started afresh when the metric's seasonal
@@ -251,15 +298,26 @@ pub(super) fn decide(
     let current = fleet.replicas;
     let latest = history.latest();
     let ready = latest.map_or(0, |o| o.ready_count()) as u16;
-    memory.rounds.resize_with(scaling.metrics.len(), RoundValues::default);
+    let sources = Sources::of(scaling);
+    memory.rounds.resize_with(sources.read.len(), RoundValues::default);
+    let series: Vec<Series<'_>> = memory
+        .rounds
+        .iter_mut()
+        .zip(&sources.read)
+        .map(|(memo, &(first, span))| {
+            Series::read(&scaling.metrics[first], history, now, span, memo)
+        })
+        .collect();
     let readings: Vec<Reading> = (0..scaling.metrics.len())
         .map(|i| {
+            let metric = &scaling.metrics[i];
             let metric_memory = MetricMemory {
+                label: label_for(&mut memory.labels, metric, i),
                 seasonal: seasonal_for(&mut memory.seasonal, scaling, i),
                 bursts: bursts_for(&mut memory.bursts, scaling, i),
-                rounds: &mut memory.rounds[i],
             };
-            read_metric(&scaling.metrics[i], scaling, history, current, ready, now, metric_memory)
+            let series = &series[sources.of_metric[i]];
+            read_metric(metric, scaling, series, current, ready, now, metric_memory)
         })
         .collect();
 
@@ -316,15 +374,15 @@ fn implausible(readings: &[Reading]) -> Option<u16> {
 fn read_metric(
     metric: &Metric,
     scaling: &Scaling,
-    history: &History,
+    series: &Series<'_>,
     current: u16,
     ready: u16,
     now: Timestamp,
     memory: MetricMemory<'_>,
 ) -> Reading {
-    let MetricMemory { seasonal, bursts, rounds } = memory;
+    let MetricMemory { label, seasonal, bursts } = memory;
     let mut reading = Reading {
-        metric: rounds.label(metric, || metric_label(metric)).to_owned(),
+        metric: label.to_owned(),
         value: Err(String::new()),
         forecast: None,
         per_replica: None,
@@ -337,8 +395,6 @@ fn read_metric(
         bursts: None,
         outliers: Vec::new(),
     };
-    let span = scaling.forecast.as_ref().map_or(metric.window, |f| f.window.max(metric.window));
-    let series = Series::read(metric, history, now, span, rounds);
     reading.outliers = series.outliers(now, metric.window);
     if let (Some(profile), Some(config)) = (seasonal, &metric.seasonal) {
         // Learnt from every round the metric had, whatever the window says about it.

@@ -3,22 +3,25 @@
 //! optional linear trend. An instance's reading above the metric's plausible maximum is left
 //! out of its round and kept as an [`Outlier`] for the reason to name.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde::Serialize;
-use statrs::statistics::{Data, OrderStatistics, Statistics};
+use statrs::statistics::Statistics;
 
-use crate::observe::{History, InstanceId, InstanceSample, Observation, QueryResult, Timestamp};
+pub(super) use crate::observe::window_start;
+use crate::observe::{
+    History, InstanceId, InstanceSample, Observation, QueryResult, Timestamp, Window,
+};
 use crate::policy::{Aggregate, Metric, MetricSource, Statistic};
 
 /// One aggregated value per round over a span of history, oldest first, and the newest
-/// round's failure (if any) to explain a gap.
-pub struct Series {
-    points: Vec<(Timestamp, f64)>,
-    last_error: Option<(Timestamp, String)>,
-    outliers: Vec<(Timestamp, Outlier)>,
+/// failed round (if any) to explain a gap. Borrowed from the [`RoundValues`] that hold them
+/// between evaluations.
+pub struct Series<'a> {
+    points: &'a [(Timestamp, f64)],
+    last_error: Option<&'a (Timestamp, String)>,
+    outliers: &'a [(Timestamp, Outlier)],
 }
 
 /// One instance's reading left out of a round: above the metric's plausible maximum.
@@ -31,39 +34,37 @@ pub struct Outlier {
     pub plausible_max: f64,
 }
 
-/// One metric's value in each round of its span, kept by the caller between evaluations
-/// (in [`super::ScalingMemory`]). A round never changes once in the history, so an evaluation
-/// aggregates only the rounds it has not seen, the newest in steady state, instead of every
-/// instance of every round of the span: `simulate` makes millions of evaluations. Holds no
-/// more rounds than the span.
+/// One source's value in each round of its span, kept by the caller between evaluations
+/// (in [`super::ScalingMemory`]). A source is what a round's value is read from and how
+/// instances are aggregated: metrics that judge the same values differently (another
+/// statistic, window or target) share it, and its span is the longest any of them reads. A round never changes once in the history, and the history
+/// only gains rounds at its new end and loses them at its old one, so an evaluation reads
+/// only the rounds it has not seen (the newest, in steady state) and drops the ones that
+/// left the span, instead of walking every instance of every round of the span: `simulate`
+/// makes millions of evaluations, each over up to a few hundred rounds. Holds no more rounds
+/// than the span.
 #[derive(Debug, Clone, Default)]
 pub struct RoundValues {
-    /// The metric the values were read for: another (a reloaded policy) starts afresh.
-    metric: Option<Metric>,
-    /// The metric's name in reasons, made once rather than formatted at every evaluation.
-    label: Option<String>,
-    rounds: VecDeque<RoundValue>,
-}
-
-#[derive(Debug, Clone)]
-struct RoundValue {
-    at: Timestamp,
-    value: Result<f64, String>,
-    outliers: Vec<Outlier>,
+    /// The source the values were read for: another (a reloaded policy) starts afresh.
+    source: Option<(MetricSource, Aggregate)>,
+    /// The instant of every round read, oldest first: the span's rounds at the last read.
+    rounds: VecDeque<Timestamp>,
+    /// The rounds that have a value, with it.
+    points: VecDeque<(Timestamp, f64)>,
+    /// The rounds without one, with why.
+    errors: VecDeque<(Timestamp, String)>,
+    outliers: VecDeque<(Timestamp, Outlier)>,
 }
 
 impl RoundValues {
-    /// Forgets everything unless it was read for `metric`.
+    /// Forgets everything unless it was read for `metric`'s source.
     fn keep_for(&mut self, metric: &Metric) {
-        if self.metric.as_ref() != Some(metric) {
-            *self = Self { metric: Some(metric.clone()), ..Self::default() };
+        if !self.source.as_ref().is_some_and(|(source, aggregate)| {
+            *source == metric.source && *aggregate == metric.aggregate
+        }) {
+            *self =
+                Self { source: Some((metric.source.clone(), metric.aggregate)), ..Self::default() };
         }
-    }
-
-    /// `metric`'s name in reasons, made by `make` once per metric.
-    pub fn label(&mut self, metric: &Metric, make: impl FnOnce() -> String) -> &str {
-        self.keep_for(metric);
-        self.label.get_or_insert_with(make)
     }
 
     #[cfg(test)]
@@ -71,80 +72,84 @@ impl RoundValues {
         self.rounds.len()
     }
 
-    /// The value of `round` (whose predecessor in the history is `previous`), read once.
-    /// Rounds come oldest first; `next` is where the search for this one starts.
-    fn value_of(
-        &mut self,
-        metric: &Metric,
-        round: &Observation,
-        previous: Option<&Observation>,
-        next: &mut usize,
-    ) -> Cow<'_, RoundValue> {
-        if previous.is_some_and(|p| p.at >= round.at) {
-            // Two rounds at one instant would share a key: the later is read afresh each time.
-            return Cow::Owned(RoundValue::read(metric, round, previous));
+    /// Brings the values up to `window`'s rounds: drops those before its first, and reads
+    /// those after the last one held. When what is held is not the start of the window (the
+    /// first read, or a window that ends before the rounds already read), reads it all.
+    fn follow(&mut self, metric: &Metric, window: Window<'_>) {
+        let rounds = window.rounds;
+        let first = rounds.clone().next().map(|round| round.at);
+        // A window is a span of time, so the cut falls between instants: rounds that share
+        // one leave together, and the kinds of value held stay in step.
+        let left = |at: &Timestamp| first.is_none_or(|first| *at < first);
+        pop_while(&mut self.rounds, |at| left(at));
+        pop_while(&mut self.points, |(at, _)| left(at));
+        pop_while(&mut self.errors, |(at, _)| left(at));
+        pop_while(&mut self.outliers, |(at, _)| left(at));
+
+        let mut held = self.rounds.len();
+        let newest_held = held.checked_sub(1).and_then(|i| rounds.clone().nth(i));
+        let continues = held == 0
+            || (self.rounds.front() == first.as_ref()
+                && newest_held.is_some_and(|round| self.rounds.back() == Some(&round.at)));
+        if !continues {
+            self.rounds.clear();
+            self.points.clear();
+            self.errors.clear();
+            self.outliers.clear();
+            held = 0;
         }
-        while self.rounds.get(*next).is_some_and(|r| r.at < round.at) {
-            *next += 1;
+        let mut previous = if held == 0 { window.before } else { newest_held };
+        for round in rounds.skip(held) {
+            let mut outliers = Vec::new();
+            match round_value(metric, round, previous, &mut outliers) {
+                Ok(value) => self.points.push_back((round.at, value)),
+                Err(why) => self.errors.push_back((round.at, why)),
+            }
+            self.outliers.extend(outliers.into_iter().map(|o| (round.at, o)));
+            self.rounds.push_back(round.at);
+            previous = Some(round);
         }
-        if self.rounds.get(*next).is_none_or(|r| r.at != round.at) {
-            self.rounds.insert(*next, RoundValue::read(metric, round, previous));
-        }
-        *next += 1;
-        Cow::Borrowed(&self.rounds[*next - 1])
     }
 }
 
-impl RoundValue {
-    fn read(metric: &Metric, round: &Observation, previous: Option<&Observation>) -> Self {
-        let mut outliers = Vec::new();
-        let value = round_value(metric, round, previous, &mut outliers);
-        Self { at: round.at, value, outliers }
+fn pop_while<T>(queue: &mut VecDeque<T>, mut pred: impl FnMut(&T) -> bool) {
+    while queue.front().is_some_and(&mut pred) {
+        queue.pop_front();
     }
 }
 
-impl Series {
-    /// Reads `span` of history once; callers then take windows of it, so a 15-minute forecast
-    /// and a 2-minute statistic cost one pass. Rounds read before come from `memo`.
+impl<'a> Series<'a> {
+    /// Reads `span` of history from `metric`'s source into `memo` and borrows it; callers
+    /// then take windows of it, so a 15-minute forecast and a 2-minute statistic, or three
+    /// metrics on one field, cost one pass.
     pub fn read(
         metric: &Metric,
         history: &History,
         now: Timestamp,
         span: Duration,
-        memo: &mut RoundValues,
+        memo: &'a mut RoundValues,
     ) -> Self {
         memo.keep_for(metric);
-        let w = history.window(now, span);
-        // What left the span is never read again.
-        let first = w.rounds.clone().next().map(|round| round.at);
-        while memo.rounds.front().is_some_and(|r| first.is_none_or(|first| r.at < first)) {
-            memo.rounds.pop_front();
+        memo.follow(metric, history.window(now, span));
+        let RoundValues { points, errors, outliers, .. } = memo;
+        Self {
+            points: points.make_contiguous(),
+            last_error: errors.back(),
+            outliers: outliers.make_contiguous(),
         }
-        let mut previous = w.before;
-        let mut points = Vec::with_capacity(w.rounds.len());
-        let mut last_error = None;
-        let mut outliers = Vec::new();
-        let mut next = 0;
-        for round in w.rounds {
-            let read = memo.value_of(metric, round, previous, &mut next);
-            match &read.value {
-                Ok(v) => points.push((round.at, *v)),
-                Err(e) => last_error = Some((round.at, e.clone())),
-            }
-            outliers.extend(read.outliers.iter().map(|o| (round.at, o.clone())));
-            previous = Some(round);
-        }
-        Self { points, last_error, outliers }
     }
 
     /// Every value read, oldest first.
-    pub fn points(&self) -> &[(Timestamp, f64)] {
-        &self.points
+    pub fn points(&self) -> &'a [(Timestamp, f64)] {
+        self.points
     }
 
     /// The instances left out as implausible in `(now - window, now]`, each once with the
     /// highest value it reported, by instance name.
     pub fn outliers(&self, now: Timestamp, window: Duration) -> Vec<Outlier> {
+        if self.outliers.is_empty() {
+            return Vec::new();
+        }
         let start = window_start(now, window);
         let mut found: Vec<Outlier> = Vec::new();
         for (_, outlier) in self.outliers.iter().filter(|(at, _)| *at > start) {
@@ -159,7 +164,11 @@ impl Series {
     }
 
     /// The points in `(now - window, now]`, or why there are none.
-    pub fn window(&self, now: Timestamp, window: Duration) -> Result<&[(Timestamp, f64)], String> {
+    pub fn window(
+        &self,
+        now: Timestamp,
+        window: Duration,
+    ) -> Result<&'a [(Timestamp, f64)], String> {
         let start = window_start(now, window);
         let first = self.points.partition_point(|(at, _)| *at <= start);
         let points = &self.points[first..];
@@ -172,15 +181,6 @@ impl Series {
             _ => format!("no samples in the last {span}"),
         })
     }
-}
-
-/// The instant `window` before `now`, or the earliest time when that is before it: where a
-/// window ending now starts. Every cutoff in the core is this one instant.
-pub(super) fn window_start(now: Timestamp, window: Duration) -> Timestamp {
-    chrono::Duration::from_std(window)
-        .ok()
-        .and_then(|w| now.checked_sub_signed(w))
-        .unwrap_or(Timestamp::MIN_UTC)
 }
 
 /// The metric's value in one round, aggregated across ready instances (or a query's series).
@@ -286,10 +286,7 @@ pub fn statistic(statistic: Statistic, points: &[(Timestamp, f64)], now: Timesta
         Statistic::Max => Statistics::max(values()),
         Statistic::Min => Statistics::min(values()),
         Statistic::Last => points.last().map_or(f64::NAN, |p| p.1),
-        Statistic::Percentile(p) => {
-            let mut buf: Vec<f64> = values().collect();
-            Data::new(buf.as_mut_slice()).percentile(usize::from(p))
-        }
+        Statistic::Percentile(p) => percentile(points, p),
         Statistic::Ewma { half_life } => {
             let half_life = half_life.as_secs_f64().max(1e-3);
             let (mut weighted, mut weights) = (0.0, 0.0);
@@ -322,8 +319,8 @@ pub fn statistic(statistic: Statistic, points: &[(Timestamp, f64)], now: Timesta
 /// lies between two levels.
 fn poisson_tail(points: &[(Timestamp, f64)], exceedance: f64) -> f64 {
     let n = points.len();
-    let mean = points.iter().map(|p| p.1).sum::<f64>() / n as f64;
-    let squared_steps: f64 = points.windows(2).map(|w| (w[1].1 - w[0].1).powi(2)).sum();
+    let (sum, squared_steps) = sum_and_squared_steps(points);
+    let mean = sum / n as f64;
     let variance = if n > 1 { squared_steps / (2.0 * (n - 1) as f64) } else { 0.0 };
     // A constant or empty load has no spread to model: the level is its own tail.
     if !(mean > 0.0 && variance > 0.0 && variance.is_finite()) {
@@ -331,6 +328,63 @@ fn poisson_tail(points: &[(Timestamp, f64)], exceedance: f64) -> f64 {
     }
     let request = variance / mean;
     poisson_quantile(mean / request, exceedance) * request
+}
+
+/// The sum of the values and of the squares of the steps between consecutive ones, in four
+/// lanes: one running sum is a chain of dependent additions, and a 10-minute window sampled
+/// every 5 s is read at every tick.
+fn sum_and_squared_steps(points: &[(Timestamp, f64)]) -> (f64, f64) {
+    const LANES: usize = 4;
+    let (mut sums, mut squares) = ([0.0; LANES], [0.0; LANES]);
+    let mut previous = points.first().map_or(0.0, |p| p.1);
+    let mut chunks = points.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (lane, &(_, value)) in chunk.iter().enumerate() {
+            sums[lane] += value;
+            squares[lane] += (value - previous) * (value - previous);
+            previous = value;
+        }
+    }
+    for &(_, value) in chunks.remainder() {
+        sums[0] += value;
+        squares[0] += (value - previous) * (value - previous);
+        previous = value;
+    }
+    (sums.iter().sum(), squares.iter().sum())
+}
+
+/// The `p`th percentile, by the estimator `statrs` uses (median-unbiased, R's type 8): the
+/// two order statistics around the rank `(n + 1/3) p/100 + 1/3`, interpolated. Selected in a
+/// copy on the stack for the windows policies have (a 2-minute window sampled every 5 s holds
+/// 24 rounds): the copy and selection run at every tick, and one selection plus a scan for
+/// the next value costs less than two.
+fn percentile(points: &[(Timestamp, f64)], p: u8) -> f64 {
+    const ON_STACK: usize = 128;
+    let n = points.len();
+    let tau = f64::from(p) / 100.0;
+    let values = || points.iter().map(|p| p.1);
+    let h = (n as f64 + 1.0 / 3.0) * tau + 1.0 / 3.0;
+    let rank = h as usize;
+    if n == 0 || rank == 0 || p == 0 {
+        return Statistics::min(values());
+    }
+    if rank >= n || p >= 100 {
+        return Statistics::max(values());
+    }
+    let mut stack = [0.0; ON_STACK];
+    let mut heap;
+    let copy = if n <= ON_STACK {
+        for (slot, value) in stack.iter_mut().zip(values()) {
+            *slot = value;
+        }
+        &mut stack[..n]
+    } else {
+        heap = values().collect::<Vec<_>>();
+        heap.as_mut_slice()
+    };
+    let (_, &mut below, above) = copy.select_nth_unstable_by(rank - 1, f64::total_cmp);
+    let above = above.iter().copied().fold(f64::INFINITY, f64::min);
+    below + (h - rank as f64) * (above - below)
 }
 
 /// The smallest count a Poisson variable of mean `lambda` exceeds with probability at most
@@ -398,4 +452,38 @@ pub fn linear_forecast(
     }
     let at = seconds_since_first(&now) + ahead.as_secs_f64();
     Some(mean_y + cov / var * (at - mean_x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use statrs::statistics::{Data, OrderStatistics};
+
+    fn points(values: &[f64]) -> Vec<(Timestamp, f64)> {
+        values.iter().map(|&v| (Timestamp::UNIX_EPOCH, v)).collect()
+    }
+
+    proptest! {
+        /// The percentile is the one `statrs` computes, on windows held on the stack and not.
+        #[test]
+        fn percentile_is_statrs_percentile(
+            values in prop::collection::vec(-1e6f64..1e6, 1..300),
+            p in 0u8..=100,
+        ) {
+            let mut copy = values.clone();
+            let expected = Data::new(copy.as_mut_slice()).percentile(usize::from(p));
+            prop_assert_eq!(percentile(&points(&values), p).to_bits(), expected.to_bits());
+        }
+
+        /// The four-lane sums are the plain sums, up to rounding.
+        #[test]
+        fn lane_sums_are_the_sums(values in prop::collection::vec(0f64..1e6, 1..300)) {
+            let (sum, squares) = sum_and_squared_steps(&points(&values));
+            let plain: f64 = values.iter().sum();
+            let plain_squares: f64 = values.windows(2).map(|w| (w[1] - w[0]).powi(2)).sum();
+            prop_assert!((sum - plain).abs() <= 1e-9 * plain.abs().max(1.0));
+            prop_assert!((squares - plain_squares).abs() <= 1e-9 * plain_squares.max(1.0));
+        }
+    }
 }

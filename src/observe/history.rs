@@ -4,6 +4,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use chrono::{NaiveTime, Timelike};
+
 use super::{Observation, Timestamp};
 
 #[derive(Debug, Clone)]
@@ -54,17 +56,43 @@ impl History {
     /// The rounds taken in `(now - window, now]`, oldest first, and the round just before
     /// them (if still held), which a counter's rate over the first round needs.
     pub fn window(&self, now: Timestamp, window: Duration) -> Window<'_> {
-        let start = chrono::Duration::from_std(window)
-            .ok()
-            .and_then(|w| now.checked_sub_signed(w))
-            .unwrap_or(Timestamp::MIN_UTC);
+        let start = window_start(now, window);
         let first = self.observations.partition_point(|o| o.at <= start);
-        let end = self.observations.partition_point(|o| o.at <= now);
+        // Evaluated at the newest round nearly always: no search for the end then.
+        let end = if self.latest().is_some_and(|o| o.at <= now) {
+            self.observations.len()
+        } else {
+            self.observations.partition_point(|o| o.at <= now)
+        };
         Window {
             before: first.checked_sub(1).and_then(|i| self.observations.get(i)),
             rounds: self.observations.range(first..end.max(first)),
         }
     }
+}
+
+/// The instant `window` before `now`, or the earliest time when that is before it: where a
+/// window ending now starts. Every cutoff in the decision core is this one instant.
+pub fn window_start(now: Timestamp, window: Duration) -> Timestamp {
+    // Within the day, only the time of day moves. chrono's general subtraction goes through
+    // the calendar, and an evaluation takes a dozen cutoffs (`simulate` makes millions).
+    let time = now.time();
+    let (seconds, nanos) = (time.num_seconds_from_midnight(), time.nanosecond());
+    let since_midnight = Duration::new(u64::from(seconds), nanos);
+    // A leap second's time (nanos past 10^9) takes the general path.
+    if nanos < 1_000_000_000
+        && window <= since_midnight
+        && let left = since_midnight - window
+        && let Ok(seconds) = u32::try_from(left.as_secs())
+        && let Some(time) =
+            NaiveTime::from_num_seconds_from_midnight_opt(seconds, left.subsec_nanos())
+    {
+        return now.date_naive().and_time(time).and_utc();
+    }
+    chrono::Duration::from_std(window)
+        .ok()
+        .and_then(|w| now.checked_sub_signed(w))
+        .unwrap_or(Timestamp::MIN_UTC)
 }
 
 /// A slice of history: see [`History::window`].
@@ -85,6 +113,27 @@ mod tests {
             instances: vec![],
             queries: vec![],
         }
+    }
+
+    proptest::proptest! {
+        /// The same-day shortcut lands where chrono's calendar subtraction does.
+        #[test]
+        fn window_start_is_the_instant_window_before_now(
+            seconds in 0i64..4_000_000_000,
+            nanos in 0u32..1_000_000_000,
+            window_millis in 0u64..(40 * 86_400_000),
+        ) {
+            let now = Utc.timestamp_opt(seconds, nanos).unwrap();
+            let window = Duration::from_millis(window_millis);
+            let expected = now - chrono::Duration::from_std(window).unwrap();
+            proptest::prop_assert_eq!(window_start(now, window), expected);
+        }
+    }
+
+    #[test]
+    fn window_start_saturates_at_the_earliest_time() {
+        let now = Utc.timestamp_opt(0, 0).unwrap();
+        assert_eq!(window_start(now, Duration::MAX), Timestamp::MIN_UTC);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 mod history;
 pub mod info;
 
-pub use history::{History, Window};
+pub use history::{History, Window, window_start};
 pub use info::{Info, RedisId, ReplicaState, Role};
 
 pub use crate::model::{InstanceId, Timestamp};
