@@ -2,6 +2,7 @@
 //! to one sentence that logs, Events, `plan` and the HTTP API all show.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -31,7 +32,7 @@ pub struct ScalingReason {
 #[serde(rename_all = "camelCase")]
 pub struct Reading {
     /// e.g. `p95 of mean instantaneous_ops_per_sec over 2m`.
-    pub metric: String,
+    pub metric: Arc<str>,
     /// The statistic over the window, or why it is missing.
     #[serde(serialize_with = "serialize_result")]
     pub value: Result<f64, String>,
@@ -131,7 +132,7 @@ pub enum Adjustment {
     },
     /// A trusted seasonal forecast: the load one period ago, one warm-up ahead, needs `min`.
     SeasonalFloor {
-        metric: String,
+        metric: Arc<str>,
         forecast: SeasonalForecast,
         min: u16,
         to: u16,

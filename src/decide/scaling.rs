@@ -7,6 +7,7 @@
 //! counts as doubt: no scale-down while it is in the window.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::bursts::{self, BurstMemory};
@@ -14,7 +15,7 @@ use super::reason::{
     Adjustment, Direction, Reading, ScalingReason, past_band_edge, within_tolerance,
 };
 use super::seasonal::{SeasonalForecast, SeasonalMemory};
-use super::series::{self, RoundValues, Series, window_start};
+use super::series::{self, RoundValues, Series, StatisticMemory, window_start};
 use super::{Fleet, ScalingDecision};
 use crate::observe::{History, Timestamp};
 use crate::policy::{
@@ -33,9 +34,8 @@ pub struct ScalingMemory {
     seasonal: Vec<Option<SeasonalMemory>>,
     /// Each source's value in the rounds of its span, by [`Sources`] index.
     rounds: Vec<RoundValues>,
-    /// Each metric's name in reasons, by metric index, made once rather than formatted at
-    /// every evaluation, with the metric it was made for.
-    labels: Vec<(Metric, String)>,
+    /// What each metric keeps for itself, by metric index.
+    metrics: Vec<Option<MetricState>>,
     /// Each metric's measured burstiness, by metric index (`None` for a metric without).
     bursts: Vec<Option<BurstMemory>>,
 }
@@ -184,9 +184,21 @@ impl ScalingMemory {
     }
 }
 
+/// What one metric keeps between evaluations for itself alone (its source's rounds are
+/// shared), started afresh when the metric changes (a reloaded policy).
+#[derive(Debug, Clone)]
+struct MetricState {
+    metric: Metric,
+    /// Its name in reasons, made once and shared by every reading rather than formatted and
+    /// copied at every evaluation.
+    label: Arc<str>,
+    /// What its statistic keeps between evaluations.
+    statistic: StatisticMemory,
+}
+
 /// What [`ScalingMemory`] keeps for one metric, lent to one evaluation of it.
 struct MetricMemory<'m> {
-    label: &'m str,
+    state: &'m mut MetricState,
     seasonal: Option<&'m mut SeasonalMemory>,
     bursts: Option<&'m mut BurstMemory>,
 }
@@ -224,15 +236,24 @@ impl Sources {
     }
 }
 
-/// Metric `index`'s name in reasons, made once per metric.
-fn label_for<'m>(labels: &'m mut Vec<(Metric, String)>, metric: &Metric, index: usize) -> &'m str {
-    if labels.len() <= index {
-        labels.truncate(index);
-        labels.push((metric.clone(), metric_label(metric)));
-    } else if labels[index].0 != *metric {
-        labels[index] = (metric.clone(), metric_label(metric));
-    }
-    &labels[index].1
+/// Metric `index`'s own state in `states`.
+fn state_for<'m>(
+    states: &'m mut Vec<Option<MetricState>>,
+    scaling: &Scaling,
+    index: usize,
+) -> &'m mut MetricState {
+    let metric = &scaling.metrics[index];
+    kept_for(
+        states,
+        scaling,
+        index,
+        |state| state.metric == *metric,
+        || MetricState {
+            metric: metric.clone(),
+            label: metric_label(metric).into(),
+            statistic: StatisticMemory::new(metric.statistic),
+        },
+    )
 }
 
 /// Metric `index`'s seasonal profile in `profiles`, started afresh when the metric's seasonal
@@ -312,7 +333,7 @@ pub(super) fn decide(
         .map(|i| {
             let metric = &scaling.metrics[i];
             let metric_memory = MetricMemory {
-                label: label_for(&mut memory.labels, metric, i),
+                state: state_for(&mut memory.metrics, scaling, i),
                 seasonal: seasonal_for(&mut memory.seasonal, scaling, i),
                 bursts: bursts_for(&mut memory.bursts, scaling, i),
             };
@@ -380,9 +401,9 @@ fn read_metric(
     now: Timestamp,
     memory: MetricMemory<'_>,
 ) -> Reading {
-    let MetricMemory { label, seasonal, bursts } = memory;
+    let MetricMemory { state, seasonal, bursts } = memory;
     let mut reading = Reading {
-        metric: label.to_owned(),
+        metric: Arc::clone(&state.label),
         value: Err(String::new()),
         forecast: None,
         per_replica: None,
@@ -410,7 +431,7 @@ fn read_metric(
             return reading;
         }
     };
-    let value = series::statistic(metric.statistic, points, now);
+    let value = state.statistic.value(metric.statistic, points, now);
     let mut trend = value;
     if let Some(forecast) = &scaling.forecast {
         // The trend only brings a scale-up forward; it never argues for fewer replicas.

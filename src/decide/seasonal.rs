@@ -122,9 +122,9 @@ impl SeasonalMemory {
     /// Whether this memory was built for `seasonal` looking `ahead` with this `lead`: a
     /// changed policy starts a new one.
     pub fn fits(&self, seasonal: &Seasonal, ahead: Duration, lead: Duration) -> bool {
-        let periods: Vec<i64> = seasonal.periods.iter().map(|p| minutes(*p)).collect();
-        periods == self.periods
-            && ring_len(&periods, ahead) == self.minutes.len()
+        // Compared in place: this runs at every evaluation.
+        seasonal.periods.iter().map(|p| minutes(*p)).eq(self.periods.iter().copied())
+            && ring_len(&self.periods, ahead) == self.minutes.len()
             && minutes(lead).max(1) == self.lead
     }
 

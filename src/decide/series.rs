@@ -278,27 +278,70 @@ fn instance_value(
     (seconds > 0.0 && now_value >= old).then(|| (now_value - old) / seconds)
 }
 
-/// One number from a non-empty series.
+/// One number from a non-empty series, computed afresh.
 pub fn statistic(statistic: Statistic, points: &[(Timestamp, f64)], now: Timestamp) -> f64 {
-    let values = || points.iter().map(|p| p.1);
-    match statistic {
-        Statistic::Mean => values().mean(),
-        Statistic::Max => Statistics::max(values()),
-        Statistic::Min => Statistics::min(values()),
-        Statistic::Last => points.last().map_or(f64::NAN, |p| p.1),
-        Statistic::Percentile(p) => percentile(points, p),
-        Statistic::Ewma { half_life } => {
-            let half_life = half_life.as_secs_f64().max(1e-3);
-            let (mut weighted, mut weights) = (0.0, 0.0);
-            for (at, v) in points {
-                let age = (now - *at).as_seconds_f64().max(0.0);
-                let w = 0.5f64.powf(age / half_life);
-                weighted += w * v;
-                weights += w;
-            }
-            weighted / weights
+    StatisticMemory::new(statistic).value(statistic, points, now)
+}
+
+/// What a metric's statistic keeps between evaluations (per metric, in
+/// [`super::ScalingMemory`]), so that the statistic over a window that moved by a round
+/// costs what the round changed: a percentile keeps the window in order, a tail the normal
+/// quantile its `exceedance` sets.
+#[derive(Debug, Clone)]
+pub enum StatisticMemory {
+    Nothing,
+    Ordered(OrderedValues),
+    Tail { exceedance: f64, normal_quantile: f64 },
+}
+
+impl StatisticMemory {
+    pub fn new(statistic: Statistic) -> Self {
+        match statistic {
+            Statistic::Percentile(_) => Self::Ordered(OrderedValues::default()),
+            Statistic::Tail { exceedance } => Self::Tail {
+                exceedance,
+                normal_quantile: standard_normal_quantile(1.0 - exceedance),
+            },
+            _ => Self::Nothing,
         }
-        Statistic::Tail { exceedance } => poisson_tail(points, exceedance),
+    }
+
+    /// `statistic` over `points` (non-empty, oldest first).
+    pub fn value(
+        &mut self,
+        statistic: Statistic,
+        points: &[(Timestamp, f64)],
+        now: Timestamp,
+    ) -> f64 {
+        let values = || points.iter().map(|p| p.1);
+        match (statistic, &mut *self) {
+            (Statistic::Mean, _) => values().mean(),
+            (Statistic::Max, _) => Statistics::max(values()),
+            (Statistic::Min, _) => Statistics::min(values()),
+            (Statistic::Last, _) => points.last().map_or(f64::NAN, |p| p.1),
+            (Statistic::Ewma { half_life }, _) => {
+                let half_life = half_life.as_secs_f64().max(1e-3);
+                let (mut weighted, mut weights) = (0.0, 0.0);
+                for (at, v) in points {
+                    let age = (now - *at).as_seconds_f64().max(0.0);
+                    let w = 0.5f64.powf(age / half_life);
+                    weighted += w * v;
+                    weights += w;
+                }
+                weighted / weights
+            }
+            (Statistic::Percentile(p), Self::Ordered(ordered)) => ordered.percentile(points, p),
+            (Statistic::Tail { exceedance }, Self::Tail { exceedance: kept, normal_quantile })
+                if kept.to_bits() == exceedance.to_bits() =>
+            {
+                poisson_tail(points, exceedance, *normal_quantile)
+            }
+            // Kept for another statistic: the metric changed under it.
+            (Statistic::Percentile(_) | Statistic::Tail { .. }, _) => {
+                *self = Self::new(statistic);
+                self.value(statistic, points, now)
+            }
+        }
     }
 }
 
@@ -317,7 +360,8 @@ pub fn statistic(statistic: Statistic, points: &[(Timestamp, f64)], now: Timesta
 /// around the window's mean: a lasting rise or fall within the window (a flash crowd, the
 /// morning ramp) adds one large difference, not a spread of every round around a mean that
 /// lies between two levels.
-fn poisson_tail(points: &[(Timestamp, f64)], exceedance: f64) -> f64 {
+/// `normal_quantile` is the standard normal's quantile at `1 - exceedance`.
+fn poisson_tail(points: &[(Timestamp, f64)], exceedance: f64, normal_quantile: f64) -> f64 {
     let n = points.len();
     let (sum, squared_steps) = sum_and_squared_steps(points);
     let mean = sum / n as f64;
@@ -327,7 +371,7 @@ fn poisson_tail(points: &[(Timestamp, f64)], exceedance: f64) -> f64 {
         return mean;
     }
     let request = variance / mean;
-    poisson_quantile(mean / request, exceedance) * request
+    poisson_quantile(mean / request, exceedance, normal_quantile) * request
 }
 
 /// The sum of the values and of the squares of the steps between consecutive ones, in four
@@ -353,49 +397,89 @@ fn sum_and_squared_steps(points: &[(Timestamp, f64)]) -> (f64, f64) {
     (sums.iter().sum(), squares.iter().sum())
 }
 
-/// The `p`th percentile, by the estimator `statrs` uses (median-unbiased, R's type 8): the
-/// two order statistics around the rank `(n + 1/3) p/100 + 1/3`, interpolated. Selected in a
-/// copy on the stack for the windows policies have (a 2-minute window sampled every 5 s holds
-/// 24 rounds): the copy and selection run at every tick, and one selection plus a scan for
-/// the next value costs less than two.
-fn percentile(points: &[(Timestamp, f64)], p: u8) -> f64 {
-    const ON_STACK: usize = 128;
-    let n = points.len();
-    let tau = f64::from(p) / 100.0;
-    let values = || points.iter().map(|p| p.1);
-    let h = (n as f64 + 1.0 / 3.0) * tau + 1.0 / 3.0;
-    let rank = h as usize;
-    if n == 0 || rank == 0 || p == 0 {
-        return Statistics::min(values());
-    }
-    if rank >= n || p >= 100 {
-        return Statistics::max(values());
-    }
-    let mut stack = [0.0; ON_STACK];
-    let mut heap;
-    let copy = if n <= ON_STACK {
-        for (slot, value) in stack.iter_mut().zip(values()) {
-            *slot = value;
+/// A window's values in order, kept between evaluations (per metric, in
+/// [`super::ScalingMemory`]): a percentile over a window that moved by a round then costs
+/// one removal and one insertion, not a selection over all of it, and `simulate` takes one
+/// at every tick. Like [`RoundValues`], it relies on a round's value never changing.
+#[derive(Debug, Clone, Default)]
+pub struct OrderedValues {
+    /// The window as last seen, oldest first.
+    window: VecDeque<(Timestamp, f64)>,
+    /// Its values, ascending by [`f64::total_cmp`].
+    sorted: Vec<f64>,
+}
+
+impl OrderedValues {
+    /// The `p`th percentile of `points` (non-empty, oldest first), by the estimator `statrs`
+    /// uses (median-unbiased, R's type 8): the two order statistics around the rank
+    /// `(n + 1/3) p/100 + 1/3`, interpolated.
+    pub fn percentile(&mut self, points: &[(Timestamp, f64)], p: u8) -> f64 {
+        self.follow(points);
+        let sorted = &self.sorted;
+        let n = sorted.len();
+        let tau = f64::from(p) / 100.0;
+        let h = (n as f64 + 1.0 / 3.0) * tau + 1.0 / 3.0;
+        let rank = h as usize;
+        match (sorted.first(), sorted.last()) {
+            (Some(&min), _) if rank == 0 || p == 0 => min,
+            (_, Some(&max)) if rank >= n || p >= 100 => max,
+            (Some(_), Some(_)) => {
+                let (below, above) = (sorted[rank - 1], sorted[rank]);
+                below + (h - rank as f64) * (above - below)
+            }
+            _ => f64::NAN,
         }
-        &mut stack[..n]
-    } else {
-        heap = values().collect::<Vec<_>>();
-        heap.as_mut_slice()
-    };
-    let (_, &mut below, above) = copy.select_nth_unstable_by(rank - 1, f64::total_cmp);
-    let above = above.iter().copied().fold(f64::INFINITY, f64::min);
-    below + (h - rank as f64) * (above - below)
+    }
+
+    /// Brings the order up to `points`: removes the values of rounds before its first and
+    /// inserts those after the last one held; anything else (the first call, a window that
+    /// is not a continuation) is ordered afresh.
+    fn follow(&mut self, points: &[(Timestamp, f64)]) {
+        let first = points.first().map(|p| p.0);
+        while let Some(&(at, value)) = self.window.front() {
+            if first.is_some_and(|first| at >= first) {
+                break;
+            }
+            self.window.pop_front();
+            match self.sorted.binary_search_by(|v| v.total_cmp(&value)) {
+                Ok(i) => {
+                    self.sorted.remove(i);
+                }
+                // Not there: what is held is not what was read. Start afresh below.
+                Err(_) => {
+                    self.window.clear();
+                    self.sorted.clear();
+                }
+            }
+        }
+        let held = self.window.len();
+        let continues = held <= points.len()
+            && self.window.front().map(|p| p.0) == first.filter(|_| held > 0)
+            && self.window.back().map(|p| p.0) == held.checked_sub(1).map(|i| points[i].0);
+        let new = if continues {
+            &points[held..]
+        } else {
+            self.window.clear();
+            self.sorted.clear();
+            points
+        };
+        for &(at, value) in new {
+            self.window.push_back((at, value));
+            let i = self.sorted.partition_point(|v| v.total_cmp(&value).is_lt());
+            self.sorted.insert(i, value);
+        }
+    }
 }
 
 /// The smallest count a Poisson variable of mean `lambda` exceeds with probability at most
 /// `exceedance`. Summed term by term while the terms are representable (the first,
 /// e^-lambda, underflows past a mean of about 700, and the sum takes a term per count); from
 /// a mean of 30 on, where the count is nearly normal, the Cornish-Fisher expansion (normal
-/// plus the skew's first correction), which is within one count there.
-fn poisson_quantile(lambda: f64, exceedance: f64) -> f64 {
+/// plus the skew's first correction), which is within one count there. `z` is the standard
+/// normal's quantile at `1 - exceedance`, computed once per metric rather than per round.
+fn poisson_quantile(lambda: f64, exceedance: f64, z: f64) -> f64 {
     const NORMAL_FROM: f64 = 30.0;
     if lambda >= NORMAL_FROM {
-        let z = standard_normal_quantile(1.0 - exceedance);
         return (lambda + z * lambda.sqrt() + (z * z - 1.0) / 6.0).ceil();
     }
     let (mut term, mut below, mut count) = ((-lambda).exp(), 0.0, 0.0);
@@ -465,15 +549,29 @@ mod tests {
     }
 
     proptest! {
-        /// The percentile is the one `statrs` computes, on windows held on the stack and not.
+        /// The percentile is the one `statrs` computes, over a window that slides by a few
+        /// rounds at a time (kept in order) and over one taken afresh.
         #[test]
         fn percentile_is_statrs_percentile(
             values in prop::collection::vec(-1e6f64..1e6, 1..300),
+            width in 1usize..40,
+            stride in 1usize..4,
             p in 0u8..=100,
         ) {
-            let mut copy = values.clone();
-            let expected = Data::new(copy.as_mut_slice()).percentile(usize::from(p));
-            prop_assert_eq!(percentile(&points(&values), p).to_bits(), expected.to_bits());
+            let all: Vec<_> = values
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (Timestamp::UNIX_EPOCH + chrono::Duration::seconds(i as i64), v))
+                .collect();
+            let mut kept = OrderedValues::default();
+            for end in (1..=all.len()).step_by(stride) {
+                let window = &all[end.saturating_sub(width)..end];
+                let mut copy: Vec<f64> = window.iter().map(|p| p.1).collect();
+                let expected = Data::new(copy.as_mut_slice()).percentile(usize::from(p));
+                prop_assert_eq!(kept.percentile(window, p).to_bits(), expected.to_bits());
+                let fresh = statistic(Statistic::Percentile(p), window, Timestamp::UNIX_EPOCH);
+                prop_assert_eq!(fresh.to_bits(), expected.to_bits());
+            }
         }
 
         /// The four-lane sums are the plain sums, up to rounding.

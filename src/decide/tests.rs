@@ -1105,3 +1105,33 @@ fn a_reloaded_metric_reads_its_own_field_in_rounds_already_seen() {
     let decision = run.tick(round_at(50));
     assert_eq!(decision.reason().readings[0].value, Ok(3000.0), "{}", decision.sentence());
 }
+
+/// Metrics on one field share its rounds, read over the longest of their windows: each reads
+/// exactly what it reads alone, evaluation after evaluation.
+#[test]
+fn metrics_on_one_field_read_as_each_alone() {
+    let ops = "instantaneous_ops_per_sec";
+    let short = |b: super::fixture::ScalingBuilder| {
+        b.redis(ops, 1000.0).statistic(Statistic::Percentile(50), secs(30))
+    };
+    let long = |b: super::fixture::ScalingBuilder| {
+        b.redis(ops, 1000.0).statistic(Statistic::Tail { exceedance: 0.001 }, secs(120))
+    };
+    let mut both = Run::new(long(short(scaling().max(30))).policy(), 3);
+    let mut alone = [
+        Run::new(short(scaling().max(30)).policy(), 3),
+        Run::new(long(scaling().max(30)).policy(), 3),
+    ];
+    for i in 0..40i64 {
+        let values: Vec<f64> = (0..3).map(|n| 900.0 + 37.0 * ((i * 7 + n) % 5) as f64).collect();
+        let mut read = |run: &mut Run| {
+            let decision = run.tick(round(t(i * 10)).ready_ops(&values));
+            // The same fleet for every run, whatever each decided.
+            run.replicas = 3;
+            decision.reason().readings.clone()
+        };
+        let together = read(&mut both);
+        let separately: Vec<_> = alone.iter_mut().flat_map(|run| read(run)).collect();
+        assert_eq!(together, separately, "round {i}");
+    }
+}

@@ -25,11 +25,16 @@ impl History {
         Self { observations: VecDeque::new(), capacity }
     }
 
-    pub fn push(&mut self, observation: Observation) {
-        if self.observations.len() == self.capacity {
-            self.observations.pop_front();
-        }
+    /// Adds the newest round; returns the oldest when it made room, for a caller that
+    /// reuses its allocations.
+    pub fn push(&mut self, observation: Observation) -> Option<Observation> {
+        let evicted = if self.observations.len() == self.capacity {
+            self.observations.pop_front()
+        } else {
+            None
+        };
         self.observations.push_back(observation);
+        evicted
     }
 
     pub fn latest(&self) -> Option<&Observation> {
@@ -76,7 +81,8 @@ impl History {
 pub fn window_start(now: Timestamp, window: Duration) -> Timestamp {
     // Within the day, only the time of day moves. chrono's general subtraction goes through
     // the calendar, and an evaluation takes a dozen cutoffs (`simulate` makes millions).
-    let time = now.time();
+    // The naive parts: `DateTime::time` would add the (zero) offset through the calendar.
+    let (date, time) = (now.naive_utc().date(), now.naive_utc().time());
     let (seconds, nanos) = (time.num_seconds_from_midnight(), time.nanosecond());
     let since_midnight = Duration::new(u64::from(seconds), nanos);
     // A leap second's time (nanos past 10^9) takes the general path.
@@ -87,7 +93,7 @@ pub fn window_start(now: Timestamp, window: Duration) -> Timestamp {
         && let Some(time) =
             NaiveTime::from_num_seconds_from_midnight_opt(seconds, left.subsec_nanos())
     {
-        return now.date_naive().and_time(time).and_utc();
+        return date.and_time(time).and_utc();
     }
     chrono::Duration::from_std(window)
         .ok()

@@ -18,7 +18,9 @@ use super::trace::{Millis, timestamp};
 use crate::act::{self, ActionOutcome, Executor, HandOver, Mode, RateLimit};
 use crate::decide::{Fleet, Memory, ScalingDecision, decide};
 use crate::failover;
-use crate::observe::{History, Info, InstanceSample, Observation, Outcome, QueryResult, Role};
+use crate::observe::{
+    History, Info, InstanceSample, Observation, Outcome, QueryResult, Role, Timestamp,
+};
 use crate::policy::Policy;
 use crate::sample::redis::Access;
 
@@ -42,9 +44,12 @@ pub struct PolicyController<'p> {
     queries: Vec<String>,
     /// `redis-0`, `redis-1`, ...: StatefulSet pod names, grown as the cluster grows.
     instance_ids: Vec<String>,
-    /// An `INFO` with every simulated field present, cloned for each instance: one exact-size
-    /// copy instead of regrowing the field table on every instance of every round.
+    /// An `INFO` with every simulated field present, cloned for each new instance: one
+    /// exact-size copy instead of regrowing the field table.
     info_template: Info,
+    /// The round the history let go at the last push, refilled for the next: a round costs
+    /// no allocation once the history is full (one per instance otherwise, at every tick).
+    spare: Option<Observation>,
     evaluations: u64,
     /// Metrics the simulated fleet could not answer: a policy starved of data never scales
     /// down, and its author should hear about it.
@@ -81,6 +86,7 @@ impl<'p> PolicyController<'p> {
             queries: policy.prometheus_queries().into_iter().map(str::to_owned).collect(),
             instance_ids: Vec::new(),
             info_template: info_template(),
+            spare: None,
             evaluations: 0,
             gaps: Vec::new(),
         })
@@ -97,10 +103,10 @@ impl<'p> PolicyController<'p> {
         let readings = decisions.iter().map(ScalingDecision::reason).flat_map(|r| &r.readings);
         for reading in readings {
             let Err(why) = &reading.value else { continue };
-            match self.gaps.iter_mut().find(|g| g.metric == reading.metric) {
+            match self.gaps.iter_mut().find(|g| g.metric == *reading.metric) {
                 Some(gap) => gap.missing += 1,
                 None => self.gaps.push(MetricGap {
-                    metric: reading.metric.clone(),
+                    metric: reading.metric.to_string(),
                     missing: 1,
                     evaluations: 0,
                     example: why.clone(),
@@ -109,10 +115,11 @@ impl<'p> PolicyController<'p> {
         }
     }
 
-    /// What a sampler sees of `cluster` under `demand`, `master` serving as master.
+    /// What a sampler sees of `cluster` under `demand`, `master` serving as master, written
+    /// over the spare round when there is one.
     fn observe(
         &mut self,
-        now: Millis,
+        now: Timestamp,
         demand: f64,
         cluster: &ClusterModel,
         master: Option<u16>,
@@ -121,37 +128,53 @@ impl<'p> PolicyController<'p> {
         while self.instance_ids.len() < states.len() {
             self.instance_ids.push(format!("redis-{}", self.instance_ids.len()));
         }
-        let instances = states
-            .map(|state| InstanceSample {
-                id: self.instance_ids[state.ordinal].clone(),
-                outcome: Outcome::Ok,
-                info: Some(info(&state, master, &self.info_template)),
-            })
-            .collect();
-        let queries = self
-            .queries
-            .iter()
-            .map(|query| QueryResult { query: query.clone(), value: Ok(vec![demand]) })
-            .collect();
-        Observation { at: timestamp(now), instances, queries }
+        let mut observation = self.spare.take().unwrap_or_else(|| Observation {
+            at: now,
+            instances: Vec::new(),
+            queries: Vec::new(),
+        });
+        observation.at = now;
+        observation.instances.truncate(states.len());
+        for state in states {
+            let id = &self.instance_ids[state.ordinal];
+            match observation.instances.get_mut(state.ordinal) {
+                // Written at this ordinal, so named by it: `redis-N` at index N.
+                Some(InstanceSample { outcome, info: Some(info), .. }) => {
+                    *outcome = Outcome::Ok;
+                    describe(info, &state, master);
+                }
+                _ => {
+                    let mut info = self.info_template.clone();
+                    describe(&mut info, &state, master);
+                    let sample =
+                        InstanceSample { id: id.clone(), outcome: Outcome::Ok, info: Some(info) };
+                    observation.instances.truncate(state.ordinal);
+                    observation.instances.push(sample);
+                }
+            }
+        }
+        observation.queries.clear();
+        observation.queries.extend(
+            self.queries
+                .iter()
+                .map(|query| QueryResult { query: query.clone(), value: Ok(vec![demand]) }),
+        );
+        observation
     }
 }
 
-/// What `INFO` says on one instance: a ready one serves its share and its link is up; a
-/// warming one is a replica still in its initial sync; `master` is the ordinal serving as
-/// master.
-fn info(state: &InstanceState, master: Option<u16>, template: &Info) -> Info {
+/// Writes what `INFO` says on one instance over `info` (the template or an earlier round's,
+/// which hold the same fields): a ready one serves its share and its link is up; a warming
+/// one is a replica still in its initial sync; `master` is the ordinal serving as master.
+fn describe(info: &mut Info, state: &InstanceState, master: Option<u16>) {
     let is_master = master.is_some_and(|m| usize::from(m) == state.ordinal);
     let role = if is_master { Role::Master } else { Role::Replica };
-    let mut info = template.clone();
     info.role = role;
     // `master_link_status` only exists on replicas.
     info.master_link_up = (role == Role::Replica).then_some(state.ready);
     info.syncing = !state.ready;
     info.set_number(OPS_FIELD, state.ops_per_sec);
     info.set_number(COMMANDS_FIELD, state.commands_processed);
-    info.set_number(CLIENTS_FIELD, CLIENTS_PER_INSTANCE);
-    info
 }
 
 impl Controller for PolicyController<'_> {
@@ -161,10 +184,10 @@ impl Controller for PolicyController<'_> {
 
     fn evaluate(&mut self, now: Millis, demand: f64, cluster: &SimCluster) {
         let master = cluster.serving_master();
-        let (observation, replicas) = cluster
-            .with_model(|model| (self.observe(now, demand, model, master), model.requested()));
-        self.history.push(observation);
         let at = timestamp(now);
+        let (observation, replicas) = cluster
+            .with_model(|model| (self.observe(at, demand, model, master), model.requested()));
+        self.spare = self.history.push(observation);
         let decisions =
             decide(self.policy, &self.history, Fleet { replicas }, &mut self.memory, at);
         self.count_gaps(&decisions);
@@ -197,13 +220,15 @@ impl Controller for PolicyController<'_> {
     }
 }
 
-/// The fields [`info`] sets, in the order it sets them, so setting them again finds each
-/// in place.
+/// Every field a simulated instance reports: those [`describe`] sets, in the order it sets
+/// them (so setting them again finds each in place), and the ones that never move.
 fn info_template() -> Info {
     let mut info = Info::new(Role::Replica);
-    for field in [OPS_FIELD, COMMANDS_FIELD, CLIENTS_FIELD] {
+    for field in [OPS_FIELD, COMMANDS_FIELD] {
         info.set_number(field, 0.0);
     }
+    // Never moves: set once here.
+    info.set_number(CLIENTS_FIELD, CLIENTS_PER_INSTANCE);
     info
 }
 
@@ -232,7 +257,7 @@ mod tests {
         let mut controller = PolicyController::new(&policy).expect("has scaling");
         let mut cluster = ClusterModel::new(2, 100.0, 30_000, 0);
         cluster.scale_to(3, 0);
-        let observation = controller.observe(0, 150.0, &cluster, Some(0));
+        let observation = controller.observe(timestamp(0), 150.0, &cluster, Some(0));
         assert_eq!(observation.ready_count(), 2);
         let ids: Vec<&str> = observation.instances.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["redis-0", "redis-1", "redis-2"]);
@@ -246,6 +271,27 @@ mod tests {
             observation.queries,
             vec![QueryResult { query: "sum(rate(app_reads[1m]))".into(), value: Ok(vec![150.0]) }]
         );
+    }
+
+    /// A round written over the one the history let go reads exactly as a new one, whether
+    /// the fleet grew or shrank since, or its master moved.
+    #[test]
+    fn a_reused_round_reads_as_a_new_one() {
+        let policy = policy().metric(prometheus_metric("sum(rate(app_reads[1m]))", 100.0)).build();
+        let mut fresh = PolicyController::new(&policy).expect("has scaling");
+        let mut reusing = PolicyController::new(&policy).expect("has scaling");
+        let fleets = [(4, 4, Some(3)), (2, 1, Some(0)), (5, 3, None), (5, 5, Some(4))];
+        for (second, &(requested, ready, master)) in (0..).zip(&fleets) {
+            let mut cluster = ClusterModel::new(ready, 100.0, 30_000, 0);
+            cluster.scale_to(requested, 0);
+            let at = timestamp(second * 10_000);
+            let demand = 50.0 * f64::from(requested);
+            let expected = fresh.observe(at, demand, &cluster, master);
+            let reused = reusing.observe(at, demand, &cluster, master);
+            assert_eq!(reused, expected, "fleet {requested}/{ready}");
+            // The next round is written over this one.
+            reusing.spare = Some(reused);
+        }
     }
 
     #[test]
@@ -289,7 +335,7 @@ mod tests {
         assert_eq!(cluster.switchovers(), 1);
         // The survivor is the master the next observation shows.
         let observation =
-            cluster.with_model(|model| controller.observe(10_000, 30.0, model, Some(0)));
+            cluster.with_model(|model| controller.observe(timestamp(10_000), 30.0, model, Some(0)));
         let roles: Vec<Role> =
             observation.instances.iter().filter_map(|s| s.info.as_ref()).map(|i| i.role).collect();
         assert_eq!(roles, [Role::Master]);
