@@ -1124,14 +1124,14 @@ fn metrics_on_one_field_read_as_each_alone() {
     ];
     for i in 0..40i64 {
         let values: Vec<f64> = (0..3).map(|n| 900.0 + 37.0 * ((i * 7 + n) % 5) as f64).collect();
-        let mut read = |run: &mut Run| {
+        let read = |run: &mut Run| {
             let decision = run.tick(round(t(i * 10)).ready_ops(&values));
             // The same fleet for every run, whatever each decided.
             run.replicas = 3;
             decision.reason().readings.clone()
         };
         let together = read(&mut both);
-        let separately: Vec<_> = alone.iter_mut().flat_map(|run| read(run)).collect();
+        let separately: Vec<_> = alone.iter_mut().flat_map(read).collect();
         assert_eq!(together, separately, "round {i}");
     }
 }
