@@ -6,11 +6,11 @@
 //! 10 samples would make the bench itself half an hour. It prints the wall time and the
 //! candidate-steps per second (candidates x training-slice rows / seconds).
 //!
-//! Measured 2026-12-05 on the 2-core machine, otherwise idle: 159.1 s, 1.82 M
-//! candidate-steps/s, over the target, since the shipped policy samples every 5 s and reads
-//! a 10-minute `tail` (35.1 s before that; 171 s on 2026-12-04, before round values were
-//! remembered between ticks). The time is the decision core's per-tick cost (about 290,000
-//! ticks per candidate at 5 s sampling), not the replay.
+//! Measured 2026-12-05 on the 2-core machine, otherwise idle: 58.7 s, 4.95 M
+//! candidate-steps/s (159.1 s earlier that day, when each tick rebuilt its metrics' windows;
+//! 171 s on 2026-12-04, before round values were remembered between ticks). The time is the
+//! decision core's per-tick cost (about 290,000 ticks per candidate at 5 s sampling), not the
+//! replay.
 
 use std::time::Instant;
 
