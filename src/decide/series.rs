@@ -37,12 +37,13 @@ pub struct Outlier {
 /// One source's value in each round of its span, kept by the caller between evaluations
 /// (in [`super::ScalingMemory`]). A source is what a round's value is read from and how
 /// instances are aggregated: metrics that judge the same values differently (another
-/// statistic, window or target) share it, and its span is the longest any of them reads. A round never changes once in the history, and the history
-/// only gains rounds at its new end and loses them at its old one, so an evaluation reads
-/// only the rounds it has not seen (the newest, in steady state) and drops the ones that
-/// left the span, instead of walking every instance of every round of the span: `simulate`
-/// makes millions of evaluations, each over up to a few hundred rounds. Holds no more rounds
-/// than the span.
+/// statistic, window or target) share it, and its span is the longest any of them reads.
+///
+/// A round never changes once in the history, and the history only gains rounds at its new
+/// end and loses them at its old one, so an evaluation reads only the rounds it has not seen
+/// (the newest, in steady state) and drops the ones that left the span, instead of walking
+/// every instance of every round of the span: `simulate` makes millions of evaluations, each
+/// over up to a few hundred rounds. Holds no more rounds than the span.
 #[derive(Debug, Clone, Default)]
 pub struct RoundValues {
     /// The source the values were read for: another (a reloaded policy) starts afresh.
