@@ -6,9 +6,11 @@
 //! 10 samples would make the bench itself half an hour. It prints the wall time and the
 //! candidate-steps per second (candidates x training-slice rows / seconds).
 //!
-//! Measured 2026-12-05 on the 2-core machine, otherwise idle: 58.7 s, 4.95 M
-//! candidate-steps/s (159.1 s earlier that day, when each tick rebuilt its metrics' windows;
-//! 171 s on 2026-12-04, before round values were remembered between ticks). The time is the
+//! Measured 2026-12-05 on the 2-core machine, otherwise idle: 57.1 s, 5.08 M
+//! candidate-steps/s (64.8 s in a run beside other work), with every metric's target and
+//! window among the knobs (58.7 s before, when only the first metric's were: the candidates
+//! differ; 159.1 s earlier that day, when each tick rebuilt its metrics' windows; 171 s on
+//! 2026-12-04, before round values were remembered between ticks). The time is the
 //! decision core's per-tick cost (about 290,000 ticks per candidate at 5 s sampling), not the
 //! replay.
 

@@ -22,9 +22,10 @@ use crate::sim::tune::{KnobChange, Options, Outcome, plot, tune};
 /// The subcommand's one-line `about` comes from `cli::Command`; this is the rest of `--help`.
 const AFTER_LONG_HELP: &str = "\
 How it works:
-  Candidate 0 is the policy itself; the others vary its scaling settings (the first metric's
-  target, statistic and window, tolerance, and each direction's stabilization, maxStep,
-  period and cooldown), drawn from --seed. Every candidate replays the trace's first four
+  Candidate 0 is the policy itself; the others vary its scaling settings (every metric's
+  target and window and a tail's exceedance, the first metric's statistic and its saturation,
+  bursts and seasonal settings, the band or tolerance, the trend's window, and each
+  direction's stabilization, maxStep, period and cooldown), drawn from --seed. Every candidate replays the trace's first four
   fifths (the training slice) on the simulated cluster `simulate` uses, in parallel on all
   cores; the HPA (the policy's bounds, its first metric's target per pod) replays it once.
 
@@ -395,7 +396,7 @@ impl Run<'_> {
 fn changes(changes: &[KnobChange]) -> Vec<JsonChange> {
     changes
         .iter()
-        .map(|c| JsonChange { field: c.field, base: c.base.show(), value: c.value.show() })
+        .map(|c| JsonChange { field: c.field.clone(), base: c.base.show(), value: c.value.show() })
         .collect()
 }
 
@@ -440,7 +441,7 @@ struct Point {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct JsonChange {
-    field: &'static str,
+    field: String,
     base: String,
     value: String,
 }

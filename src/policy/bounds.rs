@@ -69,6 +69,9 @@ pub const SAMPLING_TIMEOUT: Bounds = Bounds { min: MS, max: HOUR, why: "" };
 pub const METRIC_WINDOW: Bounds = Bounds { min: MS, max: WEEK, why: A_WEEK_IS_A_MISTAKE };
 pub const HALF_LIFE: Bounds = Bounds { min: MS, max: WEEK, why: A_WEEK_IS_A_MISTAKE };
 pub const FORECAST_WINDOW: Bounds = Bounds { min: MS, max: WEEK, why: A_WEEK_IS_A_MISTAKE };
+/// `exceedance` of `statistic: tail`. Rarer than one round in a million is beyond what a
+/// window of rounds can say anything about; more often than one in ten is a percentile's job.
+pub const TAIL_EXCEEDANCE: std::ops::RangeInclusive<f64> = 1e-6..=0.1;
 /// The most a seasonal forecast multiplies today's load by: a season that rose from nearly
 /// nothing (a night at 0) says little about today's rise. `minRise` can ask no more.
 pub const SEASONAL_MAX_RISE: f64 = 10.0;

@@ -598,8 +598,12 @@ fn check_statistic(
             c,
             spec.exceedance.or(Some(DEFAULT_EXCEEDANCE)),
             &exceedance_path,
-            MIN_EXCEEDANCE..=MAX_EXCEEDANCE,
-            &format!("must be >= {MIN_EXCEEDANCE} and <= {MAX_EXCEEDANCE}"),
+            bounds::TAIL_EXCEEDANCE,
+            &format!(
+                "must be >= {} and <= {}",
+                bounds::TAIL_EXCEEDANCE.start(),
+                bounds::TAIL_EXCEEDANCE.end()
+            ),
         )
         .map(|exceedance| Statistic::Tail { exceedance }),
         other => match percentile(other) {
@@ -629,10 +633,6 @@ fn check_statistic(
 
 /// `tail`'s default: one round in a thousand above the value.
 const DEFAULT_EXCEEDANCE: f64 = 0.001;
-/// Rarer than one round in a million is beyond what a window of rounds can say anything about;
-/// more often than one in ten is a percentile's job.
-const MIN_EXCEEDANCE: f64 = 1e-6;
-const MAX_EXCEEDANCE: f64 = 0.1;
 
 /// `p95` -> 95; digits only, without a leading zero, so each percentile has one spelling.
 fn percentile(text: &str) -> Option<u8> {

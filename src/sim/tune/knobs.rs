@@ -1,6 +1,9 @@
-//! The search space: one [`Knob`] per tunable field of `spec.scaling`, each with the values
-//! the search tries, how to read and set it on a validated [`Scaling`], and how it is written
-//! back to YAML. Adding a knob is one more entry in [`KNOBS`].
+//! The search space: one [`Knob`] per tunable field of `spec.scaling` and one [`MetricKnob`]
+//! per field every metric has, each with the values the search tries, how to read and set it
+//! on a validated [`Scaling`], and how it is written back to YAML. [`Tunable::all`] lists what
+//! one base policy offers: every metric's target and window (and a tail's exceedance) tuned
+//! apart, so a policy whose second or third metric decides is tuned where it decides. Adding a
+//! knob is one more entry in [`KNOBS`] or [`METRIC_KNOBS`].
 //!
 //! Every value a knob offers keeps the policy valid on its own (the bounds `check` enforces:
 //! [`crate::policy::bounds`], a window of at least one sampling interval and a history that
@@ -97,16 +100,77 @@ pub struct Knob {
     pub set: fn(&mut Scaling, &Setting),
 }
 
-impl Knob {
+/// One field every metric has (`target`), tuned on each metric apart.
+pub struct MetricKnob {
+    /// The field under the metric, as `check` names it (`target`).
+    pub field: &'static str,
+    /// The values the search tries on metric `index`, the base's own value among them.
+    pub values: fn(&Policy, &Scaling, usize) -> Vec<Setting>,
+    pub get: fn(&Metric) -> Setting,
+    pub set: fn(&mut Metric, &Setting),
+}
+
+/// A knob as one base policy offers it: one of [`KNOBS`], or one of [`METRIC_KNOBS`] on the
+/// metric at an index.
+#[derive(Clone, Copy)]
+pub enum Tunable {
+    Scaling(&'static Knob),
+    Metric(&'static MetricKnob, usize),
+}
+
+impl Tunable {
+    /// Every knob for a policy of `scaling`'s metrics: each metric's own, in metric order, then
+    /// the scaling-wide ones.
+    pub fn all(scaling: &Scaling) -> Vec<Tunable> {
+        let per_metric = (0..scaling.metrics.len())
+            .flat_map(|index| METRIC_KNOBS.iter().map(move |knob| Tunable::Metric(knob, index)));
+        per_metric.chain(KNOBS.iter().map(Tunable::Scaling)).collect()
+    }
+
+    /// The field under `spec.scaling`, as `check` names it (`metrics[2].target`).
+    pub fn field(&self) -> String {
+        match self {
+            Tunable::Scaling(knob) => knob.field.to_owned(),
+            Tunable::Metric(knob, index) => format!("metrics[{index}].{}", knob.field),
+        }
+    }
+
     /// The values to try, the base's own value first and no value twice.
     pub fn domain(&self, policy: &Policy, scaling: &Scaling) -> Vec<Setting> {
-        let mut domain = vec![(self.get)(scaling)];
-        for value in (self.values)(policy, scaling) {
+        let (base, values) = match self {
+            Tunable::Scaling(knob) => (self.get(scaling), (knob.values)(policy, scaling)),
+            Tunable::Metric(knob, index) => {
+                (self.get(scaling), (knob.values)(policy, scaling, *index))
+            }
+        };
+        let mut domain = vec![base];
+        for value in values {
             if !domain.contains(&value) {
                 domain.push(value);
             }
         }
         domain
+    }
+
+    pub fn get(&self, scaling: &Scaling) -> Setting {
+        match self {
+            Tunable::Scaling(knob) => (knob.get)(scaling),
+            // Validation keeps every metric the base has; a knob is only made for those.
+            Tunable::Metric(knob, index) => {
+                scaling.metrics.get(*index).map_or(Setting::Number(0.0), knob.get)
+            }
+        }
+    }
+
+    pub fn set(&self, scaling: &mut Scaling, value: &Setting) {
+        match self {
+            Tunable::Scaling(knob) => (knob.set)(scaling, value),
+            Tunable::Metric(knob, index) => {
+                if let Some(metric) = scaling.metrics.get_mut(*index) {
+                    (knob.set)(metric, value);
+                }
+            }
+        }
     }
 }
 
@@ -114,8 +178,8 @@ const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-/// The metric the knobs tune: the first, whose target the HPA baseline shares. Validation
-/// guarantees a scaling section has one.
+/// The metric the scaling-wide knobs tune the statistic and blocks of: the first, whose
+/// target the HPA baseline shares. Validation guarantees a scaling section has one.
 fn first(scaling: &Scaling) -> Option<&Metric> {
     scaling.metrics.first()
 }
@@ -125,13 +189,15 @@ fn durations(values: &[Duration]) -> Vec<Setting> {
 }
 
 /// Targets from 60 % to 120 % of the base's, to three significant digits (so the file says
-/// `24500`, not `24499.999999999996`), below the metric's plausible maximum.
-fn targets(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
-    let Some(metric) = first(scaling) else { return Vec::new() };
-    let ceiling = match &metric.source {
+/// `24500`, not `24499.999999999996`), below the metric's plausible maximum and its base
+/// saturation ceiling (validation wants both above the target).
+fn targets(_: &Policy, scaling: &Scaling, index: usize) -> Vec<Setting> {
+    let Some(metric) = scaling.metrics.get(index) else { return Vec::new() };
+    let plausible = match &metric.source {
         MetricSource::Redis { plausible_max: Some(max), .. } => *max,
         _ => f64::INFINITY,
     };
+    let ceiling = metric.saturation.map_or(plausible, |s| s.above.min(plausible));
     [0.6, 0.7, 0.8, 0.9, 1.1, 1.2]
         .iter()
         .map(|factor| significant(metric.target * factor, 3))
@@ -165,9 +231,10 @@ fn statistics(_: &Policy, _: &Scaling) -> Vec<Setting> {
 
 /// Windows from one sampling interval to 10 minutes whose history fits the policy's bound,
 /// and long enough for the rounds the metric's saturation reads.
-fn windows(policy: &Policy, scaling: &Scaling) -> Vec<Setting> {
+fn windows(policy: &Policy, scaling: &Scaling, index: usize) -> Vec<Setting> {
     let interval = policy.sampling.interval;
-    let rounds = first(scaling).and_then(|m| m.saturation).map_or(1, |s| u32::from(s.rounds));
+    let metric = scaling.metrics.get(index);
+    let rounds = metric.and_then(|m| m.saturation).map_or(1, |s| u32::from(s.rounds));
     let candidates = [interval, secs(30), secs(60), secs(120), secs(180), secs(300), secs(600)];
     let valid = candidates.into_iter().filter(|window| {
         *window >= interval.saturating_mul(rounds)
@@ -175,6 +242,23 @@ fn windows(policy: &Policy, scaling: &Scaling) -> Vec<Setting> {
             && bounds::history_problem(*window, interval).is_none()
     });
     valid.map(Setting::Duration).collect()
+}
+
+/// A tail's exceedance from a tenth to ten times the base's, within validation's range. None
+/// on the first metric, whose statistic knob sets its exceedance, nor on a metric that is not
+/// a tail.
+fn exceedances(_: &Policy, scaling: &Scaling, index: usize) -> Vec<Setting> {
+    let tail = scaling.metrics.get(index).filter(|_| index > 0).and_then(|m| match m.statistic {
+        Statistic::Tail { exceedance } => Some(exceedance),
+        _ => None,
+    });
+    let Some(exceedance) = tail else { return Vec::new() };
+    [0.1, 0.3, 3.0, 10.0]
+        .iter()
+        .map(|factor| significant(exceedance * factor, 2))
+        .filter(|e| bounds::TAIL_EXCEEDANCE.contains(e))
+        .map(Setting::Number)
+        .collect()
 }
 
 /// None under a `band`, which replaces the tolerance: the field would change nothing, and
@@ -213,7 +297,7 @@ fn bands(_: &Policy, scaling: &Scaling) -> Vec<Setting> {
 /// without a saturation step.
 fn saturation_ceilings(policy: &Policy, scaling: &Scaling) -> Vec<Setting> {
     let Some(saturation) = first(scaling).and_then(|m| m.saturation) else { return Vec::new() };
-    let highest_target = targets(policy, scaling)
+    let highest_target = targets(policy, scaling, 0)
         .into_iter()
         .chain([Setting::Number(first(scaling).map_or(0.0, |m| m.target))])
         .filter_map(|setting| match setting {
@@ -394,18 +478,48 @@ macro_rules! block_knob {
     };
 }
 
-/// Every knob, in the order reports list them.
-pub const KNOBS: &[Knob] = &[
-    Knob {
-        field: "metrics[0].target",
+/// Every field each metric has tuned, in the order reports list them.
+pub const METRIC_KNOBS: &[MetricKnob] = &[
+    MetricKnob {
+        field: "target",
         values: targets,
-        get: |scaling| Setting::Number(first(scaling).map_or(0.0, |m| m.target)),
-        set: |scaling, value| {
-            if let (Setting::Number(target), Some(metric)) = (value, scaling.metrics.first_mut()) {
+        get: |metric| Setting::Number(metric.target),
+        set: |metric, value| {
+            if let Setting::Number(target) = value {
                 metric.target = *target;
             }
         },
     },
+    MetricKnob {
+        field: "window",
+        values: windows,
+        get: |metric| Setting::Duration(metric.window),
+        set: |metric, value| {
+            if let Setting::Duration(window) = value {
+                metric.window = *window;
+            }
+        },
+    },
+    MetricKnob {
+        field: "exceedance",
+        values: exceedances,
+        // Not a tail: a placeholder, never set or written (the values offer nothing then).
+        get: |metric| match metric.statistic {
+            Statistic::Tail { exceedance } => Setting::Number(exceedance),
+            _ => Setting::Number(0.0),
+        },
+        set: |metric, value| {
+            if let (Setting::Number(value), Statistic::Tail { exceedance }) =
+                (value, &mut metric.statistic)
+            {
+                *exceedance = *value;
+            }
+        },
+    },
+];
+
+/// Every scaling-wide knob, in the order reports list them (after the metrics' own).
+pub const KNOBS: &[Knob] = &[
     Knob {
         field: "metrics[0].statistic",
         values: statistics,
@@ -415,17 +529,6 @@ pub const KNOBS: &[Knob] = &[
                 (value, scaling.metrics.first_mut())
             {
                 metric.statistic = *statistic;
-            }
-        },
-    },
-    Knob {
-        field: "metrics[0].window",
-        values: windows,
-        get: |scaling| Setting::Duration(first(scaling).map_or(Duration::ZERO, |m| m.window)),
-        set: |scaling, value| {
-            if let (Setting::Duration(window), Some(metric)) = (value, scaling.metrics.first_mut())
-            {
-                metric.window = *window;
             }
         },
     },
@@ -541,32 +644,89 @@ mod tests {
         base
     }
 
+    /// The banded base with a second metric: a tail with a saturation step of its own.
+    fn with_tail() -> Policy {
+        let mut base = banded();
+        let mut tail = redis_metric("instantaneous_ops_per_sec", 70_000.0);
+        tail.statistic = Statistic::Tail { exceedance: 0.0003 };
+        tail.window = secs(600);
+        tail.saturation =
+            Some(crate::policy::Saturation { above: 80_000.0, factor: 2.0, rounds: 2 });
+        base.scaling.as_mut().expect("scaling").metrics.push(tail);
+        base
+    }
+
+    fn domain_of(policy: &Policy, field: &str) -> Vec<Setting> {
+        let scaling = policy.scaling.as_ref().expect("scaling");
+        let knobs = Tunable::all(scaling);
+        let knob = knobs.iter().find(|k| k.field() == field).expect("a knob of that field");
+        knob.domain(policy, scaling)
+    }
+
     #[test]
     fn every_value_reads_back_as_set() {
-        let bases = [base(), banded()];
-        for knob in KNOBS {
-            let mut offered = false;
-            for base in &bases {
-                let scaling = base.scaling.clone().expect("scaling");
+        let bases = [base(), banded(), with_tail()];
+        let mut offered: Vec<(String, bool)> = Vec::new();
+        for base in &bases {
+            let scaling = base.scaling.clone().expect("scaling");
+            for knob in Tunable::all(&scaling) {
+                let field = knob.field();
                 let domain = knob.domain(base, &scaling);
-                offered |= domain.len() > 1;
-                assert_eq!(domain[0], (knob.get)(&scaling), "{}: base value first", knob.field);
-                for value in domain {
+                assert_eq!(domain[0], knob.get(&scaling), "{field}: base value first");
+                for value in &domain {
                     let mut tuned = scaling.clone();
-                    (knob.set)(&mut tuned, &value);
-                    assert_eq!((knob.get)(&tuned), value, "{}", knob.field);
+                    knob.set(&mut tuned, value);
+                    assert_eq!(knob.get(&tuned), *value, "{field}");
+                    // The knob sets its own field and no other.
+                    let mut back = tuned.clone();
+                    knob.set(&mut back, &domain[0]);
+                    assert_eq!(back, scaling, "{field}: {value:?} changed another field");
+                }
+                match offered.iter_mut().find(|(f, _)| *f == field) {
+                    Some((_, any)) => *any |= domain.len() > 1,
+                    None => offered.push((field, domain.len() > 1)),
                 }
             }
-            assert!(offered, "{} offers nothing to try", knob.field);
         }
+        // Every knob the richest base has, the second metric's own included.
+        assert_eq!(offered.len(), KNOBS.len() + 2 * METRIC_KNOBS.len());
+        for (field, any) in offered {
+            // The first metric's exceedance is its statistic knob's to set.
+            assert!(any || field == "metrics[0].exceedance", "{field} offers nothing to try");
+        }
+    }
+
+    #[test]
+    fn every_metric_is_tuned_apart_within_its_own_bounds() {
+        let base = with_tail();
+        // The second metric's targets stay under its saturation ceiling (80,000): 120 % of
+        // 70,000 is left out.
+        let targets = domain_of(&base, "metrics[1].target");
+        assert_eq!(targets[0], Setting::Number(70_000.0));
+        assert!(targets.contains(&Setting::Number(42_000.0)), "{targets:?}");
+        assert!(!targets.contains(&Setting::Number(84_000.0)), "{targets:?}");
+        // Its windows hold the two rounds its saturation reads (10 s sampling: not 10 s).
+        let windows = domain_of(&base, "metrics[1].window");
+        assert_eq!(windows[0], Setting::Duration(secs(600)));
+        assert!(!windows.contains(&Setting::Duration(secs(10))), "{windows:?}");
+        // A tail's exceedance from a tenth to ten times the base's.
+        let exceedances = domain_of(&base, "metrics[1].exceedance");
+        assert_eq!(
+            exceedances,
+            [0.0003, 0.00003, 0.00009, 0.0009, 0.003].map(Setting::Number).to_vec()
+        );
+        // Not on a metric that is no tail, nor on the first, whose statistic knob sets it.
+        assert_eq!(domain_of(&banded(), "metrics[0].exceedance").len(), 1);
+        let mut first_tail = with_tail();
+        first_tail.scaling.as_mut().expect("scaling").metrics.swap(0, 1);
+        assert_eq!(domain_of(&first_tail, "metrics[0].exceedance").len(), 1);
     }
 
     #[test]
     fn a_band_leaves_the_tolerance_alone() {
         let base = banded();
         let scaling = base.scaling.clone().expect("scaling");
-        let tolerance = KNOBS.iter().find(|k| k.field == "tolerance").expect("a tolerance knob");
-        assert_eq!(tolerance.domain(&base, &scaling), vec![Setting::Number(scaling.tolerance)]);
+        assert_eq!(domain_of(&base, "tolerance"), vec![Setting::Number(scaling.tolerance)]);
     }
 
     #[test]
@@ -584,12 +744,19 @@ mod tests {
         let ceilings = saturation_ceilings(&base, &scaling);
         assert_eq!(ceilings.len(), 3, "{ceilings:?}");
         assert!(ceilings.iter().all(|c| matches!(c, Setting::Number(n) if *n > 42_000.0)));
-        // A ceiling close to the target drops the values that would fall below a tuned target.
+        // A ceiling close to the target keeps every tuned target below the base's ceiling, and
+        // every tuned ceiling above the base's target: any pair of them is valid.
         let mut close = banded();
         close.scaling.as_mut().expect("scaling").metrics[0].saturation =
             Some(crate::policy::Saturation { above: 36_000.0, factor: 2.0, rounds: 1 });
         let close_scaling = close.scaling.clone().expect("scaling");
-        assert!(saturation_ceilings(&close, &close_scaling).is_empty());
+        let targets = targets(&close, &close_scaling, 0);
+        assert!(targets.iter().all(|t| matches!(t, Setting::Number(n) if *n < 36_000.0)));
+        assert_eq!(targets.len(), 4, "{targets:?}");
+        assert_eq!(
+            saturation_ceilings(&close, &close_scaling),
+            [37_800.0, 39_600.0].map(Setting::Number).to_vec()
+        );
         // Without a band or a saturation step these knobs offer nothing beyond the base.
         let plain = super::tests::base();
         let plain_scaling = plain.scaling.clone().expect("scaling");
@@ -611,7 +778,7 @@ mod tests {
         let mut base = base();
         base.sampling.interval = secs(45);
         let scaling = base.scaling.clone().expect("scaling");
-        let windows = windows(&base, &scaling);
+        let windows = windows(&base, &scaling, 0);
         assert!(windows.contains(&Setting::Duration(secs(45))), "{windows:?}");
         assert!(!windows.contains(&Setting::Duration(secs(30))), "{windows:?}");
         // At 1 s sampling, 10 minutes is 600 rounds: still within the bound.
@@ -642,7 +809,7 @@ mod tests {
     }
 
     fn windows_of(policy: &Policy) -> Vec<Setting> {
-        windows(policy, policy.scaling.as_ref().expect("scaling"))
+        windows(policy, policy.scaling.as_ref().expect("scaling"), 0)
     }
 
     #[test]
@@ -650,7 +817,7 @@ mod tests {
         // The default plausible maximum of instantaneous_ops_per_sec is 2,000,000.
         let base = policy().metric(redis_metric("instantaneous_ops_per_sec", 1_800_000.0)).build();
         let scaling = base.scaling.clone().expect("scaling");
-        let offered = targets(&base, &scaling);
+        let offered = targets(&base, &scaling, 0);
         assert!(offered.contains(&Setting::Number(1_080_000.0)), "{offered:?}");
         assert!(offered.iter().all(|t| matches!(t, Setting::Number(n) if *n < 2_000_000.0)));
         assert_eq!(offered.len(), 5, "120 % is 2,160,000: left out");

@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use self::frontier::{Choice, Scored, choose, pareto_frontier};
-use self::knobs::{KNOBS, Setting};
+use self::knobs::{Setting, Tunable};
 use super::hpa::{HpaController, HpaSpec};
 use super::model::ClusterModel;
 use super::policy_run::{PolicyController, to_millis};
@@ -71,10 +71,10 @@ pub struct Options {
 }
 
 /// One knob a candidate sets differently from the base.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KnobChange {
-    /// Under `spec.scaling` (`scaleDown.stabilization`).
-    pub field: &'static str,
+    /// Under `spec.scaling` (`scaleDown.stabilization`, `metrics[2].target`).
+    pub field: String,
     pub base: Setting,
     pub value: Setting,
 }
@@ -120,9 +120,10 @@ impl Outcome {
 pub fn candidates(base: &Policy, count: usize, seed: u64) -> Result<Vec<Candidate>, SimError> {
     let scaling =
         base.scaling.as_ref().ok_or_else(|| SimError::NoScaling { policy: base.name.clone() })?;
-    let domains: Vec<Vec<Setting>> = KNOBS.iter().map(|knob| knob.domain(base, scaling)).collect();
+    let knobs = Tunable::all(scaling);
+    let domains: Vec<Vec<Setting>> = knobs.iter().map(|knob| knob.domain(base, scaling)).collect();
     let mut seen: HashSet<Vec<usize>> = HashSet::new();
-    let base_choice = vec![0; KNOBS.len()];
+    let base_choice = vec![0; knobs.len()];
     seen.insert(base_choice);
     let mut candidates = vec![Candidate { policy: base.clone(), changes: Vec::new() }];
     let draws = count.saturating_mul(DRAWS_PER_CANDIDATE) as u64;
@@ -143,7 +144,7 @@ pub fn candidates(base: &Policy, count: usize, seed: u64) -> Result<Vec<Candidat
         if !seen.insert(choice.clone()) {
             continue;
         }
-        candidates.push(apply(base, scaling, &domains, &choice));
+        candidates.push(apply(base, scaling, &knobs, &domains, &choice));
     }
     Ok(candidates)
 }
@@ -152,17 +153,18 @@ pub fn candidates(base: &Policy, count: usize, seed: u64) -> Result<Vec<Candidat
 fn apply(
     base: &Policy,
     scaling: &Scaling,
+    knobs: &[Tunable],
     domains: &[Vec<Setting>],
     choice: &[usize],
 ) -> Candidate {
     let mut tuned = scaling.clone();
     let mut changes = Vec::new();
-    for ((knob, domain), &index) in KNOBS.iter().zip(domains).zip(choice) {
+    for ((knob, domain), &index) in knobs.iter().zip(domains).zip(choice) {
         if index == 0 {
             continue;
         }
-        (knob.set)(&mut tuned, &domain[index]);
-        changes.push(KnobChange { field: knob.field, base: domain[0], value: domain[index] });
+        knob.set(&mut tuned, &domain[index]);
+        changes.push(KnobChange { field: knob.field(), base: domain[0], value: domain[index] });
     }
     let mut policy = base.clone();
     policy.scaling = Some(tuned);

@@ -44,26 +44,27 @@ pub struct Edit {
 }
 
 /// The edits that write `candidate`'s changes, each commented with the base's value. An
-/// EWMA's half-life is written out whenever the first metric uses one: left out, it would
-/// default to a quarter of the (possibly tuned) window, not the value the candidate ran with.
+/// EWMA's half-life is written out for every metric that uses one: left out, it would default
+/// to a quarter of the (possibly tuned) window, not the value the candidate ran with.
 pub fn edits(candidate: &Candidate) -> Vec<Edit> {
     let mut edits = Vec::new();
     for change in &candidate.changes {
-        for (field, value) in yaml_edits(change.field, &change.value) {
+        for (field, value) in yaml_edits(&change.field, &change.value) {
             let comment = format!("tuned; base: {}", change.base.show());
             edits.push(Edit { field, value, comment });
         }
     }
-    let first = candidate.policy.scaling.as_ref().and_then(|s| s.metrics.first());
-    let half_life_written = edits.iter().any(|e| e.field == "metrics[0].halfLife");
-    if let (Some(Statistic::Ewma { half_life }), false) =
-        (first.map(|m| m.statistic), half_life_written)
-    {
-        edits.push(Edit {
-            field: "metrics[0].halfLife".to_owned(),
-            value: Some(duration_text(half_life)),
-            comment: "written out: its default follows the window".to_owned(),
-        });
+    let metrics = candidate.policy.scaling.iter().flat_map(|s| s.metrics.iter());
+    for (index, metric) in metrics.enumerate() {
+        let Statistic::Ewma { half_life } = metric.statistic else { continue };
+        let field = format!("metrics[{index}].halfLife");
+        if !edits.iter().any(|e| e.field == field) {
+            edits.push(Edit {
+                field,
+                value: Some(duration_text(half_life)),
+                comment: "written out: its default follows the window".to_owned(),
+            });
+        }
     }
     edits
 }
@@ -429,6 +430,63 @@ spec:
         assert_eq!(load(&written), tuned.policy);
     }
 
+    /// The second and third metrics' own knobs are drawn, and each is written into its own
+    /// metric's mapping (session-cache's tail leaves nothing at a default but the rest).
+    #[test]
+    fn every_metric_s_own_fields_are_tuned_and_written_into_it() {
+        let file = "session-cache.yaml";
+        let text = include_str!("../../../policies/session-cache.yaml");
+        let base = load(text);
+        let candidates = super::super::candidates(&base, 200, 7).expect("scales");
+        for field in [
+            "metrics[1].target",
+            "metrics[1].window",
+            "metrics[2].target",
+            "metrics[2].window",
+            "metrics[2].exceedance",
+        ] {
+            let tuned = candidates
+                .iter()
+                .find(|c| c.changes.iter().any(|k| k.field == field))
+                .unwrap_or_else(|| panic!("no candidate tunes {field}"));
+            assert_ne!(tuned.policy, base, "{field}");
+            let written = tuned_policy_text(file, text, &edits(tuned), &[], &tuned.policy);
+            let written = written.unwrap_or_else(|e| panic!("{field}: {e}"));
+            assert_eq!(load(&written), tuned.policy, "{field}");
+        }
+    }
+
+    /// An EWMA on any metric keeps the half-life its candidate ran with when a knob moves the
+    /// window its default follows.
+    #[test]
+    fn an_ewma_half_life_is_written_out_on_every_metric() {
+        let text = BASE.replace("        halfLife: 30s\n", "");
+        let mut base = load(&text);
+        let scaling = base.scaling.as_mut().expect("scaling");
+        // A third metric: the first's EWMA again, after the base's `connected_clients`.
+        let third = scaling.metrics[0].clone();
+        scaling.metrics.push(third);
+        let mut policy = base.clone();
+        let window = std::time::Duration::from_secs(300);
+        policy.scaling.as_mut().expect("scaling").metrics[2].window = window;
+        let change = super::super::KnobChange {
+            field: "metrics[2].window".to_owned(),
+            base: super::super::knobs::Setting::Duration(std::time::Duration::from_secs(60)),
+            value: super::super::knobs::Setting::Duration(window),
+        };
+        let candidate = Candidate { policy, changes: vec![change] };
+        let edits = edits(&candidate);
+        let half_lives: Vec<(&str, Option<&str>)> = edits
+            .iter()
+            .filter(|e| e.field.ends_with(".halfLife"))
+            .map(|e| (e.field.as_str(), e.value.as_deref()))
+            .collect();
+        assert_eq!(
+            half_lives,
+            [("metrics[0].halfLife", Some("15s")), ("metrics[2].halfLife", Some("15s"))]
+        );
+    }
+
     #[test]
     fn an_ewma_half_life_is_written_out_when_the_window_changes() {
         let text = BASE.replace("        halfLife: 30s\n", "");
@@ -437,7 +495,7 @@ spec:
         let window = std::time::Duration::from_secs(300);
         policy.scaling.as_mut().expect("scaling").metrics[0].window = window;
         let change = super::super::KnobChange {
-            field: "metrics[0].window",
+            field: "metrics[0].window".to_owned(),
             base: super::super::knobs::Setting::Duration(std::time::Duration::from_secs(60)),
             value: super::super::knobs::Setting::Duration(window),
         };
