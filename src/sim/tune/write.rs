@@ -456,6 +456,19 @@ spec:
         }
     }
 
+    /// `base` with metric `index`'s window tuned from 1m to 5m.
+    fn window_tuned(base: &Policy, index: usize) -> Candidate {
+        let (from, to) = (std::time::Duration::from_secs(60), std::time::Duration::from_secs(300));
+        let mut policy = base.clone();
+        policy.scaling.as_mut().expect("scaling").metrics[index].window = to;
+        let change = super::super::KnobChange {
+            field: format!("metrics[{index}].window"),
+            base: super::super::knobs::Setting::Duration(from),
+            value: super::super::knobs::Setting::Duration(to),
+        };
+        Candidate { policy, changes: vec![change] }
+    }
+
     /// An EWMA on any metric keeps the half-life its candidate ran with when a knob moves the
     /// window its default follows.
     #[test]
@@ -466,16 +479,7 @@ spec:
         // A third metric: the first's EWMA again, after the base's `connected_clients`.
         let third = scaling.metrics[0].clone();
         scaling.metrics.push(third);
-        let mut policy = base.clone();
-        let window = std::time::Duration::from_secs(300);
-        policy.scaling.as_mut().expect("scaling").metrics[2].window = window;
-        let change = super::super::KnobChange {
-            field: "metrics[2].window".to_owned(),
-            base: super::super::knobs::Setting::Duration(std::time::Duration::from_secs(60)),
-            value: super::super::knobs::Setting::Duration(window),
-        };
-        let candidate = Candidate { policy, changes: vec![change] };
-        let edits = edits(&candidate);
+        let edits = edits(&window_tuned(&base, 2));
         let half_lives: Vec<(&str, Option<&str>)> = edits
             .iter()
             .filter(|e| e.field.ends_with(".halfLife"))
@@ -490,16 +494,7 @@ spec:
     #[test]
     fn an_ewma_half_life_is_written_out_when_the_window_changes() {
         let text = BASE.replace("        halfLife: 30s\n", "");
-        let base = load(&text);
-        let mut policy = base.clone();
-        let window = std::time::Duration::from_secs(300);
-        policy.scaling.as_mut().expect("scaling").metrics[0].window = window;
-        let change = super::super::KnobChange {
-            field: "metrics[0].window".to_owned(),
-            base: super::super::knobs::Setting::Duration(std::time::Duration::from_secs(60)),
-            value: super::super::knobs::Setting::Duration(window),
-        };
-        let candidate = Candidate { policy, changes: vec![change] };
+        let candidate = window_tuned(&load(&text), 0);
         let edits = edits(&candidate);
         // The base's default half-life: a quarter of its 1m window.
         assert_eq!(edits[1].field, "metrics[0].halfLife");
