@@ -137,13 +137,11 @@ impl Tunable {
 
     /// The values to try, the base's own value first and no value twice.
     pub fn domain(&self, policy: &Policy, scaling: &Scaling) -> Vec<Setting> {
-        let (base, values) = match self {
-            Tunable::Scaling(knob) => (self.get(scaling), (knob.values)(policy, scaling)),
-            Tunable::Metric(knob, index) => {
-                (self.get(scaling), (knob.values)(policy, scaling, *index))
-            }
+        let values = match self {
+            Tunable::Scaling(knob) => (knob.values)(policy, scaling),
+            Tunable::Metric(knob, index) => (knob.values)(policy, scaling, *index),
         };
-        let mut domain = vec![base];
+        let mut domain = vec![self.get(scaling)];
         for value in values {
             if !domain.contains(&value) {
                 domain.push(value);
