@@ -38,6 +38,11 @@ pub struct ScalingMemory {
     metrics: Vec<Option<MetricState>>,
     /// Each metric's measured burstiness, by metric index (`None` for a metric without).
     bursts: Vec<Option<BurstMemory>>,
+    /// The settings the per-metric memories were last checked against, and the sources their
+    /// metrics read. While the policy stays the same (every evaluation but the first after a
+    /// start or a reload), one comparison stands for every memory's own check: `simulate`
+    /// makes millions of evaluations, and each check compares strings (a field, a query).
+    checked: Option<(Scaling, Sources)>,
 }
 
 /// What a metric learns over time, and so what its history read back from Prometheus seeds.
@@ -116,7 +121,8 @@ impl ScalingMemory {
                 if let Some(slot) = self.seasonal.get_mut(index) {
                     *slot = None;
                 }
-                if let Some(profile) = seasonal_for(&mut self.seasonal, scaling, index) {
+                if let Some(profile) = seasonal_for(&mut self.seasonal, scaling, index, Check::Fits)
+                {
                     profile.feed(points);
                 }
             }
@@ -126,7 +132,7 @@ impl ScalingMemory {
                 }
                 let metric = scaling.metrics.get(index);
                 if let (Some(memory), Some(metric)) =
-                    (bursts_for(&mut self.bursts, scaling, index), metric)
+                    (bursts_for(&mut self.bursts, scaling, index, Check::Fits), metric)
                 {
                     memory.replay(metric, points);
                 }
@@ -205,6 +211,7 @@ struct MetricMemory<'m> {
 
 /// The distinct sources the metrics read ([`RoundValues`]): each with the first metric that
 /// reads it and the longest span any of them reads, and each metric's source by index.
+#[derive(Debug, Clone)]
 struct Sources {
     read: Vec<(usize, Duration)>,
     of_metric: Vec<usize>,
@@ -241,12 +248,14 @@ fn state_for<'m>(
     states: &'m mut Vec<Option<MetricState>>,
     scaling: &Scaling,
     index: usize,
+    check: Check,
 ) -> &'m mut MetricState {
     let metric = &scaling.metrics[index];
     kept_for(
         states,
         scaling,
         index,
+        check,
         |state| state.metric == *metric,
         || MetricState {
             metric: metric.clone(),
@@ -262,6 +271,7 @@ fn seasonal_for<'m>(
     profiles: &'m mut Vec<Option<SeasonalMemory>>,
     scaling: &Scaling,
     index: usize,
+    check: Check,
 ) -> Option<&'m mut SeasonalMemory> {
     let seasonal = scaling.metrics.get(index)?.seasonal.as_ref()?;
     let (ahead, lead) = (ahead(scaling, seasonal), scaling.warmup);
@@ -269,6 +279,7 @@ fn seasonal_for<'m>(
         profiles,
         scaling,
         index,
+        check,
         |m| m.fits(seasonal, ahead, lead),
         || SeasonalMemory::new(seasonal, ahead, lead),
     ))
@@ -280,9 +291,19 @@ fn bursts_for<'m>(
     memories: &'m mut Vec<Option<BurstMemory>>,
     scaling: &Scaling,
     index: usize,
+    check: Check,
 ) -> Option<&'m mut BurstMemory> {
     let config = scaling.metrics.get(index)?.bursts.as_ref()?;
-    Some(kept_for(memories, scaling, index, |m| m.fits(config), || BurstMemory::new(config)))
+    Some(kept_for(memories, scaling, index, check, |m| m.fits(config), || BurstMemory::new(config)))
+}
+
+/// Whether a per-metric memory is checked against the settings before use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// The settings may have changed since it was learnt.
+    Fits,
+    /// The settings are those it was last checked against ([`ScalingMemory::checked`]).
+    Unchanged,
 }
 
 /// Metric `index`'s slot in a per-metric memory, started by `start` when empty or when `fits`
@@ -291,6 +312,7 @@ fn kept_for<'m, M: Clone>(
     memories: &'m mut Vec<Option<M>>,
     scaling: &Scaling,
     index: usize,
+    check: Check,
     fits: impl Fn(&M) -> bool,
     start: impl FnOnce() -> M,
 ) -> &'m mut M {
@@ -298,7 +320,7 @@ fn kept_for<'m, M: Clone>(
         memories.resize(scaling.metrics.len(), None);
     }
     let slot = &mut memories[index];
-    if !slot.as_ref().is_some_and(fits) {
+    if check == Check::Fits && !slot.as_ref().is_some_and(fits) {
         *slot = None;
     }
     slot.get_or_insert_with(start)
@@ -319,7 +341,11 @@ pub(super) fn decide(
     let current = fleet.replicas;
     let latest = history.latest();
     let ready = latest.map_or(0, |o| o.ready_count()) as u16;
-    let sources = Sources::of(scaling);
+    let (check, checked) = match memory.checked.take() {
+        Some(checked) if checked.0 == *scaling => (Check::Unchanged, checked),
+        _ => (Check::Fits, (scaling.clone(), Sources::of(scaling))),
+    };
+    let sources = &checked.1;
     memory.rounds.resize_with(sources.read.len(), RoundValues::default);
     let series: Vec<Series<'_>> = memory
         .rounds
@@ -333,14 +359,15 @@ pub(super) fn decide(
         .map(|i| {
             let metric = &scaling.metrics[i];
             let metric_memory = MetricMemory {
-                state: state_for(&mut memory.metrics, scaling, i),
-                seasonal: seasonal_for(&mut memory.seasonal, scaling, i),
-                bursts: bursts_for(&mut memory.bursts, scaling, i),
+                state: state_for(&mut memory.metrics, scaling, i, check),
+                seasonal: seasonal_for(&mut memory.seasonal, scaling, i, check),
+                bursts: bursts_for(&mut memory.bursts, scaling, i, check),
             };
             let series = &series[sources.of_metric[i]];
             read_metric(metric, scaling, series, current, ready, now, metric_memory)
         })
         .collect();
+    memory.checked = Some(checked);
 
     let mut adjustments = Vec::new();
     let asked = readings.iter().filter_map(|r| r.desired).max();
@@ -632,12 +659,15 @@ fn stabilize(
     now: Timestamp,
     adjustments: &mut Vec<Adjustment>,
 ) -> u16 {
+    // Newest first, stopping at the cutoff: the recommendations are in time order, and the
+    // ones held for the longest window need not be walked for the shorter one.
     let in_window = |window: Duration| {
         let cutoff = window_start(now, window);
         memory
             .recommendations
             .iter()
-            .filter(move |(at, _)| *at > cutoff || *at == now)
+            .rev()
+            .take_while(move |(at, _)| *at > cutoff || *at == now)
             .map(|(_, r)| *r)
     };
     let up_floor = in_window(scaling.scale_up.stabilization).min().unwrap_or(recommendation);

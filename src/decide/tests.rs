@@ -806,6 +806,25 @@ fn measured_bursts_size_the_headroom_for_the_load_at_hand() {
     );
 }
 
+/// What a metric learnt is kept while the policy stays the same, and learnt afresh when a
+/// reload changed the settings it was learnt under (another `expect` here).
+#[test]
+fn a_reload_that_changes_a_metric_s_bursts_learns_them_afresh() {
+    let mut run = Run::new(bursty_policy(), 4);
+    let learnt = bursts_of(&run_bursts(&mut run, 0, 100, 1.0)).rounds;
+    assert!(learnt > 50, "{learnt} rounds");
+    let kept = bursts_of(&run_bursts(&mut run, 1000, 1, 1.0)).rounds;
+    assert!(kept >= learnt, "{kept} rounds kept of {learnt}");
+
+    run.policy = scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .statistic(Statistic::Percentile(50), secs(120))
+        .bursts(0.9, secs(3600), 1.2)
+        .policy();
+    let afresh = bursts_of(&run_bursts(&mut run, 1010, 1, 1.0)).rounds;
+    assert!(afresh < learnt / 4, "{afresh} rounds after the reload, {learnt} before");
+}
+
 /// `maxFactor: 1`: the same bursts of 1.5x measured, but the factor only ever lowers the
 /// level, so the level within the tolerance scales nothing and the reason says what held it.
 #[test]
