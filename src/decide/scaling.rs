@@ -341,11 +341,14 @@ pub(super) fn decide(
     let current = fleet.replicas;
     let latest = history.latest();
     let ready = latest.map_or(0, |o| o.ready_count()) as u16;
-    let (check, checked) = match memory.checked.take() {
-        Some(checked) if checked.0 == *scaling => (Check::Unchanged, checked),
-        _ => (Check::Fits, (scaling.clone(), Sources::of(scaling))),
+    let check = if memory.checked.as_ref().is_some_and(|(checked, _)| checked == scaling) {
+        Check::Unchanged
+    } else {
+        memory.checked = None;
+        Check::Fits
     };
-    let sources = &checked.1;
+    let (_, sources) =
+        memory.checked.get_or_insert_with(|| (scaling.clone(), Sources::of(scaling)));
     memory.rounds.resize_with(sources.read.len(), RoundValues::default);
     let series: Vec<Series<'_>> = memory
         .rounds
@@ -367,7 +370,6 @@ pub(super) fn decide(
             read_metric(metric, scaling, series, current, ready, now, metric_memory)
         })
         .collect();
-    memory.checked = Some(checked);
 
     let mut adjustments = Vec::new();
     let asked = readings.iter().filter_map(|r| r.desired).max();

@@ -172,7 +172,7 @@ impl Trace {
         let mut kind = None;
         let mut record = csv::StringRecord::new();
         // Fields are trimmed here, not by the reader: its trimming builds a new record for
-        // every row, a third of the time a weeks-long per-second trace takes to load.
+        // every row, nearly half the time a weeks-long per-second trace took to load.
         while csv.read_record(&mut record).map_err(csv_error)? {
             let line = record.position().map_or(0, csv::Position::line);
             if record.len() < 2 {
