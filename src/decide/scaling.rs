@@ -19,7 +19,7 @@ use super::series::{self, RoundValues, Series, StatisticMemory, window_start};
 use super::{Fleet, ScalingDecision};
 use crate::observe::{History, Timestamp};
 use crate::policy::{
-    Aggregate, Behavior, Metric, MetricSource, Scaling, Seasonal, Statistic, Step,
+    Aggregate, Behavior, LastFiring, Metric, MetricSource, Scaling, Seasonal, Statistic, Step,
 };
 
 /// Scaling's memory of its own past: raw recommendations (for stabilization) and applied
@@ -43,6 +43,8 @@ pub struct ScalingMemory {
     /// start or a reload), one comparison stands for every memory's own check: `simulate`
     /// makes millions of evaluations, and each check compares strings (a field, a query).
     checked: Option<(Scaling, Sources)>,
+    /// Each cron floor's last firing, by index in the schedule.
+    firings: Vec<LastFiring>,
 }
 
 /// What a metric learns over time, and so what its history read back from Prometheus seeds.
@@ -345,6 +347,8 @@ pub(super) fn decide(
         Check::Unchanged
     } else {
         memory.checked = None;
+        // Kept for the expressions they were found for.
+        memory.firings.clear();
         Check::Fits
     };
     let (_, sources) =
@@ -401,7 +405,8 @@ pub(super) fn decide(
         .requested
         .as_ref()
         .filter(|r| (now - r.at).to_std().map_or(true, |age| age < REQUEST_LIFETIME));
-    result = bound(scaling, result, request, now, &mut adjustments);
+    memory.firings.resize_with(scaling.schedule.len(), LastFiring::default);
+    result = bound(scaling, result, request, &mut memory.firings, now, &mut adjustments);
 
     let reason = ScalingReason { current, ready, readings, proposed, adjustments, result };
     if result == current {
@@ -777,6 +782,7 @@ fn bound(
     scaling: &Scaling,
     wanted: u16,
     request: Option<&ScaleRequest>,
+    firings: &mut [LastFiring],
     now: Timestamp,
     adjustments: &mut Vec<Adjustment>,
 ) -> u16 {
@@ -789,10 +795,9 @@ fn bound(
         result = scaling.min_replicas;
         adjustments.push(Adjustment::MinReplicas { min: scaling.min_replicas, to: result });
     }
-    for floor in &scaling.schedule {
-        let active = floor
-            .cron
-            .last_at_or_before(now)
+    for (floor, firing) in scaling.schedule.iter().zip(firings) {
+        let active = firing
+            .at_or_before(&floor.cron, now)
             .is_some_and(|fired| (now - fired).to_std().is_ok_and(|age| age < floor.duration));
         let min = floor.min_replicas.min(scaling.max_replicas);
         if active && result < min {

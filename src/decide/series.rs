@@ -12,6 +12,7 @@ use statrs::statistics::Statistics;
 pub(super) use crate::observe::window_start;
 use crate::observe::{
     History, InstanceId, InstanceSample, Observation, QueryResult, Timestamp, Window,
+    seconds_between,
 };
 use crate::policy::{Aggregate, Metric, MetricSource, Statistic};
 
@@ -324,7 +325,7 @@ impl StatisticMemory {
                 let half_life = half_life.as_secs_f64().max(1e-3);
                 let (mut weighted, mut weights) = (0.0, 0.0);
                 for (at, v) in points {
-                    let age = (now - *at).as_seconds_f64().max(0.0);
+                    let age = seconds_between(*at, now).max(0.0);
                     let w = 0.5f64.powf(age / half_life);
                     weighted += w * v;
                     weights += w;
@@ -504,11 +505,11 @@ fn standard_normal_quantile(p: f64) -> f64 {
 /// Least-squares line through the series, evaluated `ahead` after `now`. `None` with fewer
 /// than two distinct times.
 ///
-/// One pass over the points, each time read once as whole milliseconds: `simulate` fits a
-/// line at every tick, and a calendar difference between two `Timestamp`s costs more than all
-/// the arithmetic around it (a millisecond is far below any sampling interval). The sums are
-/// of times relative to the first point, which keeps them as small as the window and the
-/// single-pass formula accurate.
+/// One pass over the points, each time read once as its seconds after the first point's
+/// ([`seconds_between`], which skips the calendar within a day): `simulate` fits a line at
+/// every tick, and a calendar difference between two `Timestamp`s costs more than all the
+/// arithmetic around it. Times relative to the first point keep the sums as small as the
+/// window and the single-pass formula accurate.
 pub fn linear_forecast(
     points: &[(Timestamp, f64)],
     now: Timestamp,
@@ -519,8 +520,7 @@ pub fn linear_forecast(
     if first == last {
         return None;
     }
-    let origin = first.timestamp_millis();
-    let seconds_since_first = |at: &Timestamp| (at.timestamp_millis() - origin) as f64 / 1000.0;
+    let seconds_since_first = |at: &Timestamp| seconds_between(first, *at);
     let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
     for (at, y) in points {
         let x = seconds_since_first(at);

@@ -442,6 +442,21 @@ fn a_cron_floor_holds_replicas_for_its_duration() {
     assert_eq!(scaled_to(&run.tick(round(t(eight + 3600)).ready_ops(&[10.0; 4]))), Some(1));
 }
 
+/// A reload that moves a floor's schedule is read at once: the firing kept for the old
+/// expression does not hold the floor up.
+#[test]
+fn a_reloaded_schedule_is_read_at_once() {
+    let floor_at = |cron: &str| {
+        scaling().redis("instantaneous_ops_per_sec", 1000.0).floor(cron, 4, secs(3600)).policy()
+    };
+    let eight = 8 * 3600;
+    let mut run = Run::new(floor_at("0 0 8 * * Mon-Fri"), 1);
+    assert_eq!(scaled_to(&run.tick(round(t(eight)).ready_ops(&[10.0]))), Some(4));
+    run.policy = floor_at("0 0 20 * * Mon-Fri");
+    let d = run.tick(round(t(eight + 60)).ready_ops(&[10.0; 4]));
+    assert_eq!(scaled_to(&d), Some(1), "{}", d.sentence());
+}
+
 #[test]
 fn a_rising_trend_scales_up_before_the_load_arrives() {
     let with_forecast =

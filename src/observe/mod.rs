@@ -5,7 +5,7 @@
 mod history;
 pub mod info;
 
-pub use history::{History, Window, window_start};
+pub use history::{History, Window, seconds_between, window_start};
 pub use info::{Info, RedisId, ReplicaState, Role};
 
 pub use crate::model::{InstanceId, Timestamp};

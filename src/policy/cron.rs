@@ -40,6 +40,45 @@ impl CronSchedule {
     }
 }
 
+/// The last firing of one expression at or before an instant, kept with the span it holds
+/// for: no firing falls between the instant it was found for and the next firing, so until
+/// then the answer stands. A caller that asks at every tick (the decision core, millions of
+/// times in `simulate`) searches the calendar once per firing instead of once per tick.
+/// Holds for one expression: the caller starts it afresh when the expression changes.
+#[derive(Debug, Clone, Default)]
+pub struct LastFiring {
+    held: Option<HeldFiring>,
+}
+
+#[derive(Debug, Clone)]
+struct HeldFiring {
+    /// The instant it was found for.
+    from: DateTime<Utc>,
+    last: Option<DateTime<Utc>>,
+    /// The first firing after `from`; `None` when it never fires again.
+    next: Option<DateTime<Utc>>,
+}
+
+impl LastFiring {
+    /// `cron`'s last firing at or before `at`, as [`CronSchedule::last_at_or_before`] gives it.
+    pub fn at_or_before(
+        &mut self,
+        cron: &CronSchedule,
+        at: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        if let Some(held) = &self.held
+            && held.from <= at
+            && held.next.is_none_or(|next| at < next)
+        {
+            return held.last;
+        }
+        let last = cron.last_at_or_before(at);
+        let next = cron.cron.find_next_occurrence(&at, false).ok();
+        self.held = Some(HeldFiring { from: at, last, next });
+        last
+    }
+}
+
 impl PartialEq for CronSchedule {
     fn eq(&self, other: &Self) -> bool {
         self.text == other.text
@@ -73,6 +112,27 @@ mod tests {
         let saturday = Utc.with_ymd_and_hms(2026, 11, 28, 7, 0, 0).unwrap();
         let next = cron.next_at_or_after(saturday).expect("fires on Monday");
         assert_eq!(next, Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap());
+    }
+
+    /// At every instant, in order and out of it, the kept answer is the one a search gives.
+    #[test]
+    fn a_kept_last_firing_answers_as_a_search_does() {
+        let start = Utc.with_ymd_and_hms(2026, 11, 27, 6, 0, 0).unwrap();
+        for text in ["0 30 7 * * Mon-Fri", "0 45 11 * * *", "*/20 * * * * *", "0 0 0 1 1 * 2026"] {
+            let cron = CronSchedule::parse(text).expect("valid cron");
+            let mut kept = LastFiring::default();
+            // Every 37 s over five days, then back in time and forward again.
+            let mut instants: Vec<_> =
+                (0..12_000).map(|i| start + chrono::Duration::seconds(37 * i)).collect();
+            instants.extend([start, start + chrono::Duration::days(3), start]);
+            for at in instants {
+                assert_eq!(
+                    kept.at_or_before(&cron, at),
+                    cron.last_at_or_before(at),
+                    "{text} at {at}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod warnings;
 use std::time::Duration;
 
 use crate::model::Endpoint;
-pub use cron::CronSchedule;
+pub use cron::{CronSchedule, LastFiring};
 pub use load::{Diagnostic, Loaded, Severity, load_policy_str, load_policy_str_checked};
 pub use overlap::overlap;
 
