@@ -10,6 +10,10 @@
 //!   is fed and read at every tick.
 //! - `session_cache_and_hpa`: `policies/session-cache.yaml` as shipped (capacity 50,000 ops/s
 //!   per replica, for its 35,000 target).
+//! - `<policy>_and_hpa`: each other policy in `policies/` as shipped, on the week scaled to the
+//!   same load against its capacity (its first metric's target is 70 % of a replica, as for
+//!   session-cache). `local_demo` samples every second, so every row is a tick: it is the
+//!   one shipped policy below the target (see docs/simulation.md).
 //! - `hpa_only`: the simulator's own cost (event loop, cluster model, HPA) without the core.
 //!
 //! `simulate` replays the policy and the HPA on one core each.
@@ -158,6 +162,23 @@ fn week_per_second(c: &mut Criterion) {
             simulate(black_box(&shipped), black_box(&trace), &shipped_settings).expect("simulates")
         })
     });
+    for (name, text) in [
+        ("checkout_scheduled", include_str!("../policies/checkout-scheduled.yaml")),
+        ("api_prometheus", include_str!("../policies/api-prometheus.yaml")),
+        ("local_demo", include_str!("../policies/local-demo.yaml")),
+    ] {
+        let policy = redis_autopilot::policy::load_policy_str(name, text).expect("it loads");
+        let target = policy.scaling.as_ref().expect("it scales").metrics[0].target;
+        let capacity = target / 0.7;
+        let mut scaled = trace.clone();
+        scaled.scale(capacity / shipped_settings.capacity_per_replica);
+        let settings = Settings { capacity_per_replica: capacity, ..settings };
+        group.bench_function(format!("{name}_and_hpa"), |b| {
+            b.iter(|| {
+                simulate(black_box(&policy), black_box(&scaled), &settings).expect("simulates")
+            })
+        });
+    }
     group.bench_function("hpa_only", |b| {
         b.iter(|| {
             let cluster = ClusterModel::new(2, CAPACITY_PER_REPLICA, 90_000, trace.start());
