@@ -55,8 +55,8 @@ struct HeldFiring {
     /// The instant it was found for.
     from: DateTime<Utc>,
     last: Option<DateTime<Utc>>,
-    /// The first firing after `from`; `None` when it never fires again.
-    next: Option<DateTime<Utc>>,
+    /// The first firing after `from`.
+    next: DateTime<Utc>,
 }
 
 impl LastFiring {
@@ -68,13 +68,16 @@ impl LastFiring {
     ) -> Option<DateTime<Utc>> {
         if let Some(held) = &self.held
             && held.from <= at
-            && held.next.is_none_or(|next| at < next)
+            && at < held.next
         {
             return held.last;
         }
         let last = cron.last_at_or_before(at);
+        // Kept only with a next firing to end it: when the search finds none (an expression
+        // that never fires again, or one it gave up on), the next call searches again rather
+        // than trust "never" for good.
         let next = cron.cron.find_next_occurrence(&at, false).ok();
-        self.held = Some(HeldFiring { from: at, last, next });
+        self.held = next.map(|next| HeldFiring { from: at, last, next });
         last
     }
 }
