@@ -148,8 +148,8 @@ async fn evaluate(policy: &Policy, fill: bool, kube: ClientOptions) -> anyhow::R
     let latest = only(&latest, &endpoints);
     let replicas = requested.unwrap_or(u16::try_from(endpoints.len()).unwrap_or(u16::MAX));
     let fleet = Fleet { replicas };
-    let decisions = decide(policy, &history, fleet, &mut memory, latest.at);
-    let missing_data = decisions
+    let decision = decide(policy, &history, fleet, &mut memory, latest.at);
+    let missing_data = decision
         .iter()
         .map(ScalingDecision::reason)
         .any(|reason| reason.readings.iter().any(|r| r.value.is_err()))
@@ -168,7 +168,7 @@ async fn evaluate(policy: &Policy, fill: bool, kube: ClientOptions) -> anyhow::R
                 error: q.value.as_ref().err().cloned(),
             })
             .collect(),
-        decisions: decisions
+        decisions: decision
             .into_iter()
             .map(|decision| DecisionRow { sentence: decision.sentence(), decision })
             .collect(),

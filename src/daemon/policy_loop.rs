@@ -365,9 +365,9 @@ impl<C: Cluster> PolicyLoop<C> {
                 return;
             }
         };
-        let decisions =
-            decide(&self.policy, &self.history, Fleet { replicas }, &mut self.memory, now);
-        for decision in decisions {
+        if let Some(decision) =
+            decide(&self.policy, &self.history, Fleet { replicas }, &mut self.memory, now)
+        {
             self.shared.metrics.decision(&name, decision.kind());
             let action = match &decision {
                 ScalingDecision::Hold { replicas, .. } => {

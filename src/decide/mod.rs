@@ -11,6 +11,7 @@
 mod bursts;
 pub mod health;
 mod reason;
+mod recommendations;
 mod scaling;
 mod seasonal;
 mod series;
@@ -123,19 +124,17 @@ impl From<HealthDecision> for Decision {
     }
 }
 
-/// Evaluates `policy` against what has been observed. Records the raw scaling recommendation
-/// in `memory` (stabilization windows need it); applied actions are recorded by the caller
-/// with [`ScalingMemory::record_scale`].
+/// Evaluates `policy` against what has been observed: its scaling decision, `None` for a
+/// policy without `scaling`. Records the raw scaling recommendation in `memory`
+/// (stabilization windows need it); applied actions are recorded by the caller with
+/// [`ScalingMemory::record_scale`].
 pub fn decide(
     policy: &Policy,
     history: &History,
     fleet: Fleet,
     memory: &mut Memory,
     now: Timestamp,
-) -> Vec<ScalingDecision> {
-    let mut decisions = Vec::new();
-    if let Some(scaling) = &policy.scaling {
-        decisions.push(scaling::decide(scaling, history, fleet, &mut memory.scaling, now));
-    }
-    decisions
+) -> Option<ScalingDecision> {
+    let scaling = policy.scaling.as_ref()?;
+    Some(scaling::decide(scaling, history, fleet, &mut memory.scaling, now))
 }

@@ -14,6 +14,7 @@ use super::bursts::{self, BurstMemory};
 use super::reason::{
     Adjustment, Direction, Reading, ScalingReason, past_band_edge, within_tolerance,
 };
+use super::recommendations::Recommendations;
 use super::seasonal::{SeasonalForecast, SeasonalMemory};
 use super::series::{self, RoundValues, Series, StatisticMemory, window_start};
 use super::{Fleet, ScalingDecision};
@@ -26,7 +27,7 @@ use crate::policy::{
 /// scale events (for step limits and cooldowns), pruned to the longest window that reads them.
 #[derive(Debug, Clone, Default)]
 pub struct ScalingMemory {
-    recommendations: VecDeque<(Timestamp, u16)>,
+    recommendations: Recommendations,
     events: VecDeque<ScaleEvent>,
     /// An alert's request for at least this many replicas, until met or expired.
     requested: Option<ScaleRequest>,
@@ -180,10 +181,7 @@ impl ScalingMemory {
             .map(|b| b.period.max(b.cooldown))
             .max()
             .unwrap_or_default();
-        let rec_cutoff = window_start(now, keep_recommendations);
-        while self.recommendations.front().is_some_and(|(at, _)| *at <= rec_cutoff) {
-            self.recommendations.pop_front();
-        }
+        self.recommendations.forget_until(window_start(now, keep_recommendations));
         let event_cutoff = window_start(now, keep_events);
         // The newest event stays: cooldowns measure from it.
         while self.events.len() > 1 && self.events.front().is_some_and(|e| e.at <= event_cutoff) {
@@ -354,14 +352,9 @@ pub(super) fn decide(
     let (_, sources) =
         memory.checked.get_or_insert_with(|| (scaling.clone(), Sources::of(scaling)));
     memory.rounds.resize_with(sources.read.len(), RoundValues::default);
-    let series: Vec<Series<'_>> = memory
-        .rounds
-        .iter_mut()
-        .zip(&sources.read)
-        .map(|(memo, &(first, span))| {
-            Series::read(&scaling.metrics[first], history, now, span, memo)
-        })
-        .collect();
+    for (memo, &(first, span)) in memory.rounds.iter_mut().zip(&sources.read) {
+        memo.read(&scaling.metrics[first], history, now, span);
+    }
     let readings: Vec<Reading> = (0..scaling.metrics.len())
         .map(|i| {
             let metric = &scaling.metrics[i];
@@ -370,8 +363,8 @@ pub(super) fn decide(
                 seasonal: seasonal_for(&mut memory.seasonal, scaling, i, check),
                 bursts: bursts_for(&mut memory.bursts, scaling, i, check),
             };
-            let series = &series[sources.of_metric[i]];
-            read_metric(metric, scaling, series, current, ready, now, metric_memory)
+            let series = memory.rounds[sources.of_metric[i]].series();
+            read_metric(metric, scaling, &series, current, ready, now, metric_memory)
         })
         .collect();
 
@@ -397,7 +390,7 @@ pub(super) fn decide(
     let agreed = forecast_agrees(scaling, &readings, recommendation);
     recommendation = seasonal_floor(scaling, &readings, recommendation, &mut adjustments);
     memory.prune(scaling, now);
-    memory.recommendations.push_back((now, recommendation));
+    memory.recommendations.push(now, recommendation);
     let mut result =
         stabilize(scaling, memory, current, recommendation, agreed, now, &mut adjustments);
     result = limit_rate(scaling, memory, current, result, now, &mut adjustments);
@@ -666,18 +659,9 @@ fn stabilize(
     now: Timestamp,
     adjustments: &mut Vec<Adjustment>,
 ) -> u16 {
-    // Newest first, stopping at the cutoff: the recommendations are in time order, and the
-    // ones held for the longest window need not be walked for the shorter one.
-    let in_window = |window: Duration| {
-        let cutoff = window_start(now, window);
-        memory
-            .recommendations
-            .iter()
-            .rev()
-            .take_while(move |(at, _)| *at > cutoff || *at == now)
-            .map(|(_, r)| *r)
-    };
-    let up_floor = in_window(scaling.scale_up.stabilization).min().unwrap_or(recommendation);
+    let recommendations = &memory.recommendations;
+    let up_cutoff = window_start(now, scaling.scale_up.stabilization);
+    let up_floor = recommendations.lowest_since(up_cutoff, now).unwrap_or(recommendation);
     let mut down_window = scaling.scale_down.stabilization;
     if let Some((window, floor)) = agreed
         && recommendation < current
@@ -690,7 +674,9 @@ fn stabilize(
             floor,
         });
     }
-    let down_ceiling = in_window(down_window).max().unwrap_or(recommendation);
+    let down_ceiling = recommendations
+        .highest_since(window_start(now, down_window), now)
+        .unwrap_or(recommendation);
     if recommendation > current && up_floor < recommendation {
         let to = up_floor.max(current);
         adjustments.push(Adjustment::Stabilized {

@@ -18,7 +18,7 @@ use crate::policy::{Aggregate, Metric, MetricSource, Statistic};
 
 /// One aggregated value per round over a span of history, oldest first, and the newest
 /// failed round (if any) to explain a gap. Borrowed from the [`RoundValues`] that hold them
-/// between evaluations.
+/// between evaluations ([`RoundValues::series`]).
 pub struct Series<'a> {
     points: &'a [(Timestamp, f64)],
     last_error: Option<&'a (Timestamp, String)>,
@@ -120,27 +120,33 @@ fn pop_while<T>(queue: &mut VecDeque<T>, mut pred: impl FnMut(&T) -> bool) {
     }
 }
 
-impl<'a> Series<'a> {
-    /// Reads `span` of history from `metric`'s source into `memo` and borrows it; callers
-    /// then take windows of it, so a 15-minute forecast and a 2-minute statistic, or three
-    /// metrics on one field, cost one pass.
-    pub fn read(
-        metric: &Metric,
-        history: &History,
-        now: Timestamp,
-        span: Duration,
-        memo: &'a mut RoundValues,
-    ) -> Self {
-        memo.keep_for(metric);
-        memo.follow(metric, history.window(now, span));
-        let RoundValues { points, errors, outliers, .. } = memo;
-        Self {
-            points: points.make_contiguous(),
-            last_error: errors.back(),
-            outliers: outliers.make_contiguous(),
-        }
+impl RoundValues {
+    /// Reads `span` of history from `metric`'s source; callers then take windows of its
+    /// [`RoundValues::series`], so a 15-minute forecast and a 2-minute statistic, or three
+    /// metrics on one field, cost one pass. Leaves the values in one piece for `series`.
+    pub fn read(&mut self, metric: &Metric, history: &History, now: Timestamp, span: Duration) {
+        self.keep_for(metric);
+        self.follow(metric, history.window(now, span));
+        self.points.make_contiguous();
+        self.outliers.make_contiguous();
     }
 
+    /// The values as the last [`RoundValues::read`] left them. Borrowed, not collected: the
+    /// decision core reads them at every evaluation.
+    pub fn series(&self) -> Series<'_> {
+        // `read` made each queue one slice; the second halves are empty.
+        debug_assert!(
+            self.points.as_slices().1.is_empty() && self.outliers.as_slices().1.is_empty()
+        );
+        Series {
+            points: self.points.as_slices().0,
+            last_error: self.errors.back(),
+            outliers: self.outliers.as_slices().0,
+        }
+    }
+}
+
+impl<'a> Series<'a> {
     /// Every value read, oldest first.
     pub fn points(&self) -> &'a [(Timestamp, f64)] {
         self.points

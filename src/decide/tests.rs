@@ -24,15 +24,14 @@ impl Run {
     fn tick(&mut self, round: RoundBuilder) -> ScalingDecision {
         let at = round.0.at;
         self.history.push(round.0);
-        let mut decisions = decide(
+        let decision = decide(
             &self.policy,
             &self.history,
             Fleet { replicas: self.replicas },
             &mut self.memory,
             at,
-        );
-        assert_eq!(decisions.len(), 1, "one scaling decision per evaluation");
-        let decision = decisions.remove(0);
+        )
+        .expect("a policy with scaling decides");
         if let ScalingDecision::Scale { from, to, .. } = decision {
             self.memory.scaling.record_scale(at, from, to);
             self.replicas = to;

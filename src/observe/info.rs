@@ -602,6 +602,10 @@ impl Span {
     fn new(start: usize, end: usize) -> Option<Self> {
         Some(Self { start: u32::try_from(start).ok()?, end: u32::try_from(end).ok()? })
     }
+
+    fn len(self) -> usize {
+        self.end.saturating_sub(self.start) as usize
+    }
 }
 
 impl Fields {
@@ -614,9 +618,15 @@ impl Fields {
         self.text.get(span.start as usize..span.end as usize).unwrap_or_default()
     }
 
-    /// The last entry named `name`: later lines override earlier ones.
+    /// The last entry named `name`: later lines override earlier ones. Compared as bytes,
+    /// lengths first: a name is looked up at every round of every window, and slicing the
+    /// text as `str` checks character boundaries that whole names always fall on.
     fn position(&self, name: &str) -> Option<usize> {
-        self.entries.iter().rposition(|e| self.text_of(e.name) == name)
+        let (text, name) = (self.text.as_bytes(), name.as_bytes());
+        self.entries.iter().rposition(|e| {
+            e.name.len() == name.len()
+                && text.get(e.name.start as usize..e.name.end as usize) == Some(name)
+        })
     }
 
     fn resolve(&self, value: Value) -> Resolved<'_> {

@@ -98,10 +98,9 @@ impl<'p> PolicyController<'p> {
         self.gaps.iter().map(|g| MetricGap { evaluations, ..g.clone() }).collect()
     }
 
-    fn count_gaps(&mut self, decisions: &[ScalingDecision]) {
+    fn count_gaps(&mut self, decision: &ScalingDecision) {
         self.evaluations += 1;
-        let readings = decisions.iter().map(ScalingDecision::reason).flat_map(|r| &r.readings);
-        for reading in readings {
+        for reading in &decision.reason().readings {
             let Err(why) = &reading.value else { continue };
             match self.gaps.iter_mut().find(|g| g.metric == *reading.metric) {
                 Some(gap) => gap.missing += 1,
@@ -188,17 +187,14 @@ impl Controller for PolicyController<'_> {
         let (observation, replicas) = cluster
             .with_model(|model| (self.observe(at, demand, model, master), model.requested()));
         self.spare = self.history.push(observation);
-        let decisions =
-            decide(self.policy, &self.history, Fleet { replicas }, &mut self.memory, at);
-        self.count_gaps(&decisions);
-        // The first scale decision only: after it the fleet is no longer the one the others
-        // were decided for.
-        let Some((from, to)) = decisions.iter().find_map(|decision| match decision {
-            ScalingDecision::Scale { from, to, .. } => Some((*from, *to)),
-            ScalingDecision::Hold { .. } => None,
-        }) else {
+        // `new` refused a policy without scaling, so there is always a decision.
+        let Some(decision) =
+            decide(self.policy, &self.history, Fleet { replicas }, &mut self.memory, at)
+        else {
             return;
         };
+        self.count_gaps(&decision);
+        let ScalingDecision::Scale { from, to, .. } = decision else { return };
         // The daemon's hand-over over the model: nothing connects anywhere (the simulated
         // cluster answers probes itself), and the model has no config to set a write guard on.
         let access = Access::default();
