@@ -32,7 +32,7 @@ use crate::decide::{Decision, Fleet, HealthDecision, Memory, ScalingDecision, de
 use crate::errors::chain;
 use crate::failover::{self, Probe};
 use crate::observe::{History, Observation, Timestamp};
-use crate::policy::{AlertAction, BeforeAction, MetricSource, Policy, Target};
+use crate::policy::{AlertAction, BeforeAction, Policy, Target};
 use crate::resource::status::{LastAction, LastFailover};
 use crate::sample::redis::{Access, HEALTH_SECTIONS, RedisSampler};
 use crate::sample::{MetricHistory, PolicySampler, SetupError, redis_access};
@@ -112,7 +112,7 @@ impl<C: Cluster> PolicyLoop<C> {
         let access = redis_access(&policy)?;
         let prober = prober(&policy, access.clone());
         let history = History::new(policy.history_span(), policy.sampling.interval);
-        let fields = redis_fields(&policy);
+        let fields = policy.redis_fields().into_iter().map(str::to_owned).collect();
         Ok(Self {
             policy,
             cluster,
@@ -257,7 +257,7 @@ impl<C: Cluster> PolicyLoop<C> {
         self.history = history;
         // Rounds already held keep only the old version's fields: a metric the new version
         // adds starts with an empty window, as it would in a freshly started daemon.
-        self.fields = redis_fields(&policy);
+        self.fields = policy.redis_fields().into_iter().map(str::to_owned).collect();
         tracing::info!(policy = %policy.name, "policy reloaded");
         self.policy = policy;
     }
@@ -685,60 +685,4 @@ fn learnt_configs(
 ) -> Vec<(Option<crate::policy::Seasonal>, Option<crate::policy::Bursts>)> {
     let metrics = policy.scaling.iter().flat_map(|s| &s.metrics);
     metrics.map(|m| (m.seasonal.clone(), m.bursts.clone())).collect()
-}
-
-/// The `INFO` fields a policy's metrics read, each once.
-fn redis_fields(policy: &Policy) -> Vec<String> {
-    let mut fields: Vec<String> = policy
-        .scaling
-        .iter()
-        .flat_map(|s| &s.metrics)
-        .filter_map(|m| match &m.source {
-            MetricSource::Redis { field, .. } => Some(field.clone()),
-            MetricSource::Prometheus { .. } => None,
-        })
-        .collect();
-    fields.sort_unstable();
-    fields.dedup();
-    fields
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::policy::load_policy_str;
-
-    #[test]
-    fn history_keeps_each_redis_field_a_metric_reads_once() {
-        let yaml = "apiVersion: autopilot.redis.io/v1alpha1
-kind: RedisPolicy
-metadata:
-  name: cache
-spec:
-  target:
-    endpoints: [\"127.0.0.1:6379\"]
-  prometheus:
-    url: http://127.0.0.1:9090
-  scaling:
-    minReplicas: 1
-    maxReplicas: 4
-    metrics:
-      - redis: total_commands_processed
-        rate: true
-        target: 1000
-      - redis: instantaneous_ops_per_sec
-        target: 1000
-      - redis: instantaneous_ops_per_sec
-        statistic: p95
-        target: 1000
-      - prometheus: 'sum(rate(app_requests_total[1m]))'
-        aggregate: sum
-        target: 1000
-";
-        let policy = load_policy_str("cache.yaml", yaml).expect("a valid policy");
-        assert_eq!(
-            redis_fields(&policy),
-            vec!["instantaneous_ops_per_sec".to_owned(), "total_commands_processed".to_owned()]
-        );
-    }
 }

@@ -640,4 +640,38 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn redis_fields_names_each_field_a_metric_reads_once() {
+        let yaml = "apiVersion: autopilot.redis.io/v1alpha1
+kind: RedisPolicy
+metadata:
+  name: cache
+spec:
+  target:
+    endpoints: [\"127.0.0.1:6379\"]
+  prometheus:
+    url: http://127.0.0.1:9090
+  scaling:
+    minReplicas: 1
+    maxReplicas: 4
+    metrics:
+      - redis: total_commands_processed
+        rate: true
+        target: 1000
+      - redis: instantaneous_ops_per_sec
+        target: 1000
+      - redis: instantaneous_ops_per_sec
+        statistic: p95
+        target: 1000
+      - prometheus: 'sum(rate(app_requests_total[1m]))'
+        aggregate: sum
+        target: 1000
+";
+        let policy = load_policy_str("cache.yaml", yaml).expect("a valid policy");
+        assert_eq!(
+            policy.redis_fields(),
+            ["instantaneous_ops_per_sec", "total_commands_processed"]
+        );
+    }
 }

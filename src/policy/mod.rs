@@ -58,6 +58,22 @@ impl Policy {
         queries
     }
 
+    /// Every distinct `INFO` field the policy's metrics read, sorted: all a round must keep.
+    pub fn redis_fields(&self) -> Vec<&str> {
+        let mut fields: Vec<&str> = self
+            .scaling
+            .iter()
+            .flat_map(|s| &s.metrics)
+            .filter_map(|m| match &m.source {
+                MetricSource::Redis { field, .. } => Some(field.as_str()),
+                MetricSource::Prometheus { .. } => None,
+            })
+            .collect();
+        fields.sort_unstable();
+        fields.dedup();
+        fields
+    }
+
     /// Every file the policy reads a secret from, with the field that names it.
     pub fn secret_files<'a>(&'a self) -> Vec<(&'static str, &'a std::path::Path)> {
         let mut files: Vec<(&'static str, &std::path::Path)> = Vec::new();

@@ -31,6 +31,25 @@ const CLIENTS_FIELD: &str = "connected_clients";
 /// The model has no notion of clients; a constant keeps the field present without moving.
 const CLIENTS_PER_INSTANCE: f64 = 10.0;
 
+/// A field the model moves at every round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moving {
+    Ops,
+    Commands,
+}
+
+impl Moving {
+    const ALL: [(Moving, &'static str); 2] =
+        [(Moving::Ops, OPS_FIELD), (Moving::Commands, COMMANDS_FIELD)];
+
+    fn of(self, state: &InstanceState) -> (&'static str, f64) {
+        match self {
+            Moving::Ops => (OPS_FIELD, state.ops_per_sec),
+            Moving::Commands => (COMMANDS_FIELD, state.commands_processed),
+        }
+    }
+}
+
 pub struct PolicyController<'p> {
     policy: &'p Policy,
     interval: Millis,
@@ -44,9 +63,13 @@ pub struct PolicyController<'p> {
     queries: Vec<String>,
     /// `redis-0`, `redis-1`, ...: StatefulSet pod names, grown as the cluster grows.
     instance_ids: Vec<String>,
-    /// An `INFO` with every simulated field present, cloned for each new instance: one
-    /// exact-size copy instead of regrowing the field table.
+    /// An `INFO` with every simulated field the policy reads, cloned for each new instance:
+    /// one exact-size copy instead of regrowing the field table.
     info_template: Info,
+    /// The fields that move which the policy reads, rewritten at every round. As the daemon
+    /// keeps only the numbers a policy's metrics read (`Info::retain_numbers`), a round holds
+    /// no others: writing a number nothing reads costs a field lookup per instance per tick.
+    moving: Vec<Moving>,
     /// The round the history let go at the last push, refilled for the next: a round costs
     /// no allocation once the history is full (one per instance otherwise, at every tick).
     spare: Option<Observation>,
@@ -73,6 +96,7 @@ impl<'p> PolicyController<'p> {
             return Err(SimError::NoScaling { policy: policy.name.clone() });
         }
         let interval = policy.sampling.interval;
+        let read = policy.redis_fields();
         Ok(Self {
             policy,
             interval: to_millis(interval),
@@ -85,7 +109,12 @@ impl<'p> PolicyController<'p> {
             ),
             queries: policy.prometheus_queries().into_iter().map(str::to_owned).collect(),
             instance_ids: Vec::new(),
-            info_template: info_template(),
+            info_template: info_template(&read),
+            moving: Moving::ALL
+                .into_iter()
+                .filter(|(_, field)| read.contains(field))
+                .map(|(moving, _)| moving)
+                .collect(),
             spare: None,
             evaluations: 0,
             gaps: Vec::new(),
@@ -140,11 +169,11 @@ impl<'p> PolicyController<'p> {
                 // Written at this ordinal, so named by it: `redis-N` at index N.
                 Some(InstanceSample { outcome, info: Some(info), .. }) => {
                     *outcome = Outcome::Ok;
-                    describe(info, &state, master);
+                    describe(info, &state, master, &self.moving);
                 }
                 _ => {
                     let mut info = self.info_template.clone();
-                    describe(&mut info, &state, master);
+                    describe(&mut info, &state, master, &self.moving);
                     let sample =
                         InstanceSample { id: id.clone(), outcome: Outcome::Ok, info: Some(info) };
                     observation.instances.truncate(state.ordinal);
@@ -164,16 +193,19 @@ impl<'p> PolicyController<'p> {
 
 /// Writes what `INFO` says on one instance over `info` (the template or an earlier round's,
 /// which hold the same fields): a ready one serves its share and its link is up; a warming
-/// one is a replica still in its initial sync; `master` is the ordinal serving as master.
-fn describe(info: &mut Info, state: &InstanceState, master: Option<u16>) {
+/// one is a replica still in its initial sync; `master` is the ordinal serving as master;
+/// `moving` are the fields to rewrite.
+fn describe(info: &mut Info, state: &InstanceState, master: Option<u16>, moving: &[Moving]) {
     let is_master = master.is_some_and(|m| usize::from(m) == state.ordinal);
     let role = if is_master { Role::Master } else { Role::Replica };
     info.role = role;
     // `master_link_status` only exists on replicas.
     info.master_link_up = (role == Role::Replica).then_some(state.ready);
     info.syncing = !state.ready;
-    info.set_number(OPS_FIELD, state.ops_per_sec);
-    info.set_number(COMMANDS_FIELD, state.commands_processed);
+    for field in moving {
+        let (name, value) = field.of(state);
+        info.set_number(name, value);
+    }
 }
 
 impl Controller for PolicyController<'_> {
@@ -216,15 +248,19 @@ impl Controller for PolicyController<'_> {
     }
 }
 
-/// Every field a simulated instance reports: those [`describe`] sets, in the order it sets
-/// them (so setting them again finds each in place), and the ones that never move.
-fn info_template() -> Info {
+/// Every field a simulated instance reports that the policy reads (`read`): those
+/// [`describe`] sets, and the ones that never move.
+fn info_template(read: &[&str]) -> Info {
     let mut info = Info::new(Role::Replica);
-    for field in [OPS_FIELD, COMMANDS_FIELD] {
-        info.set_number(field, 0.0);
+    for (_, field) in Moving::ALL {
+        if read.contains(&field) {
+            info.set_number(field, 0.0);
+        }
     }
     // Never moves: set once here.
-    info.set_number(CLIENTS_FIELD, CLIENTS_PER_INSTANCE);
+    if read.contains(&CLIENTS_FIELD) {
+        info.set_number(CLIENTS_FIELD, CLIENTS_PER_INSTANCE);
+    }
     info
 }
 
@@ -249,7 +285,10 @@ mod tests {
 
     #[test]
     fn observations_look_like_a_live_fleet() {
-        let policy = policy().metric(prometheus_metric("sum(rate(app_reads[1m]))", 100.0)).build();
+        let policy = policy()
+            .metric(prometheus_metric("sum(rate(app_reads[1m]))", 100.0))
+            .metric(redis_metric(OPS_FIELD, 100.0))
+            .build();
         let mut controller = PolicyController::new(&policy).expect("has scaling");
         let mut cluster = ClusterModel::new(2, 100.0, 30_000, 0);
         cluster.scale_to(3, 0);
@@ -267,6 +306,29 @@ mod tests {
             observation.queries,
             vec![QueryResult { query: "sum(rate(app_reads[1m]))".into(), value: Ok(vec![150.0]) }]
         );
+    }
+
+    /// As the daemon's history does, a round holds the numbers the policy's metrics read and
+    /// no others, moving or not.
+    #[test]
+    fn a_round_holds_only_the_fields_the_policy_reads() {
+        let mut cluster = ClusterModel::new(2, 100.0, 30_000, 0);
+        cluster.scale_to(2, 0);
+        let numbers = |fields: &[&str]| {
+            let mut built = policy();
+            for field in fields {
+                built = built.metric(redis_metric(field, 100.0));
+            }
+            let policy = built.build();
+            let mut controller = PolicyController::new(&policy).expect("has scaling");
+            let observation = controller.observe(timestamp(0), 150.0, &cluster, Some(0));
+            let info = observation.instances[1].info.clone().expect("info");
+            [OPS_FIELD, COMMANDS_FIELD, CLIENTS_FIELD].map(|field| info.number(field).is_some())
+        };
+        assert_eq!(numbers(&[OPS_FIELD]), [true, false, false]);
+        assert_eq!(numbers(&[COMMANDS_FIELD]), [false, true, false]);
+        assert_eq!(numbers(&[CLIENTS_FIELD, OPS_FIELD]), [true, false, true]);
+        assert_eq!(numbers(&[]), [false, false, false]);
     }
 
     /// A round written over the one the history let go reads exactly as a new one, whether
