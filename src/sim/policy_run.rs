@@ -39,13 +39,19 @@ enum Moving {
 }
 
 impl Moving {
-    const ALL: [(Moving, &'static str); 2] =
-        [(Moving::Ops, OPS_FIELD), (Moving::Commands, COMMANDS_FIELD)];
+    const ALL: [Moving; 2] = [Moving::Ops, Moving::Commands];
 
-    fn of(self, state: &InstanceState) -> (&'static str, f64) {
+    fn field(self) -> &'static str {
         match self {
-            Moving::Ops => (OPS_FIELD, state.ops_per_sec),
-            Moving::Commands => (COMMANDS_FIELD, state.commands_processed),
+            Moving::Ops => OPS_FIELD,
+            Moving::Commands => COMMANDS_FIELD,
+        }
+    }
+
+    fn value(self, state: &InstanceState) -> f64 {
+        match self {
+            Moving::Ops => state.ops_per_sec,
+            Moving::Commands => state.commands_processed,
         }
     }
 }
@@ -97,6 +103,8 @@ impl<'p> PolicyController<'p> {
         }
         let interval = policy.sampling.interval;
         let read = policy.redis_fields();
+        let moving: Vec<Moving> =
+            Moving::ALL.into_iter().filter(|m| read.contains(&m.field())).collect();
         Ok(Self {
             policy,
             interval: to_millis(interval),
@@ -109,12 +117,8 @@ impl<'p> PolicyController<'p> {
             ),
             queries: policy.prometheus_queries().into_iter().map(str::to_owned).collect(),
             instance_ids: Vec::new(),
-            info_template: info_template(&read),
-            moving: Moving::ALL
-                .into_iter()
-                .filter(|(_, field)| read.contains(field))
-                .map(|(moving, _)| moving)
-                .collect(),
+            info_template: info_template(&moving, read.contains(&CLIENTS_FIELD)),
+            moving,
             spare: None,
             evaluations: 0,
             gaps: Vec::new(),
@@ -203,8 +207,7 @@ fn describe(info: &mut Info, state: &InstanceState, master: Option<u16>, moving:
     info.master_link_up = (role == Role::Replica).then_some(state.ready);
     info.syncing = !state.ready;
     for field in moving {
-        let (name, value) = field.of(state);
-        info.set_number(name, value);
+        info.set_number(field.field(), field.value(state));
     }
 }
 
@@ -248,17 +251,14 @@ impl Controller for PolicyController<'_> {
     }
 }
 
-/// Every field a simulated instance reports that the policy reads (`read`): those
-/// [`describe`] sets, and the ones that never move.
-fn info_template(read: &[&str]) -> Info {
+/// Every field a simulated instance reports that the policy reads: the `moving` ones
+/// [`describe`] sets, and `connected_clients`, which never moves, if `clients`.
+fn info_template(moving: &[Moving], clients: bool) -> Info {
     let mut info = Info::new(Role::Replica);
-    for (_, field) in Moving::ALL {
-        if read.contains(&field) {
-            info.set_number(field, 0.0);
-        }
+    for field in moving {
+        info.set_number(field.field(), 0.0);
     }
-    // Never moves: set once here.
-    if read.contains(&CLIENTS_FIELD) {
+    if clients {
         info.set_number(CLIENTS_FIELD, CLIENTS_PER_INSTANCE);
     }
     info
