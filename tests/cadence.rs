@@ -8,8 +8,8 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
-use support::policy_daemon::{Daemon, free_port_range, instance_pid, recorded_master, signal_pid};
-use support::{Redis, require};
+use support::policy_daemon::{Daemon, instance_pid, recorded_master, signal_pid};
+use support::{Redis, free_ports, require};
 
 const SAMPLES: &str = "redis_autopilot_samples_total";
 const OVERRUNS: &str = "redis_autopilot_loop_overruns_total";
@@ -62,7 +62,7 @@ fn wait_for_rounds(daemon: &mut Daemon, rounds: f64) {
 fn a_stopped_replica_stops_neither_scaling_rounds_nor_health_probes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
-    let base = free_port_range(2);
+    let base = free_ports(3);
     let policy = local_policy(base, &data_dir);
     let mut daemon = Daemon::spawn_in(dir, &[("cadence.yaml", &policy)]);
     daemon.wait_ready(Duration::from_secs(60));

@@ -9,27 +9,13 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{free_port, require};
-
-/// A base port with `count` free ports above it.
-fn free_range(count: u16) -> u16 {
-    loop {
-        let base = free_port();
-        let free = (0..count).all(|i| {
-            base.checked_add(i)
-                .is_some_and(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        });
-        if free && base < 65000 {
-            return base;
-        }
-    }
-}
+use support::{free_port, free_ports, require};
 
 #[test]
 fn the_demo_scales_a_real_fleet_and_cleans_up_on_ctrl_c() {
     require("redis-server", "redis-server");
     let dir = tempfile::tempdir().expect("temp dir");
-    let base = free_range(4);
+    let base = free_ports(4);
     let policy = dir.path().join("demo.yaml");
     std::fs::write(
         &policy,

@@ -16,8 +16,8 @@ use redis_autopilot::act::{ActionOutcome, Mode, RateLimit};
 use redis_autopilot::daemon::policy_loop::Shared;
 use redis_autopilot::daemon::supervisor::{RunConfig, run};
 use redis_autopilot::decide::{Decision, HealthDecision};
-use support::failover::{INSTANCES, free_port_range, info_field, record, signal, wait_until};
-use support::{free_port, require};
+use support::failover::{INSTANCES, info_field, record, signal, wait_until};
+use support::{free_port, free_ports, require};
 
 const POLICY: &str = "pause-e2e";
 
@@ -158,7 +158,7 @@ fn files(dir: &Path) -> Vec<String> {
 #[test]
 fn a_paused_policy_decides_and_does_not_act_until_resumed() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let base = free_port_range();
+    let base = free_ports(INSTANCES);
     write_policy(dir.path(), base, true);
     let data = dir.path().join("data");
     let _instances = KillOnDrop(data.clone());

@@ -11,8 +11,8 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::policy_daemon::{Daemon, free_port_range, recorded_master};
-use support::require;
+use support::policy_daemon::{Daemon, recorded_master};
+use support::{free_ports, require};
 
 const SAMPLES: &str = "redis_autopilot_samples_total";
 const REPLICAS: &str = "redis_autopilot_replicas_current";
@@ -52,7 +52,7 @@ fn listening(port: u16) -> bool {
 fn a_policy_dropped_onto_a_running_fleet_is_refused_and_the_fleet_keeps_its_size() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let base = free_port_range(3);
+    let base = free_ports(4);
     let first = local_policy("first", base, &data, 2);
     let mut daemon = Daemon::spawn_in(dir, &[("first.yaml", &first)]);
     daemon.wait_ready(Duration::from_secs(60));
@@ -108,7 +108,7 @@ fn a_policy_dropped_onto_a_running_fleet_is_refused_and_the_fleet_keeps_its_size
 
     // Moved off the first fleet's ports and directory, the second policy loads.
     let other = daemon.dir.path().join("other");
-    let second = local_policy("second", free_port_range(1), &other, 1);
+    let second = local_policy("second", free_ports(2), &other, 1);
     daemon.write_policy("second.yaml", &second);
     daemon.wait_until(Duration::from_secs(60), "the second policy running", |d| {
         let rejected = d.metric(REJECTED, &[("reason", "overlap")])?;
@@ -122,7 +122,7 @@ fn a_policy_dropped_onto_a_running_fleet_is_refused_and_the_fleet_keeps_its_size
 fn overlapping_policies_in_the_directory_fail_the_start_naming_both_files() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (data, other) = (dir.path().join("data"), dir.path().join("other"));
-    let base = free_port_range(3);
+    let base = free_ports(4);
     // Apart in ports, one inside the other's data directory.
     let first = local_policy("first", base, &data, 2);
     let second = local_policy("second", base + 2, &data.join("nested"), 1);

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::policy_daemon::{Daemon, free_port_range, instance_pid, recorded_master, signal_pid};
-use support::{Redis, require};
+use support::policy_daemon::{Daemon, instance_pid, recorded_master, signal_pid};
+use support::{Redis, free_ports, require};
 
 const SAMPLES: &str = "redis_autopilot_samples_total";
 
@@ -93,7 +93,7 @@ fn a_rotated_password_is_used_for_sampling_and_for_acting() {
     std::fs::create_dir(&secrets).expect("create the Secret volume");
     mount_secret(&secrets, "2026_12_02_first", "first-pass");
     let data_dir = dir.path().join("data");
-    let base = free_port_range(2);
+    let base = free_ports(3);
     let policy = format!(
         "apiVersion: autopilot.redis.io/v1alpha1
 kind: RedisPolicy

@@ -24,8 +24,8 @@ use redis_autopilot::policy::load_policy_str;
 use redis_autopilot::sample::redis::{Access, Endpoint};
 use redis_autopilot::snapshot::{Quiet, Snapshotter};
 use support::failover::dbsize;
-use support::policy_daemon::{Daemon, Options, free_port_range, recorded_master};
-use support::{Redis, require};
+use support::policy_daemon::{Daemon, Options, recorded_master};
+use support::{Redis, free_ports, require};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");
 const VERIFICATIONS: &str = "redis_autopilot_snapshot_verifications_total";
@@ -114,7 +114,7 @@ fn verifications(daemon: &Daemon, outcome: &str) -> Option<f64> {
 fn a_scheduled_restore_test_proves_a_local_fleets_newest_snapshot() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (data, backups) = (dir.path().join("data"), dir.path().join("backups"));
-    let base = free_port_range(1);
+    let base = free_ports(2);
     // Restore tests scheduled far ahead at first: the snapshot is taken before one fires.
     let later = daily_cron_in(Duration::from_secs(12 * 3600));
     let mut daemon =

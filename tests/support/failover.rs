@@ -14,19 +14,6 @@ use super::{free_port, require};
 pub const INSTANCES: u16 = 3;
 pub const POLICY: &str = "failover-e2e";
 
-/// A base port with `INSTANCES` free ports from it.
-pub fn free_port_range() -> u16 {
-    loop {
-        let base = free_port();
-        if base < 65_000
-            && (base..base + INSTANCES)
-                .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        {
-            return base;
-        }
-    }
-}
-
 /// A sync connection with short deadlines, or `None` when nothing answers.
 pub fn connect(port: u16, deadline: Duration) -> Option<redis::Connection> {
     connect_at("127.0.0.1", port, deadline)
@@ -96,7 +83,7 @@ impl Fleet {
     pub fn start(health: &str) -> Self {
         let server = require("redis-server", "redis-server");
         let dir = tempfile::tempdir().expect("temp dir");
-        let base = free_port_range();
+        let base = super::free_ports(INSTANCES);
         let data = dir.path().join("data");
         let policies = dir.path().join("policies");
         std::fs::create_dir(&policies).expect("policy dir");

@@ -33,29 +33,40 @@ pub fn require(binary: &str, package: &str) -> PathBuf {
     })
 }
 
-/// A port nobody listens on right now.
+/// Where test servers listen: below Linux's ephemeral range (32768-60999 by default), which
+/// the kernel hands to outgoing connections (a test's client, a replica's link to its
+/// master). A port found free in that range can be taken by one of those before the server
+/// that was meant for it starts: a local fleet's second port once was, and its instance
+/// failed to start.
+const SERVER_PORTS: std::ops::Range<u16> = 20_000..32_768;
+
+/// A port nobody listens on right now, and no other test of this binary was given.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    free_ports(1)
 }
 
 /// A base port with `count` free ports from it, never overlapping a range another test of
-/// this binary took (tests run in parallel and start their servers later).
+/// this binary was given (tests run in parallel and start their servers later).
 pub fn free_ports(count: u16) -> u16 {
-    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut taken = TAKEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    loop {
-        let base = free_port();
-        let fits = u32::from(base) + u32::from(count) < 65_000;
-        let range = base..base.saturating_add(count);
-        if fits
-            && !taken.iter().any(|port| range.contains(port))
-            && range.clone().all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
-        {
-            taken.extend(range);
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let span = SERVER_PORTS.end - SERVER_PORTS.start;
+    let mut next = NEXT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Each test binary starts at its own place in the range, so one that runs right after
+    // another does not reach for the ports its predecessor's servers just let go.
+    let offset = u16::try_from(std::process::id() % u32::from(span)).unwrap_or(0);
+    let mut base = next.unwrap_or(SERVER_PORTS.start + offset);
+    for _ in 0..span {
+        if base.saturating_add(count) > SERVER_PORTS.end {
+            base = SERVER_PORTS.start;
+        }
+        let range = base..base + count;
+        if range.clone().all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok()) {
+            *next = Some(range.end);
             return base;
         }
+        base += 1;
     }
+    panic!("no {count} consecutive free ports in {SERVER_PORTS:?}");
 }
 
 /// A local fleet of `redis-server`s from `base_port`, its data under `dir`, run by the fleet

@@ -265,18 +265,6 @@ pub fn instance_pid(data_dir: &Path, ordinal: u16) -> Option<u32> {
     text.trim().parse().ok()
 }
 
-/// A base port whose next `span` ports are free too (a local fleet's range).
-pub fn free_port_range(span: u16) -> u16 {
-    for _ in 0..100 {
-        let base = free_port();
-        let Some(last) = base.checked_add(span) else { continue };
-        if (base..=last).all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no run of {} free ports found", span + 1);
-}
-
 /// The recorded master of a local fleet (`dataDir/state.json`), once there is one.
 pub fn recorded_master(data_dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(data_dir.join("state.json")).ok()?;
