@@ -21,7 +21,8 @@ use redis_autopilot::snapshot::stream::{Deadlines, Transfer};
 use redis_autopilot::snapshot::{SnapshotError, Snapshotter};
 use support::failover::wait_until;
 use support::{
-    MotoServer, Proxy, ProxyFault, Redis, free_port, load_collections, replicated, require,
+    MotoServer, Proxy, ProxyFault, Redis, free_port, free_ports, load_collections, replicated,
+    require,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-autopilot");
@@ -554,12 +555,7 @@ fn a_scale_down_waits_for_the_snapshot_before_actions_asks_for() {
     // The fleet asked for two instances before; load is nil, so the daemon scales to one.
     std::fs::write(data.join("state.json"), r#"{"master": null, "epoch": 0, "replicas": 2}"#)
         .expect("state");
-    let base = loop {
-        let port = free_port();
-        if port < 65_000 && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            break port;
-        }
-    };
+    let base = free_ports(2);
     std::fs::write(
         policies.join("shrink.yaml"),
         format!(
