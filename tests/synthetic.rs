@@ -1,6 +1,7 @@
 //! `redis-autopilot trace generate` end to end: the binary writes per-second synthetic traces
 //! that `simulate` replays with a shipped policy, the same seed writes the same bytes, and
-//! wrong settings are all reported at once.
+//! wrong settings are all reported at once. `trace refine` likewise: the seconds of a
+//! per-minute count, replayed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -144,4 +145,99 @@ fn every_wrong_setting_is_reported_at_once() {
     let output = binary(&["trace", "generate", "sawtooth"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("flash-crowd"), "{}", stderr(&output));
+}
+
+/// Three hours of a per-minute count (WorldCup98's file spells times this way), quiet, busy,
+/// then quiet again.
+fn per_minute_counts(dir: &Path) -> PathBuf {
+    let path = dir.join("minutes.csv");
+    let mut text = String::from("period,count\n");
+    for minute in 0..180 {
+        let count = if (60..120).contains(&minute) { 300_000 } else { 30_000 };
+        text.push_str(&format!("1998-06-30 {:02}:{:02}:00,{count}\n", minute / 60, minute % 60));
+    }
+    std::fs::write(&path, text).expect("trace written");
+    path
+}
+
+#[test]
+fn refined_seconds_keep_each_minutes_count_and_replay_through_simulate() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let minutes = per_minute_counts(dir.path());
+    let seconds = dir.path().join("seconds.csv");
+    let args = ["--per", "1m", "--cluster-size", "10", "--out", utf8(&seconds)];
+    let output = binary(&[&["trace", "refine", utf8(&minutes)][..], &args].concat());
+    assert!(output.status.success(), "refine failed: {}", stderr(&output));
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(summary.contains("10,800 seconds"), "{summary}");
+    assert!(summary.contains("(the trace counts 21,600,000)"), "{summary}");
+
+    let text = std::fs::read_to_string(&seconds).expect("trace written");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + 10_800);
+    assert_eq!(lines[0], "time,requests");
+    assert!(lines[1].starts_with("1998-06-30T00:00:00Z,"), "{}", lines[1]);
+    assert!(lines[2].starts_with("1998-06-30T00:00:01Z,"), "{}", lines[2]);
+    let counts: Vec<u64> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').nth(1).and_then(|c| c.parse().ok()).expect("a whole count"))
+        .collect();
+    // Each hour's seconds add up to its count within a few standard deviations (an hour of
+    // 1.8 M requests in clusters of 10: sqrt(1.8e6 x 19) = 5,848).
+    for (hour, expected) in [(0, 1_800_000.0), (1, 18_000_000.0), (2, 1_800_000.0)] {
+        let sum = counts[hour * 3600..(hour + 1) * 3600].iter().sum::<u64>() as f64;
+        assert!((sum / expected - 1.0).abs() < 0.02, "hour {hour}: {sum} requests");
+    }
+    // Clustered seconds are far more spread than plain Poisson ones (variance = mean): the
+    // busy hour's busiest second is well above its mean of 5,000 a second.
+    let busiest = counts[3600..7200].iter().max().copied().unwrap_or_default();
+    assert!(busiest > 5_500, "busiest second of the busy hour: {busiest}");
+
+    // One request is 30 ops/s: the busy hour's 150,000 ops/s needs more than two replicas at
+    // the policy's 35,000 a replica, the quiet hours' 15,000 no more than two.
+    let output = binary(&[
+        "simulate",
+        "--policy",
+        utf8(&policy()),
+        "--trace",
+        utf8(&seconds),
+        "--trace-scale",
+        "30",
+        "--capacity-per-replica",
+        "50000",
+        "--output",
+        "json",
+    ]);
+    assert!(output.status.success(), "simulate failed: {}", stderr(&output));
+    let result: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    for controller in ["policy", "hpa"] {
+        let peak = result[controller]["peakReplicas"].as_u64().expect("a count");
+        assert!(peak > 2, "{controller}: {result}");
+    }
+}
+
+#[test]
+fn refine_names_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let minutes = per_minute_counts(dir.path());
+    let output =
+        binary(&["trace", "refine", utf8(&minutes), "--per", "1m", "--cluster-size", "0.5"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("cluster-size: must be from 1 to 1,000,000, got 0.5"),
+        "{}",
+        stderr(&output)
+    );
+
+    let broken = dir.path().join("broken.csv");
+    std::fs::write(&broken, "period,count\n1998-06-30 00:00:00,5\n1998-06-30 00:01:00,-1\n")
+        .expect("trace written");
+    let output = binary(&["trace", "refine", utf8(&broken), "--per", "1m"]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(message.contains("broken.csv:3: load `-1`"), "{message}");
+
+    let output = binary(&["trace", "refine", utf8(&minutes)]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--per"), "{}", stderr(&output));
 }

@@ -1,10 +1,12 @@
 //! `redis-autopilot trace generate KIND`: writes a seeded synthetic load trace
-//! ([`crate::sim::synthetic`]) as a CSV that `simulate` reads. Rows are streamed to the file
-//! as they are computed, so a trace of weeks at one row per second never sits in memory.
+//! ([`crate::sim::synthetic`]) as a CSV that `simulate` reads; `trace refine`: draws the
+//! seconds of a coarser trace of request counts ([`crate::sim::refine`]). Rows are streamed
+//! to the file as they are computed, so a trace of weeks at one row per second never sits in
+//! memory.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,8 +15,9 @@ use chrono::SecondsFormat;
 
 use super::emit;
 use crate::decide::format_number;
+use crate::sim::refine::{self, Refinement};
 use crate::sim::synthetic::{Generator, Kind, Spec};
-use crate::sim::trace::timestamp;
+use crate::sim::trace::{Millis, Row, TimeKind, Trace, timestamp};
 
 /// The defaults every flag below shows, from the one place they are defined.
 const DEFAULTS: Spec = Spec::new(Kind::Diurnal);
@@ -52,6 +55,9 @@ pub struct Args {
 enum TraceCommand {
     /// Write a synthetic load trace (CSV: time,load) for `simulate`.
     Generate(GenerateArgs),
+    /// Draw the seconds of a trace of request counts per minute (or any period): clustered
+    /// random arrivals at each row's rate.
+    Refine(RefineArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -139,6 +145,42 @@ struct GenerateArgs {
     out: Option<PathBuf>,
 }
 
+const REFINE_AFTER_LONG_HELP: &str = "\
+A per-minute count says how many requests came in a minute, not how they fell within it; the
+simulator counts under-provisioned time by the second. Refining draws each second: clusters
+of requests (a page and the objects it pulls) arrive at random at the row's rate, and each
+holds a geometric number of requests with mean --cluster-size, so a second's count has the
+row's mean and (2 x cluster size - 1) times that as its variance. --cluster-size 1 is plain
+Poisson arrivals. The output counts requests per second: give `simulate` --trace-scale in ops
+per request. The same trace, flags and seed always give the same file. docs/simulation.md
+describes the model.
+
+Examples:
+  redis-autopilot trace refine simulations/worldcup98-requests-per-minute.csv --per 1m \\
+      --cluster-size 10 --out worldcup98-seconds.csv
+  redis-autopilot simulate --policy policies/session-cache.yaml \\
+      --trace worldcup98-seconds.csv --trace-scale 100 --capacity-per-replica 50000";
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = REFINE_AFTER_LONG_HELP)]
+struct RefineArgs {
+    /// The trace to refine (CSV: time, then the requests counted over --per).
+    #[arg(value_name = "TRACE.csv")]
+    trace: PathBuf,
+    /// The period the trace's second column counts requests over, whole seconds, e.g. `1m`.
+    #[arg(long, value_name = "DURATION", value_parser = whole_seconds)]
+    per: u32,
+    /// Mean requests per cluster, from 1 (independent requests) up.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, default_value_t = 1.0)]
+    cluster_size: f64,
+    /// Seed: the same seed, trace and flags give the same seconds.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Write the CSV here [default: stdout].
+    #[arg(long, value_name = "FILE.csv")]
+    out: Option<PathBuf>,
+}
+
 fn whole_seconds(text: &str) -> Result<u32, String> {
     let duration = humantime::parse_duration(text).map_err(|e| format!("`{text}`: {e}"))?;
     let fits = duration >= Duration::from_secs(1) && duration.subsec_nanos() == 0;
@@ -157,6 +199,7 @@ fn rfc3339(text: &str) -> Result<i64, String> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         TraceCommand::Generate(args) => generate(args),
+        TraceCommand::Refine(args) => refine(args),
     }
 }
 
@@ -177,18 +220,13 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         growth: args.growth,
     };
     let generator = Generator::new(spec)?;
-    let (sink, name): (Box<dyn Write>, String) = match &args.out {
-        Some(path) => {
-            let file =
-                File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
-            (Box::new(file), path.display().to_string())
+    let start = generator.spec().start;
+    let written = write_rows(args.out.as_deref(), "ops_per_sec", 2, generator.rows(), |at| {
+        match args.times {
+            Times::Calendar => calendar(at),
+            Times::Seconds => ((at - start) / 1000).to_string(),
         }
-        None => (Box::new(std::io::stdout().lock()), "stdout".to_owned()),
-    };
-    let mut out = BufWriter::with_capacity(1 << 16, sink);
-    let written = write_csv(&generator, args.times, &mut out)
-        .and_then(|rows| out.flush().map(|()| rows))
-        .with_context(|| format!("{name}: cannot write"))?;
+    })?;
 
     let summary = format!(
         "{} trace, seed {}: {} rows, {} .. {} (UTC), step {}s{}",
@@ -203,28 +241,81 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             Kind::Diurnal | Kind::SlowRamp => String::new(),
         },
     );
-    // The CSV may be on stdout: the summary then goes to stderr.
-    match &args.out {
+    report(args.out.as_deref(), &summary)
+}
+
+fn refine(args: RefineArgs) -> anyhow::Result<ExitCode> {
+    let trace = Trace::load(&args.trace)?;
+    let spec =
+        refine::Spec { per_seconds: args.per, cluster_size: args.cluster_size, seed: args.seed };
+    let refinement = Refinement::new(&trace, spec)?;
+    let mut requests = 0.0;
+    let rows = refinement.rows().inspect(|row| requests += row.load);
+    // Whole requests; seconds from the start stay seconds, a calendar is written in RFC 3339.
+    let written = write_rows(args.out.as_deref(), "requests", 0, rows, |at| match trace.kind() {
+        TimeKind::Calendar => calendar(at),
+        TimeKind::Seconds => (at / 1000).to_string(),
+    })?;
+    let counted: f64 = trace
+        .rows()
+        .iter()
+        .zip(trace.rows().iter().map(|r| r.at).skip(1).chain([trace.end()]))
+        .map(|(row, until)| row.load * (until - row.at) as f64 / 1000.0)
+        .sum::<f64>()
+        / f64::from(args.per);
+    let summary = format!(
+        "{}: {} seconds, {} requests in clusters of {} on average (the trace counts {}), seed {}",
+        trace.name(),
+        format_number(written as f64),
+        format_number(requests),
+        format_number(args.cluster_size),
+        format_number(counted),
+        args.seed,
+    );
+    report(args.out.as_deref(), &summary)
+}
+
+/// Streams a header (`time,` and `column`) and every row to `out` (stdout without one), the
+/// time as `time` spells it and the load to `decimals`; returns how many rows were written.
+fn write_rows(
+    out: Option<&Path>,
+    column: &str,
+    decimals: usize,
+    rows: impl Iterator<Item = Row>,
+    time: impl Fn(Millis) -> String,
+) -> anyhow::Result<u64> {
+    let (sink, name): (Box<dyn Write>, String) = match out {
+        Some(path) => {
+            let file =
+                File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
+            (Box::new(file), path.display().to_string())
+        }
+        None => (Box::new(std::io::stdout().lock()), "stdout".to_owned()),
+    };
+    let mut out = BufWriter::with_capacity(1 << 16, sink);
+    let write = || -> std::io::Result<u64> {
+        writeln!(out, "time,{column}")?;
+        let mut count = 0;
+        for row in rows {
+            writeln!(out, "{},{:.*}", time(row.at), decimals, row.load)?;
+            count += 1;
+        }
+        out.flush()?;
+        Ok(count)
+    };
+    write().with_context(|| format!("{name}: cannot write"))
+}
+
+fn calendar(at: Millis) -> String {
+    timestamp(at).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The summary after the file is written; the CSV may be on stdout, the summary then goes to
+/// stderr.
+fn report(out: Option<&Path>, summary: &str) -> anyhow::Result<ExitCode> {
+    match out {
         Some(path) => emit(format_args!("{summary}, written to {}", path.display()))?,
         None => eprintln!("{summary}"),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Streams the header and every row; returns how many rows were written.
-fn write_csv(generator: &Generator, times: Times, out: &mut impl Write) -> std::io::Result<u64> {
-    let start = generator.spec().start;
-    writeln!(out, "time,ops_per_sec")?;
-    let mut count = 0;
-    for row in generator.rows() {
-        match times {
-            Times::Calendar => {
-                write!(out, "{}", timestamp(row.at).to_rfc3339_opts(SecondsFormat::Secs, true))?
-            }
-            Times::Seconds => write!(out, "{}", (row.at - start) / 1000)?,
-        }
-        writeln!(out, ",{:.2}", row.load)?;
-        count += 1;
-    }
-    Ok(count)
 }

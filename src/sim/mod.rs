@@ -11,6 +11,7 @@
 //! - [`report`]: the four numbers per controller and the policy/HPA ratios, as JSON or a table.
 //! - [`plot`]: demand, capacity, replicas and under-provisioned periods over time as SVG.
 //! - [`synthetic`]: seeded synthetic traces (daily and weekly cycles, flash crowds, growth, noise).
+//! - [`refine`](mod@refine): per-second requests drawn from a coarser trace of request counts.
 //! - [`tune`]: a seeded search over a policy's scaling settings, ranked on the trace's first four
 //!   fifths and checked on the last.
 
@@ -19,6 +20,7 @@ pub mod hpa;
 pub mod model;
 pub mod plot;
 pub mod policy_run;
+pub mod refine;
 pub mod replay;
 pub mod report;
 pub mod scenario;
