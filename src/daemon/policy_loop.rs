@@ -84,8 +84,6 @@ pub struct PolicyLoop<C> {
     prober: RedisSampler,
     access: Access,
     history: History,
-    /// The `INFO` numbers the policy's metrics read: all of a reply the history keeps.
-    fields: Vec<String>,
     memory: Memory,
     executor: Executor,
     shared: Shared,
@@ -112,7 +110,6 @@ impl<C: Cluster> PolicyLoop<C> {
         let access = redis_access(&policy)?;
         let prober = prober(&policy, access.clone());
         let history = History::new(policy.history_span(), policy.sampling.interval);
-        let fields = policy.redis_fields().into_iter().map(str::to_owned).collect();
         Ok(Self {
             policy,
             cluster,
@@ -120,7 +117,6 @@ impl<C: Cluster> PolicyLoop<C> {
             prober,
             access,
             history,
-            fields,
             memory: Memory::default(),
             executor,
             shared,
@@ -255,9 +251,8 @@ impl<C: Cluster> PolicyLoop<C> {
             history.push(observation.clone());
         }
         self.history = history;
-        // Rounds already held keep only the old version's fields: a metric the new version
-        // adds starts with an empty window, as it would in a freshly started daemon.
-        self.fields = policy.redis_fields().into_iter().map(str::to_owned).collect();
+        // Rounds already held keep only the old version's fields (`evaluate`): a metric the
+        // new version adds starts with an empty window, as it would in a freshly started daemon.
         tracing::info!(policy = %policy.name, "policy reloaded");
         self.policy = policy;
     }
@@ -354,7 +349,7 @@ impl<C: Cluster> PolicyLoop<C> {
         self.shared.metrics.observation(&name, &observation);
         // A policy holds ~300 rounds (5 min at 1 s): whole replies would be ~10 KB per
         // instance-round; the few numbers its metrics read are all `decide` asks of them.
-        observation.retain_numbers(&self.fields);
+        observation.retain_numbers(&self.policy.redis_fields());
         self.history.push(observation);
         let replicas = match self.cluster.replicas().await {
             Ok(replicas) => replicas,

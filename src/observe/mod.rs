@@ -99,9 +99,9 @@ impl Observation {
     }
 
     /// [`Info::retain_numbers`] on every instance that answered.
-    pub fn retain_numbers(&mut self, fields: &[String]) {
+    pub fn retain_numbers(&mut self, fields: &[&str]) {
         for info in self.instances.iter_mut().filter_map(|s| s.info.as_mut()) {
-            info.retain_numbers(fields.iter().map(String::as_str));
+            info.retain_numbers(fields.iter().copied());
         }
     }
 
