@@ -33,6 +33,26 @@ fn policy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/session-cache.yaml")
 }
 
+/// `simulate`'s JSON for the recommended policy on `trace` times `scale`, at 50,000 ops/s a
+/// replica.
+fn simulate(trace: &Path, scale: &str) -> Value {
+    let output = binary(&[
+        "simulate",
+        "--policy",
+        utf8(&policy()),
+        "--trace",
+        utf8(trace),
+        "--trace-scale",
+        scale,
+        "--capacity-per-replica",
+        "50000",
+        "--output",
+        "json",
+    ]);
+    assert!(output.status.success(), "{}: simulate failed: {}", trace.display(), stderr(&output));
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
 #[test]
 fn two_days_per_second_of_every_kind_replay_through_simulate() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -49,19 +69,7 @@ fn two_days_per_second_of_every_kind_replay_through_simulate() {
         assert!(lines[1].starts_with("2026-01-05T00:00:00Z,"), "{}", lines[1]);
         assert!(lines[2].starts_with("2026-01-05T00:00:01Z,"), "{}", lines[2]);
 
-        let output = binary(&[
-            "simulate",
-            "--policy",
-            utf8(&policy()),
-            "--trace",
-            utf8(&trace),
-            "--capacity-per-replica",
-            "50000",
-            "--output",
-            "json",
-        ]);
-        assert!(output.status.success(), "{kind}: simulate failed: {}", stderr(&output));
-        let result: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+        let result = simulate(&trace, "1");
         for controller in ["policy", "hpa"] {
             // A weekday peak of 200,000 ops/s at a target of 35,000 per replica needs more
             // than the policy's two replicas at night: both controllers follow the day.
@@ -195,21 +203,7 @@ fn refined_seconds_keep_each_minutes_count_and_replay_through_simulate() {
 
     // One request is 30 ops/s: the busy hour's 150,000 ops/s needs more than two replicas at
     // the policy's 35,000 a replica, the quiet hours' 15,000 no more than two.
-    let output = binary(&[
-        "simulate",
-        "--policy",
-        utf8(&policy()),
-        "--trace",
-        utf8(&seconds),
-        "--trace-scale",
-        "30",
-        "--capacity-per-replica",
-        "50000",
-        "--output",
-        "json",
-    ]);
-    assert!(output.status.success(), "simulate failed: {}", stderr(&output));
-    let result: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    let result = simulate(&seconds, "30");
     for controller in ["policy", "hpa"] {
         let peak = result[controller]["peakReplicas"].as_u64().expect("a count");
         assert!(peak > 2, "{controller}: {result}");
