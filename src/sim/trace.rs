@@ -5,6 +5,9 @@
 //! until the next row's; the last row holds for as long as the step before it, so a trace of
 //! per-minute counts ends one minute after its last timestamp. Every problem names the CSV
 //! line it was found on.
+//!
+//! A trace is a file someone hands the CLI, so what it can make this process hold is bounded:
+//! at most [`MAX_ROWS`] rows (16 bytes each in memory) of at most [`MAX_LINE_BYTES`] each.
 
 use std::fmt;
 use std::io::Read;
@@ -14,7 +17,14 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, NaiveDateTime};
 
+use crate::decide::format_number;
 use crate::observe::Timestamp;
+
+/// Most rows a trace may have: a year and a quarter at one row per second.
+pub const MAX_ROWS: usize = 40_000_000;
+/// Longest line a trace may have: a time and a load take a few dozen bytes, and a line is
+/// read whole before it is parsed, so one without an end must not grow without one.
+pub const MAX_LINE_BYTES: usize = 1_024;
 
 /// Simulation time: milliseconds since the Unix epoch. Integer so that event times compare
 /// exactly and integrals over them are sums of whole steps; sub-millisecond detail is rounded.
@@ -80,6 +90,12 @@ pub enum TraceError {
     NotIncreasing { file: String, line: u64, value: String },
     #[error("{file}: no data rows after the header")]
     Empty { file: String },
+    #[error("{file}:{line}: more than {} rows; a trace may hold no more", format_number(*max as f64))]
+    TooManyRows { file: String, line: u64, max: usize },
+    #[error(
+        "{file}:{line}: the line is longer than {MAX_LINE_BYTES} bytes; a row is a time and a load"
+    )]
+    LongLine { file: String, line: u64 },
     #[error("{file}: row {index} (counting from 0) does not come after the row before it")]
     UnorderedRows { file: String, index: usize },
     #[error("{file}: row {index} (counting from 0) has a load that is not a finite number >= 0")]
@@ -94,6 +110,50 @@ pub enum TraceError {
     BadSliceBound { value: String },
     #[error("{file}: the slice {from} .. {to} holds no part of the trace ({start} .. {end})")]
     EmptySlice { file: String, from: String, to: String, start: String, end: String },
+}
+
+/// A reader that fails at the first line longer than [`MAX_LINE_BYTES`], remembering which:
+/// the CSV reader holds a line whole, so a file without line ends would otherwise be read
+/// into memory entire.
+struct LineLimited<R> {
+    inner: R,
+    /// Bytes since the last line end.
+    open: usize,
+    /// Line ends seen, so the line being read is `ends + 1`.
+    ends: u64,
+    /// The line that was too long, once one was.
+    long_line: Option<u64>,
+}
+
+impl<R> LineLimited<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, open: 0, ends: 0, long_line: None }
+    }
+}
+
+impl<R: Read> Read for LineLimited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &buf[..read]) {
+            if self.open + (end - start) > MAX_LINE_BYTES {
+                break;
+            }
+            self.open = 0;
+            self.ends += 1;
+            start = end + 1;
+        }
+        self.open += read - start;
+        if self.open > MAX_LINE_BYTES {
+            let line = self.ends + 1;
+            self.long_line = Some(line);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("line {line} is longer than {MAX_LINE_BYTES} bytes"),
+            ));
+        }
+        Ok(read)
+    }
 }
 
 impl fmt::Display for TimeKind {
@@ -151,13 +211,28 @@ impl Trace {
 
     /// Reads and validates CSV text; `file` names it in errors.
     pub fn parse(file: &str, input: impl Read) -> Result<Self, TraceError> {
-        let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(input);
-        let csv_error = |source: csv::Error| TraceError::Csv {
-            file: file.to_owned(),
-            line: source.position().map_or(0, csv::Position::line),
-            source,
+        Self::parse_at_most(file, input, MAX_ROWS)
+    }
+
+    /// [`Trace::parse`] holding at most `max_rows` rows.
+    fn parse_at_most(file: &str, input: impl Read, max_rows: usize) -> Result<Self, TraceError> {
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(LineLimited::new(input));
+        let csv_error =
+            |csv: &csv::Reader<LineLimited<_>>, source: csv::Error| match csv.get_ref().long_line {
+                Some(line) => TraceError::LongLine { file: file.to_owned(), line },
+                None => TraceError::Csv {
+                    file: file.to_owned(),
+                    line: source.position().map_or(0, csv::Position::line),
+                    source,
+                },
+            };
+        let header = match csv.headers() {
+            Ok(header) => header.clone(),
+            Err(source) => return Err(csv_error(&csv, source)),
         };
-        let header = csv.headers().map_err(csv_error)?.clone();
         let looks_like_data = header.len() >= 2
             && parse_time(&header[0]).is_some()
             && header[1].trim().parse::<f64>().is_ok();
@@ -173,8 +248,16 @@ impl Trace {
         let mut record = csv::StringRecord::new();
         // Fields are trimmed here, not by the reader: its trimming builds a new record for
         // every row, nearly half the time a weeks-long per-second trace took to load.
-        while csv.read_record(&mut record).map_err(csv_error)? {
+        loop {
+            match csv.read_record(&mut record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(source) => return Err(csv_error(&csv, source)),
+            }
             let line = record.position().map_or(0, csv::Position::line);
+            if rows.len() == max_rows {
+                return Err(TraceError::TooManyRows { file: file.to_owned(), line, max: max_rows });
+            }
             if record.len() < 2 {
                 // A blank line inside the file reads as one empty field: skip it.
                 if record.len() == 1 && record[0].trim().is_empty() {
@@ -434,6 +517,39 @@ mod tests {
         assert!(matches!(err, TraceError::MissingColumn { line: 3, found: 1, .. }), "{err:?}");
         let err = parse("t,l\n0,1\n1998-06-26 00:00:00,1\n").expect_err("mixed");
         assert!(matches!(err, TraceError::MixedTimes { line: 3, .. }), "{err:?}");
+    }
+
+    /// A file without line ends, or with one huge line, is refused at that line rather than
+    /// read whole; a line of exactly the limit is a row like any other.
+    #[test]
+    fn names_the_line_that_is_too_long() {
+        let row_of = |bytes: usize| format!("60,1{}", " ".repeat(bytes - 4));
+        let text = format!("time,load\n0,1\n{}\n", row_of(MAX_LINE_BYTES));
+        assert_eq!(Trace::parse("t.csv", text.as_bytes()).expect("valid").rows().len(), 2);
+
+        let text = format!("time,load\n0,1\n{}\n120,1\n", row_of(MAX_LINE_BYTES + 1));
+        let error = Trace::parse("t.csv", text.as_bytes()).expect_err("too long");
+        assert_eq!(
+            error.to_string(),
+            "t.csv:3: the line is longer than 1024 bytes; a row is a time and a load"
+        );
+        // No line end at all, as from a binary file: refused within the first line.
+        let endless = std::io::repeat(b'x');
+        let error = Trace::parse("t.csv", endless).expect_err("no line ends");
+        assert!(matches!(error, TraceError::LongLine { line: 1, .. }), "{error}");
+        // Many short lines across reads of any size count lines right.
+        let many: String = (0..5_000).map(|i| format!("{i},1\n")).collect();
+        let text = format!("time,load\n{many}{}\n", row_of(2_000));
+        let error = Trace::parse("t.csv", text.as_bytes()).expect_err("too long");
+        assert!(matches!(error, TraceError::LongLine { line: 5_002, .. }), "{error}");
+    }
+
+    #[test]
+    fn refuses_more_rows_than_it_may_hold() {
+        let text = "time,load\n0,1\n1,1\n2,1\n3,1\n";
+        assert!(Trace::parse_at_most("t.csv", text.as_bytes(), 4).is_ok());
+        let error = Trace::parse_at_most("t.csv", text.as_bytes(), 3).expect_err("too many");
+        assert_eq!(error.to_string(), "t.csv:5: more than 3 rows; a trace may hold no more");
     }
 
     #[test]
