@@ -80,11 +80,6 @@ impl<'t> Refinement<'t> {
         Ok(Self { trace, spec, seconds })
     }
 
-    /// How many rows [`Refinement::rows`] gives.
-    pub fn row_count(&self) -> i64 {
-        self.seconds
-    }
-
     /// One row per second from the trace's start: the requests that came in that second,
     /// drawn at the rate of the trace's row in force at the second's start.
     pub fn rows(&self) -> impl Iterator<Item = Row> + '_ {
@@ -303,7 +298,6 @@ mod tests {
         let refined = Refinement::new(&trace, spec(10.0)).expect("valid");
         let rows: Vec<Row> = refined.rows().collect();
         assert_eq!(rows.len(), 240);
-        assert_eq!(refined.row_count(), 240);
         assert!(rows.iter().enumerate().all(|(i, r)| r.at == i as Millis * SECOND));
         assert!(rows.iter().all(|r| r.load >= 0.0 && r.load.fract() == 0.0));
         let sums: Vec<f64> = rows.chunks(60).map(|c| c.iter().map(|r| r.load).sum()).collect();
