@@ -256,20 +256,13 @@ fn refine(args: RefineArgs) -> anyhow::Result<ExitCode> {
         TimeKind::Calendar => calendar(at),
         TimeKind::Seconds => (at / 1000).to_string(),
     })?;
-    let counted: f64 = trace
-        .rows()
-        .iter()
-        .zip(trace.rows().iter().map(|r| r.at).skip(1).chain([trace.end()]))
-        .map(|(row, until)| row.load * (until - row.at) as f64 / 1000.0)
-        .sum::<f64>()
-        / f64::from(args.per);
     let summary = format!(
         "{}: {} seconds, {} requests in clusters of {} on average (the trace counts {}), seed {}",
         trace.name(),
         format_number(written as f64),
         format_number(requests),
         format_number(args.cluster_size),
-        format_number(counted),
+        format_number(refinement.counted_requests()),
         args.seed,
     );
     report(args.out.as_deref(), &summary)

@@ -80,6 +80,16 @@ impl<'t> Refinement<'t> {
         Ok(Self { trace, spec, seconds })
     }
 
+    /// The requests the trace counts: each row's count per period over the time it lasts.
+    /// The refined seconds add up to this on average.
+    pub fn counted_requests(&self) -> f64 {
+        let rows = self.trace.rows();
+        let ends = rows.iter().skip(1).map(|r| r.at).chain([self.trace.end()]);
+        let seconds_counted: f64 =
+            rows.iter().zip(ends).map(|(row, end)| row.load * (end - row.at) as f64 / 1000.0).sum();
+        seconds_counted / f64::from(self.spec.per_seconds)
+    }
+
     /// One row per second from the trace's start: the requests that came in that second,
     /// drawn at the rate of the trace's row in force at the second's start.
     pub fn rows(&self) -> impl Iterator<Item = Row> + '_ {
