@@ -136,5 +136,56 @@ pub fn decide(
     now: Timestamp,
 ) -> Option<ScalingDecision> {
     let scaling = policy.scaling.as_ref()?;
-    Some(scaling::decide(scaling, history, fleet, &mut memory.scaling, now))
+    Some(scaling::decide(
+        scaling,
+        history,
+        fleet,
+        &mut memory.scaling,
+        now,
+        Settings::MayHaveChanged,
+    ))
+}
+
+/// [`decide`] for one policy over a whole run, as `simulate` and `tune` replay it: the policy
+/// is borrowed for as long as the memory lives, so it cannot change under it, and the memory
+/// is checked against it once instead of at every decision (a comparison of the whole scaling
+/// section, strings included: about a twentieth of a decision made every second). The daemon,
+/// whose policy can be reloaded between two decisions, calls [`decide`].
+#[derive(Debug)]
+pub struct Decider<'p> {
+    policy: &'p Policy,
+    memory: Memory,
+}
+
+impl<'p> Decider<'p> {
+    /// Decides for `policy`, starting from an empty memory.
+    pub fn new(policy: &'p Policy) -> Self {
+        Self { policy, memory: Memory::default() }
+    }
+
+    /// As [`decide`] with this decider's policy and memory.
+    pub fn decide(
+        &mut self,
+        history: &History,
+        fleet: Fleet,
+        now: Timestamp,
+    ) -> Option<ScalingDecision> {
+        let scaling = self.policy.scaling.as_ref()?;
+        let memory = &mut self.memory.scaling;
+        Some(scaling::decide(scaling, history, fleet, memory, now, Settings::Unchanged))
+    }
+
+    /// The memory, for the action path to record what it applied.
+    pub fn memory(&mut self) -> &mut Memory {
+        &mut self.memory
+    }
+}
+
+/// Whether the settings a memory was learnt under may differ from the policy decided with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settings {
+    /// The policy may have been reloaded since the last decision: compare.
+    MayHaveChanged,
+    /// The policy is the one every earlier decision with this memory was made with.
+    Unchanged,
 }

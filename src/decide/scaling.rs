@@ -17,7 +17,7 @@ use super::reason::{
 use super::recommendations::Recommendations;
 use super::seasonal::{SeasonalForecast, SeasonalMemory};
 use super::series::{self, RoundValues, Series, StatisticMemory, window_start};
-use super::{Fleet, ScalingDecision};
+use super::{Fleet, ScalingDecision, Settings};
 use crate::observe::{History, Timestamp};
 use crate::policy::{
     Aggregate, Behavior, LastFiring, Metric, MetricSource, Scaling, Seasonal, Statistic, Step,
@@ -337,11 +337,14 @@ pub(super) fn decide(
     fleet: Fleet,
     memory: &mut ScalingMemory,
     now: Timestamp,
+    settings: Settings,
 ) -> ScalingDecision {
     let current = fleet.replicas;
     let latest = history.latest();
     let ready = latest.map_or(0, |o| o.ready_count()) as u16;
-    let check = if memory.checked.as_ref().is_some_and(|(checked, _)| checked == scaling) {
+    let unchanged =
+        |(checked, _): &(Scaling, Sources)| settings == Settings::Unchanged || checked == scaling;
+    let check = if memory.checked.as_ref().is_some_and(unchanged) {
         Check::Unchanged
     } else {
         memory.checked = None;
@@ -353,7 +356,12 @@ pub(super) fn decide(
         memory.checked.get_or_insert_with(|| (scaling.clone(), Sources::of(scaling)));
     memory.rounds.resize_with(sources.read.len(), RoundValues::default);
     for (memo, &(first, span)) in memory.rounds.iter_mut().zip(&sources.read) {
-        memo.read(&scaling.metrics[first], history, now, span);
+        let metric = &scaling.metrics[first];
+        // Unchanged settings read the same sources in the same order.
+        if check == Check::Fits {
+            memo.keep_for(metric);
+        }
+        memo.read(metric, history, now, span);
     }
     let readings: Vec<Reading> = (0..scaling.metrics.len())
         .map(|i| {

@@ -59,8 +59,9 @@ pub struct RoundValues {
 }
 
 impl RoundValues {
-    /// Forgets everything unless it was read for `metric`'s source.
-    fn keep_for(&mut self, metric: &Metric) {
+    /// Forgets everything unless it was read for `metric`'s source: called before
+    /// [`RoundValues::read`] whenever the policy may have changed.
+    pub(super) fn keep_for(&mut self, metric: &Metric) {
         if !self.source.as_ref().is_some_and(|(source, aggregate)| {
             *source == metric.source && *aggregate == metric.aggregate
         }) {
@@ -124,8 +125,8 @@ impl RoundValues {
     /// Reads `span` of history from `metric`'s source; callers then take windows of its
     /// [`RoundValues::series`], so a 15-minute forecast and a 2-minute statistic, or three
     /// metrics on one field, cost one pass. Leaves the values in one piece for `series`.
+    /// Values read for another source are kept unless [`RoundValues::keep_for`] came first.
     pub fn read(&mut self, metric: &Metric, history: &History, now: Timestamp, span: Duration) {
-        self.keep_for(metric);
         self.follow(metric, history.window(now, span));
         self.points.make_contiguous();
         self.outliers.make_contiguous();

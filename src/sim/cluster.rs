@@ -19,7 +19,8 @@
 //! Every future is ready at once (no I/O, no awaits), so a synchronous caller can drive it with
 //! `futures::FutureExt::now_or_never`. The model sits behind a `std::sync::Mutex` only because
 //! the trait requires `Sync`; the replay, which owns the cluster, reaches it lock-free through
-//! [`SimCluster::model_mut`] in its per-row integration loop.
+//! [`SimCluster::model_mut`] in its per-row integration loop, and lends it to a controller's
+//! tick exclusively, so the controller reads the model lock-free too ([`SimCluster::model`]).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -66,9 +67,9 @@ impl SimCluster {
         self
     }
 
-    /// The ordinal serving as master in the model, if any.
-    pub fn serving_master(&self) -> Option<u16> {
-        self.lock().serving
+    /// The ordinal serving as master in the model, if any. Lock-free, as [`SimCluster::model`].
+    pub fn serving_master(&mut self) -> Option<u16> {
+        self.state_mut().serving
     }
 
     /// The master record as it stands.
@@ -83,17 +84,23 @@ impl SimCluster {
 
     /// Exclusive access without locking: the owner integrates time through this.
     pub fn model_mut(&mut self) -> &mut ClusterModel {
-        &mut self.state.get_mut().unwrap_or_else(PoisonError::into_inner).model
+        &mut self.state_mut().model
+    }
+
+    /// The model as a controller reads it. Lock-free: the exclusive borrow the replay lends a
+    /// controller stands in for the lock, which would cost two atomic operations per read at
+    /// every tick of a run.
+    pub fn model(&mut self) -> &ClusterModel {
+        &self.state_mut().model
     }
 
     /// Moves the simulation's clock to `now` (the replay calls this before each evaluation).
     pub fn set_now(&mut self, now: Millis) {
-        self.state.get_mut().unwrap_or_else(PoisonError::into_inner).now = now;
+        self.state_mut().now = now;
     }
 
-    /// Reads the model through a shared reference, as a controller does.
-    pub fn with_model<R>(&self, read: impl FnOnce(&ClusterModel) -> R) -> R {
-        read(&self.lock().model)
+    fn state_mut(&mut self) -> &mut State {
+        self.state.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sets the replica count at the current time: what [`Cluster::scale`] does, for a

@@ -241,10 +241,10 @@ impl Controller for HpaController {
 
     /// The HPA is a baseline, not the policy's action path: it resizes the simulated
     /// cluster directly, as the Kubernetes controller writes `spec.replicas`.
-    fn evaluate(&mut self, now: Millis, demand: f64, cluster: &SimCluster) {
-        let (current, ready, per_instance) = cluster.with_model(|model| {
-            (model.requested(), model.ready(), model.ops_per_ready_instance(demand))
-        });
+    fn evaluate(&mut self, now: Millis, demand: f64, cluster: &mut SimCluster) {
+        let model = cluster.model();
+        let (current, ready, per_instance) =
+            (model.requested(), model.ready(), model.ops_per_ready_instance(demand));
         let ready = usize::from(ready);
         self.ready_values.clear();
         self.ready_values.resize(ready, per_instance);
@@ -372,10 +372,10 @@ mod tests {
     fn the_controller_reads_the_even_share_of_served_load() {
         // 2 ready pods of capacity 1000 serving 500 ops/s -> 250 each against a target of
         // 100 -> ceil(2.5 x 2) = 5.
-        let cluster = SimCluster::new(ClusterModel::new(2, 1000.0, 0, 0), 0);
+        let mut cluster = SimCluster::new(ClusterModel::new(2, 1000.0, 0, 0), 0);
         let mut controller =
             HpaController::new(HpaSpec { min_replicas: 1, max_replicas: 10, average_value: 100.0 });
-        controller.evaluate(0, 500.0, &cluster);
-        assert_eq!(cluster.with_model(ClusterModel::requested), 5);
+        controller.evaluate(0, 500.0, &mut cluster);
+        assert_eq!(cluster.model().requested(), 5);
     }
 }

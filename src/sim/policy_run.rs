@@ -16,7 +16,7 @@ use super::model::{ClusterModel, InstanceState};
 use super::replay::Controller;
 use super::trace::{Millis, timestamp};
 use crate::act::{self, ActionOutcome, Executor, HandOver, Mode, RateLimit};
-use crate::decide::{Fleet, Memory, ScalingDecision, decide};
+use crate::decide::{Decider, Fleet, ScalingDecision};
 use crate::failover;
 use crate::observe::{
     History, Info, InstanceSample, Observation, Outcome, QueryResult, Role, Timestamp,
@@ -60,7 +60,8 @@ pub struct PolicyController<'p> {
     policy: &'p Policy,
     interval: Millis,
     history: History,
-    memory: Memory,
+    /// The policy's decisions with their memory: the policy cannot change during a run.
+    decider: Decider<'p>,
     /// Applies every admitted action. The daemon's `--max-actions-per-hour` is an operational
     /// guard against a misbehaving controller, not part of the policy, so the simulation
     /// measures the policy without it.
@@ -109,7 +110,7 @@ impl<'p> PolicyController<'p> {
             policy,
             interval: to_millis(interval),
             history: History::new(policy.history_span(), interval),
-            memory: Memory::default(),
+            decider: Decider::new(policy),
             // A zero window forgets each admission at once: unlimited, in constant memory.
             executor: Executor::new(
                 Mode::Apply,
@@ -216,16 +217,14 @@ impl Controller for PolicyController<'_> {
         self.interval
     }
 
-    fn evaluate(&mut self, now: Millis, demand: f64, cluster: &SimCluster) {
+    fn evaluate(&mut self, now: Millis, demand: f64, cluster: &mut SimCluster) {
         let master = cluster.serving_master();
         let at = timestamp(now);
-        let (observation, replicas) = cluster
-            .with_model(|model| (self.observe(at, demand, model, master), model.requested()));
+        let model = cluster.model();
+        let (observation, replicas) = (self.observe(at, demand, model, master), model.requested());
         self.spare = self.history.push(observation);
         // `new` refused a policy without scaling, so there is always a decision.
-        let Some(decision) =
-            decide(self.policy, &self.history, Fleet { replicas }, &mut self.memory, at)
-        else {
+        let Some(decision) = self.decider.decide(&self.history, Fleet { replicas }, at) else {
             return;
         };
         self.count_gaps(&decision);
@@ -244,9 +243,9 @@ impl Controller for PolicyController<'_> {
         // every instance ready (no scale-down on doubt), so a replica below the new count can
         // always take over: the action is always applied; the replay reads its effect from the
         // model.
-        let (executor, memory) = (&mut self.executor, &mut self.memory);
+        let (executor, memory) = (&mut self.executor, self.decider.memory());
         let outcome =
-            act::scale(executor, cluster, memory, from, to, at, &hand_over).now_or_never();
+            act::scale(executor, &*cluster, memory, from, to, at, &hand_over).now_or_never();
         debug_assert_eq!(outcome, Some(ActionOutcome::Applied));
     }
 }
@@ -277,7 +276,7 @@ mod tests {
     use crate::sim::replay::replay;
     use crate::sim::trace::{Row, TimeKind, Trace};
 
-    fn ticks_of(controller: &mut PolicyController<'_>, cluster: &SimCluster, demand: f64) {
+    fn ticks_of(controller: &mut PolicyController<'_>, cluster: &mut SimCluster, demand: f64) {
         for second in (0..60).step_by(10) {
             controller.evaluate(second * 1000, demand, cluster);
         }
@@ -357,9 +356,9 @@ mod tests {
         // 2 replicas of target 100 serving 300 ops/s: mean 150 per replica -> ceil(1.5 x 2) = 3.
         let policy = policy().metric(redis_metric(OPS_FIELD, 100.0)).max(10).build();
         let mut controller = PolicyController::new(&policy).expect("has scaling");
-        let cluster = SimCluster::new(ClusterModel::new(2, 1000.0, 0, 0), 0);
-        controller.evaluate(0, 300.0, &cluster);
-        assert_eq!(cluster.with_model(ClusterModel::requested), 3);
+        let mut cluster = SimCluster::new(ClusterModel::new(2, 1000.0, 0, 0), 0);
+        controller.evaluate(0, 300.0, &mut cluster);
+        assert_eq!(cluster.model().requested(), 3);
     }
 
     fn ready<T>(future: impl Future<Output = T>) -> T {
@@ -374,7 +373,7 @@ mod tests {
     fn a_scale_down_removing_the_master_hands_it_over_through_the_action_path() {
         let policy = policy().metric(redis_metric(OPS_FIELD, 100.0)).build();
         let mut controller = PolicyController::new(&policy).expect("has scaling");
-        let cluster = SimCluster::new(ClusterModel::new(3, 1000.0, 0, 0), 0).with_master_at(2);
+        let mut cluster = SimCluster::new(ClusterModel::new(3, 1000.0, 0, 0), 0).with_master_at(2);
         // The backend alone refuses to remove the recorded master.
         let refused = ready(crate::cluster::Cluster::scale(&cluster, 3, 1));
         assert!(
@@ -384,16 +383,15 @@ mod tests {
             ),
             "{refused:?}"
         );
-        controller.evaluate(0, 30.0, &cluster);
-        assert_eq!(cluster.with_model(ClusterModel::requested), 1);
+        controller.evaluate(0, 30.0, &mut cluster);
+        assert_eq!(cluster.model().requested(), 1);
         let record = cluster.record().expect("a record");
         assert_eq!((record.instance.as_str(), record.epoch), ("redis-0", 2));
         assert_eq!(record.active_claim(chrono::Utc::now()), None, "{record:?}");
         assert_eq!(cluster.serving_master(), Some(0));
         assert_eq!(cluster.switchovers(), 1);
         // The survivor is the master the next observation shows.
-        let observation =
-            cluster.with_model(|model| controller.observe(timestamp(10_000), 30.0, model, Some(0)));
+        let observation = controller.observe(timestamp(10_000), 30.0, cluster.model(), Some(0));
         let roles: Vec<Role> =
             observation.instances.iter().filter_map(|s| s.info.as_ref()).map(|i| i.role).collect();
         assert_eq!(roles, [Role::Master]);
@@ -425,10 +423,10 @@ mod tests {
     fn a_quiet_fleet_holds_within_tolerance() {
         let policy = policy().metric(redis_metric(OPS_FIELD, 100.0)).build();
         let mut controller = PolicyController::new(&policy).expect("has scaling");
-        let cluster = SimCluster::new(ClusterModel::new(2, 1000.0, 0, 0), 0);
-        ticks_of(&mut controller, &cluster, 195.0);
-        controller.evaluate(60_000, 195.0, &cluster);
-        assert_eq!(cluster.with_model(ClusterModel::requested), 2);
+        let mut cluster = SimCluster::new(ClusterModel::new(2, 1000.0, 0, 0), 0);
+        ticks_of(&mut controller, &mut cluster, 195.0);
+        controller.evaluate(60_000, 195.0, &mut cluster);
+        assert_eq!(cluster.model().requested(), 2);
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub trait Controller {
 
     /// Evaluates at `now` with `demand` ops/s asked of `cluster`, and scales it if it decides
     /// to (the cluster's clock is already at `now`).
-    fn evaluate(&mut self, now: Millis, demand: f64, cluster: &SimCluster);
+    fn evaluate(&mut self, now: Millis, demand: f64, cluster: &mut SimCluster);
 }
 
 /// The cluster's shape from `at` until the next change.
@@ -81,7 +81,7 @@ pub fn replay(trace: &Trace, cluster: ClusterModel, controller: &mut impl Contro
         let demand = replay.demand();
         let before = replay.cluster.model_mut().requested();
         replay.cluster.set_now(tick);
-        controller.evaluate(tick, demand, &replay.cluster);
+        controller.evaluate(tick, demand, &mut replay.cluster);
         replay.scaled_from(before);
         tick = tick.saturating_add(interval);
     }
@@ -175,7 +175,7 @@ mod tests {
             self.interval
         }
 
-        fn evaluate(&mut self, now: Millis, _: f64, cluster: &SimCluster) {
+        fn evaluate(&mut self, now: Millis, _: f64, cluster: &mut SimCluster) {
             if let Some((_, to)) = self.steps.iter().find(|(at, _)| *at == now) {
                 cluster.resize(*to);
             }
