@@ -136,14 +136,8 @@ pub fn decide(
     now: Timestamp,
 ) -> Option<ScalingDecision> {
     let scaling = policy.scaling.as_ref()?;
-    Some(scaling::decide(
-        scaling,
-        history,
-        fleet,
-        &mut memory.scaling,
-        now,
-        Settings::MayHaveChanged,
-    ))
+    let (memory, settings) = (&mut memory.scaling, Settings::MayHaveChanged);
+    Some(scaling::decide(scaling, history, fleet, memory, now, settings, Vec::new()))
 }
 
 /// [`decide`] for one policy over a whole run, as `simulate` and `tune` replay it: the policy
@@ -155,12 +149,15 @@ pub fn decide(
 pub struct Decider<'p> {
     policy: &'p Policy,
     memory: Memory,
+    /// The readings of a decision given back ([`Decider::recycle`]), emptied, to be filled at
+    /// the next: a decision then costs no allocation.
+    spare: Vec<Reading>,
 }
 
 impl<'p> Decider<'p> {
     /// Decides for `policy`, starting from an empty memory.
     pub fn new(policy: &'p Policy) -> Self {
-        Self { policy, memory: Memory::default() }
+        Self { policy, memory: Memory::default(), spare: Vec::new() }
     }
 
     /// As [`decide`] with this decider's policy and memory.
@@ -171,8 +168,18 @@ impl<'p> Decider<'p> {
         now: Timestamp,
     ) -> Option<ScalingDecision> {
         let scaling = self.policy.scaling.as_ref()?;
-        let memory = &mut self.memory.scaling;
-        Some(scaling::decide(scaling, history, fleet, memory, now, Settings::Unchanged))
+        let (memory, settings) = (&mut self.memory.scaling, Settings::Unchanged);
+        let readings = std::mem::take(&mut self.spare);
+        Some(scaling::decide(scaling, history, fleet, memory, now, settings, readings))
+    }
+
+    /// Takes back a decision that is no longer needed, so the next one reuses its room.
+    pub fn recycle(&mut self, decision: ScalingDecision) {
+        let (ScalingDecision::Hold { reason, .. } | ScalingDecision::Scale { reason, .. }) =
+            decision;
+        let mut readings = reason.readings;
+        readings.clear();
+        self.spare = readings;
     }
 
     /// The memory, for the action path to record what it applied.

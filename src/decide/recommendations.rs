@@ -23,6 +23,7 @@ pub struct Recommendations {
 
 impl Recommendations {
     /// Records the recommendation made at `at` (no earlier than any recorded).
+    #[inline]
     pub fn push(&mut self, at: Timestamp, replicas: u16) {
         while self.highest.back().is_some_and(|&(_, r)| r <= replicas) {
             self.highest.pop_back();
@@ -35,6 +36,7 @@ impl Recommendations {
     }
 
     /// Forgets the recommendations made at or before `cutoff`: no window reaches them.
+    #[inline]
     pub fn forget_until(&mut self, cutoff: Timestamp) {
         for queue in [&mut self.highest, &mut self.lowest] {
             while queue.front().is_some_and(|&(at, _)| at <= cutoff) {
@@ -44,11 +46,13 @@ impl Recommendations {
     }
 
     /// The highest recommendation made after `cutoff` or at `now`; `None` if none was.
+    #[inline]
     pub fn highest_since(&self, cutoff: Timestamp, now: Timestamp) -> Option<u16> {
         first_since(&self.highest, cutoff, now)
     }
 
     /// The lowest recommendation made after `cutoff` or at `now`; `None` if none was.
+    #[inline]
     pub fn lowest_since(&self, cutoff: Timestamp, now: Timestamp) -> Option<u16> {
         first_since(&self.lowest, cutoff, now)
     }

@@ -244,6 +244,7 @@ impl Sources {
 }
 
 /// Metric `index`'s own state in `states`.
+#[inline]
 fn state_for<'m>(
     states: &'m mut Vec<Option<MetricState>>,
     scaling: &Scaling,
@@ -267,6 +268,7 @@ fn state_for<'m>(
 
 /// Metric `index`'s seasonal profile in `profiles`, started afresh when the metric's seasonal
 /// settings changed (a reloaded policy); `None` for a metric without one.
+#[inline]
 fn seasonal_for<'m>(
     profiles: &'m mut Vec<Option<SeasonalMemory>>,
     scaling: &Scaling,
@@ -287,6 +289,7 @@ fn seasonal_for<'m>(
 
 /// Metric `index`'s burst memory in `memories`, started afresh when its settings changed;
 /// `None` for a metric without `bursts`.
+#[inline]
 fn bursts_for<'m>(
     memories: &'m mut Vec<Option<BurstMemory>>,
     scaling: &Scaling,
@@ -338,6 +341,7 @@ pub(super) fn decide(
     memory: &mut ScalingMemory,
     now: Timestamp,
     settings: Settings,
+    mut readings: Vec<Reading>,
 ) -> ScalingDecision {
     let current = fleet.replicas;
     let latest = history.latest();
@@ -363,18 +367,17 @@ pub(super) fn decide(
         }
         memo.read(metric, history, now, span);
     }
-    let readings: Vec<Reading> = (0..scaling.metrics.len())
-        .map(|i| {
-            let metric = &scaling.metrics[i];
-            let metric_memory = MetricMemory {
-                state: state_for(&mut memory.metrics, scaling, i, check),
-                seasonal: seasonal_for(&mut memory.seasonal, scaling, i, check),
-                bursts: bursts_for(&mut memory.bursts, scaling, i, check),
-            };
-            let series = memory.rounds[sources.of_metric[i]].series();
-            read_metric(metric, scaling, &series, current, ready, now, metric_memory)
-        })
-        .collect();
+    readings.clear();
+    readings.extend((0..scaling.metrics.len()).map(|i| {
+        let metric = &scaling.metrics[i];
+        let metric_memory = MetricMemory {
+            state: state_for(&mut memory.metrics, scaling, i, check),
+            seasonal: seasonal_for(&mut memory.seasonal, scaling, i, check),
+            bursts: bursts_for(&mut memory.bursts, scaling, i, check),
+        };
+        let series = memory.rounds[sources.of_metric[i]].series();
+        read_metric(metric, scaling, &series, current, ready, now, metric_memory)
+    }));
 
     let mut adjustments = Vec::new();
     let asked = readings.iter().filter_map(|r| r.desired).max();

@@ -108,7 +108,9 @@ impl RoundValues {
                 Ok(value) => self.points.push_back((round.at, value)),
                 Err(why) => self.errors.push_back((round.at, why)),
             }
-            self.outliers.extend(outliers.into_iter().map(|o| (round.at, o)));
+            if !outliers.is_empty() {
+                self.outliers.extend(outliers.into_iter().map(|o| (round.at, o)));
+            }
             self.rounds.push_back(round.at);
             previous = Some(round);
         }
@@ -155,6 +157,7 @@ impl<'a> Series<'a> {
 
     /// The instances left out as implausible in `(now - window, now]`, each once with the
     /// highest value it reported, by instance name.
+    #[inline]
     pub fn outliers(&self, now: Timestamp, window: Duration) -> Vec<Outlier> {
         if self.outliers.is_empty() {
             return Vec::new();
@@ -173,6 +176,7 @@ impl<'a> Series<'a> {
     }
 
     /// The points in `(now - window, now]`, or why there are none.
+    #[inline]
     pub fn window(
         &self,
         now: Timestamp,

@@ -27,6 +27,7 @@ impl History {
 
     /// Adds the newest round; returns the oldest when it made room, for a caller that
     /// reuses its allocations.
+    #[inline]
     pub fn push(&mut self, observation: Observation) -> Option<Observation> {
         let evicted = if self.observations.len() == self.capacity {
             self.observations.pop_front()
@@ -60,6 +61,7 @@ impl History {
 
     /// The rounds taken in `(now - window, now]`, oldest first, and the round just before
     /// them (if still held), which a counter's rate over the first round needs.
+    #[inline]
     pub fn window(&self, now: Timestamp, window: Duration) -> Window<'_> {
         let start = window_start(now, window);
         let first = self.observations.partition_point(|o| o.at <= start);
@@ -78,6 +80,7 @@ impl History {
 
 /// The instant `window` before `now`, or the earliest time when that is before it: where a
 /// window ending now starts. Every cutoff in the decision core is this one instant.
+#[inline]
 pub fn window_start(now: Timestamp, window: Duration) -> Timestamp {
     // Within the day, only the time of day moves. chrono's general subtraction goes through
     // the calendar, and an evaluation takes a dozen cutoffs (`simulate` makes millions).

@@ -308,6 +308,7 @@ impl Info {
     ///   keyspace section (`0` for an empty instance).
     ///
     /// Values that are not finite decimal numbers (`97.32%`, `ok`, `nan`) are not numbers.
+    #[inline]
     pub fn number(&self, field: &str) -> Option<f64> {
         match self.numbers.get(field) {
             Some(Resolved::Number(v)) => Some(v),
@@ -341,6 +342,7 @@ impl Info {
 
     /// Whether the instance serves reads: a master, or a replica linked to its master and not
     /// in the middle of a sync.
+    #[inline]
     pub fn serving(&self) -> bool {
         !self.syncing && (self.role == Role::Master || self.master_link_up == Some(true))
     }
@@ -621,6 +623,7 @@ impl Fields {
     /// The last entry named `name`: later lines override earlier ones. Compared as bytes,
     /// lengths first: a name is looked up at every round of every window, and slicing the
     /// text as `str` checks character boundaries that whole names always fall on.
+    #[inline]
     fn position(&self, name: &str) -> Option<usize> {
         let (text, name) = (self.text.as_bytes(), name.as_bytes());
         self.entries.iter().rposition(|e| {
@@ -636,10 +639,12 @@ impl Fields {
         }
     }
 
+    #[inline]
     fn get(&self, name: &str) -> Option<Resolved<'_>> {
         self.position(name).map(|i| self.resolve(self.entries[i].value))
     }
 
+    #[inline]
     fn set(&mut self, name: &str, value: f64) {
         match self.position(name) {
             Some(i) => self.entries[i].value = Value::Number(value),

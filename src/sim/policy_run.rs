@@ -14,7 +14,7 @@ use super::SimError;
 use super::cluster::SimCluster;
 use super::model::{ClusterModel, InstanceState};
 use super::replay::Controller;
-use super::trace::{Millis, timestamp};
+use super::trace::{Clock, Millis};
 use crate::act::{self, ActionOutcome, Executor, HandOver, Mode, RateLimit};
 use crate::decide::{Decider, Fleet, ScalingDecision};
 use crate::failover;
@@ -59,6 +59,8 @@ impl Moving {
 pub struct PolicyController<'p> {
     policy: &'p Policy,
     interval: Millis,
+    /// Turns tick times into the instants observations carry.
+    clock: Clock,
     history: History,
     /// The policy's decisions with their memory: the policy cannot change during a run.
     decider: Decider<'p>,
@@ -109,6 +111,7 @@ impl<'p> PolicyController<'p> {
         Ok(Self {
             policy,
             interval: to_millis(interval),
+            clock: Clock::default(),
             history: History::new(policy.history_span(), interval),
             decider: Decider::new(policy),
             // A zero window forgets each admission at once: unlimited, in constant memory.
@@ -219,7 +222,7 @@ impl Controller for PolicyController<'_> {
 
     fn evaluate(&mut self, now: Millis, demand: f64, cluster: &mut SimCluster) {
         let master = cluster.serving_master();
-        let at = timestamp(now);
+        let at = self.clock.timestamp(now);
         let model = cluster.model();
         let (observation, replicas) = (self.observe(at, demand, model, master), model.requested());
         self.spare = self.history.push(observation);
@@ -228,7 +231,12 @@ impl Controller for PolicyController<'_> {
             return;
         };
         self.count_gaps(&decision);
-        let ScalingDecision::Scale { from, to, .. } = decision else { return };
+        let scale = match decision {
+            ScalingDecision::Scale { from, to, .. } => Some((from, to)),
+            ScalingDecision::Hold { .. } => None,
+        };
+        self.decider.recycle(decision);
+        let Some((from, to)) = scale else { return };
         // The daemon's hand-over over the model: nothing connects anywhere (the simulated
         // cluster answers probes itself), and the model has no config to set a write guard on.
         let access = Access::default();
@@ -274,7 +282,7 @@ mod tests {
     use super::*;
     use crate::sim::fixtures::{policy, prometheus_metric, redis_metric};
     use crate::sim::replay::replay;
-    use crate::sim::trace::{Row, TimeKind, Trace};
+    use crate::sim::trace::{Row, TimeKind, Trace, timestamp};
 
     fn ticks_of(controller: &mut PolicyController<'_>, cluster: &mut SimCluster, demand: f64) {
         for second in (0..60).step_by(10) {

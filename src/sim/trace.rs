@@ -15,7 +15,7 @@ use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::LazyLock;
 
-use chrono::{DateTime, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 
 use crate::decide::format_number;
 use crate::observe::Timestamp;
@@ -173,6 +173,37 @@ pub fn timestamp(at: Millis) -> Timestamp {
     } else {
         Timestamp::MAX_UTC
     })
+}
+
+/// [`timestamp`] for times that move by less than a day at a time, as a replay's ticks do: the
+/// calendar date (most of what a conversion costs) is worked out once per day instead of at
+/// every tick.
+#[derive(Debug, Default)]
+pub struct Clock {
+    /// The last day converted, counted from the epoch, with its date.
+    day: Option<(i64, NaiveDate)>,
+}
+
+impl Clock {
+    const MILLIS_PER_DAY: Millis = 86_400_000;
+
+    /// Exactly what [`timestamp`] returns for `at`.
+    pub fn timestamp(&mut self, at: Millis) -> Timestamp {
+        let day = at.div_euclid(Self::MILLIS_PER_DAY);
+        let of_day = at.rem_euclid(Self::MILLIS_PER_DAY);
+        if let Some((known, date)) = self.day
+            && known == day
+        {
+            // Both below their bounds: `of_day` is under a day.
+            let (seconds, nanos) = ((of_day / 1000) as u32, (of_day % 1000 * 1_000_000) as u32);
+            if let Some(time) = NaiveTime::from_num_seconds_from_midnight_opt(seconds, nanos) {
+                return date.and_time(time).and_utc();
+            }
+        }
+        let Some(converted) = DateTime::from_timestamp_millis(at) else { return timestamp(at) };
+        self.day = Some((day, converted.date_naive()));
+        converted
+    }
 }
 
 /// Parses one time in any of the three spellings.
@@ -424,6 +455,26 @@ impl Trace {
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        /// Forwards, backwards, across days and at the ends of what chrono holds.
+        #[test]
+        fn the_clock_reads_as_timestamp_does(
+            start in proptest::prop_oneof![
+                -9_000_000_000_000_000i64..9_000_000_000_000_000,
+                -86_400_000i64..86_400_000,
+                8_210_266_876_799_000i64..8_210_266_876_800_000,
+            ],
+            steps in proptest::collection::vec(-200_000_000i64..200_000_000, 1..50),
+        ) {
+            let mut clock = Clock::default();
+            let mut at = start;
+            for step in steps {
+                proptest::prop_assert_eq!(clock.timestamp(at), timestamp(at), "at {}", at);
+                at = at.saturating_add(step);
+            }
+        }
+    }
+
     use super::*;
 
     fn parse(text: &str) -> Result<Trace, TraceError> {
