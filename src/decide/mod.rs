@@ -149,8 +149,8 @@ pub fn decide(
 pub struct Decider<'p> {
     policy: &'p Policy,
     memory: Memory,
-    /// The readings of a decision given back ([`Decider::recycle`]), emptied, to be filled at
-    /// the next: a decision then costs no allocation.
+    /// The readings of a decision given back ([`Decider::recycle`]), overwritten at the next:
+    /// a decision then costs no allocation.
     spare: Vec<Reading>,
 }
 
@@ -177,9 +177,7 @@ impl<'p> Decider<'p> {
     pub fn recycle(&mut self, decision: ScalingDecision) {
         let (ScalingDecision::Hold { reason, .. } | ScalingDecision::Scale { reason, .. }) =
             decision;
-        let mut readings = reason.readings;
-        readings.clear();
-        self.spare = readings;
+        self.spare = reason.readings;
     }
 
     /// The memory, for the action path to record what it applied.

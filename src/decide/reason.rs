@@ -10,7 +10,7 @@ use serde::Serialize;
 pub use super::bursts::BurstReading;
 pub use super::seasonal::SeasonalForecast;
 pub use super::series::Outlier;
-use crate::policy::{Band, Step};
+use crate::policy::{Band, Metric, Scaling, Step};
 
 /// Everything that shaped one scaling decision, in the order it was applied.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -61,6 +61,49 @@ pub struct Reading {
     /// (each with the highest it reported).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub outliers: Vec<Outlier>,
+}
+
+impl Reading {
+    /// Metric `metric`, named `label`, before it is read: no value, asking for nothing.
+    pub(super) fn unread(label: &Arc<str>, metric: &Metric, scaling: &Scaling) -> Self {
+        Reading {
+            metric: Arc::clone(label),
+            value: Err(String::new()),
+            forecast: None,
+            per_replica: None,
+            target: metric.target,
+            tolerance: scaling.tolerance,
+            band: scaling.band,
+            desired: None,
+            saturated: false,
+            seasonal: None,
+            bursts: None,
+            outliers: Vec::new(),
+        }
+    }
+
+    /// Makes this reading what [`Reading::unread`] returns, field by field: a decision made at
+    /// every tick of a replay reuses the one before's readings, and a reading built afresh
+    /// would be moved twice (a few hundred bytes each) and its label counted up and down.
+    pub(super) fn restart(&mut self, label: &Arc<str>, metric: &Metric, scaling: &Scaling) {
+        if !Arc::ptr_eq(&self.metric, label) {
+            self.metric = Arc::clone(label);
+        }
+        match &mut self.value {
+            Err(why) => why.clear(),
+            Ok(_) => self.value = Err(String::new()),
+        }
+        self.forecast = None;
+        self.per_replica = None;
+        self.target = metric.target;
+        self.tolerance = scaling.tolerance;
+        self.band = scaling.band;
+        self.desired = None;
+        self.saturated = false;
+        self.seasonal = None;
+        self.bursts = None;
+        self.outliers.clear();
+    }
 }
 
 /// A seasonal forecast and the replicas its load needs at the metric's target.

@@ -367,17 +367,30 @@ pub(super) fn decide(
         }
         memo.read(metric, history, now, span);
     }
-    readings.clear();
-    readings.extend((0..scaling.metrics.len()).map(|i| {
+    // One reading per metric, each filled in place: a reading given back from an earlier
+    // decision is overwritten rather than dropped and built again.
+    readings.truncate(scaling.metrics.len());
+    for i in 0..scaling.metrics.len() {
         let metric = &scaling.metrics[i];
         let metric_memory = MetricMemory {
             state: state_for(&mut memory.metrics, scaling, i, check),
             seasonal: seasonal_for(&mut memory.seasonal, scaling, i, check),
             bursts: bursts_for(&mut memory.bursts, scaling, i, check),
         };
+        let label = &metric_memory.state.label;
+        let reading = match readings.get_mut(i) {
+            Some(reading) => {
+                reading.restart(label, metric, scaling);
+                reading
+            }
+            None => {
+                readings.push(Reading::unread(label, metric, scaling));
+                &mut readings[i]
+            }
+        };
         let series = memory.rounds[sources.of_metric[i]].series();
-        read_metric(metric, scaling, &series, current, ready, now, metric_memory)
-    }));
+        read_metric(metric, scaling, &series, current, ready, now, metric_memory, reading);
+    }
 
     let mut adjustments = Vec::new();
     let asked = readings.iter().filter_map(|r| r.desired).max();
@@ -430,6 +443,9 @@ fn implausible(readings: &[Reading]) -> Option<u16> {
     (!instances.is_empty()).then(|| u16::try_from(instances.len()).unwrap_or(u16::MAX))
 }
 
+/// Reads one metric into `reading`, which [`Reading::unread`] or [`Reading::restart`] left
+/// as a metric not read yet.
+#[allow(clippy::too_many_arguments)]
 fn read_metric(
     metric: &Metric,
     scaling: &Scaling,
@@ -438,22 +454,9 @@ fn read_metric(
     ready: u16,
     now: Timestamp,
     memory: MetricMemory<'_>,
-) -> Reading {
+    reading: &mut Reading,
+) {
     let MetricMemory { state, seasonal, bursts } = memory;
-    let mut reading = Reading {
-        metric: Arc::clone(&state.label),
-        value: Err(String::new()),
-        forecast: None,
-        per_replica: None,
-        target: metric.target,
-        tolerance: scaling.tolerance,
-        band: scaling.band,
-        desired: None,
-        saturated: false,
-        seasonal: None,
-        bursts: None,
-        outliers: Vec::new(),
-    };
     reading.outliers = series.outliers(now, metric.window);
     if let (Some(profile), Some(config)) = (seasonal, &metric.seasonal) {
         // Learnt from every round the metric had, whatever the window says about it.
@@ -466,7 +469,7 @@ fn read_metric(
         Ok(points) => points,
         Err(why) => {
             reading.value = Err(why);
-            return reading;
+            return;
         }
     };
     let value = state.statistic.value(metric.statistic, points, now);
@@ -531,7 +534,6 @@ fn read_metric(
             reading.desired = reading.desired.map(|d| d.max(stepped));
         }
     }
-    reading
 }
 
 /// A forecast with the replicas its load needs at the metric's target, sized by the same rule

@@ -79,8 +79,7 @@ impl RoundValues {
     /// those after the last one held. When what is held is not the start of the window (the
     /// first read, or a window that ends before the rounds already read), reads it all.
     fn follow(&mut self, metric: &Metric, window: Window<'_>) {
-        let rounds = window.rounds;
-        let first = rounds.clone().next().map(|round| round.at);
+        let first = window.round(0).map(|round| round.at);
         // A window is a span of time, so the cut falls between instants: rounds that share
         // one leave together, and the kinds of value held stay in step.
         let left = |at: &Timestamp| first.is_none_or(|first| *at < first);
@@ -90,7 +89,7 @@ impl RoundValues {
         pop_while(&mut self.outliers, |(at, _)| left(at));
 
         let mut held = self.rounds.len();
-        let newest_held = held.checked_sub(1).and_then(|i| rounds.clone().nth(i));
+        let newest_held = held.checked_sub(1).and_then(|i| window.round(i));
         let continues = held == 0
             || (self.rounds.front() == first.as_ref()
                 && newest_held.is_some_and(|round| self.rounds.back() == Some(&round.at)));
@@ -102,7 +101,7 @@ impl RoundValues {
             held = 0;
         }
         let mut previous = if held == 0 { window.before } else { newest_held };
-        for round in rounds.skip(held) {
+        for round in window.rounds_from(held) {
             let mut outliers = Vec::new();
             match round_value(metric, round, previous, &mut outliers) {
                 Ok(value) => self.points.push_back((round.at, value)),
@@ -418,8 +417,9 @@ fn sum_and_squared_steps(points: &[(Timestamp, f64)]) -> (f64, f64) {
 pub struct OrderedValues {
     /// The window as last seen, oldest first.
     window: VecDeque<(Timestamp, f64)>,
-    /// Its values, ascending by [`f64::total_cmp`].
-    sorted: Vec<f64>,
+    /// Its values as [`order_key`]s, ascending: the order of [`f64::total_cmp`], compared as
+    /// integers.
+    sorted: Vec<i64>,
 }
 
 impl OrderedValues {
@@ -434,54 +434,98 @@ impl OrderedValues {
         let h = (n as f64 + 1.0 / 3.0) * tau + 1.0 / 3.0;
         let rank = h as usize;
         match (sorted.first(), sorted.last()) {
-            (Some(&min), _) if rank == 0 || p == 0 => min,
-            (_, Some(&max)) if rank >= n || p >= 100 => max,
+            (Some(&min), _) if rank == 0 || p == 0 => from_order_key(min),
+            (_, Some(&max)) if rank >= n || p >= 100 => from_order_key(max),
             (Some(_), Some(_)) => {
-                let (below, above) = (sorted[rank - 1], sorted[rank]);
+                let below = from_order_key(sorted[rank - 1]);
+                let above = from_order_key(sorted[rank]);
                 below + (h - rank as f64) * (above - below)
             }
             _ => f64::NAN,
         }
     }
 
-    /// Brings the order up to `points`: removes the values of rounds before its first and
-    /// inserts those after the last one held; anything else (the first call, a window that
-    /// is not a continuation) is ordered afresh.
+    /// Brings the order up to `points`: the values of rounds before its first leave, those
+    /// after the last one held enter, each leaving value paired with an entering one where it
+    /// can be (a window that moved by a round, at every tick, costs one shift of the values
+    /// between the two); anything else (the first call, a window that is not a continuation)
+    /// is ordered afresh.
     fn follow(&mut self, points: &[(Timestamp, f64)]) {
         let first = points.first().map(|p| p.0);
-        while let Some(&(at, value)) = self.window.front() {
-            if first.is_some_and(|first| at >= first) {
-                break;
+        let leaving =
+            self.window.iter().take_while(|(at, _)| first.is_none_or(|first| *at < first)).count();
+        let held = self.window.len() - leaving;
+        let continues = held <= points.len()
+            && self.window.get(leaving).map(|p| p.0) == first.filter(|_| held > 0)
+            && self.window.back().map(|p| p.0) == held.checked_sub(1).map(|i| points[i].0);
+        let entering = if continues { &points[held..] } else { points };
+        let mut replaced = continues;
+        if continues {
+            for (i, &(at, value)) in entering.iter().enumerate() {
+                let left = if i < leaving { self.window.pop_front() } else { None };
+                self.window.push_back((at, value));
+                let new = order_key(value);
+                replaced &= match left {
+                    Some((_, old)) => replace(&mut self.sorted, order_key(old), new),
+                    None => {
+                        let at = self.sorted.partition_point(|&key| key < new);
+                        self.sorted.insert(at, new);
+                        true
+                    }
+                };
             }
-            self.window.pop_front();
-            match self.sorted.binary_search_by(|v| v.total_cmp(&value)) {
-                Ok(i) => {
-                    self.sorted.remove(i);
-                }
-                // Not there: what is held is not what was read. Start afresh below.
-                Err(_) => {
-                    self.window.clear();
-                    self.sorted.clear();
-                }
+            for _ in entering.len()..leaving {
+                replaced &= self
+                    .window
+                    .pop_front()
+                    .is_some_and(|(_, old)| remove(&mut self.sorted, order_key(old)));
             }
         }
-        let held = self.window.len();
-        let continues = held <= points.len()
-            && self.window.front().map(|p| p.0) == first.filter(|_| held > 0)
-            && self.window.back().map(|p| p.0) == held.checked_sub(1).map(|i| points[i].0);
-        let new = if continues {
-            &points[held..]
-        } else {
+        // Not a continuation, or a leaving value was not held: what is held is not what was
+        // read. Start afresh.
+        if !replaced {
             self.window.clear();
+            self.window.extend(points.iter().copied());
             self.sorted.clear();
-            points
-        };
-        for &(at, value) in new {
-            self.window.push_back((at, value));
-            let i = self.sorted.partition_point(|v| v.total_cmp(&value).is_lt());
-            self.sorted.insert(i, value);
+            self.sorted.extend(points.iter().map(|p| order_key(p.1)));
+            self.sorted.sort_unstable();
         }
     }
+}
+
+/// `value`'s place in [`f64::total_cmp`]'s order as an integer, as `total_cmp` computes it:
+/// the bits of a negative number but the sign flipped, so that integers order as the numbers.
+fn order_key(value: f64) -> i64 {
+    let bits = value.to_bits() as i64;
+    bits ^ ((((bits >> 63) as u64) >> 1) as i64)
+}
+
+/// The number whose [`order_key`] is `key` (the mapping is its own inverse).
+fn from_order_key(key: i64) -> f64 {
+    f64::from_bits((key ^ ((((key >> 63) as u64) >> 1) as i64)) as u64)
+}
+
+/// Replaces `old` with `new` in ascending `sorted`, shifting only the keys between them by
+/// one place; `false` if `old` is not there.
+fn replace(sorted: &mut [i64], old: i64, new: i64) -> bool {
+    let Ok(at) = sorted.binary_search(&old) else { return false };
+    // Counted with `old` still in place: past it exactly when `new` is greater.
+    let to = sorted.partition_point(|&key| key < new);
+    if to > at {
+        sorted.copy_within(at + 1..to, at);
+        sorted[to - 1] = new;
+    } else {
+        sorted.copy_within(to..at, to + 1);
+        sorted[to] = new;
+    }
+    true
+}
+
+/// Removes one `old` from ascending `sorted`; `false` if it is not there.
+fn remove(sorted: &mut Vec<i64>, old: i64) -> bool {
+    let Ok(at) = sorted.binary_search(&old) else { return false };
+    sorted.remove(at);
+    true
 }
 
 /// The smallest count a Poisson variable of mean `lambda` exceeds with probability at most
@@ -584,6 +628,16 @@ mod tests {
                 let fresh = statistic(Statistic::Percentile(p), window, Timestamp::UNIX_EPOCH);
                 prop_assert_eq!(fresh.to_bits(), expected.to_bits());
             }
+        }
+
+        /// Keys order as `total_cmp` orders the numbers, and give each number back bit for bit.
+        #[test]
+        fn order_keys_order_as_total_cmp(
+            a in prop_oneof![any::<f64>(), Just(-0.0), Just(0.0), Just(f64::NAN), Just(-f64::NAN)],
+            b in any::<f64>(),
+        ) {
+            prop_assert_eq!(order_key(a).cmp(&order_key(b)), a.total_cmp(&b));
+            prop_assert_eq!(from_order_key(order_key(a)).to_bits(), a.to_bits());
         }
 
         /// The four-lane sums are the plain sums, up to rounding.

@@ -73,7 +73,9 @@ impl History {
         };
         Window {
             before: first.checked_sub(1).and_then(|i| self.observations.get(i)),
-            rounds: self.observations.range(first..end.max(first)),
+            held: &self.observations,
+            first,
+            end: end.max(first),
         }
     }
 }
@@ -130,10 +132,32 @@ pub fn seconds_between(earlier: Timestamp, later: Timestamp) -> f64 {
 }
 
 /// A slice of history: see [`History::window`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Window<'a> {
     pub before: Option<&'a Observation>,
-    pub rounds: std::collections::vec_deque::Iter<'a, Observation>,
+    /// The history's rounds, of which the window is those from `first` to before `end`:
+    /// indices rather than an iterator, so a reader can start anywhere in the window without
+    /// walking to it.
+    held: &'a VecDeque<Observation>,
+    first: usize,
+    end: usize,
+}
+
+impl<'a> Window<'a> {
+    /// The rounds, oldest first.
+    pub fn rounds(&self) -> std::collections::vec_deque::Iter<'a, Observation> {
+        self.rounds_from(0)
+    }
+
+    /// The rounds from the `skip`th on (none past the window's end).
+    pub fn rounds_from(&self, skip: usize) -> std::collections::vec_deque::Iter<'a, Observation> {
+        self.held.range(self.first.saturating_add(skip).min(self.end)..self.end)
+    }
+
+    /// The `i`th round, from the oldest.
+    pub fn round(&self, i: usize) -> Option<&'a Observation> {
+        self.first.checked_add(i).filter(|&at| at < self.end).and_then(|at| self.held.get(at))
+    }
 }
 
 #[cfg(test)]
@@ -242,7 +266,12 @@ mod tests {
             history.push(round(s));
         }
         let w = history.window(round(90).at, Duration::from_secs(30));
-        let inside: Vec<_> = w.rounds.map(|o| o.at).collect();
+        let inside: Vec<_> = w.rounds().map(|o| o.at).collect();
+        assert_eq!(w.round(2).map(|o| o.at), Some(round(90).at));
+        assert!(w.round(3).is_none());
+        let newest: Vec<_> = w.rounds_from(2).map(|o| o.at).collect();
+        assert_eq!(newest, vec![round(90).at]);
+        assert_eq!(w.rounds_from(4).count(), 0);
         assert_eq!(inside, vec![round(70).at, round(80).at, round(90).at]);
         assert_eq!(w.before.map(|o| o.at), Some(round(60).at));
     }
