@@ -13,7 +13,7 @@
 //! - `<policy>_and_hpa`: each other policy in `policies/` as shipped, on the week scaled to the
 //!   same load against its capacity (its first metric's target is 70 % of a replica, as for
 //!   session-cache). `local_demo` samples every second, so every row is a tick: it is the
-//!   one shipped policy below the target (see docs/simulation.md).
+//!   one shipped policy at the edge of the target (see docs/simulation.md).
 //! - `hpa_only`: the simulator's own cost (event loop, cluster model, HPA) without the core.
 //!
 //! `simulate` replays the policy and the HPA on one core each.
