@@ -1,4 +1,5 @@
-//! Behaviour of the scaling core, one rule per test, through the public `decide` entry point.
+//! Behaviour of the scaling core, one rule per test, through the public `decide` entry point (and
+//! the replay's `Decider`, which must decide as it does).
 
 use std::time::Duration;
 
@@ -1167,4 +1168,40 @@ fn metrics_on_one_field_read_as_each_alone() {
         let separately: Vec<_> = alone.iter_mut().flat_map(read).collect();
         assert_eq!(together, separately, "round {i}");
     }
+}
+
+/// A replay's `Decider`, which compares the policy with its memory once and fills each
+/// decision's readings over the last one's, decides exactly as `decide` does at every tick:
+/// through ramps up and down, and a metric that goes missing (a reading that was a number
+/// becomes a reason, and back).
+#[test]
+fn a_decider_decides_as_decide_does() {
+    const QUERY: &str = "sum(rate(app_reads[1m]))";
+    let policy = scaling()
+        .redis("instantaneous_ops_per_sec", 1000.0)
+        .statistic(Statistic::Percentile(95), secs(60))
+        .metric(MetricSource::Prometheus { query: QUERY.into() }, Aggregate::Sum, 3000.0)
+        .policy();
+    let mut run = Run::new(policy.clone(), 2);
+    let mut decider = super::Decider::new(&policy);
+    let mut history = History::new(Duration::from_secs(3600), policy.sampling.interval);
+    let (mut replicas, mut scales) = (2, 0);
+    for s in (0..1800_i64).step_by(10) {
+        // A rise to 6,500 ops/s and back, every 10 minutes.
+        let load = 500.0 + 20.0 * (300 - (s % 600 - 300).abs()) as f64;
+        let query =
+            if (400..500).contains(&s) { Err("timeout".to_owned()) } else { Ok(vec![load]) };
+        let n = usize::from(run.replicas);
+        let make = || round(t(s)).ready_ops(&vec![load / n as f64; n]).query(QUERY, query.clone());
+        let expected = run.tick(make());
+        history.push(make().0);
+        let decision = decider.decide(&history, Fleet { replicas }, t(s)).expect("decides");
+        assert_eq!(decision, expected, "at {s} s");
+        if let ScalingDecision::Scale { from, to, .. } = decision {
+            decider.memory().scaling.record_scale(t(s), from, to);
+            (replicas, scales) = (to, scales + 1);
+        }
+        decider.recycle(decision);
+    }
+    assert!(scales >= 4, "the run scaled {scales} times");
 }
