@@ -58,7 +58,7 @@ fn main() {
     };
 
     let started = Instant::now();
-    let outcome = tune(&policy, &trace, &options).expect("tunes");
+    let outcome = tune(&policy, std::slice::from_ref(&trace), &options).expect("tunes");
     let seconds = started.elapsed().as_secs_f64();
 
     let training_rows = rows as f64 * 0.8;

@@ -1,6 +1,6 @@
-//! `redis-autopilot tune` end to end: the binary on a small trace and an inline policy in a
-//! temporary directory; the frontier and the HPA's point, the validation slice, a written
-//! policy that `check` passes, the plot, and the errors a user meets first.
+//! `redis-autopilot tune` end to end: the binary on a small trace (and on two) and an inline
+//! policy in a temporary directory; the frontier and the HPA's point, the validation slice, a
+//! written policy that `check` passes, the plot, and the errors a user meets first.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -61,6 +61,16 @@ fn trace() -> String {
     text
 }
 
+/// Four hours, one row a minute: a slower swell from 20 to 180 ops/s.
+fn second_trace() -> String {
+    let mut text = String::from("seconds,ops\n");
+    for minute in 0..240u32 {
+        let load = 100.0 + 80.0 * (f64::from(minute) / 20.0).sin();
+        text.push_str(&format!("{},{load:.1}\n", minute * 60));
+    }
+    text
+}
+
 struct Workspace {
     dir: tempfile::TempDir,
 }
@@ -70,6 +80,7 @@ impl Workspace {
         let ws = Self { dir: tempfile::tempdir().expect("temporary directory") };
         ws.write("policy.yaml", POLICY);
         ws.write("load.csv", &trace());
+        ws.write("swell.csv", &second_trace());
         ws
     }
 
@@ -102,6 +113,13 @@ impl Workspace {
             "24",
         ];
         run(&base.iter().copied().chain(extra.iter().copied()).collect::<Vec<_>>())
+    }
+
+    /// `tune` as [`Workspace::tune`], with the second trace (at twice its load) as well.
+    fn tune_both(&self, extra: &[&str]) -> Output {
+        let swell = self.arg("swell.csv");
+        let both = ["--trace", &swell, "--trace-scale", "1", "--trace-scale", "2"];
+        self.tune(&both.iter().copied().chain(extra.iter().copied()).collect::<Vec<_>>())
     }
 }
 
@@ -209,6 +227,106 @@ fn the_plot_marks_the_candidates_the_frontier_the_hpa_and_the_choice() {
     ] {
         assert!(svg.contains(text), "no `{text}` in the plot");
     }
+}
+
+#[test]
+fn on_one_trace_json_also_lists_it_under_traces_and_gives_ratios() {
+    let ws = Workspace::new();
+    let result: Value =
+        serde_json::from_str(&stdout(&ws.tune(&["--output", "json"]))).expect("JSON");
+    let traces = result["traces"].as_array().expect("a list");
+    assert_eq!(traces.len(), 1);
+    for key in ["trace", "traceScale", "trainingSlice", "validationSlice", "hpa", "base"] {
+        assert_eq!(traces[0][key], result[key], "{key}");
+    }
+    assert_eq!(result["budgetVsHpa"], 1.0);
+    let hpa = result["hpa"]["training"]["replicaMinutes"].as_f64().expect("a number");
+    for point in result["frontier"].as_array().expect("a list") {
+        let own = point["replicaMinutes"].as_f64().expect("a number");
+        let ratio = point["vsHpa"]["replicaMinutes"].as_f64().expect("a number");
+        assert!((ratio - own / hpa).abs() < 1e-12, "{point}");
+        assert_eq!(point["traces"][0]["replicaMinutes"], point["replicaMinutes"]);
+    }
+}
+
+#[test]
+fn on_two_traces_each_gets_its_slices_and_the_choice_fits_both() {
+    let ws = Workspace::new();
+    let text = stdout(&ws.tune_both(&[]));
+    assert!(text.contains("Tuning policy `tiny` on 2 traces"), "{text}");
+    assert!(
+        text.contains("load.csv (load x 1): training 0s .. 8640s, validation 8640s .. 10800s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("swell.csv (load x 2): training 0s .. 11520s, validation 11520s .. 14400s"),
+        "{text}"
+    );
+    assert!(text.contains("on the trace where it is worst"), "{text}");
+    assert!(text.contains("load.csv (load x 1):\nSLICE"), "{text}");
+    assert!(text.contains("swell.csv (load x 2):\nSLICE"), "{text}");
+
+    let result: Value =
+        serde_json::from_str(&stdout(&ws.tune_both(&["--output", "json"]))).expect("JSON");
+    // Per-trace keys live under `traces` only.
+    for key in ["trace", "trainingSlice", "hpa", "budgetReplicaMinutes"] {
+        assert!(result.get(key).is_none(), "{key} at the top level: {result}");
+    }
+    let traces = result["traces"].as_array().expect("a list");
+    let names: Vec<&str> = traces.iter().map(|t| t["trace"].as_str().expect("text")).collect();
+    assert_eq!(names, [ws.arg("load.csv"), ws.arg("swell.csv")]);
+    assert_eq!(traces[1]["traceScale"], 2.0);
+    let chosen = &result["chosen"];
+    let cost = |s: &Value| s["replicaMinutes"].as_f64().expect("a number");
+    // The default budget: at most the HPA's replica-minutes on each trace.
+    assert_eq!(result["budgetVsHpa"], 1.0);
+    // Candidates cheaper than the HPA on both traces exist for this seed.
+    assert_eq!(result["withinBudget"], true, "{result}");
+    for (t, trace) in traces.iter().enumerate() {
+        assert!(cost(&chosen["traces"][t]) <= cost(&trace["hpa"]["training"]), "{result}");
+        assert_eq!(trace["chosenSlices"]["training"], chosen["traces"][t]);
+    }
+    let summed = cost(&chosen["traces"][0]) + cost(&chosen["traces"][1]);
+    assert!((cost(chosen) - summed).abs() < 1e-9, "{chosen}");
+    // The worst trace's ratio is what the frontier ranks by, cheapest first.
+    let ranks: Vec<f64> = result["frontier"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|p| p["vsHpa"]["replicaMinutes"].as_f64().expect("a number"))
+        .collect();
+    assert!(ranks.windows(2).all(|pair| pair[0] < pair[1]), "{ranks:?}");
+
+    let best = ws.arg("best.yaml");
+    stdout(&ws.tune_both(&["--write", &best, "--budget-vs-hpa", "1.5"]));
+    let written = std::fs::read_to_string(&best).expect("written");
+    let traces =
+        format!("# Traces {} (load x 1), {} (load x 2), ", ws.arg("load.csv"), ws.arg("swell.csv"));
+    assert!(written.contains(&traces), "{written}");
+    assert!(written.contains("swell.csv (load x 2): training slice 0s .. 11520s"), "{written}");
+    assert!(written.contains("within the budget of 1.5x the HPA's replica-minutes on every trace"));
+    let check = run(&["check", &best]);
+    assert!(check.status.success(), "{}\n{written}", String::from_utf8_lossy(&check.stdout));
+
+    let svg_path = ws.arg("frontier.svg");
+    stdout(&ws.tune_both(&["--plot", &svg_path]));
+    let svg = std::fs::read_to_string(&svg_path).expect("written");
+    assert!(
+        svg.contains("over the HPA&apos;s, worst trace")
+            || svg.contains("over the HPA's, worst trace")
+    );
+}
+
+#[test]
+fn two_traces_refuse_a_budget_of_one_and_unmatched_scales() {
+    let ws = Workspace::new();
+    let error = stderr(&ws.tune_both(&["--budget-replica-minutes", "500"]));
+    assert!(error.contains("with 2 traces"), "{error}");
+    assert!(error.contains("--budget-vs-hpa"), "{error}");
+    let error = stderr(&ws.tune_both(&["--trace-scale", "3"]));
+    assert!(error.contains("2 --trace and 3 --trace-scale"), "{error}");
+    let error = stderr(&ws.tune(&["--budget-replica-minutes", "500", "--budget-vs-hpa", "1"]));
+    assert!(error.contains("--budget-vs-hpa"), "{error}");
 }
 
 #[test]

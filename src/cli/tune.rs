@@ -1,6 +1,7 @@
-//! `redis-autopilot tune`: searches a policy's scaling settings on a load trace, prints the
-//! Pareto frontier of under-provisioned minutes against replica-minutes with the HPA's point,
-//! chooses one under a budget, and reports it on a held-out validation slice.
+//! `redis-autopilot tune`: searches a policy's scaling settings on one or more load traces,
+//! prints the Pareto frontier of under-provisioned minutes against replica-minutes with the
+//! HPA's point, chooses one under a budget, and reports it on each trace's held-out
+//! validation slice.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,9 +16,9 @@ use crate::decide::format_number;
 use crate::sim::Settings;
 use crate::sim::report::{Summary, minutes};
 use crate::sim::trace::Trace;
-use crate::sim::tune::frontier::{Choice, Scored};
+use crate::sim::tune::frontier::{Choice, Scored, VsHpa};
 use crate::sim::tune::write::{edits, tuned_policy_text};
-use crate::sim::tune::{KnobChange, Options, Outcome, plot, tune};
+use crate::sim::tune::{Budget, KnobChange, OnTrace, Options, Outcome, Slices, plot, total, tune};
 
 /// The subcommand's one-line `about` comes from `cli::Command`; this is the rest of `--help`.
 const AFTER_LONG_HELP: &str = "\
@@ -25,19 +26,26 @@ How it works:
   Candidate 0 is the policy itself; the others vary its scaling settings (every metric's
   target and window and a tail's exceedance, the first metric's statistic and its saturation,
   bursts and seasonal settings, the band or tolerance, the trend's window, and each
-  direction's stabilization, maxStep, period and cooldown), drawn from --seed. Every candidate replays the trace's first four
-  fifths (the training slice) on the simulated cluster `simulate` uses, in parallel on all
-  cores; the HPA (the policy's bounds, its first metric's target per pod) replays it once.
+  direction's stabilization, maxStep, period and cooldown), drawn from --seed. Every candidate
+  replays each trace's first four fifths (its training slice) on the simulated cluster
+  `simulate` uses, in parallel on all cores; the HPA (the policy's bounds, its first metric's
+  target per pod) replays each once.
+
+Several traces:
+  Give --trace once per trace, and --trace-scale once for all or once per trace, in order.
+  Candidates are then ranked by each figure over the HPA's, on the trace where it is worst
+  (x HPA columns), so the choice holds on every trace rather than on the largest.
 
 Choice:
-  Among candidates within --budget-replica-minutes (default: the HPA's on the training
-  slice), the fewest under-provisioned minutes, then the fewest scale events, then the fewest
-  replica-minutes. If none fits, the cheapest point of the frontier, and it says so.
+  Among candidates within the budget (default: the HPA's replica-minutes on every training
+  slice; --budget-vs-hpa R for R times that, or --budget-replica-minutes X on one trace), the
+  fewest under-provisioned minutes against the HPA's, then the fewest scale events, then the
+  fewest replica-minutes. If none fits, the cheapest point of the frontier, and it says so.
 
 Validation:
-  The chosen candidate, the base and the HPA replay the whole trace; their figures over the
-  last fifth, which the search never saw, are reported apart. A choice much better than the
-  HPA on training but not on validation is tuned to that trace, not to the load.
+  The chosen candidate, the base and the HPA replay every whole trace; their figures over
+  each last fifth, which the search never saw, are reported apart. A choice much better than
+  the HPA on training but not on validation is tuned to that trace, not to the load.
 
 --write keeps BASE's file as it is except spec.scaling, written anew with the tuned fields
 commented, and a header saying what the tuning ran on; it is loaded back and must give the
@@ -48,7 +56,9 @@ Examples:
       --trace simulations/worldcup98-requests-per-minute.csv --capacity-per-replica 50000 \\
       --plot frontier.svg --write tuned.yaml
   redis-autopilot tune --policy p.yaml --trace load.csv --capacity-per-replica 40000 \\
-      --budget-replica-minutes 250000 --candidates 400 --seed 7 --output json";
+      --budget-replica-minutes 250000 --candidates 400 --seed 7 --output json
+  redis-autopilot tune --policy p.yaml --capacity-per-replica 50000 --warmup 60s \\
+      --trace twitter.csv --trace-scale 1000 --trace nasa.csv --trace-scale 20000";
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = AFTER_LONG_HELP)]
@@ -56,23 +66,30 @@ pub struct Args {
     /// The base policy: candidate 0, and what the others vary.
     #[arg(long, value_name = "BASE.yaml")]
     policy: PathBuf,
-    /// Load trace: CSV with a header, column 1 a time, column 2 the load.
-    #[arg(long, value_name = "CSV")]
-    trace: PathBuf,
+    /// Load trace: CSV with a header, column 1 a time, column 2 the load. Give it once per
+    /// trace to tune on several.
+    #[arg(long, value_name = "CSV", required = true)]
+    trace: Vec<PathBuf>,
     /// Ops/s one ready instance serves.
     #[arg(long, value_name = "OPS", value_parser = positive_number)]
     capacity_per_replica: f64,
-    /// Multiplies the trace's load into demanded ops/s.
-    #[arg(long, value_name = "K", value_parser = positive_number, default_value_t = 1.0)]
-    trace_scale: f64,
+    /// Multiplies a trace's load into demanded ops/s: once for every trace, or once per
+    /// --trace, in the same order [default: 1].
+    #[arg(long, value_name = "K", value_parser = positive_number)]
+    trace_scale: Vec<f64>,
     /// Time from requesting an instance to it serving, e.g. `90s` [default: the policy's
     /// scaling.warmup].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     warmup: Option<Duration>,
-    /// The most replica-minutes the chosen candidate may use on the training slice
-    /// [default: the HPA's].
+    /// The most replica-minutes the chosen candidate may use on the training slice (one
+    /// trace only) [default: the HPA's].
     #[arg(long, value_name = "X", value_parser = positive_number)]
     budget_replica_minutes: Option<f64>,
+    /// The most replica-minutes the chosen candidate may use on every training slice, as a
+    /// multiple of the HPA's there [default: 1].
+    #[arg(long, value_name = "R", value_parser = positive_number,
+          conflicts_with = "budget_replica_minutes")]
+    budget_vs_hpa: Option<f64>,
     /// How many candidates to simulate, the base policy included.
     #[arg(long, value_name = "N", default_value_t = 200,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -98,9 +115,31 @@ fn positive_number(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Each `--trace`'s scale: one `--trace-scale` for all, or one each.
+fn trace_scales(args: &Args) -> anyhow::Result<Vec<f64>> {
+    match (args.trace_scale.len(), args.trace.len()) {
+        (0, traces) => Ok(vec![1.0; traces]),
+        (1, traces) => Ok(vec![args.trace_scale[0]; traces]),
+        (scales, traces) if scales == traces => Ok(args.trace_scale.clone()),
+        (scales, traces) => bail!(
+            "{traces} --trace and {scales} --trace-scale: give --trace-scale once for every \
+             trace, or once per --trace in the same order"
+        ),
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut trace = Trace::load(&args.trace)?;
-    trace.scale(args.trace_scale);
+    let scales = trace_scales(&args)?;
+    let traces = args
+        .trace
+        .iter()
+        .zip(&scales)
+        .map(|(path, &scale)| {
+            let mut trace = Trace::load(path)?;
+            trace.scale(scale);
+            Ok(trace)
+        })
+        .collect::<anyhow::Result<Vec<Trace>>>()?;
     let policy = load_policy_or_report(&args.policy)?;
     let Some(scaling) = &policy.scaling else {
         bail!(
@@ -114,15 +153,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         warmup: args.warmup.unwrap_or(scaling.warmup),
         initial_replicas: scaling.min_replicas,
     };
-    let options = Options {
-        settings,
-        candidates: args.candidates as usize,
-        seed: args.seed,
-        budget: args.budget_replica_minutes,
+    let budget = match (args.budget_replica_minutes, args.budget_vs_hpa) {
+        (Some(most), _) => Some(Budget::ReplicaMinutes(most)),
+        (None, Some(multiple)) => Some(Budget::VsHpa(multiple)),
+        (None, None) => None,
     };
-    let outcome = tune(&policy, &trace, &options)
+    let options =
+        Options { settings, candidates: args.candidates as usize, seed: args.seed, budget };
+    let outcome = tune(&policy, &traces, &options)
         .with_context(|| format!("cannot tune {}", args.policy.display()))?;
-    let run = Run { args: &args, trace: &trace, options: &options, outcome: &outcome };
+    let run =
+        Run { args: &args, traces: &traces, scales: &scales, options: &options, outcome: &outcome };
 
     match args.output {
         Output::Table => emit(run.table())?,
@@ -133,13 +174,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(path) = &args.plot {
-        let title = format!(
-            "tune `{}` on {}: {} candidates, training slice",
-            policy.name,
-            trace.name(),
-            outcome.scored.len()
-        );
-        plot::write_svg(path, &title, &outcome)?;
+        let on = match &traces[..] {
+            [one] => format!("{}: {} candidates, training slice", one.name(), outcome.scored.len()),
+            several => format!(
+                "{} traces: {} candidates, training slices",
+                several.len(),
+                outcome.scored.len()
+            ),
+        };
+        plot::write_svg(path, &format!("tune `{}` on {on}", policy.name), &outcome)?;
         if args.output == Output::Table {
             emit(format_args!("\nPlot written to {}", path.display()))?;
         }
@@ -156,7 +199,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// One tuning run and what it was asked, for its outputs.
 struct Run<'a> {
     args: &'a Args,
-    trace: &'a Trace,
+    /// Already scaled.
+    traces: &'a [Trace],
+    /// Each trace's `--trace-scale`.
+    scales: &'a [f64],
     options: &'a Options,
     outcome: &'a Outcome,
 }
@@ -173,28 +219,72 @@ fn describe(changes: &[KnobChange]) -> String {
     parts.join(", ")
 }
 
+/// A figure over the HPA's; replica-minutes to a tenth of a percent, since budgets sit there.
+fn times(ratio: f64, decimals: usize) -> String {
+    format!("{ratio:.decimals$}x")
+}
+
+fn vs_hpa_cells(vs: &VsHpa) -> [String; 3] {
+    [
+        times(vs.under_provisioned_minutes, 2),
+        times(vs.replica_minutes, 3),
+        times(vs.scale_events, 2),
+    ]
+}
+
 impl Run<'_> {
-    fn slice_names(&self) -> (String, String) {
-        let t = self.trace;
-        let split = t.format_time(self.outcome.split_at);
+    fn several(&self) -> bool {
+        self.traces.len() > 1
+    }
+
+    /// `(training, validation)` slice names of trace `t`.
+    fn slice_names(&self, t: usize) -> (String, String) {
+        let trace = &self.traces[t];
+        let split = trace.format_time(self.outcome.traces[t].split_at);
         (
-            format!("{} .. {split}", t.format_time(t.start())),
-            format!("{split} .. {}", t.format_time(t.end())),
+            format!("{} .. {split}", trace.format_time(trace.start())),
+            format!("{split} .. {}", trace.format_time(trace.end())),
         )
+    }
+
+    /// `load.csv (load x 1000)`.
+    fn trace_label(&self, t: usize) -> String {
+        format!("{} (load x {})", self.traces[t].name(), self.scales[t])
+    }
+
+    fn budget_text(&self) -> String {
+        match (self.outcome.budget, &self.outcome.traces[..]) {
+            (Budget::ReplicaMinutes(most), _) => format!("{} replica-minutes", minutes(most)),
+            (Budget::VsHpa(multiple), [one]) => {
+                let hpa = one.hpa.training.replica_minutes;
+                if multiple == 1.0 {
+                    format!("{} replica-minutes (the HPA's)", minutes(hpa))
+                } else {
+                    format!("{} replica-minutes ({multiple}x the HPA's)", minutes(multiple * hpa))
+                }
+            }
+            (Budget::VsHpa(1.0), _) => {
+                "the HPA's replica-minutes on every trace".to_owned()
+            }
+            (Budget::VsHpa(multiple), _) => {
+                format!("{multiple}x the HPA's replica-minutes on every trace")
+            }
+        }
     }
 
     fn choice_sentence(&self) -> String {
         let o = self.outcome;
         let index = o.choice.scored().index;
-        let budget = format!(
-            "{} replica-minutes{}",
-            minutes(o.budget),
-            if self.options.budget.is_none() { " (the HPA's)" } else { "" }
-        );
+        let budget = self.budget_text();
+        let fewest = if self.several() {
+            "the fewest under-provisioned minutes against the HPA's on its worst trace"
+        } else {
+            "the fewest under-provisioned minutes"
+        };
         match o.choice {
-            Choice::WithinBudget(_) => format!(
-                "candidate {index}: the fewest under-provisioned minutes within the budget of {budget}"
-            ),
+            Choice::WithinBudget(_) => {
+                format!("candidate {index}: {fewest} within the budget of {budget}")
+            }
             Choice::OverBudget(_) => format!(
                 "candidate {index}: no candidate fits the budget of {budget}; this is the cheapest point of the frontier"
             ),
@@ -204,56 +294,87 @@ impl Run<'_> {
     fn table(&self) -> String {
         let o = self.outcome;
         let s = &self.options.settings;
-        let (training, validation) = self.slice_names();
-        let mut text = format!(
-            "Tuning policy `{}` on {} (load x {})\n  cluster           {} ops/s per replica, warm-up {}, starting at {} replicas\n  candidates        {} (seed {})\n  training slice    {training}\n  validation slice  {validation} (never seen by the search)\n\n",
-            o.candidates[0].policy.name,
-            self.trace.name(),
-            self.args.trace_scale,
+        let mut text = if self.several() {
+            let mut text = format!(
+                "Tuning policy `{}` on {} traces\n",
+                o.candidates[0].policy.name,
+                self.traces.len()
+            );
+            for t in 0..self.traces.len() {
+                let (training, validation) = self.slice_names(t);
+                text.push_str(&format!(
+                    "  trace             {}: training {training}, validation {validation}\n",
+                    self.trace_label(t)
+                ));
+            }
+            text
+        } else {
+            let (training, validation) = self.slice_names(0);
+            format!(
+                "Tuning policy `{}` on {}\n  training slice    {training}\n  validation slice  {validation} (never seen by the search)\n",
+                o.candidates[0].policy.name,
+                self.trace_label(0),
+            )
+        };
+        text.push_str(&format!(
+            "  cluster           {} ops/s per replica, warm-up {}, starting at {} replicas\n  candidates        {} (seed {})\n\n",
             format_number(s.capacity_per_replica),
             humantime::format_duration(s.warmup),
             s.initial_replicas,
             o.scored.len(),
             self.options.seed,
-        );
-        text.push_str("Pareto frontier on the training slice, cheapest first, with the HPA:\n");
-        let columns = ["CANDIDATE", "UNDER-PROV MIN", "REPLICA-MIN", "SCALE EVENTS", "CHANGED"];
-        let mut frontier =
-            Table::new(&columns).right_aligned(&["UNDER-PROV MIN", "REPLICA-MIN", "SCALE EVENTS"]);
-        let figures = |s: &Summary| {
+        ));
+        text.push_str(if self.several() {
+            "Pareto frontier on the training slices, cheapest first, with the HPA (figures summed \
+             over the traces; x HPA: over the HPA's, on the trace where it is worst):\n"
+        } else {
+            "Pareto frontier on the training slice, cheapest first, with the HPA:\n"
+        });
+        let numbers = [
+            "UNDER-PROV MIN",
+            "REPLICA-MIN",
+            "SCALE EVENTS",
+            "UNDER-PROV x HPA",
+            "REPLICA-MIN x HPA",
+            "EVENTS x HPA",
+        ];
+        let columns: Vec<&'static str> =
+            std::iter::once("CANDIDATE").chain(numbers).chain(["CHANGED"]).collect();
+        let mut frontier = Table::new(&columns).right_aligned(&numbers);
+        let figures = |s: &Summary, vs: &VsHpa| {
             [
                 minutes(s.under_provisioned_minutes),
                 minutes(s.replica_minutes),
                 s.scale_events.to_string(),
             ]
+            .into_iter()
+            .chain(vs_hpa_cells(vs))
         };
         let chosen = o.choice.scored().index;
-        let hpa = o.hpa.training;
-        let mut hpa_row = Some(hpa);
+        let hpa_total: Vec<Summary> = o.traces.iter().map(|t| t.hpa.training).collect();
+        let hpa_vs = o.hpa_vs_hpa();
+        let hpa_cells = || {
+            std::iter::once("HPA".to_owned())
+                .chain(figures(&total(&hpa_total), &hpa_vs))
+                .chain(["(baseline)".to_owned()])
+        };
+        let mut hpa_row = true;
         for point in &o.frontier {
             // The HPA's row goes where its cost falls among the frontier's.
-            if let Some(h) = hpa_row.filter(|h| h.replica_minutes < point.summary.replica_minutes) {
-                frontier.row(
-                    std::iter::once("HPA".to_owned())
-                        .chain(figures(&h))
-                        .chain(["(baseline)".to_owned()]),
-                );
-                hpa_row = None;
+            if hpa_row && hpa_vs.replica_minutes < point.vs_hpa.replica_minutes {
+                frontier.row(hpa_cells());
+                hpa_row = false;
             }
             let mark = if point.index == chosen { " *" } else { "" };
             let changes = describe(&o.candidates[point.index].changes);
             frontier.row(
                 std::iter::once(format!("{}{mark}", point.index))
-                    .chain(figures(&point.summary))
+                    .chain(figures(&point.summary, &point.vs_hpa))
                     .chain([changes]),
             );
         }
-        if let Some(h) = hpa_row {
-            frontier.row(
-                std::iter::once("HPA".to_owned())
-                    .chain(figures(&h))
-                    .chain(["(baseline)".to_owned()]),
-            );
+        if hpa_row {
+            frontier.row(hpa_cells());
         }
         text.push_str(&frontier.to_string());
         let on_frontier = o.frontier.iter().any(|p| p.index == chosen);
@@ -265,63 +386,71 @@ impl Run<'_> {
                  minutes with fewer scale events)\n",
             );
         }
-        text.push_str(&format!("  changed: {}\n\n", describe(&o.chosen_candidate().changes)));
-        let mut slices = Table::new(&[
-            "SLICE",
-            "CONTROLLER",
-            "UNDER-PROV MIN",
-            "REPLICA-MIN",
-            "SCALE EVENTS",
-            "PEAK",
-        ])
-        .right_aligned(&["UNDER-PROV MIN", "REPLICA-MIN", "SCALE EVENTS", "PEAK"]);
-        for (slice, pick) in [("training", true), ("validation", false)] {
-            for (who, both) in [("chosen", &o.chosen), ("HPA", &o.hpa), ("base", &o.base)] {
-                let s = if pick { both.training } else { both.validation };
-                slices.row([
-                    slice.to_owned(),
-                    who.to_owned(),
-                    minutes(s.under_provisioned_minutes),
-                    minutes(s.replica_minutes),
-                    s.scale_events.to_string(),
-                    s.peak_replicas.to_string(),
-                ]);
+        text.push_str(&format!("  changed: {}\n", describe(&o.chosen_candidate().changes)));
+        for (t, on_trace) in o.traces.iter().enumerate() {
+            text.push('\n');
+            if self.several() {
+                text.push_str(&format!("On {}:\n", self.trace_label(t)));
             }
+            text.push_str(&slices_table(on_trace).to_string());
+            text.push('\n');
         }
-        text.push_str(&slices.to_string());
         text.push_str(
-            "\n\n  under-provisioned: demand > capacity x ready instances; replica-minutes: requested\n  instances integrated over time. Validation replays the whole trace and counts its last fifth.",
+            "\n  under-provisioned: demand > capacity x ready instances; replica-minutes: requested\n  instances integrated over time. Validation replays the whole trace and counts its last fifth.",
         );
         text
     }
 
     fn json(&self) -> Json {
         let o = self.outcome;
-        let (training, validation) = self.slice_names();
         let point = |scored: &Scored| Point {
             candidate: scored.index,
             under_provisioned_minutes: scored.summary.under_provisioned_minutes,
             replica_minutes: scored.summary.replica_minutes,
             scale_events: scored.summary.scale_events,
             changes: changes(&o.candidates[scored.index].changes),
+            vs_hpa: scored.vs_hpa,
+            traces: o.training[scored.index].clone(),
+        };
+        let traces: Vec<JsonTrace> = (0..self.traces.len())
+            .map(|t| {
+                let (training_slice, validation_slice) = self.slice_names(t);
+                let on_trace = &o.traces[t];
+                JsonTrace {
+                    trace: self.traces[t].name().to_owned(),
+                    trace_scale: self.scales[t],
+                    training_slice,
+                    validation_slice,
+                    hpa: on_trace.hpa,
+                    chosen_slices: on_trace.chosen,
+                    base: on_trace.base,
+                }
+            })
+            .collect();
+        let (budget_replica_minutes, budget_vs_hpa) = match (o.budget, &o.traces[..]) {
+            (Budget::ReplicaMinutes(most), _) => (Some(most), None),
+            (Budget::VsHpa(multiple), [one]) => {
+                (Some(multiple * one.hpa.training.replica_minutes), Some(multiple))
+            }
+            (Budget::VsHpa(multiple), _) => (None, Some(multiple)),
         };
         Json {
             policy: o.candidates[0].policy.name.clone(),
-            trace: self.trace.name().to_owned(),
-            trace_scale: self.args.trace_scale,
+            one_trace: match &traces[..] {
+                [one] => Some(one.clone()),
+                _ => None,
+            },
             capacity_per_replica: self.options.settings.capacity_per_replica,
             warmup_seconds: self.options.settings.warmup.as_secs_f64(),
             candidates: o.scored.len(),
             seed: self.options.seed,
-            training_slice: training,
-            validation_slice: validation,
-            budget_replica_minutes: o.budget,
+            budget_replica_minutes,
+            budget_vs_hpa,
             within_budget: matches!(o.choice, Choice::WithinBudget(_)),
             chosen: point(&o.choice.scored()),
             frontier: o.frontier.iter().map(point).collect(),
-            hpa: o.hpa,
-            chosen_slices: o.chosen,
-            base: o.base,
+            hpa_vs_hpa: o.hpa_vs_hpa(),
+            traces,
         }
     }
 
@@ -361,7 +490,6 @@ impl Run<'_> {
     fn header(&self) -> Vec<String> {
         let o = self.outcome;
         let s = &self.options.settings;
-        let (training, validation) = self.slice_names();
         let line = |slice: &str, chosen: &Summary, hpa: &Summary| {
             format!(
                 "  {slice:<10}  under-provisioned min {} (HPA {}), replica-min {} (HPA {}), scale events {} (HPA {})",
@@ -373,24 +501,59 @@ impl Run<'_> {
                 hpa.scale_events,
             )
         };
-        vec![
+        let labels: Vec<String> = (0..self.traces.len()).map(|t| self.trace_label(t)).collect();
+        let mut lines = vec![
             format!("Tuned by `redis-autopilot tune` from {}.", self.args.policy.display()),
             format!(
-                "Trace {} (load x {}), {} ops/s per replica, warm-up {}, {} candidates (seed {}).",
-                self.trace.name(),
-                self.args.trace_scale,
+                "{} {}, {} ops/s per replica, warm-up {}, {} candidates (seed {}).",
+                if self.several() { "Traces" } else { "Trace" },
+                labels.join(", "),
                 format_number(s.capacity_per_replica),
                 humantime::format_duration(s.warmup),
                 o.scored.len(),
                 self.options.seed,
             ),
-            format!("Training slice {training}; validation slice {validation}."),
             format!("Chosen {}.", self.choice_sentence()),
-            line("training", &o.chosen.training, &o.hpa.training),
-            line("validation", &o.chosen.validation, &o.hpa.validation),
-            "Fields marked `tuned` differ from the base policy.".to_owned(),
-        ]
+        ];
+        for (t, on_trace) in o.traces.iter().enumerate() {
+            let (training, validation) = self.slice_names(t);
+            let on = if self.several() { format!("On {}: t", labels[t]) } else { "T".to_owned() };
+            lines.push(format!("{on}raining slice {training}; validation slice {validation}."));
+            lines.push(line("training", &on_trace.chosen.training, &on_trace.hpa.training));
+            lines.push(line("validation", &on_trace.chosen.validation, &on_trace.hpa.validation));
+        }
+        lines.push("Fields marked `tuned` differ from the base policy.".to_owned());
+        lines
     }
+}
+
+/// One trace's figures for the chosen candidate, the HPA and the base on both slices.
+fn slices_table(on_trace: &OnTrace) -> Table {
+    let mut slices = Table::new(&[
+        "SLICE",
+        "CONTROLLER",
+        "UNDER-PROV MIN",
+        "REPLICA-MIN",
+        "SCALE EVENTS",
+        "PEAK",
+    ])
+    .right_aligned(&["UNDER-PROV MIN", "REPLICA-MIN", "SCALE EVENTS", "PEAK"]);
+    for (slice, pick) in [("training", true), ("validation", false)] {
+        for (who, both) in
+            [("chosen", &on_trace.chosen), ("HPA", &on_trace.hpa), ("base", &on_trace.base)]
+        {
+            let s = if pick { both.training } else { both.validation };
+            slices.row([
+                slice.to_owned(),
+                who.to_owned(),
+                minutes(s.under_provisioned_minutes),
+                minutes(s.replica_minutes),
+                s.scale_events.to_string(),
+                s.peak_replicas.to_string(),
+            ]);
+        }
+    }
+    slices
 }
 
 fn changes(changes: &[KnobChange]) -> Vec<JsonChange> {
@@ -400,42 +563,68 @@ fn changes(changes: &[KnobChange]) -> Vec<JsonChange> {
         .collect()
 }
 
-/// `--output json`.
+/// `--output json`. On one trace, every key it had before several traces could be given
+/// keeps its meaning; `traces`, `budgetVsHpa`, `hpaVsHpa` and each point's `vsHpa` and
+/// `traces` are added.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Json {
     policy: String,
-    trace: String,
-    trace_scale: f64,
+    /// On one trace: `trace`, `traceScale`, the slices and the three controllers' figures,
+    /// at the top level as they always were.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    one_trace: Option<JsonTrace>,
     capacity_per_replica: f64,
     warmup_seconds: f64,
     candidates: usize,
     seed: u64,
-    training_slice: String,
-    validation_slice: String,
-    budget_replica_minutes: f64,
+    /// On one trace, the budget in its replica-minutes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget_replica_minutes: Option<f64>,
+    /// The budget as a multiple of the HPA's replica-minutes on every trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget_vs_hpa: Option<f64>,
     /// `false`: no candidate fitted the budget and `chosen` is the cheapest frontier point.
     within_budget: bool,
     /// The chosen candidate's training figures and changes.
     chosen: Point,
     /// Cheapest first.
     frontier: Vec<Point>,
+    /// The HPA's own point on the `vsHpa` axes (1, or 0 where its figure is 0 on every trace).
+    hpa_vs_hpa: VsHpa,
+    /// One per `--trace`, in order.
+    traces: Vec<JsonTrace>,
+}
+
+/// One trace: its slices and the three controllers' figures on them.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonTrace {
+    trace: String,
+    trace_scale: f64,
+    training_slice: String,
+    validation_slice: String,
     /// The HPA's figures on both slices.
-    hpa: crate::sim::tune::Slices,
+    hpa: Slices,
     /// The chosen candidate's figures on both slices.
-    chosen_slices: crate::sim::tune::Slices,
+    chosen_slices: Slices,
     /// The base policy's figures on both slices.
-    base: crate::sim::tune::Slices,
+    base: Slices,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Point {
     candidate: usize,
+    /// Summed over the traces' training slices.
     under_provisioned_minutes: f64,
     replica_minutes: f64,
     scale_events: u64,
     changes: Vec<JsonChange>,
+    /// Each figure over the HPA's, on the trace where it is worst: what it is ranked by.
+    vs_hpa: VsHpa,
+    /// Its figures on each trace's training slice, in `--trace` order.
+    traces: Vec<Summary>,
 }
 
 #[derive(Debug, Serialize)]

@@ -8,11 +8,14 @@
 //! Candidate 0 is the base policy; the others are drawn from the knobs' values by a
 //! counter-based hash of the seed (the synthetic traces' SplitMix64), so a seed always gives
 //! the same candidates. Each knob keeps the base's value half of the time, so candidates
-//! stay near the base as well as far from it. Every candidate replays the trace's first four
-//! fifths (the training slice) through the same simulator as `simulate`, in parallel; the
-//! HPA replays it once. The chosen candidate, the base and the HPA then replay the whole
-//! trace, and their figures over the last fifth (the validation slice, which the search
-//! never saw) show whether the choice holds on load it was not tuned on.
+//! stay near the base as well as far from it. Every candidate replays each trace's first four
+//! fifths (its training slice) through the same simulator as `simulate`, in parallel; the
+//! HPA replays each once. Candidates are ranked by their figures against the HPA's on the
+//! trace where each is worst ([`frontier::VsHpa`]), so tuning on several traces chooses a
+//! policy for all of them rather than for the largest. The chosen candidate, the base and
+//! the HPA then replay every whole trace, and their figures over each last fifth (the
+//! validation slices, which the search never saw) show whether the choice holds on load it
+//! was not tuned on.
 
 pub mod frontier;
 pub mod knobs;
@@ -24,7 +27,7 @@ use std::collections::HashSet;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use self::frontier::{Choice, Scored, choose, pareto_frontier};
+use self::frontier::{Choice, Scored, VsHpa, choose, pareto_frontier};
 use self::knobs::{Setting, Tunable};
 use super::hpa::{HpaController, HpaSpec};
 use super::model::ClusterModel;
@@ -55,6 +58,40 @@ pub enum TuneError {
          fifth (the validation slice) is at least a minute"
     )]
     TooShort { file: String, minutes: f64 },
+    #[error("tune needs at least one trace")]
+    NoTrace,
+    #[error(
+        "a budget in replica-minutes is one trace's; with {traces} traces, give it as a \
+         multiple of the HPA's replica-minutes on each (--budget-vs-hpa)"
+    )]
+    BudgetOfOneTrace { traces: usize },
+}
+
+/// The most a chosen candidate may cost on the training slices.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Budget {
+    /// At most this many replica-minutes on the one trace's training slice.
+    ReplicaMinutes(f64),
+    /// At most this multiple of the HPA's replica-minutes on every trace's training slice.
+    VsHpa(f64),
+}
+
+impl Budget {
+    /// The HPA's replica-minutes on every trace.
+    pub const HPA: Budget = Budget::VsHpa(1.0);
+
+    /// Whether a candidate with `figures` on the traces' training slices fits, the HPA
+    /// having had `hpa` on them. Compared in replica-minutes, not as ratios, so that a
+    /// candidate that fits costs at most exactly the budget.
+    fn fits(self, figures: &[Summary], hpa: &[Summary]) -> bool {
+        match self {
+            Budget::ReplicaMinutes(most) => figures.iter().all(|f| f.replica_minutes <= most),
+            Budget::VsHpa(multiple) => figures
+                .iter()
+                .zip(hpa)
+                .all(|(f, h)| f.replica_minutes <= multiple * h.replica_minutes),
+        }
+    }
 }
 
 /// What a tuning run is asked to do.
@@ -65,9 +102,9 @@ pub struct Options {
     /// How many candidates, the base included (at least 1).
     pub candidates: usize,
     pub seed: u64,
-    /// The most replica-minutes a chosen candidate may use on the training slice; `None`:
-    /// the HPA's.
-    pub budget: Option<f64>,
+    /// The most a chosen candidate may cost on the training slices; `None`: the HPA's
+    /// replica-minutes on every trace.
+    pub budget: Option<Budget>,
 }
 
 /// One knob a candidate sets differently from the base.
@@ -93,15 +130,9 @@ pub struct Slices {
     pub validation: Summary,
 }
 
-/// Everything a tuning run found.
+/// What a tuning run found on one of its traces.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub candidates: Vec<Candidate>,
-    /// Every candidate's training figures, by index.
-    pub scored: Vec<Scored>,
-    pub frontier: Vec<Scored>,
-    pub choice: Choice,
-    pub budget: f64,
+pub struct OnTrace {
     /// Where the validation slice starts (the training slice ends there).
     pub split_at: Millis,
     pub chosen: Slices,
@@ -109,9 +140,30 @@ pub struct Outcome {
     pub hpa: Slices,
 }
 
+/// Everything a tuning run found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub candidates: Vec<Candidate>,
+    /// Every candidate's standing, by index.
+    pub scored: Vec<Scored>,
+    /// Every candidate's figures on each trace's training slice: `[candidate][trace]`.
+    pub training: Vec<Vec<Summary>>,
+    pub frontier: Vec<Scored>,
+    pub choice: Choice,
+    pub budget: Budget,
+    /// One per trace, in the order given.
+    pub traces: Vec<OnTrace>,
+}
+
 impl Outcome {
     pub fn chosen_candidate(&self) -> &Candidate {
         &self.candidates[self.choice.scored().index]
+    }
+
+    /// The HPA's own standing (1, or 0 for a figure that is 0 on every trace).
+    pub fn hpa_vs_hpa(&self) -> VsHpa {
+        let hpa: Vec<Summary> = self.traces.iter().map(|t| t.hpa.training).collect();
+        VsHpa::worst(&hpa, &hpa)
     }
 }
 
@@ -225,59 +277,117 @@ fn run_hpa(base: &Policy, trace: &Trace, settings: &Settings) -> Result<Run, Sim
     Ok(replay(trace, cluster(trace, settings), &mut hpa(base)?))
 }
 
-/// Tunes `base` on `trace` (loads already in ops/s).
-pub fn tune(base: &Policy, trace: &Trace, options: &Options) -> Result<Outcome, TuneError> {
-    // Refuse a policy the HPA cannot be compared with before any work.
+/// Tunes `base` on `traces` (loads already in ops/s).
+pub fn tune(base: &Policy, traces: &[Trace], options: &Options) -> Result<Outcome, TuneError> {
+    // Refuse what cannot be tuned before any work.
     hpa(base)?;
-    let split_at = split_point(trace)?;
-    let training = before(trace, split_at)?;
+    if traces.is_empty() {
+        return Err(TuneError::NoTrace);
+    }
+    let budget = options.budget.unwrap_or(Budget::HPA);
+    if matches!(budget, Budget::ReplicaMinutes(_)) && traces.len() > 1 {
+        return Err(TuneError::BudgetOfOneTrace { traces: traces.len() });
+    }
+    let splits: Vec<Millis> = traces.iter().map(split_point).collect::<Result<_, _>>()?;
+    let training: Vec<Trace> =
+        traces.iter().zip(&splits).map(|(t, &at)| before(t, at)).collect::<Result<_, _>>()?;
     let settings = &options.settings;
     let candidates = candidates(base, options.candidates.max(1), options.seed)?;
 
-    // The HPA's replay runs beside the candidates' rather than before them.
-    let (hpa_training, scored) = rayon::join(
-        || run_hpa(base, &training, settings),
+    // Every (candidate, trace) pair is one task, so one long trace does not leave a core
+    // idle; the HPA's replays run beside them rather than before.
+    let width = training.len();
+    let (hpa_training, figures) = rayon::join(
         || {
-            candidates
+            training
                 .par_iter()
-                .enumerate()
-                .map(|(index, candidate)| {
-                    let run = run_policy(&candidate.policy, &training, settings)?;
-                    Ok(Scored { index, summary: run.summary })
+                .map(|trace| Ok(run_hpa(base, trace, settings)?.summary))
+                .collect::<Result<Vec<Summary>, SimError>>()
+        },
+        || {
+            (0..candidates.len() * width)
+                .into_par_iter()
+                .map(|task| {
+                    let (candidate, trace) = (&candidates[task / width], &training[task % width]);
+                    Ok(run_policy(&candidate.policy, trace, settings)?.summary)
                 })
-                .collect::<Result<Vec<Scored>, SimError>>()
+                .collect::<Result<Vec<Summary>, SimError>>()
         },
     );
-    let (hpa_training, scored) = (hpa_training?.summary, scored?);
-    let budget = options.budget.unwrap_or(hpa_training.replica_minutes);
+    let (hpa_training, figures) = (hpa_training?, figures?);
+    let training_figures: Vec<Vec<Summary>> = figures.chunks(width).map(<[_]>::to_vec).collect();
+    let scored: Vec<Scored> = training_figures
+        .iter()
+        .enumerate()
+        .map(|(index, figures)| Scored {
+            index,
+            summary: total(figures),
+            vs_hpa: VsHpa::worst(figures, &hpa_training),
+            within_budget: budget.fits(figures, &hpa_training),
+        })
+        .collect();
     let frontier = pareto_frontier(&scored);
     // Candidate 0, the base, is always scored, so there is always a choice.
-    let choice = choose(&scored, budget).unwrap_or(Choice::OverBudget(scored[0]));
+    let choice = choose(&scored).unwrap_or(Choice::OverBudget(scored[0]));
 
-    let chosen_policy = &candidates[choice.scored().index].policy;
-    let full = |policy: Option<&Policy>| match policy {
-        Some(policy) => run_policy(policy, trace, settings),
-        None => run_hpa(base, trace, settings),
-    };
-    let runs: Vec<Run> = [Some(chosen_policy), Some(base), None]
+    // The chosen candidate, the base and the HPA on every whole trace, for the validation
+    // slices.
+    let chosen = choice.scored().index;
+    let whole = [Some(chosen), Some(0), None];
+    let runs: Vec<Run> = (0..whole.len() * width)
         .into_par_iter()
-        .map(full)
+        .map(|task| {
+            let trace = &traces[task % width];
+            match whole[task / width] {
+                Some(index) => run_policy(&candidates[index].policy, trace, settings),
+                None => run_hpa(base, trace, settings),
+            }
+        })
         .collect::<Result<_, _>>()?;
-    let slices = |run: &Run, training: Summary| Slices {
+    let slices = |who: usize, trace: usize, training: Summary| Slices {
         training,
-        validation: slice_summary(run, trace, settings.capacity_per_replica, split_at),
+        validation: slice_summary(
+            &runs[who * width + trace],
+            &traces[trace],
+            settings.capacity_per_replica,
+            splits[trace],
+        ),
     };
+    let on_traces = (0..width)
+        .map(|t| OnTrace {
+            split_at: splits[t],
+            chosen: slices(0, t, training_figures[chosen][t]),
+            base: slices(1, t, training_figures[0][t]),
+            hpa: slices(2, t, hpa_training[t]),
+        })
+        .collect();
     Ok(Outcome {
-        chosen: slices(&runs[0], choice.scored().summary),
-        base: slices(&runs[1], scored[0].summary),
-        hpa: slices(&runs[2], hpa_training),
         candidates,
         scored,
+        training: training_figures,
         frontier,
         choice,
         budget,
-        split_at,
+        traces: on_traces,
     })
+}
+
+/// Figures summed over traces: minutes and events add up, the peak is the highest.
+pub fn total(figures: &[Summary]) -> Summary {
+    figures.iter().fold(
+        Summary {
+            under_provisioned_minutes: 0.0,
+            replica_minutes: 0.0,
+            scale_events: 0,
+            peak_replicas: 0,
+        },
+        |sum, f| Summary {
+            under_provisioned_minutes: sum.under_provisioned_minutes + f.under_provisioned_minutes,
+            replica_minutes: sum.replica_minutes + f.replica_minutes,
+            scale_events: sum.scale_events + f.scale_events,
+            peak_replicas: sum.peak_replicas.max(f.peak_replicas),
+        },
+    )
 }
 
 /// A run's four figures over `[from, trace end)`, from its timeline of shapes: the same
@@ -411,24 +521,101 @@ mod tests {
     fn tuning_ranks_on_training_and_reports_validation() {
         let trace = hour();
         let options = Options { settings: settings(), candidates: 12, seed: 1, budget: None };
-        let outcome = tune(&base(), &trace, &options).expect("tunes");
+        let outcome = tune(&base(), std::slice::from_ref(&trace), &options).expect("tunes");
         assert_eq!(outcome.scored.len(), 12);
-        assert_eq!(outcome.split_at, 48 * 60_000);
-        let hpa_training = outcome.hpa.training;
-        assert_eq!(outcome.budget, hpa_training.replica_minutes);
+        assert_eq!(outcome.budget, Budget::HPA);
+        let [on_trace] = &outcome.traces[..] else { panic!("one trace: {:?}", outcome.traces) };
+        assert_eq!(on_trace.split_at, 48 * 60_000);
+        let hpa_training = on_trace.hpa.training;
         let chosen = outcome.choice.scored();
-        assert_eq!(outcome.chosen.training, chosen.summary);
-        assert_eq!(outcome.base.training, outcome.scored[0].summary);
+        // On one trace a candidate's summary is its figures there.
+        assert_eq!(on_trace.chosen.training, chosen.summary);
+        assert_eq!(outcome.training[chosen.index], [chosen.summary]);
+        assert_eq!(on_trace.base.training, outcome.scored[0].summary);
+        for scored in &outcome.scored {
+            let fits = scored.summary.replica_minutes <= hpa_training.replica_minutes;
+            assert_eq!(scored.within_budget, fits, "{scored:?}");
+        }
         match outcome.choice {
-            Choice::WithinBudget(_) => assert!(chosen.summary.replica_minutes <= outcome.budget),
-            Choice::OverBudget(_) => {
-                assert!(outcome.scored.iter().all(|s| s.summary.replica_minutes > outcome.budget))
+            Choice::WithinBudget(_) => {
+                assert!(chosen.summary.replica_minutes <= hpa_training.replica_minutes)
             }
+            Choice::OverBudget(_) => assert!(outcome.scored.iter().all(|s| !s.within_budget)),
         }
         // The validation slice is 12 of the 60 minutes.
-        assert!(outcome.hpa.validation.replica_minutes < hpa_training.replica_minutes);
+        assert!(on_trace.hpa.validation.replica_minutes < hpa_training.replica_minutes);
         // The frontier's points are all scored candidates, cheapest first.
         let costs: Vec<f64> = outcome.frontier.iter().map(|s| s.summary.replica_minutes).collect();
         assert!(costs.windows(2).all(|pair| pair[0] <= pair[1]), "{costs:?}");
+    }
+
+    /// The hour, and the same hour with a tenth of the load: on the quiet one every
+    /// candidate sits at `minReplicas`, so summed figures would rank by the busy hour alone.
+    fn two_traces() -> [Trace; 2] {
+        let busy = hour();
+        let mut quiet = busy.clone();
+        quiet.scale(0.1);
+        [busy, quiet]
+    }
+
+    #[test]
+    fn on_several_traces_a_candidate_stands_where_it_is_worst_and_fits_on_each() {
+        let traces = two_traces();
+        let options = Options { settings: settings(), candidates: 16, seed: 3, budget: None };
+        let outcome = tune(&base(), &traces, &options).expect("tunes");
+        assert_eq!(outcome.traces.len(), 2);
+        let hpa: Vec<Summary> = outcome.traces.iter().map(|t| t.hpa.training).collect();
+        for scored in &outcome.scored {
+            let figures = &outcome.training[scored.index];
+            assert_eq!(figures.len(), 2);
+            // Each candidate's figures are its own replays of each training slice.
+            let alone = run_policy(
+                &outcome.candidates[scored.index].policy,
+                &before(&traces[1], outcome.traces[1].split_at).expect("slices"),
+                &settings(),
+            )
+            .expect("runs");
+            assert_eq!(figures[1], alone.summary);
+            assert_eq!(scored.vs_hpa, VsHpa::worst(figures, &hpa));
+            assert_eq!(
+                scored.summary.replica_minutes,
+                figures[0].replica_minutes + figures[1].replica_minutes
+            );
+            let fits =
+                figures.iter().zip(&hpa).all(|(f, h)| f.replica_minutes <= h.replica_minutes);
+            assert_eq!(scored.within_budget, fits, "{scored:?}");
+        }
+        // Validation on each trace: the chosen candidate's training figures are its own.
+        let chosen = outcome.choice.scored().index;
+        for (t, on_trace) in outcome.traces.iter().enumerate() {
+            assert_eq!(on_trace.chosen.training, outcome.training[chosen][t]);
+            assert_eq!(on_trace.base.training, outcome.training[0][t]);
+            assert!(on_trace.hpa.validation.replica_minutes > 0.0);
+        }
+        // A budget in replica-minutes belongs to one trace.
+        let per_trace = Options { budget: Some(Budget::ReplicaMinutes(100.0)), ..options };
+        let refused = tune(&base(), &traces, &per_trace).expect_err("two traces");
+        assert!(refused.to_string().contains("with 2 traces"), "{refused}");
+        assert!(matches!(tune(&base(), &[], &per_trace), Err(TuneError::NoTrace)));
+    }
+
+    #[test]
+    fn a_budget_as_a_multiple_of_the_hpa_holds_on_every_trace() {
+        let traces = two_traces();
+        let options = Options {
+            settings: settings(),
+            candidates: 16,
+            seed: 3,
+            budget: Some(Budget::VsHpa(1.2)),
+        };
+        let outcome = tune(&base(), &traces, &options).expect("tunes");
+        for scored in &outcome.scored {
+            let fits = outcome.training[scored.index]
+                .iter()
+                .zip(&outcome.traces)
+                .all(|(f, t)| f.replica_minutes <= 1.2 * t.hpa.training.replica_minutes);
+            assert_eq!(scored.within_budget, fits);
+        }
+        assert!(outcome.scored.iter().any(|s| s.within_budget));
     }
 }

@@ -1,7 +1,8 @@
 //! The `tune --plot` chart: every candidate as a dot at its training-slice replica-minutes
 //! (x) and under-provisioned minutes (y), the Pareto frontier as a line through its points,
 //! the HPA's point and the chosen candidate marked, in `simulate`'s colours (the policy blue,
-//! the HPA orange).
+//! the HPA orange). Tuned on several traces, the axes are what the frontier ranks by: each
+//! figure over the HPA's, on the trace where it is worst (the HPA at 1).
 
 use std::error::Error;
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::Outcome;
+use super::frontier::Scored;
 use crate::decide::format_number;
 use crate::sim::plot::PlotError;
 
@@ -42,17 +44,40 @@ fn draw(
     title: &str,
     outcome: &Outcome,
 ) -> Result<(), Box<dyn Error>> {
-    let point = |s: &crate::sim::report::Summary| (s.replica_minutes, s.under_provisioned_minutes);
-    let candidates: Vec<(f64, f64)> = outcome.scored.iter().map(|s| point(&s.summary)).collect();
-    let frontier: Vec<(f64, f64)> = outcome.frontier.iter().map(|s| point(&s.summary)).collect();
-    let hpa = point(&outcome.hpa.training);
-    let chosen = point(&outcome.chosen.training);
+    let several = outcome.traces.len() > 1;
+    // One trace: its own figures; several: the worst ratios the frontier ranks by.
+    let point = |s: &Scored| {
+        if several {
+            (s.vs_hpa.replica_minutes, s.vs_hpa.under_provisioned_minutes)
+        } else {
+            (s.summary.replica_minutes, s.summary.under_provisioned_minutes)
+        }
+    };
+    let candidates: Vec<(f64, f64)> = outcome.scored.iter().map(point).collect();
+    let frontier: Vec<(f64, f64)> = outcome.frontier.iter().map(point).collect();
+    let hpa = if several {
+        let own = outcome.hpa_vs_hpa();
+        (own.replica_minutes, own.under_provisioned_minutes)
+    } else {
+        let own = &outcome.traces[0].hpa.training;
+        (own.replica_minutes, own.under_provisioned_minutes)
+    };
+    let chosen = point(&outcome.choice.scored());
+    let (x_desc, y_desc, x_floor) = if several {
+        (
+            "replica-minutes over the HPA's, worst trace (training slices)",
+            "under-provisioned minutes over the HPA's, worst trace (training slices)",
+            0.01,
+        )
+    } else {
+        ("replica-minutes (training slice)", "under-provisioned minutes (training slice)", 1.0)
+    };
 
     let all = || candidates.iter().chain([&hpa]);
     let (x_low, x_high) =
         all().fold((f64::MAX, f64::MIN), |(low, high), p| (low.min(p.0), high.max(p.0)));
     let y_high = all().map(|p| p.1).fold(0.0, f64::max);
-    let x_pad = ((x_high - x_low) * 0.05).max(1.0);
+    let x_pad = ((x_high - x_low) * 0.05).max(x_floor);
     let x_range = (x_low - x_pad).max(0.0)..x_high + x_pad;
     let y_range = 0.0..(y_high * 1.08).max(1.0);
 
@@ -67,10 +92,10 @@ fn draw(
         .configure_mesh()
         .x_labels(10)
         .y_labels(10)
-        .x_label_formatter(&|v| format_number(*v))
+        .x_label_formatter(&|v| if several { format!("{v:.3}") } else { format_number(*v) })
         .y_label_formatter(&|v| format!("{v:.1}"))
-        .x_desc("replica-minutes (training slice)")
-        .y_desc("under-provisioned minutes (training slice)")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .axis_desc_style((FONT, 15))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
