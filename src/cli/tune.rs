@@ -263,9 +263,7 @@ impl Run<'_> {
                     format!("{} replica-minutes ({multiple}x the HPA's)", minutes(multiple * hpa))
                 }
             }
-            (Budget::VsHpa(1.0), _) => {
-                "the HPA's replica-minutes on every trace".to_owned()
-            }
+            (Budget::VsHpa(1.0), _) => "the HPA's replica-minutes on every trace".to_owned(),
             (Budget::VsHpa(multiple), _) => {
                 format!("{multiple}x the HPA's replica-minutes on every trace")
             }

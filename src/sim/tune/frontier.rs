@@ -213,6 +213,29 @@ mod tests {
     }
 
     #[test]
+    fn a_candidate_that_suits_the_large_trace_alone_is_not_chosen() {
+        // A long busy trace and a short quiet one, the HPA's figures on each.
+        let hpa = [summary(100.0, 10_000.0, 100), summary(2.0, 500.0, 10)];
+        let stand = |index, figures: [Summary; 2]| Scored {
+            index,
+            summary: crate::sim::tune::total(&figures),
+            vs_hpa: VsHpa::worst(&figures, &hpa),
+            within_budget: figures
+                .iter()
+                .zip(&hpa)
+                .all(|(f, h)| f.replica_minutes <= h.replica_minutes),
+        };
+        // 0: 40 minutes fewer on the busy trace, but three times the HPA's on the quiet one
+        // (44 in all against 62); 1: 0.7x the HPA's on both.
+        let all = [
+            stand(0, [summary(40.0, 9_900.0, 90), summary(6.0, 480.0, 9)]),
+            stand(1, [summary(70.0, 9_950.0, 90), summary(1.4, 490.0, 9)]),
+        ];
+        assert_eq!(choose(&all), Some(Choice::WithinBudget(all[1])));
+        assert_eq!(all[1].vs_hpa.under_provisioned_minutes, 0.7);
+    }
+
+    #[test]
     fn on_one_trace_the_ratios_rank_as_the_figures_do() {
         let hpa = [summary(7.3, 1234.5, 17)];
         let own: Vec<Summary> = (0..40)
