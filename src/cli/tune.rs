@@ -15,7 +15,7 @@ use super::{Output, emit, load_policy_or_report};
 use crate::decide::format_number;
 use crate::sim::Settings;
 use crate::sim::report::{Summary, minutes};
-use crate::sim::trace::Trace;
+use crate::sim::trace::{MAX_ROWS, Trace, TraceError};
 use crate::sim::tune::frontier::{Choice, Scored, VsHpa};
 use crate::sim::tune::write::{edits, tuned_policy_text};
 use crate::sim::tune::{Budget, KnobChange, OnTrace, Options, Outcome, Slices, plot, total, tune};
@@ -128,18 +128,29 @@ fn trace_scales(args: &Args) -> anyhow::Result<Vec<f64>> {
     }
 }
 
+/// Loads and scales each trace; all of them together hold at most `max_rows` rows, as one
+/// trace may.
+fn load_traces(paths: &[PathBuf], scales: &[f64], max_rows: usize) -> anyhow::Result<Vec<Trace>> {
+    let mut rows_left = max_rows;
+    let mut traces = Vec::with_capacity(paths.len());
+    for (path, &scale) in paths.iter().zip(scales) {
+        let mut trace = Trace::load_at_most(path, rows_left).map_err(|error| match error {
+            TraceError::TooManyRows { .. } if paths.len() > 1 => anyhow::anyhow!(
+                "{error} (the traces given to tune share {} rows)",
+                format_number(max_rows as f64)
+            ),
+            other => other.into(),
+        })?;
+        rows_left -= trace.rows().len();
+        trace.scale(scale);
+        traces.push(trace);
+    }
+    Ok(traces)
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let scales = trace_scales(&args)?;
-    let traces = args
-        .trace
-        .iter()
-        .zip(&scales)
-        .map(|(path, &scale)| {
-            let mut trace = Trace::load(path)?;
-            trace.scale(scale);
-            Ok(trace)
-        })
-        .collect::<anyhow::Result<Vec<Trace>>>()?;
+    let traces = load_traces(&args.trace, &scales, MAX_ROWS)?;
     let policy = load_policy_or_report(&args.policy)?;
     let Some(scaling) = &policy.scaling else {
         bail!(
@@ -631,4 +642,30 @@ struct JsonChange {
     field: String,
     base: String,
     value: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traces_share_the_rows_one_trace_may_hold() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let paths: Vec<PathBuf> = ["a.csv", "b.csv"]
+            .iter()
+            .map(|name| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, "seconds,ops\n0,1\n60,2\n120,3\n").expect("writable");
+                path
+            })
+            .collect();
+        let loaded = load_traces(&paths, &[1.0, 10.0], 6).expect("6 rows fit");
+        assert_eq!(loaded[1].rows()[2].load, 30.0);
+        let refused = load_traces(&paths, &[1.0, 1.0], 5).expect_err("6 rows do not").to_string();
+        assert!(refused.contains("b.csv:4: more than 2 rows"), "{refused}");
+        assert!(refused.contains("(the traces given to tune share 5 rows)"), "{refused}");
+        // One trace keeps the trace's own message.
+        let alone = load_traces(&paths[..1], &[1.0], 2).expect_err("3 rows").to_string();
+        assert!(alone.ends_with("a.csv:4: more than 2 rows; a trace may hold no more"), "{alone}");
+    }
 }

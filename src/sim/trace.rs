@@ -234,10 +234,16 @@ fn representable(at: Millis) -> bool {
 impl Trace {
     /// Reads and validates a trace file. `file` names it in errors.
     pub fn load(path: &Path) -> Result<Self, TraceError> {
+        Self::load_at_most(path, MAX_ROWS)
+    }
+
+    /// [`Trace::load`] holding at most `max_rows` rows: what is left of [`MAX_ROWS`] when
+    /// several traces are held at once.
+    pub fn load_at_most(path: &Path, max_rows: usize) -> Result<Self, TraceError> {
         let file = path.display().to_string();
         let reader = std::fs::File::open(path)
             .map_err(|source| TraceError::Read { file: file.clone(), source })?;
-        Self::parse(&file, reader)
+        Self::parse_at_most(&file, reader, max_rows)
     }
 
     /// Reads and validates CSV text; `file` names it in errors.
