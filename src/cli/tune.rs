@@ -266,14 +266,13 @@ impl Run<'_> {
     fn budget_text(&self) -> String {
         match (self.outcome.budget, &self.outcome.traces[..]) {
             (Budget::ReplicaMinutes(most), _) => format!("{} replica-minutes", minutes(most)),
-            (Budget::VsHpa(multiple), [one]) => {
-                let hpa = one.hpa.training.replica_minutes;
-                if multiple == 1.0 {
-                    format!("{} replica-minutes (the HPA's)", minutes(hpa))
-                } else {
-                    format!("{} replica-minutes ({multiple}x the HPA's)", minutes(multiple * hpa))
-                }
+            (Budget::VsHpa(1.0), [one]) => {
+                format!("{} replica-minutes (the HPA's)", minutes(one.hpa.training.replica_minutes))
             }
+            (Budget::VsHpa(multiple), [one]) => format!(
+                "{} replica-minutes ({multiple}x the HPA's)",
+                minutes(multiple * one.hpa.training.replica_minutes)
+            ),
             (Budget::VsHpa(1.0), _) => "the HPA's replica-minutes on every trace".to_owned(),
             (Budget::VsHpa(multiple), _) => {
                 format!("{multiple}x the HPA's replica-minutes on every trace")
