@@ -20,7 +20,7 @@ use redis_autopilot::policy::load_policy_str;
 use redis_autopilot::sim::Settings;
 use redis_autopilot::sim::synthetic::{Generator, Kind, Spec};
 use redis_autopilot::sim::trace::{TimeKind, Trace};
-use redis_autopilot::sim::tune::{Options, tune};
+use redis_autopilot::sim::tune::{Options, Search, tune};
 
 const CANDIDATES: usize = 200;
 const DAYS: f64 = 21.0;
@@ -54,6 +54,7 @@ fn main() {
         },
         candidates,
         seed: 1,
+        search: Search::Wide,
         budget: None,
     };
 

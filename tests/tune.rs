@@ -318,6 +318,21 @@ fn on_two_traces_each_gets_its_slices_and_the_choice_fits_both() {
 }
 
 #[test]
+fn a_near_search_is_named_and_changes_few_settings() {
+    let ws = Workspace::new();
+    let result: Value =
+        serde_json::from_str(&stdout(&ws.tune(&["--search", "near", "--output", "json"])))
+            .expect("JSON");
+    assert_eq!(result["search"], "near");
+    for point in result["frontier"].as_array().expect("a list") {
+        let changes = point["changes"].as_array().expect("a list").len();
+        assert!(changes <= 4, "{point}");
+    }
+    let text = stdout(&ws.tune(&[]));
+    assert!(text.contains("candidates        24 (seed 1, wide search)"), "{text}");
+}
+
+#[test]
 fn two_traces_refuse_a_budget_of_one_and_unmatched_scales() {
     let ws = Workspace::new();
     let error = stderr(&ws.tune_both(&["--budget-replica-minutes", "500"]));

@@ -18,7 +18,9 @@ use crate::sim::report::{Summary, minutes};
 use crate::sim::trace::{MAX_ROWS, Trace, TraceError};
 use crate::sim::tune::frontier::{Choice, Scored, VsHpa};
 use crate::sim::tune::write::{edits, tuned_policy_text};
-use crate::sim::tune::{Budget, KnobChange, OnTrace, Options, Outcome, Slices, plot, total, tune};
+use crate::sim::tune::{
+    Budget, KnobChange, OnTrace, Options, Outcome, Search, Slices, plot, total, tune,
+};
 
 /// The subcommand's one-line `about` comes from `cli::Command`; this is the rest of `--help`.
 const AFTER_LONG_HELP: &str = "\
@@ -26,10 +28,11 @@ How it works:
   Candidate 0 is the policy itself; the others vary its scaling settings (every metric's
   target and window and a tail's exceedance, the first metric's statistic and its saturation,
   bursts and seasonal settings, the band or tolerance, the trend's window, and each
-  direction's stabilization, maxStep, period and cooldown), drawn from --seed. Every candidate
-  replays each trace's first four fifths (its training slice) on the simulated cluster
-  `simulate` uses, in parallel on all cores; the HPA (the policy's bounds, its first metric's
-  target per pod) replays each once.
+  direction's stabilization, maxStep, period and cooldown), drawn from --seed: with
+  --search wide (the default) each keeps a setting half of the time, with --search near it
+  changes one or two settings, rarely more. Every candidate replays each trace's first four
+  fifths (its training slice) on the simulated cluster `simulate` uses, in parallel on all
+  cores; the HPA (the policy's bounds, its first metric's target per pod) replays each once.
 
 Several traces:
   Give --trace once per trace, and --trace-scale once for all or once per trace, in order.
@@ -97,6 +100,9 @@ pub struct Args {
     /// Seed of the candidates' draw: the same seed gives the same candidates.
     #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
+    /// How far from the base the candidates go.
+    #[arg(long, value_enum, default_value_t = SearchArg::Wide)]
+    search: SearchArg,
     /// Also draw every candidate, the frontier, the HPA and the choice into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
@@ -106,6 +112,23 @@ pub struct Args {
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SearchArg {
+    /// Each setting kept half of the time, otherwise any of its values: near and far.
+    Wide,
+    /// One or two settings changed per candidate, rarely more: the base's neighbourhood.
+    Near,
+}
+
+impl From<SearchArg> for Search {
+    fn from(search: SearchArg) -> Self {
+        match search {
+            SearchArg::Wide => Search::Wide,
+            SearchArg::Near => Search::Near,
+        }
+    }
 }
 
 fn positive_number(text: &str) -> Result<f64, String> {
@@ -169,8 +192,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(multiple)) => Some(Budget::VsHpa(multiple)),
         (None, None) => None,
     };
-    let options =
-        Options { settings, candidates: args.candidates as usize, seed: args.seed, budget };
+    let options = Options {
+        settings,
+        candidates: args.candidates as usize,
+        seed: args.seed,
+        search: args.search.into(),
+        budget,
+    };
     let outcome = tune(&policy, &traces, &options)
         .with_context(|| format!("cannot tune {}", args.policy.display()))?;
     let run =
@@ -325,12 +353,13 @@ impl Run<'_> {
             )
         };
         text.push_str(&format!(
-            "  cluster           {} ops/s per replica, warm-up {}, starting at {} replicas\n  candidates        {} (seed {})\n\n",
+            "  cluster           {} ops/s per replica, warm-up {}, starting at {} replicas\n  candidates        {} (seed {}, {} search)\n\n",
             format_number(s.capacity_per_replica),
             humantime::format_duration(s.warmup),
             s.initial_replicas,
             o.scored.len(),
             self.options.seed,
+            self.options.search.name(),
         ));
         text.push_str(if self.several() {
             "Pareto frontier on the training slices, cheapest first, with the HPA (figures summed \
@@ -452,6 +481,7 @@ impl Run<'_> {
             warmup_seconds: self.options.settings.warmup.as_secs_f64(),
             candidates: o.scored.len(),
             seed: self.options.seed,
+            search: self.options.search.name(),
             budget_replica_minutes,
             budget_vs_hpa,
             within_budget: matches!(o.choice, Choice::WithinBudget(_)),
@@ -513,13 +543,14 @@ impl Run<'_> {
         let mut lines = vec![
             format!("Tuned by `redis-autopilot tune` from {}.", self.args.policy.display()),
             format!(
-                "{} {}, {} ops/s per replica, warm-up {}, {} candidates (seed {}).",
+                "{} {}, {} ops/s per replica, warm-up {}, {} candidates (seed {}, {} search).",
                 if self.several() { "Traces" } else { "Trace" },
                 labels.join(", "),
                 format_number(s.capacity_per_replica),
                 humantime::format_duration(s.warmup),
                 o.scored.len(),
                 self.options.seed,
+                self.options.search.name(),
             ),
             format!("Chosen {}.", self.choice_sentence()),
         ];
@@ -586,6 +617,8 @@ struct Json {
     warmup_seconds: f64,
     candidates: usize,
     seed: u64,
+    /// `wide` or `near`.
+    search: &'static str,
     /// On one trace, the budget in its replica-minutes.
     #[serde(skip_serializing_if = "Option::is_none")]
     budget_replica_minutes: Option<f64>,

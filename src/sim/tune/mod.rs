@@ -102,6 +102,7 @@ pub struct Options {
     /// How many candidates, the base included (at least 1).
     pub candidates: usize,
     pub seed: u64,
+    pub search: Search,
     /// The most a chosen candidate may cost on the training slices; `None`: the HPA's
     /// replica-minutes on every trace.
     pub budget: Option<Budget>,
@@ -167,13 +168,50 @@ impl Outcome {
     }
 }
 
+/// How far from the base the candidates go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Search {
+    /// Each knob keeps the base's value half of the time and otherwise takes any of its
+    /// values (the base's included): candidates near the base and far from it.
+    Wide,
+    /// One or two knobs changed ([`NEAR_CHANGES`] a draw), each to a value other than the
+    /// base's: the base's neighbourhood, for an author who wants to know what one setting
+    /// more or less would do.
+    Near,
+}
+
+impl Search {
+    /// As `--search` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Search::Wide => "wide",
+            Search::Near => "near",
+        }
+    }
+}
+
+/// Knobs a [`Search::Near`] draw changes on average. A draw that changes none is the base
+/// and is drawn again, so candidates change about 1.9.
+pub const NEAR_CHANGES: f64 = 1.5;
+
 /// The base policy as candidate 0 and `count - 1` distinct seeded variations of it (fewer if
 /// the knobs cannot make that many).
-pub fn candidates(base: &Policy, count: usize, seed: u64) -> Result<Vec<Candidate>, SimError> {
+pub fn candidates(
+    base: &Policy,
+    count: usize,
+    seed: u64,
+    search: Search,
+) -> Result<Vec<Candidate>, SimError> {
     let scaling =
         base.scaling.as_ref().ok_or_else(|| SimError::NoScaling { policy: base.name.clone() })?;
     let knobs = Tunable::all(scaling);
     let domains: Vec<Vec<Setting>> = knobs.iter().map(|knob| knob.domain(base, scaling)).collect();
+    // A knob whose only value is the base's cannot change, so it does not count.
+    let changeable = domains.iter().filter(|domain| domain.len() > 1).count();
+    let (keep_probability, first_pick) = match search {
+        Search::Wide => (0.5, 0),
+        Search::Near => ((1.0 - NEAR_CHANGES / changeable.max(1) as f64).max(0.0), 1),
+    };
     let mut seen: HashSet<Vec<usize>> = HashSet::new();
     let base_choice = vec![0; knobs.len()];
     seen.insert(base_choice);
@@ -187,10 +225,13 @@ pub fn candidates(base: &Policy, count: usize, seed: u64) -> Result<Vec<Candidat
             .iter()
             .enumerate()
             .map(|(k, domain)| {
-                let keep = unit(hash(seed, draw, 2 * k as u64)) < 0.5;
-                let pick =
-                    (unit(hash(seed, draw, 2 * k as u64 + 1)) * domain.len() as f64) as usize;
-                if keep { 0 } else { pick.min(domain.len() - 1) }
+                let keep = unit(hash(seed, draw, 2 * k as u64)) < keep_probability;
+                let picks = domain.len().saturating_sub(first_pick);
+                if keep || picks == 0 {
+                    return 0;
+                }
+                let pick = (unit(hash(seed, draw, 2 * k as u64 + 1)) * picks as f64) as usize;
+                first_pick + pick.min(picks - 1)
             })
             .collect();
         if !seen.insert(choice.clone()) {
@@ -292,7 +333,7 @@ pub fn tune(base: &Policy, traces: &[Trace], options: &Options) -> Result<Outcom
     let training: Vec<Trace> =
         traces.iter().zip(&splits).map(|(t, &at)| before(t, at)).collect::<Result<_, _>>()?;
     let settings = &options.settings;
-    let candidates = candidates(base, options.candidates.max(1), options.seed)?;
+    let candidates = candidates(base, options.candidates.max(1), options.seed, options.search)?;
 
     // Every (candidate, trace) pair is one task, so one long trace does not leave a core
     // idle; the HPA's replays run beside them rather than before.
@@ -468,15 +509,37 @@ mod tests {
     #[test]
     fn candidate_zero_is_the_base_and_the_rest_are_distinct_and_seeded() {
         let base = base();
-        let first = candidates(&base, 50, 7).expect("scaling");
+        let first = candidates(&base, 50, 7, Search::Wide).expect("scaling");
         assert_eq!(first.len(), 50);
         assert_eq!(first[0], Candidate { policy: base.clone(), changes: vec![] });
         assert!(first[1..].iter().all(|c| !c.changes.is_empty()));
         let distinct: HashSet<String> =
             first.iter().map(|c| format!("{:?}", c.policy.scaling)).collect();
         assert_eq!(distinct.len(), 50);
-        assert_eq!(candidates(&base, 50, 7).expect("scaling"), first);
-        assert_ne!(candidates(&base, 50, 8).expect("scaling"), first);
+        assert_eq!(candidates(&base, 50, 7, Search::Wide).expect("scaling"), first);
+        assert_ne!(candidates(&base, 50, 8, Search::Wide).expect("scaling"), first);
+    }
+
+    #[test]
+    fn a_near_search_changes_one_or_two_knobs_and_a_wide_one_many() {
+        let base = crate::policy::load_policy_str(
+            "policies/session-cache.yaml",
+            include_str!("../../../policies/session-cache.yaml"),
+        )
+        .expect("the shipped policy");
+        let changed = |search| -> Vec<usize> {
+            let drawn = candidates(&base, 200, 5, search).expect("scaling");
+            assert_eq!(drawn.len(), 200);
+            drawn[1..].iter().map(|c| c.changes.len()).collect()
+        };
+        let mean = |counts: &[usize]| counts.iter().sum::<usize>() as f64 / counts.len() as f64;
+        let near = changed(Search::Near);
+        assert!(near.iter().all(|&n| n >= 1), "{near:?}");
+        // 1.5 a draw, about 1.9 once draws that change nothing are drawn again.
+        assert!((1.5..=2.4).contains(&mean(&near)), "{}", mean(&near));
+        assert!(near.iter().filter(|&&n| n == 1).count() >= 60, "{near:?}");
+        let wide = changed(Search::Wide);
+        assert!(mean(&wide) > 4.0 * mean(&near), "{} against {}", mean(&wide), mean(&near));
     }
 
     #[test]
@@ -520,7 +583,13 @@ mod tests {
     #[test]
     fn tuning_ranks_on_training_and_reports_validation() {
         let trace = hour();
-        let options = Options { settings: settings(), candidates: 12, seed: 1, budget: None };
+        let options = Options {
+            settings: settings(),
+            candidates: 12,
+            seed: 1,
+            search: Search::Wide,
+            budget: None,
+        };
         let outcome = tune(&base(), std::slice::from_ref(&trace), &options).expect("tunes");
         assert_eq!(outcome.scored.len(), 12);
         assert_eq!(outcome.budget, Budget::HPA);
@@ -561,7 +630,13 @@ mod tests {
     #[test]
     fn on_several_traces_a_candidate_stands_where_it_is_worst_and_fits_on_each() {
         let traces = two_traces();
-        let options = Options { settings: settings(), candidates: 16, seed: 3, budget: None };
+        let options = Options {
+            settings: settings(),
+            candidates: 16,
+            seed: 3,
+            search: Search::Wide,
+            budget: None,
+        };
         let outcome = tune(&base(), &traces, &options).expect("tunes");
         assert_eq!(outcome.traces.len(), 2);
         let hpa: Vec<Summary> = outcome.traces.iter().map(|t| t.hpa.training).collect();
@@ -606,6 +681,7 @@ mod tests {
             settings: settings(),
             candidates: 16,
             seed: 3,
+            search: Search::Wide,
             budget: Some(Budget::VsHpa(1.2)),
         };
         let outcome = tune(&base(), &traces, &options).expect("tunes");

@@ -401,7 +401,8 @@ spec:
         ];
         for (file, text) in shipped {
             let base = load(text);
-            let candidates = super::super::candidates(&base, 50, 3).expect("scales");
+            let candidates =
+                super::super::candidates(&base, 50, 3, super::super::Search::Wide).expect("scales");
             assert_eq!(candidates.len(), 50, "{file}");
             for (index, candidate) in candidates.iter().enumerate() {
                 let written =
@@ -419,7 +420,8 @@ spec:
         let file = "session-cache.yaml";
         let text = include_str!("../../../policies/session-cache.yaml");
         let base = load(text);
-        let candidates = super::super::candidates(&base, 200, 7).expect("scales");
+        let candidates =
+            super::super::candidates(&base, 200, 7, super::super::Search::Wide).expect("scales");
         let seasonal_fields = |c: &&Candidate| {
             c.changes.iter().filter(|k| k.field.starts_with("metrics[0].seasonal.")).count()
         };
@@ -437,7 +439,8 @@ spec:
         let file = "session-cache.yaml";
         let text = include_str!("../../../policies/session-cache.yaml");
         let base = load(text);
-        let candidates = super::super::candidates(&base, 200, 7).expect("scales");
+        let candidates =
+            super::super::candidates(&base, 200, 7, super::super::Search::Wide).expect("scales");
         for field in [
             "metrics[1].target",
             "metrics[1].window",
