@@ -506,6 +506,10 @@ mod tests {
         }
     }
 
+    fn options(candidates: usize, seed: u64, budget: Option<Budget>) -> Options {
+        Options { settings: settings(), candidates, seed, search: Search::Wide, budget }
+    }
+
     #[test]
     fn candidate_zero_is_the_base_and_the_rest_are_distinct_and_seeded() {
         let base = base();
@@ -583,13 +587,7 @@ mod tests {
     #[test]
     fn tuning_ranks_on_training_and_reports_validation() {
         let trace = hour();
-        let options = Options {
-            settings: settings(),
-            candidates: 12,
-            seed: 1,
-            search: Search::Wide,
-            budget: None,
-        };
+        let options = options(12, 1, None);
         let outcome = tune(&base(), std::slice::from_ref(&trace), &options).expect("tunes");
         assert_eq!(outcome.scored.len(), 12);
         assert_eq!(outcome.budget, Budget::HPA);
@@ -630,13 +628,7 @@ mod tests {
     #[test]
     fn on_several_traces_a_candidate_stands_where_it_is_worst_and_fits_on_each() {
         let traces = two_traces();
-        let options = Options {
-            settings: settings(),
-            candidates: 16,
-            seed: 3,
-            search: Search::Wide,
-            budget: None,
-        };
+        let options = options(16, 3, None);
         let outcome = tune(&base(), &traces, &options).expect("tunes");
         assert_eq!(outcome.traces.len(), 2);
         let hpa: Vec<Summary> = outcome.traces.iter().map(|t| t.hpa.training).collect();
@@ -677,13 +669,7 @@ mod tests {
     #[test]
     fn a_budget_as_a_multiple_of_the_hpa_holds_on_every_trace() {
         let traces = two_traces();
-        let options = Options {
-            settings: settings(),
-            candidates: 16,
-            seed: 3,
-            search: Search::Wide,
-            budget: Some(Budget::VsHpa(1.2)),
-        };
+        let options = options(16, 3, Some(Budget::VsHpa(1.2)));
         let outcome = tune(&base(), &traces, &options).expect("tunes");
         for scored in &outcome.scored {
             let fits = outcome.training[scored.index]
