@@ -374,7 +374,10 @@ pub fn tune(base: &Policy, traces: &[Trace], options: &Options) -> Result<Outcom
     // The chosen candidate, the base and the HPA on every whole trace, for the validation
     // slices.
     let chosen = choice.scored().index;
-    let whole = [Some(chosen), Some(0), None];
+    // The base chosen is replayed once, not twice.
+    let whole: &[Option<usize>] =
+        if chosen == 0 { &[Some(0), None] } else { &[Some(chosen), Some(0), None] };
+    let (chosen_runs, base_runs, hpa_runs) = (0, whole.len() - 2, whole.len() - 1);
     let runs: Vec<Run> = (0..whole.len() * width)
         .into_par_iter()
         .map(|task| {
@@ -397,9 +400,9 @@ pub fn tune(base: &Policy, traces: &[Trace], options: &Options) -> Result<Outcom
     let on_traces = (0..width)
         .map(|t| OnTrace {
             split_at: splits[t],
-            chosen: slices(0, t, training_figures[chosen][t]),
-            base: slices(1, t, training_figures[0][t]),
-            hpa: slices(2, t, hpa_training[t]),
+            chosen: slices(chosen_runs, t, training_figures[chosen][t]),
+            base: slices(base_runs, t, training_figures[0][t]),
+            hpa: slices(hpa_runs, t, hpa_training[t]),
         })
         .collect();
     Ok(Outcome {
@@ -614,6 +617,21 @@ mod tests {
         // The frontier's points are all scored candidates, cheapest first.
         let costs: Vec<f64> = outcome.frontier.iter().map(|s| s.summary.replica_minutes).collect();
         assert!(costs.windows(2).all(|pair| pair[0] <= pair[1]), "{costs:?}");
+    }
+
+    #[test]
+    fn a_chosen_base_reports_its_own_replay_on_both_slices() {
+        let traces = [hour()];
+        let outcome = tune(&base(), &traces, &options(1, 1, None)).expect("tunes");
+        assert_eq!(outcome.choice.scored().index, 0);
+        let on_trace = &outcome.traces[0];
+        assert_eq!(on_trace.chosen, on_trace.base);
+        let alone = run_policy(&base(), &traces[0], &settings()).expect("runs");
+        let validation = slice_summary(&alone, &traces[0], 100.0, on_trace.split_at);
+        assert_eq!(on_trace.base.validation, validation);
+        let hpa = run_hpa(&base(), &traces[0], &settings()).expect("runs");
+        let hpa_validation = slice_summary(&hpa, &traces[0], 100.0, on_trace.split_at);
+        assert_eq!(on_trace.hpa.validation, hpa_validation);
     }
 
     /// The hour, and the same hour with a tenth of the load: on the quiet one every
