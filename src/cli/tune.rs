@@ -19,7 +19,7 @@ use crate::sim::trace::{MAX_ROWS, Trace, TraceError};
 use crate::sim::tune::frontier::{Choice, Scored, VsHpa};
 use crate::sim::tune::write::{edits, tuned_policy_text};
 use crate::sim::tune::{
-    Budget, KnobChange, OnTrace, Options, Outcome, Search, Slices, plot, total, tune,
+    Budget, KnobChange, MAX_TRACES, OnTrace, Options, Outcome, Search, Slices, plot, total, tune,
 };
 
 /// The subcommand's one-line `about` comes from `cli::Command`; this is the rest of `--help`.
@@ -140,6 +140,9 @@ fn positive_number(text: &str) -> Result<f64, String> {
 
 /// Each `--trace`'s scale: one `--trace-scale` for all, or one each.
 fn trace_scales(args: &Args) -> anyhow::Result<Vec<f64>> {
+    if args.trace.len() > MAX_TRACES {
+        bail!("{} --trace: tune takes at most {MAX_TRACES}", args.trace.len());
+    }
     match (args.trace_scale.len(), args.trace.len()) {
         (0, traces) => Ok(vec![1.0; traces]),
         (1, traces) => Ok(vec![args.trace_scale[0]; traces]),

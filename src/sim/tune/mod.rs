@@ -43,6 +43,9 @@ use crate::policy::{Policy, Scaling};
 const VALIDATION_FIFTHS: i64 = 1;
 /// The shortest trace that splits: its validation slice is then at least a minute.
 const MIN_TRACE: Millis = 5 * 60_000;
+/// The most traces one run tunes on: every candidate replays each, and keeps a figure per
+/// trace, so their number multiplies the run's time and memory.
+pub const MAX_TRACES: usize = 64;
 /// Draws per candidate asked for before giving up on finding new ones (a small search
 /// space runs out of distinct candidates).
 const DRAWS_PER_CANDIDATE: usize = 20;
@@ -60,6 +63,8 @@ pub enum TuneError {
     TooShort { file: String, minutes: f64 },
     #[error("tune needs at least one trace")]
     NoTrace,
+    #[error("{traces} traces: tune takes at most {MAX_TRACES}")]
+    TooManyTraces { traces: usize },
     #[error(
         "a budget in replica-minutes is one trace's; with {traces} traces, give it as a \
          multiple of the HPA's replica-minutes on each (--budget-vs-hpa)"
@@ -324,6 +329,9 @@ pub fn tune(base: &Policy, traces: &[Trace], options: &Options) -> Result<Outcom
     hpa(base)?;
     if traces.is_empty() {
         return Err(TuneError::NoTrace);
+    }
+    if traces.len() > MAX_TRACES {
+        return Err(TuneError::TooManyTraces { traces: traces.len() });
     }
     let budget = options.budget.unwrap_or(Budget::HPA);
     if matches!(budget, Budget::ReplicaMinutes(_)) && traces.len() > 1 {
@@ -682,6 +690,9 @@ mod tests {
         let refused = tune(&base(), &traces, &per_trace).expect_err("two traces");
         assert!(refused.to_string().contains("with 2 traces"), "{refused}");
         assert!(matches!(tune(&base(), &[], &per_trace), Err(TuneError::NoTrace)));
+        let many = vec![hour(); MAX_TRACES + 1];
+        let refused = tune(&base(), &many, &options).expect_err("too many");
+        assert_eq!(refused.to_string(), "65 traces: tune takes at most 64");
     }
 
     #[test]
