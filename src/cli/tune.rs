@@ -19,7 +19,8 @@ use crate::sim::trace::{MAX_ROWS, Trace, TraceError};
 use crate::sim::tune::frontier::{Choice, Scored, VsHpa};
 use crate::sim::tune::write::{edits, tuned_policy_text};
 use crate::sim::tune::{
-    Budget, KnobChange, MAX_TRACES, OnTrace, Options, Outcome, Search, Slices, plot, total, tune,
+    Budget, KnobChange, MAX_TRACES, OnTrace, Options, Outcome, Search, Slices, TuneError, plot,
+    total, tune,
 };
 
 /// The subcommand's one-line `about` comes from `cli::Command`; this is the rest of `--help`.
@@ -140,8 +141,9 @@ fn positive_number(text: &str) -> Result<f64, String> {
 
 /// Each `--trace`'s scale: one `--trace-scale` for all, or one each.
 fn trace_scales(args: &Args) -> anyhow::Result<Vec<f64>> {
+    // Refused here as well as in `tune`, before any trace is read.
     if args.trace.len() > MAX_TRACES {
-        bail!("{} --trace: tune takes at most {MAX_TRACES}", args.trace.len());
+        return Err(TuneError::TooManyTraces { traces: args.trace.len() }.into());
     }
     match (args.trace_scale.len(), args.trace.len()) {
         (0, traces) => Ok(vec![1.0; traces]),

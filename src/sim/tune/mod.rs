@@ -197,7 +197,7 @@ impl Search {
 
 /// Knobs a [`Search::Near`] draw changes on average. A draw that changes none is the base
 /// and is drawn again, so candidates change about 1.9.
-pub const NEAR_CHANGES: f64 = 1.5;
+const NEAR_CHANGES: f64 = 1.5;
 
 /// The base policy as candidate 0 and `count - 1` distinct seeded variations of it (fewer if
 /// the knobs cannot make that many).
