@@ -179,9 +179,9 @@ pub enum Search {
     /// Each knob keeps the base's value half of the time and otherwise takes any of its
     /// values (the base's included): candidates near the base and far from it.
     Wide,
-    /// One or two knobs changed (1.5 a draw on average, `NEAR_CHANGES`), each to a value other than the
-    /// base's: the base's neighbourhood, for an author who wants to know what one setting
-    /// more or less would do.
+    /// One or two knobs changed (1.5 a draw on average, `NEAR_CHANGES`), each to a value
+    /// other than the base's: the base's neighbourhood, for an author who wants to know what
+    /// one setting more or less would do.
     Near,
 }
 
