@@ -30,6 +30,7 @@ pub use health::{HealthDecision, HealthMemory, HealthReason};
 pub use reason::{
     Adjustment, BurstReading, Reading, ScalingReason, SeasonalReading, number as format_number,
 };
+use scaling::Room;
 pub use scaling::{Learnt, ScalingMemory};
 pub use seasonal::SeasonalForecast;
 
@@ -137,7 +138,7 @@ pub fn decide(
 ) -> Option<ScalingDecision> {
     let scaling = policy.scaling.as_ref()?;
     let (memory, settings) = (&mut memory.scaling, Settings::MayHaveChanged);
-    Some(scaling::decide(scaling, history, fleet, memory, now, settings, Vec::new()))
+    Some(scaling::decide(scaling, history, fleet, memory, now, settings, Room::default()))
 }
 
 /// [`decide`] for one policy over a whole run, as `simulate` and `tune` replay it: the policy
@@ -149,15 +150,15 @@ pub fn decide(
 pub struct Decider<'p> {
     policy: &'p Policy,
     memory: Memory,
-    /// The readings of a decision given back ([`Decider::recycle`]), overwritten at the next:
-    /// a decision then costs no allocation.
-    spare: Vec<Reading>,
+    /// What a decision given back ([`Decider::recycle`]) leaves, overwritten at the next: a
+    /// decision then costs no allocation.
+    spare: Room,
 }
 
 impl<'p> Decider<'p> {
     /// Decides for `policy`, starting from an empty memory.
     pub fn new(policy: &'p Policy) -> Self {
-        Self { policy, memory: Memory::default(), spare: Vec::new() }
+        Self { policy, memory: Memory::default(), spare: Room::default() }
     }
 
     /// As [`decide`] with this decider's policy and memory.
@@ -169,15 +170,15 @@ impl<'p> Decider<'p> {
     ) -> Option<ScalingDecision> {
         let scaling = self.policy.scaling.as_ref()?;
         let (memory, settings) = (&mut self.memory.scaling, Settings::Unchanged);
-        let readings = std::mem::take(&mut self.spare);
-        Some(scaling::decide(scaling, history, fleet, memory, now, settings, readings))
+        let room = std::mem::take(&mut self.spare);
+        Some(scaling::decide(scaling, history, fleet, memory, now, settings, room))
     }
 
     /// Takes back a decision that is no longer needed, so the next one reuses its room.
     pub fn recycle(&mut self, decision: ScalingDecision) {
         let (ScalingDecision::Hold { reason, .. } | ScalingDecision::Scale { reason, .. }) =
             decision;
-        self.spare = reason.readings;
+        self.spare = reason.into();
     }
 
     /// The memory, for the action path to record what it applied.

@@ -67,6 +67,21 @@ impl Learnt {
     }
 }
 
+/// What a decision given back leaves for the next one to fill in place
+/// ([`super::Decider::recycle`]): its readings and its adjustments. A replay decides at every
+/// tick, and building them afresh cost an allocation each time.
+#[derive(Debug, Default)]
+pub(super) struct Room {
+    pub readings: Vec<Reading>,
+    pub adjustments: Vec<Adjustment>,
+}
+
+impl From<ScalingReason> for Room {
+    fn from(reason: ScalingReason) -> Self {
+        Room { readings: reason.readings, adjustments: reason.adjustments }
+    }
+}
+
 /// How long an alert's scale-up request stands if it cannot be met (maxReplicas, failures):
 /// long enough to outlast cooldowns and rate limits, short enough not to pin the fleet.
 const REQUEST_LIFETIME: Duration = Duration::from_secs(600);
@@ -341,8 +356,10 @@ pub(super) fn decide(
     memory: &mut ScalingMemory,
     now: Timestamp,
     settings: Settings,
-    mut readings: Vec<Reading>,
+    room: Room,
 ) -> ScalingDecision {
+    let Room { mut readings, mut adjustments } = room;
+    adjustments.clear();
     let current = fleet.replicas;
     let latest = history.latest();
     let ready = latest.map_or(0, |o| o.ready_count()) as u16;
@@ -392,7 +409,6 @@ pub(super) fn decide(
         read_metric(metric, scaling, &series, current, ready, now, metric_memory, reading);
     }
 
-    let mut adjustments = Vec::new();
     let asked = readings.iter().filter_map(|r| r.desired).max();
     let proposed = asked.unwrap_or(current);
     let mut recommendation = proposed;

@@ -1171,7 +1171,8 @@ fn metrics_on_one_field_read_as_each_alone() {
 }
 
 /// A replay's `Decider`, which compares the policy with its memory once and fills each
-/// decision's readings over the last one's, decides exactly as `decide` does at every tick:
+/// decision's readings and adjustments over the last one's, decides exactly as `decide` does
+/// at every tick:
 /// through ramps up and down, and a metric that goes missing (a reading that was a number
 /// becomes a reason, and back).
 #[test]

@@ -299,6 +299,16 @@ impl Info {
         self.numbers.set(field, value);
     }
 
+    /// Rewrites the first fields [`Info::set_number`] recorded on an `Info` built empty, in
+    /// the order they were recorded, with `values`; any further field stays as it was. For a
+    /// caller that built the `Info` itself and rewrites the same fields at every round (the
+    /// simulator, once per instance per sampling tick): no name is looked up.
+    pub fn overwrite_numbers_in_order(&mut self, values: impl IntoIterator<Item = f64>) {
+        for (entry, value) in self.numbers.entries.iter_mut().zip(values) {
+            entry.value = Value::Number(value);
+        }
+    }
+
     /// A numeric field by name, for policies:
     /// - a top-level field: `instantaneous_ops_per_sec`, `used_memory`, `master_repl_offset`;
     /// - one value of a `key=value` line as `line.key`: `db0.keys`, `slave1.lag`,
@@ -1058,6 +1068,19 @@ mod tests {
         assert_eq!(info.number("db3.keys"), Some(250.0));
         assert_eq!(info.number("synthetic"), Some(2.0));
         assert_ne!(info, Info::parse(MASTER));
+    }
+
+    #[test]
+    fn numbers_are_overwritten_in_the_order_they_were_recorded() {
+        let mut info = Info::new(Role::Replica);
+        info.set_number("instantaneous_ops_per_sec", 0.0);
+        info.set_number("total_commands_processed", 0.0);
+        info.set_number("connected_clients", 10.0);
+        info.overwrite_numbers_in_order([41_200.0, 7e9]);
+        assert_eq!(info.number("instantaneous_ops_per_sec"), Some(41_200.0));
+        assert_eq!(info.number("total_commands_processed"), Some(7e9));
+        // Past the values given, a field keeps its own.
+        assert_eq!(info.number("connected_clients"), Some(10.0));
     }
 
     #[test]

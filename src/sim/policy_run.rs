@@ -210,9 +210,9 @@ fn describe(info: &mut Info, state: &InstanceState, master: Option<u16>, moving:
     // `master_link_status` only exists on replicas.
     info.master_link_up = (role == Role::Replica).then_some(state.ready);
     info.syncing = !state.ready;
-    for field in moving {
-        info.set_number(field.field(), field.value(state));
-    }
+    // `info_template` recorded the moving fields first, in this order.
+    info.overwrite_numbers_in_order(moving.iter().map(|field| field.value(state)));
+    debug_assert!(moving.iter().all(|f| info.number(f.field()) == Some(f.value(state))));
 }
 
 impl Controller for PolicyController<'_> {
@@ -258,8 +258,9 @@ impl Controller for PolicyController<'_> {
     }
 }
 
-/// Every field a simulated instance reports that the policy reads: the `moving` ones
-/// [`describe`] sets, and `connected_clients`, which never moves, if `clients`.
+/// Every field a simulated instance reports that the policy reads: the `moving` ones first,
+/// in their order (which [`describe`] rewrites in place), then `connected_clients`, which
+/// never moves, if `clients`.
 fn info_template(moving: &[Moving], clients: bool) -> Info {
     let mut info = Info::new(Role::Replica);
     for field in moving {
