@@ -212,7 +212,11 @@ fn describe(info: &mut Info, state: &InstanceState, master: Option<u16>, moving:
     info.syncing = !state.ready;
     // `info_template` recorded the moving fields first, in this order.
     info.overwrite_numbers_in_order(moving.iter().map(|field| field.value(state)));
-    debug_assert!(moving.iter().all(|f| info.number(f.field()) == Some(f.value(state))));
+    debug_assert!(
+        moving.iter().all(|f| {
+            info.number(f.field()).map(f64::to_bits) == Some(f.value(state).to_bits())
+        })
+    );
 }
 
 impl Controller for PolicyController<'_> {
