@@ -1,7 +1,7 @@
 //! `redis-autopilot trace generate` end to end: the binary writes per-second synthetic traces
 //! that `simulate` replays with a shipped policy, on which the recommended policy beats the
-//! HPA; the same seed writes the same bytes, and wrong settings are all reported at once. `trace refine` likewise: the seconds of a
-//! per-minute count, replayed.
+//! HPA; the same seed writes the same bytes, and wrong settings are all reported at once.
+//! `trace refine` likewise: the seconds of a per-minute count, replayed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
