@@ -80,9 +80,36 @@ pub async fn instances(base: u16, count: u16) -> Vec<Instance> {
 pub fn serving(instances: &[Instance]) -> Vec<u16> {
     instances
         .iter()
-        .filter(|i| i.role == Role::Master || (i.role == Role::Replica && i.link_up == Some(true)))
+        .filter(|i| serves(i))
         .filter_map(|i| i.id.rsplit(':').next()?.parse().ok())
         .collect()
+}
+
+/// Who serves, in words for the view: "the master alone", "the master and 1 replica", "the
+/// master and 3 replicas"; without a master (a failover under way) "no master, 2 replicas";
+/// and two masters as such, since that is what the autopilot exists to prevent.
+pub fn serving_in_words(instances: &[Instance]) -> String {
+    let count = |role| instances.iter().filter(|i| i.role == role && serves(i)).count();
+    let (masters, replicas) = (count(Role::Master), count(Role::Replica));
+    let replicas_in_words = match replicas {
+        1 => "1 replica".to_owned(),
+        n => format!("{n} replicas"),
+    };
+    match (masters, replicas) {
+        (0, 0) => "none".to_owned(),
+        (0, _) => format!("no master, {replicas_in_words}"),
+        (2.., _) => format!("{masters} masters, {replicas_in_words}"),
+        (_, 0) => "the master alone".to_owned(),
+        _ => format!("the master and {replicas_in_words}"),
+    }
+}
+
+fn serves(instance: &Instance) -> bool {
+    match instance.role {
+        Role::Master => true,
+        Role::Replica => instance.link_up == Some(true),
+        Role::NoAnswer => false,
+    }
 }
 
 async fn info(port: u16) -> Option<Info> {
@@ -119,4 +146,33 @@ pub async fn kill(id: &str) -> Result<(), String> {
     .await
     .unwrap_or(Ok(()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(port: u16, role: Role, link_up: Option<bool>) -> Instance {
+        Instance { id: format!("127.0.0.1:{port}"), role, link_up, lag_bytes: None, ops: None }
+    }
+
+    /// Counts only who serves (a replica whose link is down does not), in singular or plural.
+    #[test]
+    fn who_serves_is_said_in_words() {
+        let master = instance(7000, Role::Master, None);
+        let linked = |port| instance(port, Role::Replica, Some(true));
+        let unlinked = instance(7003, Role::Replica, Some(false));
+        let silent = instance(7004, Role::NoAnswer, None);
+        let cases = [
+            (vec![master.clone(), silent.clone()], "the master alone"),
+            (vec![master.clone(), linked(7001), unlinked.clone()], "the master and 1 replica"),
+            (vec![master.clone(), linked(7001), linked(7002)], "the master and 2 replicas"),
+            (vec![linked(7001), unlinked.clone(), silent.clone()], "no master, 1 replica"),
+            (vec![master.clone(), instance(7005, Role::Master, None)], "2 masters, 0 replicas"),
+            (vec![unlinked, silent], "none"),
+        ];
+        for (instances, words) in cases {
+            assert_eq!(serving_in_words(&instances), words, "{instances:?}");
+        }
+    }
 }

@@ -148,9 +148,9 @@ fn draw_header(frame: &mut Frame, area: Rect, screen: &Screen) {
     };
     let mut second = master;
     second.push(Span::raw(format!(
-        "  ·  {serving} of at most {} instances serving (the master and {} replicas)  ·  target {} ops/s per instance",
+        "  ·  {serving} of at most {} instances serving ({})  ·  target {} ops/s per instance",
         screen.max_instances,
-        serving.saturating_sub(1),
+        super::fleet::serving_in_words(&screen.instances),
         format_number(screen.target),
     )));
     let mut first = vec![Span::raw(format!(
@@ -381,7 +381,7 @@ mod tests {
         let text = text(&terminal);
         assert!(text.contains("master 127.0.0.1:7001 at epoch 2"), "{text}");
         assert!(
-            text.contains("2 of at most 6 instances serving (the master and 1 replicas)"),
+            text.contains("2 of at most 6 instances serving (the master and 1 replica)"),
             "{text}"
         );
         assert!(text.contains("trace 1998-06-26 14:31 at 120x"), "{text}");

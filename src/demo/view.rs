@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::fleet::{self, Role};
+use super::fleet;
 use super::tui::FleetAt;
 use super::{DemoConfig, Feed, describe};
 use crate::decide::{Decision, HealthDecision, ScalingDecision, format_number};
@@ -93,14 +93,13 @@ pub async fn show(
         }
         let elapsed = started.elapsed();
         let at = feed.playback.trace_at(elapsed);
-        let masters = instances.iter().filter(|i| i.role == Role::Master).count();
         say(&format!(
-            "{}  trace {}  load {:>7} ops/s  instances serving {:>2} (the master and {} replicas) {}",
+            "{}  trace {}  load {:>7} ops/s  instances serving {:>2} ({}) {}",
             chrono::Utc::now().format("%H:%M:%S"),
             feed.playback.trace.format_time(at),
             format_number(feed.playback.demand(elapsed)),
             serving.len(),
-            serving.len().saturating_sub(masters.min(1)),
+            fleet::serving_in_words(&instances),
             "#".repeat(serving.len()),
         ));
     }
