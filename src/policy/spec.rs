@@ -663,7 +663,15 @@ pub fn inline_secret_hint(path: &[Segment]) -> Option<&'static str> {
             "secrets are read from bearerTokenEnv or bearerTokenFile, never written in a policy",
         ),
         [Some("spec"), Some("snapshots"), Some("credentials")]
-            if is("accessKeyId") || is("secretAccessKey") || is("accountKey") =>
+            if [
+                "accessKeyId",
+                "secretAccessKey",
+                "sessionToken",
+                "serviceAccountKey",
+                "accountKey",
+            ]
+            .iter()
+            .any(|name| is(name)) =>
         {
             Some(
                 "secrets are read from the field's `Env` or `File` form, never written in a policy",

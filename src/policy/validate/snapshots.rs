@@ -886,6 +886,28 @@ mod tests {
         assert!(problem.message.contains(message), "`{message}` not in {problem}");
     }
 
+    /// A credential written inline is refused with where to read it from instead, and its
+    /// value is never echoed: whichever of the stores' secrets it is.
+    #[rstest]
+    fn an_inline_credential_is_refused_with_a_hint_and_never_echoed(
+        #[values(
+            "accessKeyId",
+            "secretAccessKey",
+            "sessionToken",
+            "serviceAccountKey",
+            "accountKey"
+        )]
+        field: &str,
+    ) {
+        let text = format!(
+            "{HEAD}{TARGET}  snapshots: {{schedule: '0 0 3 * * *', destination: 's3://b', \
+             credentials: {{{field}: s3cr3t-VALUE}}}}\n"
+        );
+        let problem = problem_at(&text, &format!("spec.snapshots.credentials.{field}"));
+        assert!(problem.message.contains("never written in a policy"), "{problem}");
+        assert!(!problem.to_string().contains("s3cr3t-VALUE"), "{problem}");
+    }
+
     fn encrypted(fields: &str) -> String {
         format!(
             "{HEAD}{TARGET}  snapshots: {{schedule: '0 0 3 * * *', destination: 'file:///b', \
