@@ -532,6 +532,42 @@ fn a_failover_of_a_serving_master_needs_force_and_to_names_the_members() {
     assert_eq!(fleet.wait_healthy(Duration::from_secs(20)), new);
 }
 
+/// A human fails over a master that died long ago (`failover: manual`, the page answered
+/// minutes later): every replica's link went down with the master, so none lost it before
+/// the others, and the best of them is promoted. Measured against when the master was lost,
+/// not against now, as the daemon measures it; counted from now, every replica's link was
+/// down for longer than 10 x `downAfter` and the command refused them all.
+#[test]
+fn a_failover_long_after_the_master_died_promotes_a_replica() {
+    let _turn = turn();
+    let fleet = Fleet::start("    downAfter: 1s\n    failover: manual\n");
+    let master = fleet.wait_healthy(Duration::from_secs(20));
+    let replicas: Vec<u16> = fleet.ports().into_iter().filter(|&p| p != master).collect();
+    signal(fleet.pid(master), "KILL");
+    for &port in &replicas {
+        wait_until(
+            Duration::from_secs(60),
+            "every replica's link down for more than 10 x downAfter",
+            || fleet.log(),
+            || {
+                let down = info_field(port, "master_link_down_since_seconds")?;
+                (down.parse::<u64>().ok()? > 10).then_some(())
+            },
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
+        .args(["failover", "--policy"])
+        .arg(&fleet.policy)
+        .output()
+        .expect("run failover");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (new, epoch) = fleet.record().expect("a record");
+    assert!(replicas.contains(&new), "{new} is not one of the replicas {replicas:?}");
+    assert_eq!(epoch, 2);
+    assert_eq!(fleet.wait_healthy(Duration::from_secs(30)), new, "{}", fleet.log());
+}
+
 #[test]
 fn a_daemon_killed_mid_failover_converges_to_one_master_when_restarted() {
     let _turn = turn();

@@ -2,9 +2,10 @@
 //! ranked, and every other instance with why it cannot take over.
 //!
 //! As Sentinel chooses: replicas that are reachable, not syncing, not priority 0, whose link
-//! has not been down for longer than `failing + 10 x downAfter`, that were no more than
-//! `replicaMaxLag` behind while the master served, and that hold data when anyone does; then
-//! lowest `replica-priority`, highest replication offset, smallest run id.
+//! has not been down for longer than `failing + 10 x downAfter` (for a failover a human asks
+//! for, `failing` is how long the freshest replica has been without the master), that were
+//! no more than `replicaMaxLag` behind while the master served, and that hold data when
+//! anyone does; then lowest `replica-priority`, highest replication offset, smallest run id.
 
 use std::fmt;
 use std::time::Duration;
@@ -69,7 +70,35 @@ pub fn successor(
 ) -> Result<Choice, Vec<(InstanceId, String)>> {
     let mut memory = HealthMemory::default();
     let seen = see(input, &mut memory);
-    choose(health, &seen, master, Duration::ZERO, &memory)
+    choose(health, &seen, master, lost_for(&seen, master), &memory)
+}
+
+/// How long the replicas have been without a master that is not serving: the shortest time
+/// any of them reports its link down. It stands for the daemon's `failing`, which a command
+/// run once cannot have watched: a human often fails over minutes after the master died, and
+/// measured from now every replica's link would look stale, though all went down with the
+/// master. A replica that lost its link well before the freshest one still stands out.
+/// Zero while the master serves or a replica still follows it: a link down then is stale.
+fn lost_for(seen: &[Seen<'_>], master: Option<&str>) -> Duration {
+    let mut shortest: Option<u64> = None;
+    for s in seen {
+        let Some(info) = s.answering() else { continue };
+        if Some(s.id()) == master {
+            if info.role == Role::Master {
+                return Duration::ZERO;
+            }
+            continue;
+        }
+        if info.role != Role::Replica {
+            continue;
+        }
+        match (info.master_link_up, info.replication.master_link_down_since_seconds) {
+            (Some(true), _) => return Duration::ZERO,
+            (_, Some(down)) => shortest = Some(shortest.map_or(down, |s| s.min(down))),
+            _ => {}
+        }
+    }
+    shortest.map_or(Duration::ZERO, Duration::from_secs)
 }
 
 /// Ranks the candidates to succeed `master` (`None`: any instance, for bootstrap). `Err` lists

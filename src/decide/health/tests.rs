@@ -751,6 +751,31 @@ fn candidates_rank_by_priority_then_offset_then_run_id() {
     assert!(choice.excluded.is_empty());
 }
 
+/// A failover a human asks for long after the master died measures each replica's link
+/// against the freshest one's, as the daemon measures it against how long the master has
+/// been failing: links that went down with the master are fine however long ago, one that
+/// went down well before them is still stale. While the master serves, a link down is
+/// measured from now.
+#[test]
+fn a_failover_asked_for_long_after_the_death_measures_links_against_the_freshest() {
+    let health = Health { down_after: secs(3), ..Health::default() };
+    let long_dead = Probe::master_dead(4)
+        .links_down(600)
+        .with(2, |i| link_down(i, 610))
+        .with(3, |i| link_down(i, 700));
+    let choice = health::successor(&health, input(&long_dead), Some(&name(0))).expect("candidates");
+    assert_eq!(order(&choice), [name(1), name(2)]);
+    assert_eq!(
+        excluded(&choice.excluded, &name(3)),
+        Some("link down for 700s (more than 10m 30s)")
+    );
+
+    let serving = Probe::healthy(3).with(2, |i| link_down(i, 40));
+    let choice = health::successor(&health, input(&serving), Some(&name(0))).expect("candidates");
+    assert_eq!(order(&choice), [name(1)]);
+    assert_eq!(excluded(&choice.excluded, &name(2)), Some("link down for 40s (more than 30s)"));
+}
+
 fn input(probe: &Probe) -> HealthInput<'_> {
     HealthInput { record: None, members: &probe.members, samples: &probe.samples }
 }
