@@ -7,7 +7,8 @@
 //!
 //! The recorded master *serves* when its probe answers and it reports `role:master`. Let
 //! `failing` be the time since it last served (since this daemon's first probe if it never
-//! did). It is declared down when any of these holds:
+//! did; for the choice of a successor then, at least as long as the freshest replica has been
+//! without it, [`super::choice::lost_for`]). It is declared down when any of these holds:
 //!
 //! 1. **Restarted without its data**: it answers with a new run id holding fewer keys than
 //!    another instance (or, after a daemon restart, holding none while another holds some).
@@ -36,7 +37,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::choice::choose;
+use super::choice::{choose, lost_for};
 use super::{
     Blocked, Candidate, Detection, DownRule, Evidence, HealthDecision, HealthInput, HealthMemory,
     HealthReason, SEED_RETRY, Seen, see,
@@ -137,10 +138,10 @@ pub fn assess(
         }
         return assessment;
     }
-    let since = match (&memory.last_serving, &memory.record_seen) {
-        (Some((served, at)), _) if served == record => *at,
-        (_, Some((_, seen))) => *seen,
-        (_, None) => now,
+    let (since, watched) = match (&memory.last_serving, &memory.record_seen) {
+        (Some((served, at)), _) if served == record => (*at, true),
+        (_, Some((_, seen))) => (*seen, false),
+        (_, None) => (now, false),
     };
     let failing = (now - since).to_std().unwrap_or_default();
     // Unfinished promotion: the record names it, it holds the most data, nothing else serves.
@@ -232,8 +233,14 @@ pub fn assess(
     };
     let choice = match blocked {
         Some(blocked) => Err(blocked),
-        None => choose(health, &seen, Some(master.id()), failing, memory)
-            .map_err(|excluded| Blocked::NoCandidate { excluded }),
+        None => {
+            // Not seen serving since this daemon started: the replicas know better how long
+            // the master has been gone (`lost_for`).
+            let failing =
+                if watched { failing } else { failing.max(lost_for(&seen, Some(master.id()))) };
+            choose(health, &seen, Some(master.id()), failing, memory)
+        }
+        .map_err(|excluded| Blocked::NoCandidate { excluded }),
     };
     match choice {
         Ok(choice) => {

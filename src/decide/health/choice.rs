@@ -2,10 +2,10 @@
 //! ranked, and every other instance with why it cannot take over.
 //!
 //! As Sentinel chooses: replicas that are reachable, not syncing, not priority 0, whose link
-//! has not been down for longer than `failing + 10 x downAfter` (for a failover a human asks
-//! for, `failing` is how long the freshest replica has been without the master), that were
-//! no more than `replicaMaxLag` behind while the master served, and that hold data when
-//! anyone does; then lowest `replica-priority`, highest replication offset, smallest run id.
+//! has not been down for longer than `failing + 10 x downAfter` (`failing` at least as long
+//! as the freshest replica has been without the master), that were no more than
+//! `replicaMaxLag` behind while the master served, and that hold data when anyone does; then
+//! lowest `replica-priority`, highest replication offset, smallest run id.
 
 use std::fmt;
 use std::time::Duration;
@@ -74,12 +74,13 @@ pub fn successor(
 }
 
 /// How long the replicas have been without a master that is not serving: the shortest time
-/// any of them reports its link down. It stands for the daemon's `failing`, which a command
-/// run once cannot have watched: a human often fails over minutes after the master died, and
-/// measured from now every replica's link would look stale, though all went down with the
-/// master. A replica that lost its link well before the freshest one still stands out.
-/// Zero while the master serves or a replica still follows it: a link down then is stale.
-fn lost_for(seen: &[Seen<'_>], master: Option<&str>) -> Duration {
+/// any of them reports its link down. It stands for `failing` where nobody watched the master
+/// fail: a command runs once, and a daemon that started (or took the lease) after the master
+/// died has watched only since its first probe. Measured from then, every replica's link
+/// would look stale though all went down with the master, and nothing could ever take over.
+/// A replica that lost the master well before the freshest one still stands out. Zero while
+/// the master serves or a replica still follows it: a link down then is stale.
+pub(super) fn lost_for(seen: &[Seen<'_>], master: Option<&str>) -> Duration {
     let mut shortest: Option<u64> = None;
     for s in seen {
         let Some(info) = s.answering() else { continue };

@@ -776,6 +776,18 @@ fn a_failover_asked_for_long_after_the_death_measures_links_against_the_freshest
     assert_eq!(excluded(&choice.excluded, &name(2)), Some("link down for 40s (more than 30s)"));
 }
 
+/// A daemon that starts (or takes the lease) after the master died has watched it fail for
+/// one probe, but every replica's link has been down for ten minutes: all went down with the
+/// master, so one is promoted, as it would be by a daemon that had watched all along.
+#[test]
+fn a_daemon_that_starts_after_the_master_died_still_fails_over() {
+    let mut run = Run::new();
+    let assessment = run.assess(&Probe::master_dead(3).links_down(600), 0);
+    let (_, to, _, _, choice) = failover(&assessment);
+    assert_eq!(to, name(1));
+    assert!(choice.excluded.is_empty(), "{choice:?}");
+}
+
 fn input(probe: &Probe) -> HealthInput<'_> {
     HealthInput { record: None, members: &probe.members, samples: &probe.samples }
 }
