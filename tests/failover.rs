@@ -544,17 +544,7 @@ fn a_failover_long_after_the_master_died_promotes_a_replica() {
     let master = fleet.wait_healthy(Duration::from_secs(20));
     let replicas: Vec<u16> = fleet.ports().into_iter().filter(|&p| p != master).collect();
     signal(fleet.pid(master), "KILL");
-    for &port in &replicas {
-        wait_until(
-            Duration::from_secs(60),
-            "every replica's link down for more than 10 x downAfter",
-            || fleet.log(),
-            || {
-                let down = info_field(port, "master_link_down_since_seconds")?;
-                (down.parse::<u64>().ok()? > 10).then_some(())
-            },
-        );
-    }
+    wait_links_down_longer_than(&fleet, &replicas, 10);
     let out = Command::new(env!("CARGO_BIN_EXE_redis-autopilot"))
         .args(["failover", "--policy"])
         .arg(&fleet.policy)
@@ -566,6 +556,40 @@ fn a_failover_long_after_the_master_died_promotes_a_replica() {
     assert!(replicas.contains(&new), "{new} is not one of the replicas {replicas:?}");
     assert_eq!(epoch, 2);
     assert_eq!(fleet.wait_healthy(Duration::from_secs(30)), new, "{}", fleet.log());
+}
+
+/// The daemon and the master die together (one node lost): the daemon comes back only after
+/// every replica's link has been down for more than 10 x `downAfter`. It never saw the master
+/// serve, yet the replicas went down with it, so it fails over; measured from its own first
+/// probe, every replica was stale and it never did.
+#[test]
+fn a_daemon_back_long_after_the_master_died_fails_over() {
+    let _turn = turn();
+    let mut fleet = Fleet::start("    downAfter: 1s\n");
+    let master = fleet.wait_healthy(Duration::from_secs(20));
+    let replicas: Vec<u16> = fleet.ports().into_iter().filter(|&p| p != master).collect();
+    fleet.kill_daemon();
+    signal(fleet.pid(master), "KILL");
+    wait_links_down_longer_than(&fleet, &replicas, 10);
+    fleet.spawn_daemon();
+    let new = fleet.wait_healthy(Duration::from_secs(30));
+    assert!(replicas.contains(&new), "{new} is not one of the replicas {replicas:?}");
+    assert_eq!(fleet.record(), Some((new, 2)));
+}
+
+/// Waits until each of `replicas` reports its master link down for more than `seconds`.
+fn wait_links_down_longer_than(fleet: &Fleet, replicas: &[u16], seconds: u64) {
+    for &port in replicas {
+        wait_until(
+            Duration::from_secs(60),
+            &format!("127.0.0.1:{port}'s master link down for more than {seconds}s"),
+            || fleet.log(),
+            || {
+                let down = info_field(port, "master_link_down_since_seconds")?;
+                (down.parse::<u64>().ok()? > seconds).then_some(())
+            },
+        );
+    }
 }
 
 #[test]

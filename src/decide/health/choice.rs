@@ -166,7 +166,11 @@ fn exclusion(
     if info.syncing {
         return Some("still syncing".into());
     }
-    let stale = failing + health.down_after * 10;
+    // To the millisecond: `failing` is measured between clock readings, and nanoseconds in a
+    // reason say nothing.
+    let stale = Duration::from_millis(
+        u64::try_from((failing + health.down_after * 10).as_millis()).unwrap_or(u64::MAX),
+    );
     if let Some(down) = info.replication.master_link_down_since_seconds
         && Duration::from_secs(down) > stale
     {
