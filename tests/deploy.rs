@@ -975,10 +975,11 @@ fn the_dockerfile_builds_what_the_deployment_runs() {
     assert!(version(toolchain) >= version(minimum), "rust {toolchain} < rust-version {minimum}");
 }
 
-/// The example NetworkPolicy selects the daemon's pods, admits only Prometheus and
-/// Alertmanager and only on the port the Deployment serves, and the Redis pods only on the
-/// port a one-shot master listens on while a snapshot is loaded into one (or into the
-/// verifier); and lets the daemon reach DNS, the Redis port and the verifier's, and the
+/// The example NetworkPolicy selects the daemon's pods, admits only Prometheus, Alertmanager
+/// and the daemon's other replicas (alerts forwarded to a policy's leader) and only on the port
+/// the Deployment serves, and the Redis pods only on the port a one-shot master listens on
+/// while a snapshot is loaded into one (or into the verifier); and lets the daemon reach DNS,
+/// the Redis port and the verifier's, its other replicas on the port they serve, and the
 /// verifier's pod reach only that port of the daemon's.
 #[test]
 fn the_network_policy_admits_only_scrapes_and_alerts_on_the_daemons_port() {
@@ -1008,7 +1009,10 @@ fn the_network_policy_admits_only_scrapes_and_alerts_on_the_daemons_port() {
     let seed = redis_autopilot::snapshot::SEED_PORT.to_string();
     let expected = [
         (vec!["redis".to_owned(), "redis-autopilot-verifier".to_owned()], vec![seed.clone()]),
-        (vec!["prometheus".to_owned(), "alertmanager".to_owned()], vec!["9187".to_owned()]),
+        (
+            vec!["prometheus".to_owned(), "alertmanager".to_owned(), "redis-autopilot".to_owned()],
+            vec!["9187".to_owned()],
+        ),
     ];
     assert_eq!(rules, expected);
     assert!(container_ports.contains(&"9187".to_owned()), "{container_ports:?}");
@@ -1035,6 +1039,17 @@ fn the_network_policy_admits_only_scrapes_and_alerts_on_the_daemons_port() {
         verifier_egress,
         [(vec!["redis-autopilot-verifier".to_owned()], vec!["6379".to_owned()])]
     );
+    // A standby forwards alerts to the leader of their policy on the port it serves.
+    let to_replicas: Vec<Vec<String>> = spec
+        .egress
+        .iter()
+        .flatten()
+        .filter(|rule| {
+            names(rule.to.iter().flatten().map(|p| &p.pod_selector)) == ["redis-autopilot"]
+        })
+        .map(|rule| ports(&rule.ports))
+        .collect();
+    assert_eq!(to_replicas, [vec!["9187".to_owned()]]);
     let verifier: NetworkPolicy =
         find(&manifests, "NetworkPolicy", "redis-autopilot-verifier").typed();
     let spec = verifier.spec.expect("spec");

@@ -42,7 +42,8 @@ pub struct Args {
     /// client's namespace].
     #[arg(long, value_name = "NS", requires = "resources", conflicts_with = "all_namespaces")]
     resources_namespace: Option<String>,
-    /// Run the RedisPolicy objects of every namespace (a ClusterRole, deploy/cluster-wide).
+    /// Run the RedisPolicy objects of every namespace (the rules of
+    /// deploy/base/rbac-policies.yaml in a ClusterRole: docs/deploy.md).
     #[arg(long, requires = "resources")]
     all_namespaces: bool,
     /// Decide and report every action (logs, metrics, /v1/decisions) without performing it.
