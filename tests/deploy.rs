@@ -476,6 +476,13 @@ fn the_deployment_runs_two_hardened_probed_daemons() {
         .collect();
     assert_eq!(env.get("POD_NAME").map(String::as_str), Some("metadata.name"));
     assert_eq!(env.get("POD_NAMESPACE").map(String::as_str), Some("metadata.namespace"));
+    // The advertised URL and the one-shot master's address.
+    assert_eq!(env.get("POD_IP").map(String::as_str), Some("status.podIP"));
+    // Each variable once: the API server warns of a duplicate, and a client-side apply that
+    // merges the list by name can drop both.
+    let names: Vec<&str> = container.env.iter().flatten().map(|e| e.name.as_str()).collect();
+    let distinct: BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(names.len(), distinct.len(), "a variable set twice: {names:?}");
 }
 
 /// `--flag=value` arguments of the container, by flag.

@@ -59,9 +59,10 @@ fn rust_files(path: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// The production lines of a file: comments dropped, a `#[cfg(test)]` item declared out of
-/// line (`mod tests;`, a `use`) skipped, and nothing from an inline test module on (it closes
-/// the file, as rustfmt and the style guide keep it).
+/// The production lines of a file: comments dropped, and each `#[cfg(test)]` item skipped,
+/// whole and only it: one declared out of line (`mod tests;`, a `use`), or a block to its
+/// closing brace (the test module, or a test-only helper in the middle of an `impl`, after
+/// which the file's production code goes on and is read).
 fn code_lines(path: &Path) -> Vec<(usize, String)> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     if name.ends_with("tests.rs") {
@@ -75,16 +76,40 @@ fn code_lines(path: &Path) -> Vec<(usize, String)> {
     let mut code = Vec::new();
     while let Some((n, line)) = lines.next() {
         if line.trim() == "#[cfg(test)]" {
-            match lines.next() {
-                Some((_, item)) if item.trim_end().ends_with(';') => continue,
-                _ => break,
-            }
+            skip_item(&mut lines);
+            continue;
         }
         if !line.trim().is_empty() {
             code.push((n, line));
         }
     }
     code
+}
+
+/// Consumes one item from `lines`: its attributes, then either a line ending in `;` with no
+/// block, or everything up to the brace that closes the block it opens.
+fn skip_item(lines: &mut impl Iterator<Item = (usize, String)>) {
+    let mut depth = 0i64;
+    let mut opened = false;
+    for (_, line) in lines.by_ref() {
+        let trimmed = line.trim();
+        if !opened && (trimmed.is_empty() || trimmed.starts_with("#[")) {
+            continue;
+        }
+        for c in line.chars() {
+            match c {
+                '{' => {
+                    depth += 1;
+                    opened = true;
+                }
+                '}' => depth -= 1,
+                _ => {}
+            }
+        }
+        if opened && depth <= 0 || !opened && trimmed.ends_with(';') {
+            return;
+        }
+    }
 }
 
 /// Every `crate::name` a line refers to.
@@ -152,11 +177,15 @@ fn a_breach_of_the_boundary_is_caught() {
         src.path().join("decide/bad.rs"),
         "use crate::cluster::Member;\nfn f() { let _ = std::fs::read(\"x\"); }\n\
          #[cfg(test)]\nmod fixture;\nasync fn g() { h().await }\nuse crate::{sample::Endpoint};\n\
+         impl S {\n    #[cfg(test)]\n    #[allow(dead_code)]\n    fn held(&self) -> usize {\n\
+         \x20       if true { std::fs::read(\"y\"); }\n        0\n    }\n\
+         \x20   fn later(&self) { std::time::Instant::now(); }\n}\n\
          #[cfg(test)]\nmod tests { use crate::sample::Endpoint; }\n",
     )
     .expect("write");
     let found = breaches(src.path());
     let lines: Vec<&str> = found.iter().map(String::as_str).collect();
+    // A test-only helper is skipped, and only it: the code after it is read.
     assert_eq!(
         lines,
         [
@@ -165,6 +194,7 @@ fn a_breach_of_the_boundary_is_caught() {
             "decide/bad.rs:5: `decide` may not use `async`",
             "decide/bad.rs:5: `decide` may not use `.await`",
             "decide/bad.rs:6: `decide` may not use `crate::{`",
+            "decide/bad.rs:14: `decide` may not use `Instant::now`",
         ],
         "{found:#?}"
     );

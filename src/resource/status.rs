@@ -89,7 +89,9 @@ pub struct LastAction {
     pub reason: String,
 }
 
-/// The last failover or switchover, with how long it took.
+/// The last failover this daemon applied (a master replaced after it went down), with how long
+/// it took. Switchovers (a scale-down handing the master over, `failover --graceful`) are not
+/// recorded here; their Events and decisions are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LastFailover {
