@@ -313,6 +313,50 @@ fn no_module_under_src_reaches_back_to_itself() {
     assert!(found.is_empty(), "import circles among the modules under src/:\n{}", found.join("\n"));
 }
 
+/// The graph `docs/architecture.md` draws, by module in its order: the code block after the
+/// line that introduces it, one `module -> a, b` (or `-> nothing`) per line.
+fn drawn_graph(doc: &str) -> Vec<(String, BTreeSet<String>)> {
+    let after = doc
+        .split_once("compares the graph with the one drawn here")
+        .expect("architecture.md introduces the drawn graph")
+        .1;
+    let block = after.split("```").nth(1).expect("a code block after it");
+    block
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let (from, to) =
+                line.split_once("->").unwrap_or_else(|| panic!("not `a -> b`: {line}"));
+            let to = match to.trim() {
+                "nothing" => BTreeSet::new(),
+                list => list.split(',').map(|name| name.trim().to_owned()).collect(),
+            };
+            (from.trim().to_owned(), to)
+        })
+        .collect()
+}
+
+/// `docs/architecture.md`'s module graph is the code's, edge for edge, and its order is one
+/// the code keeps: each module names only modules drawn below it.
+#[test]
+fn the_drawn_module_graph_is_the_code_s() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/architecture.md")).expect("architecture.md");
+    let drawn = drawn_graph(&doc);
+    let actual: BTreeMap<String, BTreeSet<String>> = module_graph(&root.join("src"))
+        .into_iter()
+        .map(|(from, to)| (from, to.into_keys().collect()))
+        .collect();
+    let drawn_map: BTreeMap<String, BTreeSet<String>> = drawn.iter().cloned().collect();
+    assert_eq!(drawn_map, actual, "docs/architecture.md draws another module graph");
+    for (at, (from, to)) in drawn.iter().enumerate() {
+        let below: BTreeSet<&String> = drawn[at + 1..].iter().map(|(name, _)| name).collect();
+        for name in to {
+            assert!(below.contains(name), "`{from}` names `{name}`, which is not drawn below it");
+        }
+    }
+}
+
 /// The check itself: a circle through a grouped import, two modules deep, is caught and
 /// printed with the file of each edge; test modules and comments do not count.
 #[test]

@@ -53,7 +53,7 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum TraceCommand {
-    /// Write a synthetic load trace (CSV: time,load) for `simulate`.
+    /// Write a synthetic load trace (CSV with the header `time,ops_per_sec`) for `simulate`.
     Generate(GenerateArgs),
     /// Draw the seconds of a trace of request counts per minute (or any period): clustered
     /// random arrivals at each row's rate.
@@ -134,10 +134,10 @@ struct GenerateArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true, default_value_t = DEFAULTS.crowds_per_day)]
     crowds_per_day: f64,
     /// flash-crowd: the least a crowd multiplies the load by at its top (each draws 1x to 1.5x
-    /// this).
+    /// this); 1 to 100.
     #[arg(long, value_name = "X", allow_negative_numbers = true, default_value_t = DEFAULTS.crowd_factor)]
     crowd_factor: f64,
-    /// slow-ramp: the level at the end over the level at the start, >= 1.
+    /// slow-ramp: the level at the end over the level at the start; 1 to 1000.
     #[arg(long, value_name = "X", allow_negative_numbers = true, default_value_t = DEFAULTS.growth)]
     growth: f64,
     /// Write the CSV here [default: stdout].

@@ -6,7 +6,8 @@
 //!   decides, hands each decision to [`crate::act`] and records what became of it.
 //! - [`master_watch`]: an idle connection to the recorded master, so its death triggers a
 //!   health probe at once.
-//! - [`leader`]: the Lease election that decides whether this daemon acts on StatefulSets.
+//! - [`leader`]: the Lease elections, one per policy on a StatefulSet, that decide whether
+//!   this daemon acts on it.
 //! - [`policies`]: the policies of a directory and of RedisPolicy objects, loaded at start
 //!   and reloaded on change.
 //! - [`resources`]: RedisPolicy objects as a policy source, and the writer of their status.
@@ -15,7 +16,8 @@
 //! - [`metrics`]: every Prometheus metric, in one explicit registry.
 //! - [`requests`]: what code beside the daemon may ask of it (a snapshot now, a pause).
 //! - [`status`]: readiness and the ring of recent decisions, shared by loops and handlers.
-//! - [`http`]: `/healthz`, `/readyz`, `/metrics`, `/v1/decisions`, `/v1/alerts`.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics`, `/v1/decisions`, `/v1/policies`,
+//!   `/v1/alerts`.
 
 pub mod http;
 pub mod leader;
