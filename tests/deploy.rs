@@ -72,21 +72,15 @@ const EXPECTED_RULES: &[Rule] = &[
         names: &[],
         verbs: &["list"],
     },
-    // Find the target StatefulSet, its selector and annotations (master record).
-    Rule {
-        namespace: "cache",
-        group: "apps",
-        resource: "statefulsets",
-        names: &[],
-        verbs: &["get"],
-    },
-    // Write the master record: annotations redis-autopilot.io/master and .../epoch.
+    // Find the target StatefulSet, its selector and annotations (master record), and write
+    // the master record: annotations redis-autopilot.io/master, .../epoch and .../claim. Only
+    // that StatefulSet, by name.
     Rule {
         namespace: "cache",
         group: "apps",
         resource: "statefulsets",
         names: &["redis-session"],
-        verbs: &["patch"],
+        verbs: &["get", "patch"],
     },
     // Read and set replicas through the scale subresource (the patch under a resourceVersion).
     Rule {
