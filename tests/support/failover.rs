@@ -67,9 +67,11 @@ pub fn signal(pid: u32, signal: &str) {
     assert!(status.is_ok_and(|s| s.success()), "kill -{signal} {pid}");
 }
 
-/// A local fleet of three under the daemon, with the daemon's log in the temp dir.
+/// A local fleet under the daemon (three instances unless [`Fleet::start_with`] says), with
+/// the daemon's log in the temp dir.
 pub struct Fleet {
     pub base: u16,
+    instances: u16,
     pub data: PathBuf,
     pub policy: PathBuf,
     pub log: PathBuf,
@@ -81,9 +83,14 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn start(health: &str) -> Self {
+        Self::start_with(INSTANCES, health)
+    }
+
+    /// A fleet of `instances`, `extra` appended to the policy's spec as [`Fleet::start`] does.
+    pub fn start_with(instances: u16, health: &str) -> Self {
         let server = require("redis-server", "redis-server");
         let dir = tempfile::tempdir().expect("temp dir");
-        let base = super::free_ports(INSTANCES);
+        let base = super::free_ports(instances);
         let data = dir.path().join("data");
         let policies = dir.path().join("policies");
         std::fs::create_dir(&policies).expect("policy dir");
@@ -106,8 +113,8 @@ spec:
     interval: 1s
     timeout: 500ms
   scaling:
-    minReplicas: {INSTANCES}
-    maxReplicas: {INSTANCES}
+    minReplicas: {instances}
+    maxReplicas: {instances}
     metrics:
       - redis: instantaneous_ops_per_sec
         target: 1000000
@@ -125,7 +132,8 @@ spec:
         .expect("write the policy");
         let log = dir.path().join("daemon.log");
         let listen = String::new();
-        let mut fleet = Self { base, data, policy, log, listen, daemon: None, _dir: dir };
+        let mut fleet =
+            Self { base, instances, data, policy, log, listen, daemon: None, _dir: dir };
         fleet.spawn_daemon();
         fleet.wait_healthy(Duration::from_secs(30));
         fleet
@@ -234,7 +242,7 @@ spec:
             || {
                 let (master, _) = self.record()?;
                 (info_field(master, "role")? == "master").then_some(())?;
-                for port in (0..INSTANCES).map(|o| self.port(o)).filter(|&p| p != master) {
+                for port in self.ports().into_iter().filter(|&p| p != master) {
                     (info_field(port, "role")? == "slave").then_some(())?;
                     (info_field(port, "master_port")? == master.to_string()).then_some(())?;
                     (info_field(port, "master_link_status")? == "up").then_some(())?;
@@ -247,7 +255,7 @@ spec:
                 // acknowledges (`WAIT`) proves the stream flows to each.
                 let mut connection = connect(master, Duration::from_millis(500))?;
                 redis::cmd("PUBLISH").arg("healthy").arg(1).query::<i64>(&mut connection).ok()?;
-                let replicas = INSTANCES - 1;
+                let replicas = self.instances - 1;
                 let acked: u16 =
                     redis::cmd("WAIT").arg(replicas).arg(500).query(&mut connection).ok()?;
                 (acked == replicas).then_some(master)
@@ -256,7 +264,7 @@ spec:
     }
 
     pub fn ports(&self) -> Vec<u16> {
-        (0..INSTANCES).map(|o| self.port(o)).collect()
+        (0..self.instances).map(|o| self.port(o)).collect()
     }
 }
 
@@ -274,7 +282,7 @@ impl Drop for Fleet {
             let _ = child.wait();
         }
         // Instances adopted after a daemon restart, or hung: make sure none outlives the test.
-        for ordinal in 0..INSTANCES {
+        for ordinal in 0..self.instances {
             let path = self.data.join(ordinal.to_string()).join("redis.pid");
             if let Ok(pid) = std::fs::read_to_string(path) {
                 let _ =

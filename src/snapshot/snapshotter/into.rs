@@ -134,13 +134,12 @@ impl Snapshotter {
                 source: crate::cluster::ClusterError::Busy { claim: claim.clone() },
             });
         }
-        let members: Vec<Member> = cluster
+        let (members, down): (Vec<Member>, Vec<Member>) = cluster
             .members()
             .await
             .map_err(failed("list the members"))?
             .into_iter()
-            .filter(|m| m.gone.is_none())
-            .collect();
+            .partition(|m| m.gone.is_none());
         let old = members.iter().find(|m| m.id == record.instance).cloned();
         // The instance to load: a replica when there is one (the recorded master is never
         // made a replica of anything but a recorded master), else the master of a fleet of one.
@@ -158,7 +157,13 @@ impl Snapshotter {
         // object's first bytes now (the download is dropped), before anything is changed.
         drop(self.checked_payload(manifest, &server).await?);
 
-        let holding = self.holding_data(&members, step).await;
+        // A member that is down cannot say what it holds, and it comes back to resync from
+        // the restored master: it counts as holding data, never as empty.
+        let mut holding: Vec<String> = down
+            .iter()
+            .map(|m| format!("{} cannot be asked ({})", m.id, m.gone.as_deref().unwrap_or("down")))
+            .collect();
+        holding.extend(self.holding_data(&members, step).await);
         let mut pre_restore_snapshot = None;
         if !holding.is_empty() {
             if !options.force {
@@ -243,8 +248,9 @@ impl Snapshotter {
     }
 
     /// Under the claim: load `target` from a seed, record it at `epoch`, demote the old
-    /// master, promote `target`, repoint the others. On a failure before `target` is
-    /// recorded, it is pointed back at the old master.
+    /// master, promote `target`, repoint the others. On a failure of the load, `target` is
+    /// pointed back at the old master (made master again when it is the old master: a fleet
+    /// of one).
     #[allow(clippy::too_many_arguments)]
     async fn load_and_promote<C: Cluster>(
         &self,
@@ -278,10 +284,18 @@ impl Snapshotter {
         let loaded = match self.load_from_seed(target, payload, limits, progress, pointed).await {
             Ok(loaded) => loaded,
             Err(error) => {
-                if let Some(old) = old.filter(|o| o.id != target.id)
-                    && let Err(back) = cluster.repoint(target, old).await
-                {
-                    tracing::warn!(instance = %target.id, error = %crate::errors::chain(&back), "cannot point the target back at the master after a failed restore");
+                let back = match old {
+                    Some(old) if old.id != target.id => cluster.repoint(target, old).await,
+                    // A fleet of one: the recorded master itself was pointed at the seed, and
+                    // the record still names it, so it serves again (a failed load from disk
+                    // left its data as it was; an empty one stays empty).
+                    Some(_) => {
+                        redis_admin::replicaof(target, None, &self.access, options.timeout).await
+                    }
+                    None => Ok(()),
+                };
+                if let Err(back) = back {
+                    tracing::warn!(instance = %target.id, error = %crate::errors::chain(&back), "cannot put the target back as it was after a failed restore");
                 }
                 return Err(error);
             }
