@@ -520,6 +520,85 @@ fn the_daemon_takes_scheduled_snapshots_and_dry_run_uploads_nothing() {
     }
 }
 
+/// A credential only the snapshots read (the store's, from files a Secret mounts) missing
+/// when the daemon loads the policy: the policy runs, the failure is counted, and once the
+/// files are there the next snapshot (one an alert asks for) is taken. The schedule used to
+/// be dropped until the policy changed, and with it every later firing and failure count,
+/// so the alerts on both went quiet.
+#[test]
+fn snapshots_wait_for_credentials_mounted_late() {
+    let master = Redis::master();
+    let moto = MotoServer::start();
+    moto.create_bucket("late");
+    let work = tempfile::tempdir().expect("temp dir");
+    let policies = work.path().join("policies");
+    std::fs::create_dir_all(&policies).expect("dir");
+    let (key, secret) = (work.path().join("key"), work.path().join("secret"));
+    let mut text = policy_text(&[&master], &s3_snapshots(&moto.endpoint(), "late"));
+    text.push_str(&format!(
+        "    credentials: {{accessKeyIdFile: '{}', secretAccessKeyFile: '{}'}}\n    source: master\n\
+         \x20 alerts: [{{alertname: BackupNow, action: snapshot}}]\n",
+        key.display(),
+        secret.display()
+    ));
+    std::fs::write(policies.join("cache.yaml"), text).expect("policy");
+    let port = free_port();
+    let mut daemon = Command::new(BIN)
+        .args(["run", "--policies"])
+        .arg(&policies)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--webhook-insecure-no-token"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+    let sample = |metrics: &str, name: &str| -> Option<f64> {
+        metrics.lines().find_map(|l| l.strip_prefix(name))?.trim().parse().ok()
+    };
+    let failed = r#"redis_autopilot_snapshot_failures_total{policy="cache",reason="credentials"} "#;
+    wait_until(
+        Duration::from_secs(60),
+        "the snapshots' failure to read the credentials counted",
+        || http_get(port, "/metrics"),
+        || (sample(&try_http_get(port, "/metrics")?, failed)? >= 1.0).then_some(()),
+    );
+    std::fs::write(&key, "testing\n").expect("write key");
+    std::fs::write(&secret, "testing\n").expect("write secret");
+    let alert = r#"{"status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "BackupNow"}, "annotations": {}, "fingerprint": "b"}]}"#;
+    let taken = r#"redis_autopilot_snapshot_runs_total{policy="cache",outcome="ok"} "#;
+    let metrics = wait_until(
+        Duration::from_secs(60),
+        "a snapshot taken once the credentials are there",
+        || http_get(port, "/metrics"),
+        || {
+            post(port, "/v1/alerts", alert)?;
+            let metrics = try_http_get(port, "/metrics")?;
+            (sample(&metrics, taken)? >= 1.0).then_some(metrics)
+        },
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        metrics.contains("redis_autopilot_snapshot_last_success_timestamp_seconds"),
+        "{metrics}"
+    );
+}
+
+/// `POST path` with a JSON `body`; `None` while the daemon does not listen yet.
+fn post(port: u16, path: &str, body: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
 /// A cron line firing once a day, `after` from now (UTC).
 fn daily_cron_in(after: Duration) -> String {
     use chrono::Timelike as _;

@@ -102,18 +102,21 @@ impl SnapshotScheduler {
         let name = policy.name.clone();
         let first = self.remove(&name).await.is_none();
         let Some(config) = &policy.snapshots else { return };
+        // Scheduled even when it cannot be built now (a credential file not mounted yet):
+        // each firing tries again and counts its failure, so the alerts on failures and on
+        // the last success keep firing rather than the schedule going quiet.
         let snapshotter = match Snapshotter::new(policy) {
-            Ok(snapshotter) => snapshotter,
+            Ok(snapshotter) => Some(Arc::new(snapshotter)),
             Err(error) => {
-                tracing::error!(policy = %name, error = %chain(&error), "snapshots cannot run for this policy");
+                tracing::error!(policy = %name, error = %chain(&error), "snapshots cannot run for this policy yet: each firing tries again");
                 self.metrics.snapshot_failed(&name, error.category());
-                return;
+                None
             }
         };
         let gate = self.gate(&name);
         let runner = Arc::new(Runner {
             policy: policy.clone(),
-            snapshotter,
+            snapshotter: std::sync::Mutex::new(snapshotter),
             gate,
             mode: self.mode,
             pause: self.pauses.of(&name),
@@ -229,7 +232,8 @@ impl SnapshotScheduler {
 /// One policy's snapshot runs.
 struct Runner {
     policy: Policy,
-    snapshotter: Snapshotter,
+    /// Built at the first use that can build it (see [`Runner::snapshotter`]).
+    snapshotter: std::sync::Mutex<Option<Arc<Snapshotter>>>,
     gate: Arc<Mutex<()>>,
     mode: Mode,
     pause: Pause,
@@ -241,6 +245,18 @@ struct Runner {
 }
 
 impl Runner {
+    /// The policy's snapshotter, built now if it could not be before: what it reads (the
+    /// Redis password, the store's credentials) may have appeared since.
+    fn snapshotter(&self) -> Result<Arc<Snapshotter>, SnapshotError> {
+        let mut held = self.snapshotter.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(snapshotter) = held.as_ref() {
+            return Ok(snapshotter.clone());
+        }
+        let built = Arc::new(Snapshotter::new(&self.policy)?);
+        *held = Some(built.clone());
+        Ok(built)
+    }
+
     /// The gate every run passes: one transfer at a time per policy (a snapshot or a restore
     /// test), the leader only, and neither in a dry run nor paused. `Err` is the outcome label
     /// and why, already logged; `what` names the work in the logs.
@@ -297,7 +313,11 @@ impl Runner {
                 };
                 self.reports.update(name, |r| r.last_snapshot = Some(last));
                 // Retention after success only: a failing schedule never prunes what is left.
-                if let Err(error) = self.snapshotter.prune(false).await {
+                let pruned = match self.snapshotter() {
+                    Ok(snapshotter) => snapshotter.prune(false).await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = pruned {
                     tracing::warn!(policy = %name, error = %chain(&error), "retention could not prune");
                 }
                 Ok(manifest)
@@ -368,7 +388,9 @@ impl Runner {
         let scratch = ScratchKind::for_policy(&self.policy, &self.kube)
             .await
             .map_err(|error| Some(("no_scratch", chain(&error))))?;
-        let newest = match self.snapshotter.latest().await {
+        let snapshotter =
+            self.snapshotter().map_err(|error| Some((error.category(), chain(&error))))?;
+        let newest = match snapshotter.latest().await {
             Ok(newest) => newest,
             Err(SnapshotError::NotFound { .. }) => {
                 tracing::info!(policy = %name, why, "no snapshot to test yet");
@@ -377,18 +399,19 @@ impl Runner {
             }
             Err(error) => return Err(Some((error.category(), chain(&error)))),
         };
-        let verified = self.snapshotter.restore_test(&newest, &scratch).await;
-        if let Err(error) = self.snapshotter.record_verified(&newest.id, verified.clone()).await {
+        let verified = snapshotter.restore_test(&newest, &scratch).await;
+        if let Err(error) = snapshotter.record_verified(&newest.id, verified.clone()).await {
             tracing::warn!(policy = %name, id = %newest.id, error = %chain(&error), "cannot write the restore test's verdict into the manifest");
         }
         Ok((newest, verified))
     }
 
     async fn take(&self) -> Result<Manifest, SnapshotError> {
+        let snapshotter = self.snapshotter()?;
         let instances = AnyCluster::endpoints(&self.policy, &self.kube)
             .await
             .map_err(SnapshotError::Members)?;
-        self.snapshotter.take(&instances, &Quiet).await
+        snapshotter.take(&instances, &Quiet).await
     }
 
     /// Warns (and counts) when the newest snapshot is older than the schedule's previous
@@ -398,7 +421,11 @@ impl Runner {
         let Some(config) = &self.policy.snapshots else { return };
         let now = chrono::Utc::now();
         let Some(due) = config.schedule.last_at_or_before(now) else { return };
-        match self.snapshotter.list().await {
+        let listed = match self.snapshotter() {
+            Ok(snapshotter) => snapshotter.list().await,
+            Err(error) => Err(error),
+        };
+        match listed {
             Ok(manifests) => {
                 let newest = manifests.last().map(|m| m.started);
                 if missed(newest, due) {
