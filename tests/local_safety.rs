@@ -17,7 +17,8 @@ use redis_autopilot::cluster::local::{LocalConfig, LocalFleet};
 use redis_autopilot::cluster::{Cluster, ClusterError, MasterRecord, Member};
 use redis_autopilot::sample::redis::Access;
 use support::failover::{
-    Ack, Checker, Fleet, Writer, assert_all_present, connect, info_field, signal, wait_until,
+    Ack, Checker, Fleet, Writer, assert_all_present, connect, dbsize, info_field, signal,
+    wait_until,
 };
 use support::{free_ports, require};
 
@@ -171,6 +172,48 @@ fn a_clean_daemon_restart_keeps_every_acknowledged_write_the_master_and_its_epoc
         "clean restart: {acked_before} writes acknowledged before the stop, {} in all, none lost",
         acks.len()
     );
+}
+
+/// A clean restart whose master cannot start at first (something else holds its port): the
+/// others wait for it, so the next attempt is a cold start again, and the master then starts
+/// from the clean shutdown's save with every key. Started beside the missing master, the
+/// replicas made that attempt a warm start, which set the save aside and served nothing.
+#[test]
+fn a_master_that_cannot_start_at_first_still_restarts_from_the_clean_shutdowns_save() {
+    let _turn = turn();
+    let mut fleet = Fleet::start("    downAfter: 3s\n");
+    let master = fleet.wait_healthy(Duration::from_secs(20));
+    let (_, epoch) = fleet.record().expect("a record");
+    let mut connection = connect(master, Duration::from_secs(2)).expect("connect");
+    for i in 0..1_000 {
+        let _: () =
+            redis::cmd("SET").arg(format!("k{i}")).arg(i).query(&mut connection).expect("SET");
+    }
+    drop(connection);
+    assert!(fleet.stop_daemon(), "the daemon did not exit on SIGTERM:\n{}", fleet.log());
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", master)).expect("take the port");
+    let from = fleet.log().len();
+    fleet.spawn_daemon();
+    wait_until(
+        Duration::from_secs(60),
+        "a failed start of the master",
+        || fleet.log(),
+        || log_since(&fleet, from).contains("cannot open the policy's target").then_some(()),
+    );
+    for port in fleet.ports().into_iter().filter(|&p| p != master) {
+        assert!(refuses(port), "{port} started without its master:\n{}", fleet.log());
+    }
+    drop(squatter);
+    assert_eq!(fleet.wait_healthy(Duration::from_secs(60)), master, "{}", fleet.log());
+    assert_eq!(fleet.record(), Some((master, epoch)), "{}", fleet.log());
+    for port in fleet.ports() {
+        wait_until(
+            Duration::from_secs(30),
+            "every key on every instance",
+            || fleet.log(),
+            || (dbsize(port)? == 1_000).then_some(()),
+        );
+    }
 }
 
 /// Issue 11, unclean: every process killed. The state after the restart is the freshest one

@@ -12,7 +12,9 @@
 //! - **A clean shutdown** stops the replicas, then the master with `SHUTDOWN SAVE`, and
 //!   records in `dataDir/saved.json` which instance saved which file at which epoch. On the
 //!   next start of a fleet with no instance running, that master starts from that file (and
-//!   the daemon promotes it again at the same epoch); the record is consumed before it starts.
+//!   the daemon promotes it again at the same epoch); the record is consumed before it starts,
+//!   and written back if it fails to start (the file was never loaded), while the others wait
+//!   for it so the next attempt is a cold start again.
 //! - **After an unclean stop** (every process killed) the newest `dump.rdb` of any instance is
 //!   the freshest state left: it is moved to the recorded master's directory and restored
 //!   there, and the daemon logs how old it is, every write acknowledged after it being lost;
@@ -138,8 +140,10 @@ pub(super) fn set_aside(dir: &Path) -> Result<Option<Dump>, ClusterError> {
 /// What a fleet starting with no instance running restores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ColdStart {
-    /// The clean shutdown's save: `ordinal` (the recorded master) starts from it.
-    Saved { ordinal: u16, dump: Dump },
+    /// The clean shutdown's save: `ordinal` (the recorded master) starts from it. `record`
+    /// is what `saved.json` said, consumed: written back ([`write_saved`]) if that start
+    /// fails, since the file was then never loaded and still vouches.
+    Saved { ordinal: u16, dump: Dump, record: Saved },
     /// No clean shutdown: `dump`, the newest file of any instance (`from`), now in the
     /// recorded master's directory; every write acknowledged after it was written is lost.
     Freshest { ordinal: u16, from: u16, dump: Dump },
@@ -181,7 +185,7 @@ pub(super) fn prepare(
                     && saved.ordinal == ordinal
                     && saved.matches(&dump) =>
             {
-                return Ok(ColdStart::Saved { ordinal, dump });
+                return Ok(ColdStart::Saved { ordinal, dump, record: saved });
             }
             _ => tracing::warn!(
                 saved = %saved.instance,
@@ -262,9 +266,10 @@ mod tests {
         write_dump(&dirs[0].1, "a replica's", Duration::from_secs(1));
         let dump = Dump::find(&dirs[1].1).unwrap();
         let master = Some(("127.0.0.1:7001", 1, 4));
-        write_saved(data.path(), &Saved::new("127.0.0.1:7001".into(), 4, 1, &dump)).unwrap();
+        let record = Saved::new("127.0.0.1:7001".into(), 4, 1, &dump);
+        write_saved(data.path(), &record).unwrap();
         let start = prepare(data.path(), &dirs, master).unwrap();
-        assert_eq!(start, ColdStart::Saved { ordinal: 1, dump });
+        assert_eq!(start, ColdStart::Saved { ordinal: 1, dump, record });
         assert!(!data.path().join(SAVED).exists(), "the record vouches for one start only");
 
         // Recorded at another epoch (a failover happened since): the freshest file wins.

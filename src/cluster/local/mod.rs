@@ -182,6 +182,8 @@ struct Lifecycle {
     /// The ordinal whose next start keeps its `dump.rdb`: the recorded master after a restart
     /// of the whole fleet (see `dumps`).
     keep: Option<u16>,
+    /// The clean shutdown's record that start consumed, to write back if it fails.
+    saved: Option<dumps::Saved>,
 }
 
 /// The local backend. Starting and stopping processes (scale, heal, shutdown) is serialized;
@@ -598,9 +600,18 @@ impl LocalFleet {
         // failover it is as stale as any other.
         if life.keep != master {
             life.keep = None;
+            life.saved = None;
         }
+        let mut missing = missing;
         if cold && !spare_master {
-            life.keep = self.cold_start(state, master).await?;
+            (life.keep, life.saved) = self.cold_start(state, master).await?;
+            // The recorded master first, from what it keeps. If it cannot start, nothing else
+            // does: the fleet stays cold, so the next attempt restores that file again. Replicas
+            // started beside a master that is not there would make it a warm start, and a warm
+            // start sets every file aside.
+            if let Some(master) = master {
+                missing.sort_by_key(|&ordinal| ordinal != master);
+            }
         }
         let mut result = Ok(());
         for ordinal in missing {
@@ -610,12 +621,12 @@ impl LocalFleet {
                 continue;
             }
             let keep = life.keep == Some(ordinal) && master == Some(ordinal);
-            if keep {
-                life.keep = None;
-            }
             let master_port = self.port(master.unwrap_or(ordinal))?;
             match self.start(ordinal, master_port, keep).await {
                 Ok(process) => {
+                    if keep {
+                        (life.keep, life.saved) = (None, None);
+                    }
                     let mut processes = self.lock();
                     processes.running.insert(ordinal, process);
                     processes.down.remove(&ordinal);
@@ -623,6 +634,18 @@ impl LocalFleet {
                 }
                 Err(error) => {
                     self.lock().down.insert(ordinal, format!("cannot start: {error}"));
+                    if cold && master == Some(ordinal) {
+                        // It never loaded its file: the record vouches for it still.
+                        if let Some(saved) = life.saved.take() {
+                            let data_dir = self.config.data_dir.clone();
+                            blocking(&self.config.data_dir, move || {
+                                dumps::write_saved(&data_dir, &saved)
+                            })
+                            .await?;
+                        }
+                        tracing::warn!(ordinal, error = %crate::errors::chain(&error), "the recorded master cannot start: starting none of the others, so the next attempt is a cold start again");
+                        return Err(error);
+                    }
                     if result.is_ok() {
                         result = Err(error);
                     }
@@ -638,7 +661,7 @@ impl LocalFleet {
         &self,
         state: &State,
         master: Option<u16>,
-    ) -> Result<Option<u16>, ClusterError> {
+    ) -> Result<(Option<u16>, Option<dumps::Saved>), ClusterError> {
         let data_dir = self.config.data_dir.clone();
         let recorded = state.master.clone().zip(master).map(|(id, o)| (id, o, state.epoch));
         let start = blocking(&self.config.data_dir, move || {
@@ -660,7 +683,12 @@ impl LocalFleet {
             }
             ColdStart::New => {}
         }
-        Ok(start.keeps())
+        let keeps = start.keeps();
+        let saved = match start {
+            ColdStart::Saved { record, .. } => Some(record),
+            _ => None,
+        };
+        Ok((keeps, saved))
     }
 
     /// Drops processes that exited from `running`, remembering why in `down`. Each look is a
