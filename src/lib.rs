@@ -58,6 +58,7 @@ pub mod decide;
 pub mod demo;
 pub mod errors;
 pub mod failover;
+pub mod file_read;
 pub mod model;
 pub mod observe;
 pub mod policy;

@@ -51,7 +51,7 @@ pub fn read_policy_text(path: &Path) -> std::io::Result<Result<String, Vec<Diagn
 fn read_at_most(path: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-    std::fs::File::open(path)?.take(limit).read_to_end(&mut bytes)?;
+    crate::file_read::open_regular(path)?.take(limit).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 

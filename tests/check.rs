@@ -391,6 +391,17 @@ fn a_readable_recipients_file_must_hold_public_keys() {
     );
     assert!(shown.contains("line 2") && shown.contains("secret key"), "{shown}");
     assert!(!shown.contains(&secret[15..]), "{shown}");
+
+    // No regular file (a device that never ends, a FIFO nobody writes): a problem, found at
+    // once, with nothing read. `/dev/zero` used to be read until memory ran out.
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    for device in [Path::new("/dev/zero"), fifo.as_path()] {
+        let run = check(&[policy("device.yaml", device)]);
+        assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+        assert!(run.stdout.contains("not a regular file"), "{}", run.stdout);
+    }
 }
 
 /// A RedisPolicy resource as `kubectl apply -f` takes it (a namespace in its metadata)

@@ -128,8 +128,9 @@ fn hide_secret_files(checked: &mut [Checked]) {
 
 /// A valid policy's `spec.snapshots.encryption.recipientsFile`, when it can be read here,
 /// must parse as age public keys: a typo or a secret key pasted there (reported by its line,
-/// never shown) fails `check` rather than the first snapshot. One that cannot be read here
-/// is not a problem: it is usually a Secret mounted only where the daemon runs.
+/// never shown) fails `check` rather than the first snapshot, and so does one that is no
+/// regular file or too large. One that cannot be opened here is not a problem: it is usually
+/// a Secret mounted only where the daemon runs.
 fn check_recipients_files(checked: &mut [Checked]) {
     use crate::policy::source_map::{Anchor, FieldPath};
     for entry in checked.iter_mut() {
@@ -139,15 +140,18 @@ fn check_recipients_files(checked: &mut [Checked]) {
             continue;
         };
         let file = &encryption.recipients_file;
-        let Ok(text) = std::fs::read_to_string(file) else { continue };
-        if let Err(error) = crate::snapshot::crypt::Recipients::parse(&text, file) {
-            let path = FieldPath::root()
-                .key("spec")
-                .key("snapshots")
-                .key("encryption")
-                .key("recipientsFile");
-            entry.more.push(loaded.diagnostic(&path, Anchor::Value, &error.to_string()));
-        }
+        let error = match crate::snapshot::crypt::Recipients::read(file) {
+            Err(crate::snapshot::crypt::CryptError::ReadRecipients { source, .. })
+                if source.kind() != std::io::ErrorKind::InvalidData =>
+            {
+                continue;
+            }
+            Err(error) => error,
+            Ok(_) => continue,
+        };
+        let path =
+            FieldPath::root().key("spec").key("snapshots").key("encryption").key("recipientsFile");
+        entry.more.push(loaded.diagnostic(&path, Anchor::Value, &crate::errors::chain(&error)));
     }
 }
 

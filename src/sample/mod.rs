@@ -158,7 +158,8 @@ pub fn redis_access(policy: &Policy) -> Result<Access, SetupError> {
         let ca_pem = match &tls.ca_file {
             None => None,
             Some(path) => Some(
-                std::fs::read(path)
+                // 1 MiB: a whole system CA bundle is a few hundred KiB.
+                crate::file_read::read_regular(path, 1 << 20)
                     .map_err(|source| SetupError::CaFile { path: path.clone(), source })?,
             ),
         };

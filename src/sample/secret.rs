@@ -15,6 +15,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::policy::SecretSource;
 
+/// The most a secret file may hold: a password, token or key is bytes to kilobytes, and a
+/// file past this is not one (a mount mistake, `/dev/zero`), so it is refused unread.
+const MAX_SECRET_BYTES: usize = 64 * 1024;
+
 /// A credential value. Only [`Secret::expose`] reveals it, at the one place it is sent.
 #[derive(Clone)]
 pub struct Secret(Arc<Version>);
@@ -184,7 +188,7 @@ fn read_value(source: &SecretSource) -> Result<String, SecretError> {
             Err(std::env::VarError::NotUnicode(_)) => Err(SecretError::EnvNotUnicode(name.clone())),
         },
         SecretSource::File(path) => {
-            let text = std::fs::read_to_string(path)
+            let text = crate::file_read::read_regular_text(path, MAX_SECRET_BYTES)
                 .map_err(|source| SecretError::File { path: path.clone(), source })?;
             let value = text.strip_suffix('\n').unwrap_or(&text);
             let value = value.strip_suffix('\r').unwrap_or(value);

@@ -149,7 +149,8 @@ impl Scenario {
     /// Reads one scenario file; its paths are taken relative to its directory.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
+        // Bounded as a policy file is: a scenario is a few lines.
+        let text = crate::file_read::read_regular_text(path, crate::policy::load::MAX_POLICY_BYTES)
             .map_err(|source| ScenarioError::Read { file: file.clone(), source })?;
         let base_dir = path.parent().unwrap_or(Path::new(""));
         Self::parse(&file, &text, base_dir)

@@ -74,9 +74,10 @@ pub struct Recipients {
 }
 
 impl Recipients {
-    /// Reads and parses the recipients file at `path`.
+    /// Reads and parses the recipients file at `path`: a regular file of at most 1 MiB (a
+    /// few thousand keys), never a device or a FIFO.
     pub fn read(path: &Path) -> Result<Self, CryptError> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::file_read::read_regular_text(path, 1 << 20)
             .map_err(|source| CryptError::ReadRecipients { path: path.to_owned(), source })?;
         Self::parse(&text, path)
     }
