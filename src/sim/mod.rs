@@ -62,10 +62,20 @@ impl Settings {
             .scaling
             .as_ref()
             .ok_or_else(|| SimError::NoScaling { policy: policy.name.clone() })?;
+        let initial_replicas = scenario.initial_replicas.unwrap_or(scaling.min_replicas);
+        // More than the policy's bounds is a deployment neither controller may run: refused
+        // rather than replayed (the model would hold that many instances).
+        if initial_replicas > scaling.max_replicas {
+            return Err(SimError::InitialReplicas {
+                initial: initial_replicas,
+                max: scaling.max_replicas,
+                policy: policy.name.clone(),
+            });
+        }
         Ok(Self {
             capacity_per_replica: scenario.capacity_per_replica,
             warmup: scenario.warmup.unwrap_or(scaling.warmup),
-            initial_replicas: scenario.initial_replicas.unwrap_or(scaling.min_replicas),
+            initial_replicas,
         })
     }
 }
@@ -78,6 +88,8 @@ pub enum SimError {
         "policy `{policy}` has no scaling metric: the HPA baseline needs the first metric's target"
     )]
     NoMetric { policy: String },
+    #[error("initialReplicas {initial} is more than policy `{policy}`'s maxReplicas {max}")]
+    InitialReplicas { initial: u16, max: u16, policy: String },
 }
 
 /// Both controllers' runs over one trace.
@@ -165,6 +177,10 @@ mod tests {
             ..scenario()
         };
         let settings = Settings::for_policy(&given, &policy).expect("has scaling");
+        // More than maxReplicas: refused, naming both.
+        let beyond = Scenario { initial_replicas: Some(65_535), ..given.clone() };
+        let refused = Settings::for_policy(&beyond, &policy).expect_err("beyond maxReplicas");
+        assert!(refused.to_string().contains("initialReplicas 65535 is more than"), "{refused}");
         assert_eq!((settings.warmup, settings.initial_replicas), (Duration::from_secs(5), 3));
     }
 

@@ -22,6 +22,10 @@ use crate::observe::Timestamp;
 
 /// Most rows a trace may have: a year and a quarter at one row per second.
 pub const MAX_ROWS: usize = 40_000_000;
+/// Longest span a trace may cover: a replay takes a controller tick per sampling interval of
+/// it whatever its rows, so three rows a century apart would run for days. A year and a
+/// quarter, as [`MAX_ROWS`] at one row per second.
+pub const MAX_SPAN: Millis = 456 * 86_400_000;
 /// Longest line a trace may have: a time and a load take a few dozen bytes, and a line is
 /// read whole before it is parsed, so one without an end must not grow without one.
 pub const MAX_LINE_BYTES: usize = 1_024;
@@ -104,6 +108,8 @@ pub enum TraceError {
     OutOfRange { file: String },
     #[error("{file}: a single row has no step to tell how long it lasts; give at least two rows")]
     SingleRow { file: String },
+    #[error("{file}: the trace spans {days} days; at most {} are replayed", MAX_SPAN / 86_400_000)]
+    TooLong { file: String, days: i64 },
     #[error("{file}: slice bound `{value}` is {found} but the trace's times are {expected}")]
     SliceKind { file: String, value: String, found: TimeKind, expected: TimeKind },
     #[error("slice bound `{value}` is neither RFC 3339, `YYYY-MM-DD HH:MM:SS` nor seconds")]
@@ -112,22 +118,27 @@ pub enum TraceError {
     EmptySlice { file: String, from: String, to: String, start: String, end: String },
 }
 
-/// A reader that fails at the first line longer than [`MAX_LINE_BYTES`], remembering which:
-/// the CSV reader holds a line whole, so a file without line ends would otherwise be read
-/// into memory entire.
+/// A reader that fails at the first record longer than [`MAX_LINE_BYTES`], remembering the
+/// line it began on: the CSV reader holds a record whole, so a file without line ends, or with
+/// a quote never closed (a quoted field goes on across line ends), would otherwise be read into
+/// memory entire.
 struct LineLimited<R> {
     inner: R,
-    /// Bytes since the last line end.
+    /// Bytes since the record being read began.
     open: usize,
-    /// Line ends seen, so the line being read is `ends + 1`.
-    ends: u64,
-    /// The line that was too long, once one was.
+    /// Line ends seen, quoted or not.
+    lines: u64,
+    /// The line the record being read began on.
+    record_line: u64,
+    /// Inside a quoted field: a line end there does not end the record.
+    quoted: bool,
+    /// The line the record that was too long began on, once one was.
     long_line: Option<u64>,
 }
 
 impl<R> LineLimited<R> {
     fn new(inner: R) -> Self {
-        Self { inner, open: 0, ends: 0, long_line: None }
+        Self { inner, open: 0, lines: 0, record_line: 1, quoted: false, long_line: None }
     }
 }
 
@@ -135,17 +146,26 @@ impl<R: Read> Read for LineLimited<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let read = self.inner.read(buf)?;
         let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', &buf[..read]) {
-            if self.open + (end - start) > MAX_LINE_BYTES {
+        for at in memchr::memchr2_iter(b'\n', b'"', &buf[..read]) {
+            if buf[at] == b'"' {
+                // An escaped quote (`""`) toggles twice: the state comes out right.
+                self.quoted = !self.quoted;
+                continue;
+            }
+            self.lines += 1;
+            if self.quoted {
+                continue;
+            }
+            if self.open + (at - start) > MAX_LINE_BYTES {
                 break;
             }
             self.open = 0;
-            self.ends += 1;
-            start = end + 1;
+            self.record_line = self.lines + 1;
+            start = at + 1;
         }
         self.open += read - start;
         if self.open > MAX_LINE_BYTES {
-            let line = self.ends + 1;
+            let line = self.record_line;
             self.long_line = Some(line);
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -363,6 +383,10 @@ impl Trace {
         let end = last.at.saturating_add(last.at.saturating_sub(before_last.at));
         if !representable(end) || !representable(rows[0].at) {
             return Err(TraceError::OutOfRange { file });
+        }
+        let span = end.saturating_sub(rows[0].at);
+        if span > MAX_SPAN {
+            return Err(TraceError::TooLong { file, days: span / 86_400_000 });
         }
         Ok(Self { name: file, kind, rows, end })
     }
@@ -599,6 +623,14 @@ mod tests {
         let text = format!("time,load\n{many}{}\n", row_of(2_000));
         let error = Trace::parse("t.csv", text.as_bytes()).expect_err("too long");
         assert!(matches!(error, TraceError::LongLine { line: 5_002, .. }), "{error}");
+        // A quote never closed: the field goes on across short lines, and the record is
+        // refused where it began, not read to the end of the file.
+        let open_field = format!("time,load\n0,1\n\"60{}", "\n".repeat(5_000));
+        let error = Trace::parse("t.csv", open_field.as_bytes()).expect_err("an open quote");
+        assert!(matches!(error, TraceError::LongLine { line: 3, .. }), "{error}");
+        // Quoted fields that close are rows like any other.
+        let quoted = "time,load\n\"0\",\"1\"\n\"60\",\"2\"\n";
+        assert_eq!(Trace::parse("t.csv", quoted.as_bytes()).expect("valid").rows().len(), 2);
     }
 
     #[test]
@@ -614,6 +646,12 @@ mod tests {
         assert!(matches!(parse("0,1\n60,2\n"), Err(TraceError::MissingHeader { .. })));
         assert!(matches!(parse("t,l\n"), Err(TraceError::Empty { .. })));
         assert!(matches!(parse("t,l\n0,1\n"), Err(TraceError::SingleRow { .. })));
+        // Three rows a century apart: refused, not replayed for days.
+        let century = parse("t,l\n0,1\n3155760000,1\n3155760060,1\n").unwrap_err();
+        assert_eq!(
+            century.to_string(),
+            "t.csv: the trace spans 36525 days; at most 456 are replayed"
+        );
     }
 
     #[test]
