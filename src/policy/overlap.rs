@@ -32,8 +32,13 @@ pub fn refusal(earlier: &Loaded, later: &Loaded) -> Option<Diagnostic> {
 /// - two local fleets whose port ranges `basePort ..= basePort + maxReplicas - 1` meet, or
 ///   whose `dataDir`s are the same directory or one inside the other (compared as written,
 ///   `.` and `..` resolved, relative to the daemon's directory);
-/// - an endpoint on this host's loopback inside a local fleet's port range.
+/// - an endpoint on this host's loopback inside a local fleet's port range;
+/// - one's restore tests loading into the other's StatefulSet (`verify.verifier`): a test
+///   scales its verifier to one pod and loads a snapshot over it.
 pub fn overlap(a: &Policy, b: &Policy) -> Option<String> {
+    if let Some(why) = verifier_on(a, b).or_else(|| verifier_on(b, a)) {
+        return Some(why);
+    }
     match (&a.target, &b.target) {
         (Target::Endpoints(left), Target::Endpoints(right)) => {
             let shared =
@@ -66,6 +71,21 @@ pub fn overlap(a: &Policy, b: &Policy) -> Option<String> {
         (Target::Local { .. }, Target::Endpoints(endpoints)) => endpoint_in_fleet(endpoints, a),
         _ => None,
     }
+}
+
+/// Whether `tester`'s restore tests would load into the StatefulSet `fleet` runs. A verifier
+/// without a namespace is in the daemon's, which `check` cannot know: the daemon's own check
+/// refuses that one when it names a fleet of this policy's.
+fn verifier_on(tester: &Policy, fleet: &Policy) -> Option<String> {
+    let verifier = &tester.snapshots.as_ref()?.verify.as_ref()?.verifier;
+    let Target::Kubernetes { namespace, stateful_set, .. } = &fleet.target else { return None };
+    (verifier.name == *stateful_set && verifier.namespace.as_ref() == Some(namespace)).then(|| {
+        format!(
+            "policy `{}` names the StatefulSet {namespace}/{stateful_set} as the verifier its \
+             restore tests scale and load a snapshot into, and policy `{}` runs its Redis there",
+            tester.name, fleet.name
+        )
+    })
 }
 
 /// The ports a local fleet may listen on: one instance without `scaling`, else up to
@@ -133,6 +153,33 @@ mod tests {
              {name}}}\nspec:\n  target: {target}\n{scaling}"
         );
         load_policy_str("t.yaml", &text).unwrap_or_else(|d| panic!("{target}: {d:?}"))
+    }
+
+    /// A restore test's verifier that is another policy's StatefulSet: refused either way
+    /// round, naming both; the same name in another namespace is not.
+    #[test]
+    fn a_verifier_on_another_policys_statefulset_overlaps() {
+        let tester = |namespace: &str| {
+            let text = format!(
+                "apiVersion: autopilot.redis.io/v1alpha1\nkind: RedisPolicy\nmetadata: {{name: \
+                 tester}}\nspec:\n  target: {{kubernetes: {{namespace: cache, statefulSet: \
+                 mine}}}}\n  snapshots:\n    schedule: '0 0 3 * * *'\n    destination: \
+                 'file:///b'\n    verify:\n      schedule: '0 0 4 * * *'\n      verifier: \
+                 {{namespace: {namespace}, name: theirs}}\n"
+            );
+            load_policy_str("t.yaml", &text).unwrap_or_else(|d| panic!("{d:?}"))
+        };
+        let fleet = policy("fleet", "{kubernetes: {namespace: cache, statefulSet: theirs}}", None);
+        for found in [overlap(&tester("cache"), &fleet), overlap(&fleet, &tester("cache"))] {
+            let found = found.expect("an overlap");
+            assert!(
+                found.contains("StatefulSet cache/theirs")
+                    && found.contains("`tester`")
+                    && found.contains("`fleet`"),
+                "{found}"
+            );
+        }
+        assert_eq!(overlap(&tester("elsewhere"), &fleet), None);
     }
 
     #[rstest]
