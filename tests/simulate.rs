@@ -284,7 +284,10 @@ fn missing_inputs_and_bad_flags_are_explained() {
         "5",
     ]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("/nonexistent/t.csv: cannot read"), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("/nonexistent/t.csv: cannot read"), "{message}");
+    // The cause once, though the error names it in its own text too.
+    assert_eq!(message.matches("No such file or directory").count(), 1, "{message}");
 }
 
 #[test]

@@ -219,7 +219,8 @@ pub fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Each cause once: many errors name their source in their own text too.
+            eprintln!("error: {}", crate::errors::chain(error.as_ref()));
             ExitCode::from(failure)
         }
     }
