@@ -168,8 +168,8 @@ fn every_wrong_setting_is_reported_at_once() {
     assert_eq!(output.status.code(), Some(2));
     let message = stderr(&output);
     for expected in [
-        "days: must be > 0 and <= 366, got 0",
-        "peak: must be > 0, got -5",
+        "days: must be at least two steps and at most 366, got 0",
+        "peak: must be in (0, 1e12], got -5",
         "weekend: must be in (0, 2], got 0",
         "noise: must be in [0, 0.5], got 2",
     ] {

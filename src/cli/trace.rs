@@ -97,14 +97,14 @@ struct GenerateArgs {
     /// What the trace models.
     #[arg(value_enum)]
     kind: KindArg,
-    /// Length in days (fractions allowed, at most 366).
+    /// Length in days (fractions allowed; at least two steps, at most 366).
     #[arg(long, value_name = "N", allow_negative_numbers = true, default_value_t = DEFAULTS.days)]
     days: f64,
     /// Seed: the same seed and flags give the same trace.
     #[arg(long, value_name = "S", default_value_t = DEFAULTS.seed)]
     seed: u64,
     /// Ops/s of a weekday afternoon's peak before noise, jitter and crowds (slow-ramp: the last
-    /// weekday's).
+    /// weekday's); at most 1e12.
     #[arg(long, value_name = "OPS", allow_negative_numbers = true, default_value_t = DEFAULTS.peak)]
     peak: f64,
     /// Time between rows, whole seconds, e.g. `1s`, `1m`; each row is the mean of its seconds.

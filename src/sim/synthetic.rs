@@ -203,14 +203,18 @@ impl Generator {
             }
         };
         let within = |v: f64, low: f64, high: f64| v.is_finite() && v >= low && v <= high;
+        // A trace is two rows at least: `simulate` needs a step to know how long one lasts.
+        let steps =
+            spec.days * (DAY as f64) / (f64::from(spec.step_seconds.max(1)) * SECOND as f64);
         check(
-            spec.days.is_finite() && spec.days > 0.0 && spec.days <= MAX_DAYS,
+            spec.days.is_finite() && steps >= 2.0 && spec.days <= MAX_DAYS,
             "days",
-            "> 0 and <= 366",
+            "at least two steps and at most 366",
             spec.days,
         );
         check(spec.step_seconds >= 1, "step", "at least 1s", f64::from(spec.step_seconds));
-        check(spec.peak.is_finite() && spec.peak > 0.0, "peak", "> 0", spec.peak);
+        // Far beyond any Redis; past it, crowds and bursts multiply the load into infinity.
+        check(within(spec.peak, f64::MIN_POSITIVE, 1e12), "peak", "in (0, 1e12]", spec.peak);
         check(spec.night > 0.0 && spec.night <= 1.0, "night", "in (0, 1]", spec.night);
         check(spec.weekend > 0.0 && spec.weekend <= 2.0, "weekend", "in (0, 2]", spec.weekend);
         check(within(spec.jitter, 0.0, 0.5), "jitter", "in [0, 0.5]", spec.jitter);
@@ -626,7 +630,13 @@ mod tests {
         let error = Generator::new(spec).expect_err("invalid");
         let fields: Vec<&str> = error.problems.iter().map(|p| p.field).collect();
         assert_eq!(fields, ["days", "peak", "night", "noise", "crowd-factor"]);
-        assert!(error.to_string().contains("peak: must be > 0, got -1"), "{error}");
+        assert!(error.to_string().contains("peak: must be in (0, 1e12], got -1"), "{error}");
+        // A peak that crowds and bursts would multiply past a finite number; a trace shorter
+        // than two steps.
+        let wild = Spec { peak: 1e308, days: 1e-9, ..Spec::new(Kind::FlashCrowd) };
+        let error = Generator::new(wild).expect_err("invalid");
+        let fields: Vec<&str> = error.problems.iter().map(|p| p.field).collect();
+        assert_eq!(fields, ["days", "peak"]);
         for start in [8_300_000_000_000_000, i64::MAX - 1_000, i64::MIN / 2] {
             let far = Spec { start, ..Spec::new(Kind::Diurnal) };
             let error = Generator::new(far).expect_err("beyond the calendar");
