@@ -29,6 +29,14 @@ fn section<'a>(help: &'a str, heading: &str) -> Vec<&'a str> {
     lines.take_while(|line| line.is_empty() || line.starts_with(' ')).collect()
 }
 
+/// The commands whose exit status says more than success or failure say so in their help
+/// (the text once sat on their flags' struct, where clap never showed it).
+#[test]
+fn plan_and_status_help_give_their_exit_status() {
+    assert!(help(&["plan"]).contains("2 when a metric was missing"), "{}", help(&["plan"]));
+    assert!(help(&["status"]).contains("2 it does not"), "{}", help(&["status"]));
+}
+
 /// Issue 17: `--kubeconfig` and `--context` were global, so `check`, `simulate` and `demo`
 /// listed them among their own flags although none of them opens a StatefulSet.
 #[test]

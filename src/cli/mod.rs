@@ -102,6 +102,11 @@ enum Command {
     /// Generate synthetic load traces (diurnal, flash crowds, slow ramp) for `simulate`.
     Trace(trace::Args),
     /// Sample a policy's instances now and show what would be done and why; never acts.
+    ///
+    /// Exit status: 0 when every metric had data, 2 when a metric was missing (the decision
+    /// then never scales down), 1 on errors (invalid policy, unreadable secret).
+    ///
+    /// Example: redis-autopilot plan --policy policies/session-cache.yaml --fill
     Plan(plan::Args),
     /// Run the daemon: sample -> decide -> act for every policy in a directory (or one file)
     /// and, with --resources, every RedisPolicy object.
@@ -113,6 +118,12 @@ enum Command {
     /// Take, list, verify, restore or prune RDB snapshots (`spec.snapshots`).
     Snapshot(snapshot::Args),
     /// Show a deployment now: master and epoch, members, health, leader, pause, last actions.
+    ///
+    /// Exit status: 0 the master serves, 2 it does not (or none is recorded), 1 the status could
+    /// not be read.
+    ///
+    /// Examples: redis-autopilot status --policy policies/session-cache.yaml
+    ///           kubectl autopilot status session-cache -n cache
     Status(status::Args),
     /// Stop acting on one RedisPolicy object (the pause annotation); it is still sampled and
     /// decided, and its status says Paused.

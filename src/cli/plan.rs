@@ -20,12 +20,7 @@ use crate::policy::{MetricSource, Policy, Target};
 use crate::sample::redis::Endpoint;
 use crate::sample::{PolicySampler, static_endpoints};
 
-/// Samples a policy's instances now and prints instances, metrics and decisions with reasons.
-///
-/// Exit status: 0 when every metric had data, 2 when a metric was missing (the decision then
-/// never scales down), 1 on errors (invalid policy, unreadable secret).
-///
-/// Example: redis-autopilot plan --policy policies/session-cache.yaml --fill
+/// `plan`'s flags; its help text, exit status included, is on `cli::Command::Plan`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]

@@ -33,14 +33,7 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Decisions read from the daemon to find the last scale and failover.
 const DECISIONS: usize = 500;
 
-/// Shows a policy's deployment now: the master and epoch, every member, the health verdict,
-/// who leads the policy, whether it is paused, the last scale, failover and snapshot.
-///
-/// Exit status: 0 the master serves, 2 it does not (or none is recorded), 1 the status could
-/// not be read.
-///
-/// Examples: redis-autopilot status --policy policies/session-cache.yaml
-///           kubectl autopilot status session-cache -n cache
+/// `status`'s flags; its help text, exit status included, is on `cli::Command::Status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
