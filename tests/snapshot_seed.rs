@@ -260,16 +260,7 @@ fn newer_copy(folder: &Path, id: &str, digits: &[u8; 2], manifest_version: u16) 
 #[test]
 fn restore_into_a_local_fleet_under_its_daemon() {
     let backups = tempfile::tempdir().expect("temp dir");
-    let source = Redis::master();
-    load_data(&source, 20_000, 100);
-    let expected = digests(source.port);
-    let source_file = backups.path().join("source.yaml");
-    std::fs::write(&source_file, source_policy(&source, backups.path(), "none")).expect("policy");
-    let (ok, out, err) =
-        cli(&["snapshot", "now", "--policy", source_file.to_str().unwrap(), "--output", "json"]);
-    assert!(ok, "snapshot now: {err}");
-    let taken: serde_json::Value = serde_json::from_str(&out).expect("manifest JSON");
-    let id = taken[0]["id"].as_str().expect("id").to_owned();
+    let (id, expected) = source_snapshot(backups.path(), 20_000, 100);
 
     let fleet = Fleet::start(&snapshots_section(backups.path(), "none"));
     let policy = fleet.policy.to_str().expect("utf-8").to_owned();
@@ -368,18 +359,31 @@ fn restore_into_a_local_fleet_under_its_daemon() {
     assert!(digests(forced) == expected);
 }
 
+/// A snapshot of a source holding `count` strings of `size` bytes (and the collections),
+/// taken under the fleet's policy name into `backups`: its id, and the source's keys.
+fn source_snapshot(
+    backups: &Path,
+    count: usize,
+    size: usize,
+) -> (String, BTreeMap<String, String>) {
+    let source = Redis::master();
+    load_data(&source, count, size);
+    let source_file = backups.join("source.yaml");
+    std::fs::write(&source_file, source_policy(&source, backups, "none")).expect("policy");
+    let (ok, out, err) =
+        cli(&["snapshot", "now", "--policy", source_file.to_str().unwrap(), "--output", "json"]);
+    assert!(ok, "snapshot now: {err}");
+    let taken: serde_json::Value = serde_json::from_str(&out).expect("manifest JSON");
+    (taken[0]["id"].as_str().expect("id").to_owned(), digests(source.port))
+}
+
 /// An instance that is down cannot say whether it holds data: `restore --into` refuses to
 /// replace it without `--force`, as it refuses one holding keys, and changes nothing. Skipped
 /// as not there, its data would be resynced away from the restored master when it came back.
 #[test]
 fn restore_into_refuses_while_an_instance_cannot_be_asked() {
     let backups = tempfile::tempdir().expect("temp dir");
-    let source = Redis::master();
-    load_data(&source, 100, 10);
-    let source_file = backups.path().join("source.yaml");
-    std::fs::write(&source_file, source_policy(&source, backups.path(), "none")).expect("policy");
-    let (ok, _, err) = cli(&["snapshot", "now", "--policy", source_file.to_str().unwrap()]);
-    assert!(ok, "snapshot now: {err}");
+    source_snapshot(backups.path(), 100, 10);
 
     let mut fleet = Fleet::start(&snapshots_section(backups.path(), "none"));
     let policy = fleet.policy.to_str().expect("utf-8").to_owned();
@@ -404,15 +408,8 @@ fn restore_into_refuses_while_an_instance_cannot_be_asked() {
 #[test]
 fn a_failed_restore_into_a_fleet_of_one_leaves_its_master_serving() {
     let backups = tempfile::tempdir().expect("temp dir");
-    let source = Redis::master();
-    load_data(&source, 2_000, 100);
-    let source_file = backups.path().join("source.yaml");
-    std::fs::write(&source_file, source_policy(&source, backups.path(), "none")).expect("policy");
-    let (ok, out, err) =
-        cli(&["snapshot", "now", "--policy", source_file.to_str().unwrap(), "--output", "json"]);
-    assert!(ok, "snapshot now: {err}");
-    let taken: serde_json::Value = serde_json::from_str(&out).expect("manifest JSON");
-    let id = taken[0]["id"].as_str().expect("id");
+    let (id, _) = source_snapshot(backups.path(), 2_000, 100);
+    let id = id.as_str();
     // The RDB's checksum flipped in the store: the header check passes, and the seed finds
     // the object does not match its manifest only at its end, so it never sends it whole.
     // (Bytes flipped inside the data would reach the replica first, and Redis ends its own
