@@ -370,8 +370,14 @@ fn source_snapshot(
     load_data(&source, count, size);
     let source_file = backups.join("source.yaml");
     std::fs::write(&source_file, source_policy(&source, backups, "none")).expect("policy");
-    let (ok, out, err) =
-        cli(&["snapshot", "now", "--policy", source_file.to_str().unwrap(), "--output", "json"]);
+    let (ok, out, err) = cli(&[
+        "snapshot",
+        "now",
+        "--policy",
+        source_file.to_str().expect("utf-8"),
+        "--output",
+        "json",
+    ]);
     assert!(ok, "snapshot now: {err}");
     let taken: serde_json::Value = serde_json::from_str(&out).expect("manifest JSON");
     (taken[0]["id"].as_str().expect("id").to_owned(), digests(source.port))
