@@ -466,12 +466,16 @@ fn the_daemon_takes_scheduled_snapshots_and_dry_run_uploads_nothing() {
         if dry_run {
             args.push("--dry-run".to_owned());
         }
-        let mut daemon = Command::new(BIN)
-            .args(&args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start the daemon");
+        // Killed when dropped, so a failed wait does not leave it running.
+        let daemon = support::Process {
+            child: Command::new(BIN)
+                .args(&args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start the daemon"),
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
         // Until the scheduled run has finished, however slow the machine is.
         let outcome = if dry_run { "dry_run" } else { "ok" };
         let runs = format!(r#"snapshot_runs_total{{policy="cache",outcome="{outcome}"}} "#);
@@ -485,8 +489,7 @@ fn the_daemon_takes_scheduled_snapshots_and_dry_run_uploads_nothing() {
                 (count.trim().parse::<f64>().ok()? >= 1.0).then_some(metrics)
             },
         );
-        let _ = daemon.kill();
-        let _ = daemon.wait();
+        drop(daemon);
         // A brand-new policy has no snapshot yet: it missed nothing.
         assert!(
             !metrics.contains(r#"redis_autopilot_snapshots_missed_total{policy="cache"} 1"#),
@@ -543,14 +546,18 @@ fn snapshots_wait_for_credentials_mounted_late() {
     ));
     std::fs::write(policies.join("cache.yaml"), text).expect("policy");
     let port = free_port();
-    let mut daemon = Command::new(BIN)
-        .args(["run", "--policies"])
-        .arg(&policies)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--webhook-insecure-no-token"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start the daemon");
+    // Killed when dropped, so a failed wait does not leave it running.
+    let daemon = support::Process {
+        child: Command::new(BIN)
+            .args(["run", "--policies"])
+            .arg(&policies)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--webhook-insecure-no-token"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the daemon"),
+        dir: tempfile::tempdir().expect("temp dir"),
+    };
     let sample = |metrics: &str, name: &str| -> Option<f64> {
         metrics.lines().find_map(|l| l.strip_prefix(name))?.trim().parse().ok()
     };
@@ -575,8 +582,7 @@ fn snapshots_wait_for_credentials_mounted_late() {
             (sample(&metrics, taken)? >= 1.0).then_some(metrics)
         },
     );
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
     assert!(
         metrics.contains("redis_autopilot_snapshot_last_success_timestamp_seconds"),
         "{metrics}"
