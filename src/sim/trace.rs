@@ -25,7 +25,8 @@ pub const MAX_ROWS: usize = 40_000_000;
 /// Longest span a trace may cover: a replay takes a controller tick per sampling interval of
 /// it whatever its rows, so three rows a century apart would run for days. A year and a
 /// quarter, as [`MAX_ROWS`] at one row per second.
-pub const MAX_SPAN: Millis = 456 * 86_400_000;
+pub const MAX_SPAN: Millis = 456 * MILLIS_PER_DAY;
+const MILLIS_PER_DAY: Millis = 86_400_000;
 /// Longest line a trace may have: a time and a load take a few dozen bytes, and a line is
 /// read whole before it is parsed, so one without an end must not grow without one.
 pub const MAX_LINE_BYTES: usize = 1_024;
@@ -108,7 +109,7 @@ pub enum TraceError {
     OutOfRange { file: String },
     #[error("{file}: a single row has no step to tell how long it lasts; give at least two rows")]
     SingleRow { file: String },
-    #[error("{file}: the trace spans {days} days; at most {} are replayed", MAX_SPAN / 86_400_000)]
+    #[error("{file}: the trace spans {days} days; at most {} are replayed", MAX_SPAN / MILLIS_PER_DAY)]
     TooLong { file: String, days: i64 },
     #[error("{file}: slice bound `{value}` is {found} but the trace's times are {expected}")]
     SliceKind { file: String, value: String, found: TimeKind, expected: TimeKind },
@@ -205,12 +206,10 @@ pub struct Clock {
 }
 
 impl Clock {
-    const MILLIS_PER_DAY: Millis = 86_400_000;
-
     /// Exactly what [`timestamp`] returns for `at`.
     pub fn timestamp(&mut self, at: Millis) -> Timestamp {
-        let day = at.div_euclid(Self::MILLIS_PER_DAY);
-        let of_day = at.rem_euclid(Self::MILLIS_PER_DAY);
+        let day = at.div_euclid(MILLIS_PER_DAY);
+        let of_day = at.rem_euclid(MILLIS_PER_DAY);
         if let Some((known, date)) = self.day
             && known == day
         {
@@ -386,7 +385,7 @@ impl Trace {
         }
         let span = end.saturating_sub(rows[0].at);
         if span > MAX_SPAN {
-            return Err(TraceError::TooLong { file, days: span / 86_400_000 });
+            return Err(TraceError::TooLong { file, days: span / MILLIS_PER_DAY });
         }
         Ok(Self { name: file, kind, rows, end })
     }

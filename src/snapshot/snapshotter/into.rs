@@ -134,12 +134,14 @@ impl Snapshotter {
                 source: crate::cluster::ClusterError::Busy { claim: claim.clone() },
             });
         }
-        let (members, down): (Vec<Member>, Vec<Member>) = cluster
-            .members()
-            .await
-            .map_err(failed("list the members"))?
-            .into_iter()
-            .partition(|m| m.gone.is_none());
+        let listed = cluster.members().await.map_err(failed("list the members"))?;
+        // A member that is down cannot say what it holds, and it comes back to resync from
+        // the restored master: it counts as holding data, never as empty.
+        let down: Vec<String> = listed
+            .iter()
+            .filter_map(|m| Some(format!("{} cannot be asked ({})", m.id, m.gone.as_ref()?)))
+            .collect();
+        let members: Vec<Member> = listed.into_iter().filter(|m| m.gone.is_none()).collect();
         let old = members.iter().find(|m| m.id == record.instance).cloned();
         // The instance to load: a replica when there is one (the recorded master is never
         // made a replica of anything but a recorded master), else the master of a fleet of one.
@@ -157,12 +159,7 @@ impl Snapshotter {
         // object's first bytes now (the download is dropped), before anything is changed.
         drop(self.checked_payload(manifest, &server).await?);
 
-        // A member that is down cannot say what it holds, and it comes back to resync from
-        // the restored master: it counts as holding data, never as empty.
-        let mut holding: Vec<String> = down
-            .iter()
-            .map(|m| format!("{} cannot be asked ({})", m.id, m.gone.as_deref().unwrap_or("down")))
-            .collect();
+        let mut holding = down;
         holding.extend(self.holding_data(&members, step).await);
         let mut pre_restore_snapshot = None;
         if !holding.is_empty() {
