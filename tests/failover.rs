@@ -209,7 +209,14 @@ fn a_master_restarted_empty_never_wipes_the_replicas() {
             || (dbsize(port)? == 10_000).then_some(()),
         );
     }
-    assert!(fleet.log().contains("after restarting without its data"), "{}", fleet.log());
+    // The decision is logged once its action is done, which may be after the fleet already
+    // looks healthy from outside: wait for the line rather than race it.
+    wait_until(
+        Duration::from_secs(10),
+        "the failover's reason in the log",
+        || fleet.log(),
+        || fleet.log().contains("after restarting without its data").then_some(()),
+    );
 }
 
 /// Issue 11 §6: a master killed and restarted on its port *as a master* (a misconfigured
